@@ -1,0 +1,128 @@
+"""What one voice call achieved, and whether it is worth calling again.
+
+Pure code. The client adapter collects, for the call it originated, the
+OriginateResponse ``Reason``, the ``Cause`` of the Hangup event, our
+dialplan's ``AllertaResult`` UserEvent and whether the channel went Up; this
+module turns them into one ``CallOutcome`` following the policy table in
+shared/reference/asterisk-ami.md.
+
+The Hangup cause wins over Reason: on PJSIP trunks a busy callee shows up as
+Reason 0 with Cause 17, so Reason alone would call it a generic failure.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from asterisk.q850 import REASON_NAMES, cause_text
+
+OUTCOMES = frozenset({"confirmed", "answered", "voicemail", "busy", "no_answer",
+                      "congestion", "invalid_number", "failed"})
+# Outcomes in which a person or a mailbox heard the message.
+DELIVERED = frozenset({"confirmed", "answered", "voicemail"})
+
+# Causes raised by our trunk or the network rather than by the callee. They say
+# nothing about the recipient, so they must not use up the recipient's
+# attempts; the trunk should lower its concurrency instead.
+TRUNK_SIDE_CAUSES = frozenset({34, 38, 41, 42})
+# The number itself is wrong: calling again cannot help.
+PERMANENT_CAUSES = frozenset({1, 22, 28})
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    outcome: str                      # one of OUTCOMES
+    reason: str                       # for people: "busy (Q.850 17 user busy)"
+    permanent: bool = False           # never call this number again for this alert
+    charge_attempt: bool = True       # counts against the recipient's attempts
+    retry_at_most_once: bool = False  # cause 21: the callee rejected the call
+    trunk_side: bool = False          # the trunk or network failed, not the callee
+    cause: int | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome in DELIVERED
+
+
+def _with_cause(label: str, cause: int) -> str:
+    return f"{label} (Q.850 {cause} {cause_text(cause).lower()})"
+
+
+def _from_user_event(user_event: Mapping[str, str], cause: int | None) -> CallOutcome | None:
+    result = (user_event.get("Result") or "").strip().lower()
+    digit = (user_event.get("Digit") or "").strip()
+    if result == "confirmed":
+        return CallOutcome("confirmed", f"confirmed by pressing {digit or '1'}", cause=cause)
+    if result == "voicemail":
+        return CallOutcome("voicemail", "answering machine: message left", cause=cause)
+    if result == "listened":
+        return CallOutcome("answered", "answered and listened, not confirmed", cause=cause)
+    return None
+
+
+def _from_cause(cause: int) -> CallOutcome | None:
+    if cause in PERMANENT_CAUSES:
+        return CallOutcome("invalid_number", _with_cause("invalid number", cause),
+                           permanent=True, cause=cause)
+    if cause == 17:
+        return CallOutcome("busy", _with_cause("busy", cause), cause=cause)
+    if cause in (18, 19, 20):
+        return CallOutcome("no_answer", _with_cause("no answer", cause), cause=cause)
+    if cause == 21:
+        return CallOutcome("failed", _with_cause("call rejected", cause),
+                           retry_at_most_once=True, cause=cause)
+    if cause in (34, 41, 42):
+        return CallOutcome("congestion", _with_cause("trunk congestion", cause),
+                           charge_attempt=False, trunk_side=True, cause=cause)
+    if cause == 38:
+        return CallOutcome("failed", _with_cause("network out of order", cause),
+                           charge_attempt=False, trunk_side=True, cause=cause)
+    if cause == 27:
+        return CallOutcome("failed", _with_cause("destination out of order", cause), cause=cause)
+    if cause in (0, 16):
+        return None  # says nothing without an answer: let Reason decide
+    return CallOutcome("failed", _with_cause("failed", cause), cause=cause)
+
+
+def _from_reason(reason: int | None, cause: int | None) -> CallOutcome:
+    name = REASON_NAMES.get(reason, "unknown") if reason is not None else "no result"
+    label = f"Reason {reason} {name}" if reason is not None else name
+    if reason == 5:
+        return CallOutcome("busy", f"busy ({label})", cause=cause)
+    if reason == 3:
+        return CallOutcome("no_answer", f"no answer ({label})", cause=cause)
+    if reason == 8:
+        # Without a cause we cannot tell 21/27 from trunk congestion; the
+        # trunk is the common case and not charging errs toward calling again.
+        return CallOutcome("congestion", f"congestion ({label})",
+                           charge_attempt=False, trunk_side=True, cause=cause)
+    if reason == 0 and not cause:
+        # The channel could not even be requested: the call never left us.
+        return CallOutcome("failed", f"channel request failed ({label})",
+                           charge_attempt=False, trunk_side=True, cause=cause)
+    if cause == 16:
+        # Table: normal clearing without an answer is treated as 31.
+        return CallOutcome("failed", _with_cause("not answered", 16), cause=cause)
+    return CallOutcome("failed", f"failed ({label})", cause=cause)
+
+
+def classify_call(reason: int | None, hangup_cause: int | None,
+                  user_event: Mapping[str, str] | None, answered: bool) -> CallOutcome:
+    """Turn what AMI said about one call into a ``CallOutcome``.
+
+    ``user_event`` is the AllertaResult UserEvent's pairs (``Result``,
+    ``Digit``), ``answered`` whether the channel reached state Up (or Reason 4).
+    """
+    cause = hangup_cause if hangup_cause else None
+    if user_event:
+        outcome = _from_user_event(user_event, cause)
+        if outcome is not None:
+            return outcome
+    if answered or reason == 4:
+        return CallOutcome("answered", "answered, hung up before the end of the message",
+                           cause=cause)
+    if cause is not None:
+        outcome = _from_cause(cause)
+        if outcome is not None:
+            return outcome
+    return _from_reason(reason, cause)

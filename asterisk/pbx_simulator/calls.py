@@ -1,0 +1,248 @@
+"""One simulated outbound call, from Originate to the last Hangup event.
+
+The event order follows the Asterisk 22 transcript: for ``Local/`` channels
+the ;1/;2 pair with LocalBridge, exactly as recorded; for trunk technologies
+(PJSIP, DAHDI, Dongle...) the single outbound channel Asterisk creates. Then
+our dialplan (asterisk/conf/extensions_allerta.conf) runs on the answered
+channel: DTMF, ``UserEvent: AllertaResult`` and the hangup handler's
+``UserEvent: AllertaHangup``.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from asterisk.pbx_simulator import channel_events as ev
+from asterisk.pbx_simulator.population import FAILURES, CallPlan
+from asterisk.q850 import originate_reason_for_cause
+
+
+class CallHost(Protocol):
+    """What a call needs from the simulator that runs it."""
+
+    def emit(self, pairs: ev.Pairs) -> None: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def new_uniqueid(self) -> str: ...
+
+    def new_sequence(self) -> int: ...
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass
+class SimulatedCall:
+    number: str
+    technology: str
+    trunk: str
+    requested: str                 # the Originate Channel header, e.g. PJSIP/39..@trunk1
+    context: str
+    exten: str
+    action_id: str | None
+    channel_id: str | None
+    variables: dict[str, str]
+    timeout_seconds: float         # originate Timeout, already time-scaled
+    plan: CallPlan
+    attempt: int
+    concurrent: int                # calls on this trunk when this one started
+    send_response: bool = True     # Async originates get OriginateResponse
+    started_at: dt.datetime = field(default_factory=_now)
+    answered_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    outcome: str | None = None
+    cause: int | None = None
+    channels: list[ev.SimChannel] = field(default_factory=list)
+    answered_event: asyncio.Event = field(default_factory=asyncio.Event)
+    forgotten: bool = False        # set by a control reset: neither counted nor logged
+
+    def log_record(self) -> dict[str, object]:
+        iso = lambda t: t.isoformat() if t else None  # noqa: E731
+        return {"number": self.number, "trunk": self.trunk, "channel": self.requested,
+                "channel_id": self.channel_id, "action_id": self.action_id,
+                "delivery": self.variables.get("ALLERTA_DELIVERY"), "attempt": self.attempt,
+                "behaviour": self.plan.behaviour, "start": iso(self.started_at),
+                "answer": iso(self.answered_at), "end": iso(self.ended_at),
+                "outcome": self.outcome, "cause": self.cause, "concurrent": self.concurrent}
+
+
+class CallScript:
+    """Plays one call's events on a host. ``run`` returns when the call is over."""
+
+    def __init__(self, call: SimulatedCall, host: CallHost, speed: float) -> None:
+        self.call = call
+        self.host = host
+        self.speed = speed   # time_scale: 0.01 makes a 10 s ring last 0.1 s
+
+    async def _wait(self, seconds: float) -> None:
+        await self.host.sleep(seconds * self.speed)
+
+    def _originate_failed(self, reason: int) -> None:
+        call = self.call
+        if call.send_response:
+            self.host.emit(ev.originate_response(
+                call.action_id, False, call.requested, call.context, call.exten, reason,
+                call.channel_id or "<unknown>"))
+
+    def _originate_answered(self, channel: ev.SimChannel) -> None:
+        call = self.call
+        call.answered_at = _now()
+        call.answered_event.set()
+        if call.send_response:
+            self.host.emit(ev.originate_response(call.action_id, True, channel.name, call.context,
+                                                 call.exten, 4, channel.uniqueid))
+
+    async def run(self) -> None:
+        call = self.call
+        seq = self.host.new_sequence()
+        uid = call.channel_id or self.host.new_uniqueid()
+        if call.technology.lower() == "local":
+            await self._run_local(seq, uid)
+        else:
+            await self._run_trunk(seq, uid)
+        call.ended_at = _now()
+
+    # --- trunk technologies: one channel -----------------------------------------
+
+    async def _run_trunk(self, seq: int, uid: str) -> None:
+        call, emit = self.call, self.host.emit
+        chan = ev.SimChannel(f"{call.technology}/{call.trunk}-{seq:08x}", uid, uid,
+                             call.context, call.exten)
+        call.channels = [chan]
+        emit(ev.channel_event("Newchannel", chan))
+        emit(ev.dial_event("DialBegin", chan, ("DialString", f"{call.number}@{call.trunk}")))
+        behaviour = call.plan.behaviour
+        if behaviour not in ("invalid_number", "congestion"):
+            await self._wait(0.3)
+            chan.state = 5
+            emit(ev.channel_event("Newstate", chan))
+        failure = await self._ring(behaviour)
+        if failure is not None:
+            cause, dial_status = failure
+            emit(ev.dial_event("DialEnd", chan, ("DialStatus", dial_status)))
+            emit(ev.hangup(chan, cause))
+            self._finish(cause)
+            self._originate_failed(originate_reason_for_cause(cause))
+            return
+        chan.state = 6
+        emit(ev.channel_event("Newstate", chan))
+        emit(ev.dial_event("DialEnd", chan, ("DialStatus", "ANSWER")))
+        self._originate_answered(chan)
+        await self._dialplan(chan)
+        emit(ev.channel_event("SoftHangupRequest", chan, ("Cause", "16")))
+        self._hangup_handler(chan, 16)
+        emit(ev.hangup(chan, 16))
+
+    # --- Local channels: the ;1/;2 pair of the transcript -------------------------
+
+    async def _run_local(self, seq: int, uid: str) -> None:
+        call, emit = self.call, self.host.emit
+        base = f"Local/{call.number}@{call.trunk}-{seq:08x}"
+        # core_unreal.c: with a ChannelId and no OtherChannelId, ;2 gets "<id>;2".
+        uid2 = f"{call.channel_id};2" if call.channel_id else self.host.new_uniqueid()
+        one = ev.SimChannel(f"{base};1", uid, uid, call.trunk, call.number)
+        two = ev.SimChannel(f"{base};2", uid2, uid, call.trunk, call.number, state=4)
+        call.channels = [one, two]
+        emit(ev.channel_event("Newchannel", one))
+        emit(ev.channel_event("Newchannel", two))
+        emit(ev.local_bridge(one, two, call.trunk, call.number))
+        emit(ev.dial_event("DialBegin", one, ("DialString", f"{call.number}@{call.trunk}")))
+        behaviour = call.plan.behaviour
+        failure = await self._ring(behaviour)
+        if failure is not None:
+            cause, dial_status = failure
+            if behaviour in ("busy", "congestion"):
+                # Busy()/Congestion() send a control frame: Asterisk answers the
+                # originate first and ;1 ends with cause 0 (see the transcript).
+                self._originate_failed(originate_reason_for_cause(cause))
+                two.state = 7 if behaviour == "busy" else two.state
+                if behaviour == "busy":
+                    emit(ev.channel_event("Newstate", two))
+                emit(ev.dial_event("DialEnd", one, ("DialStatus", dial_status)))
+                emit(ev.channel_event("HangupRequest", two, ("Cause", "0")))
+                emit(ev.channel_event("SoftHangupRequest", two, ("Cause", "16")))
+                emit(ev.hangup(one, 0))
+                emit(ev.hangup(two, cause))
+                self._finish(cause)
+                return
+            emit(ev.channel_event("HangupRequest", two, ("Cause", str(cause))))
+            emit(ev.channel_event("SoftHangupRequest", two, ("Cause", "16")))
+            emit(ev.hangup(one, cause))
+            emit(ev.hangup(two, cause))
+            self._finish(cause)
+            self._originate_failed(originate_reason_for_cause(cause))
+            return
+        two.state, two.priority = 6, 2
+        emit(ev.channel_event("Newstate", two))
+        one.state = 6
+        emit(ev.channel_event("Newstate", one))
+        emit(ev.dial_event("DialEnd", one, ("DialStatus", "ANSWER")))
+        self._originate_answered(one)
+        one.context, one.exten = call.context, call.exten
+        await self._dialplan(one)
+        two.priority = 4
+        emit(ev.channel_event("SoftHangupRequest", one, ("Cause", "16")))
+        emit(ev.channel_event("HangupRequest", two, ("Cause", "16")))
+        self._hangup_handler(one, 16)
+        emit(ev.hangup(one, 16))
+        emit(ev.channel_event("SoftHangupRequest", two, ("Cause", "16")))
+        emit(ev.hangup(two, 16))
+
+    # --- shared pieces ------------------------------------------------------------
+
+    async def _ring(self, behaviour: str) -> tuple[int, str] | None:
+        """Wait as the callee does; the (cause, DialStatus) of a failure or None if answered."""
+        plan = self.call.plan
+        if behaviour == "over_limit":
+            return 34, "CONGESTION"
+        if behaviour in ("invalid_number", "congestion"):
+            await self._wait(0.2)
+            return FAILURES[behaviour]
+        timeout = self.call.timeout_seconds
+        if behaviour == "no_answer" or (behaviour not in FAILURES and
+                                        plan.ring_seconds * self.speed >= timeout):
+            await self.host.sleep(timeout)
+            return FAILURES["no_answer"]
+        await self._wait(plan.ring_seconds)
+        if behaviour in FAILURES:
+            return FAILURES[behaviour]
+        return None
+
+    async def _dialplan(self, chan: ev.SimChannel) -> None:
+        """[allerta-outbound]: Answer, Wait(1), AMD, Playback, Read, UserEvent."""
+        call, plan = self.call, self.call.plan
+        chan.priority = 2
+        await self._wait(1.0)
+        amd = call.variables.get("ALLERTA_AMD", "").lower() in ("1", "yes", "true", "on")
+        await self._wait(plan.listen_seconds)
+        chan.priority = 6
+        if plan.behaviour == "confirm":
+            begin, end = ev.dtmf_events(chan, plan.digit)
+            self.host.emit(begin)
+            self.host.emit(end)
+            result, digit = ("confirmed" if plan.digit == "1" else "listened"), plan.digit
+        elif plan.behaviour == "voicemail" and amd:
+            result, digit = "voicemail", ""
+        else:
+            result, digit = "listened", ""
+        chan.priority = 8
+        self.host.emit(ev.user_event(chan, "AllertaResult",
+                                     ("Delivery", call.variables.get("ALLERTA_DELIVERY", "")),
+                                     ("Result", result), ("Digit", digit)))
+        self.call.outcome = result
+        self.call.cause = 16
+        chan.priority = 9
+
+    def _hangup_handler(self, chan: ev.SimChannel, cause: int) -> None:
+        self.host.emit(ev.user_event(chan, "AllertaHangup",
+                                     ("Delivery", self.call.variables.get("ALLERTA_DELIVERY", "")),
+                                     ("Cause", str(cause))))
+
+    def _finish(self, cause: int) -> None:
+        behaviour = self.call.plan.behaviour
+        self.call.outcome = "congestion" if behaviour == "over_limit" else behaviour
+        self.call.cause = cause

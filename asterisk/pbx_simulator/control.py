@@ -1,0 +1,90 @@
+"""Test controls over a unix socket: one JSON object per line in, one per line out.
+
+Like the mock servers wazo tests against: ask what the PBX received, reset
+it, or make it misbehave (drop every AMI connection, restart).
+
+Commands (``{"cmd": ...}``):
+  status                              active calls per trunk, totals, connections
+  received                            every action received, in order (Secret masked)
+  calls                               calls still in progress
+  drop_connections                    close every AMI socket without Goodbye
+  restart {"seconds": N}              drop calls and connections, refuse connections N s (real time)
+  reset                               forget calls, counters, attempts, actions; truncate the log
+  set_override {"number", ...}        change one callee's behaviour, as in the population file
+  set_limit {"trunk", "limit"}        change or add a trunk's channel limit
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from asterisk.pbx_simulator.population import PopulationError
+from asterisk.pbx_simulator.simulator import PbxSimulator
+
+
+class ControlServer:
+    def __init__(self, sim: PbxSimulator, path: Path) -> None:
+        self.sim = sim
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        if self.path.exists():
+            self.path.unlink()
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self.path.exists():
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    request = json.loads(line)
+                    if not isinstance(request, dict):
+                        raise ValueError("a request is a JSON object")
+                    reply = await self.execute(request)
+                except (ValueError, KeyError, TypeError, PopulationError) as exc:
+                    reply = {"ok": False, "error": str(exc)}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def execute(self, request: dict[str, Any]) -> dict[str, Any]:
+        sim = self.sim
+        command = request.get("cmd")
+        if command == "status":
+            return {"ok": True, **sim.status()}
+        if command == "received":
+            return {"ok": True, "actions": [[list(pair) for pair in action]
+                                            for action in sim.received]}
+        if command == "calls":
+            return {"ok": True, "calls": [call.log_record() for call in sim.calls.values()]}
+        if command == "drop_connections":
+            return {"ok": True, "dropped": sim.drop_connections()}
+        if command == "restart":
+            await sim.restart(float(request.get("seconds", 1.0)))
+            return {"ok": True}
+        if command == "reset":
+            sim.reset()
+            return {"ok": True}
+        if command == "set_override":
+            override = {k: v for k, v in request.items() if k not in ("cmd", "number")}
+            sim.population.set_override(str(request["number"]), override)
+            return {"ok": True}
+        if command == "set_limit":
+            limit = int(request["limit"])
+            if limit < 0:
+                raise ValueError("limit must be >= 0")
+            sim.config.trunks[str(request["trunk"])] = limit
+            return {"ok": True}
+        raise ValueError(f"unknown command {command!r}")

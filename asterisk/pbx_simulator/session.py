@@ -1,0 +1,187 @@
+"""One AMI connection to the simulator, answering actions as manager.c does."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from asterisk.ami_protocol import AmiMessage, AmiProtocolError, parse_messages, serialize
+from asterisk.pbx_simulator import channel_events as ev
+
+if TYPE_CHECKING:
+    from asterisk.pbx_simulator.simulator import PbxSimulator
+
+# Actions allowed before Login (manager.c: everything else is "Permission denied").
+_UNAUTHENTICATED = {"login", "challenge", "logoff"}
+# Write classes each action needs; any one of them is enough, as in manager.c.
+_ACTION_AUTHORITY = {
+    "ping": set(), "logoff": set(), "login": set(), "challenge": set(),
+    "originate": {"originate"},
+    "command": {"command"},
+    "coreshowchannels": {"system", "reporting"},
+}
+_EVENTS_OFF = {"off", "no", "false", "0", "none"}
+_EVENTS_ON = {"on", "yes", "true", "1", "all"}
+
+
+class AmiSession:
+    def __init__(self, sim: PbxSimulator, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.sim = sim
+        self.reader = reader
+        self.writer = writer
+        self.authenticated = False
+        self.event_classes: frozenset[str] = frozenset()
+        self.closed = False
+
+    # --- output -------------------------------------------------------------------
+
+    def send(self, pairs: ev.Pairs) -> None:
+        if not self.closed:
+            self.writer.write(serialize(pairs))
+
+    def wants(self, event_class: str) -> bool:
+        return self.authenticated and not self.closed and event_class in self.event_classes
+
+    def respond(self, action: AmiMessage, response: str, message: str | None = None,
+                *extra: tuple[str, str]) -> None:
+        pairs: ev.Pairs = [("Response", response)]
+        action_id = action.get("ActionID")
+        if action_id is not None:
+            # Asterisk echoes ActionID only when the action carried one.
+            pairs.append(("ActionID", action_id))
+        if message is not None:
+            pairs.append(("Message", message))
+        self.send(pairs + list(extra))
+
+    def abort(self) -> None:
+        """Close without Goodbye, as when Asterisk dies or the link breaks."""
+        self.closed = True
+        self.writer.transport.abort()
+
+    async def close(self) -> None:
+        self.closed = True
+        try:
+            await self.writer.drain()
+        except ConnectionError:
+            pass
+        self.writer.close()
+
+    # --- input --------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        self.writer.write(f"Asterisk Call Manager/{self.sim.config.version}\r\n".encode())
+        buffer = b""
+        try:
+            while not self.closed:
+                data = await self.reader.read(65536)
+                if not data:
+                    break
+                messages, buffer = parse_messages(buffer + data)
+                for message in messages:
+                    if message.greeting is None and not self.closed:
+                        await self.handle(message)
+                if not self.closed:
+                    await self.writer.drain()
+        except AmiProtocolError as exc:
+            self.sim.note(f"protocol error, closing: {exc}")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.sim.sessions.discard(self)
+            if not self.closed:
+                await self.close()
+
+    async def handle(self, action: AmiMessage) -> None:
+        name = (action.get("Action") or "").strip().lower()
+        self.sim.record_action(action)
+        if not name:
+            self.respond(action, "Error", "Missing action in request")
+            return
+        if not self.authenticated and name not in _UNAUTHENTICATED:
+            self.respond(action, "Error", "Permission denied")
+            return
+        needed = _ACTION_AUTHORITY.get(name)
+        if needed and not needed & self.sim.config.write_classes:
+            self.respond(action, "Error", "Permission denied")
+            return
+        handler = getattr(self, f"_action_{name}", None)
+        if handler is None:
+            self.respond(action, "Error", f"Invalid/unknown command: {action.get('Action')}. "
+                                          "Use Action: ListCommands to show available commands.")
+            return
+        await handler(action)
+
+    async def _action_login(self, action: AmiMessage) -> None:
+        config = self.sim.config
+        if action.get("Username") != config.username or action.get("Secret") != config.secret:
+            # manager.c sleeps a second before refusing, to slow down guessing.
+            await asyncio.sleep(config.time_scale * 1.0)
+            self.respond(action, "Error", "Authentication failed")
+            await self.close()
+            return
+        self.authenticated = True
+        self.event_classes = self._event_classes(action.get("Events"))
+        self.respond(action, "Success", "Authentication accepted")
+        if "system" in self.event_classes:
+            self.send(ev.fully_booted(self.sim.uptime()))
+
+    def _event_classes(self, events: str | None) -> frozenset[str]:
+        read = self.sim.config.read_classes
+        if events is None or events.strip().lower() in _EVENTS_ON:
+            return read
+        if events.strip().lower() in _EVENTS_OFF:
+            return frozenset()
+        return read & {c.strip().lower() for c in events.split(",")}
+
+    async def _action_challenge(self, action: AmiMessage) -> None:
+        self.respond(action, "Error", "Must specify AuthType")
+
+    async def _action_ping(self, action: AmiMessage) -> None:
+        self.respond(action, "Success", None, ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))
+
+    async def _action_logoff(self, action: AmiMessage) -> None:
+        self.respond(action, "Goodbye", "Thanks for all the fish.")
+        await self.close()
+
+    async def _action_originate(self, action: AmiMessage) -> None:
+        error = self.sim.check_originate(action)
+        if error is not None:
+            self.respond(action, "Error", error)
+            return
+        asynchronous = (action.get("Async") or "").strip().lower() in ("true", "yes", "1", "on")
+        call = self.sim.place_call(action, asynchronous)
+        if asynchronous:
+            self.respond(action, "Success", "Originate successfully queued")
+            return
+        # Without Async, manager.c blocks this session until the call is
+        # answered or failed, and no OriginateResponse event is sent.
+        await self.sim.wait_answered_or_ended(call)
+        if call.answered_at is not None:
+            self.respond(action, "Success", "Originate successfully queued")
+        else:
+            self.respond(action, "Error", "Originate failed")
+
+    async def _action_command(self, action: AmiMessage) -> None:
+        command = " ".join((action.get("Command") or "").split())
+        if command in ("core show channels", "core show channels concise"):
+            lines = self.sim.core_show_channels()
+            self.respond(action, "Success", "Command output follows",
+                         *(("Output", line) for line in lines))
+            return
+        self.respond(action, "Error", "Command output follows",
+                     ("Output", f"No such command '{command}' (type 'core show help {command}' "
+                                "for other possible commands)"))
+
+    async def _action_coreshowchannels(self, action: AmiMessage) -> None:
+        action_id = action.get("ActionID")
+        id_pairs = [("ActionID", action_id)] if action_id is not None else []
+        self.respond(action, "Success", None, ("EventList", "start"),
+                     ("Message", "Channels will follow"))
+        items = self.sim.channel_items()
+        for channel, duration in items:
+            self.send([("Event", "CoreShowChannel"), *id_pairs, *channel.snapshot(),
+                       ("BridgeId", ""), ("Application", "Read" if channel.state == 6 else "AppDial"),
+                       ("ApplicationData", ""), ("Duration", duration)])
+        self.send([("Event", "CoreShowChannelsComplete"), *id_pairs,
+                   ("EventList", "Complete"), ("ListItems", str(len(items)))])

@@ -1,0 +1,243 @@
+"""Alerts: compose, fan out into one delivery per recipient number and channel, cancel, report."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.db import utcnow
+from gateway.models import (Alert, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
+                            contact_groups, contact_numbers)
+from gateway.phone import InvalidNumber, normalise_number
+from gateway.sms_text import SmsPlan, SmsTextError, plan_sms
+
+
+class AlertError(Exception):
+    """An alert that cannot be created as asked; nothing was stored."""
+
+
+@dataclass(frozen=True)
+class Target:
+    everyone: bool = False
+    zones: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    numbers: tuple[str, ...] = ()
+
+    def describe(self) -> dict:
+        return {"all": self.everyone, "zones": list(self.zones), "groups": list(self.groups),
+                "numbers": list(self.numbers)}
+
+
+@dataclass
+class AlertRequest:
+    text: str
+    target: Target
+    channels: tuple[str, ...] = ("sms",)
+    drill: bool = False
+    priority: bool = False
+    created_by: str = "cli"
+    deadline: dt.datetime | None = None
+    max_attempts: int = 5
+
+
+@dataclass
+class AlertPreview:
+    sms_text: str
+    plan: SmsPlan
+    recipients: dict[str, int] = field(default_factory=dict)  # per channel
+
+    @property
+    def total_segments(self) -> int:
+        return self.plan.segments * self.recipients.get("sms", 0)
+
+
+def compose_sms_text(text: str, drill: bool, drill_prefix: str) -> str:
+    text = text.strip()
+    if drill and not text.startswith(drill_prefix.strip()):
+        text = drill_prefix + text
+    return text
+
+
+class AlertService:
+    def __init__(self, sessions: sessionmaker[Session], *, region: str = "IT", max_segments: int = 4,
+                 drill_prefix: str = "[ESERCITAZIONE] ") -> None:
+        self.sessions = sessions
+        self.region = region
+        self.max_segments = max_segments
+        self.drill_prefix = drill_prefix
+
+    # --- composing ----------------------------------------------------------------
+    def plan(self, request: AlertRequest) -> tuple[str, SmsPlan]:
+        if not request.text.strip():
+            raise AlertError("the alert text is empty")
+        sms_text = compose_sms_text(request.text, request.drill, self.drill_prefix)
+        try:
+            plan = plan_sms(sms_text)
+        except SmsTextError as exc:
+            raise AlertError(str(exc)) from None
+        if plan.segments > self.max_segments:
+            raise AlertError(f"the message needs {plan.segments} SMS segments ({plan.encoding}, {plan.units} "
+                             f"{'septets' if plan.encoding == 'GSM-7' else 'characters'}); the configured maximum "
+                             f"is {self.max_segments} ([general] max_sms_segments). Shorten the text.")
+        return sms_text, plan
+
+    def preview(self, request: AlertRequest) -> AlertPreview:
+        sms_text, plan = self.plan(request)
+        with self.sessions() as session:
+            self._check_target(session, request.target)
+            counts = {}
+            for channel in request.channels:
+                query = self._recipients_query(session, request.target, channel, alert_id=None)
+                counts[channel] = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        return AlertPreview(sms_text, plan, counts)
+
+    def _check_target(self, session: Session, target: Target) -> None:
+        if not (target.everyone or target.zones or target.groups or target.numbers):
+            raise AlertError("no recipients chosen: give --zone, --group, --all or --to")
+        for kind, model, names in (("zone", Zone, target.zones), ("group", Group, target.groups)):
+            known = list(session.scalars(select(model.name).order_by(model.name)))
+            folded = {name.casefold() for name in known}
+            missing = [name for name in names if name.casefold() not in folded]
+            if missing:
+                raise AlertError(f"unknown {kind}: {', '.join(missing)} (known: {', '.join(known) or 'none'})")
+        for raw in target.numbers:
+            try:
+                normalise_number(raw, self.region)
+            except InvalidNumber as exc:
+                raise AlertError(f"--to {raw}: {exc}") from None
+
+    def _recipients_query(self, session: Session, target: Target, channel: str, alert_id: int | None):
+        """SELECT of one row per recipient number, shaped for INSERT INTO deliveries."""
+        c, n = Contact.__table__.c, PhoneNumberRow.__table__.c
+        cn, cg = contact_numbers.c, contact_groups.c
+        conditions = []
+        if not target.everyone:
+            picks = []
+            if target.zones:
+                zone_ids = select(Zone.id).where(func.lower(Zone.name).in_([z.casefold() for z in target.zones]))
+                picks.append(c.zone_id.in_(zone_ids))
+            if target.groups:
+                group_ids = select(Group.id).where(func.lower(Group.name).in_([g.casefold() for g in target.groups]))
+                picks.append(exists().where(cg.contact_id == c.id, cg.group_id.in_(group_ids)))
+            if target.numbers:
+                e164s = [normalise_number(raw, self.region).e164 for raw in target.numbers]
+                picks.append(n.e164.in_(e164s))
+            conditions.append(or_(*picks))
+        if channel == "sms":
+            # Only mobiles get SMS; landlines wait for the voice channel.
+            conditions += [n.kind == "mobile", c.needs.is_distinct_from("voice_only")]
+        else:
+            conditions.append(c.needs.is_distinct_from("text_only"))
+        conditions.append(n.opted_out.is_(False))
+        vulnerable = func.max(cast(c.vulnerable, Integer))
+        return (select(literal(alert_id, Integer).label("alert_id"), n.id.label("number_id"), n.e164,
+                       literal(channel).label("channel"), vulnerable.label("vulnerable"),
+                       func.min(c.language).label("language"))
+                .select_from(PhoneNumberRow.__table__.join(contact_numbers, cn.number_id == n.id)
+                             .join(Contact.__table__, c.id == cn.contact_id))
+                .where(and_(*conditions)).group_by(n.id, n.e164))
+
+    # --- creating -----------------------------------------------------------------
+    def create(self, request: AlertRequest) -> tuple[int, AlertPreview]:
+        """Create the alert and every delivery in one transaction; return its id."""
+        sms_text, plan = self.plan(request)
+        with self.sessions.begin() as session:
+            self._check_target(session, request.target)
+            self._ensure_numbers(session, request.target)
+            alert = Alert(text=request.text, sms_text=sms_text, encoding=plan.encoding, segments=plan.segments,
+                          channels=",".join(request.channels), target=json.dumps(request.target.describe()),
+                          drill=request.drill, priority=request.priority, created_by=request.created_by,
+                          deadline=request.deadline, max_attempts=request.max_attempts)
+            session.add(alert)
+            session.flush()
+            counts = {}
+            for channel in request.channels:
+                counts[channel] = self._fan_out(session, alert, request, channel)
+            alert.recipients = sum(counts.values())
+            if alert.recipients == 0:
+                raise AlertError("the chosen target has no reachable recipient for "
+                                 + " or ".join(request.channels))
+        return alert.id, AlertPreview(sms_text, plan, counts)
+
+    def _ensure_numbers(self, session: Session, target: Target) -> None:
+        """--to numbers that are in no contact list become a one-number contact."""
+        for raw in target.numbers:
+            number = normalise_number(raw, self.region)
+            row = session.scalar(select(PhoneNumberRow).where(PhoneNumberRow.e164 == number.e164))
+            if row is None:
+                row = PhoneNumberRow(e164=number.e164, kind=number.kind)
+                session.add(row)
+            if not row.contacts:
+                row.contacts.append(Contact(name="", language="it"))
+        session.flush()
+
+    def _fan_out(self, session: Session, alert: Alert, request: AlertRequest, channel: str) -> int:
+        recipients = self._recipients_query(session, request.target, channel, alert.id).subquery()
+        # Lower sort_key goes first: priority alerts, then vulnerable people.
+        base = 0 if request.priority else 2
+        sort_key = case((recipients.c.vulnerable == 1, base), else_=base + 1)
+        insert = Delivery.__table__.insert().from_select(
+            ["alert_id", "number_id", "e164", "channel", "state", "sort_key", "vulnerable", "language",
+             "attempts", "submissions", "possible_duplicate", "parts_total", "parts_delivered"],
+            select(recipients.c.alert_id, recipients.c.number_id, recipients.c.e164, recipients.c.channel,
+                   literal("pending"), sort_key, recipients.c.vulnerable == 1, recipients.c.language,
+                   literal(0), literal(0), literal(False), literal(0), literal(0)))
+        return session.execute(insert).rowcount
+
+    # --- after ----------------------------------------------------------------------
+    def cancel(self, alert_id: int) -> int:
+        """Stop what has not gone out; returns the number of deliveries cancelled."""
+        now = utcnow()
+        with self.sessions.begin() as session:
+            alert = session.get(Alert, alert_id)
+            if alert is None:
+                raise AlertError(f"no alert with id {alert_id}")
+            cancelled = session.execute(update(Delivery).where(
+                Delivery.alert_id == alert_id, Delivery.state == "pending").values(
+                state="cancelled", updated_at=now, last_error="alert cancelled")).rowcount
+            alert.state, alert.cancelled_at = "cancelled", now
+        return cancelled
+
+    def status(self, alert_id: int) -> dict:
+        with self.sessions() as session:
+            alert = session.get(Alert, alert_id)
+            if alert is None:
+                raise AlertError(f"no alert with id {alert_id}")
+            by_state = dict(session.execute(select(Delivery.state, func.count()).where(
+                Delivery.alert_id == alert_id).group_by(Delivery.state)).all())
+            duplicates = session.scalar(select(func.count()).select_from(Delivery).where(
+                Delivery.alert_id == alert_id, Delivery.possible_duplicate.is_(True)))
+            per_line = {line: {"segments_sent": sent, "segments_delivered": delivered}
+                        for line, sent, delivered in session.execute(
+                            select(SmsPart.line, func.count(),
+                                   func.sum(case((SmsPart.status == "delivered", 1), else_=0)))
+                            .join(Delivery, Delivery.id == SmsPart.delivery_id)
+                            .where(Delivery.alert_id == alert_id).group_by(SmsPart.line)).all()}
+            lines = session.scalars(select(Line).where(Line.channel == "sms")).all()
+        for line in lines:
+            entry = per_line.setdefault(line.label, {"segments_sent": 0, "segments_delivered": 0})
+            entry.update(state=line.state, rate_per_minute=line.rate_per_minute, last_error=line.last_error)
+        remaining = by_state.get("pending", 0) + by_state.get("submitting", 0)
+        capacity = sum((line.rate_per_minute or 0) for line in lines if line.state == "up")
+        remaining_segments = remaining * alert.segments
+        if remaining == 0:
+            eta = 0.0
+        elif capacity > 0:
+            eta = round(remaining_segments / capacity * 60.0, 1)
+        else:
+            eta = None  # no line up: no honest ETA
+        return {
+            "alert": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
+            "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
+            "recipients": alert.recipients, "created_at": alert.created_at.isoformat() + "Z",
+            "by_state": {state: by_state.get(state, 0) for state in
+                         ("pending", "submitting", "sent", "delivered", "failed", "cancelled")},
+            "possible_duplicates": duplicates,
+            "lines": per_line,
+            "remaining_segments": remaining_segments,
+            "capacity_segments_per_minute": round(capacity, 2),
+            "eta_seconds": eta,
+        }

@@ -1,0 +1,112 @@
+"""The contract every delivery channel (SMS modems, Asterisk voice) implements.
+
+The dispatcher only knows this module. A channel never touches the database:
+it reports what happened through the return value of ``submit``, through
+``DeliveryFailed``, and through the ``ChannelEvents`` callbacks for things
+that arrive later (status reports, inbound SMS, line health).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class DeliveryFailed(Exception):
+    """A submit that did not work.
+
+    ``permanent`` failures (invalid number, CMS 1/21/28/96, Q.850 1/28) are
+    never retried. Transient ones are retried later, on another line when one
+    is free. ``charge_attempt`` is False for failures on our side of the line
+    (trunk congestion, modem gone) that must not use up the recipient's
+    attempts.
+    """
+
+    def __init__(self, reason: str, *, permanent: bool, code: str | None = None,
+                 line: str | None = None, charge_attempt: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.code = code
+        self.line = line
+        self.charge_attempt = charge_attempt
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    delivery_id: int
+    alert_id: int
+    number: str                      # E.164, with the leading '+'
+    text: str
+    language: str = "it"
+    audio_path: str | None = None    # voice: rendered 8 kHz WAV, without extension for Playback
+    possible_duplicate: bool = False
+    avoid_lines: frozenset[str] = frozenset()  # lines that just failed for this delivery
+
+
+@dataclass
+class SubmitReceipt:
+    line: str                        # modem label or trunk name
+    references: list[int] = field(default_factory=list)  # SMS: one TP-MR per part, in order
+    outcome: str = "sent"            # sms: sent; voice: confirmed | answered | voicemail
+    started_at: dt.datetime | None = None
+    answered_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    cause: str | None = None
+
+
+@dataclass
+class LineStatus:
+    """Health of one modem or trunk, written to the database by the engine."""
+    channel: str                     # 'sms' | 'voice'
+    label: str
+    state: str                       # up | down | suspended | starting
+    port: str | None = None
+    imei: str | None = None
+    signal: int | None = None        # CSQ 0..31, 99 unknown
+    registration: str | None = None  # home | roaming | searching | denied | unregistered
+    operator: str | None = None
+    sim_state: str | None = None
+    last_error: str | None = None
+    sent_today: int = 0
+    daily_cap: int | None = None
+    sent_total: int = 0
+    failed_total: int = 0
+    in_use: int = 0                  # voice: calls up now
+    limit: int | None = None         # voice: channel limit
+    rate_per_minute: float | None = None  # what this line can do now (segments or calls), for ETAs
+
+
+class ChannelEvents(Protocol):
+    """Callbacks a channel uses for what happens after ``submit`` returned.
+
+    They are always called on the event loop thread.
+    """
+
+    def status_report(self, line: str, reference: int, delivered: bool, detail: str) -> None: ...
+
+    def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None: ...
+
+    def line_status(self, status: LineStatus) -> None: ...
+
+    def capacity_available(self) -> None:
+        """A line became free (rate limit elapsed, modem back): look for work now."""
+
+
+class Channel(Protocol):
+    name: str
+
+    async def start(self, events: ChannelEvents) -> None:
+        """Open lines. Lines that cannot be opened are reported down, not raised."""
+
+    async def stop(self) -> None:
+        """Finish what is in flight and close every line."""
+
+    def free_slots(self) -> int:
+        """How many submits could start right now without waiting."""
+
+    def rate_per_minute(self) -> float:
+        """Messages (SMS parts or calls) per minute the lines that are up can do; for ETAs."""
+
+    async def submit(self, message: OutboundMessage) -> SubmitReceipt:
+        """Send one message; raise DeliveryFailed on failure."""

@@ -1,0 +1,81 @@
+"""The composition root: builds every service from the configuration and injects it.
+
+Nothing else in the code base constructs engines, sessions or channels, so
+tests and the demo can build the same graph with other parts.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import signal
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.alerts import AlertService
+from gateway.config import Config
+from gateway.db import make_engine, make_sessionmaker, migrate
+from gateway.dispatcher import Dispatcher, DispatcherSettings
+from gateway.retry import SmsRetryPolicy
+from gateway.store import Store
+
+
+@dataclass
+class Services:
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: Store
+    alerts: AlertService
+
+
+def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
+    engine = make_engine(config.database_url)
+    if migrate_schema:
+        migrate(engine)
+    sessions = make_sessionmaker(engine)
+    general = config.general
+    return Services(config=config, engine=engine, sessions=sessions, store=Store(sessions),
+                    alerts=AlertService(sessions, region=general["region"], max_segments=general["max_sms_segments"],
+                                        drill_prefix=general["drill_prefix"]))
+
+
+def retry_policy(config: Config) -> SmsRetryPolicy:
+    r = config.retry
+    return SmsRetryPolicy(max_attempts=r["max_attempts"], initial_delay=r["initial_delay"],
+                          max_delay=r["max_delay"], backoff=r["backoff"])
+
+
+def build_dispatcher(services: Services) -> Dispatcher:
+    # The channels are imported here, not at module level: gateway/ itself
+    # never touches a serial port or a socket, only this wiring does.
+    from modem.pool import SmsChannel
+    from modem.worker import WorkerSettings
+
+    config = services.config
+    retry, engine = config.retry, config.engine
+    today = dt.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    today_utc = today.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    channels = []
+    if config.modems:
+        settings = WorkerSettings(send_timeout=retry["send_timeout"], error_threshold=retry["modem_error_threshold"],
+                                  probe_interval=retry["modem_probe_interval"],
+                                  health_interval=engine["health_interval"],
+                                  reopen_interval=min(2.0, retry["modem_probe_interval"]))
+        channels.append(SmsChannel(config.modems, settings,
+                                   sent_today=services.store.sent_today_by_line(today_utc)))
+    return Dispatcher(services.store, channels, retry_policy(config),
+                      DispatcherSettings(poll_interval=engine["poll_interval"],
+                                         report_timeout=engine["report_timeout"]))
+
+
+async def run_engine(services: Services, *, once: bool = False) -> int:
+    dispatcher = build_dispatcher(services)
+    if not dispatcher.channels:
+        raise SystemExit("no channel configured: add [[modems]] to the configuration")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return await dispatcher.run(stop, once=once)

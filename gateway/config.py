@@ -1,0 +1,253 @@
+"""Configuration: one TOML file, validated at start against a documented schema.
+
+Every key lives in ``SCHEMA`` with its type, default and documentation; the
+starter file written by ``allerta init`` and README's key table both come
+from it, so a key cannot exist without being documented. Anything unknown or
+ill-typed stops the start with a message naming the key.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_CONFIG_PATH = "/etc/allerta/allerta.toml"
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Key:
+    type: type | tuple[type, ...]
+    default: Any
+    doc: str
+    check: Callable[[Any], str | None] | None = None  # returns an error text, or None if fine
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _ratio(value: Any) -> str | None:
+    return None if 0 <= value <= 1 else "must be between 0 and 1"
+
+
+def _region(value: str) -> str | None:
+    return None if len(value) == 2 and value.isalpha() and value.isupper() else "must be a two-letter region code such as IT"
+
+
+def _pin(value: str) -> str | None:
+    return None if value == "" or (value.isdigit() and 4 <= len(value) <= 8) else "must be empty or 4 to 8 digits"
+
+
+def _baud(value: int) -> str | None:
+    allowed = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+    return None if value in allowed else f"must be one of {', '.join(map(str, allowed))}"
+
+
+def _segments(value: int) -> str | None:
+    return None if 1 <= value <= 10 else "must be between 1 and 10"
+
+
+def _imei(value: str) -> str | None:
+    return None if value == "" or (value.isdigit() and len(value) == 15) else "must be empty or 15 digits"
+
+
+NUMBER = (int, float)
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "general": {
+        "comune": Key(str, "Comune di Esempio", "Name of the municipality, used in the voice introduction and the panel."),
+        "region": Key(str, "IT", "Default region for numbers written without an international prefix.", _region),
+        "data_dir": Key(str, "/var/lib/allerta", "Directory for the database, rendered audio and logs."),
+        "max_sms_segments": Key(int, 4, "An SMS alert needing more segments than this is refused before it is created.", _segments),
+        "drill_prefix": Key(str, "[ESERCITAZIONE] ", "Text put in front of every drill message, so no citizen mistakes a drill for an emergency."),
+    },
+    "database": {
+        "url": Key(str, "", "SQLAlchemy URL. Empty: sqlite:///<data_dir>/allerta.db. A postgresql:// URL also works."),
+    },
+    "engine": {
+        "poll_interval": Key(NUMBER, 0.5, "Seconds between looks for new work when the engine is idle.", _positive),
+        "health_interval": Key(NUMBER, 30.0, "Seconds between health reads (signal, registration, operator) of each modem.", _positive),
+        "report_timeout": Key(NUMBER, 600.0, "With --once: seconds to wait for outstanding status reports before exiting.", _non_negative),
+    },
+    "retry": {
+        "max_attempts": Key(int, 5, "Attempts per recipient number before a delivery fails.", _positive),
+        "initial_delay": Key(NUMBER, 30.0, "Seconds before the first retry of a transient failure.", _non_negative),
+        "max_delay": Key(NUMBER, 900.0, "Upper bound of the growing retry delay, in seconds.", _non_negative),
+        "backoff": Key(NUMBER, 2.0, "Factor by which the retry delay grows after each failure.", _positive),
+        "send_timeout": Key(NUMBER, 60.0, "Seconds to wait for a modem to answer AT+CMGS before the attempt counts as a transient failure.", _positive),
+        "modem_error_threshold": Key(int, 3, "Consecutive errors after which a modem is taken out of rotation.", _positive),
+        "modem_probe_interval": Key(NUMBER, 60.0, "Seconds before a modem out of rotation (or unplugged) is probed again.", _positive),
+    },
+}
+
+MODEM_SCHEMA: dict[str, Key] = {
+    "label": Key(str, None, "Name shown to operators (unique), e.g. 'tim-1'."),
+    "port": Key(str, None, "Serial device, ideally a stable udev name such as /dev/allerta/modem-1."),
+    "baud": Key(int, 115200, "Serial speed.", _baud),
+    "pin": Key(str, "", "SIM PIN, empty if the SIM has none. Never logged.", _pin),
+    "per_minute": Key(NUMBER, 20.0, "Most SMS segments this modem may send per minute (operator fair-use limits).", _positive),
+    "daily_cap": Key(int, 2000, "Most SMS segments this modem may send per calendar day (SIM plan limit).", _positive),
+    "imei": Key(str, "", "Expected IMEI; when set, a different modem found on the port is refused.", _imei),
+}
+
+
+@dataclass(frozen=True)
+class ModemConfig:
+    label: str
+    port: str
+    baud: int = 115200
+    pin: str = field(default="", repr=False)  # never printed
+    per_minute: float = 20.0
+    daily_cap: int = 2000
+    imei: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    general: dict[str, Any]
+    database: dict[str, Any]
+    engine: dict[str, Any]
+    retry: dict[str, Any]
+    modems: tuple[ModemConfig, ...]
+    path: str | None = None
+
+    @property
+    def database_url(self) -> str:
+        url = self.database["url"]
+        if url:
+            return url
+        return "sqlite:///" + os.path.join(self.general["data_dir"], "allerta.db")
+
+
+def _check_value(where: str, key: Key, value: Any) -> Any:
+    # bool is an int in Python; a 'true' where a number is expected is a mistake.
+    if isinstance(value, bool) and key.type is not bool:
+        raise ConfigError(f"{where}: expected {_type_name(key.type)}, got a boolean")
+    if not isinstance(value, key.type):
+        raise ConfigError(f"{where}: expected {_type_name(key.type)}, got {type(value).__name__} {value!r}")
+    if key.check is not None:
+        problem = key.check(value)
+        if problem:
+            raise ConfigError(f"{where}: {problem} (got {value!r})")
+    return value
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    if isinstance(t, tuple):
+        return "a number"
+    return {str: "a string", int: "an integer", bool: "true or false", float: "a number"}.get(t, t.__name__)
+
+
+def _section(name: str, raw: Any, schema: dict[str, Key]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}]: expected a table")
+    out = {}
+    for key, value in raw.items():
+        if key not in schema:
+            known = ", ".join(sorted(schema))
+            raise ConfigError(f"[{name}] {key}: unknown key (known keys: {known})")
+    for key, spec in schema.items():
+        if key in raw:
+            out[key] = _check_value(f"[{name}] {key}", spec, raw[key])
+        elif spec.default is None:
+            raise ConfigError(f"[{name}] {key}: required")
+        else:
+            out[key] = spec.default
+    return out
+
+
+def parse_config(raw: dict[str, Any], path: str | None = None) -> Config:
+    """Validate a parsed TOML document into a Config."""
+    known = set(SCHEMA) | {"modems"}
+    for section in raw:
+        if section not in known:
+            raise ConfigError(f"[{section}]: unknown section (known: {', '.join(sorted(known))})")
+    sections = {name: _section(name, raw.get(name, {}), schema) for name, schema in SCHEMA.items()}
+    modems_raw = raw.get("modems", [])
+    if not isinstance(modems_raw, list):
+        raise ConfigError("[[modems]]: expected an array of tables ([[modems]])")
+    modems = []
+    labels: set[str] = set()
+    for index, entry in enumerate(modems_raw):
+        values = _section(f"modems #{index + 1}", entry, MODEM_SCHEMA)
+        if values["label"] in labels:
+            raise ConfigError(f"[modems #{index + 1}] label: {values['label']!r} is used by another modem")
+        labels.add(values["label"])
+        modems.append(ModemConfig(**values))
+    return Config(modems=tuple(modems), path=path, **sections)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found (create one with 'allerta init --config {path}')") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(raw, str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def starter_config(data_dir: str, modems: list[ModemConfig] | None = None, comune: str | None = None) -> str:
+    """The commented configuration file ``allerta init`` writes."""
+    lines = ["# Allerta configuration. Every key is documented in README.md.", ""]
+    overrides = {("general", "data_dir"): data_dir}
+    if comune:
+        overrides[("general", "comune")] = comune
+    for name, schema in SCHEMA.items():
+        lines.append(f"[{name}]")
+        for key, spec in schema.items():
+            lines.append(f"# {spec.doc}")
+            lines.append(f"{key} = {_toml_value(overrides.get((name, key), spec.default))}")
+        lines.append("")
+    lines.append("# One [[modems]] table per GSM modem.")
+    for modem in modems or []:
+        lines.append("[[modems]]")
+        for key in MODEM_SCHEMA:
+            value = getattr(modem, key)
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    if not modems:
+        lines.append("# [[modems]]")
+        for key, spec in MODEM_SCHEMA.items():
+            example = {"label": "tim-1", "port": "/dev/allerta/modem-1"}.get(key, spec.default)
+            lines.append(f"# {key} = {_toml_value(example)}    # {spec.doc}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def schema_markdown() -> str:
+    """README's table of keys."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for name, schema in SCHEMA.items():
+        for key, spec in schema.items():
+            rows.append(f"| `[{name}] {key}` | `{_toml_value(spec.default)}` | {spec.doc} |")
+    for key, spec in MODEM_SCHEMA.items():
+        default = "required" if spec.default is None else f"`{_toml_value(spec.default)}`"
+        rows.append(f"| `[[modems]] {key}` | {default} | {spec.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,167 @@
+"""The engine's heart: claim deliveries from the database, hand them to channels, record outcomes."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+
+from gateway.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage
+from gateway.retry import SmsRetryPolicy
+from gateway.store import ClaimedDelivery, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    poll_interval: float = 0.5
+    report_timeout: float = 600.0     # --once: how long to wait for missing status reports
+    status_flush_interval: float = 1.0
+
+
+def mask_number(e164: str) -> str:
+    """Logs never carry a full phone number at info level."""
+    return e164[:-4] + "****" if len(e164) > 6 else "****"
+
+
+class Dispatcher:
+    def __init__(self, store: Store, channels: list[Channel], policy: SmsRetryPolicy,
+                 settings: DispatcherSettings) -> None:
+        self.store = store
+        self.channels = channels
+        self.policy = policy
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task] = set()
+        self._line_status: dict[str, LineStatus] = {}
+        self._dirty: set[str] = set()
+        self._failed_lines: dict[int, set[str]] = {}
+        self._last_progress = time.monotonic()
+
+    # --- ChannelEvents ---------------------------------------------------------
+    def status_report(self, line: str, reference: int, delivered: bool, detail: str) -> None:
+        matched = self.store.record_status_report(line, reference, delivered, detail)
+        if not matched:
+            log.info("status report on %s for unknown reference %d", line, reference)
+        self._last_progress = time.monotonic()
+        self._wake.set()
+
+    def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
+        self.store.record_inbound(line, sender, text, received_at)
+        log.info("inbound SMS on %s from %s", line, mask_number(sender))
+
+    def line_status(self, status: LineStatus) -> None:
+        previous = self._line_status.get(status.label)
+        if previous is None or previous.state != status.state:
+            log.info("line %s is %s%s", status.label, status.state,
+                     f" ({status.last_error})" if status.last_error and status.state != "up" else "")
+        self._line_status[status.label] = status
+        self._dirty.add(status.label)
+
+    def capacity_available(self) -> None:
+        self._wake.set()
+
+    # --- running -----------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, *, once: bool = False) -> int:
+        """Run until ``stop`` is set (or, with ``once``, until the work is drained). Returns an exit code."""
+        recovered = self.store.recover_interrupted()
+        if recovered:
+            log.warning("%d deliveries were in flight when the engine last stopped: resending them, "
+                        "flagged as possible duplicates", recovered)
+        for channel in self.channels:
+            await channel.start(self)
+        flusher = asyncio.create_task(self._flush_status_forever())
+        exit_code = 0
+        try:
+            while not stop.is_set():
+                started_any = self._dispatch_round()
+                if started_any:
+                    # Let the new tasks reach their channel (which marks the line busy)
+                    # before free slots are counted again.
+                    await asyncio.sleep(0)
+                    continue
+                if once:
+                    finished, code = self._drained()
+                    if finished:
+                        exit_code = code
+                        break
+                self._wake.clear()
+                waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
+                await asyncio.wait(waiters, timeout=self.settings.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            if self._inflight:
+                log.info("stopping: waiting for %d sends in flight", len(self._inflight))
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+            for channel in self.channels:
+                await channel.stop()
+            flusher.cancel()
+            self._flush_status()
+        return exit_code
+
+    def _dispatch_round(self) -> bool:
+        started = False
+        for channel in self.channels:
+            slots = channel.free_slots()
+            if slots <= 0:
+                continue
+            for claim in self.store.claim(channel.name, slots):
+                task = asyncio.create_task(self._deliver(channel, claim))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                started = True
+        return started
+
+    async def _deliver(self, channel: Channel, claim: ClaimedDelivery) -> None:
+        message = OutboundMessage(delivery_id=claim.delivery_id, alert_id=claim.alert_id, number=claim.e164,
+                                  text=claim.text, language=claim.language,
+                                  possible_duplicate=claim.possible_duplicate,
+                                  avoid_lines=frozenset(self._failed_lines.get(claim.delivery_id, ())))
+        try:
+            receipt = await channel.submit(message)
+        except DeliveryFailed as failure:
+            state = self.store.record_failure(claim, failure, self.policy)
+            if failure.line and state == "pending":
+                self._failed_lines.setdefault(claim.delivery_id, set()).add(failure.line)
+            log.info("delivery %d (alert %d, %s) failed on %s: %s -> %s", claim.delivery_id, claim.alert_id,
+                     mask_number(claim.e164), failure.line, failure.reason, state)
+        except Exception:  # noqa: BLE001 - a bug must not leave the delivery 'submitting' forever
+            log.exception("delivery %d: unexpected error", claim.delivery_id)
+            self.store.record_failure(claim, DeliveryFailed("internal error", permanent=False), self.policy)
+        else:
+            self.store.record_sent(claim, receipt)
+            self._failed_lines.pop(claim.delivery_id, None)
+            log.debug("delivery %d sent on %s refs %s", claim.delivery_id, receipt.line, receipt.references)
+        self._last_progress = time.monotonic()
+        self._wake.set()
+
+    def _drained(self) -> tuple[bool, int]:
+        if self._inflight:
+            return False, 0
+        unsent = awaiting = 0
+        for channel in self.channels:
+            u, a, _next = self.store.work_left(channel.name)
+            unsent += u
+            awaiting += a
+        idle_for = time.monotonic() - self._last_progress
+        if unsent == 0 and awaiting == 0:
+            return True, 0
+        if idle_for > self.settings.report_timeout:
+            log.warning("--once: giving up after %.0f s without progress (%d unsent, %d awaiting reports)",
+                        idle_for, unsent, awaiting)
+            return True, 0 if unsent == 0 else 1
+        return False, 0
+
+    async def _flush_status_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.status_flush_interval)
+            self._flush_status()
+
+    def _flush_status(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for label in dirty:
+            status = self._line_status[label]
+            self.store.record_line_status(status, status.rate_per_minute)

@@ -1,0 +1,190 @@
+"""SQLAlchemy models. Times are naive UTC (see db.utcnow)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (Boolean, Column, Date, DateTime, Float, ForeignKey, Index, Integer,
+                        String, Table, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from gateway.db import utcnow
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+contact_groups = Table(
+    "contact_groups", Base.metadata,
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+contact_numbers = Table(
+    "contact_numbers", Base.metadata,
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("number_id", ForeignKey("numbers.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_contact_numbers_number", "number_id"),
+)
+
+
+class Zone(Base):
+    __tablename__ = "zones"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id", ondelete="SET NULL"), index=True)
+    language: Mapped[str] = mapped_column(String(8), default="it")
+    vulnerable: Mapped[bool] = mapped_column(Boolean, default=False)
+    needs: Mapped[str | None] = mapped_column(String(16))  # text_only | voice_only
+    address: Mapped[str | None] = mapped_column(String(300))
+    consent_date: Mapped[dt.date | None] = mapped_column(Date)
+    consent_source: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    zone: Mapped[Zone | None] = relationship()
+    groups: Mapped[list[Group]] = relationship(secondary=contact_groups)
+    numbers: Mapped[list[PhoneNumberRow]] = relationship(secondary=contact_numbers, back_populates="contacts")
+
+
+class PhoneNumberRow(Base):
+    """One dialable number; shared by every contact of a household."""
+    __tablename__ = "numbers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    e164: Mapped[str] = mapped_column(String(20), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))  # mobile | landline
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    contacts: Mapped[list[Contact]] = relationship(secondary=contact_numbers, back_populates="numbers")
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(80), default="cli")
+    text: Mapped[str] = mapped_column(Text)            # as the operator wrote it
+    sms_text: Mapped[str] = mapped_column(Text)        # what goes out (drill prefix, transliteration)
+    encoding: Mapped[str] = mapped_column(String(8))   # GSM-7 | UCS-2
+    segments: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[str] = mapped_column(String(20))  # 'sms', 'voice', 'sms,voice'
+    target: Mapped[str] = mapped_column(Text)          # JSON description of who
+    drill: Mapped[bool] = mapped_column(Boolean, default=False)
+    priority: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active | cancelled | done
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    deadline: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Delivery(Base):
+    """One recipient number on one channel of one alert: the unit of work."""
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "number_id", "channel", name="uq_delivery_once"),
+        # The claim query: pending work of a channel in priority order.
+        Index("ix_deliveries_claim", "channel", "state", "sort_key", "id"),
+        Index("ix_deliveries_alert_state", "alert_id", "state"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    number_id: Mapped[int] = mapped_column(ForeignKey("numbers.id"))
+    e164: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(8))
+    # pending | submitting | sent | delivered | failed | cancelled
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    sort_key: Mapped[int] = mapped_column(Integer, default=3)  # lower goes first
+    vulnerable: Mapped[bool] = mapped_column(Boolean, default=False)
+    language: Mapped[str] = mapped_column(String(8), default="it")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)       # charged to the recipient
+    submissions: Mapped[int] = mapped_column(Integer, default=0)    # every try, charged or not
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    line: Mapped[str | None] = mapped_column(String(64))
+    parts_total: Mapped[int] = mapped_column(Integer, default=0)
+    parts_delivered: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    line: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # in_flight | sent | failed | interrupted | confirmed | answered | ...
+    outcome: Mapped[str] = mapped_column(String(16), default="in_flight")
+    cause: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    permanent: Mapped[bool] = mapped_column(Boolean, default=False)
+    possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SmsPart(Base):
+    """One submitted segment and its TP-MR, matched against status reports."""
+    __tablename__ = "sms_parts"
+    __table_args__ = (Index("ix_sms_parts_lookup", "line", "reference", "status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
+    line: Mapped[str] = mapped_column(String(64))
+    part: Mapped[int] = mapped_column(Integer)
+    parts: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12), default="sent")  # sent | delivered | failed
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    reported_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Line(Base):
+    """Health of a modem or trunk, written by the engine, read by CLI and panel."""
+    __tablename__ = "lines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    label: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="starting")
+    port: Mapped[str | None] = mapped_column(String(200))
+    imei: Mapped[str | None] = mapped_column(String(20))
+    signal: Mapped[int | None] = mapped_column(Integer)
+    registration: Mapped[str | None] = mapped_column(String(16))
+    operator: Mapped[str | None] = mapped_column(String(64))
+    sim_state: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_today: Mapped[int] = mapped_column(Integer, default=0)
+    daily_cap: Mapped[int | None] = mapped_column(Integer)
+    sent_total: Mapped[int] = mapped_column(Integer, default=0)
+    failed_total: Mapped[int] = mapped_column(Integer, default=0)
+    in_use: Mapped[int] = mapped_column(Integer, default=0)
+    limit: Mapped[int | None] = mapped_column(Integer)
+    rate_per_minute: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class InboundSms(Base):
+    __tablename__ = "inbound_sms"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    line: Mapped[str] = mapped_column(String(64))
+    sender: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    handled: Mapped[bool] = mapped_column(Boolean, default=False)

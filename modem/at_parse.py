@@ -1,0 +1,48 @@
+"""Parsers for the AT replies the health check reads (pure)."""
+from __future__ import annotations
+
+import re
+
+_CSQ = re.compile(r"^\+CSQ:\s*(\d+),")
+# Huawei sometimes answers unquoted: "+CREG: 1, E006B, ABE0016" (gammu#126).
+_CREG = re.compile(r"^\+CREG:\s*(?:(\d)\s*,\s*)?(\d)(?:\s*,.*)?$")
+_COPS = re.compile(r'^\+COPS:\s*\d+(?:\s*,\s*\d+\s*,\s*"([^"]*)")?')
+_CPIN = re.compile(r'^\+CPIN:\s*"?([^"]+?)"?\s*$')
+
+REGISTRATION = {"0": "unregistered", "1": "home", "2": "searching", "3": "denied", "4": "unknown", "5": "roaming"}
+
+
+def _first(lines: list[str], pattern: re.Pattern[str]) -> re.Match[str] | None:
+    for line in lines:
+        match = pattern.match(line.strip())
+        if match:
+            return match
+    return None
+
+
+def parse_csq(lines: list[str]) -> int | None:
+    match = _first(lines, _CSQ)
+    return int(match.group(1)) if match else None
+
+
+def parse_creg(lines: list[str]) -> str | None:
+    """'+CREG: 0,1' (n,stat) or '+CREG: 1' (URC form) -> 'home' etc."""
+    for line in lines:
+        line = line.strip()
+        if not line.startswith("+CREG:"):
+            continue
+        fields = [f.strip() for f in line[6:].split(",")]
+        # With n,stat[,lac,ci] the status is the second field; the URC has it first.
+        stat = fields[1] if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit() else fields[0]
+        return REGISTRATION.get(stat, "unknown")
+    return None
+
+
+def parse_cops(lines: list[str]) -> str | None:
+    match = _first(lines, _COPS)
+    return match.group(1) if match and match.group(1) else None
+
+
+def parse_cpin(lines: list[str]) -> str | None:
+    match = _first(lines, _CPIN)
+    return match.group(1) if match else None

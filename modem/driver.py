@@ -1,0 +1,211 @@
+"""One GSM modem driven through python-gsmmodem-new over pyserial (blocking).
+
+A ModemDriver is used from one worker thread only (see worker.py). It turns
+every library and OS error into ``ModemError`` / ``SubmitError`` so the worker
+deals with one taxonomy.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import serial
+from gsmmodem.exceptions import (CmeError, CmsError, CommandError, GsmModemException, PinRequiredError,
+                                 IncorrectPinError, TimeoutException)
+from gsmmodem.modem import GsmModem
+from gsmmodem.util import lineStartingWith
+
+from gateway.sms_text import SubmitPdu
+from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csq
+from modem.errors import ErrorVerdict, classify_cme, classify_cms
+
+log = logging.getLogger(__name__)
+
+CTRL_Z = "\x1a"
+
+# Unsolicited lines that can arrive while a command waits for its reply.
+_URC_LINE = re.compile(r"^(\+CDSI:|\+CMTI:|\^[A-Z]+:|\+CRING:|RING$|\+CLIP:|\+CUSD:|\+CREG: \d$)")
+
+
+class ModemError(Exception):
+    """The modem (port, SIM, radio) is not usable right now."""
+
+
+class SubmitError(Exception):
+    def __init__(self, verdict: ErrorVerdict, *, modem_gone: bool = False) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+        self.modem_gone = modem_gone
+
+
+class _UrcSafeGsmModem(GsmModem):
+    """python-gsmmodem-new with one fix at the edge.
+
+    The library appends every line that arrives while a command is pending to
+    that command's reply, so a +CDSI status report or +CMTI arriving during an
+    AT+CMGS exchange is silently lost (the reference calls this out; it is
+    the classic "delivery report never matched"). Here such lines go to the
+    notification handler instead, which processes them once the command ends.
+    """
+
+    def _handleLineRead(self, line: str, checkForResponseTerm: bool = True) -> None:  # noqa: N802,N803
+        if checkForResponseTerm and self._responseEvent is not None and not self._responseEvent.is_set() \
+                and _URC_LINE.match(line):
+            self.notifyCallback([line])
+            return
+        super()._handleLineRead(line, checkForResponseTerm)
+
+
+@dataclass(frozen=True)
+class Health:
+    signal: int | None
+    registration: str | None
+    operator: str | None
+    sim_state: str | None
+
+
+class ModemDriver:
+    def __init__(self, port: str, baud: int, pin: str, *,
+                 on_status_report: Callable[[int, bool, str], None],
+                 on_incoming: Callable[[str, str], None],
+                 on_lost: Callable[[str], None],
+                 prompt_timeout: float = 5.0) -> None:
+        self.port = port
+        self.baud = baud
+        self._pin = pin
+        self._on_status_report = on_status_report
+        self._on_incoming = on_incoming
+        self._on_lost = on_lost
+        self.prompt_timeout = prompt_timeout
+        self._modem: _UrcSafeGsmModem | None = None
+        self.alive = False
+        self.imei: str | None = None
+        self.manufacturer: str | None = None
+        self.model: str | None = None
+
+    # --- life cycle --------------------------------------------------------
+    def open(self) -> None:
+        modem = _UrcSafeGsmModem(self.port, self.baud, smsReceivedCallbackFunc=self._received,
+                                 smsStatusReportCallback=self._report)
+        modem.fatalErrorCallback = self._fatal
+        try:
+            modem.connect(pin=self._pin or None)
+        except (PinRequiredError, IncorrectPinError) as exc:
+            self._close_quietly(modem)
+            raise ModemError(f"SIM PIN problem on {self.port}: {type(exc).__name__}") from None
+        except (serial.SerialException, OSError) as exc:
+            self._close_quietly(modem)
+            raise ModemError(f"cannot open {self.port}: {exc}") from None
+        except TimeoutException:
+            self._close_quietly(modem)
+            raise ModemError(f"no answer to AT commands on {self.port}") from None
+        except GsmModemException as exc:
+            self._close_quietly(modem)
+            raise ModemError(f"modem on {self.port} refused initialisation: {exc}") from None
+        self._modem = modem
+        self.alive = True
+        try:
+            self.imei = self._query("AT+CGSN").replace("+CGSN:", "").strip()
+            self.manufacturer = self._query("AT+CGMI").strip()
+            self.model = self._query("AT+CGMM").strip()
+        except ModemError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        modem, self._modem = self._modem, None
+        self.alive = False
+        if modem is not None:
+            self._close_quietly(modem)
+
+    @staticmethod
+    def _close_quietly(modem: GsmModem) -> None:
+        try:
+            if getattr(modem, "rxThread", None) is not None:
+                modem.close()
+        except Exception:  # noqa: BLE001 - the port may already be gone
+            pass
+
+    # --- callbacks from the library's threads ---------------------------------
+    def _fatal(self, exc: Exception) -> None:
+        self.alive = False
+        modem = self._modem
+        # Wake a command waiting for a reply that will never come, so the
+        # worker learns at once that the port is gone instead of timing out.
+        if modem is not None and modem._responseEvent is not None:
+            modem._responseEvent.set()
+        self._on_lost(f"port {self.port} lost: {exc}")
+
+    def _report(self, report) -> None:  # noqa: ANN001 - gsmmodem.modem.StatusReport
+        delivered = report.deliveryStatus == 0
+        self._on_status_report(int(report.reference), delivered, f"TP-ST {report.deliveryStatus}")
+
+    def _received(self, sms) -> None:  # noqa: ANN001 - gsmmodem.modem.ReceivedSms
+        self._on_incoming(sms.number or "", sms.text or "")
+
+    # --- commands ------------------------------------------------------------
+    def _require(self) -> _UrcSafeGsmModem:
+        if self._modem is None or not self.alive:
+            raise ModemError(f"modem on {self.port} is not connected")
+        return self._modem
+
+    def _query(self, command: str, timeout: float = 10) -> str:
+        lines = self._lines(command, timeout)
+        return next((line for line in lines if line not in ("OK", command)), "")
+
+    def _lines(self, command: str, timeout: float = 10) -> list[str]:
+        modem = self._require()
+        try:
+            return modem.write(command, timeout=timeout)
+        except TimeoutException:
+            raise ModemError(f"no answer to {command} on {self.port}") from None
+        except (serial.SerialException, OSError, IndexError) as exc:
+            self.alive = False
+            raise ModemError(f"port {self.port} failed: {exc!r}") from None
+        except CommandError as exc:
+            raise ModemError(f"{command} failed on {self.port}: {exc}") from None
+
+    def health(self) -> Health:
+        return Health(signal=parse_csq(self._lines("AT+CSQ")),
+                      registration=parse_creg(self._lines("AT+CREG?")),
+                      operator=parse_cops(self._lines("AT+COPS?")),
+                      sim_state=parse_cpin(self._lines("AT+CPIN?")))
+
+    def submit(self, pdus: list[SubmitPdu], timeout: float) -> list[int]:
+        """Send every part with AT+CMGS; return the modem's TP-MR for each, in order.
+
+        We drive AT+CMGS ourselves instead of GsmModem.sendSms because the
+        library returns only the last part's reference, and our delivery is
+        'delivered' only once every part has its status report.
+        """
+        modem = self._require()
+        references = []
+        for pdu in pdus:
+            try:
+                modem.write(f"AT+CMGS={pdu.tpdu_length}", timeout=self.prompt_timeout, expectedResponseTermSeq="> ")
+                reply = modem.write(pdu.hex, timeout=timeout, writeTerm=CTRL_Z)
+            except CmsError as exc:
+                raise SubmitError(classify_cms(int(exc.code))) from None
+            except CmeError as exc:
+                raise SubmitError(classify_cme(int(exc.code))) from None
+            except TimeoutException:
+                gone = not self.alive
+                reason = f"port {self.port} lost during AT+CMGS" if gone else f"no answer to AT+CMGS within {timeout:g} s"
+                raise SubmitError(ErrorVerdict(reason, permanent=False, line_fault=True), modem_gone=gone) from None
+            except (serial.SerialException, OSError, IndexError) as exc:
+                # IndexError: the library indexes an empty reply when _fatal woke it.
+                self.alive = False
+                raise SubmitError(ErrorVerdict(f"port {self.port} failed: {exc}", permanent=False, line_fault=True),
+                                  modem_gone=True) from None
+            except CommandError as exc:
+                raise SubmitError(ErrorVerdict(f"AT+CMGS refused: {exc}", permanent=False, line_fault=True)) from None
+            line = lineStartingWith("+CMGS:", reply or [])
+            if line is None:
+                gone = not self.alive
+                raise SubmitError(ErrorVerdict("port lost during AT+CMGS" if gone else "no +CMGS in the reply",
+                                               permanent=False, line_fault=True), modem_gone=gone)
+            references.append(int(line[6:].strip()))
+        return references
+

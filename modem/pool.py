@@ -1,0 +1,97 @@
+"""The SMS channel: a pool of GSM modems behind the channel contract."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Callable
+
+from gateway.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
+from gateway.config import ModemConfig
+from gateway.sms_text import SmsTextError, encode_submit_pdus, plan_sms
+from modem.driver import ModemDriver, ModemError, SubmitError
+from modem.worker import ModemWorker, PortRegistry, WorkerSettings
+
+
+class SmsChannel:
+    name = "sms"
+
+    def __init__(self, modems: tuple[ModemConfig, ...] | list[ModemConfig], settings: WorkerSettings, *,
+                 sent_today: dict[str, int] | None = None,
+                 driver_factory: Callable[..., ModemDriver] = ModemDriver) -> None:
+        self._configs = list(modems)
+        self._settings = settings
+        self._sent_today = sent_today or {}
+        self._driver_factory = driver_factory
+        self.workers: list[ModemWorker] = []
+        self._events: ChannelEvents | None = None
+        self._rotation = 0
+
+    async def start(self, events: ChannelEvents) -> None:
+        self._events = events
+        loop = asyncio.get_running_loop()
+        ports = PortRegistry()
+        for config in self._configs:
+            worker = ModemWorker(
+                config, loop=loop, settings=self._settings, ports=ports,
+                sent_today=self._sent_today.get(config.label, 0),
+                on_status_report=events.status_report,
+                on_incoming=lambda label, sender, text: events.inbound_sms(
+                    label, sender, text, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)),
+                on_status=events.line_status, on_free=events.capacity_available,
+                driver_factory=self._driver_factory)
+            self.workers.append(worker)
+            events.line_status(worker.status())
+            worker.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(worker.stop() for worker in self.workers))
+
+    def lines(self) -> list[LineStatus]:
+        return [worker.status() for worker in self.workers]
+
+    def free_slots(self) -> int:
+        now = time.monotonic()
+        return sum(1 for worker in self.workers if worker.can_take(1, now))
+
+    def rate_per_minute(self) -> float:
+        return sum(worker.measured_rate() for worker in self.workers)
+
+    def _pick(self, parts: int, avoid: frozenset[str]) -> ModemWorker | None:
+        now = time.monotonic()
+        ready = [w for w in self.workers if w.can_take(parts, now)]
+        if not ready:
+            return None
+        preferred = [w for w in ready if w.label not in avoid] or ready
+        # Rotate so the load (and the daily caps) spread over every SIM.
+        self._rotation = (self._rotation + 1) % len(self.workers)
+        return min(preferred, key=lambda w: ((self.workers.index(w) - self._rotation) % len(self.workers)))
+
+    async def submit(self, message: OutboundMessage) -> SubmitReceipt:
+        try:
+            plan = plan_sms(message.text)
+        except SmsTextError as exc:
+            raise DeliveryFailed(str(exc), permanent=True, code="text") from None
+        worker = self._pick(plan.segments, message.avoid_lines)
+        if worker is None:
+            raise DeliveryFailed("no modem free", permanent=False, charge_attempt=False)
+        try:
+            pdus = encode_submit_pdus(message.number, plan, concat_reference=worker.next_concat_reference())
+        except ValueError as exc:
+            raise DeliveryFailed(f"cannot encode for {message.number}: {exc}", permanent=True, code="number") from None
+        started_wall = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        started = time.monotonic()
+        future = worker.submit(pdus)
+        try:
+            references = await future
+        except SubmitError as exc:
+            worker.job_done(len(pdus), started, ok=False, line_fault=exc.verdict.line_fault, error=exc.verdict.reason)
+            code = exc.verdict.reason.split(":")[0] if exc.verdict.reason.startswith("+CMS") else None
+            raise DeliveryFailed(exc.verdict.reason, permanent=exc.verdict.permanent, code=code,
+                                 line=worker.label, charge_attempt=not exc.modem_gone) from None
+        except (ModemError, Exception) as exc:  # noqa: BLE001 - any other failure is the line's, not the recipient's
+            worker.job_done(len(pdus), started, ok=False, line_fault=True, error=str(exc))
+            raise DeliveryFailed(str(exc) or type(exc).__name__, permanent=False, line=worker.label,
+                                 charge_attempt=False) from None
+        worker.job_done(len(pdus), started, ok=True, line_fault=False, error=None)
+        return SubmitReceipt(line=worker.label, references=references, started_at=started_wall)

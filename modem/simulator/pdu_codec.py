@@ -1,0 +1,159 @@
+"""PDUs the simulated network produces and consumes (3GPP TS 23.040 / 27.005).
+
+Decoding a submitted PDU leans on ``gsmmodem.pdu.decodeSmsPdu`` (which already
+handles the concatenation UDH); this module adds what it does not do: checking
+the AT+CMGS length, accepting a PDU with or without its SMSC field, reading
+the data coding scheme, and building SMS-DELIVER and SMS-STATUS-REPORT PDUs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from gsmmodem.pdu import Concatenation, decodeSmsPdu, encodeGsm7, encodeUcs2, packSeptets
+
+
+class PduError(ValueError):
+    """The PDU cannot be accepted (the modem answers +CMS ERROR: 304)."""
+
+
+@dataclass(frozen=True)
+class DecodedSubmit:
+    destination: str
+    text: str
+    part: int
+    parts: int
+    concat_ref: int | None
+    client_reference: int
+    encoding: str
+    status_report_requested: bool
+    smsc: str | None
+
+
+_ENCODINGS = {0: "gsm7", 1: "8bit", 2: "ucs2"}
+
+
+def _data_coding(dcs: int) -> str:
+    if dcs & 0xC0 == 0:
+        return _ENCODINGS.get((dcs >> 2) & 0x03, "gsm7")
+    if dcs & 0xF0 == 0xF0:  # message class group: bit 2 selects 8-bit
+        return "8bit" if dcs & 0x04 else "gsm7"
+    return "gsm7"
+
+
+def split_submit(hex_pdu: str, tpdu_length: int) -> bytes:
+    """Return the full PDU (SMSC field first) for what followed AT+CMGS=<tpdu_length>.
+
+    Clients differ: python-gsmmodem-new sends "00" (use the stored SMSC), gammu
+    sends the SMSC address; a few send the bare TPDU. The length only ever
+    counts the TPDU octets.
+    """
+    try:
+        octets = bytes.fromhex(hex_pdu.strip())
+    except ValueError as exc:
+        raise PduError(f"not hexadecimal: {exc}") from exc
+    if not octets:
+        raise PduError("empty PDU")
+    if len(octets) == 1 + octets[0] + tpdu_length:
+        return octets
+    if len(octets) == tpdu_length and octets[0] & 0x03 == 0x01:
+        return b"\x00" + octets
+    raise PduError(f"length mismatch: AT+CMGS={tpdu_length} but {len(octets)} octets received")
+
+
+def decode_submit(hex_pdu: str, tpdu_length: int) -> DecodedSubmit:
+    full = split_submit(hex_pdu, tpdu_length)
+    tpdu = full[1 + full[0]:]
+    first = tpdu[0]
+    if first & 0x03 != 0x01:
+        raise PduError("not an SMS-SUBMIT")
+    try:
+        address_digits = tpdu[2]
+        dcs_index = 2 + 2 + (address_digits + 1) // 2 + 1
+        dcs = tpdu[dcs_index]
+        decoded = decodeSmsPdu(bytearray(full))
+    except Exception as exc:  # truncated PDUs raise IndexError/StopIteration/EncodingError
+        raise PduError(f"undecodable SMS-SUBMIT: {exc!r}") from exc
+    if decoded.get("type") != "SMS-SUBMIT" or "text" not in decoded:
+        raise PduError("undecodable SMS-SUBMIT")
+    concat = next((ie for ie in decoded.get("udh", []) if isinstance(ie, Concatenation)), None)
+    return DecodedSubmit(
+        destination=decoded["number"] or "",
+        text=decoded["text"],
+        part=concat.number if concat else 1,
+        parts=concat.parts if concat else 1,
+        concat_ref=concat.reference if concat else None,
+        client_reference=decoded["reference"],
+        encoding=_data_coding(dcs),
+        status_report_requested=bool(first & 0x20),
+        smsc=decoded.get("smsc"),
+    )
+
+
+def encode_address(number: str) -> bytes:
+    """TP address field: digit count, type of address, swapped BCD."""
+    international = number.startswith("+")
+    digits = number.lstrip("+")
+    if not digits.isdigit():
+        raise ValueError(f"not a phone number: {number!r}")
+    return bytes([len(digits), 0x91 if international else 0x81]) + _semi_octets(digits)
+
+
+def encode_smsc(number: str | None) -> bytes:
+    if not number:
+        return b"\x00"
+    digits = number.lstrip("+")
+    body = bytes([0x91 if number.startswith("+") else 0x81]) + _semi_octets(digits)
+    return bytes([len(body)]) + body
+
+
+def _semi_octets(digits: str) -> bytes:
+    if len(digits) % 2:
+        digits += "F"
+    return bytes(int(digits[i + 1] + digits[i], 16) for i in range(0, len(digits), 2))
+
+
+def encode_timestamp(when: dt.datetime) -> bytes:
+    """7-octet SCTS with the timezone in quarters of an hour."""
+    offset = when.utcoffset() or dt.timedelta(0)
+    quarters = int(abs(offset.total_seconds()) // 900)
+    zone = f"{quarters:02d}"
+    raw = when.strftime("%y%m%d%H%M%S") + zone
+    octets = bytearray(_semi_octets(raw))
+    if offset.total_seconds() < 0:
+        octets[-1] |= 0x08
+    return bytes(octets)
+
+
+def _is_gsm7(text: str) -> bool:
+    try:
+        encodeGsm7(text)
+    except ValueError:
+        return False
+    return True
+
+
+def build_deliver(sender: str, text: str, smsc: str | None, when: dt.datetime) -> tuple[str, int]:
+    """SMS-DELIVER as (hex PDU with SMSC field, TPDU length). Single part only."""
+    if _is_gsm7(text):
+        septets = encodeGsm7(text)
+        if len(septets) > 160:
+            raise ValueError("text longer than one GSM-7 SMS (160 septets)")
+        dcs, udl, user_data = 0x00, len(septets), bytes(packSeptets(septets))
+    else:
+        user_data = bytes(encodeUcs2(text))
+        if len(user_data) > 140:
+            raise ValueError("text longer than one UCS-2 SMS (70 characters)")
+        dcs, udl = 0x08, len(user_data)
+    tpdu = (bytes([0x04]) + encode_address(sender) + bytes([0x00, dcs])
+            + encode_timestamp(when) + bytes([udl]) + user_data)
+    return (encode_smsc(smsc) + tpdu).hex().upper(), len(tpdu)
+
+
+def build_status_report(reference: int, recipient: str, smsc: str | None,
+                        submitted: dt.datetime, discharged: dt.datetime,
+                        status: int = 0x00) -> tuple[str, int]:
+    """SMS-STATUS-REPORT (first octet 0x06) as (hex PDU with SMSC field, TPDU length)."""
+    tpdu = (bytes([0x06, reference & 0xFF]) + encode_address(recipient)
+            + encode_timestamp(submitted) + encode_timestamp(discharged) + bytes([status]))
+    return (encode_smsc(smsc) + tpdu).hex().upper(), len(tpdu)

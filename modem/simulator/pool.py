@@ -1,0 +1,170 @@
+"""The set of simulated modems one simulator process runs, and the operator's controls on it."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO
+
+from .at_engine import ModemConfig, SimulatedModem
+from .latency import Latency
+from .pdu_codec import encode_address
+from .profiles import get_profile, make_imei, make_imsi
+from .pty_transport import PtyPort
+
+
+class ControlError(ValueError):
+    """A control request that cannot be carried out (bad modem name, bad value)."""
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    count: int
+    profiles: tuple[str, ...]
+    seed: int
+    config: ModemConfig
+    link_dir: Path | None = None
+    log_path: Path | None = None
+
+
+class ModemPool:
+    def __init__(self, loop: asyncio.AbstractEventLoop, settings: PoolSettings) -> None:
+        self.loop, self.settings = loop, settings
+        self._log: IO[str] | None = None
+        self.ports: dict[str, PtyPort] = {}
+        self._replug_handles: dict[str, asyncio.TimerHandle] = {}
+        for index in range(settings.count):
+            profile = get_profile(settings.profiles[index % len(settings.profiles)])
+            name = f"modem-{index}"
+            modem = SimulatedModem(
+                name, profile, make_imei(profile, settings.seed, index), make_imsi(settings.seed, index),
+                random.Random(f"{settings.seed}:{index}"), replace(settings.config))
+            self.ports[name] = PtyPort(loop, modem, settings.link_dir, self._record)
+
+    def start(self) -> None:
+        if self.settings.log_path is not None:
+            self._log = open(self.settings.log_path, "a", encoding="utf-8")
+        if self.settings.link_dir is not None:
+            self.settings.link_dir.mkdir(parents=True, exist_ok=True)
+        for port in self.ports.values():
+            port.plug()
+        self.loop.call_later(5.0, self._housekeeping)
+
+    def stop(self) -> None:
+        for handle in self._replug_handles.values():
+            handle.cancel()
+        for port in self.ports.values():
+            port.unplug()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _housekeeping(self) -> None:
+        for port in self.ports.values():
+            port.release_stale_exclusive(idle_seconds=60.0)
+        self.loop.call_later(5.0, self._housekeeping)
+
+    def _record(self, event: dict, port: PtyPort) -> None:
+        if self._log is not None:
+            self._log.write(json.dumps({**event, "port": port.port}, ensure_ascii=False) + "\n")
+            self._log.flush()
+
+    def describe(self) -> list[dict]:
+        return [{"modem": name, "port": p.port, "link": str(p.link) if p.link else None,
+                 "imei": p.modem.imei, "profile": p.modem.profile.name} for name, p in self.ports.items()]
+
+    # ----- controls -----------------------------------------------------------
+    def _targets(self, name: str | None) -> list[PtyPort]:
+        if name is None:
+            return list(self.ports.values())
+        try:
+            return [self.ports[name]]
+        except KeyError:
+            raise ControlError(f"no modem named {name!r}") from None
+
+    def _one(self, name: str | None) -> PtyPort:
+        if name is None:
+            raise ControlError("'modem' is required")
+        return self._targets(name)[0]
+
+    def status(self) -> dict:
+        return {"modems": [{"modem": name, **port.status()} for name, port in self.ports.items()]}
+
+    def unplug(self, name: str, seconds: float | None) -> dict:
+        port = self._one(name)
+        port.unplug()
+        if name in self._replug_handles:
+            self._replug_handles.pop(name).cancel()
+        if seconds is not None:
+            self._replug_handles[name] = self.loop.call_later(float(seconds), self._replug, name)
+        return {"modem": name, "replug_in": seconds}
+
+    def _replug(self, name: str) -> None:
+        self._replug_handles.pop(name, None)
+        port = self.ports[name]
+        if not port.plugged:
+            port.plug()
+
+    def plug(self, name: str) -> dict:
+        self._replug(name)
+        return {"modem": name, "port": self.ports[name].port}
+
+    def hang(self, name: str, seconds: float | None) -> dict:
+        port = self._one(name)
+        port.schedule(port.modem.hang(float(seconds) if seconds else None))
+        return {"modem": name, "hung": True}
+
+    def set_latency(self, name: str | None, median: float, sigma: float, cap: float | None, fixed: float) -> dict:
+        if median < 0 or sigma < 0 or fixed < 0:
+            raise ControlError("latency values must be >= 0")
+        for port in self._targets(name):
+            old = port.modem.config.submit_latency
+            port.modem.config.submit_latency = Latency(median, sigma, old.cap if cap is None else cap, fixed)
+        return {"modems": [p.modem.name for p in self._targets(name)]}
+
+    def set_cms_errors(self, name: str | None, rate: float, code: int) -> dict:
+        if not 0.0 <= rate <= 1.0:
+            raise ControlError("rate must be between 0 and 1")
+        for port in self._targets(name):
+            port.modem.config.cms_error_rate, port.modem.config.cms_error_code = rate, int(code)
+        return {"modems": [p.modem.name for p in self._targets(name)]}
+
+    def set_registered(self, name: str | None, registered: bool) -> dict:
+        for port in self._targets(name):
+            port.schedule(port.modem.set_registered(bool(registered), _now()))
+        return {"modems": [p.modem.name for p in self._targets(name)], "registered": bool(registered)}
+
+    def incoming_sms(self, name: str, sender: str, text: str) -> dict:
+        port = self._one(name)
+        if not port.plugged:
+            raise ControlError(f"{name} is unplugged")
+        try:
+            encode_address(sender)
+            actions = port.modem.incoming_sms(sender, text, _now())
+        except ValueError as exc:
+            raise ControlError(str(exc)) from None
+        port.schedule(actions)
+        return {"modem": name, "events": [a.event for a in actions if a.event]}
+
+    def reset(self) -> dict:
+        """Back to the start: every modem plugged, powered on afresh, faults and counters cleared."""
+        for name, port in self.ports.items():
+            if name in self._replug_handles:
+                self._replug_handles.pop(name).cancel()
+            modem = port.modem
+            modem.config = replace(self.settings.config)
+            modem.registered = True
+            modem.store.clear()
+            modem.counters = type(modem.counters)()
+            if port.plugged:
+                port.power_cycle()
+            else:
+                port.plug()
+        return {"reset": True}
+
+
+def _now() -> float:
+    return time.time()
