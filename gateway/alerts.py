@@ -82,7 +82,8 @@ class AlertService:
             raise AlertError(f"the message needs {plan.segments} SMS segments ({plan.encoding}, {plan.units} "
                              f"{'septets' if plan.encoding == 'GSM-7' else 'characters'}); the configured maximum "
                              f"is {self.max_segments} ([general] max_sms_segments). Shorten the text.")
-        return sms_text, plan
+        # What goes out is the planned text (typographic characters replaced).
+        return plan.text, plan
 
     def preview(self, request: AlertRequest) -> AlertPreview:
         sms_text, plan = self.plan(request)

@@ -26,6 +26,7 @@ class Key:
     default: Any
     doc: str
     check: Callable[[Any], str | None] | None = None  # returns an error text, or None if fine
+    secret: bool = False  # never echoed back in an error message
 
 
 def _positive(value: Any) -> str | None:
@@ -94,7 +95,7 @@ MODEM_SCHEMA: dict[str, Key] = {
     "label": Key(str, None, "Name shown to operators (unique), e.g. 'tim-1'."),
     "port": Key(str, None, "Serial device, ideally a stable udev name such as /dev/allerta/modem-1."),
     "baud": Key(int, 115200, "Serial speed.", _baud),
-    "pin": Key(str, "", "SIM PIN, empty if the SIM has none. Never logged.", _pin),
+    "pin": Key(str, "", "SIM PIN, empty if the SIM has none. Never logged.", _pin, secret=True),
     "per_minute": Key(NUMBER, 20.0, "Most SMS segments this modem may send per minute (operator fair-use limits).", _positive),
     "daily_cap": Key(int, 2000, "Most SMS segments this modem may send per calendar day (SIM plan limit).", _positive),
     "imei": Key(str, "", "Expected IMEI; when set, a different modem found on the port is refused.", _imei),
@@ -131,14 +132,15 @@ class Config:
 
 def _check_value(where: str, key: Key, value: Any) -> Any:
     # bool is an int in Python; a 'true' where a number is expected is a mistake.
+    shown = "(hidden)" if key.secret else repr(value)
     if isinstance(value, bool) and key.type is not bool:
         raise ConfigError(f"{where}: expected {_type_name(key.type)}, got a boolean")
     if not isinstance(value, key.type):
-        raise ConfigError(f"{where}: expected {_type_name(key.type)}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(key.type)}, got {type(value).__name__} {shown}")
     if key.check is not None:
         problem = key.check(value)
         if problem:
-            raise ConfigError(f"{where}: {problem} (got {value!r})")
+            raise ConfigError(f"{where}: {problem} (got {shown})")
     return value
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import re
 
 _CSQ = re.compile(r"^\+CSQ:\s*(\d+),")
-# Huawei sometimes answers unquoted: "+CREG: 1, E006B, ABE0016" (gammu#126).
-_CREG = re.compile(r"^\+CREG:\s*(?:(\d)\s*,\s*)?(\d)(?:\s*,.*)?$")
 _COPS = re.compile(r'^\+COPS:\s*\d+(?:\s*,\s*\d+\s*,\s*"([^"]*)")?')
 _CPIN = re.compile(r'^\+CPIN:\s*"?([^"]+?)"?\s*$')
 

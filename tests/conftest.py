@@ -1,0 +1,45 @@
+"""Shared fixtures: a migrated temporary database and the services over it."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gateway.composition import Services, build_services
+from gateway.config import load_config
+
+DATA = Path(__file__).with_name("data")
+
+
+def write_config(tmp_path: Path, extra: str = "", **general) -> Path:
+    lines = [f'data_dir = "{tmp_path / "data"}"'] + [f"{k} = {v!r}" for k, v in general.items()]
+    path = tmp_path / "allerta.toml"
+    path.write_text("[general]\n" + "\n".join(lines) + "\n" + textwrap.dedent(extra), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def services(config_path: Path) -> Services:
+    return build_services(load_config(config_path))
+
+
+CONTACTS_CSV = """nome;cellulare;telefono;zona;gruppi;lingua;fragile
+Mario Rossi;333 111 0001;06 6521 1234;Isola Sacra;volontari;it;no
+Anna Rossi;333 111 0002;06 6521 1234;Isola Sacra;;it;sì
+Ion Popescu;+39 320 765 4321;;Fregene;;romeno;no
+Giulia Verdi;0039 347 000 0003;;Fregene;volontari;;si
+"""
+
+
+@pytest.fixture
+def contacts(services: Services) -> Services:
+    from gateway.contacts_import import import_contacts
+    report = import_contacts(services.sessions, CONTACTS_CSV.encode("utf-8"))
+    assert report.imported and not report.rejected, report.rejected
+    return services

@@ -1,0 +1,121 @@
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.alerts import AlertError, AlertRequest, Target
+from gateway.cli import main
+from gateway.contacts_import import import_contacts
+from gateway.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
+from tests.conftest import CONTACTS_CSV
+
+
+def count(services, model, *where):
+    with services.sessions() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_import_merges_households_and_is_idempotent(contacts):
+    # Mario and Anna share the landline: one number row, two contacts.
+    assert count(contacts, Contact) == 4
+    assert count(contacts, PhoneNumberRow) == 5
+    assert count(contacts, PhoneNumberRow, PhoneNumberRow.kind == "landline") == 1
+    assert count(contacts, Zone) == 2
+    again = import_contacts(contacts.sessions, CONTACTS_CSV.encode())
+    assert again.imported and not again.changed
+    assert again.contacts_unchanged == 4
+    assert count(contacts, Contact) == 4
+
+
+def test_fatal_file_imports_nothing(services):
+    report = import_contacts(services.sessions, b"nome;zona\nMario;Fregene\n")
+    assert report.fatal and not report.imported
+    assert count(services, Contact) == 0
+
+
+def test_strict_import_with_a_bad_row_imports_nothing(services):
+    data = CONTACTS_CSV + "Bad Row;06 abc;;Fregene;;;\n"
+    report = import_contacts(services.sessions, data.encode(), strict=True)
+    assert not report.imported
+    assert [e.line for e in report.rejected] == [6]
+    assert count(services, Contact) == 0
+    lenient = import_contacts(services.sessions, data.encode())
+    assert lenient.imported and count(services, Contact) == 4
+
+
+def test_fan_out_one_delivery_per_mobile_vulnerable_first(contacts):
+    alert_id, preview = contacts.alerts.create(AlertRequest(text="Allerta", target=Target(everyone=True)))
+    with contacts.sessions() as s:
+        rows = s.execute(select(Delivery.e164, Delivery.vulnerable, Delivery.language, Delivery.sort_key)
+                         .where(Delivery.alert_id == alert_id).order_by(Delivery.sort_key, Delivery.id)).all()
+    assert preview.recipients == {"sms": 4}
+    assert len({r.e164 for r in rows}) == 4        # the landline gets no SMS
+    assert "+390665211234" not in {r.e164 for r in rows}
+    assert [r.vulnerable for r in rows] == [True, True, False, False]
+    assert {r.e164: r.language for r in rows}["+393207654321"] == "ro"
+
+
+def test_zone_and_group_targets(contacts):
+    _, preview = contacts.alerts.create(AlertRequest(text="x", target=Target(zones=("fregene",))))
+    assert preview.recipients["sms"] == 2
+    _, preview = contacts.alerts.create(AlertRequest(text="x", target=Target(zones=("Fregene",), groups=("volontari",))))
+    assert preview.recipients["sms"] == 3
+
+
+def test_to_number_not_in_contacts(services):
+    alert_id, preview = services.alerts.create(AlertRequest(text="x", target=Target(numbers=("333 999 0000",))))
+    assert preview.recipients["sms"] == 1
+    with services.sessions() as s:
+        assert s.scalar(select(Delivery.e164).where(Delivery.alert_id == alert_id)) == "+393339990000"
+
+
+@pytest.mark.parametrize("request_, message", [
+    (AlertRequest(text="  ", target=Target(everyone=True)), "text is empty"),
+    (AlertRequest(text="x", target=Target()), "no recipients chosen"),
+    (AlertRequest(text="x", target=Target(zones=("Atlantide",))), "unknown zone: Atlantide"),
+    (AlertRequest(text="x", target=Target(numbers=("12",))), "--to 12"),
+    (AlertRequest(text="x" * 700, target=Target(everyone=True)), "needs 5 SMS segments"),
+    (AlertRequest(text="Evacuare 😀", target=Target(everyone=True)), "cannot be sent by SMS"),
+])
+def test_bad_alerts_change_nothing(contacts, request_, message):
+    with pytest.raises(AlertError, match=message):
+        contacts.alerts.create(request_)
+    assert count(contacts, Alert) == 0 and count(contacts, Delivery) == 0
+
+
+def test_drill_is_marked_and_priority_goes_first(contacts):
+    normal, _ = contacts.alerts.create(AlertRequest(text="Normale", target=Target(everyone=True)))
+    drill, _ = contacts.alerts.create(AlertRequest(text="Prova", target=Target(everyone=True), drill=True, priority=True))
+    claimed = contacts.store.claim("sms", 4)
+    assert {c.alert_id for c in claimed} == {drill}
+    assert all(c.text == "[ESERCITAZIONE] Prova" for c in claimed)
+    status = contacts.alerts.status(drill)
+    assert status["drill"] is True and status["by_state"]["submitting"] == 4
+
+
+def test_cancel_stops_pending_only(contacts):
+    alert_id, _ = contacts.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
+    claimed = contacts.store.claim("sms", 1)
+    assert contacts.alerts.cancel(alert_id) == 3
+    status = contacts.alerts.status(alert_id)
+    assert status["by_state"]["cancelled"] == 3 and status["by_state"]["submitting"] == 1
+    assert contacts.store.claim("sms", 10) == []
+    assert claimed
+
+
+def test_cli_send_status_cancel(contacts, config_path, capsys):
+    assert main(["--config", str(config_path), "alert", "send", "--sms", "--zone", "Isola Sacra",
+                 "--text", "L’acqua sale – salire ai piani alti…"]) == 0
+    out, err = capsys.readouterr()
+    alert_id = int(out.strip())
+    assert "encoding GSM-7, 1 segment(s) per message (typographic characters replaced" in err
+    assert "2 recipients, 2 segments in total" in err
+    assert main(["--config", str(config_path), "alert", "status", str(alert_id), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["text"] == "L'acqua sale - salire ai piani alti..."
+    assert status["by_state"]["pending"] == 2 and status["eta_seconds"] is None
+    assert main(["--config", str(config_path), "alert", "cancel", str(alert_id)]) == 0
+    assert "2 deliveries stopped" in capsys.readouterr().out
+    assert main(["--config", str(config_path), "alert", "send", "--sms", "--all", "--text", "x" * 800]) == 2
+    assert "needs 6 SMS segments" in capsys.readouterr().err
+    assert count(contacts, Alert) == 1

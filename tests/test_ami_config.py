@@ -1,0 +1,55 @@
+import pytest
+
+from asterisk.asterisk_config import ConfigRenderError, render_configs
+
+
+def render(**kwargs):
+    values = dict(ami_user="allerta", ami_secret="s3cret-value", sounds_dir="/var/lib/allerta/sounds")
+    values.update(kwargs)
+    return render_configs(**values)
+
+
+def test_extensions_key_lines():
+    text = render()["extensions_allerta.conf"]
+    assert "@@" not in text
+    assert "[allerta-outbound]" in text
+    assert " same => n,Answer()" in text
+    assert " same => n,Wait(1)" in text
+    assert '${ALLERTA_AMD}' in text and "AMD()" in text
+    assert "Playback(/var/lib/allerta/sounds/${ALLERTA_AUDIO})" in text
+    assert "Read(DIGIT,,1,,1,5)" in text
+    assert "${ALLERTA_PLAYS} < 3" in text
+    for result in ("confirmed", "listened", "voicemail"):
+        assert f"UserEvent(AllertaResult,Delivery: ${{ALLERTA_DELIVERY}},Result: {result},Digit:" in text
+    assert "Set(CHANNEL(hangup_handler_push)=allerta-hangup,s,1)" in text
+    assert "UserEvent(AllertaHangup,Delivery: ${ALLERTA_DELIVERY},Cause: ${HANGUPCAUSE})" in text
+    assert "Return()" in text
+
+
+def test_manager_key_lines():
+    text = render()["manager_allerta.conf"]
+    assert "[allerta]" in text
+    assert "secret = s3cret-value" in text
+    assert "permit = 127.0.0.1/255.255.255.255" in text
+    assert "deny = 0.0.0.0/0.0.0.0" in text
+    assert "read = call,user,originate,system" in text
+    assert "write = originate,call,system" in text
+    assert "@@" not in text
+
+
+def test_options_render():
+    text = render(max_plays=2, read_timeout_seconds=7)["extensions_allerta.conf"]
+    assert "Read(DIGIT,,1,,1,7)" in text and "${ALLERTA_PLAYS} < 2" in text
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"ami_secret": "short"}, "secret"),
+    ({"ami_secret": "has a\nnewline"}, "secret"),
+    ({"ami_user": "bad]user"}, "AMI user"),
+    ({"sounds_dir": "relative/path"}, "sounds directory"),
+    ({"sounds_dir": "/var/lib/a,b"}, "sounds directory"),
+    ({"max_plays": 0}, "max_plays"),
+])
+def test_bad_values_refused(kwargs, match):
+    with pytest.raises(ConfigRenderError, match=match):
+        render(**kwargs)

@@ -1,0 +1,79 @@
+import datetime as dt
+
+import pytest
+
+from asterisk.outcomes import classify_call
+from asterisk.retry_policy import RetryPolicy, next_attempt
+
+NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+BUSY = classify_call(5, 17, None, False)
+CONGESTION = classify_call(8, 34, None, False)
+REJECTED = classify_call(8, 21, None, False)
+CONFIRMED = classify_call(4, 16, {"Result": "confirmed", "Digit": "1"}, True)
+LISTENED = classify_call(4, 16, {"Result": "listened"}, True)
+INVALID = classify_call(0, 1, None, False)
+
+
+def seconds_until(when):
+    return (when - NOW).total_seconds()
+
+
+def test_interval_grows():
+    policy = RetryPolicy(interval_seconds=300, growth=1.5)
+    assert seconds_until(next_attempt(policy, 1, 1, BUSY, NOW)) == 300
+    assert seconds_until(next_attempt(policy, 2, 2, BUSY, NOW)) == 450
+    assert seconds_until(next_attempt(policy, 3, 3, BUSY, NOW)) == 675
+
+
+def test_interval_is_capped():
+    policy = RetryPolicy(max_attempts=50, per_number_cap=60, interval_seconds=300, growth=3,
+                         max_interval_seconds=1000)
+    assert seconds_until(next_attempt(policy, 10, 10, BUSY, NOW)) == 1000
+
+
+def test_gives_up_after_max_attempts():
+    policy = RetryPolicy(max_attempts=3)
+    assert next_attempt(policy, 2, 2, BUSY, NOW) is not None
+    assert next_attempt(policy, 3, 3, BUSY, NOW) is None
+
+
+def test_trunk_failure_retried_soon_without_charge():
+    policy = RetryPolicy(trunk_retry_seconds=30)
+    assert seconds_until(next_attempt(policy, 0, 1, CONGESTION, NOW)) == 30
+
+
+def test_hard_cap_on_calls_placed_even_uncharged():
+    policy = RetryPolicy(per_number_cap=4)
+    assert next_attempt(policy, 0, 3, CONGESTION, NOW) is not None
+    assert next_attempt(policy, 0, 4, CONGESTION, NOW) is None
+
+
+def test_never_after_deadline():
+    policy = RetryPolicy(deadline=NOW + dt.timedelta(seconds=200))
+    assert next_attempt(policy, 1, 1, BUSY, NOW) is None          # 300 s would pass it
+    assert next_attempt(policy, 0, 1, CONGESTION, NOW) is not None  # 30 s fits
+    assert next_attempt(policy, 0, 1, CONGESTION, NOW + dt.timedelta(seconds=200)) is None
+
+
+def test_confirmed_and_permanent_stop():
+    policy = RetryPolicy()
+    assert next_attempt(policy, 1, 1, CONFIRMED, NOW) is None
+    assert next_attempt(policy, 1, 1, INVALID, NOW) is None
+
+
+def test_stop_on_confirm_controls_answered():
+    assert next_attempt(RetryPolicy(stop_on_confirm=True), 1, 1, LISTENED, NOW) is not None
+    assert next_attempt(RetryPolicy(stop_on_confirm=False), 1, 1, LISTENED, NOW) is None
+
+
+def test_rejection_retried_at_most_once():
+    policy = RetryPolicy()
+    assert next_attempt(policy, 1, 1, REJECTED, NOW) is not None
+    assert next_attempt(policy, 2, 2, REJECTED, NOW) is None
+
+
+def test_invalid_policy_refused():
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError):
+        RetryPolicy(growth=0.5)

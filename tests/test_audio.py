@@ -1,0 +1,89 @@
+import shutil
+import subprocess
+
+import pytest
+
+from asterisk.audio import AudioError, audio_info, convert_recording, render_tts
+
+pytestmark = pytest.mark.skipif(not (shutil.which("sox") and shutil.which("espeak-ng")),
+                                reason="apt-get install espeak-ng sox")
+
+
+def tone(path, seconds=3, extra=()):
+    subprocess.run(["sox", "-n", "-r", "44100", "-c", "2", str(path), "synth", str(seconds),
+                    "sine", "440", *extra], check=True)
+    return path
+
+
+def assert_asterisk_pcm(info):
+    assert (info.sample_rate, info.channels, info.bits) == (8000, 1, 16)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".ogg"])
+def test_conversion_to_8khz_mono_16bit(tmp_path, suffix):
+    src = tone(tmp_path / f"tone{suffix}")
+    info = convert_recording(src, tmp_path / "out" / "message.wav")
+    assert_asterisk_pcm(info)
+    assert info.seconds == pytest.approx(3.0, abs=0.1)
+    assert audio_info(info.path).sample_rate == 8000
+    assert "Signed Integer PCM" in subprocess.run(["soxi", str(info.path)], capture_output=True,
+                                                  text=True).stdout
+
+
+@pytest.mark.parametrize("lang", ["it", "en", "ar"])
+def test_tts(tmp_path, lang):
+    text = {"it": "Allerta meteo rossa.", "en": "Red weather warning.", "ar": "تحذير من الطقس"}[lang]
+    info = render_tts(text, lang, tmp_path / f"{lang}.wav", intro="Comune di Prova")
+    assert_asterisk_pcm(info)
+    assert info.seconds > 2
+
+
+def test_tts_closing_makes_it_longer(tmp_path):
+    short = render_tts("Prova.", "it", tmp_path / "a.wav", closing=False)
+    long = render_tts("Prova.", "it", tmp_path / "b.wav")
+    assert long.seconds > short.seconds + 1
+
+
+def test_unsupported_language(tmp_path):
+    with pytest.raises(AudioError, match="'tlh'"):
+        render_tts("Qapla", "tlh", tmp_path / "x.wav")
+    assert not (tmp_path / "x.wav").exists()
+    info = render_tts("Qapla", "tlh", tmp_path / "x.wav", fallback=True)
+    assert_asterisk_pcm(info)
+
+
+def test_silent_file_refused(tmp_path):
+    src = tmp_path / "silence.wav"
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", str(src), "trim", "0", "2"], check=True)
+    with pytest.raises(AudioError, match="silent") as info:
+        convert_recording(src, tmp_path / "out.wav")
+    assert "silence.wav" in str(info.value)
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_unreadable_file_refused(tmp_path):
+    src = tmp_path / "notes.wav"
+    src.write_text("this is not audio")
+    with pytest.raises(AudioError, match="notes.wav: not a readable audio file"):
+        convert_recording(src, tmp_path / "out.wav")
+    with pytest.raises(AudioError, match="no such file"):
+        convert_recording(tmp_path / "missing.wav", tmp_path / "out.wav")
+
+
+def test_too_long_refused(tmp_path):
+    src = tone(tmp_path / "long.wav", seconds=5)
+    with pytest.raises(AudioError, match="longer than the limit of 4 s"):
+        convert_recording(src, tmp_path / "out.wav", max_seconds=4)
+
+
+def test_empty_file_refused(tmp_path):
+    src = tmp_path / "empty.wav"
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", str(src), "trim", "0", "0"], check=True)
+    with pytest.raises(AudioError, match="empty"):
+        convert_recording(src, tmp_path / "out.wav")
+
+
+def test_missing_tools_explained(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(AudioError, match="apt-get install espeak-ng sox"):
+        render_tts("Prova", "it", tmp_path / "x.wav")

@@ -1,0 +1,153 @@
+"""Dispatcher and store with an in-process fake channel (unit level; the real path is in test_engine_*)."""
+import asyncio
+
+import pytest
+from sqlalchemy import select
+
+from gateway.alerts import AlertRequest, Target
+from gateway.channels import DeliveryFailed, SubmitReceipt
+from gateway.dispatcher import Dispatcher, DispatcherSettings, mask_number
+from gateway.models import Attempt, Delivery, SmsPart
+from gateway.retry import SmsRetryPolicy
+
+
+class FakeChannel:
+    name = "sms"
+
+    def __init__(self, script=None, parts=1, lines=("a", "b")):
+        self.script = script or {}      # e164 -> list of exceptions to raise in turn
+        self.parts = parts
+        self.lines = list(lines)
+        self.sent = []
+        self.events = None
+        self.ref = 0
+        self.avoided = []
+
+    async def start(self, events):
+        self.events = events
+
+    async def stop(self):
+        pass
+
+    def free_slots(self):
+        return 2
+
+    def rate_per_minute(self):
+        return 60.0
+
+    async def submit(self, message):
+        await asyncio.sleep(0)
+        self.avoided.append((message.number, message.avoid_lines))
+        line = next((l for l in self.lines if l not in message.avoid_lines), self.lines[0])
+        pending = self.script.get(message.number)
+        if pending:
+            failure = pending.pop(0)
+            failure.line = line
+            raise failure
+        refs = []
+        for _ in range(self.parts):
+            self.ref += 1
+            refs.append(self.ref)
+        self.sent.append((message.number, line, refs))
+        return SubmitReceipt(line=line, references=refs)
+
+
+def make_dispatcher(services, channel, **policy):
+    return Dispatcher(services.store, [channel], SmsRetryPolicy(**{"initial_delay": 0, **policy}),
+                      DispatcherSettings(poll_interval=0.01, report_timeout=0.3, status_flush_interval=0.05))
+
+
+def states(services):
+    with services.sessions() as s:
+        return dict(s.execute(select(Delivery.e164, Delivery.state)).all())
+
+
+def test_sent_then_delivered_only_when_every_part_is_reported(contacts):
+    contacts.alerts.create(AlertRequest(text="x", target=Target(zones=("Fregene",))))
+    channel = FakeChannel(parts=2)
+    asyncio.run(make_dispatcher(contacts, channel).run(asyncio.Event(), once=True))
+    assert set(states(contacts).values()) == {"sent"}
+    number, line, refs = channel.sent[0]
+    assert contacts.store.record_status_report(line, refs[0], True, "ok")
+    assert states(contacts)[number] == "sent"
+    assert contacts.store.record_status_report(line, refs[1], True, "ok")
+    assert states(contacts)[number] == "delivered"
+    # A report nobody is waiting for matches nothing.
+    assert not contacts.store.record_status_report(line, 250, True, "ok")
+
+
+def test_transient_failure_retries_on_another_line_permanent_fails_at_once(contacts):
+    contacts.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
+    channel = FakeChannel(script={
+        "+393331110001": [DeliveryFailed("+CMS ERROR 38: network out of order", permanent=False)],
+        "+393331110002": [DeliveryFailed("+CMS ERROR 1: unassigned number", permanent=True, code="+CMS ERROR 1")],
+    })
+    asyncio.run(make_dispatcher(contacts, channel).run(asyncio.Event(), once=True))
+    final = states(contacts)
+    assert final["+393331110001"] == "sent"
+    assert final["+393331110002"] == "failed"
+    retried = [avoid for number, avoid in channel.avoided if number == "+393331110001"]
+    assert retried == [frozenset(), frozenset({"a"})]
+    with contacts.sessions() as s:
+        failed = s.scalar(select(Delivery).where(Delivery.e164 == "+393331110002"))
+        assert "unassigned number" in failed.last_error and failed.attempts == 1
+        assert s.scalar(select(Delivery.attempts).where(Delivery.e164 == "+393331110001")) == 2
+
+
+def test_gives_up_after_max_attempts(contacts):
+    contacts.alerts.create(AlertRequest(text="x", target=Target(numbers=("+393331110001",))))
+    failures = [DeliveryFailed("+CMS ERROR 500: unknown error", permanent=False) for _ in range(5)]
+    channel = FakeChannel(script={"+393331110001": failures})
+    asyncio.run(make_dispatcher(contacts, channel, max_attempts=3).run(asyncio.Event(), once=True))
+    with contacts.sessions() as s:
+        delivery = s.scalar(select(Delivery))
+        assert delivery.state == "failed" and delivery.attempts == 3
+        assert delivery.last_error.startswith("gave up after 3 attempts")
+        assert len(s.scalars(select(Attempt)).all()) == 3
+    assert len(failures) == 2  # exactly three tries
+
+
+def test_uncharged_failures_do_not_use_attempts(contacts):
+    contacts.alerts.create(AlertRequest(text="x", target=Target(numbers=("+393331110001",))))
+    gone = [DeliveryFailed("port lost", permanent=False, charge_attempt=False) for _ in range(4)]
+    asyncio.run(make_dispatcher(contacts, FakeChannel(script={"+393331110001": gone}), max_attempts=2)
+                .run(asyncio.Event(), once=True))
+    with contacts.sessions() as s:
+        delivery = s.scalar(select(Delivery))
+    assert delivery.state == "sent" and delivery.attempts == 1
+
+
+def test_interrupted_work_is_resent_and_flagged(contacts):
+    contacts.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
+    claimed = contacts.store.claim("sms", 2)   # the engine died right after this
+    assert {c.e164 for c in claimed} and all(states(contacts)[c.e164] == "submitting" for c in claimed)
+    channel = FakeChannel()
+    asyncio.run(make_dispatcher(contacts, channel).run(asyncio.Event(), once=True))
+    with contacts.sessions() as s:
+        flagged = set(s.scalars(select(Delivery.e164).where(Delivery.possible_duplicate.is_(True))))
+        interrupted = s.scalars(select(Attempt).where(Attempt.outcome == "interrupted")).all()
+    assert flagged == {c.e164 for c in claimed}
+    assert len(interrupted) == 2
+    assert sorted(n for n, _, _ in channel.sent) == sorted(states(contacts))
+    assert set(states(contacts).values()) == {"sent"}
+
+
+def test_stop_waits_for_in_flight_sends(contacts):
+    contacts.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
+
+    class Slow(FakeChannel):
+        async def submit(self, message):
+            stop.set()               # SIGTERM arrives while this send is on the wire
+            await asyncio.sleep(0.05)
+            return await super().submit(message)
+
+    stop = asyncio.Event()
+    channel = Slow()
+    asyncio.run(make_dispatcher(contacts, channel).run(stop))
+    final = states(contacts)
+    assert "submitting" not in final.values()
+    assert sum(1 for s in final.values() if s == "sent") == len(channel.sent) >= 1
+
+
+def test_mask_number():
+    assert mask_number("+393331234567") == "+39333123****"

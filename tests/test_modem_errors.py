@@ -1,0 +1,34 @@
+import pytest
+
+from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csq
+from modem.errors import classify_cms
+
+
+@pytest.mark.parametrize("code", [1, 21, 28, 96])
+def test_recipient_errors_are_permanent(code):
+    verdict = classify_cms(code)
+    assert verdict.permanent and not verdict.line_fault
+    assert f"+CMS ERROR {code}" in verdict.reason
+
+
+@pytest.mark.parametrize("code", [38, 41, 42, 500, 512, 513, 514, 515, 600])
+def test_line_errors_are_transient_and_count_against_the_modem(code):
+    verdict = classify_cms(code)
+    assert not verdict.permanent and verdict.line_fault
+
+
+def test_named_reasons():
+    assert classify_cms(42).reason == "+CMS ERROR 42: congestion"
+    assert classify_cms(1).reason == "+CMS ERROR 1: unassigned number"
+
+
+def test_at_parsers():
+    assert parse_csq(["+CSQ: 17,99", "OK"]) == 17
+    assert parse_creg(["+CREG: 0,1", "OK"]) == "home"
+    assert parse_creg(["+CREG: 2,5,\"00C3\",\"0010\"", "OK"]) == "roaming"
+    assert parse_creg(["+CREG: 1, E006B, ABE0016"]) == "home"   # Huawei unquoted form
+    assert parse_creg(["+CREG: 0,3"]) == "denied"
+    assert parse_cops(['+COPS: 0,0,"TIM",2', "OK"]) == "TIM"
+    assert parse_cops(["+COPS: 0", "OK"]) is None
+    assert parse_cpin(["+CPIN: READY", "OK"]) == "READY"
+    assert parse_cpin(['+CPIN: "SIM PIN"']) == "SIM PIN"
