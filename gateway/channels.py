@@ -23,13 +23,15 @@ class DeliveryFailed(Exception):
     """
 
     def __init__(self, reason: str, *, permanent: bool, code: str | None = None,
-                 line: str | None = None, charge_attempt: bool = True) -> None:
+                 line: str | None = None, charge_attempt: bool = True, possible_duplicate: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.code = code
         self.line = line
         self.charge_attempt = charge_attempt
+        # The message may have reached the recipient anyway (fate unknown after a lost link).
+        self.possible_duplicate = possible_duplicate
 
 
 @dataclass(frozen=True)

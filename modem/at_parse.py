@@ -44,3 +44,27 @@ def parse_cops(lines: list[str]) -> str | None:
 def parse_cpin(lines: list[str]) -> str | None:
     match = _first(lines, _CPIN)
     return match.group(1) if match else None
+
+
+def split_notifications(lines: list[str]) -> list[list[str]]:
+    """Split a burst of unsolicited lines into one group per notification.
+
+    python-gsmmodem-new hands its handler every line that arrived together and
+    the handler acts on the first one only, so a second +CDSI in the same
+    burst was silently dropped. Multi-line URCs stay together: +CDS with its
+    PDU line, and RING/+CRING with the +CLIP that follows.
+    """
+    groups: list[list[str]] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        group = [line]
+        following = lines[index + 1] if index + 1 < len(lines) else None
+        if line.startswith("+CDS:") and following is not None:
+            group.append(following)
+        elif (line.startswith("+CRING") or line == "RING") and following is not None \
+                and following.startswith("+CLIP"):
+            group.append(following)
+        groups.append(group)
+        index += len(group)
+    return groups

@@ -18,7 +18,7 @@ from gsmmodem.modem import GsmModem
 from gsmmodem.util import lineStartingWith
 
 from gateway.sms_text import SubmitPdu
-from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csq
+from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csq, split_notifications
 from modem.errors import ErrorVerdict, classify_cme, classify_cms
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,14 @@ class SubmitError(Exception):
 
 
 class _UrcSafeGsmModem(GsmModem):
-    """python-gsmmodem-new with one fix at the edge.
+    """python-gsmmodem-new with two fixes at the edge.
 
     The library appends every line that arrives while a command is pending to
     that command's reply, so a +CDSI status report or +CMTI arriving during an
     AT+CMGS exchange is silently lost (the reference calls this out; it is
     the classic "delivery report never matched"). Here such lines go to the
     notification handler instead, which processes them once the command ends.
+    And a burst of several URCs is handled one by one (see split_notifications).
     """
 
     def _handleLineRead(self, line: str, checkForResponseTerm: bool = True) -> None:  # noqa: N802,N803
@@ -56,6 +57,11 @@ class _UrcSafeGsmModem(GsmModem):
             self.notifyCallback([line])
             return
         super()._handleLineRead(line, checkForResponseTerm)
+
+    def _handleModemNotification(self, lines: list[str]) -> None:  # noqa: N802
+        # The library acts on the first URC of a burst only; give it one at a time.
+        for group in split_notifications(lines):
+            super()._handleModemNotification(group)
 
 
 @dataclass(frozen=True)
@@ -184,8 +190,14 @@ class ModemDriver:
         references = []
         for pdu in pdus:
             try:
-                modem.write(f"AT+CMGS={pdu.tpdu_length}", timeout=self.prompt_timeout, expectedResponseTermSeq="> ")
-                reply = modem.write(pdu.hex, timeout=timeout, writeTerm=CTRL_Z)
+                # The library locks each write, not the exchange: a status report
+                # handled on its notification thread could write AT+CPMS between our
+                # prompt and the PDU, and the modem would take it as PDU text (CMS 304)
+                # while the report is lost. Hold its (re-entrant) lock for the exchange.
+                with modem._txLock:
+                    modem.write(f"AT+CMGS={pdu.tpdu_length}", timeout=self.prompt_timeout,
+                                expectedResponseTermSeq="> ")
+                    reply = modem.write(pdu.hex, timeout=timeout, writeTerm=CTRL_Z)
             except CmsError as exc:
                 raise SubmitError(classify_cms(int(exc.code))) from None
             except CmeError as exc:

@@ -32,3 +32,11 @@ def test_at_parsers():
     assert parse_cops(["+COPS: 0", "OK"]) is None
     assert parse_cpin(["+CPIN: READY", "OK"]) == "READY"
     assert parse_cpin(['+CPIN: "SIM PIN"']) == "SIM PIN"
+
+
+def test_split_notifications_one_urc_at_a_time():
+    from modem.at_parse import split_notifications
+    burst = ['+CDSI: "SR",5', '+CDSI: "SR",6', "+CDS: 25", "0791...", "+CRING: VOICE", '+CLIP: "+39333",145',
+             '+CMTI: "SM",1']
+    assert split_notifications(burst) == [['+CDSI: "SR",5'], ['+CDSI: "SR",6'], ["+CDS: 25", "0791..."],
+                                          ["+CRING: VOICE", '+CLIP: "+39333",145'], ['+CMTI: "SM",1']]

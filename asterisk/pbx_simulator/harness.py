@@ -84,6 +84,11 @@ class PbxSimulatorProcess:
                 if isinstance(ready, dict) and ready.get("ready"):
                     return int(ready["port"])
         stderr = ""
+        try:
+            # stdout closed: the process is exiting; give it a moment to be reaped.
+            self.process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
         if self.process.poll() is not None and self.process.stderr is not None:
             stderr = self.process.stderr.read()
         raise SimulatorStartError(

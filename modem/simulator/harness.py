@@ -50,22 +50,27 @@ class SimulatorProcess:
     def start(self) -> "SimulatorProcess":
         self._stderr = open(self._stderr_path, "w+")
         self.process = subprocess.Popen(self._argv(), stdout=subprocess.PIPE, stderr=self._stderr,
-                                        text=True, cwd=os.getcwd())
+                                        cwd=os.getcwd())
         deadline = time.monotonic() + self.ready_timeout
+        fd = self.process.stdout.fileno()
+        pending = b""
         selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
+        selector.register(fd, selectors.EVENT_READ)
         try:
             while True:
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    record = json.loads(line)
+                    if record.get("ready"):
+                        return self
+                    self.modems.append(record)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not selector.select(remaining):
                     self._fail(f"not ready within {self.ready_timeout} s")
-                line = self.process.stdout.readline()
-                if not line:
+                chunk = os.read(fd, 65536)
+                if not chunk:
                     self._fail(f"exited with code {self.process.wait()} before it was ready")
-                record = json.loads(line)
-                if record.get("ready"):
-                    return self
-                self.modems.append(record)
+                pending += chunk
         finally:
             selector.close()
 

@@ -71,7 +71,10 @@ def decode_submit(hex_pdu: str, tpdu_length: int) -> DecodedSubmit:
         address_digits = tpdu[2]
         dcs_index = 2 + 2 + (address_digits + 1) // 2 + 1
         dcs = tpdu[dcs_index]
+        _check_user_data_length(tpdu, dcs_index, dcs)
         decoded = decodeSmsPdu(bytearray(full))
+    except PduError:
+        raise
     except Exception as exc:  # truncated PDUs raise IndexError/StopIteration/EncodingError
         raise PduError(f"undecodable SMS-SUBMIT: {exc!r}") from exc
     if decoded.get("type") != "SMS-SUBMIT" or "text" not in decoded:
@@ -88,6 +91,17 @@ def decode_submit(hex_pdu: str, tpdu_length: int) -> DecodedSubmit:
         status_report_requested=bool(first & 0x20),
         smsc=decoded.get("smsc"),
     )
+
+
+def _check_user_data_length(tpdu: bytes, dcs_index: int, dcs: int) -> None:
+    """TP-UDL must account for exactly the octets that follow (decodeSmsPdu does not check)."""
+    validity_format = (tpdu[0] >> 3) & 0x03
+    udl_index = dcs_index + 1 + {0: 0, 2: 1}.get(validity_format, 7)
+    udl = tpdu[udl_index]
+    expected = (udl * 7 + 7) // 8 if _data_coding(dcs) == "gsm7" else udl
+    actual = len(tpdu) - udl_index - 1
+    if actual != expected:
+        raise PduError(f"TP-UDL {udl} needs {expected} octets, {actual} present")
 
 
 def encode_address(number: str) -> bytes:
