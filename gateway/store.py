@@ -121,9 +121,12 @@ class Store:
             s.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(
                 outcome="failed", line=failure.line, ended_at=now, error=failure.reason, cause=failure.code,
                 permanent=failure.permanent))
-            s.execute(update(Delivery).where(Delivery.id == claim.delivery_id, Delivery.state == "submitting").values(
-                state=state, attempts=charged, next_attempt_at=next_at, last_error=reason, updated_at=now,
-                line=failure.line))
+            values = dict(state=state, attempts=charged, next_attempt_at=next_at, last_error=reason, updated_at=now,
+                          line=failure.line)
+            if failure.possible_duplicate:
+                values["possible_duplicate"] = True
+            s.execute(update(Delivery).where(Delivery.id == claim.delivery_id, Delivery.state == "submitting")
+                      .values(**values))
         return state
 
     def release(self, claim: ClaimedDelivery) -> None:

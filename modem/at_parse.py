@@ -68,3 +68,18 @@ def split_notifications(lines: list[str]) -> list[list[str]]:
         groups.append(group)
         index += len(group)
     return groups
+
+
+def parse_cmgl(lines: list[str]) -> list[tuple[int, str]]:
+    """PDU-mode AT+CMGL reply -> [(index, pdu hex)]."""
+    stored = []
+    index: int | None = None
+    for line in lines:
+        line = line.strip()
+        if line.startswith("+CMGL:"):
+            first = line[6:].split(",")[0].strip()
+            index = int(first) if first.isdigit() else None
+        elif index is not None and line and line != "OK":
+            stored.append((index, line))
+            index = None
+    return stored

@@ -15,10 +15,11 @@ import serial
 from gsmmodem.exceptions import (CmeError, CmsError, CommandError, GsmModemException, PinRequiredError,
                                  IncorrectPinError, TimeoutException)
 from gsmmodem.modem import GsmModem
+from gsmmodem.pdu import decodeSmsPdu
 from gsmmodem.util import lineStartingWith
 
 from gateway.sms_text import SubmitPdu
-from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csq, split_notifications
+from modem.at_parse import parse_cmgl, parse_cops, parse_cpin, parse_creg, parse_csq, split_notifications
 from modem.errors import ErrorVerdict, classify_cme, classify_cms
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 CTRL_Z = "\x1a"
 
 # Unsolicited lines that can arrive while a command waits for its reply.
+_CDS_HEADER = re.compile(r"^\+CDS:\s*\d+$")
 _URC_LINE = re.compile(r"^(\+CDSI:|\+CMTI:|\^[A-Z]+:|\+CRING:|RING$|\+CLIP:|\+CUSD:|\+CREG: \d$)")
 
 
@@ -34,10 +36,12 @@ class ModemError(Exception):
 
 
 class SubmitError(Exception):
-    def __init__(self, verdict: ErrorVerdict, *, modem_gone: bool = False) -> None:
+    def __init__(self, verdict: ErrorVerdict, *, modem_gone: bool = False, maybe_sent: bool = False) -> None:
         super().__init__(verdict.reason)
         self.verdict = verdict
         self.modem_gone = modem_gone
+        # A PDU went down the wire and no verdict came back: the SMS may be out.
+        self.maybe_sent = maybe_sent
 
 
 class _UrcSafeGsmModem(GsmModem):
@@ -51,12 +55,39 @@ class _UrcSafeGsmModem(GsmModem):
     And a burst of several URCs is handled one by one (see split_notifications).
     """
 
+    _cds_header: str | None = None
+
     def _handleLineRead(self, line: str, checkForResponseTerm: bool = True) -> None:  # noqa: N802,N803
+        if self._cds_header is not None:
+            # "+CDS: <len>" is followed by the status report PDU on the next line.
+            header, self._cds_header = self._cds_header, None
+            self.notifyCallback([header, line])
+            return
+        if checkForResponseTerm and _CDS_HEADER.match(line):
+            self._cds_header = line
+            return
         if checkForResponseTerm and self._responseEvent is not None and not self._responseEvent.is_set() \
                 and _URC_LINE.match(line):
             self.notifyCallback([line])
             return
         super()._handleLineRead(line, checkForResponseTerm)
+
+    def _handleSmsStatusReport(self, notificationLine: str) -> None:  # noqa: N802,N803
+        # The library deletes the stored report before its callback runs, so an
+        # engine killed in between loses it. Delete only once the callback (which
+        # returns after the database commit) succeeded; otherwise the report stays
+        # in the modem and is collected at the next open.
+        match = self.CDSI_REGEX.match(notificationLine)
+        if not match:
+            return
+        memory, index = match.group(1), match.group(2)
+        try:
+            with self._txLock:
+                report = self.readStoredSms(index, memory)
+                self.smsStatusReportCallback(report)
+                self.deleteStoredSms(index)
+        except Exception:  # noqa: BLE001 - runs on the library's own thread
+            log.warning("status report %s/%s not processed now; it stays stored", memory, index, exc_info=True)
 
     def _handleModemNotification(self, lines: list[str]) -> None:  # noqa: N802
         # The library acts on the first URC of a burst only; give it one at a time.
@@ -92,7 +123,24 @@ class ModemDriver:
         self.model: str | None = None
 
     # --- life cycle --------------------------------------------------------
+    def _wake(self) -> None:
+        """Cancel whatever a previous client left half-done.
+
+        An engine killed between AT+CMGS and Ctrl-Z leaves the modem in PDU
+        entry: it would take our ATZ as PDU text and never answer. ESC cancels
+        the entry (gammu opens every session the same way, smstools3 sends
+        Ctrl-Z CR when a modem is silent).
+        """
+        try:
+            with serial.Serial(self.port, self.baud, timeout=0.3) as port:
+                port.write(b"\x1b\r")
+                port.flush()
+                port.read(256)  # discard whatever the cancelled entry answers
+        except (serial.SerialException, OSError) as exc:
+            raise ModemError(f"cannot open {self.port}: {exc}") from None
+
     def open(self) -> None:
+        self._wake()
         modem = _UrcSafeGsmModem(self.port, self.baud, smsReceivedCallbackFunc=self._received,
                                  smsStatusReportCallback=self._report)
         modem.fatalErrorCallback = self._fatal
@@ -119,6 +167,41 @@ class ModemDriver:
         except ModemError:
             self.close()
             raise
+        if "huawei" in (self.manufacturer or "").lower():
+            # Huawei sticks ^RSSI/^MODE lines into replies every few seconds; ask it to stop.
+            try:
+                modem.write("AT^CURC=0")
+            except (GsmModemException, TimeoutException):
+                log.debug("AT^CURC=0 refused on %s", self.port)
+        self._collect_stored_sms(modem)
+
+    def _collect_stored_sms(self, modem: GsmModem) -> None:
+        """SMS and status reports that arrived while nobody listened (engine down, port
+        lost mid-notification) wait in the modem's memory: read them, then delete
+        exactly those indexes (the library's delete-all would also wipe a report
+        stored between its list and its delete)."""
+        for memory in ("SM", "ME", "SR"):
+            try:
+                with modem._txLock:
+                    modem.write(f'AT+CPMS="{memory}"')
+                    for index, pdu in parse_cmgl(modem.write("AT+CMGL=4", timeout=15)):
+                        # Stored first, deleted after: a crash in between only repeats it.
+                        self._dispatch_stored(memory, pdu)
+                        modem.write(f"AT+CMGD={index}")
+            except (GsmModemException, TimeoutException, IndexError) as exc:
+                log.debug("cannot list stored SMS in %s on %s: %s", memory, self.port, exc)
+
+    def _dispatch_stored(self, memory: str, pdu: str) -> None:
+        try:
+            decoded = decodeSmsPdu(pdu)
+        except Exception:  # noqa: BLE001 - one bad PDU must not hide the others
+            log.warning("undecodable stored PDU in %s on %s", memory, self.port)
+            return
+        if decoded.get("type") == "SMS-DELIVER":
+            self._on_incoming(decoded.get("number") or "", decoded.get("text") or "")
+        elif decoded.get("type") == "SMS-STATUS-REPORT":
+            status = decoded.get("status")
+            self._on_status_report(int(decoded["reference"]), status == 0, f"TP-ST {status}")
 
     def close(self) -> None:
         modem, self._modem = self._modem, None
@@ -187,7 +270,8 @@ class ModemDriver:
         'delivered' only once every part has its status report.
         """
         modem = self._require()
-        references = []
+        references: list[int] = []
+        body_written = False
         for pdu in pdus:
             try:
                 # The library locks each write, not the exchange: a status report
@@ -197,27 +281,30 @@ class ModemDriver:
                 with modem._txLock:
                     modem.write(f"AT+CMGS={pdu.tpdu_length}", timeout=self.prompt_timeout,
                                 expectedResponseTermSeq="> ")
+                    body_written = True
                     reply = modem.write(pdu.hex, timeout=timeout, writeTerm=CTRL_Z)
             except CmsError as exc:
-                raise SubmitError(classify_cms(int(exc.code))) from None
+                raise SubmitError(classify_cms(int(exc.code)), maybe_sent=bool(references)) from None
             except CmeError as exc:
-                raise SubmitError(classify_cme(int(exc.code))) from None
+                raise SubmitError(classify_cme(int(exc.code)), maybe_sent=bool(references)) from None
             except TimeoutException:
                 gone = not self.alive
                 reason = f"port {self.port} lost during AT+CMGS" if gone else f"no answer to AT+CMGS within {timeout:g} s"
-                raise SubmitError(ErrorVerdict(reason, permanent=False, line_fault=True), modem_gone=gone) from None
+                raise SubmitError(ErrorVerdict(reason, permanent=False, line_fault=True), modem_gone=gone,
+                                  maybe_sent=body_written) from None
             except (serial.SerialException, OSError, IndexError) as exc:
                 # IndexError: the library indexes an empty reply when _fatal woke it.
                 self.alive = False
                 raise SubmitError(ErrorVerdict(f"port {self.port} failed: {exc}", permanent=False, line_fault=True),
-                                  modem_gone=True) from None
+                                  modem_gone=True, maybe_sent=body_written) from None
             except CommandError as exc:
                 raise SubmitError(ErrorVerdict(f"AT+CMGS refused: {exc}", permanent=False, line_fault=True)) from None
             line = lineStartingWith("+CMGS:", reply or [])
             if line is None:
                 gone = not self.alive
                 raise SubmitError(ErrorVerdict("port lost during AT+CMGS" if gone else "no +CMGS in the reply",
-                                               permanent=False, line_fault=True), modem_gone=gone)
+                                               permanent=False, line_fault=True), modem_gone=gone,
+                                  maybe_sent=body_written)
             references.append(int(line[6:].strip()))
         return references
 

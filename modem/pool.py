@@ -88,7 +88,8 @@ class SmsChannel:
             worker.job_done(len(pdus), started, ok=False, line_fault=exc.verdict.line_fault, error=exc.verdict.reason)
             code = exc.verdict.reason.split(":")[0] if exc.verdict.reason.startswith("+CMS") else None
             raise DeliveryFailed(exc.verdict.reason, permanent=exc.verdict.permanent, code=code,
-                                 line=worker.label, charge_attempt=not exc.modem_gone) from None
+                                 line=worker.label, charge_attempt=not exc.modem_gone,
+                                 possible_duplicate=exc.maybe_sent) from None
         except (ModemError, Exception) as exc:  # noqa: BLE001 - any other failure is the line's, not the recipient's
             worker.job_done(len(pdus), started, ok=False, line_fault=True, error=str(exc))
             raise DeliveryFailed(str(exc) or type(exc).__name__, permanent=False, line=worker.label,

@@ -9,6 +9,7 @@ the loop thread only.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import glob
 import logging
@@ -190,6 +191,21 @@ class ModemWorker:
                 self._on_free()
         self._call(apply)
 
+    def _call_and_wait(self, fn: Callable, *args, timeout: float = 30.0) -> None:
+        """Run ``fn`` on the loop and wait until it returned (i.e. the database committed),
+        so the modem's stored copy is deleted only after ours is safe. Raises on failure."""
+        done: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed back to the waiting thread
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+        self._loop.call_soon_threadsafe(run)
+        done.result(timeout)
+
     def _call(self, fn: Callable, *args) -> None:
         try:
             self._loop.call_soon_threadsafe(fn, *args)
@@ -241,8 +257,9 @@ class ModemWorker:
                 continue
             driver = self._driver_factory(
                 port, self.config.baud, self.config.pin,
-                on_status_report=lambda ref, ok, detail: self._call(self._on_status_report, self.label, ref, ok, detail),
-                on_incoming=lambda sender, text: self._call(self._on_incoming, self.label, sender, text),
+                on_status_report=lambda ref, ok, detail: self._call_and_wait(
+                    self._on_status_report, self.label, ref, ok, detail),
+                on_incoming=lambda sender, text: self._call_and_wait(self._on_incoming, self.label, sender, text),
                 on_lost=self._lost)
             try:
                 driver.open()

@@ -40,3 +40,9 @@ def test_split_notifications_one_urc_at_a_time():
              '+CMTI: "SM",1']
     assert split_notifications(burst) == [['+CDSI: "SR",5'], ['+CDSI: "SR",6'], ["+CDS: 25", "0791..."],
                                           ["+CRING: VOICE", '+CLIP: "+39333",145'], ['+CMTI: "SM",1']]
+
+
+def test_parse_cmgl():
+    from modem.at_parse import parse_cmgl
+    reply = ["+CMGL: 1,0,,24", "07919333", "+CMGL: 4,1,,25", "0791AAAA", "OK"]
+    assert parse_cmgl(reply) == [(1, "07919333"), (4, "0791AAAA")]

@@ -325,3 +325,24 @@ def test_imeis_are_valid_and_stable():
     assert len(set(imeis)) == len(imeis)
     assert make_imei(HUAWEI, 3, 5) == make_imei(HUAWEI, 3, 5) != make_imei(HUAWEI, 4, 5)
     assert luhn_valid("490154203237518")
+
+
+def test_text_mode_submit():
+    modem = make_modem()
+    talk(modem, b"ATE0\r")
+    talk(modem, b"AT+CMGF=1;+CSMP=49,167,0,0\r")
+    assert talk(modem, b'AT+CMGS="+393331234567"\r') == b"\r\n> "
+    actions = modem.feed(b"Allerta\rmeteo\x1a", NOW)
+    submit = next(a for a in actions if a.event)
+    assert submit.data == b"\r\n+CMGS: 0\r\n\r\nOK\r\n"
+    assert (submit.event["text"], submit.event["destination"]) == ("Allerta\nmeteo", "+393331234567")
+    assert any(a.timer for a in actions), "CSMP fo 49 asks for a status report"
+
+
+def test_cfun_reset_reboots_with_boot_urcs():
+    modem = make_modem(SIM800)
+    talk(modem, b"ATE0\r")
+    actions = modem.feed(b"AT+CFUN=1,1\r", NOW)
+    assert out(actions) == b"\r\nOK\r\n"
+    reboot = modem.on_timer(next(a.timer for a in actions if a.timer), NOW + 1)
+    assert out(reboot).startswith(b"\r\nRDY\r\n") and modem.echo is True

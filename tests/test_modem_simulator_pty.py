@@ -166,3 +166,35 @@ def test_deregistration_via_control(sim):
         client.write(b"AT+CREG?\r")
         time.sleep(0.2)
         assert b"+CREG: 0,2" in client.read(100)
+
+
+def test_gsmmodem_unlocks_the_sim_pin():
+    with SimulatorProcess(count=1, pin="4321", **FAST) as sim:
+        modem = GsmModem(sim.port(), 115200)
+        modem.connect(pin="4321")
+        try:
+            assert modem.write("AT+CPIN?")[0] == "+CPIN: READY"
+        finally:
+            modem.close()
+
+
+def test_unplug_reaches_gsmmodem_fatal_error_callback():
+    """What the engine driver sees on unplug: a SerialException from the read thread."""
+    with SimulatorProcess(count=1, **FAST) as sim:
+        fatal = Collector()
+        modem = connect(sim.port(), fatalErrorCallbackFunc=fatal)
+        try:
+            assert sim.control({"cmd": "unplug", "modem": "modem-0", "seconds": 0.5})["ok"]
+            assert fatal.event.wait(5), "python-gsmmodem did not notice the unplug"
+            assert isinstance(fatal.items[0], serial.SerialException)
+            # pyserial reads EOF on the hung-up pty, as on a vanished ttyUSB
+            assert "returned no data" in str(fatal.items[0]) or "Input/output" in str(fatal.items[0])
+        finally:
+            modem.alive = False
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            status = sim.control({"cmd": "status"})["modems"][0]
+            if status["plugged"]:
+                break
+            time.sleep(0.05)
+        assert status["plugged"] and status["plug_count"] == 2

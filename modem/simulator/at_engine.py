@@ -110,6 +110,9 @@ class SimulatedModem:
         self.busy_until = 0.0
         self.signal = 12 + rng.randrange(15)  # +CSQ rssi, 12..26
         self.pending_power_cycle = False
+        # Status reports the SMSC could not hand over while the modem was off:
+        # the network keeps them and retries once the modem is back.
+        self.network_pending: list[Timer] = []
         self._reset_settings()
 
     # ----- power and settings -------------------------------------------------
@@ -151,6 +154,9 @@ class SimulatedModem:
             out.add(delay, f"\r\n{urc}\r\n".encode())
         if self.profile.periodic_urcs:
             out.add(self._periodic_interval(), timer=Timer("periodic_urc", epoch=self.epoch))
+        for pending in self.network_pending:
+            out.add(delay + 1.0, timer=pending)
+        self.network_pending = []
         return out.actions
 
     def power_off(self) -> None:
@@ -285,6 +291,9 @@ class SimulatedModem:
 
     def on_timer(self, timer: Timer, now: float) -> list[Action]:
         if timer.kind == "status_report":
+            if not self.powered:
+                self.network_pending.append(timer)
+                return []
             return sms.deliver_status_report(self, timer.payload, now)
         if timer.epoch != self.epoch or not self.powered:
             return []

@@ -77,7 +77,10 @@ class SimulatorProcess:
     def _fail(self, reason: str) -> None:
         self.stop()
         self._stderr.seek(0)
-        raise SimulatorError(f"simulator {reason}; stderr:\n{self._stderr.read()}")
+        stderr = self._stderr.read()
+        self._stderr.close()
+        self._tmp.cleanup()
+        raise SimulatorError(f"simulator {reason}; stderr:\n{stderr}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -139,7 +139,10 @@ class PtyPort:
     def schedule(self, actions: list[Action]) -> None:
         now = self.loop.time()
         for action in actions:
-            if action.timer is not None:
+            if action.timer is not None and action.timer.kind == "status_report":
+                # Network-side: survives an unplug (see SimulatedModem.network_pending).
+                self.loop.call_later(action.delay, self._fire_timer, action)
+            elif action.timer is not None:
                 handle = self.loop.call_later(action.delay, self._fire_timer, action)
                 self._timers.add(handle)
             if action.data or action.event:
@@ -167,6 +170,8 @@ class PtyPort:
         self._timers = {h for h in self._timers if not h.cancelled() and h.when() > self.loop.time()}
         if self.master is not None:
             self.schedule(self.modem.on_timer(action.timer, time.time()))
+        elif action.timer.kind == "status_report":
+            self.modem.network_pending.append(action.timer)
 
     def _write(self, data: bytes) -> None:
         if self.master is None:

@@ -1,0 +1,479 @@
+"""The voice channel: alert calls through Asterisk, one AMI link, one or more trunks.
+
+``submit`` places one call and returns only when it is over: the receipt
+(confirmed, answered, voicemail) or ``DeliveryFailed`` carries the result
+the dispatcher stores. Concurrency is capped and originates are paced per
+trunk here, because Asterisk does neither (shared/reference/asterisk-ami.md).
+
+Never re-originates by itself: when the AMI link drops, calls that are still
+up are followed after the reconnect (CoreShowChannels), and calls that
+vanished meanwhile fail with ``possible_duplicate`` so the dispatcher, who
+knows the retry policy, decides whether to call again.
+
+``start`` raises ``AmiAuthError`` after reporting every trunk down with the
+error: a wrong secret is a configuration error that retrying cannot fix, and
+``allerta run`` should stop with that message. An unreachable PBX is not
+raised: the trunks are reported down and the link is retried in the
+background, as for a modem that is not plugged in yet.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from asterisk.ami_client import (AmiAuthError, AmiClient, AmiError, AmiLinkDown,
+                                 AmiOriginateRejected, AmiSettings, AmiUnreachable)
+from asterisk.ami_protocol import AmiMessage
+from asterisk.call_tracker import CallTracker
+from asterisk.trunks import Clock, ConcurrencyThrottle, TokenBucket, TrunkConfig
+from gateway.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
+
+log = logging.getLogger(__name__)
+
+FATE_UNKNOWN = "call fate unknown after the AMI link was lost"
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    ami: AmiSettings
+    trunks: tuple[TrunkConfig, ...]
+    context: str = "allerta-outbound"       # asterisk/conf/extensions_allerta.conf
+    default_audio: str = "allerta-default"  # played when a message has no audio of its own
+    amd: bool = True                        # detect answering machines (ALLERTA_AMD)
+    ring_timeout_ms: int = 30000            # Originate Timeout
+    end_margin_seconds: float = 30.0        # no end event this long after the ring timeout: failed
+    max_call_seconds: float = 300.0         # an answered call may last this long
+    end_grace_seconds: float = 2.0          # wait for a late OriginateResponse after the Hangup
+    estimated_call_seconds: float = 45.0    # ring + message, until real calls were measured
+    recovery_seconds: float = 30.0          # a throttled trunk regains one channel this often
+    slot_wait_seconds: float = 60.0         # a submit with no free trunk waits this long
+    stop_timeout: float = 60.0              # stop() waits this long for calls in flight
+
+    def __post_init__(self) -> None:
+        if not self.trunks:
+            raise ValueError("the voice channel needs at least one trunk")
+        names = [trunk.name for trunk in self.trunks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"voice trunk names must be unique, got {names}")
+        if "," in self.default_audio:
+            raise ValueError("default_audio must not contain commas")
+        if self.ring_timeout_ms < 1000:
+            raise ValueError("ring_timeout_ms must be at least 1000")
+
+
+class _Trunk:
+    """A trunk's runtime state: channels in use, pacing, back-off, counters."""
+
+    def __init__(self, config: TrunkConfig, clock: Clock, recovery_seconds: float) -> None:
+        self.config = config
+        self.bucket = TokenBucket(config.calls_per_second, clock)
+        self.throttle = ConcurrencyThrottle(config.max_channels, clock, recovery_seconds)
+        self.in_use = 0
+        self.last_error: str | None = None
+        self.sent_total = 0
+        self.failed_total = 0
+        self.recovery_timer: asyncio.TimerHandle | None = None
+        self.token_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def free(self) -> int:
+        channels = self.throttle.effective() - self.in_use
+        return max(0, min(channels, self.bucket.available()))
+
+    def free_channels(self) -> int:
+        return max(0, self.throttle.effective() - self.in_use)
+
+
+@dataclass(eq=False)
+class _Call:
+    message: OutboundMessage
+    trunk: _Trunk
+    channel_id: str
+    started_at: dt.datetime
+    started_mono: float
+    result: asyncio.Future[SubmitReceipt]
+    tracker: CallTracker
+    unsubscribe: Callable[[], None] = lambda: None
+    deadline: asyncio.TimerHandle | None = None
+    grace: asyncio.TimerHandle | None = None
+    check_after_reconnect: bool = False
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class VoiceChannel:
+    name = "voice"
+
+    def __init__(self, settings: VoiceSettings, *, clock: Clock = time.monotonic) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._trunks = [_Trunk(config, clock, settings.recovery_seconds) for config in settings.trunks]
+        self._client: AmiClient | None = None
+        self._events: ChannelEvents | None = None
+        self._calls: dict[str, _Call] = {}
+        self._link_up = False
+        self._ready = False          # link up and calls of the previous link reconciled
+        self._stopping = False
+        self._waiters: list[asyncio.Future[None]] = []
+        self._reported: dict[str, LineStatus] = {}
+        self._average_call_seconds = settings.estimated_call_seconds
+        self._reconcile_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self, events: ChannelEvents) -> None:
+        self._events = events
+        self._client = AmiClient(self.settings.ami, on_link=self._on_link)
+        try:
+            await self._client.connect()
+        except AmiAuthError as exc:
+            self._set_error_all(str(exc))
+            self._report_lines()
+            raise
+        except AmiUnreachable as exc:
+            log.warning("voice channel: %s; retrying in the background", exc)
+            self._set_error_all(str(exc))
+            self._report_lines()
+            self._client.reconnect_in_background()
+
+    async def stop(self) -> None:
+        """Refuse new calls, wait up to ``stop_timeout`` for calls in flight, log off."""
+        self._stopping = True
+        pending = [call.result for call in self._calls.values()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.stop_timeout)
+        for call in list(self._calls.values()):
+            self._fail(call, DeliveryFailed(
+                "the gateway stopped before the call ended; it may still be in progress",
+                permanent=False, code="failed", line=call.trunk.name, charge_attempt=False,
+                possible_duplicate=True))
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        for handle in [t.recovery_timer for t in self._trunks] + [t.token_timer for t in self._trunks]:
+            if handle is not None:
+                handle.cancel()
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+        if self._client is not None:
+            await self._client.close()
+        self._link_up = self._ready = False
+        self._report_lines()
+
+    # --- capacity -------------------------------------------------------------------
+
+    def free_slots(self) -> int:
+        if not self._ready or self._stopping:
+            return 0
+        return sum(trunk.free() for trunk in self._trunks)
+
+    def _trunk_rate(self, trunk: _Trunk) -> float:
+        if not self._ready:
+            return 0.0
+        by_channels = trunk.throttle.effective() * 60.0 / max(self._average_call_seconds, 1.0)
+        return min(by_channels, trunk.config.calls_per_second * 60.0)
+
+    def rate_per_minute(self) -> float:
+        return sum(self._trunk_rate(trunk) for trunk in self._trunks)
+
+    def _notify_capacity(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+        if self._events is not None and self.free_slots() > 0:
+            self._events.capacity_available()
+
+    def _schedule_token_wakeup(self, trunk: _Trunk) -> None:
+        # Someone may be waiting for this trunk's next token: tell them when it comes.
+        delay = trunk.bucket.seconds_until_token()
+        if trunk.token_timer is not None:
+            trunk.token_timer.cancel()
+        trunk.token_timer = asyncio.get_running_loop().call_later(delay, self._notify_capacity)
+
+    def _schedule_recovery(self, trunk: _Trunk) -> None:
+        if trunk.recovery_timer is not None:
+            trunk.recovery_timer.cancel()
+            trunk.recovery_timer = None
+        delay = trunk.throttle.seconds_until_next_step()
+        if delay is None:
+            return
+
+        def step() -> None:
+            trunk.recovery_timer = None
+            self._report_line(trunk)
+            self._notify_capacity()
+            self._schedule_recovery(trunk)
+        trunk.recovery_timer = asyncio.get_running_loop().call_later(delay, step)
+
+    def _pick_trunk(self, candidates: Sequence[_Trunk], avoid: frozenset[str]) -> _Trunk | None:
+        free = [trunk for trunk in candidates if trunk.free() > 0]
+        preferred = [trunk for trunk in free if trunk.name not in avoid] or free
+        if not preferred:
+            return None
+        return max(preferred, key=_Trunk.free_channels)
+
+    async def _claim_trunk(self, candidates: Sequence[_Trunk], avoid: frozenset[str]) -> _Trunk:
+        """Take a channel and a token on the best free trunk, waiting if none is free."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.slot_wait_seconds
+        while True:
+            if self._stopping:
+                raise DeliveryFailed("the voice channel is stopping", permanent=False,
+                                     code="failed", charge_attempt=False)
+            trunk = self._pick_trunk(candidates, avoid) if self._ready else None
+            if trunk is not None:
+                trunk.bucket.take()
+                trunk.in_use += 1
+                self._schedule_token_wakeup(trunk)
+                return trunk
+            left = deadline - loop.time()
+            if left <= 0:
+                raise DeliveryFailed(
+                    "no voice trunk free" + ("" if self._ready else " (AMI link down)"),
+                    permanent=False, code="no_line", charge_attempt=False)
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, left)
+            except asyncio.TimeoutError:
+                pass
+
+    # --- submit ---------------------------------------------------------------------
+
+    async def submit(self, message: OutboundMessage) -> SubmitReceipt:
+        if self._client is None:
+            raise DeliveryFailed("the voice channel was not started", permanent=False,
+                                 code="failed", charge_attempt=False)
+        candidates, dial_strings = self._routes(message)
+        trunk = await self._claim_trunk(candidates, message.avoid_lines)
+        loop = asyncio.get_running_loop()
+        channel_id = f"allerta-{message.delivery_id}-{uuid.uuid4().hex[:8]}"
+        call = _Call(message=message, trunk=trunk, channel_id=channel_id, started_at=_now(),
+                     started_mono=loop.time(), result=loop.create_future(),
+                     tracker=CallTracker(channel_id))
+        # A submitter cancelled mid-call never reads the result; keep asyncio quiet.
+        call.result.add_done_callback(lambda f: f.cancelled() or f.exception())
+        # Subscribe before originating: events may arrive with the acknowledgement.
+        call.unsubscribe = self._client.subscribe(channel_id, lambda event: self._on_event(call, event))
+        self._calls[channel_id] = call
+        self._arm_deadline(call, self.settings.ring_timeout_ms / 1000 + self.settings.end_margin_seconds)
+        self._report_line(trunk)
+        variables = {"ALLERTA_DELIVERY": str(message.delivery_id),
+                     "ALLERTA_AUDIO": message.audio_path or self.settings.default_audio,
+                     "ALLERTA_AMD": "1" if self.settings.amd else "0"}
+        try:
+            await self._client.originate(
+                dial_strings[trunk.name], self.settings.context, "s", 1, trunk.config.caller_id,
+                variables, channel_id, self.settings.ring_timeout_ms)
+        except AmiOriginateRejected as exc:
+            reason = f"Asterisk refused the call on trunk {trunk.name}: {exc}"
+            self._trunk_failed(trunk, reason)
+            self._fail(call, DeliveryFailed(reason, permanent=False, code="failed",
+                                            line=trunk.name, charge_attempt=False))
+        except AmiLinkDown as exc:
+            if exc.sent:
+                # The Originate may have been placed: the reconnect decides.
+                call.check_after_reconnect = True
+            else:
+                self._fail(call, DeliveryFailed(str(exc), permanent=False, code="failed",
+                                                line=trunk.name, charge_attempt=False))
+        except asyncio.TimeoutError:
+            # No acknowledgement: the call may exist. Its events or its deadline end it.
+            log.warning("no acknowledgement for the Originate of %s", channel_id)
+        except ValueError as exc:
+            self._fail(call, DeliveryFailed(f"cannot originate: {exc}", permanent=False,
+                                            code="failed", line=trunk.name, charge_attempt=False))
+        return await asyncio.shield(call.result)
+
+    def _routes(self, message: OutboundMessage) -> tuple[list[_Trunk], dict[str, str]]:
+        allowed = [trunk for trunk in self._trunks if trunk.config.allows(message.number)]
+        if not allowed:
+            raise DeliveryFailed(f"no voice trunk is allowed to call {message.number}",
+                                 permanent=True, code="no_route", charge_attempt=False)
+        dial_strings: dict[str, str] = {}
+        errors = []
+        for trunk in allowed:
+            try:
+                dial_strings[trunk.name] = trunk.config.dial_string(message.number)
+            except ValueError as exc:
+                errors.append(str(exc))
+        if not dial_strings:
+            raise DeliveryFailed(errors[0], permanent=True, code="invalid_number",
+                                 charge_attempt=True)
+        return [trunk for trunk in allowed if trunk.name in dial_strings], dial_strings
+
+    # --- one call's events ----------------------------------------------------------
+
+    def _on_event(self, call: _Call, event: AmiMessage) -> None:
+        if call.result.done():
+            return
+        was_answered = call.tracker.answered
+        call.tracker.feed(event, _now())
+        if call.tracker.answered and not was_answered:
+            self._arm_deadline(call, self.settings.max_call_seconds + self.settings.end_margin_seconds)
+        if call.tracker.ended:
+            self._finish_from_events(call)
+        elif call.tracker.all_hung_up and call.grace is None:
+            call.grace = asyncio.get_running_loop().call_later(
+                self.settings.end_grace_seconds, self._finish_from_events, call)
+
+    def _arm_deadline(self, call: _Call, seconds: float) -> None:
+        if call.deadline is not None:
+            call.deadline.cancel()
+        call.deadline = asyncio.get_running_loop().call_later(seconds, self._deadline_passed, call)
+
+    def _deadline_passed(self, call: _Call) -> None:
+        if call.result.done():
+            return
+        if not self._link_up or call.check_after_reconnect:
+            self._fail(call, self._fate_unknown(call))
+            return
+        tracker = call.tracker
+        waited = asyncio.get_running_loop().time() - call.started_mono
+        reason = f"no end of the call seen on trunk {call.trunk.name} after {waited:.0f} s"
+        # No channel at all means our side failed; an answered call may have been heard.
+        self._fail(call, DeliveryFailed(reason, permanent=False, code="failed", line=call.trunk.name,
+                                        charge_attempt=bool(tracker.channels),
+                                        possible_duplicate=tracker.answered))
+
+    def _fate_unknown(self, call: _Call) -> DeliveryFailed:
+        return DeliveryFailed(FATE_UNKNOWN, permanent=False, code="failed", line=call.trunk.name,
+                              charge_attempt=False, possible_duplicate=True)
+
+    def _finish_from_events(self, call: _Call) -> None:
+        if call.result.done():
+            return
+        outcome = call.tracker.outcome()
+        trunk = call.trunk
+        if outcome.delivered:
+            receipt = SubmitReceipt(line=trunk.name, outcome=outcome.outcome,
+                                    started_at=call.started_at,
+                                    answered_at=call.tracker.answered_at, ended_at=_now(),
+                                    cause=str(outcome.cause) if outcome.cause is not None else None)
+            trunk.sent_total += 1
+            self._release(call)
+            call.result.set_result(receipt)
+            return
+        if outcome.trunk_side:
+            self._trunk_failed(trunk, outcome.reason)
+        self._fail(call, DeliveryFailed(outcome.reason, permanent=outcome.permanent,
+                                        code=outcome.outcome, line=trunk.name,
+                                        charge_attempt=outcome.charge_attempt))
+
+    def _fail(self, call: _Call, failure: DeliveryFailed) -> None:
+        if call.result.done():
+            return
+        call.trunk.failed_total += 1
+        self._release(call)
+        call.result.set_exception(failure)
+
+    def _release(self, call: _Call) -> None:
+        """The call is over: free its channel and stop following it."""
+        for handle in (call.deadline, call.grace):
+            if handle is not None:
+                handle.cancel()
+        call.unsubscribe()
+        if self._calls.pop(call.channel_id, None) is None:
+            return
+        call.trunk.in_use -= 1
+        seconds = asyncio.get_running_loop().time() - call.started_mono
+        # A moving average: recent calls say more about today's callees.
+        self._average_call_seconds += 0.1 * (seconds - self._average_call_seconds)
+        self._report_line(call.trunk)
+        self._notify_capacity()
+
+    def _trunk_failed(self, trunk: _Trunk, reason: str) -> None:
+        trunk.throttle.penalize()
+        trunk.last_error = (f"{reason}; concurrency lowered to {trunk.throttle.effective()} "
+                            f"of {trunk.config.max_channels}")
+        log.warning("voice trunk %s: %s", trunk.name, trunk.last_error)
+        self._schedule_recovery(trunk)
+
+    # --- the AMI link ---------------------------------------------------------------
+
+    def _on_link(self, up: bool, reason: str) -> None:
+        if not up:
+            self._link_up = self._ready = False
+            for call in self._calls.values():
+                call.check_after_reconnect = True
+            self._set_error_all(reason)
+            self._report_lines()
+            return
+        self._link_up = True
+        if not any(call.check_after_reconnect for call in self._calls.values()):
+            self._link_ready()
+            return
+        if self._reconcile_task is None or self._reconcile_task.done():
+            self._reconcile_task = asyncio.get_running_loop().create_task(self._reconcile())
+
+    async def _reconcile(self) -> None:
+        """After a reconnect: follow the calls still up, close those that vanished."""
+        assert self._client is not None
+        to_check = [call for call in self._calls.values() if call.check_after_reconnect]
+        if to_check:
+            try:
+                channels = await self._client.core_show_channels()
+            except (AmiError, asyncio.TimeoutError) as exc:
+                # Lost again: the next reconnect asks again; nothing is originated meanwhile.
+                log.warning("CoreShowChannels after reconnect failed: %s", exc)
+                return
+            present = {value.split(";", 1)[0] for channel in channels
+                       for key, value in channel.items() if key.lower() in ("uniqueid", "linkedid")}
+            for call in to_check:
+                if call.result.done() or not self._link_up:
+                    continue
+                call.check_after_reconnect = False
+                if call.channel_id in present:
+                    log.info("call %s survived the AMI reconnect", call.channel_id)
+                elif call.tracker.outcome_seen:
+                    self._finish_from_events(call)
+                else:
+                    self._fail(call, self._fate_unknown(call))
+        if self._link_up:
+            self._link_ready()
+
+    def _link_ready(self) -> None:
+        self._ready = True
+        self._report_lines()
+        self._notify_capacity()
+
+    # --- line status ----------------------------------------------------------------
+
+    def _set_error_all(self, error: str) -> None:
+        for trunk in self._trunks:
+            trunk.last_error = error
+
+    def _status(self, trunk: _Trunk) -> LineStatus:
+        return LineStatus(channel="voice", label=trunk.name,
+                          state="up" if self._link_up else "down",
+                          last_error=trunk.last_error, sent_total=trunk.sent_total,
+                          failed_total=trunk.failed_total, in_use=trunk.in_use,
+                          limit=trunk.throttle.effective(),
+                          rate_per_minute=self._trunk_rate(trunk))
+
+    def lines(self) -> list[LineStatus]:
+        return [self._status(trunk) for trunk in self._trunks]
+
+    def _report_line(self, trunk: _Trunk) -> None:
+        status = self._status(trunk)
+        if self._reported.get(trunk.name) == status:
+            return
+        self._reported[trunk.name] = dataclasses.replace(status)
+        if self._events is not None:
+            self._events.line_status(status)
+
+    def _report_lines(self) -> None:
+        for trunk in self._trunks:
+            self._report_line(trunk)
