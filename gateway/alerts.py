@@ -9,7 +9,7 @@ from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, se
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import utcnow
-from gateway.models import (Alert, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
+from gateway.models import (Alert, Attempt, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
                             contact_groups, contact_numbers)
 from gateway.phone import InvalidNumber, normalise_number
 from gateway.sms_text import SmsPlan, SmsTextError, plan_sms
@@ -41,6 +41,15 @@ class AlertRequest:
     created_by: str = "cli"
     deadline: dt.datetime | None = None
     max_attempts: int = 5
+    # Voice: the rendered message and the retry policy.
+    audio_path: str | None = None
+    audio_seconds: float | None = None
+    audio_source: str | None = None
+    voice_interval: float = 300.0
+    voice_growth: float = 1.5
+    voice_cap: int = 8
+    stop_on_confirm: bool = True
+    sms_fallback: bool = False
 
 
 @dataclass
@@ -145,13 +154,24 @@ class AlertService:
     def create(self, request: AlertRequest) -> tuple[int, AlertPreview]:
         """Create the alert and every delivery in one transaction; return its id."""
         sms_text, plan = self.plan(request)
+        unknown = set(request.channels) - {"sms", "voice"}
+        if unknown or not request.channels:
+            raise AlertError(f"unknown channel(s): {', '.join(sorted(unknown)) or 'none given'}")
+        if "voice" in request.channels and not request.audio_path:
+            raise AlertError("a voice alert needs its audio message (a recording or speech from the text)")
+        if request.voice_cap < 1 or request.max_attempts < 1:
+            raise AlertError("attempts and the per-number cap must be at least 1")
         with self.sessions.begin() as session:
             self._check_target(session, request.target)
             self._ensure_numbers(session, request.target)
             alert = Alert(text=request.text, sms_text=sms_text, encoding=plan.encoding, segments=plan.segments,
                           channels=",".join(request.channels), target=json.dumps(request.target.describe()),
                           drill=request.drill, priority=request.priority, created_by=request.created_by,
-                          deadline=request.deadline, max_attempts=request.max_attempts)
+                          deadline=request.deadline, max_attempts=request.max_attempts,
+                          audio_path=request.audio_path, audio_seconds=request.audio_seconds,
+                          audio_source=request.audio_source, voice_interval=request.voice_interval,
+                          voice_growth=request.voice_growth, voice_cap=request.voice_cap,
+                          stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback)
             session.add(alert)
             session.flush()
             counts = {}
@@ -207,8 +227,8 @@ class AlertService:
             alert = session.get(Alert, alert_id)
             if alert is None:
                 raise AlertError(f"no alert with id {alert_id}")
-            by_state = dict(session.execute(select(Delivery.state, func.count()).where(
-                Delivery.alert_id == alert_id).group_by(Delivery.state)).all())
+            counts = session.execute(select(Delivery.channel, Delivery.state, func.count()).where(
+                Delivery.alert_id == alert_id).group_by(Delivery.channel, Delivery.state)).all()
             duplicates = session.scalar(select(func.count()).select_from(Delivery).where(
                 Delivery.alert_id == alert_id, Delivery.possible_duplicate.is_(True)))
             per_line = {line: {"segments_sent": sent, "segments_delivered": delivered}
@@ -217,28 +237,44 @@ class AlertService:
                                    func.sum(case((SmsPart.status == "delivered", 1), else_=0)))
                             .join(Delivery, Delivery.id == SmsPart.delivery_id)
                             .where(Delivery.alert_id == alert_id).group_by(SmsPart.line)).all()}
-            lines = session.scalars(select(Line).where(Line.channel == "sms")).all()
+            calls = dict(session.execute(select(Attempt.line, func.count()).join(
+                Delivery, Delivery.id == Attempt.delivery_id).where(
+                Delivery.alert_id == alert_id, Delivery.channel == "voice").group_by(Attempt.line)).all())
+            lines = session.scalars(select(Line)).all()
+        by_channel: dict[str, dict[str, int]] = {}
+        for channel, state, count in counts:
+            by_channel.setdefault(channel, {})[state] = count
         for line in lines:
             entry = per_line.setdefault(line.label, {"segments_sent": 0, "segments_delivered": 0})
-            entry.update(state=line.state, rate_per_minute=line.rate_per_minute, last_error=line.last_error)
-        remaining = by_state.get("pending", 0) + by_state.get("submitting", 0)
-        capacity = sum((line.rate_per_minute or 0) for line in lines if line.state == "up")
-        remaining_segments = remaining * alert.segments
-        if remaining == 0:
-            eta = 0.0
-        elif capacity > 0:
-            eta = round(remaining_segments / capacity * 60.0, 1)
-        else:
-            eta = None  # no line up: no honest ETA
+            entry.update(channel=line.channel, state=line.state, rate_per_minute=line.rate_per_minute,
+                         last_error=line.last_error, in_use=line.in_use, limit=line.limit,
+                         calls=calls.get(line.label, 0))
+        channels = {}
+        for channel, states in by_channel.items():
+            remaining = states.get("pending", 0) + states.get("submitting", 0)
+            units = remaining * (alert.segments if channel == "sms" else 1)
+            capacity = sum((line.rate_per_minute or 0) for line in lines
+                           if line.channel == channel and line.state == "up")
+            eta = 0.0 if remaining == 0 else round(units / capacity * 60.0, 1) if capacity > 0 else None
+            channels[channel] = {"by_state": states, "remaining": remaining,
+                                 "in_progress": states.get("submitting", 0),
+                                 "capacity_per_minute": round(capacity, 2), "eta_seconds": eta}
+        all_states = {}
+        for states in by_channel.values():
+            for state, count in states.items():
+                all_states[state] = all_states.get(state, 0) + count
+        etas = [c["eta_seconds"] for c in channels.values()]
         return {
             "alert": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
+            "channels_requested": alert.channels.split(","), "audio_seconds": alert.audio_seconds,
             "recipients": alert.recipients, "created_at": alert.created_at.isoformat() + "Z",
-            "by_state": {state: by_state.get(state, 0) for state in
-                         ("pending", "submitting", "sent", "delivered", "failed", "cancelled")},
+            "by_state": {state: all_states.get(state, 0) for state in
+                         ("pending", "submitting", "sent", "delivered", "confirmed", "answered", "voicemail",
+                          "failed", "cancelled")},
+            "channels": channels,
             "possible_duplicates": duplicates,
             "lines": per_line,
-            "remaining_segments": remaining_segments,
-            "capacity_segments_per_minute": round(capacity, 2),
-            "eta_seconds": eta,
+            "remaining_segments": channels.get("sms", {}).get("remaining", 0) * alert.segments,
+            "eta_seconds": None if None in etas else max(etas, default=0.0),
         }

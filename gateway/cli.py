@@ -90,27 +90,67 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
 
 
 # --- alerts ---------------------------------------------------------------------
+def _voice_message(args: argparse.Namespace, config) -> tuple[str, float, str]:
+    """Render the alert's voice message into Asterisk's sounds directory: (path without extension, seconds, source)."""
+    import uuid
+    from asterisk.audio import AudioError, convert_recording, render_tts
+    sounds = Path(config.sounds_dir)
+    sounds.mkdir(parents=True, exist_ok=True)
+    name = sounds / f"allerta-{uuid.uuid4().hex[:12]}"
+    try:
+        if args.audio:
+            info = convert_recording(args.audio, name.with_suffix(".wav"))
+            source = "recording"
+        else:
+            intro = f"Messaggio del {config.general['comune']}." if args.lang == "it" else None
+            info = render_tts(args.text, args.lang, name.with_suffix(".wav"), intro=intro)
+            source = "tts"
+    except AudioError as exc:
+        raise CliError(str(exc)) from None
+    return str(name), info.seconds, source
+
+
 def cmd_alert_send(args: argparse.Namespace) -> int:
+    import datetime as dt
     from gateway.alerts import AlertError, AlertRequest, Target
+    from gateway.db import utcnow
     services = _services(args)
-    channels = tuple(c for c, on in (("sms", args.sms),) if on)
+    config = services.config
+    channels = tuple(c for c, on in (("sms", args.sms), ("voice", args.voice)) if on)
     if not channels:
-        raise CliError("choose a channel: --sms")
-    request = AlertRequest(text=args.text, channels=channels, drill=args.drill, priority=args.priority,
-                           target=Target(everyone=args.all, zones=tuple(args.zone), groups=tuple(args.group),
-                                         numbers=tuple(args.to)),
-                           max_attempts=services.config.retry["max_attempts"])
+        raise CliError("choose a channel: --sms, --voice or both")
+    if args.audio and not args.voice:
+        raise CliError("--audio is for voice alerts: add --voice")
+    voice = config.voice
+    deadline_minutes = args.deadline_minutes or voice["deadline_minutes"]
+    request = AlertRequest(
+        text=args.text, channels=channels, drill=args.drill, priority=args.priority,
+        target=Target(everyone=args.all, zones=tuple(args.zone), groups=tuple(args.group), numbers=tuple(args.to)),
+        max_attempts=args.max_attempts or (voice["max_attempts"] if args.voice else config.retry["max_attempts"]),
+        deadline=utcnow() + dt.timedelta(minutes=deadline_minutes),
+        voice_interval=voice["interval"] if args.interval is None else args.interval,
+        voice_growth=voice["growth"], voice_cap=args.cap or voice["per_number_cap"],
+        stop_on_confirm=voice["stop_on_confirm"],
+        sms_fallback=args.fallback_sms or voice["sms_fallback"])
     try:
         sms_text, plan = services.alerts.plan(request)
+        services.alerts.preview(request)  # unknown zones etc. fail before any audio is rendered
         # State the cost before anything is stored.
         print(f"encoding {plan.encoding}, {plan.segments} segment(s) per message"
               + (" (typographic characters replaced to stay in GSM-7)" if plan.transliterated else ""),
               file=sys.stderr)
+        if args.voice:
+            request.audio_path, request.audio_seconds, request.audio_source = _voice_message(args, config)
+            print(f"voice message: {request.audio_seconds:.1f} s ({request.audio_source})", file=sys.stderr)
         alert_id, preview = services.alerts.create(request)
     except AlertError as exc:
+        if request.audio_path:
+            Path(request.audio_path + ".wav").unlink(missing_ok=True)
         raise CliError(str(exc)) from None
-    print(f"{preview.recipients.get('sms', 0)} recipients, {preview.total_segments} segments in total"
-          + (" [DRILL]" if args.drill else ""), file=sys.stderr)
+    parts = [f"{preview.recipients.get('sms', 0)} SMS recipients, {preview.total_segments} segments"] if args.sms else []
+    if args.voice:
+        parts.append(f"{preview.recipients.get('voice', 0)} numbers to call")
+    print(", ".join(parts) + (" [DRILL]" if args.drill else ""), file=sys.stderr)
     print(alert_id)
     return 0
 
@@ -128,14 +168,20 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
     drill = " [ESERCITAZIONE/DRILL]" if status["drill"] else ""
     print(f"alert {status['alert']} ({status['state']}){drill}: {status['recipients']} recipients, "
           f"{status['encoding']} x{status['segments']}")
-    print("  " + ", ".join(f"{k} {v}" for k, v in status["by_state"].items()))
+    for channel, info in status["channels"].items():
+        eta = info["eta_seconds"]
+        print(f"  {channel}: " + ", ".join(f"{k} {v}" for k, v in sorted(info["by_state"].items()))
+              + f"; in progress {info['in_progress']}; ETA "
+              + ("done" if eta == 0 else "unknown: no line up" if eta is None else f"{eta:.0f} s"))
     if status["possible_duplicates"]:
         print(f"  {status['possible_duplicates']} possibly sent twice (engine restart)")
     for line, entry in sorted(status["lines"].items()):
-        print(f"  {line}: {entry.get('state', '?')}, {entry['segments_sent']} sent, "
-              f"{entry['segments_delivered']} delivered")
-    eta = status["eta_seconds"]
-    print("  ETA: " + ("done" if eta == 0 else "unknown: no modem up" if eta is None else f"{eta:.0f} s"))
+        if entry.get("channel") == "voice":
+            print(f"  {line}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
+                  f"{entry['calls']} calls for this alert")
+        else:
+            print(f"  {line}: {entry.get('state', '?')}, {entry['segments_sent']} sent, "
+                  f"{entry['segments_delivered']} delivered")
     return 0
 
 
@@ -186,6 +232,41 @@ def cmd_simulate_modems(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_simulate_pbx(args: argparse.Namespace) -> int:
+    from asterisk.pbx_simulator.cli import run
+    return run(args)
+
+
+def cmd_audio_render(args: argparse.Namespace) -> int:
+    from asterisk.audio import AudioError, render_tts
+    try:
+        info = render_tts(args.text, args.lang, args.out, intro=args.intro, fallback=args.fallback)
+    except AudioError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps({"path": str(info.path), "seconds": round(info.seconds, 2), "sample_rate": info.sample_rate,
+                      "channels": info.channels, "bits": info.bits}))
+    return 0
+
+
+def cmd_asterisk_config(args: argparse.Namespace) -> int:
+    from asterisk.asterisk_config import ConfigRenderError, render_configs
+    config = load_config(args.config)
+    a = config.asterisk
+    try:
+        files = render_configs(a["username"], a["secret"], config.sounds_dir, ami_port=a["port"])
+    except ConfigRenderError as exc:
+        raise CliError(f"[asterisk]: {exc}") from None
+    for name, text in files.items():
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / name).write_text(text, encoding="utf-8")
+            print(f"wrote {Path(args.out) / name}")
+        else:
+            print(f";; ---- {name} ----")
+            print(text)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
     return run_demo(args)
@@ -220,12 +301,20 @@ def build_parser() -> argparse.ArgumentParser:
     alert = sub.add_parser("alert", help="send and follow alerts").add_subparsers(dest="action", required=True)
     p = alert.add_parser("send", help="create an alert and queue it for the engine")
     p.add_argument("--sms", action="store_true", help="send by SMS to mobile numbers")
+    p.add_argument("--voice", action="store_true", help="call every number (landlines too) through Asterisk")
     target = p.add_argument_group("recipients")
     target.add_argument("--zone", action="append", default=[], help="a zone (repeatable)")
     target.add_argument("--group", action="append", default=[], help="a group (repeatable)")
     target.add_argument("--all", action="store_true", help="every contact")
     target.add_argument("--to", action="append", default=[], help="a single number (repeatable)")
-    p.add_argument("--text", required=True)
+    p.add_argument("--text", required=True, help="the message (SMS text, and speech unless --audio is given)")
+    p.add_argument("--audio", help="voice: a recording (WAV, MP3, OGG) instead of synthesised speech")
+    p.add_argument("--lang", default="it", help="voice: language of the synthesised speech (default it)")
+    p.add_argument("--fallback-sms", action="store_true", help="voice: unconfirmed mobiles get the SMS at the end")
+    p.add_argument("--max-attempts", type=int, help="attempts per number (default from the configuration)")
+    p.add_argument("--interval", type=float, help="voice: seconds between calls to a number (grows)")
+    p.add_argument("--cap", type=int, help="voice: hard cap of calls per number")
+    p.add_argument("--deadline-minutes", type=float, help="nothing is tried after this many minutes")
     p.add_argument("--drill", action="store_true", help="an exercise: marked in the text and in reports")
     p.add_argument("--priority", action="store_true", help="goes before every other alert")
     p.set_defaults(func=cmd_alert_send)
@@ -248,17 +337,36 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="simulators for drills, demos and tests").add_subparsers(
         dest="what", required=True)
     p = simulate.add_parser("modems", help="GSM modems on pseudo-terminals")
-    try:
-        from modem.simulator.cli import add_arguments
-        add_arguments(p)
-    except ImportError:  # TEMP while the simulator is written
-        pass
+    from modem.simulator.cli import add_arguments
+    add_arguments(p)
     p.set_defaults(func=cmd_simulate_modems)
+
+    p = simulate.add_parser("pbx", help="an Asterisk AMI server with simulated callees")
+    from asterisk.pbx_simulator.cli import add_arguments as add_pbx_arguments
+    add_pbx_arguments(p)
+    p.set_defaults(func=cmd_simulate_pbx)
+
+    audio = sub.add_parser("audio", help="voice messages").add_subparsers(dest="action", required=True)
+    p = audio.add_parser("render", help="render text to an 8 kHz WAV with espeak-ng, for checking")
+    p.add_argument("--text", required=True)
+    p.add_argument("--lang", default="it")
+    p.add_argument("--intro", help="e.g. 'Messaggio del Comune di Fiumicino.'")
+    p.add_argument("--fallback", action="store_true", help="read an unsupported language in Italian")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_audio_render)
+
+    p = sub.add_parser("asterisk", help="Asterisk integration").add_subparsers(dest="action", required=True)
+    p = p.add_parser("config", help="the dialplan and AMI user we ship, filled from our configuration")
+    p.add_argument("--print", action="store_true", help="print them (default)")
+    p.add_argument("--out", help="write them into this directory instead")
+    p.set_defaults(func=cmd_asterisk_config)
 
     p = sub.add_parser("demo", help="simulated modems, engine and a drill alert on a throwaway database")
     p.add_argument("--contacts", type=int, default=3000)
     p.add_argument("--modems", type=int, default=4)
     p.add_argument("--keep", metavar="DIR", help="keep the demo's files in DIR")
+    p.add_argument("--latency", type=float, default=1.0, help="median seconds a simulated modem takes per SMS")
+    p.add_argument("--exit-when-done", action="store_true", help="exit once the drill alert is fully delivered")
     p.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help="benchmarks; print JSON").add_subparsers(dest="what", required=True)
@@ -266,9 +374,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modems", type=int, default=64)
     p.add_argument("--messages", type=int, default=3000)
     p.add_argument("--latency", type=float, default=0.5)
+    p.add_argument("--report-delay", type=float, default=0.05, help="seconds from submit to status report")
+    p.add_argument("--keep", metavar="DIR", help="keep the benchmark's files (database, logs) in DIR")
+    p.add_argument("--cprofile", metavar="FILE", help="run the engine under cProfile, stats to FILE")
+    p.set_defaults(func=cmd_bench)
+    p = bench.add_parser("voice", help="engine plus the PBX simulator (time-scaled)")
+    p.add_argument("--channels", type=int, default=30)
+    p.add_argument("--calls", type=int, default=2000)
+    p.add_argument("--message-seconds", type=float, default=20.0)
+    p.add_argument("--time-scale", type=float, default=0.02)
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("fanout", help="time to create an alert for many recipients")
     p.add_argument("--contacts", type=int, default=100_000)
+    p.add_argument("--keep", metavar="DIR", help="keep the benchmark's database in DIR")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -17,6 +17,7 @@ from gateway.alerts import AlertService
 from gateway.config import Config
 from gateway.db import make_engine, make_sessionmaker, migrate
 from gateway.dispatcher import Dispatcher, DispatcherSettings
+from gateway.policy import SmsPolicy
 from gateway.retry import SmsRetryPolicy
 from gateway.store import Store
 
@@ -65,15 +66,35 @@ def build_dispatcher(services: Services) -> Dispatcher:
                                   reopen_interval=min(2.0, retry["modem_probe_interval"]))
         channels.append(SmsChannel(config.modems, settings,
                                    sent_today=services.store.sent_today_by_line(today_utc)))
-    return Dispatcher(services.store, channels, retry_policy(config),
+    policies = {"sms": SmsPolicy(retry_policy(config))}
+    if config.asterisk["enabled"]:
+        from asterisk.voice_policy import VoicePolicy
+        channels.append(build_voice_channel(config))
+        policies["voice"] = VoicePolicy()
+    return Dispatcher(services.store, channels, policies,
                       DispatcherSettings(poll_interval=engine["poll_interval"],
                                          report_timeout=engine["report_timeout"]))
+
+
+def build_voice_channel(config: Config):
+    from asterisk.ami_client import AmiSettings
+    from asterisk.trunks import TrunkConfig
+    from asterisk.voice_channel import VoiceChannel, VoiceSettings
+
+    a = config.asterisk
+    trunks = tuple(TrunkConfig(name=t["name"], dial_template=t["dial"], max_channels=t["max_channels"],
+                               calls_per_second=t["calls_per_second"], caller_id=t["caller_id"],
+                               allowed=t["allowed"], prefixes=tuple(t["prefixes"]),
+                               number_format=t["number_format"]) for t in config.trunks)
+    ami = AmiSettings(username=a["username"], secret=a["secret"], host=a["host"], port=a["port"])
+    return VoiceChannel(VoiceSettings(ami=ami, trunks=trunks, context=a["context"], amd=a["amd"],
+                                      ring_timeout_ms=int(a["ring_timeout"] * 1000)))
 
 
 async def run_engine(services: Services, *, once: bool = False) -> int:
     dispatcher = build_dispatcher(services)
     if not dispatcher.channels:
-        raise SystemExit("no channel configured: add [[modems]] to the configuration")
+        raise SystemExit("no channel configured: add [[modems]], or [asterisk] enabled = true with [[trunks]]")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

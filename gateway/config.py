@@ -8,6 +8,7 @@ ill-typed stops the start with a message naming the key.
 from __future__ import annotations
 
 import os
+import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,27 @@ def _segments(value: int) -> str | None:
     return None if 1 <= value <= 10 else "must be between 1 and 10"
 
 
+def _loopback(value: str) -> str | None:
+    return None if value in ("127.0.0.1", "::1", "localhost") else "must be a loopback address (AMI is not encrypted)"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 < value < 65536 else "must be a TCP port number"
+
+
+def _at_least_one(value: float) -> str | None:
+    return None if value >= 1 else "must be 1 or more"
+
+
+def _allowed(value: str) -> str | None:
+    return None if value in ("all", "landline", "prefixes") else "must be all, landline or prefixes"
+
+
+def _number_format(value: str) -> str | None:
+    formats = ("keep_plus", "international", "international_00", "national")
+    return None if value in formats else f"must be one of {', '.join(formats)}"
+
+
 def _imei(value: str) -> str | None:
     return None if value == "" or (value.isdigit() and len(value) == 15) else "must be empty or 15 digits"
 
@@ -89,6 +111,38 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "modem_error_threshold": Key(int, 3, "Consecutive errors after which a modem is taken out of rotation.", _positive),
         "modem_probe_interval": Key(NUMBER, 60.0, "Seconds before a modem out of rotation (or unplugged) is probed again.", _positive),
     },
+    "asterisk": {
+        "enabled": Key(bool, False, "Use the voice channel (needs at least one [[trunks]])."),
+        "host": Key(str, "127.0.0.1", "AMI host. Keep it on loopback: AMI is not encrypted.", _loopback),
+        "port": Key(int, 5038, "AMI port.", _port),
+        "username": Key(str, "allerta", "AMI user (manager_allerta.conf)."),
+        "secret": Key(str, "", "AMI secret. Never logged.", secret=True),
+        "context": Key(str, "allerta-outbound", "Dialplan context of extensions_allerta.conf."),
+        "sounds_dir": Key(str, "", "Where Asterisk reads our audio. Empty: <data_dir>/sounds."),
+        "amd": Key(bool, True, "Detect answering machines and leave the message on them."),
+        "ring_timeout": Key(NUMBER, 30.0, "Seconds a call may ring before it counts as no answer.", _positive),
+    },
+    "voice": {
+        "max_attempts": Key(int, 5, "Default attempts per number that count against the recipient.", _positive),
+        "interval": Key(NUMBER, 300.0, "Default seconds before calling again; grows with each attempt.", _non_negative),
+        "growth": Key(NUMBER, 1.5, "Factor by which the interval grows after each attempt (>= 1).", _at_least_one),
+        "per_number_cap": Key(int, 8, "Hard cap of calls per number per alert, whatever happens.", _positive),
+        "deadline_minutes": Key(NUMBER, 180.0, "Default minutes after which nothing more is tried for an alert.", _positive),
+        "stop_on_confirm": Key(bool, True, "Keep calling until someone presses 1 (false: any answer ends it)."),
+        "sms_fallback": Key(bool, False, "Default: a mobile still unconfirmed when voice gives up gets the SMS."),
+        "language": Key(str, "it", "Language of synthesised speech when a recipient has none we can speak."),
+    },
+}
+
+TRUNK_SCHEMA: dict[str, Key] = {
+    "name": Key(str, None, "Trunk name shown to operators (unique)."),
+    "dial": Key(str, None, "Dial string template with {number}: PJSIP/{number}@trunk, DAHDI/g0/{number}, Dongle/g1/{number}, Local/{number}@context."),
+    "max_channels": Key(int, 1, "Most simultaneous calls (GSM dongle 1, BRI 2, E1 30).", _positive),
+    "calls_per_second": Key(NUMBER, 1.0, "Most new calls per second, so the exchange is not flooded.", _positive),
+    "caller_id": Key(str, "", "Caller ID: the comune's known number, so people trust and can call back."),
+    "allowed": Key(str, "all", "Numbers this trunk may dial: all, landline, or prefixes.", _allowed),
+    "prefixes": Key(list, [], "E.164 prefixes for allowed = 'prefixes', e.g. ['+39']."),
+    "number_format": Key(str, "keep_plus", "How the number is dialled: keep_plus, international, international_00, national.", _number_format),
 }
 
 MODEM_SCHEMA: dict[str, Key] = {
@@ -120,7 +174,14 @@ class Config:
     engine: dict[str, Any]
     retry: dict[str, Any]
     modems: tuple[ModemConfig, ...]
+    asterisk: dict[str, Any] = field(default_factory=lambda: _defaults("asterisk"), repr=False)
+    voice: dict[str, Any] = field(default_factory=lambda: _defaults("voice"))
+    trunks: tuple[dict[str, Any], ...] = ()
     path: str | None = None
+
+    @property
+    def sounds_dir(self) -> str:
+        return self.asterisk["sounds_dir"] or os.path.join(self.general["data_dir"], "sounds")
 
     @property
     def database_url(self) -> str:
@@ -128,6 +189,10 @@ class Config:
         if url:
             return url
         return "sqlite:///" + os.path.join(self.general["data_dir"], "allerta.db")
+
+
+def _defaults(section: str) -> dict[str, Any]:
+    return {key: spec.default for key, spec in SCHEMA[section].items()}
 
 
 def _check_value(where: str, key: Key, value: Any) -> Any:
@@ -170,7 +235,7 @@ def _section(name: str, raw: Any, schema: dict[str, Key]) -> dict[str, Any]:
 
 def parse_config(raw: dict[str, Any], path: str | None = None) -> Config:
     """Validate a parsed TOML document into a Config."""
-    known = set(SCHEMA) | {"modems"}
+    known = set(SCHEMA) | {"modems", "trunks"}
     for section in raw:
         if section not in known:
             raise ConfigError(f"[{section}]: unknown section (known: {', '.join(sorted(known))})")
@@ -186,7 +251,20 @@ def parse_config(raw: dict[str, Any], path: str | None = None) -> Config:
             raise ConfigError(f"[modems #{index + 1}] label: {values['label']!r} is used by another modem")
         labels.add(values["label"])
         modems.append(ModemConfig(**values))
-    return Config(modems=tuple(modems), path=path, **sections)
+    trunks_raw = raw.get("trunks", [])
+    if not isinstance(trunks_raw, list):
+        raise ConfigError("[[trunks]]: expected an array of tables ([[trunks]])")
+    trunks = []
+    for index, entry in enumerate(trunks_raw):
+        values = _section(f"trunks #{index + 1}", entry, TRUNK_SCHEMA)
+        if "{number}" not in values["dial"]:
+            raise ConfigError(f"[trunks #{index + 1}] dial: the template must contain {{number}} (got {values['dial']!r})")
+        if any(t["name"] == values["name"] for t in trunks):
+            raise ConfigError(f"[trunks #{index + 1}] name: {values['name']!r} is used by another trunk")
+        trunks.append(values)
+    if sections["asterisk"]["enabled"] and not trunks:
+        raise ConfigError("[asterisk] enabled: the voice channel needs at least one [[trunks]] table")
+    return Config(modems=tuple(modems), trunks=tuple(trunks), path=path, **sections)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -218,7 +296,9 @@ def _toml_value(value: Any) -> str:
 def starter_config(data_dir: str, modems: list[ModemConfig] | None = None, comune: str | None = None) -> str:
     """The commented configuration file ``allerta init`` writes."""
     lines = ["# Allerta configuration. Every key is documented in README.md.", ""]
-    overrides = {("general", "data_dir"): data_dir}
+    # A fresh random AMI secret: the same value goes into manager_allerta.conf
+    # through 'allerta asterisk config'.
+    overrides = {("general", "data_dir"): data_dir, ("asterisk", "secret"): secrets.token_urlsafe(18)}
     if comune:
         overrides[("general", "comune")] = comune
     for name, schema in SCHEMA.items():
@@ -228,12 +308,17 @@ def starter_config(data_dir: str, modems: list[ModemConfig] | None = None, comun
             lines.append(f"{key} = {_toml_value(overrides.get((name, key), spec.default))}")
         lines.append("")
     lines.append("# One [[modems]] table per GSM modem.")
-    for modem in modems or []:
+    for modem in modems or []:  # noqa: B007
         lines.append("[[modems]]")
         for key in MODEM_SCHEMA:
             value = getattr(modem, key)
             lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
+    lines.append("# One [[trunks]] table per Asterisk trunk (with [asterisk] enabled = true).")
+    for key, spec in TRUNK_SCHEMA.items():
+        example = {"name": "pstn", "dial": "PJSIP/{number}@pstn"}.get(key, spec.default)
+        lines.append(f"# {key} = {_toml_value(example)}    # {spec.doc}")
+    lines.append("")
     if not modems:
         lines.append("# [[modems]]")
         for key, spec in MODEM_SCHEMA.items():
@@ -249,7 +334,8 @@ def schema_markdown() -> str:
     for name, schema in SCHEMA.items():
         for key, spec in schema.items():
             rows.append(f"| `[{name}] {key}` | `{_toml_value(spec.default)}` | {spec.doc} |")
-    for key, spec in MODEM_SCHEMA.items():
-        default = "required" if spec.default is None else f"`{_toml_value(spec.default)}`"
-        rows.append(f"| `[[modems]] {key}` | {default} | {spec.doc} |")
+    for table, schema in (("modems", MODEM_SCHEMA), ("trunks", TRUNK_SCHEMA)):
+        for key, spec in schema.items():
+            default = "required" if spec.default is None else f"`{_toml_value(spec.default)}`"
+            rows.append(f"| `[[{table}]] {key}` | {default} | {spec.doc} |")
     return "\n".join(rows)

@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass
 
 from gateway.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage
-from gateway.retry import SmsRetryPolicy
+from gateway.db import utcnow
+from gateway.policy import DeliveryPolicy
 from gateway.store import ClaimedDelivery, Store
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,11 @@ def mask_number(e164: str) -> str:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, channels: list[Channel], policy: SmsRetryPolicy,
+    def __init__(self, store: Store, channels: list[Channel], policies: dict[str, DeliveryPolicy],
                  settings: DispatcherSettings) -> None:
         self.store = store
         self.channels = channels
-        self.policy = policy
+        self.policies = policies
         self.settings = settings
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
@@ -117,24 +118,29 @@ class Dispatcher:
 
     async def _deliver(self, channel: Channel, claim: ClaimedDelivery) -> None:
         message = OutboundMessage(delivery_id=claim.delivery_id, alert_id=claim.alert_id, number=claim.e164,
-                                  text=claim.text, language=claim.language,
+                                  text=claim.text, language=claim.language, audio_path=claim.audio_path,
                                   possible_duplicate=claim.possible_duplicate,
                                   avoid_lines=frozenset(self._failed_lines.get(claim.delivery_id, ())))
+        policy = self.policies[channel.name]
         try:
             receipt = await channel.submit(message)
         except DeliveryFailed as failure:
-            state = self.store.record_failure(claim, failure, self.policy)
+            verdict = policy.after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
+            state = self.store.record_result(claim, verdict, failure=failure)
             if failure.line and state == "pending":
                 self._failed_lines.setdefault(claim.delivery_id, set()).add(failure.line)
-            log.info("delivery %d (alert %d, %s) failed on %s: %s -> %s", claim.delivery_id, claim.alert_id,
-                     mask_number(claim.e164), failure.line, failure.reason, state)
+            log.info("delivery %d (alert %d, %s, %s) failed on %s: %s -> %s", claim.delivery_id, claim.alert_id,
+                     channel.name, mask_number(claim.e164), failure.line, failure.reason, state)
         except Exception:  # noqa: BLE001 - a bug must not leave the delivery 'submitting' forever
             log.exception("delivery %d: unexpected error", claim.delivery_id)
-            self.store.record_failure(claim, DeliveryFailed("internal error", permanent=False), self.policy)
+            failure = DeliveryFailed("internal error", permanent=False, charge_attempt=False)
+            verdict = policy.after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
+            self.store.record_result(claim, verdict, failure=failure)
         else:
-            self.store.record_sent(claim, receipt)
+            verdict = policy.after_success(claim.policy, claim.attempts, claim.submissions, receipt, utcnow())
+            state = self.store.record_result(claim, verdict, receipt=receipt)
             self._failed_lines.pop(claim.delivery_id, None)
-            log.debug("delivery %d sent on %s refs %s", claim.delivery_id, receipt.line, receipt.references)
+            log.debug("delivery %d %s on %s -> %s", claim.delivery_id, receipt.outcome, receipt.line, state)
         self._last_progress = time.monotonic()
         self._wake.set()
 

@@ -88,6 +88,15 @@ class Alert(Base):
     deadline: Mapped[dt.datetime | None] = mapped_column(DateTime)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)
     recipients: Mapped[int] = mapped_column(Integer, default=0)
+    # Voice: the rendered message (8 kHz WAV, path without extension for Playback) and its policy.
+    audio_path: Mapped[str | None] = mapped_column(String(400))
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
+    audio_source: Mapped[str | None] = mapped_column(String(16))   # tts | recording
+    voice_interval: Mapped[float] = mapped_column(Float, default=300.0)
+    voice_growth: Mapped[float] = mapped_column(Float, default=1.5)
+    voice_cap: Mapped[int] = mapped_column(Integer, default=8)
+    stop_on_confirm: Mapped[bool] = mapped_column(Boolean, default=True)
+    sms_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Delivery(Base):
@@ -104,13 +113,16 @@ class Delivery(Base):
     number_id: Mapped[int] = mapped_column(ForeignKey("numbers.id"))
     e164: Mapped[str] = mapped_column(String(20))
     channel: Mapped[str] = mapped_column(String(8))
-    # pending | submitting | sent | delivered | failed | cancelled
+    # pending | submitting | sent | delivered | failed | cancelled;
+    # voice ends as confirmed | answered | voicemail | failed
     state: Mapped[str] = mapped_column(String(12), default="pending")
     sort_key: Mapped[int] = mapped_column(Integer, default=3)  # lower goes first
     vulnerable: Mapped[bool] = mapped_column(Boolean, default=False)
     language: Mapped[str] = mapped_column(String(8), default="it")
     attempts: Mapped[int] = mapped_column(Integer, default=0)       # charged to the recipient
-    submissions: Mapped[int] = mapped_column(Integer, default=0)    # every try, charged or not
+    # Every try, charged or not; counted at claim time, so a voice number is never
+    # called more than the alert's cap even across crashes.
+    submissions: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
     last_error: Mapped[str | None] = mapped_column(Text)

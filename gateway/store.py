@@ -15,8 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.channels import DeliveryFailed, LineStatus, SubmitReceipt
 from gateway.db import utcnow
-from gateway.models import Alert, Attempt, Delivery, InboundSms, Line, SmsPart
-from gateway.retry import SmsRetryPolicy
+from gateway.models import Alert, Attempt, Delivery, InboundSms, Line, PhoneNumberRow, SmsPart
+from gateway.policy import AlertPolicy, Verdict
+
+
+def _alert_policy(alert: Alert) -> AlertPolicy:
+    return AlertPolicy(max_attempts=alert.max_attempts, deadline=alert.deadline, voice_interval=alert.voice_interval,
+                       voice_growth=alert.voice_growth, voice_cap=alert.voice_cap,
+                       stop_on_confirm=alert.stop_on_confirm, sms_fallback=alert.sms_fallback)
 
 
 @dataclass(frozen=True)
@@ -24,12 +30,19 @@ class ClaimedDelivery:
     delivery_id: int
     attempt_id: int
     alert_id: int
+    number_id: int
+    channel: str
     e164: str
     text: str
     language: str
+    audio_path: str | None
     possible_duplicate: bool
     attempts: int
-    deadline: dt.datetime | None
+    submissions: int          # including this one
+    policy: AlertPolicy
+
+
+FINAL_VOICE_RANK = {"confirmed": 3, "answered": 2, "voicemail": 1}
 
 
 class Store:
@@ -41,10 +54,16 @@ class Store:
         """After a crash: whatever was 'submitting' may or may not have gone out.
 
         Send it again, flagged as a possible duplicate: a duplicate warning is
-        better than a resident who never hears of the flood.
+        better than a resident who never hears of the flood. A voice number
+        that already had its alert's cap of calls is not called again.
         """
         now = now or utcnow()
         with self.sessions.begin() as s:
+            capped = select(Alert.voice_cap).where(Alert.id == Delivery.alert_id).scalar_subquery()
+            s.execute(update(Delivery).where(Delivery.state == "submitting", Delivery.channel == "voice",
+                                             Delivery.submissions >= capped)
+                      .values(state="failed", possible_duplicate=True, updated_at=now,
+                              last_error="engine stopped during the last call allowed by the cap"))
             interrupted = s.execute(
                 update(Delivery).where(Delivery.state == "submitting")
                 .values(state="pending", possible_duplicate=True, next_attempt_at=now, updated_at=now,
@@ -78,8 +97,8 @@ class Store:
             if not claimed_ids:
                 return []
             rows = s.execute(
-                select(Delivery.id, Delivery.alert_id, Delivery.e164, Delivery.language,
-                       Delivery.possible_duplicate, Delivery.attempts, Alert.sms_text, Alert.deadline)
+                select(Delivery.id, Delivery.alert_id, Delivery.number_id, Delivery.e164, Delivery.language,
+                       Delivery.possible_duplicate, Delivery.attempts, Delivery.submissions, Alert)
                 .join(Alert, Alert.id == Delivery.alert_id)
                 .where(Delivery.id.in_(claimed_ids)).order_by(Delivery.sort_key, Delivery.id)
             ).all()
@@ -87,55 +106,69 @@ class Store:
                                 possible_duplicate=r.possible_duplicate) for r in rows]
             s.add_all(attempts)
             s.flush()
-            return [ClaimedDelivery(r.id, a.id, r.alert_id, r.e164, r.sms_text, r.language,
-                                    r.possible_duplicate, r.attempts, r.deadline)
+            return [ClaimedDelivery(r.id, a.id, r.alert_id, r.number_id, channel, r.e164, r.Alert.sms_text,
+                                    r.language, r.Alert.audio_path, r.possible_duplicate, r.attempts,
+                                    r.submissions, _alert_policy(r.Alert))
                     for r, a in zip(rows, attempts)]
 
     # --- outcomes ---------------------------------------------------------
-    def record_sent(self, claim: ClaimedDelivery, receipt: SubmitReceipt) -> None:
+    def record_result(self, claim: ClaimedDelivery, verdict: Verdict, *, receipt: SubmitReceipt | None = None,
+                      failure: DeliveryFailed | None = None) -> str:
+        """Store one attempt's outcome and the delivery's next state; returns that state."""
         now = utcnow()
-        parts = len(receipt.references)
+        state = verdict.state
         with self.sessions.begin() as s:
-            s.execute(update(Delivery).where(Delivery.id == claim.delivery_id).values(
-                state="sent", line=receipt.line, sent_at=now, updated_at=now, attempts=Delivery.attempts + 1,
-                parts_total=parts, parts_delivered=0, last_error=None))
-            s.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(
-                outcome="sent", line=receipt.line, ended_at=now))
-            s.add_all(SmsPart(delivery_id=claim.delivery_id, attempt_id=claim.attempt_id, line=receipt.line,
-                              part=i + 1, parts=parts, reference=ref, sent_at=now)
-                      for i, ref in enumerate(receipt.references))
-
-    def record_failure(self, claim: ClaimedDelivery, failure: DeliveryFailed, policy: SmsRetryPolicy) -> str:
-        """Store a failed attempt; returns the delivery's new state."""
-        now = utcnow()
-        charged = claim.attempts + (1 if failure.charge_attempt else 0)
-        reason = failure.reason if failure.code is None else f"{failure.reason} [{failure.code}]"
-        if failure.permanent:
-            state, next_at = "failed", None
-        else:
-            next_at = policy.next_attempt(charged, now, deadline=claim.deadline, charged=failure.charge_attempt)
-            state = "pending" if next_at else "failed"
-            if next_at is None:
-                reason = f"gave up after {charged} attempts: {reason}"
-        with self.sessions.begin() as s:
-            s.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(
-                outcome="failed", line=failure.line, ended_at=now, error=failure.reason, cause=failure.code,
-                permanent=failure.permanent))
-            values = dict(state=state, attempts=charged, next_attempt_at=next_at, last_error=reason, updated_at=now,
-                          line=failure.line)
-            if failure.possible_duplicate:
-                values["possible_duplicate"] = True
+            attempt_values: dict = {"ended_at": now}
+            delivery_values: dict = {"state": state, "next_attempt_at": verdict.next_attempt_at,
+                                     "updated_at": now,
+                                     "attempts": Delivery.attempts + (1 if verdict.charged else 0)}
+            if receipt is not None:
+                attempt_values.update(outcome=receipt.outcome, line=receipt.line, cause=receipt.cause,
+                                      answered_at=receipt.answered_at, started_at=receipt.started_at or now)
+                delivery_values.update(line=receipt.line, last_error=verdict.reason, sent_at=now)
+                if receipt.references:
+                    parts = len(receipt.references)
+                    delivery_values.update(parts_total=parts, parts_delivered=0)
+                    s.add_all(SmsPart(delivery_id=claim.delivery_id, attempt_id=claim.attempt_id,
+                                      line=receipt.line, part=i + 1, parts=parts, reference=ref, sent_at=now)
+                              for i, ref in enumerate(receipt.references))
+                if state == "confirmed":
+                    delivery_values["delivered_at"] = now
+            if failure is not None:
+                reason = failure.reason if failure.code is None else f"{failure.reason} [{failure.code}]"
+                attempt_values.update(outcome=failure.code if claim.channel == "voice" and failure.code else "failed",
+                                      line=failure.line, error=failure.reason, cause=failure.code,
+                                      permanent=failure.permanent, possible_duplicate=failure.possible_duplicate)
+                delivery_values.update(line=failure.line, last_error=verdict.reason or reason)
+                if failure.possible_duplicate:
+                    delivery_values["possible_duplicate"] = True
+            s.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(**attempt_values))
+            if claim.channel == "voice" and state == "failed":
+                # Giving up: the best thing that happened on any call is the final word.
+                best = s.scalars(select(Attempt.outcome).where(
+                    Attempt.delivery_id == claim.delivery_id,
+                    Attempt.outcome.in_(tuple(FINAL_VOICE_RANK)))).all()
+                if best:
+                    state = max(best, key=FINAL_VOICE_RANK.__getitem__)
+                    delivery_values["state"] = state
             s.execute(update(Delivery).where(Delivery.id == claim.delivery_id, Delivery.state == "submitting")
-                      .values(**values))
+                      .values(**delivery_values))
+            if claim.channel == "voice" and state != "pending" and state != "confirmed" and claim.policy.sms_fallback:
+                self._fall_back_to_sms(s, claim)
         return state
 
-    def release(self, claim: ClaimedDelivery) -> None:
-        """Give back a claim that never reached a line (engine stopping)."""
-        with self.sessions.begin() as s:
-            s.execute(update(Delivery).where(Delivery.id == claim.delivery_id, Delivery.state == "submitting")
-                      .values(state="pending", submissions=Delivery.submissions - 1))
-            s.execute(update(Attempt).where(Attempt.id == claim.attempt_id)
-                      .values(outcome="interrupted", ended_at=utcnow(), error="not started: engine stopping"))
+    def _fall_back_to_sms(self, s: Session, claim: ClaimedDelivery) -> None:
+        """Voice gave up on a mobile: it gets the SMS version (once)."""
+        number = s.get(PhoneNumberRow, claim.number_id)
+        if number is None or number.kind != "mobile":
+            return
+        exists_already = s.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.alert_id == claim.alert_id, Delivery.number_id == claim.number_id, Delivery.channel == "sms"))
+        if not exists_already:
+            s.add(Delivery(alert_id=claim.alert_id, number_id=claim.number_id, e164=claim.e164, channel="sms",
+                           state="pending", sort_key=0, language=claim.language, attempts=0, submissions=0,
+                           possible_duplicate=False, parts_total=0, parts_delivered=0,
+                           last_error="fallback: voice call not confirmed"))
 
     def record_status_report(self, line: str, reference: int, delivered: bool, detail: str) -> bool:
         """Match a status report to the latest part sent with that TP-MR on that line."""

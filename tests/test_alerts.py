@@ -109,7 +109,7 @@ def test_cli_send_status_cancel(contacts, config_path, capsys):
     out, err = capsys.readouterr()
     alert_id = int(out.strip())
     assert "encoding GSM-7, 1 segment(s) per message (typographic characters replaced" in err
-    assert "2 recipients, 2 segments in total" in err
+    assert "2 SMS recipients, 2 segments" in err
     assert main(["--config", str(config_path), "alert", "status", str(alert_id), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["text"] == "L'acqua sale - salire ai piani alti..."
@@ -119,3 +119,46 @@ def test_cli_send_status_cancel(contacts, config_path, capsys):
     assert main(["--config", str(config_path), "alert", "send", "--sms", "--all", "--text", "x" * 800]) == 2
     assert "needs 6 SMS segments" in capsys.readouterr().err
     assert count(contacts, Alert) == 1
+
+
+def test_cli_voice_alert_renders_speech_into_the_sounds_dir(contacts, config_path, capsys):
+    assert main(["--config", str(config_path), "alert", "send", "--voice", "--sms", "--zone", "Isola Sacra",
+                 "--text", "Allerta: salire ai piani alti", "--fallback-sms", "--cap", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert "voice message:" in err and "(tts)" in err
+    assert "3 numbers to call" in err   # two mobiles and the shared landline, once
+    with contacts.sessions() as s:
+        alert = s.get(Alert, int(out.strip()))
+        assert alert.voice_cap == 3 and alert.sms_fallback and alert.audio_source == "tts"
+        assert alert.audio_seconds > 2
+    from asterisk.audio import audio_info
+    info = audio_info(alert.audio_path + ".wav")
+    assert (info.sample_rate, info.channels, info.bits) == (8000, 1, 16)
+    assert str(contacts.config.sounds_dir) in alert.audio_path
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--lang", "tlh"], "tlh"),
+    (["--audio", "/nonexistent/message.mp3"], "message.mp3"),
+    (["--zone", "Atlantide"], "unknown zone: Atlantide"),
+])
+def test_cli_bad_voice_input_changes_nothing(contacts, config_path, capsys, extra, message):
+    args = ["--config", str(config_path), "alert", "send", "--voice", "--text", "Allerta"]
+    if "--zone" not in extra:
+        args += ["--all"]
+    assert main(args + extra) == 2
+    assert message in capsys.readouterr().err
+    assert count(contacts, Alert) == 0 and count(contacts, Delivery) == 0
+    sounds = contacts.config.sounds_dir
+    import os
+    assert not os.path.exists(sounds) or os.listdir(sounds) == []
+
+
+def test_cli_silent_recording_is_refused(contacts, config_path, capsys, tmp_path):
+    import subprocess
+    silent = tmp_path / "silenzio.wav"
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", str(silent), "trim", "0", "3"], check=True)
+    assert main(["--config", str(config_path), "alert", "send", "--voice", "--all", "--text", "x",
+                 "--audio", str(silent)]) == 2
+    assert "silenzio.wav" in capsys.readouterr().err
+    assert count(contacts, Alert) == 0

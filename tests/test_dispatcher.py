@@ -8,6 +8,7 @@ from gateway.alerts import AlertRequest, Target
 from gateway.channels import DeliveryFailed, SubmitReceipt
 from gateway.dispatcher import Dispatcher, DispatcherSettings, mask_number
 from gateway.models import Attempt, Delivery, SmsPart
+from gateway.policy import SmsPolicy
 from gateway.retry import SmsRetryPolicy
 
 
@@ -53,7 +54,7 @@ class FakeChannel:
 
 
 def make_dispatcher(services, channel, **policy):
-    return Dispatcher(services.store, [channel], SmsRetryPolicy(**{"initial_delay": 0, **policy}),
+    return Dispatcher(services.store, [channel], {"sms": SmsPolicy(SmsRetryPolicy(**{"initial_delay": 0, **policy}))},
                       DispatcherSettings(poll_interval=0.01, report_timeout=0.3, status_flush_interval=0.05))
 
 

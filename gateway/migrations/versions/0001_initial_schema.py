@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 19:26:13.352861
+Create Date: 2026-11-28
 """
 from alembic import op
 import sqlalchemy as sa
@@ -33,6 +33,14 @@ def upgrade() -> None:
     sa.Column('deadline', sa.DateTime(), nullable=True),
     sa.Column('max_attempts', sa.Integer(), nullable=False),
     sa.Column('recipients', sa.Integer(), nullable=False),
+    sa.Column('audio_path', sa.String(length=400), nullable=True),
+    sa.Column('audio_seconds', sa.Float(), nullable=True),
+    sa.Column('audio_source', sa.String(length=16), nullable=True),
+    sa.Column('voice_interval', sa.Float(), nullable=False),
+    sa.Column('voice_growth', sa.Float(), nullable=False),
+    sa.Column('voice_cap', sa.Integer(), nullable=False),
+    sa.Column('stop_on_confirm', sa.Boolean(), nullable=False),
+    sa.Column('sms_fallback', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('groups',

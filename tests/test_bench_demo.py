@@ -1,0 +1,135 @@
+"""`allerta bench` and `allerta demo`, run for real (small sizes)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway import bench
+from gateway.composition import build_services
+from gateway.config import load_config
+from gateway.contacts_csv import parse_contacts_csv
+from gateway.demo import DRILL_ZONE, residents_csv
+from gateway.models import Alert, Contact, Delivery
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_bench_fanout_reaches_every_contact(tmp_path):
+    result = bench.run(Namespace(what="fanout", contacts=2000, keep=str(tmp_path / "fanout")))
+    assert result["contacts"] == 2000
+    assert result["recipients"] == 2000
+    assert result["seconds"] > 0
+    assert result["zone"]["recipients"] == 2000 // 8
+    services = build_services(load_config(tmp_path / "fanout" / "allerta.toml"))
+    with services.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Contact)) == 2000
+        assert s.scalar(select(func.count()).select_from(Delivery)) == 2000 + 2000 // 8
+    services.engine.dispose()
+
+
+@pytest.mark.integration
+def test_bench_sms_small_run_delivers_everything_and_reports_its_figures(tmp_path):
+    result = bench.run(Namespace(what="sms", modems=4, messages=200, latency=0.05, report_delay=0.05,
+                                 keep=str(tmp_path / "sms"), cprofile=None))
+    assert result["engine_exit_code"] == 0
+    assert result["delivered"] == 200 and result["deliveries_by_state"] == {"delivered": 200}
+    assert result["submitted"] == 200 and result["submits"] == 200 and result["duplicates"] == 0
+    assert result["status_reports"] == 200
+    assert result["submits_per_modem"]["modems_used"] == 4
+    assert result["modem_bound_messages_per_minute"] == pytest.approx(4 * 60 / 0.05)
+    assert 0 < result["ratio"] <= 1.1
+    assert result["messages_per_minute"] == result["submit_window"]["messages_per_minute"] > 0
+    for window in ("submit_window", "steady_state", "engine"):
+        assert result[window]["definition"]
+        assert 0 < result[window]["ratio"] <= 1.1
+    assert result["engine"]["wall_seconds"] > result["submit_window"]["seconds"] > 0
+    assert result["engine_cpu_seconds"] > 0 and result["cpu_seconds_per_message"] > 0
+    assert result["engine_peak_rss_mb"] > 10
+    json.dumps(result)  # the CLI prints it as JSON
+
+
+def test_bench_cli_prints_json():
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "bench", "fanout", "--contacts", "300"],
+                            capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["recipients"] == 300 and data["benchmark"] == "fanout"
+
+
+def test_synthetic_residents_import_cleanly_and_look_like_fiumicino():
+    data = residents_csv(2000)
+    parsed = parse_contacts_csv(data)
+    assert not parsed.errors and parsed.fatal is None and len(parsed.contacts) == 2000
+    zones = {c.zone for c in parsed.contacts}
+    assert zones == {"Isola Sacra", "Fregene", "Focene", "Passoscuro", "Maccarese", "Aranova", "Palidoro",
+                     "Torrimpietra"}
+    kinds = [n.kind for c in parsed.contacts for n in c.numbers]
+    assert 0.05 < kinds.count("landline") / len(kinds) < 0.4
+    assert 0.04 < sum(c.vulnerable for c in parsed.contacts) / 2000 < 0.12
+    assert {c.language for c in parsed.contacts} == {"it", "en", "ro", "ar", "uk"}
+    assert residents_csv(50) == residents_csv(50)  # fixed seed
+
+
+@pytest.mark.integration
+def test_demo_delivers_the_drill_and_exits_when_done(tmp_path):
+    keep = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--contacts", "300", "--modems", "2",
+                             "--exit-when-done", "--keep", str(keep)],
+                            capture_output=True, text=True, timeout=120, env=_env(), cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "alert status 1" in result.stdout and "panel" in result.stdout
+    services = build_services(load_config(keep / "allerta.toml"))
+    with services.sessions() as s:
+        alert = s.get(Alert, 1)
+        states = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.alert_id == 1)
+                                .group_by(Delivery.state)).all())
+    services.engine.dispose()
+    assert alert.drill and DRILL_ZONE in alert.target
+    assert alert.recipients > 10
+    assert states == {"delivered": alert.recipients}
+    prefix = services.config.general["drill_prefix"]
+    submits = [json.loads(line) for line in (keep / "simulator-events.jsonl").read_text().splitlines()
+               if '"submit"' in line]
+    submits = [r for r in submits if r["event"] == "submit"]
+    assert len(submits) == alert.recipients
+    assert all(r["text"].startswith(prefix) for r in submits)
+    assert {r["modem"] for r in submits} == {"modem-0", "modem-1"}
+
+
+@pytest.mark.integration
+def test_demo_stops_cleanly_on_sigterm(tmp_path):
+    keep = tmp_path / "demo"
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--contacts", "200", "--modems", "2",
+                                "--keep", str(keep)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=_env(), cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (keep / "engine.log").exists():
+            time.sleep(0.2)
+        assert (keep / "engine.log").exists()
+        time.sleep(3)  # the engine is sending
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output[-3000:]
+    assert "Stopping the engine" in output
+    log = (keep / "engine.log").read_text()
+    assert "Traceback" not in log
+    # No child left behind: nothing holds the engine's log open any more.
+    leftovers = subprocess.run(["pgrep", "-f", str(keep)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
