@@ -369,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-when-done", action="store_true", help="exit once the drill alert is fully delivered")
     p.set_defaults(func=cmd_demo)
 
+    from gateway.ops_cli import add_commands as add_ops_commands
+    from web.cli import add_commands as add_web_commands
+    add_ops_commands(sub)
+    add_web_commands(sub)
+
     bench = sub.add_parser("bench", help="benchmarks; print JSON").add_subparsers(dest="what", required=True)
     p = bench.add_parser("sms", help="engine plus simulated modems")
     p.add_argument("--modems", type=int, default=64)

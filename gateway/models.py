@@ -200,3 +200,8 @@ class InboundSms(Base):
     text: Mapped[str] = mapped_column(Text)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     handled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# Tables of the panel and of the appliance live in their own modules but in
+# the same schema; importing them here makes every table known to Alembic.
+from gateway import models_ops, models_panel  # noqa: E402,F401
