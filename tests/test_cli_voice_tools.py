@@ -1,0 +1,57 @@
+"""The voice sub-commands through the real CLI: config rendering, speech rendering, the PBX simulator."""
+import json
+import subprocess
+import sys
+import time
+
+from asterisk.audio import audio_info
+from gateway.cli import main
+from tests.conftest import write_config
+
+
+def test_asterisk_config_print_is_filled_from_our_configuration(tmp_path, capsys):
+    path = write_config(tmp_path, '[asterisk]\nenabled = true\nsecret = "Segreto-123456"\n'
+                                  '[[trunks]]\nname = "pstn"\ndial = "PJSIP/{number}@pstn"\n')
+    assert main(["--config", str(path), "asterisk", "config", "--print"]) == 0
+    out = capsys.readouterr().out
+    assert "[allerta-outbound]" in out and "UserEvent(AllertaResult" in out
+    assert "secret = Segreto-123456" in out and "bindaddr = 127.0.0.1" in out
+    assert str(tmp_path / "data" / "sounds") in out
+
+
+def test_asterisk_config_refuses_a_weak_secret(tmp_path, capsys):
+    path = write_config(tmp_path, '[asterisk]\nsecret = "short"\n')
+    assert main(["--config", str(path), "asterisk", "config", "--print"]) == 2
+    assert "secret" in capsys.readouterr().err
+
+
+def test_trunk_without_number_placeholder_is_refused(tmp_path, capsys):
+    path = write_config(tmp_path, '[asterisk]\nenabled = true\n[[trunks]]\nname = "pstn"\ndial = "PJSIP/pstn"\n')
+    assert main(["--config", str(path), "modems"]) == 2
+    assert "[trunks #1] dial: the template must contain {number}" in capsys.readouterr().err
+
+
+def test_audio_render_command(tmp_path, capsys):
+    out = tmp_path / "prova.wav"
+    assert main(["audio", "render", "--text", "Prova di allerta", "--lang", "it", "--out", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    info = audio_info(out)
+    assert (info.sample_rate, info.channels, info.bits) == (8000, 1, 16)
+    assert abs(result["seconds"] - info.seconds) < 0.05 and info.seconds > 1
+    assert main(["audio", "render", "--text", "x", "--lang", "xx", "--out", str(tmp_path / "b.wav")]) == 2
+    assert "xx" in capsys.readouterr().err and not (tmp_path / "b.wav").exists()
+
+
+def test_simulate_pbx_command_listens_on_loopback(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "simulate", "pbx", "--port", "0",
+                                "--secret", "abc12345", "--trunk", "t1=2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(process.stdout.readline())
+        assert ready["host"] == "127.0.0.1" and ready["ready"] is True
+        import socket
+        with socket.create_connection(("127.0.0.1", ready["port"]), timeout=5) as sock:
+            assert sock.recv(100).startswith(b"Asterisk Call Manager/")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
