@@ -130,3 +130,50 @@ def test_unreachable_port_is_a_clear_error_and_changes_nothing(tmp_path):
     modems = json.loads(allerta(config_path, "modems", "--json").stdout)
     assert modems[0]["state"] == "down" and "no-such-tty" in modems[0]["last_error"]
     assert states(services, alert_id) == {"pending": 3}
+
+
+def test_failing_modem_leaves_rotation_and_comes_back(tmp_path):
+    with SimulatorProcess(count=2, link_dir=tmp_path / "links", **FAST) as sim:
+        config_path, services, alert_id = setup_alert(tmp_path, sim, 60, probe_interval=1)
+        sim.control({"cmd": "cms_errors", "modem": "modem-1", "rate": 1.0, "code": 500})
+        engine = start_engine(config_path, log_path=tmp_path / "engine.log")
+        try:
+            assert wait_until(lambda: states(services, alert_id) == {"delivered": 60}, 120)
+            log = (tmp_path / "engine.log").read_text()
+            assert "modem m1 out of rotation after 3 errors: +CMS ERROR 500" in log
+            modems = {m["label"]: m for m in json.loads(allerta(config_path, "modems", "--json").stdout)}
+            assert modems["m1"]["state"] == "suspended" and "500" in modems["m1"]["last_error"]
+            sim.control({"cmd": "cms_errors", "modem": "modem-1", "rate": 0.0, "code": 500})
+            assert wait_until(lambda: "modem m1 back in rotation" in (tmp_path / "engine.log").read_text(), 30)
+        finally:
+            engine.terminate()
+            assert engine.wait(timeout=30) == 0
+        assert states(services, alert_id) == {"delivered": 60}
+
+
+def test_modem_found_by_imei_among_renamed_ports(tmp_path):
+    with SimulatorProcess(count=3, link_dir=tmp_path / "links", **FAST) as sim:
+        wanted = sim.modems[2]["imei"]
+        config_path = engine_config(tmp_path, [str(tmp_path / "links" / "modem-*")])
+        text = config_path.read_text().replace('per_minute = 6000', f'per_minute = 6000\nimei = "{wanted}"')
+        config_path.write_text(text)
+        services = services_for(config_path)
+        import_contacts(services.sessions, contacts_csv(10))
+        alert_id, _ = services.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
+        allerta(config_path, "run", "--once", timeout=120)
+        assert states(services, alert_id) == {"delivered": 10}
+        assert {r["modem"] for r in sim.log_records("submit")} == {"modem-2"}
+
+
+def test_sigterm_finishes_in_flight_sends_and_stops(tmp_path):
+    with SimulatorProcess(count=2, link_dir=tmp_path / "links", latency_median=0.3, latency_sigma=0.1,
+                          report_delay=0.05) as sim:
+        config_path, services, alert_id = setup_alert(tmp_path, sim, 100)
+        engine = start_engine(config_path, log_path=tmp_path / "engine.log")
+        assert wait_until(lambda: len(sim.log_records("submit")) >= 4, 60)
+        engine.terminate()
+        assert engine.wait(timeout=30) == 0
+        final = states(services, alert_id)
+        assert final["submitting"] == 0 and final["pending"] > 0   # stopped early, nothing left half-done
+        # Every SMS the modems accepted is recorded as sent (or delivered): none was abandoned mid-send.
+        assert final["sent"] + final["delivered"] == len(submits_by_destination(sim))
