@@ -208,6 +208,86 @@ class AlertService:
                    literal(0), literal(0), literal(False), literal(0), literal(0)))
         return session.execute(insert).rowcount
 
+    # --- drafts and approval (the panel's two-person rule) ------------------------------
+    def create_pending(self, request: AlertRequest, state: str = "awaiting_approval") -> tuple[int, AlertPreview]:
+        """Store an alert WITHOUT deliveries, as a 'draft' or 'awaiting_approval'.
+
+        Everything ``create`` checks is checked now, so approving cannot fail on
+        the text or the target; ``release`` fans it out later.
+        """
+        if state not in ("draft", "awaiting_approval"):
+            raise ValueError(f"not a pending state: {state}")
+        sms_text, plan = self.plan(request)
+        unknown = set(request.channels) - {"sms", "voice"}
+        if unknown or not request.channels:
+            raise AlertError(f"unknown channel(s): {', '.join(sorted(unknown)) or 'none given'}")
+        if "voice" in request.channels and not request.audio_path:
+            raise AlertError("a voice alert needs its audio message (a recording or speech from the text)")
+        if request.voice_cap < 1 or request.max_attempts < 1:
+            raise AlertError("attempts and the per-number cap must be at least 1")
+        with self.sessions.begin() as session:
+            self._check_target(session, request.target)
+            self._ensure_numbers(session, request.target)
+            counts = {}
+            for channel in request.channels:
+                query = self._recipients_query(session, request.target, channel, alert_id=None)
+                counts[channel] = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+            if sum(counts.values()) == 0:
+                raise AlertError("the chosen target has no reachable recipient for " + " or ".join(request.channels))
+            alert = Alert(text=request.text, sms_text=sms_text, encoding=plan.encoding, segments=plan.segments,
+                          channels=",".join(request.channels), target=json.dumps(request.target.describe()),
+                          drill=request.drill, priority=request.priority, created_by=request.created_by,
+                          deadline=request.deadline, max_attempts=request.max_attempts,
+                          audio_path=request.audio_path, audio_seconds=request.audio_seconds,
+                          audio_source=request.audio_source, voice_interval=request.voice_interval,
+                          voice_growth=request.voice_growth, voice_cap=request.voice_cap,
+                          stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback,
+                          state=state, recipients=0)
+            session.add(alert)
+            session.flush()
+        return alert.id, AlertPreview(sms_text, plan, counts)
+
+    def release(self, alert_id: int) -> dict[str, int]:
+        """Fan out a draft or approved alert now (one transaction); it becomes 'active'.
+
+        The state changes with a conditional UPDATE, so two approvers clicking
+        at once fan it out only once. The deadline moves by the time it waited.
+        """
+        now = utcnow()
+        with self.sessions.begin() as session:
+            taken = session.execute(update(Alert).where(
+                Alert.id == alert_id, Alert.state.in_(("draft", "awaiting_approval"))).values(
+                state="active")).rowcount
+            alert = session.get(Alert, alert_id)
+            if alert is None:
+                raise AlertError(f"no alert with id {alert_id}")
+            if not taken:
+                raise AlertError(f"alert {alert_id} is {alert.state}, not waiting to be sent")
+            if alert.deadline is not None:
+                alert.deadline += now - alert.created_at
+            target = json.loads(alert.target)
+            request = AlertRequest(text=alert.text, priority=alert.priority,
+                                   channels=tuple(alert.channels.split(",")),
+                                   target=Target(everyone=bool(target.get("all")), zones=tuple(target.get("zones", ())),
+                                                 groups=tuple(target.get("groups", ())),
+                                                 numbers=tuple(target.get("numbers", ()))))
+            counts = {channel: self._fan_out(session, alert, request, channel) for channel in request.channels}
+            alert.recipients = sum(counts.values())
+            if alert.recipients == 0:
+                raise AlertError("the chosen target has no reachable recipient any more")
+        return counts
+
+    def discard(self, alert_id: int, state: str = "rejected") -> None:
+        """A draft or an alert awaiting approval that will never go out ('rejected' or 'cancelled')."""
+        with self.sessions.begin() as session:
+            taken = session.execute(update(Alert).where(
+                Alert.id == alert_id, Alert.state.in_(("draft", "awaiting_approval"))).values(
+                state=state, cancelled_at=utcnow())).rowcount
+            if not taken:
+                alert = session.get(Alert, alert_id)
+                raise AlertError(f"no alert with id {alert_id}" if alert is None
+                                 else f"alert {alert_id} is {alert.state}, not waiting to be sent")
+
     # --- after ----------------------------------------------------------------------
     def cancel(self, alert_id: int) -> int:
         """Stop what has not gone out; returns the number of deliveries cancelled."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import signal
+import sys
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -91,12 +92,33 @@ def build_voice_channel(config: Config):
                                       ring_timeout_ms=int(a["ring_timeout"] * 1000)))
 
 
-async def run_engine(services: Services, *, once: bool = False) -> int:
+async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:
+    """Run the engine; ``notifier`` (default: systemd's, from NOTIFY_SOCKET) gets READY/WATCHDOG/STATUS."""
+    from gateway.backup import BackupError, hold_engine_lock
+    from gateway.notify import lines_summary, notifier_from_environment, supervise, watchdog_interval
+    notifier = notifier if notifier is not None else notifier_from_environment()
     dispatcher = build_dispatcher(services)
     if not dispatcher.channels:
         raise SystemExit("no channel configured: add [[modems]], or [asterisk] enabled = true with [[trunks]]")
+    # One thread per modem plus the library's reader threads compete with the event
+    # loop for the GIL; the default 5 ms switch interval makes every database call
+    # of the loop wait behind them. 1 ms keeps the loop responsive at 64 modems.
+    sys.setswitchinterval(0.001)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    return await dispatcher.run(stop, once=once)
+    try:
+        # Held while the engine runs, so 'allerta restore' refuses to overwrite the database.
+        lock = await hold_engine_lock(services.config)
+    except BackupError as exc:
+        raise SystemExit(str(exc)) from None
+    supervisor = asyncio.create_task(supervise(notifier, dispatcher.started,
+                                               lambda: lines_summary(dispatcher.line_states()),
+                                               watchdog=watchdog_interval()))
+    try:
+        return await dispatcher.run(stop, once=once)
+    finally:
+        notifier.notify("STOPPING=1")
+        supervisor.cancel()
+        lock.release()

@@ -67,6 +67,10 @@ def _port(value: int) -> str | None:
     return None if 0 < value < 65536 else "must be a TCP port number"
 
 
+def _port_or_zero(value: int) -> str | None:
+    return None if 0 <= value < 65536 else "must be a TCP port number, or 0"
+
+
 def _at_least_one(value: float) -> str | None:
     return None if value >= 1 else "must be 1 or more"
 
@@ -132,6 +136,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sms_fallback": Key(bool, False, "Default: a mobile still unconfirmed when voice gives up gets the SMS."),
         "language": Key(str, "it", "Language of synthesised speech when a recipient has none we can speak."),
     },
+    "web": {
+        "listen": Key(str, "127.0.0.1", "Address the panel listens on; 0.0.0.0 serves the whole local network."),
+        "port": Key(int, 8080, "HTTP port of the panel.", _port),
+        "https_port": Key(int, 8443, "HTTPS port of the panel (browsers allow the microphone only over HTTPS); 0 turns HTTPS off.", _port_or_zero),
+        "tls_cert": Key(str, "", "PEM certificate for HTTPS. Empty: a self-signed one is generated in <data_dir>/tls."),
+        "tls_key": Key(str, "", "PEM private key of tls_cert."),
+        "session_minutes": Key(int, 30, "Minutes of inactivity after which a panel session expires.", _positive),
+        "lockout_attempts": Key(int, 5, "Failed logins in a row after which an account is locked.", _positive),
+        "lockout_minutes": Key(int, 15, "Minutes an account stays locked after too many failed logins.", _positive),
+        "two_person_rule": Key(bool, True, "An operator's alert waits for an approver; an approver sending alone must give a reason."),
+        "secret_key_file": Key(str, "", "File holding the key that signs session cookies. Empty: <data_dir>/web-secret.key, created on first start."),
+        "max_upload_mb": Key(int, 20, "Largest upload (recording, contact list) in megabytes.", _positive),
+    },
 }
 
 TRUNK_SCHEMA: dict[str, Key] = {
@@ -178,6 +195,7 @@ class Config:
     voice: dict[str, Any] = field(default_factory=lambda: _defaults("voice"))
     trunks: tuple[dict[str, Any], ...] = ()
     path: str | None = None
+    web: dict[str, Any] = field(default_factory=lambda: _defaults("web"))
 
     @property
     def sounds_dir(self) -> str:

@@ -22,6 +22,9 @@ class DispatcherSettings:
     status_flush_interval: float = 1.0
 
 
+EARLY_REPORT_SECONDS = 120.0
+
+
 def mask_number(e164: str) -> str:
     """Logs never carry a full phone number at info level."""
     return e164[:-4] + "****" if len(e164) > 6 else "****"
@@ -39,15 +42,38 @@ class Dispatcher:
         self._line_status: dict[str, LineStatus] = {}
         self._dirty: set[str] = set()
         self._failed_lines: dict[int, set[str]] = {}
+        self._early_reports: dict[tuple[str, int], tuple[bool, str, float]] = {}
         self._last_progress = time.monotonic()
+        # Set once every channel's start() returned (lines opened or given up on): READY=1.
+        self.started = asyncio.Event()
+
+    def line_states(self) -> dict[str, str]:
+        """Each line's last reported state (up, down, suspended, starting), by label."""
+        return {label: status.state for label, status in self._line_status.items()}
 
     # --- ChannelEvents ---------------------------------------------------------
     def status_report(self, line: str, reference: int, delivered: bool, detail: str) -> None:
         matched = self.store.record_status_report(line, reference, delivered, detail)
         if not matched:
-            log.info("status report on %s for unknown reference %d", line, reference)
+            # The report can beat its own +CMGS bookkeeping: the worker thread resolves
+            # the send and the modem reports within milliseconds, before _deliver has
+            # stored the parts. Keep it briefly and apply it once the parts exist. (A
+            # crash in that window leaves the delivery 'submitting': it is resent anyway.)
+            self._early_reports[(line, reference)] = (delivered, detail, time.monotonic())
         self._last_progress = time.monotonic()
         self._wake.set()
+
+    def _apply_early_reports(self, line: str, references: list[int]) -> None:
+        for reference in references:
+            early = self._early_reports.pop((line, reference), None)
+            if early is not None:
+                self.store.record_status_report(line, reference, early[0], early[1])
+
+    def _forget_old_reports(self) -> None:
+        horizon = time.monotonic() - EARLY_REPORT_SECONDS
+        for key in [k for k, (_, _, at) in self._early_reports.items() if at < horizon]:
+            del self._early_reports[key]
+            log.info("status report on %s for unknown reference %d", *key)
 
     def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
         self.store.record_inbound(line, sender, text, received_at)
@@ -73,6 +99,7 @@ class Dispatcher:
                         "flagged as possible duplicates", recovered)
         for channel in self.channels:
             await channel.start(self)
+        self.started.set()
         flusher = asyncio.create_task(self._flush_status_forever())
         exit_code = 0
         try:
@@ -139,6 +166,8 @@ class Dispatcher:
         else:
             verdict = policy.after_success(claim.policy, claim.attempts, claim.submissions, receipt, utcnow())
             state = self.store.record_result(claim, verdict, receipt=receipt)
+            if receipt.references and self._early_reports:
+                self._apply_early_reports(receipt.line, receipt.references)
             self._failed_lines.pop(claim.delivery_id, None)
             log.debug("delivery %d %s on %s -> %s", claim.delivery_id, receipt.outcome, receipt.line, state)
         self._last_progress = time.monotonic()
@@ -168,6 +197,7 @@ class Dispatcher:
 
     def _flush_status(self) -> None:
         dirty, self._dirty = self._dirty, set()
-        for label in dirty:
-            status = self._line_status[label]
-            self.store.record_line_status(status, status.rate_per_minute)
+        if dirty:
+            self.store.record_line_statuses([self._line_status[label] for label in dirty])
+        if self._early_reports:
+            self._forget_old_reports()

@@ -1,4 +1,77 @@
-"""Models of the operator panel: users, audit log, API tokens (filled in by the panel work)."""
+"""Models of the operator panel: users, audit log, API tokens, approvals, erasures."""
 from __future__ import annotations
 
+import datetime as dt
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.db import utcnow
 from gateway.models import Base  # noqa: F401 - tables declared here share the schema
+
+
+class User(Base):
+    """A person who uses the panel. Roles: admin > approver > operator > viewer."""
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(12), default="viewer")
+    language: Mapped[str] = mapped_column(String(8), default="it")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Bumped by a password change or a disable: sessions carrying an older value end.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AuditEntry(Base):
+    """Append-only: each entry's hash covers the previous hash and its own canonical JSON."""
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target: Mapped[str | None] = mapped_column(String(120))
+    details: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class ApiToken(Base):
+    """A token for other systems; only its SHA-256 is stored."""
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # shown to admins to tell tokens apart
+    role: Mapped[str] = mapped_column(String(12), default="operator")
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AlertApproval(Base):
+    """Who asked for an alert, who decided, and why (two-person rule)."""
+    __tablename__ = "alert_approvals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    requested_by: Mapped[str] = mapped_column(String(80))
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    decision: Mapped[str] = mapped_column(String(12), default="pending")  # pending | approved | rejected | bypassed
+    decided_by: Mapped[str | None] = mapped_column(String(80))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ErasedContacts(Base):
+    """Anonymous counts kept when people are deleted: how many, from which zone, and when."""
+    __tablename__ = "erased_contacts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    erased_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    zone: Mapped[str | None] = mapped_column(String(120))
+    vulnerable: Mapped[bool] = mapped_column(Boolean, default=False)
+    numbers: Mapped[int] = mapped_column(Integer, default=0)

@@ -174,50 +174,51 @@ class Store:
         """Match a status report to the latest part sent with that TP-MR on that line."""
         now = utcnow()
         with self.sessions.begin() as s:
-            part = s.execute(select(SmsPart).where(SmsPart.line == line, SmsPart.reference == reference,
-                                                   SmsPart.status == "sent")
-                             .order_by(SmsPart.id.desc()).limit(1)).scalar_one_or_none()
+            part = s.execute(select(SmsPart.id, SmsPart.delivery_id, SmsPart.attempt_id, SmsPart.parts)
+                             .where(SmsPart.line == line, SmsPart.reference == reference, SmsPart.status == "sent")
+                             .order_by(SmsPart.id.desc()).limit(1)).first()
             if part is None:
                 return False
-            part.status = "delivered" if delivered else "failed"
-            part.reported_at = now
-            s.flush()
-            delivery = s.get(Delivery, part.delivery_id)
-            if delivery is None or delivery.state not in ("sent", "pending", "submitting"):
-                return True
+            s.execute(update(SmsPart).where(SmsPart.id == part.id).values(
+                status="delivered" if delivered else "failed", reported_at=now))
             if not delivered:
-                if delivery.state == "sent":
-                    delivery.state = "failed"
-                    delivery.last_error = f"status report: not delivered ({detail})"
-                    delivery.updated_at = now
+                s.execute(update(Delivery).where(Delivery.id == part.delivery_id, Delivery.state == "sent").values(
+                    state="failed", last_error=f"status report: not delivered ({detail})", updated_at=now))
                 return True
             done = s.execute(select(func.count()).select_from(SmsPart).where(
                 SmsPart.attempt_id == part.attempt_id, SmsPart.status == "delivered")).scalar_one()
-            delivery.parts_delivered = done
-            if done >= part.parts and delivery.state == "sent":
-                delivery.state = "delivered"
-                delivery.delivered_at = now
-            delivery.updated_at = now
+            values = {"parts_delivered": done, "updated_at": now}
+            if done >= part.parts:
+                s.execute(update(Delivery).where(Delivery.id == part.delivery_id, Delivery.state == "sent")
+                          .values(state="delivered", delivered_at=now, **values))
+            else:
+                s.execute(update(Delivery).where(Delivery.id == part.delivery_id).values(**values))
         return True
 
     def record_inbound(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
         with self.sessions.begin() as s:
             s.add(InboundSms(line=line, sender=sender, text=text, received_at=received_at))
 
-    def record_line_status(self, status: LineStatus, rate_per_minute: float | None = None) -> None:
+    def record_line_statuses(self, statuses: list[LineStatus]) -> None:
+        """Upsert the health of several lines in one transaction."""
         now = utcnow()
-        values = dict(channel=status.channel, state=status.state, port=status.port, imei=status.imei,
-                      signal=status.signal, registration=status.registration, operator=status.operator,
-                      sim_state=status.sim_state, last_error=status.last_error, sent_today=status.sent_today,
-                      daily_cap=status.daily_cap, sent_total=status.sent_total, failed_total=status.failed_total,
-                      in_use=status.in_use, limit=status.limit, rate_per_minute=rate_per_minute, updated_at=now)
         with self.sessions.begin() as s:
-            line = s.execute(select(Line).where(Line.label == status.label)).scalar_one_or_none()
-            if line is None:
-                s.add(Line(label=status.label, **values))
-            else:
-                for key, value in values.items():
-                    setattr(line, key, value)
+            existing = {line.label: line for line in s.scalars(
+                select(Line).where(Line.label.in_([status.label for status in statuses])))}
+            for status in statuses:
+                values = dict(channel=status.channel, state=status.state, port=status.port, imei=status.imei,
+                              signal=status.signal, registration=status.registration, operator=status.operator,
+                              sim_state=status.sim_state, last_error=status.last_error,
+                              sent_today=status.sent_today, daily_cap=status.daily_cap,
+                              sent_total=status.sent_total, failed_total=status.failed_total,
+                              in_use=status.in_use, limit=status.limit, rate_per_minute=status.rate_per_minute,
+                              updated_at=now)
+                line = existing.get(status.label)
+                if line is None:
+                    s.add(Line(label=status.label, **values))
+                else:
+                    for key, value in values.items():
+                        setattr(line, key, value)
 
     # --- questions the engine asks ------------------------------------------
     def sent_today_by_line(self, since: dt.datetime) -> dict[str, int]:

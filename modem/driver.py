@@ -57,6 +57,35 @@ class _UrcSafeGsmModem(GsmModem):
 
     _cds_header: str | None = None
 
+    def _readLoop(self) -> None:  # noqa: N802
+        # The library reads one byte per system call; with 64 modems that is tens of
+        # thousands of syscalls a second fighting the event loop for the GIL. Read
+        # what is waiting in one call; the line handling is the library's own.
+        try:
+            terminator = bytes(self.RX_EOL_SEQ)
+            buffer = bytearray()
+            while self.alive:
+                data = self.serial.read(max(1, self.serial.in_waiting))
+                for byte in data:
+                    buffer.append(byte)
+                    if buffer.endswith(terminator):
+                        line = buffer[:-len(terminator)].decode(errors="replace")
+                        buffer = bytearray()
+                        if line:
+                            self._handleLineRead(line)
+                    elif self._expectResponseTermSeq and buffer.endswith(self._expectResponseTermSeq):
+                        line = buffer.decode(errors="replace")
+                        buffer = bytearray()
+                        self._handleLineRead(line, checkForResponseTerm=False)
+        except (serial.SerialException, OSError, TypeError) as exc:
+            # TypeError: pyserial's read on a port closed under it (fd None).
+            self.alive = False
+            try:
+                self.serial.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.fatalErrorCallback(exc)
+
     def _handleLineRead(self, line: str, checkForResponseTerm: bool = True) -> None:  # noqa: N802,N803
         if self._cds_header is not None:
             # "+CDS: <len>" is followed by the status report PDU on the next line.

@@ -24,6 +24,7 @@ class SmsChannel:
         self._sent_today = sent_today or {}
         self._driver_factory = driver_factory
         self.workers: list[ModemWorker] = []
+        self._index: dict[str, int] = {}
         self._events: ChannelEvents | None = None
         self._rotation = 0
 
@@ -40,6 +41,7 @@ class SmsChannel:
                     label, sender, text, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)),
                 on_status=events.line_status, on_free=events.capacity_available,
                 driver_factory=self._driver_factory)
+            self._index[config.label] = len(self.workers)
             self.workers.append(worker)
             events.line_status(worker.status())
             worker.start()
@@ -65,7 +67,8 @@ class SmsChannel:
         preferred = [w for w in ready if w.label not in avoid] or ready
         # Rotate so the load (and the daily caps) spread over every SIM.
         self._rotation = (self._rotation + 1) % len(self.workers)
-        return min(preferred, key=lambda w: ((self.workers.index(w) - self._rotation) % len(self.workers)))
+        count = len(self.workers)
+        return min(preferred, key=lambda w: (self._index[w.label] - self._rotation) % count)
 
     async def submit(self, message: OutboundMessage) -> SubmitReceipt:
         try:

@@ -87,6 +87,7 @@ class ModemWorker:
         self.consecutive_errors = 0
         self.sent_today = sent_today
         self._day = dt.date.today()
+        self._next_day_check = 0.0
         self.sent_total = 0
         self.failed_total = 0
         self.last_error: str | None = None
@@ -111,6 +112,11 @@ class ModemWorker:
                 and self.sent_today + parts <= self.config.daily_cap)
 
     def _roll_day(self) -> None:
+        # Looked at once a minute: can_take runs for every free-slot count.
+        now = time.monotonic()
+        if now < self._next_day_check:
+            return
+        self._next_day_check = now + 60.0
         today = dt.date.today()
         if today != self._day:
             self._day, self.sent_today = today, 0

@@ -43,6 +43,42 @@ def upgrade() -> None:
     sa.Column('sms_fallback', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('api_tokens',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=80), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('prefix', sa.String(length=12), nullable=False),
+    sa.Column('role', sa.String(length=12), nullable=False),
+    sa.Column('created_by', sa.String(length=80), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(), nullable=True),
+    sa.Column('last_used_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('token_hash')
+    )
+    op.create_table('audit_log',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.Column('actor', sa.String(length=80), nullable=False),
+    sa.Column('action', sa.String(length=40), nullable=False),
+    sa.Column('target', sa.String(length=120), nullable=True),
+    sa.Column('details', sa.Text(), nullable=False),
+    sa.Column('prev_hash', sa.String(length=64), nullable=False),
+    sa.Column('hash', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('hash')
+    )
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_audit_log_action'), ['action'], unique=False)
+
+    op.create_table('erased_contacts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('erased_at', sa.DateTime(), nullable=False),
+    sa.Column('zone', sa.String(length=120), nullable=True),
+    sa.Column('vulnerable', sa.Boolean(), nullable=False),
+    sa.Column('numbers', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('groups',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
@@ -89,12 +125,42 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('e164')
     )
+    op.create_table('users',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('username', sa.String(length=80), nullable=False),
+    sa.Column('password_hash', sa.String(length=200), nullable=False),
+    sa.Column('role', sa.String(length=12), nullable=False),
+    sa.Column('language', sa.String(length=8), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('failed_logins', sa.Integer(), nullable=False),
+    sa.Column('locked_until', sa.DateTime(), nullable=True),
+    sa.Column('session_version', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('last_login_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('username')
+    )
     op.create_table('zones',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
     )
+    op.create_table('alert_approvals',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('alert_id', sa.Integer(), nullable=False),
+    sa.Column('requested_by', sa.String(length=80), nullable=False),
+    sa.Column('requested_at', sa.DateTime(), nullable=False),
+    sa.Column('decision', sa.String(length=12), nullable=False),
+    sa.Column('decided_by', sa.String(length=80), nullable=True),
+    sa.Column('decided_at', sa.DateTime(), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('alert_approvals', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_alert_approvals_alert_id'), ['alert_id'], unique=False)
+
     op.create_table('contacts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -228,10 +294,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_contacts_zone_id'))
 
     op.drop_table('contacts')
+    with op.batch_alter_table('alert_approvals', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alert_approvals_alert_id'))
+
+    op.drop_table('alert_approvals')
     op.drop_table('zones')
+    op.drop_table('users')
     op.drop_table('numbers')
     op.drop_table('lines')
     op.drop_table('inbound_sms')
     op.drop_table('groups')
+    op.drop_table('erased_contacts')
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audit_log_action'))
+
+    op.drop_table('audit_log')
+    op.drop_table('api_tokens')
     op.drop_table('alerts')
     # ### end Alembic commands ###

@@ -1,0 +1,119 @@
+"""`allerta install --systemd`: put the units, users, directories and udev rules in place.
+
+Everything is written under a root directory (``/`` on the box, a temporary
+directory in tests), so the same code is exercised by the tests and by the
+admin. Activation (creating the user, the directories, reloading udev and
+systemd) only runs when installing into the real root.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.config import DEFAULT_CONFIG_PATH, starter_config
+
+SYSTEMD_SOURCE = Path(__file__).resolve().parent.parent / "systemd"
+DATA_DIR = "/var/lib/allerta"
+
+# Source file in systemd/ -> where it goes, relative to the root.
+# /etc rather than /usr/lib: these are the admin's files, not a Debian package's.
+FILES = {
+    "allerta-engine.service": "etc/systemd/system/allerta-engine.service",
+    "allerta-web.service": "etc/systemd/system/allerta-web.service",
+    "allerta.sysusers": "etc/sysusers.d/allerta.conf",
+    "allerta.tmpfiles": "etc/tmpfiles.d/allerta.conf",
+    "60-allerta-modems.rules": "etc/udev/rules.d/60-allerta-modems.rules",
+}
+UNITS = ("allerta-engine.service", "allerta-web.service")
+
+
+class InstallError(Exception):
+    """Something the admin must fix before installing; the message says what."""
+
+
+@dataclass
+class InstallReport:
+    written: list[Path] = field(default_factory=list)
+    config_created: Path | None = None
+    ran: list[list[str]] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)
+
+
+def allerta_binary() -> str:
+    """The `allerta` script of the environment running us (the venv's, on a box)."""
+    beside = Path(sys.executable).with_name("allerta")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("allerta")
+    if found:
+        return os.path.abspath(found)
+    raise InstallError("cannot find the 'allerta' command: install the package first "
+                       "(python3 -m venv /opt/allerta && /opt/allerta/bin/pip install .)")
+
+
+def render_unit(text: str, binary: str, config_path: str) -> str:
+    return text.replace("@ALLERTA_BIN@", binary).replace("@CONFIG@", config_path)
+
+
+def install_systemd(root: str | os.PathLike[str] = "/", *, binary: str | None = None,
+                    config_path: str = DEFAULT_CONFIG_PATH, activate: bool | None = None,
+                    source: Path = SYSTEMD_SOURCE) -> InstallReport:
+    """Install the appliance files under ``root``; activate them when ``root`` is ``/``."""
+    root = Path(root)
+    if not source.is_dir():
+        raise InstallError(f"{source}: the systemd files are missing (install from a source checkout)")
+    binary = binary or allerta_binary()
+    if not os.path.isabs(config_path):
+        raise InstallError(f"--config {config_path}: the service needs an absolute path")
+    real_root = root.resolve() == Path("/")
+    activate = real_root if activate is None else activate
+    report = InstallReport()
+    for name, target in FILES.items():
+        text = (source / name).read_text(encoding="utf-8")
+        if name in UNITS:
+            text = render_unit(text, binary, config_path)
+        path = root / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o644)
+        report.written.append(path)
+
+    config_file = root / config_path.lstrip("/")
+    if not config_file.exists():
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        # Written 0600 before any secret goes in; tmpfiles gives it to group allerta.
+        fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(starter_config(DATA_DIR))
+        report.config_created = config_file
+
+    commands = [
+        ["systemd-sysusers", "allerta.conf"],
+        ["systemd-tmpfiles", "--create", "allerta.conf"],
+        ["udevadm", "control", "--reload"],
+        ["udevadm", "trigger", "--subsystem-match=tty", "--action=add"],
+        ["systemctl", "daemon-reload"],
+    ]
+    if activate:
+        for command in commands:
+            if shutil.which(command[0]) is None:
+                report.next_steps.append(f"{command[0]} not found: run '{' '.join(command)}' once it is installed")
+                continue
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            report.ran.append(command)
+            if result.returncode != 0:
+                raise InstallError(f"{' '.join(command)} failed: {(result.stderr or result.stdout).strip()}")
+    else:
+        report.next_steps.append(f"not the real root: on the box run {'; '.join(' '.join(c) for c in commands)}")
+    report.next_steps += [
+        f"edit {config_path}: [general] comune, one [[modems]] table per modem (port /dev/allerta/modem-..., imei)",
+        f"allerta --config {config_path} init    # creates the database as user allerta: "
+        "run it with 'sudo -u allerta'",
+        "allerta doctor",
+        "systemctl enable --now allerta-engine.service allerta-web.service",
+    ]
+    return report

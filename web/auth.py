@@ -1,0 +1,102 @@
+"""Sign in, sign out, and the user's own account (language, password)."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_user, logout_user
+
+from web.app_user import PanelUser
+from web.context import panel, remote
+from web.i18n import LANGUAGES
+from web.security import public, require_role
+from web.users import UserError, authenticate, set_password, verify_password
+from gateway.models_panel import User
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this site: never an absolute or scheme-relative URL.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("dashboard.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login():
+    if request.method == "GET":
+        if current_user.is_authenticated:
+            return redirect(url_for("dashboard.index"))
+        return render_template("auth/login.html", next=request.args.get("next", ""))
+    web = panel().web
+    username = request.form.get("username", "").strip()
+    password = request.form.get("password", "")
+    result = authenticate(panel().sessions, panel().audit, username, password,
+                          attempts=web["lockout_attempts"], lockout_minutes=web["lockout_minutes"], remote=remote())
+    if result.user is None:
+        message = {"locked": _("Too many failed attempts: this account is locked for %(minutes)s minutes.",
+                               minutes=web["lockout_minutes"]),
+                   "disabled": _("This account is disabled.")}.get(result.problem, _("Wrong username or password."))
+        flash(message, "error")
+        return render_template("auth/login.html", next=request.form.get("next", ""), username=username), 401
+    session.clear()  # no session fixation: a fresh session for the signed-in user
+    session.permanent = True
+    session["seen"] = time.time()
+    login_user(PanelUser(result.user))
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.route("/logout", methods=["POST"])
+@public
+def logout():
+    if current_user.is_authenticated:
+        panel().audit.write(current_user.username, "logout", current_user.username)
+    logout_user()
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/language", methods=["POST"])
+@public
+def language():
+    """Switch the language: stored on the user when signed in, else in the session."""
+    lang = request.form.get("lang", "")
+    if lang in LANGUAGES:
+        if current_user.is_authenticated:
+            with panel().audit.transaction() as s:
+                user = s.get(User, current_user.id)
+                user.language = lang
+                panel().audit.record(s, current_user.username, "user.language", current_user.username, language=lang)
+        else:
+            session["lang"] = lang
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@require_role("viewer")
+def account():
+    if request.method == "POST":
+        current = request.form.get("current", "")
+        new = request.form.get("new", "")
+        with panel().sessions() as s:
+            row = s.get(User, current_user.id)
+            ok = verify_password(row.password_hash, current)
+        if not ok:
+            flash(_("The current password is wrong."), "error")
+        elif new != request.form.get("confirm", ""):
+            flash(_("The two new passwords differ."), "error")
+        else:
+            try:
+                set_password(panel().sessions, panel().audit, current_user.username, new, actor=current_user.username)
+            except UserError:
+                flash(_("The password must be at least 10 characters long."), "error")
+            else:
+                flash(_("Password changed. Please sign in again."), "success")
+                logout_user()
+                session.clear()
+                return redirect(url_for("auth.login"))
+        return render_template("auth/account.html"), 400
+    return render_template("auth/account.html")

@@ -1,0 +1,37 @@
+"""The dashboard: line health, active alerts with live progress, capacity."""
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from web.context import panel
+from web.progress import active_alerts, alert_progress, capacity, line_rows
+from web.security import passive, require_role
+
+bp = Blueprint("dashboard", __name__)
+
+
+def _snapshot() -> dict:
+    with panel().sessions() as s:
+        lines = line_rows(s)
+        alerts = active_alerts(s)
+        progress = alert_progress(s, [a.id for a in alerts])
+    return {
+        "lines": lines,
+        "capacity": capacity(lines, panel().config),
+        "alerts": [{"id": a.id, "state": a.state, "drill": a.drill, "text": a.sms_text, "channels": a.channels,
+                    "created_at": a.created_at.isoformat() + "Z", "created_by": a.created_by,
+                    "progress": progress[a.id]} for a in alerts],
+    }
+
+
+@bp.route("/")
+@require_role("viewer")
+def index():
+    return render_template("dashboard/index.html", **_snapshot())
+
+
+@bp.route("/dashboard.json")
+@require_role("viewer")
+@passive
+def snapshot():
+    return _snapshot()

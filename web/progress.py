@@ -1,0 +1,122 @@
+"""Read models for the dashboard, the alert page and the API: lines, progress, capacity."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.config import Config
+from gateway.db import utcnow
+from gateway.models import Alert, Delivery, Line
+
+# Delivery states grouped as an operator reads them.
+BUCKETS = {
+    "pending": "queued",
+    "submitting": "in_progress", "ringing": "in_progress",
+    "sent": "sent",
+    "delivered": "reached", "confirmed": "reached", "answered": "reached", "voicemail": "reached",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+BUCKET_ORDER = ("queued", "in_progress", "sent", "reached", "failed", "cancelled")
+CAPACITY_MINUTES = 10
+
+
+def empty_progress() -> dict[str, Any]:
+    return {"total": 0, "percent": 0.0, **{b: 0 for b in BUCKET_ORDER}, "channels": {}}
+
+
+def alert_progress(session: Session, alert_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    ids = list(alert_ids)
+    result = {alert_id: empty_progress() for alert_id in ids}
+    if not ids:
+        return result
+    rows = session.execute(select(Delivery.alert_id, Delivery.channel, Delivery.state, func.count())
+                           .where(Delivery.alert_id.in_(ids))
+                           .group_by(Delivery.alert_id, Delivery.channel, Delivery.state)).all()
+    for alert_id, channel, state, count in rows:
+        bucket = BUCKETS.get(state, "in_progress")
+        entry = result[alert_id]
+        entry["total"] += count
+        entry[bucket] += count
+        per_channel = entry["channels"].setdefault(channel, {"total": 0, **{b: 0 for b in BUCKET_ORDER}})
+        per_channel["total"] += count
+        per_channel[bucket] += count
+    for entry in [*result.values(), *(c for e in result.values() for c in e["channels"].values())]:
+        open_ = entry["queued"] + entry["in_progress"]
+        entry["percent"] = round(100.0 * (entry["total"] - open_) / entry["total"], 1) if entry["total"] else 0.0
+    return result
+
+
+def line_rows(session: Session) -> list[dict[str, Any]]:
+    now = utcnow()
+    rows = []
+    for line in session.scalars(select(Line).order_by(Line.channel, Line.label)):
+        age = (now - line.updated_at).total_seconds() if line.updated_at else None
+        rows.append({
+            "label": line.label, "channel": line.channel, "state": line.state, "port": line.port,
+            "signal": line.signal, "registration": line.registration, "operator": line.operator,
+            "sim": line.sim_state, "sent_today": line.sent_today, "daily_cap": line.daily_cap,
+            "in_use": line.in_use, "limit": line.limit, "rate_per_minute": line.rate_per_minute,
+            "last_error": line.last_error,
+            "updated_at": line.updated_at.isoformat() + "Z" if line.updated_at else None,
+            "stale": age is None or age > 300,
+        })
+    return rows
+
+
+def capacity(lines: list[dict[str, Any]], config: Config, minutes: int = CAPACITY_MINUTES) -> dict[str, Any]:
+    """How many people the lines up now can reach in ``minutes``: one single-segment SMS or one call each."""
+    configured = {m.label: m.per_minute for m in config.modems}
+    sms = voice = 0.0
+    sms_up = voice_up = 0
+    for line in lines:
+        if line["state"] != "up":
+            continue
+        rate = line["rate_per_minute"]
+        if line["channel"] == "sms":
+            rate = rate if rate else configured.get(line["label"], 0.0)
+            possible = rate * minutes
+            if line["daily_cap"]:
+                possible = min(possible, max(0, line["daily_cap"] - line["sent_today"]))
+            sms += possible
+            sms_up += 1
+        else:
+            voice += (rate or 0.0) * minutes
+            voice_up += 1
+    return {"minutes": minutes, "sms_people": int(sms), "voice_people": int(voice),
+            "sms_lines_up": sms_up, "voice_lines_up": voice_up,
+            "sms_lines": sum(1 for l in lines if l["channel"] == "sms"),
+            "voice_lines": sum(1 for l in lines if l["channel"] != "sms")}
+
+
+def rates_per_minute(lines: list[dict[str, Any]], config: Config) -> dict[str, float]:
+    """SMS segments and calls per minute of the lines up now."""
+    configured = {m.label: m.per_minute for m in config.modems}
+    rates = {"sms": 0.0, "voice": 0.0}
+    for line in lines:
+        if line["state"] == "up":
+            fallback = configured.get(line["label"], 0.0) if line["channel"] == "sms" else 0.0
+            rates["sms" if line["channel"] == "sms" else "voice"] += line["rate_per_minute"] or fallback
+    return rates
+
+
+def eta_seconds(recipients: dict[str, int], segments: int, lines: list[dict[str, Any]],
+                config: Config) -> dict[str, float | None]:
+    """Seconds each channel needs for these recipients with the lines up now (None: no line up)."""
+    rates = rates_per_minute(lines, config)
+    out: dict[str, float | None] = {}
+    for channel, count in recipients.items():
+        units = count * (segments if channel == "sms" else 1)
+        rate = rates.get(channel, 0.0)
+        out[channel] = 0.0 if units == 0 else (round(units / rate * 60.0) if rate > 0 else None)
+    return out
+
+
+def active_alerts(session: Session, since_hours: int = 24) -> list[Alert]:
+    since = utcnow() - dt.timedelta(hours=since_hours)
+    return list(session.scalars(select(Alert).where(
+        (Alert.state.in_(("active", "awaiting_approval"))) | (Alert.created_at >= since))
+        .order_by(Alert.id.desc()).limit(20)))
