@@ -164,6 +164,10 @@ class Dispatcher:
             verdict = policy.after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
             self.store.record_result(claim, verdict, failure=failure)
         else:
+            # The line is free again: let the main loop hand it the next delivery
+            # before this one's bookkeeping, so the modem is not idle meanwhile.
+            self._wake.set()
+            await asyncio.sleep(0)
             verdict = policy.after_success(claim.policy, claim.attempts, claim.submissions, receipt, utcnow())
             state = self.store.record_result(claim, verdict, receipt=receipt)
             if receipt.references and self._early_reports:

@@ -70,7 +70,7 @@ def install_systemd(root: str | os.PathLike[str] = "/", *, binary: str | None = 
     if not os.path.isabs(config_path):
         raise InstallError(f"--config {config_path}: the service needs an absolute path")
     real_root = root.resolve() == Path("/")
-    activate = real_root if activate is None else activate
+    activate = True if activate is None else activate
     report = InstallReport()
     for name, target in FILES.items():
         text = (source / name).read_text(encoding="utf-8")
@@ -91,29 +91,31 @@ def install_systemd(root: str | os.PathLike[str] = "/", *, binary: str | None = 
             out.write(starter_config(DATA_DIR))
         report.config_created = config_file
 
-    commands = [
-        ["systemd-sysusers", "allerta.conf"],
-        ["systemd-tmpfiles", "--create", "allerta.conf"],
-        ["udevadm", "control", "--reload"],
-        ["udevadm", "trigger", "--subsystem-match=tty", "--action=add"],
-        ["systemctl", "daemon-reload"],
-    ]
+    # The user and the directories can be made inside any root (an image being
+    # prepared, a test); udev and systemd are only reloaded on the live system.
+    rooted = [] if real_root else [f"--root={root}"]
+    commands = [["systemd-sysusers", *rooted, "allerta.conf"],
+                ["systemd-tmpfiles", *rooted, "--create", "allerta.conf"]]
+    if real_root:
+        commands += [["udevadm", "control", "--reload"],
+                     ["udevadm", "trigger", "--subsystem-match=tty", "--action=add"],
+                     ["systemctl", "daemon-reload"]]
     if activate:
         for command in commands:
             if shutil.which(command[0]) is None:
-                report.next_steps.append(f"{command[0]} not found: run '{' '.join(command)}' once it is installed")
+                report.next_steps.append(f"{command[0]} not found (apt-get install systemd udev): "
+                                         f"run '{' '.join(command)}' once it is installed")
                 continue
             result = subprocess.run(command, capture_output=True, text=True, timeout=120)
             report.ran.append(command)
             if result.returncode != 0:
                 raise InstallError(f"{' '.join(command)} failed: {(result.stderr or result.stdout).strip()}")
     else:
-        report.next_steps.append(f"not the real root: on the box run {'; '.join(' '.join(c) for c in commands)}")
+        report.next_steps.append(f"not activated: run {'; '.join(' '.join(c) for c in commands)}")
     report.next_steps += [
         f"edit {config_path}: [general] comune, one [[modems]] table per modem (port /dev/allerta/modem-..., imei)",
-        f"allerta --config {config_path} init    # creates the database as user allerta: "
-        "run it with 'sudo -u allerta'",
-        "allerta doctor",
+        f"sudo -u allerta {binary} --config {config_path} init    # creates the database",
+        f"sudo -u allerta {binary} --config {config_path} doctor",
         "systemctl enable --now allerta-engine.service allerta-web.service",
     ]
     return report

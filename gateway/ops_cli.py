@@ -1,8 +1,111 @@
-"""`allerta` sub-commands of the appliance (install, doctor, backup, restore, selftest)."""
+"""`allerta` sub-commands of the appliance (install, doctor, backup, restore)."""
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+class _OpsError(Exception):
+    pass
+
+
+def _fail(message: str) -> int:
+    print(f"allerta: {message}", file=sys.stderr)
+    return 1
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from gateway.install import InstallError, install_systemd
+    if not args.systemd:
+        return _fail("choose what to install: --systemd")
+    try:
+        report = install_systemd(args.root, binary=args.bin, config_path=str(Path(args.config).absolute()),
+                                 activate=False if args.no_activate else None)
+    except InstallError as exc:
+        return _fail(str(exc))
+    for path in report.written:
+        print(f"wrote {path}")
+    if report.config_created:
+        print(f"wrote {report.config_created} (starter configuration: edit it)")
+    for command in report.ran:
+        print(f"ran {' '.join(command)}")
+    print("next:")
+    for step in report.next_steps:
+        print(f"  {step}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from gateway.doctor import as_json, exit_code, run_checks
+    if not args.verbose:
+        # The AMI client logs its link at INFO: keep the doctor's output to its own lines.
+        logging.getLogger().setLevel(logging.WARNING)
+    checks = run_checks(args.config)
+    if args.json:
+        print(json.dumps(as_json(checks), indent=2, ensure_ascii=False))
+    else:
+        for check in checks:
+            print(check.line())
+        failed = sum(1 for c in checks if c.status == "fail")
+        print(f"{failed} check(s) failed" if failed else "all checks passed")
+    return exit_code(checks)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from gateway.backup import BackupError, backup_sqlite, pg_dump_hint, sqlite_path
+    from gateway.config import load_config
+    config = load_config(args.config)
+    try:
+        db = sqlite_path(config.database_url)
+        if db is None:
+            print(pg_dump_hint(config.database_url), file=sys.stderr)
+            return 2
+        result = backup_sqlite(db, Path(args.out))
+    except BackupError as exc:
+        return _fail(str(exc))
+    print(f"backup of {db} written to {result.path}: {result.bytes} bytes, {result.deliveries} deliveries, "
+          "integrity check ok")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from gateway.backup import BackupError, pg_dump_hint, restore_sqlite, sqlite_path
+    from gateway.config import load_config
+    config = load_config(args.config)
+    try:
+        db = sqlite_path(config.database_url)
+        if db is None:
+            print(pg_dump_hint(config.database_url), file=sys.stderr)
+            return 2
+        saved = restore_sqlite(config, db, Path(args.file))
+    except BackupError as exc:
+        return _fail(str(exc))
+    print(f"restored {args.file} into {db}" + (f"; the previous database is kept in {saved}" if saved else ""))
+    print("start the engine again: systemctl start allerta-engine (it applies any newer migrations)")
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the appliance's sub-commands on the main parser."""
+    p = sub.add_parser("install", help="install the systemd units, user, directories and udev rules")
+    p.add_argument("--systemd", action="store_true", help="the systemd appliance files (required)")
+    p.add_argument("--root", default="/", help="install under this directory instead of / (for images, tests)")
+    p.add_argument("--bin", help="the allerta command the units run (default: this environment's)")
+    p.add_argument("--no-activate", action="store_true",
+                   help="only write files: do not run systemd-sysusers, systemd-tmpfiles, udevadm, systemctl")
+    p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("doctor", help="check configuration, database, modems, Asterisk, tools, disk, clock")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("backup", help="a consistent copy of the database, also while the engine runs")
+    p.add_argument("--out", required=True, help="file to write (SQLite database)")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="replace the database with a backup (the engine must be stopped)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_restore)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template
+from flask_babel import gettext as _
 
 from web.context import panel
 from web.progress import active_alerts, alert_progress, capacity, line_rows
@@ -10,14 +11,26 @@ from web.security import passive, require_role
 bp = Blueprint("dashboard", __name__)
 
 
+def capacity_sentences(cap: dict) -> dict[str, str]:
+    return {
+        "sms": _("In the next %(minutes)s minutes, with %(up)s of %(total)s modems up, the box can reach "
+                 "about %(people)s people by SMS (one-segment message).", minutes=cap["minutes"],
+                 up=cap["sms_lines_up"], total=cap["sms_lines"], people=cap["sms_people"]),
+        "voice": _("By voice, with %(up)s of %(total)s trunks up, about %(people)s calls.",
+                   up=cap["voice_lines_up"], total=cap["voice_lines"], people=cap["voice_people"]),
+    }
+
+
 def _snapshot() -> dict:
     with panel().sessions() as s:
         lines = line_rows(s)
         alerts = active_alerts(s)
         progress = alert_progress(s, [a.id for a in alerts])
+    cap = capacity(lines, panel().config)
     return {
         "lines": lines,
-        "capacity": capacity(lines, panel().config),
+        "capacity": cap,
+        "capacity_text": capacity_sentences(cap),
         "alerts": [{"id": a.id, "state": a.state, "drill": a.drill, "text": a.sms_text, "channels": a.channels,
                     "created_at": a.created_at.isoformat() + "Z", "created_by": a.created_by,
                     "progress": progress[a.id]} for a in alerts],

@@ -19,6 +19,7 @@ _ACTION_AUTHORITY = {
     "originate": {"originate"},
     "command": {"command"},
     "coreshowchannels": {"system", "reporting"},
+    "getvar": {"call", "reporting"},
 }
 _EVENTS_OFF = {"off", "no", "false", "0", "none"}
 _EVENTS_ON = {"on", "yes", "true", "1", "all"}
@@ -172,6 +173,21 @@ class AmiSession:
         self.respond(action, "Error", "Command output follows",
                      ("Output", f"No such command '{command}' (type 'core show help {command}' "
                                 "for other possible commands)"))
+
+    async def _action_getvar(self, action: AmiMessage) -> None:
+        # Without a Channel, manager.c evaluates a function on a dummy channel; the
+        # only one we simulate is DIALPLAN_EXISTS(context,exten,priority), which
+        # 'allerta doctor' uses to see that our dialplan is loaded.
+        variable = action.get("Variable") or ""
+        if not variable:
+            self.respond(action, "Error", "No variable specified")
+            return
+        value = ""
+        if variable.upper().startswith("DIALPLAN_EXISTS(") and variable.endswith(")"):
+            context, _, rest = variable[len("DIALPLAN_EXISTS("):-1].partition(",")
+            exten = rest.partition(",")[0] or "s"
+            value = "1" if exten == "s" and context.strip() in self.sim.config.dialplan_contexts else "0"
+        self.respond(action, "Success", None, ("Variable", variable), ("Value", value))
 
     async def _action_coreshowchannels(self, action: AmiMessage) -> None:
         action_id = action.get("ActionID")

@@ -36,6 +36,8 @@ class SimulatorConfig:
     # The classes of asterisk/conf/manager_allerta.conf: no dtmf, no command.
     read_classes: frozenset[str] = frozenset({"call", "user", "originate", "system"})
     write_classes: frozenset[str] = frozenset({"originate", "call", "system"})
+    # Contexts of extensions_allerta.conf the simulated dialplan has loaded (Getvar DIALPLAN_EXISTS).
+    dialplan_contexts: frozenset[str] = frozenset({"allerta-outbound", "allerta-hangup"})
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:

@@ -1,0 +1,116 @@
+"""Administration: users, API tokens, the audit log, the configuration (read only)."""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from gateway.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA
+from gateway.models_panel import ApiToken, AuditEntry, User
+from web.context import panel
+from web.security import require_role
+from web.tokens import create_token, revoke_token
+from web.users import LANGUAGES, ROLES, UserError, add_user, set_active, set_password, set_role
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+PAGE_SIZE = 100
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@require_role("admin")
+def users():
+    p = panel()
+    if request.method == "POST":
+        action = request.form.get("action", "")
+        username = request.form.get("username", "").strip()
+        try:
+            if action == "add":
+                add_user(p.sessions, p.audit, username, request.form.get("password", ""),
+                         request.form.get("role", "viewer"), language=request.form.get("language", "it"),
+                         actor=current_user.username)
+                flash(_("User %(name)s created.", name=username), "success")
+            elif action == "role":
+                set_role(p.sessions, p.audit, username, request.form.get("role", ""), actor=current_user.username)
+                flash(_("Role of %(name)s changed.", name=username), "success")
+            elif action in ("disable", "enable"):
+                set_active(p.sessions, p.audit, username, action == "enable", actor=current_user.username)
+                flash(_("User %(name)s updated.", name=username), "success")
+            elif action == "password":
+                set_password(p.sessions, p.audit, username, request.form.get("password", ""),
+                             actor=current_user.username)
+                flash(_("Password of %(name)s changed.", name=username), "success")
+            else:
+                flash(_("Unknown action."), "error")
+        except UserError as exc:
+            flash(str(exc), "error")
+            return render_template("admin/users.html", users=_users(), roles=ROLES, languages=LANGUAGES), 400
+        return redirect(url_for("admin.users"))
+    return render_template("admin/users.html", users=_users(), roles=ROLES, languages=LANGUAGES)
+
+
+def _users() -> list[User]:
+    with panel().sessions() as s:
+        return list(s.scalars(select(User).order_by(User.username)))
+
+
+@bp.route("/audit")
+@require_role("admin")
+def audit():
+    page = max(1, request.args.get("page", 1, type=int))
+    action = request.args.get("action", "")
+    with panel().sessions() as s:
+        query = select(AuditEntry)
+        if action:
+            query = query.where(AuditEntry.action == action)
+        total = s.scalar(select(func.count()).select_from(query.subquery()))
+        entries = list(s.scalars(query.order_by(AuditEntry.id.desc()).limit(PAGE_SIZE)
+                                 .offset((page - 1) * PAGE_SIZE)))
+        actions = list(s.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)))
+    problems = panel().audit.verify() if request.args.get("verify") == "1" else None
+    return render_template("admin/audit.html", entries=entries, page=page, action=action, actions=actions,
+                           pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE), problems=problems,
+                           loads=json.loads)
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+@require_role("admin")
+def tokens():
+    p = panel()
+    new_token = None
+    if request.method == "POST":
+        if request.form.get("action") == "revoke":
+            token_id = request.form.get("id", type=int)
+            if token_id and revoke_token(p.audit, token_id, actor=current_user.username):
+                flash(_("Token revoked."), "success")
+            else:
+                flash(_("No such active token."), "error")
+            return redirect(url_for("admin.tokens"))
+        role = request.form.get("role", "operator")
+        if role not in ROLES or role == "admin":
+            flash(_("Choose a role for the token."), "error")
+        else:
+            _id, new_token = create_token(p.audit, request.form.get("name", ""), role, actor=current_user.username)
+    with p.sessions() as s:
+        rows = list(s.scalars(select(ApiToken).order_by(ApiToken.id.desc())))
+    return render_template("admin/tokens.html", tokens=rows, new_token=new_token,
+                           roles=[r for r in ROLES if r != "admin"])
+
+
+@bp.route("/config")
+@require_role("admin")
+def config():
+    cfg = panel().config
+    sections = []
+    for name, schema in SCHEMA.items():
+        values = getattr(cfg, name)
+        sections.append((f"[{name}]", [(key, "(hidden)" if spec.secret and values[key] else values[key], spec.doc)
+                                        for key, spec in schema.items()]))
+    for index, modem in enumerate(cfg.modems, 1):
+        sections.append((f"[[modems]] #{index}", [(key, "(hidden)" if spec.secret and getattr(modem, key) else
+                                                   getattr(modem, key), spec.doc) for key, spec in MODEM_SCHEMA.items()]))
+    for index, trunk in enumerate(cfg.trunks, 1):
+        sections.append((f"[[trunks]] #{index}", [(key, trunk[key], spec.doc) for key, spec in TRUNK_SCHEMA.items()]))
+    return render_template("admin/config.html", sections=sections, path=cfg.path)

@@ -1,0 +1,161 @@
+"""Creating, approving, rejecting, cancelling alerts: the rules both the panel and the API follow.
+
+The two-person rule (``[web] two_person_rule``): an alert asked for by an
+operator waits for an approver, who must be someone else. An approver may
+send at once, but only by giving a reason, which is kept with the alert and
+in the audit log. Without the rule, whoever may send sends at once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from gateway.alerts import AlertError, AlertPreview, AlertRequest
+from gateway.db import utcnow
+from gateway.models import Alert
+from gateway.models_panel import AlertApproval
+from web.context import Panel
+from web.users import has_role
+
+MODES = ("draft", "submit", "send_now")
+
+
+class FlowError(Exception):
+    """What was asked is not allowed or not possible; the message is for the operator."""
+
+
+@dataclass
+class Outcome:
+    alert_id: int
+    state: str            # draft | awaiting_approval | active
+    preview: AlertPreview
+
+
+def create_alert(p: Panel, request: AlertRequest, *, actor: str, role: str, mode: str,
+                 reason: str = "") -> Outcome:
+    if mode not in MODES:
+        raise FlowError(f"unknown action {mode!r}")
+    if not has_role(role, "operator"):
+        raise FlowError("your role cannot create alerts")
+    rule = p.web["two_person_rule"]
+    reason = reason.strip()
+    request.created_by = actor
+    if mode == "send_now" and rule:
+        if not has_role(role, "approver"):
+            raise FlowError("only an approver may send without approval")
+        if not reason:
+            raise FlowError("sending without a second person's approval needs a reason")
+    if mode == "draft" or (mode == "submit" and rule):
+        state = "draft" if mode == "draft" else "awaiting_approval"
+        alert_id, preview = p.services.alerts.create_pending(request, state)
+        with p.audit.transaction() as s:
+            if state == "awaiting_approval":
+                s.add(AlertApproval(alert_id=alert_id, requested_by=actor))
+            p.audit.record(s, actor, "alert.draft" if state == "draft" else "alert.request", alert_id,
+                           text=request.text, channels=list(request.channels), target=request.target.describe(),
+                           drill=request.drill, recipients=preview.recipients)
+        return Outcome(alert_id, state, preview)
+    alert_id, preview = p.services.alerts.create(request)
+    with p.audit.transaction() as s:
+        if rule:
+            s.add(AlertApproval(alert_id=alert_id, requested_by=actor, decision="bypassed", decided_by=actor,
+                                decided_at=utcnow(), reason=reason))
+        p.audit.record(s, actor, "alert.send", alert_id, text=request.text, channels=list(request.channels),
+                       target=request.target.describe(), drill=request.drill, recipients=preview.recipients,
+                       reason=reason or None, two_person_rule=rule)
+    return Outcome(alert_id, "active", preview)
+
+
+def _alert(p: Panel, alert_id: int) -> Alert:
+    with p.sessions() as s:
+        alert = s.get(Alert, alert_id)
+    if alert is None:
+        raise FlowError(f"no alert with id {alert_id}")
+    return alert
+
+
+def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
+    """A draft goes for approval (rule on) or out (rule off). Returns the new state."""
+    alert = _alert(p, alert_id)
+    if alert.state != "draft":
+        raise FlowError(f"alert {alert_id} is {alert.state}, not a draft")
+    if not p.web["two_person_rule"]:
+        approve(p, alert_id, actor=actor, role=role, from_draft=True)
+        return "active"
+    with p.audit.transaction() as s:
+        taken = s.execute(update(Alert).where(Alert.id == alert_id, Alert.state == "draft")
+                          .values(state="awaiting_approval")).rowcount
+        if not taken:
+            raise FlowError(f"alert {alert_id} is no longer a draft")
+        s.add(AlertApproval(alert_id=alert_id, requested_by=actor))
+        p.audit.record(s, actor, "alert.request", alert_id)
+    return "awaiting_approval"
+
+
+def approve(p: Panel, alert_id: int, *, actor: str, role: str, from_draft: bool = False) -> dict[str, int]:
+    alert = _alert(p, alert_id)
+    rule = p.web["two_person_rule"]
+    if not from_draft:
+        if not has_role(role, "approver"):
+            raise FlowError("only an approver may approve an alert")
+        if alert.state != "awaiting_approval":
+            raise FlowError(f"alert {alert_id} is {alert.state}, not awaiting approval")
+        if rule and alert.created_by == actor:
+            raise FlowError("the two-person rule: someone else must approve your alert")
+    try:
+        counts = p.services.alerts.release(alert_id)
+    except AlertError as exc:
+        raise FlowError(str(exc)) from None
+    with p.audit.transaction() as s:
+        s.execute(update(AlertApproval).where(AlertApproval.alert_id == alert_id, AlertApproval.decision == "pending")
+                  .values(decision="approved", decided_by=actor, decided_at=utcnow()))
+        p.audit.record(s, actor, "alert.approve" if not from_draft else "alert.send", alert_id, recipients=counts)
+    return counts
+
+
+def reject(p: Panel, alert_id: int, *, actor: str, role: str, reason: str = "") -> None:
+    if not has_role(role, "approver"):
+        raise FlowError("only an approver may reject an alert")
+    try:
+        p.services.alerts.discard(alert_id, "rejected")
+    except AlertError as exc:
+        raise FlowError(str(exc)) from None
+    with p.audit.transaction() as s:
+        s.execute(update(AlertApproval).where(AlertApproval.alert_id == alert_id, AlertApproval.decision == "pending")
+                  .values(decision="rejected", decided_by=actor, decided_at=utcnow(), reason=reason.strip() or None))
+        p.audit.record(s, actor, "alert.reject", alert_id, reason=reason.strip() or None)
+
+
+def cancel(p: Panel, alert_id: int, *, actor: str) -> int:
+    alert = _alert(p, alert_id)
+    try:
+        if alert.state in ("draft", "awaiting_approval"):
+            p.services.alerts.discard(alert_id, "cancelled")
+            stopped = 0
+        elif alert.state == "active":
+            stopped = p.services.alerts.cancel(alert_id)
+        else:
+            raise FlowError(f"alert {alert_id} is {alert.state}: nothing to cancel")
+    except AlertError as exc:
+        raise FlowError(str(exc)) from None
+    p.audit.write(actor, "alert.cancel", alert_id, deliveries_stopped=stopped)
+    return stopped
+
+
+def approvals(p: Panel, alert_id: int) -> list[AlertApproval]:
+    with p.sessions() as s:
+        return list(s.scalars(select(AlertApproval).where(AlertApproval.alert_id == alert_id)
+                              .order_by(AlertApproval.id)))
+
+
+def voice_file_name(sounds_dir: str) -> Path:
+    Path(sounds_dir).mkdir(parents=True, exist_ok=True)
+    return Path(sounds_dir) / f"allerta-{uuid.uuid4().hex[:12]}"
+
+
+def default_deadline(minutes: float) -> dt.datetime:
+    return utcnow() + dt.timedelta(minutes=minutes)

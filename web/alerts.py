@@ -1,0 +1,458 @@
+"""Alerts: compose (with live SMS cost and recipients), approve, follow, export."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, send_file,
+                   stream_with_context, url_for)
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import and_, func, or_, select
+
+from asterisk.audio import VOICES, AudioError, convert_recording, render_tts
+from gateway.alerts import AlertError, AlertRequest, Target, compose_sms_text
+from gateway.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
+from gateway.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
+from web import alert_flow
+from web.context import panel
+from web.progress import BUCKETS, alert_progress, eta_seconds, line_rows
+from web.security import passive, require_role
+
+bp = Blueprint("alerts", __name__, url_prefix="/alerts")
+
+CHANNEL_CHOICES = {"sms": ("sms",), "voice": ("voice",), "both": ("sms", "voice"), "voice_fallback": ("voice",)}
+AUDIO_TYPES = {".wav", ".mp3", ".ogg", ".oga"}
+PAGE_SIZE = 50
+REACHED = tuple(state for state, bucket in BUCKETS.items() if bucket == "reached")
+
+# Starting texts for the usual risks; the operator completes and corrects them.
+TEMPLATES = {
+    "flood": "Allerta rossa per rischio idraulico: salire ai piani alti, non usare l'auto, non scendere in cantine e sottopassi.",
+    "wind": "Allerta vento forte: restare in casa, fissare gli oggetti su balconi e terrazzi, evitare parchi e alberi.",
+    "heat": "Ondata di calore: evitare di uscire dalle 11 alle 18, bere spesso, controllare anziani e persone fragili.",
+    "evacuation": "Evacuazione: lasciare subito l'abitazione e raggiungere l'area di attesa indicata dalla Protezione Civile.",
+    "water": "Interruzione dell'acqua potabile: fare scorta, non bere l'acqua del rubinetto fino a nuovo avviso.",
+    "all_clear": "Cessato allarme: la situazione e' tornata alla normalita'. Grazie per la collaborazione.",
+}
+
+
+class FormError(Exception):
+    pass
+
+
+def _int(name: str, default: int, low: int = 1, high: int = 100) -> int:
+    raw = request.form.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise FormError(_("%(field)s must be a whole number.", field=name)) from None
+    if not low <= value <= high:
+        raise FormError(_("%(field)s must be between %(low)s and %(high)s.", field=name, low=low, high=high))
+    return value
+
+
+def _split_numbers(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.replace(";", "\n").replace(",", "\n").splitlines() if n.strip())
+
+
+def request_from_form() -> AlertRequest:
+    """The AlertRequest the compose form describes (the voice message is added later)."""
+    config = panel().config
+    voice = config.voice
+    form = request.form
+    choice = form.get("channels", "sms")
+    if choice not in CHANNEL_CHOICES:
+        raise FormError(_("Choose the channels."))
+    channels = CHANNEL_CHOICES[choice]
+    target = Target(everyone=form.get("everyone") == "1", zones=tuple(form.getlist("zones")),
+                    groups=tuple(form.getlist("groups")), numbers=_split_numbers(form.get("numbers", "")))
+    default_attempts = voice["max_attempts"] if "voice" in channels else config.retry["max_attempts"]
+    deadline = _int("deadline_minutes", int(voice["deadline_minutes"]), 1, 24 * 60)
+    return AlertRequest(
+        text=form.get("text", ""), target=target, channels=channels, drill=form.get("drill") == "1",
+        priority=form.get("priority") == "1", max_attempts=_int("max_attempts", default_attempts, 1, 20),
+        deadline=alert_flow.default_deadline(deadline),
+        voice_interval=_int("voice_interval", int(voice["interval"]), 0, 24 * 3600),
+        voice_growth=voice["growth"], voice_cap=_int("voice_cap", voice["per_number_cap"], 1, 20),
+        stop_on_confirm=voice["stop_on_confirm"], sms_fallback=choice == "voice_fallback")
+
+
+def _voice_message(alert_request: AlertRequest) -> None:
+    """Render the speech or convert the upload into Asterisk's sounds directory."""
+    config = panel().config
+    name = alert_flow.voice_file_name(config.sounds_dir)
+    if request.form.get("voice_source") == "upload":
+        upload = request.files.get("audio")
+        if upload is None or not upload.filename:
+            raise FormError(_("Choose a recording to upload."))
+        suffix = Path(upload.filename).suffix.lower()
+        if suffix not in AUDIO_TYPES:
+            raise FormError(_("Unsupported file type %(type)s: upload a WAV, MP3 or OGG recording.",
+                              type=suffix or "?"))
+        data = upload.read(panel().web["max_upload_mb"] * 1024 * 1024 + 1)
+        if not data:
+            raise FormError(_("The uploaded file is empty."))
+        if len(data) > panel().web["max_upload_mb"] * 1024 * 1024:
+            raise FormError(_("The file is too large: at most %(mb)s MB.", mb=panel().web["max_upload_mb"]))
+        uploads = Path(config.general["data_dir"]) / "uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=suffix, dir=uploads)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            info = convert_recording(tmp, name.with_suffix(".wav"))
+        except AudioError as exc:
+            raise FormError(_("The recording cannot be used: %(reason)s",
+                              reason=str(exc).replace(tmp, upload.filename))) from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        source = "recording"
+    else:
+        lang = request.form.get("voice_language", config.voice["language"])
+        if lang not in VOICES:
+            raise FormError(_("No voice for this language."))
+        intro = f"Messaggio del {config.general['comune']}." if lang == "it" else None
+        try:
+            info = render_tts(compose_sms_text(alert_request.text, alert_request.drill,
+                                               config.general["drill_prefix"]), lang, name.with_suffix(".wav"),
+                              intro=intro)
+        except AudioError as exc:
+            raise FormError(_("The speech could not be synthesised: %(reason)s", reason=str(exc))) from None
+        source = "tts"
+    alert_request.audio_path, alert_request.audio_seconds, alert_request.audio_source = str(name), info.seconds, source
+
+
+def _choices() -> dict:
+    with panel().sessions() as s:
+        zones = list(s.scalars(select(Zone.name).order_by(Zone.name)))
+        groups = list(s.scalars(select(Group.name).order_by(Group.name)))
+    return {"zones": zones, "groups": groups, "voices": sorted(VOICES), "templates": TEMPLATES,
+            "defaults": panel().config.voice, "retry": panel().config.retry}
+
+
+# --- compose ------------------------------------------------------------------------------
+@bp.route("/new", methods=["GET", "POST"])
+@require_role("operator")
+def new():
+    if request.method == "GET":
+        return render_template("alerts/new.html", form=request.form, **_choices())
+    mode = request.form.get("action", "submit")
+    alert_request = None
+    try:
+        alert_request = request_from_form()
+        panel().services.alerts.preview(alert_request)  # text, target: fail before rendering audio
+        if "voice" in alert_request.channels:
+            _voice_message(alert_request)
+        outcome = alert_flow.create_alert(panel(), alert_request, actor=current_user.username,
+                                          role=current_user.role, mode=mode, reason=request.form.get("reason", ""))
+    except (FormError, AlertError, alert_flow.FlowError) as exc:
+        if alert_request is not None and alert_request.audio_path:
+            Path(alert_request.audio_path + ".wav").unlink(missing_ok=True)
+        flash(str(exc), "error")
+        return render_template("alerts/new.html", form=request.form, **_choices()), 400
+    messages = {"draft": _("Draft %(id)s saved.", id=outcome.alert_id),
+                "awaiting_approval": _("Alert %(id)s is waiting for an approver.", id=outcome.alert_id),
+                "active": _("Alert %(id)s is being sent.", id=outcome.alert_id)}
+    flash(messages[outcome.state], "success")
+    return redirect(url_for("alerts.show", alert_id=outcome.alert_id))
+
+
+@bp.route("/sms-plan", methods=["POST"])
+@require_role("operator")
+@passive
+def sms_plan():
+    """Encoding and segments of a text as typed, for the live counter."""
+    data = request.get_json(silent=True) or {}
+    text = str(data.get("text", ""))
+    general = panel().config.general
+    composed = compose_sms_text(text, bool(data.get("drill")), general["drill_prefix"])
+    result = {"length": len(text), "max_segments": general["max_sms_segments"]}
+    if not text.strip():
+        return {**result, "encoding": None, "segments": 0, "units": 0, "culprits": [], "fixed": None}
+    try:
+        as_typed = plan_sms(composed, transliterate_typographic=False)
+    except SmsTextError as exc:
+        return {**result, "error": str(exc), "encoding": None, "segments": 0, "units": 0, "culprits": [],
+                "fixed": None}
+    culprits = sorted({ch for ch in composed if not is_gsm7(ch)})
+    fixed = transliterate(text)
+    fixable = as_typed.encoding == "UCS-2" and is_gsm7(compose_sms_text(fixed, bool(data.get("drill")),
+                                                                          general["drill_prefix"]))
+    return {**result, "encoding": as_typed.encoding, "segments": as_typed.segments, "units": as_typed.units,
+            "culprits": culprits, "fixed": fixed if fixable else None,
+            "too_long": as_typed.segments > general["max_sms_segments"]}
+
+
+@bp.route("/preview", methods=["POST"])
+@require_role("operator")
+@passive
+def preview():
+    """Recipients per channel and ETA for the compose form, before anything is stored."""
+    try:
+        alert_request = request_from_form()
+        result = panel().services.alerts.preview(alert_request)
+    except (FormError, AlertError) as exc:
+        return {"error": str(exc)}, 400
+    with panel().sessions() as s:
+        lines = line_rows(s)
+    return {"recipients": result.recipients, "segments": result.plan.segments, "encoding": result.plan.encoding,
+            "total_segments": result.total_segments,
+            "eta_seconds": eta_seconds(result.recipients, result.plan.segments, lines, panel().config)}
+
+
+# --- lists and pages -----------------------------------------------------------------------
+@bp.route("/")
+@require_role("viewer")
+def index():
+    page = max(1, request.args.get("page", 1, type=int))
+    state = request.args.get("state", "")
+    with panel().sessions() as s:
+        query = select(Alert)
+        if state:
+            query = query.where(Alert.state == state)
+        total = s.scalar(select(func.count()).select_from(query.subquery()))
+        alerts = list(s.scalars(query.order_by(Alert.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+        progress = alert_progress(s, [a.id for a in alerts])
+    return render_template("alerts/index.html", alerts=alerts, progress=progress, page=page, state=state,
+                           pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE))
+
+
+def _get_alert(alert_id: int) -> Alert:
+    with panel().sessions() as s:
+        alert = s.get(Alert, alert_id)
+    if alert is None:
+        abort(404)
+    return alert
+
+
+def _zone_of_number():
+    """Correlated subquery: the zone of a delivery's number (first, when a household spans two)."""
+    return (select(func.min(Zone.name)).select_from(contact_numbers)
+            .join(Contact, Contact.id == contact_numbers.c.contact_id).join(Zone, Zone.id == Contact.zone_id)
+            .where(contact_numbers.c.number_id == Delivery.number_id).correlate(Delivery).scalar_subquery())
+
+
+def _delivery_filters(alert_id: int):
+    conditions = [Delivery.alert_id == alert_id]
+    state, channel = request.args.get("state", ""), request.args.get("channel", "")
+    zone, number = request.args.get("zone", ""), request.args.get("number", "").strip()
+    if state:
+        states = [s for s, b in BUCKETS.items() if b == state] or [state]
+        conditions.append(Delivery.state.in_(states))
+    if channel:
+        conditions.append(Delivery.channel == channel)
+    if request.args.get("vulnerable") == "1":
+        conditions.append(Delivery.vulnerable.is_(True))
+    if number:
+        conditions.append(Delivery.e164.contains(number.replace(" ", ""), autoescape=True))
+    if zone:
+        conditions.append(_zone_of_number() == zone)
+    return and_(*conditions)
+
+
+@bp.route("/<int:alert_id>")
+@require_role("viewer")
+def show(alert_id: int):
+    alert = _get_alert(alert_id)
+    page = max(1, request.args.get("page", 1, type=int))
+    with panel().sessions() as s:
+        progress = alert_progress(s, [alert_id])[alert_id]
+        zone = _zone_of_number().label("zone")
+        by_zone_rows = s.execute(select(zone, Delivery.state, func.count()).where(Delivery.alert_id == alert_id)
+                                 .group_by(zone, Delivery.state)).all()
+        by_state = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.alert_id == alert_id)
+                                  .group_by(Delivery.state)).all())
+        where = _delivery_filters(alert_id)
+        total = s.scalar(select(func.count()).select_from(Delivery).where(where))
+        rows = s.execute(select(Delivery, _zone_of_number().label("zone")).where(where).order_by(Delivery.id)
+                         .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+        zones = list(s.scalars(select(Zone.name).order_by(Zone.name)))
+    by_zone: dict[str, dict[str, int]] = {}
+    for zone_name, state, count in by_zone_rows:
+        entry = by_zone.setdefault(zone_name or "-", {"total": 0, "reached": 0, "failed": 0, "open": 0})
+        entry["total"] += count
+        bucket = BUCKETS.get(state, "in_progress")
+        entry["reached" if bucket == "reached" else "failed" if bucket in ("failed", "cancelled")
+              else "open"] += count
+    return render_template("alerts/show.html", alert=alert, progress=progress, by_zone=by_zone, by_state=by_state,
+                           rows=rows, total=total, page=page, pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
+                           zones=zones, approvals=alert_flow.approvals(panel(), alert_id),
+                           target=json.loads(alert.target), filters=request.args)
+
+
+@bp.route("/<int:alert_id>/progress.json")
+@require_role("viewer")
+@passive
+def progress_json(alert_id: int):
+    alert = _get_alert(alert_id)
+    with panel().sessions() as s:
+        progress = alert_progress(s, [alert_id])[alert_id]
+    return {"id": alert.id, "state": alert.state, "progress": progress}
+
+
+@bp.route("/<int:alert_id>/deliveries/<int:delivery_id>")
+@require_role("viewer")
+def delivery(alert_id: int, delivery_id: int):
+    with panel().sessions() as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None or row.alert_id != alert_id:
+            abort(404)
+        attempts = list(s.scalars(select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.id)))
+    return render_template("alerts/delivery.html", alert_id=alert_id, delivery=row, attempts=attempts)
+
+
+@bp.route("/<int:alert_id>/audio.wav")
+@require_role("viewer")
+def audio(alert_id: int):
+    alert = _get_alert(alert_id)
+    if not alert.audio_path:
+        abort(404)
+    path = Path(alert.audio_path + ".wav").resolve()
+    sounds = Path(panel().config.sounds_dir).resolve()
+    if sounds not in path.parents or not path.is_file():
+        abort(404)
+    return send_file(path, mimetype="audio/wav")
+
+
+def csv_cell(value: object) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP: CSV injection)."""
+    text = "" if value is None else str(value)
+    if text and text[0] in "=+-@\t\r":
+        return "'" + text
+    return text
+
+
+def _people_by_number(s, alert_id: int) -> dict[int, tuple[str, str | None, str | None]]:
+    """number_id -> (names, zone, address) for the numbers of one alert, in one query."""
+    numbers = select(Delivery.number_id).where(Delivery.alert_id == alert_id)
+    rows = s.execute(select(contact_numbers.c.number_id, Contact.name, Zone.name, Contact.address)
+                     .join(Contact, Contact.id == contact_numbers.c.contact_id)
+                     .outerjoin(Zone, Zone.id == Contact.zone_id)
+                     .where(contact_numbers.c.number_id.in_(numbers))).all()
+    people: dict[int, tuple[str, str | None, str | None]] = {}
+    for number_id, name, zone, address in rows:
+        if number_id in people:
+            old = people[number_id]
+            people[number_id] = (", ".join(filter(None, (old[0], name))), old[1] or zone, old[2] or address)
+        else:
+            people[number_id] = (name, zone, address)
+    return people
+
+
+@bp.route("/<int:alert_id>/export.csv")
+@require_role("operator")
+def export(alert_id: int):
+    _get_alert(alert_id)
+    header = ["delivery", "number", "channel", "state", "attempts", "line", "last_error", "sent_at",
+              "delivered_at", "vulnerable", "name", "zone"]
+
+    def generate():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        with panel().sessions() as s:
+            people = _people_by_number(s, alert_id)
+            result = s.execute(select(Delivery.id, Delivery.number_id, Delivery.e164, Delivery.channel,
+                                      Delivery.state, Delivery.attempts, Delivery.line, Delivery.last_error,
+                                      Delivery.sent_at, Delivery.delivered_at, Delivery.vulnerable)
+                               .where(Delivery.alert_id == alert_id).order_by(Delivery.id)
+                               .execution_options(yield_per=2000))
+            for count, row in enumerate(result, 1):
+                name, zone, _address = people.get(row.number_id, ("", None, None))
+                writer.writerow([csv_cell(v) for v in (row.id, row.e164, row.channel, row.state, row.attempts,
+                                                      row.line, row.last_error, row.sent_at, row.delivered_at,
+                                                      "yes" if row.vulnerable else "no", name, zone)])
+                if count % 2000 == 0:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue()
+        panel().audit.write(actor_name, "alert.export", alert_id)
+
+    actor_name = current_user.username
+    return Response(stream_with_context(generate()), mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="allerta-{alert_id}.csv"'})
+
+
+@bp.route("/<int:alert_id>/vulnerable")
+@require_role("operator")
+def vulnerable(alert_id: int):
+    """Printable: vulnerable people of this alert not reached yet, for volunteers at the door."""
+    alert = _get_alert(alert_id)
+    with panel().sessions() as s:
+        reached = select(Delivery.number_id).where(Delivery.alert_id == alert_id, Delivery.state.in_(REACHED))
+        targeted = select(Delivery.number_id).where(Delivery.alert_id == alert_id)
+        found = s.execute(select(Contact.id, Contact.name, Contact.address, Zone.name.label("zone"), Contact.needs,
+                                 Delivery.e164)
+                          .join(contact_numbers, contact_numbers.c.contact_id == Contact.id)
+                          .join(Delivery, and_(Delivery.number_id == contact_numbers.c.number_id,
+                                               Delivery.alert_id == alert_id))
+                          .outerjoin(Zone, Zone.id == Contact.zone_id)
+                          .where(Contact.vulnerable.is_(True), contact_numbers.c.number_id.in_(targeted),
+                                 ~contact_numbers.c.number_id.in_(reached))
+                          .order_by(Zone.name, Contact.address, Contact.name, Contact.id)).all()
+    people: dict[int, dict] = {}
+    for row in found:
+        person = people.setdefault(row.id, {"name": row.name, "address": row.address, "zone": row.zone,
+                                            "needs": row.needs, "numbers": []})
+        if row.e164 not in person["numbers"]:
+            person["numbers"].append(row.e164)
+    rows = list(people.values())
+    panel().audit.write(current_user.username, "alert.vulnerable_list", alert_id, people=len(rows))
+    return render_template("alerts/vulnerable.html", alert=alert, rows=rows)
+
+
+# --- decisions -----------------------------------------------------------------------------
+def _decide(action):  # noqa: ANN001, ANN202
+    try:
+        return action()
+    except alert_flow.FlowError as exc:
+        flash(str(exc), "error")
+        return None
+
+
+@bp.route("/<int:alert_id>/submit", methods=["POST"])
+@require_role("operator")
+def submit(alert_id: int):
+    state = _decide(lambda: alert_flow.submit_draft(panel(), alert_id, actor=current_user.username,
+                                                     role=current_user.role))
+    if state:
+        flash(_("Alert %(id)s is waiting for an approver.", id=alert_id) if state == "awaiting_approval"
+              else _("Alert %(id)s is being sent.", id=alert_id), "success")
+    return redirect(url_for("alerts.show", alert_id=alert_id))
+
+
+@bp.route("/<int:alert_id>/approve", methods=["POST"])
+@require_role("approver")
+def approve(alert_id: int):
+    if _decide(lambda: alert_flow.approve(panel(), alert_id, actor=current_user.username,
+                                          role=current_user.role)) is not None:
+        flash(_("Alert %(id)s approved: it is being sent.", id=alert_id), "success")
+    return redirect(url_for("alerts.show", alert_id=alert_id))
+
+
+@bp.route("/<int:alert_id>/reject", methods=["POST"])
+@require_role("approver")
+def reject(alert_id: int):
+    done = _decide(lambda: alert_flow.reject(panel(), alert_id, actor=current_user.username,
+                                             role=current_user.role, reason=request.form.get("reason", "")) or True)
+    if done:
+        flash(_("Alert %(id)s rejected.", id=alert_id), "success")
+    return redirect(url_for("alerts.show", alert_id=alert_id))
+
+
+@bp.route("/<int:alert_id>/cancel", methods=["POST"])
+@require_role("operator")
+def cancel(alert_id: int):
+    stopped = _decide(lambda: alert_flow.cancel(panel(), alert_id, actor=current_user.username))
+    if stopped is not None:
+        flash(_("Alert %(id)s cancelled: %(count)s messages stopped before going out.", id=alert_id,
+                count=stopped), "success")
+    return redirect(url_for("alerts.show", alert_id=alert_id))

@@ -1,0 +1,206 @@
+"""The JSON API for other systems (/api/v1), authenticated by bearer tokens created by admins."""
+from __future__ import annotations
+
+from functools import wraps
+from pathlib import Path
+
+from flask import Blueprint, abort, jsonify, request, url_for
+
+from asterisk.audio import VOICES, AudioError, render_tts
+from gateway.alerts import AlertError, AlertRequest, Target, compose_sms_text
+from gateway.models import Alert
+from web import alert_flow
+from web.context import panel
+from web.progress import alert_progress, line_rows
+from web.security import public, token_auth
+from web.tokens import authenticate_token
+from web.users import has_role
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _error(status: int, message: str):  # noqa: ANN202
+    response = jsonify({"error": message})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="allerta"'
+    return response
+
+
+def api_role(role: str):  # noqa: ANN201
+    """A token-authenticated view that needs at least ``role``."""
+    def decorate(view):  # noqa: ANN001, ANN202
+        @wraps(view)
+        def wrapper(*args, **kwargs):  # noqa: ANN202
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return _error(401, "missing bearer token")
+            row = authenticate_token(panel().audit, token.strip())
+            if row is None:
+                return _error(401, "invalid or revoked token")
+            if not has_role(row.role, role):
+                return _error(403, f"this token's role ({row.role}) cannot do this")
+            request.api_actor = f"api:{row.name}"
+            request.api_role = row.role
+            return view(*args, **kwargs)
+        return token_auth(wrapper)
+    return decorate
+
+
+def _alert_json(alert: Alert, progress: dict) -> dict:
+    return {"id": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
+            "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
+            "channels": alert.channels.split(","), "recipients": alert.recipients,
+            "created_by": alert.created_by, "created_at": alert.created_at.isoformat() + "Z",
+            "progress": progress, "url": url_for("alerts.show", alert_id=alert.id)}
+
+
+@bp.route("/alerts", methods=["POST"])
+@api_role("operator")
+def create_alert():
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return _error(400, "send a JSON object")
+    p = panel()
+    config = p.config
+    voice = config.voice
+    channels = data.get("channels", ["sms"])
+    target = data.get("target") or {}
+    if not isinstance(channels, list) or not isinstance(target, dict):
+        return _error(400, "channels is a list and target an object")
+
+    def names(key: str) -> tuple[str, ...]:
+        value = target.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise AlertError(f"target.{key} must be a list of strings")
+        return tuple(value)
+
+    audio_path = None
+    try:
+        if not isinstance(data.get("text"), str):
+            raise AlertError("text is required")
+        alert_request = AlertRequest(
+            text=data["text"], channels=tuple(str(c) for c in channels), drill=bool(data.get("drill")),
+            priority=bool(data.get("priority")),
+            target=Target(everyone=bool(target.get("all")), zones=names("zones"), groups=names("groups"),
+                          numbers=names("numbers")),
+            max_attempts=voice["max_attempts"] if "voice" in channels else config.retry["max_attempts"],
+            deadline=alert_flow.default_deadline(voice["deadline_minutes"]),
+            voice_interval=voice["interval"], voice_growth=voice["growth"], voice_cap=voice["per_number_cap"],
+            stop_on_confirm=voice["stop_on_confirm"], sms_fallback=bool(data.get("sms_fallback", voice["sms_fallback"])))
+        p.services.alerts.preview(alert_request)
+        if "voice" in alert_request.channels:
+            lang = str(data.get("voice_language", voice["language"]))
+            if lang not in VOICES:
+                raise AlertError(f"no voice for language {lang!r}; supported: {', '.join(sorted(VOICES))}")
+            name = alert_flow.voice_file_name(config.sounds_dir)
+            audio_path = str(name)
+            info = render_tts(compose_sms_text(alert_request.text, alert_request.drill,
+                                               config.general["drill_prefix"]), lang, name.with_suffix(".wav"),
+                              intro=f"Messaggio del {config.general['comune']}." if lang == "it" else None)
+            alert_request.audio_path, alert_request.audio_seconds, alert_request.audio_source = audio_path, info.seconds, "tts"
+        outcome = alert_flow.create_alert(p, alert_request, actor=request.api_actor, role=request.api_role,
+                                          mode=str(data.get("mode", "submit")), reason=str(data.get("reason", "")))
+    except (AlertError, AudioError, alert_flow.FlowError) as exc:
+        if audio_path:
+            Path(audio_path + ".wav").unlink(missing_ok=True)
+        return _error(422, str(exc))
+    with p.sessions() as s:
+        alert = s.get(Alert, outcome.alert_id)
+        progress = alert_progress(s, [alert.id])[alert.id]
+    body = _alert_json(alert, progress)
+    body["recipients_by_channel"] = outcome.preview.recipients
+    return body, 201
+
+
+@bp.route("/alerts/<int:alert_id>")
+@api_role("viewer")
+def alert_status(alert_id: int):
+    with panel().sessions() as s:
+        alert = s.get(Alert, alert_id)
+        if alert is None:
+            return _error(404, f"no alert with id {alert_id}")
+        progress = alert_progress(s, [alert_id])[alert_id]
+    body = _alert_json(alert, progress)
+    if alert.state not in ("draft", "awaiting_approval", "rejected"):
+        body["eta_seconds"] = panel().services.alerts.status(alert_id)["eta_seconds"]
+    return body
+
+
+@bp.route("/lines")
+@api_role("viewer")
+def lines():
+    with panel().sessions() as s:
+        return {"lines": line_rows(s)}
+
+
+@bp.route("/openapi.json")
+@public
+def openapi():
+    return OPENAPI
+
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+_PROGRESS = {"type": "object", "properties": {k: {"type": "integer"} for k in
+                                               ("total", "queued", "in_progress", "sent", "reached", "failed",
+                                                "cancelled")} | {"percent": {"type": "number"},
+                                                                 "channels": {"type": "object"}}}
+_ALERT = {"type": "object", "properties": {
+    "id": {"type": "integer"},
+    "state": {"type": "string", "enum": ["draft", "awaiting_approval", "active", "cancelled", "rejected", "done"]},
+    "drill": {"type": "boolean"}, "priority": {"type": "boolean"}, "text": {"type": "string"},
+    "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]}, "segments": {"type": "integer"},
+    "channels": {"type": "array", "items": {"type": "string", "enum": ["sms", "voice"]}},
+    "recipients": {"type": "integer"}, "created_by": {"type": "string"},
+    "created_at": {"type": "string", "format": "date-time"}, "progress": _PROGRESS,
+    "eta_seconds": {"type": ["number", "null"]}, "url": {"type": "string"}}}
+_UNAUTHORIZED = {"description": "missing, invalid or revoked token",
+                 "content": {"application/json": {"schema": _ERROR}}}
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {"title": "Allerta API", "version": "1",
+             "description": "Create alerts and follow them. Every call needs 'Authorization: Bearer <token>'; "
+                            "admins create and revoke tokens in the panel (Administration, API tokens). A token "
+                            "has a role: viewer reads, operator creates alerts (waiting for approval under the "
+                            "two-person rule), approver may also send at once with a reason."},
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    "security": [{"bearer": []}],
+    "paths": {
+        "/api/v1/alerts": {"post": {
+            "summary": "Create an alert",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["text", "target"],
+                "properties": {
+                    "text": {"type": "string", "description": "The SMS text, also read by the synthesised voice"},
+                    "channels": {"type": "array", "items": {"type": "string", "enum": ["sms", "voice"]},
+                                 "default": ["sms"]},
+                    "target": {"type": "object", "properties": {
+                        "all": {"type": "boolean"}, "zones": {"type": "array", "items": {"type": "string"}},
+                        "groups": {"type": "array", "items": {"type": "string"}},
+                        "numbers": {"type": "array", "items": {"type": "string"}}}},
+                    "drill": {"type": "boolean", "default": False},
+                    "priority": {"type": "boolean", "default": False},
+                    "sms_fallback": {"type": "boolean", "description": "voice: unconfirmed mobiles get the SMS"},
+                    "voice_language": {"type": "string", "enum": sorted(VOICES)},
+                    "mode": {"type": "string", "enum": ["submit", "draft", "send_now"], "default": "submit"},
+                    "reason": {"type": "string", "description": "required with send_now under the two-person rule"},
+                }}}}},
+            "responses": {"201": {"description": "created", "content": {"application/json": {"schema": _ALERT}}},
+                          "401": _UNAUTHORIZED,
+                          "403": {"description": "the token's role cannot create alerts"},
+                          "422": {"description": "the alert cannot be created as asked",
+                                  "content": {"application/json": {"schema": _ERROR}}}}}},
+        "/api/v1/alerts/{id}": {"get": {
+            "summary": "Progress of an alert",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"200": {"description": "the alert", "content": {"application/json": {"schema": _ALERT}}},
+                          "401": _UNAUTHORIZED, "404": {"description": "no such alert"}}}},
+        "/api/v1/lines": {"get": {
+            "summary": "Health of every modem and trunk, as last written by the engine",
+            "responses": {"200": {"description": "lines", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"lines": {"type": "array", "items": {"type": "object"}}}}}}},
+                "401": _UNAUTHORIZED}}},
+    },
+}

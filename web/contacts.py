@@ -1,0 +1,268 @@
+"""Contacts: search, create, edit, delete (erasing personal data), CSV import with a preview."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from pathlib import Path
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import exists, func, or_, select, update
+
+from gateway.contacts_csv import parse_contacts_csv
+from gateway.contacts_import import import_contacts
+from gateway.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_groups, contact_numbers
+from gateway.models_panel import ErasedContacts
+from gateway.phone import InvalidNumber, normalise_number
+from web.context import panel
+from web.security import require_role
+
+bp = Blueprint("contacts", __name__, url_prefix="/contacts")
+PAGE_SIZE = 50
+NEEDS = ("", "text_only", "voice_only")
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+
+
+class FormError(Exception):
+    pass
+
+
+@bp.route("/")
+@require_role("viewer")
+def index():
+    q = request.args.get("q", "").strip()
+    zone = request.args.get("zone", "")
+    page = max(1, request.args.get("page", 1, type=int))
+    c = Contact.__table__.c
+    conditions = []
+    if q:
+        digits = re.sub(r"[^\d]", "", q)
+        name_match = func.lower(c.name).contains(q.lower(), autoescape=True)
+        if digits and len(digits) >= 3:
+            number_match = exists().where(contact_numbers.c.contact_id == c.id,
+                                          contact_numbers.c.number_id == PhoneNumberRow.id,
+                                          PhoneNumberRow.e164.contains(digits, autoescape=True))
+            conditions.append(or_(name_match, number_match))
+        else:
+            conditions.append(name_match)
+    if zone:
+        conditions.append(c.zone_id == select(Zone.id).where(Zone.name == zone).scalar_subquery())
+    if request.args.get("vulnerable") == "1":
+        conditions.append(c.vulnerable.is_(True))
+    with panel().sessions() as s:
+        total = s.scalar(select(func.count()).select_from(Contact).where(*conditions))
+        contacts = list(s.scalars(select(Contact).where(*conditions).order_by(Contact.name, Contact.id)
+                                  .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+        ids = [x.id for x in contacts]
+        numbers: dict[int, list[str]] = {}
+        for contact_id, e164, kind in s.execute(
+                select(contact_numbers.c.contact_id, PhoneNumberRow.e164, PhoneNumberRow.kind)
+                .join(PhoneNumberRow, PhoneNumberRow.id == contact_numbers.c.number_id)
+                .where(contact_numbers.c.contact_id.in_(ids))):
+            numbers.setdefault(contact_id, []).append(f"{e164} ({kind})")
+        zones = dict(s.execute(select(Zone.id, Zone.name)).all())
+        zone_names = sorted(zones.values())
+        erased = s.scalar(select(func.count()).select_from(ErasedContacts))
+    return render_template("contacts/index.html", contacts=contacts, numbers=numbers, zones=zones,
+                           zone_names=zone_names, total=total, page=page, q=q, zone=zone, erased=erased,
+                           pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE))
+
+
+def _form_values() -> dict:
+    form = request.form
+    name = form.get("name", "").strip()
+    if not name:
+        raise FormError(_("The name is required."))
+    region = panel().config.general["region"]
+    numbers = []
+    for raw in re.split(r"[\n;,]+", form.get("numbers", "")):
+        if raw.strip():
+            try:
+                numbers.append(normalise_number(raw.strip(), region))
+            except InvalidNumber as exc:
+                raise FormError(_("Number %(number)s: %(reason)s", number=raw.strip(), reason=str(exc))) from None
+    if not numbers:
+        raise FormError(_("Give at least one phone number."))
+    language = form.get("language", "it").strip().lower() or "it"
+    if not re.fullmatch(r"[a-z]{2}", language):
+        raise FormError(_("The language is a two-letter code such as it, en, ro."))
+    needs = form.get("needs", "")
+    if needs not in NEEDS:
+        raise FormError(_("Unknown need."))
+    consent = form.get("consent_date", "").strip()
+    try:
+        consent_date = dt.date.fromisoformat(consent) if consent else None
+    except ValueError:
+        raise FormError(_("The consent date must be a date (YYYY-MM-DD).")) from None
+    return {"name": name[:200], "numbers": numbers, "language": language, "needs": needs or None,
+            "vulnerable": form.get("vulnerable") == "1", "address": form.get("address", "").strip()[:300] or None,
+            "zone": form.get("zone", "").strip()[:120], "consent_date": consent_date,
+            "consent_source": form.get("consent_source", "").strip()[:120] or None,
+            "groups": [g.strip()[:120] for g in form.get("groups", "").split(",") if g.strip()]}
+
+
+def _apply(s, contact: Contact, values: dict) -> None:
+    for key in ("name", "language", "needs", "vulnerable", "address", "consent_date", "consent_source"):
+        setattr(contact, key, values[key])
+    if values["zone"]:
+        zone = s.scalar(select(Zone).where(func.lower(Zone.name) == values["zone"].lower()))
+        contact.zone = zone or Zone(name=values["zone"])
+    else:
+        contact.zone = None
+    groups = []
+    for name in values["groups"]:
+        group = s.scalar(select(Group).where(func.lower(Group.name) == name.lower()))
+        groups.append(group or Group(name=name))
+    contact.groups = groups
+    rows = []
+    for number in values["numbers"]:
+        row = s.scalar(select(PhoneNumberRow).where(PhoneNumberRow.e164 == number.e164))
+        rows.append(row or PhoneNumberRow(e164=number.e164, kind=number.kind))
+    contact.numbers = rows
+
+
+def _form_page(contact: Contact | None, status: int = 200):
+    with panel().sessions() as s:
+        zone_names = list(s.scalars(select(Zone.name).order_by(Zone.name)))
+        current = {}
+        if contact is not None:
+            c = s.get(Contact, contact.id)
+            current = {"name": c.name, "numbers": "\n".join(n.e164 for n in c.numbers), "language": c.language,
+                       "needs": c.needs or "", "vulnerable": c.vulnerable, "address": c.address or "",
+                       "zone": c.zone.name if c.zone else "", "groups": ", ".join(g.name for g in c.groups),
+                       "consent_date": c.consent_date.isoformat() if c.consent_date else "",
+                       "consent_source": c.consent_source or ""}
+    values = request.form if request.method == "POST" else current
+    return render_template("contacts/form.html", contact=contact, values=values, zone_names=zone_names,
+                           needs=NEEDS), status
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@require_role("operator")
+def new():
+    if request.method == "POST":
+        try:
+            values = _form_values()
+        except FormError as exc:
+            flash(str(exc), "error")
+            return _form_page(None, 400)
+        p = panel()
+        with p.audit.transaction() as s:
+            contact = Contact(name=values["name"])
+            s.add(contact)
+            _apply(s, contact, values)
+            s.flush()
+            p.audit.record(s, current_user.username, "contact.create", contact.id)
+        flash(_("Contact saved."), "success")
+        return redirect(url_for("contacts.edit", contact_id=contact.id))
+    return _form_page(None)
+
+
+@bp.route("/<int:contact_id>", methods=["GET", "POST"])
+@require_role("viewer")
+def edit(contact_id: int):
+    with panel().sessions() as s:
+        contact = s.get(Contact, contact_id)
+    if contact is None:
+        abort(404)
+    if request.method == "POST":
+        if not current_user.can("operator"):
+            abort(403)
+        try:
+            values = _form_values()
+        except FormError as exc:
+            flash(str(exc), "error")
+            return _form_page(contact, 400)
+        p = panel()
+        with p.audit.transaction() as s:
+            row = s.get(Contact, contact_id)
+            _apply(s, row, values)
+            p.audit.record(s, current_user.username, "contact.update", contact_id)
+        flash(_("Contact saved."), "success")
+        return redirect(url_for("contacts.edit", contact_id=contact_id))
+    return _form_page(contact)
+
+
+@bp.route("/<int:contact_id>/delete", methods=["POST"])
+@require_role("operator")
+def delete(contact_id: int):
+    """Erase a person: name, address, numbers no one else shares; keep only anonymous counts."""
+    p = panel()
+    with p.audit.transaction() as s:
+        contact = s.get(Contact, contact_id)
+        if contact is None:
+            abort(404)
+        zone = contact.zone.name if contact.zone else None
+        s.add(ErasedContacts(zone=zone, vulnerable=contact.vulnerable, numbers=len(contact.numbers)))
+        erased_numbers = 0
+        for number in list(contact.numbers):
+            if any(other.id != contact.id for other in number.contacts):
+                continue  # a household number: the others still need it
+            if s.scalar(select(exists().where(Delivery.number_id == number.id))):
+                # Past deliveries keep their counts, not the number.
+                s.execute(update(Delivery).where(Delivery.number_id == number.id).values(e164="erased"))
+                number.e164, number.opted_out = f"erased:{number.id}", True
+                contact.numbers.remove(number)
+            else:
+                contact.numbers.remove(number)
+                s.delete(number)
+            erased_numbers += 1
+        s.delete(contact)
+        p.audit.record(s, current_user.username, "contact.delete", contact_id, zone=zone,
+                       numbers_erased=erased_numbers)
+    flash(_("Contact deleted: personal data erased."), "success")
+    return redirect(url_for("contacts.index"))
+
+
+# --- import -------------------------------------------------------------------------------
+def _uploads() -> Path:
+    path = Path(panel().config.general["data_dir"]) / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@bp.route("/import", methods=["GET", "POST"])
+@require_role("operator")
+def import_file():
+    if request.method == "GET":
+        return render_template("contacts/import.html", parsed=None)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        flash(_("Choose a CSV file."), "error")
+        return render_template("contacts/import.html", parsed=None), 400
+    data = upload.read()
+    if not data:
+        flash(_("The uploaded file is empty."), "error")
+        return render_template("contacts/import.html", parsed=None), 400
+    parsed = parse_contacts_csv(data, default_region=panel().config.general["region"])
+    token = None
+    status = 200
+    if parsed.fatal or not parsed.contacts:
+        status = 400
+    else:
+        token = secrets.token_hex(16)
+        (_uploads() / f"import-{token}.csv").write_bytes(data)
+    return render_template("contacts/import.html", parsed=parsed, token=token, filename=upload.filename), status
+
+
+@bp.route("/import/confirm", methods=["POST"])
+@require_role("operator")
+def import_confirm():
+    token = request.form.get("token", "")
+    if not _TOKEN.match(token):
+        abort(400)
+    path = _uploads() / f"import-{token}.csv"
+    if not path.exists():
+        flash(_("The uploaded file is no longer available; upload it again."), "error")
+        return redirect(url_for("contacts.import_file"))
+    data = path.read_bytes()
+    strict = request.form.get("strict") == "1"
+    p = panel()
+    report = import_contacts(p.sessions, data, region=p.config.general["region"], strict=strict)
+    path.unlink(missing_ok=True)
+    p.audit.write(current_user.username, "contacts.import", request.form.get("filename", "")[:120],
+                  imported=report.imported, created=report.contacts_created, updated=report.contacts_updated,
+                  rejected=len(report.rejected), strict=strict)
+    return render_template("contacts/import_done.html", report=report), 200 if report.imported else 400
