@@ -305,6 +305,10 @@ def run(args: argparse.Namespace) -> dict:
                          keep=getattr(args, "keep", None), cprofile=getattr(args, "cprofile", None))
     if args.what == "fanout":
         return bench_fanout(args.contacts, keep=getattr(args, "keep", None))
+    if args.what == "voice":
+        # Lives with the voice channel; imported here only when asked for.
+        from asterisk import bench_voice
+        return bench_voice.run(args)
     raise ValueError(f"unknown benchmark {args.what!r}")
 
 

@@ -49,8 +49,16 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     config = load_config(path)
     Path(config.general["data_dir"]).mkdir(parents=True, exist_ok=True)
-    build_services(config)
+    services = build_services(config)
     print(f"database ready: {config.database_url}")
+    # The panel's first administrator (wired here, the composition level, so gateway's
+    # domain code never depends on web/).
+    from web.audit import AuditLog, anchor_path_for
+    from web.users import ensure_first_admin
+    created = ensure_first_admin(services.sessions,
+                                 AuditLog(services.sessions, anchor_path_for(config.general["data_dir"])))
+    if created:
+        print(f"panel administrator: {created[0]}  password: {created[1]}  (shown once; change it under Account)")
     return 0
 
 

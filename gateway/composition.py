@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import signal
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from gateway.dispatcher import Dispatcher, DispatcherSettings
 from gateway.policy import SmsPolicy
 from gateway.retry import SmsRetryPolicy
 from gateway.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,6 +90,12 @@ def build_voice_channel(config: Config):
                                calls_per_second=t["calls_per_second"], caller_id=t["caller_id"],
                                allowed=t["allowed"], prefixes=tuple(t["prefixes"]),
                                number_format=t["number_format"]) for t in config.trunks)
+    for trunk in trunks:
+        # A call holds a channel for ring time plus the message, ~45 s until measured.
+        if trunk.calls_per_second * 45.0 < trunk.max_channels:
+            log.warning("trunk %s: %g new calls per second cannot keep %d channels busy; "
+                        "raise calls_per_second to about %.1f", trunk.name, trunk.calls_per_second,
+                        trunk.max_channels, trunk.max_channels / 45.0)
     ami = AmiSettings(username=a["username"], secret=a["secret"], host=a["host"], port=a["port"])
     return VoiceChannel(VoiceSettings(ami=ami, trunks=trunks, context=a["context"], amd=a["amd"],
                                       ring_timeout_ms=int(a["ring_timeout"] * 1000)))
@@ -116,9 +125,13 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
     supervisor = asyncio.create_task(supervise(notifier, dispatcher.started,
                                                lambda: lines_summary(dispatcher.line_states()),
                                                watchdog=watchdog_interval()))
+    from gateway.alarms import AlarmMonitor, AlarmSettings
+    alarms = asyncio.create_task(AlarmMonitor(services.sessions, services.alerts,
+                                              AlarmSettings.from_config(services.config)).run())
     try:
         return await dispatcher.run(stop, once=once)
     finally:
         notifier.notify("STOPPING=1")
         supervisor.cancel()
+        alarms.cancel()
         lock.release()

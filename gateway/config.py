@@ -84,6 +84,11 @@ def _number_format(value: str) -> str | None:
     return None if value in formats else f"must be one of {', '.join(formats)}"
 
 
+def _number_list(value: list) -> str | None:
+    ok = all(isinstance(n, str) and n.strip().lstrip("+").replace(" ", "").isdigit() for n in value)
+    return None if ok else "must be a list of phone numbers written as strings, e.g. [\"+393331234567\"]"
+
+
 def _imei(value: str) -> str | None:
     return None if value == "" or (value.isdigit() and len(value) == 15) else "must be empty or 15 digits"
 
@@ -149,13 +154,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "secret_key_file": Key(str, "", "File holding the key that signs session cookies. Empty: <data_dir>/web-secret.key, created on first start."),
         "max_upload_mb": Key(int, 20, "Largest upload (recording, contact list) in megabytes.", _positive),
     },
+    "ops": {
+        "on_call": Key(list, [], "Numbers of the staff on call: alarms about the box (modem lost, SIM near its cap, Asterisk down) go to them by SMS.", _number_list),
+        "modem_lost_minutes": Key(NUMBER, 5.0, "Minutes a modem may stay down or out of rotation before an alarm is raised.", _positive),
+        "ami_down_minutes": Key(NUMBER, 5.0, "Minutes the Asterisk AMI link may stay down before an alarm is raised.", _positive),
+        "sim_cap_warning": Key(NUMBER, 0.9, "Share of a SIM's daily_cap used today after which an alarm warns that it is nearly exhausted.", _ratio),
+    },
 }
 
 TRUNK_SCHEMA: dict[str, Key] = {
     "name": Key(str, None, "Trunk name shown to operators (unique)."),
     "dial": Key(str, None, "Dial string template with {number}: PJSIP/{number}@trunk, DAHDI/g0/{number}, Dongle/g1/{number}, Local/{number}@context."),
     "max_channels": Key(int, 1, "Most simultaneous calls (GSM dongle 1, BRI 2, E1 30).", _positive),
-    "calls_per_second": Key(NUMBER, 1.0, "Most new calls per second, so the exchange is not flooded.", _positive),
+    "calls_per_second": Key(NUMBER, 2.0, "Most new calls per second, so the exchange is not flooded. Keeping a trunk full needs max_channels / call seconds: an E1 (30) with 25 s calls needs 1.2.", _positive),
     "caller_id": Key(str, "", "Caller ID: the comune's known number, so people trust and can call back."),
     "allowed": Key(str, "all", "Numbers this trunk may dial: all, landline, or prefixes.", _allowed),
     "prefixes": Key(list, [], "E.164 prefixes for allowed = 'prefixes', e.g. ['+39']."),
@@ -196,6 +207,7 @@ class Config:
     trunks: tuple[dict[str, Any], ...] = ()
     path: str | None = None
     web: dict[str, Any] = field(default_factory=lambda: _defaults("web"))
+    ops: dict[str, Any] = field(default_factory=lambda: _defaults("ops"))
 
     @property
     def sounds_dir(self) -> str:

@@ -157,7 +157,9 @@ class Dispatcher:
             if failure.line and state == "pending":
                 self._failed_lines.setdefault(claim.delivery_id, set()).add(failure.line)
             log.info("delivery %d (alert %d, %s, %s) failed on %s: %s -> %s", claim.delivery_id, claim.alert_id,
-                     channel.name, mask_number(claim.e164), failure.line, failure.reason, state)
+                     channel.name, mask_number(claim.e164), failure.line,
+                     # Some reasons name the number ("no voice trunk is allowed to call +39...").
+                     failure.reason.replace(claim.e164, mask_number(claim.e164)), state)
         except Exception:  # noqa: BLE001 - a bug must not leave the delivery 'submitting' forever
             log.exception("delivery %d: unexpected error", claim.delivery_id)
             failure = DeliveryFailed("internal error", permanent=False, charge_attempt=False)

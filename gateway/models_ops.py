@@ -1,4 +1,28 @@
-"""Models of the appliance: alarms and self-tests (filled in by the appliance work)."""
+"""Models of the appliance: alarms raised about the box itself."""
 from __future__ import annotations
 
-from gateway.models import Base  # noqa: F401 - tables declared here share the schema
+import datetime as dt
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.db import utcnow
+from gateway.models import Base
+
+
+class Alarm(Base):
+    """Something wrong with the box (not with a recipient): shown on the dashboard, sent to on-call staff.
+
+    ``kind``: modem_lost | sim_cap | ami_down | selftest_failed. One open alarm
+    (``cleared_at`` NULL) per kind and subject; it is cleared when the cause goes away.
+    """
+    __tablename__ = "alarms"
+    __table_args__ = (Index("ix_alarms_open", "kind", "subject", "cleared_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(64))       # line label, trunk, or 'asterisk'
+    message: Mapped[str] = mapped_column(Text)
+    raised_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The priority SMS alert that told the on-call numbers (None: nobody on call configured).
+    alert_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("alerts.id"))

@@ -12,7 +12,7 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
                    stream_with_context, url_for)
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 
 from asterisk.audio import VOICES, AudioError, convert_recording, render_tts
 from gateway.alerts import AlertError, AlertRequest, Target, compose_sms_text

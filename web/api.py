@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import wraps
 from pathlib import Path
 
-from flask import Blueprint, abort, jsonify, request, url_for
+from flask import Blueprint, jsonify, request, url_for
 
 from asterisk.audio import VOICES, AudioError, render_tts
 from gateway.alerts import AlertError, AlertRequest, Target, compose_sms_text

@@ -56,12 +56,13 @@ class AuditLog:
             if written:
                 self._write_anchor(*written[-1])
 
-    def record(self, session: Session, actor: str, action: str, target: Any = None, **details: Any) -> AuditEntry:
+    def record(self, session: Session, actor: str, action: str, obj: Any = None, **details: Any) -> AuditEntry:
+        """Add one entry (``obj``: what was acted on, e.g. an alert id) in the caller's transaction."""
         last = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
         prev = last.hash if last else GENESIS
         entry_id = (last.id + 1) if last else 1
         at = utcnow()
-        target_text = None if target is None else str(target)[:120]
+        target_text = None if obj is None else str(obj)[:120]
         details = json.loads(json.dumps(details, default=str))  # what is hashed is what is stored
         text = canonical(entry_id, at, actor, action, target_text, details)
         entry = AuditEntry(id=entry_id, at=at, actor=actor, action=action, target=target_text,
@@ -72,10 +73,10 @@ class AuditLog:
         session.info.setdefault("audit_written", []).append((entry.id, entry.hash))
         return entry
 
-    def write(self, actor: str, action: str, target: Any = None, **details: Any) -> None:
+    def write(self, actor: str, action: str, obj: Any = None, **details: Any) -> None:
         """One entry in its own transaction (after an action done by a service)."""
         with self.transaction() as session:
-            self.record(session, actor, action, target, **details)
+            self.record(session, actor, action, obj, **details)
 
     def _write_anchor(self, entry_id: int, digest: str) -> None:
         if self.anchor_path is None:

@@ -2,7 +2,148 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import secrets
+import sys
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the panel's sub-commands on the main parser."""
+    p = sub.add_parser("web", help="serve the operator panel (HTTP with waitress, HTTPS with cheroot)")
+    p.add_argument("--host", help="address to listen on (default [web] listen)")
+    p.add_argument("--port", type=int, help="HTTP port (default [web] port)")
+    p.add_argument("--https-port", type=int, help="HTTPS port, 0 for none (default [web] https_port)")
+    p.set_defaults(func=cmd_web)
+
+    users = sub.add_parser("users", help="panel users").add_subparsers(dest="action", required=True)
+    p = users.add_parser("add", help="add a user (the password is asked, or generated and printed once)")
+    p.add_argument("username")
+    p.add_argument("--role", required=True, choices=("viewer", "operator", "approver", "admin"))
+    p.add_argument("--language", default="it", choices=("it", "en"))
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.add_argument("--generate", action="store_true", help="generate a password and print it once")
+    p.set_defaults(func=cmd_users_add)
+    p = users.add_parser("passwd", help="set a user's password (ends their sessions, unlocks the account)")
+    p.add_argument("username")
+    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("--generate", action="store_true")
+    p.set_defaults(func=cmd_users_passwd)
+    for name, active, text in (("disable", False, "disable a user (ends their sessions)"),
+                               ("enable", True, "enable a disabled user")):
+        p = users.add_parser(name, help=text)
+        p.add_argument("username")
+        p.set_defaults(func=cmd_users_active, active=active)
+    p = users.add_parser("list", help="list users")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_users_list)
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
+    p = audit.add_parser("verify", help="check the hash chain; exit 1 naming any edited or removed entry")
+    p.set_defaults(func=cmd_audit_verify)
+
+
+def _panel(args: argparse.Namespace):  # noqa: ANN202
+    from gateway.composition import build_services
+    from gateway.config import load_config
+    from web.audit import AuditLog, anchor_path_for
+    services = build_services(load_config(args.config))
+    return services, AuditLog(services.sessions, anchor_path_for(services.config.general["data_dir"]))
+
+
+def _password(args: argparse.Namespace) -> tuple[str, bool]:
+    """(password, generated)."""
+    if args.generate:
+        return secrets.token_urlsafe(12), True
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise SystemExit("allerta: the two passwords differ")
+    return first, False
+
+
+def _fail(message: str) -> int:
+    print(f"allerta: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from gateway.composition import build_services
+    from gateway.config import load_config
+    from web.app import create_app
+    from web.serve import serve
+    services = build_services(load_config(args.config))
+    app = create_app(services)
+    try:
+        serve(app, services.config, host=args.host, port=args.port, https_port=args.https_port)
+    except (OSError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from web.users import UserError, add_user
+    services, audit = _panel(args)
+    password, generated = _password(args)
+    try:
+        add_user(services.sessions, audit, args.username, password, args.role, language=args.language, actor="cli")
+    except UserError as exc:
+        return _fail(str(exc))
+    print(f"user {args.username} ({args.role}) added" + (f"; password: {password}" if generated else ""))
+    return 0
+
+
+def cmd_users_passwd(args: argparse.Namespace) -> int:
+    from web.users import UserError, set_password
+    services, audit = _panel(args)
+    password, generated = _password(args)
+    try:
+        set_password(services.sessions, audit, args.username, password, actor="cli")
+    except UserError as exc:
+        return _fail(str(exc))
+    print(f"password of {args.username} changed" + (f": {password}" if generated else ""))
+    return 0
+
+
+def cmd_users_active(args: argparse.Namespace) -> int:
+    from web.users import UserError, set_active
+    services, audit = _panel(args)
+    try:
+        set_active(services.sessions, audit, args.username, args.active, actor="cli")
+    except UserError as exc:
+        return _fail(str(exc))
+    print(f"user {args.username} {'enabled' if args.active else 'disabled'}")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from web.users import list_users
+    services, _audit = _panel(args)
+    rows = [{"username": u.username, "role": u.role, "language": u.language, "active": u.active,
+             "locked_until": u.locked_until.isoformat() + "Z" if u.locked_until else None,
+             "last_login_at": u.last_login_at.isoformat() + "Z" if u.last_login_at else None}
+            for u in list_users(services.sessions)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['username']:<20} {r['role']:<9} {r['language']}  {'active' if r['active'] else 'disabled'}"
+                  + (f"  locked until {r['locked_until']}" if r["locked_until"] else ""))
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+    from gateway.models_panel import AuditEntry
+    services, audit = _panel(args)
+    problems = audit.verify()
+    with services.sessions() as s:
+        count = s.scalar(select(func.count()).select_from(AuditEntry))
+    if problems:
+        for problem in problems:
+            print(f"audit: {problem}", file=sys.stderr)
+        print(f"audit log NOT intact: {len(problems)} problem(s) in {count} entries", file=sys.stderr)
+        return 1
+    print(f"audit log intact: {count} entries")
+    return 0

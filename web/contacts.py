@@ -13,7 +13,7 @@ from sqlalchemy import exists, func, or_, select, update
 
 from gateway.contacts_csv import parse_contacts_csv
 from gateway.contacts_import import import_contacts
-from gateway.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_groups, contact_numbers
+from gateway.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_numbers
 from gateway.models_panel import ErasedContacts
 from gateway.phone import InvalidNumber, normalise_number
 from web.context import panel

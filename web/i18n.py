@@ -52,3 +52,53 @@ class PanelBabel(Babel):
 
 
 _DOMAIN = CompiledDomain()
+
+
+def extract_messages(root: Path = Path(__file__).parent) -> dict[str, list[str]]:
+    """Every translatable string of the panel (Python and templates) -> where it is used.
+
+    Used by the test that keeps the Italian catalogue complete, and by
+    ``python -m web.i18n`` which lists what is missing from each catalogue.
+    """
+    from babel.messages.extract import extract_from_dir
+    method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
+    options = {"templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    found: dict[str, list[str]] = {}
+    for filename, lineno, message, _comments, _context in extract_from_dir(
+            str(root), method_map=method_map, options_map=options,
+            keywords={"_": None, "gettext": None, "lazy_gettext": None}):
+        if isinstance(message, tuple):
+            message = message[0]
+        found.setdefault(message, []).append(f"{filename}:{lineno}")
+    return found
+
+
+def missing_translations(language: str) -> list[str]:
+    catalogue = compile_catalogues().get(language)
+    known = getattr(catalogue, "_catalog", {})
+    return [m for m in extract_messages() if not known.get(m)]
+
+
+def update_catalogues(directory: Path = TRANSLATIONS_DIR) -> None:
+    """Rewrite every catalogue with the strings the code uses now, keeping the translations it has."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+    found = extract_messages()
+    for po in sorted(directory.glob("*/LC_MESSAGES/messages.po")):
+        language = po.parent.parent.name
+        with po.open("rb") as handle:
+            old = {m.id: m.string for m in read_po(handle, locale=language) if m.id}
+        catalog = Catalog(locale=language, project="allerta", charset="utf-8")
+        for message, where in found.items():
+            catalog.add(message, old.get(message, ""),
+                        locations=[(w.rsplit(":", 1)[0], int(w.rsplit(":", 1)[1])) for w in where[:3]])
+        with po.open("wb") as handle:
+            write_po(handle, catalog, width=120)
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["update"]:
+        update_catalogues()
+    for message in missing_translations("it"):
+        print(f"it: missing {message!r}")

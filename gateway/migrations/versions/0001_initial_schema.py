@@ -146,6 +146,20 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
     )
+    op.create_table('alarms',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('subject', sa.String(length=64), nullable=False),
+    sa.Column('message', sa.Text(), nullable=False),
+    sa.Column('raised_at', sa.DateTime(), nullable=False),
+    sa.Column('cleared_at', sa.DateTime(), nullable=True),
+    sa.Column('alert_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('alarms', schema=None) as batch_op:
+        batch_op.create_index('ix_alarms_open', ['kind', 'subject', 'cleared_at'], unique=False)
+
     op.create_table('alert_approvals',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('alert_id', sa.Integer(), nullable=False),
@@ -298,6 +312,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_alert_approvals_alert_id'))
 
     op.drop_table('alert_approvals')
+    with op.batch_alter_table('alarms', schema=None) as batch_op:
+        batch_op.drop_index('ix_alarms_open')
+
+    op.drop_table('alarms')
     op.drop_table('zones')
     op.drop_table('users')
     op.drop_table('numbers')

@@ -1,0 +1,148 @@
+"""Alarms about the box itself: a modem lost, a SIM near its daily cap, the AMI link down.
+
+The monitor runs in the engine and reads the lines table the engine keeps
+(state, sent today, cap), so it needs no hook into the channels. An alarm is
+stored (the dashboard shows the open ones) and, when ``[ops] on_call`` lists
+numbers, sent to them as a priority SMS alert: the engine then sends it
+through whichever modem still works, before any other alert.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.alerts import AlertError, AlertRequest, AlertService, Target
+from gateway.config import Config
+from gateway.db import utcnow
+from gateway.models import Line
+from gateway.models_ops import Alarm
+
+log = logging.getLogger(__name__)
+
+DOWN_STATES = ("down", "suspended")
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    comune: str
+    on_call: tuple[str, ...] = ()
+    modem_lost_seconds: float = 300.0
+    ami_down_seconds: float = 300.0
+    sim_cap_warning: float = 0.9
+    modems: frozenset[str] = frozenset()     # labels of the configured modems
+    trunks: frozenset[str] = frozenset()     # names of the configured trunks
+
+    @property
+    def check_interval(self) -> float:
+        return max(0.5, min(10.0, self.modem_lost_seconds / 3, self.ami_down_seconds / 3))
+
+    @classmethod
+    def from_config(cls, config: Config) -> "AlarmSettings":
+        ops = config.ops
+        return cls(comune=config.general["comune"], on_call=tuple(ops["on_call"]),
+                   modem_lost_seconds=ops["modem_lost_minutes"] * 60, ami_down_seconds=ops["ami_down_minutes"] * 60,
+                   sim_cap_warning=ops["sim_cap_warning"], modems=frozenset(m.label for m in config.modems),
+                   trunks=frozenset(t["name"] for t in config.trunks) if config.asterisk["enabled"] else frozenset())
+
+
+class AlarmMonitor:
+    def __init__(self, sessions: sessionmaker[Session], alerts: AlertService, settings: AlarmSettings, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sessions = sessions
+        self.alerts = alerts
+        self.settings = settings
+        self._clock = clock
+        self._bad_since: dict[tuple[str, str], float] = {}
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - alarms must never stop the engine
+                log.exception("alarm check failed")
+            await asyncio.sleep(self.settings.check_interval)
+
+    def check(self) -> list[int]:
+        """One look at the lines; returns the ids of the alarms raised now."""
+        s = self.settings
+        with self.sessions() as session:
+            lines = session.scalars(select(Line)).all()
+        now = self._clock()
+        raised = []
+        for line in lines:
+            if line.channel == "sms" and line.label in s.modems:
+                kind, threshold, what = "modem_lost", s.modem_lost_seconds, f"modem {line.label}"
+            elif line.channel == "voice" and line.label in s.trunks:
+                kind, threshold, what = "ami_down", s.ami_down_seconds, f"voice trunk {line.label} (Asterisk)"
+            else:
+                continue
+            key = (kind, line.label)
+            if line.state in DOWN_STATES:
+                since = self._bad_since.setdefault(key, now)
+                if now - since >= threshold:
+                    minutes = max(1, round((now - since) / 60))
+                    reason = f": {line.last_error}" if line.last_error else ""
+                    alarm = self._raise(kind, line.label, f"{what} {line.state} da {minutes} min{reason}")
+                    if alarm is not None:
+                        raised.append(alarm)
+            else:
+                self._bad_since.pop(key, None)
+                self._clear(kind, line.label)
+            if line.channel == "sms" and line.label in s.modems and line.daily_cap:
+                used = line.sent_today / line.daily_cap
+                if used >= s.sim_cap_warning:
+                    alarm = self._raise("sim_cap", line.label, f"SIM del modem {line.label} quasi esaurita oggi: "
+                                        f"{line.sent_today}/{line.daily_cap} SMS")
+                    if alarm is not None:
+                        raised.append(alarm)
+                else:
+                    self._clear("sim_cap", line.label)
+        return raised
+
+    def _raise(self, kind: str, subject: str, message: str) -> int | None:
+        with self.sessions() as session:
+            open_alarm = session.scalar(select(Alarm.id).where(Alarm.kind == kind, Alarm.subject == subject,
+                                                               Alarm.cleared_at.is_(None)))
+            if open_alarm is not None:
+                return None   # already raised (possibly before a restart): tell on-call staff once
+            alarm = Alarm(kind=kind, subject=subject, message=message[:500])
+            session.add(alarm)
+            session.commit()
+            alarm_id = alarm.id
+        log.warning("alarm %d (%s, %s): %s", alarm_id, kind, subject, message)
+        if self.settings.on_call:
+            alert_id = self._notify(message)
+            if alert_id is not None:
+                with self.sessions() as session:
+                    session.get(Alarm, alarm_id).alert_id = alert_id
+                    session.commit()
+        return alarm_id
+
+    def _notify(self, message: str) -> int | None:
+        # Short: one SMS (GSM-7 where the library can transliterate), whatever the error text.
+        text = f"ALLARME Allerta {self.settings.comune}: {message}"[:150]
+        try:
+            alert_id, _ = self.alerts.create(AlertRequest(text=text, target=Target(numbers=self.settings.on_call),
+                                                          priority=True, created_by="alarm"))
+        except AlertError as exc:
+            log.error("alarm SMS to the on-call numbers not created: %s", exc)
+            return None
+        log.info("alarm sent to %d on-call number(s) as alert %d", len(self.settings.on_call), alert_id)
+        return alert_id
+
+    def _clear(self, kind: str, subject: str) -> None:
+        with self.sessions() as session:
+            alarms = session.scalars(select(Alarm).where(Alarm.kind == kind, Alarm.subject == subject,
+                                                         Alarm.cleared_at.is_(None))).all()
+            if not alarms:
+                return
+            for alarm in alarms:
+                alarm.cleared_at = utcnow()
+            session.commit()
+        log.info("alarm cleared (%s, %s)", kind, subject)

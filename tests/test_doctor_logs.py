@@ -1,0 +1,103 @@
+"""The engine's journal output: no phone number in full at INFO, no secret or PIN ever.
+
+An integration run with everything that logs: SMS with transient and permanent
++CMS errors, a modem unplugged mid-run, an inbound SMS, SIMs with a PIN, voice
+calls that are busy, unanswered or to invalid numbers, SMS fallback.
+"""
+import re
+
+import pytest
+
+from asterisk.pbx_simulator.harness import PbxSimulatorProcess
+from gateway.alerts import AlertRequest, Target
+from gateway.contacts_import import import_contacts
+from modem.simulator.harness import SimulatorProcess
+from tests.engine_harness import services_for, start_engine, wait_until
+
+pytestmark = pytest.mark.integration
+
+SECRET = "Zq7-ami-secret-never-logged"
+PIN = "4321"
+
+
+def people(count: int) -> bytes:
+    rows = ["nome;cellulare;telefono;zona"]
+    rows += [f"P{i};333 700 {i:04d};06 6700 {i:04d};Fiumara" for i in range(count)]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def test_engine_logs_mask_numbers_and_never_show_secrets(tmp_path):
+    population = {"seed": 3, "answer": 0.5, "busy": 0.15, "no_answer": 0.15, "invalid_number": 0.1,
+                  "voicemail": 0.1, "press_1": 0.5, "ring_seconds": [1, 3], "listen_seconds": [2, 4]}
+    with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 6}, population=population, time_scale=0.01,
+                             secret=SECRET) as pbx, \
+            SimulatorProcess(count=2, link_dir=tmp_path / "links", latency_median=0.02, report_delay=0.05,
+                             pin=PIN) as sim:
+        modems = "".join(f'\n[[modems]]\nlabel = "m{i}"\nport = "{m["link"]}"\nper_minute = 6000\npin = "{PIN}"\n'
+                         for i, m in enumerate(sim.modems))
+        config_path = tmp_path / "allerta.toml"
+        config_path.write_text(f"""[general]
+data_dir = "{tmp_path / 'data'}"
+[engine]
+poll_interval = 0.05
+report_timeout = 5
+[retry]
+initial_delay = 0.1
+max_delay = 0.5
+modem_probe_interval = 1
+[asterisk]
+enabled = true
+port = {pbx.port}
+secret = "{SECRET}"
+[[trunks]]
+name = "trunk1"
+dial = "PJSIP/{{number}}@trunk1"
+max_channels = 6
+calls_per_second = 100
+{modems}""", encoding="utf-8")
+        services = services_for(config_path)
+        assert import_contacts(services.sessions, people(40)).imported
+        services.alerts.create(AlertRequest(text="Allerta: piani alti", target=Target(zones=("Fiumara",))))
+        (tmp_path / "msg.wav").write_bytes(b"")
+        services.alerts.create(AlertRequest(text="Allerta", channels=("voice",), target=Target(zones=("Fiumara",)),
+                                            audio_path=str(tmp_path / "msg"), audio_seconds=3.0, max_attempts=2,
+                                            voice_interval=0.1, voice_growth=1.0, voice_cap=2, sms_fallback=True))
+        sim.control({"cmd": "cms_errors", "modem": "modem-0", "rate": 0.3, "code": 38})
+        sim.control({"cmd": "cms_errors", "modem": "modem-1", "rate": 0.1, "code": 21})
+        sim.control({"cmd": "incoming_sms", "modem": "modem-1", "sender": "+393337009999", "text": "STOP"})
+        log_path = tmp_path / "engine.log"
+        engine = start_engine(config_path, "--once", log_path=log_path)
+        try:
+            assert wait_until(lambda: len(sim.log_records("submit")) >= 10, 60)
+            sim.control({"cmd": "unplug", "modem": "modem-1", "seconds": 1.0})
+            assert engine.wait(timeout=300) in (0, 1)
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+    log = log_path.read_text()
+    assert "failed on" in log and "line m1 is down" in log and "inbound SMS" in log   # the run logged plenty
+    numbers = [f"333700{i:04d}" for i in range(40)] + [f"066700{i:04d}" for i in range(40)] + ["3337009999"]
+    # Also written with spaces, dots or dashes inside.
+    squeezed = re.sub(r"(?<=\d)[ .\-](?=\d)", "", log)
+    leaked = sorted({n for n in numbers if n in squeezed})
+    assert not leaked, f"full numbers in the INFO log: {leaked[:5]}\n" + "\n".join(
+        l for l in squeezed.splitlines() if any(n in l for n in leaked[:5]))[:3000]
+    assert SECRET not in log
+    assert not re.search(rf"(PIN|CPIN)\D{{0,4}}{PIN}", log)
+
+
+def test_a_failure_reason_naming_the_number_is_masked_in_the_log(contacts, caplog):
+    """Channels may put the number in a reason ("no voice trunk is allowed to call +39..."):
+    it is stored for operators, but the INFO log masks it."""
+    import asyncio
+    import logging
+
+    from gateway.channels import DeliveryFailed
+    from tests.test_dispatcher import FakeChannel, make_dispatcher
+    number = "+393201234567"
+    contacts.alerts.create(AlertRequest(text="x", target=Target(numbers=(number,))))
+    channel = FakeChannel(script={number: [DeliveryFailed(f"cannot encode for {number}", permanent=True)]})
+    with caplog.at_level(logging.INFO):
+        asyncio.run(make_dispatcher(contacts, channel).run(asyncio.Event(), once=True))
+    assert "cannot encode for +39320123****" in caplog.text
+    assert "3201234567" not in caplog.text

@@ -1,0 +1,173 @@
+"""Sign-in, lockout, session expiry, CSRF, cookies, headers, first admin, language."""
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from gateway.models_panel import User
+from tests.test_web_support import PASSWORD, app, client_for, csrf_token, login, make_app, panel, post  # noqa: F401
+from web.users import ensure_first_admin, verify_password
+
+
+def test_login_and_logout(app):
+    client = app.test_client()
+    response = login(client, "otto")
+    assert response.status_code == 302 and response.location == "/"
+    assert client.get("/").status_code == 200
+    assert post(client, "/logout").status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_wrong_password_and_unknown_user(app):
+    client = app.test_client()
+    assert login(client, "otto", "wrong password!").status_code == 401
+    response = login(client, "nobody", "whatever at all")
+    assert response.status_code == 401
+    assert "Nome utente o password errati" in response.get_data(as_text=True)
+
+
+def test_lockout_after_repeated_failures(tmp_path):
+    app = make_app(tmp_path, "[web]\nlockout_attempts = 3\nlockout_minutes = 10\n")
+    client = app.test_client()
+    for _ in range(3):
+        assert login(client, "otto", "not the password").status_code == 401
+    # Locked: even the right password is refused now.
+    response = login(client, "otto", PASSWORD)
+    assert response.status_code == 401
+    assert "bloccato" in response.get_data(as_text=True)
+    with app.extensions["allerta"].sessions() as s:
+        user = s.scalar(select(User).where(User.username == "otto"))
+        assert user.locked_until is not None
+        user_id = user.id
+    # After the lockout time the right password works again.
+    with app.extensions["allerta"].sessions.begin() as s:
+        s.get(User, user_id).locked_until = user.locked_until.replace(year=2000)
+    assert login(client, "otto", PASSWORD).status_code == 302
+
+
+def test_session_expires_after_inactivity(tmp_path):
+    app = make_app(tmp_path, "[web]\nsession_minutes = 5\n")
+    client = client_for(app, "operator")
+    assert client.get("/").status_code == 200
+    with client.session_transaction() as session:
+        session["seen"] = time.time() - 6 * 60
+    response = client.get("/")
+    assert response.status_code == 302 and "/login" in response.location
+    assert client.get("/").status_code == 302  # really signed out
+
+
+def test_polling_does_not_keep_a_session_alive(tmp_path):
+    app = make_app(tmp_path, "[web]\nsession_minutes = 5\n")
+    client = client_for(app, "viewer")
+    with client.session_transaction() as session:
+        session["seen"] = time.time() - 4 * 60
+    assert client.get("/dashboard.json").status_code == 200
+    with client.session_transaction() as session:
+        assert session["seen"] < time.time() - 3 * 60
+
+
+def test_csrf_rejected_without_token(app):
+    client = client_for(app, "admin")
+    response = client.post("/admin/users", data={"action": "add", "username": "mallory", "password": "x" * 12,
+                                                  "role": "admin"})
+    assert response.status_code == 400
+    response = client.post("/alerts/sms-plan", json={"text": "ciao"})
+    assert response.status_code == 400
+    # Login itself needs the token too (login CSRF).
+    fresh = app.test_client()
+    fresh.get("/login")
+    assert fresh.post("/login", data={"username": "ada", "password": PASSWORD}).status_code == 400
+    with app.extensions["allerta"].sessions() as s:
+        assert s.scalar(select(User).where(User.username == "mallory")) is None
+
+
+def test_csrf_header_accepted_for_scripts(app):
+    client = client_for(app, "operator")
+    token = csrf_token(client, "/")
+    response = client.post("/alerts/sms-plan", json={"text": "ciao"}, headers={"X-CSRFToken": token})
+    assert response.status_code == 200
+
+
+def test_cookie_flags_and_security_headers(app):
+    client = app.test_client()
+    response = client.get("/login")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    secure = client.get("/login", base_url="https://localhost")
+    assert "Secure" in secure.headers["Set-Cookie"]
+    assert "Strict-Transport-Security" in secure.headers
+
+
+def test_pages_have_no_inline_script_and_no_outside_origin(app):
+    client = client_for(app, "admin")
+    for path in ("/", "/alerts/new", "/contacts/", "/admin/users", "/admin/audit", "/login"):
+        html = client.get(path).get_data(as_text=True)
+        assert "<script>" not in html and "onclick=" not in html and "style=" not in html, path
+        assert "http://" not in html and "https://" not in html, path
+
+
+def test_password_change_ends_other_sessions(app, panel):
+    first = client_for(app, "operator")
+    second = client_for(app, "operator")
+    response = post(first, "/account", {"current": PASSWORD, "new": "a brand new password", "confirm":
+                                        "a brand new password"})
+    assert response.status_code == 302
+    assert second.get("/").status_code == 302  # the other session ended
+    with panel.sessions() as s:
+        assert verify_password(s.scalar(select(User).where(User.username == "otto")).password_hash,
+                               "a brand new password")
+
+
+def test_disabled_user_cannot_sign_in_and_is_signed_out(app):
+    client = client_for(app, "operator")
+    admin = client_for(app, "admin")
+    assert post(admin, "/admin/users", {"action": "disable", "username": "otto"}).status_code == 302
+    assert client.get("/").status_code == 302
+    assert login(app.test_client(), "otto").status_code == 401
+
+
+def test_passwords_are_hashed_with_argon2(panel):
+    with panel.sessions() as s:
+        for user in s.scalars(select(User)):
+            assert user.password_hash.startswith("$argon2id$")
+            assert PASSWORD not in user.password_hash
+
+
+def test_first_admin(tmp_path):
+    from gateway.composition import build_services
+    from gateway.config import load_config
+    from tests.conftest import write_config
+    services = build_services(load_config(write_config(tmp_path)))
+    created = ensure_first_admin(services.sessions)
+    assert created is not None
+    username, password = created
+    assert username == "admin" and len(password) >= 12
+    assert ensure_first_admin(services.sessions) is None  # a second init changes nothing
+    from web.app import create_app
+    app = create_app(services, {"TESTING": True})
+    assert login(app.test_client(), username, password).status_code == 302
+
+
+def test_open_redirect_refused(app):
+    client = app.test_client()
+    token = csrf_token(client)
+    response = client.post("/login", data={"username": "otto", "password": PASSWORD, "csrf_token": token,
+                                           "next": "//evil.example/"})
+    assert response.location == "/"
+
+
+def test_language_italian_by_default_english_per_user(app):
+    client = client_for(app, "operator")
+    html = client.get("/").get_data(as_text=True)
+    assert 'lang="it"' in html and "Allerte attive" in html
+    post(client, "/language", {"lang": "en", "next": "/"})
+    html = client.get("/").get_data(as_text=True)
+    assert 'lang="en"' in html and "Active alerts" in html
+    other = client_for(app, "viewer")  # another user keeps Italian
+    assert 'lang="it"' in other.get("/").get_data(as_text=True)

@@ -1,0 +1,148 @@
+"""Contacts in the panel: search, pagination, create, edit, delete with erasure, CSV import."""
+from __future__ import annotations
+
+import io
+import re
+
+from sqlalchemy import func, select
+
+from gateway.alerts import AlertRequest, Target
+from gateway.models import Contact, Delivery, PhoneNumberRow
+from gateway.models_panel import ErasedContacts
+from tests.conftest import DATA
+from tests.test_web_support import app, client_for, panel, post  # noqa: F401
+
+
+def test_search_by_name_number_and_zone(app):
+    viewer = client_for(app, "viewer")
+    html = viewer.get("/contacts/?q=rossi").get_data(as_text=True)
+    assert "Mario Rossi" in html and "Anna Rossi" in html and "Ion Popescu" not in html
+    html = viewer.get("/contacts/?q=765 4321").get_data(as_text=True)
+    assert "Ion Popescu" in html and "Mario Rossi" not in html
+    html = viewer.get("/contacts/?zone=Fregene").get_data(as_text=True)
+    assert "Giulia Verdi" in html and "Mario Rossi" not in html
+    html = viewer.get("/contacts/?q=%25").get_data(as_text=True)  # LIKE wildcards are literal
+    assert "0 contatti trovati" in html
+
+
+def test_pagination(app, panel):
+    with panel.sessions.begin() as s:
+        for i in range(120):
+            s.add(Contact(name=f"Zeta {i:03d}"))
+    viewer = client_for(app, "viewer")
+    first = viewer.get("/contacts/?q=zeta").get_data(as_text=True)
+    assert "124" not in first and "120 contatti trovati" in first and "pagina 1 di 3" in first
+    third = viewer.get("/contacts/?q=zeta&page=3").get_data(as_text=True)
+    assert "Zeta 119" in third and "Zeta 000" not in third
+
+
+def test_create_edit_and_validation(app, panel):
+    operator = client_for(app, "operator")
+    form = {"name": "Nuova Persona", "numbers": "333 999 0000\n06 1234 5678", "zone": "Maccarese",
+            "groups": "volontari, scuole", "language": "ro", "vulnerable": "1", "needs": "voice_only",
+            "address": "Via Roma 1", "consent_date": "2026-01-15", "consent_source": "modulo web"}
+    response = post(operator, "/contacts/new", form)
+    assert response.status_code == 302
+    with panel.sessions() as s:
+        contact = s.scalar(select(Contact).where(Contact.name == "Nuova Persona"))
+        assert {n.e164: n.kind for n in contact.numbers} == {"+393339990000": "mobile", "+390612345678": "landline"}
+        assert contact.zone.name == "Maccarese" and {g.name for g in contact.groups} == {"volontari", "scuole"}
+        assert contact.vulnerable and contact.needs == "voice_only" and contact.language == "ro"
+        contact_id = contact.id
+    response = post(operator, f"/contacts/{contact_id}", {**form, "name": "Persona Rinominata", "numbers": "3339990000"})
+    assert response.status_code == 302
+    with panel.sessions() as s:
+        contact = s.get(Contact, contact_id)
+        assert contact.name == "Persona Rinominata" and [n.e164 for n in contact.numbers] == ["+393339990000"]
+    for bad, expected in (({**form, "numbers": "12"}, "12"), ({**form, "name": " "}, "obbligatorio"),
+                          ({**form, "numbers": ""}, "almeno un numero"), ({**form, "consent_date": "ieri"}, "data")):
+        response = post(operator, "/contacts/new", bad)
+        assert response.status_code == 400 and expected in response.get_data(as_text=True), bad
+    viewer = client_for(app, "viewer")
+    assert post(viewer, f"/contacts/{contact_id}", form).status_code == 403
+
+
+def test_hostile_names_are_escaped(app, panel):
+    operator = client_for(app, "operator")
+    post(operator, "/contacts/new", {"name": "<script>alert(1)</script>", "numbers": "3330000099",
+                                     "zone": "<img src=x onerror=alert(2)>"})
+    for path in ("/contacts/", "/contacts/?q=script", "/alerts/new"):
+        html = operator.get(path).get_data(as_text=True)
+        assert "<script>alert(1)" not in html and "<img src=x" not in html, path
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in operator.get("/contacts/?q=script").get_data(as_text=True)
+
+
+def test_delete_erases_personal_data_and_keeps_counts(app, panel):
+    services = panel.services
+    alert_id, _ = services.alerts.create(AlertRequest(text="Prova", target=Target(zones=("Fregene",))))
+    with panel.sessions() as s:
+        ion = s.scalar(select(Contact).where(Contact.name == "Ion Popescu"))
+        ion_id, ion_number = ion.id, ion.numbers[0].id
+        mario = s.scalar(select(Contact).where(Contact.name == "Mario Rossi"))
+        mario_id = mario.id
+    operator = client_for(app, "operator")
+    assert post(operator, f"/contacts/{ion_id}/delete").status_code == 302
+    assert post(operator, f"/contacts/{mario_id}/delete").status_code == 302
+    with panel.sessions() as s:
+        assert s.get(Contact, ion_id) is None
+        assert s.scalar(select(func.count()).select_from(PhoneNumberRow).where(
+            PhoneNumberRow.e164 == "+393207654321")) == 0
+        # The alert keeps its counts, not the number.
+        delivery = s.scalar(select(Delivery).where(Delivery.number_id == ion_number))
+        assert delivery.e164 == "erased" and delivery.alert_id == alert_id
+        assert s.scalar(select(func.count()).select_from(Delivery).where(Delivery.alert_id == alert_id)) == 2
+        # Mario's household landline is still Anna's.
+        anna = s.scalar(select(Contact).where(Contact.name == "Anna Rossi"))
+        assert "+390665211234" in {n.e164 for n in anna.numbers}
+        erased = list(s.scalars(select(ErasedContacts)))
+        assert {(e.zone, e.numbers) for e in erased} == {("Fregene", 1), ("Isola Sacra", 2)}
+    html = operator.get("/contacts/").get_data(as_text=True)
+    assert "Ion Popescu" not in html and "2 persone cancellate" in html
+
+
+def _upload(client, data: bytes, name: str = "anagrafe.csv"):
+    return post(client, "/contacts/import", {"file": (io.BytesIO(data), name)}, content_type="multipart/form-data")
+
+
+def test_import_with_preview_then_confirm(app, panel):
+    operator = client_for(app, "operator")
+    data = (DATA / "contacts_excel_it_cp1252.csv").read_bytes()
+    preview = _upload(operator, data)
+    html = preview.get_data(as_text=True)
+    assert preview.status_code == 200 and "Anteprima di anagrafe.csv" in html
+    with panel.sessions() as s:
+        before = s.scalar(select(func.count()).select_from(Contact))
+    token = re.search(r'name="token" value="([0-9a-f]{32})"', html).group(1)
+    with panel.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Contact)) == before  # the preview imported nothing
+    done = post(operator, "/contacts/import/confirm", {"token": token, "filename": "anagrafe.csv"})
+    assert done.status_code == 200 and "contatti creati" in done.get_data(as_text=True)
+    with panel.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Contact)) > before
+    # The token is used once.
+    again = post(operator, "/contacts/import/confirm", {"token": token})
+    assert again.status_code == 302
+    assert post(operator, "/contacts/import/confirm", {"token": "../../etc/passwd"}).status_code == 400
+
+
+def test_import_reports_the_same_row_errors_as_the_cli(app):
+    from gateway.contacts_csv import parse_contacts_csv
+    operator = client_for(app, "operator")
+    data = "nome;cellulare;zona\nBuono;333 111 2222;Fregene\nCattivo;12;Fregene\nSenza numero;;Fregene\n".encode()
+    html = _upload(operator, data).get_data(as_text=True)
+    for error in parse_contacts_csv(data).errors:
+        assert f"<td>{error.line}</td>" in html
+        assert error.reason.replace("'", "&#39;").replace('"', "&#34;") in html
+    assert "1 righe si possono importare, 2 righe sono scartate" in html
+
+
+def test_bad_csv_files(app, panel):
+    operator = client_for(app, "operator")
+    response = _upload(operator, b"")
+    assert response.status_code == 400 and "vuoto" in response.get_data(as_text=True)
+    response = _upload(operator, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    assert response.status_code == 400 and "non si può importare" in response.get_data(as_text=True)
+    response = _upload(operator, "colore;sapore\nrosso;dolce\n".encode())
+    assert response.status_code == 400
+    with panel.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Contact)) == 4

@@ -1,0 +1,102 @@
+"""Serving: HTTPS with a generated certificate (cheroot), HTTP with waitress, `allerta web` end to end."""
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from cryptography import x509
+
+from gateway.composition import build_services
+from gateway.config import load_config
+from tests.conftest import write_config
+from web.app import create_app
+from web.serve import HttpsServer, ensure_certificate
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _https_get(port: int, cafile: Path, path: str = "/login") -> tuple[int, dict, bytes]:
+    context = ssl.create_default_context(cafile=str(cafile))  # verifies the chain and the name 127.0.0.1
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+def test_tls_serving_with_a_generated_certificate(tmp_path):
+    services = build_services(load_config(write_config(tmp_path)))
+    cert, key = ensure_certificate(services.config)
+    assert cert.parent == tmp_path / "data" / "tls" and oct(key.stat().st_mode & 0o777) == "0o600"
+    names = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    assert ensure_certificate(services.config) == (cert, key)  # generated once, then reused
+    server = HttpsServer(create_app(services), "127.0.0.1", 0, cert, key)
+    server.start()
+    try:
+        status, headers, body = _https_get(server.port, cert)
+        assert status == 200 and b"Allerta" in body
+        assert "Secure" in headers["Set-Cookie"] and "Strict-Transport-Security" in headers
+        # A client that does not trust our certificate is refused the handshake.
+        try:
+            _https_get(server.port, Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"))
+        except ssl.SSLError:
+            pass
+        else:
+            raise AssertionError("an untrusted certificate was accepted")
+    finally:
+        server.stop()
+
+
+def test_http_with_waitress(tmp_path):
+    from waitress.server import create_server
+    app = create_app(build_services(load_config(write_config(tmp_path))))
+    server = create_server(app, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        assert response.status == 302 and response.getheader("Location").startswith("/login")
+    finally:
+        server.close()
+
+
+def test_allerta_web_serves_http_and_https(tmp_path):
+    http_port, https_port = _free_port(), _free_port()
+    config = write_config(tmp_path)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config), "web",
+                                "--port", str(http_port), "--https-port", str(https_port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        cert = tmp_path / "data" / "tls" / "panel.crt"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", http_port, timeout=2)
+                connection.request("GET", "/login")
+                assert connection.getresponse().status == 200
+                break
+            except OSError:
+                assert process.poll() is None, process.stdout.read()
+                assert time.monotonic() < deadline, "allerta web did not start"
+                time.sleep(0.2)
+        status, _, _ = _https_get(https_port, cert)
+        assert status == 200
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0]
+    assert f"https://127.0.0.1:{https_port}/" in output and f"http://127.0.0.1:{http_port}/" in output

@@ -1,0 +1,64 @@
+"""Fixtures and helpers of the panel's tests (imported by tests/test_web_*.py; holds no test)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gateway.composition import build_services
+from gateway.config import load_config
+from gateway.contacts_import import import_contacts
+from tests.conftest import CONTACTS_CSV, write_config
+from web.app import create_app
+from web.users import add_user
+
+PASSWORD = "correct horse battery"
+ROLE_USERS = {"viewer": "vera", "operator": "otto", "approver": "anna", "admin": "ada"}
+
+
+def make_app(tmp_path: Path, extra: str = "", **general):
+    services = build_services(load_config(write_config(tmp_path, extra, **general)))
+    app = create_app(services, {"TESTING": True})
+    panel = app.extensions["allerta"]
+    for role, name in ROLE_USERS.items():
+        add_user(services.sessions, panel.audit, name, PASSWORD, role, actor="test")
+    report = import_contacts(services.sessions, CONTACTS_CSV.encode("utf-8"))
+    assert report.imported
+    return app
+
+
+@pytest.fixture
+def app(tmp_path: Path):
+    return make_app(tmp_path)
+
+
+@pytest.fixture
+def panel(app):
+    return app.extensions["allerta"]
+
+
+def csrf_token(client, path: str = "/login") -> str:
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, html[:500]
+    return match.group(1)
+
+
+def login(client, username: str, password: str = PASSWORD):
+    token = csrf_token(client)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+
+
+def client_for(app, role: str):
+    client = app.test_client()
+    response = login(client, ROLE_USERS[role])
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return client
+
+
+def post(client, path: str, data: dict | None = None, **kwargs):
+    """A form POST with the CSRF token the panel gave this client."""
+    data = dict(data or {})
+    data.setdefault("csrf_token", csrf_token(client, "/account"))
+    return client.post(path, data=data, **kwargs)

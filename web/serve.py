@@ -1,0 +1,124 @@
+"""Serving the panel: waitress for HTTP, cheroot for HTTPS, in one process.
+
+Waitress (production WSGI server, no TLS by design) serves plain HTTP on
+``[web] listen:port``. Browsers allow the microphone only on secure origins,
+so the same app is also served over HTTPS by cheroot (CherryPy's production
+WSGI server, with TLS through Python's ssl module) on ``https_port``, with the
+admin's certificate or one generated here into ``<data_dir>/tls``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from gateway.config import Config
+
+log = logging.getLogger("allerta.web")
+
+
+def ensure_certificate(config: Config) -> tuple[Path, Path]:
+    """The configured certificate and key, or a self-signed pair generated once into <data_dir>/tls."""
+    web = config.web
+    if web["tls_cert"]:
+        cert, key = Path(web["tls_cert"]), Path(web["tls_key"])
+        for path, what in ((cert, "tls_cert"), (key, "tls_key")):
+            if not path.is_file():
+                raise FileNotFoundError(f"[web] {what}: {path} does not exist")
+        return cert, key
+    directory = Path(config.general["data_dir"]) / "tls"
+    cert, key = directory / "panel.crt", directory / "panel.key"
+    if not (cert.exists() and key.exists()):
+        generate_self_signed(cert, key, extra_names=[web["listen"]])
+    return cert, key
+
+
+def generate_self_signed(cert_path: Path, key_path: Path, *, extra_names: list[str] = ()) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    hostname = socket.gethostname()
+    names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName(hostname)]
+    addresses = {"127.0.0.1", "::1"}
+    for name in extra_names:
+        try:
+            if not ipaddress.ip_address(name).is_unspecified:
+                addresses.add(name)
+        except ValueError:
+            if name:
+                names.append(x509.DNSName(name))
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in sorted(addresses)]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Allerta {hostname}")])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650))
+                   .add_extension(x509.SubjectAlternativeName(names), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+class HttpsServer:
+    """cheroot serving the app over TLS in a background thread."""
+
+    def __init__(self, app, host: str, port: int, cert: Path, key: str | Path, threads: int = 8) -> None:  # noqa: ANN001
+        self.server = wsgi.Server((host, port), app, numthreads=threads, server_name="allerta")
+        self.server.ssl_adapter = BuiltinSSLAdapter(str(cert), str(key))
+        self.thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.bind_addr[1]
+
+    def start(self) -> None:
+        self.server.prepare()  # binds now: a port in use fails here, not in the thread
+        self.thread = threading.Thread(target=self.server.serve, name="https", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self.thread:
+            self.thread.join(timeout=5)
+
+
+def serve(app, config: Config, *, host: str | None = None, port: int | None = None,  # noqa: ANN001
+          https_port: int | None = None) -> None:
+    """Serve until interrupted: HTTPS in a thread (when on), HTTP with waitress in the foreground."""
+    import waitress
+
+    web = config.web
+    host = host or web["listen"]
+    port = web["port"] if port is None else port
+    https_port = web["https_port"] if https_port is None else https_port
+    https = None
+    if https_port:
+        cert, key = ensure_certificate(config)
+        https = HttpsServer(app, host, https_port, cert, key)
+        https.start()
+        print(f"panel: https://{_shown(host)}:{https.port}/ (certificate {cert})", flush=True)
+    print(f"panel: http://{_shown(host)}:{port}/", flush=True)
+    try:
+        waitress.serve(app, host=host, port=port, threads=8, ident="allerta")
+    finally:
+        if https:
+            https.stop()
+
+
+def _shown(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host

@@ -1,0 +1,150 @@
+// Allerta panel: live progress, SMS counter, recipients preview. No inline script anywhere (CSP).
+"use strict";
+(function () {
+  const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const POLL_MS = 3000;
+
+  function setField(root, name, value) {
+    const el = root.querySelector('[data-field="' + name + '"]');
+    if (el && value !== undefined && value !== null) el.textContent = String(value);
+  }
+
+  function poll(url, apply) {
+    let stopped = false;
+    async function tick() {
+      if (stopped) return;
+      try {
+        const response = await fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}});
+        if (response.status === 401) { stopped = true; return; }
+        if (response.ok) apply(await response.json());
+      } catch (e) { /* the box may be restarting: try again at the next tick */ }
+      setTimeout(tick, POLL_MS);
+    }
+    setTimeout(tick, POLL_MS);
+  }
+
+  // Dashboard: lines, capacity and active alerts.
+  const dashboard = document.querySelector("[data-poll]");
+  if (dashboard) {
+    poll(dashboard.dataset.poll, function (data) {
+      setField(dashboard, "capacity_sms", data.capacity_text.sms);
+      setField(dashboard, "capacity_voice", data.capacity_text.voice);
+      for (const alert of data.alerts) {
+        const row = dashboard.querySelector('tr[data-alert="' + alert.id + '"]');
+        if (!row) continue;
+        setField(row, "state", alert.state);
+        for (const key of ["percent", "queued", "in_progress", "sent", "reached", "failed"]) setField(row, key, alert.progress[key]);
+        const bar = row.querySelector("progress");
+        if (bar) bar.value = alert.progress.percent;
+      }
+      for (const line of data.lines) {
+        const row = dashboard.querySelector('tr[data-line="' + CSS.escape(line.label) + '"]');
+        if (!row) continue;
+        row.className = "state-" + line.state;
+        setField(row, "state", line.state);
+        setField(row, "signal", line.signal === null ? "-" : line.signal);
+        setField(row, "operator", line.operator || "-");
+        setField(row, "registration", line.registration || "-");
+        setField(row, "sim", line.sim || "-");
+        setField(row, "today", line.sent_today + " / " + (line.daily_cap || "-"));
+        setField(row, "in_use", line.in_use + " / " + (line.limit || "-"));
+        setField(row, "last_error", line.last_error || "");
+      }
+    });
+  }
+
+  // Alert page: overall and per-channel progress.
+  const alertPage = document.querySelector("[data-poll-alert]");
+  if (alertPage) {
+    poll(alertPage.dataset.pollAlert, function (data) {
+      setField(alertPage, "state", data.state);
+      setField(alertPage, "percent", data.progress.percent);
+      const bar = document.getElementById("alert-progress");
+      if (bar) bar.value = data.progress.percent;
+      for (const [channel, counts] of Object.entries(data.progress.channels)) {
+        const row = alertPage.querySelector('tr[data-channel="' + channel + '"]');
+        if (!row) continue;
+        for (const [key, value] of Object.entries(counts)) setField(row, key, value);
+      }
+    });
+  }
+
+  // Confirmation before destructive forms; print buttons.
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
+  for (const button of document.querySelectorAll("[data-print]")) {
+    button.addEventListener("click", function () { window.print(); });
+  }
+
+  // Compose: live encoding and segments, the typography fix, templates, recipients and ETA.
+  const compose = document.getElementById("compose");
+  if (!compose) return;
+  const text = document.getElementById("text");
+  const counter = document.getElementById("counter");
+  const fix = document.getElementById("fix-typography");
+  const drill = document.getElementById("drill");
+  const t = counter.dataset;
+  let fixedText = null;
+  let timer = null;
+
+  async function updateCounter() {
+    const response = await fetch(compose.dataset.planUrl, {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
+      body: JSON.stringify({text: text.value, drill: drill.checked}),
+    });
+    if (!response.ok) return;
+    const plan = await response.json();
+    counter.classList.remove("warning", "error");
+    if (plan.error) { counter.textContent = plan.error; counter.classList.add("error"); }
+    else if (!plan.encoding) { counter.textContent = ""; }
+    else {
+      let line = (plan.encoding === "GSM-7" ? t.tGsm : t.tUcs) + " · " + plan.segments + " " + t.tSegments +
+        " · " + plan.units + " " + t.tChars;
+      if (plan.culprits.length) { line += " · " + t.tCulprits + " " + plan.culprits.join(" "); counter.classList.add("warning"); }
+      if (plan.too_long) { line += " · " + t.tToolong; counter.classList.add("error"); }
+      counter.textContent = line;
+    }
+    fixedText = plan.fixed;
+    fix.hidden = !fixedText;
+  }
+  function schedule() { clearTimeout(timer); timer = setTimeout(updateCounter, 200); }
+  text.addEventListener("input", schedule);
+  drill.addEventListener("change", schedule);
+  fix.addEventListener("click", function () { if (fixedText !== null) { text.value = fixedText; updateCounter(); } });
+  if (text.value) updateCounter();
+
+  const template = document.getElementById("template");
+  template.addEventListener("change", function () {
+    const option = template.selectedOptions[0];
+    if (option && option.dataset.text) { text.value = option.dataset.text; updateCounter(); }
+  });
+
+  const preview = document.getElementById("preview");
+  const result = document.getElementById("preview-result");
+  document.getElementById("preview-button").addEventListener("click", async function () {
+    const data = new FormData(compose);
+    data.delete("audio");  // the recording is not needed to count recipients
+    const response = await fetch(compose.dataset.previewUrl, {
+      method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": csrf()}, body: data,
+    });
+    const body = await response.json();
+    result.textContent = "";
+    const list = document.createElement("ul");
+    if (body.error) {
+      const item = document.createElement("li"); item.textContent = body.error; item.className = "error"; list.appendChild(item);
+    } else {
+      for (const [channel, count] of Object.entries(body.recipients)) {
+        const eta = body.eta_seconds[channel];
+        const item = document.createElement("li");
+        item.textContent = channel + ": " + count + " " + preview.dataset.tRecipients.toLowerCase() + " · " +
+          preview.dataset.tEta + ": " + (eta === null ? preview.dataset.tNoline : Math.ceil(eta / 60) + " " + preview.dataset.tMinutes);
+        list.appendChild(item);
+      }
+    }
+    result.appendChild(list);
+  });
+})();
