@@ -151,8 +151,8 @@ class AlertService:
                 .where(and_(*conditions)).group_by(n.id, n.e164))
 
     # --- creating -----------------------------------------------------------------
-    def create(self, request: AlertRequest) -> tuple[int, AlertPreview]:
-        """Create the alert and every delivery in one transaction; return its id."""
+    def _validated(self, request: AlertRequest) -> tuple[str, SmsPlan]:
+        """Every check that does not need the database; the planned SMS text."""
         sms_text, plan = self.plan(request)
         unknown = set(request.channels) - {"sms", "voice"}
         if unknown or not request.channels:
@@ -161,17 +161,26 @@ class AlertService:
             raise AlertError("a voice alert needs its audio message (a recording or speech from the text)")
         if request.voice_cap < 1 or request.max_attempts < 1:
             raise AlertError("attempts and the per-number cap must be at least 1")
+        return sms_text, plan
+
+    @staticmethod
+    def _new_alert(request: AlertRequest, sms_text: str, plan: SmsPlan, **extra) -> Alert:
+        return Alert(text=request.text, sms_text=sms_text, encoding=plan.encoding, segments=plan.segments,
+                     channels=",".join(request.channels), target=json.dumps(request.target.describe()),
+                     drill=request.drill, priority=request.priority, created_by=request.created_by,
+                     deadline=request.deadline, max_attempts=request.max_attempts,
+                     audio_path=request.audio_path, audio_seconds=request.audio_seconds,
+                     audio_source=request.audio_source, voice_interval=request.voice_interval,
+                     voice_growth=request.voice_growth, voice_cap=request.voice_cap,
+                     stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback, **extra)
+
+    def create(self, request: AlertRequest) -> tuple[int, AlertPreview]:
+        """Create the alert and every delivery in one transaction; return its id."""
+        sms_text, plan = self._validated(request)
         with self.sessions.begin() as session:
             self._check_target(session, request.target)
             self._ensure_numbers(session, request.target)
-            alert = Alert(text=request.text, sms_text=sms_text, encoding=plan.encoding, segments=plan.segments,
-                          channels=",".join(request.channels), target=json.dumps(request.target.describe()),
-                          drill=request.drill, priority=request.priority, created_by=request.created_by,
-                          deadline=request.deadline, max_attempts=request.max_attempts,
-                          audio_path=request.audio_path, audio_seconds=request.audio_seconds,
-                          audio_source=request.audio_source, voice_interval=request.voice_interval,
-                          voice_growth=request.voice_growth, voice_cap=request.voice_cap,
-                          stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback)
+            alert = self._new_alert(request, sms_text, plan)
             session.add(alert)
             session.flush()
             counts = {}
@@ -217,14 +226,7 @@ class AlertService:
         """
         if state not in ("draft", "awaiting_approval"):
             raise ValueError(f"not a pending state: {state}")
-        sms_text, plan = self.plan(request)
-        unknown = set(request.channels) - {"sms", "voice"}
-        if unknown or not request.channels:
-            raise AlertError(f"unknown channel(s): {', '.join(sorted(unknown)) or 'none given'}")
-        if "voice" in request.channels and not request.audio_path:
-            raise AlertError("a voice alert needs its audio message (a recording or speech from the text)")
-        if request.voice_cap < 1 or request.max_attempts < 1:
-            raise AlertError("attempts and the per-number cap must be at least 1")
+        sms_text, plan = self._validated(request)
         with self.sessions.begin() as session:
             self._check_target(session, request.target)
             self._ensure_numbers(session, request.target)
@@ -234,15 +236,7 @@ class AlertService:
                 counts[channel] = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             if sum(counts.values()) == 0:
                 raise AlertError("the chosen target has no reachable recipient for " + " or ".join(request.channels))
-            alert = Alert(text=request.text, sms_text=sms_text, encoding=plan.encoding, segments=plan.segments,
-                          channels=",".join(request.channels), target=json.dumps(request.target.describe()),
-                          drill=request.drill, priority=request.priority, created_by=request.created_by,
-                          deadline=request.deadline, max_attempts=request.max_attempts,
-                          audio_path=request.audio_path, audio_seconds=request.audio_seconds,
-                          audio_source=request.audio_source, voice_interval=request.voice_interval,
-                          voice_growth=request.voice_growth, voice_cap=request.voice_cap,
-                          stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback,
-                          state=state, recipients=0)
+            alert = self._new_alert(request, sms_text, plan, state=state)
             session.add(alert)
             session.flush()
         return alert.id, AlertPreview(sms_text, plan, counts)
