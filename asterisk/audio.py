@@ -105,6 +105,8 @@ def _to_pcm(src: Path, out_wav: Path, what: str, timeout: float) -> AudioInfo:
     tmp = Path(tmp_name)
     try:
         _run([_tool("sox"), str(src), *SOX_PCM_ARGS, str(tmp), "norm", "-3"], what, timeout)
+        # mkstemp makes the file 0600; Asterisk (in group allerta) must be able to play it.
+        os.chmod(tmp, 0o640)
         os.replace(tmp, out_wav)
     finally:
         tmp.unlink(missing_ok=True)

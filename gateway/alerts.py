@@ -5,7 +5,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select, update
+from sqlalchemy import DateTime, Integer, and_, case, cast, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import utcnow
@@ -16,7 +16,20 @@ from gateway.sms_text import SmsPlan, SmsTextError, plan_sms
 
 
 class AlertError(Exception):
-    """An alert that cannot be created as asked; nothing was stored."""
+    """An alert that cannot be created as asked; nothing was stored.
+
+    ``msgid`` is the message with ``%(name)s`` placeholders and ``params`` their
+    values: a user interface translates ``msgid`` (it is a gettext key) and fills
+    in ``params``, while ``str()`` stays the English text the CLI prints.
+    """
+
+    def __init__(self, msgid: str, **params: object) -> None:
+        self.msgid = msgid
+        self.params = params
+        super().__init__(msgid % params if params else msgid)
+
+
+FOLLOW_UPS = ("correction", "all_clear")
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,17 @@ class AlertRequest:
     voice_cap: int = 8
     stop_on_confirm: bool = True
     sms_fallback: bool = False
+    # Versions of the text in other languages, {"ro": "..."}: a recipient whose language
+    # has one gets it; everyone else gets ``text``. ``translation_audio`` holds the voice
+    # message of a version, {"ro": (path without extension, seconds)}.
+    translations: dict[str, str] = field(default_factory=dict)
+    translation_audio: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # Send at this time (naive UTC); None: at once.
+    send_at: dt.datetime | None = None
+    # A correction or all-clear of alert ``follows``: it goes to exactly the numbers, per
+    # channel, the original went to (not cancelled before going out); ``target`` is ignored.
+    follows: int | None = None
+    follow_up: str | None = None
 
 
 @dataclass
@@ -82,45 +106,91 @@ class AlertService:
     def plan(self, request: AlertRequest) -> tuple[str, SmsPlan]:
         if not request.text.strip():
             raise AlertError("the alert text is empty")
-        sms_text = compose_sms_text(request.text, request.drill, self.drill_prefix)
+        return self._plan_text(request.text, request.drill)
+
+    def _plan_text(self, text: str, drill: bool) -> tuple[str, SmsPlan]:
+        sms_text = compose_sms_text(text, drill, self.drill_prefix)
         try:
             plan = plan_sms(sms_text)
         except SmsTextError as exc:
             raise AlertError(str(exc)) from None
         if plan.segments > self.max_segments:
-            raise AlertError(f"the message needs {plan.segments} SMS segments ({plan.encoding}, {plan.units} "
-                             f"{'septets' if plan.encoding == 'GSM-7' else 'characters'}); the configured maximum "
-                             f"is {self.max_segments} ([general] max_sms_segments). Shorten the text.")
+            msgid = ("the message needs %(segments)s SMS segments (GSM-7, %(units)s septets); the configured "
+                     "maximum is %(maximum)s ([general] max_sms_segments). Shorten the text."
+                     if plan.encoding == "GSM-7" else
+                     "the message needs %(segments)s SMS segments (UCS-2, %(units)s characters); the configured "
+                     "maximum is %(maximum)s ([general] max_sms_segments). Shorten the text.")
+            raise AlertError(msgid, segments=plan.segments, units=plan.units, maximum=self.max_segments)
         # What goes out is the planned text (typographic characters replaced).
         return plan.text, plan
 
+    def plan_translations(self, request: AlertRequest) -> dict[str, tuple[str, SmsPlan]]:
+        """{language: (sms_text, plan)} of every version in another language; AlertError if one is unusable."""
+        planned = {}
+        for language, text in sorted(request.translations.items()):
+            if not (2 <= len(language) <= 3 and language.isascii() and language.isalpha() and language.islower()):
+                raise AlertError("%(language)s is not a language code (two letters, such as en, fr, ro)",
+                                 language=language)
+            if language == "it":
+                raise AlertError("the Italian text is the main text, not another version")
+            if not text.strip():
+                raise AlertError("the %(language)s version is empty", language=language)
+            try:
+                planned[language] = self._plan_text(text, request.drill)
+            except AlertError as exc:
+                raise AlertError("the %(language)s version: %(reason)s", language=language, reason=str(exc)) from None
+        return planned
+
+    def _check_follow_up(self, session: Session, request: AlertRequest) -> None:
+        original = session.get(Alert, request.follows)
+        if original is None:
+            raise AlertError("no alert with id %(id)s", id=request.follows)
+        sent = session.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.alert_id == original.id, Delivery.state != "cancelled"))
+        if not sent:
+            raise AlertError("alert %(id)s has not gone out to anyone: there is nobody to correct or reassure",
+                             id=original.id)
+        others = set(request.channels) - set(original.channels.split(","))
+        if others:
+            raise AlertError("alert %(id)s did not go out by %(channels)s: a follow-up uses its channels",
+                             id=original.id, channels=", ".join(sorted(others)))
+
     def preview(self, request: AlertRequest) -> AlertPreview:
         sms_text, plan = self.plan(request)
+        self.plan_translations(request)
         with self.sessions() as session:
-            self._check_target(session, request.target)
+            if request.follows is not None:
+                self._check_follow_up(session, request)
+            else:
+                self._check_target(session, request.target)
             counts = {}
             for channel in request.channels:
-                query = self._recipients_query(session, request.target, channel, alert_id=None)
+                query = self._recipients_query(session, request.target, channel, alert_id=None,
+                                               follows=request.follows)
                 counts[channel] = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
         return AlertPreview(sms_text, plan, counts)
 
     def _check_target(self, session: Session, target: Target) -> None:
         if not (target.everyone or target.zones or target.groups or target.numbers):
             raise AlertError("no recipients chosen: give --zone, --group, --all or --to")
-        for kind, model, names in (("zone", Zone, target.zones), ("group", Group, target.groups)):
+        for msgid, model, names in (("unknown zone: %(names)s (known: %(known)s)", Zone, target.zones),
+                                    ("unknown group: %(names)s (known: %(known)s)", Group, target.groups)):
             known = list(session.scalars(select(model.name).order_by(model.name)))
             folded = {name.casefold() for name in known}
             missing = [name for name in names if name.casefold() not in folded]
             if missing:
-                raise AlertError(f"unknown {kind}: {', '.join(missing)} (known: {', '.join(known) or 'none'})")
+                raise AlertError(msgid, names=", ".join(missing), known=", ".join(known) or "none")
         for raw in target.numbers:
             try:
                 normalise_number(raw, self.region)
             except InvalidNumber as exc:
-                raise AlertError(f"--to {raw}: {exc}") from None
+                raise AlertError("--to %(number)s: %(reason)s", number=raw, reason=str(exc)) from None
 
-    def _recipients_query(self, session: Session, target: Target, channel: str, alert_id: int | None):
+    def _recipients_query(self, session: Session, target: Target, channel: str, alert_id: int | None,
+                          follows: int | None = None):
         """SELECT of one row per recipient number, shaped for INSERT INTO deliveries."""
+        if follows is not None:
+            return self._follow_up_query(follows, channel, alert_id)
         c, n = Contact.__table__.c, PhoneNumberRow.__table__.c
         cn, cg = contact_numbers.c, contact_groups.c
         conditions = []
@@ -154,14 +224,33 @@ class AlertService:
     def _validated(self, request: AlertRequest) -> tuple[str, SmsPlan]:
         """Every check that does not need the database; the planned SMS text."""
         sms_text, plan = self.plan(request)
+        self.plan_translations(request)
         unknown = set(request.channels) - {"sms", "voice"}
         if unknown or not request.channels:
-            raise AlertError(f"unknown channel(s): {', '.join(sorted(unknown)) or 'none given'}")
+            raise AlertError("unknown channel(s): %(channels)s", channels=", ".join(sorted(unknown)) or "none given")
         if "voice" in request.channels and not request.audio_path:
             raise AlertError("a voice alert needs its audio message (a recording or speech from the text)")
         if request.voice_cap < 1 or request.max_attempts < 1:
             raise AlertError("attempts and the per-number cap must be at least 1")
+        if request.follow_up is not None and (request.follow_up not in FOLLOW_UPS or request.follows is None):
+            raise AlertError("a follow-up is a correction or an all clear of an alert that went out")
         return sms_text, plan
+
+    def _check_recipients(self, session: Session, request: AlertRequest) -> None:
+        if request.follows is not None:
+            self._check_follow_up(session, request)
+        else:
+            self._check_target(session, request.target)
+            self._ensure_numbers(session, request.target)
+
+    def _add_translations(self, session: Session, alert: Alert, request: AlertRequest) -> None:
+        """The versions in other languages, stored with the alert (gateway.models_panel.AlertText)."""
+        from gateway.models_panel import AlertText
+        for language, (sms_text, plan) in self.plan_translations(request).items():
+            audio_path, audio_seconds = request.translation_audio.get(language, (None, None))
+            session.add(AlertText(alert_id=alert.id, language=language, text=request.translations[language],
+                                  sms_text=sms_text, encoding=plan.encoding, segments=plan.segments,
+                                  audio_path=audio_path, audio_seconds=audio_seconds))
 
     @staticmethod
     def _new_alert(request: AlertRequest, sms_text: str, plan: SmsPlan, **extra) -> Alert:
@@ -172,24 +261,25 @@ class AlertService:
                      audio_path=request.audio_path, audio_seconds=request.audio_seconds,
                      audio_source=request.audio_source, voice_interval=request.voice_interval,
                      voice_growth=request.voice_growth, voice_cap=request.voice_cap,
-                     stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback, **extra)
+                     stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback,
+                     send_at=request.send_at, follows_alert_id=request.follows, follow_up=request.follow_up, **extra)
 
     def create(self, request: AlertRequest) -> tuple[int, AlertPreview]:
         """Create the alert and every delivery in one transaction; return its id."""
         sms_text, plan = self._validated(request)
         with self.sessions.begin() as session:
-            self._check_target(session, request.target)
-            self._ensure_numbers(session, request.target)
+            self._check_recipients(session, request)
             alert = self._new_alert(request, sms_text, plan)
             session.add(alert)
             session.flush()
+            self._add_translations(session, alert, request)
             counts = {}
             for channel in request.channels:
                 counts[channel] = self._fan_out(session, alert, request, channel)
             alert.recipients = sum(counts.values())
             if alert.recipients == 0:
-                raise AlertError("the chosen target has no reachable recipient for "
-                                 + " or ".join(request.channels))
+                raise AlertError("the chosen target has no reachable recipient for %(channels)s",
+                                 channels=" or ".join(request.channels))
         return alert.id, AlertPreview(sms_text, plan, counts)
 
     def _ensure_numbers(self, session: Session, target: Target) -> None:
@@ -204,17 +294,33 @@ class AlertService:
                 row.contacts.append(Contact(name="", language="it"))
         session.flush()
 
+    def _follow_up_query(self, original_id: int, channel: str, alert_id: int | None):
+        """The numbers alert ``original_id`` went to on ``channel`` (not those cancelled before going
+        out, nor numbers opted out since), with their language: a correction or all-clear reaches
+        exactly the people who may have received the original, whatever the contacts say now."""
+        d, n = Delivery.__table__.c, PhoneNumberRow.__table__.c
+        return (select(literal(alert_id, Integer).label("alert_id"), d.number_id, d.e164,
+                       literal(channel).label("channel"), cast(d.vulnerable, Integer).label("vulnerable"),
+                       d.language)
+                .select_from(Delivery.__table__.join(PhoneNumberRow.__table__, n.id == d.number_id))
+                .where(d.alert_id == original_id, d.channel == channel, d.state != "cancelled",
+                       n.opted_out.is_(False)))
+
     def _fan_out(self, session: Session, alert: Alert, request: AlertRequest, channel: str) -> int:
-        recipients = self._recipients_query(session, request.target, channel, alert.id).subquery()
+        recipients = self._recipients_query(session, request.target, channel, alert.id,
+                                            follows=alert.follows_alert_id).subquery()
         # Lower sort_key goes first: priority alerts, then vulnerable people.
         base = 0 if request.priority else 2
         sort_key = case((recipients.c.vulnerable == 1, base), else_=base + 1)
+        # A scheduled alert: its deliveries wait in the queue until send_at (Store.claim honours
+        # next_attempt_at), so the time survives restarts and cancel stops them like any pending work.
+        not_before = alert.send_at if alert.send_at is not None and alert.send_at > utcnow() else None
         insert = Delivery.__table__.insert().from_select(
             ["alert_id", "number_id", "e164", "channel", "state", "sort_key", "vulnerable", "language",
-             "attempts", "submissions", "possible_duplicate", "parts_total", "parts_delivered"],
+             "attempts", "submissions", "possible_duplicate", "parts_total", "parts_delivered", "next_attempt_at"],
             select(recipients.c.alert_id, recipients.c.number_id, recipients.c.e164, recipients.c.channel,
                    literal("pending"), sort_key, recipients.c.vulnerable == 1, recipients.c.language,
-                   literal(0), literal(0), literal(False), literal(0), literal(0)))
+                   literal(0), literal(0), literal(False), literal(0), literal(0), literal(not_before, DateTime)))
         return session.execute(insert).rowcount
 
     # --- drafts and approval (the panel's two-person rule) ------------------------------
@@ -228,17 +334,19 @@ class AlertService:
             raise ValueError(f"not a pending state: {state}")
         sms_text, plan = self._validated(request)
         with self.sessions.begin() as session:
-            self._check_target(session, request.target)
-            self._ensure_numbers(session, request.target)
+            self._check_recipients(session, request)
             counts = {}
             for channel in request.channels:
-                query = self._recipients_query(session, request.target, channel, alert_id=None)
+                query = self._recipients_query(session, request.target, channel, alert_id=None,
+                                               follows=request.follows)
                 counts[channel] = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             if sum(counts.values()) == 0:
-                raise AlertError("the chosen target has no reachable recipient for " + " or ".join(request.channels))
+                raise AlertError("the chosen target has no reachable recipient for %(channels)s",
+                                 channels=" or ".join(request.channels))
             alert = self._new_alert(request, sms_text, plan, state=state)
             session.add(alert)
             session.flush()
+            self._add_translations(session, alert, request)
         return alert.id, AlertPreview(sms_text, plan, counts)
 
     def release(self, alert_id: int) -> dict[str, int]:
@@ -254,11 +362,14 @@ class AlertService:
                 state="active")).rowcount
             alert = session.get(Alert, alert_id)
             if alert is None:
-                raise AlertError(f"no alert with id {alert_id}")
+                raise AlertError("no alert with id %(id)s", id=alert_id)
             if not taken:
-                raise AlertError(f"alert {alert_id} is {alert.state}, not waiting to be sent")
+                raise AlertError("alert %(id)s is %(state)s, not waiting to be sent", id=alert_id, state=alert.state)
             if alert.deadline is not None:
-                alert.deadline += now - alert.created_at
+                # The deadline counts from when sending was planned to start (creation, or
+                # the chosen time): it moves by however long the approval made it wait.
+                planned = alert.send_at or alert.created_at
+                alert.deadline += max(now - planned, dt.timedelta(0))
             target = json.loads(alert.target)
             request = AlertRequest(text=alert.text, priority=alert.priority,
                                    channels=tuple(alert.channels.split(",")),
@@ -279,8 +390,9 @@ class AlertService:
                 state=state, cancelled_at=utcnow())).rowcount
             if not taken:
                 alert = session.get(Alert, alert_id)
-                raise AlertError(f"no alert with id {alert_id}" if alert is None
-                                 else f"alert {alert_id} is {alert.state}, not waiting to be sent")
+                if alert is None:
+                    raise AlertError("no alert with id %(id)s", id=alert_id)
+                raise AlertError("alert %(id)s is %(state)s, not waiting to be sent", id=alert_id, state=alert.state)
 
     # --- after ----------------------------------------------------------------------
     def cancel(self, alert_id: int) -> int:
@@ -289,7 +401,7 @@ class AlertService:
         with self.sessions.begin() as session:
             alert = session.get(Alert, alert_id)
             if alert is None:
-                raise AlertError(f"no alert with id {alert_id}")
+                raise AlertError("no alert with id %(id)s", id=alert_id)
             cancelled = session.execute(update(Delivery).where(
                 Delivery.alert_id == alert_id, Delivery.state == "pending").values(
                 state="cancelled", updated_at=now, last_error="alert cancelled")).rowcount
@@ -300,7 +412,7 @@ class AlertService:
         with self.sessions() as session:
             alert = session.get(Alert, alert_id)
             if alert is None:
-                raise AlertError(f"no alert with id {alert_id}")
+                raise AlertError("no alert with id %(id)s", id=alert_id)
             counts = session.execute(select(Delivery.channel, Delivery.state, func.count()).where(
                 Delivery.alert_id == alert_id).group_by(Delivery.channel, Delivery.state)).all()
             duplicates = session.scalar(select(func.count()).select_from(Delivery).where(

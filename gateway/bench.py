@@ -309,6 +309,10 @@ def run(args: argparse.Namespace) -> dict:
         # Lives with the voice channel; imported here only when asked for.
         from asterisk import bench_voice
         return bench_voice.run(args)
+    if args.what == "web":
+        # Lives with the panel; imported here only when asked for.
+        from web import bench as bench_web
+        return bench_web.run(args)
     raise ValueError(f"unknown benchmark {args.what!r}")
 
 

@@ -369,12 +369,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write them into this directory instead")
     p.set_defaults(func=cmd_asterisk_config)
 
-    p = sub.add_parser("demo", help="simulated modems, engine and a drill alert on a throwaway database")
+    p = sub.add_parser("demo", help="simulated modems and Asterisk, engine, web panel and a drill alert "
+                                    "on a throwaway database")
     p.add_argument("--contacts", type=int, default=3000)
     p.add_argument("--modems", type=int, default=4)
     p.add_argument("--keep", metavar="DIR", help="keep the demo's files in DIR")
     p.add_argument("--latency", type=float, default=1.0, help="median seconds a simulated modem takes per SMS")
-    p.add_argument("--exit-when-done", action="store_true", help="exit once the drill alert is fully delivered")
+    p.add_argument("--channels", type=int, default=8, help="voice channels of the simulated trunk")
+    p.add_argument("--time-scale", type=float, default=0.1,
+                   help="simulated calls run at this fraction of real time (0.1: ten times faster)")
+    p.add_argument("--port", type=int, help="HTTP port of the panel on 127.0.0.1 (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="do not open the panel in a browser")
+    p.add_argument("--exit-when-done", action="store_true",
+                   help="exit once the drill alert is done on both channels")
     p.set_defaults(func=cmd_demo)
 
     from gateway.ops_cli import add_commands as add_ops_commands
@@ -399,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("fanout", help="time to create an alert for many recipients")
     p.add_argument("--contacts", type=int, default=100_000)
+    p.add_argument("--keep", metavar="DIR", help="keep the benchmark's database in DIR")
+    p.set_defaults(func=cmd_bench)
+    p = bench.add_parser("web", help="server time of the panel's pages over a seeded database")
+    p.add_argument("--contacts", type=int, default=100_000)
+    p.add_argument("--requests", type=int, default=30, help="timed requests per page")
+    p.add_argument("--exports", type=int, default=3, help="timed CSV exports of the big alert")
     p.add_argument("--keep", metavar="DIR", help="keep the benchmark's database in DIR")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import io
+import os
 import random
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +60,16 @@ MOBILE_PREFIXES = ("320", "328", "329", "333", "335", "338", "339", "340", "347"
 SIM_LATENCY_SIGMA = 0.3
 SIM_REPORT_DELAY = 2.0
 SIM_PROFILES = "generic,huawei,sim800"
+
+# The simulated Asterisk: one trunk, callees who mostly answer and press 1, some busy, away or on voicemail.
+DEMO_TRUNK = "pstn"
+PBX_POPULATION = {"seed": 2024, "answer": 0.78, "busy": 0.06, "no_answer": 0.08, "invalid_number": 0.01,
+                  "voicemail": 0.07, "congestion": 0.0, "press_1": 0.85, "ring_seconds": [3, 12],
+                  "listen_seconds": [12, 25]}
+# The drill's voice retry policy: short intervals, so the demo ends in minutes.
+DEMO_VOICE = {"max_attempts": 3, "voice_interval": 10.0, "voice_growth": 1.5, "voice_cap": 4}
+# Demo logins (the panel listens on 127.0.0.1 only; the first admin gets a random password).
+DEMO_LOGINS = {"approver": ("demo", "fiumicino-demo"), "operator": ("operatore", "fiumicino-operatore")}
 
 
 # --- synthetic residents ------------------------------------------------------------
@@ -111,12 +125,28 @@ def residents_csv(count: int, *, seed: int = 2024) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def demo_config(directory: Path, links: list[str]) -> Path:
+def demo_config(directory: Path, links: list[str], *, pbx_port: int | None = None, pbx_secret: str = "",
+                channels: int = 4) -> Path:
+    """The demo's configuration: the simulated modems and, with ``pbx_port``, the simulated Asterisk."""
     modems = "".join(
         f'\n[[modems]]\nlabel = "sim-{i + 1}"\nport = "{link}"\nper_minute = 120\ndaily_cap = 5000\n'
         for i, link in enumerate(links))
+    voice = ""
+    if pbx_port is not None:
+        voice = f"""[asterisk]
+enabled = true
+port = {pbx_port}
+secret = "{pbx_secret}"
+ring_timeout = 30
+[[trunks]]
+name = "{DEMO_TRUNK}"
+dial = "PJSIP/{{number}}@{DEMO_TRUNK}"
+max_channels = {channels}
+calls_per_second = {max(2, channels)}
+caller_id = "+390665210000"
+"""
     path = directory / "allerta.toml"
-    path.write_text(f"""# Written by 'allerta demo': simulated modems on pseudo-terminals.
+    path.write_text(f"""# Written by 'allerta demo': simulated modems on pseudo-terminals, a simulated Asterisk.
 [general]
 comune = "Comune di Fiumicino"
 data_dir = "{directory / 'data'}"
@@ -128,8 +158,58 @@ initial_delay = 2
 max_delay = 30
 send_timeout = 20
 modem_probe_interval = 5
-{modems}""", encoding="utf-8")
+[web]
+https_port = 0
+{voice}{modems}""", encoding="utf-8")
     return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> bool:
+    """True once ``url`` answers (any HTTP status); False on timeout or when ``process`` exits."""
+    import urllib.error
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def create_demo_users(sessions, audit) -> dict[str, tuple[str, str]]:  # noqa: ANN001
+    """The first admin (random password) and the demo logins: role -> (username, password)."""
+    from web.users import add_user, ensure_first_admin
+    users = {}
+    admin = ensure_first_admin(sessions, audit)
+    if admin:
+        users["admin"] = admin
+    for role, (username, password) in DEMO_LOGINS.items():
+        add_user(sessions, audit, username, password, role, actor="demo")
+        users[role] = (username, password)
+    return users
+
+
+def open_browser(url: str) -> bool:
+    """Open the panel in a graphical browser when there is one; never a text browser in this terminal."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")):
+        return False
+    import webbrowser
+    try:
+        return webbrowser.open(url, new=2)
+    except webbrowser.Error:
+        return False
 
 
 # --- running ------------------------------------------------------------------------
@@ -137,36 +217,122 @@ class _Stop(Exception):
     pass
 
 
+VOICE_DONE = ("confirmed", "answered", "voicemail", "failed", "cancelled")
+
+
 def _progress_line(status: dict, elapsed: float, many_modems: bool) -> str:
-    by_state = status["by_state"]
-    total = status["recipients"]
-    done = by_state["delivered"]
-    parts = [f"{elapsed:5.0f} s  delivered {done:>{len(str(total))}}/{total}",
-             f"sent {by_state['sent']}", f"queued {by_state['pending'] + by_state['submitting']}"]
-    if by_state["failed"]:
-        parts.append(f"failed {by_state['failed']}")
+    channels = status["channels"]
+    parts = [f"{elapsed:5.0f} s"]
+    sms = channels.get("sms")
+    if sms:
+        states = sms["by_state"]
+        total = sum(states.values())
+        text = f"SMS delivered {states.get('delivered', 0):>{len(str(total))}}/{total}"
+        queued = states.get("pending", 0) + states.get("submitting", 0)
+        text += f" sent {states.get('sent', 0)} queued {queued}"
+        if states.get("failed"):
+            text += f" failed {states['failed']}"
+        parts.append(text)
+    voice = channels.get("voice")
+    if voice:
+        states = voice["by_state"]
+        total = sum(states.values())
+        done = sum(states.get(state, 0) for state in VOICE_DONE)
+        text = (f"| calls done {done:>{len(str(total))}}/{total} (confirmed {states.get('confirmed', 0)}"
+                + "".join(f", {state} {states[state]}" for state in ("answered", "voicemail", "failed")
+                          if states.get(state))
+                + f") calling {states.get('submitting', 0)} waiting {states.get('pending', 0)}")
+        parts.append(text)
     lines = status["lines"]
+    modems = {label: entry for label, entry in lines.items() if entry.get("channel", "sms") == "sms"}
     if many_modems:
-        up = sum(1 for entry in lines.values() if entry.get("state") == "up")
-        parts.append(f"modems up {up}/{len(lines)}")
-    else:
-        parts.append("  ".join(f"{label} {entry['segments_delivered']}/{entry['segments_sent']}"
-                               + ("" if entry.get("state") in ("up", None) else f" ({entry.get('state')})")
-                               for label, entry in sorted(lines.items())))
+        up = sum(1 for entry in modems.values() if entry.get("state") == "up")
+        parts.append(f"| modems up {up}/{len(modems)}")
+    elif modems:
+        parts.append("| " + "  ".join(f"{label} {entry['segments_delivered']}/{entry['segments_sent']}"
+                                      + ("" if entry.get("state") in ("up", None) else f" ({entry.get('state')})")
+                                      for label, entry in sorted(modems.items())))
+    for label, entry in sorted(lines.items()):
+        if entry.get("channel") == "voice":
+            parts.append(f"| {label} {entry.get('in_use') or 0}/{entry.get('limit') or '-'} lines"
+                         + ("" if entry.get("state") in ("up", None) else f" ({entry.get('state')})"))
     eta = status["eta_seconds"]
     parts.append("ETA " + ("done" if eta == 0 else "?" if eta is None else f"{eta:.0f} s"))
     return "  ".join(parts)
 
 
+def _finished(status: dict) -> bool:
+    """Nothing left to do on any channel: every SMS delivered or failed, every number's calls over."""
+    for channel, info in status["channels"].items():
+        states = info["by_state"]
+        open_states = ("pending", "submitting", "sent") if channel == "sms" else ("pending", "submitting")
+        if sum(states.get(state, 0) for state in open_states):
+            return False
+    return True
+
+
+def _placeholder_message(path: Path, seconds: float = 6.0) -> float:
+    """Without espeak-ng: three soft beeps, 8 kHz mono 16-bit (the simulator never plays it anyway)."""
+    import math
+    import struct
+    import wave
+    rate = 8000
+    frames = bytearray()
+    for i in range(int(seconds * rate)):
+        t = i / rate
+        on = (t % 2.0) < 0.4
+        frames += struct.pack("<h", int(8000 * math.sin(2 * math.pi * 660 * t)) if on else 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames))
+    return seconds
+
+
+def _stop_process(process: subprocess.Popen | None, timeout: float = 20) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _panel_banner(url: str, users: dict[str, tuple[str, str]]) -> str:
+    rule = "=" * 72
+    rows = [rule, f"  Web panel: {url}"]
+    if "approver" in users:
+        rows.append(f"  Demo login (approver, may approve and send):  {users['approver'][0]} / {users['approver'][1]}")
+    if "operator" in users:
+        rows.append(f"  Operator login (its alerts wait for approval): {users['operator'][0]} / {users['operator'][1]}")
+    if "admin" in users:
+        rows.append(f"  Administrator:                                 {users['admin'][0]} / {users['admin'][1]}")
+    rows.append(rule)
+    return "\n".join(rows)
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    from gateway.alerts import AlertRequest, Target
+    from asterisk.audio import AudioError, render_tts
+    from asterisk.pbx_simulator.harness import PbxSimulatorProcess, SimulatorStartError
+    from gateway.alerts import AlertRequest, Target, compose_sms_text
     from gateway.composition import build_services
     from gateway.config import load_config
     from gateway.contacts_import import import_contacts
+    from gateway.db import utcnow
     from modem.simulator.harness import SimulatorError, SimulatorProcess
+    from web.audit import AuditLog, anchor_path_for
 
-    if args.contacts < 1 or args.modems < 1:
-        print("allerta demo: --contacts and --modems must be at least 1", file=sys.stderr)
+    channels = getattr(args, "channels", 8)
+    time_scale = getattr(args, "time_scale", 0.1)
+    if args.contacts < 1 or args.modems < 1 or channels < 1:
+        print("allerta demo: --contacts, --modems and --channels must be at least 1", file=sys.stderr)
+        return 2
+    if not 0 < time_scale <= 1:
+        print("allerta demo: --time-scale must be greater than 0 and at most 1", file=sys.stderr)
         return 2
     if args.keep:
         directory = Path(args.keep).resolve()
@@ -188,7 +354,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     engine: subprocess.Popen | None = None
+    web: subprocess.Popen | None = None
     sim: SimulatorProcess | None = None
+    pbx: PbxSimulatorProcess | None = None
     exit_code = 0
     try:
         print(f"Allerta demo in {directory}" + ("" if args.keep else " (deleted when the demo ends; --keep DIR keeps it)"))
@@ -203,26 +371,61 @@ def run_demo(args: argparse.Namespace) -> int:
         except SimulatorError as exc:
             print(f"allerta demo: the modem simulator did not start: {exc}", file=sys.stderr)
             return 1
-        config_path = demo_config(directory, [m["link"] for m in sim.modems])
+        print(f"Starting a simulated Asterisk (AMI on 127.0.0.1, trunk {DEMO_TRUNK!r} with {channels} channels, "
+              f"time {1 / time_scale:g} times faster than real: a call lasts a few seconds)...")
+        pbx_secret = secrets.token_hex(12)
+        pbx = PbxSimulatorProcess(directory / "pbx", trunks={DEMO_TRUNK: channels}, population=PBX_POPULATION,
+                                  time_scale=time_scale, secret=pbx_secret, ready_timeout=30)
+        try:
+            pbx.__enter__()
+        except SimulatorStartError as exc:
+            print(f"allerta demo: the PBX simulator did not start: {exc}", file=sys.stderr)
+            return 1
+        config_path = demo_config(directory, [m["link"] for m in sim.modems], pbx_port=pbx.port,
+                                  pbx_secret=pbx_secret, channels=channels)
         services = build_services(load_config(config_path))
+        config = services.config
 
         csv_path = directory / "anagrafe-demo.csv"
         csv_path.write_bytes(residents_csv(args.contacts))
-        report = import_contacts(services.sessions, csv_path.read_bytes(),
-                                 region=services.config.general["region"])
+        report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general["region"])
         if not report.imported:
             print(f"allerta demo: the synthetic contact list did not import: {report.fatal or report.rejected[:3]}",
                   file=sys.stderr)
             return 1
         print(f"Imported {csv_path.name}: {report.contacts_created} residents, {report.numbers_created} numbers "
-              f"(landlines wait for the voice channel), {report.zones_created} zones, "
+              f"(landlines get voice calls only), {report.zones_created} zones, "
               f"{len(report.rejected)} rows rejected")
+        audit = AuditLog(services.sessions, anchor_path_for(config.general["data_dir"]))
+        users = create_demo_users(services.sessions, audit)
 
-        request = AlertRequest(text=DRILL_TEXT, target=Target(zones=(DRILL_ZONE,)), drill=True,
-                               created_by="demo", max_attempts=services.config.retry["max_attempts"])
+        # The voice message, as 'allerta alert send --voice' renders it.
+        sounds = Path(config.sounds_dir)
+        sounds.mkdir(parents=True, exist_ok=True)
+        audio_name = sounds / "allerta-demo-drill"
+        spoken = compose_sms_text(DRILL_TEXT, True, config.general["drill_prefix"])
+        try:
+            info = render_tts(spoken, "it", audio_name.with_suffix(".wav"),
+                              intro=f"Messaggio del {config.general['comune']}.")
+            audio_seconds, audio_source = info.seconds, "tts"
+        except AudioError as exc:
+            print(f"  speech not available ({exc}); the calls play a placeholder tone instead")
+            audio_seconds, audio_source = _placeholder_message(audio_name.with_suffix(".wav")), "recording"
+
+        request = AlertRequest(text=DRILL_TEXT, target=Target(zones=(DRILL_ZONE,)), channels=("sms", "voice"),
+                               drill=True, created_by="demo", max_attempts=DEMO_VOICE["max_attempts"],
+                               deadline=utcnow() + dt.timedelta(minutes=60), audio_path=str(audio_name),
+                               audio_seconds=audio_seconds, audio_source=audio_source,
+                               voice_interval=DEMO_VOICE["voice_interval"], voice_growth=DEMO_VOICE["voice_growth"],
+                               voice_cap=DEMO_VOICE["voice_cap"], stop_on_confirm=True)
         alert_id, preview = services.alerts.create(request)
-        print(f"Drill alert {alert_id} for {DRILL_ZONE}: {preview.recipients.get('sms', 0)} mobile numbers, "
-              f"{preview.plan.encoding}, {preview.plan.segments} segment(s) each")
+        audit.write("demo", "alert.send", alert_id, text=DRILL_TEXT, channels=list(request.channels),
+                    target=request.target.describe(), drill=True, recipients=preview.recipients,
+                    reason="allerta demo: drill")
+        print(f"Drill alert {alert_id} for {DRILL_ZONE}: SMS to {preview.recipients.get('sms', 0)} mobile numbers "
+              f"({preview.plan.encoding}, {preview.plan.segments} segment(s) each), voice calls to "
+              f"{preview.recipients.get('voice', 0)} numbers (landlines too; {audio_seconds:.0f} s message, "
+              f"up to {DEMO_VOICE['max_attempts']} attempts until someone presses 1)")
         print(f"  text: {preview.sms_text}")
 
         log_path = directory / "engine.log"
@@ -230,61 +433,83 @@ def run_demo(args: argparse.Namespace) -> int:
         with open(log_path, "w") as log:
             engine = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "run"],
                                       stdout=log, stderr=subprocess.STDOUT, env=child_env())
+        web_log = directory / "panel.log"
+        port = getattr(args, "port", None) or free_port()
+        panel_url = f"http://127.0.0.1:{port}/"
+        print(f"Starting the web panel (allerta web), log in {web_log}")
+        with open(web_log, "w") as log:
+            web = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "web",
+                                    "--host", "127.0.0.1", "--port", str(port), "--https-port", "0"],
+                                   stdout=log, stderr=subprocess.STDOUT, env=child_env())
+        if not wait_for_http(panel_url + "login", 60, web):
+            print(f"allerta demo: the web panel did not start; last lines of {web_log}:", file=sys.stderr)
+            print(web_log.read_text(errors="replace")[-2000:], file=sys.stderr)
+            return 1
+        banner = _panel_banner(panel_url, users)
+        print(banner, flush=True)
+        if not args.exit_when_done and not getattr(args, "no_browser", False) and open_browser(panel_url):
+            print("(opened in your browser)")
+
         started = time.monotonic()
         many = args.modems > 6
-        print("Progress once a second" + ("" if many else " (per modem: segments delivered/sent)") + ":")
+        print("Progress once a second" + ("" if many else " (per modem: segments delivered/sent)")
+              + "; the panel shows the same live:", flush=True)
         status = services.alerts.status(alert_id)
         while True:
             time.sleep(1.0)
-            if engine.poll() is not None:
-                print(f"allerta demo: the engine stopped unexpectedly (exit code {engine.returncode}); "
-                      f"last lines of {log_path}:", file=sys.stderr)
-                print(log_path.read_text(errors="replace")[-2000:], file=sys.stderr)
-                return 1
+            for name, process, path in (("engine", engine, log_path), ("web panel", web, web_log)):
+                if process.poll() is not None:
+                    print(f"allerta demo: the {name} stopped unexpectedly (exit code {process.returncode}); "
+                          f"last lines of {path}:", file=sys.stderr)
+                    print(path.read_text(errors="replace")[-2000:], file=sys.stderr)
+                    return 1
             status = services.alerts.status(alert_id)
             print(_progress_line(status, time.monotonic() - started, many), flush=True)
-            by_state = status["by_state"]
-            if by_state["pending"] + by_state["submitting"] + by_state["sent"] == 0:
+            if _finished(status):
                 break
         elapsed = time.monotonic() - started
-        by_state = status["by_state"]
-        all_delivered = by_state["delivered"] == status["recipients"]
+        sms_states = status["channels"].get("sms", {}).get("by_state", {})
+        voice_states = status["channels"].get("voice", {}).get("by_state", {})
+        sms_total = sum(sms_states.values())
+        calls = sum(entry.get("calls", 0) for entry in status["lines"].values() if entry.get("channel") == "voice")
         print()
-        print(f"Done in {elapsed:.0f} s: {by_state['delivered']} of {status['recipients']} delivered"
-              + (f", {by_state['failed']} failed" if by_state["failed"] else "")
-              + f" over {args.modems} modems (drill: every text starts with "
-              f"{services.config.general['drill_prefix'].strip()!r}).")
+        print(f"Done in {elapsed:.0f} s. SMS: {sms_states.get('delivered', 0)} of {sms_total} delivered"
+              + (f", {sms_states['failed']} failed" if sms_states.get("failed") else "")
+              + f" over {args.modems} modems. Voice: {sum(voice_states.values())} numbers, {calls} calls placed; "
+              + ", ".join(f"{state} {voice_states[state]}" for state in ("confirmed", "answered", "voicemail", "failed")
+                          if voice_states.get(state))
+              + f" (drill: every text starts with {config.general['drill_prefix'].strip()!r}).")
         allerta = f"allerta --config {config_path}"
         print("Look around (while the demo runs):")
-        print(f"  {allerta} alert status {alert_id}        # counts, per-modem progress, ETA")
+        print(f"  {panel_url}alerts/{alert_id}    # the alert in the panel: progress by channel and zone, CSV export")
+        print(f"  {allerta} alert status {alert_id}        # counts, per-line progress, ETA")
         print(f"  {allerta} modems                # signal, operator, SIM and counters of every modem")
         print(f"  {allerta} alert send --sms --zone Fregene --drill --text \"Prova\"   # the engine picks it up")
-        print(f"  tail {log_path}    # the engine's log;  {directory / 'simulator-events.jsonl'}: what the modems sent")
-        print("The web panel will join the demo later (it is not part of this version yet).")
-        exit_code = 0 if all_delivered else 1
+        print(f"  tail {log_path}    # the engine's log;  {directory / 'simulator-events.jsonl'}: what the modems sent;"
+              f"  {pbx.log_path}: the calls")
+        print(banner)
+        exit_code = 0 if sms_states.get("delivered", 0) == sms_total else 1
         if args.exit_when_done:
             return exit_code
         print("Press Ctrl-C to stop.", flush=True)
         while True:
             time.sleep(1.0)
-            if engine.poll() is not None:
-                print(f"allerta demo: the engine stopped (exit code {engine.returncode}); see {log_path}",
-                      file=sys.stderr)
-                return 1
+            for name, process, path in (("engine", engine, log_path), ("web panel", web, web_log)):
+                if process.poll() is not None:
+                    print(f"allerta demo: the {name} stopped (exit code {process.returncode}); see {path}",
+                          file=sys.stderr)
+                    return 1
     except _Stop:
-        print("\nStopping the engine and the simulated modems...", flush=True)
+        print("\nStopping the panel, the engine and the simulators...", flush=True)
         return exit_code
     finally:
         # Ignore further signals while stopping: a second Ctrl-C must not leave children behind.
         for s in previous:
             signal.signal(s, signal.SIG_IGN)
-        if engine is not None and engine.poll() is None:
-            engine.terminate()
-            try:
-                engine.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                engine.kill()
-                engine.wait()
+        _stop_process(web)
+        _stop_process(engine)
+        if pbx is not None:
+            pbx.stop()
         if sim is not None and sim.process is not None:
             sim.stop()
             try:

@@ -97,6 +97,11 @@ class Alert(Base):
     voice_cap: Mapped[int] = mapped_column(Integer, default=8)
     stop_on_confirm: Mapped[bool] = mapped_column(Boolean, default=True)
     sms_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Sent at a chosen time: its deliveries wait with next_attempt_at = send_at (None: at once).
+    send_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # A correction or all-clear goes to the numbers the alert it follows went to.
+    follows_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"), index=True)
+    follow_up: Mapped[str | None] = mapped_column(String(16))  # correction | all_clear
 
 
 class Delivery(Base):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import utcnow
@@ -65,6 +65,23 @@ class AlertApproval(Base):
     decided_by: Mapped[str | None] = mapped_column(String(80))
     decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertText(Base):
+    """A version of an alert in another language; recipients of that language get it instead
+    of the alert's own (Italian) text and audio (gateway/store.py, Store.claim)."""
+    __tablename__ = "alert_texts"
+    __table_args__ = (UniqueConstraint("alert_id", "language", name="uq_alert_text_language"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(8))     # ISO 639-1, as in Contact.language
+    text: Mapped[str] = mapped_column(Text)              # as the operator wrote it
+    sms_text: Mapped[str] = mapped_column(Text)          # what goes out (drill prefix, transliteration)
+    encoding: Mapped[str] = mapped_column(String(8))
+    segments: Mapped[int] = mapped_column(Integer)
+    # Voice: speech in this language (path without extension); None: the alert's own audio.
+    audio_path: Mapped[str | None] = mapped_column(String(400))
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class ErasedContacts(Base):

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.channels import DeliveryFailed, LineStatus, SubmitReceipt
 from gateway.db import utcnow
 from gateway.models import Alert, Attempt, Delivery, InboundSms, Line, PhoneNumberRow, SmsPart
+from gateway.models_panel import AlertText
 from gateway.policy import AlertPolicy, Verdict
 
 
@@ -96,18 +97,24 @@ class Store:
             ).scalars().all()
             if not claimed_ids:
                 return []
+            # The recipient's language version of the alert (alert_texts), when it has one;
+            # otherwise (no row, or a version without its own audio) the alert's own text and audio.
             rows = s.execute(
                 select(Delivery.id, Delivery.alert_id, Delivery.number_id, Delivery.e164, Delivery.language,
-                       Delivery.possible_duplicate, Delivery.attempts, Delivery.submissions, Alert)
+                       Delivery.possible_duplicate, Delivery.attempts, Delivery.submissions, Alert,
+                       AlertText.sms_text.label("version_text"), AlertText.audio_path.label("version_audio"))
                 .join(Alert, Alert.id == Delivery.alert_id)
+                .outerjoin(AlertText, and_(AlertText.alert_id == Delivery.alert_id,
+                                           AlertText.language == Delivery.language))
                 .where(Delivery.id.in_(claimed_ids)).order_by(Delivery.sort_key, Delivery.id)
             ).all()
             attempts = [Attempt(delivery_id=r.id, channel=channel, started_at=now,
                                 possible_duplicate=r.possible_duplicate) for r in rows]
             s.add_all(attempts)
             s.flush()
-            return [ClaimedDelivery(r.id, a.id, r.alert_id, r.number_id, channel, r.e164, r.Alert.sms_text,
-                                    r.language, r.Alert.audio_path, r.possible_duplicate, r.attempts,
+            return [ClaimedDelivery(r.id, a.id, r.alert_id, r.number_id, channel, r.e164,
+                                    r.version_text or r.Alert.sms_text, r.language,
+                                    r.version_audio or r.Alert.audio_path, r.possible_duplicate, r.attempts,
                                     r.submissions, _alert_policy(r.Alert))
                     for r, a in zip(rows, attempts)]
 

@@ -87,3 +87,11 @@ def test_missing_tools_explained(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(AudioError, match="apt-get install espeak-ng sox"):
         render_tts("Prova", "it", tmp_path / "x.wav")
+
+
+def test_rendered_audio_is_readable_by_the_asterisk_group(tmp_path):
+    import stat
+    from asterisk.audio import render_tts
+    info = render_tts("Prova", "it", tmp_path / "p.wav")
+    mode = stat.S_IMODE(info.path.stat().st_mode)
+    assert mode & stat.S_IRGRP and not mode & stat.S_IROTH

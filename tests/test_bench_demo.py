@@ -1,11 +1,13 @@
 """`allerta bench` and `allerta demo`, run for real (small sizes)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from argparse import Namespace
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from gateway.config import load_config
 from gateway.contacts_csv import parse_contacts_csv
 from gateway.demo import DRILL_ZONE, residents_csv
 from gateway.models import Alert, Contact, Delivery
+from gateway.models_panel import User
+from web.users import verify_password
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,36 +88,54 @@ def test_synthetic_residents_import_cleanly_and_look_like_fiumicino():
 
 
 @pytest.mark.integration
-def test_demo_delivers_the_drill_and_exits_when_done(tmp_path):
+def test_demo_delivers_the_drill_by_sms_and_voice_serves_the_panel_and_exits_when_done(tmp_path):
     keep = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--contacts", "300", "--modems", "2",
-                             "--exit-when-done", "--keep", str(keep)],
-                            capture_output=True, text=True, timeout=120, env=_env(), cwd=ROOT)
+                             "--channels", "8", "--time-scale", "0.03", "--exit-when-done", "--no-browser",
+                             "--keep", str(keep)],
+                            capture_output=True, text=True, timeout=180, env=_env(), cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "alert status 1" in result.stdout and "panel" in result.stdout
+    assert "alert status 1" in result.stdout
+    # The panel's address and the demo logins are printed, and they work.
+    assert re.search(r"Web panel: http://127\.0\.0\.1:\d+/", result.stdout)
+    assert "demo / fiumicino-demo" in result.stdout
+    admin = re.search(r"Administrator: +admin / (\S+)", result.stdout)
+    assert admin
     services = build_services(load_config(keep / "allerta.toml"))
     with services.sessions() as s:
         alert = s.get(Alert, 1)
-        states = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.alert_id == 1)
-                                .group_by(Delivery.state)).all())
+        deliveries = s.execute(select(Delivery.channel, Delivery.state)).all()
+        roles = dict(s.execute(select(User.username, User.role)).all())
+        password_hash = s.scalar(select(User.password_hash).where(User.username == "demo"))
     services.engine.dispose()
-    assert alert.drill and DRILL_ZONE in alert.target
-    assert alert.recipients > 10
-    assert states == {"delivered": alert.recipients}
+    assert roles == {"admin": "admin", "demo": "approver", "operatore": "operator"}
+    assert verify_password(password_hash, "fiumicino-demo")
+    assert alert.drill and DRILL_ZONE in alert.target and alert.channels == "sms,voice"
+    assert alert.audio_path and Path(alert.audio_path + ".wav").is_file()
+    sms = Counter(state for channel, state in deliveries if channel == "sms")
+    voice = Counter(state for channel, state in deliveries if channel == "voice")
+    assert sum(sms.values()) > 10 and sms == {"delivered": sum(sms.values())}
+    # Every voice number was called until it was done: landlines too, so more numbers than SMS.
+    assert sum(voice.values()) > sum(sms.values())
+    assert set(voice) <= {"confirmed", "answered", "voicemail", "failed"} and voice["confirmed"] > 0
+    assert alert.recipients == sum(sms.values()) + sum(voice.values())
     prefix = services.config.general["drill_prefix"]
     submits = [json.loads(line) for line in (keep / "simulator-events.jsonl").read_text().splitlines()
                if '"submit"' in line]
     submits = [r for r in submits if r["event"] == "submit"]
-    assert len(submits) == alert.recipients
+    assert len(submits) == sum(sms.values())
     assert all(r["text"].startswith(prefix) for r in submits)
     assert {r["modem"] for r in submits} == {"modem-0", "modem-1"}
+    calls = [json.loads(line) for line in (keep / "pbx" / "pbx-calls.jsonl").read_text().splitlines() if line]
+    assert len({c["number"] for c in calls}) == sum(voice.values())
+    assert max(c["concurrent"] for c in calls) <= 8
 
 
 @pytest.mark.integration
 def test_demo_stops_cleanly_on_sigterm(tmp_path):
     keep = tmp_path / "demo"
     process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--contacts", "200", "--modems", "2",
-                                "--keep", str(keep)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                "--no-browser", "--keep", str(keep)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=_env(), cwd=ROOT)
     try:
         deadline = time.monotonic() + 60
@@ -127,7 +149,7 @@ def test_demo_stops_cleanly_on_sigterm(tmp_path):
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output[-3000:]
-    assert "Stopping the engine" in output
+    assert "Stopping the panel, the engine and the simulators" in output
     log = (keep / "engine.log").read_text()
     assert "Traceback" not in log
     # No child left behind: nothing holds the engine's log open any more.

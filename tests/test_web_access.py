@@ -23,6 +23,8 @@ ROUTES = [
     ("GET", "/alerts/{alert}/progress.json", "viewer"),
     ("GET", "/alerts/{alert}/deliveries/{delivery}", "viewer"),
     ("GET", "/alerts/{alert}/audio.wav", "viewer"),
+    ("GET", "/alerts/{alert}/audio/{language}.wav", "viewer"),
+    ("POST", "/alerts/voice-preview", "operator"),
     ("GET", "/alerts/{alert}/export.csv", "operator"),
     ("GET", "/alerts/{alert}/vulnerable", "operator"),
     ("POST", "/alerts/{alert}/submit", "operator"),
@@ -52,7 +54,7 @@ TOKEN = {("POST", "/api/v1/alerts"), ("GET", "/api/v1/alerts/<int:alert_id>"), (
 
 def _rule_key(method: str, url: str) -> tuple[str, str]:
     for name, placeholder in (("alert", "<int:alert_id>"), ("delivery", "<int:delivery_id>"),
-                              ("contact", "<int:contact_id>")):
+                              ("contact", "<int:contact_id>"), ("language", "<language>")):
         url = url.replace("{" + name + "}", placeholder)
     return method, url
 
@@ -79,7 +81,7 @@ def _fixture_ids(app) -> dict[str, int]:
         delivery = s.query(Delivery).filter_by(alert_id=alert_id).first().id
         from gateway.models import Contact
         contact = s.query(Contact).first().id
-    return {"alert": alert_id, "delivery": delivery, "contact": contact}
+    return {"alert": alert_id, "delivery": delivery, "contact": contact, "language": "ro"}
 
 
 @pytest.mark.parametrize("role", list(ROLE_USERS))
@@ -105,7 +107,7 @@ def test_roles_allowed_and_refused(tmp_path, role):
 
 def test_login_required_everywhere(app):
     client = app.test_client()
-    ids = {"alert": 1, "delivery": 1, "contact": 1}
+    ids = {"alert": 1, "delivery": 1, "contact": 1, "language": "ro"}
     token = csrf_token(client)
     for method, url, _ in ROUTES:
         path = url.format(**ids)

@@ -25,7 +25,21 @@ MODES = ("draft", "submit", "send_now")
 
 
 class FlowError(Exception):
-    """What was asked is not allowed or not possible; the message is for the operator."""
+    """What was asked is not allowed or not possible; the message is for the operator.
+
+    Like ``gateway.alerts.AlertError``: ``msgid`` (a gettext key with ``%(name)s``
+    placeholders) and ``params``, so the panel shows it in the user's language
+    (web.errors.error_message) while the API and the logs get the English ``str()``.
+    """
+
+    def __init__(self, msgid: str, **params: object) -> None:
+        self.msgid = msgid
+        self.params = params
+        super().__init__(msgid % params if params else msgid)
+
+    @classmethod
+    def of(cls, error: AlertError) -> "FlowError":
+        return cls(getattr(error, "msgid", str(error)), **getattr(error, "params", {}))
 
 
 @dataclass
@@ -38,7 +52,7 @@ class Outcome:
 def create_alert(p: Panel, request: AlertRequest, *, actor: str, role: str, mode: str,
                  reason: str = "") -> Outcome:
     if mode not in MODES:
-        raise FlowError(f"unknown action {mode!r}")
+        raise FlowError("unknown action %(action)s", action=repr(mode))
     if not has_role(role, "operator"):
         raise FlowError("your role cannot create alerts")
     rule = p.web["two_person_rule"]
@@ -57,7 +71,7 @@ def create_alert(p: Panel, request: AlertRequest, *, actor: str, role: str, mode
                 s.add(AlertApproval(alert_id=alert_id, requested_by=actor))
             p.audit.record(s, actor, "alert.draft" if state == "draft" else "alert.request", alert_id,
                            text=request.text, channels=list(request.channels), target=request.target.describe(),
-                           drill=request.drill, recipients=preview.recipients)
+                           drill=request.drill, recipients=preview.recipients, **_extras(request))
         return Outcome(alert_id, state, preview)
     alert_id, preview = p.services.alerts.create(request)
     with p.audit.transaction() as s:
@@ -66,15 +80,27 @@ def create_alert(p: Panel, request: AlertRequest, *, actor: str, role: str, mode
                                 decided_at=utcnow(), reason=reason))
         p.audit.record(s, actor, "alert.send", alert_id, text=request.text, channels=list(request.channels),
                        target=request.target.describe(), drill=request.drill, recipients=preview.recipients,
-                       reason=reason or None, two_person_rule=rule)
+                       reason=reason or None, two_person_rule=rule, **_extras(request))
     return Outcome(alert_id, "active", preview)
+
+
+def _extras(request: AlertRequest) -> dict:
+    """What the audit log keeps of the optional parts: versions, time to send, follow-up."""
+    extras: dict = {}
+    if request.translations:
+        extras["translations"] = dict(sorted(request.translations.items()))
+    if request.send_at is not None:
+        extras["send_at"] = request.send_at.isoformat() + "Z"
+    if request.follows is not None:
+        extras.update(follows=request.follows, follow_up=request.follow_up)
+    return extras
 
 
 def _alert(p: Panel, alert_id: int) -> Alert:
     with p.sessions() as s:
         alert = s.get(Alert, alert_id)
     if alert is None:
-        raise FlowError(f"no alert with id {alert_id}")
+        raise FlowError("no alert with id %(id)s", id=alert_id)
     return alert
 
 
@@ -82,7 +108,7 @@ def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
     """A draft goes for approval (rule on) or out (rule off). Returns the new state."""
     alert = _alert(p, alert_id)
     if alert.state != "draft":
-        raise FlowError(f"alert {alert_id} is {alert.state}, not a draft")
+        raise FlowError("alert %(id)s is %(state)s, not a draft", id=alert_id, state=alert.state)
     if not p.web["two_person_rule"]:
         approve(p, alert_id, actor=actor, role=role, from_draft=True)
         return "active"
@@ -90,7 +116,7 @@ def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
         taken = s.execute(update(Alert).where(Alert.id == alert_id, Alert.state == "draft")
                           .values(state="awaiting_approval")).rowcount
         if not taken:
-            raise FlowError(f"alert {alert_id} is no longer a draft")
+            raise FlowError("alert %(id)s is no longer a draft", id=alert_id)
         s.add(AlertApproval(alert_id=alert_id, requested_by=actor))
         p.audit.record(s, actor, "alert.request", alert_id)
     return "awaiting_approval"
@@ -103,13 +129,13 @@ def approve(p: Panel, alert_id: int, *, actor: str, role: str, from_draft: bool 
         if not has_role(role, "approver"):
             raise FlowError("only an approver may approve an alert")
         if alert.state != "awaiting_approval":
-            raise FlowError(f"alert {alert_id} is {alert.state}, not awaiting approval")
+            raise FlowError("alert %(id)s is %(state)s, not awaiting approval", id=alert_id, state=alert.state)
         if rule and alert.created_by == actor:
             raise FlowError("the two-person rule: someone else must approve your alert")
     try:
         counts = p.services.alerts.release(alert_id)
     except AlertError as exc:
-        raise FlowError(str(exc)) from None
+        raise FlowError.of(exc) from None
     with p.audit.transaction() as s:
         s.execute(update(AlertApproval).where(AlertApproval.alert_id == alert_id, AlertApproval.decision == "pending")
                   .values(decision="approved", decided_by=actor, decided_at=utcnow()))
@@ -123,7 +149,7 @@ def reject(p: Panel, alert_id: int, *, actor: str, role: str, reason: str = "") 
     try:
         p.services.alerts.discard(alert_id, "rejected")
     except AlertError as exc:
-        raise FlowError(str(exc)) from None
+        raise FlowError.of(exc) from None
     with p.audit.transaction() as s:
         s.execute(update(AlertApproval).where(AlertApproval.alert_id == alert_id, AlertApproval.decision == "pending")
                   .values(decision="rejected", decided_by=actor, decided_at=utcnow(), reason=reason.strip() or None))
@@ -139,9 +165,9 @@ def cancel(p: Panel, alert_id: int, *, actor: str) -> int:
         elif alert.state == "active":
             stopped = p.services.alerts.cancel(alert_id)
         else:
-            raise FlowError(f"alert {alert_id} is {alert.state}: nothing to cancel")
+            raise FlowError("alert %(id)s is %(state)s: nothing to cancel", id=alert_id, state=alert.state)
     except AlertError as exc:
-        raise FlowError(str(exc)) from None
+        raise FlowError.of(exc) from None
     p.audit.write(actor, "alert.cancel", alert_id, deliveries_stopped=stopped)
     return stopped
 

@@ -128,6 +128,7 @@
   document.getElementById("preview-button").addEventListener("click", async function () {
     const data = new FormData(compose);
     data.delete("audio");  // the recording is not needed to count recipients
+    data.delete("recording");
     const response = await fetch(compose.dataset.previewUrl, {
       method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": csrf()}, body: data,
     });

@@ -41,8 +41,15 @@ def upgrade() -> None:
     sa.Column('voice_cap', sa.Integer(), nullable=False),
     sa.Column('stop_on_confirm', sa.Boolean(), nullable=False),
     sa.Column('sms_fallback', sa.Boolean(), nullable=False),
+    sa.Column('send_at', sa.DateTime(), nullable=True),
+    sa.Column('follows_alert_id', sa.Integer(), nullable=True),
+    sa.Column('follow_up', sa.String(length=16), nullable=True),
+    sa.ForeignKeyConstraint(['follows_alert_id'], ['alerts.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id')
     )
+    with op.batch_alter_table('alerts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_alerts_follows_alert_id'), ['follows_alert_id'], unique=False)
+
     op.create_table('api_tokens',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=80), nullable=False),
@@ -175,6 +182,20 @@ def upgrade() -> None:
     with op.batch_alter_table('alert_approvals', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_alert_approvals_alert_id'), ['alert_id'], unique=False)
 
+    op.create_table('alert_texts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('alert_id', sa.Integer(), nullable=False),
+    sa.Column('language', sa.String(length=8), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('sms_text', sa.Text(), nullable=False),
+    sa.Column('encoding', sa.String(length=8), nullable=False),
+    sa.Column('segments', sa.Integer(), nullable=False),
+    sa.Column('audio_path', sa.String(length=400), nullable=True),
+    sa.Column('audio_seconds', sa.Float(), nullable=True),
+    sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('alert_id', 'language', name='uq_alert_text_language')
+    )
     op.create_table('contacts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -308,6 +329,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_contacts_zone_id'))
 
     op.drop_table('contacts')
+    op.drop_table('alert_texts')
     with op.batch_alter_table('alert_approvals', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_alert_approvals_alert_id'))
 
@@ -328,5 +350,8 @@ def downgrade() -> None:
 
     op.drop_table('audit_log')
     op.drop_table('api_tokens')
+    with op.batch_alter_table('alerts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alerts_follows_alert_id'))
+
     op.drop_table('alerts')
     # ### end Alembic commands ###

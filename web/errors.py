@@ -1,0 +1,99 @@
+"""Messages of the engine's errors in the panel user's language.
+
+``gateway`` knows nothing of Flask: its ``AlertError`` (and the panel's own
+``FlowError``) carry ``msgid``, an English gettext key with ``%(name)s``
+placeholders, and ``params``. Here every such key is listed once with
+``lazy_gettext`` so the catalogue extraction (web/i18n.py) finds it and the
+test of the Italian catalogue keeps it translated; ``error_message`` looks the
+key up at request time. A key nobody listed is shown in English, never lost.
+``tests/test_web_followups.py`` checks that every key raised in
+gateway/alerts.py and web/alert_flow.py is listed here.
+"""
+from __future__ import annotations
+
+import re
+
+from flask_babel import gettext, lazy_gettext
+
+# gateway/alerts.py
+ALERT_MESSAGES = (
+    lazy_gettext("the alert text is empty"),
+    lazy_gettext("the message needs %(segments)s SMS segments (GSM-7, %(units)s septets); the configured "
+                 "maximum is %(maximum)s ([general] max_sms_segments). Shorten the text."),
+    lazy_gettext("the message needs %(segments)s SMS segments (UCS-2, %(units)s characters); the configured "
+                 "maximum is %(maximum)s ([general] max_sms_segments). Shorten the text."),
+    lazy_gettext("%(language)s is not a language code (two letters, such as en, fr, ro)"),
+    lazy_gettext("the Italian text is the main text, not another version"),
+    lazy_gettext("the %(language)s version is empty"),
+    lazy_gettext("the %(language)s version: %(reason)s"),
+    lazy_gettext("no alert with id %(id)s"),
+    lazy_gettext("alert %(id)s has not gone out to anyone: there is nobody to correct or reassure"),
+    lazy_gettext("alert %(id)s did not go out by %(channels)s: a follow-up uses its channels"),
+    lazy_gettext("no recipients chosen: give --zone, --group, --all or --to"),
+    lazy_gettext("unknown zone: %(names)s (known: %(known)s)"),
+    lazy_gettext("unknown group: %(names)s (known: %(known)s)"),
+    lazy_gettext("--to %(number)s: %(reason)s"),
+    lazy_gettext("unknown channel(s): %(channels)s"),
+    lazy_gettext("a voice alert needs its audio message (a recording or speech from the text)"),
+    lazy_gettext("attempts and the per-number cap must be at least 1"),
+    lazy_gettext("a follow-up is a correction or an all clear of an alert that went out"),
+    lazy_gettext("the chosen target has no reachable recipient for %(channels)s"),
+    lazy_gettext("alert %(id)s is %(state)s, not waiting to be sent"),
+    lazy_gettext("the chosen target has no reachable recipient any more"),
+)
+
+# web/alert_flow.py: the approval rules
+FLOW_MESSAGES = (
+    lazy_gettext("unknown action %(action)s"),
+    lazy_gettext("your role cannot create alerts"),
+    lazy_gettext("only an approver may send without approval"),
+    lazy_gettext("sending without a second person's approval needs a reason"),
+    lazy_gettext("alert %(id)s is %(state)s, not a draft"),
+    lazy_gettext("alert %(id)s is no longer a draft"),
+    lazy_gettext("only an approver may approve an alert"),
+    lazy_gettext("alert %(id)s is %(state)s, not awaiting approval"),
+    lazy_gettext("the two-person rule: someone else must approve your alert"),
+    lazy_gettext("only an approver may reject an alert"),
+    lazy_gettext("alert %(id)s is %(state)s: nothing to cancel"),
+)
+
+# Values of %(state)s and %(channels)s, so "alert 3 is active" reads whole in Italian.
+WORDS = {
+    "draft": lazy_gettext("a draft"), "awaiting_approval": lazy_gettext("awaiting approval"),
+    "active": lazy_gettext("being sent"), "cancelled": lazy_gettext("cancelled"),
+    "rejected": lazy_gettext("rejected"), "done": lazy_gettext("finished"),
+    "sms": lazy_gettext("SMS"), "voice": lazy_gettext("voice"), "sms or voice": lazy_gettext("SMS or voice"),
+    "voice or sms": lazy_gettext("voice or SMS"),
+}
+
+# asterisk.audio.AudioError texts name a file; what an operator needs is the reason.
+AUDIO_REASONS = (
+    (re.compile(r"the recording is silent"), lazy_gettext("the recording is silent")),
+    (re.compile(r"the recording is empty"), lazy_gettext("the recording is empty")),
+    (re.compile(r"the recording lasts (?P<seconds>\d+) s, longer than the limit of (?P<limit>\d+) s"),
+     lazy_gettext("the recording lasts %(seconds)s s, longer than the limit of %(limit)s s")),
+    (re.compile(r"not a readable audio file"),
+     lazy_gettext("not a readable audio file (WAV, MP3 or OGG Vorbis)")),
+)
+
+
+def error_message(error: Exception) -> str:
+    """``error`` in the current user's language when its key is known, else its English text."""
+    msgid = getattr(error, "msgid", None)
+    if not msgid:
+        return str(error)
+    params = {key: str(WORDS[value]) if isinstance(value, str) and value in WORDS else value
+              for key, value in getattr(error, "params", {}).items()}
+    try:
+        return gettext(msgid, **params) if params else gettext(msgid)
+    except (KeyError, ValueError, TypeError):  # a translation with a broken placeholder
+        return str(error)
+
+
+def audio_reason(message: str) -> str:
+    """The reason of an ``AudioError`` in the user's language, when it is one we know."""
+    for pattern, translated in AUDIO_REASONS:
+        match = pattern.search(message)
+        if match:
+            return str(translated) % match.groupdict() if match.groupdict() else str(translated)
+    return message
