@@ -16,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
-import glob
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gateway.config import Config, ConfigError, ModemConfig, load_config
+from gateway.config import Config, ConfigError, load_config
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MODEM_TIMEOUT = 3.0         # seconds for one AT command
@@ -112,6 +110,7 @@ def modem_checks(config: Config) -> list[Check]:
         return []
     if engine_running(config):
         return _modems_from_engine(config)
+    from modem.probe import probe_modem  # the serial I/O lives with the modem channel
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(config.modems))) as pool:
         results = list(pool.map(probe_modem, config.modems))
     return [check for checks in results for check in checks]
@@ -152,145 +151,6 @@ def _modems_from_engine(config: Config) -> list[Check]:
     return checks
 
 
-class _NoAnswer(Exception):
-    pass
-
-
-def _at(port, command: str, timeout: float = MODEM_TIMEOUT) -> list[str]:
-    """Send one AT command; the reply lines up to OK (inclusive). _NoAnswer on silence or ERROR."""
-    port.reset_input_buffer()
-    port.write(command.encode("ascii") + b"\r")
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    lines: list[str] = []
-    while time.monotonic() < deadline:
-        buffer += port.read(port.in_waiting or 1)
-        while b"\n" in buffer:
-            raw, buffer = buffer.split(b"\n", 1)
-            line = raw.decode("ascii", "replace").strip()
-            if not line or line == command:   # blank or our echo
-                continue
-            lines.append(line)
-            if line == "OK":
-                return lines
-            if line == "ERROR" or line.startswith(("+CME ERROR", "+CMS ERROR")):
-                raise _NoAnswer(f"{command} answered {line}")
-    raise _NoAnswer(f"no answer to {command} within {timeout:g} s")
-
-
-def _candidates(modem: ModemConfig) -> list[str]:
-    if any(c in modem.port for c in "*?["):
-        return sorted(glob.glob(modem.port))
-    return [modem.port]
-
-
-def probe_modem(modem: ModemConfig) -> list[Check]:
-    """Read-only AT probe of one modem: never enters the PIN, never touches stored SMS."""
-    import serial  # only here: gateway/ opens no port at import time
-
-    from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csq
-    name = f"modem {modem.label}"
-    ports = _candidates(modem)
-    if not ports:
-        return [Check(name, FAIL, f"no port matches {modem.port}",
-                      "plug the modem in; check 'ls -l /dev/allerta/' and the udev rules")]
-    problems = []
-    for path in ports:
-        try:
-            port = serial.Serial(path, modem.baud, timeout=0.1, write_timeout=MODEM_TIMEOUT)
-        except (serial.SerialException, OSError) as exc:
-            problems.append(Check(name, FAIL, f"cannot open {path}: {exc}",
-                                  "plug the modem in, check the port name and that user allerta is in "
-                                  "group dialout"))
-            continue
-        try:
-            with port:
-                checks = _probe_open_port(name, path, port, modem, parse_cpin, parse_creg, parse_csq, parse_cops)
-        except (serial.SerialException, OSError) as exc:
-            checks = [Check(name, FAIL, f"{path} failed during the check: {exc}",
-                            "check the USB cable and the power supply of the hub")]
-        if checks is None:
-            problems.append(Check(name, FAIL, f"{path} holds another modem (IMEI is not {modem.imei})",
-                                  "find the right port in /dev/allerta/, or fix [[modems]] imei"))
-            continue
-        return checks
-    return problems[-1:] if len(ports) == 1 else [
-        Check(name, FAIL, f"none of {len(ports)} ports matching {modem.port} is this modem: "
-                          + "; ".join(p.detail for p in problems), problems[-1].fix)]
-
-
-def _probe_open_port(name, path, port, modem: ModemConfig, parse_cpin, parse_creg, parse_csq, parse_cops):
-    try:
-        _at(port, "AT")
-    except _NoAnswer as exc:
-        return [Check(name, FAIL, f"{path} opens but {exc}",
-                      "the modem is hung or not a modem port: power-cycle it (unplug and replug); "
-                      "if it persists, try the other /dev/allerta/ names of the same dongle")]
-    try:
-        _at(port, "ATE0")
-        imei = next((l for l in _at(port, "AT+CGSN") if l != "OK"), "").replace("+CGSN:", "").strip()
-    except _NoAnswer:
-        imei = ""
-    if modem.imei and imei and imei != modem.imei:
-        return None
-    checks = [Check(name, OK, f"{path} answers AT (IMEI {imei or 'unknown'})")]
-    try:
-        sim = parse_cpin(_at(port, "AT+CPIN?"))
-    except _NoAnswer as exc:
-        return checks + [Check(f"{name} SIM", FAIL, str(exc), "insert the SIM (power off the modem first)")]
-    if sim == "SIM PIN":
-        if modem.pin:
-            checks.append(Check(f"{name} SIM", OK, "asks for its PIN; the engine enters the configured one"))
-        else:
-            checks.append(Check(f"{name} SIM", FAIL, "asks for a PIN and none is configured",
-                                "set [[modems]] pin, or remove the PIN from the SIM in a phone"))
-        return checks   # registration and SMSC cannot be read before the PIN
-    if sim != "READY":
-        return checks + [Check(f"{name} SIM", FAIL, f"SIM state {sim}",
-                               "SIM PUK or blocked: unlock it in a phone; no SIM: insert one")]
-    checks.append(Check(f"{name} SIM", OK, "READY"))
-    try:
-        registration = parse_creg(_at(port, "AT+CREG?"))
-        operator = parse_cops(_at(port, "AT+COPS?"))
-    except _NoAnswer as exc:
-        registration, operator = None, None
-        checks.append(Check(f"{name} network", FAIL, str(exc), "power-cycle the modem"))
-    if registration in ("home", "roaming"):
-        checks.append(Check(f"{name} network", OK, f"registered ({registration}, {operator or 'operator unknown'})"))
-    elif registration is not None:
-        checks.append(Check(f"{name} network", FAIL, f"not registered ({registration})",
-                            "denied: the SIM is barred or expired (call the operator); searching: "
-                            "check the antenna and coverage"))
-    try:
-        signal = parse_csq(_at(port, "AT+CSQ"))
-    except _NoAnswer as exc:
-        signal = None
-        checks.append(Check(f"{name} signal", FAIL, str(exc), "power-cycle the modem"))
-    if signal is not None:
-        if signal == 99 or signal < 5:
-            checks.append(Check(f"{name} signal", FAIL, f"CSQ {signal} (none or unusable)",
-                                "connect or move the antenna (an external antenna near a window)"))
-        elif signal < 10:
-            checks.append(Check(f"{name} signal", WARN, f"CSQ {signal} (weak)",
-                                "an external antenna or another position would make sends more reliable"))
-        else:
-            checks.append(Check(f"{name} signal", OK, f"CSQ {signal}"))
-    try:
-        smsc = next((l for l in _at(port, "AT+CSCA?") if l.startswith("+CSCA:")), "")
-    except _NoAnswer as exc:
-        smsc = ""
-        checks.append(Check(f"{name} SMSC", FAIL, str(exc), "set it with AT+CSCA=\"+39...\",145"))
-        return checks
-    number = smsc.replace("+CSCA:", "").split(",")[0].strip().strip('"')
-    if number:
-        checks.append(Check(f"{name} SMSC", OK, number))
-    else:
-        checks.append(Check(f"{name} SMSC", FAIL, "no SMS centre number on the SIM",
-                            "ask the operator for it and store it with AT+CSCA=\"+39...\",145"))
-    return checks
-
-
-# --- Asterisk ----------------------------------------------------------------------------
 def ami_checks(config: Config) -> list[Check]:
     if not config.asterisk["enabled"]:
         return [Check("asterisk", OK, "voice channel disabled ([asterisk] enabled = false): not checked")]

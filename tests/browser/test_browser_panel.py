@@ -20,7 +20,6 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -121,9 +120,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack():
+def stack(tmp_path_factory):
     """Simulators, engine and panel on 127.0.0.1; yields what the test needs to reach them."""
-    directory = Path(tempfile.mkdtemp(prefix="allerta-browser-"))
+    directory = tmp_path_factory.mktemp("browser")
     with SimulatorProcess(count=2, link_dir=directory / "links", latency_median=0.05, latency_sigma=0.2,
                           report_delay=0.2, log=directory / "modems.jsonl") as modems, \
             PbxSimulatorProcess(directory / "pbx", trunks={"pstn": 4}, population=POPULATION, time_scale=0.05,
