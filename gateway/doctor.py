@@ -4,12 +4,12 @@ Checks: configuration, database and migrations, each modem (port opens,
 answers AT, SIM ready, registered, signal, SMSC set), the AMI login and our
 dialplan (through AMI), espeak-ng and sox, free disk, the clock.
 
-Modems are probed with a few read-only AT commands over raw pyserial, under
+Modems are probed with a few read-only AT commands (modem/probe.py), under
 short timeouts, never through the engine's driver (whose open collects and
 deletes the status reports stored in the modem). While an engine runs it owns
 the ports: the doctor then reads what the engine last reported instead.
-gateway/ never imports serial or the AMI client at module level: the probes
-import them inside the functions that need them.
+The serial and AMI code stays in modem/ and asterisk/, imported only by the
+functions that need it.
 """
 from __future__ import annotations
 
