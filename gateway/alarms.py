@@ -105,6 +105,13 @@ class AlarmMonitor:
                     self._clear("sim_cap", line.label)
         return raised
 
+    def raise_alarm(self, kind: str, subject: str, message: str) -> int | None:
+        """Raise an alarm found elsewhere in the engine (the self-test); None if one is already open."""
+        return self._raise(kind, subject, message)
+
+    def clear_alarm(self, kind: str, subject: str) -> None:
+        self._clear(kind, subject)
+
     def _raise(self, kind: str, subject: str, message: str) -> int | None:
         with self.sessions() as session:
             open_alarm = session.scalar(select(Alarm.id).where(Alarm.kind == kind, Alarm.subject == subject,

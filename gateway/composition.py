@@ -126,12 +126,18 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
                                                lambda: lines_summary(dispatcher.line_states()),
                                                watchdog=watchdog_interval()))
     from gateway.alarms import AlarmMonitor, AlarmSettings
-    alarms = asyncio.create_task(AlarmMonitor(services.sessions, services.alerts,
-                                              AlarmSettings.from_config(services.config)).run())
+    alarm_monitor = AlarmMonitor(services.sessions, services.alerts, AlarmSettings.from_config(services.config))
+    alarms = asyncio.create_task(alarm_monitor.run())
+    from gateway.selftest import SelfTestMonitor, SelfTestSettings
+    # The scheduled self-test belongs to the long-running engine, not to a --once drain.
+    selftest = None if once else asyncio.create_task(SelfTestMonitor(
+        services.sessions, services.alerts, SelfTestSettings.from_config(services.config), alarm_monitor).run())
     try:
         return await dispatcher.run(stop, once=once)
     finally:
         notifier.notify("STOPPING=1")
         supervisor.cancel()
         alarms.cancel()
+        if selftest is not None:
+            selftest.cancel()
         lock.release()

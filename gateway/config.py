@@ -159,6 +159,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "modem_lost_minutes": Key(NUMBER, 5.0, "Minutes a modem may stay down or out of rotation before an alarm is raised.", _positive),
         "ami_down_minutes": Key(NUMBER, 5.0, "Minutes the Asterisk AMI link may stay down before an alarm is raised.", _positive),
         "sim_cap_warning": Key(NUMBER, 0.9, "Share of a SIM's daily_cap used today after which an alarm warns that it is nearly exhausted.", _ratio),
+        "selftest_numbers": Key(list, [], "Staff numbers the scheduled self-test sends a test SMS (mobiles) and a test call (every number, with [asterisk] enabled) to. Empty: no self-test.", _number_list),
+        "selftest_interval_hours": Key(NUMBER, 168.0, "Hours between scheduled self-tests (168: weekly); a failed self-test raises an alarm.", _positive),
+        "selftest_timeout_minutes": Key(NUMBER, 15.0, "Minutes a self-test waits for the SMS status reports and the calls' confirmation before it counts as failed.", _positive),
     },
 }
 

@@ -1,4 +1,4 @@
-"""Models of the appliance: alarms raised about the box itself."""
+"""Models of the appliance: alarms raised about the box itself, runs of the scheduled self-test."""
 from __future__ import annotations
 
 import datetime as dt
@@ -26,3 +26,20 @@ class Alarm(Base):
     cleared_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # The priority SMS alert that told the on-call numbers (None: nobody on call configured).
     alert_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("alerts.id"))
+
+
+class SelfTestRun(Base):
+    """One self-test: a drill alert (test SMS and test call) to the staff numbers ([ops] selftest_numbers).
+
+    ``result`` is NULL while the run waits for its outcome, then ``ok`` or ``failed``
+    (``finished_at`` set); ``details`` is JSON: per channel, the count by delivery state
+    and the numbers (masked) that were not reached, or the error that stopped the run.
+    """
+    __tablename__ = "selftest_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    trigger: Mapped[str] = mapped_column(String(16), default="schedule")   # schedule | cli
+    alert_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("alerts.id", ondelete="SET NULL"))
+    result: Mapped[str | None] = mapped_column(String(8))                  # NULL (running) | ok | failed
+    details: Mapped[str | None] = mapped_column(Text)

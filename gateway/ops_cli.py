@@ -1,4 +1,4 @@
-"""`allerta` sub-commands of the appliance (install, doctor, backup, restore)."""
+"""`allerta` sub-commands of the appliance (install, doctor, backup, restore, selftest)."""
 from __future__ import annotations
 
 import argparse
@@ -88,6 +88,48 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_selftest(args: argparse.Namespace) -> int:
+    import time
+    from gateway.composition import build_services
+    from gateway.config import load_config
+    from gateway.models_ops import SelfTestRun
+    from gateway.selftest import SelfTestError, SelfTestSettings, start_run, summary
+    services = build_services(load_config(args.config))
+    settings = SelfTestSettings.from_config(services.config)
+    try:
+        run_id = start_run(services.sessions, services.alerts, settings, trigger="cli")
+    except SelfTestError as exc:
+        return _fail(str(exc))
+
+    def read() -> SelfTestRun:
+        with services.sessions() as session:
+            return session.get(SelfTestRun, run_id)
+
+    run = read()
+    if run.result == "failed":   # could not even start (no reachable number, no voice message)
+        return _fail(f"self-test {run_id} failed: {summary(json.loads(run.details or '{}'))}")
+    print(f"self-test {run_id} started: alert {run.alert_id} to {len(settings.numbers)} staff number(s) "
+          f"by {' and '.join(settings.channels)}; the engine sends it and judges it within "
+          f"{settings.timeout.total_seconds() / 60:g} min")
+    if not args.wait:
+        return 0
+    # The running engine sends the test and records the verdict: wait for it, a little past the timeout.
+    deadline = time.monotonic() + settings.timeout.total_seconds() + 2 * settings.check_interval + 5
+    while run.result is None and time.monotonic() < deadline:
+        time.sleep(min(1.0, settings.check_interval))
+        run = read()
+    if run.result is None:
+        print(f"allerta: self-test {run_id}: no verdict yet. Is the engine running ('allerta run', "
+              "systemctl status allerta-engine)?", file=sys.stderr)
+        return 2
+    details = json.loads(run.details or "{}")
+    print(f"self-test {run_id}: {run.result} ({summary(details)})")
+    for missing in details.get("not_reached", []):
+        error = f": {missing['error']}" if missing.get("error") else ""
+        print(f"  not reached by {missing['channel']}: {missing['number']} ({missing['state']}{error})")
+    return 0 if run.result == "ok" else 1
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the appliance's sub-commands on the main parser."""
     p = sub.add_parser("install", help="install the systemd units, user, directories and udev rules")
@@ -105,6 +147,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backup", help="a consistent copy of the database, also while the engine runs")
     p.add_argument("--out", required=True, help="file to write (SQLite database)")
     p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("selftest", help="send a test SMS and a test call to the staff numbers ([ops] selftest_numbers)")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the verdict (the engine must be running); exit 1 if the self-test failed")
+    p.set_defaults(func=cmd_selftest)
 
     p = sub.add_parser("restore", help="replace the database with a backup (the engine must be stopped)")
     p.add_argument("file")

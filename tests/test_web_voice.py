@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 import shutil
 import struct
@@ -35,7 +36,6 @@ def _browser_wav(seconds: float = 1.2, rate: int = 48000) -> bytes:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        import math
         frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
                           for i in range(int(seconds * rate)))
         out.writeframes(frames)

@@ -1,8 +1,9 @@
-"""The dashboard: line health, active alerts with live progress, capacity."""
+"""The dashboard: open alarms about the box, line health, active alerts with live progress, capacity."""
 from __future__ import annotations
 
 from flask import Blueprint, render_template
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from web.context import panel
 from web.progress import active_alerts, alert_progress, capacity, line_rows
@@ -21,13 +22,23 @@ def capacity_sentences(cap: dict) -> dict[str, str]:
     }
 
 
+def open_alarms(session) -> list[dict]:
+    """Alarms about the box (modem lost, SIM near its cap, Asterisk down, self-test failed) not cleared yet."""
+    from gateway.models_ops import Alarm
+    return [{"id": a.id, "kind": a.kind, "subject": a.subject, "message": a.message,
+             "raised_at": a.raised_at.isoformat() + "Z", "alert_id": a.alert_id}
+            for a in session.scalars(select(Alarm).where(Alarm.cleared_at.is_(None)).order_by(Alarm.id.desc()))]
+
+
 def _snapshot() -> dict:
     with panel().sessions() as s:
+        alarms = open_alarms(s)
         lines = line_rows(s)
         alerts = active_alerts(s)
         progress = alert_progress(s, [a.id for a in alerts])
     cap = capacity(lines, panel().config)
     return {
+        "alarms": alarms,
         "lines": lines,
         "capacity": cap,
         "capacity_text": capacity_sentences(cap),

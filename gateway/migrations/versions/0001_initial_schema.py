@@ -246,6 +246,20 @@ def upgrade() -> None:
         batch_op.create_index('ix_deliveries_alert_state', ['alert_id', 'state'], unique=False)
         batch_op.create_index('ix_deliveries_claim', ['channel', 'state', 'sort_key', 'id'], unique=False)
 
+    op.create_table('selftest_runs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('started_at', sa.DateTime(), nullable=False),
+    sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.Column('trigger', sa.String(length=16), nullable=False),
+    sa.Column('alert_id', sa.Integer(), nullable=True),
+    sa.Column('result', sa.String(length=8), nullable=True),
+    sa.Column('details', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('selftest_runs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_selftest_runs_started_at'), ['started_at'], unique=False)
+
     op.create_table('attempts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('delivery_id', sa.Integer(), nullable=False),
@@ -320,6 +334,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_attempts_delivery_id'))
 
     op.drop_table('attempts')
+    with op.batch_alter_table('selftest_runs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_selftest_runs_started_at'))
+
+    op.drop_table('selftest_runs')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_deliveries_claim')
         batch_op.drop_index('ix_deliveries_alert_state')

@@ -1,0 +1,271 @@
+"""The scheduled self-test: a test SMS and a test call to the staff numbers, judged and recorded.
+
+A run is a drill alert (created_by "selftest") to ``[ops] selftest_numbers``:
+the mobiles get an SMS, every number a call when the voice channel is on. The
+engine's ``SelfTestMonitor`` starts one when the last is older than
+``selftest_interval_hours`` and judges the runs still open: ``ok`` as soon as
+every SMS is delivered (status report) and every call confirmed or answered,
+``failed`` when that has not happened within ``selftest_timeout_minutes``. A
+failed run raises a ``selftest_failed`` alarm through the alarm monitor, so it
+shows on the dashboard and goes by SMS to the on-call numbers; the next run
+that passes clears it. ``allerta selftest`` starts a run by hand.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.alerts import AlertError, AlertRequest, AlertService, Target
+from gateway.config import Config
+from gateway.db import utcnow
+from gateway.models import Alert, Delivery
+from gateway.models_ops import SelfTestRun
+
+log = logging.getLogger(__name__)
+
+TEXT = "Allerta: prova automatica del sistema. Nessuna azione richiesta."
+CREATED_BY = "selftest"
+ALARM_KIND, ALARM_SUBJECT = "selftest_failed", "selftest"
+# What counts as reached, per channel.
+OK_STATES = {"sms": ("delivered",), "voice": ("confirmed", "answered")}
+
+
+def _mask(e164: str) -> str:
+    return e164[:-4] + "****" if len(e164) > 6 else "****"
+
+
+@dataclass(frozen=True)
+class SelfTestSettings:
+    numbers: tuple[str, ...] = ()
+    interval: dt.timedelta = dt.timedelta(hours=168)
+    timeout: dt.timedelta = dt.timedelta(minutes=15)
+    channels: tuple[str, ...] = ("sms",)
+    comune: str = "Comune di Esempio"
+    language: str = "it"
+    sounds_dir: str = ""
+    sms_attempts: int = 5
+    voice_attempts: int = 5
+    voice_interval: float = 300.0
+    voice_growth: float = 1.5
+    voice_cap: int = 8
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.numbers) and bool(self.channels)
+
+    @property
+    def check_interval(self) -> float:
+        return max(0.5, min(10.0, self.timeout.total_seconds() / 10))
+
+    @classmethod
+    def from_config(cls, config: Config) -> "SelfTestSettings":
+        ops, voice = config.ops, config.voice
+        channels = tuple(c for c, on in (("sms", bool(config.modems)), ("voice", config.asterisk["enabled"])) if on)
+        return cls(numbers=tuple(ops["selftest_numbers"]), interval=dt.timedelta(hours=ops["selftest_interval_hours"]),
+                   timeout=dt.timedelta(minutes=ops["selftest_timeout_minutes"]), channels=channels,
+                   comune=config.general["comune"], language=voice["language"], sounds_dir=config.sounds_dir,
+                   sms_attempts=config.retry["max_attempts"], voice_attempts=voice["max_attempts"],
+                   voice_interval=voice["interval"], voice_growth=voice["growth"], voice_cap=voice["per_number_cap"])
+
+
+class SelfTestError(Exception):
+    pass
+
+
+def render_voice(settings: SelfTestSettings) -> tuple[str, float]:
+    """The test call's message, spoken into the sounds directory: (path without extension, seconds)."""
+    from asterisk.audio import render_tts
+    sounds = Path(settings.sounds_dir)
+    sounds.mkdir(parents=True, exist_ok=True)
+    name = sounds / f"allerta-selftest-{uuid.uuid4().hex[:12]}"
+    info = render_tts(TEXT, "it", name.with_suffix(".wav"), intro=f"Messaggio del {settings.comune}.")
+    return str(name), info.seconds
+
+
+def start_run(sessions: sessionmaker[Session], alerts: AlertService, settings: SelfTestSettings, *,
+              trigger: str = "schedule", voice_message: tuple[str, float] | Exception | None = None) -> int:
+    """Create the test alert and record the run; returns the run's id.
+
+    A run that cannot even start (no reachable staff number, the voice message
+    cannot be rendered) is recorded at once as failed, with the reason.
+    ``voice_message`` is the rendered audio (``render_voice``), or the exception that
+    rendering raised; None renders it here.
+    """
+    if not settings.numbers:
+        raise SelfTestError("no staff number to test: set [ops] selftest_numbers")
+    if not settings.channels:
+        raise SelfTestError("no channel configured: add [[modems]], or [asterisk] enabled = true with [[trunks]]")
+    now = utcnow()
+    error, alert_id, audio_path = None, None, None
+    try:
+        audio_seconds = None
+        if "voice" in settings.channels:
+            if isinstance(voice_message, Exception):
+                raise voice_message
+            audio_path, audio_seconds = voice_message or render_voice(settings)
+        request = AlertRequest(text=TEXT, target=Target(numbers=settings.numbers), channels=settings.channels,
+                               drill=True, created_by=CREATED_BY, deadline=now + settings.timeout,
+                               max_attempts=settings.voice_attempts if "voice" in settings.channels
+                               else settings.sms_attempts,
+                               audio_path=audio_path, audio_seconds=audio_seconds,
+                               audio_source="tts" if audio_path else None, voice_interval=settings.voice_interval,
+                               voice_growth=settings.voice_growth, voice_cap=settings.voice_cap)
+        alert_id, _ = alerts.create(request)
+    except AlertError as exc:
+        error = f"test alert not created: {exc}"
+    except Exception as exc:  # noqa: BLE001 - e.g. AudioError: the run fails, with the reason
+        error = f"test call message not rendered: {exc}"
+    if error and audio_path:
+        Path(audio_path + ".wav").unlink(missing_ok=True)
+    with sessions.begin() as session:
+        run = SelfTestRun(started_at=now, trigger=trigger, alert_id=alert_id)
+        if error:
+            run.result, run.finished_at, run.details = "failed", now, json.dumps({"error": error})
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    if error:
+        log.error("self-test %d failed to start: %s", run_id, error)
+    else:
+        log.info("self-test %d started: alert %d to %d staff number(s) by %s", run_id, alert_id,
+                 len(settings.numbers), "+".join(settings.channels))
+    return run_id
+
+
+def outcome(session: Session, run: SelfTestRun, now: dt.datetime, timeout: dt.timedelta) -> tuple[str, dict] | None:
+    """(result, details) of an open run, or None while it may still pass."""
+    rows = session.execute(select(Delivery.channel, Delivery.e164, Delivery.state, Delivery.last_error)
+                           .where(Delivery.alert_id == run.alert_id).order_by(Delivery.id)).all() \
+        if run.alert_id is not None else []
+    channels: dict[str, dict] = {}
+    missing = []
+    for channel, e164, state, error in rows:
+        entry = channels.setdefault(channel, {"total": 0, "reached": 0, "by_state": Counter()})
+        entry["total"] += 1
+        entry["by_state"][state] += 1
+        if state in OK_STATES.get(channel, ()):
+            entry["reached"] += 1
+        else:
+            missing.append({"channel": channel, "number": e164, "state": state, "error": error})
+    for entry in channels.values():
+        entry["by_state"] = dict(entry["by_state"])
+    details = {"alert_id": run.alert_id, "channels": channels, "not_reached": missing}
+    if rows and not missing:
+        return "ok", details
+    if now - run.started_at >= timeout:
+        if not rows:
+            details["error"] = "the test alert has no delivery (deleted?)"
+        return "failed", details
+    return None
+
+
+def summary(details: dict) -> str:
+    """One line, in Italian like the other alarms: what reached the staff and what did not."""
+    if details.get("error"):
+        return details["error"]
+    words = {"sms": "SMS consegnati", "voice": "chiamate riuscite"}
+    parts = [f"{words.get(channel, channel)} {entry['reached']}/{entry['total']}"
+             for channel, entry in sorted(details.get("channels", {}).items())]
+    return ", ".join(parts) or "nessun invio"
+
+
+def record(sessions: sessionmaker[Session], run_id: int, result: str, details: dict) -> bool:
+    """Store the verdict once (a conditional UPDATE: two judges cannot both record it)."""
+    with sessions.begin() as session:
+        return bool(session.execute(update(SelfTestRun).where(SelfTestRun.id == run_id, SelfTestRun.result.is_(None))
+                                    .values(result=result, finished_at=utcnow(),
+                                            details=json.dumps(details, ensure_ascii=False))).rowcount)
+
+
+class SelfTestMonitor:
+    """The engine's part: start runs on schedule, judge them, raise or clear the alarm.
+
+    ``alarms`` is the engine's ``gateway.alarms.AlarmMonitor`` (its ``raise_alarm``
+    and ``clear_alarm``), so a failed self-test travels like every other alarm.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], alerts: AlertService, settings: SelfTestSettings,
+                 alarms) -> None:
+        self.sessions = sessions
+        self.alerts = alerts
+        self.settings = settings
+        self.alarms = alarms
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception:  # noqa: BLE001 - the self-test must never stop the engine
+                log.exception("self-test check failed")
+            await asyncio.sleep(self.settings.check_interval)
+
+    async def check(self) -> list[int]:
+        """Judge the open runs, then start one if due; returns the ids of the runs judged now."""
+        judged = self.judge()
+        if self.settings.enabled and self.due():
+            voice: tuple[str, float] | Exception | None = None
+            if "voice" in self.settings.channels:
+                try:  # espeak-ng and sox take a moment: not on the event loop
+                    voice = await asyncio.to_thread(render_voice, self.settings)
+                except Exception as exc:  # noqa: BLE001 - start_run records the run as failed
+                    voice = exc
+            run_id = start_run(self.sessions, self.alerts, self.settings, voice_message=voice)
+            with self.sessions() as session:
+                run = session.get(SelfTestRun, run_id)
+                failed_at_start = run.result == "failed"
+                details = json.loads(run.details or "{}")
+            if failed_at_start:   # could not even start: that is a failed self-test too
+                self._verdict(run_id, "failed", details)
+                judged.append(run_id)
+        return judged
+
+    def due(self) -> bool:
+        now = utcnow()
+        with self.sessions() as session:
+            if session.scalar(select(SelfTestRun.id).where(SelfTestRun.result.is_(None)).limit(1)) is not None:
+                return False   # one run at a time
+            last = session.scalar(select(SelfTestRun.started_at).order_by(SelfTestRun.started_at.desc()).limit(1))
+            if last is not None and now - last < self.settings.interval:
+                return False
+            # Not while a real alert is going out: the test would wait behind it and fail for nothing.
+            busy = session.scalar(select(exists().where(
+                Delivery.alert_id == Alert.id, Alert.created_by != CREATED_BY, Alert.state == "active",
+                Delivery.state.in_(("pending", "submitting")),
+                (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now))))
+            return not busy
+
+    def judge(self) -> list[int]:
+        now = utcnow()
+        verdicts = []
+        with self.sessions() as session:
+            for run in session.scalars(select(SelfTestRun).where(SelfTestRun.result.is_(None))
+                                       .order_by(SelfTestRun.id)).all():
+                verdict = outcome(session, run, now, self.settings.timeout)
+                if verdict is not None:
+                    verdicts.append((run.id, *verdict))
+        judged = []
+        for run_id, result, details in verdicts:
+            if record(self.sessions, run_id, result, details):
+                judged.append(run_id)
+                self._verdict(run_id, result, details)
+        return judged
+
+    def _verdict(self, run_id: int, result: str, details: dict) -> None:
+        text = summary(details)
+        if result == "ok":
+            log.info("self-test %d passed: %s", run_id, text)
+            self.alarms.clear_alarm(ALARM_KIND, ALARM_SUBJECT)
+            return
+        not_reached = ", ".join(f"{m['channel']} {_mask(m['number'])} {m['state']}"
+                                for m in details.get("not_reached", []))
+        log.warning("self-test %d failed: %s%s", run_id, text, f" (not reached: {not_reached})" if not_reached else "")
+        self.alarms.raise_alarm(ALARM_KIND, ALARM_SUBJECT, f"autotest {run_id} fallito: {text}")
