@@ -18,7 +18,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -162,12 +161,6 @@ modem_probe_interval = 5
 https_port = 0
 {voice}{modems}""", encoding="utf-8")
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> bool:
@@ -434,6 +427,7 @@ def run_demo(args: argparse.Namespace) -> int:
             engine = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "run"],
                                       stdout=log, stderr=subprocess.STDOUT, env=child_env())
         web_log = directory / "panel.log"
+        from web.serve import free_port  # the panel's module owns sockets, not gateway/
         port = getattr(args, "port", None) or free_port()
         panel_url = f"http://127.0.0.1:{port}/"
         print(f"Starting the web panel (allerta web), log in {web_log}")

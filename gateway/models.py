@@ -111,7 +111,8 @@ class Delivery(Base):
         UniqueConstraint("alert_id", "number_id", "channel", name="uq_delivery_once"),
         # The claim query: pending work of a channel in priority order.
         Index("ix_deliveries_claim", "channel", "state", "sort_key", "id"),
-        Index("ix_deliveries_alert_state", "alert_id", "state"),
+        # Progress by channel and state of one alert: the dashboard, status and the panel.
+        Index("ix_deliveries_alert_channel_state", "alert_id", "channel", "state"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))

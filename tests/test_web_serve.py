@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -17,13 +16,8 @@ from gateway.composition import build_services
 from gateway.config import load_config
 from tests.conftest import write_config
 from web.app import create_app
-from web.serve import HttpsServer, ensure_certificate
+from web.serve import HttpsServer, ensure_certificate, free_port
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _https_get(port: int, cafile: Path, path: str = "/login") -> tuple[int, dict, bytes]:
@@ -75,7 +69,7 @@ def test_http_with_waitress(tmp_path):
 
 
 def test_allerta_web_serves_http_and_https(tmp_path):
-    http_port, https_port = _free_port(), _free_port()
+    http_port, https_port = free_port(), free_port()
     config = write_config(tmp_path)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config), "web",

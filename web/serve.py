@@ -24,6 +24,13 @@ from gateway.config import Config
 log = logging.getLogger("allerta.web")
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (for the demo and tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def ensure_certificate(config: Config) -> tuple[Path, Path]:
     """The configured certificate and key, or a self-signed pair generated once into <data_dir>/tls."""
     web = config.web

@@ -243,7 +243,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('alert_id', 'number_id', 'channel', name='uq_delivery_once')
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.create_index('ix_deliveries_alert_state', ['alert_id', 'state'], unique=False)
+        batch_op.create_index('ix_deliveries_alert_channel_state', ['alert_id', 'channel', 'state'], unique=False)
         batch_op.create_index('ix_deliveries_claim', ['channel', 'state', 'sort_key', 'id'], unique=False)
 
     op.create_table('selftest_runs',
@@ -340,7 +340,7 @@ def downgrade() -> None:
     op.drop_table('selftest_runs')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_deliveries_claim')
-        batch_op.drop_index('ix_deliveries_alert_state')
+        batch_op.drop_index('ix_deliveries_alert_channel_state')
 
     op.drop_table('deliveries')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
