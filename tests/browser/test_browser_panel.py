@@ -31,7 +31,8 @@ from asterisk.pbx_simulator.harness import PbxSimulatorProcess
 from gateway.bench import child_env
 from gateway.composition import build_services
 from gateway.config import load_config
-from gateway.demo import free_port, wait_for_http
+from gateway.demo import wait_for_http
+from web.serve import free_port
 from gateway.models import Alert, Contact, Delivery
 from modem.simulator.harness import SimulatorProcess
 from web.audit import AuditLog, anchor_path_for
