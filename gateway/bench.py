@@ -152,6 +152,7 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
     from gateway.config import load_config
     from gateway.models import Delivery
     from modem.simulator.harness import SimulatorProcess
+    from modem.simulator.latency import PROMPT_LATENCY
 
     if modems < 1 or messages < 1 or latency <= 0:
         raise ValueError("--modems and --messages must be at least 1 and --latency greater than 0")
@@ -239,6 +240,10 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
             # Headline figures (the submit window).
             "messages_per_minute": round(rate, 1),
             "ratio": round(rate / limit_per_minute, 4),
+            # The simulated modem also takes its '> ' prompt time (like a real one) on top of
+            # the submit latency, which N x 60 / latency leaves out: the physical limit is lower.
+            "modem_time_per_message_seconds": round(latency + PROMPT_LATENCY.median, 3),
+            "ratio_to_modem_time_limit": round(rate / (modems * 60 / (latency + PROMPT_LATENCY.median)), 4),
         })
     else:
         result.update({"messages_per_minute": 0.0, "ratio": 0.0})
