@@ -161,14 +161,6 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _proc_cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def bench_voice(channels: int, calls: int, message_seconds: float, *, time_scale: float = 0.02,
                 calls_per_second: float | None = None, keep: str | None = None, cprofile: str | None = None,
                 poll_interval: float = 0.05, timeout: float | None = None) -> dict[str, Any]:
@@ -179,6 +171,8 @@ def bench_voice(channels: int, calls: int, message_seconds: float, *, time_scale
     from gateway.composition import build_services
     from gateway.config import load_config
     from gateway.models import Attempt, Delivery
+
+    from gateway.bench import process_cpu_seconds  # shared with the SMS benchmark
 
     if channels < 1 or calls < 1 or message_seconds <= 0 or time_scale <= 0:
         raise ValueError("--channels and --calls must be at least 1, --message-seconds and --time-scale "
@@ -209,7 +203,7 @@ def bench_voice(channels: int, calls: int, message_seconds: float, *, time_scale
             if cprofile:
                 argv += ["-m", "cProfile", "-o", str(Path(cprofile).resolve())]
             argv += ["-m", "gateway.cli", "--config", str(config_path), "run", "--once"]
-            sim_cpu_before = _proc_cpu_seconds(pbx.process.pid) if pbx.process else None
+            sim_cpu_before = process_cpu_seconds(pbx.process.pid) if pbx.process else None
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             with open(tmp / "engine.log", "w") as log:
                 started = time.time()
@@ -222,7 +216,7 @@ def bench_voice(channels: int, calls: int, message_seconds: float, *, time_scale
                     exit_code = None
                 ended = time.time()
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            sim_cpu_after = _proc_cpu_seconds(pbx.process.pid) if pbx.process else None
+            sim_cpu_after = process_cpu_seconds(pbx.process.pid) if pbx.process else None
             records = pbx.calls()
             with services.sessions() as s:
                 by_state = dict(s.execute(select(Delivery.state, func.count()).where(

@@ -135,7 +135,7 @@ def _wait_with_rusage(process: subprocess.Popen, timeout: float) -> tuple[int, r
         time.sleep(0.02)
 
 
-def _proc_cpu_seconds(pid: int) -> float | None:
+def process_cpu_seconds(pid: int) -> float | None:
     """utime + stime of a running process (Linux /proc), for the simulator we do not reap yet."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -173,13 +173,13 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
             if cprofile:
                 argv += ["-m", "cProfile", "-o", str(Path(cprofile).resolve())]
             argv += ["-m", "gateway.cli", "--config", str(config_path), "run", "--once"]
-            sim_cpu_before = _proc_cpu_seconds(sim.process.pid)
+            sim_cpu_before = process_cpu_seconds(sim.process.pid)
             with open(tmp / "engine.log", "w") as log:
                 started = time.time()
                 engine = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env())
                 exit_code, usage = _wait_with_rusage(engine, timeout)
                 ended = time.time()
-            sim_cpu_after = _proc_cpu_seconds(sim.process.pid)
+            sim_cpu_after = process_cpu_seconds(sim.process.pid)
             submits = sim.log_records("submit")
             reports = sim.log_records("status_report")
             with services.sessions() as s:
