@@ -9,7 +9,6 @@ import asyncio
 import datetime as dt
 import logging
 import signal
-import sys
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -109,10 +108,6 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
     dispatcher = build_dispatcher(services)
     if not dispatcher.channels:
         raise SystemExit("no channel configured: add [[modems]], or [asterisk] enabled = true with [[trunks]]")
-    # One thread per modem plus the library's reader threads compete with the event
-    # loop for the GIL; the default 5 ms switch interval makes every database call
-    # of the loop wait behind them. 1 ms keeps the loop responsive at 64 modems.
-    sys.setswitchinterval(0.001)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
