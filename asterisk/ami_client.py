@@ -39,6 +39,8 @@ from panoramisk.message import Message
 
 from asterisk.ami_protocol import AmiMessage, serialize
 
+from gateway.channels import ChannelUnusable
+
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[AmiMessage], None]
@@ -48,12 +50,11 @@ FORGETABLE_ACTIONS = ("ping", "login", "logoff", "originate", "coreshowchannels"
 # UserEvents of asterisk/conf/extensions_allerta.conf, matched by their Delivery header.
 ALLERTA_USER_EVENTS = frozenset({"allertaresult", "allertahangup"})
 
-
 class AmiError(Exception):
     """Base of every error of the AMI client."""
 
 
-class AmiAuthError(AmiError):
+class AmiAuthError(AmiError, ChannelUnusable):
     """The PBX refused our username or secret: retrying will not help."""
 
 

@@ -34,6 +34,11 @@ class DeliveryFailed(Exception):
         self.possible_duplicate = possible_duplicate
 
 
+class ChannelUnusable(Exception):
+    """A channel cannot start for a reason retrying will not fix (e.g. a wrong AMI
+    password): the engine stops and tells the operator instead of looping."""
+
+
 @dataclass(frozen=True)
 class OutboundMessage:
     delivery_id: int

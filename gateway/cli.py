@@ -206,9 +206,13 @@ def cmd_alert_cancel(args: argparse.Namespace) -> int:
 
 # --- engine -----------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.channels import ChannelUnusable
     from gateway.composition import run_engine
     services = _services(args)
-    return asyncio.run(run_engine(services, once=args.once))
+    try:
+        return asyncio.run(run_engine(services, once=args.once))
+    except ChannelUnusable as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_modems(args: argparse.Namespace) -> int:
