@@ -46,3 +46,10 @@ def test_parse_cmgl():
     from modem.at_parse import parse_cmgl
     reply = ["+CMGL: 1,0,,24", "07919333", "+CMGL: 4,1,,25", "0791AAAA", "OK"]
     assert parse_cmgl(reply) == [(1, "07919333"), (4, "0791AAAA")]
+
+
+def test_log_readers_ignore_a_half_written_last_line():
+    from modem.simulator.harness import complete_lines
+    assert complete_lines('{"a": 1}\n{"b": 2}\n{"event": "statu') == ['{"a": 1}', '{"b": 2}']
+    assert complete_lines('{"a": 1}\n') == ['{"a": 1}']
+    assert complete_lines("") == []

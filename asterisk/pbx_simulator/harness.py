@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modem.simulator.harness import complete_lines
+
 
 class SimulatorStartError(RuntimeError):
     """The simulator did not print its ready line in time; includes its stderr."""
@@ -131,4 +133,5 @@ class PbxSimulatorProcess:
         """Every finished call the simulator logged, oldest first."""
         if not self.log_path.exists():
             return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
+        # The simulator may be appending a line right now: only complete lines count.
+        return [json.loads(line) for line in complete_lines(self.log_path.read_text()) if line]

@@ -12,6 +12,12 @@ import time
 from pathlib import Path
 
 
+def complete_lines(text: str) -> list[str]:
+    """The lines of a log another process is appending to, without a half-written last one."""
+    lines = text.split("\n")
+    return lines[:-1]   # after the last newline: empty, or a line still being written
+
+
 class SimulatorError(RuntimeError):
     pass
 
@@ -107,7 +113,7 @@ class SimulatorProcess:
     def log_records(self, event: str | None = None) -> list[dict]:
         if not self.log_path.exists():
             return []
-        records = [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+        records = [json.loads(line) for line in complete_lines(self.log_path.read_text()) if line.strip()]
         return [r for r in records if event is None or r.get("event") == event]
 
     def wait_for_records(self, event: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
