@@ -54,14 +54,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return exit_code(checks)
 
 
+def _sqlite_file(config) -> Path | None:  # noqa: ANN001 - a gateway.config.Config
+    """The SQLite database file, or None after printing the PostgreSQL tools to use instead."""
+    from gateway.backup import pg_dump_hint, sqlite_path
+    db = sqlite_path(config.database_url)
+    if db is None:
+        print(pg_dump_hint(config.database_url), file=sys.stderr)
+    return db
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
-    from gateway.backup import BackupError, backup_sqlite, pg_dump_hint, sqlite_path
+    from gateway.backup import BackupError, backup_sqlite
     from gateway.config import load_config
     config = load_config(args.config)
     try:
-        db = sqlite_path(config.database_url)
+        db = _sqlite_file(config)
         if db is None:
-            print(pg_dump_hint(config.database_url), file=sys.stderr)
             return 2
         result = backup_sqlite(db, Path(args.out))
     except BackupError as exc:
@@ -72,13 +80,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from gateway.backup import BackupError, pg_dump_hint, restore_sqlite, sqlite_path
+    from gateway.backup import BackupError, restore_sqlite
     from gateway.config import load_config
     config = load_config(args.config)
     try:
-        db = sqlite_path(config.database_url)
+        db = _sqlite_file(config)
         if db is None:
-            print(pg_dump_hint(config.database_url), file=sys.stderr)
             return 2
         saved = restore_sqlite(config, db, Path(args.file))
     except BackupError as exc:
