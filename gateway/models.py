@@ -164,7 +164,8 @@ class SmsPart(Base):
     __table_args__ = (Index("ix_sms_parts_lookup", "line", "reference", "status"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
-    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
+    # Indexed: every status report counts its attempt's delivered parts.
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"), index=True)
     line: Mapped[str] = mapped_column(String(64))
     part: Mapped[int] = mapped_column(Integer)
     parts: Mapped[int] = mapped_column(Integer)

@@ -113,8 +113,13 @@ class _UrcSafeGsmModem(GsmModem):
         try:
             with self._txLock:
                 report = self.readStoredSms(index, memory)
-                self.smsStatusReportCallback(report)
-                self.deleteStoredSms(index)
+            # The callback waits for the database commit on the event loop; the modem
+            # is free meanwhile, so the next AT+CMGS need not queue behind it (holding
+            # the lock here cost every modem a commit's time per message).
+            self.smsStatusReportCallback(report)
+            with self._txLock:
+                # With the memory named: another handler may have switched AT+CPMS.
+                self.deleteStoredSms(index, memory)
         except Exception:  # noqa: BLE001 - runs on the library's own thread
             log.warning("status report %s/%s not processed now; it stays stored", memory, index, exc_info=True)
 
@@ -212,7 +217,9 @@ class ModemDriver:
         for memory in ("SM", "ME", "SR"):
             try:
                 with modem._txLock:
-                    modem.write(f'AT+CPMS="{memory}"')
+                    # Through the library, which remembers the selected memory and
+                    # skips AT+CPMS when it has not changed (a raw write would fool it).
+                    modem._setSmsMemory(readDelete=memory)
                     for index, pdu in parse_cmgl(modem.write("AT+CMGL=4", timeout=15)):
                         # Stored first, deleted after: a crash in between only repeats it.
                         self._dispatch_stored(memory, pdu)
