@@ -155,11 +155,42 @@ def test_first_admin(tmp_path):
 
 
 def test_open_redirect_refused(app):
+    # Browsers strip tabs and newlines inside a URL and read "\\" as "/": each of these would leave the site.
+    hostile = ["//evil.example/", "/\t/evil.example", "/\\evil.example", "/\n/evil.example", " //evil.example",
+               "https://evil.example/", "javascript:alert(1)", "/ok\r\nSet-Cookie: x=1", "evil.example"]
+    for target in hostile:
+        client = app.test_client()
+        token = csrf_token(client)
+        response = client.post("/login", data={"username": "otto", "password": PASSWORD, "csrf_token": token,
+                                               "next": target})
+        assert response.status_code == 302 and response.location == "/", target
+        client = client_for(app, "viewer")
+        response = post(client, "/language", {"lang": "en", "next": target})
+        assert response.status_code == 302 and response.location == "/", target
+    # A path of this site still works.
     client = app.test_client()
-    token = csrf_token(client)
-    response = client.post("/login", data={"username": "otto", "password": PASSWORD, "csrf_token": token,
-                                           "next": "//evil.example/"})
-    assert response.location == "/"
+    response = client.post("/login", data={"username": "otto", "password": PASSWORD,
+                                           "csrf_token": csrf_token(client), "next": "/contacts/?q=Rossi"})
+    assert response.location == "/contacts/?q=Rossi"
+
+
+def test_logout_ends_the_session_on_the_server(app):
+    client = client_for(app, "operator")
+    # A copy of the cookie taken while signed in (another tab, or a stolen cookie).
+    with client.session_transaction() as session:
+        copied = dict(session)
+    assert post(client, "/logout").status_code == 302
+    thief = app.test_client()
+    with thief.session_transaction() as session:
+        session.update(copied)
+    response = thief.get("/")
+    assert response.status_code == 302 and "/login" in response.location
+    assert thief.get("/dashboard.json").status_code == 401
+    # Signing in again works, with a session the old cookie cannot ride on.
+    assert client_for(app, "operator").get("/").status_code == 200
+    with thief.session_transaction() as session:
+        session.update(copied)
+    assert thief.get("/").status_code == 302
 
 
 def test_language_italian_by_default_english_per_user(app):

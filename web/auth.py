@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import time
+import unicodedata
+from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
@@ -18,10 +20,19 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(target: str | None) -> str:
-    # Only a path on this site: never an absolute or scheme-relative URL.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("dashboard.index")
+    r"""Only a path on this site: never an absolute or scheme-relative URL.
+
+    Browsers drop tabs and newlines inside URLs and read a backslash as a slash, so "/\t/evil.example"
+    or "/\evil.example" would land on another site; and a newline in a Location header is a 500.
+    Any control character or whitespace is therefore refused outright, not cleaned up.
+    """
+    if not target or any(char.isspace() or unicodedata.category(char).startswith("C") for char in target):
+        return url_for("dashboard.index")
+    parts = urlsplit(target.strip())
+    # A backslash anywhere is refused: it also covers "/\evil.example".
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("dashboard.index")
+    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -53,7 +64,12 @@ def login():
 @public
 def logout():
     if current_user.is_authenticated:
-        panel().audit.write(current_user.username, "logout", current_user.username)
+        # The session lives in a signed cookie, so clearing it only forgets it in this browser: a copy
+        # taken before (another tab, a stolen cookie) would still work. Bumping session_version makes
+        # load_user refuse every cookie issued so far; it also signs this user out on other devices.
+        with panel().audit.transaction() as s:
+            s.get(User, current_user.id).session_version += 1
+            panel().audit.record(s, current_user.username, "logout", current_user.username)
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
