@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from typing import Callable
 
@@ -12,14 +13,21 @@ from gateway.sms_text import SmsTextError, encode_submit_pdus, plan_sms
 from modem.driver import ModemDriver, ModemError, SubmitError
 from modem.worker import ModemWorker, PortRegistry, WorkerSettings
 
+log = logging.getLogger(__name__)
+
 
 class SmsChannel:
     name = "sms"
 
     def __init__(self, modems: tuple[ModemConfig, ...] | list[ModemConfig], settings: WorkerSettings, *,
                  sent_today: dict[str, int] | None = None,
-                 driver_factory: Callable[..., ModemDriver] = ModemDriver) -> None:
+                 driver_factory: Callable[..., ModemDriver] = ModemDriver,
+                 start_timeout: float = 60.0) -> None:
         self._configs = list(modems)
+        # How long start() waits for the modems' first open. Below the engine unit's
+        # TimeoutStartSec (180 s) with room for the AMI link, so a hung modem delays
+        # READY=1 but never gets the engine killed as "failed to start".
+        self._start_timeout = start_timeout
         self._settings = settings
         self._sent_today = sent_today or {}
         self._driver_factory = driver_factory
@@ -45,6 +53,19 @@ class SmsChannel:
             self.workers.append(worker)
             events.line_status(worker.status())
             worker.start()
+        # Return (and so let the engine send READY=1) only once every modem was opened
+        # or found missing: a READY engine whose lines are all still "starting" would
+        # tell systemd and the operator that the box works before anyone knows.
+        waits = [asyncio.create_task(worker.first_attempt_done.wait()) for worker in self.workers]
+        if not waits:
+            return
+        _done, pending = await asyncio.wait(waits, timeout=self._start_timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            slow = [w.label for w in self.workers if not w.first_attempt_done.is_set()]
+            log.warning("modems %s still opening after %g s; ready without them", ", ".join(slow),
+                        self._start_timeout)
 
     async def stop(self) -> None:
         await asyncio.gather(*(worker.stop() for worker in self.workers))

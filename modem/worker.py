@@ -96,6 +96,9 @@ class ModemWorker:
         self.port: str | None = None
         self.concat_reference = 0
         self._recent: list[tuple[float, int]] = []  # (monotonic time, parts) for the measured rate
+        # Set (on the loop) once the first attempt to open the modem ended, up or not:
+        # the engine tells systemd it is ready only then.
+        self.first_attempt_done = asyncio.Event()
 
     # --- loop side -------------------------------------------------------------
     def start(self) -> None:
@@ -220,12 +223,23 @@ class ModemWorker:
 
     # --- thread side -----------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            # Whatever happened (even a bug in _connect), never leave start() waiting.
+            self._call(self.first_attempt_done.set)
+
+    def _serve(self) -> None:
         next_health = 0.0
         while not self._stop.is_set():
             driver = self._driver
             if driver is None or not driver.alive:
                 self._disconnect()
-                if not self._connect():
+                connected = self._connect()
+                # Queued after _connect's own state change, so the loop sees "up" or
+                # "down" before it sees the attempt as done.
+                self._call(self.first_attempt_done.set)
+                if not connected:
                     self._stop.wait(self._settings.reopen_interval)
                     continue
                 next_health = 0.0
