@@ -41,7 +41,8 @@ def test_tls_serving_with_a_generated_certificate(tmp_path):
     try:
         status, headers, body = _https_get(server.port, cert)
         assert status == 200 and b"Allerta" in body
-        assert "Secure" in headers["Set-Cookie"] and "Strict-Transport-Security" in headers
+        # HSTS is host-wide: it would break the plain-HTTP port that keeps serving the panel.
+        assert "Secure" in headers["Set-Cookie"] and "Strict-Transport-Security" not in headers
         # A client that does not trust our certificate is refused the handshake.
         try:
             _https_get(server.port, Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"))
@@ -64,6 +65,14 @@ def test_http_with_waitress(tmp_path):
         connection.request("GET", "/")
         response = connection.getresponse()
         assert response.status == 302 and response.getheader("Location").startswith("/login")
+        response.read()
+        # A client claiming HTTPS through a proxy header gets neither HSTS nor a Secure cookie on the
+        # plain port: waitress trusts no proxy, so the request stays http.
+        connection.request("GET", "/login", headers={"X-Forwarded-Proto": "https"})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("Strict-Transport-Security") is None
+        assert "Secure" not in response.getheader("Set-Cookie")
     finally:
         server.close()
 

@@ -120,8 +120,10 @@ def _security_headers(response):  # noqa: ANN001, ANN202
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Permissions-Policy"] = "microphone=(self), camera=(), geolocation=()"
     response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    if request.is_secure:
-        response.headers["Strict-Transport-Security"] = "max-age=31536000"
+    # No Strict-Transport-Security, not even over HTTPS: HSTS binds the whole host, every port, so a
+    # browser that once opened https://box:8443 would rewrite http://box:8080 to https://box:8080 (no
+    # TLS there) for a year, while waitress keeps serving the panel on plain HTTP. It only becomes
+    # right once the plain listener redirects to HTTPS instead of serving the panel.
     if request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"
     return response
