@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import re
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from gateway.alerts import AlertRequest, Target
 from gateway.models import Contact, Delivery, PhoneNumberRow
@@ -75,11 +75,16 @@ def test_hostile_names_are_escaped(app, panel):
 def test_delete_erases_personal_data_and_keeps_counts(app, panel):
     services = panel.services
     alert_id, _ = services.alerts.create(AlertRequest(text="Prova", target=Target(zones=("Fregene",))))
-    with panel.sessions() as s:
+    earlier_id, _ = services.alerts.create(AlertRequest(text="Prima", target=Target(zones=("Isola Sacra",))))
+    with panel.sessions.begin() as s:
         ion = s.scalar(select(Contact).where(Contact.name == "Ion Popescu"))
         ion_id, ion_number = ion.id, ion.numbers[0].id
         mario = s.scalar(select(Contact).where(Contact.name == "Mario Rossi"))
         mario_id = mario.id
+        mario_mobile = next(n.id for n in mario.numbers if n.kind == "mobile")
+        # Mario's earlier SMS went out; the Fregene alert is still pending for Ion.
+        s.execute(update(Delivery).where(Delivery.alert_id == earlier_id, Delivery.number_id == mario_mobile)
+                  .values(state="delivered"))
     operator = client_for(app, "operator")
     assert post(operator, f"/contacts/{ion_id}/delete").status_code == 302
     assert post(operator, f"/contacts/{mario_id}/delete").status_code == 302
@@ -87,10 +92,16 @@ def test_delete_erases_personal_data_and_keeps_counts(app, panel):
         assert s.get(Contact, ion_id) is None
         assert s.scalar(select(func.count()).select_from(PhoneNumberRow).where(
             PhoneNumberRow.e164 == "+393207654321")) == 0
-        # The alert keeps its counts, not the number.
+        # The alert keeps its counts, not the number; the engine sends to Delivery.e164, so what was
+        # pending is cancelled first and nothing pending is left holding "erased".
         delivery = s.scalar(select(Delivery).where(Delivery.number_id == ion_number))
         assert delivery.e164 == "erased" and delivery.alert_id == alert_id
+        assert delivery.state == "cancelled" and "deleted" in delivery.last_error
         assert s.scalar(select(func.count()).select_from(Delivery).where(Delivery.alert_id == alert_id)) == 2
+        assert s.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.e164.like("erased%"), Delivery.state.in_(("pending", "submitting")))) == 0
+        finished = s.scalar(select(Delivery).where(Delivery.number_id == mario_mobile))
+        assert finished.state == "delivered" and finished.e164 == "erased" and finished.last_error is None
         # Mario's household landline is still Anna's.
         anna = s.scalar(select(Contact).where(Contact.name == "Anna Rossi"))
         assert "+390665211234" in {n.e164 for n in anna.numbers}
@@ -98,6 +109,30 @@ def test_delete_erases_personal_data_and_keeps_counts(app, panel):
         assert {(e.zone, e.numbers) for e in erased} == {("Fregene", 1), ("Isola Sacra", 2)}
     html = operator.get("/contacts/").get_data(as_text=True)
     assert "Ion Popescu" not in html and "2 persone cancellate" in html
+
+
+def test_numbers_removed_in_edit_are_erased_unless_someone_else_has_them(app, panel):
+    operator = client_for(app, "operator")
+    form = {"name": "Nuova Persona", "numbers": "333 999 0000\n06 1234 5678\n06 6521 1234", "zone": "Maccarese"}
+    assert post(operator, "/contacts/new", form).status_code == 302
+    alert_id, _ = panel.services.alerts.create(AlertRequest(text="Prova", target=Target(zones=("Maccarese",))))
+    with panel.sessions() as s:
+        contact_id = s.scalar(select(Contact.id).where(Contact.name == "Nuova Persona"))
+        mobile_id = s.scalar(select(PhoneNumberRow.id).where(PhoneNumberRow.e164 == "+393339990000"))
+    # Keep only the landline shared with the Rossi household; drop the mobile (it has a pending SMS)
+    # and the other landline (no delivery: an SMS alert skips landlines).
+    response = post(operator, f"/contacts/{contact_id}", {**form, "numbers": "06 6521 1234"})
+    assert response.status_code == 302
+    with panel.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(PhoneNumberRow).where(
+            PhoneNumberRow.e164.in_(("+393339990000", "+390612345678")))) == 0
+        assert s.scalar(select(func.count()).select_from(PhoneNumberRow).where(
+            PhoneNumberRow.e164 == "+390665211234")) == 1  # still the Rossi household's
+        sms = s.scalar(select(Delivery).where(Delivery.alert_id == alert_id, Delivery.number_id == mobile_id))
+        assert sms.state == "cancelled" and sms.e164 == "erased" and "removed" in sms.last_error
+        # The row of the erased mobile stays (the delivery points at it), opted out and without the number.
+        erased = s.get(PhoneNumberRow, mobile_id)
+        assert erased.opted_out and erased.e164 == f"erased:{mobile_id}"
 
 
 def _upload(client, data: bytes, name: str = "anagrafe.csv"):

@@ -13,6 +13,7 @@ from sqlalchemy import exists, func, or_, select, update
 
 from gateway.contacts_csv import parse_contacts_csv
 from gateway.contacts_import import import_contacts
+from gateway.db import utcnow
 from gateway.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_numbers
 from gateway.models_panel import ErasedContacts
 from gateway.phone import InvalidNumber, normalise_number
@@ -120,7 +121,36 @@ def _apply(s, contact: Contact, values: dict) -> None:
     for number in values["numbers"]:
         row = s.scalar(select(PhoneNumberRow).where(PhoneNumberRow.e164 == number.e164))
         rows.append(row or PhoneNumberRow(e164=number.e164, kind=number.kind))
+    removed = [row for row in contact.numbers if row not in rows]
     contact.numbers = rows
+    s.flush()
+    for row in removed:
+        if not _used_by_anyone(s, row):
+            _erase_number(s, row)  # nobody's number any more: no alert may still reach it
+
+
+def _used_by_anyone(s, number: PhoneNumberRow) -> bool:
+    return bool(s.scalar(select(exists().where(contact_numbers.c.number_id == number.id))))
+
+
+# What a pending delivery of an erased number becomes. The engine sends to Delivery.e164, so a pending
+# delivery must never hold "erased": it is cancelled, and only then loses its number.
+ERASED_REASON = "not sent: the contact was deleted or the number removed"
+# Being sent right now: the engine holds the number in memory and, after a crash, puts the delivery
+# back to pending with the e164 it reads from the row; erasing it there would send to "erased".
+IN_FLIGHT = ("submitting",)
+
+
+def _erase_number(s, number: PhoneNumberRow) -> None:
+    """Forget a number no contact uses any more; past deliveries keep their counts, not the number."""
+    s.execute(update(Delivery).where(Delivery.number_id == number.id, Delivery.state == "pending")
+              .values(state="cancelled", last_error=ERASED_REASON, updated_at=utcnow()))
+    if s.scalar(select(exists().where(Delivery.number_id == number.id))):
+        s.execute(update(Delivery).where(Delivery.number_id == number.id, Delivery.state.not_in(IN_FLIGHT))
+                  .values(e164="erased"))
+        number.e164, number.opted_out = f"erased:{number.id}", True
+    else:
+        s.delete(number)
 
 
 def _form_page(contact: Contact | None, status: int = 200):
@@ -196,19 +226,14 @@ def delete(contact_id: int):
             abort(404)
         zone = contact.zone.name if contact.zone else None
         s.add(ErasedContacts(zone=zone, vulnerable=contact.vulnerable, numbers=len(contact.numbers)))
-        erased_numbers = 0
-        for number in list(contact.numbers):
-            if any(other.id != contact.id for other in number.contacts):
-                continue  # a household number: the others still need it
-            if s.scalar(select(exists().where(Delivery.number_id == number.id))):
-                # Past deliveries keep their counts, not the number.
-                s.execute(update(Delivery).where(Delivery.number_id == number.id).values(e164="erased"))
-                number.e164, number.opted_out = f"erased:{number.id}", True
-                contact.numbers.remove(number)
-            else:
-                contact.numbers.remove(number)
-                s.delete(number)
-            erased_numbers += 1
+        numbers = list(contact.numbers)
+        contact.numbers = []
+        s.flush()
+        # A household number stays: the others still need it.
+        erased = [number for number in numbers if not _used_by_anyone(s, number)]
+        for number in erased:
+            _erase_number(s, number)
+        erased_numbers = len(erased)
         s.delete(contact)
         p.audit.record(s, current_user.username, "contact.delete", contact_id, zone=zone,
                        numbers_erased=erased_numbers)
