@@ -1,4 +1,5 @@
 """`allerta bench` and `allerta demo`, run for real (small sizes)."""
+import datetime as dt
 import json
 import os
 import re
@@ -55,6 +56,15 @@ def test_bench_sms_small_run_delivers_everything_and_reports_its_figures(tmp_pat
     assert result["submits_per_modem"]["modems_used"] == 4
     assert result["modem_bound_messages_per_minute"] == pytest.approx(4 * 60 / 0.05)
     assert 0 < result["ratio"] <= 1.1
+    assert result["modem_exchange_seconds"] == {"total": 0.05, "before_prompt": 0.0125, "prompt_to_cmgs_reply": 0.0375}
+    # --latency is the whole AT+CMGS exchange: no modem answers two submits closer than that.
+    by_modem: dict[str, list[float]] = {}
+    for line in (tmp_path / "sms" / "simulator.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["event"] == "submit":
+            by_modem.setdefault(record["modem"], []).append(dt.datetime.fromisoformat(record["time"]).timestamp())
+    gaps = [b - a for times in by_modem.values() for a, b in zip(sorted(times), sorted(times)[1:])]
+    assert len(gaps) == 200 - 4 and min(gaps) >= 0.05 - 0.002  # the log's times have millisecond precision
     assert result["messages_per_minute"] == result["submit_window"]["messages_per_minute"] > 0
     for window in ("submit_window", "steady_state", "engine"):
         assert result[window]["definition"]

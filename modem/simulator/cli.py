@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-median", type=float, default=2.0, help="submit latency median, seconds")
     parser.add_argument("--latency-sigma", type=float, default=0.5, help="submit latency lognormal sigma")
     parser.add_argument("--latency-cap", type=float, default=30.0, help="submit latency maximum, seconds")
+    parser.add_argument("--prompt-latency", type=float,
+                        help="fixed seconds from AT+CMGS to the '> ' prompt (default: a realistic ~20 ms spread)")
     parser.add_argument("--report-delay", type=float, default=1.0,
                         help="seconds from +CMGS to the status report")
     parser.add_argument("--cms-error-rate", type=float, default=0.0, help="share of submits failing (0..1)")
@@ -42,8 +44,11 @@ def _settings(args: argparse.Namespace) -> PoolSettings:
         raise SystemExit("--count must be at least 1")
     if not 0.0 <= args.cms_error_rate <= 1.0:
         raise SystemExit("--cms-error-rate must be between 0 and 1")
+    if args.prompt_latency is not None and args.prompt_latency < 0:
+        raise SystemExit("--prompt-latency must be >= 0")
+    prompt = {} if args.prompt_latency is None else {"prompt_latency": Latency(fixed=args.prompt_latency)}
     config = ModemConfig(
-        submit_latency=Latency(args.latency_median, args.latency_sigma, args.latency_cap),
+        submit_latency=Latency(args.latency_median, args.latency_sigma, args.latency_cap), **prompt,
         report_delay=args.report_delay, cms_error_rate=args.cms_error_rate,
         cms_error_code=args.cms_error_code, pin=args.pin)
     return PoolSettings(args.count, profiles, args.seed, config, args.link_dir, args.log)
