@@ -25,6 +25,7 @@ from gateway.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
 from web import alert_flow
 from web.context import panel
 from web.errors import audio_reason, error_message
+from web.labels import label, labels_for
 from web.progress import BUCKETS, alert_progress, eta_seconds, line_rows
 from web.security import passive, require_role
 
@@ -325,7 +326,8 @@ def preview():
         lines = line_rows(s)
     return {"recipients": result.recipients, "segments": result.plan.segments, "encoding": result.plan.encoding,
             "total_segments": result.total_segments,
-            "eta_seconds": eta_seconds(result.recipients, result.plan.segments, lines, panel().config)}
+            "eta_seconds": eta_seconds(result.recipients, result.plan.segments, lines, panel().config),
+            "channel_labels": labels_for("channel")}
 
 
 class _FormView(dict):
@@ -466,7 +468,8 @@ def progress_json(alert_id: int):
     alert = _get_alert(alert_id)
     with panel().sessions() as s:
         progress = alert_progress(s, [alert_id])[alert_id]
-    return {"id": alert.id, "state": alert.state, "progress": progress}
+    return {"id": alert.id, "state": alert.state, "state_label": label(alert.state, "alert_state"),
+            "progress": progress}
 
 
 @bp.route("/<int:alert_id>/deliveries/<int:delivery_id>")

@@ -19,6 +19,7 @@ from web.app_user import load_user
 from web.audit import AuditLog, anchor_path_for
 from web.context import Panel, panel
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, PanelBabel, compile_catalogues
+from web.labels import label, labels
 from web.security import check_access
 from web.users import ROLES
 
@@ -105,6 +106,8 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     for code in (400, 401, 403, 404, 405, 413, 500):
         app.register_error_handler(code, _error_page)
     app.register_error_handler(CSRFError, _csrf_error)
+    app.add_template_filter(label, "label")
+    app.add_template_filter(labels, "labels")
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from web.context import panel
+from web.labels import label
 from web.progress import active_alerts, alert_progress, capacity, line_rows
 from web.security import passive, require_role
 
@@ -36,13 +37,17 @@ def _snapshot() -> dict:
         lines = line_rows(s)
         alerts = active_alerts(s)
         progress = alert_progress(s, [a.id for a in alerts])
+    for line in lines:
+        line["state_label"] = label(line["state"], "line_state")
+        if line["stale"]:
+            line["state_label"] += " (" + _("no recent report") + ")"
     cap = capacity(lines, panel().config)
     return {
         "alarms": alarms,
         "lines": lines,
         "capacity": cap,
         "capacity_text": capacity_sentences(cap),
-        "alerts": [{"id": a.id, "state": a.state, "drill": a.drill, "text": a.sms_text, "channels": a.channels,
+        "alerts": [{"id": a.id, "state": a.state, "state_label": label(a.state, "alert_state"), "drill": a.drill, "text": a.sms_text, "channels": a.channels,
                     "created_at": a.created_at.isoformat() + "Z", "created_by": a.created_by,
                     "progress": progress[a.id]} for a in alerts],
     }

@@ -64,13 +64,20 @@ def extract_messages(root: Path = Path(__file__).parent) -> dict[str, list[str]]
     method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
     options = {"templates/**.html": {"extensions": "jinja2.ext.i18n"}}
     found: dict[str, list[str]] = {}
-    for filename, lineno, message, _comments, _context in extract_from_dir(
+    for filename, lineno, message, _comments, context in extract_from_dir(
             str(root), method_map=method_map, options_map=options,
-            keywords={"_": None, "gettext": None, "lazy_gettext": None}):
+            keywords={"_": None, "gettext": None, "lazy_gettext": None,
+                      "pgettext": ((1, "c"), 2), "lazy_pgettext": ((1, "c"), 2)}):
         if isinstance(message, tuple):
             message = message[0]
-        found.setdefault(message, []).append(f"{filename}:{lineno}")
+        found.setdefault(with_context(context, message), []).append(f"{filename}:{lineno}")
     return found
+
+
+def with_context(context: str | None, message: str) -> str:
+    """The key gettext files a message under: "context\x04message" when it has a context (web/labels.py:
+    the same English word, such as "Cancelled", needs different Italian for an alert and a message)."""
+    return f"{context}\x04{message}" if context else message
 
 
 def missing_translations(language: str) -> list[str]:
@@ -87,10 +94,11 @@ def update_catalogues(directory: Path = TRANSLATIONS_DIR) -> None:
     for po in sorted(directory.glob("*/LC_MESSAGES/messages.po")):
         language = po.parent.parent.name
         with po.open("rb") as handle:
-            old = {m.id: m.string for m in read_po(handle, locale=language) if m.id}
+            old = {with_context(m.context, m.id): m.string for m in read_po(handle, locale=language) if m.id}
         catalog = Catalog(locale=language, project="allerta", charset="utf-8")
-        for message, where in found.items():
-            catalog.add(message, old.get(message, ""),
+        for key, where in found.items():
+            context, _, message = key.rpartition("\x04")
+            catalog.add(message, old.get(key, ""), context=context or None,
                         locations=[(w.rsplit(":", 1)[0], int(w.rsplit(":", 1)[1])) for w in where[:3]])
         with po.open("wb") as handle:
             write_po(handle, catalog, width=120)

@@ -260,13 +260,13 @@ def test_operator_drafts_approver_approves_progress_reaches_100_export_english_a
     page.click("#preview-button")
     page.wait_for_selector("#preview-result li")
     preview = page.inner_text("#preview-result")
-    assert "sms: 18" in preview and "voice: 30" in preview, preview    # 18 mobiles; 30 numbers with landlines
+    assert "SMS: 18" in preview and "Voce: 30" in preview, preview    # 18 mobiles; 30 numbers with landlines
     _screenshot(page, "compose")
     with page.expect_navigation(timeout=60_000):                       # renders the speech with espeak-ng
         page.click("button[name=action][value=submit]")
     assert "/alerts/" in page.url
     alert_id = int(urlsplit(page.url).path.rstrip("/").rsplit("/", 1)[1])
-    assert page.inner_text("h1 [data-field=state]") == "awaiting_approval"
+    assert page.inner_text("h1 [data-field=state]") == "In attesa di approvazione"
     assert page.locator("form[action$='/approve']").count() == 0       # an operator cannot approve
     with services.sessions() as s:
         assert s.get(Alert, alert_id).state == "awaiting_approval"
@@ -279,7 +279,7 @@ def test_operator_drafts_approver_approves_progress_reaches_100_export_english_a
     assert audio.count() == 1                                           # the voice message can be heard
     with approver.expect_navigation():
         approver.click(f"form[action$='/alerts/{alert_id}/approve'] button[type=submit]")
-    assert approver.inner_text("h1 [data-field=state]") == "active"
+    assert approver.inner_text("h1 [data-field=state]") == "Attiva"
     assert float(approver.inner_text("[data-poll-alert] p [data-field=percent]")) < 100
     approver.evaluate("() => { window.__loadedOnce = true; }")
     approver.wait_for_function("() => document.getElementById('alert-progress').value >= 100", timeout=90_000)

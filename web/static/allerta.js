@@ -32,7 +32,7 @@
       for (const alert of data.alerts) {
         const row = dashboard.querySelector('tr[data-alert="' + alert.id + '"]');
         if (!row) continue;
-        setField(row, "state", alert.state);
+        setField(row, "state", alert.state_label);
         for (const key of ["percent", "queued", "in_progress", "sent", "reached", "failed"]) setField(row, key, alert.progress[key]);
         const bar = row.querySelector("progress");
         if (bar) bar.value = alert.progress.percent;
@@ -41,7 +41,7 @@
         const row = dashboard.querySelector('tr[data-line="' + CSS.escape(line.label) + '"]');
         if (!row) continue;
         row.className = "state-" + line.state;
-        setField(row, "state", line.state);
+        setField(row, "state", line.state_label);
         setField(row, "signal", line.signal === null ? "-" : line.signal);
         setField(row, "operator", line.operator || "-");
         setField(row, "registration", line.registration || "-");
@@ -57,7 +57,7 @@
   const alertPage = document.querySelector("[data-poll-alert]");
   if (alertPage) {
     poll(alertPage.dataset.pollAlert, function (data) {
-      setField(alertPage, "state", data.state);
+      setField(alertPage, "state", data.state_label);
       setField(alertPage, "percent", data.progress.percent);
       const bar = document.getElementById("alert-progress");
       if (bar) bar.value = data.progress.percent;
@@ -141,7 +141,7 @@
       for (const [channel, count] of Object.entries(body.recipients)) {
         const eta = body.eta_seconds[channel];
         const item = document.createElement("li");
-        item.textContent = channel + ": " + count + " " + preview.dataset.tRecipients.toLowerCase() + " · " +
+        item.textContent = (body.channel_labels[channel] || channel) + ": " + count + " " + preview.dataset.tRecipients.toLowerCase() + " · " +
           preview.dataset.tEta + ": " + (eta === null ? preview.dataset.tNoline : Math.ceil(eta / 60) + " " + preview.dataset.tMinutes);
         list.appendChild(item);
       }

@@ -1,0 +1,96 @@
+"""What the identifiers stored in the database are called on screen.
+
+States, decisions, roles, channels and needs are stored as English identifiers
+(``awaiting_approval``, ``text_only``) that the engine, the CLI and the API rely
+on; operators read them in their language. This is the one table that names
+them: templates use the ``label`` filter, the page's script gets the names in
+the JSON it polls (``labels_for``). The names are lazy, so each request
+translates them into its user's language.
+
+The same English word may need different Italian words (an alert is
+"Annullata", a message "Annullato"), hence a gettext context per kind.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from flask_babel import lazy_gettext, lazy_pgettext
+
+LABELS = {
+    "alert_state": {
+        "draft": lazy_pgettext("alert state", "Draft"),
+        "awaiting_approval": lazy_pgettext("alert state", "Awaiting approval"),
+        "active": lazy_pgettext("alert state", "Active"),
+        "done": lazy_pgettext("alert state", "Done"),
+        "cancelled": lazy_pgettext("alert state", "Cancelled"),
+        "rejected": lazy_pgettext("alert state", "Rejected"),
+    },
+    # A delivery (one number on one channel) and one attempt at it.
+    "delivery_state": {
+        "pending": lazy_pgettext("delivery state", "Queued"),
+        "submitting": lazy_pgettext("delivery state", "Being sent"),
+        "ringing": lazy_pgettext("delivery state", "Ringing"),
+        "in_flight": lazy_pgettext("delivery state", "Being sent"),
+        "sent": lazy_pgettext("delivery state", "Sent"),
+        "delivered": lazy_pgettext("delivery state", "Delivered"),
+        "confirmed": lazy_pgettext("delivery state", "Confirmed (pressed 1)"),
+        "answered": lazy_pgettext("delivery state", "Answered"),
+        "voicemail": lazy_pgettext("delivery state", "Voicemail"),
+        "busy": lazy_pgettext("delivery state", "Busy"),
+        "no_answer": lazy_pgettext("delivery state", "No answer"),
+        "congestion": lazy_pgettext("delivery state", "Network congestion"),
+        "invalid_number": lazy_pgettext("delivery state", "Invalid number"),
+        "interrupted": lazy_pgettext("delivery state", "Interrupted"),
+        "failed": lazy_pgettext("delivery state", "Failed"),
+        "cancelled": lazy_pgettext("delivery state", "Cancelled"),
+    },
+    # Deliveries grouped as the progress table counts them (web/progress.py, BUCKETS).
+    "bucket": {
+        "queued": lazy_gettext("Queued"), "in_progress": lazy_gettext("In progress"), "sent": lazy_gettext("Sent"),
+        "reached": lazy_gettext("Reached"), "failed": lazy_gettext("Failed"), "cancelled": lazy_gettext("Cancelled"),
+    },
+    "approval": {
+        "pending": lazy_pgettext("approval", "Waiting for a decision"),
+        "approved": lazy_pgettext("approval", "Approved"),
+        "rejected": lazy_pgettext("approval", "Rejected"),
+        "bypassed": lazy_pgettext("approval", "Sent without approval"),
+    },
+    "line_state": {
+        "starting": lazy_pgettext("line state", "Starting"),
+        "up": lazy_pgettext("line state", "Up"),
+        "down": lazy_pgettext("line state", "Down"),
+        "suspended": lazy_pgettext("line state", "Out of rotation"),
+    },
+    "role": {
+        "admin": lazy_pgettext("role", "Administrator"),
+        "approver": lazy_pgettext("role", "Approver"),
+        "operator": lazy_pgettext("role", "Operator"),
+        "viewer": lazy_pgettext("role", "Viewer"),
+    },
+    "channel": {"sms": lazy_pgettext("channel", "SMS"), "voice": lazy_pgettext("channel", "Voice")},
+    "needs": {"text_only": lazy_gettext("text only (deaf)"), "voice_only": lazy_gettext("voice only (blind)")},
+    "audio_source": {"tts": lazy_pgettext("audio source", "Speech from the text"),
+                     "recording": lazy_pgettext("audio source", "Recording")},
+}
+
+
+def label(value: str | None, kind: str) -> str:
+    """The on-screen name of a stored identifier; an identifier the table does not know is shown as it is
+    (a state a newer engine writes must not break the page)."""
+    if value is None:
+        return ""
+    name = LABELS[kind].get(value)
+    return str(name) if name is not None else value
+
+
+def labels(values: str | Iterable[str] | None, kind: str) -> str:
+    """Several identifiers, e.g. an alert's channels "sms,voice"."""
+    if not values:
+        return ""
+    items = values.split(",") if isinstance(values, str) else values
+    return ", ".join(label(item, kind) for item in items)
+
+
+def labels_for(kind: str) -> dict[str, str]:
+    """Every name of one kind, translated now: for the JSON the page's script polls."""
+    return {value: str(name) for value, name in LABELS[kind].items()}
