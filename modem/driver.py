@@ -21,6 +21,7 @@ from gsmmodem.util import lineStartingWith
 from gateway.sms_text import SubmitPdu
 from modem.at_parse import parse_cmgl, parse_cops, parse_cpin, parse_creg, parse_csq, split_notifications
 from modem.errors import ErrorVerdict, classify_cme, classify_cms
+from modem.raw_at import NoAnswer, at_command, parse_imei
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,18 @@ _URC_LINE = re.compile(r"^(\+CDSI:|\+CMTI:|\^[A-Z]+:|\+CRING:|RING$|\+CLIP:|\+CU
 
 class ModemError(Exception):
     """The modem (port, SIM, radio) is not usable right now."""
+
+
+class PortUnavailable(ModemError):
+    """The port cannot be opened at all (missing, unplugged, no permission)."""
+
+
+class WrongModem(ModemError):
+    """The port answers with another IMEI (or none) than the one expected: not our modem."""
+
+    def __init__(self, port: str, found: str | None, expected: str) -> None:
+        super().__init__(f"{port} holds IMEI {found or 'unknown (no answer to AT+CGSN)'}, expected {expected}")
+        self.port, self.found, self.expected = port, found, expected
 
 
 class SubmitError(Exception):
@@ -142,8 +155,9 @@ class ModemDriver:
                  on_status_report: Callable[[int, bool, str], None],
                  on_incoming: Callable[[str, str], None],
                  on_lost: Callable[[str], None],
-                 prompt_timeout: float = 5.0) -> None:
+                 prompt_timeout: float = 5.0, identify_timeout: float = 5.0) -> None:
         self.port = port
+        self.identify_timeout = identify_timeout
         self.baud = baud
         self._pin = pin
         self._on_status_report = on_status_report
@@ -157,24 +171,38 @@ class ModemDriver:
         self.model: str | None = None
 
     # --- life cycle --------------------------------------------------------
-    def _wake(self) -> None:
-        """Cancel whatever a previous client left half-done.
+    def _wake(self) -> str | None:
+        """Cancel whatever a previous client left half-done; return the IMEI (None if unreadable).
 
         An engine killed between AT+CMGS and Ctrl-Z leaves the modem in PDU
         entry: it would take our ATZ as PDU text and never answer. ESC cancels
         the entry (gammu opens every session the same way, smstools3 sends
         Ctrl-Z CR when a modem is silent).
+
+        The IMEI is read here, on the bare port, because the library's connect()
+        sends the PIN and we then read and delete the stored SMS: with a glob or
+        after USB renumbering the port may hold another modem, whose SIM must not
+        get our PIN (three wrong ones and it wants its PUK) and whose stored status
+        reports are not ours. AT+CGSN needs no PIN.
         """
         try:
             with serial.Serial(self.port, self.baud, timeout=0.3) as port:
                 port.write(b"\x1b\r")
                 port.flush()
                 port.read(256)  # discard whatever the cancelled entry answers
+                try:
+                    return parse_imei(at_command(port, "AT+CGSN", self.identify_timeout))
+                except NoAnswer as exc:
+                    log.debug("IMEI not readable before the PIN on %s: %s", self.port, exc)
+                    return None
         except (serial.SerialException, OSError) as exc:
-            raise ModemError(f"cannot open {self.port}: {exc}") from None
+            raise PortUnavailable(f"cannot open {self.port}: {exc}") from None
 
-    def open(self) -> None:
-        self._wake()
+    def open(self, expected_imei: str | None = None) -> None:
+        """Connect; with ``expected_imei``, refuse another modem before its SIM or memory is touched."""
+        found = self._wake()
+        if expected_imei and found != expected_imei:
+            raise WrongModem(self.port, found, expected_imei)
         modem = _UrcSafeGsmModem(self.port, self.baud, smsReceivedCallbackFunc=self._received,
                                  smsStatusReportCallback=self._report)
         modem.fatalErrorCallback = self._fatal
@@ -195,7 +223,7 @@ class ModemDriver:
         self._modem = modem
         self.alive = True
         try:
-            self.imei = self._query("AT+CGSN").replace("+CGSN:", "").strip()
+            self.imei = parse_imei(self._lines("AT+CGSN")) or found
             self.manufacturer = self._query("AT+CGMI").strip()
             self.model = self._query("AT+CGMM").strip()
         except ModemError:

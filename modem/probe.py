@@ -6,39 +6,17 @@ it returns gateway.doctor's Check rows.
 from __future__ import annotations
 
 import glob
-import time
 
 import serial
 
 from gateway.config import ModemConfig
 from gateway.doctor import FAIL, MODEM_TIMEOUT, OK, WARN, Check
 from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csq
-
-
-class _NoAnswer(Exception):
-    pass
+from modem.raw_at import NoAnswer, at_command, parse_imei
 
 
 def _at(port, command: str, timeout: float = MODEM_TIMEOUT) -> list[str]:
-    """Send one AT command; the reply lines up to OK (inclusive). _NoAnswer on silence or ERROR."""
-    port.reset_input_buffer()
-    port.write(command.encode("ascii") + b"\r")
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    lines: list[str] = []
-    while time.monotonic() < deadline:
-        buffer += port.read(port.in_waiting or 1)
-        while b"\n" in buffer:
-            raw, buffer = buffer.split(b"\n", 1)
-            line = raw.decode("ascii", "replace").strip()
-            if not line or line == command:   # blank or our echo
-                continue
-            lines.append(line)
-            if line == "OK":
-                return lines
-            if line == "ERROR" or line.startswith(("+CME ERROR", "+CMS ERROR")):
-                raise _NoAnswer(f"{command} answered {line}")
-    raise _NoAnswer(f"no answer to {command} within {timeout:g} s")
+    return at_command(port, command, timeout)
 
 
 def _candidates(modem: ModemConfig) -> list[str]:
@@ -82,21 +60,21 @@ def probe_modem(modem: ModemConfig) -> list[Check]:
 def _probe_open_port(name, path, port, modem: ModemConfig, parse_cpin, parse_creg, parse_csq, parse_cops):
     try:
         _at(port, "AT")
-    except _NoAnswer as exc:
+    except NoAnswer as exc:
         return [Check(name, FAIL, f"{path} opens but {exc}",
                       "the modem is hung or not a modem port: power-cycle it (unplug and replug); "
                       "if it persists, try the other /dev/allerta/ names of the same dongle")]
     try:
         _at(port, "ATE0")
-        imei = next((l for l in _at(port, "AT+CGSN") if l != "OK"), "").replace("+CGSN:", "").strip()
-    except _NoAnswer:
+        imei = parse_imei(_at(port, "AT+CGSN")) or ""
+    except NoAnswer:
         imei = ""
     if modem.imei and imei and imei != modem.imei:
         return None
     checks = [Check(name, OK, f"{path} answers AT (IMEI {imei or 'unknown'})")]
     try:
         sim = parse_cpin(_at(port, "AT+CPIN?"))
-    except _NoAnswer as exc:
+    except NoAnswer as exc:
         return checks + [Check(f"{name} SIM", FAIL, str(exc), "insert the SIM (power off the modem first)")]
     if sim == "SIM PIN":
         if modem.pin:
@@ -112,7 +90,7 @@ def _probe_open_port(name, path, port, modem: ModemConfig, parse_cpin, parse_cre
     try:
         registration = parse_creg(_at(port, "AT+CREG?"))
         operator = parse_cops(_at(port, "AT+COPS?"))
-    except _NoAnswer as exc:
+    except NoAnswer as exc:
         registration, operator = None, None
         checks.append(Check(f"{name} network", FAIL, str(exc), "power-cycle the modem"))
     if registration in ("home", "roaming"):
@@ -123,7 +101,7 @@ def _probe_open_port(name, path, port, modem: ModemConfig, parse_cpin, parse_cre
                             "check the antenna and coverage"))
     try:
         signal = parse_csq(_at(port, "AT+CSQ"))
-    except _NoAnswer as exc:
+    except NoAnswer as exc:
         signal = None
         checks.append(Check(f"{name} signal", FAIL, str(exc), "power-cycle the modem"))
     if signal is not None:
@@ -137,7 +115,7 @@ def _probe_open_port(name, path, port, modem: ModemConfig, parse_cpin, parse_cre
             checks.append(Check(f"{name} signal", OK, f"CSQ {signal}"))
     try:
         smsc = next((l for l in _at(port, "AT+CSCA?") if l.startswith("+CSCA:")), "")
-    except _NoAnswer as exc:
+    except NoAnswer as exc:
         smsc = ""
         checks.append(Check(f"{name} SMSC", FAIL, str(exc), "set it with AT+CSCA=\"+39...\",145"))
         return checks

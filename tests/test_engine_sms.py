@@ -153,18 +153,41 @@ def test_failing_modem_leaves_rotation_and_comes_back(tmp_path):
         assert states(services, alert_id) == {"delivered": 60}
 
 
+def one_modem_by_imei_on_a_glob(tmp_path, imei: str, recipients: int, extra: str = ""):
+    """Config for one [[modems]] whose port is a glob over every simulated modem; an alert to send."""
+    config_path = engine_config(tmp_path, [str(tmp_path / "links" / "modem-*")])
+    text = config_path.read_text().replace('per_minute = 6000', f'per_minute = 6000\nimei = "{imei}"\n{extra}')
+    config_path.write_text(text)
+    services = services_for(config_path)
+    import_contacts(services.sessions, contacts_csv(recipients))
+    alert_id, _ = services.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
+    return config_path, services, alert_id
+
+
 def test_modem_found_by_imei_among_renamed_ports(tmp_path):
     with SimulatorProcess(count=3, link_dir=tmp_path / "links", **FAST) as sim:
-        wanted = sim.modems[2]["imei"]
-        config_path = engine_config(tmp_path, [str(tmp_path / "links" / "modem-*")])
-        text = config_path.read_text().replace('per_minute = 6000', f'per_minute = 6000\nimei = "{wanted}"')
-        config_path.write_text(text)
-        services = services_for(config_path)
-        import_contacts(services.sessions, contacts_csv(10))
-        alert_id, _ = services.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
+        config_path, services, alert_id = one_modem_by_imei_on_a_glob(tmp_path, sim.modems[2]["imei"], 10)
         allerta(config_path, "run", "--once", timeout=120)
         assert states(services, alert_id) == {"delivered": 10}
         assert {r["modem"] for r in sim.log_records("submit")} == {"modem-2"}
+
+
+def test_another_modem_on_the_glob_gets_neither_our_pin_nor_loses_its_stored_sms(tmp_path):
+    """The IMEI is read before the PIN: modem-0 comes first in the glob but is not ours."""
+    with SimulatorProcess(count=2, link_dir=tmp_path / "links", pin="1234", **FAST) as sim:
+        sim.control({"cmd": "incoming_sms", "modem": "modem-0", "sender": "+393331234567", "text": "not yours"})
+        config_path, services, alert_id = one_modem_by_imei_on_a_glob(tmp_path, sim.modems[1]["imei"], 5,
+                                                                      extra='pin = "1234"')
+        allerta(config_path, "run", "--once", timeout=120)
+        assert states(services, alert_id) == {"delivered": 5}
+        assert {r["modem"] for r in sim.log_records("submit")} == {"modem-1"}
+        other = next(m for m in sim.control({"cmd": "status"})["modems"] if m["modem"] == "modem-0")
+        # Its stored SMS is still there and none of ours took it...
+        assert other["stored"]["SM"] == 1
+        with services.sessions() as s:
+            assert s.scalars(select(InboundSms)).all() == []
+        # ...and it heard only our wake-up and AT+CGSN: no ATZ, no AT+CPIN="1234", no AT+CMGL.
+        assert other["commands"] <= 2, other
 
 
 def test_sigterm_finishes_in_flight_sends_and_stops(tmp_path):
