@@ -9,6 +9,7 @@ import subprocess
 import pytest
 from sqlalchemy import func, select
 
+from gateway.db import utcnow
 from gateway.models import Alert, Contact, Delivery, Line
 from gateway.models_panel import AlertApproval, AuditEntry
 from tests.test_web_support import app, client_for, csrf_token, make_app, panel, post  # noqa: F401
@@ -62,7 +63,7 @@ def test_sms_counter_reports_encoding_segments_and_fix(app):
 
 def test_preview_counts_recipients_and_eta(app, panel):
     with panel.sessions.begin() as s:
-        s.add(Line(channel="sms", label="tim-1", state="up", rate_per_minute=12.0))
+        s.add(Line(channel="sms", label="tim-1", state="up", rate_per_minute=12.0, updated_at=utcnow()))
     client = client_for(app, "operator")
     body = post(client, "/alerts/preview", {"text": "Prova", "zones": ["Fregene", "Isola Sacra"],
                                             "channels": "both"}).get_json()

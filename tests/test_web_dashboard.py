@@ -1,24 +1,38 @@
 """The dashboard: line health, capacity statement, live progress of active alerts."""
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as dt
+
+from sqlalchemy import select, update
 
 from gateway.alerts import AlertRequest, Target
+from gateway.db import utcnow
+from gateway.models_ops import Alarm
 from gateway.models import Delivery, Line
-from tests.test_web_support import app, client_for, panel  # noqa: F401
+from tests.test_web_support import app, client_for, panel, post  # noqa: F401
 
 
 def _lines(panel) -> None:
+    now = utcnow()
     with panel.sessions.begin() as s:
         s.add_all([
             Line(channel="sms", label="tim-1", state="up", signal=20, operator="TIM", registration="home",
-                 sim_state="ready", sent_today=100, daily_cap=2000, rate_per_minute=12.0),
+                 sim_state="ready", sent_today=100, daily_cap=2000, rate_per_minute=12.0, updated_at=now),
             Line(channel="sms", label="voda-1", state="up", signal=15, operator="vodafone IT", registration="home",
-                 sim_state="ready", sent_today=1995, daily_cap=2000, rate_per_minute=12.0),
+                 sim_state="ready", sent_today=1995, daily_cap=2000, rate_per_minute=12.0, updated_at=now),
             Line(channel="sms", label="wind-1", state="down", last_error="<modem unplugged>", sent_today=0,
-                 daily_cap=2000),
-            Line(channel="voice", label="pstn", state="up", in_use=1, limit=2, rate_per_minute=4.0),
+                 daily_cap=2000, updated_at=now),
+            # A trunk reports only when something changes: an idle one's row is old.
+            Line(channel="voice", label="pstn", state="up", in_use=1, limit=2, rate_per_minute=4.0,
+                 updated_at=now - dt.timedelta(hours=2)),
         ])
+
+
+def _age_lines(panel, **changes) -> None:
+    """Make some lines' last report older (label=timedelta)."""
+    with panel.sessions.begin() as s:
+        for label, age in changes.items():
+            s.execute(update(Line).where(Line.label == label.replace("_", "-")).values(updated_at=utcnow() - age))
 
 
 def test_lines_and_capacity(app, panel):
@@ -33,6 +47,46 @@ def test_lines_and_capacity(app, panel):
     data = viewer.get("/dashboard.json").get_json()
     assert data["capacity"]["sms_people"] == 125 and data["capacity"]["voice_people"] == 40
     assert {line["label"] for line in data["lines"]} == {"tim-1", "voda-1", "wind-1", "pstn"}
+    assert data["capacity"]["engine_reporting"] and not data["capacity_text"]["engine"]
+
+
+def test_stale_lines_count_as_down(app, panel):
+    _lines(panel)
+    viewer = client_for(app, "viewer")
+    # tim-1 missed its health reads (every 30 s) for 4 minutes: down, whatever it said last.
+    _age_lines(panel, tim_1=dt.timedelta(minutes=4))
+    data = viewer.get("/dashboard.json").get_json()
+    assert data["capacity"]["sms_people"] == 5 and data["capacity"]["sms_lines_up"] == 1
+    assert data["capacity"]["voice_people"] == 40  # the engine still reports: the idle trunk's state holds
+    assert [line["stale"] for line in data["lines"] if line["label"] == "tim-1"] == [True]
+    assert "nessun aggiornamento recente" in viewer.get("/").get_data(as_text=True)
+    # No report from the engine for 4 minutes on any line: nothing counts as up, and the panel says why.
+    _age_lines(panel, voda_1=dt.timedelta(minutes=4), wind_1=dt.timedelta(minutes=5))
+    data = viewer.get("/dashboard.json").get_json()
+    assert data["capacity"]["sms_people"] == 0 and data["capacity"]["voice_people"] == 0
+    assert not data["capacity"]["engine_reporting"] and all(line["stale"] for line in data["lines"])
+    html = viewer.get("/").get_data(as_text=True)
+    assert "Il motore non invia aggiornamenti da più di 3 minuti" in html and "con 0 modem attivi su 3" in html
+    # The compose page's ETA does not count on them either.
+    operator = client_for(app, "operator")
+    body = post(operator, "/alerts/preview", {"text": "Prova", "zones": "Fregene", "channels": "sms"}).get_json()
+    assert body["eta_seconds"]["sms"] is None
+
+
+def test_snapshot_carries_what_the_script_needs_to_add_rows(app, panel):
+    viewer = client_for(app, "viewer")
+    html = viewer.get("/").get_data(as_text=True)
+    assert 'data-rows="alerts"' in html and 'data-rows="alarms"' in html  # present even when empty
+    # Created after the page loaded: the snapshot has everything a new row shows.
+    alert_id, _ = panel.services.alerts.create(AlertRequest(text="<b>Prova</b> " + "x" * 100, drill=True,
+                                                            target=Target(zones=("Fregene",))))
+    with panel.sessions.begin() as s:
+        s.add(Alarm(kind="modem_lost", subject="tim-1", message="modem perso"))
+    data = viewer.get("/dashboard.json").get_json()
+    alert = data["alerts"][0]
+    assert alert["id"] == alert_id and alert["url"] == f"/alerts/{alert_id}" and alert["drill"]
+    assert alert["state_label"] == "Attiva" and alert["summary"].endswith("…") and len(alert["summary"]) <= 80
+    assert [(a["kind"], a["subject"], a["message"]) for a in data["alarms"]] == [("modem_lost", "tim-1", "modem perso")]
 
 
 def test_live_progress_of_active_alerts(app, panel):

@@ -26,7 +26,7 @@ from web import alert_flow
 from web.context import panel
 from web.errors import audio_reason, error_message
 from web.labels import label, labels_for
-from web.progress import BUCKETS, alert_progress, eta_seconds, line_rows
+from web.progress import BUCKETS, alert_progress, eta_seconds, line_rows, stale_after
 from web.security import passive, require_role
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -323,7 +323,7 @@ def preview():
     except (FormError, AlertError) as exc:
         return {"error": error_message(exc)}, 400
     with panel().sessions() as s:
-        lines = line_rows(s)
+        lines = line_rows(s, stale_after(panel().config))
     return {"recipients": result.recipients, "segments": result.plan.segments, "encoding": result.plan.encoding,
             "total_segments": result.total_segments,
             "eta_seconds": eta_seconds(result.recipients, result.plan.segments, lines, panel().config),

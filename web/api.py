@@ -11,7 +11,7 @@ from gateway.alerts import AlertError, AlertRequest, Target, compose_sms_text
 from gateway.models import Alert
 from web import alert_flow
 from web.context import panel
-from web.progress import alert_progress, line_rows
+from web.progress import alert_progress, line_rows, stale_after
 from web.security import public, token_auth
 from web.tokens import authenticate_token
 from web.users import has_role
@@ -132,7 +132,7 @@ def alert_status(alert_id: int):
 @api_role("viewer")
 def lines():
     with panel().sessions() as s:
-        return {"lines": line_rows(s)}
+        return {"lines": line_rows(s, stale_after(panel().config))}
 
 
 @bp.route("/openapi.json")

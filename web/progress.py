@@ -22,6 +22,15 @@ BUCKETS = {
 }
 BUCKET_ORDER = ("queued", "in_progress", "sent", "reached", "failed", "cancelled")
 CAPACITY_MINUTES = 10
+# A line's row is only as true as the engine's last report. Modems report their health every
+# [engine] health_interval (30 s by default); trunks only when something changes, so an idle trunk's
+# row is as old as its last change and is trusted while the engine is seen reporting on any line.
+STALE_MINIMUM_SECONDS = 180
+
+
+def stale_after(config: Config) -> float:
+    """Seconds after which a modem's report, or the freshest of all reports, is too old to trust."""
+    return max(STALE_MINIMUM_SECONDS, 3 * config.engine["health_interval"])
 
 
 def empty_progress() -> dict[str, Any]:
@@ -50,11 +59,17 @@ def alert_progress(session: Session, alert_ids: Iterable[int]) -> dict[int, dict
     return result
 
 
-def line_rows(session: Session) -> list[dict[str, Any]]:
+def line_rows(session: Session, stale_seconds: float = STALE_MINIMUM_SECONDS) -> list[dict[str, Any]]:
+    """Every line as the engine last reported it; ``stale``: that report cannot be trusted any more
+    (the engine is not reporting, or a modem missed its health reads), so the line counts as down."""
     now = utcnow()
+    lines = list(session.scalars(select(Line).order_by(Line.channel, Line.label)))
+    ages = {line.label: (now - line.updated_at).total_seconds() if line.updated_at else None for line in lines}
+    known = [age for age in ages.values() if age is not None]
+    engine_reporting = bool(known) and min(known) <= stale_seconds
     rows = []
-    for line in session.scalars(select(Line).order_by(Line.channel, Line.label)):
-        age = (now - line.updated_at).total_seconds() if line.updated_at else None
+    for line in lines:
+        age = ages[line.label]
         rows.append({
             "label": line.label, "channel": line.channel, "state": line.state, "port": line.port,
             "signal": line.signal, "registration": line.registration, "operator": line.operator,
@@ -62,9 +77,14 @@ def line_rows(session: Session) -> list[dict[str, Any]]:
             "in_use": line.in_use, "limit": line.limit, "rate_per_minute": line.rate_per_minute,
             "last_error": line.last_error,
             "updated_at": line.updated_at.isoformat() + "Z" if line.updated_at else None,
-            "stale": age is None or age > 300,
+            "stale": not engine_reporting or (line.channel == "sms" and (age is None or age > stale_seconds)),
         })
     return rows
+
+
+def is_up(line: dict[str, Any]) -> bool:
+    """Up as far as we can tell: reported up, by a report recent enough to believe."""
+    return line["state"] == "up" and not line["stale"]
 
 
 def capacity(lines: list[dict[str, Any]], config: Config, minutes: int = CAPACITY_MINUTES) -> dict[str, Any]:
@@ -73,7 +93,7 @@ def capacity(lines: list[dict[str, Any]], config: Config, minutes: int = CAPACIT
     sms = voice = 0.0
     sms_up = voice_up = 0
     for line in lines:
-        if line["state"] != "up":
+        if not is_up(line):
             continue
         rate = line["rate_per_minute"]
         if line["channel"] == "sms":
@@ -88,6 +108,7 @@ def capacity(lines: list[dict[str, Any]], config: Config, minutes: int = CAPACIT
             voice_up += 1
     return {"minutes": minutes, "sms_people": int(sms), "voice_people": int(voice),
             "sms_lines_up": sms_up, "voice_lines_up": voice_up,
+            "engine_reporting": any(not line["stale"] for line in lines),
             "sms_lines": sum(1 for l in lines if l["channel"] == "sms"),
             "voice_lines": sum(1 for l in lines if l["channel"] != "sms")}
 
@@ -97,7 +118,7 @@ def rates_per_minute(lines: list[dict[str, Any]], config: Config) -> dict[str, f
     configured = {m.label: m.per_minute for m in config.modems}
     rates = {"sms": 0.0, "voice": 0.0}
     for line in lines:
-        if line["state"] == "up":
+        if is_up(line):
             fallback = configured.get(line["label"], 0.0) if line["channel"] == "sms" else 0.0
             rates["sms" if line["channel"] == "sms" else "voice"] += line["rate_per_minute"] or fallback
     return rates

@@ -28,6 +28,7 @@ import pytest
 from sqlalchemy import func, select
 
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
+from gateway.alerts import AlertRequest, Target
 from gateway.bench import child_env
 from gateway.composition import build_services
 from gateway.config import load_config
@@ -317,6 +318,12 @@ def test_operator_drafts_approver_approves_progress_reaches_100_export_english_a
     assert approver.get_by_text("Download CSV").count() == 1
     approver.goto(base + "/")
     assert approver.locator("h1").first.inner_text() == "Dashboard"
+    # An alert drafted after the page loaded appears without a reload (the rows are rebuilt from the
+    # snapshot); awaiting approval, it sends nothing.
+    late_id, _ = services.alerts.create_pending(AlertRequest(text="<b>Late</b> alert", target=Target(zones=(ZONE,))))
+    approver.wait_for_selector(f"#active-alerts tr[data-alert='{late_id}']", timeout=15_000)
+    late_row = approver.inner_text(f"#active-alerts tr[data-alert='{late_id}']")
+    assert "<b>Late</b> alert" in late_row and "Awaiting approval" in late_row, late_row
     _screenshot(approver, "dashboard-en")
 
     operator_context.close()

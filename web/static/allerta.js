@@ -23,24 +23,77 @@
     setTimeout(tick, POLL_MS);
   }
 
-  // Dashboard: lines, capacity and active alerts.
+  // Dashboard: lines, capacity, alarms and active alerts.
+  function cell(content) {
+    const td = document.createElement("td");
+    if (content instanceof Node) td.appendChild(content); else td.textContent = String(content);
+    return td;
+  }
+  function field(name, value) {
+    const td = cell(value);
+    td.dataset.field = name;
+    return td;
+  }
+  // Rows are rebuilt from the snapshot, so an alert or alarm that appeared after the page loaded
+  // shows up, and one that ended goes away. Text only through textContent: it comes from users.
+  function replaceRows(section, rows) {
+    const tbody = section.querySelector("tbody[data-rows]");
+    tbody.replaceChildren(...rows);
+    section.querySelector("table").hidden = rows.length === 0;
+    section.querySelector("[data-empty]").hidden = rows.length !== 0;
+  }
+  function alarmRow(alarm) {
+    const row = document.createElement("tr");
+    row.dataset.alarm = alarm.id;
+    row.className = "alarm-" + alarm.kind;
+    for (const value of [alarm.raised_at, alarm.kind, alarm.subject, alarm.message]) row.appendChild(cell(value));
+    return row;
+  }
+  function alertRow(alert, drillLabel) {
+    const row = document.createElement("tr");
+    row.dataset.alert = alert.id;
+    const link = document.createElement("a");
+    link.href = alert.url;
+    link.textContent = String(alert.id);
+    row.appendChild(cell(link));
+    const text = cell(alert.summary);
+    if (alert.drill) {
+      const tag = document.createElement("span");
+      tag.className = "tag drill";
+      tag.textContent = drillLabel;
+      text.prepend(tag, " ");
+    }
+    row.appendChild(text);
+    row.appendChild(field("state", alert.state_label));
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = alert.progress.percent;
+    const progress = cell(bar);
+    const percent = document.createElement("span");
+    percent.dataset.field = "percent";
+    percent.textContent = String(alert.progress.percent);
+    progress.append(" ", percent, "%");
+    row.appendChild(progress);
+    for (const key of ["queued", "in_progress", "sent", "reached", "failed"]) row.appendChild(field(key, alert.progress[key]));
+    return row;
+  }
+
   const dashboard = document.querySelector("[data-poll]");
   if (dashboard) {
+    const alarms = document.getElementById("alarms");
+    const alerts = document.getElementById("active-alerts");
     poll(dashboard.dataset.poll, function (data) {
+      const engine = dashboard.querySelector('[data-field="capacity_engine"]');
+      engine.textContent = data.capacity_text.engine;
+      engine.hidden = !data.capacity_text.engine;
       setField(dashboard, "capacity_sms", data.capacity_text.sms);
       setField(dashboard, "capacity_voice", data.capacity_text.voice);
-      for (const alert of data.alerts) {
-        const row = dashboard.querySelector('tr[data-alert="' + alert.id + '"]');
-        if (!row) continue;
-        setField(row, "state", alert.state_label);
-        for (const key of ["percent", "queued", "in_progress", "sent", "reached", "failed"]) setField(row, key, alert.progress[key]);
-        const bar = row.querySelector("progress");
-        if (bar) bar.value = alert.progress.percent;
-      }
+      replaceRows(alarms, data.alarms.map(alarmRow));
+      replaceRows(alerts, data.alerts.map(function (alert) { return alertRow(alert, alerts.dataset.tDrill); }));
       for (const line of data.lines) {
         const row = dashboard.querySelector('tr[data-line="' + CSS.escape(line.label) + '"]');
         if (!row) continue;
-        row.className = "state-" + line.state;
+        row.className = "state-" + line.state + (line.stale ? " stale" : "");
         setField(row, "state", line.state_label);
         setField(row, "signal", line.signal === null ? "-" : line.signal);
         setField(row, "operator", line.operator || "-");
