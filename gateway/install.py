@@ -16,7 +16,9 @@ from pathlib import Path
 
 from gateway.config import DEFAULT_CONFIG_PATH, starter_config
 
-SYSTEMD_SOURCE = Path(__file__).resolve().parent.parent / "systemd"
+# gateway/systemd is a link to the checkout's systemd/, shipped as package data
+# (pyproject.toml), so a non-editable install finds the files too.
+SYSTEMD_SOURCE = Path(__file__).resolve().parent / "systemd"
 DATA_DIR = "/var/lib/allerta"
 
 # Source file in systemd/ -> where it goes, relative to the root.
@@ -27,8 +29,11 @@ FILES = {
     "allerta.sysusers": "etc/sysusers.d/allerta.conf",
     "allerta.tmpfiles": "etc/tmpfiles.d/allerta.conf",
     "60-allerta-modems.rules": "etc/udev/rules.d/60-allerta-modems.rules",
+    "allerta.modules-load": "etc/modules-load.d/allerta.conf",
 }
 UNITS = ("allerta-engine.service", "allerta-web.service")
+# ProtectHome=yes in both units makes these invisible to the services.
+HIDDEN_FROM_SERVICES = ("/home", "/root", "/run/user")
 
 
 class InstallError(Exception):
@@ -55,6 +60,17 @@ def allerta_binary() -> str:
                        "(python3 -m venv /opt/allerta && /opt/allerta/bin/pip install .)")
 
 
+def check_binary_visible(binary: str) -> None:
+    """Refuse a binary the hardened services could not see (ProtectHome=yes)."""
+    for path in {os.path.abspath(binary), os.path.realpath(binary)}:
+        hidden = next((d for d in HIDDEN_FROM_SERVICES if path == d or path.startswith(d + "/")), None)
+        if hidden:
+            raise InstallError(
+                f"{binary} is under {hidden}, which the services cannot see (ProtectHome=yes): the engine "
+                f"would fail to start. Install into /opt: python3 -m venv /opt/allerta/venv && "
+                f"/opt/allerta/venv/bin/pip install <source> && /opt/allerta/venv/bin/allerta install --systemd")
+
+
 def render_unit(text: str, binary: str, config_path: str) -> str:
     return text.replace("@ALLERTA_BIN@", binary).replace("@CONFIG@", config_path)
 
@@ -65,8 +81,9 @@ def install_systemd(root: str | os.PathLike[str] = "/", *, binary: str | None = 
     """Install the appliance files under ``root``; activate them when ``root`` is ``/``."""
     root = Path(root)
     if not source.is_dir():
-        raise InstallError(f"{source}: the systemd files are missing (install from a source checkout)")
+        raise InstallError(f"{source}: the systemd files are missing: reinstall the package")
     binary = binary or allerta_binary()
+    check_binary_visible(binary)
     if not os.path.isabs(config_path):
         raise InstallError(f"--config {config_path}: the service needs an absolute path")
     real_root = root.resolve() == Path("/")
@@ -97,7 +114,9 @@ def install_systemd(root: str | os.PathLike[str] = "/", *, binary: str | None = 
     commands = [["systemd-sysusers", *rooted, "allerta.conf"],
                 ["systemd-tmpfiles", *rooted, "--create", "allerta.conf"]]
     if real_root:
-        commands += [["udevadm", "control", "--reload"],
+        # Load the tty drivers now, not only at the next boot (see allerta.modules-load).
+        commands += [["systemctl", "restart", "systemd-modules-load.service"],
+                     ["udevadm", "control", "--reload"],
                      ["udevadm", "trigger", "--subsystem-match=tty", "--action=add"],
                      ["systemctl", "daemon-reload"]]
     if activate:

@@ -69,8 +69,55 @@ def test_engine_unit_is_a_hardened_notify_service_with_a_watchdog(root):
                  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"):
         assert re.search(rf"^{re.escape(line)}$", text, re.M), line
     assert re.search(r"^After=.*\basterisk\.service\b", text, re.M)
+    # DeviceAllow=char-ttyUSB is resolved from /proc/devices when the unit starts: drivers first.
+    assert re.search(r"^After=.*\bsystemd-modules-load\.service\b", text, re.M)
     web = (root / "etc/systemd/system/allerta-web.service").read_text()
     assert "ExecStart=" in web and " web" in web and "PrivateDevices=yes" in web and "User=allerta" in web
+    for unit in (text, web):
+        assert re.search(r"^StateDirectory=allerta$", unit, re.M) and "StateDirectoryMode=0750" in unit
+
+
+def test_the_modem_tty_drivers_are_loaded_at_boot(root):
+    modules = (root / "etc/modules-load.d/allerta.conf").read_text().split("\n")
+    assert {"usbserial", "cdc_acm"} <= {line.strip() for line in modules if not line.startswith("#")}
+
+
+@pytest.mark.parametrize("binary", ["/home/ops/allerta/.venv/bin/allerta", "/root/venv/bin/allerta"])
+def test_install_refuses_a_binary_the_services_cannot_see(tmp_path, binary):
+    result = allerta(Path("/etc/allerta/allerta.toml"), "install", "--systemd", "--root", str(tmp_path),
+                     "--bin", binary, "--no-activate", check=False)
+    assert result.returncode != 0
+    assert "ProtectHome" in result.stdout + result.stderr and "/opt/allerta/venv" in result.stdout + result.stderr
+    assert not (tmp_path / "etc/systemd/system/allerta-engine.service").exists()
+
+
+@pytest.mark.integration
+def test_a_wheel_install_carries_the_systemd_files(tmp_path):
+    """Not only an editable checkout: the files travel as package data."""
+    # A copy, links kept as links: pip builds in the source tree and would leave build/ behind.
+    source = tmp_path / "src"
+    shutil.copytree(Path(__file__).resolve().parent.parent, source, symlinks=True,
+                    ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__",
+                                                  "tests", ".pytest_cache", "test-artifacts"))
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"),
+                            str(source)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr
+    wheel = next((tmp_path / "dist").glob("allerta-*.whl"))
+    target = tmp_path / "site"
+    unpack = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
+                             str(wheel)], capture_output=True, text=True, timeout=300)
+    assert unpack.returncode == 0, unpack.stdout + unpack.stderr
+    root = tmp_path / "root"
+    env = dict(os.environ, PYTHONPATH=str(target))
+    result = subprocess.run([sys.executable, "-c", "import gateway.install as i, sys; print(i.SYSTEMD_SOURCE); "
+                             "from gateway.cli import main; sys.exit(main(sys.argv[1:]))",
+                             "--config", "/etc/allerta/allerta.toml", "install", "--systemd", "--root", str(root),
+                             "--no-activate"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0].startswith(str(target))   # the wheel's copy, not the checkout's
+    for installed in ("etc/systemd/system/allerta-engine.service", "etc/modules-load.d/allerta.conf",
+                      "etc/udev/rules.d/60-allerta-modems.rules"):
+        assert (root / installed).is_file(), installed
 
 
 def test_sysusers_and_tmpfiles_create_the_user_and_the_private_data_directory(root):
