@@ -7,10 +7,10 @@ import shutil
 import subprocess
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from gateway.db import utcnow
-from gateway.models import Alert, Contact, Delivery, Line
+from gateway.models import Alert, Contact, Delivery, Line, PhoneNumberRow
 from gateway.models_panel import AlertApproval, AuditEntry
 from tests.test_web_support import app, client_for, csrf_token, make_app, panel, post  # noqa: F401
 
@@ -227,6 +227,22 @@ def test_printable_list_of_vulnerable_people_not_reached(app, panel):
             d.state = "delivered"
     html = operator.get(f"/alerts/{alert_id}/vulnerable").get_data(as_text=True)
     assert "Giulia Verdi" not in html
+
+
+def test_a_person_reached_on_one_number_is_not_on_the_printable_list(app, panel):
+    with panel.sessions.begin() as s:
+        giulia = s.scalar(select(Contact).where(Contact.name == "Giulia Verdi"))
+        giulia.numbers.append(PhoneNumberRow(e164="+393470000099", kind="mobile"))  # a second mobile
+    alert_id = _send_to_fregene(app)
+    operator = client_for(app, "operator")
+    html = operator.get(f"/alerts/{alert_id}/vulnerable").get_data(as_text=True)
+    assert "Giulia Verdi" in html and "+393470000003" in html and "+393470000099" in html
+    with panel.sessions.begin() as s:
+        s.execute(update(Delivery).where(Delivery.alert_id == alert_id, Delivery.e164 == "+393470000099")
+                  .values(state="delivered"))
+    # Her other mobile is still queued, but she got the message: nobody needs to knock on her door.
+    html = operator.get(f"/alerts/{alert_id}/vulnerable").get_data(as_text=True)
+    assert "Giulia Verdi" not in html and "+393470000003" not in html
 
 
 def _voice_form(**overrides) -> dict:

@@ -14,7 +14,7 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
                    stream_with_context, url_for)
 from flask_babel import gettext as _, lazy_gettext
 from flask_login import current_user
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, exists, func, select
 
 from asterisk.audio import VOICES, AudioError, AudioInfo, convert_recording, render_tts
 from gateway.alerts import AlertError, AlertRequest, Target, compose_sms_text
@@ -578,15 +578,17 @@ def vulnerable(alert_id: int):
     alert = _get_alert(alert_id)
     with panel().sessions() as s:
         reached = select(Delivery.number_id).where(Delivery.alert_id == alert_id, Delivery.state.in_(REACHED))
-        targeted = select(Delivery.number_id).where(Delivery.alert_id == alert_id)
+        # A person is reached when any of their numbers was (the mobile answered, the landline did not):
+        # volunteers knock on the doors of people no number reached.
+        theirs = contact_numbers.alias("theirs")
+        reached_person = exists().where(theirs.c.contact_id == Contact.id, theirs.c.number_id.in_(reached))
         found = s.execute(select(Contact.id, Contact.name, Contact.address, Zone.name.label("zone"), Contact.needs,
                                  Delivery.e164)
                           .join(contact_numbers, contact_numbers.c.contact_id == Contact.id)
                           .join(Delivery, and_(Delivery.number_id == contact_numbers.c.number_id,
                                                Delivery.alert_id == alert_id))
                           .outerjoin(Zone, Zone.id == Contact.zone_id)
-                          .where(Contact.vulnerable.is_(True), contact_numbers.c.number_id.in_(targeted),
-                                 ~contact_numbers.c.number_id.in_(reached))
+                          .where(Contact.vulnerable.is_(True), ~reached_person)
                           .order_by(Zone.name, Contact.address, Contact.name, Contact.id)).all()
     people: dict[int, dict] = {}
     for row in found:
