@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 import subprocess
 
@@ -295,3 +296,13 @@ def test_voice_alert_with_synthesised_speech(app, panel):
     alert = _alert(panel, alert_id)
     assert alert.audio_source == "tts" and alert.audio_seconds > 1
     assert _deliveries(panel, alert_id) == 2  # Fregene: two mobiles, both callable
+
+
+def test_templates_use_real_accented_letters_and_stay_gsm7():
+    from gateway.sms_text import plan_sms
+    from web.alerts import TEMPLATES
+    # è and à are in the GSM-7 alphabet: "e'" for è only looks like a typewriter, it saves nothing.
+    assert "è tornata alla normalità" in TEMPLATES["all_clear"] and "corretto è:" in TEMPLATES["correction"]
+    for name, text in TEMPLATES.items():
+        assert not re.search(r"[aeiou]'([\s.,:;]|$)", text), name  # an accent typed as an apostrophe
+        assert plan_sms(text, transliterate_typographic=False).encoding == "GSM-7", name

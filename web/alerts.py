@@ -43,8 +43,8 @@ TEMPLATES = {
     "heat": "Ondata di calore: evitare di uscire dalle 11 alle 18, bere spesso, controllare anziani e persone fragili.",
     "evacuation": "Evacuazione: lasciare subito l'abitazione e raggiungere l'area di attesa indicata dalla Protezione Civile.",
     "water": "Interruzione dell'acqua potabile: fare scorta, non bere l'acqua del rubinetto fino a nuovo avviso.",
-    "all_clear": "Cessato allarme: la situazione e' tornata alla normalita'. Grazie per la collaborazione.",
-    "correction": "Rettifica: il messaggio precedente conteneva un errore. Il testo corretto e': ",
+    "all_clear": "Cessato allarme: la situazione è tornata alla normalità. Grazie per la collaborazione.",
+    "correction": "Rettifica: il messaggio precedente conteneva un errore. Il testo corretto è: ",
 }
 TEMPLATE_NAMES = {"flood": lazy_gettext("Flood"), "wind": lazy_gettext("Wind"), "heat": lazy_gettext("Heat"),
                   "evacuation": lazy_gettext("Evacuation"), "water": lazy_gettext("Water outage"),
