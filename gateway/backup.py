@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import Config
+from gateway.files import open_private
 
 LOCK_NAME = "engine.lock"
 
@@ -152,6 +153,9 @@ def backup_sqlite(db: Path, out: Path) -> BackupResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     tmp.unlink(missing_ok=True)
+    # Created 0600 before SQLite writes a byte (SQLite takes an empty file for a new
+    # database): residents' phone numbers, never readable by others, even for a moment.
+    os.close(open_private(tmp, 0o600, exclusive=True))
     source = sqlite3.connect(db, timeout=30)
     try:
         target = sqlite3.connect(tmp)
@@ -168,7 +172,6 @@ def backup_sqlite(db: Path, out: Path) -> BackupResult:
         raise BackupError(f"backup of {db} failed: {exc}") from None
     finally:
         source.close()
-    os.chmod(tmp, 0o600)  # residents' phone numbers
     problems = integrity_problems(tmp)
     if problems:
         tmp.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from gateway.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, starter_config
+from gateway.files import write_private
 
 
 class CliError(Exception):
@@ -45,7 +46,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         else:
             data_dir = os.path.join(os.path.dirname(os.path.abspath(path)), "data")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(starter_config(data_dir), encoding="utf-8")
+        # 0600 from the start: the admin adds the AMI secret and SIM PINs to it.
+        write_private(path, starter_config(data_dir), exclusive=True)
         print(f"wrote {path}")
     config = load_config(path)
     Path(config.general["data_dir"]).mkdir(parents=True, exist_ok=True)
@@ -268,15 +270,30 @@ def cmd_asterisk_config(args: argparse.Namespace) -> int:
         files = render_configs(a["username"], a["secret"], config.sounds_dir, ami_port=a["port"])
     except ConfigRenderError as exc:
         raise CliError(f"[asterisk]: {exc}") from None
+    gid = _asterisk_output_dir(Path(args.out)) if args.out else None
     for name, text in files.items():
         if args.out:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            (Path(args.out) / name).write_text(text, encoding="utf-8")
+            # manager_allerta.conf holds the AMI secret: 0640, never world-readable.
+            write_private(Path(args.out) / name, text, 0o640, gid=gid)
             print(f"wrote {Path(args.out) / name}")
         else:
             print(f";; ---- {name} ----")
             print(text)
     return 0
+
+
+def _asterisk_output_dir(out: Path) -> int | None:
+    """Create ``out`` (0750) if needed; the group its files must get so Asterisk can read them.
+
+    That is the group of the directory above (Debian's /etc/asterisk belongs to group
+    asterisk), applied only when we run as root: Asterisk does not run as root, and
+    with 0640 files the group is its only way in.
+    """
+    if not out.is_dir():
+        out.mkdir(parents=True, mode=0o750)
+        if os.geteuid() == 0:
+            os.chown(out, -1, out.parent.stat().st_gid)
+    return out.parent.stat().st_gid if os.geteuid() == 0 else None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.config import DEFAULT_CONFIG_PATH, starter_config
+from gateway.files import write_private
 
 # gateway/systemd is a link to the checkout's systemd/, shipped as package data
 # (pyproject.toml), so a non-editable install finds the files too.
@@ -103,9 +104,7 @@ def install_systemd(root: str | os.PathLike[str] = "/", *, binary: str | None = 
     if not config_file.exists():
         config_file.parent.mkdir(parents=True, exist_ok=True)
         # Written 0600 before any secret goes in; tmpfiles gives it to group allerta.
-        fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(starter_config(DATA_DIR))
+        write_private(config_file, starter_config(DATA_DIR), exclusive=True)
         report.config_created = config_file
 
     # The user and the directories can be made inside any root (an image being
