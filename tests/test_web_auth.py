@@ -204,3 +204,28 @@ def test_language_italian_by_default_english_per_user(app):
     assert 'lang="en"' in html and "Active alerts" in html
     other = client_for(app, "viewer")  # another user keeps Italian
     assert 'lang="it"' in other.get("/").get_data(as_text=True)
+
+
+def test_scripts_get_401_json_when_the_session_expired(tmp_path):
+    app = make_app(tmp_path, "[web]\nsession_minutes = 5\n")
+    calls = [("/alerts/sms-plan", {"json": {"text": "ciao"}}),
+             ("/alerts/preview", {"data": {"text": "Prova", "zones": "Fregene", "channels": "sms"},
+                                  "headers": {"Accept": "application/json"}})]
+    for path, kwargs in calls:
+        client = client_for(app, "operator")
+        token = csrf_token(client, "/")
+        with client.session_transaction() as session:
+            session["seen"] = time.time() - 6 * 60
+        headers = {"X-CSRFToken": token, **kwargs.pop("headers", {})}
+        response = client.post(path, headers=headers, **kwargs)
+        assert response.status_code == 401 and response.is_json, (path, response.status_code)
+        assert response.get_json()["message"] == "Accedi, per favore."
+        # Signed out for real, and the next page says why.
+        page = client.get("/", follow_redirects=True).get_data(as_text=True)
+        assert "La sessione è scaduta" in page, path
+    # A person opening a page still gets the login page.
+    client = client_for(app, "operator")
+    with client.session_transaction() as session:
+        session["seen"] = time.time() - 6 * 60
+    response = client.get("/alerts/new", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert response.status_code == 302 and "/login" in response.location

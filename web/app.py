@@ -20,7 +20,7 @@ from web.audit import AuditLog, anchor_path_for
 from web.context import Panel, panel
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, PanelBabel, compile_catalogues
 from web.labels import label, labels
-from web.security import check_access
+from web.security import check_access, wants_json
 from web.users import ROLES
 
 csrf = CSRFProtect()
@@ -132,10 +132,6 @@ def _security_headers(response):  # noqa: ANN001, ANN202
     return response
 
 
-def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path.endswith(".json") or request.is_json
-
-
 _TITLES = {400: "Bad request", 401: "Sign in required", 403: "Not allowed", 404: "Not found",
            405: "Method not allowed", 413: "Upload too large", 500: "Internal error"}
 
@@ -148,13 +144,13 @@ def _error_page(error):  # noqa: ANN001, ANN202
                 413: _("The file is too large: at most %(mb)s MB.", mb=panel().web["max_upload_mb"]),
                 500: _("Something went wrong on the server; the error was logged.")}
     message = messages.get(code, str(error))
-    if _wants_json():
+    if wants_json():
         return {"error": _TITLES.get(code, "Error"), "message": message}, code
     return render_template("error.html", code=code, message=message), code
 
 
 def _csrf_error(error: CSRFError):  # noqa: ANN202
     message = _("The form expired or did not come from this panel. Reload the page and try again.")
-    if _wants_json():
+    if wants_json():
         return {"error": "CSRF", "message": message}, 400
     return render_template("error.html", code=400, message=message), 400

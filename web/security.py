@@ -58,7 +58,7 @@ def check_access():  # noqa: ANN201 - a Flask before_request hook
     if role is None:
         abort(403)  # a view nobody marked: refused, not open
     if not current_user.is_authenticated:
-        if request.accept_mimetypes.best == "application/json" or request.path.endswith(".json"):
+        if wants_json():
             abort(401)
         return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
     # Inactivity expiry, checked on the server: the cookie's own lifetime is only advice to the browser.
@@ -68,9 +68,10 @@ def check_access():  # noqa: ANN201 - a Flask before_request hook
     if now - seen > limit:
         logout_user()
         session.clear()
+        # Flashed for JSON callers too: the next page the person opens says why they must sign in.
         flash(_("Your session expired. Please sign in again."), "warning")
-        if request.path.endswith(".json"):
-            abort(401)
+        if wants_json():
+            abort(401)  # a script cannot show the login page a redirect would give it
         return redirect(url_for("auth.login"))
     # Polling endpoints (the live progress) do not keep an idle session alive.
     if not getattr(current_app.view_functions[request.endpoint], "passive", False):
@@ -78,6 +79,14 @@ def check_access():  # noqa: ANN201 - a Flask before_request hook
     if not has_role(current_user.role, role):
         abort(403)
     return None
+
+
+def wants_json() -> bool:
+    """The request comes from a script or another system, not from a person opening a page: it gets
+    errors (401 included) as JSON, never a redirect to the login page it could not show."""
+    if request.path.startswith("/api/") or request.path.endswith(".json") or request.is_json:
+        return True
+    return request.accept_mimetypes.best_match(("text/html", "application/json")) == "application/json"
 
 
 def passive(view: F) -> F:

@@ -101,11 +101,12 @@
     let response;
     try {
       response = await fetch(listen.dataset.url, {method: "POST", credentials: "same-origin",
-                                                  headers: {"X-CSRFToken": csrf()}, body: data});
+                                                  headers: {Accept: "audio/*, application/json", "X-CSRFToken": csrf()},
+                                                  body: data});
     } catch (e) { listenStatus.textContent = listen.dataset.tFailed; return; }
     if (!response.ok) {
       let message = listen.dataset.tFailed;
-      try { const body = await response.json(); message = body.error || body.message || message; } catch (e) { /* HTML */ }
+      try { const body = await response.json(); message = body.message || body.error || message; } catch (e) { /* HTML */ }
       listenStatus.textContent = message;
       return;
     }

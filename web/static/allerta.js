@@ -146,9 +146,14 @@
   async function updateCounter() {
     const response = await fetch(compose.dataset.planUrl, {
       method: "POST", credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
+      headers: {"Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf()},
       body: JSON.stringify({text: text.value, drill: drill.checked}),
     });
+    if (response.status === 401) {  // signed out meanwhile: say so instead of a silent counter
+      counter.textContent = (await response.json()).message;
+      counter.classList.add("error");
+      return;
+    }
     if (!response.ok) return;
     const plan = await response.json();
     counter.classList.remove("warning", "error");
@@ -183,13 +188,13 @@
     data.delete("audio");  // the recording is not needed to count recipients
     data.delete("recording");
     const response = await fetch(compose.dataset.previewUrl, {
-      method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": csrf()}, body: data,
+      method: "POST", credentials: "same-origin", headers: {Accept: "application/json", "X-CSRFToken": csrf()}, body: data,
     });
     const body = await response.json();
     result.textContent = "";
     const list = document.createElement("ul");
     if (body.error) {
-      const item = document.createElement("li"); item.textContent = body.error; item.className = "error"; list.appendChild(item);
+      const item = document.createElement("li"); item.textContent = body.message || body.error; item.className = "error"; list.appendChild(item);
     } else {
       for (const [channel, count] of Object.entries(body.recipients)) {
         const eta = body.eta_seconds[channel];
