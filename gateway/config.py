@@ -7,7 +7,9 @@ ill-typed stops the start with a message naming the key.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -89,6 +91,19 @@ def _number_list(value: list) -> str | None:
     return None if ok else "must be a list of phone numbers written as strings, e.g. [\"+393331234567\"]"
 
 
+def _host_names(value: list) -> str | None:
+    def valid(name: object) -> bool:
+        if not isinstance(name, str) or not name:
+            return False
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return all(re.fullmatch(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", part) for part in name.rstrip(".").split("."))
+    ok = all(valid(name) for name in value)
+    return None if ok else "must be a list of host names or IP addresses, e.g. [\"allerta.comune.local\", \"192.168.1.20\"]"
+
+
 def _imei(value: str) -> str | None:
     return None if value == "" or (value.isdigit() and len(value) == 15) else "must be empty or 15 digits"
 
@@ -147,6 +162,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "https_port": Key(int, 8443, "HTTPS port of the panel (browsers allow the microphone only over HTTPS); 0 turns HTTPS off.", _port_or_zero),
         "tls_cert": Key(str, "", "PEM certificate for HTTPS. Empty: a self-signed one is generated in <data_dir>/tls."),
         "tls_key": Key(str, "", "PEM private key of tls_cert."),
+        "tls_names": Key(list, [], "Extra host names and IP addresses the generated certificate is valid for (the machine's name and, listening on 0.0.0.0, its IPv4 addresses are always in it).", _host_names),
         "session_minutes": Key(int, 30, "Minutes of inactivity after which a panel session expires.", _positive),
         "lockout_attempts": Key(int, 5, "Failed logins in a row after which an account is locked.", _positive),
         "lockout_minutes": Key(int, 15, "Minutes an account stays locked after too many failed logins.", _positive),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -13,11 +14,10 @@ from pathlib import Path
 from cryptography import x509
 
 from gateway.composition import build_services
-from gateway.config import load_config
+from gateway.config import ConfigError, load_config
 from tests.conftest import write_config
 from web.app import create_app
-from web.serve import HttpsServer, ensure_certificate, free_port
-
+from web.serve import HttpsServer, ensure_certificate, free_port, generate_self_signed, interface_ipv4_addresses
 
 
 def _https_get(port: int, cafile: Path, path: str = "/login") -> tuple[int, dict, bytes]:
@@ -35,7 +35,8 @@ def test_tls_serving_with_a_generated_certificate(tmp_path):
     names = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value
     assert "localhost" in names.get_values_for_type(x509.DNSName)
-    assert ensure_certificate(services.config) == (cert, key)  # generated once, then reused
+    first = cert.read_bytes()
+    assert ensure_certificate(services.config) == (cert, key) and cert.read_bytes() == first  # reused
     server = HttpsServer(create_app(services), "127.0.0.1", 0, cert, key)
     server.start()
     try:
@@ -52,6 +53,56 @@ def test_tls_serving_with_a_generated_certificate(tmp_path):
             raise AssertionError("an untrusted certificate was accepted")
     finally:
         server.stop()
+
+
+def _names(cert: Path) -> set[str]:
+    alt = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    return set(alt.get_values_for_type(x509.DNSName)) | {str(a) for a in alt.get_values_for_type(x509.IPAddress)}
+
+
+def test_an_admin_certificate_is_served_as_it_is(tmp_path):
+    admin = tmp_path / "admin"
+    generate_self_signed(admin / "comune.crt", admin / "comune.key", extra_names=["allerta.comune.test"])
+    services = build_services(load_config(write_config(
+        tmp_path, f'[web]\ntls_cert = "{admin / "comune.crt"}"\ntls_key = "{admin / "comune.key"}"\n')))
+    assert ensure_certificate(services.config) == (admin / "comune.crt", admin / "comune.key")
+    assert not (tmp_path / "data" / "tls").exists()  # nothing generated beside it
+    server = HttpsServer(create_app(services), "127.0.0.1", 0, admin / "comune.crt", admin / "comune.key")
+    server.start()
+    try:
+        context = ssl.create_default_context(cafile=str(admin / "comune.crt"))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                served = tls.getpeercert(binary_form=True)
+        assert served == ssl.PEM_cert_to_DER_cert((admin / "comune.crt").read_text())
+        status, _, body = _https_get(server.port, admin / "comune.crt")
+        assert status == 200 and b"Allerta" in body
+    finally:
+        server.stop()
+
+
+def test_listening_on_every_interface_the_certificate_names_each_address(tmp_path):
+    path = write_config(tmp_path, '[web]\nlisten = "0.0.0.0"\ntls_names = ["allerta.comune.test", "10.9.8.7"]\n')
+    cert, _key = ensure_certificate(load_config(path))
+    names = _names(cert)
+    assert interface_ipv4_addresses() <= names and socket.gethostname() in names
+    assert {"localhost", "127.0.0.1", "allerta.comune.test", "10.9.8.7"} <= names and "0.0.0.0" not in names
+    # A name the certificate does not cover yet (here a new tls_names entry) makes a new one.
+    first = cert.read_bytes()
+    path.write_text(path.read_text().replace('"10.9.8.7"', '"10.9.8.7", "panel.comune.test"'))
+    ensure_certificate(load_config(path))
+    assert cert.read_bytes() != first and "panel.comune.test" in _names(cert)
+
+
+def test_tls_names_are_checked(tmp_path):
+    for bad in ('["not a name!"]', '[""]', '[42]'):
+        try:
+            load_config(write_config(tmp_path, f"[web]\ntls_names = {bad}\n"))
+        except ConfigError as exc:
+            assert "tls_names" in str(exc), bad
+        else:
+            raise AssertionError(f"tls_names = {bad} was accepted")
 
 
 def test_http_with_waitress(tmp_path):

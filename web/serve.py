@@ -31,8 +31,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def ensure_certificate(config: Config) -> tuple[Path, Path]:
-    """The configured certificate and key, or a self-signed pair generated once into <data_dir>/tls."""
+def ensure_certificate(config: Config, listen: str | None = None) -> tuple[Path, Path]:
+    """The configured certificate and key, or a self-signed pair generated into <data_dir>/tls.
+
+    The generated pair is made again when it no longer covers the names the panel is reached by
+    (a new address from DHCP, a name added to ``tls_names``): browsers refuse a certificate whose
+    subjectAltName lacks the address in the URL bar.
+    """
     web = config.web
     if web["tls_cert"]:
         cert, key = Path(web["tls_cert"]), Path(web["tls_key"])
@@ -42,9 +47,50 @@ def ensure_certificate(config: Config) -> tuple[Path, Path]:
         return cert, key
     directory = Path(config.general["data_dir"]) / "tls"
     cert, key = directory / "panel.crt", directory / "panel.key"
-    if not (cert.exists() and key.exists()):
-        generate_self_signed(cert, key, extra_names=[web["listen"]])
+    names = certificate_names(web["listen"] if listen is None else listen, web["tls_names"])
+    if not (cert.exists() and key.exists()) or not names <= _names_in(cert):
+        generate_self_signed(cert, key, extra_names=sorted(names))
     return cert, key
+
+
+def certificate_names(listen: str, extra: list[str] = ()) -> set[str]:
+    """Every name and address the panel is reached by: loopback, this machine's name, the listening
+    address, or with 0.0.0.0 (every interface) each non-loopback IPv4 address; then the admin's names."""
+    names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), *extra}
+    if listen in ("", "0.0.0.0", "::"):
+        names.update(interface_ipv4_addresses())
+    elif listen:
+        names.add(listen)
+    return names
+
+
+def interface_ipv4_addresses() -> set[str]:
+    """The IPv4 address of each network interface of this machine, loopback excluded (Linux ioctl:
+    the standard library has no portable way, and reading them needs no extra dependency)."""
+    import fcntl
+    import struct
+    siocgifaddr = 0x8915
+    found = set()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _index, name in socket.if_nameindex():
+            try:
+                reply = fcntl.ioctl(sock.fileno(), siocgifaddr, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue  # an interface without an IPv4 address
+            address = ipaddress.IPv4Address(reply[20:24])
+            if not address.is_loopback and not address.is_unspecified:
+                found.add(str(address))
+    return found
+
+
+def _names_in(cert_path: Path) -> set[str]:
+    from cryptography import x509
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        alt = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return set()
+    return set(alt.get_values_for_type(x509.DNSName)) | {str(a) for a in alt.get_values_for_type(x509.IPAddress)}
 
 
 def generate_self_signed(cert_path: Path, key_path: Path, *, extra_names: list[str] = ()) -> None:
@@ -55,7 +101,7 @@ def generate_self_signed(cert_path: Path, key_path: Path, *, extra_names: list[s
 
     key = ec.generate_private_key(ec.SECP256R1())
     hostname = socket.gethostname()
-    names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName(hostname)]
+    dns = {"localhost", hostname}
     addresses = {"127.0.0.1", "::1"}
     for name in extra_names:
         try:
@@ -63,7 +109,8 @@ def generate_self_signed(cert_path: Path, key_path: Path, *, extra_names: list[s
                 addresses.add(name)
         except ValueError:
             if name:
-                names.append(x509.DNSName(name))
+                dns.add(name)
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in sorted(dns)]
     names += [x509.IPAddress(ipaddress.ip_address(a)) for a in sorted(addresses)]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Allerta {hostname}")])
     now = dt.datetime.now(dt.timezone.utc)
@@ -115,7 +162,7 @@ def serve(app, config: Config, *, host: str | None = None, port: int | None = No
     https_port = web["https_port"] if https_port is None else https_port
     https = None
     if https_port:
-        cert, key = ensure_certificate(config)
+        cert, key = ensure_certificate(config, host)
         https = HttpsServer(app, host, https_port, cert, key)
         https.start()
         print(f"panel: https://{_shown(host)}:{https.port}/ (certificate {cert})", flush=True)
