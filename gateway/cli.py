@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -18,11 +17,9 @@ class CliError(Exception):
 
 
 def _configure_logging(verbose: bool) -> None:
-    # One line per event on stdout: systemd's journal adds the time.
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stdout,
-                        format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gsmmodem").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # One line per event on stdout: systemd's journal adds the time (gateway/logs.py).
+    from gateway.logs import configure_logging
+    configure_logging(verbose)
 
 
 def _services(args: argparse.Namespace):

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import time
 from dataclasses import dataclass
+
+import phonenumbers
 
 from gateway.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage
 from gateway.db import utcnow
@@ -26,8 +29,38 @@ EARLY_REPORT_SECONDS = 120.0
 
 
 def mask_number(e164: str) -> str:
-    """Logs never carry a full phone number at info level."""
-    return e164[:-4] + "****" if len(e164) > 6 else "****"
+    """Logs never carry a full phone number at info level: the country code and the last
+    3 digits only (+39****567), enough to tell two recipients apart in a support call."""
+    digits = e164.lstrip("+")
+    if not digits.isdigit() or len(digits) < 7:
+        return "****"
+    # Country codes are prefix-free (ITU E.164): the first 1 to 3 digits that form one.
+    code = next((digits[:n] for n in (1, 2, 3)
+                 if phonenumbers.region_code_for_country_code(int(digits[:n])) != "ZZ"), "")
+    return f"+{code}****{digits[-3:]}"
+
+
+# Always present in a delivery event line, '-' when unknown, so every line has the same columns.
+EVENT_FIELDS = ("alert", "delivery", "channel", "line", "to", "outcome")
+
+
+def event_line(event: str, **fields: object) -> str:
+    """One delivery event as key=value pairs, for the journal and grep: values with
+    spaces or quotes are double-quoted (JSON escaping); a missing optional field is left out."""
+    parts = [f"event={event}"]
+    for key, value in fields.items():
+        if value is None and key not in EVENT_FIELDS:
+            continue
+        text = "-" if value is None else str(value)
+        if not text or any(c in text for c in ' "=\\') or not text.isprintable():
+            text = json.dumps(text, ensure_ascii=False)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+# Status reports refer to (line, TP-MR) only; what this engine sent is remembered so the
+# report's log line can name its alert and delivery. Bounded: the oldest are forgotten.
+SENT_REFERENCES_KEPT = 100_000
 
 
 class Dispatcher:
@@ -43,6 +76,7 @@ class Dispatcher:
         self._dirty: set[str] = set()
         self._failed_lines: dict[int, set[str]] = {}
         self._early_reports: dict[tuple[str, int], tuple[bool, str, float]] = {}
+        self._sent_references: dict[tuple[str, int], tuple[int, int, str]] = {}  # -> alert, delivery, e164
         self._last_progress = time.monotonic()
         # Set once every channel's start() returned (lines opened or given up on): READY=1.
         self.started = asyncio.Event()
@@ -54,6 +88,8 @@ class Dispatcher:
     # --- ChannelEvents ---------------------------------------------------------
     def status_report(self, line: str, reference: int, delivered: bool, detail: str) -> None:
         matched = self.store.record_status_report(line, reference, delivered, detail)
+        if matched:
+            self._log_report(line, reference, delivered, detail)
         if not matched:
             # The report can beat its own +CMGS bookkeeping: the worker thread resolves
             # the send and the modem reports within milliseconds, before _deliver has
@@ -66,8 +102,21 @@ class Dispatcher:
     def _apply_early_reports(self, line: str, references: list[int]) -> None:
         for reference in references:
             early = self._early_reports.pop((line, reference), None)
-            if early is not None:
-                self.store.record_status_report(line, reference, early[0], early[1])
+            if early is not None and self.store.record_status_report(line, reference, early[0], early[1]):
+                self._log_report(line, reference, early[0], early[1])
+
+    def _remember_references(self, claim: ClaimedDelivery, line: str, references: list[int]) -> None:
+        for reference in references:
+            self._sent_references.pop((line, reference), None)   # re-inserted last: newest
+            self._sent_references[(line, reference)] = (claim.alert_id, claim.delivery_id, claim.e164)
+        while len(self._sent_references) > SENT_REFERENCES_KEPT:
+            del self._sent_references[next(iter(self._sent_references))]
+
+    def _log_report(self, line: str, reference: int, delivered: bool, detail: str) -> None:
+        alert_id, delivery_id, e164 = self._sent_references.pop((line, reference), (None, None, None))
+        log.info(event_line("status_report", alert=alert_id, delivery=delivery_id, channel="sms", line=line,
+                            to=mask_number(e164) if e164 else None,
+                            outcome="delivered" if delivered else "not_delivered", ref=reference, detail=detail))
 
     def _forget_old_reports(self) -> None:
         horizon = time.monotonic() - EARLY_REPORT_SECONDS
@@ -156,10 +205,12 @@ class Dispatcher:
             state = self.store.record_result(claim, verdict, failure=failure)
             if failure.line and state == "pending":
                 self._failed_lines.setdefault(claim.delivery_id, set()).add(failure.line)
-            log.info("delivery %d (alert %d, %s, %s) failed on %s: %s -> %s", claim.delivery_id, claim.alert_id,
-                     channel.name, mask_number(claim.e164), failure.line,
-                     # Some reasons name the number ("no voice trunk is allowed to call +39...").
-                     failure.reason.replace(claim.e164, mask_number(claim.e164)), state)
+            log.info(event_line(
+                "failed", alert=claim.alert_id, delivery=claim.delivery_id, channel=channel.name, line=failure.line,
+                to=mask_number(claim.e164),
+                outcome=failure.code or ("permanent" if failure.permanent else "transient"), state=state,
+                # Some reasons name the number ("no voice trunk is allowed to call +39...").
+                reason=failure.reason.replace(claim.e164, mask_number(claim.e164))))
         except Exception:  # noqa: BLE001 - a bug must not leave the delivery 'submitting' forever
             log.exception("delivery %d: unexpected error", claim.delivery_id)
             failure = DeliveryFailed("internal error", permanent=False, charge_attempt=False)
@@ -172,10 +223,16 @@ class Dispatcher:
             await asyncio.sleep(0)
             verdict = policy.after_success(claim.policy, claim.attempts, claim.submissions, receipt, utcnow())
             state = self.store.record_result(claim, verdict, receipt=receipt)
+            if receipt.references:
+                self._remember_references(claim, receipt.line, receipt.references)
             if receipt.references and self._early_reports:
                 self._apply_early_reports(receipt.line, receipt.references)
             self._failed_lines.pop(claim.delivery_id, None)
-            log.debug("delivery %d %s on %s -> %s", claim.delivery_id, receipt.outcome, receipt.line, state)
+            # SMS: accepted by the network (sent); voice: how the call ended (confirmed, answered, ...).
+            log.info(event_line("submitted" if channel.name == "sms" else "call", alert=claim.alert_id,
+                                delivery=claim.delivery_id, channel=channel.name, line=receipt.line,
+                                to=mask_number(claim.e164), outcome=receipt.outcome, state=state,
+                                parts=len(receipt.references) or None))
         self._last_progress = time.monotonic()
         self._wake.set()
 

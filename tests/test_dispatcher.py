@@ -151,4 +151,8 @@ def test_stop_waits_for_in_flight_sends(contacts):
 
 
 def test_mask_number():
-    assert mask_number("+393331234567") == "+39333123****"
+    # The country code and the last 3 digits, nothing else (the length is not told either).
+    assert mask_number("+393331234567") == "+39****567"
+    assert mask_number("+12125551234") == "+1****234"
+    assert mask_number("+35312345678") == "+353****678"
+    assert mask_number("+123") == "****"

@@ -4,7 +4,11 @@ An integration run with everything that logs: SMS with transient and permanent
 +CMS errors, a modem unplugged mid-run, an inbound SMS, SIMs with a PIN, voice
 calls that are busy, unanswered or to invalid numbers, SMS fallback.
 """
+import logging
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -12,7 +16,8 @@ from asterisk.pbx_simulator.harness import PbxSimulatorProcess
 from gateway.alerts import AlertRequest, Target
 from gateway.contacts_import import import_contacts
 from modem.simulator.harness import SimulatorProcess
-from tests.engine_harness import services_for, start_engine, wait_until
+from gateway.logs import JournalFormatter, is_journal
+from tests.engine_harness import _env, services_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +71,13 @@ calls_per_second = 100
         sim.control({"cmd": "cms_errors", "modem": "modem-1", "rate": 0.1, "code": 21})
         sim.control({"cmd": "incoming_sms", "modem": "modem-1", "sender": "+393337009999", "text": "STOP"})
         log_path = tmp_path / "engine.log"
-        engine = start_engine(config_path, "--once", log_path=log_path)
+        # stdout is "the journal": JOURNAL_STREAM names this very file, as systemd names its socket.
+        out = open(log_path, "w")
+        journal = os.fstat(out.fileno())
+        engine = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "run", "--once"],
+                                  stdout=out, stderr=subprocess.STDOUT,
+                                  env=dict(_env(), JOURNAL_STREAM=f"{journal.st_dev}:{journal.st_ino}"))
+        out.close()
         try:
             assert wait_until(lambda: len(sim.log_records("submit")) >= 10, 60)
             sim.control({"cmd": "unplug", "modem": "modem-1", "seconds": 1.0})
@@ -75,7 +86,26 @@ calls_per_second = 100
             if engine.poll() is None:
                 engine.kill()
     log = log_path.read_text()
-    assert "failed on" in log and "line m1 is down" in log and "inbound SMS" in log   # the run logged plenty
+    lines = log.splitlines()
+    # Every line carries its journal priority; a warning is <4>, so journalctl -p warning finds it.
+    assert lines and all(re.match(r"<[3467]>(DEBUG|INFO|WARNING|ERROR|CRITICAL) ", line) for line in lines), \
+        [line for line in lines if not re.match(r"<[3467]>", line)][:5]
+    assert any(line.startswith("<4>WARNING ") and "m1" in line for line in lines)
+    assert "event=failed" in log and "line m1 is down" in log and "inbound SMS" in log   # the run logged plenty
+    # One key=value line per delivery event: submit, failure, status report, call outcome.
+    event = r"alert=\d+ delivery=\d+ channel={channel} line={line} to=\+39\*\*\*\*\d{{3}} outcome={outcome}"
+    assert re.search(r"^<6>INFO \S+: event=submitted " + event.format(channel="sms", line=r"m\d", outcome="sent"),
+                     log, re.M)
+    assert re.search(r"^<6>INFO \S+: event=failed " + event.format(channel="sms", line=r"m\d", outcome=r"\S+"),
+                     log, re.M)
+    assert re.search(r"^<6>INFO \S+: event=status_report " + event.format(channel="sms", line=r"m\d",
+                                                                          outcome="delivered") + r" ref=\d+",
+                     log, re.M)
+    assert re.search(r"event=(call|failed) " + event.format(channel="voice", line=r"\S+",
+                                                           outcome="(confirmed|answered|voicemail|busy|no_answer)"),
+                     log)
+    assert set(re.findall(r" to=(\S+)", log)) and all(re.fullmatch(r"\+39\*\*\*\*\d{3}", to)
+                                                      for to in re.findall(r" to=(\S+)", log))
     numbers = [f"333700{i:04d}" for i in range(40)] + [f"066700{i:04d}" for i in range(40)] + ["3337009999"]
     # Also written with spaces, dots or dashes inside.
     squeezed = re.sub(r"(?<=\d)[ .\-](?=\d)", "", log)
@@ -99,5 +129,28 @@ def test_a_failure_reason_naming_the_number_is_masked_in_the_log(contacts, caplo
     channel = FakeChannel(script={number: [DeliveryFailed(f"cannot encode for {number}", permanent=True)]})
     with caplog.at_level(logging.INFO):
         asyncio.run(make_dispatcher(contacts, channel).run(asyncio.Event(), once=True))
-    assert "cannot encode for +39320123****" in caplog.text
+    assert "cannot encode for +39****567" in caplog.text
     assert "3201234567" not in caplog.text
+
+
+def test_journal_lines_carry_the_priority_and_keep_a_traceback_on_one_line():
+    formatter = JournalFormatter("%(levelname)s %(name)s: %(message)s")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.getLogger("x").makeRecord("x", logging.ERROR, __file__, 1, "send failed", (), sys.exc_info())
+    text = formatter.format(record)
+    assert text.startswith("<3>ERROR x: send failed\\nTraceback (most recent call last):")
+    assert "\n" not in text and "ValueError: boom" in text
+    warning = logging.getLogger("x").makeRecord("x", logging.WARNING, __file__, 1, "m1 lost", (), None)
+    debug = logging.getLogger("x").makeRecord("x", logging.DEBUG, __file__, 1, "AT", (), None)
+    assert formatter.format(warning) == "<4>WARNING x: m1 lost" and formatter.format(debug).startswith("<7>")
+
+
+def test_only_the_stream_systemd_names_is_the_journal(tmp_path):
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "other", "w") as other:
+        info = os.fstat(out.fileno())
+        environ = {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        assert is_journal(out, environ)
+        assert not is_journal(other, environ)      # e.g. stdout redirected to a file by the admin
+        assert not is_journal(out, {})

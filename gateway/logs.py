@@ -1,0 +1,56 @@
+"""Log output: one line per event on stdout; journal priorities when stdout is the journal.
+
+systemd sets JOURNAL_STREAM to "<device>:<inode>" of the stream it connected to
+the journal. When our stdout is that stream, each line starts with the
+syslog priority in angle brackets (sd-daemon(3)), so `journalctl -p warning`
+shows our warnings and errors, and a traceback is kept on its one line (newlines
+escaped): the journal would otherwise make each of its lines an entry of its own,
+at the default priority.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TextIO
+
+FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def journal_priority(levelno: int) -> int:
+    """syslog priority of a logging level: err 3, warning 4, info 6, debug 7."""
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+class JournalFormatter(logging.Formatter):
+    """``<6>INFO name: message``, the whole record (traceback included) on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"<{journal_priority(record.levelno)}>" + text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def is_journal(stream: TextIO, environ=os.environ) -> bool:
+    """Whether ``stream`` is the one systemd connected to the journal (JOURNAL_STREAM)."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (info.st_dev, info.st_ino) == (int(device), int(inode))
+
+
+def configure_logging(verbose: bool, stream: TextIO = sys.stdout) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JournalFormatter(FORMAT) if is_journal(stream) else logging.Formatter(FORMAT))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    logging.getLogger("gsmmodem").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
