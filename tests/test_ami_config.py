@@ -16,7 +16,8 @@ def test_extensions_key_lines():
     assert " same => n,Answer()" in text
     assert " same => n,Wait(1)" in text
     assert '${ALLERTA_AMD}' in text and "AMD()" in text
-    assert "Playback(/var/lib/allerta/sounds/${ALLERTA_AUDIO})" in text
+    # The gateway sends the absolute path: the sounds directory must not be prefixed again.
+    assert "Playback(${ALLERTA_AUDIO})" in text and "sounds/${ALLERTA_AUDIO}" not in text
     assert "Read(DIGIT,,1,,1,5)" in text
     assert "${ALLERTA_PLAYS} < 3" in text
     for result in ("confirmed", "listened", "voicemail"):
