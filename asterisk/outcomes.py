@@ -27,6 +27,8 @@ DELIVERED = frozenset({"confirmed", "answered", "voicemail"})
 TRUNK_SIDE_CAUSES = frozenset({34, 38, 41, 42})
 # The number itself is wrong: calling again cannot help.
 PERMANENT_CAUSES = frozenset({1, 22, 28})
+# The callee rejected the call: one more try at most (the reference's table).
+RETRY_AT_MOST_ONCE_CAUSES = frozenset({21})
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class CallOutcome:
     charge_attempt: bool = True       # counts against the recipient's attempts
     retry_at_most_once: bool = False  # cause 21: the callee rejected the call
     trunk_side: bool = False          # the trunk or network failed, not the callee
+    line_fault: bool = False          # our side failed (dialplan, audio file): shown on the line
     cause: int | None = None
 
     @property
@@ -57,6 +60,13 @@ def _from_user_event(user_event: Mapping[str, str], cause: int | None) -> CallOu
         return CallOutcome("voicemail", "answering machine: message left", cause=cause)
     if result == "listened":
         return CallOutcome("answered", "answered and listened, not confirmed", cause=cause)
+    if result == "error":
+        # Our dialplan could not play the message (a missing file, a wrong sounds
+        # path): the callee heard silence, so nothing was delivered. Our fault, not
+        # the recipient's: try again without charging, and show it on the line.
+        return CallOutcome("failed", "answered, but the message could not be played "
+                           "(check the audio file and [asterisk] sounds_dir)",
+                           charge_attempt=False, line_fault=True, cause=cause)
     return None
 
 
@@ -68,7 +78,7 @@ def _from_cause(cause: int) -> CallOutcome | None:
         return CallOutcome("busy", _with_cause("busy", cause), cause=cause)
     if cause in (18, 19, 20):
         return CallOutcome("no_answer", _with_cause("no answer", cause), cause=cause)
-    if cause == 21:
+    if cause in RETRY_AT_MOST_ONCE_CAUSES:
         return CallOutcome("failed", _with_cause("call rejected", cause),
                            retry_at_most_once=True, cause=cause)
     if cause in (34, 41, 42):

@@ -89,8 +89,17 @@ def test_confirmed_reason_names_digit():
     assert "pressing 1" in classify_call(4, 16, {"Result": "confirmed", "Digit": "1"}, True).reason
 
 
+def test_playback_error_is_a_failure_on_our_side_not_a_delivery():
+    # The dialplan's Result: error means the callee answered and heard silence.
+    classified = classify_call(4, 16, {"Result": "error", "Digit": ""}, True)
+    assert classified.outcome == "failed" and not classified.delivered
+    assert not classified.permanent and not classified.charge_attempt
+    assert classified.line_fault and not classified.trunk_side
+    assert "could not be played" in classified.reason
+
+
 def test_unknown_user_event_result_uses_answer():
-    assert classify_call(4, 16, {"Result": "error"}, True).outcome == "answered"
+    assert classify_call(4, 16, {"Result": "something-new"}, True).outcome == "answered"
 
 
 def test_originate_reason_matches_pbx_c():
