@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from asterisk.outcomes import CallOutcome
+from asterisk.outcomes import RETRY_AT_MOST_ONCE_CAUSES, CallOutcome
 from asterisk.retry_policy import RetryPolicy, next_attempt
 from gateway.channels import DeliveryFailed, SubmitReceipt
 from gateway.policy import AlertPolicy, Verdict
 
-# Codes VoiceChannel uses when no call reached the trunk.
+# Codes VoiceChannel uses when no call reached the trunk: neither charged to the
+# recipient nor counted as a call placed (the per-number cap counts real calls).
 _NOT_PLACED = {"no_line", "no_route"}
 
 
@@ -19,10 +20,26 @@ def _retry_policy(policy: AlertPolicy) -> RetryPolicy:
                        trunk_retry_seconds=min(30.0, max(1.0, policy.voice_interval)))
 
 
+def _cause(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def failure_outcome(failure: DeliveryFailed) -> CallOutcome:
+    """The call's outcome again, from what ``DeliveryFailed`` carries across the contract."""
+    cause = _cause(failure.cause)
+    placed = failure.code not in _NOT_PLACED
+    return CallOutcome(outcome=failure.code or "failed", reason=failure.reason, permanent=failure.permanent,
+                       charge_attempt=failure.charge_attempt and placed,
+                       retry_at_most_once=cause in RETRY_AT_MOST_ONCE_CAUSES, cause=cause)
+
+
 class VoicePolicy:
     def after_success(self, policy: AlertPolicy, attempts: int, submissions: int, receipt: SubmitReceipt,
                       now: dt.datetime) -> Verdict:
-        outcome = CallOutcome(outcome=receipt.outcome, reason=receipt.outcome)
+        outcome = CallOutcome(outcome=receipt.outcome, reason=receipt.outcome, cause=_cause(receipt.cause))
         if receipt.outcome == "confirmed":
             return Verdict("confirmed")
         next_at = next_attempt(_retry_policy(policy), attempts + 1, submissions, outcome, now)
@@ -32,10 +49,12 @@ class VoicePolicy:
 
     def after_failure(self, policy: AlertPolicy, attempts: int, submissions: int, failure: DeliveryFailed,
                       now: dt.datetime) -> Verdict:
-        charged = failure.charge_attempt and failure.code not in _NOT_PLACED
-        outcome = CallOutcome(outcome=failure.code or "failed", reason=failure.reason, permanent=failure.permanent,
-                              charge_attempt=charged)
-        next_at = next_attempt(_retry_policy(policy), attempts + (1 if charged else 0), submissions, outcome, now)
+        outcome = failure_outcome(failure)
+        placed = failure.code not in _NOT_PLACED
+        # ``submissions`` counted this try at claim time; a call never placed gives it back.
+        calls_placed = submissions if placed else submissions - 1
+        charged = outcome.charge_attempt
+        next_at = next_attempt(_retry_policy(policy), attempts + (1 if charged else 0), calls_placed, outcome, now)
         if next_at is None:
-            return Verdict("failed", charged=charged, reason=f"gave up: {failure.reason}")
-        return Verdict("pending", next_at, charged=charged)
+            return Verdict("failed", charged=charged, reason=f"gave up: {failure.reason}", placed=placed)
+        return Verdict("pending", next_at, charged=charged, placed=placed)

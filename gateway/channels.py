@@ -20,10 +20,18 @@ class DeliveryFailed(Exception):
     is free. ``charge_attempt`` is False for failures on our side of the line
     (trunk congestion, modem gone) that must not use up the recipient's
     attempts.
+
+    ``code`` names the outcome (voice: busy, no_answer, ...; ``no_line`` and
+    ``no_route`` when nothing was placed at all). ``cause`` is the network's own
+    reason (the Q.850 hangup cause of a call) and ``started_at``/``answered_at``
+    the times the line reported: the attempt row stores them, and the voice
+    policy rebuilds its decision from ``cause`` (21 is retried once at most).
     """
 
     def __init__(self, reason: str, *, permanent: bool, code: str | None = None,
-                 line: str | None = None, charge_attempt: bool = True, possible_duplicate: bool = False) -> None:
+                 line: str | None = None, charge_attempt: bool = True, possible_duplicate: bool = False,
+                 cause: str | None = None, started_at: dt.datetime | None = None,
+                 answered_at: dt.datetime | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
@@ -32,11 +40,16 @@ class DeliveryFailed(Exception):
         self.charge_attempt = charge_attempt
         # The message may have reached the recipient anyway (fate unknown after a lost link).
         self.possible_duplicate = possible_duplicate
+        self.cause = cause
+        self.started_at = started_at
+        self.answered_at = answered_at
 
 
 class ChannelUnusable(Exception):
-    """A channel cannot start for a reason retrying will not fix (e.g. a wrong AMI
-    password): the engine stops and tells the operator instead of looping."""
+    """A channel cannot work until the operator fixes its configuration (e.g. a wrong
+    AMI password). Channels normally report it on their lines and keep retrying, so
+    the other channels go on; it is raised only where nothing else could make
+    progress ('allerta run --once' with that channel alone), to stop with the message."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ class Verdict:
     next_attempt_at: dt.datetime | None = None
     charged: bool = True                # counts against the recipient's attempts
     reason: str | None = None           # stored as last_error when set
+    # False when nothing reached a line (no trunk free, no route): the claim's
+    # submission is given back, so it does not count toward the voice cap.
+    placed: bool = True
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ import pytest
 
 from asterisk.outcomes import classify_call
 from asterisk.retry_policy import RetryPolicy, next_attempt
+from asterisk.voice_policy import VoicePolicy
+from gateway.channels import DeliveryFailed
+from gateway.policy import AlertPolicy
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 BUSY = classify_call(5, 17, None, False)
@@ -77,3 +80,28 @@ def test_invalid_policy_refused():
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(growth=0.5)
+
+
+# --- VoicePolicy: the decision rebuilt from what DeliveryFailed carries ---------------
+ALERT = AlertPolicy(max_attempts=5, deadline=None, voice_interval=60, voice_growth=1.0, voice_cap=8)
+
+
+def test_voice_policy_retries_a_rejected_call_once_from_the_failure_cause():
+    rejected = DeliveryFailed("call rejected (Q.850 21 call rejected)", permanent=False, code="failed",
+                              line="trunk1", cause="21")
+    first = VoicePolicy().after_failure(ALERT, 0, 1, rejected, NOW)
+    second = VoicePolicy().after_failure(ALERT, 1, 2, rejected, NOW)
+    assert first.state == "pending" and second.state == "failed"
+    # Another failure with the same code and no rejection cause is retried as usual.
+    other = DeliveryFailed("failed (Q.850 31)", permanent=False, code="failed", line="trunk1", cause="31")
+    assert VoicePolicy().after_failure(ALERT, 1, 2, other, NOW).state == "pending"
+
+
+def test_voice_policy_calls_never_placed_are_neither_charged_nor_capped():
+    never_placed = DeliveryFailed("no voice trunk free", permanent=False, code="no_line", charge_attempt=True)
+    # The claim counted this try as the 8th submission; it placed no call.
+    verdict = VoicePolicy().after_failure(ALERT, 2, 8, never_placed, NOW)
+    assert verdict.state == "pending" and not verdict.charged and not verdict.placed
+    placed = DeliveryFailed("busy", permanent=False, code="busy", cause="17")
+    at_cap = VoicePolicy().after_failure(ALERT, 2, 8, placed, NOW)
+    assert at_cap.state == "failed" and at_cap.placed
