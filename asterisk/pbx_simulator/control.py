@@ -12,6 +12,8 @@ Commands (``{"cmd": ...}``):
   reset                               forget calls, counters, attempts, actions; truncate the log
   set_override {"number", ...}        change one callee's behaviour, as in the population file
   set_limit {"trunk", "limit"}        change or add a trunk's channel limit
+  set_secret {"secret"}               the AMI secret later logins must give (an operator fixing it)
+  fail_actions {"action", "count"}    answer the next N such actions with Response: Error
 """
 from __future__ import annotations
 
@@ -86,5 +88,14 @@ class ControlServer:
             if limit < 0:
                 raise ValueError("limit must be >= 0")
             sim.config.trunks[str(request["trunk"])] = limit
+            return {"ok": True}
+        if command == "set_secret":
+            sim.config.secret = str(request["secret"])
+            return {"ok": True}
+        if command == "fail_actions":
+            count = int(request["count"])
+            if count < 0:
+                raise ValueError("count must be >= 0")
+            sim.failing_actions[str(request["action"]).lower()] = count
             return {"ok": True}
         raise ValueError(f"unknown command {command!r}")

@@ -106,6 +106,10 @@ class AmiSession:
         if needed and not needed & self.sim.config.write_classes:
             self.respond(action, "Error", "Permission denied")
             return
+        if self.sim.failing_actions.get(name, 0) > 0:
+            self.sim.failing_actions[name] -= 1
+            self.respond(action, "Error", "Simulated failure (test control fail_actions)")
+            return
         handler = getattr(self, f"_action_{name}", None)
         if handler is None:
             self.respond(action, "Error", f"Invalid/unknown command: {action.get('Action')}. "

@@ -65,6 +65,8 @@ class PbxSimulator:
         self.sessions: set[AmiSession] = set()
         self.calls: dict[asyncio.Task[None], SimulatedCall] = {}
         self.received: list[list[tuple[str, str]]] = []
+        # Action name -> how many more to refuse (a PBX under load, a module reloading).
+        self.failing_actions: dict[str, int] = {}
         self.totals: dict[str, int] = {}
         self.port = config.port
         self.accepting = False
@@ -287,6 +289,7 @@ class PbxSimulator:
             call.forgotten = True
         self.drop_calls()
         self.received.clear()
+        self.failing_actions.clear()
         self.totals.clear()
         self.population.reset()
         if self.config.log_path is not None:
