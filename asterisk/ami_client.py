@@ -55,7 +55,7 @@ class AmiError(Exception):
 
 
 class AmiAuthError(AmiError, ChannelUnusable):
-    """The PBX refused our username or secret: retrying will not help."""
+    """The PBX refused our username or secret: retrying soon will not help."""
 
 
 class AmiUnreachable(AmiError):
@@ -92,6 +92,9 @@ class AmiSettings:
     ping_timeout: float = 5.0
     reconnect_initial: float = 1.0
     reconnect_max: float = 60.0
+    # After a refused login: someone has to fix the secret, so ask again slowly
+    # (one failed login a couple of minutes is no brute force, and Asterisk logs each).
+    auth_retry_seconds: float = 120.0
 
     @property
     def address(self) -> str:
@@ -161,6 +164,8 @@ class AmiClient:
         self._link_lost.set()
         self._closing = False
         self.last_error: str | None = None
+        # The last attempt to log in was refused (a wrong secret), not merely unanswered.
+        self.login_refused = False
 
     # --- connection -----------------------------------------------------------------
 
@@ -178,7 +183,10 @@ class AmiClient:
         self._start_supervisor()
 
     def reconnect_in_background(self) -> None:
-        """After a failed ``connect``: keep trying with backoff, report through ``on_link``."""
+        """After a failed ``connect``: keep trying with backoff, report through ``on_link``.
+
+        After a refused login the tries are ``auth_retry_seconds`` apart.
+        """
         self._link_lost.set()
         self._start_supervisor()
 
@@ -188,6 +196,7 @@ class AmiClient:
 
     async def _open(self) -> None:
         s = self.settings
+        self.login_refused = False
         try:
             _, protocol = await asyncio.wait_for(
                 self._loop.create_connection(lambda: _Protocol(self._manager, self._lost),
@@ -214,11 +223,13 @@ class AmiClient:
         if not response.success:
             self._protocol = None   # so _lost does not report a link that never came up
             protocol.abort()
+            self.login_refused = True
             raise AmiAuthError(
                 f"the Asterisk AMI at {s.address} refused user {s.username!r}: "
                 f"{response.message or response.response}. Check the AMI username and secret "
                 "against manager_allerta.conf")
         self._manager.authenticated = True
+        self.login_refused = False
         self._link_lost.clear()
 
     def _lost(self, protocol: _Protocol, exc: Exception | None) -> None:
@@ -258,6 +269,8 @@ class AmiClient:
                 await self._ping()
                 continue
             delay = min(s.reconnect_max, s.reconnect_initial * 2 ** failures)
+            if self.login_refused:
+                delay = max(delay, s.auth_retry_seconds)
             await asyncio.sleep(delay)
             if self._closing:
                 return
@@ -265,8 +278,8 @@ class AmiClient:
                 await self._open()
             except AmiError as exc:
                 failures += 1
-                # A refused login on reconnect (secret changed on the PBX) is
-                # retried too, but only at the capped pace, and shown.
+                # A refused login (secret wrong or changed on the PBX) is retried
+                # too, but only every auth_retry_seconds, and shown.
                 self._report(False, str(exc))
                 continue
             failures = 0

@@ -10,11 +10,15 @@ up are followed after the reconnect (CoreShowChannels), and calls that
 vanished meanwhile fail with ``possible_duplicate`` so the dispatcher, who
 knows the retry policy, decides whether to call again.
 
-``start`` raises ``AmiAuthError`` after reporting every trunk down with the
-error: a wrong secret is a configuration error that retrying cannot fix, and
-``allerta run`` should stop with that message. An unreachable PBX is not
-raised: the trunks are reported down and the link is retried in the
-background, as for a modem that is not plugged in yet.
+A refused AMI login (a wrong secret) is not raised by ``start``: it is logged
+as an error, every trunk is reported down with ``LOGIN_REFUSED`` (the ami_down
+alarm follows) and the login is retried slowly, so the SMS channel beside us
+keeps working under systemd's Restart=always instead of the whole engine
+crash-looping. Only with ``stop_on_login_refusal`` (``allerta run --once``
+with no other channel, where nothing could go out) does ``start`` raise
+``AmiAuthError``. An unreachable PBX is never raised: the trunks are reported
+down and the link is retried in the background, as for a modem that is not
+plugged in yet.
 """
 from __future__ import annotations
 
@@ -37,6 +41,18 @@ from gateway.channels import ChannelEvents, DeliveryFailed, LineStatus, Outbound
 log = logging.getLogger(__name__)
 
 FATE_UNKNOWN = "call fate unknown after the AMI link was lost"
+LOGIN_REFUSED = "AMI login refused (check [asterisk] secret)"
+# Asterisk's Playback takes a file name without its extension and picks the
+# format itself; a name given with one is looked up as "<name>.wav.<format>".
+_SOUND_EXTENSIONS = (".wav", ".wav16", ".sln", ".sln16", ".gsm", ".ulaw", ".alaw", ".g722")
+
+
+def playback_name(audio_path: str) -> str:
+    """What ``Playback()`` needs for a file we rendered: its path without extension."""
+    for extension in _SOUND_EXTENSIONS:
+        if audio_path.lower().endswith(extension):
+            return audio_path[:-len(extension)]
+    return audio_path
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,7 @@ class VoiceSettings:
     estimated_call_seconds: float = 45.0    # ring + message, until real calls were measured
     recovery_seconds: float = 30.0          # a throttled trunk regains one channel this often
     slot_wait_seconds: float = 60.0         # a submit with no free trunk waits this long
+    reconcile_retry_seconds: float = 5.0    # CoreShowChannels failed after a reconnect: ask again
     stop_timeout: float = 60.0              # stop() waits this long for calls in flight
 
     def __post_init__(self) -> None:
@@ -129,6 +146,8 @@ class VoiceChannel:
         self._reported: dict[str, LineStatus] = {}
         self._average_call_seconds = settings.estimated_call_seconds
         self._reconcile_task: asyncio.Task[None] | None = None
+        # Set by the composition root for 'allerta run --once' with voice alone.
+        self.stop_on_login_refusal = False
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -138,9 +157,16 @@ class VoiceChannel:
         try:
             await self._client.connect()
         except AmiAuthError as exc:
-            self._set_error_all(str(exc))
+            # The error names host, port and user; the secret never reaches a log.
+            log.error("voice channel: %s ([asterisk] username and secret); the voice lines are down, "
+                      "other channels keep running, the login is retried every %g s",
+                      exc, self.settings.ami.auth_retry_seconds)
+            self._set_error_all(LOGIN_REFUSED)
             self._report_lines()
-            raise
+            if self.stop_on_login_refusal:
+                await self._client.close()
+                raise
+            self._client.reconnect_in_background()
         except AmiUnreachable as exc:
             log.warning("voice channel: %s; retrying in the background", exc)
             self._set_error_all(str(exc))
@@ -270,8 +296,11 @@ class VoiceChannel:
         self._calls[channel_id] = call
         self._arm_deadline(call, self.settings.ring_timeout_ms / 1000 + self.settings.end_margin_seconds)
         self._report_line(trunk)
+        # The dialplan plays ${ALLERTA_AUDIO} as it is: the absolute path the alert's
+        # audio was rendered to (asterisk/conf/extensions_allerta.conf).
+        audio = playback_name(message.audio_path) if message.audio_path else self.settings.default_audio
         variables = {"ALLERTA_DELIVERY": str(message.delivery_id),
-                     "ALLERTA_AUDIO": message.audio_path or self.settings.default_audio,
+                     "ALLERTA_AUDIO": audio,
                      "ALLERTA_AMD": "1" if self.settings.amd else "0"}
         try:
             await self._client.originate(
@@ -368,13 +397,24 @@ class VoiceChannel:
             return
         if outcome.trunk_side:
             self._trunk_failed(trunk, outcome.reason)
+        elif outcome.line_fault:
+            # Our dialplan or audio is broken, not the trunk: show it, keep the concurrency.
+            trunk.last_error = outcome.reason
+            log.warning("voice trunk %s: %s", trunk.name, outcome.reason)
         self._fail(call, DeliveryFailed(outcome.reason, permanent=outcome.permanent,
                                         code=outcome.outcome, line=trunk.name,
-                                        charge_attempt=outcome.charge_attempt))
+                                        charge_attempt=outcome.charge_attempt,
+                                        cause=str(outcome.cause) if outcome.cause is not None else None))
 
     def _fail(self, call: _Call, failure: DeliveryFailed) -> None:
         if call.result.done():
             return
+        # What the attempt row stores: when we originated, when (if) it was answered,
+        # and the Q.850 cause when one was seen, whatever ended the call.
+        failure.started_at = failure.started_at or call.started_at
+        failure.answered_at = failure.answered_at or call.tracker.answered_at
+        if failure.cause is None and call.tracker.cause is not None:
+            failure.cause = str(call.tracker.cause)
         call.trunk.failed_total += 1
         self._release(call)
         call.result.set_exception(failure)
@@ -408,7 +448,8 @@ class VoiceChannel:
             self._link_up = self._ready = False
             for call in self._calls.values():
                 call.check_after_reconnect = True
-            self._set_error_all(reason)
+            refused = self._client is not None and self._client.login_refused
+            self._set_error_all(LOGIN_REFUSED if refused else reason)
             self._report_lines()
             return
         self._link_up = True
@@ -419,16 +460,25 @@ class VoiceChannel:
             self._reconcile_task = asyncio.get_running_loop().create_task(self._reconcile())
 
     async def _reconcile(self) -> None:
-        """After a reconnect: follow the calls still up, close those that vanished."""
+        """After a reconnect: follow the calls still up, close those that vanished.
+
+        Nothing is originated until this is done, so a CoreShowChannels that
+        fails while the link stays up is asked again after a delay: returning
+        would leave the channel with no free slot until the next disconnect.
+        """
         assert self._client is not None
-        to_check = [call for call in self._calls.values() if call.check_after_reconnect]
-        if to_check:
+        while self._link_up:
+            to_check = [call for call in self._calls.values() if call.check_after_reconnect]
+            if not to_check:
+                break
             try:
                 channels = await self._client.core_show_channels()
             except (AmiError, asyncio.TimeoutError) as exc:
-                # Lost again: the next reconnect asks again; nothing is originated meanwhile.
-                log.warning("CoreShowChannels after reconnect failed: %s", exc)
-                return
+                # If the link was lost meanwhile, the reconnect asks again.
+                log.warning("CoreShowChannels after reconnect failed: %s; asking again in %g s",
+                            exc or "timed out", self.settings.reconcile_retry_seconds)
+                await asyncio.sleep(self.settings.reconcile_retry_seconds)
+                continue
             present = {value.split(";", 1)[0] for channel in channels
                        for key, value in channel.items() if key.lower() in ("uniqueid", "linkedid")}
             for call in to_check:
@@ -441,6 +491,7 @@ class VoiceChannel:
                     self._finish_from_events(call)
                 else:
                     self._fail(call, self._fate_unknown(call))
+            break
         if self._link_up:
             self._link_ready()
 

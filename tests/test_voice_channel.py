@@ -2,18 +2,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import re
 import socket
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from asterisk.ami_client import AmiAuthError, AmiClient, AmiSettings, AmiUnreachable
+from asterisk.asterisk_config import render_configs
+from asterisk.audio import audio_info, render_tts
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
 from asterisk.trunks import TrunkConfig
-from asterisk.voice_channel import FATE_UNKNOWN, VoiceChannel, VoiceSettings
+from asterisk.voice_channel import FATE_UNKNOWN, LOGIN_REFUSED, VoiceChannel, VoiceSettings
 from gateway.channels import DeliveryFailed, LineStatus, OutboundMessage
 
 CONFIRM = "+393330000001"
@@ -21,6 +26,7 @@ BUSY = "+393330000002"
 NO_ANSWER = "+393330000003"
 INVALID = "+393330000004"
 CONGESTED = "+393330000005"
+REJECTED = "+393330000006"
 
 
 class EventsRecorder:
@@ -59,10 +65,10 @@ def trunk(name: str = "trunk1", **overrides: Any) -> TrunkConfig:
 
 
 def voice_settings(port: int, *trunks: TrunkConfig, **overrides: Any) -> VoiceSettings:
-    values: dict[str, Any] = {"end_grace_seconds": 0.3, "end_margin_seconds": 10.0,
+    values: dict[str, Any] = {"ami": ami_settings(port), "end_grace_seconds": 0.3, "end_margin_seconds": 10.0,
                               "stop_timeout": 5.0}
     values.update(overrides)
-    return VoiceSettings(ami=ami_settings(port), trunks=trunks or (trunk(),), **values)
+    return VoiceSettings(trunks=trunks or (trunk(),), **values)
 
 
 def message(number: str, delivery_id: int = 1, **overrides: Any) -> OutboundMessage:
@@ -73,7 +79,7 @@ def message(number: str, delivery_id: int = 1, **overrides: Any) -> OutboundMess
 POPULATION = {"overrides": {
     CONFIRM: {"behaviour": "confirm"}, BUSY: {"behaviour": "busy"},
     NO_ANSWER: {"behaviour": "no_answer"}, INVALID: {"behaviour": "invalid_number"},
-    CONGESTED: {"behaviour": "congestion"}}}
+    CONGESTED: {"behaviour": "congestion"}, REJECTED: {"behaviour": "reject"}}}
 
 
 async def started(settings: VoiceSettings) -> tuple[VoiceChannel, EventsRecorder]:
@@ -128,24 +134,30 @@ def test_originate_headers(tmp_path):
                                              "ALLERTA_DELIVERY=7"]
 
 
-@pytest.mark.parametrize("number, code, permanent, charged", [
-    (BUSY, "busy", False, True),
-    (NO_ANSWER, "no_answer", False, True),
-    (INVALID, "invalid_number", True, True),
-    (CONGESTED, "congestion", False, False),
+@pytest.mark.parametrize("number, code, permanent, charged, cause", [
+    (BUSY, "busy", False, True, "17"),
+    (NO_ANSWER, "no_answer", False, True, "19"),
+    (INVALID, "invalid_number", True, True, "1"),
+    (CONGESTED, "congestion", False, False, "34"),
+    (REJECTED, "failed", False, True, "21"),
 ])
-def test_failed_calls_raise_delivery_failed(tmp_path, number, code, permanent, charged):
+def test_failed_calls_raise_delivery_failed(tmp_path, number, code, permanent, charged, cause):
     with PbxSimulatorProcess(tmp_path, trunks={"trunk1": 4}, population=POPULATION) as pbx:
         async def scenario():
             channel, _ = await started(voice_settings(pbx.port))
+            before = dt.datetime.now(dt.timezone.utc)
             with pytest.raises(DeliveryFailed) as failure:
                 await channel.submit(message(number))
             lines = channel.lines()
             await channel.stop()
-            return failure.value, lines
-        failure, [line] = asyncio.run(scenario())
+            return failure.value, lines, before
+        failure, [line], before = asyncio.run(scenario())
     assert (failure.code, failure.permanent, failure.charge_attempt) == (code, permanent, charged)
     assert failure.line == "trunk1" and not failure.possible_duplicate
+    # The Q.850 cause travels with the failure (the policy retries 21 once at most),
+    # with the time the call was originated; none of these was answered.
+    assert failure.cause == cause
+    assert failure.started_at is not None and failure.started_at >= before and failure.answered_at is None
     if code == "congestion":
         # Trunk-side: the trunk slows down and shows why.
         assert line.limit == 2 and "congestion" in (line.last_error or "")
@@ -220,7 +232,7 @@ def test_forty_calls_never_exceed_the_trunk_limit_and_keep_it_full(tmp_path):
     assert sum(1 for c in calls if c["concurrent"] == 5) >= 30
 
 
-def test_wrong_password_is_an_auth_error_without_reconnect_loop(tmp_path):
+def test_wrong_password_marks_the_lines_down_and_retries_slowly(tmp_path):
     with PbxSimulatorProcess(tmp_path, secret="the-right-one") as pbx:
         async def scenario():
             client = AmiClient(ami_settings(pbx.port, secret="wrong"))
@@ -228,21 +240,106 @@ def test_wrong_password_is_an_auth_error_without_reconnect_loop(tmp_path):
             with pytest.raises(AmiAuthError) as error:
                 await client.connect()
             elapsed = time.monotonic() - began
-            channel = VoiceChannel(VoiceSettings(ami=ami_settings(pbx.port, secret="wrong"),
-                                                 trunks=(trunk(),)))
-            events = EventsRecorder()
-            with pytest.raises(AmiAuthError):
-                await channel.start(events)
-            await asyncio.sleep(0.5)   # a reconnect loop would log in again meanwhile
             await client.close()
-            return str(error.value), elapsed, events.statuses, channel.free_slots()
+            # The channel does not raise: other channels must keep running.
+            channel, events = await started(voice_settings(pbx.port, ami=ami_settings(pbx.port, secret="wrong")))
+            await asyncio.sleep(0.5)   # a fast reconnect loop (0.05-0.4 s) would log in again meanwhile
+            free = channel.free_slots()
+            await channel.stop()
+            return str(error.value), elapsed, events.statuses, free
         text, elapsed, statuses, free = asyncio.run(scenario())
         logins = [a for a in pbx.control({"cmd": "received"})["actions"] if a[0] == ["Action", "Login"]]
     assert f"127.0.0.1:{pbx.port}" in text and "refused user 'allerta'" in text
     assert "Authentication failed" in text and elapsed < 2
-    assert len(logins) == 2      # one per attempt above, never retried
-    assert statuses[-1].state == "down" and "Authentication failed" in statuses[-1].last_error
+    assert len(logins) == 2      # one each, not retried at the reconnect pace
+    assert all("wrong" not in str(action) for action in logins)   # the simulator masks it; so do we
+    assert statuses[-1].state == "down" and statuses[-1].last_error == LOGIN_REFUSED
     assert free == 0
+
+
+def test_refused_login_is_retried_and_the_lines_come_up_once_the_secret_is_fixed(tmp_path):
+    with PbxSimulatorProcess(tmp_path, trunks={"trunk1": 2}, population=POPULATION,
+                             secret="the-right-one") as pbx:
+        async def scenario():
+            settings = dataclasses.replace(ami_settings(pbx.port, secret="fixed-later"), auth_retry_seconds=0.3)
+            channel, events = await started(voice_settings(pbx.port, ami=settings))
+            assert channel.free_slots() == 0 and events.statuses[-1].last_error == LOGIN_REFUSED
+            # The operator fixes manager_allerta.conf: the next slow retry gets in.
+            await _control(pbx, {"cmd": "set_secret", "secret": "fixed-later"})
+            await _wait_until(lambda: channel.free_slots() > 0)
+            receipt = await channel.submit(message(CONFIRM))
+            await channel.stop()
+            return receipt, events.statuses
+        receipt, statuses = asyncio.run(scenario())
+    assert receipt.outcome == "confirmed"
+    assert [s.state for s in statuses][:1] == ["down"] and "up" in [s.state for s in statuses]
+
+
+def test_refused_login_raises_when_voice_is_the_only_channel_of_a_once_run(tmp_path):
+    with PbxSimulatorProcess(tmp_path, secret="the-right-one") as pbx:
+        async def scenario():
+            channel = VoiceChannel(voice_settings(pbx.port, ami=ami_settings(pbx.port, secret="wrong")))
+            channel.stop_on_login_refusal = True
+            with pytest.raises(AmiAuthError):
+                await channel.start(EventsRecorder())
+            return channel.lines()
+        [line] = asyncio.run(scenario())
+    assert line.state == "down" and line.last_error == LOGIN_REFUSED
+
+
+def test_played_audio_resolves_to_the_rendered_file(tmp_path):
+    """The variable we send, put into the dialplan we ship, names the file we rendered."""
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    name = sounds / "allerta-0123456789ab"          # as 'allerta alert send --voice' names it
+    render_tts("Allerta meteo", "it", name.with_suffix(".wav"))
+    dialplan = render_configs("allerta", "s3cret-value", str(sounds))["extensions_allerta.conf"]
+    with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 2}, population=POPULATION) as pbx:
+        async def scenario():
+            channel, _ = await started(voice_settings(pbx.port))
+            await channel.submit(message(CONFIRM, delivery_id=1, audio_path=str(name)))
+            # A path given with its extension is played without it, as Playback wants.
+            await channel.submit(message(CONFIRM, delivery_id=2, audio_path=str(name) + ".wav"))
+            await channel.stop()
+        asyncio.run(scenario())
+        originates = _originate_of(pbx.control({"cmd": "received"})["actions"])
+    sent = [dict(v.split("=", 1) for v in o["variable"])["ALLERTA_AUDIO"] for o in originates]
+    playbacks = re.findall(r"Playback\(([^)]*\$\{ALLERTA_AUDIO\}[^)]*)\)", dialplan)
+    assert len(sent) == 2 and len(playbacks) == 2      # the message, and on a machine
+    for audio in sent:
+        for argument in playbacks:
+            played = Path(argument.replace("${ALLERTA_AUDIO}", audio))
+            assert played.is_absolute() and played.with_name(played.name + ".wav").is_file(), played
+            info = audio_info(played.with_name(played.name + ".wav"))
+            assert (info.sample_rate, info.channels, info.bits) == (8000, 1, 16)
+
+
+def test_failed_core_show_channels_after_reconnect_is_asked_again(tmp_path):
+    with PbxSimulatorProcess(tmp_path, trunks={"trunk1": 4}, population=LONG_CALLS,
+                             time_scale=0.03) as pbx:
+        async def scenario():
+            channel, events = await started(voice_settings(pbx.port, reconcile_retry_seconds=0.2))
+            tasks = []
+            for i in range(2):
+                await _wait_until(lambda: channel.free_slots() > 0)
+                tasks.append(asyncio.create_task(
+                    channel.submit(message(f"+39333500{i:04d}", delivery_id=i + 1))))
+            await asyncio.sleep(0.3)   # answered, listening
+            # The link comes back, but the PBX refuses the first CoreShowChannels.
+            await _control(pbx, {"cmd": "fail_actions", "action": "CoreShowChannels", "count": 1})
+            await _control(pbx, {"cmd": "drop_connections"})
+            await _wait_until(lambda: any(s.state == "down" for s in events.statuses))
+            # Without asking again the channel would stay at 0 free slots while the link is up.
+            await _wait_until(lambda: channel.free_slots() > 0, timeout=10)
+            receipts = await asyncio.gather(*tasks)
+            after = await channel.submit(message("+393335100000", delivery_id=9))
+            await channel.stop()
+            return receipts, after
+        receipts, after = asyncio.run(scenario())
+        actions = pbx.control({"cmd": "received"})["actions"]
+    assert [r.outcome for r in receipts] == ["confirmed"] * 2 and after.outcome == "confirmed"
+    assert sum(1 for a in actions if a[0] == ["Action", "CoreShowChannels"]) == 2
+    assert sorted(Counter(c["number"] for c in pbx.calls()).values()) == [1, 1, 1]
 
 
 def _closed_port() -> int:

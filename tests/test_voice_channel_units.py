@@ -13,7 +13,7 @@ from asterisk.ami_client import AmiClient, AmiSettings
 from asterisk.ami_protocol import AmiMessage, parse_messages, serialize
 from asterisk.call_tracker import CallTracker
 from asterisk.trunks import ConcurrencyThrottle, TokenBucket, TrunkConfig
-from asterisk.voice_channel import FATE_UNKNOWN, VoiceChannel, VoiceSettings
+from asterisk.voice_channel import FATE_UNKNOWN, VoiceChannel, VoiceSettings, playback_name
 from gateway.channels import DeliveryFailed, OutboundMessage
 from tests.test_voice_channel import EventsRecorder
 
@@ -271,3 +271,49 @@ def test_call_without_end_event_fails_after_timeout_and_margin():
     assert "no end of the call" in failure.reason
     assert not failure.charge_attempt and not failure.possible_duplicate   # no channel ever seen
     assert free == 1   # the channel was given back
+
+
+def test_answered_call_whose_message_could_not_play_fails_with_its_times_and_cause():
+    def script(action: AmiMessage, connection: int):
+        if action.get("Action") == "Ping":
+            return [[("Response", "Success"), ("ActionID", action["ActionID"]), ("Ping", "Pong")]]
+        if action.get("Action") != "Originate":
+            return None
+        cid = action["ChannelId"]
+        # What our dialplan does when Playback fails: answered, Result: error, hang up.
+        return [_ack(action),
+                [("Event", "Newchannel"), ("Uniqueid", cid), ("ChannelState", "0")],
+                [("Event", "Newstate"), ("Uniqueid", cid), ("ChannelState", "6")],
+                [("Event", "OriginateResponse"), ("ActionID", action["ActionID"]), ("Response", "Success"),
+                 ("Reason", "4"), ("Uniqueid", cid)],
+                [("Event", "UserEvent"), ("UserEvent", "AllertaResult"), ("Uniqueid", cid),
+                 ("Delivery", "5"), ("Result", "error"), ("Digit", "")],
+                [("Event", "Hangup"), ("Uniqueid", cid), ("Cause", "16")]]
+
+    async def scenario():
+        fake = FakeAmi(script)
+        port = await fake.start()
+        channel = VoiceChannel(_voice(port))
+        await channel.start(EventsRecorder())
+        with pytest.raises(DeliveryFailed) as failure:
+            await channel.submit(MESSAGE)
+        [line] = channel.lines()
+        await channel.stop()
+        await fake.stop()
+        return failure.value, line
+    failure, line = asyncio.run(scenario())
+    assert failure.code == "failed" and not failure.charge_attempt and not failure.permanent
+    assert failure.cause == "16"
+    assert failure.started_at is not None and failure.answered_at is not None
+    assert failure.started_at <= failure.answered_at
+    # Our side's fault: shown on the line, without lowering the trunk's concurrency.
+    assert "could not be played" in (line.last_error or "") and line.limit == 2
+
+
+@pytest.mark.parametrize("given, played", [
+    ("/var/lib/allerta/sounds/allerta-1a2b", "/var/lib/allerta/sounds/allerta-1a2b"),
+    ("/var/lib/allerta/sounds/allerta-1a2b.wav", "/var/lib/allerta/sounds/allerta-1a2b"),
+    ("/srv/msg.v2.GSM", "/srv/msg.v2"),
+])
+def test_playback_name_drops_the_extension_only(given, played):
+    assert playback_name(given) == played
