@@ -396,7 +396,12 @@ class AlertService:
 
     # --- after ----------------------------------------------------------------------
     def cancel(self, alert_id: int) -> int:
-        """Stop what has not gone out; returns the number of deliveries cancelled."""
+        """Stop what has not gone out; returns the number of deliveries cancelled.
+
+        A call or SMS in flight now is not interrupted, but it is not tried again:
+        the store never claims deliveries of a cancelled alert, and records an
+        attempt that comes back as 'cancelled', with no SMS fallback.
+        """
         now = utcnow()
         with self.sessions.begin() as session:
             alert = session.get(Alert, alert_id)

@@ -8,6 +8,7 @@ reaches a modem.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -49,11 +50,29 @@ class ClaimedDelivery:
 # The engine's hot path runs these several hundred times a second; building a
 # SQLAlchemy expression costs more than executing it (profiled at 64 modems), so
 # they are built once, with bound parameters.
+#
+# A delivery is only claimed while its alert still wants it: not cancelled, and
+# before the alert's deadline. The one exception is the SMS fallback of a
+# voice-only alert: voice giving up at the deadline is what creates it, so the
+# deadline must not stop it too. (The join is on the alerts primary key; the
+# deliveries side still walks ix_deliveries_claim in order.)
+_ALERT_WANTS_IT = and_(
+    Alert.state != "cancelled",
+    or_(Alert.deadline.is_(None), Alert.deadline > bindparam("now"),
+        and_(Delivery.channel == "sms", Alert.channels == "voice")))
 _CANDIDATES = (
-    select(Delivery.id)
+    select(Delivery.id).join(Alert, Alert.id == Delivery.alert_id)
     .where(Delivery.channel == bindparam("channel"), Delivery.state == "pending",
-           or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= bindparam("now")))
+           or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= bindparam("now")),
+           _ALERT_WANTS_IT)
     .order_by(Delivery.sort_key, Delivery.id).limit(bindparam("limit")))
+# Alerts past their deadline; their pending deliveries are closed by expire_past_deadline.
+_EXPIRED_ALERTS = select(Alert.id).where(Alert.state == "active", Alert.deadline.is_not(None),
+                                         Alert.deadline <= bindparam("now"))
+# How often claim() looks for alerts past their deadline: the claim query already
+# skips them, so this only has to make their rows final, not be instant.
+EXPIRY_SWEEP_SECONDS = 1.0
+DEADLINE_PASSED = "deadline passed"
 _TAKE = (
     update(Delivery).where(Delivery.id.in_(bindparam("ids", expanding=True)), Delivery.state == "pending")
     .values(state="submitting", claimed_at=bindparam("claimed"), updated_at=bindparam("claimed"),
@@ -100,9 +119,23 @@ _NEW_PARTS = insert(SmsPart)
 FINAL_VOICE_RANK = {"confirmed": 3, "answered": 2, "voicemail": 1}
 
 
+def _best_voice_outcomes(s: Session, delivery_ids: list[int]) -> dict[int, str]:
+    """Delivery id -> the best outcome any of its calls had, for those that had one."""
+    best: dict[int, str] = {}
+    if not delivery_ids:
+        return best
+    for delivery_id, outcome in s.execute(select(Attempt.delivery_id, Attempt.outcome).where(
+            Attempt.delivery_id.in_(delivery_ids), Attempt.outcome.in_(tuple(FINAL_VOICE_RANK)))):
+        if FINAL_VOICE_RANK[outcome] > FINAL_VOICE_RANK.get(best.get(delivery_id, ""), 0):
+            best[delivery_id] = outcome
+    return best
+
+
 class Store:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        self._next_expiry_sweep = 0.0
+        self._expired_alerts: set[int] = set()   # already swept: no pending row comes back
 
     @contextmanager
     def _core(self) -> Iterator[Connection]:
@@ -146,6 +179,9 @@ class Store:
         if limit <= 0:
             return []
         now = now or utcnow()
+        if time.monotonic() >= self._next_expiry_sweep:
+            self._next_expiry_sweep = time.monotonic() + EXPIRY_SWEEP_SECONDS
+            self.expire_past_deadline(now)
         with self._core() as s:
             candidates = s.execute(_CANDIDATES, {"channel": channel, "now": now, "limit": limit}).scalars().all()
             if not candidates:
@@ -164,6 +200,43 @@ class Store:
                                     r.submissions, _alert_policy(r))
                     for r, attempt_id in zip(rows, attempt_ids)]
 
+    # --- deadlines --------------------------------------------------------
+    def expire_past_deadline(self, now: dt.datetime | None = None) -> int:
+        """Close the pending deliveries of alerts past their deadline; returns how many.
+
+        The claim query no longer takes them, so without this they would stay
+        'pending' for ever (and 'allerta run --once' would wait for them). A voice
+        number ends with the best outcome its calls had, else 'failed'; a mobile
+        not confirmed gets the SMS fallback when the alert asks for it.
+        """
+        now = now or utcnow()
+        closed = 0
+        with self.sessions.begin() as s:
+            alert_ids = [alert_id for alert_id in s.execute(_EXPIRED_ALERTS, {"now": now}).scalars()
+                         if alert_id not in self._expired_alerts]
+            if not alert_ids:
+                return 0
+            rows = s.execute(
+                select(Delivery.id, Delivery.alert_id, Delivery.number_id, Delivery.e164, Delivery.channel,
+                       Delivery.language, Alert.sms_fallback, Alert.channels)
+                .join(Alert, Alert.id == Delivery.alert_id)
+                .where(Delivery.alert_id.in_(alert_ids), Delivery.state == "pending")).all()
+            # A voice-only alert's SMS fallback is what the deadline leaves behind: it still goes.
+            rows = [r for r in rows if not (r.channel == "sms" and r.channels == "voice")]
+            if rows:
+                closed = s.execute(update(Delivery).where(
+                    Delivery.id.in_([r.id for r in rows]), Delivery.state == "pending").values(
+                    state="failed", next_attempt_at=None, last_error=DEADLINE_PASSED, updated_at=now)).rowcount
+                voice = [r for r in rows if r.channel == "voice"]
+                best = _best_voice_outcomes(s, [r.id for r in voice])
+                for delivery_id, outcome in best.items():
+                    s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state=outcome))
+                for r in voice:
+                    if r.sms_fallback and best.get(r.id) != "confirmed":
+                        self._fall_back_to_sms(s, r.alert_id, r.number_id, r.e164, r.language)
+        self._expired_alerts.update(alert_ids)
+        return closed
+
     # --- outcomes ---------------------------------------------------------
     def record_result(self, claim: ClaimedDelivery, verdict: Verdict, *, receipt: SubmitReceipt | None = None,
                       failure: DeliveryFailed | None = None) -> str:
@@ -178,6 +251,9 @@ class Store:
             delivery_values: dict = {"state": state, "next_attempt_at": verdict.next_attempt_at,
                                      "updated_at": now,
                                      "attempts": Delivery.attempts + (1 if verdict.charged else 0)}
+            if not verdict.placed:
+                # Counted at claim time, but no call or message left us: give it back.
+                delivery_values["submissions"] = Delivery.submissions - 1
             if receipt is not None:
                 attempt_values.update(outcome=receipt.outcome, line=receipt.line, cause=receipt.cause,
                                       answered_at=receipt.answered_at, started_at=receipt.started_at or now)
@@ -193,24 +269,36 @@ class Store:
             if failure is not None:
                 reason = failure.reason if failure.code is None else f"{failure.reason} [{failure.code}]"
                 attempt_values.update(outcome=failure.code if claim.channel == "voice" and failure.code else "failed",
-                                      line=failure.line, error=failure.reason, cause=failure.code,
-                                      permanent=failure.permanent, possible_duplicate=failure.possible_duplicate)
+                                      line=failure.line, error=failure.reason, cause=failure.cause,
+                                      permanent=failure.permanent, possible_duplicate=failure.possible_duplicate,
+                                      answered_at=failure.answered_at)
+                if failure.started_at is not None:
+                    # When the line started it (the originate), not when the engine claimed it.
+                    attempt_values["started_at"] = failure.started_at
                 delivery_values.update(line=failure.line, last_error=verdict.reason or reason)
                 if failure.possible_duplicate:
                     delivery_values["possible_duplicate"] = True
+            # Written first: from here on this transaction holds the write lock, so the
+            # alert's state read next cannot change before the delivery is updated.
             s.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(**attempt_values))
             if claim.channel == "voice" and state == "failed":
                 # Giving up: the best thing that happened on any call is the final word.
-                best = s.scalars(select(Attempt.outcome).where(
-                    Attempt.delivery_id == claim.delivery_id,
-                    Attempt.outcome.in_(tuple(FINAL_VOICE_RANK)))).all()
+                best = _best_voice_outcomes(s, [claim.delivery_id]).get(claim.delivery_id)
                 if best:
-                    state = max(best, key=FINAL_VOICE_RANK.__getitem__)
+                    state = best
                     delivery_values["state"] = state
+            cancelled = s.scalar(select(Alert.state).where(Alert.id == claim.alert_id)) == "cancelled"
+            if cancelled and state in ("pending", "failed"):
+                # Cancelled while this attempt was in flight: the attempt stays on record,
+                # but nothing more is tried and nothing falls back to SMS.
+                state = "cancelled"
+                delivery_values.update(state=state, next_attempt_at=None,
+                                       last_error=f"alert cancelled ({delivery_values.get('last_error') or state})")
             s.execute(update(Delivery).where(Delivery.id == claim.delivery_id, Delivery.state == "submitting")
                       .values(**delivery_values))
-            if claim.channel == "voice" and state != "pending" and state != "confirmed" and claim.policy.sms_fallback:
-                self._fall_back_to_sms(s, claim)
+            if (claim.channel == "voice" and not cancelled and state not in ("pending", "confirmed")
+                    and claim.policy.sms_fallback):
+                self._fall_back_to_sms(s, claim.alert_id, claim.number_id, claim.e164, claim.language)
         return state
 
     def _record_sms_sent(self, claim: ClaimedDelivery, receipt: SubmitReceipt, verdict: Verdict,
@@ -227,16 +315,16 @@ class Store:
                                     "reference": ref, "status": "sent", "sent_at": now}
                                    for i, ref in enumerate(receipt.references)])
 
-    def _fall_back_to_sms(self, s: Session, claim: ClaimedDelivery) -> None:
+    def _fall_back_to_sms(self, s: Session, alert_id: int, number_id: int, e164: str, language: str) -> None:
         """Voice gave up on a mobile: it gets the SMS version (once)."""
-        number = s.get(PhoneNumberRow, claim.number_id)
+        number = s.get(PhoneNumberRow, number_id)
         if number is None or number.kind != "mobile":
             return
         exists_already = s.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.alert_id == claim.alert_id, Delivery.number_id == claim.number_id, Delivery.channel == "sms"))
+            Delivery.alert_id == alert_id, Delivery.number_id == number_id, Delivery.channel == "sms"))
         if not exists_already:
-            s.add(Delivery(alert_id=claim.alert_id, number_id=claim.number_id, e164=claim.e164, channel="sms",
-                           state="pending", sort_key=0, language=claim.language, attempts=0, submissions=0,
+            s.add(Delivery(alert_id=alert_id, number_id=number_id, e164=e164, channel="sms",
+                           state="pending", sort_key=0, language=language, attempts=0, submissions=0,
                            possible_duplicate=False, parts_total=0, parts_delivered=0,
                            last_error="fallback: voice call not confirmed"))
 

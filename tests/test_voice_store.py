@@ -1,0 +1,143 @@
+"""What the store does around a voice attempt: deadlines, cancellation, calls never placed.
+
+These go through the real Store over a migrated SQLite database; the end-to-end
+versions (engine + PBX simulator) are in tests/test_engine_voice.py.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+
+from asterisk.voice_policy import VoicePolicy
+from gateway.alerts import AlertRequest, Target
+from gateway.channels import DeliveryFailed, SubmitReceipt
+from gateway.db import utcnow
+from gateway.models import Alert, Attempt, Delivery
+from gateway.policy import AlertPolicy, Verdict
+from gateway.store import DEADLINE_PASSED, Store
+
+POLICY = AlertPolicy(max_attempts=5, deadline=None, voice_interval=60, voice_growth=1.0, voice_cap=2)
+NOW = dt.datetime(2026, 5, 1, 12, 0)
+
+
+def voice_alert(services, tmp_path, **overrides) -> int:
+    (tmp_path / "msg.wav").write_bytes(b"")
+    values = dict(text="Allerta", channels=("voice",), target=Target(everyone=True),
+                  audio_path=str(tmp_path / "msg"), audio_seconds=3.0, audio_source="tts", voice_cap=2)
+    values.update(overrides)
+    alert_id, _ = services.alerts.create(AlertRequest(**values))
+    return alert_id
+
+
+def past_deadline(services, alert_id: int) -> None:
+    # The deadline passed while the engine was elsewhere (stopped, busy on other alerts).
+    with services.sessions.begin() as s:
+        s.execute(update(Alert).where(Alert.id == alert_id).values(deadline=utcnow() - dt.timedelta(minutes=1)))
+
+
+def deliveries(services, alert_id: int) -> list[Delivery]:
+    with services.sessions() as s:
+        return list(s.scalars(select(Delivery).where(Delivery.alert_id == alert_id).order_by(Delivery.id)))
+
+
+def test_deadline_passed_voice_is_not_claimed_and_mobiles_fall_back_to_sms(contacts, tmp_path):
+    alert_id = voice_alert(contacts, tmp_path, sms_fallback=True)
+    past_deadline(contacts, alert_id)
+    store = Store(contacts.sessions)
+    assert store.claim("voice", 10) == []
+    rows = deliveries(contacts, alert_id)
+    voice = [d for d in rows if d.channel == "voice"]
+    assert voice and {(d.state, d.last_error) for d in voice} == {("failed", DEADLINE_PASSED)}
+    # The mobiles get the SMS version, which the deadline does not stop: it is what is left.
+    mobiles = {d.e164 for d in voice if d.e164.startswith("+393")}
+    sms = [d for d in rows if d.channel == "sms"]
+    assert {d.e164 for d in sms} == mobiles and {d.state for d in sms} == {"pending"}
+    assert {c.e164 for c in store.claim("sms", 10)} == mobiles
+
+
+def test_sms_alert_past_its_deadline_stops_too(contacts):
+    alert_id, _ = contacts.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
+    past_deadline(contacts, alert_id)
+    assert Store(contacts.sessions).claim("sms", 10) == []
+    assert {(d.state, d.last_error) for d in deliveries(contacts, alert_id)} == {("failed", DEADLINE_PASSED)}
+
+
+def test_deadline_keeps_the_best_outcome_a_number_had(contacts, tmp_path):
+    alert_id = voice_alert(contacts, tmp_path, voice_cap=5)
+    store = Store(contacts.sessions)
+    claim = store.claim("voice", 1)[0]
+    receipt = SubmitReceipt(line="trunk1", outcome="answered")
+    verdict = VoicePolicy().after_success(claim.policy, claim.attempts, claim.submissions, receipt, utcnow())
+    assert store.record_result(claim, verdict, receipt=receipt) == "pending"   # not confirmed: again
+    past_deadline(contacts, alert_id)
+    assert store.expire_past_deadline() >= 1
+    states = {d.id: d.state for d in deliveries(contacts, alert_id)}
+    assert states[claim.delivery_id] == "answered"
+    assert set(states.values()) == {"answered", "failed"}
+
+
+def test_call_in_flight_when_the_alert_is_cancelled_ends_cancelled_without_fallback(contacts, tmp_path):
+    alert_id = voice_alert(contacts, tmp_path, sms_fallback=True)
+    store = Store(contacts.sessions)
+    claims = store.claim("voice", 10)
+    mobile = next(c for c in claims if c.e164.startswith("+393"))
+    contacts.alerts.cancel(alert_id)
+    # The call was busy: the policy would call again, and a mobile giving up would get an SMS.
+    failure = DeliveryFailed("busy (Q.850 17 user busy)", permanent=False, code="busy", line="trunk1",
+                             cause="17", started_at=NOW)
+    verdict = VoicePolicy().after_failure(mobile.policy, mobile.attempts, mobile.submissions, failure, utcnow())
+    assert verdict.state == "pending"
+    assert store.record_result(mobile, verdict, failure=failure) == "cancelled"
+    gave_up = Verdict("failed", reason="gave up: busy")
+    for other in claims:
+        if other is not mobile:
+            assert store.record_result(other, gave_up, failure=failure) == "cancelled"
+    rows = deliveries(contacts, alert_id)
+    assert {d.state for d in rows} == {"cancelled"} and not [d for d in rows if d.channel == "sms"]
+    with contacts.sessions() as s:
+        attempt = s.get(Attempt, mobile.attempt_id)
+    assert attempt.outcome == "busy" and attempt.cause == "17"   # the attempt itself stays on record
+    assert store.claim("voice", 10) == []
+
+
+def test_pending_delivery_of_a_cancelled_alert_is_never_claimed(contacts, tmp_path):
+    alert_id = voice_alert(contacts, tmp_path)
+    contacts.alerts.cancel(alert_id)
+    # Whatever put it back to pending (an older engine, a manual fix), the alert says stop.
+    with contacts.sessions.begin() as s:
+        s.execute(update(Delivery).where(Delivery.alert_id == alert_id).values(state="pending"))
+    assert Store(contacts.sessions).claim("voice", 10) == []
+
+
+def test_failed_attempt_stores_the_q850_cause_and_the_line_times(contacts, tmp_path):
+    voice_alert(contacts, tmp_path)
+    store = Store(contacts.sessions)
+    claim = store.claim("voice", 1)[0]
+    answered = NOW + dt.timedelta(seconds=7)
+    failure = DeliveryFailed("answered, but the message could not be played", permanent=False, code="failed",
+                             line="trunk1", charge_attempt=False, cause="16", started_at=NOW, answered_at=answered)
+    verdict = VoicePolicy().after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
+    store.record_result(claim, verdict, failure=failure)
+    with contacts.sessions() as s:
+        attempt = s.get(Attempt, claim.attempt_id)
+    assert (attempt.outcome, attempt.cause) == ("failed", "16")
+    assert attempt.started_at == NOW and attempt.answered_at == answered
+
+
+def test_calls_never_placed_do_not_count_toward_the_cap(contacts, tmp_path):
+    voice_alert(contacts, tmp_path, voice_cap=2)
+    store = Store(contacts.sessions)
+    policy = VoicePolicy()
+    no_line = DeliveryFailed("no voice trunk free (AMI link down)", permanent=False, code="no_line",
+                             charge_attempt=False)
+    claim = store.claim("voice", 1)[0]
+    # Five rounds without a free trunk: each claim counts a submission, each gives it back.
+    for _ in range(5):
+        verdict = policy.after_failure(claim.policy, claim.attempts, claim.submissions, no_line, utcnow())
+        assert verdict.state == "pending" and not verdict.charged and not verdict.placed
+        assert store.record_result(claim, verdict, failure=no_line) == "pending"
+        with contacts.sessions.begin() as s:   # due now, not in 30 s
+            s.execute(update(Delivery).where(Delivery.id == claim.delivery_id).values(next_attempt_at=None))
+        [claim] = [c for c in store.claim("voice", 10) if c.delivery_id == claim.delivery_id]
+    assert claim.submissions == 1 and claim.attempts == 0   # this claim is the first real call
