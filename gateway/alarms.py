@@ -37,6 +37,7 @@ class AlarmSettings:
     sim_cap_warning: float = 0.9
     modems: frozenset[str] = frozenset()     # labels of the configured modems
     trunks: frozenset[str] = frozenset()     # names of the configured trunks
+    ami_link: str = "asterisk"               # the AMI link's host:port: the ami_down alarm's subject
 
     @property
     def check_interval(self) -> float:
@@ -48,7 +49,8 @@ class AlarmSettings:
         return cls(comune=config.general["comune"], on_call=tuple(ops["on_call"]),
                    modem_lost_seconds=ops["modem_lost_minutes"] * 60, ami_down_seconds=ops["ami_down_minutes"] * 60,
                    sim_cap_warning=ops["sim_cap_warning"], modems=frozenset(m.label for m in config.modems),
-                   trunks=frozenset(t["name"] for t in config.trunks) if config.asterisk["enabled"] else frozenset())
+                   trunks=frozenset(t["name"] for t in config.trunks) if config.asterisk["enabled"] else frozenset(),
+                   ami_link=f"{config.asterisk['host']}:{config.asterisk['port']}")
 
 
 class AlarmMonitor:
@@ -75,25 +77,22 @@ class AlarmMonitor:
             lines = session.scalars(select(Line)).all()
         now = self._clock()
         raised = []
+        trunks = [line for line in lines if line.channel == "voice" and line.label in s.trunks]
+        if trunks:
+            # Every trunk goes down with the one AMI link: one alarm for the link, not
+            # one per trunk (on-call staff would get the same SMS once per trunk).
+            down = [line for line in trunks if line.state in DOWN_STATES]
+            worst = down[0] if down else trunks[0]
+            alarm = self._track("ami_down", s.ami_link, s.ami_down_seconds, f"Asterisk AMI {s.ami_link}",
+                                worst.state, worst.last_error, bool(down), now)
+            if alarm is not None:
+                raised.append(alarm)
         for line in lines:
             if line.channel == "sms" and line.label in s.modems:
-                kind, threshold, what = "modem_lost", s.modem_lost_seconds, f"modem {line.label}"
-            elif line.channel == "voice" and line.label in s.trunks:
-                kind, threshold, what = "ami_down", s.ami_down_seconds, f"voice trunk {line.label} (Asterisk)"
-            else:
-                continue
-            key = (kind, line.label)
-            if line.state in DOWN_STATES:
-                since = self._bad_since.setdefault(key, now)
-                if now - since >= threshold:
-                    minutes = max(1, round((now - since) / 60))
-                    reason = f": {line.last_error}" if line.last_error else ""
-                    alarm = self._raise(kind, line.label, f"{what} {line.state} da {minutes} min{reason}")
-                    if alarm is not None:
-                        raised.append(alarm)
-            else:
-                self._bad_since.pop(key, None)
-                self._clear(kind, line.label)
+                alarm = self._track("modem_lost", line.label, s.modem_lost_seconds, f"modem {line.label}",
+                                    line.state, line.last_error, line.state in DOWN_STATES, now)
+                if alarm is not None:
+                    raised.append(alarm)
             if line.channel == "sms" and line.label in s.modems and line.daily_cap:
                 used = line.sent_today / line.daily_cap
                 if used >= s.sim_cap_warning:
@@ -104,6 +103,21 @@ class AlarmMonitor:
                 else:
                     self._clear("sim_cap", line.label)
         return raised
+
+    def _track(self, kind: str, subject: str, threshold: float, what: str, state: str,
+               last_error: str | None, bad: bool, now: float) -> int | None:
+        """Raise ``kind`` for ``subject`` once it has been bad ``threshold`` seconds; clear it when good."""
+        key = (kind, subject)
+        if not bad:
+            self._bad_since.pop(key, None)
+            self._clear(kind, subject)
+            return None
+        since = self._bad_since.setdefault(key, now)
+        if now - since < threshold:
+            return None
+        minutes = max(1, round((now - since) / 60))
+        reason = f": {last_error}" if last_error else ""
+        return self._raise(kind, subject, f"{what} {state} da {minutes} min{reason}")
 
     def raise_alarm(self, kind: str, subject: str, message: str) -> int | None:
         """Raise an alarm found elsewhere in the engine (the self-test); None if one is already open."""

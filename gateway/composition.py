@@ -108,6 +108,11 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
     dispatcher = build_dispatcher(services)
     if not dispatcher.channels:
         raise SystemExit("no channel configured: add [[modems]], or [asterisk] enabled = true with [[trunks]]")
+    if once and [channel.name for channel in dispatcher.channels] == ["voice"]:
+        # A long-running engine keeps going when the PBX refuses our login (SMS must
+        # still go out; the login is retried). A --once run with voice alone could
+        # send nothing: it ends at once with the message (ChannelUnusable, exit 2).
+        dispatcher.channels[0].stop_on_login_refusal = True
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

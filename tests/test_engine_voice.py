@@ -4,12 +4,16 @@ import json
 from collections import Counter, defaultdict
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
 from gateway.alerts import AlertRequest, Target
 from gateway.contacts_import import import_contacts
-from gateway.models import Delivery
+from gateway.db import utcnow
+from gateway.models import Alert, Attempt, Delivery, Line
+from gateway.models_ops import Alarm
+from gateway.store import DEADLINE_PASSED
+from asterisk.voice_channel import LOGIN_REFUSED
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import allerta, services_for, start_engine, wait_until
 
@@ -18,7 +22,7 @@ pytestmark = pytest.mark.integration
 SECRET = "s3cret-for-tests"
 
 
-def voice_config(tmp_path, pbx, *, channels=10, modem_links=(), secret=SECRET, report_timeout=20):
+def voice_config(tmp_path, pbx, *, channels=10, modem_links=(), secret=SECRET, report_timeout=20, extra=""):
     modems = "".join(f'\n[[modems]]\nlabel = "m{i}"\nport = "{link}"\nper_minute = 6000\n'
                      for i, link in enumerate(modem_links))
     path = tmp_path / "allerta.toml"
@@ -40,7 +44,7 @@ dial = "PJSIP/{{number}}@trunk1"
 max_channels = {channels}
 calls_per_second = 500
 caller_id = "+390665210000"
-{modems}""", encoding="utf-8")
+{extra}{modems}""", encoding="utf-8")
     return path
 
 
@@ -49,6 +53,12 @@ def population_csv(landlines: int, mobiles: int) -> bytes:
     rows += [f"Casa {i};06 6500 {i:04d};;Fregene" for i in range(landlines)]
     rows += [f"Mobile {i};;333 600 {i:04d};Fregene" for i in range(mobiles)]
     return ("\n".join(rows) + "\n").encode()
+
+
+def modem_simulator(tmp_path, count=1) -> SimulatorProcess:
+    """Fast simulated modems for the SMS side (fallback, or SMS beside voice)."""
+    return SimulatorProcess(count=count, link_dir=tmp_path / "links", latency_median=0.02, latency_sigma=0.2,
+                            report_delay=0.05)
 
 
 def create_voice_alert(services, tmp_path, **overrides):
@@ -89,8 +99,7 @@ def test_1000_numbers_mixed_population_with_sms_fallback(tmp_path):
                                 third_try: {"answer_on_attempt": 3, "then": "confirm"}}}
     with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 10}, population=population, time_scale=0.005,
                              secret=SECRET) as pbx, \
-            SimulatorProcess(count=2, link_dir=tmp_path / "links", latency_median=0.02, latency_sigma=0.2,
-                             report_delay=0.05) as modems:
+            modem_simulator(tmp_path, count=2) as modems:
         config_path = voice_config(tmp_path, pbx, modem_links=[m["link"] for m in modems.modems])
         services = services_for(config_path)
         assert import_contacts(services.sessions, population_csv(700, 300)).imported
@@ -189,3 +198,99 @@ def test_wrong_ami_password_is_a_clear_error(tmp_path):
         with services.sessions() as s:
             assert set(s.scalars(select(Delivery.state))) == {"pending"}
         assert pbx.calls() == []
+
+
+def test_wrong_ami_password_keeps_sms_going_and_raises_one_ami_alarm(tmp_path):
+    with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 4}, secret=SECRET) as pbx, \
+            modem_simulator(tmp_path) as modems:
+        # Two trunks on the one AMI link: one alarm for the link, not one per trunk.
+        config_path = voice_config(tmp_path, pbx, secret="not-the-secret",
+                                   modem_links=[m["link"] for m in modems.modems],
+                                   extra='[ops]\nami_down_minutes = 0.01\n[[trunks]]\nname = "trunk2"\n'
+                                         'dial = "PJSIP/{number}@trunk2"\nmax_channels = 2\n')
+        services = services_for(config_path)
+        assert import_contacts(services.sessions, population_csv(2, 3)).imported
+        voice_id, _ = create_voice_alert(services, tmp_path)
+        sms_id, _ = services.alerts.create(AlertRequest(text="Allerta alluvione", channels=("sms",),
+                                                        target=Target(zones=("Fregene",))))
+        log_path = tmp_path / "engine.log"
+        engine = start_engine(config_path, log_path=log_path)   # as under systemd: no --once
+
+        def sms_delivered_and_alarm_raised():
+            with services.sessions() as s:
+                sms = set(s.scalars(select(Delivery.state).where(Delivery.alert_id == sms_id)))
+                alarms = s.scalars(select(Alarm).where(Alarm.kind == "ami_down")).all()
+            return sms == {"delivered"} and alarms
+        try:
+            assert wait_until(sms_delivered_and_alarm_raised, 60), log_path.read_text()[-3000:]
+            assert engine.poll() is None        # still running: the refusal did not stop it
+        finally:
+            engine.terminate()
+            engine.wait(timeout=60)
+        with services.sessions() as s:
+            [alarm] = s.scalars(select(Alarm).where(Alarm.kind == "ami_down")).all()
+            lines = {line.label: line for line in s.scalars(select(Line).where(Line.channel == "voice"))}
+            voice = set(s.scalars(select(Delivery.state).where(Delivery.alert_id == voice_id)))
+        assert alarm.subject == f"127.0.0.1:{pbx.port}" and LOGIN_REFUSED in alarm.message
+        assert {(l.state, l.last_error) for l in lines.values()} == {("down", LOGIN_REFUSED)}
+        assert set(lines) == {"trunk1", "trunk2"}
+        assert voice == {"pending"} and pbx.calls() == []   # waiting for the secret to be fixed
+        log = log_path.read_text()
+        assert "ERROR" in log and f"127.0.0.1:{pbx.port} refused user 'allerta'" in log
+        assert "not-the-secret" not in log and "Traceback" not in log
+
+
+def test_voice_alert_past_its_deadline_places_no_call_and_falls_back_to_sms(tmp_path):
+    with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 4}, secret=SECRET) as pbx, \
+            modem_simulator(tmp_path) as modems:
+        config_path = voice_config(tmp_path, pbx, modem_links=[m["link"] for m in modems.modems])
+        services = services_for(config_path)
+        assert import_contacts(services.sessions, population_csv(2, 3)).imported
+        voice_id, _ = create_voice_alert(services, tmp_path, sms_fallback=True)
+        sms_id, _ = services.alerts.create(AlertRequest(text="Allerta meteo", channels=("sms",),
+                                                        target=Target(zones=("Fregene",))))
+        with services.sessions.begin() as s:
+            # Both deadlines passed while the engine was stopped.
+            s.execute(update(Alert).where(Alert.id.in_((voice_id, sms_id)))
+                      .values(deadline=utcnow() - dt.timedelta(minutes=5)))
+        allerta(config_path, "run", "--once", timeout=120)
+        with services.sessions() as s:
+            rows = s.scalars(select(Delivery).where(Delivery.alert_id.in_((voice_id, sms_id)))).all()
+        assert pbx.calls() == []
+        voice = [d for d in rows if d.alert_id == voice_id and d.channel == "voice"]
+        fallback = [d for d in rows if d.alert_id == voice_id and d.channel == "sms"]
+        expired_sms = [d for d in rows if d.alert_id == sms_id]
+        assert len(voice) == 5 and {(d.state, d.last_error) for d in voice} == {("failed", DEADLINE_PASSED)}
+        assert {(d.state, d.last_error) for d in expired_sms} == {("failed", DEADLINE_PASSED)}
+        mobiles = {d.e164 for d in voice if d.e164.startswith("+39333")}
+        assert len(mobiles) == 3 and {d.e164 for d in fallback} == mobiles
+        assert {d.state for d in fallback} == {"delivered"}
+        # The modem sent the fallback only: the expired SMS alert sent nothing.
+        assert Counter(r["destination"] for r in modems.log_records("submit")) == {m: 1 for m in mobiles}
+
+
+def test_cancel_during_calls_stops_them_for_good_without_fallback(tmp_path):
+    population = {"seed": 5, "answer": 1.0, "busy": 0, "no_answer": 0, "invalid_number": 0, "voicemail": 0,
+                  "congestion": 0, "press_1": 0.0, "ring_seconds": [1, 2], "listen_seconds": [200, 300]}
+    with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 10}, population=population, time_scale=0.01,
+                             secret=SECRET) as pbx:
+        config_path = voice_config(tmp_path, pbx)
+        services = services_for(config_path)
+        assert import_contacts(services.sessions, population_csv(3, 3)).imported
+        # Listened but not confirmed: without the cancel, every number would be called again.
+        alert_id, _ = create_voice_alert(services, tmp_path, sms_fallback=True)
+        engine = start_engine(config_path, "--once", log_path=tmp_path / "engine.log")
+        try:
+            assert wait_until(lambda: pbx.control({"cmd": "status"})["active_calls"] == 6, 60)
+            services.alerts.cancel(alert_id)
+            assert engine.wait(timeout=120) == 0, (tmp_path / "engine.log").read_text()[-3000:]
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+        with services.sessions() as s:
+            rows = s.scalars(select(Delivery).where(Delivery.alert_id == alert_id)).all()
+            attempts = s.scalars(select(Attempt.outcome).join(Delivery, Delivery.id == Attempt.delivery_id)
+                                 .where(Delivery.alert_id == alert_id)).all()
+        assert {(d.channel, d.state) for d in rows} == {("voice", "cancelled")}   # no fallback SMS
+        assert sorted(attempts) == ["answered"] * 6           # the calls that were up stay on record
+        assert sorted(Counter(c["number"] for c in pbx.calls()).values()) == [1] * 6
