@@ -19,6 +19,7 @@ import datetime as dt
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def run_checks(config_path: str) -> list[Check]:
     except ConfigError as exc:
         return [Check("configuration", FAIL, str(exc), "fix the key named above (README lists every key)")]
     checks = [_config_check(config)]
+    checks += ops_checks(config)
+    checks += storage_checks(config)
     checks += database_checks(config)
     checks += modem_checks(config)
     checks += ami_checks(config)
@@ -61,6 +64,18 @@ def exit_code(checks: list[Check]) -> int:
     return 1 if any(c.status == FAIL for c in checks) else 0
 
 
+def summary(checks: list[Check]) -> str:
+    """The last line: "all checks passed" only when every check is ok, never over a warning
+    (a locked SIM leaves the network, signal and SMSC unchecked: not "passed")."""
+    failed = sum(1 for c in checks if c.status == FAIL)
+    warned = [c.name for c in checks if c.status == WARN]
+    if failed:
+        return f"{failed} check(s) failed"
+    if warned:
+        return f"no check failed; {len(warned)} warning(s): {', '.join(warned)}"
+    return "all checks passed"
+
+
 def as_json(checks: list[Check]) -> dict:
     return {"ok": exit_code(checks) == 0, "checks": [asdict(c) for c in checks]}
 
@@ -72,6 +87,55 @@ def _config_check(config: Config) -> Check:
         return Check("configuration", FAIL, detail + ", no channel",
                      "add a [[modems]] table per GSM modem (or enable [asterisk] with [[trunks]])")
     return Check("configuration", OK, detail)
+
+
+def ops_checks(config: Config) -> list[Check]:
+    """Who hears about trouble: without these numbers the box fails silently."""
+    ops = config.ops
+    checks = []
+    if ops["on_call"]:
+        checks.append(Check("on-call numbers", OK, f"{len(ops['on_call'])} number(s) get the alarms"))
+    else:
+        checks.append(Check("on-call numbers", WARN, "[ops] on_call is empty: alarms (modem lost, Asterisk "
+                            "down, SIM near its cap) are shown on the dashboard only, sent to nobody",
+                            'set [ops] on_call = ["+39..."] (the staff phones on call)'))
+    if ops["selftest_numbers"]:
+        checks.append(Check("self-test", OK, f"every {ops['selftest_interval_hours']:g} h to "
+                                             f"{len(ops['selftest_numbers'])} number(s)"))
+    else:
+        checks.append(Check("self-test", WARN, "[ops] selftest_numbers is empty: no scheduled self-test, so a "
+                            "dead SIM or line is found the night it is needed",
+                            'set [ops] selftest_numbers = ["+39..."] (staff phones)'))
+    return checks
+
+
+def storage_checks(config: Config) -> list[Check]:
+    """The engine writes into data_dir (audio, TLS key, locks) and SQLite into its file's
+    directory (the -wal and -shm files): both must be writable by the user running this."""
+    from gateway.backup import BackupError, sqlite_path
+    places = [("data directory", Path(config.general["data_dir"]), "[general] data_dir")]
+    try:
+        db = sqlite_path(config.database_url)
+    except BackupError:   # in-memory: nothing on disk
+        db = None
+    if db is not None and db.parent.resolve() != places[0][1].resolve():
+        places.append(("database directory", db.parent, "[database] url"))
+    return [_writable_check(name, path, key) for name, path, key in places]
+
+
+def _writable_check(name: str, path: Path, key: str) -> Check:
+    fix = (f"'allerta init' creates it; it must belong to user allerta (chown -R allerta: {path}), or fix {key}")
+    if not path.exists():
+        return Check(name, FAIL, f"{path} does not exist", fix)
+    if not path.is_dir():
+        return Check(name, FAIL, f"{path} is not a directory", fix)
+    try:
+        # Really create a file: os.access() says yes to root even on a read-only mount.
+        with tempfile.TemporaryFile(dir=path, prefix=".allerta-doctor-"):
+            pass
+    except OSError as exc:
+        return Check(name, FAIL, f"{path} is not writable: {exc.strerror}", fix)
+    return Check(name, OK, f"{path} is writable")
 
 
 # --- database --------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from gateway.doctor import as_json, exit_code, run_checks
+    from gateway.doctor import as_json, exit_code, run_checks, summary
     if not args.verbose:
         # The AMI client logs its link at INFO: keep the doctor's output to its own lines.
         logging.getLogger().setLevel(logging.WARNING)
@@ -49,8 +49,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     else:
         for check in checks:
             print(check.line())
-        failed = sum(1 for c in checks if c.status == "fail")
-        print(f"{failed} check(s) failed" if failed else "all checks passed")
+        print(summary(checks))
     return exit_code(checks)
 
 

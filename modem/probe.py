@@ -82,7 +82,11 @@ def _probe_open_port(name, path, port, modem: ModemConfig, parse_cpin, parse_cre
         else:
             checks.append(Check(f"{name} SIM", FAIL, "asks for a PIN and none is configured",
                                 "set [[modems]] pin, or remove the PIN from the SIM in a phone"))
-        return checks   # registration and SMSC cannot be read before the PIN
+        # Registration, signal and SMSC cannot be read before the PIN, which the doctor never
+        # enters (a wrong one costs one of the SIM's three tries): say so, do not pass them.
+        return checks + [Check(f"{name} {part}", WARN, "not checked (SIM locked)",
+                               "the engine enters the PIN; while it runs, 'allerta doctor' reads its report")
+                         for part in ("network", "signal", "SMSC")]
     if sim != "READY":
         return checks + [Check(f"{name} SIM", FAIL, f"SIM state {sim}",
                                "SIM PUK or blocked: unlock it in a phone; no SIM: insert one")]

@@ -18,8 +18,15 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Staff numbers: without them the doctor warns (alarms and self-tests would reach nobody).
+OPS = """[ops]
+on_call = ["+393331110001"]
+selftest_numbers = ["+393331110002"]
+"""
+
+
 def doctor_config(tmp_path, sim, pbx, secret="allerta"):
-    voice = f"""[asterisk]
+    voice = OPS + f"""[asterisk]
 enabled = true
 port = {pbx.port}
 username = "allerta"
@@ -66,7 +73,10 @@ def test_doctor_against_the_simulators_is_all_green(tmp_path):
         assert {"configuration", "database", "migrations", "espeak-ng", "sox", "disk", "clock"} <= set(checks)
         # The plain output: one line per check.
         plain = doctor(config_path)
-        assert plain.returncode == 0 and plain.stdout.strip().endswith("all checks passed")
+        warned = [c["name"] for c in report["checks"] if c["status"] == WARN]
+        assert plain.returncode == 0 and plain.stdout.strip().endswith(
+            f"no check failed; 1 warning(s): clock sync" if warned else "all checks passed")
+        assert checks["data directory"]["status"] == OK and checks["on-call numbers"]["status"] == OK
         assert len(plain.stdout.strip().splitlines()) == len(report["checks"]) + 1
 
 
@@ -94,6 +104,41 @@ def test_hung_modem_wrong_ami_secret_and_missing_espeak_are_each_named(tmp_path)
         lines = plain.stdout.splitlines()
         assert [l.split()[1].rstrip(":") for l in lines if l.startswith("FAIL")] == ["modem", "asterisk", "espeak-ng"]
         assert plain.stdout.strip().endswith("3 check(s) failed")
+
+
+def test_a_locked_sim_leaves_the_radio_checks_unchecked_not_passed(tmp_path):
+    with SimulatorProcess(count=1, link_dir=tmp_path / "links", pin="1234") as sim:
+        config_path = engine_config(tmp_path, [m["link"] for m in sim.modems], extra=OPS)
+        config_path.write_text(config_path.read_text() + 'pin = "1234"\n')
+        services_for(config_path)
+        report = json.loads(doctor(config_path, "--json").stdout)
+        checks = by_name(report)
+        assert checks["modem m0 SIM"]["status"] == OK and "PIN" in checks["modem m0 SIM"]["detail"]
+        for part in ("network", "signal", "SMSC"):
+            assert (checks[f"modem m0 {part}"]["status"], checks[f"modem m0 {part}"]["detail"]) == \
+                (WARN, "not checked (SIM locked)")
+        plain = doctor(config_path)
+        assert plain.returncode == 0 and "all checks passed" not in plain.stdout
+        assert "modem m0 network" in plain.stdout.strip().splitlines()[-1]
+        # The doctor never entered the PIN: asked again, the SIM still wants it.
+        again = by_name(json.loads(doctor(config_path, "--json").stdout))
+        assert "asks for its PIN" in again["modem m0 SIM"]["detail"]
+
+
+def test_unwritable_data_and_database_directories_and_missing_staff_numbers(tmp_path):
+    not_a_dir = tmp_path / "data-file"
+    not_a_dir.write_text("")
+    path = tmp_path / "allerta.toml"
+    # /proc/1 takes no new file even from root (tests may run as root, for whom modes mean nothing).
+    path.write_text(f'[general]\ndata_dir = "{not_a_dir}"\n[database]\nurl = "sqlite:////proc/1/allerta.db"\n'
+                    f'[[modems]]\nlabel = "m0"\nport = "{tmp_path}/none"\n')
+    result = doctor(path, "--json")
+    assert result.returncode == 1
+    checks = by_name(json.loads(result.stdout))
+    assert checks["data directory"]["status"] == FAIL and "not a directory" in checks["data directory"]["detail"]
+    assert checks["database directory"]["status"] == FAIL and "not writable" in checks["database directory"]["detail"]
+    assert checks["on-call numbers"]["status"] == WARN and "[ops] on_call" in checks["on-call numbers"]["fix"]
+    assert checks["self-test"]["status"] == WARN and "selftest_numbers" in checks["self-test"]["fix"]
 
 
 def test_missing_database_and_bad_configuration_fail(tmp_path):
