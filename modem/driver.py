@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import serial
 from gsmmodem.exceptions import (CmeError, CmsError, CommandError, GsmModemException, PinRequiredError,
@@ -70,6 +72,32 @@ class _UrcSafeGsmModem(GsmModem):
 
     _cds_header: str | None = None
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Status-report handlers waiting for the port. Sends let them go first: the
+        # library's lock is not fair, and a worker sending back to back would win it
+        # every time while the reports pile up in the modem's small SR memory until
+        # it drops them (seen with a send always queued behind the current one).
+        self._reports_cv = threading.Condition()
+        self._reports_waiting = 0
+
+    @contextmanager
+    def _report_turn(self) -> Iterator[None]:
+        with self._reports_cv:
+            self._reports_waiting += 1
+        try:
+            with self._txLock:
+                yield
+        finally:
+            with self._reports_cv:
+                self._reports_waiting -= 1
+                self._reports_cv.notify_all()
+
+    def let_reports_go_first(self, timeout: float = 2.0) -> None:
+        """Called before a send: wait (bounded) while status-report handlers want the port."""
+        with self._reports_cv:
+            self._reports_cv.wait_for(lambda: self._reports_waiting == 0, timeout)
+
     def _readLoop(self) -> None:  # noqa: N802
         # The library reads one byte per system call; with 64 modems that is tens of
         # thousands of syscalls a second fighting the event loop for the GIL. Read
@@ -124,13 +152,13 @@ class _UrcSafeGsmModem(GsmModem):
             return
         memory, index = match.group(1), match.group(2)
         try:
-            with self._txLock:
+            with self._report_turn():
                 report = self.readStoredSms(index, memory)
             # The callback waits for the database commit on the event loop; the modem
             # is free meanwhile, so the next AT+CMGS need not queue behind it (holding
             # the lock here cost every modem a commit's time per message).
             self.smsStatusReportCallback(report)
-            with self._txLock:
+            with self._report_turn():
                 # With the memory named: another handler may have switched AT+CPMS.
                 self.deleteStoredSms(index, memory)
         except Exception:  # noqa: BLE001 - runs on the library's own thread
@@ -342,6 +370,7 @@ class ModemDriver:
                 # handled on its notification thread could write AT+CPMS between our
                 # prompt and the PDU, and the modem would take it as PDU text (CMS 304)
                 # while the report is lost. Hold its (re-entrant) lock for the exchange.
+                modem.let_reports_go_first()
                 with modem._txLock:
                     modem.write(f"AT+CMGS={pdu.tpdu_length}", timeout=self.prompt_timeout,
                                 expectedResponseTermSeq="> ")

@@ -89,7 +89,8 @@ class SmsChannel:
         # Rotate so the load (and the daily caps) spread over every SIM.
         self._rotation = (self._rotation + 1) % len(self.workers)
         count = len(self.workers)
-        return min(preferred, key=lambda w: (self._index[w.label] - self._rotation) % count)
+        # An idle modem before one that would queue the send behind its current one.
+        return min(preferred, key=lambda w: (w.queued, (self._index[w.label] - self._rotation) % count))
 
     async def submit(self, message: OutboundMessage) -> SubmitReceipt:
         try:
