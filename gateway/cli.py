@@ -85,7 +85,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
             print(f"{report.contacts_created} contacts created, {report.contacts_updated} updated, "
                   f"{report.contacts_unchanged} unchanged; {report.numbers_created} new numbers, "
                   f"{report.zones_created} new zones, {report.groups_created} new groups; "
-                  f"{len(report.rejected)} rows rejected")
+                  f"{len({e.line for e in report.rejected})} rows rejected")
         elif not report.fatal:
             print("nothing imported" + (" (--strict and some rows were rejected)" if report.rejected else ""),
                   file=sys.stderr)
@@ -141,23 +141,24 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
         sms_fallback=args.fallback_sms or voice["sms_fallback"])
     try:
         sms_text, plan = services.alerts.plan(request)
-        services.alerts.preview(request)  # unknown zones etc. fail before any audio is rendered
+        preview = services.alerts.preview(request)  # unknown zones etc. fail before any audio is rendered
         # State the cost before anything is stored.
         print(f"encoding {plan.encoding}, {plan.segments} segment(s) per message"
               + (" (typographic characters replaced to stay in GSM-7)" if plan.transliterated else ""),
               file=sys.stderr)
+        parts = ([f"{preview.recipients.get('sms', 0)} SMS recipients, {preview.total_segments} segments in all"]
+                 if args.sms else [])
+        if args.voice:
+            parts.append(f"{preview.recipients.get('voice', 0)} numbers to call")
+        print(", ".join(parts) + (" [DRILL]" if args.drill else ""), file=sys.stderr)
         if args.voice:
             request.audio_path, request.audio_seconds, request.audio_source = _voice_message(args, config)
             print(f"voice message: {request.audio_seconds:.1f} s ({request.audio_source})", file=sys.stderr)
-        alert_id, preview = services.alerts.create(request)
+        alert_id, _ = services.alerts.create(request)
     except AlertError as exc:
         if request.audio_path:
             Path(request.audio_path + ".wav").unlink(missing_ok=True)
         raise CliError(str(exc)) from None
-    parts = [f"{preview.recipients.get('sms', 0)} SMS recipients, {preview.total_segments} segments"] if args.sms else []
-    if args.voice:
-        parts.append(f"{preview.recipients.get('voice', 0)} numbers to call")
-    print(", ".join(parts) + (" [DRILL]" if args.drill else ""), file=sys.stderr)
     print(alert_id)
     return 0
 

@@ -109,7 +109,7 @@ def test_cli_send_status_cancel(contacts, config_path, capsys):
     out, err = capsys.readouterr()
     alert_id = int(out.strip())
     assert "encoding GSM-7, 1 segment(s) per message (typographic characters replaced" in err
-    assert "2 SMS recipients, 2 segments" in err
+    assert "2 SMS recipients, 2 segments in all" in err
     assert main(["--config", str(config_path), "alert", "status", str(alert_id), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["text"] == "L'acqua sale - salire ai piani alti..."
