@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.alerts import AlertService
-from gateway.config import Config
+from gateway.config import Config, ConfigError
 from gateway.db import make_engine, make_sessionmaker, migrate
 from gateway.dispatcher import Dispatcher, DispatcherSettings
 from gateway.policy import SmsPolicy
@@ -34,10 +34,32 @@ class Services:
     alerts: AlertService
 
 
+def _database_error(config: Config, exc: BaseException) -> ConfigError:
+    """A database that cannot be opened is a configuration error naming its key, not a traceback."""
+    from sqlalchemy.engine import make_url
+
+    key = "[database] url" if config.database["url"] else "[general] data_dir"
+    try:
+        shown = make_url(config.database_url).render_as_string(hide_password=True)  # never print the password
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as the error says
+        shown = "(unparsable)"
+    if isinstance(exc, ImportError):
+        detail = (f"no database driver for this URL ({exc.name or exc}); for PostgreSQL install "
+                  "the 'postgresql' extra: pip install 'allerta[postgresql]'")
+    else:
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return ConfigError(f"{key}: cannot open the database {shown}: {detail}")
+
+
 def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
-    engine = make_engine(config.database_url)
-    if migrate_schema:
-        migrate(engine)
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        engine = make_engine(config.database_url)
+        if migrate_schema:
+            migrate(engine)
+    except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
+        raise _database_error(config, exc) from None
     sessions = make_sessionmaker(engine)
     general = config.general
     return Services(config=config, engine=engine, sessions=sessions, store=Store(sessions),

@@ -119,7 +119,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "drill_prefix": Key(str, "[ESERCITAZIONE] ", "Text put in front of every drill message, so no citizen mistakes a drill for an emergency."),
     },
     "database": {
-        "url": Key(str, "", "SQLAlchemy URL. Empty: sqlite:///<data_dir>/allerta.db. A postgresql:// URL also works."),
+        "url": Key(str, "", "SQLAlchemy URL. Empty: sqlite:///<data_dir>/allerta.db. A postgresql+psycopg:// URL also works (pip install 'allerta[postgresql]')."),
     },
     "engine": {
         "poll_interval": Key(NUMBER, 0.5, "Seconds between looks for new work when the engine is idle.", _positive),

@@ -90,3 +90,26 @@ def test_init_writes_config_and_database(tmp_path, capsys):
     before = path.read_text()
     assert main(["--config", str(path), "init"]) == 0
     assert path.read_text() == before
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("notaurl", r"\[database\] url: cannot open the database \(unparsable\)"),
+    ("postgresql://allerta:s3cret@127.0.0.1:1/allerta",
+     r"\[database\] url: cannot open the database postgresql://allerta:\*\*\*@127\.0\.0\.1:1/allerta: "
+     r"(no database driver|.*refused|.*connect)"),
+    ("sqlite:////proc/allerta-nowhere/a.db", r"\[database\] url: cannot open the database sqlite:////proc/"),
+])
+def test_a_database_that_cannot_be_opened_names_the_key_and_hides_the_password(tmp_path, capsys, url, expected):
+    path = tmp_path / "a.toml"
+    path.write_text(f'[database]\nurl = "{url}"\n')
+    assert main(["--config", str(path), "alert", "status", "1"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(expected, err), err
+    assert "s3cret" not in err and "Traceback" not in err
+
+
+def test_a_data_dir_that_cannot_be_created_names_the_key(tmp_path, capsys):
+    path = tmp_path / "a.toml"
+    path.write_text('[general]\ndata_dir = "/proc/allerta-nowhere"\n')
+    assert main(["--config", str(path), "alert", "status", "1"]) == 2
+    assert "[general] data_dir: cannot open the database" in capsys.readouterr().err
