@@ -1,6 +1,7 @@
 """Shared fixtures: a migrated temporary database and the services over it."""
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -10,6 +11,17 @@ from gateway.composition import Services, build_services
 from gateway.config import load_config
 
 DATA = Path(__file__).with_name("data")
+
+
+@pytest.fixture
+def audio_tools() -> None:
+    """Tests that render or convert audio need Debian's sox and espeak-ng: they fail, never skip."""
+    missing = [tool for tool in ("sox", "espeak-ng") if not shutil.which(tool)]
+    if missing:
+        pytest.fail(f"{' and '.join(missing)} not installed: apt-get install espeak-ng sox libsox-fmt-mp3")
+
+
+needs_audio_tools = pytest.mark.usefixtures("audio_tools")
 
 
 def write_config(tmp_path: Path, extra: str = "", **general) -> Path:

@@ -1,12 +1,10 @@
-import shutil
 import subprocess
 
 import pytest
 
 from asterisk.audio import AudioError, audio_info, convert_recording, render_tts
 
-pytestmark = pytest.mark.skipif(not (shutil.which("sox") and shutil.which("espeak-ng")),
-                                reason="apt-get install espeak-ng sox")
+pytestmark = pytest.mark.usefixtures("audio_tools")  # fails, never skips, without sox and espeak-ng
 
 
 def tone(path, seconds=3, extra=()):

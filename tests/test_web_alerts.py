@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -15,8 +14,7 @@ from gateway.models import Alert, Contact, Delivery, Line, PhoneNumberRow
 from gateway.models_panel import AlertApproval, AuditEntry
 from tests.test_web_support import app, client_for, csrf_token, make_app, panel, post  # noqa: F401
 
-needs_audio_tools = pytest.mark.skipif(not (shutil.which("sox") and shutil.which("espeak-ng")),
-                                       reason="needs sox and espeak-ng")
+from tests.conftest import needs_audio_tools  # noqa: E402 - fails (never skips) without the tools
 
 
 def _sms_form(**overrides) -> dict:

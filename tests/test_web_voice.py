@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import math
 import re
-import shutil
 import struct
 import subprocess
 import wave
@@ -18,8 +17,7 @@ from gateway.models import Alert
 from gateway.models_panel import AlertText
 from tests.test_web_support import app, client_for, make_app, panel, post  # noqa: F401 - fixtures
 
-needs_audio_tools = pytest.mark.skipif(not (shutil.which("sox") and shutil.which("espeak-ng")),
-                                       reason="needs sox and espeak-ng")
+from tests.conftest import needs_audio_tools  # noqa: E402 - fails (never skips) without the tools
 
 
 def _form(**overrides) -> dict:
