@@ -23,6 +23,11 @@ class DispatcherSettings:
     poll_interval: float = 0.5
     report_timeout: float = 600.0     # --once: how long to wait for missing status reports
     status_flush_interval: float = 1.0
+    # Every line's status is rewritten this often even when nothing changed: the
+    # panel takes a line whose row has gone stale for a dead engine, and a trunk
+    # (unlike a modem, which reports its health every health_interval) only
+    # reports when its state changes.
+    line_heartbeat: float = 60.0
 
 
 EARLY_REPORT_SECONDS = 120.0
@@ -78,6 +83,7 @@ class Dispatcher:
         self._early_reports: dict[tuple[str, int], tuple[bool, str, float]] = {}
         self._sent_references: dict[tuple[str, int], tuple[int, int, str]] = {}  # -> alert, delivery, e164
         self._last_progress = time.monotonic()
+        self._next_heartbeat = time.monotonic() + settings.line_heartbeat
         # Set once every channel's start() returned (lines opened or given up on): READY=1.
         self.started = asyncio.Event()
 
@@ -259,6 +265,10 @@ class Dispatcher:
             self._flush_status()
 
     def _flush_status(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.settings.line_heartbeat
+            self._dirty.update(self._line_status)
         dirty, self._dirty = self._dirty, set()
         if dirty:
             self.store.record_line_statuses([self._line_status[label] for label in dirty])

@@ -233,7 +233,7 @@ class Store:
                     s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state=outcome))
                 for r in voice:
                     if r.sms_fallback and best.get(r.id) != "confirmed":
-                        self._fall_back_to_sms(s, r.alert_id, r.number_id, r.e164, r.language)
+                        self._fall_back_to_sms(s, r.alert_id, r.number_id, r.language)
         self._expired_alerts.update(alert_ids)
         return closed
 
@@ -298,7 +298,7 @@ class Store:
                       .values(**delivery_values))
             if (claim.channel == "voice" and not cancelled and state not in ("pending", "confirmed")
                     and claim.policy.sms_fallback):
-                self._fall_back_to_sms(s, claim.alert_id, claim.number_id, claim.e164, claim.language)
+                self._fall_back_to_sms(s, claim.alert_id, claim.number_id, claim.language)
         return state
 
     def _record_sms_sent(self, claim: ClaimedDelivery, receipt: SubmitReceipt, verdict: Verdict,
@@ -315,15 +315,17 @@ class Store:
                                     "reference": ref, "status": "sent", "sent_at": now}
                                    for i, ref in enumerate(receipt.references)])
 
-    def _fall_back_to_sms(self, s: Session, alert_id: int, number_id: int, e164: str, language: str) -> None:
+    def _fall_back_to_sms(self, s: Session, alert_id: int, number_id: int, language: str) -> None:
         """Voice gave up on a mobile: it gets the SMS version (once)."""
         number = s.get(PhoneNumberRow, number_id)
-        if number is None or number.kind != "mobile":
+        # An opted-out number (or one erased from the panel while its call was up)
+        # gets nothing more, whatever the delivery row still holds.
+        if number is None or number.kind != "mobile" or number.opted_out:
             return
         exists_already = s.scalar(select(func.count()).select_from(Delivery).where(
             Delivery.alert_id == alert_id, Delivery.number_id == number_id, Delivery.channel == "sms"))
         if not exists_already:
-            s.add(Delivery(alert_id=alert_id, number_id=number_id, e164=e164, channel="sms",
+            s.add(Delivery(alert_id=alert_id, number_id=number_id, e164=number.e164, channel="sms",
                            state="pending", sort_key=0, language=language, attempts=0, submissions=0,
                            possible_duplicate=False, parts_total=0, parts_delivered=0,
                            last_error="fallback: voice call not confirmed"))

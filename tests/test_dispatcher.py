@@ -5,9 +5,9 @@ import pytest
 from sqlalchemy import select
 
 from gateway.alerts import AlertRequest, Target
-from gateway.channels import DeliveryFailed, SubmitReceipt
+from gateway.channels import DeliveryFailed, LineStatus, SubmitReceipt
 from gateway.dispatcher import Dispatcher, DispatcherSettings, mask_number
-from gateway.models import Attempt, Delivery, SmsPart
+from gateway.models import Attempt, Delivery, Line, SmsPart
 from gateway.policy import SmsPolicy
 from gateway.retry import SmsRetryPolicy
 
@@ -156,3 +156,36 @@ def test_mask_number():
     assert mask_number("+12125551234") == "+1****234"
     assert mask_number("+35312345678") == "+353****678"
     assert mask_number("+123") == "****"
+
+
+def test_every_line_is_rewritten_on_the_heartbeat_even_when_nothing_changed(services):
+    # A trunk reports only when its state changes; the panel would take its row for a dead engine.
+    class QuietTrunk(FakeChannel):
+        name = "voice"
+
+        async def start(self, events):
+            self.events = events
+            events.line_status(LineStatus(channel="voice", label="trunk-1", state="up"))
+
+        def free_slots(self):
+            return 0
+
+    writes = []
+    record = services.store.record_line_statuses
+    services.store.record_line_statuses = lambda statuses: (writes.append([s.label for s in statuses]),
+                                                            record(statuses))
+
+    async def run(heartbeat):
+        writes.clear()
+        dispatcher = Dispatcher(services.store, [QuietTrunk()], {"voice": None},
+                                DispatcherSettings(poll_interval=0.01, status_flush_interval=0.02,
+                                                   line_heartbeat=heartbeat))
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.5, stop.set)
+        await dispatcher.run(stop)
+        return sum(labels.count("trunk-1") for labels in writes)
+
+    assert asyncio.run(run(heartbeat=3600)) == 1     # published once, written once
+    assert asyncio.run(run(heartbeat=0.1)) >= 3      # rewritten though it never changed
+    with services.sessions() as s:
+        assert s.scalar(select(Line.state).where(Line.label == "trunk-1")) == "up"

@@ -141,3 +141,20 @@ def test_calls_never_placed_do_not_count_toward_the_cap(contacts, tmp_path):
             s.execute(update(Delivery).where(Delivery.id == claim.delivery_id).values(next_attempt_at=None))
         [claim] = [c for c in store.claim("voice", 10) if c.delivery_id == claim.delivery_id]
     assert claim.submissions == 1 and claim.attempts == 0   # this claim is the first real call
+
+
+def test_a_number_opted_out_while_its_call_was_up_gets_no_fallback_sms(contacts, tmp_path):
+    from gateway.models import PhoneNumberRow
+    alert_id = voice_alert(contacts, tmp_path, sms_fallback=True, voice_cap=1)
+    store = Store(contacts.sessions)
+    claims = [c for c in store.claim("voice", 10) if c.e164.startswith("+393")]
+    assert len(claims) >= 2
+    opted, kept = claims[0], claims[1]
+    with contacts.sessions.begin() as s:
+        s.execute(update(PhoneNumberRow).where(PhoneNumberRow.id == opted.number_id).values(opted_out=True))
+    failure = DeliveryFailed("no answer", permanent=False, code="no_answer", line="trunk1", cause="19")
+    for claim in (opted, kept):
+        verdict = VoicePolicy().after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
+        store.record_result(claim, verdict, failure=failure)
+    sms = {d.e164 for d in deliveries(contacts, alert_id) if d.channel == "sms"}
+    assert kept.e164 in sms and opted.e164 not in sms
