@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import DateTime, Integer, and_, case, cast, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway import line_health
 from gateway.db import utcnow
 from gateway.models import (Alert, Attempt, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
                             contact_groups, contact_numbers)
@@ -96,11 +97,13 @@ def compose_sms_text(text: str, drill: bool, drill_prefix: str) -> str:
 
 class AlertService:
     def __init__(self, sessions: sessionmaker[Session], *, region: str = "IT", max_segments: int = 4,
-                 drill_prefix: str = "[ESERCITAZIONE] ") -> None:
+                 drill_prefix: str = "[ESERCITAZIONE] ",
+                 stale_seconds: float = line_health.STALE_MINIMUM_SECONDS) -> None:
         self.sessions = sessions
         self.region = region
         self.max_segments = max_segments
         self.drill_prefix = drill_prefix
+        self.stale_seconds = stale_seconds
 
     # --- composing ----------------------------------------------------------------
     def plan(self, request: AlertRequest) -> tuple[str, SmsPlan]:
@@ -435,9 +438,11 @@ class AlertService:
         by_channel: dict[str, dict[str, int]] = {}
         for channel, state, count in counts:
             by_channel.setdefault(channel, {})[state] = count
+        # A line whose row the engine stopped refreshing adds no capacity to the ETA.
+        stale = line_health.stale_lines(lines, utcnow(), self.stale_seconds)
         for line in lines:
             entry = per_line.setdefault(line.label, {"segments_sent": 0, "segments_delivered": 0})
-            entry.update(channel=line.channel, state=line.state, rate_per_minute=line.rate_per_minute,
+            entry.update(channel=line.channel, state=line.state, stale=stale[line.label], rate_per_minute=line.rate_per_minute,
                          last_error=line.last_error, in_use=line.in_use, limit=line.limit,
                          calls=calls.get(line.label, 0))
         channels = {}
@@ -445,7 +450,7 @@ class AlertService:
             remaining = states.get("pending", 0) + states.get("submitting", 0)
             units = remaining * (alert.segments if channel == "sms" else 1)
             capacity = sum((line.rate_per_minute or 0) for line in lines
-                           if line.channel == channel and line.state == "up")
+                           if line.channel == channel and line.state == "up" and not stale[line.label])
             eta = 0.0 if remaining == 0 else round(units / capacity * 60.0, 1) if capacity > 0 else None
             channels[channel] = {"by_state": states, "remaining": remaining,
                                  "in_progress": states.get("submitting", 0),

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.alerts import AlertService
 from gateway.config import Config, ConfigError
+from gateway.line_health import stale_after
 from gateway.db import make_engine, make_sessionmaker, migrate
 from gateway.dispatcher import Dispatcher, DispatcherSettings
 from gateway.policy import SmsPolicy
@@ -64,7 +65,8 @@ def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
     general = config.general
     return Services(config=config, engine=engine, sessions=sessions, store=Store(sessions),
                     alerts=AlertService(sessions, region=general["region"], max_segments=general["max_sms_segments"],
-                                        drill_prefix=general["drill_prefix"]))
+                                        drill_prefix=general["drill_prefix"],
+                                        stale_seconds=stale_after(config.engine["health_interval"])))
 
 
 def retry_policy(config: Config) -> SmsRetryPolicy:

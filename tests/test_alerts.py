@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from gateway.alerts import AlertError, AlertRequest, Target
 from gateway.cli import main
@@ -162,3 +162,21 @@ def test_cli_silent_recording_is_refused(contacts, config_path, capsys, tmp_path
                  "--audio", str(silent)]) == 2
     assert "silenzio.wav" in capsys.readouterr().err
     assert count(contacts, Alert) == 0
+
+
+def test_status_eta_counts_only_lines_the_engine_still_reports(contacts):
+    import datetime as dt
+    from gateway.db import utcnow
+    from gateway.models import Line
+    alert_id, _ = contacts.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
+    with contacts.sessions.begin() as s:
+        s.add(Line(label="m0", channel="sms", state="up", rate_per_minute=10.0, updated_at=utcnow()))
+    status = contacts.alerts.status(alert_id)
+    pending = status["by_state"]["pending"]
+    assert pending > 0 and status["eta_seconds"] == pending * 60 / 10   # one segment each, 10 a minute
+    assert status["lines"]["m0"]["stale"] is False
+    # The engine stopped writing (dead, or the modem missed its health reads): no capacity, no ETA.
+    with contacts.sessions.begin() as s:
+        s.execute(update(Line).where(Line.label == "m0").values(updated_at=utcnow() - dt.timedelta(minutes=10)))
+    status = contacts.alerts.status(alert_id)
+    assert status["eta_seconds"] is None and status["lines"]["m0"]["stale"] is True

@@ -7,6 +7,7 @@ from typing import Any, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gateway import line_health
 from gateway.config import Config
 from gateway.db import utcnow
 from gateway.models import Alert, Delivery, Line
@@ -22,15 +23,11 @@ BUCKETS = {
 }
 BUCKET_ORDER = ("queued", "in_progress", "sent", "reached", "failed", "cancelled")
 CAPACITY_MINUTES = 10
-# A line's row is only as true as the engine's last report. Modems report their health every
-# [engine] health_interval (30 s by default); trunks only when something changes, so an idle trunk's
-# row is as old as its last change and is trusted while the engine is seen reporting on any line.
-STALE_MINIMUM_SECONDS = 180
 
 
 def stale_after(config: Config) -> float:
-    """Seconds after which a modem's report, or the freshest of all reports, is too old to trust."""
-    return max(STALE_MINIMUM_SECONDS, 3 * config.engine["health_interval"])
+    """Seconds after which a line's row is too old to trust (see gateway.line_health)."""
+    return line_health.stale_after(config.engine["health_interval"])
 
 
 def empty_progress() -> dict[str, Any]:
@@ -59,17 +56,13 @@ def alert_progress(session: Session, alert_ids: Iterable[int]) -> dict[int, dict
     return result
 
 
-def line_rows(session: Session, stale_seconds: float = STALE_MINIMUM_SECONDS) -> list[dict[str, Any]]:
+def line_rows(session: Session, stale_seconds: float = line_health.STALE_MINIMUM_SECONDS) -> list[dict[str, Any]]:
     """Every line as the engine last reported it; ``stale``: that report cannot be trusted any more
     (the engine is not reporting, or a modem missed its health reads), so the line counts as down."""
-    now = utcnow()
     lines = list(session.scalars(select(Line).order_by(Line.channel, Line.label)))
-    ages = {line.label: (now - line.updated_at).total_seconds() if line.updated_at else None for line in lines}
-    known = [age for age in ages.values() if age is not None]
-    engine_reporting = bool(known) and min(known) <= stale_seconds
+    stale = line_health.stale_lines(lines, utcnow(), stale_seconds)
     rows = []
     for line in lines:
-        age = ages[line.label]
         rows.append({
             "label": line.label, "channel": line.channel, "state": line.state, "port": line.port,
             "signal": line.signal, "registration": line.registration, "operator": line.operator,
@@ -77,7 +70,7 @@ def line_rows(session: Session, stale_seconds: float = STALE_MINIMUM_SECONDS) ->
             "in_use": line.in_use, "limit": line.limit, "rate_per_minute": line.rate_per_minute,
             "last_error": line.last_error,
             "updated_at": line.updated_at.isoformat() + "Z" if line.updated_at else None,
-            "stale": not engine_reporting or (line.channel == "sms" and (age is None or age > stale_seconds)),
+            "stale": stale[line.label],
         })
     return rows
 
