@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
 from dataclasses import dataclass
 
-import phonenumbers
-
 from gateway.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage
 from gateway.db import utcnow
 from gateway.policy import DeliveryPolicy
-from gateway.store import ClaimedDelivery, Store
+from gateway.logs import event_line, mask_number
+from gateway.store import ClaimedDelivery, ReportMatch, Store
 
 log = logging.getLogger(__name__)
 
@@ -33,41 +31,6 @@ class DispatcherSettings:
 EARLY_REPORT_SECONDS = 120.0
 
 
-def mask_number(e164: str) -> str:
-    """Logs never carry a full phone number at info level: the country code and the last
-    3 digits only (+39****567), enough to tell two recipients apart in a support call."""
-    digits = e164.lstrip("+")
-    if not digits.isdigit() or len(digits) < 7:
-        return "****"
-    # Country codes are prefix-free (ITU E.164): the first 1 to 3 digits that form one.
-    code = next((digits[:n] for n in (1, 2, 3)
-                 if phonenumbers.region_code_for_country_code(int(digits[:n])) != "ZZ"), "")
-    return f"+{code}****{digits[-3:]}"
-
-
-# Always present in a delivery event line, '-' when unknown, so every line has the same columns.
-EVENT_FIELDS = ("alert", "delivery", "channel", "line", "to", "outcome")
-
-
-def event_line(event: str, **fields: object) -> str:
-    """One delivery event as key=value pairs, for the journal and grep: values with
-    spaces or quotes are double-quoted (JSON escaping); a missing optional field is left out."""
-    parts = [f"event={event}"]
-    for key, value in fields.items():
-        if value is None and key not in EVENT_FIELDS:
-            continue
-        text = "-" if value is None else str(value)
-        if not text or any(c in text for c in ' "=\\') or not text.isprintable():
-            text = json.dumps(text, ensure_ascii=False)
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
-
-
-# Status reports refer to (line, TP-MR) only; what this engine sent is remembered so the
-# report's log line can name its alert and delivery. Bounded: the oldest are forgotten.
-SENT_REFERENCES_KEPT = 100_000
-
-
 class Dispatcher:
     def __init__(self, store: Store, channels: list[Channel], policies: dict[str, DeliveryPolicy],
                  settings: DispatcherSettings) -> None:
@@ -81,7 +44,6 @@ class Dispatcher:
         self._dirty: set[str] = set()
         self._failed_lines: dict[int, set[str]] = {}
         self._early_reports: dict[tuple[str, int], tuple[bool, str, float]] = {}
-        self._sent_references: dict[tuple[str, int], tuple[int, int, str]] = {}  # -> alert, delivery, e164
         self._last_progress = time.monotonic()
         self._next_heartbeat = time.monotonic() + settings.line_heartbeat
         # Set once every channel's start() returned (lines opened or given up on): READY=1.
@@ -95,8 +57,8 @@ class Dispatcher:
     def status_report(self, line: str, reference: int, delivered: bool, detail: str) -> None:
         matched = self.store.record_status_report(line, reference, delivered, detail)
         if matched:
-            self._log_report(line, reference, delivered, detail)
-        if not matched:
+            self._log_report(matched, line, reference, delivered, detail)
+        else:
             # The report can beat its own +CMGS bookkeeping: the worker thread resolves
             # the send and the modem reports within milliseconds, before _deliver has
             # stored the parts. Keep it briefly and apply it once the parts exist. (A
@@ -108,20 +70,16 @@ class Dispatcher:
     def _apply_early_reports(self, line: str, references: list[int]) -> None:
         for reference in references:
             early = self._early_reports.pop((line, reference), None)
-            if early is not None and self.store.record_status_report(line, reference, early[0], early[1]):
-                self._log_report(line, reference, early[0], early[1])
+            if early is None:
+                continue
+            matched = self.store.record_status_report(line, reference, early[0], early[1])
+            if matched:
+                self._log_report(matched, line, reference, early[0], early[1])
 
-    def _remember_references(self, claim: ClaimedDelivery, line: str, references: list[int]) -> None:
-        for reference in references:
-            self._sent_references.pop((line, reference), None)   # re-inserted last: newest
-            self._sent_references[(line, reference)] = (claim.alert_id, claim.delivery_id, claim.e164)
-        while len(self._sent_references) > SENT_REFERENCES_KEPT:
-            del self._sent_references[next(iter(self._sent_references))]
-
-    def _log_report(self, line: str, reference: int, delivered: bool, detail: str) -> None:
-        alert_id, delivery_id, e164 = self._sent_references.pop((line, reference), (None, None, None))
-        log.info(event_line("status_report", alert=alert_id, delivery=delivery_id, channel="sms", line=line,
-                            to=mask_number(e164) if e164 else None,
+    @staticmethod
+    def _log_report(matched: ReportMatch, line: str, reference: int, delivered: bool, detail: str) -> None:
+        log.info(event_line("status_report", alert=matched.alert_id, delivery=matched.delivery_id, channel="sms",
+                            line=line, to=mask_number(matched.e164),
                             outcome="delivered" if delivered else "not_delivered", ref=reference, detail=detail))
 
     def _forget_old_reports(self) -> None:
@@ -229,8 +187,6 @@ class Dispatcher:
             await asyncio.sleep(0)
             verdict = policy.after_success(claim.policy, claim.attempts, claim.submissions, receipt, utcnow())
             state = self.store.record_result(claim, verdict, receipt=receipt)
-            if receipt.references:
-                self._remember_references(claim, receipt.line, receipt.references)
             if receipt.references and self._early_reports:
                 self._apply_early_reports(receipt.line, receipt.references)
             self._failed_lines.pop(claim.delivery_id, None)

@@ -9,10 +9,13 @@ at the default priority.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from typing import TextIO
+
+import phonenumbers
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 
@@ -54,3 +57,33 @@ def configure_logging(verbose: bool, stream: TextIO = sys.stdout) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     logging.getLogger("gsmmodem").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def mask_number(e164: str) -> str:
+    """Logs never carry a full phone number at info level: the country code and the last
+    3 digits only (+39****567), enough to tell two recipients apart in a support call."""
+    digits = e164.lstrip("+")
+    if not digits.isdigit() or len(digits) < 7:
+        return "****"
+    # Country codes are prefix-free (ITU E.164): the first 1 to 3 digits that form one.
+    code = next((digits[:n] for n in (1, 2, 3)
+                 if phonenumbers.region_code_for_country_code(int(digits[:n])) != "ZZ"), "")
+    return f"+{code}****{digits[-3:]}"
+
+
+# Always present in a delivery event line, '-' when unknown, so every line has the same columns.
+EVENT_FIELDS = ("alert", "delivery", "channel", "line", "to", "outcome")
+
+
+def event_line(event: str, **fields: object) -> str:
+    """One delivery event as key=value pairs, for the journal and grep: values with
+    spaces or quotes are double-quoted (JSON escaping); a missing optional field is left out."""
+    parts = [f"event={event}"]
+    for key, value in fields.items():
+        if value is None and key not in EVENT_FIELDS:
+            continue
+        text = "-" if value is None else str(value)
+        if not text or any(c in text for c in ' "=\\') or not text.isprintable():
+            text = json.dumps(text, ensure_ascii=False)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)

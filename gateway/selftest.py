@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.alerts import AlertError, AlertRequest, AlertService, Target
 from gateway.config import Config
 from gateway.db import utcnow
+from gateway.logs import mask_number
 from gateway.models import Alert, Delivery
 from gateway.models_ops import SelfTestRun
 
@@ -37,10 +38,6 @@ CREATED_BY = "selftest"
 ALARM_KIND, ALARM_SUBJECT = "selftest_failed", "selftest"
 # What counts as reached, per channel.
 OK_STATES = {"sms": ("delivered",), "voice": ("confirmed", "answered")}
-
-
-def _mask(e164: str) -> str:
-    return e164[:-4] + "****" if len(e164) > 6 else "****"
 
 
 @dataclass(frozen=True)
@@ -265,7 +262,7 @@ class SelfTestMonitor:
             log.info("self-test %d passed: %s", run_id, text)
             self.alarms.clear_alarm(ALARM_KIND, ALARM_SUBJECT)
             return
-        not_reached = ", ".join(f"{m['channel']} {_mask(m['number'])} {m['state']}"
+        not_reached = ", ".join(f"{m['channel']} {mask_number(m['number'])} {m['state']}"
                                 for m in details.get("not_reached", []))
         log.warning("self-test %d failed: %s%s", run_id, text, f" (not reached: {not_reached})" if not_reached else "")
         self.alarms.raise_alarm(ALARM_KIND, ALARM_SUBJECT, f"autotest {run_id} fallito: {text}")

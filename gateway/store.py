@@ -91,7 +91,8 @@ _CLAIMED_ROWS = (
     .where(Delivery.id.in_(bindparam("ids", expanding=True))).order_by(Delivery.sort_key, Delivery.id))
 _NEW_ATTEMPTS = insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True)
 _PART_FOR_REPORT = (
-    select(SmsPart.id, SmsPart.delivery_id, SmsPart.attempt_id, SmsPart.parts)
+    select(SmsPart.id, SmsPart.delivery_id, SmsPart.attempt_id, SmsPart.parts, Delivery.alert_id, Delivery.e164)
+    .join(Delivery, Delivery.id == SmsPart.delivery_id)
     .where(SmsPart.line == bindparam("line"), SmsPart.reference == bindparam("reference"), SmsPart.status == "sent")
     .order_by(SmsPart.id.desc()).limit(1))
 _MARK_PART = (update(SmsPart).where(SmsPart.id == bindparam("part_id"))
@@ -115,6 +116,14 @@ _SMS_DELIVERY_SENT = (
             attempts=Delivery.attempts + bindparam("charge"), line=bindparam("via"), last_error=None,
             parts_total=bindparam("parts"), parts_delivered=0))
 _NEW_PARTS = insert(SmsPart)
+
+@dataclass(frozen=True)
+class ReportMatch:
+    """The delivery a status report belonged to (for its log line)."""
+    alert_id: int
+    delivery_id: int
+    e164: str
+
 
 FINAL_VOICE_RANK = {"confirmed": 3, "answered": 2, "voicemail": 1}
 
@@ -330,23 +339,26 @@ class Store:
                            possible_duplicate=False, parts_total=0, parts_delivered=0,
                            last_error="fallback: voice call not confirmed"))
 
-    def record_status_report(self, line: str, reference: int, delivered: bool, detail: str) -> bool:
-        """Match a status report to the latest part sent with that TP-MR on that line."""
+    def record_status_report(self, line: str, reference: int, delivered: bool,
+                             detail: str) -> ReportMatch | None:
+        """Match a status report to the latest part sent with that TP-MR on that line;
+        None when no part waits for it."""
         now = utcnow()
         with self._core() as s:
             part = s.execute(_PART_FOR_REPORT, {"line": line, "reference": reference}).first()
             if part is None:
-                return False
+                return None
+            match = ReportMatch(part.alert_id, part.delivery_id, part.e164)
             s.execute(_MARK_PART, {"part_id": part.id, "new_status": "delivered" if delivered else "failed",
                                    "at": now})
             if not delivered:
                 s.execute(_NOT_DELIVERED, {"delivery_id": part.delivery_id, "at": now,
                                            "why": f"status report: not delivered ({detail})"})
-                return True
+                return match
             done = s.execute(_PARTS_DELIVERED, {"attempt_id": part.attempt_id}).scalar_one()
             statement = _ALL_PARTS_DELIVERED if done >= part.parts else _SOME_PARTS_DELIVERED
             s.execute(statement, {"delivery_id": part.delivery_id, "done": done, "at": now})
-        return True
+        return match
 
     def record_inbound(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
         with self.sessions.begin() as s:
