@@ -96,8 +96,8 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "basic"
 
-    from web import admin, alerts, api, auth, contacts, dashboard
-    for blueprint in (auth.bp, dashboard.bp, contacts.bp, alerts.bp, admin.bp, api.bp):
+    from web import admin, alerts, api, auth, contacts, dashboard, zones
+    for blueprint in (auth.bp, dashboard.bp, contacts.bp, zones.bp, alerts.bp, admin.bp, api.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing a foreign page could forge
 

@@ -14,7 +14,7 @@ from sqlalchemy import exists, func, or_, select, update
 from gateway.contacts_csv import parse_contacts_csv
 from gateway.contacts_import import import_contacts
 from gateway.db import utcnow
-from gateway.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_numbers
+from gateway.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_groups, contact_numbers
 from gateway.models_panel import ErasedContacts
 from gateway.phone import InvalidNumber, normalise_number
 from web.context import panel
@@ -35,6 +35,7 @@ class FormError(Exception):
 def index():
     q = request.args.get("q", "").strip()
     zone = request.args.get("zone", "")
+    group = request.args.get("group", "")
     page = max(1, request.args.get("page", 1, type=int))
     c = Contact.__table__.c
     conditions = []
@@ -50,6 +51,9 @@ def index():
             conditions.append(name_match)
     if zone:
         conditions.append(c.zone_id == select(Zone.id).where(Zone.name == zone).scalar_subquery())
+    if group:
+        conditions.append(exists().where(contact_groups.c.contact_id == c.id, contact_groups.c.group_id == (
+            select(Group.id).where(Group.name == group).scalar_subquery())))
     if request.args.get("vulnerable") == "1":
         conditions.append(c.vulnerable.is_(True))
     with panel().sessions() as s:
@@ -63,11 +67,18 @@ def index():
                 .join(PhoneNumberRow, PhoneNumberRow.id == contact_numbers.c.number_id)
                 .where(contact_numbers.c.contact_id.in_(ids))):
             numbers.setdefault(contact_id, []).append(f"{e164} ({kind})")
+        groups: dict[int, list[str]] = {}
+        for contact_id, group_name in s.execute(
+                select(contact_groups.c.contact_id, Group.name).join(Group, Group.id == contact_groups.c.group_id)
+                .where(contact_groups.c.contact_id.in_(ids)).order_by(Group.name)):
+            groups.setdefault(contact_id, []).append(group_name)
         zones = dict(s.execute(select(Zone.id, Zone.name)).all())
         zone_names = sorted(zones.values())
+        group_names = list(s.scalars(select(Group.name).order_by(Group.name)))
         erased = s.scalar(select(func.count()).select_from(ErasedContacts))
     return render_template("contacts/index.html", contacts=contacts, numbers=numbers, zones=zones,
-                           zone_names=zone_names, total=total, page=page, q=q, zone=zone, erased=erased,
+                           zone_names=zone_names, groups=groups, group_names=group_names, group=group,
+                           total=total, page=page, q=q, zone=zone, erased=erased,
                            pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE))
 
 
