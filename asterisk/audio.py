@@ -34,6 +34,18 @@ VOICES: Mapping[str, tuple[str, str]] = MappingProxyType({
     "ar": ("ar", "اضغط 1 للتأكيد، 2 للاستماع مرة أخرى."),
 })
 FALLBACK_LANGUAGE = "it"
+# Language -> the introduction that names who is calling, next to the closings above so a
+# language is added in one place. "{comune}" is [general] comune as written ("Comune di
+# Fiumicino"): an official name is not translated, only the words around it.
+INTRODUCTIONS: Mapping[str, str] = MappingProxyType({
+    "it": "Messaggio del {comune}.",
+    "en": "Message from the {comune}.",
+    "fr": "Message de la mairie, {comune}.",
+    "de": "Nachricht der Gemeinde {comune}.",
+    "es": "Mensaje del ayuntamiento, {comune}.",
+    "ro": "Mesaj de la primăria {comune}.",
+    "ar": "رسالة من البلدية، {comune}.",
+})
 
 
 class AudioError(Exception):
@@ -113,9 +125,20 @@ def _to_pcm(src: Path, out_wav: Path, what: str, timeout: float) -> AudioInfo:
     return audio_info(out_wav, timeout)
 
 
-def _voice_for(lang: str, fallback: bool) -> tuple[str, str]:
+def voice_language(lang: str) -> str | None:
+    """The language of VOICES that speaks ``lang`` ('en-GB' -> 'en'); None when we have no voice for it."""
     code = re.split(r"[-_]", lang.strip().lower(), maxsplit=1)[0]
-    if code in VOICES:
+    return code if code in VOICES else None
+
+
+def introduction(lang: str, comune: str) -> str:
+    """"Messaggio del Comune di ..." in ``lang`` (in Italian for a language we cannot speak)."""
+    return INTRODUCTIONS[voice_language(lang) or FALLBACK_LANGUAGE].format(comune=comune.strip())
+
+
+def _voice_for(lang: str, fallback: bool) -> tuple[str, str]:
+    code = voice_language(lang)
+    if code is not None:
         return VOICES[code]
     if fallback:
         return VOICES[FALLBACK_LANGUAGE]
@@ -123,29 +146,59 @@ def _voice_for(lang: str, fallback: bool) -> tuple[str, str]:
                      f"(or pass fallback=True to read it in Italian)")
 
 
+def _sentence(part: str) -> str:
+    # A full stop between parts makes espeak pause instead of running them together.
+    return part if part[-1] in ".!?؟。" else part + "."
+
+
 def render_tts(text: str, lang: str, out_wav: str | Path, *, intro: str | None = None,
-               closing: bool = True, fallback: bool = False, words_per_minute: int = 140,
-               timeout: float = 120.0) -> AudioInfo:
+               closing: bool = True, fallback: bool = False, text_lang: str | None = None,
+               words_per_minute: int = 140, timeout: float = 120.0) -> AudioInfo:
     """Speak ``intro``, ``text`` and the closing instruction into ``out_wav``.
 
-    An unsupported ``lang`` raises AudioError unless ``fallback`` is True,
-    in which case the Italian voice and closing are used: an alert read with
-    the wrong accent is better than no alert, but only when the caller says so.
+    ``lang`` is the listener's language: the intro and the closing are spoken
+    in it. ``text_lang``, when given, is the language ``text`` is written in,
+    if not the listener's: a Romanian resident then hears who calls and how
+    to confirm in Romanian and the Italian text read by the Italian voice,
+    rather than Italian words mangled by a Romanian one.
+
+    An unsupported ``lang`` (or ``text_lang``) raises AudioError unless
+    ``fallback`` is True, in which case the Italian voice and closing are used:
+    an alert read with the wrong accent is better than no alert, but only when
+    the caller says so.
     """
     if not text.strip():
         raise AudioError(f"{out_wav}: the message text is empty")
     voice, closing_sentence = _voice_for(lang, fallback)
-    parts = [p.strip() for p in (intro, text, closing_sentence if closing else None) if p and p.strip()]
-    # A full stop between parts makes espeak pause instead of running them together.
-    script = " ".join(p if p[-1] in ".!?؟。" else p + "." for p in parts)
+    text_voice = _voice_for(text_lang, fallback)[0] if text_lang else voice
+    parts = [(v, _sentence(p.strip())) for v, p in ((voice, intro), (text_voice, text),
+                                                    (voice, closing_sentence if closing else None))
+             if p and p.strip()]
+    # Neighbouring parts in the same voice are one espeak run, so a message in one
+    # language is spoken exactly as a single sentence stream.
+    runs: list[tuple[str, str]] = []
+    for v, p in parts:
+        if runs and runs[-1][0] == v:
+            runs[-1] = (v, runs[-1][1] + " " + p)
+        else:
+            runs.append((v, p))
     out_wav = Path(out_wav)
     out_wav.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_wav.parent, prefix=".allerta-tts-") as tmpdir:
-        spoken = Path(tmpdir) / "spoken.wav"
-        # Text on stdin: a message starting with '-' must not be read as an option.
-        _run([_tool("espeak-ng"), "-v", voice, "-s", str(words_per_minute), "-b", "1",
-              "-w", str(spoken)], f"{out_wav}: espeak-ng ({voice})", timeout, stdin=script)
-        return _to_pcm(spoken, out_wav, f"{out_wav}: sox conversion", timeout)
+        spoken = []
+        for i, (v, script) in enumerate(runs):
+            path = Path(tmpdir) / f"spoken-{i}.wav"
+            # Text on stdin: a message starting with '-' must not be read as an option.
+            _run([_tool("espeak-ng"), "-v", v, "-s", str(words_per_minute), "-b", "1",
+                  "-w", str(path)], f"{out_wav}: espeak-ng ({v})", timeout, stdin=script)
+            spoken.append(path)
+        if len(spoken) > 1:
+            # Every espeak-ng voice writes the same format (22050 Hz mono 16-bit), so
+            # sox can simply concatenate the runs.
+            joined = Path(tmpdir) / "spoken.wav"
+            _run([_tool("sox"), *map(str, spoken), str(joined)], f"{out_wav}: sox concatenation", timeout)
+            spoken = [joined]
+        return _to_pcm(spoken[0], out_wav, f"{out_wav}: sox conversion", timeout)
 
 
 def convert_recording(src: str | Path, out_wav: str | Path, *, max_seconds: float = 180.0,

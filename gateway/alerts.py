@@ -173,6 +173,15 @@ class AlertService:
                 counts[channel] = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
         return AlertPreview(sms_text, plan, counts)
 
+    def recipient_languages(self, request: AlertRequest, channel: str) -> dict[str, int]:
+        """Language -> recipient numbers of ``channel`` the alert would reach, as the fan-out
+        records them (Delivery.language): which language versions the alert needs."""
+        with self.sessions() as session:
+            query = self._recipients_query(session, request.target, channel, alert_id=None,
+                                           follows=request.follows).subquery()
+            rows = session.execute(select(query.c.language, func.count()).group_by(query.c.language)).all()
+        return {language: count for language, count in rows}
+
     def _check_target(self, session: Session, target: Target) -> None:
         if not (target.everyone or target.zones or target.groups or target.numbers):
             raise AlertError("no recipients chosen: give --zone, --group, --all or --to")

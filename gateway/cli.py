@@ -97,24 +97,74 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
 
 
 # --- alerts ---------------------------------------------------------------------
-def _voice_message(args: argparse.Namespace, config) -> tuple[str, float, str]:
-    """Render the alert's voice message into Asterisk's sounds directory: (path without extension, seconds, source)."""
+def _voice_messages(args: argparse.Namespace, config, request, languages) -> None:
+    """Render the alert's voice messages into Asterisk's sounds directory, into ``request``.
+
+    The alert's own message (``audio_path``) is what Italian speakers, and anyone whose
+    language we have no voice for, hear: the introduction and closing in Italian, the
+    text read in ``--lang``. Every other language among the recipients (``languages``)
+    gets its own version, stored as AlertText rows through ``request.translations`` like
+    the panel's: introduction and closing in that language, and the text in it too when
+    ``--translation`` gave one, otherwise the text as written, read by the ``--lang``
+    voice. With ``--audio`` the recording is the message, and only the languages given a
+    ``--translation`` get speech of their own.
+    """
     import uuid
-    from asterisk.audio import AudioError, convert_recording, render_tts
+    from asterisk.audio import (FALLBACK_LANGUAGE, AudioError, convert_recording, introduction,
+                                render_tts, voice_language)
+    from gateway.alerts import compose_sms_text
+    general = config.general
     sounds = Path(config.sounds_dir)
     sounds.mkdir(parents=True, exist_ok=True)
+
+    def speak(text: str, listener: str, text_lang: str, out: Path):
+        # What a call plays, drill prefix included, so nobody hears a drill as an emergency.
+        return render_tts(compose_sms_text(text, request.drill, general["drill_prefix"]), listener, out,
+                          intro=introduction(listener, general["comune"]), text_lang=text_lang)
+
     name = sounds / f"allerta-{uuid.uuid4().hex[:12]}"
+    request.audio_path = str(name)   # set first, so a failure below still removes the file
     try:
         if args.audio:
             info = convert_recording(args.audio, name.with_suffix(".wav"))
-            source = "recording"
+            request.audio_source = "recording"
         else:
-            intro = f"Messaggio del {config.general['comune']}." if args.lang == "it" else None
-            info = render_tts(args.text, args.lang, name.with_suffix(".wav"), intro=intro)
-            source = "tts"
+            info = speak(request.text, FALLBACK_LANGUAGE, args.lang, name.with_suffix(".wav"))
+            request.audio_source = "tts"
+        request.audio_seconds = info.seconds
+        # A translation into a language we cannot speak still goes out by SMS; its
+        # listeners, like every recipient of such a language, hear the Italian message.
+        wanted = ({voice_language(lang) for lang in languages}
+                  | {lang for lang in request.translations if voice_language(lang) == lang})
+        for lang in sorted(wanted - {None, FALLBACK_LANGUAGE}):
+            if lang not in request.translations and args.audio:
+                continue
+            version = sounds / f"allerta-{uuid.uuid4().hex[:12]}"
+            if lang in request.translations:
+                spoken = speak(request.translations[lang], lang, lang, version.with_suffix(".wav"))
+            else:
+                request.translations[lang] = request.text
+                spoken = speak(request.text, lang, args.lang, version.with_suffix(".wav"))
+            request.translation_audio[lang] = (str(version), spoken.seconds)
     except AudioError as exc:
+        _discard_audio(request)
         raise CliError(str(exc)) from None
-    return str(name), info.seconds, source
+
+
+def _discard_audio(request) -> None:
+    for path in [request.audio_path] + [path for path, _seconds in request.translation_audio.values()]:
+        if path:
+            Path(path + ".wav").unlink(missing_ok=True)
+
+
+def _translations(pairs: list[str]) -> dict[str, str]:
+    translations = {}
+    for pair in pairs:
+        lang, sep, text = pair.partition("=")
+        if not sep or not lang.strip():
+            raise CliError(f"--translation {pair!r}: write LANG=TEXT, e.g. --translation 'en=Flood warning'")
+        translations[lang.strip().lower()] = text
+    return translations
 
 
 def cmd_alert_send(args: argparse.Namespace) -> int:
@@ -138,7 +188,15 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
         voice_interval=voice["interval"] if args.interval is None else args.interval,
         voice_growth=voice["growth"], voice_cap=args.cap or voice["per_number_cap"],
         stop_on_confirm=voice["stop_on_confirm"],
-        sms_fallback=args.fallback_sms or voice["sms_fallback"])
+        sms_fallback=args.fallback_sms or voice["sms_fallback"],
+        translations=_translations(args.translation))
+    if args.voice and not args.audio:
+        from asterisk.audio import voice_language
+        # Only a language asked for explicitly is an error; a recipient's language we
+        # cannot speak falls back to the Italian message.
+        if voice_language(args.lang) is None:
+            from asterisk.audio import VOICES
+            raise CliError(f"--lang {args.lang}: no voice for this language; supported: {', '.join(sorted(VOICES))}")
     try:
         sms_text, plan = services.alerts.plan(request)
         preview = services.alerts.preview(request)  # unknown zones etc. fail before any audio is rendered
@@ -152,12 +210,13 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
             parts.append(f"{preview.recipients.get('voice', 0)} numbers to call")
         print(", ".join(parts) + (" [DRILL]" if args.drill else ""), file=sys.stderr)
         if args.voice:
-            request.audio_path, request.audio_seconds, request.audio_source = _voice_message(args, config)
-            print(f"voice message: {request.audio_seconds:.1f} s ({request.audio_source})", file=sys.stderr)
+            _voice_messages(args, config, request, services.alerts.recipient_languages(request, "voice"))
+            print(f"voice message: {request.audio_seconds:.1f} s ({request.audio_source})"
+                  + "".join(f", {lang} {seconds:.1f} s" for lang, (_path, seconds)
+                            in sorted(request.translation_audio.items())), file=sys.stderr)
         alert_id, _ = services.alerts.create(request)
     except AlertError as exc:
-        if request.audio_path:
-            Path(request.audio_path + ".wav").unlink(missing_ok=True)
+        _discard_audio(request)
         raise CliError(str(exc)) from None
     print(alert_id)
     return 0
@@ -336,7 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--to", action="append", default=[], help="a single number (repeatable)")
     p.add_argument("--text", required=True, help="the message (SMS text, and speech unless --audio is given)")
     p.add_argument("--audio", help="voice: a recording (WAV, MP3, OGG) instead of synthesised speech")
-    p.add_argument("--lang", default="it", help="voice: language of the synthesised speech (default it)")
+    p.add_argument("--lang", default="it", help="voice: language the text is written in (default it); every "
+                   "recipient hears the introduction and closing in their own language")
+    p.add_argument("--translation", action="append", default=[], metavar="LANG=TEXT",
+                   help="the message in another language (repeatable): recipients of that language get it, "
+                        "by SMS and spoken")
     p.add_argument("--fallback-sms", action="store_true", help="voice: unconfirmed mobiles get the SMS at the end")
     p.add_argument("--max-attempts", type=int, help="attempts per number (default from the configuration)")
     p.add_argument("--interval", type=float, help="voice: seconds between calls to a number (grows)")
