@@ -22,7 +22,7 @@ from gsmmodem.util import lineStartingWith
 
 from gateway.sms_text import SubmitPdu
 from modem.at_parse import parse_cmgl, parse_cops, parse_cpin, parse_creg, parse_csq, split_notifications
-from modem.errors import ErrorVerdict, classify_cme, classify_cms
+from modem.errors import ErrorVerdict, classify_cme, classify_cms, classify_tp_status
 from modem.raw_at import NoAnswer, at_command, parse_imei
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class _UrcSafeGsmModem(GsmModem):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Status-report handlers waiting for the port. Sends let them go first: the
+        # Handlers of stored reports and SMS waiting for the port. Sends let them go first: the
         # library's lock is not fair, and a worker sending back to back would win it
         # every time while the reports pile up in the modem's small SR memory until
         # it drops them (seen with a send always queued behind the current one).
@@ -148,21 +148,31 @@ class _UrcSafeGsmModem(GsmModem):
         # returns after the database commit) succeeded; otherwise the report stays
         # in the modem and is collected at the next open.
         match = self.CDSI_REGEX.match(notificationLine)
-        if not match:
-            return
-        memory, index = match.group(1), match.group(2)
+        if match:
+            self._take_stored(match.group(1), match.group(2), self.smsStatusReportCallback, "status report")
+
+    def _handleSmsReceived(self, notificationLine: str) -> None:  # noqa: N802,N803
+        # The library reads and deletes without holding the port (an AT+CMGS in
+        # flight takes the AT+CPMS as PDU text) and deletes in whatever memory is
+        # selected then (a status report handler may have switched it to SR, so it
+        # would delete a report); and an error escapes on its thread.
+        match = self.CMTI_REGEX.match(notificationLine)
+        if match and self.smsReceivedCallback is not None:
+            self._take_stored(match.group(1), match.group(2), self.smsReceivedCallback, "incoming SMS")
+
+    def _take_stored(self, memory: str, index: str, callback: Callable, what: str) -> None:
+        """Read a stored message, hand it over, then delete it (in its own memory)."""
         try:
             with self._report_turn():
-                report = self.readStoredSms(index, memory)
+                message = self.readStoredSms(index, memory)
             # The callback waits for the database commit on the event loop; the modem
             # is free meanwhile, so the next AT+CMGS need not queue behind it (holding
             # the lock here cost every modem a commit's time per message).
-            self.smsStatusReportCallback(report)
+            callback(message)
             with self._report_turn():
-                # With the memory named: another handler may have switched AT+CPMS.
                 self.deleteStoredSms(index, memory)
         except Exception:  # noqa: BLE001 - runs on the library's own thread
-            log.warning("status report %s/%s not processed now; it stays stored", memory, index, exc_info=True)
+            log.warning("%s %s/%s not processed now; it stays stored", what, memory, index, exc_info=True)
 
     def _handleModemNotification(self, lines: list[str]) -> None:  # noqa: N802
         # The library acts on the first URC of a burst only; give it one at a time.
@@ -292,8 +302,7 @@ class ModemDriver:
         if decoded.get("type") == "SMS-DELIVER":
             self._on_incoming(decoded.get("number") or "", decoded.get("text") or "")
         elif decoded.get("type") == "SMS-STATUS-REPORT":
-            status = decoded.get("status")
-            self._on_status_report(int(decoded["reference"]), status == 0, f"TP-ST {status}")
+            self._report_status(int(decoded["reference"]), int(decoded.get("status") or 0))
 
     def close(self) -> None:
         modem, self._modem = self._modem, None
@@ -320,8 +329,15 @@ class ModemDriver:
         self._on_lost(f"port {self.port} lost: {exc}")
 
     def _report(self, report) -> None:  # noqa: ANN001 - gsmmodem.modem.StatusReport
-        delivered = report.deliveryStatus == 0
-        self._on_status_report(int(report.reference), delivered, f"TP-ST {report.deliveryStatus}")
+        self._report_status(int(report.reference), int(report.deliveryStatus))
+
+    def _report_status(self, reference: int, status: int) -> None:
+        verdict = classify_tp_status(status)
+        if verdict == "pending":
+            # The SMSC is still trying (e.g. phone off): its final report follows.
+            log.debug("interim status report TP-ST 0x%02X for reference %d on %s", status, reference, self.port)
+            return
+        self._on_status_report(reference, verdict == "delivered", f"TP-ST 0x{status:02X}")
 
     def _received(self, sms) -> None:  # noqa: ANN001 - gsmmodem.modem.ReceivedSms
         self._on_incoming(sms.number or "", sms.text or "")

@@ -54,3 +54,19 @@ def classify_cme(code: int) -> ErrorVerdict:
              12: "SIM PUK required", 13: "SIM failure", 14: "SIM busy", 16: "incorrect password",
              30: "no network service", 100: "unknown"}
     return ErrorVerdict(f"+CME ERROR {code}: {names.get(code, 'unknown cause')}", permanent=False, line_fault=True)
+
+
+def classify_tp_status(status: int) -> str:
+    """What a status report's TP-Status says (3GPP TS 23.040, 9.2.3.15).
+
+    0x00-0x1F: the transaction completed ('delivered': received, forwarded
+    without confirmation, or replaced by the SMSC). 0x20-0x3F: a temporary
+    error while the SMSC keeps trying ('pending': not an outcome, the final
+    report follows). 0x40 and above: a permanent error, or a temporary one the
+    SMSC gave up on ('failed').
+    """
+    if status < 0x20:
+        return "delivered"
+    if status < 0x40:
+        return "pending"
+    return "failed"

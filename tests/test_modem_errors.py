@@ -1,7 +1,7 @@
 import pytest
 
 from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csq
-from modem.errors import classify_cms
+from modem.errors import classify_cms, classify_tp_status
 
 
 @pytest.mark.parametrize("code", [1, 21, 28, 96])
@@ -53,3 +53,12 @@ def test_log_readers_ignore_a_half_written_last_line():
     assert complete_lines('{"a": 1}\n{"b": 2}\n{"event": "statu') == ['{"a": 1}', '{"b": 2}']
     assert complete_lines('{"a": 1}\n') == ['{"a": 1}']
     assert complete_lines("") == []
+
+
+@pytest.mark.parametrize("status, verdict", [
+    (0x00, "delivered"), (0x01, "delivered"), (0x02, "delivered"), (0x1F, "delivered"),
+    (0x20, "pending"), (0x30, "pending"), (0x3F, "pending"),
+    (0x40, "failed"), (0x41, "failed"), (0x60, "failed"), (0x65, "failed"), (0x7F, "failed"),
+])
+def test_tp_status_classification(status, verdict):
+    assert classify_tp_status(status) == verdict

@@ -44,6 +44,9 @@ class ModemConfig:
     command_latency: Latency = COMMAND_LATENCY
     prompt_latency: Latency = PROMPT_LATENCY
     report_delay: float = 1.0
+    # TP-ST of each status report the SMSC sends per message, report_delay apart:
+    # (0,) delivered; (0x30, 0) "still trying" then delivered; (0x41,) failed for good.
+    report_statuses: tuple[int, ...] = (0,)
     cms_error_rate: float = 0.0
     cms_error_code: int = 38
     pin: str | None = None

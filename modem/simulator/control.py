@@ -29,6 +29,8 @@ def handle_request(pool: ModemPool, request: dict) -> dict:
                                       request.get("cap"), float(request.get("fixed", 0.0)))
         elif cmd == "cms_errors":
             result = pool.set_cms_errors(modem, float(request["rate"]), int(request.get("code", 38)))
+        elif cmd == "report_status":
+            result = pool.set_report_statuses(modem, list(request["statuses"]))
         elif cmd == "register":
             result = pool.set_registered(modem, bool(request.get("registered", True)))
         elif cmd == "incoming_sms":

@@ -132,6 +132,13 @@ class ModemPool:
             port.modem.config.cms_error_rate, port.modem.config.cms_error_code = rate, int(code)
         return {"modems": [p.modem.name for p in self._targets(name)]}
 
+    def set_report_statuses(self, name: str | None, statuses: list[int]) -> dict:
+        if not statuses or any(not 0 <= int(s) <= 0xFF for s in statuses):
+            raise ControlError("statuses: a non-empty list of TP-ST values 0..255")
+        for port in self._targets(name):
+            port.modem.config.report_statuses = tuple(int(s) for s in statuses)
+        return {"modems": [p.modem.name for p in self._targets(name)], "statuses": [int(s) for s in statuses]}
+
     def set_registered(self, name: str | None, registered: bool) -> dict:
         for port in self._targets(name):
             port.schedule(port.modem.set_registered(bool(registered), _now()))

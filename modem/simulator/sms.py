@@ -204,8 +204,9 @@ def complete_submit(modem: "SimulatedModem", entry: "DataEntry", out: "_Output")
     if request["report"]:
         from .at_engine import Timer
 
-        out.add(delay + modem.config.report_delay,
-                timer=Timer("status_report", (reference, request["destination"], sent_at)))
+        for i, status in enumerate(modem.config.report_statuses, start=1):
+            out.add(delay + i * modem.config.report_delay,
+                    timer=Timer("status_report", (reference, request["destination"], sent_at, status)))
 
 
 def _fail(modem, out, delay, error) -> None:
@@ -218,19 +219,19 @@ def deliver_status_report(modem: "SimulatedModem", payload: tuple, now: float) -
     """The SMSC reports delivery: +CDSI (ds=2, stored in SR) or +CDS (ds=1, routed to the TE)."""
     from .at_engine import Action
 
-    reference, recipient, sent_at = payload
+    reference, recipient, sent_at, status = payload
     if not modem.powered:
         return []
     pdu, length = build_status_report(reference, recipient, modem.smsc,
-                                      network_time(sent_at), network_time(now))
+                                      network_time(sent_at), network_time(now), status)
     modem.counters.status_reports += 1
     event = {"event": "status_report", "modem": modem.name, "imei": modem.imei,
-             "destination": recipient, "reference": reference, "status": 0, "time": iso_time(now)}
+             "destination": recipient, "reference": reference, "status": status, "time": iso_time(now)}
     ds = modem.cnmi[3]
     if ds == 1:
         return [Action(0.0, event=event)] + modem.urc(f"+CDS: {length}\r\n{pdu}", now)
     details = {"reference": reference, "recipient": recipient, "submitted": network_time(sent_at),
-               "discharged": network_time(now), "status": 0}
+               "discharged": network_time(now), "status": status}
     try:
         index = modem.store.add("SR", StoredMessage("status_report", pdu, length, REC_UNREAD, details))
     except MemoryFull:
