@@ -277,6 +277,12 @@ def new():
     except (FormError, AlertError, alert_flow.FlowError) as exc:
         _discard_audio(alert_request)
         flash(error_message(exc), "error")
+        voice = "voice" in CHANNEL_CHOICES.get(request.form.get("channels", ""), ())
+        if voice and request.form.get("voice_source") in ("upload", "browser"):
+            # Every other field comes back filled in; a browser never lets a page put a file back into
+            # a file input, so the one thing to do again is the recording.
+            flash(_("The recording was not kept: a browser cannot hold on to a file after a refused send. "
+                    "Record it or choose the file again before sending."), "warning")
         return render_template("alerts/new.html", form=request.form,
                                **_choices(request.form.get("follows", type=int))), 400
     messages = {"draft": _("Draft %(id)s saved.", id=outcome.alert_id),

@@ -35,7 +35,7 @@ from gateway.demo import wait_for_http
 from web.serve import free_port
 from gateway.models import Alert, Contact, Delivery
 from modem.simulator.harness import SimulatorProcess
-from web.audit import AuditLog, anchor_path_for
+from gateway.audit import AuditLog, anchor_path_for
 from web.users import add_user
 
 pytestmark = pytest.mark.browser
@@ -250,14 +250,23 @@ def test_operator_drafts_approver_approves_progress_reaches_100_export_english_a
     page.fill("#text", ALERT_TEXT)
     page.wait_for_function("() => document.getElementById('counter').textContent.includes('GSM-7')")
     assert fix.is_hidden()
+    # A version in another language has the same live counter and fix as the main text.
+    page.click("fieldset.translations summary:has-text('(en)')")
+    page.fill("#text_en", "Flood “alert”")
+    page.wait_for_function("() => document.querySelector('[data-counter-for=text_en]').textContent.includes('UCS-2')")
+    page.click("[data-fix-for=text_en]")
+    page.wait_for_function("() => document.querySelector('[data-counter-for=text_en]').textContent.includes('GSM-7')")
+    assert page.input_value("#text_en") == 'Flood "alert"'
+    page.fill("#text_en", "")
     page.check("input[name=drill]")
     page.check(f"input[name=zones][value='{ZONE}']")
     page.check("input[name=channels][value=both]")
     page.fill("input[name=max_attempts]", "3")
     page.fill("input[name=voice_interval]", "1")
     page.fill("input[name=voice_cap]", "4")
-    page.click("#preview-button")
-    page.wait_for_selector("#preview-result li")
+    # Recipients and ETA are counted again on their own as targets and channels change, next to the send
+    # buttons: after choosing the zone and both channels the counts for both appear, nothing pressed.
+    page.wait_for_function("() => document.querySelectorAll('#preview-result li[data-channel]').length === 2")
     preview = page.inner_text("#preview-result")
     assert "SMS: 18" in preview and "Voce: 30" in preview, preview    # 18 mobiles; 30 numbers with landlines
     _screenshot(page, "compose")

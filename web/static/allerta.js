@@ -132,78 +132,121 @@
     button.addEventListener("click", function () { window.print(); });
   }
 
-  // Compose: live encoding and segments, the typography fix, templates, recipients and ETA.
+  // Compose: live encoding and segments of every text, the typography fix, templates, recipients and ETA.
   const compose = document.getElementById("compose");
   if (!compose) return;
   const text = document.getElementById("text");
-  const counter = document.getElementById("counter");
-  const fix = document.getElementById("fix-typography");
   const drill = document.getElementById("drill");
-  const t = counter.dataset;
-  let fixedText = null;
-  let timer = null;
+  const t = document.getElementById("counter").dataset;  // the counters' words, translated once
+  const jsonHeaders = {"Content-Type": "application/json", Accept: "application/json"};
 
-  async function updateCounter() {
-    const response = await fetch(compose.dataset.planUrl, {
-      method: "POST", credentials: "same-origin",
-      headers: {"Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf()},
-      body: JSON.stringify({text: text.value, drill: drill.checked}),
-    });
-    if (response.status === 401) {  // signed out meanwhile: say so instead of a silent counter
-      counter.textContent = (await response.json()).message;
-      counter.classList.add("error");
-      return;
+  // One counter per text area: the main text and each version in another language is an SMS of its own.
+  function attachCounter(area, counter, fix) {
+    let fixedText = null;
+    let timer = null;
+    let asked = 0;  // answers that arrive out of order must not overwrite a newer one
+    async function update() {
+      const mine = ++asked;
+      const response = await fetch(compose.dataset.planUrl, {
+        method: "POST", credentials: "same-origin", headers: {...jsonHeaders, "X-CSRFToken": csrf()},
+        body: JSON.stringify({text: area.value, drill: drill.checked}),
+      });
+      if (mine !== asked) return;
+      if (response.status === 401) {  // signed out meanwhile: say so instead of a silent counter
+        counter.textContent = (await response.json()).message;
+        counter.classList.add("error");
+        return;
+      }
+      if (!response.ok) return;
+      const plan = await response.json();
+      if (mine !== asked) return;
+      counter.classList.remove("warning", "error");
+      if (plan.error) { counter.textContent = plan.error; counter.classList.add("error"); }
+      else if (!plan.encoding) { counter.textContent = ""; }
+      else {
+        let line = (plan.encoding === "GSM-7" ? t.tGsm : t.tUcs) + " · " + plan.segments + " " + t.tSegments +
+          " · " + plan.units + " " + t.tChars;
+        if (plan.culprits.length) { line += " · " + t.tCulprits + " " + plan.culprits.join(" "); counter.classList.add("warning"); }
+        if (plan.too_long) { line += " · " + t.tToolong; counter.classList.add("error"); }
+        counter.textContent = line;
+      }
+      fixedText = plan.fixed;
+      if (fix) fix.hidden = !fixedText;
     }
-    if (!response.ok) return;
-    const plan = await response.json();
-    counter.classList.remove("warning", "error");
-    if (plan.error) { counter.textContent = plan.error; counter.classList.add("error"); }
-    else if (!plan.encoding) { counter.textContent = ""; }
-    else {
-      let line = (plan.encoding === "GSM-7" ? t.tGsm : t.tUcs) + " · " + plan.segments + " " + t.tSegments +
-        " · " + plan.units + " " + t.tChars;
-      if (plan.culprits.length) { line += " · " + t.tCulprits + " " + plan.culprits.join(" "); counter.classList.add("warning"); }
-      if (plan.too_long) { line += " · " + t.tToolong; counter.classList.add("error"); }
-      counter.textContent = line;
+    function schedule() { clearTimeout(timer); timer = setTimeout(update, 200); }
+    area.addEventListener("input", schedule);
+    drill.addEventListener("change", schedule);
+    if (fix) {
+      fix.addEventListener("click", function () {
+        if (fixedText !== null) { area.value = fixedText; update(); recount(); }
+      });
     }
-    fixedText = plan.fixed;
-    fix.hidden = !fixedText;
+    if (area.value) update();
+    return update;
   }
-  function schedule() { clearTimeout(timer); timer = setTimeout(updateCounter, 200); }
-  text.addEventListener("input", schedule);
-  drill.addEventListener("change", schedule);
-  fix.addEventListener("click", function () { if (fixedText !== null) { text.value = fixedText; updateCounter(); } });
-  if (text.value) updateCounter();
+  const counters = {};
+  for (const counter of compose.querySelectorAll("[data-counter-for]")) {
+    const name = counter.dataset.counterFor;
+    const area = document.getElementById(name);
+    if (area) counters[name] = attachCounter(area, counter, compose.querySelector('[data-fix-for="' + name + '"]'));
+  }
 
   const template = document.getElementById("template");
   template.addEventListener("change", function () {
     const option = template.selectedOptions[0];
-    if (option && option.dataset.text) { text.value = option.dataset.text; updateCounter(); }
+    if (option && option.dataset.text) { text.value = option.dataset.text; counters.text(); recount(); }
   });
 
+  // Recipients per channel and the ETA, next to the send buttons, counted again a moment after the
+  // targets, channels or texts stop changing (the texts' segments change the SMS time).
   const preview = document.getElementById("preview");
   const result = document.getElementById("preview-result");
-  document.getElementById("preview-button").addEventListener("click", async function () {
-    const data = new FormData(compose);
-    data.delete("audio");  // the recording is not needed to count recipients
-    data.delete("recording");
-    const response = await fetch(compose.dataset.previewUrl, {
-      method: "POST", credentials: "same-origin", headers: {Accept: "application/json", "X-CSRFToken": csrf()}, body: data,
-    });
-    const body = await response.json();
-    result.textContent = "";
+  let previewTimer = null;
+  let previewAsked = 0;
+  function showPreview(body) {
     const list = document.createElement("ul");
-    if (body.error) {
+    if (body.error || body.message) {
       const item = document.createElement("li"); item.textContent = body.message || body.error; item.className = "error"; list.appendChild(item);
     } else {
       for (const [channel, count] of Object.entries(body.recipients)) {
         const eta = body.eta_seconds[channel];
         const item = document.createElement("li");
+        item.dataset.channel = channel;
         item.textContent = (body.channel_labels[channel] || channel) + ": " + count + " " + preview.dataset.tRecipients.toLowerCase() + " · " +
           preview.dataset.tEta + ": " + (eta === null ? preview.dataset.tNoline : Math.ceil(eta / 60) + " " + preview.dataset.tMinutes);
         list.appendChild(item);
       }
     }
-    result.appendChild(list);
-  });
+    result.replaceChildren(list);
+  }
+  const hint = result.firstElementChild.cloneNode(true);  // "choose the recipients", shown again when none is
+  function hasTargets() {
+    if (compose.querySelector("input[name=follows]")) return true;  // a follow-up goes to the original's numbers
+    if (compose.querySelector("input[name=everyone]:checked, input[name=zones]:checked, input[name=groups]:checked")) return true;
+    const numbers = compose.querySelector("textarea[name=numbers]");
+    return Boolean(numbers && numbers.value.trim());
+  }
+  async function countRecipients() {
+    const mine = ++previewAsked;
+    if (!hasTargets()) { result.replaceChildren(hint.cloneNode(true)); return; }
+    const data = new FormData(compose);
+    data.delete("audio");  // the recording is not needed to count recipients
+    data.delete("recording");
+    let body;
+    try {
+      const response = await fetch(compose.dataset.previewUrl, {
+        method: "POST", credentials: "same-origin", headers: {Accept: "application/json", "X-CSRFToken": csrf()}, body: data,
+      });
+      body = await response.json();
+    } catch (e) { return; }  // the box may be restarting: the next change counts again
+    if (mine === previewAsked) showPreview(body);
+  }
+  function recount() { clearTimeout(previewTimer); previewTimer = setTimeout(countRecipients, 400); }
+  function countsFor(target) {
+    // Files and the listening controls do not change who is reached or how long it takes.
+    return target.type !== "file" && target.name !== "preview_language" && target.id !== "template";
+  }
+  compose.addEventListener("input", function (event) { if (countsFor(event.target)) recount(); });
+  compose.addEventListener("change", function (event) { if (countsFor(event.target)) recount(); });
+  countRecipients();  // a form given back after a refusal, or a follow-up, already has its targets
 })();
