@@ -6,6 +6,10 @@ breaks its own hash; removing one breaks the next entry's link (and leaves a
 gap in the ids); removing the newest entries is caught by the anchor file,
 which holds the id and hash of the newest entry this box wrote.
 
+It lives in gateway/ because the panel and the command line both write it:
+an alert sent with ``allerta alert send`` is on the same chain as one sent
+from the panel.
+
 Writers hold a process lock from reading the previous hash to commit, and
 ``prev_hash`` is unique, so two writers can never fork the chain silently.
 """

@@ -317,7 +317,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from gateway.contacts_import import import_contacts
     from gateway.db import utcnow
     from modem.simulator.harness import SimulatorError, SimulatorProcess
-    from web.audit import AuditLog, anchor_path_for
+    from gateway.audit import AuditLog, anchor_path_for
 
     channels = getattr(args, "channels", 8)
     time_scale = getattr(args, "time_scale", 0.1)

@@ -86,12 +86,41 @@ def cmd_restore(args: argparse.Namespace) -> int:
         db = _sqlite_file(config)
         if db is None:
             return 2
+        previous = _audit_anchor(config)
         saved = restore_sqlite(config, db, Path(args.file))
     except BackupError as exc:
         return _fail(str(exc))
+    _audit_restore(config, args.file, saved, previous)
     print(f"restored {args.file} into {db}" + (f"; the previous database is kept in {saved}" if saved else ""))
     print("start the engine again: systemctl start allerta-engine (it applies any newer migrations)")
     return 0
+
+
+def _audit_anchor(config) -> str | None:
+    from gateway.audit import anchor_path_for
+    try:
+        return anchor_path_for(config.general["data_dir"]).read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+def _audit_restore(config, backup: str, saved: Path | None, previous_anchor: str | None) -> None:
+    """Record the restore on the restored database's chain.
+
+    The backup's log ends before the entries written since it was taken, so the
+    anchor file (the newest entry this box wrote) no longer matches and
+    ``audit verify`` would call the restore a removal. This entry is written on
+    the restored chain, moves the anchor to itself, and keeps the old anchor
+    (id and hash of the newest entry lost with the restore) in its details, so
+    what the restore took away stays on record.
+    """
+    from gateway.audit import AuditLog, anchor_path_for
+    from gateway.cli import cli_actor
+    from gateway.composition import build_services
+    services = build_services(config)   # applies newer migrations, as the engine would
+    AuditLog(services.sessions, anchor_path_for(config.general["data_dir"])).write(
+        cli_actor(), "database.restore", Path(backup).name, backup=str(Path(backup).resolve()),
+        previous_database=str(saved) if saved else None, previous_newest_entry=previous_anchor)
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from gateway.composition import Services, build_services
 from gateway.config import Config, load_config
 from web.app_user import load_user
-from web.audit import AuditLog, anchor_path_for
+from gateway.audit import AuditLog, anchor_path_for
 from web.context import Panel, panel
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, PanelBabel, compile_catalogues
 from web.labels import label, labels

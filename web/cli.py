@@ -46,7 +46,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _panel(args: argparse.Namespace):  # noqa: ANN202
     from gateway.composition import build_services
     from gateway.config import load_config
-    from web.audit import AuditLog, anchor_path_for
+    from gateway.audit import AuditLog, anchor_path_for
     services = build_services(load_config(args.config))
     return services, AuditLog(services.sessions, anchor_path_for(services.config.general["data_dir"]))
 

@@ -8,7 +8,7 @@ from flask import current_app, request
 from flask_login import current_user
 
 from gateway.composition import Services
-from web.audit import AuditLog
+from gateway.audit import AuditLog
 
 
 @dataclass

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from gateway.db import utcnow
 from gateway.models_panel import ApiToken
-from web.audit import AuditLog
+from gateway.audit import AuditLog
 from web.users import RANK
 
 PREFIX = "allerta_"

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import utcnow
 from gateway.models_panel import User
-from web.audit import AuditLog
+from gateway.audit import AuditLog
 
 # Ordered: each role may do everything the roles before it may.
 ROLES = ("viewer", "operator", "approver", "admin")
