@@ -40,6 +40,7 @@ ROUTES = [
     ("GET", "/contacts/import", "operator"),
     ("POST", "/contacts/import", "operator"),
     ("POST", "/contacts/import/confirm", "operator"),
+    ("POST", "/contacts/import/cancel", "operator"),
     ("GET", "/zones/", "viewer"),
     ("POST", "/zones/zone/{zone}/rename", "operator"),
     ("POST", "/zones/zone/{zone}/merge", "operator"),

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import time
+from pathlib import Path
 
 from sqlalchemy import func, select, update
 
@@ -181,3 +184,62 @@ def test_bad_csv_files(app, panel):
     assert response.status_code == 400
     with panel.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Contact)) == 4
+
+
+def _previews(panel) -> set[str]:
+    uploads = Path(panel.config.general["data_dir"]) / "uploads"
+    return {p.name for p in uploads.glob("import-*.csv")}
+
+
+def _preview_token(response) -> str:
+    return re.search(r'name="token" value="([0-9a-f]{32})"', response.get_data(as_text=True)).group(1)
+
+
+def test_a_confirmed_or_cancelled_preview_leaves_no_file(app, panel):
+    operator = client_for(app, "operator")
+    data = (DATA / "contacts_excel_it_cp1252.csv").read_bytes()
+    confirmed = _preview_token(_upload(operator, data))
+    cancelled = _preview_token(_upload(operator, data))
+    assert _previews(panel) == {f"import-{confirmed}.csv", f"import-{cancelled}.csv"}
+    assert post(operator, "/contacts/import/confirm", {"token": confirmed}).status_code == 200
+    assert _previews(panel) == {f"import-{cancelled}.csv"}
+    response = post(operator, "/contacts/import/cancel", {"token": cancelled})
+    assert response.status_code == 302 and response.location.endswith("/contacts/import")
+    assert _previews(panel) == set()
+    assert "annullata" in operator.get("/contacts/import").get_data(as_text=True)
+    # A cancelled preview cannot be imported afterwards.
+    assert post(operator, "/contacts/import/confirm", {"token": cancelled}).status_code == 302
+    assert post(operator, "/contacts/import/cancel", {"token": "../allerta.db"}).status_code == 400
+    assert "Annulla" in _upload(operator, data).get_data(as_text=True)  # the preview offers it
+
+
+def test_a_failed_import_does_not_leave_its_file(app, panel, monkeypatch):
+    operator = client_for(app, "operator")
+    token = _preview_token(_upload(operator, (DATA / "contacts_excel_it_cp1252.csv").read_bytes()))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+    monkeypatch.setattr("web.contacts.import_contacts", broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # the panel's 500 page, as a person would see it
+    assert post(operator, "/contacts/import/confirm", {"token": token}).status_code == 500
+    assert _previews(panel) == set()
+
+
+def test_a_new_preview_sweeps_the_ones_older_than_an_hour(app, panel):
+    operator = client_for(app, "operator")
+    data = (DATA / "contacts_excel_it_cp1252.csv").read_bytes()
+    uploads = Path(panel.config.general["data_dir"]) / "uploads"
+    abandoned, recent = _preview_token(_upload(operator, data)), _preview_token(_upload(operator, data))
+    # Age the files by their modification time, the clock the sweep reads.
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(uploads / f"import-{abandoned}.csv", (two_hours_ago, two_hours_ago))
+    fifty_minutes_ago = time.time() - 50 * 60
+    os.utime(uploads / f"import-{recent}.csv", (fifty_minutes_ago, fifty_minutes_ago))
+    other = uploads / "not-a-preview.wav"
+    other.write_bytes(b"x")
+    os.utime(other, (two_hours_ago, two_hours_ago))
+    newest = _preview_token(_upload(operator, data))
+    assert _previews(panel) == {f"import-{recent}.csv", f"import-{newest}.csv"}
+    assert other.exists()  # only previews are swept
+    # The abandoned one is gone for good: confirming it asks for the file again.
+    assert post(operator, "/contacts/import/confirm", {"token": abandoned}).status_code == 302

@@ -253,10 +253,32 @@ def delete(contact_id: int):
 
 
 # --- import -------------------------------------------------------------------------------
+# A preview waits on disk for its confirmation. The file holds residents' names and numbers, so one
+# nobody confirmed or cancelled (the tab closed, the operator went home) must not stay there forever:
+# every new preview sweeps the ones older than this.
+PREVIEW_MAX_AGE = dt.timedelta(hours=1)
+
+
 def _uploads() -> Path:
     path = Path(panel().config.general["data_dir"]) / "uploads"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _preview_path(token: str) -> Path:
+    if not _TOKEN.match(token):
+        abort(400)
+    return _uploads() / f"import-{token}.csv"
+
+
+def _sweep_previews(uploads: Path) -> None:
+    oldest = (dt.datetime.now() - PREVIEW_MAX_AGE).timestamp()
+    for path in uploads.glob("import-*.csv"):
+        try:
+            if path.stat().st_mtime < oldest:
+                path.unlink()
+        except FileNotFoundError:
+            pass  # confirmed or swept by another request meanwhile
 
 
 @bp.route("/import", methods=["GET", "POST"])
@@ -279,26 +301,36 @@ def import_file():
         status = 400
     else:
         token = secrets.token_hex(16)
-        (_uploads() / f"import-{token}.csv").write_bytes(data)
+        uploads = _uploads()
+        _sweep_previews(uploads)
+        (uploads / f"import-{token}.csv").write_bytes(data)
     return render_template("contacts/import.html", parsed=parsed, token=token, filename=upload.filename), status
 
 
 @bp.route("/import/confirm", methods=["POST"])
 @require_role("operator")
 def import_confirm():
-    token = request.form.get("token", "")
-    if not _TOKEN.match(token):
-        abort(400)
-    path = _uploads() / f"import-{token}.csv"
+    path = _preview_path(request.form.get("token", ""))
     if not path.exists():
         flash(_("The uploaded file is no longer available; upload it again."), "error")
         return redirect(url_for("contacts.import_file"))
     data = path.read_bytes()
     strict = request.form.get("strict") == "1"
     p = panel()
-    report = import_contacts(p.sessions, data, region=p.config.general["region"], strict=strict)
-    path.unlink(missing_ok=True)
+    try:
+        report = import_contacts(p.sessions, data, region=p.config.general["region"], strict=strict)
+    finally:
+        path.unlink(missing_ok=True)  # used once, whatever happened: a failed import is uploaded again
     p.audit.write(current_user.username, "contacts.import", request.form.get("filename", "")[:120],
                   imported=report.imported, created=report.contacts_created, updated=report.contacts_updated,
                   rejected=len(report.rejected), strict=strict)
     return render_template("contacts/import_done.html", report=report), 200 if report.imported else 400
+
+
+@bp.route("/import/cancel", methods=["POST"])
+@require_role("operator")
+def import_cancel():
+    """The operator saw the preview and does not want it: the file goes now, not at the next sweep."""
+    _preview_path(request.form.get("token", "")).unlink(missing_ok=True)
+    flash(_("Import cancelled: the uploaded file was deleted."), "success")
+    return redirect(url_for("contacts.import_file"))
