@@ -1,4 +1,5 @@
-"""Alarms about the box itself: a modem lost, a SIM near its daily cap, the AMI link down.
+"""Alarms about the box itself: a modem lost, a SIM near its daily cap, the AMI link down,
+a trunk whose calls keep failing on the network side.
 
 The monitor runs in the engine and reads the lines table the engine keeps
 (state, sent today, cap), so it needs no hook into the channels. An alarm is
@@ -20,12 +21,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.alerts import AlertError, AlertRequest, AlertService, Target
 from gateway.config import Config
 from gateway.db import utcnow
-from gateway.models import Line
+from gateway.models import Attempt, Line
 from gateway.models_ops import Alarm
 
 log = logging.getLogger(__name__)
 
 DOWN_STATES = ("down", "suspended")
+# Q.850 causes raised by the trunk or the network, not by the callee (no circuit, network
+# out of order, temporary failure, switching congestion): the same set as
+# asterisk/outcomes.py TRUNK_SIDE_CAUSES, spelled out here because gateway/ reads the
+# attempts the voice channel stored, not the channel itself (tests check they agree).
+TRUNK_SIDE_CAUSES = frozenset({"34", "38", "41", "42"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class AlarmSettings:
     modem_lost_seconds: float = 300.0
     ami_down_seconds: float = 300.0
     sim_cap_warning: float = 0.9
+    trunk_failures: int = 5                  # trunk-side failures in a row that raise trunk_failing
     modems: frozenset[str] = frozenset()     # labels of the configured modems
     trunks: frozenset[str] = frozenset()     # names of the configured trunks
     ami_link: str = "asterisk"               # the AMI link's host:port: the ami_down alarm's subject
@@ -48,7 +55,7 @@ class AlarmSettings:
         ops = config.ops
         return cls(comune=config.general["comune"], on_call=tuple(ops["on_call"]),
                    modem_lost_seconds=ops["modem_lost_minutes"] * 60, ami_down_seconds=ops["ami_down_minutes"] * 60,
-                   sim_cap_warning=ops["sim_cap_warning"], modems=frozenset(m.label for m in config.modems),
+                   sim_cap_warning=ops["sim_cap_warning"], trunk_failures=ops["trunk_failures"], modems=frozenset(m.label for m in config.modems),
                    trunks=frozenset(t["name"] for t in config.trunks) if config.asterisk["enabled"] else frozenset(),
                    ami_link=f"{config.asterisk['host']}:{config.asterisk['port']}")
 
@@ -87,6 +94,10 @@ class AlarmMonitor:
                                 worst.state, worst.last_error, bool(down), now)
             if alarm is not None:
                 raised.append(alarm)
+        for trunk in sorted(s.trunks):
+            alarm = self._check_trunk_failures(trunk)
+            if alarm is not None:
+                raised.append(alarm)
         for line in lines:
             if line.channel == "sms" and line.label in s.modems:
                 alarm = self._track("modem_lost", line.label, s.modem_lost_seconds, f"modem {line.label}",
@@ -103,6 +114,32 @@ class AlarmMonitor:
                 else:
                     self._clear("sim_cap", line.label)
         return raised
+
+    def _check_trunk_failures(self, trunk: str) -> int | None:
+        """Raise trunk_failing when the trunk's last ``trunk_failures`` calls all failed on the
+        trunk side; clear it as soon as a call gets through the network again.
+
+        The engine already halves such a trunk's concurrency and charges the recipients
+        nothing, so the alert crawls on without anybody knowing why: a trunk whose
+        provider is down (or whose E1 lost sync) is something on-call staff must hear of.
+        """
+        n = self.settings.trunk_failures
+        with self.sessions() as session:
+            causes = list(session.scalars(
+                # Only calls whose fate the network told us (a cause): an originate the AMI
+                # refused, or an engine stop, says nothing about the trunk.
+                select(Attempt.cause).where(Attempt.channel == "voice", Attempt.line == trunk,
+                                            Attempt.cause.is_not(None), Attempt.ended_at.is_not(None))
+                .order_by(Attempt.id.desc()).limit(n)))
+        if not causes:
+            return None
+        if causes[0] not in TRUNK_SIDE_CAUSES:
+            self._clear("trunk_failing", trunk)
+            return None
+        if len(causes) < n or not all(cause in TRUNK_SIDE_CAUSES for cause in causes):
+            return None
+        return self._raise("trunk_failing", trunk, f"linea {trunk}: ultime {n} chiamate fallite sulla rete "
+                           f"(cause Q.850 {', '.join(sorted(set(causes), key=int))})")
 
     def _track(self, kind: str, subject: str, threshold: float, what: str, state: str,
                last_error: str | None, bad: bool, now: float) -> int | None:

@@ -174,6 +174,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "on_call": Key(list, [], "Numbers of the staff on call: alarms about the box (modem lost, SIM near its cap, Asterisk down) go to them by SMS.", _number_list),
         "modem_lost_minutes": Key(NUMBER, 5.0, "Minutes a modem may stay down or out of rotation before an alarm is raised.", _positive),
         "ami_down_minutes": Key(NUMBER, 5.0, "Minutes the Asterisk AMI link may stay down before an alarm is raised.", _positive),
+        "trunk_failures": Key(int, 5, "Trunk-side call failures in a row (Q.850 34, 38, 41, 42) on a trunk after which an alarm is raised; a call that gets through clears it.", _positive),
         "sim_cap_warning": Key(NUMBER, 0.9, "Share of a SIM's daily_cap used today after which an alarm warns that it is nearly exhausted.", _ratio),
         "selftest_numbers": Key(list, [], "Staff numbers the scheduled self-test sends a test SMS (mobiles) and a test call (every number, with [asterisk] enabled) to. Empty: no self-test.", _number_list),
         "selftest_interval_hours": Key(NUMBER, 168.0, "Hours between scheduled self-tests (168: weekly); a failed self-test raises an alarm.", _positive),

@@ -89,3 +89,56 @@ def test_sim_near_its_daily_cap_and_modem_lost_threshold(services):
     services.store.record_line_statuses([LineStatus(channel="sms", label="m0", state="up", sent_today=0, daily_cap=1000)])
     monitor.check()
     assert [a.kind for a in alarms(services) if a.cleared_at is None] == ["modem_lost"]
+
+
+def _calls_on(services, trunk, causes):
+    """Voice attempts ended on ``trunk`` with these Q.850 causes, oldest first."""
+    from gateway.db import utcnow
+    from gateway.models import Attempt
+    with services.sessions.begin() as s:
+        delivery_id = s.scalars(select(Delivery.id)).first()
+        s.add_all(Attempt(delivery_id=delivery_id, channel="voice", line=trunk, outcome="failed",
+                          cause=None if cause is None else str(cause), ended_at=utcnow()) for cause in causes)
+
+
+def test_trunk_side_failures_in_a_row_raise_a_trunk_alarm_cleared_by_a_call_that_gets_through(contacts, tmp_path):
+    from gateway.alerts import AlertRequest, Target
+    services = contacts
+    services.alerts.create(AlertRequest(text="Prova", channels=("voice",), target=Target(everyone=True),
+                                        audio_path=str(tmp_path / "msg"), audio_seconds=5.0))
+    monitor = AlarmMonitor(services.sessions, services.alerts,
+                           AlarmSettings(comune="Fiumicino", on_call=(ON_CALL,), trunk_failures=5,
+                                         trunks=frozenset({"e1", "dongle"})), clock=Clock())
+    # Four network failures, a busy callee in between, then four more: never five in a row.
+    _calls_on(services, "e1", [34, 38, 41, 42, 17, 34, 34, 41, 42])
+    # A call the AMI refused (no cause) says nothing about the network and breaks no run.
+    _calls_on(services, "e1", [None])
+    _calls_on(services, "dongle", [34, 34, 34, 34, 34])   # another trunk: its own count
+    [dongle] = monitor.check()
+    assert monitor.check() == []
+    _calls_on(services, "e1", [38])                        # the fifth in a row
+    [e1] = monitor.check()
+    assert monitor.check() == []                           # raised once
+    by_id = {a.id: a for a in alarms(services)}
+    assert (by_id[e1].kind, by_id[e1].subject) == ("trunk_failing", "e1")
+    assert "34, 38, 41, 42" in by_id[e1].message
+    assert (by_id[dongle].kind, by_id[dongle].subject) == ("trunk_failing", "dongle")
+    with services.sessions() as s:
+        assert s.get(Alert, by_id[e1].alert_id).text.startswith("ALLARME Allerta Fiumicino: linea e1")
+    # A call that got through (answered, normal clearing) clears the trunk's alarm only.
+    _calls_on(services, "e1", [16])
+    monitor.check()
+    assert [(a.subject, a.cleared_at is None) for a in alarms(services)] == [("dongle", True), ("e1", False)]
+
+
+def test_trunk_side_causes_agree_with_the_voice_channel():
+    from asterisk.outcomes import TRUNK_SIDE_CAUSES as VOICE_TRUNK_SIDE
+    from gateway.alarms import TRUNK_SIDE_CAUSES
+    assert TRUNK_SIDE_CAUSES == {str(cause) for cause in VOICE_TRUNK_SIDE}
+
+
+def test_trunk_failures_threshold_comes_from_the_configuration(tmp_path):
+    from gateway.config import load_config
+    from tests.conftest import write_config
+    config = load_config(write_config(tmp_path, "[ops]\ntrunk_failures = 3\n"))
+    assert AlarmSettings.from_config(config).trunk_failures == 3
