@@ -570,9 +570,10 @@ def export(alert_id: int):
                     buffer.seek(0)
                     buffer.truncate()
         yield buffer.getvalue()
-        panel().audit.write(actor_name, "alert.export", alert_id)
 
-    actor_name = current_user.username
+    # Written before the first row leaves: an export whose download is interrupted, or never read to
+    # the end, still took residents' data out of the box.
+    panel().audit.write(current_user.username, "alert.export", alert_id)
     return Response(stream_with_context(generate()), mimetype="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="allerta-{alert_id}.csv"'})
 
