@@ -28,7 +28,11 @@ def _render(name: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, ami_port: int = 5038,
+HANGUP_CONTEXT = "allerta-hangup"   # the hangup handler's context in extensions_allerta.conf
+
+
+def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, context: str = "allerta-outbound",
+                   ami_port: int = 5038,
                    max_plays: int = 3, read_timeout_seconds: int = 5,
                    amd_silence_ms: int = 1500, amd_max_wait_seconds: int = 20,
                    confirmed_sound: str = "auth-thankyou") -> dict[str, str]:
@@ -40,6 +44,10 @@ def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, ami_port:
     if not sounds_dir.startswith("/") or not _SOUND.match(sounds_dir):
         raise ConfigRenderError(f"sounds directory {sounds_dir!r} must be an absolute path of "
                                 "letters, digits, '_', '.', '-' and '/'")
+    # The engine originates into [asterisk] context: the dialplan must be named the same.
+    if not _NAME.match(context) or context == HANGUP_CONTEXT:
+        raise ConfigRenderError(f"dialplan context {context!r}: use letters, digits, '_', '-', '.' "
+                                f"(and not {HANGUP_CONTEXT}, the hangup handler's)")
     if not _SOUND.match(confirmed_sound):
         raise ConfigRenderError(f"confirmed sound {confirmed_sound!r} is not a plain sound name")
     for label, number, low, high in (("ami_port", ami_port, 1, 65535), ("max_plays", max_plays, 1, 10),
@@ -49,7 +57,7 @@ def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, ami_port:
         if not low <= number <= high:
             raise ConfigRenderError(f"{label} must be between {low} and {high}, got {number}")
     values = {
-        "AMI_USER": ami_user, "AMI_SECRET": ami_secret, "AMI_PORT": str(ami_port),
+        "CONTEXT": context, "AMI_USER": ami_user, "AMI_SECRET": ami_secret, "AMI_PORT": str(ami_port),
         "SOUNDS_DIR": sounds_dir.rstrip("/") or "/", "MAX_PLAYS": str(max_plays),
         "READ_TIMEOUT_SECONDS": str(read_timeout_seconds),
         "AMD_SILENCE_MS": str(amd_silence_ms), "AMD_MAX_WAIT_SECONDS": str(amd_max_wait_seconds),

@@ -370,7 +370,8 @@ def cmd_asterisk_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     a = config.asterisk
     try:
-        files = render_configs(a["username"], a["secret"], config.sounds_dir, ami_port=a["port"])
+        files = render_configs(a["username"], a["secret"], config.sounds_dir, context=a["context"],
+                               ami_port=a["port"])
     except ConfigRenderError as exc:
         raise CliError(f"[asterisk]: {exc}") from None
     gid = _asterisk_output_dir(Path(args.out)) if args.out else None

@@ -17,8 +17,13 @@ def test_extensions_key_lines():
     assert " same => n,Wait(1)" in text
     assert '${ALLERTA_AMD}' in text and "AMD()" in text
     # The gateway sends the absolute path: the sounds directory must not be prefixed again.
-    assert "Playback(${ALLERTA_AUDIO})" in text and "sounds/${ALLERTA_AUDIO}" not in text
-    assert "Read(DIGIT,,1,,1,5)" in text
+    assert "sounds/${ALLERTA_AUDIO}" not in text
+    # Read() plays the message, so a digit pressed during it interrupts and counts.
+    assert "Read(DIGIT,${ALLERTA_AUDIO},1,,1,5)" in text
+    # Read() skips a missing file silently: the dialplan checks it first and reports an error.
+    assert "GotoIf($[${STAT(e,${ALLERTA_AUDIO}.wav)}]?:error)" in text
+    # The answering machine gets the message once, no key expected.
+    assert "Playback(${ALLERTA_AUDIO})" in text
     assert "${ALLERTA_PLAYS} < 3" in text
     for result in ("confirmed", "listened", "voicemail"):
         assert f"UserEvent(AllertaResult,Delivery: ${{ALLERTA_DELIVERY}},Result: {result},Digit:" in text
@@ -40,7 +45,7 @@ def test_manager_key_lines():
 
 def test_options_render():
     text = render(max_plays=2, read_timeout_seconds=7)["extensions_allerta.conf"]
-    assert "Read(DIGIT,,1,,1,7)" in text and "${ALLERTA_PLAYS} < 2" in text
+    assert "Read(DIGIT,${ALLERTA_AUDIO},1,,1,7)" in text and "${ALLERTA_PLAYS} < 2" in text
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -50,7 +55,25 @@ def test_options_render():
     ({"sounds_dir": "relative/path"}, "sounds directory"),
     ({"sounds_dir": "/var/lib/a,b"}, "sounds directory"),
     ({"max_plays": 0}, "max_plays"),
+    ({"context": "bad context"}, "context"),
+    ({"context": "allerta-hangup"}, "context"),
 ])
 def test_bad_values_refused(kwargs, match):
     with pytest.raises(ConfigRenderError, match=match):
         render(**kwargs)
+
+
+def test_play_branch_reads_while_playing():
+    """Between the play label and the digit test, the message is played only by Read()."""
+    lines = render()["extensions_allerta.conf"].splitlines()
+    start = next(i for i, line in enumerate(lines) if "n(play)" in line)
+    end = next(i for i, line in enumerate(lines) if '"${DIGIT}" = "1"' in line)
+    apps = [line.split(",", 1)[1].split("(", 1)[0] for line in lines[start:end] if line.startswith(" same")]
+    assert apps == ["Set", "GotoIf", "Read"]
+
+
+def test_context_is_the_configured_one():
+    text = render(context="fiumicino-alert")["extensions_allerta.conf"]
+    assert "[fiumicino-alert]" in text and "allerta-outbound" not in text
+    # The hangup handler keeps its own context, which the handler push names.
+    assert "[allerta-hangup]" in text and "hangup_handler_push)=allerta-hangup,s,1" in text

@@ -19,6 +19,18 @@ def test_asterisk_config_print_is_filled_from_our_configuration(tmp_path, capsys
     assert str(tmp_path / "data" / "sounds") in out
 
 
+def test_printed_dialplan_context_is_the_one_the_engine_originates_into(tmp_path, capsys):
+    from gateway.composition import build_voice_channel
+    from gateway.config import load_config
+    path = write_config(tmp_path, '[asterisk]\nenabled = true\nsecret = "Segreto-123456"\n'
+                                  'context = "fiumicino-allerta"\n'
+                                  '[[trunks]]\nname = "pstn"\ndial = "PJSIP/{number}@pstn"\n')
+    assert main(["--config", str(path), "asterisk", "config", "--print"]) == 0
+    out = capsys.readouterr().out
+    assert "[fiumicino-allerta]" in out and "[allerta-outbound]" not in out
+    assert build_voice_channel(load_config(path)).settings.context == "fiumicino-allerta"
+
+
 def test_asterisk_config_refuses_a_weak_secret(tmp_path, capsys):
     path = write_config(tmp_path, '[asterisk]\nsecret = "short"\n')
     assert main(["--config", str(path), "asterisk", "config", "--print"]) == 2

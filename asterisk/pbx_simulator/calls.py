@@ -213,7 +213,7 @@ class CallScript:
         return None
 
     async def _dialplan(self, chan: ev.SimChannel) -> None:
-        """[allerta-outbound]: Answer, Wait(1), AMD, Playback, Read, UserEvent."""
+        """Our dialplan's context: Answer, Wait(1), AMD, Read() playing the message, UserEvent."""
         call, plan = self.call, self.call.plan
         chan.priority = 2
         await self._wait(1.0)
