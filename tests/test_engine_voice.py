@@ -64,10 +64,10 @@ def modem_simulator(tmp_path, count=1) -> SimulatorProcess:
 def create_voice_alert(services, tmp_path, **overrides):
     wav = tmp_path / "msg"
     (tmp_path / "msg.wav").write_bytes(b"")  # the simulator does not play audio; the path is what travels
-    request = AlertRequest(text="Allerta alluvione: salire ai piani alti", channels=("voice",),
-                           target=Target(zones=("Fregene",)), audio_path=str(wav), audio_seconds=12.0,
-                           audio_source="tts", max_attempts=5, voice_interval=0.2, voice_growth=1.0, voice_cap=6,
-                           **overrides)
+    values = dict(text="Allerta alluvione: salire ai piani alti", channels=("voice",),
+                  target=Target(zones=("Fregene",)), audio_path=str(wav), audio_seconds=12.0,
+                  audio_source="tts", max_attempts=5, voice_interval=0.2, voice_growth=1.0, voice_cap=6)
+    request = AlertRequest(**{**values, **overrides})
     alert_id, preview = services.alerts.create(request)
     return alert_id, preview
 
@@ -294,3 +294,54 @@ def test_cancel_during_calls_stops_them_for_good_without_fallback(tmp_path):
         assert {(d.channel, d.state) for d in rows} == {("voice", "cancelled")}   # no fallback SMS
         assert sorted(attempts) == ["answered"] * 6           # the calls that were up stay on record
         assert sorted(Counter(c["number"] for c in pbx.calls()).values()) == [1] * 6
+
+
+TRUNK_SIDE = {34, 38, 41, 42}
+
+
+def test_trunk_side_failures_are_not_charged_and_the_hard_cap_binds(tmp_path):
+    """Network failures (Q.850 27, 28, 38, 41, 42) mixed into the population, cap 3 < 5 attempts."""
+    congested, recovers, busy, bad_format = "+390665000001", "+390665000002", "+390665000003", "+390665000004"
+    population = {"seed": 5, "answer": 0.4, "busy": 0.1, "no_answer": 0.0, "invalid_number": 0.0,
+                  "voicemail": 0.0, "congestion": 0.1, "destination_out_of_order": 0.05,
+                  "network_out_of_order": 0.1, "temporary_failure": 0.1, "switching_congestion": 0.15,
+                  "press_1": 0.5, "ring_seconds": [1, 3], "listen_seconds": [2, 4],
+                  "overrides": {congested: {"behaviour": "switching_congestion"},
+                                recovers: {"behaviour": "temporary_failure", "answer_on_attempt": 3,
+                                           "then": "confirm"},
+                                busy: {"behaviour": "busy"}, bad_format: {"behaviour": "invalid_format"}}}
+    with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 6}, population=population, time_scale=0.005,
+                             secret=SECRET) as pbx:
+        config_path = voice_config(tmp_path, pbx, channels=6)
+        services = services_for(config_path)
+        assert import_contacts(services.sessions, population_csv(80, 0)).imported
+        alert_id, _ = create_voice_alert(services, tmp_path, voice_cap=3)
+        with services.sessions() as s:
+            assert s.get(Alert, alert_id).max_attempts == 5
+        allerta(config_path, "run", "--once", timeout=600)
+        with services.sessions() as s:
+            voice = {d.e164: d for d in s.scalars(select(Delivery).where(Delivery.alert_id == alert_id))}
+        calls = calls_by_number(pbx)
+
+    causes = Counter(c["cause"] for placed in calls.values() for c in placed)
+    assert all(causes[cause] for cause in (27, 28, 38, 41, 42)), causes   # they did happen
+    assert len(voice) == 80
+    for number, delivery in voice.items():
+        placed = calls[number.lstrip("+")]
+        assert 1 <= len(placed) <= 3, (number, len(placed))        # the hard cap, whatever happened
+        # Only what the callee did counts against them: trunk-side failures are free.
+        charged = [c for c in placed if c["cause"] not in TRUNK_SIDE]
+        assert delivery.attempts == len(charged), (number, [c["cause"] for c in placed], delivery.attempts)
+        assert delivery.state not in ("pending", "submitting")
+    # Always congested on the trunk side: three calls, none charged, and it gave up at the cap.
+    assert [c["cause"] for c in calls[congested.lstrip("+")]] == [42, 42, 42]
+    assert (voice[congested].state, voice[congested].attempts) == ("failed", 0)
+    # Two temporary failures cost nothing, the third call was confirmed.
+    assert [c["cause"] for c in calls[recovers.lstrip("+")]] == [41, 41, 16]
+    assert (voice[recovers].state, voice[recovers].attempts) == ("confirmed", 1)
+    # Always busy: the cap (3) stops it before max_attempts (5).
+    assert [c["outcome"] for c in calls[busy.lstrip("+")]] == ["busy"] * 3
+    assert (voice[busy].state, voice[busy].attempts) == ("failed", 3)
+    # An invalid number format is permanent: one call.
+    assert [c["cause"] for c in calls[bad_format.lstrip("+")]] == [28]
+    assert voice[bad_format].state == "failed"

@@ -276,6 +276,10 @@ def test_pjsip_call_event_order_and_dtmf_class():
     ("busy", "17", "5", "BUSY"), ("no_answer", "19", "3", "NOANSWER"),
     ("invalid_number", "1", "0", "CHANUNAVAIL"), ("congestion", "34", "8", "CONGESTION"),
     ("reject", "21", "8", "CONGESTION"),
+    # The network's other failures: Reason 8 for 27/38/41/42 (pbx.c), 0 for an invalid format.
+    ("destination_out_of_order", "27", "8", "CHANUNAVAIL"), ("invalid_format", "28", "0", "CHANUNAVAIL"),
+    ("network_out_of_order", "38", "8", "CHANUNAVAIL"), ("temporary_failure", "41", "8", "CONGESTION"),
+    ("switching_congestion", "42", "8", "CONGESTION"),
 ])
 def test_pjsip_failures(behaviour, cause, reason, status):
     async def body(sim, port):
@@ -363,3 +367,26 @@ def test_population_is_seeded():
     plans = [one.plan_call(f"+39333{i:07d}")[0] for i in range(50)]
     assert plans == [two.plan_call(f"+39333{i:07d}")[0] for i in range(50)]
     assert len({p.behaviour for p in plans}) > 2
+
+
+def test_population_weights_for_network_failures():
+    from asterisk.pbx_simulator.population import Population
+    population = Population(answer=0, busy=0, no_answer=0, invalid_number=0, voicemail=0, congestion=0,
+                            temporary_failure=1, network_out_of_order=1, seed=3)
+    drawn = {population.plan_call(f"+3906{i:08d}")[0].behaviour for i in range(50)}
+    assert drawn == {"temporary_failure", "network_out_of_order"}
+
+
+def test_new_weights_leave_existing_seeded_draws_unchanged():
+    """New failure kinds weigh 0 by default: a seed draws what it drew before they existed."""
+    import random
+    from asterisk.pbx_simulator.population import Population
+    population = Population(seed=11)
+    old_keys = ("answer", "busy", "no_answer", "invalid_number", "voicemail", "congestion")
+    rng = random.Random(11)
+    for i in range(200):
+        rng.uniform(2.0, 10.0), rng.uniform(8.0, 20.0)
+        expected = rng.choices(old_keys, weights=[0.7, 0.08, 0.12, 0.02, 0.05, 0.03])[0]
+        if expected == "answer":
+            expected = "confirm" if rng.random() < 0.8 else "listen"
+        assert population.plan_call(f"+3906{i:08d}")[0].behaviour == expected

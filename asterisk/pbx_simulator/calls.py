@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from asterisk.pbx_simulator import channel_events as ev
-from asterisk.pbx_simulator.population import FAILURES, CallPlan
+from asterisk.pbx_simulator.population import FAILURES, NOT_RINGING, CallPlan
 from asterisk.q850 import originate_reason_for_cause
 
 
@@ -116,7 +116,7 @@ class CallScript:
         emit(ev.channel_event("Newchannel", chan))
         emit(ev.dial_event("DialBegin", chan, ("DialString", f"{call.number}@{call.trunk}")))
         behaviour = call.plan.behaviour
-        if behaviour not in ("invalid_number", "congestion"):
+        if behaviour not in NOT_RINGING:
             await self._wait(0.3)
             chan.state = 5
             emit(ev.channel_event("Newstate", chan))
@@ -199,7 +199,7 @@ class CallScript:
         plan = self.call.plan
         if behaviour == "over_limit":
             return 34, "CONGESTION"
-        if behaviour in ("invalid_number", "congestion"):
+        if behaviour in NOT_RINGING:
             await self._wait(0.2)
             return FAILURES[behaviour]
         timeout = self.call.timeout_seconds

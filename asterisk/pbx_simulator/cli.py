@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--population", type=Path, help="population .json or .toml file")
     parser.add_argument("--override", action="append", default=[], metavar="NUMBER=BEHAVIOUR",
                         help="one callee's behaviour (confirm, listen, voicemail, busy, no_answer, "
-                             "invalid_number, congestion, reject); repeatable")
+                             "invalid_number, congestion, reject, destination_out_of_order, invalid_format, "
+                             "network_out_of_order, temporary_failure, switching_congestion); repeatable")
     parser.add_argument("--seed", type=int, help="random seed (overrides the file's)")
     parser.add_argument("--time-scale", type=float, default=1.0,
                         help="multiply every delay by this (0.01 = a hundred times faster)")

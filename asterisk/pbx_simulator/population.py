@@ -22,11 +22,25 @@ FAILURES: dict[str, tuple[int, str]] = {
     "invalid_number": (1, "CHANUNAVAIL"),
     "congestion": (34, "CONGESTION"),
     "reject": (21, "CONGESTION"),
+    # The other failures a real trunk or network gives (PJSIP: 502 -> 27, 484 -> 28, 500 -> 38).
+    # 38, 41 and 42 are trunk-side like 34: the engine must not charge the recipient for them.
+    "destination_out_of_order": (27, "CHANUNAVAIL"),
+    "invalid_format": (28, "CHANUNAVAIL"),
+    "network_out_of_order": (38, "CHANUNAVAIL"),
+    "temporary_failure": (41, "CONGESTION"),
+    "switching_congestion": (42, "CONGESTION"),
 }
+# Failures decided by the network before the callee's phone rings: no Ringing state.
+NOT_RINGING = frozenset({"invalid_number", "congestion", "destination_out_of_order", "invalid_format",
+                         "network_out_of_order", "temporary_failure", "switching_congestion"})
 ANSWERING = ("confirm", "listen", "voicemail")
 BEHAVIOURS = frozenset(FAILURES) | frozenset(ANSWERING)
 # Population weights -> behaviour; "answer" splits into confirm/listen by press_1.
-_WEIGHT_KEYS = ("answer", "busy", "no_answer", "invalid_number", "voicemail", "congestion")
+# New keys go at the end, weighing 0 by default: random.choices then draws exactly what it drew
+# before for the same seed, so existing seeded tests replay unchanged.
+_WEIGHT_KEYS = ("answer", "busy", "no_answer", "invalid_number", "voicemail", "congestion",
+                "destination_out_of_order", "invalid_format", "network_out_of_order", "temporary_failure",
+                "switching_congestion")
 
 
 class PopulationError(ValueError):
@@ -65,6 +79,11 @@ class Population:
     invalid_number: float = 0.02
     voicemail: float = 0.05
     congestion: float = 0.03
+    destination_out_of_order: float = 0.0
+    invalid_format: float = 0.0
+    network_out_of_order: float = 0.0
+    temporary_failure: float = 0.0
+    switching_congestion: float = 0.0
     press_1: float = 0.8
     ring_seconds: tuple[float, float] = (2.0, 10.0)
     listen_seconds: tuple[float, float] = (8.0, 20.0)
