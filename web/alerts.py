@@ -486,7 +486,19 @@ def delivery(alert_id: int, delivery_id: int):
         if row is None or row.alert_id != alert_id:
             abort(404)
         attempts = list(s.scalars(select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.id)))
-    return render_template("alerts/delivery.html", alert_id=alert_id, delivery=row, attempts=attempts)
+    return render_template("alerts/delivery.html", alert_id=alert_id, delivery=row,
+                           attempts=[(attempt, call_seconds(attempt)) for attempt in attempts])
+
+
+def call_seconds(attempt: Attempt) -> tuple[int | None, int | None]:
+    """(whole call, of which answered) in seconds: how long a call held the line, and how long someone
+    (or a mailbox) listened. None where the call has not ended, or was never answered."""
+    if attempt.channel != "voice" or attempt.ended_at is None or attempt.started_at is None:
+        return None, None
+    total = max(0, round((attempt.ended_at - attempt.started_at).total_seconds()))
+    if attempt.answered_at is None:
+        return total, None
+    return total, max(0, round((attempt.ended_at - attempt.answered_at).total_seconds()))
 
 
 @bp.route("/<int:alert_id>/audio.wav")

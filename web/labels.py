@@ -43,6 +43,9 @@ LABELS = {
         "interrupted": lazy_pgettext("delivery state", "Interrupted"),
         "failed": lazy_pgettext("delivery state", "Failed"),
         "cancelled": lazy_pgettext("delivery state", "Cancelled"),
+        # Tries of a call that placed none (asterisk/voice_channel.py): shown on the attempt, never a final state.
+        "no_line": lazy_pgettext("delivery state", "No line free"),
+        "no_route": lazy_pgettext("delivery state", "No trunk may dial this number"),
     },
     # Deliveries grouped as the progress table counts them (web/progress.py, BUCKETS).
     "bucket": {
