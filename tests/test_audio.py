@@ -28,12 +28,26 @@ def test_conversion_to_8khz_mono_16bit(tmp_path, suffix):
                                                   text=True).stdout
 
 
-@pytest.mark.parametrize("lang", ["it", "en", "ar"])
+RED_WARNING = {"it": "Allerta meteo rossa.", "en": "Red weather warning.", "ar": "تحذير من الطقس",
+               "fr": "Alerte météo rouge.", "de": "Rote Unwetterwarnung.", "es": "Alerta meteorológica roja.",
+               "ro": "Avertizare meteo de cod roșu."}
+
+
+@pytest.mark.parametrize("lang", ["it", "en", "ar", "fr", "de", "es", "ro"])
 def test_tts(tmp_path, lang):
-    text = {"it": "Allerta meteo rossa.", "en": "Red weather warning.", "ar": "تحذير من الطقس"}[lang]
-    info = render_tts(text, lang, tmp_path / f"{lang}.wav", intro="Comune di Prova")
+    info = render_tts(RED_WARNING[lang], lang, tmp_path / f"{lang}.wav", intro="Comune di Prova")
     assert_asterisk_pcm(info)
-    assert info.seconds > 2
+    # An intro, one short sentence and the closing: a few seconds, not a click nor minutes.
+    assert 2 < info.seconds < 30
+
+
+def test_tts_text_in_another_language_than_the_listener(tmp_path):
+    """Intro and closing in Romanian, the Italian text read by the Italian voice: one file."""
+    info = render_tts(RED_WARNING["it"], "ro", tmp_path / "mixed.wav", intro="Mesaj de la primăria X.",
+                      text_lang="it")
+    assert_asterisk_pcm(info)
+    only_text = render_tts(RED_WARNING["it"], "it", tmp_path / "text.wav", closing=False)
+    assert info.seconds > only_text.seconds + 2
 
 
 def test_tts_closing_makes_it_longer(tmp_path):
