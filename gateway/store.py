@@ -163,16 +163,30 @@ class Store:
         """After a crash: whatever was 'submitting' may or may not have gone out.
 
         Send it again, flagged as a possible duplicate: a duplicate warning is
-        better than a resident who never hears of the flood. A voice number
-        that already had its alert's cap of calls is not called again.
+        better than a resident who never hears of the flood. Except:
+        - an alert cancelled meanwhile: its rows end 'cancelled', as they would
+          have had the attempt finished (Store.record_result);
+        - a voice number that already had its alert's cap of calls is not called
+          again: it ends with the best outcome its calls had, else 'failed', and
+          a mobile not confirmed gets the SMS fallback when the alert asks for it,
+          as when voice gives up while the engine runs.
         """
         now = now or utcnow()
         with self.sessions.begin() as s:
-            capped = select(Alert.voice_cap).where(Alert.id == Delivery.alert_id).scalar_subquery()
-            s.execute(update(Delivery).where(Delivery.state == "submitting", Delivery.channel == "voice",
-                                             Delivery.submissions >= capped)
-                      .values(state="failed", possible_duplicate=True, updated_at=now,
-                              last_error="engine stopped during the last call allowed by the cap"))
+            cancelled = select(Alert.id).where(Alert.state == "cancelled")
+            s.execute(update(Delivery).where(Delivery.state == "submitting", Delivery.alert_id.in_(cancelled))
+                      .values(state="cancelled", next_attempt_at=None, possible_duplicate=True, updated_at=now,
+                              last_error="alert cancelled (engine stopped during the attempt)"))
+            at_cap = s.execute(
+                select(Delivery.id, Delivery.alert_id, Delivery.number_id, Delivery.language, Alert.sms_fallback)
+                .join(Alert, Alert.id == Delivery.alert_id)
+                .where(Delivery.state == "submitting", Delivery.channel == "voice",
+                       Delivery.submissions >= Alert.voice_cap)).all()
+            if at_cap:
+                s.execute(update(Delivery).where(Delivery.id.in_([r.id for r in at_cap]))
+                          .values(state="failed", possible_duplicate=True, updated_at=now, next_attempt_at=None,
+                                  last_error="engine stopped during the last call allowed by the cap"))
+                self._voice_gave_up(s, at_cap)
             interrupted = s.execute(
                 update(Delivery).where(Delivery.state == "submitting")
                 .values(state="pending", possible_duplicate=True, next_attempt_at=now, updated_at=now,
@@ -236,13 +250,7 @@ class Store:
                 closed = s.execute(update(Delivery).where(
                     Delivery.id.in_([r.id for r in rows]), Delivery.state == "pending").values(
                     state="failed", next_attempt_at=None, last_error=DEADLINE_PASSED, updated_at=now)).rowcount
-                voice = [r for r in rows if r.channel == "voice"]
-                best = _best_voice_outcomes(s, [r.id for r in voice])
-                for delivery_id, outcome in best.items():
-                    s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state=outcome))
-                for r in voice:
-                    if r.sms_fallback and best.get(r.id) != "confirmed":
-                        self._fall_back_to_sms(s, r.alert_id, r.number_id, r.language)
+                self._voice_gave_up(s, [r for r in rows if r.channel == "voice"])
         self._expired_alerts.update(alert_ids)
         return closed
 
@@ -323,6 +331,16 @@ class Store:
                                     "line": receipt.line, "part": i + 1, "parts": len(receipt.references),
                                     "reference": ref, "status": "sent", "sent_at": now}
                                    for i, ref in enumerate(receipt.references)])
+
+    def _voice_gave_up(self, s: Session, rows) -> None:  # noqa: ANN001 - rows with the columns used below
+        """Voice deliveries just closed 'failed' without another call: each ends with the best
+        outcome its calls had, and a mobile not confirmed gets the SMS if its alert asks for it."""
+        best = _best_voice_outcomes(s, [r.id for r in rows])
+        for delivery_id, outcome in best.items():
+            s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state=outcome))
+        for r in rows:
+            if r.sms_fallback and best.get(r.id) != "confirmed":
+                self._fall_back_to_sms(s, r.alert_id, r.number_id, r.language)
 
     def _fall_back_to_sms(self, s: Session, alert_id: int, number_id: int, language: str) -> None:
         """Voice gave up on a mobile: it gets the SMS version (once)."""

@@ -158,3 +158,59 @@ def test_a_number_opted_out_while_its_call_was_up_gets_no_fallback_sms(contacts,
         store.record_result(claim, verdict, failure=failure)
     sms = {d.e164 for d in deliveries(contacts, alert_id) if d.channel == "sms"}
     assert kept.e164 in sms and opted.e164 not in sms
+
+
+def test_crash_during_the_last_call_allowed_applies_the_sms_fallback(contacts, tmp_path):
+    """The engine died during each number's last call the cap allowed: voice gives up at restart,
+    and the mobiles get the SMS version, as when voice gives up while the engine runs."""
+    alert_id = voice_alert(contacts, tmp_path, sms_fallback=True, voice_cap=1)
+    store = Store(contacts.sessions)
+    claims = store.claim("voice", 10)           # every call in flight, each the cap's only one
+    answered = next(c for c in claims if c.e164.startswith("+393"))
+    with contacts.sessions.begin() as s:
+        # An earlier call to this mobile was answered (not confirmed): that outcome is its final word.
+        s.add(Attempt(delivery_id=answered.delivery_id, channel="voice", line="trunk1", outcome="answered",
+                      cause="16", ended_at=NOW))
+    assert store.recover_interrupted() == 0
+    rows = deliveries(contacts, alert_id)
+    voice = {d.e164: d for d in rows if d.channel == "voice"}
+    assert voice[answered.e164].state == "answered"
+    assert all(d.state == "failed" for e164, d in voice.items() if e164 != answered.e164)
+    assert all(d.possible_duplicate for d in voice.values())
+    mobiles = {e164 for e164 in voice if e164.startswith("+393")}
+    assert len(mobiles) >= 2 and len(voice) > len(mobiles)   # a landline too: it gets no SMS
+    sms = {d.e164: d for d in rows if d.channel == "sms"}
+    assert set(sms) == mobiles and {d.state for d in sms.values()} == {"pending"}
+    assert {c.e164 for c in store.claim("sms", 10)} == mobiles
+    assert store.claim("voice", 10) == []
+
+
+def test_crash_with_the_cap_not_reached_and_no_fallback_retries_the_call(contacts, tmp_path):
+    alert_id = voice_alert(contacts, tmp_path, sms_fallback=False, voice_cap=1)
+    store = Store(contacts.sessions)
+    store.claim("voice", 10)
+    store.recover_interrupted()
+    assert {d.channel for d in deliveries(contacts, alert_id)} == {"voice"}   # no fallback asked for
+    alert_id = voice_alert(contacts, tmp_path, voice_cap=3)
+    claimed = {c.delivery_id for c in store.claim("voice", 10)}
+    assert store.recover_interrupted() == len(claimed)
+    assert {d.state for d in deliveries(contacts, alert_id)} == {"pending"}
+
+
+def test_crash_after_a_cancel_leaves_the_interrupted_rows_cancelled(contacts, tmp_path):
+    alert_id = voice_alert(contacts, tmp_path, sms_fallback=True, voice_cap=3)
+    sms_id, _ = contacts.alerts.create(AlertRequest(text="Allerta", target=Target(everyone=True)))
+    store = Store(contacts.sessions)
+    in_flight = store.claim("voice", 10) + store.claim("sms", 10)
+    assert in_flight
+    contacts.alerts.cancel(alert_id)
+    contacts.alerts.cancel(sms_id)
+    # The engine died before the attempts ended: the rows were still 'submitting'.
+    assert store.recover_interrupted() == 0
+    rows = deliveries(contacts, alert_id) + deliveries(contacts, sms_id)
+    assert {d.state for d in rows} == {"cancelled"}
+    assert not [d for d in deliveries(contacts, alert_id) if d.channel == "sms"]   # no fallback either
+    with contacts.sessions() as s:
+        outcomes = {s.get(Attempt, c.attempt_id).outcome for c in in_flight}
+    assert outcomes == {"interrupted"}     # the attempts stay on record
+    assert store.claim("voice", 10) == [] and store.claim("sms", 10) == []
