@@ -26,6 +26,11 @@ class DispatcherSettings:
     # (unlike a modem, which reports its health every health_interval) only
     # reports when its state changes.
     line_heartbeat: float = 60.0
+    # On SIGTERM, how long the sends in flight may take to finish. A hung modem
+    # must not keep the engine up past systemd's TimeoutStopSec (120 s): what is
+    # still on the wire after this stays 'submitting' and the next start resends it,
+    # flagged as a possible duplicate.
+    stop_grace: float = 45.0
 
 
 EARLY_REPORT_SECONDS = 120.0
@@ -135,10 +140,21 @@ class Dispatcher:
                     waiter.cancel()
         finally:
             if self._inflight:
-                log.info("stopping: waiting for %d sends in flight", len(self._inflight))
-                await asyncio.gather(*self._inflight, return_exceptions=True)
+                log.info("stopping: waiting up to %.0f s for %d sends in flight", self.settings.stop_grace,
+                         len(self._inflight))
+                await asyncio.wait(set(self._inflight), timeout=self.settings.stop_grace)
             for channel in self.channels:
                 await channel.stop()
+            if self._inflight:
+                # Sends a channel failed as it stopped (queued behind one on the wire) record
+                # their result now; whatever is still stuck stays 'submitting' for the next start.
+                await asyncio.wait(set(self._inflight), timeout=1.0)
+                stuck = [task for task in self._inflight if not task.done()]
+                if stuck:
+                    log.warning("stopping with %d sends still in flight: they stay 'submitting' and the next "
+                                "start resends them as possible duplicates", len(stuck))
+                    for task in stuck:
+                        task.cancel()
             flusher.cancel()
             self._flush_status()
         return exit_code

@@ -398,7 +398,9 @@ class ModemDriver:
                 raise SubmitError(classify_cme(int(exc.code)), maybe_sent=bool(references)) from None
             except TimeoutException:
                 gone = not self.alive
-                reason = f"port {self.port} lost during AT+CMGS" if gone else f"no answer to AT+CMGS within {timeout:g} s"
+                waited = timeout if body_written else self.prompt_timeout
+                reason = (f"port {self.port} lost during AT+CMGS" if gone else
+                          f"no {'answer to the PDU' if body_written else '> prompt'} within {waited:g} s after AT+CMGS")
                 raise SubmitError(ErrorVerdict(reason, permanent=False, line_fault=True), modem_gone=gone,
                                   maybe_sent=body_written) from None
             except (serial.SerialException, OSError, IndexError) as exc:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # 64 modems). It is 'submitting' in the database from the moment it is handed
 # over, so a crash resends it as a possible duplicate, like the one on the wire.
 PIPELINE_DEPTH = 2
+SILENT_PROBES_BEFORE_REOPEN = 2
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class ModemWorker:
         # Loop-thread state.
         self.state = "starting"
         self._wire_next = 0.0      # thread side: earliest start of the next write
+        self._silent_probes = 0    # thread side: probes in a row the modem did not answer
         self.queued = 0            # sends handed to the thread and not finished
         self.queued_parts = 0
         self.next_allowed = 0.0
@@ -425,8 +427,17 @@ class ModemWorker:
         try:
             health = self._driver.health() if self._driver else None
         except ModemError as exc:
+            self._silent_probes += 1
+            if self._silent_probes >= SILENT_PROBES_BEFORE_REOPEN:
+                # A modem that stopped answering is often stuck mid-command: reopening
+                # the port starts with ESC (see ModemDriver._wake), which frees it.
+                log.warning("modem %s silent through %d probes: reopening its port", self.label,
+                            self._silent_probes)
+                self._silent_probes = 0
+                self._disconnect()
             self._set(suspended_until=time.monotonic() + self._settings.probe_interval, last_error=str(exc))
             return
+        self._silent_probes = 0
         if health and health.registration in ("home", "roaming"):
             log.info("modem %s back in rotation", self.label)
             self._set(state="up", health=health)

@@ -1,0 +1,60 @@
+"""A modem that stops answering mid-run, end to end over ptys: its work moves to the other
+modem, it comes back when it answers again, and SIGTERM still stops the engine while it is
+silent. (Reopening a modem silent through its probes: tests/test_modem_worker_units.py.)"""
+import json
+import re
+import signal
+
+import pytest
+
+from gateway.alerts import AlertRequest, Target
+from gateway.contacts_import import import_contacts
+from modem.simulator.harness import SimulatorProcess
+from tests.engine_harness import (allerta, contacts_csv, engine_config, flagged, services_for, start_engine, states,
+                                  submits_by_destination, wait_until)
+
+pytestmark = pytest.mark.integration
+
+
+def _line_state(config_path, label):
+    modems = json.loads(allerta(config_path, "modems", "--json").stdout)
+    return next((m["state"] for m in modems if m["label"] == label), None)   # None: not reported yet
+
+
+def test_hung_modem_work_moves_on_it_comes_back_and_sigterm_stops_the_engine(tmp_path):
+    with SimulatorProcess(count=2, link_dir=tmp_path / "links", latency_median=0.05, latency_sigma=0.2,
+                          report_delay=0.05) as sim:
+        config_path = engine_config(tmp_path, [m["link"] for m in sim.modems], send_timeout=2, probe_interval=1)
+        services = services_for(config_path)
+        assert import_contacts(services.sessions, contacts_csv(60)).imported
+        engine = start_engine(config_path, log_path=tmp_path / "engine.log")
+        try:
+            assert wait_until(lambda: _line_state(config_path, "m1") == "up", 60)
+            sim.control({"cmd": "hang", "modem": "modem-1", "seconds": 6})
+            alert_id, _ = services.alerts.create(AlertRequest(text="Allerta", target=Target(everyone=True)))
+            # Everything is delivered through modem-0 while modem-1 is silent.
+            assert wait_until(lambda: states(services, alert_id) == {"delivered": 60}, 120), states(services, alert_id)
+            # Once it answers again it is reopened and back in rotation.
+            assert wait_until(lambda: _line_state(config_path, "m1") == "up", 90)
+            submitted = submits_by_destination(sim)
+            assert set(submitted) == set(_numbers(services, alert_id))
+            assert {n for n, times in submitted.items() if times > 1} <= flagged(services, alert_id)
+            # Silent again, with a send on its wire: SIGTERM still ends the engine cleanly.
+            second, _ = services.alerts.create(AlertRequest(text="Seconda", target=Target(everyone=True)))
+            sim.control({"cmd": "hang", "modem": "modem-1"})
+            assert wait_until(lambda: states(services, second).get("delivered", 0) >= 10, 60)
+            engine.send_signal(signal.SIGTERM)
+            assert engine.wait(timeout=110) == 0
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+    log = (tmp_path / "engine.log").read_text()
+    # modem-1's silence was noticed (its sends failed over), not merely waited out.
+    assert re.search(r"event=failed .*channel=sms line=m1 .*state=pending", log), log[-3000:]
+
+
+def _numbers(services, alert_id):
+    from sqlalchemy import select
+    from gateway.models import Delivery
+    with services.sessions() as s:
+        return list(s.scalars(select(Delivery.e164).where(Delivery.alert_id == alert_id)))
