@@ -80,7 +80,7 @@ class LineStatus:
     """Health of one modem or trunk, written to the database by the engine."""
     channel: str                     # 'sms' | 'voice'
     label: str
-    state: str                       # up | down | suspended | starting
+    state: str                       # up | down | suspended | starting | stopped (engine exited)
     port: str | None = None
     imei: str | None = None
     signal: int | None = None        # CSQ 0..31, 99 unknown

@@ -5,7 +5,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage
 from gateway.db import utcnow
@@ -156,6 +156,13 @@ class Dispatcher:
                     for task in stuck:
                         task.cancel()
             flusher.cancel()
+            # Nobody drives the lines now: say so, rather than leave the last "up" for the
+            # CLI and the panel to count as capacity (signal, operator, counters are kept).
+            # (A line already down or out of rotation keeps that state and its error.)
+            for label, status in self._line_status.items():
+                if status.state in ("up", "starting"):
+                    self._line_status[label] = replace(status, state="stopped", in_use=0)
+                    self._dirty.add(label)
             self._flush_status()
         return exit_code
 

@@ -63,6 +63,7 @@ LABELS = {
         "up": lazy_pgettext("line state", "Up"),
         "down": lazy_pgettext("line state", "Down"),
         "suspended": lazy_pgettext("line state", "Out of rotation"),
+        "stopped": lazy_pgettext("line state", "Engine stopped"),
     },
     "role": {
         "admin": lazy_pgettext("role", "Administrator"),
