@@ -258,6 +258,7 @@ def test_operator_drafts_approver_approves_progress_reaches_100_export_english_a
     page.wait_for_function("() => document.querySelector('[data-counter-for=text_en]').textContent.includes('GSM-7')")
     assert page.input_value("#text_en") == 'Flood "alert"'
     page.fill("#text_en", "")
+    page.wait_for_function("() => document.querySelector('[data-counter-for=text_en]').textContent === ''")
     page.check("input[name=drill]")
     page.check(f"input[name=zones][value='{ZONE}']")
     page.check("input[name=channels][value=both]")
@@ -270,6 +271,11 @@ def test_operator_drafts_approver_approves_progress_reaches_100_export_english_a
     preview = page.inner_text("#preview-result")
     assert "SMS: 18" in preview and "Voce: 30" in preview, preview    # 18 mobiles; 30 numbers with landlines
     _screenshot(page, "compose")
+    # The counts are asked again after every change (leaving a field is one): leave the last field and let
+    # the last answer land before clicking, so the click does not race a redraw of the page.
+    page.locator("input[name=voice_cap]").blur()
+    page.wait_for_timeout(600)   # past the page's 400 ms debounce; not a timing assertion
+    page.wait_for_load_state("networkidle")
     with page.expect_navigation(timeout=60_000):                       # renders the speech with espeak-ng
         page.click("button[name=action][value=submit]")
     assert "/alerts/" in page.url

@@ -147,6 +147,11 @@
     let asked = 0;  // answers that arrive out of order must not overwrite a newer one
     async function update() {
       const mine = ++asked;
+      if (!area.value.trim()) {  // nothing to count: no request (ten versions would each ask on every drill click)
+        counter.textContent = ""; counter.classList.remove("warning", "error");
+        fixedText = null; if (fix) fix.hidden = true;
+        return;
+      }
       const response = await fetch(compose.dataset.planUrl, {
         method: "POST", credentials: "same-origin", headers: {...jsonHeaders, "X-CSRFToken": csrf()},
         body: JSON.stringify({text: area.value, drill: drill.checked}),
@@ -217,6 +222,9 @@
         list.appendChild(item);
       }
     }
+    // The same counts again (a change that moved nothing) leave the page alone: a redraw under the
+    // pointer could move the send buttons while someone is clicking them.
+    if (result.firstElementChild && result.firstElementChild.isEqualNode(list)) return;
     result.replaceChildren(list);
   }
   const hint = result.firstElementChild.cloneNode(true);  // "choose the recipients", shown again when none is
