@@ -104,6 +104,18 @@ def _host_names(value: list) -> str | None:
     return None if ok else "must be a list of host names or IP addresses, e.g. [\"allerta.comune.local\", \"192.168.1.20\"]"
 
 
+def _time_of_day(value: str) -> str | None:
+    ok = value == "" or re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value) is not None
+    return None if ok else 'must be empty or a time written HH:MM, e.g. "10:00"'
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # index = datetime.weekday()
+
+
+def _weekday(value: str) -> str | None:
+    return None if value == "" or value in WEEKDAYS else f"must be empty or one of {', '.join(WEEKDAYS)}"
+
+
 def _imei(value: str) -> str | None:
     return None if value == "" or (value.isdigit() and len(value) == 15) else "must be empty or 15 digits"
 
@@ -178,6 +190,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sim_cap_warning": Key(NUMBER, 0.9, "Share of a SIM's daily_cap used today after which an alarm warns that it is nearly exhausted.", _ratio),
         "selftest_numbers": Key(list, [], "Staff numbers the scheduled self-test sends a test SMS (mobiles) and a test call (every number, with [asterisk] enabled) to. Empty: no self-test.", _number_list),
         "selftest_interval_hours": Key(NUMBER, 168.0, "Hours between scheduled self-tests (168: weekly); a failed self-test raises an alarm.", _positive),
+        "selftest_at": Key(str, "10:00", "Time of day (HH:MM, Italian time, Europe/Rome) at which scheduled self-tests start, so staff are never called at night; at most one a day. A run that could not start within 2 hours of it (engine stopped, a real alert going out) waits for the next one. Empty: whenever selftest_interval_hours has passed since the last scheduled run.", _time_of_day),
+        "selftest_weekday": Key(str, "", "Day of the week (mon, tue, wed, thu, fri, sat, sun) of the scheduled self-tests, at selftest_at (which must be set); runs are then at least a week apart. Empty: any day, every selftest_interval_hours.", _weekday),
         "selftest_timeout_minutes": Key(NUMBER, 15.0, "Minutes a self-test waits for the SMS status reports and the calls' confirmation before it counts as failed.", _positive),
     },
 }
@@ -312,6 +326,9 @@ def parse_config(raw: dict[str, Any], path: str | None = None) -> Config:
         if any(t["name"] == values["name"] for t in trunks):
             raise ConfigError(f"[trunks #{index + 1}] name: {values['name']!r} is used by another trunk")
         trunks.append(values)
+    if sections["ops"]["selftest_weekday"] and not sections["ops"]["selftest_at"]:
+        # A weekday without a time would start at whatever hour the interval ends: the night call again.
+        raise ConfigError("[ops] selftest_weekday: needs [ops] selftest_at (the time of day), e.g. \"10:00\"")
     if sections["asterisk"]["enabled"] and not trunks:
         raise ConfigError("[asterisk] enabled: the voice channel needs at least one [[trunks]] table")
     return Config(modems=tuple(modems), trunks=tuple(trunks), path=path, **sections)

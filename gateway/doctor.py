@@ -100,7 +100,9 @@ def ops_checks(config: Config) -> list[Check]:
                             "down, SIM near its cap) are shown on the dashboard only, sent to nobody",
                             'set [ops] on_call = ["+39..."] (the staff phones on call)'))
     if ops["selftest_numbers"]:
-        checks.append(Check("self-test", OK, f"every {ops['selftest_interval_hours']:g} h to "
+        when = f" on {ops['selftest_weekday']}" if ops["selftest_weekday"] else ""
+        when += f" at {ops['selftest_at']} (Europe/Rome)" if ops["selftest_at"] else ""
+        checks.append(Check("self-test", OK, f"every {ops['selftest_interval_hours']:g} h{when} to "
                                              f"{len(ops['selftest_numbers'])} number(s)"))
     else:
         checks.append(Check("self-test", WARN, "[ops] selftest_numbers is empty: no scheduled self-test, so a "

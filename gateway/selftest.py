@@ -2,8 +2,9 @@
 
 A run is a drill alert (created_by "selftest") to ``[ops] selftest_numbers``:
 the mobiles get an SMS, every number a call when the voice channel is on. The
-engine's ``SelfTestMonitor`` starts one when the last is older than
-``selftest_interval_hours`` and judges the runs still open: ``ok`` as soon as
+engine's ``SelfTestMonitor`` starts one when ``next_selftest`` says it is due
+(at ``selftest_at`` Italian time, on ``selftest_weekday`` if set, at least
+``selftest_interval_hours`` after the last scheduled run) and judges the runs still open: ``ok`` as soon as
 every SMS is delivered (status report) and every call confirmed or answered,
 ``failed`` when that has not happened within ``selftest_timeout_minutes``. A
 failed run raises a ``selftest_failed`` alarm through the alarm monitor, so it
@@ -20,12 +21,13 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.alerts import AlertError, AlertRequest, AlertService, Target
-from gateway.config import Config
+from gateway.config import WEEKDAYS, Config
 from gateway.db import utcnow
 from gateway.logs import mask_number
 from gateway.models import Alert, Delivery
@@ -38,6 +40,12 @@ CREATED_BY = "selftest"
 ALARM_KIND, ALARM_SUBJECT = "selftest_failed", "selftest"
 # What counts as reached, per channel.
 OK_STATES = {"sms": ("delivered",), "voice": ("confirmed", "answered")}
+# selftest_at is the municipality's time, like the panel's "send at" (web/alerts.py): the box's
+# own zone may well be UTC, and staff must not be called an hour or two off the time they chose.
+LOCAL_TZ = ZoneInfo("Europe/Rome")
+# A slot missed by more than this (engine stopped, a real alert going out) waits for the next one,
+# so a test never reaches staff far from the time they chose (the engine restarting at 3 a.m.).
+LATE_LIMIT = dt.timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class SelfTestSettings:
     voice_interval: float = 300.0
     voice_growth: float = 1.5
     voice_cap: int = 8
+    at: dt.time | None = None         # [ops] selftest_at; None: interval only
+    weekday: int | None = None        # [ops] selftest_weekday as datetime.weekday(); None: any day
 
     @property
     def enabled(self) -> bool:
@@ -67,7 +77,9 @@ class SelfTestSettings:
     def from_config(cls, config: Config) -> "SelfTestSettings":
         ops, voice = config.ops, config.voice
         channels = tuple(c for c, on in (("sms", bool(config.modems)), ("voice", config.asterisk["enabled"])) if on)
-        return cls(numbers=tuple(ops["selftest_numbers"]), interval=dt.timedelta(hours=ops["selftest_interval_hours"]),
+        at = dt.time.fromisoformat(ops["selftest_at"]) if ops["selftest_at"] else None
+        weekday = WEEKDAYS.index(ops["selftest_weekday"]) if ops["selftest_weekday"] else None
+        return cls(at=at, weekday=weekday, numbers=tuple(ops["selftest_numbers"]), interval=dt.timedelta(hours=ops["selftest_interval_hours"]),
                    timeout=dt.timedelta(minutes=ops["selftest_timeout_minutes"]), channels=channels,
                    comune=config.general["comune"], language=voice["language"], sounds_dir=config.sounds_dir,
                    sms_attempts=config.retry["max_attempts"], voice_attempts=voice["max_attempts"],
@@ -78,13 +90,57 @@ class SelfTestError(Exception):
     pass
 
 
+def next_selftest(now_local: dt.datetime, last_run: dt.datetime | None, settings: SelfTestSettings) -> dt.datetime:
+    """When the next scheduled self-test is due (aware, in ``now_local``'s zone); due once now reaches it.
+
+    ``last_run`` is the start of the last scheduled run (aware), None if there was none.
+    Without ``settings.at``: ``interval`` after the last run, or now for the first. With it:
+    the first slot (``at`` on a day, on ``weekday`` if set) after the last run and at least
+    ``interval`` after it, less half the slots' period: a run that started a few seconds
+    (or, held behind a real alert, an hour) after its slot keeps the next one on time instead
+    of sliding a day. A slot more than ``LATE_LIMIT`` in the past is skipped.
+
+    Every comparison is in UTC: aware datetimes sharing a zone compare and subtract by wall
+    clock, which is wrong across a DST change. A slot on a wall time that does not exist that
+    day (the spring change) falls an hour later; one that happens twice takes the first.
+    """
+    now_utc = now_local.astimezone(dt.timezone.utc)
+    last_utc = last_run.astimezone(dt.timezone.utc) if last_run is not None else None
+    if settings.at is None:
+        return now_local if last_utc is None else (last_utc + settings.interval).astimezone(now_local.tzinfo)
+    zone = now_local.tzinfo
+    period = dt.timedelta(days=1 if settings.weekday is None else 7)
+    lower = now_utc - LATE_LIMIT
+    if last_utc is not None:
+        lower = max(lower, last_utc + settings.interval - period / 2)
+    day = lower.astimezone(zone).date() - dt.timedelta(days=1)   # a day early: the zone may shift the date
+    while True:
+        if settings.weekday is None or day.weekday() == settings.weekday:
+            slot = dt.datetime.combine(day, settings.at, tzinfo=zone).astimezone(dt.timezone.utc)
+            if slot >= lower and (last_utc is None or slot > last_utc):
+                return slot.astimezone(zone)
+        day += dt.timedelta(days=1)
+
+
+def tts_language(configured: str) -> str:
+    """The language the test call speaks: [voice] language when we have a voice for it, else Italian."""
+    from asterisk.audio import FALLBACK_LANGUAGE, voice_language
+    return voice_language(configured) or FALLBACK_LANGUAGE
+
+
 def render_voice(settings: SelfTestSettings) -> tuple[str, float]:
-    """The test call's message, spoken into the sounds directory: (path without extension, seconds)."""
-    from asterisk.audio import render_tts
+    """The test call's message, spoken into the sounds directory: (path without extension, seconds).
+
+    Who calls and how to confirm are said in the configured language; TEXT is Italian, so
+    the Italian voice reads it (an Italian sentence in an English voice is not understood).
+    """
+    from asterisk.audio import introduction, render_tts
     sounds = Path(settings.sounds_dir)
     sounds.mkdir(parents=True, exist_ok=True)
     name = sounds / f"allerta-selftest-{uuid.uuid4().hex[:12]}"
-    info = render_tts(TEXT, "it", name.with_suffix(".wav"), intro=f"Messaggio del {settings.comune}.")
+    lang = tts_language(settings.language)
+    info = render_tts(TEXT, lang, name.with_suffix(".wav"), intro=introduction(lang, settings.comune),
+                      text_lang="it")
     return str(name), info.seconds
 
 
@@ -225,13 +281,19 @@ class SelfTestMonitor:
                 judged.append(run_id)
         return judged
 
-    def due(self) -> bool:
-        now = utcnow()
+    def due(self, now: dt.datetime | None = None) -> bool:
+        """``now``: naive UTC like the stored times (tests pass one; the engine, the clock)."""
+        now = now or utcnow()
         with self.sessions() as session:
             if session.scalar(select(SelfTestRun.id).where(SelfTestRun.result.is_(None)).limit(1)) is not None:
                 return False   # one run at a time
-            last = session.scalar(select(SelfTestRun.started_at).order_by(SelfTestRun.started_at.desc()).limit(1))
-            if last is not None and now - last < self.settings.interval:
+            # Only scheduled runs set the schedule: a test by hand ('allerta selftest') on a
+            # Sunday must not push Monday's to the week after.
+            last = session.scalar(select(SelfTestRun.started_at).where(SelfTestRun.trigger == "schedule")
+                                  .order_by(SelfTestRun.started_at.desc()).limit(1))
+            now_local = now.replace(tzinfo=dt.timezone.utc).astimezone(LOCAL_TZ)
+            last_local = last.replace(tzinfo=dt.timezone.utc).astimezone(LOCAL_TZ) if last is not None else None
+            if now_local < next_selftest(now_local, last_local, self.settings):
                 return False
             # Not while a real alert is going out: the test would wait behind it and fail for nothing.
             busy = session.scalar(select(exists().where(

@@ -126,6 +126,7 @@ interval = 1
 on_call = ["{ON_CALL}"]
 selftest_numbers = ["{STAFF_MOBILE}", "{STAFF_LANDLINE}"]
 selftest_timeout_minutes = {timeout_minutes}
+selftest_at = ""
 [[trunks]]
 name = "trunk1"
 dial = "PJSIP/{{number}}@trunk1"
@@ -146,7 +147,8 @@ def test_scheduled_self_test_passes_and_allerta_selftest_waits_for_its_verdict(t
         log_path = tmp_path / "engine.log"
         engine = start_engine(config_path, log_path=log_path)
         try:
-            # The engine starts the first self-test at once (none has run yet) and records it ok.
+            # Without selftest_at the engine starts the first self-test at once (none has run yet)
+            # and records it ok.
             assert wait_until(lambda: [r.result for r in runs(services)] == ["ok"], 30), log_path.read_text()[-3000:]
             [run] = runs(services)
             details = json.loads(run.details)
@@ -177,6 +179,7 @@ def test_failed_self_test_is_recorded_and_alarmed_through_the_modem_that_works(t
 on_call = ["{ON_CALL}"]
 selftest_numbers = ["{STAFF_MOBILE}"]
 selftest_timeout_minutes = 0.3
+selftest_at = ""
 """)
         services = services_for(config_path)
         # The staff SMS can only go out through modem-1, whose SIM the network refuses (CMS 21, permanent).
