@@ -3,7 +3,8 @@
 SQLite: ``allerta backup`` uses SQLite's online backup API, which copies a
 consistent snapshot page by page while the engine keeps writing (WAL).
 ``allerta restore`` checks the file first (``PRAGMA integrity_check``, an
-Allerta schema) and refuses while an engine holds the data directory's lock.
+Allerta schema, a schema revision this code knows), refuses while an engine or
+the panel holds its lock in the data directory, and migrates an older backup.
 PostgreSQL: the operator uses pg_dump / pg_restore; we only say how.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gateway.config import Config
 from gateway.files import open_private
 
 LOCK_NAME = "engine.lock"
+PANEL_LOCK_NAME = "web.lock"
 
 
 class BackupError(Exception):
@@ -81,18 +83,43 @@ async def hold_engine_lock(config: Config, wait: float = 5.0) -> EngineLock:
     return EngineLock(fd, path)
 
 
-def engine_running(config: Config) -> bool:
-    """True when some engine holds the lock of this data directory."""
-    path = lock_path(config)
+def _lock_held(path: Path) -> bool:
     if not path.exists():
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
-        if _try_flock(fd, fcntl.LOCK_EX):
-            return False
-        return True
+        return not _try_flock(fd, fcntl.LOCK_EX)
     finally:
         os.close(fd)  # closing drops the lock we may have taken
+
+
+def engine_running(config: Config) -> bool:
+    """True when some engine holds the lock of this data directory."""
+    return _lock_held(lock_path(config))
+
+
+# --- the panel's lock ------------------------------------------------------------------
+def panel_lock_path(config: Config) -> Path:
+    return Path(config.general["data_dir"]) / PANEL_LOCK_NAME
+
+
+def hold_panel_lock(config: Config) -> EngineLock:
+    """A shared flock on <data_dir>/web.lock, held by ``allerta web`` while it serves.
+
+    The same idea as the engine's: the kernel drops it when the process dies, so
+    no stale pid file; a restore takes it exclusively. Blocking: a panel started
+    in the middle of a restore (seconds) waits for it rather than serving a
+    database being replaced.
+    """
+    path = panel_lock_path(config)
+    fd = _open_lock(path)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return EngineLock(fd, path)
+
+
+def panel_running(config: Config) -> bool:
+    """True when an ``allerta web`` serves this data directory."""
+    return _lock_held(panel_lock_path(config))
 
 
 # --- backup and restore ------------------------------------------------------------------
@@ -196,19 +223,76 @@ def check_backup_file(path: Path) -> None:
         raise BackupError(f"{path}: not an Allerta database (tables missing); nothing restored")
 
 
-def restore_sqlite(config: Config, db: Path, backup: Path) -> Path | None:
-    """Replace the database with ``backup``; returns where the previous database was saved.
+def schema_revision(path: Path) -> str | None:
+    """The Alembic revision a SQLite database file is at (None: no revision recorded)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return row[0] if row else None
 
-    Refuses while an engine runs. The previous database is kept beside it
-    (``allerta.db.before-restore-<time>``) so a wrong restore can be undone.
+
+def check_backup_revision(path: Path) -> str:
+    """The backup's revision; BackupError when this code cannot run on it.
+
+    A revision our migrations do not know comes from a newer Allerta (or a
+    branch): its tables may hold columns this code would silently ignore and its
+    migrations cannot be undone from here, so it is refused. An older one is fine:
+    the restore applies the migrations after it.
+    """
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from gateway.db import MIGRATIONS_DIR
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    script = ScriptDirectory.from_config(cfg)
+    head = script.get_current_head()
+    revision = schema_revision(path)
+    if revision is None:
+        raise BackupError(f"{path}: no schema revision recorded (alembic_version is empty); nothing restored")
+    known = {rev.revision for rev in script.walk_revisions()}
+    if revision not in known:
+        raise BackupError(f"{path}: the backup is from a newer version of Allerta (schema revision {revision}; "
+                          f"this version knows up to {head}): upgrade Allerta on this box, then restore; "
+                          "nothing restored")
+    return revision
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    saved: Path | None         # where the replaced database was kept
+    backup_revision: str       # the backup's schema revision
+    revision: str              # the restored database's revision, after the migrations
+
+    @property
+    def migrated(self) -> bool:
+        return self.backup_revision != self.revision
+
+
+def restore_sqlite(config: Config, db: Path, backup: Path) -> RestoreResult:
+    """Replace the database with ``backup``, migrated to this version's schema.
+
+    Refuses while an engine or the panel runs, and a backup from a newer schema.
+    The previous database is kept beside it (``allerta.db.before-restore-<time>``)
+    so a wrong restore can be undone.
     """
     check_backup_file(backup)
-    path = lock_path(config)
-    fd = _open_lock(path)
+    backup_revision = check_backup_revision(backup)
+    path, panel_path = lock_path(config), panel_lock_path(config)
+    fd, panel_fd = _open_lock(path), _open_lock(panel_path)
     try:
         if not _try_flock(fd, fcntl.LOCK_EX):
             raise BackupError("the engine is running (it holds " + str(path) + "): stop it first with "
                               "'systemctl stop allerta-engine', then restore")
+        # The panel keeps the database open and would go on serving (and writing) the old
+        # one's sessions and alerts over the restored rows.
+        if not _try_flock(panel_fd, fcntl.LOCK_EX):
+            raise BackupError("the panel is running (allerta web holds " + str(panel_path) + "): stop it first "
+                              "with 'systemctl stop allerta-web', then restore")
         saved = None
         if db.exists():
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -218,8 +302,7 @@ def restore_sqlite(config: Config, db: Path, backup: Path) -> Path | None:
         source = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
         target = sqlite3.connect(db, timeout=30)
         try:
-            # Through SQLite, not a file copy: the -wal and -shm files stay consistent
-            # and a reader (the panel) sees either the old or the new database.
+            # Through SQLite, not a file copy: the -wal and -shm files stay consistent.
             source.backup(target)
         except sqlite3.Error as exc:
             raise BackupError(f"restore into {db} failed: {exc}") from None
@@ -230,6 +313,14 @@ def restore_sqlite(config: Config, db: Path, backup: Path) -> Path | None:
         if problems:
             raise BackupError(f"{db}: integrity check failed after the restore: {problems[:3]}"
                               + (f"; the previous database is in {saved}" if saved else ""))
-        return saved
+        # Migrated while the locks are held, so no engine or panel ever opens the old schema.
+        from gateway.db import make_engine, migrate
+        engine = make_engine(config.database_url)
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
+        return RestoreResult(saved, backup_revision, schema_revision(db) or backup_revision)
     finally:
         os.close(fd)
+        os.close(panel_fd)

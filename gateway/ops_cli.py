@@ -87,12 +87,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if db is None:
             return 2
         previous = _audit_anchor(config)
-        saved = restore_sqlite(config, db, Path(args.file))
+        result = restore_sqlite(config, db, Path(args.file))
     except BackupError as exc:
         return _fail(str(exc))
+    saved = result.saved
     _audit_restore(config, args.file, saved, previous)
     print(f"restored {args.file} into {db}" + (f"; the previous database is kept in {saved}" if saved else ""))
-    print("start the engine again: systemctl start allerta-engine (it applies any newer migrations)")
+    if result.migrated:
+        print(f"the backup's schema (revision {result.backup_revision}) was migrated to revision {result.revision}")
+    print("start the engine and the panel again: systemctl start allerta-engine allerta-web")
     return 0
 
 
@@ -188,6 +191,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="wait for the verdict (the engine must be running); exit 1 if the self-test failed")
     p.set_defaults(func=cmd_selftest)
 
-    p = sub.add_parser("restore", help="replace the database with a backup (the engine must be stopped)")
+    p = sub.add_parser("restore", help="replace the database with a backup (the engine and the panel must be stopped)")
     p.add_argument("file")
     p.set_defaults(func=cmd_restore)

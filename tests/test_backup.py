@@ -95,3 +95,93 @@ def test_postgresql_gets_a_pg_dump_hint(tmp_path):
     config_path = engine_config(tmp_path, [], extra='[database]\nurl = "postgresql://allerta:pw@localhost/allerta"\n')
     result = allerta(config_path, "backup", "--out", str(tmp_path / "x.db"), check=False)
     assert result.returncode == 2 and "pg_dump" in result.stderr and "pw" not in result.stderr
+
+
+def _serve_panel(config_path, tmp_path):
+    """`allerta web` in its own process, up once it answers /login; HTTPS off (no certificate needed)."""
+    import http.client
+    import subprocess
+    import sys
+    import time
+
+    from web.serve import free_port
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "web",
+                                "--port", str(port), "--https-port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def answers():
+        assert process.poll() is None, process.stdout.read()
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/login")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+    assert wait_until(answers, 30), "allerta web did not start"
+    return process
+
+
+def test_restore_refuses_while_the_panel_serves_the_same_database(tmp_path):
+    config_path = engine_config(tmp_path, [])
+    services_for(config_path)
+    backup = tmp_path / "b.db"
+    allerta(config_path, "backup", "--out", str(backup))
+    panel = _serve_panel(config_path, tmp_path)
+    try:
+        refused = allerta(config_path, "restore", str(backup), check=False)
+        assert refused.returncode == 1 and "panel is running" in refused.stderr, refused.stderr
+        assert "systemctl stop allerta-web" in refused.stderr
+        assert not list((tmp_path / "data").glob("allerta.db.before-restore-*"))   # nothing touched
+    finally:
+        panel.terminate()
+        panel.wait(timeout=30)
+    # The lock goes with the process (no stale pid file): the restore now runs.
+    result = allerta(config_path, "restore", str(backup))
+    assert "restored" in result.stdout
+
+
+def _at_revision(backup, revision):
+    conn = sqlite3.connect(backup)
+    try:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_restore_refuses_a_newer_schema_and_migrates_an_older_one(tmp_path):
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from gateway.backup import schema_revision
+    from gateway.db import MIGRATIONS_DIR, make_engine
+    config_path = engine_config(tmp_path, [])
+    services_for(config_path)
+    db = tmp_path / "data" / "allerta.db"
+    head = schema_revision(db)
+
+    newer = tmp_path / "newer.db"
+    allerta(config_path, "backup", "--out", str(newer))
+    _at_revision(newer, "9999_from_the_future")
+    refused = allerta(config_path, "restore", str(newer), check=False)
+    assert refused.returncode == 1 and "newer version of Allerta" in refused.stderr, refused.stderr
+    assert "9999_from_the_future" in refused.stderr and "nothing restored" in refused.stderr
+    assert schema_revision(db) == head and not list(db.parent.glob("allerta.db.before-restore-*"))
+
+    # A backup taken before the last migration: restored, then brought to this version's schema.
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    previous = ScriptDirectory.from_config(cfg).get_revision(head).down_revision
+    assert previous, "needs at least two migrations"
+    older = tmp_path / "older.db"
+    engine = make_engine(f"sqlite:///{older}")
+    cfg.attributes["engine"] = engine
+    command.upgrade(cfg, previous)
+    engine.dispose()
+    assert schema_revision(older) == previous
+    result = allerta(config_path, "restore", str(older))
+    assert f"revision {previous}) was migrated to revision {head}" in result.stdout, result.stdout
+    assert schema_revision(db) == head
+    assert allerta(config_path, "audit", "verify").returncode == 0

@@ -156,6 +156,9 @@ def serve(app, config: Config, *, host: str | None = None, port: int | None = No
     """Serve until interrupted: HTTPS in a thread (when on), HTTP with waitress in the foreground."""
     import waitress
 
+    from gateway.backup import hold_panel_lock
+    # Held while serving, so 'allerta restore' refuses to replace the database under the panel.
+    panel_lock = hold_panel_lock(config)
     web = config.web
     host = host or web["listen"]
     port = web["port"] if port is None else port
@@ -172,6 +175,7 @@ def serve(app, config: Config, *, host: str | None = None, port: int | None = No
     finally:
         if https:
             https.stop()
+        panel_lock.release()
 
 
 def _shown(host: str) -> str:
