@@ -1,6 +1,6 @@
 """`allerta doctor`: every check the box needs to send alerts, one line each, with the fix.
 
-Checks: configuration, database and migrations, each modem (port opens,
+Checks: configuration, database and migrations, whether the engine runs and reports, each modem (port opens,
 answers AT, SIM ready, registered, signal, SMSC set), the AMI login and our
 dialplan (through AMI), espeak-ng and sox, free disk, the clock.
 
@@ -51,7 +51,10 @@ def run_checks(config_path: str) -> list[Check]:
     checks = [_config_check(config)]
     checks += ops_checks(config)
     checks += storage_checks(config)
-    checks += database_checks(config)
+    database = database_checks(config)
+    checks += database
+    if all(c.status != FAIL for c in database):
+        checks += engine_checks(config)
     checks += modem_checks(config)
     checks += ami_checks(config)
     checks += tool_checks(config)
@@ -182,39 +185,120 @@ def modem_checks(config: Config) -> list[Check]:
     return [check for checks in results for check in checks]
 
 
-def _modems_from_engine(config: Config) -> list[Check]:
-    """The engine owns the ports: report its last health reading of each modem."""
+def _line_rows(config: Config, channel: str | None = None) -> list:
     from sqlalchemy import select
 
-    from gateway.db import make_engine, make_sessionmaker, utcnow
+    from gateway.db import make_engine, make_sessionmaker
     from gateway.models import Line
     engine = make_engine(config.database_url)
     try:
         with make_sessionmaker(engine)() as session:
-            lines = {l.label: l for l in session.scalars(select(Line).where(Line.channel == "sms"))}
+            query = select(Line) if channel is None else select(Line).where(Line.channel == channel)
+            return list(session.scalars(query))
     finally:
         engine.dispose()
-    stale_after = 3 * config.engine["health_interval"] + 60
-    checks = []
-    for modem in config.modems:
-        name = f"modem {modem.label}"
-        line = lines.get(modem.label)
-        if line is None:
-            checks.append(Check(name, WARN, "the engine runs but has not reported this modem yet",
-                                "wait a minute and run doctor again; see 'journalctl -u allerta-engine'"))
-            continue
-        age = (utcnow() - line.updated_at).total_seconds() if line.updated_at else None
-        detail = (f"{line.state} on {line.port or modem.port} (from the running engine): CSQ {line.signal}, "
-                  f"{line.registration}, SIM {line.sim_state}")
-        if line.state != "up":
-            checks.append(Check(name, FAIL, f"{line.state} (from the running engine): {line.last_error}",
-                                "check the cable, the SIM and the antenna; 'allerta modems' shows the details"))
-        elif age is not None and age > stale_after:
-            checks.append(Check(name, WARN, f"{detail}; last report {age:.0f} s ago",
-                                "the engine has not refreshed it: see 'journalctl -u allerta-engine'"))
-        else:
-            checks.append(Check(name, OK, detail))
+
+
+def _modems_from_engine(config: Config) -> list[Check]:
+    """The engine owns the ports: judge its last health reading of each modem."""
+    from gateway.db import utcnow
+    from gateway.line_health import stale_after
+    lines = {line.label: line for line in _line_rows(config, "sms")}
+    stale = stale_after(config.engine["health_interval"])
+    now = utcnow()
+    return [check for modem in config.modems
+            for check in modem_checks_from_report(modem.label, modem.port, lines.get(modem.label), now, stale)]
+
+
+def modem_checks_from_report(label: str, port: str, line, now: dt.datetime,  # noqa: ANN001 - a Line row
+                             stale_seconds: float) -> list[Check]:
+    """A modem's checks from the row the running engine wrote, with the direct probe's thresholds.
+
+    The row has no SMSC (the engine does not store it): that part is said to be
+    unchecked in the detail, not passed. A row older than the staleness rule the
+    panel uses (gateway/line_health.py) is not believed at all.
+    """
+    name = f"modem {label}"
+    if line is None:
+        return [Check(name, WARN, "the engine runs but has not reported this modem yet",
+                      "wait a minute and run doctor again; see 'journalctl -u allerta-engine'")]
+    age = (now - line.updated_at).total_seconds() if line.updated_at else None
+    if age is None or age > stale_seconds:
+        when = "never" if age is None else f"{age:.0f} s ago"
+        return [Check(name, FAIL, f"engine not reporting: last report {when} (older than {stale_seconds:.0f} s)",
+                      "the engine may be hung or its modem worker stuck: 'journalctl -u allerta-engine', "
+                      "then 'systemctl restart allerta-engine'")]
+    source = "from the running engine"
+    if line.state != "up":
+        return [Check(name, FAIL, f"{line.state} ({source}): {line.last_error}",
+                      "check the cable, the SIM and the antenna; 'allerta modems' shows the details")]
+    checks = [Check(name, OK, f"up on {line.port or port} ({source}, {age:.0f} s ago; SMSC not checked while "
+                              "the engine holds the port)")]
+    if line.sim_state == "READY":
+        checks.append(Check(f"{name} SIM", OK, f"READY ({source})"))
+    elif line.sim_state is None:
+        checks.append(Check(f"{name} SIM", WARN, f"not reported yet ({source})", "run doctor again in a minute"))
+    else:
+        checks.append(Check(f"{name} SIM", FAIL, f"SIM state {line.sim_state} ({source})",
+                            "SIM PUK or blocked: unlock it in a phone; no SIM: insert one"))
+    if line.registration in ("home", "roaming"):
+        checks.append(Check(f"{name} network", OK,
+                            f"registered ({line.registration}, {line.operator or 'operator unknown'}; {source})"))
+    elif line.registration is None:
+        checks.append(Check(f"{name} network", WARN, f"not reported yet ({source})", "run doctor again in a minute"))
+    else:
+        checks.append(Check(f"{name} network", FAIL, f"not registered ({line.registration}; {source})",
+                            "denied: the SIM is barred or expired (call the operator); searching: "
+                            "check the antenna and coverage"))
+    checks.append(_signal_from_report(name, line.signal, source))
     return checks
+
+
+def _signal_from_report(name: str, signal: int | None, source: str) -> Check:
+    # CSQ 99 is "not known or not detectable" (27.007): in a health read taken between
+    # sends it is often momentary, so unknown (WARN), where the probe's own read fails it.
+    if signal is None or signal == 99:
+        return Check(f"{name} signal", WARN, f"CSQ {signal if signal is not None else '?'} (unknown; {source})",
+                     "run doctor again; if it stays unknown, check the antenna")
+    if signal < 5:
+        return Check(f"{name} signal", FAIL, f"CSQ {signal} (none or unusable; {source})",
+                     "connect or move the antenna (an external antenna near a window)")
+    if signal < 10:
+        return Check(f"{name} signal", WARN, f"CSQ {signal} (weak; {source})",
+                     "an external antenna or another position would make sends more reliable")
+    return Check(f"{name} signal", OK, f"CSQ {signal} ({source})")
+
+
+# --- the engine ------------------------------------------------------------------------
+def engine_checks(config: Config, now: dt.datetime | None = None) -> list[Check]:
+    """Is the engine running (it holds <data_dir>/engine.lock, as restore checks), and reporting?
+
+    The engine cannot raise an alarm about itself being stopped or hung; the doctor
+    (and the panel) can say so. Not running is a warning, not a failure: the doctor
+    is also run before the services are first started.
+    """
+    from gateway.backup import engine_running, lock_path
+    from gateway.db import utcnow
+    from gateway.line_health import stale_after
+    path = lock_path(config)
+    if not engine_running(config):
+        return [Check("engine", WARN, f"not running (nobody holds {path}): no alert is sent",
+                      "systemctl enable --now allerta-engine; if it stops, 'journalctl -u allerta-engine'")]
+    try:
+        rows = _line_rows(config)
+    except Exception as exc:  # noqa: BLE001 - the database checks above say what is wrong with it
+        return [Check("engine", WARN, f"running (holds {path}); its reports cannot be read: {exc}",
+                      "see the database check")]
+    now = now or utcnow()
+    stale = stale_after(config.engine["health_interval"])
+    ages = [(now - row.updated_at).total_seconds() for row in rows if row.updated_at]
+    # Every line's row is rewritten at least once a minute (the dispatcher's heartbeat).
+    if ages and min(ages) <= stale:
+        return [Check("engine", OK, f"running (holds {path}), last report {min(ages):.0f} s ago")]
+    when = f"{min(ages):.0f} s ago" if ages else "none yet"
+    return [Check("engine", FAIL if ages else WARN, f"running (holds {path}) but not reporting: last report {when}",
+                  "a hung engine is restarted by its watchdog; if not: 'journalctl -u allerta-engine', "
+                  "'systemctl restart allerta-engine'")]
 
 
 def ami_checks(config: Config) -> list[Check]:

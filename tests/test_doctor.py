@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
-from gateway.doctor import FAIL, OK, WARN, clock_checks
+from gateway.doctor import FAIL, OK, WARN, clock_checks, engine_checks, modem_checks_from_report
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import engine_config, services_for, start_engine, wait_until
 
@@ -62,8 +62,10 @@ def test_doctor_against_the_simulators_is_all_green(tmp_path):
         report = json.loads(result.stdout)
         checks = by_name(report)
         assert report["ok"] is True
-        # Only the NTP state may be a warning here (a container has no timedated).
-        assert {c["name"] for c in report["checks"] if c["status"] != OK} <= {"clock sync"}
+        # Only the NTP state may be a warning here (a container has no timedated), and the
+        # engine's, which is not started in this test.
+        assert {c["name"] for c in report["checks"] if c["status"] != OK} <= {"clock sync", "engine"}
+        assert checks["engine"]["status"] == WARN and "not running" in checks["engine"]["detail"]
         for label in ("m0", "m1"):
             assert f"answers AT (IMEI {sim.modems[int(label[1])]['imei']})" in checks[f"modem {label}"]["detail"]
             for part in ("SIM", "network", "signal", "SMSC"):
@@ -75,7 +77,7 @@ def test_doctor_against_the_simulators_is_all_green(tmp_path):
         plain = doctor(config_path)
         warned = [c["name"] for c in report["checks"] if c["status"] == WARN]
         assert plain.returncode == 0 and plain.stdout.strip().endswith(
-            f"no check failed; 1 warning(s): clock sync" if warned else "all checks passed")
+            f"no check failed; {len(warned)} warning(s): {', '.join(warned)}")
         assert checks["data directory"]["status"] == OK and checks["on-call numbers"]["status"] == OK
         assert len(plain.stdout.strip().splitlines()) == len(report["checks"]) + 1
 
@@ -162,7 +164,12 @@ def test_while_the_engine_runs_the_doctor_reads_its_reports_and_leaves_the_ports
             assert wait_until(lambda: "from the running engine" in doctor(config_path).stdout, 30)
             checks = by_name(json.loads(doctor(config_path, "--json").stdout))
             assert checks["modem m0"]["status"] == OK and "up on" in checks["modem m0"]["detail"]
-            assert "modem m0 SIM" not in checks        # no AT command went to the engine's port
+            # Judged from the engine's report (no AT command went to the engine's port).
+            for part in ("SIM", "network", "signal"):
+                assert checks[f"modem m0 {part}"]["status"] == OK, checks[f"modem m0 {part}"]
+                assert "from the running engine" in checks[f"modem m0 {part}"]["detail"]
+            assert "SMSC not checked" in checks["modem m0"]["detail"]
+            assert checks["engine"]["status"] == OK and "engine.lock" in checks["engine"]["detail"]
         finally:
             engine.terminate()
             engine.wait(timeout=30)
@@ -172,3 +179,66 @@ def test_clock_check_flags_an_impossible_year():
     assert clock_checks(dt.datetime(1980, 1, 6, tzinfo=dt.timezone.utc))[0].status == FAIL
     assert clock_checks(dt.datetime(2027, 3, 1, tzinfo=dt.timezone.utc))[0].status == OK
     assert clock_checks()[1].status in (OK, WARN)
+
+
+def _row(**values):
+    from types import SimpleNamespace
+    base = dict(state="up", port="/dev/allerta/modem-1", signal=20, registration="home", operator="TIM",
+                sim_state="READY", last_error=None, updated_at=NOW - dt.timedelta(seconds=20))
+    return SimpleNamespace(**{**base, **values})
+
+
+NOW = dt.datetime(2025, 6, 1, 12, 0)
+
+
+def _judged(**values):
+    checks = modem_checks_from_report("m1", "/dev/x", _row(**values), NOW, 180)
+    return {c.name: c for c in checks}
+
+
+def test_the_engines_report_gets_the_probes_thresholds():
+    good = _judged()
+    assert [c.status for c in good.values()] == [OK] * 4
+    assert good["modem m1 signal"].detail.startswith("CSQ 20")
+    # CSQ 99 is unknown, not fine; weak is a warning, unusable a failure (as the probe says).
+    assert _judged(signal=99)["modem m1 signal"].status == WARN and "unknown" in _judged(signal=99)["modem m1 signal"].detail
+    assert _judged(signal=7)["modem m1 signal"].status == WARN
+    assert _judged(signal=3)["modem m1 signal"].status == FAIL
+    assert _judged(signal=10)["modem m1 signal"].status == OK
+    assert _judged(sim_state="SIM PUK")["modem m1 SIM"].status == FAIL
+    for registration in ("denied", "searching", "unregistered"):
+        network = _judged(registration=registration)["modem m1 network"]
+        assert network.status == FAIL and registration in network.detail
+    assert _judged(state="down", last_error="port gone")["modem m1"].status == FAIL
+    # A row older than line_health's staleness limit is not believed: the engine is not reporting.
+    [stale] = _judged(updated_at=NOW - dt.timedelta(seconds=181)).values()
+    assert stale.status == FAIL and "engine not reporting" in stale.detail and "181 s ago" in stale.detail
+    [never] = _judged(updated_at=None).values()
+    assert never.status == FAIL and "engine not reporting" in never.detail
+
+
+def test_the_engine_check_says_whether_the_engine_holds_its_lock_and_reports(tmp_path):
+    import asyncio
+
+    from gateway.backup import hold_engine_lock
+    from gateway.config import load_config
+    from gateway.models import Line
+    config_path = engine_config(tmp_path, [])
+    services = services_for(config_path)
+    config = load_config(config_path)
+    [check] = engine_checks(config)
+    assert check.status == WARN and "not running" in check.detail and "allerta-engine" in check.fix
+    lock = asyncio.run(hold_engine_lock(config))     # what 'allerta run' holds while it runs
+    try:
+        [check] = engine_checks(config)
+        assert check.status == WARN and "not reporting: last report none yet" in check.detail
+        now = dt.datetime(2025, 6, 1, 12, 0)
+        with services.sessions.begin() as s:
+            s.add(Line(channel="sms", label="m0", state="up", updated_at=now - dt.timedelta(seconds=30)))
+        [check] = engine_checks(config, now=now)
+        assert check.status == OK and "running (holds" in check.detail and "30 s ago" in check.detail
+        [check] = engine_checks(config, now=now + dt.timedelta(minutes=10))
+        assert check.status == FAIL and "not reporting: last report 630 s ago" in check.detail
+    finally:
+        lock.release()
+    assert engine_checks(config)[0].status == WARN
