@@ -3,7 +3,7 @@
 python-gsmmodem-new blocks, so each modem gets a thread that owns its driver;
 the event loop hands it jobs and gets the results back through futures
 resolved with ``call_soon_threadsafe`` (the pattern of Home Assistant's sms
-integration). Everything the loop reads (state, busy, counters) is written on
+integration). Everything the loop reads (state, queued sends, counters) is written on
 the loop thread only.
 """
 from __future__ import annotations
@@ -134,10 +134,6 @@ class ModemWorker:
         self._stop.set()
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join, 15)
-
-    @property
-    def busy(self) -> bool:
-        return self.queued > 0
 
     def can_take(self, parts: int, now: float) -> bool:
         self._roll_day()
