@@ -304,8 +304,10 @@ def test_played_audio_resolves_to_the_rendered_file(tmp_path):
         asyncio.run(scenario())
         originates = _originate_of(pbx.control({"cmd": "received"})["actions"])
     sent = [dict(v.split("=", 1) for v in o["variable"])["ALLERTA_AUDIO"] for o in originates]
-    playbacks = re.findall(r"Playback\(([^)]*\$\{ALLERTA_AUDIO\}[^)]*)\)", dialplan)
-    assert len(sent) == 2 and len(playbacks) == 2      # the message, and on a machine
+    # Every place the dialplan plays the file: Playback(file) and Read(DIGIT,file,...).
+    playbacks = (re.findall(r"Playback\(([^),]*\$\{ALLERTA_AUDIO\}[^),]*)", dialplan)
+                 + re.findall(r"Read\(DIGIT,([^),]*\$\{ALLERTA_AUDIO\}[^),]*)", dialplan))
+    assert len(sent) == 2 and len(playbacks) == 2      # on a machine, and the message with its key
     for audio in sent:
         for argument in playbacks:
             played = Path(argument.replace("${ALLERTA_AUDIO}", audio))
