@@ -436,10 +436,15 @@ def show(alert_id: int):
         zone = _zone_of_number().label("zone")
         by_zone_rows = s.execute(select(zone, Delivery.state, func.count()).where(Delivery.alert_id == alert_id)
                                  .group_by(zone, Delivery.state)).all()
-        by_state = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.alert_id == alert_id)
-                                  .group_by(Delivery.state)).all())
+        # One scan of the alert's deliveries (by zone and state) gives the counts by state
+        # and what has gone out too: at 100,000 deliveries each extra COUNT costs ~30 ms.
+        by_state: dict[str, int] = {}
+        for _zone, state, count in by_zone_rows:
+            by_state[state] = by_state.get(state, 0) + count
         where = _delivery_filters(alert_id)
-        total = s.scalar(select(func.count()).select_from(Delivery).where(where))
+        filtered = any(request.args.get(key) for key in ("state", "channel", "zone", "number", "vulnerable"))
+        total = (s.scalar(select(func.count()).select_from(Delivery).where(where)) if filtered
+                 else sum(by_state.values()))
         # The page's ids first: SQLite computes every selected column of the rows an OFFSET skips,
         # so the zone's correlated subquery would run for every earlier delivery (200 ms deep in 100,000).
         page_ids = (select(Delivery.id).where(where).order_by(Delivery.id)
@@ -450,8 +455,7 @@ def show(alert_id: int):
         versions = list(s.scalars(select(AlertText).where(AlertText.alert_id == alert_id)
                                   .order_by(AlertText.language)))
         follow_ups = list(s.scalars(select(Alert).where(Alert.follows_alert_id == alert_id).order_by(Alert.id)))
-        gone_out = s.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.alert_id == alert_id, Delivery.state != "cancelled"))
+        gone_out = sum(count for state, count in by_state.items() if state != "cancelled")
     by_zone: dict[str, dict[str, int]] = {}
     for zone_name, state, count in by_zone_rows:
         entry = by_zone.setdefault(zone_name or "-", {"total": 0, "reached": 0, "failed": 0, "open": 0})
