@@ -225,11 +225,13 @@ class AlertService:
             conditions.append(c.needs.is_distinct_from("text_only"))
         conditions.append(n.opted_out.is_(False))
         vulnerable = func.max(cast(c.vulnerable, Integer))
+        z = Zone.__table__.c
         return (select(literal(alert_id, Integer).label("alert_id"), n.id.label("number_id"), n.e164,
                        literal(channel).label("channel"), vulnerable.label("vulnerable"),
-                       func.min(c.language).label("language"))
+                       func.min(c.language).label("language"), func.min(z.name).label("zone"))
                 .select_from(PhoneNumberRow.__table__.join(contact_numbers, cn.number_id == n.id)
-                             .join(Contact.__table__, c.id == cn.contact_id))
+                             .join(Contact.__table__, c.id == cn.contact_id)
+                             .outerjoin(Zone.__table__, z.id == c.zone_id))
                 .where(and_(*conditions)).group_by(n.id, n.e164))
 
     # --- creating -----------------------------------------------------------------
@@ -313,7 +315,7 @@ class AlertService:
         d, n = Delivery.__table__.c, PhoneNumberRow.__table__.c
         return (select(literal(alert_id, Integer).label("alert_id"), d.number_id, d.e164,
                        literal(channel).label("channel"), cast(d.vulnerable, Integer).label("vulnerable"),
-                       d.language)
+                       d.language, d.zone)
                 .select_from(Delivery.__table__.join(PhoneNumberRow.__table__, n.id == d.number_id))
                 .where(d.alert_id == original_id, d.channel == channel, d.state != "cancelled",
                        n.opted_out.is_(False)))
@@ -328,10 +330,11 @@ class AlertService:
         # next_attempt_at), so the time survives restarts and cancel stops them like any pending work.
         not_before = alert.send_at if alert.send_at is not None and alert.send_at > utcnow() else None
         insert = Delivery.__table__.insert().from_select(
-            ["alert_id", "number_id", "e164", "channel", "state", "sort_key", "vulnerable", "language",
+            ["alert_id", "number_id", "e164", "channel", "state", "sort_key", "vulnerable", "language", "zone",
              "attempts", "submissions", "possible_duplicate", "parts_total", "parts_delivered", "next_attempt_at"],
             select(recipients.c.alert_id, recipients.c.number_id, recipients.c.e164, recipients.c.channel,
                    literal("pending"), sort_key, recipients.c.vulnerable == 1, recipients.c.language,
+                   recipients.c.zone,
                    literal(0), literal(0), literal(False), literal(0), literal(0), literal(not_before, DateTime)))
         return session.execute(insert).rowcount
 

@@ -125,6 +125,11 @@ class Delivery(Base):
     sort_key: Mapped[int] = mapped_column(Integer, default=3)  # lower goes first
     vulnerable: Mapped[bool] = mapped_column(Boolean, default=False)
     language: Mapped[str] = mapped_column(String(8), default="it")
+    # The number's zone when the alert went out (the first by name when a household
+    # spans two), kept here like `vulnerable`: the alert page counts 100,000
+    # deliveries by zone, and a zone renamed or a contact moved later does not
+    # rewrite where the alert was sent.
+    zone: Mapped[str | None] = mapped_column(String(120))
     attempts: Mapped[int] = mapped_column(Integer, default=0)       # charged to the recipient
     # Every try, charged or not; counted at claim time, so a voice number is never
     # called more than the alert's cap even across crashes.

@@ -369,7 +369,9 @@ class Store:
         exists_already = s.scalar(select(func.count()).select_from(Delivery).where(
             Delivery.alert_id == alert_id, Delivery.number_id == number_id, Delivery.channel == "sms"))
         if not exists_already:
-            s.add(Delivery(alert_id=alert_id, number_id=number_id, e164=number.e164, channel="sms",
+            zone = s.scalar(select(Delivery.zone).where(Delivery.alert_id == alert_id, Delivery.number_id == number_id,
+                                                        Delivery.channel == "voice"))
+            s.add(Delivery(alert_id=alert_id, number_id=number_id, e164=number.e164, channel="sms", zone=zone,
                            state="pending", sort_key=0, language=language, attempts=0, submissions=0,
                            possible_duplicate=False, parts_total=0, parts_delivered=0,
                            last_error="fallback: voice call not confirmed"))

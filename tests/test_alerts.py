@@ -180,3 +180,17 @@ def test_status_eta_counts_only_lines_the_engine_still_reports(contacts):
         s.execute(update(Line).where(Line.label == "m0").values(updated_at=utcnow() - dt.timedelta(minutes=10)))
     status = contacts.alerts.status(alert_id)
     assert status["eta_seconds"] is None and status["lines"]["m0"]["stale"] is True
+
+
+def test_each_delivery_keeps_the_zone_it_was_sent_for(contacts):
+    from gateway.models import Delivery
+    alert_id, _ = contacts.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
+    with contacts.sessions() as s:
+        zones = dict(s.execute(select(Delivery.e164, Delivery.zone).where(Delivery.alert_id == alert_id)).all())
+    assert zones["+393207654321"] == "Fregene" and zones["+393331110001"] == "Isola Sacra"
+    # A correction goes to the same recipients, with the zone the original had.
+    follow_id, _ = contacts.alerts.create(AlertRequest(text="y", target=Target(), follows=alert_id,
+                                                       follow_up="correction"))
+    with contacts.sessions() as s:
+        again = dict(s.execute(select(Delivery.e164, Delivery.zone).where(Delivery.alert_id == follow_id)).all())
+    assert again == zones
