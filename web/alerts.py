@@ -565,14 +565,15 @@ def export(alert_id: int):
             people = _people_by_number(s, alert_id)
             result = s.execute(select(Delivery.id, Delivery.number_id, Delivery.e164, Delivery.channel,
                                       Delivery.state, Delivery.attempts, Delivery.line, Delivery.last_error,
-                                      Delivery.sent_at, Delivery.delivered_at, Delivery.vulnerable)
+                                      Delivery.sent_at, Delivery.delivered_at, Delivery.vulnerable, Delivery.zone)
                                .where(Delivery.alert_id == alert_id).order_by(Delivery.id)
                                .execution_options(yield_per=2000))
             for count, row in enumerate(result, 1):
-                name, zone, _address = people.get(row.number_id, ("", None, None))
+                # The zone the alert was sent for, as on the alert page (not where the contact is now).
+                name, _zone_now, _address = people.get(row.number_id, ("", None, None))
                 writer.writerow([csv_cell(v) for v in (row.id, row.e164, row.channel, row.state, row.attempts,
                                                       row.line, row.last_error, row.sent_at, row.delivered_at,
-                                                      "yes" if row.vulnerable else "no", name, zone)])
+                                                      "yes" if row.vulnerable else "no", name, row.zone)])
                 if count % 2000 == 0:
                     yield buffer.getvalue()
                     buffer.seek(0)
