@@ -75,6 +75,14 @@ class SubmitReceipt:
     cause: str | None = None
 
 
+@dataclass(frozen=True)
+class StatusReport:
+    """The network's word on one SMS part: TP-MR (the +CMGS reference) and whether it arrived."""
+    reference: int
+    delivered: bool
+    detail: str                      # e.g. "TP-ST 0x00"
+
+
 @dataclass
 class LineStatus:
     """Health of one modem or trunk, written to the database by the engine."""
@@ -103,7 +111,8 @@ class ChannelEvents(Protocol):
     They are always called on the event loop thread.
     """
 
-    def status_report(self, line: str, reference: int, delivered: bool, detail: str) -> None: ...
+    def status_reports(self, line: str, reports: list[StatusReport]) -> None:
+        """Record these reports (one commit); the modem deletes its stored copies once this returned."""
 
     def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None: ...
 

@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
-from gateway.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage
+from gateway.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, StatusReport
 from gateway.db import utcnow
 from gateway.policy import DeliveryPolicy
 from gateway.logs import event_line, mask_number
@@ -59,16 +59,17 @@ class Dispatcher:
         return {label: status.state for label, status in self._line_status.items()}
 
     # --- ChannelEvents ---------------------------------------------------------
-    def status_report(self, line: str, reference: int, delivered: bool, detail: str) -> None:
-        matched = self.store.record_status_report(line, reference, delivered, detail)
-        if matched:
-            self._log_report(matched, line, reference, delivered, detail)
-        else:
-            # The report can beat its own +CMGS bookkeeping: the worker thread resolves
-            # the send and the modem reports within milliseconds, before _deliver has
-            # stored the parts. Keep it briefly and apply it once the parts exist. (A
-            # crash in that window leaves the delivery 'submitting': it is resent anyway.)
-            self._early_reports[(line, reference)] = (delivered, detail, time.monotonic())
+    def status_reports(self, line: str, reports: list[StatusReport]) -> None:
+        matches = self.store.record_status_reports(line, reports)
+        for report, matched in zip(reports, matches):
+            if matched:
+                self._log_report(matched, line, report.reference, report.delivered, report.detail)
+            else:
+                # The report can beat its own +CMGS bookkeeping: the worker thread resolves
+                # the send and the modem reports within milliseconds, before _deliver has
+                # stored the parts. Keep it briefly and apply it once the parts exist. (A
+                # crash in that window leaves the delivery 'submitting': it is resent anyway.)
+                self._early_reports[(line, report.reference)] = (report.delivered, report.detail, time.monotonic())
         self._last_progress = time.monotonic()
         self._wake.set()
 

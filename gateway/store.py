@@ -17,7 +17,7 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.channels import DeliveryFailed, LineStatus, SubmitReceipt
+from gateway.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
 from gateway.db import utcnow
 from gateway.models import Alert, Attempt, Delivery, InboundSms, Line, PhoneNumberRow, SmsPart
 from gateway.models_panel import AlertText
@@ -380,22 +380,32 @@ class Store:
                              detail: str) -> ReportMatch | None:
         """Match a status report to the latest part sent with that TP-MR on that line;
         None when no part waits for it."""
+        return self.record_status_reports(line, [StatusReport(reference, delivered, detail)])[0]
+
+    def record_status_reports(self, line: str, reports: list[StatusReport]) -> list[ReportMatch | None]:
+        """Several reports from one line in one transaction (a modem collects them in
+        batches); for each, what it matched or None."""
         now = utcnow()
+        matches: list[ReportMatch | None] = []
         with self._core() as s:
-            part = s.execute(_MARK_PART_FOR_REPORT, {"on_line": line, "tp_mr": reference, "at": now,
-                                                     "new_status": "delivered" if delivered else "failed"}).first()
-            if part is None:
-                return None
-            if not delivered:
-                row = s.execute(_NOT_DELIVERED, {"delivery_id": part.delivery_id, "at": now,
-                                                 "why": f"status report: not delivered ({detail})"}).one()
-            else:
-                # One part (the usual SMS) needs no count: it is this one.
-                done = 1 if part.parts == 1 else s.execute(_PARTS_DELIVERED,
-                                                           {"attempt_id": part.attempt_id}).scalar_one()
-                row = s.execute(_PARTS_REPORTED, {"delivery_id": part.delivery_id, "done": done, "at": now,
-                                                  "all_done": done >= part.parts}).one()
-        return ReportMatch(row.alert_id, part.delivery_id, row.e164)
+            for report in reports:
+                part = s.execute(_MARK_PART_FOR_REPORT, {
+                    "on_line": line, "tp_mr": report.reference, "at": now,
+                    "new_status": "delivered" if report.delivered else "failed"}).first()
+                if part is None:
+                    matches.append(None)
+                    continue
+                if not report.delivered:
+                    row = s.execute(_NOT_DELIVERED, {"delivery_id": part.delivery_id, "at": now,
+                                                     "why": f"status report: not delivered ({report.detail})"}).one()
+                else:
+                    # One part (the usual SMS) needs no count: it is this one.
+                    done = 1 if part.parts == 1 else s.execute(_PARTS_DELIVERED,
+                                                               {"attempt_id": part.attempt_id}).scalar_one()
+                    row = s.execute(_PARTS_REPORTED, {"delivery_id": part.delivery_id, "done": done, "at": now,
+                                                      "all_done": done >= part.parts}).one()
+                matches.append(ReportMatch(row.alert_id, part.delivery_id, row.e164))
+        return matches
 
     def record_inbound(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
         with self.sessions.begin() as s:

@@ -6,9 +6,11 @@ deals with one taxonomy.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import re
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -20,10 +22,12 @@ from gsmmodem.modem import GsmModem
 from gsmmodem.pdu import decodeSmsPdu
 from gsmmodem.util import lineStartingWith
 
+from gateway.channels import StatusReport
 from gateway.sms_text import SubmitPdu
 from modem.at_parse import parse_cmgl, parse_cops, parse_cpin, parse_creg, parse_csq, split_notifications
 from modem.errors import ErrorVerdict, classify_cme, classify_cms, classify_tp_status
 from modem.raw_at import NoAnswer, at_command, parse_imei
+from modem.stored_reports import REPORT_MEMORY, Collection, StoredReports
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,10 @@ CTRL_Z = "\x1a"
 # Unsolicited lines that can arrive while a command waits for its reply.
 _CDS_HEADER = re.compile(r"^\+CDS:\s*\d+$")
 _URC_LINE = re.compile(r"^(\+CDSI:|\+CMTI:|\^[A-Z]+:|\+CRING:|RING$|\+CLIP:|\+CUSD:|\+CREG: \d$)")
+_CDSI = re.compile(r'^\+CDSI:\s*"([^"]+)"\s*,\s*(\d+)\s*$')
+# Deletes chained on one command line: well inside the 256 characters even small
+# modems take on a line (SIM800 takes 556).
+CHAINED_DELETES = 10
 
 
 class ModemError(Exception):
@@ -71,13 +79,15 @@ class _UrcSafeGsmModem(GsmModem):
     """
 
     _cds_header: str | None = None
+    # Set by ModemDriver: called with (memory, index) for every +CDSI, on the read thread.
+    onStoredReport: Callable[[str, int], None] | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Handlers of stored reports and SMS waiting for the port. Sends let them go first: the
-        # library's lock is not fair, and a worker sending back to back would win it
-        # every time while the reports pile up in the modem's small SR memory until
-        # it drops them (seen with a send always queued behind the current one).
+        # Handlers of stored incoming SMS (+CMTI) waiting for the port. Sends let them go
+        # first: the library's lock is not fair, and a worker sending back to back would
+        # win it every time while the messages pile up in the modem's small memory until
+        # it drops them (seen with status reports, before the worker collected those itself).
         self._reports_cv = threading.Condition()
         self._reports_waiting = 0
 
@@ -143,13 +153,14 @@ class _UrcSafeGsmModem(GsmModem):
         super()._handleLineRead(line, checkForResponseTerm)
 
     def _handleSmsStatusReport(self, notificationLine: str) -> None:  # noqa: N802,N803
-        # The library deletes the stored report before its callback runs, so an
-        # engine killed in between loses it. Delete only once the callback (which
-        # returns after the database commit) succeeded; otherwise the report stays
-        # in the modem and is collected at the next open.
-        match = self.CDSI_REGEX.match(notificationLine)
-        if match:
-            self._take_stored(match.group(1), match.group(2), self.smsStatusReportCallback, "status report")
+        # The library reads and deletes the stored report at once, before its
+        # callback runs, so an engine killed in between loses it; and it spends two
+        # AT exchanges per SMS. The report is only noted here: the worker collects
+        # reports in batches between sends and deletes them once they are committed
+        # (see stored_reports.py).
+        match = _CDSI.match(notificationLine.strip())
+        if match and self.onStoredReport is not None:
+            self.onStoredReport(match.group(1), int(match.group(2)))
 
     def _handleSmsReceived(self, notificationLine: str) -> None:  # noqa: N802,N803
         # The library reads and deletes without holding the port (an AT+CMGS in
@@ -177,7 +188,12 @@ class _UrcSafeGsmModem(GsmModem):
     def _handleModemNotification(self, lines: list[str]) -> None:  # noqa: N802
         # The library acts on the first URC of a burst only; give it one at a time.
         for group in split_notifications(lines):
-            super()._handleModemNotification(group)
+            if len(group) == 1 and group[0].startswith("+CDSI:"):
+                # Only noted (no I/O): done here rather than on a thread of its own,
+                # which the library starts for every notification.
+                self._handleSmsStatusReport(group[0])
+            else:
+                super()._handleModemNotification(group)
 
 
 @dataclass(frozen=True)
@@ -190,15 +206,19 @@ class Health:
 
 class ModemDriver:
     def __init__(self, port: str, baud: int, pin: str, *,
-                 on_status_report: Callable[[int, bool, str], None],
+                 on_status_reports: Callable[[list[StatusReport]], concurrent.futures.Future],
                  on_incoming: Callable[[str, str], None],
                  on_lost: Callable[[str], None],
+                 on_reports_waiting: Callable[[], None] = lambda: None,
                  prompt_timeout: float = 5.0, identify_timeout: float = 5.0) -> None:
         self.port = port
         self.identify_timeout = identify_timeout
         self.baud = baud
         self._pin = pin
-        self._on_status_report = on_status_report
+        # Hands reports to the engine; the future ends once they are committed.
+        self._on_status_reports = on_status_reports
+        self._on_reports_waiting = on_reports_waiting
+        self._stored = StoredReports()
         self._on_incoming = on_incoming
         self._on_lost = on_lost
         self.prompt_timeout = prompt_timeout
@@ -244,6 +264,7 @@ class ModemDriver:
         modem = _UrcSafeGsmModem(self.port, self.baud, smsReceivedCallbackFunc=self._received,
                                  smsStatusReportCallback=self._report)
         modem.fatalErrorCallback = self._fatal
+        modem.onStoredReport = self._announced
         try:
             modem.connect(pin=self._pin or None)
         except (PinRequiredError, IncorrectPinError) as exc:
@@ -279,8 +300,10 @@ class ModemDriver:
         """SMS and status reports that arrived while nobody listened (engine down, port
         lost mid-notification) wait in the modem's memory: read them, then delete
         exactly those indexes (the library's delete-all would also wipe a report
-        stored between its list and its delete)."""
-        for memory in ("SM", "ME", "SR"):
+        stored between its list and its delete). The report memory is listed by the
+        first collection pass, like the reports that arrive from now on."""
+        self._stored.scan(REPORT_MEMORY)
+        for memory in ("SM", "ME"):
             try:
                 with modem._txLock:
                     # Through the library, which remembers the selected memory and
@@ -288,12 +311,18 @@ class ModemDriver:
                     modem._setSmsMemory(readDelete=memory)
                     for index, pdu in parse_cmgl(modem.write("AT+CMGL=4", timeout=15)):
                         # Stored first, deleted after: a crash in between only repeats it.
-                        self._dispatch_stored(memory, pdu)
+                        try:
+                            self._dispatch_stored(memory, pdu)
+                        except Exception:  # noqa: BLE001 - not recorded: it stays in the modem
+                            log.warning("stored message %s/%d on %s not recorded now; it stays stored", memory,
+                                        index, self.port, exc_info=True)
+                            continue
                         modem.write(f"AT+CMGD={index}")
             except (GsmModemException, TimeoutException, IndexError) as exc:
                 log.debug("cannot list stored SMS in %s on %s: %s", memory, self.port, exc)
 
     def _dispatch_stored(self, memory: str, pdu: str) -> None:
+        """Hand over one message listed at open; returns once the engine has it (or raises)."""
         try:
             decoded = decodeSmsPdu(pdu)
         except Exception:  # noqa: BLE001 - one bad PDU must not hide the others
@@ -302,7 +331,125 @@ class ModemDriver:
         if decoded.get("type") == "SMS-DELIVER":
             self._on_incoming(decoded.get("number") or "", decoded.get("text") or "")
         elif decoded.get("type") == "SMS-STATUS-REPORT":
-            self._report_status(int(decoded["reference"]), int(decoded.get("status") or 0))
+            report = self._status(int(decoded["reference"]), int(decoded.get("status") or 0))
+            if report is not None:
+                self._on_status_reports([report]).result(30)
+
+    # --- stored status reports (worker thread) ------------------------------------
+    def _announced(self, memory: str, index: int) -> None:
+        self._stored.announce(memory, index, time.monotonic())
+        self._on_reports_waiting()
+
+    def service_reports(self, idle: bool) -> None:
+        """Between two sends (the port is free): collect stored reports if a pass is due."""
+        if not self._stored.due(time.monotonic(), idle):
+            return
+        modem = self._modem
+        if modem is None or not self.alive:
+            return
+        for work in self._stored.take():
+            try:
+                with modem._txLock:
+                    # Through the library, which skips AT+CPMS when the memory is already selected.
+                    modem._setSmsMemory(readDelete=work.memory)
+                    stored = self._delete_and_read(modem, work)
+            except (GsmModemException, TimeoutException, serial.SerialException, OSError, IndexError) as exc:
+                self._stored.give_back(work, time.monotonic())
+                log.debug("stored reports in %s on %s not collected now: %r", work.memory, self.port, exc)
+                continue
+            self._hand_over(work.memory, stored)
+
+    def finish_reports(self, timeout: float = 2.0) -> None:
+        """Before a clean close: let the commits in flight end, then delete what they saved."""
+        deadline = time.monotonic() + timeout
+        while self._stored.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.service_reports(idle=True)
+
+    def _delete_and_read(self, modem: GsmModem, work: Collection) -> list[tuple[int, str]]:
+        """Delete the committed reports, then list (or read) what waits; caller holds the port."""
+        deletes = [f"+CMGD={index},0" for index in work.deletes]
+        while len(deletes) > CHAINED_DELETES:
+            self._chain(modem, deletes[:CHAINED_DELETES])
+            deletes = deletes[CHAINED_DELETES:]
+        stored: list[tuple[int, str]] = []
+        if work.list_all:
+            try:
+                stored = parse_cmgl(modem.write("AT" + ";".join(deletes + ["+CMGL=4"]), timeout=15))
+            except (CmsError, CmeError):
+                if not deletes:
+                    raise
+                # A delete refused (the slot was emptied meanwhile, e.g. by a power cycle)
+                # stops the line before the listing: one command at a time instead.
+                self._delete_one_by_one(modem, work.deletes[-len(deletes):])
+                stored = parse_cmgl(modem.write("AT+CMGL=4", timeout=15))
+        elif deletes:
+            self._chain(modem, deletes)
+        for index in work.read:
+            try:
+                reply = modem.write(f"AT+CMGR={index}")
+            except (CmsError, CmeError) as exc:
+                log.debug("report %s/%d on %s not readable: %s", work.memory, index, self.port, exc)
+                continue
+            for number, line in enumerate(reply):
+                if line.startswith("+CMGR:") and number + 1 < len(reply) and reply[number + 1] != "OK":
+                    stored.append((index, reply[number + 1].strip()))
+                    break
+        return stored
+
+    def _chain(self, modem: GsmModem, deletes: list[str]) -> None:
+        try:
+            modem.write("AT" + ";".join(deletes))
+        except (CmsError, CmeError):
+            self._delete_one_by_one(modem, [int(d[6:].split(",")[0]) for d in deletes])
+
+    def _delete_one_by_one(self, modem: GsmModem, indexes: list[int]) -> None:
+        for index in indexes:
+            try:
+                modem.write(f"AT+CMGD={index},0")
+            except (CmsError, CmeError) as exc:
+                # Already gone: what we wanted.
+                log.debug("AT+CMGD=%d refused on %s: %s", index, self.port, exc)
+
+    def _hand_over(self, memory: str, stored: list[tuple[int, str]]) -> None:
+        reports: list[StatusReport] = []
+        indexes: list[int] = []
+        drop: list[int] = []
+        for index, pdu in stored:
+            if not self._stored.wanted(memory, index):
+                continue
+            try:
+                decoded = decodeSmsPdu(pdu)
+            except Exception:  # noqa: BLE001 - one bad PDU must not hide the others
+                log.warning("undecodable status report %s/%d on %s: deleted", memory, index, self.port)
+                drop.append(index)
+                continue
+            if decoded.get("type") != "SMS-STATUS-REPORT":
+                log.warning("%s/%d on %s is not a status report: left stored", memory, index, self.port)
+                continue
+            report = self._status(int(decoded["reference"]), int(decoded.get("status") or 0))
+            if report is None:
+                drop.append(index)   # interim: the final report follows
+            else:
+                reports.append(report)
+                indexes.append(index)
+        self._stored.forget(memory, drop, time.monotonic())
+        if not reports:
+            return
+        self._stored.handed_over(memory, indexes)
+        try:
+            future = self._on_status_reports(reports)
+        except Exception:  # noqa: BLE001 - the loop is gone: the reports stay stored
+            self._stored.settled(memory, indexes, False, time.monotonic())
+            return
+
+        def settled(done: concurrent.futures.Future) -> None:
+            committed = not done.cancelled() and done.exception() is None
+            if not committed:
+                log.warning("%d status reports on %s not recorded now; they stay stored", len(indexes), self.port)
+            self._stored.settled(memory, indexes, committed, time.monotonic())
+            self._on_reports_waiting()
+        future.add_done_callback(settled)
 
     def close(self) -> None:
         modem, self._modem = self._modem, None
@@ -329,15 +476,19 @@ class ModemDriver:
         self._on_lost(f"port {self.port} lost: {exc}")
 
     def _report(self, report) -> None:  # noqa: ANN001 - gsmmodem.modem.StatusReport
-        self._report_status(int(report.reference), int(report.deliveryStatus))
+        # A +CDS report routed to us (modems without SR memory): nothing is stored to delete.
+        status = self._status(int(report.reference), int(report.deliveryStatus))
+        if status is not None:
+            self._on_status_reports([status])
 
-    def _report_status(self, reference: int, status: int) -> None:
+    def _status(self, reference: int, status: int) -> StatusReport | None:
+        """The report the engine records, or None for an interim one."""
         verdict = classify_tp_status(status)
         if verdict == "pending":
             # The SMSC is still trying (e.g. phone off): its final report follows.
             log.debug("interim status report TP-ST 0x%02X for reference %d on %s", status, reference, self.port)
-            return
-        self._on_status_report(reference, verdict == "delivered", f"TP-ST 0x{status:02X}")
+            return None
+        return StatusReport(reference, verdict == "delivered", f"TP-ST 0x{status:02X}")
 
     def _received(self, sms) -> None:  # noqa: ANN001 - gsmmodem.modem.ReceivedSms
         self._on_incoming(sms.number or "", sms.text or "")

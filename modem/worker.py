@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from gateway.channels import LineStatus
+from gateway.channels import LineStatus, StatusReport
 from gateway.config import ModemConfig
 from gateway.sms_text import SubmitPdu
 from modem.driver import Health, ModemDriver, ModemError, PortUnavailable, WrongModem
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # over, so a crash resends it as a possible duplicate, like the one on the wire.
 PIPELINE_DEPTH = 2
 SILENT_PROBES_BEFORE_REOPEN = 2
+# Put in the job queue to wake an idle worker: stored status reports wait to be collected.
+_WAKE = object()
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class PortRegistry:
 class ModemWorker:
     def __init__(self, config: ModemConfig, *, loop: asyncio.AbstractEventLoop, settings: WorkerSettings,
                  ports: PortRegistry, sent_today: int,
-                 on_status_report: Callable[[str, int, bool, str], None],
+                 on_status_reports: Callable[[str, list[StatusReport]], None],
                  on_incoming: Callable[[str, str, str], None],
                  on_status: Callable[[LineStatus], None],
                  on_free: Callable[[], None],
@@ -92,12 +94,13 @@ class ModemWorker:
         self._settings = settings
         self._ports = ports
         self._driver_factory = driver_factory
-        self._on_status_report = on_status_report
+        self._on_status_reports = on_status_reports
         self._on_incoming = on_incoming
         self._on_status = on_status
         self._on_free = on_free
         self._jobs: queue.Queue = queue.Queue()
         self._stop = threading.Event()
+        self._idle = False         # thread side: waiting for a job (a wake-up is worth sending)
         self._thread = threading.Thread(target=self._run, name=f"modem-{self.label}", daemon=True)
         self._driver: ModemDriver | None = None
         self._port_in_use: str | None = None
@@ -245,6 +248,27 @@ class ModemWorker:
         self._loop.call_soon_threadsafe(run)
         done.result(timeout)
 
+    def _call_soon(self, fn: Callable, *args) -> concurrent.futures.Future:
+        """Run ``fn`` on the loop without waiting; the future ends when it returned."""
+        done: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed back through the future
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+        try:
+            self._loop.call_soon_threadsafe(run)
+        except RuntimeError as exc:  # loop closed during shutdown
+            done.set_exception(exc)
+        return done
+
+    def _wake_up(self) -> None:
+        if self._idle:
+            self._jobs.put(_WAKE)
+
     def _call(self, fn: Callable, *args) -> None:
         try:
             self._loop.call_soon_threadsafe(fn, *args)
@@ -286,15 +310,27 @@ class ModemWorker:
             if self.state == "suspended" and now >= self.suspended_until:
                 self._probe()
                 continue
+            # Stored status reports: at once when no send waits, else in batches.
+            if self._driver is not None:
+                self._driver.service_reports(idle=self._jobs.empty())
+            timeout = min(1.0, max(0.05, next_health - now))
+            self._idle = True
             try:
-                job = self._jobs.get(timeout=min(1.0, max(0.05, next_health - now)))
+                job = self._jobs.get(timeout=timeout)
             except queue.Empty:
+                continue
+            finally:
+                self._idle = False
+            if job is _WAKE:
                 continue
             if job is None:
                 break
             self._send(*job)
         # Fail what is still queued so no future is left hanging.
         self._fail_queued(ModemError("engine stopping"))
+        if self._driver is not None and self._driver.alive:
+            # Delete the reports the engine has committed, so the next start does not read them again.
+            self._driver.finish_reports()
         self._disconnect()
 
     def _fail_queued(self, error: ModemError) -> bool:
@@ -307,7 +343,7 @@ class ModemWorker:
                 return stopping
             if job is None:
                 stopping = True
-            else:
+            elif job is not _WAKE:
                 self._finish(job[1], error=error)
 
     def _candidates(self) -> list[str]:
@@ -370,10 +406,9 @@ class ModemWorker:
                 continue
             driver = self._driver_factory(
                 port, self.config.baud, self.config.pin,
-                on_status_report=lambda ref, ok, detail: self._call_and_wait(
-                    self._on_status_report, self.label, ref, ok, detail),
+                on_status_reports=lambda reports: self._call_soon(self._on_status_reports, self.label, reports),
                 on_incoming=lambda sender, text: self._call_and_wait(self._on_incoming, self.label, sender, text),
-                on_lost=self._lost)
+                on_lost=self._lost, on_reports_waiting=self._wake_up)
             try:
                 # With an expected IMEI the driver refuses another modem before our PIN
                 # reaches its SIM or its stored reports are read.

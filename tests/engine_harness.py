@@ -17,6 +17,25 @@ from gateway.config import load_config
 from gateway.models import Delivery
 
 
+class RecordingEvents:
+    """ChannelEvents for driving an SmsChannel directly: keeps the status reports, ignores the rest."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[str, int, bool]] = []
+
+    def status_reports(self, line, reports) -> None:
+        self.reports.extend((line, r.reference, r.delivered) for r in reports)
+
+    def inbound_sms(self, line, sender, text, received_at) -> None:
+        pass
+
+    def line_status(self, status) -> None:
+        pass
+
+    def capacity_available(self) -> None:
+        pass
+
+
 def engine_config(tmp_path: Path, links: list[str], *, per_minute: float = 6000, report_timeout: float = 20,
                   send_timeout: float = 10, probe_interval: float = 2, extra: str = "") -> Path:
     modems = "".join(f'\n[[modems]]\nlabel = "m{i}"\nport = "{link}"\nper_minute = {per_minute}\n'

@@ -14,30 +14,11 @@ from gateway.config import ModemConfig
 from modem.pool import SmsChannel
 from modem.simulator.harness import SimulatorProcess
 from modem.worker import WorkerSettings
-from tests.engine_harness import wait_until
+from tests.engine_harness import RecordingEvents, wait_until
 
 pytestmark = pytest.mark.integration
 
 FAST = dict(latency_median=0.02, latency_sigma=0.3, report_delay=0.05)
-
-
-class RecordingEvents:
-    """ChannelEvents that keep what the channel reports."""
-
-    def __init__(self) -> None:
-        self.reports: list[tuple[str, int, bool]] = []
-
-    def status_report(self, line, reference, delivered, detail):
-        self.reports.append((line, reference, delivered))
-
-    def inbound_sms(self, line, sender, text, received_at):
-        pass
-
-    def line_status(self, status):
-        pass
-
-    def capacity_available(self):
-        pass
 
 
 def channel_for(port: str, imei: str, scan_dir) -> SmsChannel:

@@ -24,6 +24,12 @@ class SilentAfterOpen:
         type(self).closed += 1
         self.alive = False
 
+    def service_reports(self, idle):
+        pass
+
+    def finish_reports(self):
+        pass
+
     def health(self):
         if type(self).opened == 1:
             raise ModemError(f"no answer to AT+CSQ on {self.port}")
@@ -47,7 +53,7 @@ def test_a_modem_silent_through_its_probes_is_reopened_and_comes_back(tmp_path):
         worker = ModemWorker(ModemConfig(label="m0", port=str(port)), loop=loop,
                              settings=WorkerSettings(probe_interval=0.05, health_interval=0.05, reopen_interval=0.05,
                                                      scan_dir=None),
-                             ports=PortRegistry(), sent_today=0, on_status_report=lambda *a: None,
+                             ports=PortRegistry(), sent_today=0, on_status_reports=lambda *a: None,
                              on_incoming=lambda *a: None, on_status=on_status, on_free=lambda: None,
                              driver_factory=SilentAfterOpen)
         worker.start()

@@ -37,7 +37,7 @@ class EventsRecorder:
         self.capacity_calls = 0
         self.wakeup = asyncio.Event()
 
-    def status_report(self, line: str, reference: int, delivered: bool, detail: str) -> None:
+    def status_reports(self, line, reports) -> None:
         raise AssertionError("the voice channel has no status reports")
 
     def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
