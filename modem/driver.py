@@ -372,20 +372,25 @@ class ModemDriver:
         while len(deletes) > CHAINED_DELETES:
             self._chain(modem, deletes[:CHAINED_DELETES])
             deletes = deletes[CHAINED_DELETES:]
-        stored: list[tuple[int, str]] = []
         if work.list_all:
             try:
-                stored = parse_cmgl(modem.write("AT" + ";".join(deletes + ["+CMGL=4"]), timeout=15))
-            except (CmsError, CmeError):
-                if not deletes:
-                    raise
-                # A delete refused (the slot was emptied meanwhile, e.g. by a power cycle)
-                # stops the line before the listing: one command at a time instead.
-                self._delete_one_by_one(modem, work.deletes[-len(deletes):])
-                stored = parse_cmgl(modem.write("AT+CMGL=4", timeout=15))
+                try:
+                    return parse_cmgl(modem.write("AT" + ";".join(deletes + ["+CMGL=4"]), timeout=15))
+                except (CmsError, CmeError):
+                    if not deletes:
+                        raise
+                    # A delete refused (the slot was emptied meanwhile, e.g. by a power cycle)
+                    # stops the line before the listing: one command at a time instead.
+                    self._delete_one_by_one(modem, work.deletes[-len(deletes):])
+                return parse_cmgl(modem.write("AT+CMGL=4", timeout=15))
+            except (CmsError, CmeError) as exc:
+                log.info("%s cannot list its %s memory (%s): reading each status report by its index",
+                         self.port, work.memory, exc)
+                self._stored.listing_refused(work.memory)
         elif deletes:
             self._chain(modem, deletes)
-        for index in work.read:
+        stored: list[tuple[int, str]] = []
+        for index in work.announced:
             try:
                 reply = modem.write(f"AT+CMGR={index}")
             except (CmsError, CmeError) as exc:

@@ -35,11 +35,12 @@ REPORT_MEMORY = "SR"
 
 @dataclass
 class Collection:
-    """One memory's work for one pass: delete these, then list (or read) what is waiting."""
+    """One memory's work for one pass: delete these, then list the memory (``list_all``)
+    or read the ``announced`` indexes one by one."""
     memory: str
     deletes: list[int] = field(default_factory=list)
     list_all: bool = False
-    read: list[int] = field(default_factory=list)
+    announced: list[int] = field(default_factory=list)
 
 
 class StoredReports:
@@ -53,6 +54,7 @@ class StoredReports:
         self._in_flight: set[tuple[str, int]] = set()    # handed to the engine, commit pending
         self._committed: dict[str, set[int]] = {}         # in the database: to delete
         self._committed_since: float | None = None
+        self._unlistable: set[str] = set()                # AT+CMGL refused there: read by index
 
     # --- what arrives --------------------------------------------------------
     def announce(self, memory: str, index: int, now: float) -> None:
@@ -65,7 +67,14 @@ class StoredReports:
     def scan(self, memory: str = REPORT_MEMORY) -> None:
         """List ``memory`` whole at the next pass (at open: what came while nobody listened)."""
         with self._lock:
-            self._scan.add(memory)
+            if memory not in self._unlistable:
+                self._scan.add(memory)
+
+    def listing_refused(self, memory: str) -> None:
+        """The modem cannot list ``memory``: from now on its reports are read by index."""
+        with self._lock:
+            self._unlistable.add(memory)
+            self._scan.discard(memory)
 
     # --- when --------------------------------------------------------------------
     def due(self, now: float, idle: bool) -> bool:
@@ -85,9 +94,10 @@ class StoredReports:
             work = []
             for memory in sorted(memories):
                 announced = self._announced.pop(memory, set())
-                list_all = memory in self._scan or (memory == REPORT_MEMORY and bool(announced))
+                list_all = memory not in self._unlistable and (
+                    memory in self._scan or (memory == REPORT_MEMORY and bool(announced)))
                 work.append(Collection(memory=memory, deletes=sorted(self._committed.pop(memory, set())),
-                                       list_all=list_all, read=[] if list_all else sorted(announced)))
+                                       list_all=list_all, announced=sorted(announced)))
             self._scan.clear()
             self._waiting_since = None
             self._committed_since = None
@@ -99,7 +109,7 @@ class StoredReports:
             if work.deletes:
                 self._committed.setdefault(work.memory, set()).update(work.deletes)
                 self._committed_since = self._committed_since or now
-            pending = set(work.read)
+            pending = set(work.announced)
             if work.list_all:
                 self._scan.add(work.memory)
             if pending:

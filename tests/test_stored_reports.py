@@ -27,8 +27,8 @@ def test_the_report_memory_is_listed_whole_and_others_are_read_by_index():
     reports.announce("SR", 3, now=0.0)
     reports.announce("SM", 7, now=0.0)
     work = {w.memory: w for w in reports.take()}
-    assert work["SR"] == Collection("SR", deletes=[], list_all=True, read=[])
-    assert work["SM"] == Collection("SM", deletes=[], list_all=False, read=[7])
+    assert work["SR"] == Collection("SR", deletes=[], list_all=True, announced=[3])
+    assert work["SM"] == Collection("SM", deletes=[], list_all=False, announced=[7])
     assert not reports.due(100.0, idle=True)         # taken: nothing pending any more
 
 
@@ -46,7 +46,7 @@ def test_a_report_is_deleted_only_after_its_commit_and_never_handed_over_twice()
     assert not reports.wanted("SR", 1)               # deleted at the next pass, not re-read
     assert reports.due(5.0, idle=True) and not reports.due(6.0, idle=False)
     assert reports.due(7.0, idle=False)              # deletes wait at most the interval
-    assert reports.take() == [Collection("SR", deletes=[1], list_all=False, read=[])]
+    assert reports.take() == [Collection("SR", deletes=[1], list_all=False, announced=[])]
     assert reports.wanted("SR", 1)                   # the slot may hold a new report now
 
 
@@ -58,7 +58,7 @@ def test_a_failed_commit_leaves_the_report_stored_to_be_read_again():
     reports.settled("SR", [2], committed=False, now=1.0)
     assert reports.wanted("SR", 2)
     assert reports.due(1.0, idle=True)
-    assert reports.take() == [Collection("SR", deletes=[], list_all=True, read=[])]
+    assert reports.take() == [Collection("SR", deletes=[], list_all=True, announced=[2])]
 
 
 def test_a_failed_pass_gives_its_work_back():
@@ -72,11 +72,80 @@ def test_a_failed_pass_gives_its_work_back():
         reports.give_back(item, now=1.0)
     again = {w.memory: w for w in reports.take()}
     assert again["SR"].deletes == [4, 5]
-    assert again["ME"].read == [9]
+    assert again["ME"].announced == [9]
 
 
 def test_scan_lists_the_report_memory_even_without_an_announcement():
     reports = StoredReports()
     reports.scan()
     assert reports.due(0.0, idle=False)
-    assert reports.take() == [Collection("SR", deletes=[], list_all=True, read=[])]
+    assert reports.take() == [Collection("SR", deletes=[], list_all=True, announced=[])]
+
+
+def test_a_memory_the_modem_cannot_list_is_read_by_index():
+    reports = StoredReports()
+    reports.scan()
+    reports.listing_refused("SR")
+    assert not reports.due(0.0, idle=True)           # nothing to scan for any more
+    reports.announce("SR", 6, now=0.0)
+    assert reports.take() == [Collection("SR", deletes=[], list_all=False, announced=[6])]
+    reports.scan()
+    assert not reports.due(0.0, idle=True)
+
+
+# --- the AT command lines of one pass (the driver, with the library's write faked) ---------
+from gsmmodem.exceptions import CmsError  # noqa: E402
+
+from modem.driver import ModemDriver  # noqa: E402
+
+REPORT_PDU = "0006D60B911326880736F4111011719551401110117195714000"
+
+
+class FakeLibrary:
+    """GsmModem.write as the driver uses it: one command line in, the reply's lines out."""
+
+    def __init__(self, replies: dict[str, list[str]], refuse: set[str] = frozenset()) -> None:
+        self.replies, self.refuse, self.lines = replies, refuse, []
+
+    def write(self, line: str, timeout: float = 10) -> list[str]:
+        self.lines.append(line)
+        if line in self.refuse:
+            raise CmsError(line, 321)
+        return self.replies.get(line, ["OK"])
+
+
+def driver() -> ModemDriver:
+    return ModemDriver("/dev/null", 115200, "", on_status_reports=lambda reports: None,
+                       on_incoming=lambda *a: None, on_lost=lambda reason: None)
+
+
+def test_the_committed_deletes_ride_on_the_listing_line():
+    modem = FakeLibrary({"AT+CMGD=1,0;+CMGD=2,0;+CMGL=4": ["+CMGL: 3,0,,25", REPORT_PDU, "OK"]})
+    stored = driver()._delete_and_read(modem, Collection("SR", deletes=[1, 2], list_all=True, announced=[3]))
+    assert modem.lines == ["AT+CMGD=1,0;+CMGD=2,0;+CMGL=4"]
+    assert stored == [(3, REPORT_PDU)]
+
+
+def test_a_refused_delete_falls_back_to_one_command_at_a_time():
+    modem = FakeLibrary({"AT+CMGL=4": ["+CMGL: 3,0,,25", REPORT_PDU, "OK"]},
+                        refuse={"AT+CMGD=1,0;+CMGD=2,0;+CMGL=4", "AT+CMGD=1,0"})
+    stored = driver()._delete_and_read(modem, Collection("SR", deletes=[1, 2], list_all=True, announced=[3]))
+    assert modem.lines == ["AT+CMGD=1,0;+CMGD=2,0;+CMGL=4", "AT+CMGD=1,0", "AT+CMGD=2,0", "AT+CMGL=4"]
+    assert stored == [(3, REPORT_PDU)]
+
+
+def test_long_runs_of_deletes_are_split_over_several_lines():
+    modem = FakeLibrary({})
+    driver()._delete_and_read(modem, Collection("SR", deletes=list(range(1, 13)), list_all=False))
+    assert modem.lines == ["AT" + ";".join(f"+CMGD={i},0" for i in range(1, 11)), "AT+CMGD=11,0;+CMGD=12,0"]
+
+
+def test_a_modem_that_cannot_list_its_reports_has_them_read_by_index():
+    modem = FakeLibrary({"AT+CMGR=3": ["+CMGR: 0,,25", REPORT_PDU, "OK"], "AT+CMGR=4": ["OK"]},
+                        refuse={"AT+CMGL=4"})
+    the_driver = driver()
+    stored = the_driver._delete_and_read(modem, Collection("SR", list_all=True, announced=[3, 4]))
+    assert modem.lines == ["AT+CMGL=4", "AT+CMGR=3", "AT+CMGR=4"]
+    assert stored == [(3, REPORT_PDU)]                # slot 4 was empty
+    the_driver._stored.announce("SR", 5, now=0.0)
+    assert the_driver._stored.take() == [Collection("SR", list_all=False, announced=[5])]
