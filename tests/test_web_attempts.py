@@ -49,10 +49,11 @@ def test_each_attempt_shows_time_line_result_cause_and_duration(app, panel):
     busy_row, unplayed_row, confirmed_row, no_line_row, ringing_row = (_row(html, i) for i in ids)
     # Result by its Italian name (web/labels.py), never the stored identifier.
     assert "Occupato" in busy_row and ">busy<" not in busy_row
-    assert "<td>pstn</td>" in busy_row and "<td>17</td>" in busy_row and "4 s" in busy_row
+    # The Q.850 cause by its number (as the carrier names it) and in words.
+    assert "<td>pstn</td>" in busy_row and "<td>17 · Utente occupato</td>" in busy_row and "4 s" in busy_row
     assert "busy (Q.850 17 user busy)" in busy_row
     assert "2 mar 2026" in busy_row and "10:00:00" in busy_row  # the time, in Rome's time
-    assert "15 s (3 s dopo la risposta)" in unplayed_row and "<td>16</td>" in unplayed_row
+    assert "15 s (3 s dopo la risposta)" in unplayed_row and "<td>16 · Chiusura normale</td>" in unplayed_row
     assert "10:05:12" in unplayed_row  # when it was answered
     assert "Confermato (premuto 1)" in confirmed_row and "38 s (30 s dopo la risposta)" in confirmed_row
     assert "Nessuna linea libera" in no_line_row and "no_line" not in no_line_row
@@ -62,6 +63,7 @@ def test_each_attempt_shows_time_line_result_cause_and_duration(app, panel):
     post(viewer, "/language", {"lang": "en", "next": "/"})
     english = viewer.get(f"/alerts/{alert_id}/deliveries/{delivery_id}").get_data(as_text=True)
     assert "Busy" in _row(english, ids[0]) and "38 s (30 s answered)" in _row(english, ids[2])
+    assert "<td>17 · Line busy</td>" in _row(english, ids[0])
     assert "No line free" in _row(english, ids[3])
 
 
@@ -77,3 +79,11 @@ def test_an_sms_attempt_has_no_call_duration(app, panel):
     html = client_for(app, "viewer").get(f"/alerts/{alert_id}/deliveries/{delivery_id}").get_data(as_text=True)
     row = _row(html, attempt_id)
     assert "Inviato" in row and "<td>tim-1</td>" in row and "3 s" not in row
+
+
+def test_a_cause_the_label_table_does_not_name_shows_its_number_only(app, panel):
+    from web.labels import cause
+
+    assert cause("17") != "17" and cause("17").startswith("17 · ")
+    assert cause("99") == "99"
+    assert cause(None) == "" and cause("") == ""

@@ -19,7 +19,7 @@ from web.app_user import load_user
 from gateway.audit import AuditLog, anchor_path_for
 from web.context import Panel, panel
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, PanelBabel, compile_catalogues
-from web.labels import label, labels
+from web.labels import cause, label, labels
 from web.security import check_access, wants_json
 from web.users import ROLES
 
@@ -108,6 +108,7 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     app.register_error_handler(CSRFError, _csrf_error)
     app.add_template_filter(label, "label")
     app.add_template_filter(labels, "labels")
+    app.add_template_filter(cause, "cause")
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

@@ -73,6 +73,36 @@ LABELS = {
     },
     "channel": {"sms": lazy_pgettext("channel", "SMS"), "voice": lazy_pgettext("channel", "Voice")},
     "needs": {"text_only": lazy_gettext("text only (deaf)"), "voice_only": lazy_gettext("voice only (blind)")},
+    # Q.850 cause a call ended with (attempts.cause), in words an operator understands; the
+    # panel shows the number too, as the PBX and the carrier name it. Causes not listed show
+    # their number only. (The PBX-side table, in Asterisk's own English, is asterisk/q850.py.)
+    "call_cause": {
+        "1": lazy_pgettext("call cause", "Number does not exist"),
+        "3": lazy_pgettext("call cause", "No route to the destination"),
+        "16": lazy_pgettext("call cause", "Normal hang-up"),
+        "17": lazy_pgettext("call cause", "Line busy"),
+        "18": lazy_pgettext("call cause", "No response from the phone"),
+        "19": lazy_pgettext("call cause", "Rang, nobody answered"),
+        "20": lazy_pgettext("call cause", "Phone off or unreachable"),
+        "21": lazy_pgettext("call cause", "Call rejected"),
+        "22": lazy_pgettext("call cause", "Number changed"),
+        "27": lazy_pgettext("call cause", "Destination out of order"),
+        "28": lazy_pgettext("call cause", "Invalid number format"),
+        "31": lazy_pgettext("call cause", "Normal, unspecified"),
+        "34": lazy_pgettext("call cause", "No circuit free"),
+        "38": lazy_pgettext("call cause", "Network out of order"),
+        "41": lazy_pgettext("call cause", "Temporary failure"),
+        "42": lazy_pgettext("call cause", "Exchange congested"),
+        "44": lazy_pgettext("call cause", "Requested channel not available"),
+        "47": lazy_pgettext("call cause", "Resources unavailable"),
+        "50": lazy_pgettext("call cause", "Service not subscribed"),
+        "52": lazy_pgettext("call cause", "Outgoing calls barred"),
+        "54": lazy_pgettext("call cause", "Incoming calls barred"),
+        "58": lazy_pgettext("call cause", "Bearer capability not available"),
+        "88": lazy_pgettext("call cause", "Incompatible destination"),
+        "102": lazy_pgettext("call cause", "Timer expired"),
+        "127": lazy_pgettext("call cause", "Interworking, unspecified"),
+    },
     "audio_source": {"tts": lazy_pgettext("audio source", "Speech from the text"),
                      "recording": lazy_pgettext("audio source", "Recording")},
 }
@@ -85,6 +115,14 @@ def label(value: str | None, kind: str) -> str:
         return ""
     name = LABELS[kind].get(value)
     return str(name) if name is not None else value
+
+
+def cause(value: str | None) -> str:
+    """A call's Q.850 cause as the attempts table shows it: "17 · Utente occupato"."""
+    if not value:
+        return ""
+    name = LABELS["call_cause"].get(value)
+    return f"{value} · {name}" if name is not None else value
 
 
 def labels(values: str | Iterable[str] | None, kind: str) -> str:
