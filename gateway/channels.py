@@ -95,6 +95,7 @@ class LineStatus:
     registration: str | None = None  # home | roaming | searching | denied | unregistered
     operator: str | None = None
     sim_state: str | None = None
+    smsc: str | None = None          # SMS centre number on the SIM ("" none), for the doctor
     last_error: str | None = None
     sent_today: int = 0
     daily_cap: int | None = None

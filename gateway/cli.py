@@ -327,7 +327,7 @@ def cmd_modems(args: argparse.Namespace) -> int:
     with services.sessions() as session:
         lines = session.scalars(select(Line).where(Line.channel == "sms").order_by(Line.label)).all()
     rows = [{"label": l.label, "state": l.state, "port": l.port, "imei": l.imei, "signal": l.signal,
-             "registration": l.registration, "operator": l.operator, "sim": l.sim_state,
+             "registration": l.registration, "operator": l.operator, "sim": l.sim_state, "smsc": l.smsc,
              "sent_today": l.sent_today, "daily_cap": l.daily_cap, "sent_total": l.sent_total,
              "failed_total": l.failed_total, "rate_per_minute": l.rate_per_minute, "last_error": l.last_error,
              "updated_at": l.updated_at.isoformat() + "Z" if l.updated_at else None} for l in lines]
@@ -339,7 +339,8 @@ def cmd_modems(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['label']:<12} {r['state']:<10} {r['port'] or '-':<24} IMEI {r['imei'] or '-'}  "
               f"CSQ {r['signal'] if r['signal'] is not None else '-'}  {r['registration'] or '-'}  "
-              f"{r['operator'] or '-'}  SIM {r['sim'] or '-'}  today {r['sent_today']}/{r['daily_cap']}"
+              f"{r['operator'] or '-'}  SIM {r['sim'] or '-'}  SMSC {r['smsc'] or '-'}  "
+              f"today {r['sent_today']}/{r['daily_cap']}"
               + (f"  last error: {r['last_error']}" if r['last_error'] else ""))
     return 0
 

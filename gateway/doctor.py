@@ -214,9 +214,8 @@ def modem_checks_from_report(label: str, port: str, line, now: dt.datetime,  # n
                              stale_seconds: float) -> list[Check]:
     """A modem's checks from the row the running engine wrote, with the direct probe's thresholds.
 
-    The row has no SMSC (the engine does not store it): that part is said to be
-    unchecked in the detail, not passed. A row older than the staleness rule the
-    panel uses (gateway/line_health.py) is not believed at all.
+    A row older than the staleness rule the panel uses (gateway/line_health.py)
+    is not believed at all.
     """
     name = f"modem {label}"
     if line is None:
@@ -232,8 +231,7 @@ def modem_checks_from_report(label: str, port: str, line, now: dt.datetime,  # n
     if line.state != "up":
         return [Check(name, FAIL, f"{line.state} ({source}): {line.last_error}",
                       "check the cable, the SIM and the antenna; 'allerta modems' shows the details")]
-    checks = [Check(name, OK, f"up on {line.port or port} ({source}, {age:.0f} s ago; SMSC not checked while "
-                              "the engine holds the port)")]
+    checks = [Check(name, OK, f"up on {line.port or port} ({source}, {age:.0f} s ago)")]
     if line.sim_state == "READY":
         checks.append(Check(f"{name} SIM", OK, f"READY ({source})"))
     elif line.sim_state is None:
@@ -251,6 +249,13 @@ def modem_checks_from_report(label: str, port: str, line, now: dt.datetime,  # n
                             "denied: the SIM is barred or expired (call the operator); searching: "
                             "check the antenna and coverage"))
     checks.append(_signal_from_report(name, line.signal, source))
+    if line.smsc:
+        checks.append(Check(f"{name} SMSC", OK, f"{line.smsc} ({source})"))
+    elif line.smsc == "":
+        checks.append(Check(f"{name} SMSC", FAIL, f"no SMS centre number on the SIM ({source})",
+                            "ask the operator for it and store it with AT+CSCA=\"+39...\",145"))
+    else:
+        checks.append(Check(f"{name} SMSC", WARN, f"not reported yet ({source})", "run doctor again in a minute"))
     return checks
 
 

@@ -193,6 +193,7 @@ class Line(Base):
     registration: Mapped[str | None] = mapped_column(String(16))
     operator: Mapped[str | None] = mapped_column(String(64))
     sim_state: Mapped[str | None] = mapped_column(String(32))
+    smsc: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_today: Mapped[int] = mapped_column(Integer, default=0)
     daily_cap: Mapped[int | None] = mapped_column(Integer)

@@ -420,7 +420,7 @@ class Store:
             for status in statuses:
                 values = dict(channel=status.channel, state=status.state, port=status.port, imei=status.imei,
                               signal=status.signal, registration=status.registration, operator=status.operator,
-                              sim_state=status.sim_state, last_error=status.last_error,
+                              sim_state=status.sim_state, smsc=status.smsc, last_error=status.last_error,
                               sent_today=status.sent_today, daily_cap=status.daily_cap,
                               sent_total=status.sent_total, failed_total=status.failed_total,
                               in_use=status.in_use, limit=status.limit, rate_per_minute=status.rate_per_minute,

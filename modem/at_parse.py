@@ -46,6 +46,16 @@ def parse_cpin(lines: list[str]) -> str | None:
     return match.group(1) if match else None
 
 
+def parse_csca(lines: list[str]) -> str | None:
+    """'+CSCA: "+393359609600",145' -> the SMS centre number; "" when the SIM has none
+    ('+CSCA: "",129'); None when there is no +CSCA line at all."""
+    for line in lines:
+        line = line.strip()
+        if line.startswith("+CSCA:"):
+            return line[6:].split(",")[0].strip().strip('"')
+    return None
+
+
 def split_notifications(lines: list[str]) -> list[list[str]]:
     """Split a burst of unsolicited lines into one group per notification.
 

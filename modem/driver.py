@@ -24,7 +24,7 @@ from gsmmodem.util import lineStartingWith
 
 from gateway.channels import StatusReport
 from gateway.sms_text import SubmitPdu
-from modem.at_parse import parse_cmgl, parse_cops, parse_cpin, parse_creg, parse_csq, split_notifications
+from modem.at_parse import parse_cmgl, parse_cops, parse_cpin, parse_creg, parse_csca, parse_csq, split_notifications
 from modem.errors import ErrorVerdict, classify_cme, classify_cms, classify_tp_status
 from modem.raw_at import NoAnswer, at_command, parse_imei
 from modem.stored_reports import REPORT_MEMORY, Collection, StoredReports
@@ -202,6 +202,7 @@ class Health:
     registration: str | None
     operator: str | None
     sim_state: str | None
+    smsc: str | None = None     # "" when the SIM has no SMS centre number (every send would fail)
 
 
 class ModemDriver:
@@ -524,7 +525,8 @@ class ModemDriver:
         return Health(signal=parse_csq(self._lines("AT+CSQ")),
                       registration=parse_creg(self._lines("AT+CREG?")),
                       operator=parse_cops(self._lines("AT+COPS?")),
-                      sim_state=parse_cpin(self._lines("AT+CPIN?")))
+                      sim_state=parse_cpin(self._lines("AT+CPIN?")),
+                      smsc=parse_csca(self._lines("AT+CSCA?")))
 
     def submit(self, pdus: list[SubmitPdu], timeout: float) -> list[int]:
         """Send every part with AT+CMGS; return the modem's TP-MR for each, in order.

@@ -11,7 +11,7 @@ import serial
 
 from gateway.config import ModemConfig
 from gateway.doctor import FAIL, MODEM_TIMEOUT, OK, WARN, Check
-from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csq
+from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csca, parse_csq
 from modem.raw_at import NoAnswer, at_command, parse_imei
 
 
@@ -123,7 +123,7 @@ def _probe_open_port(name, path, port, modem: ModemConfig, parse_cpin, parse_cre
         smsc = ""
         checks.append(Check(f"{name} SMSC", FAIL, str(exc), "set it with AT+CSCA=\"+39...\",145"))
         return checks
-    number = smsc.replace("+CSCA:", "").split(",")[0].strip().strip('"')
+    number = parse_csca([smsc])
     if number:
         checks.append(Check(f"{name} SMSC", OK, number))
     else:

@@ -212,7 +212,7 @@ class ModemWorker:
     def status(self) -> LineStatus:
         return LineStatus(channel="sms", label=self.label, state=self.state, port=self.port, imei=self.imei,
                           signal=self.health.signal, registration=self.health.registration,
-                          operator=self.health.operator, sim_state=self.health.sim_state,
+                          operator=self.health.operator, sim_state=self.health.sim_state, smsc=self.health.smsc,
                           last_error=self.last_error, sent_today=self.sent_today, daily_cap=self.config.daily_cap,
                           sent_total=self.sent_total, failed_total=self.failed_total,
                           rate_per_minute=round(self.measured_rate(), 2))

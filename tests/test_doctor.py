@@ -165,10 +165,11 @@ def test_while_the_engine_runs_the_doctor_reads_its_reports_and_leaves_the_ports
             checks = by_name(json.loads(doctor(config_path, "--json").stdout))
             assert checks["modem m0"]["status"] == OK and "up on" in checks["modem m0"]["detail"]
             # Judged from the engine's report (no AT command went to the engine's port).
-            for part in ("SIM", "network", "signal"):
+            for part in ("SIM", "network", "signal", "SMSC"):
                 assert checks[f"modem m0 {part}"]["status"] == OK, checks[f"modem m0 {part}"]
                 assert "from the running engine" in checks[f"modem m0 {part}"]["detail"]
-            assert "SMSC not checked" in checks["modem m0"]["detail"]
+            # The SMS centre number the simulated SIM holds, as the engine read it.
+            assert checks["modem m0 SMSC"]["detail"].startswith("+39")
             assert checks["engine"]["status"] == OK and "engine.lock" in checks["engine"]["detail"]
         finally:
             engine.terminate()
@@ -184,7 +185,7 @@ def test_clock_check_flags_an_impossible_year():
 def _row(**values):
     from types import SimpleNamespace
     base = dict(state="up", port="/dev/allerta/modem-1", signal=20, registration="home", operator="TIM",
-                sim_state="READY", last_error=None, updated_at=NOW - dt.timedelta(seconds=20))
+                sim_state="READY", smsc="+393359609600", last_error=None, updated_at=NOW - dt.timedelta(seconds=20))
     return SimpleNamespace(**{**base, **values})
 
 
@@ -198,7 +199,11 @@ def _judged(**values):
 
 def test_the_engines_report_gets_the_probes_thresholds():
     good = _judged()
-    assert [c.status for c in good.values()] == [OK] * 4
+    assert [c.status for c in good.values()] == [OK] * 5
+    assert good["modem m1 SMSC"].detail.startswith("+393359609600")
+    # No SMS centre on the SIM fails (every send would); not read yet (an older engine) is unknown.
+    assert _judged(smsc="")["modem m1 SMSC"].status == FAIL
+    assert _judged(smsc=None)["modem m1 SMSC"].status == WARN
     assert good["modem m1 signal"].detail.startswith("CSQ 20")
     # CSQ 99 is unknown, not fine; weak is a warning, unusable a failure (as the probe says).
     assert _judged(signal=99)["modem m1 signal"].status == WARN and "unknown" in _judged(signal=99)["modem m1 signal"].detail

@@ -49,6 +49,7 @@ def test_500_recipients_over_4_modems_each_delivered_once(tmp_path):
         assert {m["imei"] for m in modems} == {m["imei"] for m in sim.modems}
         # The engine has exited: its lines say so, with the health they last had.
         assert all(m["state"] == "stopped" and m["registration"] == "home" and m["sim"] == "READY" for m in modems)
+        assert all(m["smsc"] and m["smsc"].startswith("+") for m in modems), modems
 
 
 def test_unplugged_modem_and_cms_38_still_deliver_everything_once(tmp_path):

@@ -62,3 +62,10 @@ def test_log_readers_ignore_a_half_written_last_line():
 ])
 def test_tp_status_classification(status, verdict):
     assert classify_tp_status(status) == verdict
+
+
+def test_parse_csca():
+    from modem.at_parse import parse_csca
+    assert parse_csca(['+CSCA: "+393359609600",145', "OK"]) == "+393359609600"
+    assert parse_csca(['+CSCA: "",129', "OK"]) == ""
+    assert parse_csca(["OK"]) is None
