@@ -509,7 +509,9 @@ class ModemDriver:
         lines = self._lines(command, timeout)
         return next((line for line in lines if line not in ("OK", command)), "")
 
-    def _lines(self, command: str, timeout: float = 10) -> list[str]:
+    def _lines(self, command: str, timeout: float = 10, *, refused_ok: bool = False) -> list[str]:
+        """The reply's lines; with ``refused_ok`` an ERROR is an empty reply (an optional
+        reading, such as the SMSC, must not cost the health read its other values)."""
         modem = self._require()
         try:
             return modem.write(command, timeout=timeout)
@@ -519,6 +521,8 @@ class ModemDriver:
             self.alive = False
             raise ModemError(f"port {self.port} failed: {exc!r}") from None
         except CommandError as exc:
+            if refused_ok:
+                return []
             raise ModemError(f"{command} failed on {self.port}: {exc}") from None
 
     def health(self) -> Health:
@@ -526,7 +530,7 @@ class ModemDriver:
                       registration=parse_creg(self._lines("AT+CREG?")),
                       operator=parse_cops(self._lines("AT+COPS?")),
                       sim_state=parse_cpin(self._lines("AT+CPIN?")),
-                      smsc=parse_csca(self._lines("AT+CSCA?")))
+                      smsc=parse_csca(self._lines("AT+CSCA?", refused_ok=True)))
 
     def submit(self, pdus: list[SubmitPdu], timeout: float) -> list[int]:
         """Send every part with AT+CMGS; return the modem's TP-MR for each, in order.
