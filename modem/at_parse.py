@@ -46,6 +46,19 @@ def parse_cpin(lines: list[str]) -> str | None:
     return match.group(1) if match else None
 
 
+def parse_cpms_first(lines: list[str]) -> tuple[int, int] | None:
+    """The (used, total) of the first memory in a +CPMS reply: the set form answers
+    '+CPMS: 3,20,5,30,5,30', the read form '+CPMS: "SR",3,20,...'."""
+    for line in lines:
+        line = line.strip()
+        if line.startswith("+CPMS:"):
+            fields = [f.strip().strip('"') for f in line[6:].split(",")]
+            numbers = [f for f in fields if f.isdigit()]
+            if len(numbers) >= 2:
+                return int(numbers[0]), int(numbers[1])
+    return None
+
+
 def parse_csca(lines: list[str]) -> str | None:
     """'+CSCA: "+393359609600",145' -> the SMS centre number; "" when the SIM has none
     ('+CSCA: "",129'); None when there is no +CSCA line at all."""

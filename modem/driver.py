@@ -24,7 +24,8 @@ from gsmmodem.util import lineStartingWith
 
 from gateway.channels import StatusReport
 from gateway.sms_text import SubmitPdu
-from modem.at_parse import parse_cmgl, parse_cops, parse_cpin, parse_creg, parse_csca, parse_csq, split_notifications
+from modem.at_parse import (parse_cmgl, parse_cops, parse_cpin, parse_cpms_first, parse_creg, parse_csca, parse_csq,
+                             split_notifications)
 from modem.errors import ErrorVerdict, classify_cme, classify_cms, classify_tp_status
 from modem.raw_at import NoAnswer, at_command, parse_imei
 from modem.stored_reports import REPORT_MEMORY, Collection, StoredReports
@@ -37,6 +38,9 @@ CTRL_Z = "\x1a"
 _CDS_HEADER = re.compile(r"^\+CDS:\s*\d+$")
 _URC_LINE = re.compile(r"^(\+CDSI:|\+CMTI:|\^[A-Z]+:|\+CRING:|RING$|\+CLIP:|\+CUSD:|\+CREG: \d$)")
 _CDSI = re.compile(r'^\+CDSI:\s*"([^"]+)"\s*,\s*(\d+)\s*$')
+# How long a send waits for room in the report memory (the engine's commits) before it
+# goes anyway: a stuck database must not stop the alert.
+ROOM_TIMEOUT = 5.0
 # Deletes chained on one command line: well inside the 256 characters even small
 # modems take on a line (SIM800 takes 556).
 CHAINED_DELETES = 10
@@ -351,14 +355,42 @@ class ModemDriver:
         for work in self._stored.take():
             try:
                 with modem._txLock:
-                    # Through the library, which skips AT+CPMS when the memory is already selected.
-                    modem._setSmsMemory(readDelete=work.memory)
+                    self._select_memory(modem, work.memory)
                     stored = self._delete_and_read(modem, work)
             except (GsmModemException, TimeoutException, serial.SerialException, OSError, IndexError) as exc:
                 self._stored.give_back(work, time.monotonic())
                 log.debug("stored reports in %s on %s not collected now: %r", work.memory, self.port, exc)
                 continue
             self._hand_over(work.memory, stored)
+
+    def make_room_for_reports(self) -> None:
+        """Before a send: while the report memory is nearly full, collect and delete (waiting
+        for the engine's commits when they are what holds the room), for ROOM_TIMEOUT at most."""
+        if not self._stored.full():
+            return
+        deadline = time.monotonic() + ROOM_TIMEOUT
+        while True:
+            self.service_reports(idle=True)
+            if not self._stored.full() or not self.alive:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("report memory of %s still nearly full after %.0f s: sending anyway", self.port,
+                            ROOM_TIMEOUT)
+                return
+            self._stored.wait_for_commit(min(0.1, remaining))
+
+    def _select_memory(self, modem: GsmModem, memory: str) -> None:
+        """AT+CPMS="<memory>" unless selected already (the library's own bookkeeping, which
+        it skips the command by), learning the report memory's size from the reply."""
+        if modem._smsMemReadDelete == memory:
+            return
+        reply = modem.write(f'AT+CPMS="{memory}"')
+        modem._smsMemReadDelete = memory
+        if memory == REPORT_MEMORY:
+            size = parse_cpms_first(reply)
+            if size is not None:
+                self._stored.learn_capacity(size[1])
 
     def finish_reports(self, timeout: float = 2.0) -> None:
         """Before a clean close: let the commits in flight end, then delete what they saved."""

@@ -17,6 +17,14 @@ A report is deleted only once the engine committed it: a crash in between
 leaves it stored, and the next session reads it again (harmlessly: the part it
 would mark is no longer waiting for a report).
 
+The memory must never fill: a modem drops the reports that do not fit. In
+the steady state it holds about three batches (one announced, one handed
+over, one awaiting its delete); when what is stored reaches three quarters of
+its capacity (``full``: the engine is more than a batch behind with its
+commits) the worker collects before its next send, and waits for the commits
+if it must. With the old one-report-at-a-time reads the memory held one or
+two; with batches it could otherwise fill while a loaded engine lagged.
+
 Pure state behind one lock, no I/O: ``announce`` runs on the library's read
 thread, the rest on the worker's; the driver does the AT commands.
 """
@@ -27,6 +35,9 @@ from dataclasses import dataclass, field
 
 COLLECT_INTERVAL = 2.0
 COLLECT_BATCH = 6
+# What a modem's report memory holds when its AT+CPMS reply has not said yet (real
+# ones hold 20 to 50; the smallest we plan for).
+DEFAULT_CAPACITY = 10
 # The memory AT+CNMI=...,2 stores reports in. Only reports live there, so it is
 # listed whole; a report announced in another memory (SM, ME: some modems) is
 # read by its index, since listing those would also return incoming SMS.
@@ -44,10 +55,13 @@ class Collection:
 
 
 class StoredReports:
-    def __init__(self, interval: float = COLLECT_INTERVAL, batch: int = COLLECT_BATCH) -> None:
+    def __init__(self, interval: float = COLLECT_INTERVAL, batch: int = COLLECT_BATCH,
+                 capacity: int = DEFAULT_CAPACITY) -> None:
         self.interval = interval
         self.batch = batch
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self.capacity = capacity
         self._announced: dict[str, set[int]] = {}
         self._waiting_since: float | None = None
         self._scan: set[str] = set()
@@ -70,6 +84,26 @@ class StoredReports:
             if memory not in self._unlistable:
                 self._scan.add(memory)
 
+    def learn_capacity(self, total: int) -> None:
+        """The modem said how many reports its memory holds (AT+CPMS)."""
+        if total > 0:
+            self.capacity = total
+
+    def _stored(self) -> int:
+        return (sum(len(i) for i in self._announced.values()) + len(self._in_flight)
+                + sum(len(i) for i in self._committed.values()))
+
+    def full(self) -> bool:
+        """Three quarters of the memory hold reports: no send before some are deleted."""
+        with self._lock:
+            return self._stored() >= max(1, self.capacity * 3 // 4)
+
+    def wait_for_commit(self, timeout: float) -> None:
+        """Until a hand-over's commit ends (or ``timeout``), while some are pending."""
+        with self._lock:
+            if self._in_flight:
+                self._settled.wait(timeout)
+
     def listing_refused(self, memory: str) -> None:
         """The modem cannot list ``memory``: from now on its reports are read by index."""
         with self._lock:
@@ -82,7 +116,8 @@ class StoredReports:
             if self._scan:
                 return True
             waiting = sum(len(indexes) for indexes in self._announced.values())
-            if waiting and (idle or waiting >= self.batch or now - self._waiting_since >= self.interval):
+            if waiting and (idle or waiting >= min(self.batch, max(1, self.capacity // 4))
+                            or now - self._waiting_since >= self.interval):
                 return True
             return bool(self._committed) and (idle or now - self._committed_since >= self.interval)
 
@@ -130,6 +165,7 @@ class StoredReports:
         """The engine's commit of these reports ended: delete them, or (it failed) read them again."""
         with self._lock:
             self._in_flight.difference_update((memory, index) for index in indexes)
+            self._settled.notify_all()
             if committed:
                 self.forget(memory, indexes, now, locked=True)
             else:

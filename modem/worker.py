@@ -325,6 +325,9 @@ class ModemWorker:
                 continue
             if job is None:
                 break
+            if self._driver is not None:
+                # A modem drops the status reports its memory cannot hold.
+                self._driver.make_room_for_reports()
             self._send(*job)
         # Fail what is still queued so no future is left hanging.
         self._fail_queued(ModemError("engine stopping"))

@@ -37,6 +37,7 @@ def test_500_recipients_over_4_modems_each_delivered_once(tmp_path):
         submitted = submits_by_destination(sim)
         assert len(submitted) == 500 and set(submitted.values()) == {1}
         assert len(sim.log_records("status_report")) == 500
+        assert not [r for r in sim.log_records("status_report") if r.get("dropped")]
         # Every modem took a share of the work.
         assert {r["modem"] for r in sim.log_records("submit")} == {f"modem-{i}" for i in range(4)}
         with services.sessions() as s:
@@ -67,6 +68,8 @@ def test_unplugged_modem_and_cms_38_still_deliver_everything_once(tmp_path):
         log = (tmp_path / "engine.log").read_text()
         assert "line m3 is down" in log and "+CMS ERROR 38" in log
         assert log.count("modem m3 up on") == 2   # reopened when the port came back, same IMEI
+        # No status report was dropped by a full report memory (the modems' SR holds 20).
+        assert not [r for r in sim.log_records("status_report") if r.get("dropped")]
         assert states(services, alert_id) == {"delivered": 500}
         submitted = submits_by_destination(sim)
         twice = {number for number, count in submitted.items() if count > 1}

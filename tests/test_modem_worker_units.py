@@ -30,6 +30,9 @@ class SilentAfterOpen:
     def finish_reports(self):
         pass
 
+    def make_room_for_reports(self):
+        pass
+
     def health(self):
         if type(self).opened == 1:
             raise ModemError(f"no answer to AT+CSQ on {self.port}")

@@ -3,7 +3,7 @@ from modem.stored_reports import Collection, StoredReports
 
 
 def test_an_idle_modem_collects_at_once_a_busy_one_in_batches():
-    reports = StoredReports(interval=2.0, batch=3)
+    reports = StoredReports(interval=2.0, batch=3, capacity=50)
     assert not reports.due(0.0, idle=True)
     reports.announce("SR", 1, now=10.0)
     assert reports.due(10.0, idle=True)
@@ -15,7 +15,7 @@ def test_an_idle_modem_collects_at_once_a_busy_one_in_batches():
 
 
 def test_a_busy_modem_collects_once_the_oldest_report_waited_the_interval():
-    reports = StoredReports(interval=2.0, batch=10)
+    reports = StoredReports(interval=2.0, batch=10, capacity=50)
     reports.announce("SR", 4, now=10.0)
     reports.announce("SR", 5, now=11.5)
     assert not reports.due(11.9, idle=False)
@@ -33,7 +33,7 @@ def test_the_report_memory_is_listed_whole_and_others_are_read_by_index():
 
 
 def test_a_report_is_deleted_only_after_its_commit_and_never_handed_over_twice():
-    reports = StoredReports(interval=2.0, batch=10)
+    reports = StoredReports(interval=2.0, batch=10, capacity=50)
     reports.announce("SR", 1, now=0.0)
     reports.take()
     reports.handed_over("SR", [1])
@@ -149,3 +149,89 @@ def test_a_modem_that_cannot_list_its_reports_has_them_read_by_index():
     assert stored == [(3, REPORT_PDU)]                # slot 4 was empty
     the_driver._stored.announce("SR", 5, now=0.0)
     assert the_driver._stored.take() == [Collection("SR", list_all=False, announced=[5])]
+
+
+def test_a_nearly_full_memory_of_reports_stops_the_sends_until_some_are_deleted():
+    reports = StoredReports(interval=2.0, batch=6, capacity=20)
+    for index in range(1, 15):
+        reports.announce("SR", index, now=0.0)
+    assert not reports.full()
+    reports.announce("SR", 15, now=0.0)
+    assert reports.full()                            # 15 of 20
+    reports.take()
+    reports.handed_over("SR", list(range(1, 16)))
+    assert reports.full()                            # listed, but still stored until committed and deleted
+    reports.settled("SR", list(range(1, 16)), committed=True, now=0.1)
+    assert reports.full()                            # committed, the deletes still to be sent
+    reports.take()
+    assert not reports.full()
+
+
+def test_a_small_memory_is_collected_in_smaller_batches():
+    reports = StoredReports(interval=2.0, batch=6, capacity=8)
+    reports.announce("SR", 1, now=0.0)
+    assert not reports.due(0.0, idle=False)
+    reports.announce("SR", 2, now=0.0)
+    assert reports.due(0.0, idle=False)              # a quarter of 8
+    reports.learn_capacity(0)                        # a reply without a size changes nothing
+    assert reports.capacity == 8
+
+
+def test_parse_cpms():
+    from modem.at_parse import parse_cpms_first
+    assert parse_cpms_first(["+CPMS: 3,20,5,30,5,30", "OK"]) == (3, 20)
+    assert parse_cpms_first(['+CPMS: "SR",0,50,"SM",1,30,"SM",1,30']) == (0, 50)
+    assert parse_cpms_first(["OK"]) is None
+
+
+class ReportMemory(FakeLibrary):
+    """A modem whose report memory holds ``count`` reports until they are deleted."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__({})
+        import threading
+        self._txLock = threading.RLock()
+        self._smsMemReadDelete = None
+        self.stored = set(range(1, count + 1))
+
+    def write(self, line: str, timeout: float = 10) -> list[str]:
+        self.lines.append(line)
+        reply = []
+        for command in line[2:].split(";"):
+            if command.startswith("+CPMS="):
+                reply.append(f"+CPMS: {len(self.stored)},20,0,30,0,30")
+            elif command.startswith("+CMGD="):
+                self.stored.discard(int(command[6:].split(",")[0]))
+            elif command == "+CMGL=4":
+                for index in sorted(self.stored):
+                    reply += [f"+CMGL: {index},1,,25", REPORT_PDU]
+        return reply + ["OK"]
+
+
+def test_a_nearly_full_report_memory_holds_the_next_send_until_the_engine_committed_and_it_deleted():
+    import concurrent.futures
+    import threading
+
+    commits: list[concurrent.futures.Future] = []
+
+    def hand_over(reports):
+        future = concurrent.futures.Future()
+        commits.append(future)
+        # The engine commits 0.3 s later, on its own thread.
+        threading.Timer(0.3, future.set_result, (None,)).start()
+        return future
+
+    the_driver = ModemDriver("/dev/null", 115200, "", on_status_reports=hand_over,
+                             on_incoming=lambda *a: None, on_lost=lambda reason: None)
+    memory = ReportMemory(16)
+    the_driver._modem, the_driver.alive = memory, True
+    for index in range(1, 17):                       # 16 of 20: more than three quarters
+        the_driver._stored.announce("SR", index, now=0.0)
+    the_driver.make_room_for_reports()
+    # Listed once (learning the size: 20), handed over in one batch, and deleted after the commit:
+    # only then may the send go.
+    assert the_driver._stored.capacity == 20
+    assert len(commits) == 1 and commits[0].done()
+    assert memory.lines[:2] == ['AT+CPMS="SR"', "AT+CMGL=4"]
+    assert memory.lines[2].startswith("AT+CMGD=1,0;") and memory.stored == set()
+    assert not the_driver._stored.full()
