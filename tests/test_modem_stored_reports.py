@@ -4,7 +4,6 @@ deleted from the modem only once the engine recorded them.
 The SMS channel itself (worker, driver, python-gsmmodem-new) against the simulator.
 """
 import asyncio
-import time
 
 import pytest
 
@@ -124,43 +123,3 @@ def test_a_report_the_engine_could_not_record_stays_stored_and_is_recorded_later
         assert modem_status(sim)["stored"]["SR"] == 0
     assert stored_after_refusal == [1]
 
-
-class SlowEvents(Events):
-    """An engine whose commits lag (a loaded machine, a busy disk): each batch blocks the loop."""
-
-    def status_reports(self, line, reports):
-        time.sleep(0.4)
-        super().status_reports(line, reports)
-
-
-def test_sends_wait_while_the_report_memory_is_nearly_full_so_no_report_is_dropped(tmp_path):
-    count = 60
-    # 20 ms per submit: 50 reports a second into an SR memory of 20, and the engine takes
-    # 0.4 s to record each batch. Without back-pressure the memory fills and the modem
-    # drops reports (the simulator logs them as dropped).
-    with SimulatorProcess(count=1, link_dir=tmp_path / "links", latency_median=0.02, latency_sigma=0,
-                          report_delay=0.01) as sim:
-        events = SlowEvents()
-        channel = channel_for(sim)
-        references: list[int] = []
-
-        async def scenario():
-            await channel.start(events)
-            try:
-                pending = set()
-                for index in range(count):
-                    while len(pending) >= 2:
-                        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                        references.extend(ref for task in done for ref in task.result())
-                    pending.add(asyncio.create_task(send(channel, index)))
-                    await asyncio.sleep(0)
-                for task in pending:
-                    references.extend(await task)
-                await wait_until(lambda: len(events.recorded) == count, timeout=60)
-            finally:
-                await channel.stop()
-
-        asyncio.run(scenario())
-        dropped = [r for r in sim.log_records("status_report") if r.get("dropped")]
-    assert not dropped, f"{len(dropped)} reports dropped by a full SR memory"
-    assert sorted(events.recorded) == sorted(references)
