@@ -132,6 +132,7 @@ class _UrcSafeGsmModem(GsmModem):
                         line = buffer.decode(errors="replace")
                         buffer = bytearray()
                         self._handleLineRead(line, checkForResponseTerm=False)
+                self._flush_held_notification()
         except (serial.SerialException, OSError, TypeError) as exc:
             # TypeError: pyserial's read on a port closed under it (fd None).
             self.alive = False
@@ -140,6 +141,17 @@ class _UrcSafeGsmModem(GsmModem):
             except Exception:  # noqa: BLE001
                 pass
             self.fatalErrorCallback(exc)
+
+    def _flush_held_notification(self) -> None:
+        # The library holds an unsolicited line back while more bytes are waiting (the
+        # rest of a multi-line URC may follow) and hands it over only with the next
+        # unsolicited line that arrives when nothing waits. When what followed was a
+        # command's reply, the held +CDSI waited for the next URC, for ever after the
+        # last SMS of an alert. Hand it over once the bytes read so far are handled.
+        if self._notification and self._cds_header is None and self.serial.in_waiting == 0 \
+                and (self._responseEvent is None or self._responseEvent.is_set()):
+            held, self._notification = self._notification, []
+            self.notifyCallback(held)
 
     def _handleLineRead(self, line: str, checkForResponseTerm: bool = True) -> None:  # noqa: N802,N803
         if self._cds_header is not None:
@@ -152,7 +164,9 @@ class _UrcSafeGsmModem(GsmModem):
             return
         if checkForResponseTerm and self._responseEvent is not None and not self._responseEvent.is_set() \
                 and _URC_LINE.match(line):
-            self.notifyCallback([line])
+            # With anything the library held back (see _flush_held_notification) first.
+            held, self._notification = self._notification, []
+            self.notifyCallback(held + [line])
             return
         super()._handleLineRead(line, checkForResponseTerm)
 
@@ -611,5 +625,6 @@ class ModemDriver:
                                                permanent=False, line_fault=True), modem_gone=gone,
                                   maybe_sent=body_written)
             references.append(int(line[6:].strip()))
+        self._stored.sent(time.monotonic())
         return references
 

@@ -35,6 +35,10 @@ from dataclasses import dataclass, field
 
 COLLECT_INTERVAL = 2.0
 COLLECT_BATCH = 6
+# A modem idle this long after its last send lists its report memory even without a
+# +CDSI: a URC lost on the line (or held back, see driver.py) must not leave a report
+# unread until the next one arrives, which after an alert's last SMS is never.
+SWEEP_AFTER = 5.0
 # What a modem's report memory holds when its AT+CPMS reply has not said yet (real
 # ones hold 20 to 50; the smallest we plan for).
 DEFAULT_CAPACITY = 10
@@ -69,6 +73,8 @@ class StoredReports:
         self._committed: dict[str, set[int]] = {}         # in the database: to delete
         self._committed_since: float | None = None
         self._unlistable: set[str] = set()                # AT+CMGL refused there: read by index
+        self._last_send = 0.0
+        self._swept_since_send = True
 
     # --- what arrives --------------------------------------------------------
     def announce(self, memory: str, index: int, now: float) -> None:
@@ -77,6 +83,12 @@ class StoredReports:
             self._announced.setdefault(memory, set()).add(index)
             if self._waiting_since is None:
                 self._waiting_since = now
+
+    def sent(self, now: float) -> None:
+        """An SMS went out: its report is due some time, and a sweep after the sends stop."""
+        with self._lock:
+            self._last_send = now
+            self._swept_since_send = False
 
     def scan(self, memory: str = REPORT_MEMORY) -> None:
         """List ``memory`` whole at the next pass (at open: what came while nobody listened)."""
@@ -113,6 +125,10 @@ class StoredReports:
     # --- when --------------------------------------------------------------------
     def due(self, now: float, idle: bool) -> bool:
         with self._lock:
+            if idle and not self._swept_since_send and now - self._last_send >= SWEEP_AFTER:
+                self._swept_since_send = True
+                if REPORT_MEMORY not in self._unlistable:
+                    self._scan.add(REPORT_MEMORY)
             if self._scan:
                 return True
             waiting = sum(len(indexes) for indexes in self._announced.values())

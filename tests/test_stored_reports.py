@@ -235,3 +235,48 @@ def test_a_nearly_full_report_memory_holds_the_next_send_until_the_engine_commit
     assert memory.lines[:2] == ['AT+CPMS="SR"', "AT+CMGL=4"]
     assert memory.lines[2].startswith("AT+CMGD=1,0;") and memory.stored == set()
     assert not the_driver._stored.full()
+
+
+def test_a_modem_idle_after_its_sends_lists_its_reports_once_even_without_a_cdsi():
+    reports = StoredReports()
+    assert not reports.due(100.0, idle=True)          # nothing was ever sent
+    reports.sent(now=10.0)
+    assert not reports.due(14.9, idle=True)
+    assert not reports.due(15.0, idle=False)          # busy: the sends go first
+    assert reports.due(15.0, idle=True)
+    assert reports.take() == [Collection("SR", deletes=[], list_all=True, announced=[])]
+    assert not reports.due(30.0, idle=True)           # once per pause in the sends
+
+
+# --- a +CDSI the library held back --------------------------------------------------------
+def test_a_held_back_unsolicited_line_is_handed_over_once_the_bytes_read_are_handled():
+    import threading
+    from types import SimpleNamespace
+
+    from modem.driver import _UrcSafeGsmModem
+
+    modem = _UrcSafeGsmModem.__new__(_UrcSafeGsmModem)   # no port: only the line handling
+    handed: list[list[str]] = []
+    modem.notifyCallback = handed.append
+    modem._notification, modem._cds_header, modem._response = [], None, []
+    modem._responseEvent = None
+    class Port(SimpleNamespace):
+        def inWaiting(self):  # noqa: N802 - pyserial's old name, which the library calls
+            return self.in_waiting
+
+    modem.serial = Port(in_waiting=12)                 # more bytes waiting: the library holds the line
+    modem._handleLineRead('+CDSI: "SR",4')
+    assert handed == []
+    # They were the reply to the next command, which the worker had already written.
+    modem._responseEvent = threading.Event()
+    modem._handleLineRead("OK")
+    modem.serial.in_waiting = 0
+    modem._flush_held_notification()
+    assert handed == [['+CDSI: "SR",4']]
+    # Held back, then another +CDSI during a command: both, in order.
+    modem._responseEvent = None
+    modem.serial.in_waiting = 3
+    modem._handleLineRead('+CDSI: "SR",5')
+    modem._responseEvent = threading.Event()
+    modem._handleLineRead('+CDSI: "SR",6')
+    assert handed[-1] == ['+CDSI: "SR",5', '+CDSI: "SR",6']
