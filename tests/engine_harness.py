@@ -94,6 +94,13 @@ def states(services: Services, alert_id: int) -> Counter:
         return Counter(s.scalars(select(Delivery.state).where(Delivery.alert_id == alert_id)))
 
 
+def undelivered_by_line(services: Services, alert_id: int) -> Counter:
+    """(state, line) of the deliveries not 'delivered': what a failed assertion should show."""
+    with services.sessions() as s:
+        return Counter(s.execute(select(Delivery.state, Delivery.line).where(
+            Delivery.alert_id == alert_id, Delivery.state != "delivered")).all())
+
+
 def flagged(services: Services, alert_id: int) -> set[str]:
     with services.sessions() as s:
         return set(s.scalars(select(Delivery.e164).where(Delivery.alert_id == alert_id,

@@ -10,7 +10,7 @@ from gateway.contacts_import import import_contacts
 from gateway.models import InboundSms
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import (allerta, contacts_csv, engine_config, flagged, kill9, services_for, start_engine,
-                                  states, submits_by_destination, wait_until)
+                                  states, submits_by_destination, undelivered_by_line, wait_until)
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,9 @@ def test_unplugged_modem_and_cms_38_still_deliver_everything_once(tmp_path):
         assert log.count("modem m3 up on") == 2   # reopened when the port came back, same IMEI
         # No status report was dropped by a full report memory (the modems' SR holds 20).
         assert not [r for r in sim.log_records("status_report") if r.get("dropped")]
-        assert states(services, alert_id) == {"delivered": 500}
+        assert states(services, alert_id) == {"delivered": 500}, (
+            undelivered_by_line(services, alert_id), [(m["modem"], m["stored"]) for m in
+                                                      sim.control({"cmd": "status"})["modems"]], log[-3000:])
         submitted = submits_by_destination(sim)
         twice = {number for number, count in submitted.items() if count > 1}
         assert len(submitted) == 500
