@@ -9,9 +9,10 @@ waiting in the status-report memory, and the deletes of the reports the
 engine has committed since ride on the same command line.
 
 While sends are queued a collection waits until a report has waited
-``interval`` seconds or ``batch`` of them are announced (the SR memory of a
-real modem holds 20 to 50); an idle modem collects at once, so the last
-reports of an alert are not kept waiting.
+``interval`` seconds or ``batch`` of them are announced (at most a quarter of
+the memory, which on real modems holds 20 to 50); an idle modem collects at
+once, so the last reports of an alert are not kept waiting, and lists its
+memory once after its sends stop even without a +CDSI (SWEEP_AFTER).
 
 A report is deleted only once the engine committed it: a crash in between
 leaves it stored, and the next session reads it again (harmlessly: the part it
@@ -183,20 +184,21 @@ class StoredReports:
             self._in_flight.difference_update((memory, index) for index in indexes)
             self._settled.notify_all()
             if committed:
-                self.forget(memory, indexes, now, locked=True)
+                self._to_delete(memory, indexes, now)
             else:
                 self._announced.setdefault(memory, set()).update(indexes)
                 self._waiting_since = self._waiting_since or now
 
-    def forget(self, memory: str, indexes: list[int], now: float, *, locked: bool = False) -> None:
+    def forget(self, memory: str, indexes: list[int], now: float) -> None:
         """Delete these without handing them over (interim reports, unreadable slots)."""
-        if not indexes:
-            return
-        if not locked:
-            with self._lock:
-                return self.forget(memory, indexes, now, locked=True)
-        self._committed.setdefault(memory, set()).update(indexes)
-        self._committed_since = self._committed_since or now
+        with self._lock:
+            self._to_delete(memory, indexes, now)
+
+    def _to_delete(self, memory: str, indexes: list[int], now: float) -> None:
+        if indexes:
+            self._committed.setdefault(memory, set()).update(indexes)
+            if self._committed_since is None:
+                self._committed_since = now
 
     def in_flight(self) -> int:
         with self._lock:
