@@ -208,3 +208,22 @@ def test_unplug_reaches_gsmmodem_fatal_error_callback():
                 break
             time.sleep(0.05)
         assert status["plugged"] and status["plug_count"] == 2
+
+
+def test_trace_records_every_byte_each_way(tmp_path):
+    trace = tmp_path / "trace.txt"
+    with SimulatorProcess(count=2, trace=trace, **FAST) as process:
+        with serial.Serial(process.port("modem-1"), 115200, timeout=1) as port:
+            port.write(b"ATE0\r")
+            assert b"OK" in port.read_until(b"OK\r\n")
+            port.write(b"AT+CGSN\r")
+            assert b"OK" in port.read_until(b"OK\r\n")
+        imei = process.modems[1]["imei"]
+    lines = trace.read_text().splitlines()
+    # "<time> <modem> <direction> <bytes, escaped>", in the order they crossed the pty.
+    parsed = [line.split(" ", 3) for line in lines]
+    assert all(len(p) == 4 and p[0].startswith("20") and p[1] == "modem-1" and p[2] in "<>" for p in parsed)
+    client = "".join(p[3] for p in parsed if p[2] == "<")
+    modem = "".join(p[3] for p in parsed if p[2] == ">")
+    assert client == "ATE0\\rAT+CGSN\\r"
+    assert "OK\\r\\n" in modem and imei in modem

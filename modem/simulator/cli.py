@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for IMEIs, latencies and errors")
     parser.add_argument("--log", type=Path, help="JSON-lines event log (submit, status_report, incoming)")
     parser.add_argument("--control", type=Path, help="unix socket for JSON control commands")
+    parser.add_argument("--trace", type=Path,
+                        help="append every byte each modem reads and writes to FILE, one line each "
+                             "(time, modem, < in or > out, the bytes escaped): what a serial sniffer shows")
     parser.add_argument("--link-dir", type=Path, help="create DIR/modem-<i> symlinks to the current ptys")
     parser.add_argument("--latency-median", type=float, default=2.0, help="submit latency median, seconds")
     parser.add_argument("--latency-sigma", type=float, default=0.5, help="submit latency lognormal sigma")
@@ -51,7 +54,7 @@ def _settings(args: argparse.Namespace) -> PoolSettings:
         submit_latency=Latency(args.latency_median, args.latency_sigma, args.latency_cap), **prompt,
         report_delay=args.report_delay, cms_error_rate=args.cms_error_rate,
         cms_error_code=args.cms_error_code, pin=args.pin)
-    return PoolSettings(args.count, profiles, args.seed, config, args.link_dir, args.log)
+    return PoolSettings(args.count, profiles, args.seed, config, args.link_dir, args.log, args.trace)
 
 
 async def _serve(args: argparse.Namespace) -> int:

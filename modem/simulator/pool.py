@@ -13,6 +13,7 @@ from .at_engine import ModemConfig, SimulatedModem
 from .latency import Latency
 from .pdu_codec import encode_address
 from .profiles import get_profile, make_imei, make_imsi
+from .sms import iso_time
 from .pty_transport import PtyPort
 
 
@@ -28,12 +29,14 @@ class PoolSettings:
     config: ModemConfig
     link_dir: Path | None = None
     log_path: Path | None = None
+    trace_path: Path | None = None
 
 
 class ModemPool:
     def __init__(self, loop: asyncio.AbstractEventLoop, settings: PoolSettings) -> None:
         self.loop, self.settings = loop, settings
         self._log: IO[str] | None = None
+        self._trace: IO[str] | None = None
         self.ports: dict[str, PtyPort] = {}
         self._replug_handles: dict[str, asyncio.TimerHandle] = {}
         for index in range(settings.count):
@@ -42,11 +45,13 @@ class ModemPool:
             modem = SimulatedModem(
                 name, profile, make_imei(profile, settings.seed, index), make_imsi(settings.seed, index),
                 random.Random(f"{settings.seed}:{index}"), replace(settings.config))
-            self.ports[name] = PtyPort(loop, modem, settings.link_dir, self._record)
+            self.ports[name] = PtyPort(loop, modem, settings.link_dir, self._record, on_bytes=self._traced)
 
     def start(self) -> None:
         if self.settings.log_path is not None:
             self._log = open(self.settings.log_path, "a", encoding="utf-8")
+        if self.settings.trace_path is not None:
+            self._trace = open(self.settings.trace_path, "a", encoding="utf-8")
         if self.settings.link_dir is not None:
             self.settings.link_dir.mkdir(parents=True, exist_ok=True)
         for port in self.ports.values():
@@ -58,9 +63,10 @@ class ModemPool:
             handle.cancel()
         for port in self.ports.values():
             port.unplug()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        for handle in (self._log, self._trace):
+            if handle is not None:
+                handle.close()
+        self._log = self._trace = None
 
     def _housekeeping(self) -> None:
         for port in self.ports.values():
@@ -71,6 +77,12 @@ class ModemPool:
         if self._log is not None:
             self._log.write(json.dumps({**event, "port": port.port}, ensure_ascii=False) + "\n")
             self._log.flush()
+
+    def _traced(self, direction: str, data: bytes, port: PtyPort) -> None:
+        if self._trace is not None:
+            # Escaped like a Python bytes literal (\r, \n, \x1a for Ctrl-Z), so a line is one chunk.
+            self._trace.write(f"{iso_time(time.time())} {port.modem.name} {direction} {repr(data)[2:-1]}\n")
+            self._trace.flush()
 
     def describe(self) -> list[dict]:
         return [{"modem": name, "port": p.port, "link": str(p.link) if p.link else None,

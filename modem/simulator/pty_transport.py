@@ -25,8 +25,11 @@ TIOCGEXCL = 0x80045440  # Linux: is TIOCEXCL set? (not in the termios module)
 
 class PtyPort:
     def __init__(self, loop: asyncio.AbstractEventLoop, modem: SimulatedModem,
-                 link_dir: Path | None, on_event: Callable[[dict, "PtyPort"], None]) -> None:
+                 link_dir: Path | None, on_event: Callable[[dict, "PtyPort"], None], *,
+                 on_bytes: Callable[[str, bytes, "PtyPort"], None] | None = None) -> None:
         self.loop, self.modem, self.link_dir, self.on_event = loop, modem, link_dir, on_event
+        # "<" for what the client wrote, ">" for what the modem answered: the --trace file.
+        self.on_bytes = on_bytes
         self.master: int | None = None
         self.slave: int | None = None
         self.port: str | None = None
@@ -110,6 +113,8 @@ class PtyPort:
             return
         if data:
             self.last_rx = time.time()
+            if self.on_bytes is not None:
+                self.on_bytes("<", data, self)
             self.schedule(self.modem.feed(data, time.time()))
 
     def _reattach(self) -> None:
@@ -178,6 +183,8 @@ class PtyPort:
             return
         try:
             written = os.write(self.master, data)
+            if self.on_bytes is not None and written:
+                self.on_bytes(">", data[:written], self)
         except BlockingIOError:
             written = 0  # nobody is reading and the pty buffer is full: bytes are lost, as on a UART
         except OSError:
