@@ -92,12 +92,12 @@ def test_incoming_sms_reaches_the_callback(sim):
         sms = received.items[0]
         assert (sms.number, sms.text) == ("+393331234567", "SI, arrivo")
         assert sim.wait_for_records("incoming")[0]["text"] == "SI, arrivo"
-        # The library deletes the SMS after its callback: let it finish before the port closes
-        # (and see that its AT+CMGD worked on the simulated SIM).
-        deadline = time.monotonic() + 10
-        while stored(sim, "modem-0")["SM"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert stored(sim, "modem-0")["SM"] == 0
+        # The library deletes the SMS after its callback, on its notification thread: let that
+        # finish before the port closes (and see that its AT+CMGD worked on the simulated SIM).
+        for thread in threading.enumerate():
+            if "HandleModemNotification" in thread.name:
+                thread.join(10)
+        assert sum(stored(sim, "modem-0").values()) == 0, stored(sim, "modem-0")
     finally:
         modem.close()
 
