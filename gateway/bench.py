@@ -209,6 +209,8 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
         "submitted": len(first_parts),
         "submits": len(submits),
         "status_reports": len(reports),
+        # Reports a modem could not store (its report memory was full): lost to the engine.
+        "status_reports_dropped": sum(1 for r in reports if r.get("dropped")),
         "duplicates": sum(1 for n in first_parts.values() if n > 1),
         "submits_per_modem": {"min": min(per_modem.values(), default=0), "max": max(per_modem.values(), default=0),
                               "modems_used": len(per_modem)},

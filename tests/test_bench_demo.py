@@ -52,7 +52,7 @@ def test_bench_sms_small_run_delivers_everything_and_reports_its_figures(tmp_pat
     assert result["engine_exit_code"] == 0
     assert result["delivered"] == 200 and result["deliveries_by_state"] == {"delivered": 200}
     assert result["submitted"] == 200 and result["submits"] == 200 and result["duplicates"] == 0
-    assert result["status_reports"] == 200
+    assert result["status_reports"] == 200 and result["status_reports_dropped"] == 0
     assert result["submits_per_modem"]["modems_used"] == 4
     assert result["modem_bound_messages_per_minute"] == pytest.approx(4 * 60 / 0.05)
     assert 0 < result["ratio"] <= 1.1
