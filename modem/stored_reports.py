@@ -40,6 +40,10 @@ COLLECT_BATCH = 6
 # +CDSI: a URC lost on the line (or held back, see driver.py) must not leave a report
 # unread until the next one arrives, which after an alert's last SMS is never.
 SWEEP_AFTER = 5.0
+# After the engine could not record a batch (database locked, disk full), its reports are
+# read again this much later, not at once: an idle modem would otherwise list and hand
+# them over in a tight loop for as long as the database fails.
+RETRY_AFTER = 5.0
 # What a modem's report memory holds when its AT+CPMS reply has not said yet (real
 # ones hold 20 to 50; the smallest we plan for).
 DEFAULT_CAPACITY = 10
@@ -76,6 +80,7 @@ class StoredReports:
         self._unlistable: set[str] = set()                # AT+CMGL refused there: read by index
         self._last_send = 0.0
         self._swept_since_send = True
+        self._hold_until = 0.0                            # no announced-only pass before (RETRY_AFTER)
 
     # --- what arrives --------------------------------------------------------
     def announce(self, memory: str, index: int, now: float) -> None:
@@ -112,10 +117,10 @@ class StoredReports:
             return self._stored() >= max(1, self.capacity * 3 // 4)
 
     def wait_for_commit(self, timeout: float) -> None:
-        """Until a hand-over's commit ends (or ``timeout``), while some are pending."""
+        """Until a hand-over's commit ends, or ``timeout`` (also when none is pending: the
+        caller loops on this, and must not spin)."""
         with self._lock:
-            if self._in_flight:
-                self._settled.wait(timeout)
+            self._settled.wait(timeout)
 
     def listing_refused(self, memory: str) -> None:
         """The modem cannot list ``memory``: from now on its reports are read by index."""
@@ -133,7 +138,7 @@ class StoredReports:
             if self._scan:
                 return True
             waiting = sum(len(indexes) for indexes in self._announced.values())
-            if waiting and (idle or waiting >= min(self.batch, max(1, self.capacity // 4))
+            if waiting and now >= self._hold_until and (idle or waiting >= min(self.batch, max(1, self.capacity // 4))
                             or now - self._waiting_since >= self.interval):
                 return True
             return bool(self._committed) and (idle or now - self._committed_since >= self.interval)
@@ -188,6 +193,7 @@ class StoredReports:
             else:
                 self._announced.setdefault(memory, set()).update(indexes)
                 self._waiting_since = self._waiting_since or now
+                self._hold_until = now + RETRY_AFTER
 
     def forget(self, memory: str, indexes: list[int], now: float) -> None:
         """Delete these without handing them over (interim reports, unreadable slots)."""
