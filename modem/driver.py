@@ -46,6 +46,11 @@ ROOM_TIMEOUT = 5.0
 CHAINED_DELETES = 10
 
 
+def _at_line(commands: list[str]) -> str:
+    """Several extended commands on one command line (V.250: ';' between them)."""
+    return "AT" + ";".join(commands)
+
+
 class ModemError(Exception):
     """The modem (port, SIM, radio) is not usable right now."""
 
@@ -92,25 +97,25 @@ class _UrcSafeGsmModem(GsmModem):
         # first: the library's lock is not fair, and a worker sending back to back would
         # win it every time while the messages pile up in the modem's small memory until
         # it drops them (seen with status reports, before the worker collected those itself).
-        self._reports_cv = threading.Condition()
-        self._reports_waiting = 0
+        self._handlers_cv = threading.Condition()
+        self._handlers_waiting = 0
 
     @contextmanager
-    def _report_turn(self) -> Iterator[None]:
-        with self._reports_cv:
-            self._reports_waiting += 1
+    def _handler_turn(self) -> Iterator[None]:
+        with self._handlers_cv:
+            self._handlers_waiting += 1
         try:
             with self._txLock:
                 yield
         finally:
-            with self._reports_cv:
-                self._reports_waiting -= 1
-                self._reports_cv.notify_all()
+            with self._handlers_cv:
+                self._handlers_waiting -= 1
+                self._handlers_cv.notify_all()
 
-    def let_reports_go_first(self, timeout: float = 2.0) -> None:
-        """Called before a send: wait (bounded) while status-report handlers want the port."""
-        with self._reports_cv:
-            self._reports_cv.wait_for(lambda: self._reports_waiting == 0, timeout)
+    def let_handlers_go_first(self, timeout: float = 2.0) -> None:
+        """Called before a send: wait (bounded) while stored-SMS handlers want the port."""
+        with self._handlers_cv:
+            self._handlers_cv.wait_for(lambda: self._handlers_waiting == 0, timeout)
 
     def _readLoop(self) -> None:  # noqa: N802
         # The library reads one byte per system call; with 64 modems that is tens of
@@ -192,13 +197,13 @@ class _UrcSafeGsmModem(GsmModem):
     def _take_stored(self, memory: str, index: str, callback: Callable, what: str) -> None:
         """Read a stored message, hand it over, then delete it (in its own memory)."""
         try:
-            with self._report_turn():
+            with self._handler_turn():
                 message = self.readStoredSms(index, memory)
             # The callback waits for the database commit on the event loop; the modem
             # is free meanwhile, so the next AT+CMGS need not queue behind it (holding
             # the lock here cost every modem a commit's time per message).
             callback(message)
-            with self._report_turn():
+            with self._handler_turn():
                 self.deleteStoredSms(index, memory)
         except Exception:  # noqa: BLE001 - runs on the library's own thread
             log.warning("%s %s/%s not processed now; it stays stored", what, memory, index, exc_info=True)
@@ -325,9 +330,7 @@ class ModemDriver:
         for memory in ("SM", "ME"):
             try:
                 with modem._txLock:
-                    # Through the library, which remembers the selected memory and
-                    # skips AT+CPMS when it has not changed (a raw write would fool it).
-                    modem._setSmsMemory(readDelete=memory)
+                    self._select_memory(modem, memory)
                     for index, pdu in parse_cmgl(modem.write("AT+CMGL=4", timeout=15)):
                         # Stored first, deleted after: a crash in between only repeats it.
                         try:
@@ -410,32 +413,32 @@ class ModemDriver:
         """Before a clean close: let the commits in flight end, then delete what they saved."""
         deadline = time.monotonic() + timeout
         while self._stored.in_flight() and time.monotonic() < deadline:
-            time.sleep(0.02)
+            self._stored.wait_for_commit(deadline - time.monotonic())
         self.service_reports(idle=True)
 
     def _delete_and_read(self, modem: GsmModem, work: Collection) -> list[tuple[int, str]]:
         """Delete the committed reports, then list (or read) what waits; caller holds the port."""
-        deletes = [f"+CMGD={index},0" for index in work.deletes]
-        while len(deletes) > CHAINED_DELETES:
-            self._chain(modem, deletes[:CHAINED_DELETES])
-            deletes = deletes[CHAINED_DELETES:]
+        # The last run of deletes rides on the listing's line; any before it go on lines of their own.
+        last = work.deletes[-CHAINED_DELETES:] if work.list_all else []
+        earlier = work.deletes[:len(work.deletes) - len(last)]
+        for start in range(0, len(earlier), CHAINED_DELETES):
+            self._chain(modem, earlier[start:start + CHAINED_DELETES])
         if work.list_all:
             try:
                 try:
-                    return parse_cmgl(modem.write("AT" + ";".join(deletes + ["+CMGL=4"]), timeout=15))
+                    return parse_cmgl(modem.write(_at_line([f"+CMGD={i},0" for i in last] + ["+CMGL=4"]),
+                                                  timeout=15))
                 except (CmsError, CmeError):
-                    if not deletes:
+                    if not last:
                         raise
                     # A delete refused (the slot was emptied meanwhile, e.g. by a power cycle)
                     # stops the line before the listing: one command at a time instead.
-                    self._delete_one_by_one(modem, work.deletes[-len(deletes):])
+                    self._delete_one_by_one(modem, last)
                 return parse_cmgl(modem.write("AT+CMGL=4", timeout=15))
             except (CmsError, CmeError) as exc:
                 log.info("%s cannot list its %s memory (%s): reading each status report by its index",
                          self.port, work.memory, exc)
                 self._stored.listing_refused(work.memory)
-        elif deletes:
-            self._chain(modem, deletes)
         stored: list[tuple[int, str]] = []
         for index in work.announced:
             try:
@@ -449,11 +452,12 @@ class ModemDriver:
                     break
         return stored
 
-    def _chain(self, modem: GsmModem, deletes: list[str]) -> None:
+    def _chain(self, modem: GsmModem, indexes: list[int]) -> None:
+        """Delete these on one command line; one by one if the modem refuses one of them."""
         try:
-            modem.write("AT" + ";".join(deletes))
+            modem.write(_at_line([f"+CMGD={index},0" for index in indexes]))
         except (CmsError, CmeError):
-            self._delete_one_by_one(modem, [int(d[6:].split(",")[0]) for d in deletes])
+            self._delete_one_by_one(modem, indexes)
 
     def _delete_one_by_one(self, modem: GsmModem, indexes: list[int]) -> None:
         for index in indexes:
@@ -594,7 +598,7 @@ class ModemDriver:
                 # handled on its notification thread could write AT+CPMS between our
                 # prompt and the PDU, and the modem would take it as PDU text (CMS 304)
                 # while the report is lost. Hold its (re-entrant) lock for the exchange.
-                modem.let_reports_go_first()
+                modem.let_handlers_go_first()
                 with modem._txLock:
                     modem.write(f"AT+CMGS={pdu.tpdu_length}", timeout=self.prompt_timeout,
                                 expectedResponseTermSeq="> ")

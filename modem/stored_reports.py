@@ -107,14 +107,14 @@ class StoredReports:
         if total > 0:
             self.capacity = total
 
-    def _stored(self) -> int:
+    def _held(self) -> int:
         return (sum(len(i) for i in self._announced.values()) + len(self._in_flight)
                 + sum(len(i) for i in self._committed.values()))
 
     def full(self) -> bool:
         """Three quarters of the memory hold reports: no send before some are deleted."""
         with self._lock:
-            return self._stored() >= max(1, self.capacity * 3 // 4)
+            return self._held() >= max(1, self.capacity * 3 // 4)
 
     def wait_for_commit(self, timeout: float) -> None:
         """Until a hand-over's commit ends, or ``timeout`` (also when none is pending: the

@@ -236,17 +236,7 @@ class ModemWorker:
     def _call_and_wait(self, fn: Callable, *args, timeout: float = 30.0) -> None:
         """Run ``fn`` on the loop and wait until it returned (i.e. the database committed),
         so the modem's stored copy is deleted only after ours is safe. Raises on failure."""
-        done: concurrent.futures.Future = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - handed back to the waiting thread
-                done.set_exception(exc)
-            else:
-                done.set_result(None)
-        self._loop.call_soon_threadsafe(run)
-        done.result(timeout)
+        self._call_soon(fn, *args).result(timeout)
 
     def _call_soon(self, fn: Callable, *args) -> concurrent.futures.Future:
         """Run ``fn`` on the loop without waiting; the future ends when it returned."""

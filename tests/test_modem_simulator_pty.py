@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -227,3 +229,15 @@ def test_trace_records_every_byte_each_way(tmp_path):
     modem = "".join(p[3] for p in parsed if p[2] == ">")
     assert client == "ATE0\\rAT+CGSN\\r"
     assert "OK\\r\\n" in modem and imei in modem
+
+
+@pytest.mark.parametrize("option", ["--trace", "--log"])
+def test_a_log_file_that_cannot_be_written_stops_the_start_naming_the_option(tmp_path, option):
+    target = tmp_path / "missing-dir" / "file.txt"
+    result = subprocess.run([sys.executable, "-m", "modem.simulator", "--count", "1", option, str(target),
+                             "--link-dir", str(tmp_path / "links")],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"{option} {target}: No such file or directory" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""                      # never said it was ready
+    assert not (tmp_path / "links" / "modem-0").exists()

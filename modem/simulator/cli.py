@@ -11,7 +11,7 @@ from pathlib import Path
 from .at_engine import ModemConfig
 from .control import ControlServer
 from .latency import Latency
-from .pool import ModemPool, PoolSettings
+from .pool import ModemPool, PoolSettings, StartError
 from .profiles import PROFILES
 
 
@@ -64,7 +64,11 @@ async def _serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    pool.start()
+    try:
+        pool.start()
+    except StartError as exc:
+        pool.stop()
+        raise SystemExit(f"allerta simulate modems: {exc}") from None
     try:
         if control is not None:
             await control.start()

@@ -17,6 +17,19 @@ from .sms import iso_time
 from .pty_transport import PtyPort
 
 
+class StartError(Exception):
+    """The simulator cannot start as asked (a log file it cannot write); the message names the option."""
+
+
+def _append(path: Path | None, option: str) -> IO[str] | None:
+    if path is None:
+        return None
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        raise StartError(f"{option} {path}: {exc.strerror or exc}") from None
+
+
 class ControlError(ValueError):
     """A control request that cannot be carried out (bad modem name, bad value)."""
 
@@ -48,10 +61,8 @@ class ModemPool:
             self.ports[name] = PtyPort(loop, modem, settings.link_dir, self._record, on_bytes=self._traced)
 
     def start(self) -> None:
-        if self.settings.log_path is not None:
-            self._log = open(self.settings.log_path, "a", encoding="utf-8")
-        if self.settings.trace_path is not None:
-            self._trace = open(self.settings.trace_path, "a", encoding="utf-8")
+        self._log = _append(self.settings.log_path, "--log")
+        self._trace = _append(self.settings.trace_path, "--trace")
         if self.settings.link_dir is not None:
             self.settings.link_dir.mkdir(parents=True, exist_ok=True)
         for port in self.ports.values():
