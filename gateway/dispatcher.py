@@ -63,7 +63,7 @@ class Dispatcher:
         matches = self.store.record_status_reports(line, reports)
         for report, matched in zip(reports, matches):
             if matched:
-                self._log_report(matched, line, report.reference, report.delivered, report.detail)
+                self._log_report(matched, line, report)
             else:
                 # The report can beat its own +CMGS bookkeeping: the worker thread resolves
                 # the send and the modem reports within milliseconds, before _deliver has
@@ -74,19 +74,19 @@ class Dispatcher:
         self._wake.set()
 
     def _apply_early_reports(self, line: str, references: list[int]) -> None:
-        for reference in references:
-            early = self._early_reports.pop((line, reference), None)
-            if early is None:
-                continue
-            matched = self.store.record_status_report(line, reference, early[0], early[1])
-            if matched:
-                self._log_report(matched, line, reference, early[0], early[1])
+        early = [(reference, self._early_reports.pop((line, reference), None)) for reference in references]
+        reports = [StatusReport(reference, kept[0], kept[1]) for reference, kept in early if kept is not None]
+        if reports:
+            for report, matched in zip(reports, self.store.record_status_reports(line, reports)):
+                if matched:
+                    self._log_report(matched, line, report)
 
     @staticmethod
-    def _log_report(matched: ReportMatch, line: str, reference: int, delivered: bool, detail: str) -> None:
+    def _log_report(matched: ReportMatch, line: str, report: StatusReport) -> None:
         log.info(event_line("status_report", alert=matched.alert_id, delivery=matched.delivery_id, channel="sms",
                             line=line, to=mask_number(matched.e164),
-                            outcome="delivered" if delivered else "not_delivered", ref=reference, detail=detail))
+                            outcome="delivered" if report.delivered else "not_delivered", ref=report.reference,
+                            detail=report.detail))
 
     def _forget_old_reports(self) -> None:
         horizon = time.monotonic() - EARLY_REPORT_SECONDS

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.alerts import AlertRequest, Target
-from gateway.channels import DeliveryFailed, LineStatus, SubmitReceipt
+from gateway.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
 from gateway.dispatcher import Dispatcher, DispatcherSettings, mask_number
 from gateway.models import Attempt, Delivery, Line, SmsPart
 from gateway.policy import SmsPolicy
@@ -75,6 +75,24 @@ def test_sent_then_delivered_only_when_every_part_is_reported(contacts):
     assert states(contacts)[number] == "delivered"
     # A report nobody is waiting for matches nothing.
     assert not contacts.store.record_status_report(line, 250, True, "ok")
+
+
+class ReportsFirstChannel(FakeChannel):
+    """A modem whose status reports reach the engine before the send's own bookkeeping."""
+
+    async def submit(self, message):
+        receipt = await super().submit(message)
+        self.events.status_reports(receipt.line, [StatusReport(ref, True, "TP-ST 0x00") for ref in receipt.references])
+        return receipt
+
+
+def test_reports_that_beat_their_send_are_applied_once_its_parts_exist(contacts):
+    contacts.alerts.create(AlertRequest(text="x", target=Target(zones=("Fregene",))))
+    channel = ReportsFirstChannel(parts=2)
+    asyncio.run(make_dispatcher(contacts, channel).run(asyncio.Event(), once=True))
+    assert set(states(contacts).values()) == {"delivered"}
+    with contacts.sessions() as s:
+        assert set(s.scalars(select(SmsPart.status))) == {"delivered"}
 
 
 def test_transient_failure_retries_on_another_line_permanent_fails_at_once(contacts):
