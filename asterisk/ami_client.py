@@ -39,7 +39,7 @@ from panoramisk.message import Message
 
 from asterisk.ami_protocol import AmiMessage, serialize
 
-from gateway.channels import ChannelUnusable
+from gateway.core.channels import ChannelUnusable
 
 log = logging.getLogger(__name__)
 

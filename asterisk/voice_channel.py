@@ -36,7 +36,7 @@ from asterisk.ami_client import (AmiAuthError, AmiClient, AmiError, AmiLinkDown,
 from asterisk.ami_protocol import AmiMessage
 from asterisk.call_tracker import CallTracker
 from asterisk.trunks import Clock, ConcurrencyThrottle, TokenBucket, TrunkConfig
-from gateway.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
+from gateway.core.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ import datetime as dt
 
 from asterisk.outcomes import RETRY_AT_MOST_ONCE_CAUSES, CallOutcome
 from asterisk.retry_policy import RetryPolicy, next_attempt
-from gateway.channels import DeliveryFailed, SubmitReceipt
-from gateway.policy import AlertPolicy, Verdict
+from gateway.core.channels import DeliveryFailed, SubmitReceipt
+from gateway.core.policy import AlertPolicy, Verdict
 
 # Codes VoiceChannel uses when no call reached the trunk: neither charged to the
 # recipient nor counted as a call placed (the per-number cap counts real calls).

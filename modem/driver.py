@@ -22,8 +22,8 @@ from gsmmodem.modem import GsmModem
 from gsmmodem.pdu import decodeSmsPdu
 from gsmmodem.util import lineStartingWith
 
-from gateway.channels import StatusReport
-from gateway.sms_text import SubmitPdu
+from gateway.core.channels import StatusReport
+from gateway.core.sms_text import SubmitPdu
 from modem.at_parse import (parse_cmgl, parse_cops, parse_cpin, parse_cpms_first, parse_creg, parse_csca, parse_csq,
                              split_notifications)
 from modem.errors import ErrorVerdict, classify_cme, classify_cms, classify_tp_status

@@ -7,9 +7,9 @@ import logging
 import time
 from typing import Callable
 
-from gateway.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
-from gateway.config import ModemConfig
-from gateway.sms_text import SmsTextError, encode_submit_pdus, plan_sms
+from gateway.core.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
+from gateway.core.config import ModemConfig
+from gateway.core.sms_text import SmsTextError, encode_submit_pdus, plan_sms
 from modem.driver import ModemDriver, ModemError, SubmitError
 from modem.worker import ModemWorker, PortRegistry, WorkerSettings
 

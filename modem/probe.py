@@ -1,7 +1,7 @@
 """Read-only AT probe of a modem for `allerta doctor` (blocking, pyserial).
 
 Lives with the modem channel so gateway/ never opens a serial port itself;
-it returns gateway.doctor's Check rows.
+it returns gateway.core.checks' Check rows.
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import glob
 
 import serial
 
-from gateway.config import ModemConfig
-from gateway.doctor import FAIL, MODEM_TIMEOUT, OK, WARN, Check
+from gateway.core.config import ModemConfig
+from gateway.core.checks import FAIL, MODEM_TIMEOUT, OK, WARN, Check
 from modem.at_parse import parse_cops, parse_cpin, parse_creg, parse_csca, parse_csq
 from modem.raw_at import NoAnswer, at_command, parse_imei
 

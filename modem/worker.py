@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from gateway.channels import LineStatus, StatusReport
-from gateway.config import ModemConfig
-from gateway.sms_text import SubmitPdu
+from gateway.core.channels import LineStatus, StatusReport
+from gateway.core.config import ModemConfig
+from gateway.core.sms_text import SubmitPdu
 from modem.driver import Health, ModemDriver, ModemError, PortUnavailable, WrongModem
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.composition import Services, build_services
-from gateway.config import load_config
+from gateway.core.services import Services, build_services
+from gateway.core.config import load_config
 
 DATA = Path(__file__).with_name("data")
 
@@ -51,7 +51,7 @@ Giulia Verdi;0039 347 000 0003;;Fregene;volontari;;si
 
 @pytest.fixture
 def contacts(services: Services) -> Services:
-    from gateway.contacts_import import import_contacts
+    from gateway.core.contacts_import import import_contacts
     report = import_contacts(services.sessions, CONTACTS_CSV.encode("utf-8"))
     assert report.imported and not report.rejected, report.rejected
     return services

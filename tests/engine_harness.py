@@ -12,9 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from gateway.composition import Services, build_services
-from gateway.config import load_config
-from gateway.models import Delivery
+from gateway.core.services import Services, build_services
+from gateway.core.config import load_config
+from gateway.core.models import Delivery
 
 
 class RecordingEvents:
@@ -69,7 +69,7 @@ def services_for(config_path: Path) -> Services:
 
 
 def allerta(config_path: Path, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(config_path), *args],
+    result = subprocess.run([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path), *args],
                             capture_output=True, text=True, timeout=timeout, env=_env())
     if check and result.returncode != 0:
         raise AssertionError(f"allerta {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
@@ -78,7 +78,7 @@ def allerta(config_path: Path, *args: str, timeout: float = 120, check: bool = T
 
 def start_engine(config_path: Path, *args: str, log_path: Path | None = None) -> subprocess.Popen:
     out = open(log_path, "w") if log_path else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "run", *args],
+    return subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path), "run", *args],
                             stdout=out, stderr=subprocess.STDOUT, env=_env())
 
 

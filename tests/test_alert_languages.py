@@ -3,9 +3,9 @@ import asyncio
 
 from sqlalchemy import select
 
-from gateway.alerts import AlertError, AlertRequest, Target
-from gateway.models import Delivery
-from gateway.models_panel import AlertText
+from gateway.core.alerts import AlertError, AlertRequest, Target
+from gateway.core.models import Delivery
+from gateway.core.models_panel import AlertText
 from tests.test_dispatcher import FakeChannel, make_dispatcher
 
 ITALIAN = "Allerta rossa: salire ai piani alti"

@@ -3,10 +3,10 @@ import json
 import pytest
 from sqlalchemy import func, select, update
 
-from gateway.alerts import AlertError, AlertRequest, Target
-from gateway.cli import main
-from gateway.contacts_import import import_contacts
-from gateway.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
+from gateway.core.alerts import AlertError, AlertRequest, Target
+from gateway.shell.cli import main
+from gateway.core.contacts_import import import_contacts
+from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
 from tests.conftest import CONTACTS_CSV
 
 
@@ -131,7 +131,7 @@ def test_cli_voice_alert_renders_speech_into_the_sounds_dir(contacts, config_pat
         alert = s.get(Alert, int(out.strip()))
         assert alert.voice_cap == 3 and alert.sms_fallback and alert.audio_source == "tts"
         assert alert.audio_seconds > 2
-    from asterisk.audio import audio_info
+    from gateway.core.audio import audio_info
     info = audio_info(alert.audio_path + ".wav")
     assert (info.sample_rate, info.channels, info.bits) == (8000, 1, 16)
     assert str(contacts.config.sounds_dir) in alert.audio_path
@@ -166,8 +166,8 @@ def test_cli_silent_recording_is_refused(contacts, config_path, capsys, tmp_path
 
 def test_status_eta_counts_only_lines_the_engine_still_reports(contacts):
     import datetime as dt
-    from gateway.db import utcnow
-    from gateway.models import Line
+    from gateway.core.db import utcnow
+    from gateway.core.models import Line
     alert_id, _ = contacts.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
     with contacts.sessions.begin() as s:
         s.add(Line(label="m0", channel="sms", state="up", rate_per_minute=10.0, updated_at=utcnow()))
@@ -183,7 +183,7 @@ def test_status_eta_counts_only_lines_the_engine_still_reports(contacts):
 
 
 def test_each_delivery_keeps_the_zone_it_was_sent_for(contacts):
-    from gateway.models import Delivery
+    from gateway.core.models import Delivery
     alert_id, _ = contacts.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
     with contacts.sessions() as s:
         zones = dict(s.execute(select(Delivery.e164, Delivery.zone).where(Delivery.alert_id == alert_id)).all())

@@ -5,8 +5,8 @@ import pytest
 from asterisk.outcomes import classify_call
 from asterisk.retry_policy import RetryPolicy, next_attempt
 from asterisk.voice_policy import VoicePolicy
-from gateway.channels import DeliveryFailed
-from gateway.policy import AlertPolicy
+from gateway.core.channels import DeliveryFailed
+from gateway.core.policy import AlertPolicy
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 BUSY = classify_call(5, 17, None, False)

@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from asterisk.audio import AudioError, audio_info, convert_recording, render_tts
+from gateway.core.audio import AudioError, audio_info, convert_recording, render_tts
 
 pytestmark = pytest.mark.usefixtures("audio_tools")  # fails, never skips, without sox and espeak-ng
 
@@ -103,7 +103,7 @@ def test_missing_tools_explained(tmp_path, monkeypatch):
 
 def test_rendered_audio_is_readable_by_the_asterisk_group(tmp_path):
     import stat
-    from asterisk.audio import render_tts
+    from gateway.core.audio import render_tts
     info = render_tts("Prova", "it", tmp_path / "p.wav")
     mode = stat.S_IMODE(info.path.stat().st_mode)
     assert mode & stat.S_IRGRP and not mode & stat.S_IROTH

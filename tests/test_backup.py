@@ -5,10 +5,10 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from gateway.alerts import AlertRequest, Target
-from gateway.backup import integrity_problems
-from gateway.contacts_import import import_contacts
-from gateway.models import Delivery
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.backup import integrity_problems
+from gateway.core.contacts_import import import_contacts
+from gateway.core.models import Delivery
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import (allerta, contacts_csv, engine_config, services_for, start_engine, states,
                                   wait_until)
@@ -106,7 +106,7 @@ def _serve_panel(config_path, tmp_path):
 
     from web.serve import free_port
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "web",
+    process = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path), "web",
                                 "--port", str(port), "--https-port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -155,8 +155,8 @@ def test_restore_refuses_a_newer_schema_and_migrates_an_older_one(tmp_path):
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
 
-    from gateway.backup import schema_revision
-    from gateway.db import MIGRATIONS_DIR, make_engine
+    from gateway.core.backup import schema_revision
+    from gateway.core.db import MIGRATIONS_DIR, make_engine
     config_path = engine_config(tmp_path, [])
     services_for(config_path)
     db = tmp_path / "data" / "allerta.db"

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from gateway import bench
-from gateway.composition import build_services
-from gateway.config import load_config
-from gateway.contacts_csv import parse_contacts_csv
-from gateway.demo import DRILL_ZONE, residents_csv
-from gateway.models import Alert, Contact, Delivery
-from gateway.models_panel import User
+from gateway.shell import bench
+from gateway.core.services import build_services
+from gateway.core.config import load_config
+from gateway.core.contacts_csv import parse_contacts_csv
+from gateway.shell.demo import DRILL_ZONE, residents_csv
+from gateway.core.models import Alert, Contact, Delivery
+from gateway.core.models_panel import User
 from web.users import verify_password
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def test_bench_sms_small_run_delivers_everything_and_reports_its_figures(tmp_pat
 
 
 def test_bench_cli_prints_json():
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "bench", "fanout", "--contacts", "300"],
+    result = subprocess.run([sys.executable, "-m", "gateway.shell.cli", "bench", "fanout", "--contacts", "300"],
                             capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -100,7 +100,7 @@ def test_synthetic_residents_import_cleanly_and_look_like_fiumicino():
 @pytest.mark.integration
 def test_demo_delivers_the_drill_by_sms_and_voice_serves_the_panel_and_exits_when_done(tmp_path):
     keep = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--contacts", "300", "--modems", "2",
+    result = subprocess.run([sys.executable, "-m", "gateway.shell.cli", "demo", "--contacts", "300", "--modems", "2",
                              "--channels", "8", "--time-scale", "0.03", "--exit-when-done", "--no-browser",
                              "--keep", str(keep)],
                             capture_output=True, text=True, timeout=180, env=_env(), cwd=ROOT)
@@ -144,7 +144,7 @@ def test_demo_delivers_the_drill_by_sms_and_voice_serves_the_panel_and_exits_whe
 @pytest.mark.integration
 def test_demo_stops_cleanly_on_sigterm(tmp_path):
     keep = tmp_path / "demo"
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--contacts", "200", "--modems", "2",
+    process = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "demo", "--contacts", "200", "--modems", "2",
                                 "--no-browser", "--keep", str(keep)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=_env(), cwd=ROOT)
     try:

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from asterisk import bench_voice
+from gateway.shell import bench_voice
 
 
 def test_peak_concurrency_and_refill_gaps():

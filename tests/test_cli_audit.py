@@ -5,8 +5,8 @@ import pwd
 
 from sqlalchemy import select
 
-from gateway.cli import main
-from gateway.models_panel import AlertApproval, AuditEntry
+from gateway.shell.cli import main
+from gateway.core.models_panel import AlertApproval, AuditEntry
 
 CONTACTS = "nome;cellulare;zona\nMario Rossi;333 111 0001;Fregene\nAnna Bianchi;333 111 0002;Fregene\n"
 ACTOR = f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"

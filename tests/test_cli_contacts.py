@@ -3,8 +3,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from gateway.cli import main
-from gateway.models import Contact, PhoneNumberRow
+from gateway.shell.cli import main
+from gateway.core.models import Contact, PhoneNumberRow
 
 DATA = Path(__file__).parent / "data"
 

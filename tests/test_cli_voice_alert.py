@@ -4,11 +4,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from asterisk.audio import INTRODUCTIONS, VOICES, audio_info, introduction
-from gateway.cli import main
-from gateway.models import Alert, Delivery
-from gateway.models_panel import AlertText
-from gateway.store import Store
+from gateway.core.audio import INTRODUCTIONS, VOICES, audio_info, introduction
+from gateway.shell.cli import main
+from gateway.core.models import Alert, Delivery
+from gateway.core.models_panel import AlertText
+from gateway.core.store import Store
 
 pytestmark = pytest.mark.usefixtures("audio_tools")  # fails, never skips, without sox and espeak-ng
 

@@ -4,8 +4,8 @@ import subprocess
 import sys
 import time
 
-from asterisk.audio import audio_info
-from gateway.cli import main
+from gateway.core.audio import audio_info
+from gateway.shell.cli import main
 from tests.conftest import write_config
 
 
@@ -20,8 +20,8 @@ def test_asterisk_config_print_is_filled_from_our_configuration(tmp_path, capsys
 
 
 def test_printed_dialplan_context_is_the_one_the_engine_originates_into(tmp_path, capsys):
-    from gateway.composition import build_voice_channel
-    from gateway.config import load_config
+    from gateway.shell.composition import build_voice_channel
+    from gateway.core.config import load_config
     path = write_config(tmp_path, '[asterisk]\nenabled = true\nsecret = "Segreto-123456"\n'
                                   'context = "fiumicino-allerta"\n'
                                   '[[trunks]]\nname = "pstn"\ndial = "PJSIP/{number}@pstn"\n')
@@ -55,7 +55,7 @@ def test_audio_render_command(tmp_path, capsys):
 
 
 def test_simulate_pbx_command_listens_on_loopback(tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "simulate", "pbx", "--port", "0",
+    process = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "simulate", "pbx", "--port", "0",
                                 "--secret", "abc12345", "--trunk", "t1=2"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
-from gateway.config import MODEM_SCHEMA, SCHEMA, ConfigError, load_config, parse_config, starter_config
+from gateway.shell.cli import main
+from gateway.core.config import MODEM_SCHEMA, SCHEMA, ConfigError, load_config, parse_config, starter_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.contacts_csv import (
+from gateway.core.contacts_csv import (
     ParsedNumber, RowError, parse_bool, parse_contacts_csv, parse_date, parse_language,
     parse_needs, split_numbers,
 )

@@ -4,12 +4,12 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
-from gateway.alerts import AlertRequest, Target
-from gateway.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
-from gateway.dispatcher import Dispatcher, DispatcherSettings, mask_number
-from gateway.models import Attempt, Delivery, Line, SmsPart
-from gateway.policy import SmsPolicy
-from gateway.retry import SmsRetryPolicy
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
+from gateway.core.dispatcher import Dispatcher, DispatcherSettings, mask_number
+from gateway.core.models import Attempt, Delivery, Line, SmsPart
+from gateway.core.policy import SmsPolicy
+from gateway.core.retry import SmsRetryPolicy
 
 
 class FakeChannel:

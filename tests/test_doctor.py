@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
-from gateway.doctor import FAIL, OK, WARN, clock_checks, engine_checks, modem_checks_from_report
+from gateway.shell.doctor import FAIL, OK, WARN, clock_checks, engine_checks, modem_checks_from_report
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import engine_config, services_for, start_engine, wait_until
 
@@ -44,7 +44,7 @@ def doctor(config_path, *args, path_env=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if path_env is not None:
         env["PATH"] = path_env
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "doctor", *args],
+    result = subprocess.run([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path), "doctor", *args],
                             capture_output=True, text=True, timeout=120, env=env)
     return result
 
@@ -225,9 +225,9 @@ def test_the_engines_report_gets_the_probes_thresholds():
 def test_the_engine_check_says_whether_the_engine_holds_its_lock_and_reports(tmp_path):
     import asyncio
 
-    from gateway.backup import hold_engine_lock
-    from gateway.config import load_config
-    from gateway.models import Line
+    from gateway.core.backup import hold_engine_lock
+    from gateway.core.config import load_config
+    from gateway.core.models import Line
     config_path = engine_config(tmp_path, [])
     services = services_for(config_path)
     config = load_config(config_path)

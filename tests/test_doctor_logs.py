@@ -13,10 +13,10 @@ import sys
 import pytest
 
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
-from gateway.alerts import AlertRequest, Target
-from gateway.contacts_import import import_contacts
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.contacts_import import import_contacts
 from modem.simulator.harness import SimulatorProcess
-from gateway.logs import JournalFormatter, is_journal
+from gateway.core.logs import JournalFormatter, is_journal
 from tests.engine_harness import _env, services_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,7 @@ calls_per_second = 100
         # stdout is "the journal": JOURNAL_STREAM names this very file, as systemd names its socket.
         out = open(log_path, "w")
         journal = os.fstat(out.fileno())
-        engine = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "run", "--once"],
+        engine = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path), "run", "--once"],
                                   stdout=out, stderr=subprocess.STDOUT,
                                   env=dict(_env(), JOURNAL_STREAM=f"{journal.st_dev}:{journal.st_ino}"))
         out.close()
@@ -122,7 +122,7 @@ def test_a_failure_reason_naming_the_number_is_masked_in_the_log(contacts, caplo
     import asyncio
     import logging
 
-    from gateway.channels import DeliveryFailed
+    from gateway.core.channels import DeliveryFailed
     from tests.test_dispatcher import FakeChannel, make_dispatcher
     number = "+393201234567"
     contacts.alerts.create(AlertRequest(text="x", target=Target(numbers=(number,))))

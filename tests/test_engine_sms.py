@@ -5,9 +5,9 @@ import time
 import pytest
 from sqlalchemy import select
 
-from gateway.alerts import AlertRequest, Target
-from gateway.contacts_import import import_contacts
-from gateway.models import InboundSms
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.contacts_import import import_contacts
+from gateway.core.models import InboundSms
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import (allerta, contacts_csv, engine_config, flagged, kill9, services_for, start_engine,
                                   states, submits_by_destination, undelivered_by_line, wait_until)

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from gateway.alerts import AlertRequest, Target
-from gateway.contacts_import import import_contacts
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.contacts_import import import_contacts
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import (allerta, contacts_csv, engine_config, flagged, services_for, start_engine, states,
                                   submits_by_destination, wait_until)
@@ -55,6 +55,6 @@ def test_hung_modem_work_moves_on_it_comes_back_and_sigterm_stops_the_engine(tmp
 
 def _numbers(services, alert_id):
     from sqlalchemy import select
-    from gateway.models import Delivery
+    from gateway.core.models import Delivery
     with services.sessions() as s:
         return list(s.scalars(select(Delivery.e164).where(Delivery.alert_id == alert_id)))

@@ -3,8 +3,8 @@ import datetime as dt
 
 import pytest
 
-from gateway.alerts import AlertRequest, Target
-from gateway.contacts_import import import_contacts
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.contacts_import import import_contacts
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import allerta, contacts_csv, engine_config, services_for, states
 

@@ -3,9 +3,9 @@ report is no outcome, a 'failed for good' report fails the delivery with its rea
 import pytest
 from sqlalchemy import select
 
-from gateway.alerts import AlertRequest, Target
-from gateway.contacts_import import import_contacts
-from gateway.models import Delivery
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.contacts_import import import_contacts
+from gateway.core.models import Delivery
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import allerta, contacts_csv, engine_config, services_for
 

@@ -7,12 +7,12 @@ import pytest
 from sqlalchemy import select, update
 
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
-from gateway.alerts import AlertRequest, Target
-from gateway.contacts_import import import_contacts
-from gateway.db import utcnow
-from gateway.models import Alert, Attempt, Delivery, Line
-from gateway.models_ops import Alarm
-from gateway.store import DEADLINE_PASSED
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.contacts_import import import_contacts
+from gateway.core.db import utcnow
+from gateway.core.models import Alert, Attempt, Delivery, Line
+from gateway.core.models_ops import Alarm
+from gateway.core.store import DEADLINE_PASSED
 from asterisk.voice_channel import LOGIN_REFUSED
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import allerta, services_for, start_engine, wait_until

@@ -2,8 +2,8 @@
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from gateway.db import make_engine, migrate, schema_is_current
-from gateway.models import Base
+from gateway.core.db import make_engine, migrate, schema_is_current
+from gateway.core.models import Base
 
 
 def test_migrations_match_models(tmp_path):
@@ -25,7 +25,7 @@ def test_sqlite_pragmas(tmp_path):
 
 def test_0003_fills_the_zone_of_deliveries_made_before(tmp_path):
     from alembic import command
-    from gateway.db import _alembic_config
+    from gateway.core.db import _alembic_config
     engine = make_engine(f"sqlite:///{tmp_path / 'z.db'}")
     command.upgrade(_alembic_config(engine), "0002")
     with engine.begin() as c:

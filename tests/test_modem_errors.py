@@ -49,7 +49,7 @@ def test_parse_cmgl():
 
 
 def test_log_readers_ignore_a_half_written_last_line():
-    from modem.simulator.harness import complete_lines
+    from gateway.core.files import complete_lines
     assert complete_lines('{"a": 1}\n{"b": 2}\n{"event": "statu') == ['{"a": 1}', '{"b": 2}']
     assert complete_lines('{"a": 1}\n') == ['{"a": 1}']
     assert complete_lines("") == []

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from gateway.channels import OutboundMessage
-from gateway.config import ModemConfig
+from gateway.core.channels import OutboundMessage
+from gateway.core.config import ModemConfig
 from modem.pool import SmsChannel
 from modem.simulator.harness import SimulatorProcess
 from modem.worker import WorkerSettings

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from gateway.channels import DeliveryFailed, OutboundMessage
-from gateway.config import ModemConfig
+from gateway.core.channels import DeliveryFailed, OutboundMessage
+from gateway.core.config import ModemConfig
 from modem.pool import SmsChannel
 from modem.simulator.harness import SimulatorProcess
 from modem.worker import WorkerSettings

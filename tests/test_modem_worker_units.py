@@ -2,7 +2,7 @@
 import asyncio
 import threading
 
-from gateway.config import ModemConfig
+from gateway.core.config import ModemConfig
 from modem.driver import Health, ModemError
 from modem.worker import ModemWorker, PortRegistry, WorkerSettings
 

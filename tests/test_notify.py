@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alerts import AlertRequest, Target
-from gateway.channels import LineStatus, SubmitReceipt
-from gateway.dispatcher import Dispatcher, DispatcherSettings
-from gateway.notify import lines_summary, watchdog_interval
-from gateway.policy import SmsPolicy
-from gateway.retry import SmsRetryPolicy
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.channels import LineStatus, SubmitReceipt
+from gateway.core.dispatcher import Dispatcher, DispatcherSettings
+from gateway.shell.notify import lines_summary, watchdog_interval
+from gateway.core.policy import SmsPolicy
+from gateway.core.retry import SmsRetryPolicy
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import engine_config, wait_until
 
@@ -107,7 +107,7 @@ class StallingChannel:
 
 def test_a_stalled_event_loop_stops_the_watchdog_pings(contacts, notify_socket, monkeypatch):
     """run_engine's own wiring, with a dispatcher whose only send blocks the loop for 1.5 s."""
-    import gateway.composition as composition
+    import gateway.shell.composition as composition
     contacts.alerts.create(AlertRequest(text="x", target=Target(numbers=("+393331110009",))))
     channel = StallingChannel(stall=1.5)
     dispatcher = Dispatcher(contacts.store, [channel], {"sms": SmsPolicy(SmsRetryPolicy(initial_delay=0))},
@@ -141,7 +141,7 @@ def test_engine_under_notify_socket_sends_ready_then_keeps_pinging(tmp_path, not
         config_path = engine_config(tmp_path, [m["link"] for m in sim.modems])
         env = dict(os.environ, WATCHDOG_USEC="200000", PYTHONPATH=str(Path(__file__).resolve().parent.parent))
         env.pop("WATCHDOG_PID", None)
-        engine = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "run"],
+        engine = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path), "run"],
                                   stdout=open(tmp_path / "engine.log", "w"), stderr=subprocess.STDOUT, env=env)
         try:
             assert wait_until(lambda: notify_socket.times("READY=1"), 30), (tmp_path / "engine.log").read_text()

@@ -2,10 +2,10 @@
 import pytest
 from sqlalchemy import select
 
-from gateway.alarms import AlarmMonitor, AlarmSettings
-from gateway.channels import LineStatus
-from gateway.models import Alert, Delivery
-from gateway.models_ops import Alarm
+from gateway.core.alarms import AlarmMonitor, AlarmSettings
+from gateway.core.channels import LineStatus
+from gateway.core.models import Alert, Delivery
+from gateway.core.models_ops import Alarm
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import engine_config, services_for, start_engine, wait_until
 
@@ -93,8 +93,8 @@ def test_sim_near_its_daily_cap_and_modem_lost_threshold(services):
 
 def _calls_on(services, trunk, causes):
     """Voice attempts ended on ``trunk`` with these Q.850 causes, oldest first."""
-    from gateway.db import utcnow
-    from gateway.models import Attempt
+    from gateway.core.db import utcnow
+    from gateway.core.models import Attempt
     with services.sessions.begin() as s:
         delivery_id = s.scalars(select(Delivery.id)).first()
         s.add_all(Attempt(delivery_id=delivery_id, channel="voice", line=trunk, outcome="failed",
@@ -102,7 +102,7 @@ def _calls_on(services, trunk, causes):
 
 
 def test_trunk_side_failures_in_a_row_raise_a_trunk_alarm_cleared_by_a_call_that_gets_through(contacts, tmp_path):
-    from gateway.alerts import AlertRequest, Target
+    from gateway.core.alerts import AlertRequest, Target
     services = contacts
     services.alerts.create(AlertRequest(text="Prova", channels=("voice",), target=Target(everyone=True),
                                         audio_path=str(tmp_path / "msg"), audio_seconds=5.0))
@@ -133,12 +133,12 @@ def test_trunk_side_failures_in_a_row_raise_a_trunk_alarm_cleared_by_a_call_that
 
 def test_trunk_side_causes_agree_with_the_voice_channel():
     from asterisk.outcomes import TRUNK_SIDE_CAUSES as VOICE_TRUNK_SIDE
-    from gateway.alarms import TRUNK_SIDE_CAUSES
+    from gateway.core.alarms import TRUNK_SIDE_CAUSES
     assert TRUNK_SIDE_CAUSES == {str(cause) for cause in VOICE_TRUNK_SIDE}
 
 
 def test_trunk_failures_threshold_comes_from_the_configuration(tmp_path):
-    from gateway.config import load_config
+    from gateway.core.config import load_config
     from tests.conftest import write_config
     config = load_config(write_config(tmp_path, "[ops]\ntrunk_failures = 3\n"))
     assert AlarmSettings.from_config(config).trunk_failures == 3

@@ -4,7 +4,7 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberType
 
-from gateway.phone import InvalidNumber, PhoneNumber, _kind, normalise_number
+from gateway.core.phone import InvalidNumber, PhoneNumber, _kind, normalise_number
 
 
 @pytest.mark.parametrize("raw, e164", [

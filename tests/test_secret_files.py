@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gateway.backup as backup
+import gateway.core.backup as backup
 from tests.engine_harness import _env
 
 SECRET = "s3cr3t-ami-Xq9"
@@ -14,7 +14,7 @@ SECRET = "s3cr3t-ami-Xq9"
 
 def allerta_with_umask_0(config: Path, *args: str) -> subprocess.CompletedProcess:
     """The CLI under umask 0: any mode we get is the one the code asked for, not the umask's."""
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(config), *args],
+    result = subprocess.run([sys.executable, "-m", "gateway.shell.cli", "--config", str(config), *args],
                             capture_output=True, text=True, timeout=120, env=_env(),
                             preexec_fn=lambda: os.umask(0))
     assert result.returncode == 0, result.stdout + result.stderr

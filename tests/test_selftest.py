@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import select, update
 
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
-from gateway.alarms import AlarmMonitor, AlarmSettings
-from gateway.models import Alert, Delivery
-from gateway.models_ops import Alarm, SelfTestRun
-from gateway.selftest import TEXT, SelfTestMonitor, SelfTestSettings
+from gateway.core.alarms import AlarmMonitor, AlarmSettings
+from gateway.core.models import Alert, Delivery
+from gateway.core.models_ops import Alarm, SelfTestRun
+from gateway.core.selftest import TEXT, SelfTestMonitor, SelfTestSettings
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import allerta, engine_config, services_for, start_engine, wait_until
 from tests.test_web_support import app, panel  # noqa: F401 - fixtures
@@ -93,7 +93,7 @@ def test_schedule_verdicts_alarm_and_clear(services):
 
 
 def test_not_started_while_a_real_alert_is_going_out_and_failed_start_is_alarmed(services):
-    from gateway.alerts import AlertRequest, Target
+    from gateway.core.alerts import AlertRequest, Target
     services.alerts.create(AlertRequest(text="Allerta vera", target=Target(numbers=("+393330000001",))))
     alarms = AlarmMonitor(services.sessions, services.alerts, AlarmSettings(comune="Fiumicino"))
     settings = SelfTestSettings(numbers=(STAFF_LANDLINE,), channels=("sms",))   # a landline gets no SMS
@@ -217,7 +217,7 @@ selftest_at = ""
 
 
 def test_open_alarms_are_shown_on_the_dashboard(app, panel):  # noqa: F811
-    from gateway.db import utcnow
+    from gateway.core.db import utcnow
     from tests.test_web_support import client_for
     with panel.sessions.begin() as s:
         s.add_all([Alarm(kind="selftest_failed", subject="selftest", message="autotest 3 fallito: SMS consegnati 0/1"),

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.config import ConfigError, parse_config, schema_markdown
-from gateway.models_ops import SelfTestRun
-from gateway.selftest import LOCAL_TZ, SelfTestMonitor, SelfTestSettings, next_selftest, render_voice, tts_language
+from gateway.core.config import ConfigError, parse_config, schema_markdown
+from gateway.core.models_ops import SelfTestRun
+from gateway.core.selftest import LOCAL_TZ, SelfTestMonitor, SelfTestSettings, next_selftest, render_voice, tts_language
 
 ROME = ZoneInfo("Europe/Rome")
 UTC = dt.timezone.utc
@@ -145,8 +145,8 @@ def test_the_test_call_speaks_the_configured_language(tmp_path, monkeypatch):
     def fake_render_tts(text, lang, out_wav, **kwargs):
         calls.append((lang, kwargs))
         return type("Info", (), {"seconds": 4.0})()
-    import asterisk.audio
-    monkeypatch.setattr(asterisk.audio, "render_tts", fake_render_tts)
+    import gateway.core.audio
+    monkeypatch.setattr(gateway.core.audio, "render_tts", fake_render_tts)
     config = parse_config({"general": {"data_dir": str(tmp_path), "comune": "Comune di Fiumicino"},
                            "voice": {"language": "en"}})
     render_voice(SelfTestSettings.from_config(config))

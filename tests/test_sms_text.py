@@ -1,4 +1,4 @@
-"""Tests for gateway.sms_text: alphabet choice, splitting, packing and SMS-SUBMIT PDUs.
+"""Tests for gateway.core.sms_text: alphabet choice, splitting, packing and SMS-SUBMIT PDUs.
 
 PDUs are cross-checked with python-gsmmodem-new, the library that will carry
 them to the modem: what it decodes is what a receiving stack would see.
@@ -10,7 +10,7 @@ import datetime as dt
 import pytest
 from gsmmodem import pdu as gsmpdu
 
-from gateway.sms_text import (
+from gateway.core.sms_text import (
     GSM7_BASIC, GSM7_EXTENSION, TYPOGRAPHIC, SmsPlan, SmsTextError, decode_gsm7,
     encode_submit_pdus, gsm7_septets, is_gsm7, pack_septets, plan_sms,
     relative_validity_octet, septets_needed, transliterate, unpack_septets,

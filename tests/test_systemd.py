@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
-from gateway.install import SYSTEMD_SOURCE, allerta_binary
+from gateway.core.config import load_config
+from gateway.shell.install import SYSTEMD_SOURCE, allerta_binary
 from tests.engine_harness import allerta
 
 UNITS = ("allerta-engine.service", "allerta-web.service")
@@ -109,8 +109,8 @@ def test_a_wheel_install_carries_the_systemd_files(tmp_path):
     assert unpack.returncode == 0, unpack.stdout + unpack.stderr
     root = tmp_path / "root"
     env = dict(os.environ, PYTHONPATH=str(target))
-    result = subprocess.run([sys.executable, "-c", "import gateway.install as i, sys; print(i.SYSTEMD_SOURCE); "
-                             "from gateway.cli import main; sys.exit(main(sys.argv[1:]))",
+    result = subprocess.run([sys.executable, "-c", "import gateway.shell.install as i, sys; print(i.SYSTEMD_SOURCE); "
+                             "from gateway.shell.cli import main; sys.exit(main(sys.argv[1:]))",
                              "--config", "/etc/allerta/allerta.toml", "install", "--systemd", "--root", str(root),
                              "--no-activate"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

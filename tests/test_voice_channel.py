@@ -15,11 +15,11 @@ import pytest
 
 from asterisk.ami_client import AmiAuthError, AmiClient, AmiSettings, AmiUnreachable
 from asterisk.asterisk_config import render_configs
-from asterisk.audio import audio_info, render_tts
+from gateway.core.audio import audio_info, render_tts
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
 from asterisk.trunks import TrunkConfig
 from asterisk.voice_channel import FATE_UNKNOWN, LOGIN_REFUSED, VoiceChannel, VoiceSettings
-from gateway.channels import DeliveryFailed, LineStatus, OutboundMessage
+from gateway.core.channels import DeliveryFailed, LineStatus, OutboundMessage
 
 CONFIRM = "+393330000001"
 BUSY = "+393330000002"

@@ -14,7 +14,7 @@ from asterisk.ami_protocol import AmiMessage, parse_messages, serialize
 from asterisk.call_tracker import CallTracker
 from asterisk.trunks import ConcurrencyThrottle, TokenBucket, TrunkConfig
 from asterisk.voice_channel import FATE_UNKNOWN, VoiceChannel, VoiceSettings, playback_name
-from gateway.channels import DeliveryFailed, OutboundMessage
+from gateway.core.channels import DeliveryFailed, OutboundMessage
 from tests.test_voice_channel import EventsRecorder
 
 

@@ -10,12 +10,12 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from asterisk.voice_policy import VoicePolicy
-from gateway.alerts import AlertRequest, Target
-from gateway.channels import DeliveryFailed, SubmitReceipt
-from gateway.db import utcnow
-from gateway.models import Alert, Attempt, Delivery
-from gateway.policy import AlertPolicy, Verdict
-from gateway.store import DEADLINE_PASSED, Store
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.channels import DeliveryFailed, SubmitReceipt
+from gateway.core.db import utcnow
+from gateway.core.models import Alert, Attempt, Delivery
+from gateway.core.policy import AlertPolicy, Verdict
+from gateway.core.store import DEADLINE_PASSED, Store
 
 POLICY = AlertPolicy(max_attempts=5, deadline=None, voice_interval=60, voice_growth=1.0, voice_cap=2)
 NOW = dt.datetime(2026, 5, 1, 12, 0)
@@ -144,7 +144,7 @@ def test_calls_never_placed_do_not_count_toward_the_cap(contacts, tmp_path):
 
 
 def test_a_number_opted_out_while_its_call_was_up_gets_no_fallback_sms(contacts, tmp_path):
-    from gateway.models import PhoneNumberRow
+    from gateway.core.models import PhoneNumberRow
     alert_id = voice_alert(contacts, tmp_path, sms_fallback=True, voice_cap=1)
     store = Store(contacts.sessions)
     claims = [c for c in store.claim("voice", 10) if c.e164.startswith("+393")]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.alerts import AlertRequest, Target
-from gateway.models import Delivery
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.models import Delivery
 from tests.test_web_support import ROLE_USERS, app, client_for, csrf_token, make_app  # noqa: F401 - fixture
 from web.users import RANK
 
@@ -90,9 +90,9 @@ def _fixture_ids(app) -> dict[str, int]:
     alert_id, _ = services.alerts.create(AlertRequest(text="Prova", target=Target(zones=("Fregene",))))
     with services.sessions() as s:
         delivery = s.query(Delivery).filter_by(alert_id=alert_id).first().id
-        from gateway.models import Contact
+        from gateway.core.models import Contact
         contact = s.query(Contact).first().id
-        from gateway.models import Group, Zone
+        from gateway.core.models import Group, Zone
         # Ones with people in them: an allowed delete is refused (400) and leaves the next routes their target.
         zone = s.query(Zone).filter_by(name="Fregene").one().id
         group = s.query(Group).filter_by(name="volontari").one().id

@@ -9,9 +9,9 @@ import subprocess
 import pytest
 from sqlalchemy import func, select, update
 
-from gateway.db import utcnow
-from gateway.models import Alert, Contact, Delivery, Line, PhoneNumberRow
-from gateway.models_panel import AlertApproval, AuditEntry
+from gateway.core.db import utcnow
+from gateway.core.models import Alert, Contact, Delivery, Line, PhoneNumberRow
+from gateway.core.models_panel import AlertApproval, AuditEntry
 from tests.test_web_support import app, client_for, csrf_token, make_app, panel, post  # noqa: F401
 
 from tests.conftest import needs_audio_tools  # noqa: E402 - fails (never skips) without the tools
@@ -297,7 +297,7 @@ def test_voice_alert_with_synthesised_speech(app, panel):
 
 
 def test_templates_use_real_accented_letters_and_stay_gsm7():
-    from gateway.sms_text import plan_sms
+    from gateway.core.sms_text import plan_sms
     from web.alerts import TEMPLATES
     # è and à are in the GSM-7 alphabet: "e'" for è only looks like a typewriter, it saves nothing.
     assert "è tornata alla normalità" in TEMPLATES["all_clear"] and "corretto è:" in TEMPLATES["correction"]

@@ -5,8 +5,8 @@ import re
 
 from sqlalchemy import select
 
-from gateway.models import Line
-from gateway.models_panel import ApiToken
+from gateway.core.models import Line
+from gateway.core.models_panel import ApiToken
 from tests.test_web_support import app, client_for, panel, post  # noqa: F401
 
 

@@ -5,8 +5,8 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from gateway.alerts import AlertRequest, Target
-from gateway.models import Attempt, Delivery
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.models import Attempt, Delivery
 from tests.test_web_support import app, client_for, panel, post  # noqa: F401
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0)

@@ -5,8 +5,8 @@ import re
 
 from sqlalchemy import delete, func, select, update
 
-from gateway.cli import main
-from gateway.models_panel import AuditEntry
+from gateway.shell.cli import main
+from gateway.core.models_panel import AuditEntry
 from tests.test_web_support import app, client_for, panel, post  # noqa: F401
 
 

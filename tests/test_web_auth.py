@@ -5,7 +5,7 @@ import time
 
 from sqlalchemy import select
 
-from gateway.models_panel import User
+from gateway.core.models_panel import User
 from tests.test_web_support import PASSWORD, app, client_for, csrf_token, login, make_app, panel, post  # noqa: F401
 from web.users import ensure_first_admin, verify_password
 
@@ -142,8 +142,8 @@ def test_passwords_are_hashed_with_argon2(panel):
 
 
 def test_first_admin(tmp_path):
-    from gateway.composition import build_services
-    from gateway.config import load_config
+    from gateway.core.services import build_services
+    from gateway.core.config import load_config
     from tests.conftest import write_config
     services = build_services(load_config(write_config(tmp_path)))
     created = ensure_first_admin(services.sessions)

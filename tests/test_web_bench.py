@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from gateway import bench
-from gateway.composition import build_services
-from gateway.config import load_config
-from gateway.models import Attempt, Contact, Delivery, Line
+from gateway.shell import bench
+from gateway.core.services import build_services
+from gateway.core.config import load_config
+from gateway.core.models import Attempt, Contact, Delivery, Line
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {"dashboard", "dashboard_json", "contacts_first_page", "contact_search_name", "contact_search_number",
@@ -51,7 +51,7 @@ def test_bench_web_seeds_the_database_and_times_every_page(tmp_path):
 def test_bench_web_cli_prints_json(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "bench", "web", "--contacts", "300",
+    result = subprocess.run([sys.executable, "-m", "gateway.shell.cli", "bench", "web", "--contacts", "300",
                              "--requests", "1", "--exports", "1"],
                             capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]

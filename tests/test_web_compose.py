@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import func, select
 
-from gateway.models import Alert
+from gateway.core.models import Alert
 from tests.test_web_support import app, client_for, panel, post  # noqa: F401
 
 

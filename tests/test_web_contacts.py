@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
-from gateway.alerts import AlertRequest, Target
-from gateway.models import Contact, Delivery, PhoneNumberRow
-from gateway.models_panel import ErasedContacts
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.models import Contact, Delivery, PhoneNumberRow
+from gateway.core.models_panel import ErasedContacts
 from tests.conftest import DATA
 from tests.test_web_support import app, client_for, panel, post  # noqa: F401
 
@@ -164,7 +164,7 @@ def test_import_with_preview_then_confirm(app, panel):
 
 
 def test_import_reports_the_same_row_errors_as_the_cli(app):
-    from gateway.contacts_csv import parse_contacts_csv
+    from gateway.core.contacts_csv import parse_contacts_csv
     operator = client_for(app, "operator")
     data = "nome;cellulare;zona\nBuono;333 111 2222;Fregene\nCattivo;12;Fregene\nSenza numero;;Fregene\n".encode()
     html = _upload(operator, data).get_data(as_text=True)

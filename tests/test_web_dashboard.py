@@ -5,10 +5,10 @@ import datetime as dt
 
 from sqlalchemy import select, update
 
-from gateway.alerts import AlertRequest, Target
-from gateway.db import utcnow
-from gateway.models_ops import Alarm
-from gateway.models import Delivery, Line
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.db import utcnow
+from gateway.core.models_ops import Alarm
+from gateway.core.models import Delivery, Line
 from tests.test_web_support import app, client_for, panel, post  # noqa: F401
 
 

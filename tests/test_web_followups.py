@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from gateway.alerts import AlertRequest, Target
-from gateway.db import utcnow
-from gateway.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
-from gateway.models_panel import AlertText
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.db import utcnow
+from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
+from gateway.core.models_panel import AlertText
 from tests.test_web_support import app, client_for, make_app, panel, post  # noqa: F401 - fixtures
 from web.errors import ALERT_MESSAGES, FLOW_MESSAGES
 
@@ -219,7 +219,7 @@ def _raised_msgids(path: Path, exception: str) -> set[str]:
 
 def test_every_gateway_and_flow_message_is_translatable():
     known = {m._args[0] for m in ALERT_MESSAGES + FLOW_MESSAGES}  # the msgid of each lazy_gettext
-    raised = _raised_msgids(ROOT / "gateway" / "alerts.py", "AlertError") | \
+    raised = _raised_msgids(ROOT / "gateway" / "core" / "alerts.py", "AlertError") | \
         _raised_msgids(ROOT / "web" / "alert_flow.py", "FlowError")
     assert raised and raised - known == set()
 

@@ -26,7 +26,7 @@ def test_only_text_catalogues_are_shipped():
 def test_stored_identifiers_are_shown_in_the_user_language(app, panel):
     from sqlalchemy import select, update
 
-    from gateway.models import Delivery
+    from gateway.core.models import Delivery
     from tests.test_web_support import client_for, post
     operator = client_for(app, "operator")
     form = {"text": "Allerta rossa", "zones": "Fregene", "channels": "sms", "action": "submit"}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from gateway.composition import build_services
-from gateway.config import ConfigError, load_config
+from gateway.core.services import build_services
+from gateway.core.config import ConfigError, load_config
 from tests.conftest import write_config
 from web.app import create_app
 from web.serve import HttpsServer, ensure_certificate, free_port, generate_self_signed, interface_ipv4_addresses
@@ -132,7 +132,7 @@ def test_allerta_web_serves_http_and_https(tmp_path):
     http_port, https_port = free_port(), free_port()
     config = write_config(tmp_path)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config), "web",
+    process = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config), "web",
                                 "--port", str(http_port), "--https-port", str(https_port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.composition import build_services
-from gateway.config import load_config
-from gateway.contacts_import import import_contacts
+from gateway.core.services import build_services
+from gateway.core.config import load_config
+from gateway.core.contacts_import import import_contacts
 from tests.conftest import CONTACTS_CSV, write_config
 from web.app import create_app
 from web.users import add_user

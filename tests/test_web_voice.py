@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from asterisk.audio import audio_info
-from gateway.models import Alert
-from gateway.models_panel import AlertText
+from gateway.core.audio import audio_info
+from gateway.core.models import Alert
+from gateway.core.models_panel import AlertText
 from tests.test_web_support import app, client_for, make_app, panel, post  # noqa: F401 - fixtures
 
 from tests.conftest import needs_audio_tools  # noqa: E402 - fails (never skips) without the tools

@@ -5,9 +5,9 @@ import json
 
 from sqlalchemy import select
 
-from gateway.alerts import AlertRequest, Target
-from gateway.models import Contact, Group, Zone
-from gateway.models_panel import AuditEntry, ErasedContacts
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.models import Contact, Group, Zone
+from gateway.core.models_panel import AuditEntry, ErasedContacts
 from tests.test_web_support import app, client_for, panel, post  # noqa: F401
 
 

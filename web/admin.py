@@ -8,8 +8,8 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from gateway.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA
-from gateway.models_panel import ApiToken, AuditEntry, User
+from gateway.core.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA
+from gateway.core.models_panel import ApiToken, AuditEntry, User
 from web.context import panel
 from web.security import require_role
 from web.tokens import create_token, revoke_token

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from gateway.alerts import AlertError, AlertPreview, AlertRequest
-from gateway.db import utcnow
-from gateway.models import Alert
-from gateway.models_panel import AlertApproval
+from gateway.core.alerts import AlertError, AlertPreview, AlertRequest
+from gateway.core.db import utcnow
+from gateway.core.models import Alert
+from gateway.core.models_panel import AlertApproval
 from web.context import Panel
 from web.users import has_role
 
@@ -27,7 +27,7 @@ MODES = ("draft", "submit", "send_now")
 class FlowError(Exception):
     """What was asked is not allowed or not possible; the message is for the operator.
 
-    Like ``gateway.alerts.AlertError``: ``msgid`` (a gettext key with ``%(name)s``
+    Like ``gateway.core.alerts.AlertError``: ``msgid`` (a gettext key with ``%(name)s``
     placeholders) and ``params``, so the panel shows it in the user's language
     (web.errors.error_message) while the API and the logs get the English ``str()``.
     """

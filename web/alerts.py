@@ -16,12 +16,12 @@ from flask_babel import gettext as _, lazy_gettext
 from flask_login import current_user
 from sqlalchemy import and_, exists, func, select
 
-from asterisk.audio import VOICES, AudioError, AudioInfo, convert_recording, render_tts
-from gateway.alerts import AlertError, AlertRequest, Target, compose_sms_text
-from gateway.db import utcnow
-from gateway.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
-from gateway.models_panel import AlertText
-from gateway.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
+from gateway.core.audio import VOICES, AudioError, AudioInfo, convert_recording, render_tts
+from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
+from gateway.core.db import utcnow
+from gateway.core.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
+from gateway.core.models_panel import AlertText
+from gateway.core.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
 from web import alert_flow
 from web.context import panel
 from web.errors import audio_reason, error_message
@@ -50,7 +50,7 @@ TEMPLATE_NAMES = {"flood": lazy_gettext("Flood"), "wind": lazy_gettext("Wind"), 
                   "evacuation": lazy_gettext("Evacuation"), "water": lazy_gettext("Water outage"),
                   "all_clear": lazy_gettext("All clear"), "correction": lazy_gettext("Correction")}
 
-# Versions of the text in other languages: the languages of the contact lists (gateway/contacts_csv.py).
+# Versions of the text in other languages: the languages of the contact lists (gateway/core/contacts_csv.py).
 LANGUAGE_NAMES = {"en": lazy_gettext("English"), "fr": lazy_gettext("French"), "de": lazy_gettext("German"),
                   "es": lazy_gettext("Spanish"), "ro": lazy_gettext("Romanian"), "ar": lazy_gettext("Arabic"),
                   "uk": lazy_gettext("Ukrainian"), "sq": lazy_gettext("Albanian"), "zh": lazy_gettext("Chinese")}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from flask import Blueprint, jsonify, request, url_for
 
-from asterisk.audio import VOICES, AudioError, render_tts
-from gateway.alerts import AlertError, AlertRequest, Target, compose_sms_text
-from gateway.models import Alert
+from gateway.core.audio import VOICES, AudioError, render_tts
+from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
+from gateway.core.models import Alert
 from web import alert_flow
 from web.context import panel
 from web.progress import alert_progress, line_rows, stale_after

@@ -13,10 +13,10 @@ from flask_babel import get_locale, gettext as _
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from gateway.composition import Services, build_services
-from gateway.config import Config, load_config
+from gateway.core.services import Services, build_services
+from gateway.core.config import Config, load_config
 from web.app_user import load_user
-from gateway.audit import AuditLog, anchor_path_for
+from gateway.core.audit import AuditLog, anchor_path_for
 from web.context import Panel, panel
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, PanelBabel, compile_catalogues
 from web.labels import cause, label, labels

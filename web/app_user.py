@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask_login import UserMixin
 
-from gateway.models_panel import User
+from gateway.core.models_panel import User
 from web.context import panel
 from web.users import has_role
 

@@ -14,7 +14,7 @@ from web.context import panel, remote
 from web.i18n import LANGUAGES
 from web.security import public, require_role
 from web.users import UserError, authenticate, set_password, verify_password
-from gateway.models_panel import User
+from gateway.core.models_panel import User
 
 bp = Blueprint("auth", __name__)
 

@@ -44,9 +44,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _panel(args: argparse.Namespace):  # noqa: ANN202
-    from gateway.composition import build_services
-    from gateway.config import load_config
-    from gateway.audit import AuditLog, anchor_path_for
+    from gateway.core.services import build_services
+    from gateway.core.config import load_config
+    from gateway.core.audit import AuditLog, anchor_path_for
     services = build_services(load_config(args.config))
     return services, AuditLog(services.sessions, anchor_path_for(services.config.general["data_dir"]))
 
@@ -69,8 +69,8 @@ def _fail(message: str) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from gateway.composition import build_services
-    from gateway.config import load_config
+    from gateway.core.services import build_services
+    from gateway.core.config import load_config
     from web.app import create_app
     from web.serve import serve
     services = build_services(load_config(args.config))
@@ -135,7 +135,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
-    from gateway.models_panel import AuditEntry
+    from gateway.core.models_panel import AuditEntry
     services, audit = _panel(args)
     problems = audit.verify()
     with services.sessions() as s:

@@ -11,12 +11,12 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import exists, func, or_, select, update
 
-from gateway.contacts_csv import parse_contacts_csv
-from gateway.contacts_import import import_contacts
-from gateway.db import utcnow
-from gateway.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_groups, contact_numbers
-from gateway.models_panel import ErasedContacts
-from gateway.phone import InvalidNumber, normalise_number
+from gateway.core.contacts_csv import parse_contacts_csv
+from gateway.core.contacts_import import import_contacts
+from gateway.core.db import utcnow
+from gateway.core.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_groups, contact_numbers
+from gateway.core.models_panel import ErasedContacts
+from gateway.core.phone import InvalidNumber, normalise_number
 from web.context import panel
 from web.security import require_role
 

@@ -7,8 +7,8 @@ from typing import Any
 from flask import current_app, request
 from flask_login import current_user
 
-from gateway.composition import Services
-from gateway.audit import AuditLog
+from gateway.core.services import Services
+from gateway.core.audit import AuditLog
 
 
 @dataclass

@@ -35,7 +35,7 @@ def summary(text: str, length: int = 80) -> str:
 
 def open_alarms(session) -> list[dict]:
     """Alarms about the box (modem lost, SIM near its cap, Asterisk down, self-test failed) not cleared yet."""
-    from gateway.models_ops import Alarm
+    from gateway.core.models_ops import Alarm
     return [{"id": a.id, "kind": a.kind, "subject": a.subject, "message": a.message,
              "raised_at": a.raised_at.isoformat() + "Z", "alert_id": a.alert_id}
             for a in session.scalars(select(Alarm).where(Alarm.cleared_at.is_(None)).order_by(Alarm.id.desc()))]

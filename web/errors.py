@@ -7,7 +7,7 @@ placeholders, and ``params``. Here every such key is listed once with
 test of the Italian catalogue keeps it translated; ``error_message`` looks the
 key up at request time. A key nobody listed is shown in English, never lost.
 ``tests/test_web_followups.py`` checks that every key raised in
-gateway/alerts.py and web/alert_flow.py is listed here.
+gateway/core/alerts.py and web/alert_flow.py is listed here.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import re
 
 from flask_babel import gettext, lazy_gettext
 
-# gateway/alerts.py
+# gateway/core/alerts.py
 ALERT_MESSAGES = (
     lazy_gettext("the alert text is empty"),
     lazy_gettext("the message needs %(segments)s SMS segments (GSM-7, %(units)s septets); the configured "
@@ -66,7 +66,7 @@ WORDS = {
     "voice or sms": lazy_gettext("voice or SMS"),
 }
 
-# asterisk.audio.AudioError texts name a file; what an operator needs is the reason.
+# gateway.core.audio.AudioError texts name a file; what an operator needs is the reason.
 AUDIO_REASONS = (
     (re.compile(r"the recording is silent"), lazy_gettext("the recording is silent")),
     (re.compile(r"the recording is empty"), lazy_gettext("the recording is empty")),

@@ -7,10 +7,10 @@ from typing import Any, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway import line_health
-from gateway.config import Config
-from gateway.db import utcnow
-from gateway.models import Alert, Delivery, Line
+from gateway.core import line_health
+from gateway.core.config import Config
+from gateway.core.db import utcnow
+from gateway.core.models import Alert, Delivery, Line
 
 # Delivery states grouped as an operator reads them.
 BUCKETS = {
@@ -26,7 +26,7 @@ CAPACITY_MINUTES = 10
 
 
 def stale_after(config: Config) -> float:
-    """Seconds after which a line's row is too old to trust (see gateway.line_health)."""
+    """Seconds after which a line's row is too old to trust (see gateway.core.line_health)."""
     return line_health.stale_after(config.engine["health_interval"])
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from gateway.config import Config
+from gateway.core.config import Config
 
 log = logging.getLogger("allerta.web")
 
@@ -156,7 +156,7 @@ def serve(app, config: Config, *, host: str | None = None, port: int | None = No
     """Serve until interrupted: HTTPS in a thread (when on), HTTP with waitress in the foreground."""
     import waitress
 
-    from gateway.backup import hold_panel_lock
+    from gateway.core.backup import hold_panel_lock
     # Held while serving, so 'allerta restore' refuses to replace the database under the panel.
     panel_lock = hold_panel_lock(config)
     web = config.web

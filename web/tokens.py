@@ -7,9 +7,9 @@ import secrets
 
 from sqlalchemy import select
 
-from gateway.db import utcnow
-from gateway.models_panel import ApiToken
-from gateway.audit import AuditLog
+from gateway.core.db import utcnow
+from gateway.core.models_panel import ApiToken
+from gateway.core.audit import AuditLog
 from web.users import RANK
 
 PREFIX = "allerta_"

@@ -11,9 +11,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.db import utcnow
-from gateway.models_panel import User
-from gateway.audit import AuditLog
+from gateway.core.db import utcnow
+from gateway.core.models_panel import User
+from gateway.core.audit import AuditLog
 
 # Ordered: each role may do everything the roles before it may.
 ROLES = ("viewer", "operator", "approver", "admin")

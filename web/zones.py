@@ -16,14 +16,14 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import delete, func, insert, literal, select, update
 
-from gateway.models import Contact, Group, Zone, contact_groups, contact_numbers
-from gateway.models_panel import ErasedContacts
+from gateway.core.models import Contact, Group, Zone, contact_groups, contact_numbers
+from gateway.core.models_panel import ErasedContacts
 from web.context import panel
 from web.security import require_role
 
 bp = Blueprint("zones", __name__, url_prefix="/zones")
 KINDS = ("zone", "group")
-NAME_LENGTH = 120  # the column's length in gateway/models.py
+NAME_LENGTH = 120  # the column's length in gateway/core/models.py
 
 
 class InvalidName(Exception):

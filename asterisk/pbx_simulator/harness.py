@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modem.simulator.harness import complete_lines
+from gateway.core.files import complete_lines
 
 
 class SimulatorStartError(RuntimeError):

@@ -11,11 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def complete_lines(text: str) -> list[str]:
-    """The lines of a log another process is appending to, without a half-written last one."""
-    lines = text.split("\n")
-    return lines[:-1]   # after the last newline: empty, or a line still being written
+from gateway.core.files import complete_lines
 
 
 class SimulatorError(RuntimeError):

@@ -27,15 +27,15 @@ import pytest
 from sqlalchemy import func, select
 
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
-from gateway.alerts import AlertRequest, Target
-from gateway.bench import child_env
-from gateway.composition import build_services
-from gateway.config import load_config
-from gateway.demo import wait_for_http
+from gateway.core.alerts import AlertRequest, Target
+from gateway.shell.bench import child_env
+from gateway.core.services import build_services
+from gateway.core.config import load_config
+from gateway.shell.demo import wait_for_http
 from web.serve import free_port
-from gateway.models import Alert, Contact, Delivery
+from gateway.core.models import Alert, Contact, Delivery
 from modem.simulator.harness import SimulatorProcess
-from gateway.audit import AuditLog, anchor_path_for
+from gateway.core.audit import AuditLog, anchor_path_for
 from web.users import add_user
 
 pytestmark = pytest.mark.browser
@@ -136,7 +136,7 @@ def stack(tmp_path_factory):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         engine_log, web_log = open(directory / "engine.log", "w"), open(directory / "panel.log", "w")
-        cli = [sys.executable, "-m", "gateway.cli", "--config", str(config_path)]
+        cli = [sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path)]
         engine = subprocess.Popen(cli + ["run"], stdout=engine_log, stderr=subprocess.STDOUT, env=child_env())
         web = subprocess.Popen(cli + ["web", "--host", "127.0.0.1", "--port", str(port), "--https-port", "0"],
                                stdout=web_log, stderr=subprocess.STDOUT, env=child_env())

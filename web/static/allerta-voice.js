@@ -6,7 +6,7 @@
   const compose = document.getElementById("compose");
   if (!compose) return;
   const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
-  const MAX_SECONDS = 180;  // asterisk/audio.convert_recording refuses longer recordings
+  const MAX_SECONDS = 180;  // gateway/core/audio.convert_recording refuses longer recordings
 
   // --- recording ------------------------------------------------------------------------
   const recorder = document.getElementById("recorder");

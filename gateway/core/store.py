@@ -17,11 +17,11 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
-from gateway.db import utcnow
-from gateway.models import Alert, Attempt, Delivery, InboundSms, Line, PhoneNumberRow, SmsPart
-from gateway.models_panel import AlertText
-from gateway.policy import AlertPolicy, Verdict
+from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
+from gateway.core.db import utcnow
+from gateway.core.models import Alert, Attempt, Delivery, InboundSms, Line, PhoneNumberRow, SmsPart
+from gateway.core.models_panel import AlertText
+from gateway.core.policy import AlertPolicy, Verdict
 
 
 def _alert_policy(alert) -> AlertPolicy:  # noqa: ANN001 - an Alert or a row with its columns

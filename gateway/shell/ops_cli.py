@@ -18,7 +18,7 @@ def _fail(message: str) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from gateway.install import InstallError, install_systemd
+    from gateway.shell.install import InstallError, install_systemd
     if not args.systemd:
         return _fail("choose what to install: --systemd")
     try:
@@ -39,7 +39,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from gateway.doctor import as_json, exit_code, run_checks, summary
+    from gateway.shell.doctor import as_json, exit_code, run_checks, summary
     if not args.verbose:
         # The AMI client logs its link at INFO: keep the doctor's output to its own lines.
         logging.getLogger().setLevel(logging.WARNING)
@@ -53,9 +53,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return exit_code(checks)
 
 
-def _sqlite_file(config) -> Path | None:  # noqa: ANN001 - a gateway.config.Config
+def _sqlite_file(config) -> Path | None:  # noqa: ANN001 - a gateway.core.config.Config
     """The SQLite database file, or None after printing the PostgreSQL tools to use instead."""
-    from gateway.backup import pg_dump_hint, sqlite_path
+    from gateway.core.backup import pg_dump_hint, sqlite_path
     db = sqlite_path(config.database_url)
     if db is None:
         print(pg_dump_hint(config.database_url), file=sys.stderr)
@@ -63,8 +63,8 @@ def _sqlite_file(config) -> Path | None:  # noqa: ANN001 - a gateway.config.Conf
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from gateway.backup import BackupError, backup_sqlite
-    from gateway.config import load_config
+    from gateway.core.backup import BackupError, backup_sqlite
+    from gateway.core.config import load_config
     config = load_config(args.config)
     try:
         db = _sqlite_file(config)
@@ -79,8 +79,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from gateway.backup import BackupError, restore_sqlite
-    from gateway.config import load_config
+    from gateway.core.backup import BackupError, restore_sqlite
+    from gateway.core.config import load_config
     config = load_config(args.config)
     try:
         db = _sqlite_file(config)
@@ -100,7 +100,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _audit_anchor(config) -> str | None:
-    from gateway.audit import anchor_path_for
+    from gateway.core.audit import anchor_path_for
     try:
         return anchor_path_for(config.general["data_dir"]).read_text(encoding="ascii").strip() or None
     except OSError:
@@ -117,9 +117,9 @@ def _audit_restore(config, backup: str, saved: Path | None, previous_anchor: str
     (id and hash of the newest entry lost with the restore) in its details, so
     what the restore took away stays on record.
     """
-    from gateway.audit import AuditLog, anchor_path_for
-    from gateway.cli import cli_actor
-    from gateway.composition import build_services
+    from gateway.core.audit import AuditLog, anchor_path_for
+    from gateway.shell.cli import cli_actor
+    from gateway.core.services import build_services
     services = build_services(config)   # applies newer migrations, as the engine would
     AuditLog(services.sessions, anchor_path_for(config.general["data_dir"])).write(
         cli_actor(), "database.restore", Path(backup).name, backup=str(Path(backup).resolve()),
@@ -128,10 +128,10 @@ def _audit_restore(config, backup: str, saved: Path | None, previous_anchor: str
 
 def cmd_selftest(args: argparse.Namespace) -> int:
     import time
-    from gateway.composition import build_services
-    from gateway.config import load_config
-    from gateway.models_ops import SelfTestRun
-    from gateway.selftest import SelfTestError, SelfTestSettings, start_run, summary
+    from gateway.core.services import build_services
+    from gateway.core.config import load_config
+    from gateway.core.models_ops import SelfTestRun
+    from gateway.core.selftest import SelfTestError, SelfTestSettings, start_run, summary
     services = build_services(load_config(args.config))
     settings = SelfTestSettings.from_config(services.config)
     try:

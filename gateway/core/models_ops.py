@@ -6,8 +6,8 @@ import datetime as dt
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.db import utcnow
-from gateway.models import Base
+from gateway.core.db import utcnow
+from gateway.core.models import Base
 
 
 class Alarm(Base):

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.bench import child_env, ensure_importable_children
+from gateway.shell.bench import child_env, ensure_importable_children
 
 # Frazioni of Fiumicino, with a rough share of the residents.
 ZONES: tuple[tuple[str, float], ...] = (
@@ -309,15 +309,15 @@ def _panel_banner(url: str, users: dict[str, tuple[str, str]]) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from asterisk.audio import AudioError, render_tts
+    from gateway.core.audio import AudioError, render_tts
     from asterisk.pbx_simulator.harness import PbxSimulatorProcess, SimulatorStartError
-    from gateway.alerts import AlertRequest, Target, compose_sms_text
-    from gateway.composition import build_services
-    from gateway.config import load_config
-    from gateway.contacts_import import import_contacts
-    from gateway.db import utcnow
+    from gateway.core.alerts import AlertRequest, Target, compose_sms_text
+    from gateway.core.services import build_services
+    from gateway.core.config import load_config
+    from gateway.core.contacts_import import import_contacts
+    from gateway.core.db import utcnow
     from modem.simulator.harness import SimulatorError, SimulatorProcess
-    from gateway.audit import AuditLog, anchor_path_for
+    from gateway.core.audit import AuditLog, anchor_path_for
 
     channels = getattr(args, "channels", 8)
     time_scale = getattr(args, "time_scale", 0.1)
@@ -424,7 +424,7 @@ def run_demo(args: argparse.Namespace) -> int:
         log_path = directory / "engine.log"
         print(f"Starting the engine (allerta run), log in {log_path}")
         with open(log_path, "w") as log:
-            engine = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "run"],
+            engine = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path), "run"],
                                       stdout=log, stderr=subprocess.STDOUT, env=child_env())
         web_log = directory / "panel.log"
         from web.serve import free_port  # the panel's module owns sockets, not gateway/
@@ -432,7 +432,7 @@ def run_demo(args: argparse.Namespace) -> int:
         panel_url = f"http://127.0.0.1:{port}/"
         print(f"Starting the web panel (allerta web), log in {web_log}")
         with open(web_log, "w") as log:
-            web = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config_path), "web",
+            web = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path), "web",
                                     "--host", "127.0.0.1", "--port", str(port), "--https-port", "0"],
                                    stdout=log, stderr=subprocess.STDOUT, env=child_env())
         if not wait_for_http(panel_url + "login", 60, web):

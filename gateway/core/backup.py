@@ -18,8 +18,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.config import Config
-from gateway.files import open_private
+from gateway.core.config import Config
+from gateway.core.files import open_private
 
 LOCK_NAME = "engine.lock"
 PANEL_LOCK_NAME = "web.lock"
@@ -246,7 +246,7 @@ def check_backup_revision(path: Path) -> str:
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
 
-    from gateway.db import MIGRATIONS_DIR
+    from gateway.core.db import MIGRATIONS_DIR
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     script = ScriptDirectory.from_config(cfg)
@@ -314,7 +314,7 @@ def restore_sqlite(config: Config, db: Path, backup: Path) -> RestoreResult:
             raise BackupError(f"{db}: integrity check failed after the restore: {problems[:3]}"
                               + (f"; the previous database is in {saved}" if saved else ""))
         # Migrated while the locks are held, so no engine or panel ever opens the old schema.
-        from gateway.db import make_engine, migrate
+        from gateway.core.db import make_engine, migrate
         engine = make_engine(config.database_url)
         try:
             migrate(engine)

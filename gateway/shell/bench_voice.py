@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 TRUNK = "bench"
 SECRET = "bench-secret"
 NON_BINDING_CPS = 100_000.0          # engine-side calls per second: never binds
@@ -109,7 +109,7 @@ def seed_landlines(engine, count: int, *, first: int = 66_000_000, batch: int = 
     """``count`` contacts with one distinct landline each (+39 06 ...), bulk inserts, not timed."""
     from sqlalchemy import func, select
 
-    from gateway.models import Contact, PhoneNumberRow, contact_numbers
+    from gateway.core.models import Contact, PhoneNumberRow, contact_numbers
 
     contact_table, number_table = Contact.__table__, PhoneNumberRow.__table__
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -167,12 +167,12 @@ def bench_voice(channels: int, calls: int, message_seconds: float, *, time_scale
     from sqlalchemy import func, select
 
     from asterisk.pbx_simulator.harness import PbxSimulatorProcess
-    from gateway.alerts import AlertRequest, Target
-    from gateway.composition import build_services
-    from gateway.config import load_config
-    from gateway.models import Attempt, Delivery
+    from gateway.core.alerts import AlertRequest, Target
+    from gateway.core.services import build_services
+    from gateway.core.config import load_config
+    from gateway.core.models import Attempt, Delivery
 
-    from gateway.bench import process_cpu_seconds  # shared with the SMS benchmark
+    from gateway.shell.bench import process_cpu_seconds  # shared with the SMS benchmark
 
     if channels < 1 or calls < 1 or message_seconds <= 0 or time_scale <= 0:
         raise ValueError("--channels and --calls must be at least 1, --message-seconds and --time-scale "
@@ -202,7 +202,7 @@ def bench_voice(channels: int, calls: int, message_seconds: float, *, time_scale
             argv = [sys.executable]
             if cprofile:
                 argv += ["-m", "cProfile", "-o", str(Path(cprofile).resolve())]
-            argv += ["-m", "gateway.cli", "--config", str(config_path), "run", "--once"]
+            argv += ["-m", "gateway.shell.cli", "--config", str(config_path), "run", "--once"]
             sim_cpu_before = process_cpu_seconds(pbx.process.pid) if pbx.process else None
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             with open(tmp / "engine.log", "w") as log:
@@ -315,7 +315,7 @@ def bench_voice(channels: int, calls: int, message_seconds: float, *, time_scale
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Entry point for ``allerta bench voice`` (gateway/cli.py parses the arguments)."""
+    """Entry point for ``allerta bench voice`` (gateway/shell/cli.py parses the arguments)."""
     return bench_voice(args.channels, args.calls, args.message_seconds,
                        time_scale=getattr(args, "time_scale", 0.02) or 0.02,
                        calls_per_second=getattr(args, "calls_per_second", None),
@@ -323,7 +323,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m asterisk.bench_voice", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m gateway.shell.bench_voice", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--channels", type=int, default=30)
     parser.add_argument("--calls", type=int, default=2000)
@@ -336,5 +336,5 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-if __name__ == "__main__":  # pragma: no cover - python -m asterisk.bench_voice ...
+if __name__ == "__main__":  # pragma: no cover - python -m gateway.shell.bench_voice ...
     print(json.dumps(run(_parser().parse_args()), indent=2))

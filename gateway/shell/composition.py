@@ -9,64 +9,15 @@ import asyncio
 import datetime as dt
 import logging
 import signal
-from dataclasses import dataclass
 
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.alerts import AlertService
-from gateway.config import Config, ConfigError
-from gateway.line_health import stale_after
-from gateway.db import make_engine, make_sessionmaker, migrate
-from gateway.dispatcher import Dispatcher, DispatcherSettings
-from gateway.policy import SmsPolicy
-from gateway.retry import SmsRetryPolicy
-from gateway.store import Store
+from gateway.core.config import Config
+from gateway.core.dispatcher import Dispatcher, DispatcherSettings
+from gateway.core.policy import SmsPolicy
+from gateway.core.retry import SmsRetryPolicy
+from gateway.core.services import Services
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    config: Config
-    engine: Engine
-    sessions: sessionmaker[Session]
-    store: Store
-    alerts: AlertService
-
-
-def _database_error(config: Config, exc: BaseException) -> ConfigError:
-    """A database that cannot be opened is a configuration error naming its key, not a traceback."""
-    from sqlalchemy.engine import make_url
-
-    key = "[database] url" if config.database["url"] else "[general] data_dir"
-    try:
-        shown = make_url(config.database_url).render_as_string(hide_password=True)  # never print the password
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as the error says
-        shown = "(unparsable)"
-    if isinstance(exc, ImportError):
-        detail = (f"no database driver for this URL ({exc.name or exc}); for PostgreSQL install "
-                  "the 'postgresql' extra: pip install 'allerta[postgresql]'")
-    else:
-        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-    return ConfigError(f"{key}: cannot open the database {shown}: {detail}")
-
-
-def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
-    try:
-        engine = make_engine(config.database_url)
-        if migrate_schema:
-            migrate(engine)
-    except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
-        raise _database_error(config, exc) from None
-    sessions = make_sessionmaker(engine)
-    general = config.general
-    return Services(config=config, engine=engine, sessions=sessions, store=Store(sessions),
-                    alerts=AlertService(sessions, region=general["region"], max_segments=general["max_sms_segments"],
-                                        drill_prefix=general["drill_prefix"],
-                                        stale_seconds=stale_after(config.engine["health_interval"])))
 
 
 def retry_policy(config: Config) -> SmsRetryPolicy:
@@ -126,8 +77,8 @@ def build_voice_channel(config: Config):
 
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:
     """Run the engine; ``notifier`` (default: systemd's, from NOTIFY_SOCKET) gets READY/WATCHDOG/STATUS."""
-    from gateway.backup import BackupError, hold_engine_lock
-    from gateway.notify import lines_summary, notifier_from_environment, supervise, watchdog_interval
+    from gateway.core.backup import BackupError, hold_engine_lock
+    from gateway.shell.notify import lines_summary, notifier_from_environment, supervise, watchdog_interval
     notifier = notifier if notifier is not None else notifier_from_environment()
     dispatcher = build_dispatcher(services)
     if not dispatcher.channels:
@@ -149,10 +100,10 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
     supervisor = asyncio.create_task(supervise(notifier, dispatcher.started,
                                                lambda: lines_summary(dispatcher.line_states()),
                                                watchdog=watchdog_interval()))
-    from gateway.alarms import AlarmMonitor, AlarmSettings
+    from gateway.core.alarms import AlarmMonitor, AlarmSettings
     alarm_monitor = AlarmMonitor(services.sessions, services.alerts, AlarmSettings.from_config(services.config))
     alarms = asyncio.create_task(alarm_monitor.run())
-    from gateway.selftest import SelfTestMonitor, SelfTestSettings
+    from gateway.core.selftest import SelfTestMonitor, SelfTestSettings
     # The scheduled self-test belongs to the long-running engine, not to a --once drain.
     selftest = None if once else asyncio.create_task(SelfTestMonitor(
         services.sessions, services.alerts, SelfTestSettings.from_config(services.config), alarm_monitor).run())

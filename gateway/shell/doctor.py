@@ -23,24 +23,11 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gateway.config import Config, ConfigError, load_config
+from gateway.core.checks import FAIL, MODEM_TIMEOUT, OK, WARN, Check
+from gateway.core.config import Config, ConfigError, load_config
 
-OK, WARN, FAIL = "ok", "warn", "fail"
-MODEM_TIMEOUT = 3.0         # seconds for one AT command
 MIN_FREE_BYTES = 200 * 1024 * 1024
 LOW_FREE_BYTES = 1024 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str            # ok | warn | fail
-    detail: str
-    fix: str = ""          # what to do when it is not ok
-
-    def line(self) -> str:
-        text = f"{self.status.upper():<4}  {self.name}: {self.detail}"
-        return text + (f"  -> {self.fix}" if self.fix and self.status != OK else "")
 
 
 def run_checks(config_path: str) -> list[Check]:
@@ -117,7 +104,7 @@ def ops_checks(config: Config) -> list[Check]:
 def storage_checks(config: Config) -> list[Check]:
     """The engine writes into data_dir (audio, TLS key, locks) and SQLite into its file's
     directory (the -wal and -shm files): both must be writable by the user running this."""
-    from gateway.backup import BackupError, sqlite_path
+    from gateway.core.backup import BackupError, sqlite_path
     places = [("data directory", Path(config.general["data_dir"]), "[general] data_dir")]
     try:
         db = sqlite_path(config.database_url)
@@ -148,7 +135,7 @@ def database_checks(config: Config) -> list[Check]:
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
-    from gateway.db import database_exists, make_engine, schema_is_current
+    from gateway.core.db import database_exists, make_engine, schema_is_current
     url = config.database_url
     shown = url.split("@")[-1] if "@" in url else url   # never the password of a postgresql:// URL
     if not database_exists(url):
@@ -174,7 +161,7 @@ def database_checks(config: Config) -> list[Check]:
 
 # --- modems ----------------------------------------------------------------------------
 def modem_checks(config: Config) -> list[Check]:
-    from gateway.backup import engine_running
+    from gateway.core.backup import engine_running
     if not config.modems:
         return []
     if engine_running(config):
@@ -188,8 +175,8 @@ def modem_checks(config: Config) -> list[Check]:
 def _line_rows(config: Config, channel: str | None = None) -> list:
     from sqlalchemy import select
 
-    from gateway.db import make_engine, make_sessionmaker
-    from gateway.models import Line
+    from gateway.core.db import make_engine, make_sessionmaker
+    from gateway.core.models import Line
     engine = make_engine(config.database_url)
     try:
         with make_sessionmaker(engine)() as session:
@@ -201,8 +188,8 @@ def _line_rows(config: Config, channel: str | None = None) -> list:
 
 def _modems_from_engine(config: Config) -> list[Check]:
     """The engine owns the ports: judge its last health reading of each modem."""
-    from gateway.db import utcnow
-    from gateway.line_health import stale_after
+    from gateway.core.db import utcnow
+    from gateway.core.line_health import stale_after
     lines = {line.label: line for line in _line_rows(config, "sms")}
     stale = stale_after(config.engine["health_interval"])
     now = utcnow()
@@ -214,7 +201,7 @@ def modem_checks_from_report(label: str, port: str, line, now: dt.datetime,  # n
                              stale_seconds: float) -> list[Check]:
     """A modem's checks from the row the running engine wrote, with the direct probe's thresholds.
 
-    A row older than the staleness rule the panel uses (gateway/line_health.py)
+    A row older than the staleness rule the panel uses (gateway/core/line_health.py)
     is not believed at all.
     """
     name = f"modem {label}"
@@ -282,9 +269,9 @@ def engine_checks(config: Config, now: dt.datetime | None = None) -> list[Check]
     (and the panel) can say so. Not running is a warning, not a failure: the doctor
     is also run before the services are first started.
     """
-    from gateway.backup import engine_running, lock_path
-    from gateway.db import utcnow
-    from gateway.line_health import stale_after
+    from gateway.core.backup import engine_running, lock_path
+    from gateway.core.db import utcnow
+    from gateway.core.line_health import stale_after
     path = lock_path(config)
     if not engine_running(config):
         return [Check("engine", WARN, f"not running (nobody holds {path}): no alert is sent",

@@ -45,7 +45,7 @@ from typing import Iterator
 
 from sqlalchemy import func, select
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 BENCH_TEXT = "Allerta: esondazione in corso, salire ai piani alti"  # one GSM-7 segment
 BENCH_ZONES = tuple(f"Zona {i + 1}" for i in range(8))
 
@@ -98,7 +98,7 @@ send_timeout = {send_timeout}
 def seed_contacts(engine, count: int, zones: tuple[str, ...] = BENCH_ZONES, *, first_mobile: int = 3_335_000_000,
                   batch: int = 20_000) -> None:
     """``count`` contacts, one distinct mobile number each, spread round-robin over ``zones``."""
-    from gateway.models import Contact, PhoneNumberRow, Zone, contact_numbers
+    from gateway.core.models import Contact, PhoneNumberRow, Zone, contact_numbers
 
     zone_table, contact_table, number_table = Zone.__table__, Contact.__table__, PhoneNumberRow.__table__
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -152,10 +152,10 @@ def process_cpu_seconds(pid: int) -> float | None:
 # --- bench sms ---------------------------------------------------------------------
 def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float = 0.05,
               keep: str | None = None, cprofile: str | None = None, timeout: float | None = None) -> dict:
-    from gateway.alerts import AlertRequest, Target
-    from gateway.composition import build_services
-    from gateway.config import load_config
-    from gateway.models import Delivery
+    from gateway.core.alerts import AlertRequest, Target
+    from gateway.core.services import build_services
+    from gateway.core.config import load_config
+    from gateway.core.models import Delivery
     from modem.simulator.harness import SimulatorProcess
     from modem.simulator.latency import PROMPT_LATENCY
 
@@ -180,7 +180,7 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
             argv = [sys.executable]
             if cprofile:
                 argv += ["-m", "cProfile", "-o", str(Path(cprofile).resolve())]
-            argv += ["-m", "gateway.cli", "--config", str(config_path), "run", "--once"]
+            argv += ["-m", "gateway.shell.cli", "--config", str(config_path), "run", "--once"]
             sim_cpu_before = process_cpu_seconds(sim.process.pid)
             with open(tmp / "engine.log", "w") as log:
                 started = time.time()
@@ -277,9 +277,9 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
 
 # --- bench fanout ------------------------------------------------------------------
 def bench_fanout(contacts: int, *, keep: str | None = None) -> dict:
-    from gateway.alerts import AlertRequest, Target
-    from gateway.composition import build_services
-    from gateway.config import load_config
+    from gateway.core.alerts import AlertRequest, Target
+    from gateway.core.services import build_services
+    from gateway.core.config import load_config
 
     if contacts < 1:
         raise ValueError("--contacts must be at least 1")
@@ -320,16 +320,16 @@ def run(args: argparse.Namespace) -> dict:
         return bench_fanout(args.contacts, keep=getattr(args, "keep", None))
     if args.what == "voice":
         # Lives with the voice channel; imported here only when asked for.
-        from asterisk import bench_voice
+        from gateway.shell import bench_voice
         return bench_voice.run(args)
     if args.what == "web":
         # Lives with the panel; imported here only when asked for.
-        from web import bench as bench_web
+        from gateway.shell import bench_web
         return bench_web.run(args)
     raise ValueError(f"unknown benchmark {args.what!r}")
 
 
-if __name__ == "__main__":  # pragma: no cover - convenience: python -m gateway.bench sms ...
-    from gateway.cli import build_parser
+if __name__ == "__main__":  # pragma: no cover - convenience: python -m gateway.shell.bench sms ...
+    from gateway.shell.cli import build_parser
     parsed = build_parser().parse_args(["bench", *sys.argv[1:]])
     print(json.dumps(run(parsed), indent=2))

@@ -6,8 +6,8 @@ import datetime as dt
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.db import utcnow
-from gateway.models import Base  # noqa: F401 - tables declared here share the schema
+from gateway.core.db import utcnow
+from gateway.core.models import Base  # noqa: F401 - tables declared here share the schema
 
 
 class User(Base):
@@ -69,7 +69,7 @@ class AlertApproval(Base):
 
 class AlertText(Base):
     """A version of an alert in another language; recipients of that language get it instead
-    of the alert's own (Italian) text and audio (gateway/store.py, Store.claim)."""
+    of the alert's own (Italian) text and audio (gateway/core/store.py, Store.claim)."""
     __tablename__ = "alert_texts"
     __table_args__ = (UniqueConstraint("alert_id", "language", name="uq_alert_text_language"),)
     id: Mapped[int] = mapped_column(primary_key=True)

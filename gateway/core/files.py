@@ -34,3 +34,9 @@ def write_private(path: str | os.PathLike[str], text: str, mode: int = 0o600, *,
     with os.fdopen(open_private(path, mode, exclusive=exclusive, gid=gid), "w", encoding="utf-8") as out:
         out.write(text)
     return Path(path)
+
+
+def complete_lines(text: str) -> list[str]:
+    """The lines of a log another process is appending to, without a half-written last one."""
+    lines = text.split("\n")
+    return lines[:-1]   # after the last newline: empty, or a line still being written

@@ -27,8 +27,8 @@ from typing import Any, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.db import utcnow
-from gateway.models_panel import AuditEntry
+from gateway.core.db import utcnow
+from gateway.core.models_panel import AuditEntry
 
 GENESIS = "0" * 64
 _lock = threading.Lock()

@@ -7,11 +7,11 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
-from gateway.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, StatusReport
-from gateway.db import utcnow
-from gateway.policy import DeliveryPolicy
-from gateway.logs import event_line, mask_number
-from gateway.store import ClaimedDelivery, ReportMatch, Store
+from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, StatusReport
+from gateway.core.db import utcnow
+from gateway.core.policy import DeliveryPolicy
+from gateway.core.logs import event_line, mask_number
+from gateway.core.store import ClaimedDelivery, ReportMatch, Store
 
 log = logging.getLogger(__name__)
 

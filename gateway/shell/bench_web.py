@@ -43,10 +43,10 @@ def _figures(samples: list[float]) -> dict:
 
 def seed(services, contacts: int, *, small_alerts: int = 5) -> dict:  # noqa: ANN001
     """Contacts, one big alert with a delivery per contact and its attempts, smaller alerts, lines."""
-    from gateway.alerts import AlertRequest, Target
-    from gateway.bench import BENCH_ZONES, seed_contacts
-    from gateway.db import utcnow
-    from gateway.models import Attempt, Delivery, Line
+    from gateway.core.alerts import AlertRequest, Target
+    from gateway.shell.bench import BENCH_ZONES, seed_contacts
+    from gateway.core.db import utcnow
+    from gateway.core.models import Attempt, Delivery, Line
 
     started = time.perf_counter()
     seed_contacts(services.engine, contacts)
@@ -111,9 +111,9 @@ def _time(client, url: str) -> tuple[float, int, int]:  # noqa: ANN001
 
 
 def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, keep: str | None = None) -> dict:
-    from gateway.bench import BENCH_ZONES, work_dir, write_config
-    from gateway.composition import build_services
-    from gateway.config import load_config
+    from gateway.shell.bench import BENCH_ZONES, work_dir, write_config
+    from gateway.core.services import build_services
+    from gateway.core.config import load_config
     from web.app import create_app
     from web.users import add_user
 
@@ -194,5 +194,5 @@ def run(args: argparse.Namespace) -> dict:
 if __name__ == "__main__":  # pragma: no cover
     import json
     import sys
-    from gateway.cli import build_parser
+    from gateway.shell.cli import build_parser
     print(json.dumps(run(build_parser().parse_args(["bench", "web", *sys.argv[1:]])), indent=2))

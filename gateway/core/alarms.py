@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.alerts import AlertError, AlertRequest, AlertService, Target
-from gateway.config import Config
-from gateway.db import utcnow
-from gateway.models import Attempt, Line
-from gateway.models_ops import Alarm
+from gateway.core.alerts import AlertError, AlertRequest, AlertService, Target
+from gateway.core.config import Config
+from gateway.core.db import utcnow
+from gateway.core.models import Attempt, Line
+from gateway.core.models_ops import Alarm
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.config import DEFAULT_CONFIG_PATH, starter_config
-from gateway.files import write_private
+from gateway.core.config import DEFAULT_CONFIG_PATH, starter_config
+from gateway.core.files import write_private
 
 # gateway/systemd is a link to the checkout's systemd/, shipped as package data
 # (pyproject.toml), so a non-editable install finds the files too.
-SYSTEMD_SOURCE = Path(__file__).resolve().parent / "systemd"
+SYSTEMD_SOURCE = Path(__file__).resolve().parents[1] / "systemd"
 DATA_DIR = "/var/lib/allerta"
 
 # Source file in systemd/ -> where it goes, relative to the root.

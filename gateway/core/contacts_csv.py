@@ -33,7 +33,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from gateway.phone import InvalidNumber, normalise_number
+from gateway.core.phone import InvalidNumber, normalise_number
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.alerts import AlertError, AlertRequest, AlertService, Target
-from gateway.config import WEEKDAYS, Config
-from gateway.db import utcnow
-from gateway.logs import mask_number
-from gateway.models import Alert, Delivery
-from gateway.models_ops import SelfTestRun
+from gateway.core.alerts import AlertError, AlertRequest, AlertService, Target
+from gateway.core.config import WEEKDAYS, Config
+from gateway.core.db import utcnow
+from gateway.core.logs import mask_number
+from gateway.core.models import Alert, Delivery
+from gateway.core.models_ops import SelfTestRun
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def next_selftest(now_local: dt.datetime, last_run: dt.datetime | None, settings
 
 def tts_language(configured: str) -> str:
     """The language the test call speaks: [voice] language when we have a voice for it, else Italian."""
-    from asterisk.audio import FALLBACK_LANGUAGE, voice_language
+    from gateway.core.audio import FALLBACK_LANGUAGE, voice_language
     return voice_language(configured) or FALLBACK_LANGUAGE
 
 
@@ -134,7 +134,7 @@ def render_voice(settings: SelfTestSettings) -> tuple[str, float]:
     Who calls and how to confirm are said in the configured language; TEXT is Italian, so
     the Italian voice reads it (an Italian sentence in an English voice is not understood).
     """
-    from asterisk.audio import introduction, render_tts
+    from gateway.core.audio import introduction, render_tts
     sounds = Path(settings.sounds_dir)
     sounds.mkdir(parents=True, exist_ok=True)
     name = sounds / f"allerta-selftest-{uuid.uuid4().hex[:12]}"
@@ -242,7 +242,7 @@ def record(sessions: sessionmaker[Session], run_id: int, result: str, details: d
 class SelfTestMonitor:
     """The engine's part: start runs on schedule, judge them, raise or clear the alarm.
 
-    ``alarms`` is the engine's ``gateway.alarms.AlarmMonitor`` (its ``raise_alarm``
+    ``alarms`` is the engine's ``gateway.core.alarms.AlarmMonitor`` (its ``raise_alarm``
     and ``clear_alarm``), so a failed self-test travels like every other alarm.
     """
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import DateTime, Integer, and_, case, cast, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import line_health
-from gateway.db import utcnow
-from gateway.models import (Alert, Attempt, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
+from gateway.core import line_health
+from gateway.core.db import utcnow
+from gateway.core.models import (Alert, Attempt, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
                             contact_groups, contact_numbers)
-from gateway.phone import InvalidNumber, normalise_number
-from gateway.sms_text import SmsPlan, SmsTextError, plan_sms
+from gateway.core.phone import InvalidNumber, normalise_number
+from gateway.core.sms_text import SmsPlan, SmsTextError, plan_sms
 
 
 class AlertError(Exception):
@@ -258,8 +258,8 @@ class AlertService:
             self._ensure_numbers(session, request.target)
 
     def _add_translations(self, session: Session, alert: Alert, request: AlertRequest) -> None:
-        """The versions in other languages, stored with the alert (gateway.models_panel.AlertText)."""
-        from gateway.models_panel import AlertText
+        """The versions in other languages, stored with the alert (gateway.core.models_panel.AlertText)."""
+        from gateway.core.models_panel import AlertText
         for language, (sms_text, plan) in self.plan_translations(request).items():
             audio_path, audio_seconds = request.translation_audio.get(language, (None, None))
             session.add(AlertText(alert_id=alert.id, language=language, text=request.translations[language],

@@ -9,8 +9,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.channels import DeliveryFailed, SubmitReceipt
-from gateway.retry import SmsRetryPolicy
+from gateway.core.channels import DeliveryFailed, SubmitReceipt
+from gateway.core.retry import SmsRetryPolicy
 
 
 @dataclass(frozen=True)

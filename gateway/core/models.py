@@ -7,7 +7,7 @@ from sqlalchemy import (Boolean, Column, Date, DateTime, Float, ForeignKey, Inde
                         String, Table, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from gateway.db import utcnow
+from gateway.core.db import utcnow
 
 
 class Base(DeclarativeBase):
@@ -217,4 +217,4 @@ class InboundSms(Base):
 
 # Tables of the panel and of the appliance live in their own modules but in
 # the same schema; importing them here makes every table known to Alembic.
-from gateway import models_ops, models_panel  # noqa: E402,F401
+from gateway.core import models_ops, models_panel  # noqa: E402,F401

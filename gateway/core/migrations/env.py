@@ -1,7 +1,7 @@
 """Alembic environment: migrations ship inside the package and run from code."""
 from alembic import context
 
-from gateway.models import Base
+from gateway.core.models import Base
 
 config = context.config
 target_metadata = Base.metadata

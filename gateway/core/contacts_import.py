@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.contacts_csv import ParsedContact, RowError, parse_contacts_csv
-from gateway.models import Contact, Group, PhoneNumberRow, Zone
+from gateway.core.contacts_csv import ParsedContact, RowError, parse_contacts_csv
+from gateway.core.models import Contact, Group, PhoneNumberRow, Zone
 
 _FIELDS = ("language", "vulnerable", "needs", "address", "consent_date", "consent_source")
 

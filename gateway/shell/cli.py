@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from gateway.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, starter_config
-from gateway.files import write_private
+from gateway.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, starter_config
+from gateway.core.files import write_private
 
 
 class CliError(Exception):
@@ -17,13 +17,13 @@ class CliError(Exception):
 
 
 def _configure_logging(verbose: bool) -> None:
-    # One line per event on stdout: systemd's journal adds the time (gateway/logs.py).
-    from gateway.logs import configure_logging
+    # One line per event on stdout: systemd's journal adds the time (gateway/core/logs.py).
+    from gateway.core.logs import configure_logging
     configure_logging(verbose)
 
 
 def _services(args: argparse.Namespace):
-    from gateway.composition import build_services
+    from gateway.core.services import build_services
     return build_services(load_config(args.config))
 
 
@@ -40,7 +40,7 @@ def cli_actor() -> str:
 
 
 def _audit(services):
-    from gateway.audit import AuditLog, anchor_path_for
+    from gateway.core.audit import AuditLog, anchor_path_for
     return AuditLog(services.sessions, anchor_path_for(services.config.general["data_dir"]))
 
 
@@ -50,7 +50,7 @@ def _print_json(data) -> None:
 
 # --- init -----------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
-    from gateway.composition import build_services
+    from gateway.core.services import build_services
     path = Path(args.config)
     if not path.exists():
         if args.data_dir:
@@ -69,7 +69,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"database ready: {config.database_url}")
     # The panel's first administrator (wired here, the composition level, so gateway's
     # domain code never depends on web/).
-    from gateway.audit import AuditLog, anchor_path_for
+    from gateway.core.audit import AuditLog, anchor_path_for
     from web.users import ensure_first_admin
     created = ensure_first_admin(services.sessions,
                                  AuditLog(services.sessions, anchor_path_for(config.general["data_dir"])))
@@ -80,7 +80,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 # --- contacts -------------------------------------------------------------------
 def cmd_contacts_import(args: argparse.Namespace) -> int:
-    from gateway.contacts_import import import_contacts
+    from gateway.core.contacts_import import import_contacts
     services = _services(args)
     try:
         data = Path(args.file).read_bytes()
@@ -132,9 +132,9 @@ def _voice_messages(args: argparse.Namespace, config, request, languages) -> Non
     ``--translation`` get speech of their own.
     """
     import uuid
-    from asterisk.audio import (FALLBACK_LANGUAGE, AudioError, convert_recording, introduction,
+    from gateway.core.audio import (FALLBACK_LANGUAGE, AudioError, convert_recording, introduction,
                                 render_tts, voice_language)
-    from gateway.alerts import compose_sms_text
+    from gateway.core.alerts import compose_sms_text
     general = config.general
     sounds = Path(config.sounds_dir)
     sounds.mkdir(parents=True, exist_ok=True)
@@ -191,8 +191,8 @@ def _translations(pairs: list[str]) -> dict[str, str]:
 
 def cmd_alert_send(args: argparse.Namespace) -> int:
     import datetime as dt
-    from gateway.alerts import AlertError, AlertRequest, Target
-    from gateway.db import utcnow
+    from gateway.core.alerts import AlertError, AlertRequest, Target
+    from gateway.core.db import utcnow
     services = _services(args)
     config = services.config
     channels = tuple(c for c, on in (("sms", args.sms), ("voice", args.voice)) if on)
@@ -213,11 +213,11 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
         sms_fallback=args.fallback_sms or voice["sms_fallback"],
         translations=_translations(args.translation))
     if args.voice and not args.audio:
-        from asterisk.audio import voice_language
+        from gateway.core.audio import voice_language
         # Only a language asked for explicitly is an error; a recipient's language we
         # cannot speak falls back to the Italian message.
         if voice_language(args.lang) is None:
-            from asterisk.audio import VOICES
+            from gateway.core.audio import VOICES
             raise CliError(f"--lang {args.lang}: no voice for this language; supported: {', '.join(sorted(VOICES))}")
     try:
         sms_text, plan = services.alerts.plan(request)
@@ -252,8 +252,8 @@ def _audit_send(services, request, alert_id: int, recipients: dict[str, int]) ->
     the entry says so, and with [web] two_person_rule on, the alert's approval
     row is "bypassed" as when an approver sends alone from the panel.
     """
-    from gateway.db import utcnow
-    from gateway.models_panel import AlertApproval
+    from gateway.core.db import utcnow
+    from gateway.core.models_panel import AlertApproval
     actor = cli_actor()
     rule = services.config.web["two_person_rule"]
     audit = _audit(services)
@@ -268,7 +268,7 @@ def _audit_send(services, request, alert_id: int, recipients: dict[str, int]) ->
 
 
 def cmd_alert_status(args: argparse.Namespace) -> int:
-    from gateway.alerts import AlertError
+    from gateway.core.alerts import AlertError
     services = _services(args)
     try:
         status = services.alerts.status(args.id)
@@ -298,7 +298,7 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
 
 
 def cmd_alert_cancel(args: argparse.Namespace) -> int:
-    from gateway.alerts import AlertError
+    from gateway.core.alerts import AlertError
     services = _services(args)
     try:
         count = services.alerts.cancel(args.id)
@@ -311,8 +311,8 @@ def cmd_alert_cancel(args: argparse.Namespace) -> int:
 
 # --- engine -----------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway.channels import ChannelUnusable
-    from gateway.composition import run_engine
+    from gateway.core.channels import ChannelUnusable
+    from gateway.shell.composition import run_engine
     services = _services(args)
     try:
         return asyncio.run(run_engine(services, once=args.once))
@@ -322,7 +322,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_modems(args: argparse.Namespace) -> int:
     from sqlalchemy import select
-    from gateway.models import Line
+    from gateway.core.models import Line
     services = _services(args)
     with services.sessions() as session:
         lines = session.scalars(select(Line).where(Line.channel == "sms").order_by(Line.label)).all()
@@ -356,7 +356,7 @@ def cmd_simulate_pbx(args: argparse.Namespace) -> int:
 
 
 def cmd_audio_render(args: argparse.Namespace) -> int:
-    from asterisk.audio import AudioError, render_tts
+    from gateway.core.audio import AudioError, render_tts
     try:
         info = render_tts(args.text, args.lang, args.out, intro=args.intro, fallback=args.fallback)
     except AudioError as exc:
@@ -402,12 +402,12 @@ def _asterisk_output_dir(out: Path) -> int | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    from gateway.shell.demo import run_demo
     return run_demo(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from gateway import bench
+    from gateway.shell import bench
     result = bench.run(args)
     print(json.dumps(result, indent=2))
     return 0
@@ -514,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit once the drill alert is done on both channels")
     p.set_defaults(func=cmd_demo)
 
-    from gateway.ops_cli import add_commands as add_ops_commands
+    from gateway.shell.ops_cli import add_commands as add_ops_commands
     from web.cli import add_commands as add_web_commands
     add_ops_commands(sub)
     add_web_commands(sub)
