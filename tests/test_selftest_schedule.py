@@ -1,7 +1,7 @@
 """When the scheduled self-test runs: at a time of day (and weekday), across DST changes, never at night.
 
 Pure tests of next_selftest in Europe/Rome (no clock read), the due() rule over stored runs at
-given instants, the [ops] keys' validation, the test call's language, and README's key table.
+given instants, the [ops] keys' validation, the test call's language, and the key table of docs/configuration.md.
 """
 import datetime as dt
 from pathlib import Path
@@ -155,7 +155,7 @@ def test_the_test_call_speaks_the_configured_language(tmp_path, monkeypatch):
     assert kwargs["text_lang"] == "it"           # the test text is Italian: the Italian voice reads it
 
 
-def test_readme_key_table_is_the_schema():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme.split("<!-- keys:start -->\n", 1)[1].split("\n<!-- keys:end -->", 1)[0]
+def test_the_configuration_reference_key_table_is_the_schema():
+    reference = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = reference.split("<!-- keys:start -->\n", 1)[1].split("\n<!-- keys:end -->", 1)[0]
     assert table == schema_markdown()

@@ -1,7 +1,8 @@
 """Configuration: one TOML file, validated at start against a documented schema.
 
 Every key lives in ``SCHEMA`` with its type, default and documentation; the
-starter file written by ``allerta init`` and README's key table both come
+starter file written by ``allerta init`` and the key table of
+docs/configuration.md both come
 from it, so a key cannot exist without being documented. Anything unknown or
 ill-typed stops the start with a message naming the key.
 """
@@ -362,7 +363,7 @@ def _toml_value(value: Any) -> str:
 
 def starter_config(data_dir: str, modems: list[ModemConfig] | None = None, comune: str | None = None) -> str:
     """The commented configuration file ``allerta init`` writes."""
-    lines = ["# Allerta configuration. Every key is documented in README.md.", ""]
+    lines = ["# Allerta configuration. Every key is documented in docs/configuration.md.", ""]
     # A fresh random AMI secret: the same value goes into manager_allerta.conf
     # through 'allerta asterisk config'.
     overrides = {("general", "data_dir"): data_dir, ("asterisk", "secret"): secrets.token_urlsafe(18)}
@@ -396,7 +397,7 @@ def starter_config(data_dir: str, modems: list[ModemConfig] | None = None, comun
 
 
 def schema_markdown() -> str:
-    """README's table of keys."""
+    """The table of keys in docs/configuration.md (between its keys:start and keys:end markers)."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
     for name, schema in SCHEMA.items():
         for key, spec in schema.items():
