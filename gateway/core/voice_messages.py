@@ -9,8 +9,8 @@ the language of the people who hear it.
   the language it is written in (or the recording, played as it is).
 - Every other language with a voice, among the recipients or given a translation, gets
   its own version: introduction and closing in that language, and the translation read
-  in it; without a translation, the text as written, read by its own voice (never Italian
-  words mangled by a Romanian voice). With a recording, only a language given a
+  in it; without a translation, the text as written, read by the voice of the language it
+  is written in (never Italian words mangled by a Romanian voice). With a recording, only a language given a
   translation gets speech of its own; the others hear the recording.
 
 The decisions are pure functions (``plan_versions``, ``script``); ``VoiceRenderer`` runs
@@ -131,9 +131,9 @@ class VoiceRenderer:
         self._convert = convert
 
     @classmethod
-    def from_config(cls, config: Config, **audio: Callable[..., AudioInfo]) -> "VoiceRenderer":
+    def from_config(cls, config: Config) -> "VoiceRenderer":
         general = config.general
-        return cls(config.sounds_dir, comune=general["comune"], drill_prefix=general["drill_prefix"], **audio)
+        return cls(config.sounds_dir, comune=general["comune"], drill_prefix=general["drill_prefix"])
 
     def new_name(self, prefix: str = "allerta") -> Path:
         """A fresh file name in the sounds directory, without the extension (as Asterisk's Playback wants)."""
