@@ -8,9 +8,7 @@ in the audit log. Without the rule, whoever may send sends at once.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -176,11 +174,6 @@ def approvals(p: Panel, alert_id: int) -> list[AlertApproval]:
     with p.sessions() as s:
         return list(s.scalars(select(AlertApproval).where(AlertApproval.alert_id == alert_id)
                               .order_by(AlertApproval.id)))
-
-
-def voice_file_name(sounds_dir: str) -> Path:
-    Path(sounds_dir).mkdir(parents=True, exist_ok=True)
-    return Path(sounds_dir) / f"allerta-{uuid.uuid4().hex[:12]}"
 
 
 def default_deadline(minutes: float) -> dt.datetime:

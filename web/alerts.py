@@ -7,6 +7,8 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,12 +18,14 @@ from flask_babel import gettext as _, lazy_gettext
 from flask_login import current_user
 from sqlalchemy import and_, exists, func, select
 
-from gateway.core.audio import VOICES, AudioError, AudioInfo, convert_recording, render_tts
+from gateway.core.audio import VOICES, AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
 from gateway.core.models_panel import AlertText
 from gateway.core.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
+from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
+                                         translation_version)
 from web import alert_flow
 from web.context import panel
 from web.errors import audio_reason, error_message
@@ -160,66 +164,50 @@ def _recording() -> tuple[bytes, str]:
     return data, upload.filename
 
 
-def _convert(data: bytes, filename: str, out_wav: Path) -> AudioInfo:
+@contextmanager
+def _recording_file() -> Iterator[str | None]:
+    """The form's recording in a temporary file, which the audio functions read; None: speech."""
+    if request.form.get("voice_source") not in ("upload", "browser"):
+        yield None
+        return
+    data, filename = _recording()
     uploads = Path(panel().config.general["data_dir"]) / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=Path(filename).suffix.lower(), dir=uploads)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        return convert_recording(tmp, out_wav)
-    except AudioError as exc:
+        yield tmp
+    except RecordingError as exc:
         raise FormError(_("The recording cannot be used: %(reason)s",
                           reason=audio_reason(str(exc).replace(tmp, filename)))) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _speak(text: str, drill: bool, lang: str, out_wav: Path) -> AudioInfo:
-    """Speech exactly as a call plays it: the drill prefix, the introduction in Italian, the closing."""
-    general = panel().config.general
-    if lang not in VOICES:
-        raise FormError(_("No voice for this language."))
-    if not text.strip():
-        raise FormError(_("Write the text of the message first."))
-    intro = f"Messaggio del {general['comune']}." if lang == "it" else None
+@contextmanager
+def _speech_errors() -> Iterator[None]:
+    """gateway.core.voice_messages' errors as the compose form says them."""
     try:
-        return render_tts(compose_sms_text(text, drill, general["drill_prefix"]), lang, out_wav, intro=intro)
+        yield
+    except NoVoice:
+        raise FormError(_("No voice for this language.")) from None
+    except EmptyText:
+        raise FormError(_("Write the text of the message first.")) from None
     except AudioError as exc:
         raise FormError(_("The speech could not be synthesised: %(reason)s", reason=str(exc))) from None
 
 
-def _main_message(alert_request: AlertRequest, out_wav: Path) -> tuple[AudioInfo, str]:
-    """The voice message of the main text: the recording (uploaded or made here) or speech."""
-    if request.form.get("voice_source") in ("upload", "browser"):
-        return _convert(*_recording(), out_wav), "recording"
-    lang = request.form.get("voice_language", panel().config.voice["language"])
-    return _speak(alert_request.text, alert_request.drill, lang, out_wav), "tts"
+def _text_language() -> str:
+    """The language the text is written in, read by its voice (the form's "Speech ... in")."""
+    return request.form.get("voice_language", panel().config.voice["language"])
 
 
 def _voice_message(alert_request: AlertRequest) -> None:
-    """Render the speech or convert the recording into Asterisk's sounds directory.
-
-    Each version in another language we have a voice for is spoken in that
-    language; recipients of a language without a voice hear the main message.
-    """
-    sounds = panel().config.sounds_dir
-    name = alert_flow.voice_file_name(sounds)
-    info, source = _main_message(alert_request, name.with_suffix(".wav"))
-    alert_request.audio_path, alert_request.audio_seconds, alert_request.audio_source = str(name), info.seconds, source
-    for lang, text in alert_request.translations.items():
-        if lang in VOICES:
-            version = alert_flow.voice_file_name(sounds)
-            spoken = _speak(text, alert_request.drill, lang, version.with_suffix(".wav"))
-            alert_request.translation_audio[lang] = (str(version), spoken.seconds)
-
-
-def _discard_audio(alert_request: AlertRequest | None) -> None:
-    if alert_request is None:
-        return
-    paths = [alert_request.audio_path] + [path for path, _seconds in alert_request.translation_audio.values()]
-    for path in filter(None, paths):
-        Path(path + ".wav").unlink(missing_ok=True)
+    """Render every voice version of the alert into Asterisk's sounds directory, as the CLI and the API do."""
+    with _speech_errors(), _recording_file() as recording:
+        VoiceRenderer.from_config(panel().config).render_alert(
+            alert_request, panel().services.alerts, text_language=_text_language(), recording=recording)
 
 
 def _choices(follows: int | None = None) -> dict:
@@ -275,7 +263,8 @@ def new():
         outcome = alert_flow.create_alert(panel(), alert_request, actor=current_user.username,
                                           role=current_user.role, mode=mode, reason=request.form.get("reason", ""))
     except (FormError, AlertError, alert_flow.FlowError) as exc:
-        _discard_audio(alert_request)
+        if alert_request is not None:
+            discard(alert_request)
         flash(error_message(exc), "error")
         voice = "voice" in CHANNEL_CHOICES.get(request.form.get("channels", ""), ())
         if voice and request.form.get("voice_source") in ("upload", "browser"):
@@ -358,16 +347,22 @@ def voice_preview():
         alert_request = request_from_form()
         previews = Path(panel().config.general["data_dir"]) / "previews"
         previews.mkdir(parents=True, exist_ok=True)
+        renderer = VoiceRenderer.from_config(panel().config)
         with tempfile.TemporaryDirectory(dir=previews) as tmp:
             out = Path(tmp) / "preview.wav"
             if language:
                 if language not in alert_request.translations:
                     raise FormError(_("Write the version in this language first."))
-                if language not in VOICES:
-                    raise FormError(_("No voice for this language: its recipients hear the main message."))
-                _speak(alert_request.translations[language], alert_request.drill, language, out)
+                try:
+                    version = translation_version(language, alert_request.translations[language])
+                except NoVoice:
+                    raise FormError(_("No voice for this language: its recipients hear the main message.")) from None
+                with _speech_errors():
+                    renderer.render(version, out, drill=alert_request.drill)
             else:
-                _main_message(alert_request, out)
+                with _speech_errors(), _recording_file() as recording:
+                    version = main_version(alert_request.text, _text_language(), recorded=recording is not None)
+                    renderer.render(version, out, drill=alert_request.drill, recording=recording)
             data = out.read_bytes()
     except (FormError, AlertError) as exc:
         return {"error": error_message(exc)}, 400

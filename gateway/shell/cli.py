@@ -8,8 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from gateway.core.audio import VOICES, AudioError
 from gateway.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, starter_config
 from gateway.core.files import write_private
+from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 
 
 class CliError(Exception):
@@ -119,64 +121,17 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
 
 
 # --- alerts ---------------------------------------------------------------------
-def _voice_messages(args: argparse.Namespace, config, request, languages) -> None:
+def _voice_messages(args: argparse.Namespace, services, request) -> None:
     """Render the alert's voice messages into Asterisk's sounds directory, into ``request``.
 
-    The alert's own message (``audio_path``) is what Italian speakers, and anyone whose
-    language we have no voice for, hear: the introduction and closing in Italian, the
-    text read in ``--lang``. Every other language among the recipients (``languages``)
-    gets its own version, stored as AlertText rows through ``request.translations`` like
-    the panel's: introduction and closing in that language, and the text in it too when
-    ``--translation`` gave one, otherwise the text as written, read by the ``--lang``
-    voice. With ``--audio`` the recording is the message, and only the languages given a
-    ``--translation`` get speech of their own.
+    As the panel and the API do (gateway/core/voice_messages.py): ``--lang`` is the language
+    the text is written in, ``--audio`` a recording that replaces the speech.
     """
-    import uuid
-    from gateway.core.audio import (FALLBACK_LANGUAGE, AudioError, convert_recording, introduction,
-                                render_tts, voice_language)
-    from gateway.core.alerts import compose_sms_text
-    general = config.general
-    sounds = Path(config.sounds_dir)
-    sounds.mkdir(parents=True, exist_ok=True)
-
-    def speak(text: str, listener: str, text_lang: str, out: Path):
-        # What a call plays, drill prefix included, so nobody hears a drill as an emergency.
-        return render_tts(compose_sms_text(text, request.drill, general["drill_prefix"]), listener, out,
-                          intro=introduction(listener, general["comune"]), text_lang=text_lang)
-
-    name = sounds / f"allerta-{uuid.uuid4().hex[:12]}"
-    request.audio_path = str(name)   # set first, so a failure below still removes the file
+    renderer = VoiceRenderer.from_config(services.config)
     try:
-        if args.audio:
-            info = convert_recording(args.audio, name.with_suffix(".wav"))
-            request.audio_source = "recording"
-        else:
-            info = speak(request.text, FALLBACK_LANGUAGE, args.lang, name.with_suffix(".wav"))
-            request.audio_source = "tts"
-        request.audio_seconds = info.seconds
-        # A translation into a language we cannot speak still goes out by SMS; its
-        # listeners, like every recipient of such a language, hear the Italian message.
-        wanted = ({voice_language(lang) for lang in languages}
-                  | {lang for lang in request.translations if voice_language(lang) == lang})
-        for lang in sorted(wanted - {None, FALLBACK_LANGUAGE}):
-            if lang not in request.translations and args.audio:
-                continue
-            version = sounds / f"allerta-{uuid.uuid4().hex[:12]}"
-            if lang in request.translations:
-                spoken = speak(request.translations[lang], lang, lang, version.with_suffix(".wav"))
-            else:
-                request.translations[lang] = request.text
-                spoken = speak(request.text, lang, args.lang, version.with_suffix(".wav"))
-            request.translation_audio[lang] = (str(version), spoken.seconds)
+        renderer.render_alert(request, services.alerts, text_language=args.lang, recording=args.audio)
     except AudioError as exc:
-        _discard_audio(request)
         raise CliError(str(exc)) from None
-
-
-def _discard_audio(request) -> None:
-    for path in [request.audio_path] + [path for path, _seconds in request.translation_audio.values()]:
-        if path:
-            Path(path + ".wav").unlink(missing_ok=True)
 
 
 def _translations(pairs: list[str]) -> dict[str, str]:
@@ -213,12 +168,13 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
         sms_fallback=args.fallback_sms or voice["sms_fallback"],
         translations=_translations(args.translation))
     if args.voice and not args.audio:
-        from gateway.core.audio import voice_language
         # Only a language asked for explicitly is an error; a recipient's language we
         # cannot speak falls back to the Italian message.
-        if voice_language(args.lang) is None:
-            from gateway.core.audio import VOICES
-            raise CliError(f"--lang {args.lang}: no voice for this language; supported: {', '.join(sorted(VOICES))}")
+        try:
+            spoken_language(args.lang)
+        except NoVoice:
+            raise CliError(f"--lang {args.lang}: no voice for this language; "
+                           f"supported: {', '.join(sorted(VOICES))}") from None
     try:
         sms_text, plan = services.alerts.plan(request)
         preview = services.alerts.preview(request)  # unknown zones etc. fail before any audio is rendered
@@ -232,13 +188,13 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
             parts.append(f"{preview.recipients.get('voice', 0)} numbers to call")
         print(", ".join(parts) + (" [DRILL]" if args.drill else ""), file=sys.stderr)
         if args.voice:
-            _voice_messages(args, config, request, services.alerts.recipient_languages(request, "voice"))
+            _voice_messages(args, services, request)
             print(f"voice message: {request.audio_seconds:.1f} s ({request.audio_source})"
                   + "".join(f", {lang} {seconds:.1f} s" for lang, (_path, seconds)
                             in sorted(request.translation_audio.items())), file=sys.stderr)
         alert_id, created = services.alerts.create(request)
     except AlertError as exc:
-        _discard_audio(request)
+        discard(request)
         raise CliError(str(exc)) from None
     _audit_send(services, request, alert_id, created.recipients)
     print(alert_id)
