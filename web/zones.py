@@ -22,7 +22,6 @@ from web.context import panel
 from web.security import require_role
 
 bp = Blueprint("zones", __name__, url_prefix="/zones")
-KINDS = ("zone", "group")
 NAME_LENGTH = 120  # the column's length in gateway/core/models.py
 
 
