@@ -9,12 +9,12 @@ from pathlib import Path
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select
 
+from gateway.core.contacts import NotFound, delete_contact, forget_unused_numbers
 from gateway.core.contacts_csv import parse_contacts_csv
 from gateway.core.contacts_import import import_contacts
-from gateway.core.db import utcnow
-from gateway.core.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_groups, contact_numbers
+from gateway.core.models import Contact, Group, PhoneNumberRow, Zone, contact_groups, contact_numbers
 from gateway.core.models_panel import ErasedContacts
 from gateway.core.phone import InvalidNumber, normalise_number
 from web.context import panel
@@ -145,33 +145,7 @@ def _apply(s, contact: Contact, values: dict) -> None:
     removed = [row for row in contact.numbers if row not in rows]
     contact.numbers = rows
     s.flush()
-    for row in removed:
-        if not _used_by_anyone(s, row):
-            _erase_number(s, row)  # nobody's number any more: no alert may still reach it
-
-
-def _used_by_anyone(s, number: PhoneNumberRow) -> bool:
-    return bool(s.scalar(select(exists().where(contact_numbers.c.number_id == number.id))))
-
-
-# What a pending delivery of an erased number becomes. The engine sends to Delivery.e164, so a pending
-# delivery must never hold "erased": it is cancelled, and only then loses its number.
-ERASED_REASON = "not sent: the contact was deleted or the number removed"
-# Being sent right now: the engine holds the number in memory and, after a crash, puts the delivery
-# back to pending with the e164 it reads from the row; erasing it there would send to "erased".
-IN_FLIGHT = ("submitting",)
-
-
-def _erase_number(s, number: PhoneNumberRow) -> None:
-    """Forget a number no contact uses any more; past deliveries keep their counts, not the number."""
-    s.execute(update(Delivery).where(Delivery.number_id == number.id, Delivery.state == "pending")
-              .values(state="cancelled", last_error=ERASED_REASON, updated_at=utcnow()))
-    if s.scalar(select(exists().where(Delivery.number_id == number.id))):
-        s.execute(update(Delivery).where(Delivery.number_id == number.id, Delivery.state.not_in(IN_FLIGHT))
-                  .values(e164="erased"))
-        number.e164, number.opted_out = f"erased:{number.id}", True
-    else:
-        s.delete(number)
+    forget_unused_numbers(s, removed)
 
 
 def _form_page(contact: Contact | None, status: int = 200):
@@ -240,24 +214,10 @@ def edit(contact_id: int):
 @require_role("operator")
 def delete(contact_id: int):
     """Erase a person: name, address, numbers no one else shares; keep only anonymous counts."""
-    p = panel()
-    with p.audit.transaction() as s:
-        contact = s.get(Contact, contact_id)
-        if contact is None:
-            abort(404)
-        zone = contact.zone.name if contact.zone else None
-        s.add(ErasedContacts(zone=zone, vulnerable=contact.vulnerable, numbers=len(contact.numbers)))
-        numbers = list(contact.numbers)
-        contact.numbers = []
-        s.flush()
-        # A household number stays: the others still need it.
-        erased = [number for number in numbers if not _used_by_anyone(s, number)]
-        for number in erased:
-            _erase_number(s, number)
-        erased_numbers = len(erased)
-        s.delete(contact)
-        p.audit.record(s, current_user.username, "contact.delete", contact_id, zone=zone,
-                       numbers_erased=erased_numbers)
+    try:
+        delete_contact(panel().audit, contact_id, actor=current_user.username)
+    except NotFound:
+        abort(404)
     flash(_("Contact deleted: personal data erased."), "success")
     return redirect(url_for("contacts.index"))
 
