@@ -1,4 +1,7 @@
-"""Contacts: search, create, edit, delete (erasing personal data), CSV import with a preview."""
+"""Contacts: search, create, edit, delete (erasing personal data), CSV import with a preview.
+
+The rules of saving and erasing are in gateway/core/contacts.py (`allerta contacts erase` uses them too).
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,7 +14,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import exists, func, or_, select
 
-from gateway.core.contacts import NotFound, delete_contact, forget_unused_numbers
+from gateway.core.contacts import ContactFields, NotFound, delete_contact, save_contact
 from gateway.core.contacts_csv import parse_contacts_csv
 from gateway.core.contacts_import import import_contacts
 from gateway.core.models import Contact, Group, PhoneNumberRow, Zone, contact_groups, contact_numbers
@@ -92,7 +95,7 @@ def index():
                            pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE))
 
 
-def _form_values() -> dict:
+def _form_values() -> ContactFields:
     form = request.form
     name = form.get("name", "").strip()
     if not name:
@@ -118,34 +121,12 @@ def _form_values() -> dict:
         consent_date = dt.date.fromisoformat(consent) if consent else None
     except ValueError:
         raise FormError(_("The consent date must be a date (YYYY-MM-DD).")) from None
-    return {"name": name[:200], "numbers": numbers, "language": language, "needs": needs or None,
-            "vulnerable": form.get("vulnerable") == "1", "address": form.get("address", "").strip()[:300] or None,
-            "zone": form.get("zone", "").strip()[:120], "consent_date": consent_date,
-            "consent_source": form.get("consent_source", "").strip()[:120] or None,
-            "groups": [g.strip()[:120] for g in form.get("groups", "").split(",") if g.strip()]}
-
-
-def _apply(s, contact: Contact, values: dict) -> None:
-    for key in ("name", "language", "needs", "vulnerable", "address", "consent_date", "consent_source"):
-        setattr(contact, key, values[key])
-    if values["zone"]:
-        zone = s.scalar(select(Zone).where(func.lower(Zone.name) == values["zone"].lower()))
-        contact.zone = zone or Zone(name=values["zone"])
-    else:
-        contact.zone = None
-    groups = []
-    for name in values["groups"]:
-        group = s.scalar(select(Group).where(func.lower(Group.name) == name.lower()))
-        groups.append(group or Group(name=name))
-    contact.groups = groups
-    rows = []
-    for number in values["numbers"]:
-        row = s.scalar(select(PhoneNumberRow).where(PhoneNumberRow.e164 == number.e164))
-        rows.append(row or PhoneNumberRow(e164=number.e164, kind=number.kind))
-    removed = [row for row in contact.numbers if row not in rows]
-    contact.numbers = rows
-    s.flush()
-    forget_unused_numbers(s, removed)
+    return ContactFields(
+        name=name[:200], numbers=tuple(numbers), language=language, needs=needs or None,
+        vulnerable=form.get("vulnerable") == "1", address=form.get("address", "").strip()[:300] or None,
+        zone=form.get("zone", "").strip()[:120], consent_date=consent_date,
+        consent_source=form.get("consent_source", "").strip()[:120] or None,
+        groups=tuple(g.strip()[:120] for g in form.get("groups", "").split(",") if g.strip()))
 
 
 def _form_page(contact: Contact | None, status: int = 200):
@@ -173,15 +154,9 @@ def new():
         except FormError as exc:
             flash(str(exc), "error")
             return _form_page(None, 400)
-        p = panel()
-        with p.audit.transaction() as s:
-            contact = Contact(name=values["name"])
-            s.add(contact)
-            _apply(s, contact, values)
-            s.flush()
-            p.audit.record(s, current_user.username, "contact.create", contact.id)
+        contact_id = save_contact(panel().audit, None, values, actor=current_user.username)
         flash(_("Contact saved."), "success")
-        return redirect(url_for("contacts.edit", contact_id=contact.id))
+        return redirect(url_for("contacts.edit", contact_id=contact_id))
     return _form_page(None)
 
 
@@ -200,11 +175,10 @@ def edit(contact_id: int):
         except FormError as exc:
             flash(str(exc), "error")
             return _form_page(contact, 400)
-        p = panel()
-        with p.audit.transaction() as s:
-            row = s.get(Contact, contact_id)
-            _apply(s, row, values)
-            p.audit.record(s, current_user.username, "contact.update", contact_id)
+        try:
+            save_contact(panel().audit, contact_id, values, actor=current_user.username)
+        except NotFound:
+            abort(404)  # deleted meanwhile
         flash(_("Contact saved."), "success")
         return redirect(url_for("contacts.edit", contact_id=contact_id))
     return _form_page(contact)

@@ -1,4 +1,4 @@
-"""Erasing people and numbers (the right to be forgotten), for the panel and the CLI alike.
+"""Saving and erasing people and numbers (the right to be forgotten), for the panel and the CLI alike.
 
 A number nobody uses any more is forgotten: alerts still waiting for it are
 cancelled, and past deliveries keep their counts but not the number. Each
@@ -7,16 +7,17 @@ raising ``ContactError``, none of it.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.core.audit import AuditLog
 from gateway.core.db import utcnow
-from gateway.core.models import Contact, Delivery, PhoneNumberRow, contact_numbers
+from gateway.core.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_numbers
 from gateway.core.models_panel import ErasedContacts
-from gateway.core.phone import InvalidNumber, normalise_number
+from gateway.core.phone import InvalidNumber, PhoneNumber, normalise_number
 from gateway.core.translatable import TranslatableError
 
 # What a pending delivery of an erased number becomes. The engine sends to Delivery.e164, so a pending
@@ -36,6 +37,21 @@ class NotFound(ContactError):
 
 
 @dataclass(frozen=True)
+class ContactFields:
+    """A contact as a form or a command gives it: numbers already normalised, names as typed."""
+    name: str
+    numbers: tuple[PhoneNumber, ...]
+    language: str = "it"
+    needs: str | None = None
+    vulnerable: bool = False
+    address: str | None = None
+    zone: str = ""                        # empty: no zone
+    groups: tuple[str, ...] = ()
+    consent_date: dt.date | None = None
+    consent_source: str | None = None
+
+
+@dataclass(frozen=True)
 class DeletedContact:
     zone: str | None
     numbers_erased: int
@@ -48,6 +64,49 @@ class ErasedNumber:
     contacts: tuple[tuple[int, str], ...]        # (id, name) of everyone who had it
     left_without_number: tuple[tuple[int, str], ...]
     deliveries_cancelled: int
+
+
+def save_contact(audit: AuditLog, contact_id: int | None, fields: ContactFields, *, actor: str) -> int:
+    """Create (``contact_id`` None) or update a contact; return its id.
+
+    Zones and groups are found without regard to case, or created; numbers the
+    contact no longer has are forgotten unless someone else has them.
+    """
+    with audit.transaction() as s:
+        if contact_id is None:
+            contact = Contact(name=fields.name)
+            s.add(contact)
+        else:
+            contact = s.get(Contact, contact_id)
+            if contact is None:
+                raise NotFound("no contact with id %(id)s", id=contact_id)
+        _apply(s, contact, fields)
+        s.flush()
+        audit.record(s, actor, "contact.create" if contact_id is None else "contact.update", contact.id)
+        return contact.id
+
+
+def _apply(s: Session, contact: Contact, fields: ContactFields) -> None:
+    for key in ("name", "language", "needs", "vulnerable", "address", "consent_date", "consent_source"):
+        setattr(contact, key, getattr(fields, key))
+    if fields.zone:
+        zone = s.scalar(select(Zone).where(func.lower(Zone.name) == fields.zone.lower()))
+        contact.zone = zone or Zone(name=fields.zone)
+    else:
+        contact.zone = None
+    groups = []
+    for name in fields.groups:
+        group = s.scalar(select(Group).where(func.lower(Group.name) == name.lower()))
+        groups.append(group or Group(name=name))
+    contact.groups = groups
+    rows = []
+    for number in fields.numbers:
+        row = s.scalar(select(PhoneNumberRow).where(PhoneNumberRow.e164 == number.e164))
+        rows.append(row or PhoneNumberRow(e164=number.e164, kind=number.kind))
+    removed = [row for row in contact.numbers if row not in rows]
+    contact.numbers = rows
+    s.flush()
+    forget_unused_numbers(s, removed)
 
 
 def delete_contact(audit: AuditLog, contact_id: int, *, actor: str) -> DeletedContact:

@@ -1,5 +1,5 @@
-"""Erasing a number or a person (gateway/core/contacts.py): what waits is cancelled, the past keeps its counts,
-a refused request changes nothing."""
+"""Saving and erasing people and numbers (gateway/core/contacts.py): what waits for an erased number is
+cancelled, the past keeps its counts, a refused request changes nothing."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,9 @@ from sqlalchemy import func, select, update
 
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.audit import AuditLog
-from gateway.core.contacts import ERASED_REASON, ContactError, NotFound, delete_contact, erase_number
+from gateway.core.contacts import (ERASED_REASON, ContactError, ContactFields, NotFound, delete_contact, erase_number,
+                                   save_contact)
+from gateway.core.phone import normalise_number
 from gateway.core.models import Contact, Delivery, PhoneNumberRow
 from gateway.core.models_panel import AuditEntry, ErasedContacts
 
@@ -107,4 +109,24 @@ def test_deleting_a_person_keeps_the_household_number_and_anonymous_counts(conta
     before = _snapshot(contacts)
     with pytest.raises(NotFound):
         delete_contact(audit, mario, actor="otto")
+    assert _snapshot(contacts) == before
+
+
+def test_saving_finds_zones_and_groups_in_any_case_and_forgets_numbers_taken_away(contacts, audit):
+    fields = ContactFields(name="Nuova Persona", zone="fregene", groups=("VOLONTARI", "scuole"),
+                           numbers=(normalise_number("333 999 0000"), normalise_number(HOUSEHOLD)))
+    contact_id = save_contact(audit, None, fields, actor="otto")
+    with contacts.sessions() as s:
+        contact = s.get(Contact, contact_id)
+        assert contact.zone.name == "Fregene" and sorted(g.name for g in contact.groups) == ["scuole", "volontari"]
+    save_contact(audit, contact_id, ContactFields(name="Nuova Persona", numbers=(normalise_number(HOUSEHOLD),)),
+                 actor="otto")
+    with contacts.sessions() as s:
+        assert s.scalar(select(PhoneNumberRow.id).where(PhoneNumberRow.e164 == "+393339990000")) is None
+        assert s.get(Contact, contact_id).zone is None
+        actions = list(s.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+    assert actions == ["contact.create", "contact.update"]
+    before = _snapshot(contacts)
+    with pytest.raises(NotFound):
+        save_contact(audit, 999999, fields, actor="otto")
     assert _snapshot(contacts) == before
