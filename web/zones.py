@@ -12,7 +12,7 @@ from flask_babel import gettext as _, lazy_gettext
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from gateway.core import zones
+from gateway.core import zones as zone_services
 from gateway.core.models import Contact, Group, Zone, contact_groups, contact_numbers
 from gateway.core.zones import Kind, NotFound, ZoneError
 from web.context import panel
@@ -85,8 +85,8 @@ def _done(kind: str):  # noqa: ANN202
 @require_role("operator")
 def rename(kind: str, item_id: int):
     try:
-        renamed = zones.rename(panel().audit, Kind(kind), item_id, request.form.get("name", ""),
-                               actor=current_user.username)
+        renamed = zone_services.rename(panel().audit, Kind(kind), item_id, request.form.get("name", ""),
+                                       actor=current_user.username)
     except ZoneError as exc:
         return _refused(exc)
     flash(_("%(old)s is now called %(new)s.", old=renamed.old, new=renamed.new), "success")
@@ -102,7 +102,7 @@ def merge(kind: str, item_id: int):
         flash(_("Choose another one to merge into."), "error")
         return _page_with_error()
     try:
-        merged = zones.merge(panel().audit, Kind(kind), item_id, into_id, actor=current_user.username)
+        merged = zone_services.merge(panel().audit, Kind(kind), item_id, into_id, actor=current_user.username)
     except ZoneError as exc:
         return _refused(exc)
     flash(_("%(old)s merged into %(new)s: %(count)s contacts moved.", old=merged.source_name,
@@ -113,8 +113,9 @@ def merge(kind: str, item_id: int):
 @bp.route("/<any(zone, group):kind>/<int:item_id>/delete", methods=["POST"])
 @require_role("operator")
 def remove(kind: str, item_id: int):
+    """Only an empty one (gateway/core/zones.py says why)."""
     try:
-        name = zones.delete_empty(panel().audit, Kind(kind), item_id, actor=current_user.username)
+        name = zone_services.delete_empty(panel().audit, Kind(kind), item_id, actor=current_user.username)
     except ZoneError as exc:
         return _refused(exc)
     flash(_("%(name)s deleted.", name=name), "success")
