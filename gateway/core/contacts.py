@@ -106,7 +106,7 @@ def _apply(s: Session, contact: Contact, fields: ContactFields) -> None:
     removed = [row for row in contact.numbers if row not in rows]
     contact.numbers = rows
     s.flush()
-    forget_unused_numbers(s, removed)
+    _forget_unused_numbers(s, removed)
 
 
 def delete_contact(audit: AuditLog, contact_id: int, *, actor: str) -> DeletedContact:
@@ -121,7 +121,7 @@ def delete_contact(audit: AuditLog, contact_id: int, *, actor: str) -> DeletedCo
         contact.numbers = []
         s.flush()
         # A household number stays: the others still need it.
-        erased = forget_unused_numbers(s, numbers)
+        erased = _forget_unused_numbers(s, numbers)
         s.delete(contact)
         audit.record(s, actor, "contact.delete", contact_id, zone=zone, numbers_erased=len(erased))
     return DeletedContact(zone, len(erased))
@@ -156,7 +156,7 @@ def erase_number(audit: AuditLog, number: str, *, region: str, actor: str) -> Er
     return erased
 
 
-def forget_unused_numbers(s: Session, numbers: list[PhoneNumberRow]) -> list[PhoneNumberRow]:
+def _forget_unused_numbers(s: Session, numbers: list[PhoneNumberRow]) -> list[PhoneNumberRow]:
     """Forget those of ``numbers`` no contact has any more (in the caller's transaction); return them."""
     unused = [number for number in numbers if not _used_by_anyone(s, number)]
     for number in unused:
