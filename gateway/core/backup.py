@@ -117,11 +117,6 @@ def hold_panel_lock(config: Config) -> EngineLock:
     return EngineLock(fd, path)
 
 
-def panel_running(config: Config) -> bool:
-    """True when an ``allerta web`` serves this data directory."""
-    return _lock_held(panel_lock_path(config))
-
-
 # --- backup and restore ------------------------------------------------------------------
 def sqlite_path(url: str) -> Path | None:
     """The file of an sqlite:/// URL; None for any other database."""

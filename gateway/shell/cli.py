@@ -8,10 +8,13 @@ import os
 import sys
 from pathlib import Path
 
+from gateway.core import zones
 from gateway.core.audio import VOICES, AudioError
 from gateway.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, starter_config
+from gateway.core.contacts import ContactError, erase_number
 from gateway.core.files import write_private
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
+from gateway.core.zones import Kind, ZoneError
 
 
 class CliError(Exception):
@@ -118,6 +121,48 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
     if report.fatal or (args.strict and report.rejected):
         return 1
     return 2 if report.rejected else 0
+
+
+def cmd_contacts_erase(args: argparse.Namespace) -> int:
+    services = _services(args)
+    try:
+        erased = erase_number(_audit(services), args.number, region=services.config.general["region"],
+                              actor=cli_actor())
+    except ContactError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{erased.e164} erased: taken from {len(erased.contacts)} contacts, "
+          f"{erased.deliveries_cancelled} deliveries waiting for it cancelled")
+    for contact_id, name in erased.left_without_number:
+        print(f"  contact {contact_id} ({name}) has no number left: "
+              "delete it in the panel if the person is to be forgotten too")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    services = _services(args)
+    try:
+        merged = zones.merge(_audit(services), args.kind, args.source, args.into, actor=cli_actor())
+    except ZoneError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{args.kind} {merged.source_name} merged into {merged.target_name}: "
+          f"{merged.contacts_moved} contacts moved")
+    return 0
+
+
+def _add_directory_commands(sub: argparse._SubParsersAction, contacts: argparse._SubParsersAction) -> None:
+    """`contacts erase`, `zones merge` and `groups merge`: the panel's services (gateway/core/contacts.py
+    and zones.py) from the command line."""
+    p = contacts.add_parser("erase", help="take a number from every contact and forget it; "
+                                          "what still waits to be sent to it is cancelled")
+    p.add_argument("number")
+    p.set_defaults(func=cmd_contacts_erase)
+    for kind in Kind:
+        actions = sub.add_parser(f"{kind}s", help=f"manage {kind}s").add_subparsers(dest="action", required=True)
+        p = actions.add_parser("merge", help=f"move everyone of {kind} A into {kind} B and remove A "
+                                             "(names as in the panel, any case)")
+        p.add_argument("source", metavar="A")
+        p.add_argument("into", metavar="B")
+        p.set_defaults(func=cmd_merge, kind=kind)
 
 
 # --- alerts ---------------------------------------------------------------------
@@ -387,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="import nothing if any row is rejected")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_contacts_import)
+    _add_directory_commands(sub, contacts)
 
     alert = sub.add_parser("alert", help="send and follow alerts").add_subparsers(dest="action", required=True)
     p = alert.add_parser("send", help="create an alert and queue it for the engine")

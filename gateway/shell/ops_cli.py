@@ -8,10 +8,6 @@ import sys
 from pathlib import Path
 
 
-class _OpsError(Exception):
-    pass
-
-
 def _fail(message: str) -> int:
     print(f"allerta: {message}", file=sys.stderr)
     return 1
