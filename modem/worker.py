@@ -30,6 +30,7 @@ from modem.port_discovery import PortFinder, PortRegistry
 from modem.send_queue import SendJob, SendQueue
 from modem.suspension import SILENT_PROBES_BEFORE_REOPEN, Suspension, off_network
 
+# PortRegistry is named here too: the pool imports what it builds workers with from this module.
 __all__ = ["ModemWorker", "PortRegistry", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class ModemWorker:
 
     @property
     def state(self) -> str:
+        """The line's state (the tests put a worker in one by hand)."""
         return self.line.state
 
     @state.setter
