@@ -55,3 +55,19 @@ def contacts(services: Services) -> Services:
     report = import_contacts(services.sessions, CONTACTS_CSV.encode("utf-8"))
     assert report.imported and not report.rejected, report.rejected
     return services
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (``clock.now += 5``): code with an
+    injected clock is tested without sleeping."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
