@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_defaults_and_modems():
     config = parse_config({"modems": [{"label": "tim-1", "port": "/dev/ttyUSB0", "per_minute": 12}]})
-    assert config.general["region"] == "IT"
+    assert config.general.region == "IT"
     assert config.modems[0].per_minute == 12
     assert config.modems[0].daily_cap == 2000
     secret = parse_config({"modems": [{"label": "a", "port": "/dev/x", "pin": "4321"}]})
@@ -59,7 +59,7 @@ def test_starter_config_is_valid_and_commented(tmp_path):
     path = tmp_path / "a.toml"
     path.write_text(text)
     config = load_config(path)
-    assert config.general["data_dir"] == str(tmp_path)
+    assert config.general.data_dir == str(tmp_path)
     assert text.count("# ") > len(SCHEMA["general"])
 
 

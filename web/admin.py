@@ -108,11 +108,11 @@ def config():
     sections = []
     for name, schema in SCHEMA.items():
         values = getattr(cfg, name)
-        sections.append((f"[{name}]", [(key, "(hidden)" if spec.secret and values[key] else values[key], spec.doc)
-                                        for key, spec in schema.items()]))
+        sections.append((f"[{name}]", [(key, "(hidden)" if spec.secret and getattr(values, key) else
+                                        getattr(values, key), spec.doc) for key, spec in schema.items()]))
     for index, modem in enumerate(cfg.modems, 1):
         sections.append((f"[[modems]] #{index}", [(key, "(hidden)" if spec.secret and getattr(modem, key) else
                                                    getattr(modem, key), spec.doc) for key, spec in MODEM_SCHEMA.items()]))
     for index, trunk in enumerate(cfg.trunks, 1):
-        sections.append((f"[[trunks]] #{index}", [(key, trunk[key], spec.doc) for key, spec in TRUNK_SCHEMA.items()]))
+        sections.append((f"[[trunks]] #{index}", [(key, getattr(trunk, key), spec.doc) for key, spec in TRUNK_SCHEMA.items()]))
     return render_template("admin/config.html", sections=sections, path=cfg.path)

@@ -85,20 +85,20 @@ def create_alert():
             priority=bool(data.get("priority")),
             target=Target(everyone=bool(target.get("all")), zones=names("zones"), groups=names("groups"),
                           numbers=names("numbers")),
-            max_attempts=voice["max_attempts"] if "voice" in channels else config.retry["max_attempts"],
-            deadline=alert_flow.default_deadline(voice["deadline_minutes"]),
-            voice_interval=voice["interval"], voice_growth=voice["growth"], voice_cap=voice["per_number_cap"],
-            stop_on_confirm=voice["stop_on_confirm"], sms_fallback=bool(data.get("sms_fallback", voice["sms_fallback"])))
+            max_attempts=voice.max_attempts if "voice" in channels else config.retry.max_attempts,
+            deadline=alert_flow.default_deadline(voice.deadline_minutes),
+            voice_interval=voice.interval, voice_growth=voice.growth, voice_cap=voice.per_number_cap,
+            stop_on_confirm=voice.stop_on_confirm, sms_fallback=bool(data.get("sms_fallback", voice.sms_fallback)))
         p.services.alerts.preview(alert_request)
         if "voice" in alert_request.channels:
-            lang = str(data.get("voice_language", voice["language"]))
+            lang = str(data.get("voice_language", voice.language))
             if lang not in VOICES:
                 raise AlertError(f"no voice for language {lang!r}; supported: {', '.join(sorted(VOICES))}")
             name = alert_flow.voice_file_name(config.sounds_dir)
             audio_path = str(name)
             info = render_tts(compose_sms_text(alert_request.text, alert_request.drill,
-                                               config.general["drill_prefix"]), lang, name.with_suffix(".wav"),
-                              intro=f"Messaggio del {config.general['comune']}." if lang == "it" else None)
+                                               config.general.drill_prefix), lang, name.with_suffix(".wav"),
+                              intro=f"Messaggio del {config.general.comune}." if lang == "it" else None)
             alert_request.audio_path, alert_request.audio_seconds, alert_request.audio_source = audio_path, info.seconds, "tts"
         outcome = alert_flow.create_alert(p, alert_request, actor=request.api_actor, role=request.api_role,
                                           mode=str(data.get("mode", "submit")), reason=str(data.get("reason", "")))

@@ -381,7 +381,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
         csv_path = directory / "anagrafe-demo.csv"
         csv_path.write_bytes(residents_csv(args.contacts))
-        report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general["region"])
+        report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general.region)
         if not report.imported:
             print(f"allerta demo: the synthetic contact list did not import: {report.fatal or report.rejected[:3]}",
                   file=sys.stderr)
@@ -389,17 +389,17 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"Imported {csv_path.name}: {report.contacts_created} residents, {report.numbers_created} numbers "
               f"(landlines get voice calls only), {report.zones_created} zones, "
               f"{len(report.rejected)} rows rejected")
-        audit = AuditLog(services.sessions, anchor_path_for(config.general["data_dir"]))
+        audit = AuditLog(services.sessions, anchor_path_for(config.general.data_dir))
         users = create_demo_users(services.sessions, audit)
 
         # The voice message, as 'allerta alert send --voice' renders it.
         sounds = Path(config.sounds_dir)
         sounds.mkdir(parents=True, exist_ok=True)
         audio_name = sounds / "allerta-demo-drill"
-        spoken = compose_sms_text(DRILL_TEXT, True, config.general["drill_prefix"])
+        spoken = compose_sms_text(DRILL_TEXT, True, config.general.drill_prefix)
         try:
             info = render_tts(spoken, "it", audio_name.with_suffix(".wav"),
-                              intro=f"Messaggio del {config.general['comune']}.")
+                              intro=f"Messaggio del {config.general.comune}.")
             audio_seconds, audio_source = info.seconds, "tts"
         except AudioError as exc:
             print(f"  speech not available ({exc}); the calls play a placeholder tone instead")
@@ -472,7 +472,7 @@ def run_demo(args: argparse.Namespace) -> int:
               + f" over {args.modems} modems. Voice: {sum(voice_states.values())} numbers, {calls} calls placed; "
               + ", ".join(f"{state} {voice_states[state]}" for state in ("confirmed", "answered", "voicemail", "failed")
                           if voice_states.get(state))
-              + f" (drill: every text starts with {config.general['drill_prefix'].strip()!r}).")
+              + f" (drill: every text starts with {config.general.drill_prefix.strip()!r}).")
         allerta = f"allerta --config {config_path}"
         print("Look around (while the demo runs):")
         print(f"  {panel_url}alerts/{alert_id}    # the alert in the panel: progress by channel and zone, CSV export")
