@@ -131,7 +131,7 @@ def test_sysusers_and_tmpfiles_create_the_user_and_the_private_data_directory(ro
     assert (root / "var/lib/allerta/sounds").is_dir()
     config = (root / "etc/allerta/allerta.toml")
     assert stat.S_IMODE(config.stat().st_mode) == 0o640        # holds the AMI secret
-    assert load_config(config).general["data_dir"] == "/var/lib/allerta"
+    assert load_config(config).general.data_dir == "/var/lib/allerta"
 
 
 def test_install_keeps_an_existing_configuration(root):

@@ -91,8 +91,8 @@ def test_cli_panel_and_api_make_the_same_spoken_versions(app, tmp_path, capsys):
     assert from_cli == from_panel == from_api
     # Every version says who calls and how to confirm in its listeners' language (the panel
     # and the API used to introduce only an Italian message).
-    comune = panel.config.general["comune"]
-    prefix = panel.config.general["drill_prefix"]
+    comune = panel.config.general.comune
+    prefix = panel.config.general.drill_prefix
     spoken = compose_sms_text(TEXT, True, prefix)
     for language, text, text_lang in ((None, spoken, "it"), ("en", spoken, "it"),
                                       ("ro", compose_sms_text(ROMANIAN, True, prefix), "ro")):

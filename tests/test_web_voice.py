@@ -76,7 +76,7 @@ def test_listen_renders_the_speech_exactly_as_a_call_plays_it(app, tmp_path):
     seconds = _is_asterisk_wav(response.data, tmp_path)
     assert seconds > 2  # the introduction, the text and "Premi 1 per confermare"
     # Nothing is kept: the preview directory is empty again.
-    previews = Path(app.extensions["allerta"].config.general["data_dir"]) / "previews"
+    previews = Path(app.extensions["allerta"].config.general.data_dir) / "previews"
     assert list(previews.iterdir()) == []
 
 

@@ -53,7 +53,7 @@ def create_alert(p: Panel, request: AlertRequest, *, actor: str, role: str, mode
         raise FlowError("unknown action %(action)s", action=repr(mode))
     if not has_role(role, "operator"):
         raise FlowError("your role cannot create alerts")
-    rule = p.web["two_person_rule"]
+    rule = p.web.two_person_rule
     reason = reason.strip()
     request.created_by = actor
     if mode == "send_now" and rule:
@@ -107,7 +107,7 @@ def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
     alert = _alert(p, alert_id)
     if alert.state != "draft":
         raise FlowError("alert %(id)s is %(state)s, not a draft", id=alert_id, state=alert.state)
-    if not p.web["two_person_rule"]:
+    if not p.web.two_person_rule:
         approve(p, alert_id, actor=actor, role=role, from_draft=True)
         return "active"
     with p.audit.transaction() as s:
@@ -122,7 +122,7 @@ def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
 
 def approve(p: Panel, alert_id: int, *, actor: str, role: str, from_draft: bool = False) -> dict[str, int]:
     alert = _alert(p, alert_id)
-    rule = p.web["two_person_rule"]
+    rule = p.web.two_person_rule
     if not from_draft:
         if not has_role(role, "approver"):
             raise FlowError("only an approver may approve an alert")

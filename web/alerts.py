@@ -129,8 +129,8 @@ def request_from_form() -> AlertRequest:
     target = Target() if follows is not None else Target(
         everyone=form.get("everyone") == "1", zones=tuple(form.getlist("zones")),
         groups=tuple(form.getlist("groups")), numbers=_split_numbers(form.get("numbers", "")))
-    default_attempts = voice["max_attempts"] if "voice" in channels else config.retry["max_attempts"]
-    deadline = _int("deadline_minutes", int(voice["deadline_minutes"]), 1, 24 * 60)
+    default_attempts = voice.max_attempts if "voice" in channels else config.retry.max_attempts
+    deadline = _int("deadline_minutes", int(voice.deadline_minutes), 1, 24 * 60)
     send_at = _send_at()
     translations = {lang: form.get(f"text_{lang}", "").strip() for lang in LANGUAGE_NAMES}
     return AlertRequest(
@@ -138,9 +138,9 @@ def request_from_form() -> AlertRequest:
         priority=form.get("priority") == "1", max_attempts=_int("max_attempts", default_attempts, 1, 20),
         # The deadline counts from the time the alert starts going out.
         deadline=(send_at or utcnow()) + dt.timedelta(minutes=deadline),
-        voice_interval=_int("voice_interval", int(voice["interval"]), 0, 24 * 3600),
-        voice_growth=voice["growth"], voice_cap=_int("voice_cap", voice["per_number_cap"], 1, 20),
-        stop_on_confirm=voice["stop_on_confirm"], sms_fallback=choice == "voice_fallback",
+        voice_interval=_int("voice_interval", int(voice.interval), 0, 24 * 3600),
+        voice_growth=voice.growth, voice_cap=_int("voice_cap", voice.per_number_cap, 1, 20),
+        stop_on_confirm=voice.stop_on_confirm, sms_fallback=choice == "voice_fallback",
         translations={lang: text for lang, text in translations.items() if text},
         send_at=send_at, follows=follows, follow_up=follow_up)
 
@@ -155,12 +155,12 @@ def _recording() -> tuple[bytes, str]:
     if suffix not in AUDIO_TYPES:
         raise FormError(_("Unsupported file type %(type)s: upload a WAV, MP3 or OGG recording.",
                           type=suffix or "?"))
-    limit = panel().web["max_upload_mb"] * 1024 * 1024
+    limit = panel().web.max_upload_mb * 1024 * 1024
     data = upload.read(limit + 1)
     if not data:
         raise FormError(_("The uploaded file is empty."))
     if len(data) > limit:
-        raise FormError(_("The file is too large: at most %(mb)s MB.", mb=panel().web["max_upload_mb"]))
+        raise FormError(_("The file is too large: at most %(mb)s MB.", mb=panel().web.max_upload_mb))
     return data, upload.filename
 
 
@@ -171,7 +171,7 @@ def _recording_file() -> Iterator[str | None]:
         yield None
         return
     data, filename = _recording()
-    uploads = Path(panel().config.general["data_dir"]) / "uploads"
+    uploads = Path(panel().config.general.data_dir) / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=Path(filename).suffix.lower(), dir=uploads)
     try:
@@ -200,7 +200,7 @@ def _speech_errors() -> Iterator[None]:
 
 def _text_language() -> str:
     """The language the text is written in, read by its voice (the form's "Speech ... in")."""
-    return request.form.get("voice_language", panel().config.voice["language"])
+    return request.form.get("voice_language", panel().config.voice.language)
 
 
 def _voice_message(alert_request: AlertRequest) -> None:
@@ -289,8 +289,8 @@ def sms_plan():
     data = request.get_json(silent=True) or {}
     text = str(data.get("text", ""))
     general = panel().config.general
-    composed = compose_sms_text(text, bool(data.get("drill")), general["drill_prefix"])
-    result = {"length": len(text), "max_segments": general["max_sms_segments"]}
+    composed = compose_sms_text(text, bool(data.get("drill")), general.drill_prefix)
+    result = {"length": len(text), "max_segments": general.max_sms_segments}
     if not text.strip():
         return {**result, "encoding": None, "segments": 0, "units": 0, "culprits": [], "fixed": None}
     try:
@@ -301,10 +301,10 @@ def sms_plan():
     culprits = sorted({ch for ch in composed if not is_gsm7(ch)})
     fixed = transliterate(text)
     fixable = as_typed.encoding == "UCS-2" and is_gsm7(compose_sms_text(fixed, bool(data.get("drill")),
-                                                                          general["drill_prefix"]))
+                                                                          general.drill_prefix))
     return {**result, "encoding": as_typed.encoding, "segments": as_typed.segments, "units": as_typed.units,
             "culprits": culprits, "fixed": fixed if fixable else None,
-            "too_long": as_typed.segments > general["max_sms_segments"]}
+            "too_long": as_typed.segments > general.max_sms_segments}
 
 
 @bp.route("/preview", methods=["POST"])
@@ -345,7 +345,7 @@ def voice_preview():
     language = request.form.get("preview_language", "")
     try:
         alert_request = request_from_form()
-        previews = Path(panel().config.general["data_dir"]) / "previews"
+        previews = Path(panel().config.general.data_dir) / "previews"
         previews.mkdir(parents=True, exist_ok=True)
         renderer = VoiceRenderer.from_config(panel().config)
         with tempfile.TemporaryDirectory(dir=previews) as tmp:

@@ -92,16 +92,16 @@ def create_alert():
             priority=bool(data.get("priority")),
             target=Target(everyone=bool(target.get("all")), zones=names("zones"), groups=names("groups"),
                           numbers=names("numbers")),
-            max_attempts=voice["max_attempts"] if "voice" in channels else config.retry["max_attempts"],
-            deadline=alert_flow.default_deadline(voice["deadline_minutes"]),
-            voice_interval=voice["interval"], voice_growth=voice["growth"], voice_cap=voice["per_number_cap"],
-            stop_on_confirm=voice["stop_on_confirm"], sms_fallback=bool(data.get("sms_fallback", voice["sms_fallback"])),
+            max_attempts=voice.max_attempts if "voice" in channels else config.retry.max_attempts,
+            deadline=alert_flow.default_deadline(voice.deadline_minutes),
+            voice_interval=voice.interval, voice_growth=voice.growth, voice_cap=voice.per_number_cap,
+            stop_on_confirm=voice.stop_on_confirm, sms_fallback=bool(data.get("sms_fallback", voice.sms_fallback)),
             translations=_translations(data.get("translations", {})))
         p.services.alerts.preview(alert_request)
         if "voice" in alert_request.channels:
             # As the panel and the CLI render it (gateway/core/voice_messages.py).
             VoiceRenderer.from_config(config).render_alert(
-                alert_request, p.services.alerts, text_language=str(data.get("voice_language", voice["language"])))
+                alert_request, p.services.alerts, text_language=str(data.get("voice_language", voice.language)))
         outcome = alert_flow.create_alert(p, alert_request, actor=request.api_actor, role=request.api_role,
                                           mode=str(data.get("mode", "submit")), reason=str(data.get("reason", "")))
     except (AlertError, AudioError, alert_flow.FlowError) as exc:

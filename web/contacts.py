@@ -100,7 +100,7 @@ def _form_values() -> ContactFields:
     name = form.get("name", "").strip()
     if not name:
         raise FormError(_("The name is required."))
-    region = panel().config.general["region"]
+    region = panel().config.general.region
     numbers = []
     for raw in re.split(r"[\n;,]+", form.get("numbers", "")):
         if raw.strip():
@@ -204,7 +204,7 @@ PREVIEW_MAX_AGE = dt.timedelta(hours=1)
 
 
 def _uploads() -> Path:
-    path = Path(panel().config.general["data_dir"]) / "uploads"
+    path = Path(panel().config.general.data_dir) / "uploads"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -238,7 +238,7 @@ def import_file():
     if not data:
         flash(_("The uploaded file is empty."), "error")
         return render_template("contacts/import.html", parsed=None), 400
-    parsed = parse_contacts_csv(data, default_region=panel().config.general["region"])
+    parsed = parse_contacts_csv(data, default_region=panel().config.general.region)
     token = None
     status = 200
     if parsed.fatal or not parsed.contacts:
@@ -262,7 +262,7 @@ def import_confirm():
     strict = request.form.get("strict") == "1"
     p = panel()
     try:
-        report = import_contacts(p.sessions, data, region=p.config.general["region"], strict=strict)
+        report = import_contacts(p.sessions, data, region=p.config.general.region, strict=strict)
     finally:
         path.unlink(missing_ok=True)  # used once, whatever happened: a failed import is uploaded again
     p.audit.write(current_user.username, "contacts.import", request.form.get("filename", "")[:120],

@@ -27,7 +27,7 @@ CAPACITY_MINUTES = 10
 
 def stale_after(config: Config) -> float:
     """Seconds after which a line's row is too old to trust (see gateway.core.line_health)."""
-    return line_health.stale_after(config.engine["health_interval"])
+    return line_health.stale_after(config.engine.health_interval)
 
 
 def empty_progress() -> dict[str, Any]:

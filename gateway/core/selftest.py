@@ -77,14 +77,14 @@ class SelfTestSettings:
     @classmethod
     def from_config(cls, config: Config) -> "SelfTestSettings":
         ops, voice = config.ops, config.voice
-        channels = tuple(c for c, on in (("sms", bool(config.modems)), ("voice", config.asterisk["enabled"])) if on)
-        at = dt.time.fromisoformat(ops["selftest_at"]) if ops["selftest_at"] else None
-        weekday = WEEKDAYS.index(ops["selftest_weekday"]) if ops["selftest_weekday"] else None
-        return cls(at=at, weekday=weekday, numbers=tuple(ops["selftest_numbers"]), interval=dt.timedelta(hours=ops["selftest_interval_hours"]),
-                   timeout=dt.timedelta(minutes=ops["selftest_timeout_minutes"]), channels=channels,
-                   comune=config.general["comune"], language=voice["language"], sounds_dir=config.sounds_dir,
-                   sms_attempts=config.retry["max_attempts"], voice_attempts=voice["max_attempts"],
-                   voice_interval=voice["interval"], voice_growth=voice["growth"], voice_cap=voice["per_number_cap"])
+        channels = tuple(c for c, on in (("sms", bool(config.modems)), ("voice", config.asterisk.enabled)) if on)
+        at = dt.time.fromisoformat(ops.selftest_at) if ops.selftest_at else None
+        weekday = WEEKDAYS.index(ops.selftest_weekday) if ops.selftest_weekday else None
+        return cls(at=at, weekday=weekday, numbers=tuple(ops.selftest_numbers), interval=dt.timedelta(hours=ops.selftest_interval_hours),
+                   timeout=dt.timedelta(minutes=ops.selftest_timeout_minutes), channels=channels,
+                   comune=config.general.comune, language=voice.language, sounds_dir=config.sounds_dir,
+                   sms_attempts=config.retry.max_attempts, voice_attempts=voice.max_attempts,
+                   voice_interval=voice.interval, voice_growth=voice.growth, voice_cap=voice.per_number_cap)
 
 
 class SelfTestError(Exception):

@@ -133,7 +133,7 @@ class VoiceRenderer:
     @classmethod
     def from_config(cls, config: Config) -> "VoiceRenderer":
         general = config.general
-        return cls(config.sounds_dir, comune=general["comune"], drill_prefix=general["drill_prefix"])
+        return cls(config.sounds_dir, comune=general.comune, drill_prefix=general.drill_prefix)
 
     def new_name(self, prefix: str = "allerta") -> Path:
         """A fresh file name in the sounds directory, without the extension (as Asterisk's Playback wants)."""

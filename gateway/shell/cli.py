@@ -46,7 +46,7 @@ def cli_actor() -> str:
 
 def _audit(services):
     from gateway.core.audit import AuditLog, anchor_path_for
-    return AuditLog(services.sessions, anchor_path_for(services.config.general["data_dir"]))
+    return AuditLog(services.sessions, anchor_path_for(services.config.general.data_dir))
 
 
 def _print_json(data) -> None:
@@ -69,7 +69,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         write_private(path, starter_config(data_dir), exclusive=True)
         print(f"wrote {path}")
     config = load_config(path)
-    Path(config.general["data_dir"]).mkdir(parents=True, exist_ok=True)
+    Path(config.general.data_dir).mkdir(parents=True, exist_ok=True)
     services = build_services(config)
     print(f"database ready: {config.database_url}")
     # The panel's first administrator (wired here, the composition level, so gateway's
@@ -77,7 +77,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from gateway.core.audit import AuditLog, anchor_path_for
     from web.users import ensure_first_admin
     created = ensure_first_admin(services.sessions,
-                                 AuditLog(services.sessions, anchor_path_for(config.general["data_dir"])))
+                                 AuditLog(services.sessions, anchor_path_for(config.general.data_dir)))
     if created:
         print(f"panel administrator: {created[0]}  password: {created[1]}  (shown once; change it under Account)")
     return 0
@@ -91,7 +91,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise CliError(f"{args.file}: {exc.strerror}") from None
-    report = import_contacts(services.sessions, data, region=services.config.general["region"], strict=args.strict)
+    report = import_contacts(services.sessions, data, region=services.config.general.region, strict=args.strict)
     # As the panel records its imports (web/contacts.py), rejected and fatal ones too.
     _audit(services).write(cli_actor(), "contacts.import", Path(args.file).name[:120],
                            imported=report.imported, created=report.contacts_created,
@@ -126,7 +126,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
 def cmd_contacts_erase(args: argparse.Namespace) -> int:
     services = _services(args)
     try:
-        erased = erase_number(_audit(services), args.number, region=services.config.general["region"],
+        erased = erase_number(_audit(services), args.number, region=services.config.general.region,
                               actor=cli_actor())
     except ContactError as exc:
         raise CliError(str(exc)) from None
@@ -201,16 +201,16 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
     if args.audio and not args.voice:
         raise CliError("--audio is for voice alerts: add --voice")
     voice = config.voice
-    deadline_minutes = args.deadline_minutes or voice["deadline_minutes"]
+    deadline_minutes = args.deadline_minutes or voice.deadline_minutes
     request = AlertRequest(
         text=args.text, channels=channels, drill=args.drill, priority=args.priority, created_by=cli_actor(),
         target=Target(everyone=args.all, zones=tuple(args.zone), groups=tuple(args.group), numbers=tuple(args.to)),
-        max_attempts=args.max_attempts or (voice["max_attempts"] if args.voice else config.retry["max_attempts"]),
+        max_attempts=args.max_attempts or (voice.max_attempts if args.voice else config.retry.max_attempts),
         deadline=utcnow() + dt.timedelta(minutes=deadline_minutes),
-        voice_interval=voice["interval"] if args.interval is None else args.interval,
-        voice_growth=voice["growth"], voice_cap=args.cap or voice["per_number_cap"],
-        stop_on_confirm=voice["stop_on_confirm"],
-        sms_fallback=args.fallback_sms or voice["sms_fallback"],
+        voice_interval=voice.interval if args.interval is None else args.interval,
+        voice_growth=voice.growth, voice_cap=args.cap or voice.per_number_cap,
+        stop_on_confirm=voice.stop_on_confirm,
+        sms_fallback=args.fallback_sms or voice.sms_fallback,
         translations=_translations(args.translation))
     if args.voice and not args.audio:
         # Only a language asked for explicitly is an error; a recipient's language we
@@ -256,7 +256,7 @@ def _audit_send(services, request, alert_id: int, recipients: dict[str, int]) ->
     from gateway.core.db import utcnow
     from gateway.core.models_panel import AlertApproval
     actor = cli_actor()
-    rule = services.config.web["two_person_rule"]
+    rule = services.config.web.two_person_rule
     audit = _audit(services)
     with audit.transaction() as s:
         if rule:
@@ -372,8 +372,8 @@ def cmd_asterisk_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     a = config.asterisk
     try:
-        files = render_configs(a["username"], a["secret"], config.sounds_dir, context=a["context"],
-                               ami_port=a["port"])
+        files = render_configs(a.username, a.secret, config.sounds_dir, context=a.context,
+                               ami_port=a.port)
     except ConfigRenderError as exc:
         raise CliError(f"[asterisk]: {exc}") from None
     gid = _asterisk_output_dir(Path(args.out)) if args.out else None

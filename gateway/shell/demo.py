@@ -396,7 +396,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
         csv_path = directory / "anagrafe-demo.csv"
         csv_path.write_bytes(residents_csv(args.contacts))
-        report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general["region"])
+        report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general.region)
         if not report.imported:
             print(f"allerta demo: the synthetic contact list did not import: {report.fatal or report.rejected[:3]}",
                   file=sys.stderr)
@@ -404,7 +404,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"Imported {csv_path.name}: {report.contacts_created} residents, {report.numbers_created} numbers "
               f"(landlines get voice calls only), {report.zones_created} zones, "
               f"{len(report.rejected)} rows rejected")
-        audit = AuditLog(services.sessions, anchor_path_for(config.general["data_dir"]))
+        audit = AuditLog(services.sessions, anchor_path_for(config.general.data_dir))
         users = create_demo_users(services.sessions, audit)
 
         request = AlertRequest(text=DRILL_TEXT, target=Target(zones=(DRILL_ZONE,)), channels=("sms", "voice"),
@@ -474,7 +474,7 @@ def run_demo(args: argparse.Namespace) -> int:
               + f" over {args.modems} modems. Voice: {sum(voice_states.values())} numbers, {calls} calls placed; "
               + ", ".join(f"{state} {voice_states[state]}" for state in ("confirmed", "answered", "voicemail", "failed")
                           if voice_states.get(state))
-              + f" (drill: every text starts with {config.general['drill_prefix'].strip()!r}).")
+              + f" (drill: every text starts with {config.general.drill_prefix.strip()!r}).")
         allerta = f"allerta --config {config_path}"
         print("Look around (while the demo runs):")
         print(f"  {panel_url}alerts/{alert_id}    # the alert in the panel: progress by channel and zone, CSV export")
