@@ -8,8 +8,7 @@ from gateway.core.alerts import AlertRequest, Target
 from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings, mask_number
 from gateway.core.models import Attempt, Delivery, Line, SmsPart
-from gateway.core.policy import SmsPolicy
-from gateway.core.retry import SmsRetryPolicy
+from gateway.core.retry import SmsPolicy, SmsRetry
 
 
 class FakeChannel:
@@ -54,7 +53,8 @@ class FakeChannel:
 
 
 def make_dispatcher(services, channel, **policy):
-    return Dispatcher(services.store, [channel], {"sms": SmsPolicy(SmsRetryPolicy(**{"initial_delay": 0, **policy}))},
+    retry = SmsRetry.from_config({**services.config.retry, "initial_delay": 0, **policy})
+    return Dispatcher(services.store, [channel], {"sms": SmsPolicy(retry)},
                       DispatcherSettings(poll_interval=0.01, report_timeout=0.3, status_flush_interval=0.05))
 
 
