@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from asterisk.q850 import REASON_NAMES, cause_text
+from gateway.core.retry import RETRY_AT_MOST_ONCE_CAUSES
 
 OUTCOMES = frozenset({"confirmed", "answered", "voicemail", "busy", "no_answer",
                       "congestion", "invalid_number", "failed"})
@@ -27,8 +28,6 @@ DELIVERED = frozenset({"confirmed", "answered", "voicemail"})
 TRUNK_SIDE_CAUSES = frozenset({34, 38, 41, 42})
 # The number itself is wrong: calling again cannot help.
 PERMANENT_CAUSES = frozenset({1, 22, 28})
-# The callee rejected the call: one more try at most (the reference's table).
-RETRY_AT_MOST_ONCE_CAUSES = frozenset({21})
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
 from flask_babel import gettext as _, lazy_gettext
 from flask_login import current_user
 from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session
 
 from gateway.core.audio import VOICES, AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
@@ -30,7 +32,7 @@ from web import alert_flow
 from web.context import panel
 from web.errors import audio_reason, error_message
 from web.labels import label, labels_for
-from web.progress import BUCKETS, alert_progress, eta_seconds, line_rows, stale_after
+from web.progress import BUCKETS, alert_progress, eta_seconds
 from web.security import passive, require_role
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -318,10 +320,9 @@ def preview():
     except (FormError, AlertError) as exc:
         return {"error": error_message(exc)}, 400
     with panel().sessions() as s:
-        lines = line_rows(s, stale_after(panel().config))
+        etas = eta_seconds(s, result.recipients, result.plan.segments, panel().config)
     return {"recipients": result.recipients, "segments": result.plan.segments, "encoding": result.plan.encoding,
-            "total_segments": result.total_segments,
-            "eta_seconds": eta_seconds(result.recipients, result.plan.segments, lines, panel().config),
+            "total_segments": result.total_segments, "eta_seconds": etas,
             "channel_labels": labels_for("channel")}
 
 
@@ -414,13 +415,29 @@ def _delivery_filters(alert_id: int):
     return and_(*conditions)
 
 
+def eta_label(seconds: float | None) -> str:
+    """Time still needed as the compose page shows it: whole minutes, rounded up."""
+    if seconds is None:
+        return _("no line up: cannot estimate")
+    return f"{math.ceil(seconds / 60)} {_('min')}" if seconds else "-"
+
+
+def _with_etas(s: Session, alert: Alert, progress: dict) -> dict:
+    """``progress`` with each channel's time still needed, the ETA of ``allerta alert status``."""
+    etas = eta_seconds(s, {channel: c["remaining"] for channel, c in progress["channels"].items()},
+                       alert.segments, panel().config)
+    for channel, seconds in etas.items():
+        progress["channels"][channel].update(eta_seconds=seconds, eta=eta_label(seconds))
+    return progress
+
+
 @bp.route("/<int:alert_id>")
 @require_role("viewer")
 def show(alert_id: int):
     alert = _get_alert(alert_id)
     page = max(1, request.args.get("page", 1, type=int))
     with panel().sessions() as s:
-        progress = alert_progress(s, [alert_id])[alert_id]
+        progress = _with_etas(s, alert, alert_progress(s, [alert_id])[alert_id])
         by_zone_rows = s.execute(select(Delivery.zone, Delivery.state, func.count())
                                  .where(Delivery.alert_id == alert_id).group_by(Delivery.zone, Delivery.state)).all()
         # One scan of the alert's deliveries (by zone and state) gives the counts by state
@@ -464,7 +481,7 @@ def show(alert_id: int):
 def progress_json(alert_id: int):
     alert = _get_alert(alert_id)
     with panel().sessions() as s:
-        progress = alert_progress(s, [alert_id])[alert_id]
+        progress = _with_etas(s, alert, alert_progress(s, [alert_id])[alert_id])
     return {"id": alert.id, "state": alert.state, "state_label": label(alert.state, "alert_state"),
             "progress": progress}
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.core.alerts import AlertError, AlertRequest, AlertService, Target
 from gateway.core.audio import FALLBACK_LANGUAGE, voice_language
-from gateway.core.config import WEEKDAYS, Config
+from gateway.core.config import SCHEMA, WEEKDAYS, Config
 from gateway.core.db import utcnow
 from gateway.core.logs import mask_number
 from gateway.core.models import Alert, Delivery
@@ -58,11 +58,11 @@ class SelfTestSettings:
     comune: str = "Comune di Esempio"
     language: str = "it"
     sounds_dir: str = ""
-    sms_attempts: int = 5
-    voice_attempts: int = 5
-    voice_interval: float = 300.0
-    voice_growth: float = 1.5
-    voice_cap: int = 8
+    sms_attempts: int = SCHEMA["retry"]["max_attempts"].default
+    voice_attempts: int = SCHEMA["voice"]["max_attempts"].default
+    voice_interval: float = SCHEMA["voice"]["interval"].default
+    voice_growth: float = SCHEMA["voice"]["growth"].default
+    voice_cap: int = SCHEMA["voice"]["per_number_cap"].default
     at: dt.time | None = None         # [ops] selftest_at; None: interval only
     weekday: int | None = None        # [ops] selftest_weekday as datetime.weekday(); None: any day
 

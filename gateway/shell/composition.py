@@ -13,17 +13,10 @@ import signal
 
 from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
-from gateway.core.policy import SmsPolicy
-from gateway.core.retry import SmsRetryPolicy
+from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
 from gateway.core.services import Services
 
 log = logging.getLogger(__name__)
-
-
-def retry_policy(config: Config) -> SmsRetryPolicy:
-    r = config.retry
-    return SmsRetryPolicy(max_attempts=r.max_attempts, initial_delay=r.initial_delay,
-                          max_delay=r.max_delay, backoff=r.backoff)
 
 
 def build_dispatcher(services: Services) -> Dispatcher:
@@ -44,9 +37,8 @@ def build_dispatcher(services: Services) -> Dispatcher:
                                   reopen_interval=min(2.0, retry.modem_probe_interval))
         channels.append(SmsChannel(config.modems, settings,
                                    sent_today=services.store.sent_today_by_line(today_utc)))
-    policies = {"sms": SmsPolicy(retry_policy(config))}
+    policies = {"sms": SmsPolicy(SmsRetry.from_config(config.retry))}
     if config.asterisk.enabled:
-        from asterisk.voice_policy import VoicePolicy
         channels.append(build_voice_channel(config))
         policies["voice"] = VoicePolicy()
     return Dispatcher(services.store, channels, policies,
