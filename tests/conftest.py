@@ -25,7 +25,7 @@ from gateway.core.contacts_import import import_contacts
 from gateway.core.services import Services, build_services
 from gateway.core.config import load_config
 from tests.support import CONTACTS_CSV, write_config
-from tests.web_support import make_app
+from tests.web_support import make_app, open_app
 
 UNIT_RULE = "unit tests open no subprocess/pty/socket: mark it integration"
 _NETWORK = (socket.AF_INET, socket.AF_INET6)
@@ -169,11 +169,20 @@ def contacts(services: Services) -> Services:
     return services
 
 
+@pytest.fixture(scope="session")
+def panel_data_dir(tmp_path_factory: pytest.TempPathFactory, migrated_database: Path) -> Path:
+    """A data_dir as make_app leaves it (users, contacts, audit chain and its anchor), made once per session."""
+    made = tmp_path_factory.mktemp("panel")
+    _seed(made, migrated_database)
+    make_app(made).extensions["allerta"].services.engine.dispose()  # disposing checkpoints the WAL
+    return made / "data"
+
+
 @pytest.fixture
-def app(tmp_path: Path, migrated_database: Path):
-    """The panel over a fresh database, with one user per role (web_support.ROLE_USERS) and the sample contacts."""
-    _seed(tmp_path, migrated_database)
-    return make_app(tmp_path)
+def app(tmp_path: Path, panel_data_dir: Path):
+    """The panel over a copy of panel_data_dir: one user per role (web_support.ROLE_USERS), the sample contacts."""
+    shutil.copytree(panel_data_dir, tmp_path / "data")
+    return open_app(tmp_path)
 
 
 @pytest.fixture

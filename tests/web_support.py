@@ -18,13 +18,18 @@ PASSWORD = "correct horse battery"
 ROLE_USERS = {"viewer": "vera", "operator": "otto", "approver": "anna", "admin": "ada"}
 
 
+def open_app(tmp_path: Path, extra: str = "", **general):
+    """The panel over the data_dir of write_config(tmp_path, ...), as that directory is."""
+    return create_app(build_services(load_config(write_config(tmp_path, extra, **general))), {"TESTING": True})
+
+
 def make_app(tmp_path: Path, extra: str = "", **general):
-    services = build_services(load_config(write_config(tmp_path, extra, **general)))
-    app = create_app(services, {"TESTING": True})
+    """The panel with one user per role (ROLE_USERS, all with PASSWORD) and the sample contacts."""
+    app = open_app(tmp_path, extra, **general)
     panel = app.extensions["allerta"]
     for role, name in ROLE_USERS.items():
-        add_user(services.sessions, panel.audit, name, PASSWORD, role, actor="test")
-    report = import_contacts(services.sessions, CONTACTS_CSV.encode("utf-8"))
+        add_user(panel.sessions, panel.audit, name, PASSWORD, role, actor="test")
+    report = import_contacts(panel.sessions, CONTACTS_CSV.encode("utf-8"))
     assert report.imported
     return app
 
