@@ -4,7 +4,8 @@ import pytest
 
 from gateway.core.audio import AudioError, audio_info, convert_recording, render_tts
 
-pytestmark = pytest.mark.usefixtures("audio_tools")  # fails, never skips, without sox and espeak-ng
+# sox and espeak-ng run as subprocesses; without them these tests fail, never skip.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("audio_tools")]
 
 
 def tone(path, seconds=3, extra=()):

@@ -75,6 +75,7 @@ def test_bench_sms_small_run_delivers_everything_and_reports_its_figures(tmp_pat
     json.dumps(result)  # the CLI prints it as JSON
 
 
+@pytest.mark.integration
 def test_bench_cli_prints_json():
     result = subprocess.run([sys.executable, "-m", "gateway.shell.cli", "bench", "fanout", "--contacts", "300"],
                             capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT)

@@ -4,7 +4,7 @@ import pytest
 from gateway.core.checks import FAIL
 from gateway.shell.cli import main
 from gateway.shell.doctor import exit_code, run_checks
-from tests.conftest import write_config
+from tests.support import write_config
 
 BAD_TRUNK = """[asterisk]
 enabled = true

@@ -13,6 +13,8 @@ from gateway.core.config import load_config
 from gateway.shell.install import SYSTEMD_SOURCE, allerta_binary
 from tests.engine_harness import allerta
 
+pytestmark = pytest.mark.integration  # `allerta install` and systemd's tools as subprocesses
+
 UNITS = ("allerta-engine.service", "allerta-web.service")
 
 

@@ -17,9 +17,10 @@ from gateway.core.contacts_import import import_contacts
 from gateway.core.models import Alert
 from gateway.core.models_panel import AlertText
 from gateway.shell.cli import main
-from tests.test_web_support import client_for, make_app, post
+from tests.web_support import client_for, make_app, post
 
-pytestmark = pytest.mark.usefixtures("audio_tools")  # fails, never skips, without sox and espeak-ng
+pytestmark = [pytest.mark.usefixtures("audio_tools"),  # fails, never skips, without sox and espeak-ng
+              pytest.mark.integration]                # espeak-ng and sox run as processes
 
 TEXT = "Allerta rossa: salire ai piani alti."
 ROMANIAN = "Alertă roșie: urcați la etajele superioare."

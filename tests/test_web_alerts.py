@@ -15,9 +15,8 @@ from gateway.core.db import utcnow
 from gateway.core.models import Alert, Contact, Delivery, Line, PhoneNumberRow
 from gateway.core.models_panel import AlertApproval, AuditEntry
 from gateway.shell.cli import main as cli_main
-from tests.test_web_support import app, client_for, csrf_token, make_app, panel, post  # noqa: F401
-
-from tests.conftest import needs_audio_tools  # noqa: E402 - fails (never skips) without the tools
+from tests.support import needs_audio_tools
+from tests.web_support import client_for, csrf_token, make_app, post
 
 
 def _sms_form(**overrides) -> dict:
@@ -251,6 +250,7 @@ def _voice_form(**overrides) -> dict:
     return _sms_form(channels="voice", action="send_now", reason="r", **overrides)
 
 
+@pytest.mark.integration
 def test_bad_uploads_are_refused_clearly(app, panel):
     approver = client_for(app, "approver")
     cases = [
@@ -277,6 +277,7 @@ def test_upload_too_large(tmp_path):
     assert "troppo grande" in response.get_data(as_text=True)
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_voice_alert_from_an_uploaded_recording(app, panel, tmp_path):
     wav = tmp_path / "messaggio.wav"
@@ -290,6 +291,7 @@ def test_voice_alert_from_an_uploaded_recording(app, panel, tmp_path):
     assert audio.status_code == 200 and audio.data[:4] == b"RIFF"
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_voice_alert_with_synthesised_speech(app, panel):
     approver = client_for(app, "approver")

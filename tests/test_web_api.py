@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from gateway.core.models import Alert, Line
 from gateway.core.models_panel import ApiToken
-from tests.test_web_support import app, client_for, panel, post  # noqa: F401
+from tests.web_support import client_for, post
 
 
 def _token(app, role: str = "operator", name: str = "protezione civile") -> str:

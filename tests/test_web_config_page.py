@@ -1,7 +1,7 @@
 """The admin's configuration page: every key of the typed config, lists as the file writes them, secrets hidden."""
 import html
 
-from tests.test_web_support import client_for, make_app
+from tests.web_support import client_for, make_app
 
 VOICE = """[asterisk]
 enabled = true

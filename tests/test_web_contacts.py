@@ -12,8 +12,8 @@ from sqlalchemy import func, select, update
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.models import Contact, Delivery, PhoneNumberRow
 from gateway.core.models_panel import ErasedContacts
-from tests.conftest import DATA
-from tests.test_web_support import app, client_for, panel, post  # noqa: F401
+from tests.support import DATA
+from tests.web_support import client_for, post
 
 
 def test_search_by_name_number_and_zone(app):

@@ -15,9 +15,8 @@ from sqlalchemy import select
 from gateway.core.audio import audio_info
 from gateway.core.models import Alert
 from gateway.core.models_panel import AlertText
-from tests.test_web_support import app, client_for, make_app, panel, post  # noqa: F401 - fixtures
-
-from tests.conftest import needs_audio_tools  # noqa: E402 - fails (never skips) without the tools
+from tests.support import needs_audio_tools
+from tests.web_support import client_for, post
 
 
 def _form(**overrides) -> dict:
@@ -67,6 +66,7 @@ def test_compose_page_loads_the_recorder_without_inline_script(app):
     assert 'registerProcessor("allerta-recorder"' in worklet
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_listen_renders_the_speech_exactly_as_a_call_plays_it(app, tmp_path):
     client = client_for(app, "operator")
@@ -80,6 +80,7 @@ def test_listen_renders_the_speech_exactly_as_a_call_plays_it(app, tmp_path):
     assert list(previews.iterdir()) == []
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_listen_to_a_recording_made_in_the_browser_then_send_it(app, panel, tmp_path):
     client = client_for(app, "approver")
@@ -97,6 +98,7 @@ def test_listen_to_a_recording_made_in_the_browser_then_send_it(app, panel, tmp_
     assert client.get(f"/alerts/{alert.id}/audio.wav").data == Path(alert.audio_path + ".wav").read_bytes()
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_listen_to_a_version_in_another_language(app, panel, tmp_path):
     client = client_for(app, "approver")
@@ -137,6 +139,7 @@ def test_listen_refuses_what_cannot_be_played(app):
         assert expected in response.get_json()["error"], (expected, response.get_json())
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_a_silent_recording_is_refused_in_italian(app, tmp_path):
     silent = tmp_path / "muta.wav"
