@@ -6,7 +6,9 @@ from asterisk.outcomes import classify_call
 from asterisk.retry_policy import RetryPolicy, next_attempt
 from asterisk.voice_policy import VoicePolicy
 from gateway.core.channels import DeliveryFailed
+from gateway.core.failures import Failure, FailureKind
 from gateway.core.policy import AlertPolicy
+from gateway.core.states import AttemptOutcome
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 BUSY = classify_call(5, 17, None, False)
@@ -87,21 +89,22 @@ ALERT = AlertPolicy(max_attempts=5, deadline=None, voice_interval=60, voice_grow
 
 
 def test_voice_policy_retries_a_rejected_call_once_from_the_failure_cause():
-    rejected = DeliveryFailed("call rejected (Q.850 21 call rejected)", permanent=False, code="failed",
-                              line="trunk1", cause="21")
+    rejected = DeliveryFailed(Failure(FailureKind.CALL, "call rejected (Q.850 21 call rejected)", 21),
+                              line="trunk1")
     first = VoicePolicy().after_failure(ALERT, 0, 1, rejected, NOW)
     second = VoicePolicy().after_failure(ALERT, 1, 2, rejected, NOW)
     assert first.state == "pending" and second.state == "failed"
     # Another failure with the same code and no rejection cause is retried as usual.
-    other = DeliveryFailed("failed (Q.850 31)", permanent=False, code="failed", line="trunk1", cause="31")
+    other = DeliveryFailed(Failure(FailureKind.CALL, "failed (Q.850 31)", 31), line="trunk1")
     assert VoicePolicy().after_failure(ALERT, 1, 2, other, NOW).state == "pending"
 
 
 def test_voice_policy_calls_never_placed_are_neither_charged_nor_capped():
-    never_placed = DeliveryFailed("no voice trunk free", permanent=False, code="no_line", charge_attempt=True)
+    never_placed = DeliveryFailed(Failure(FailureKind.NO_LINE, "no voice trunk free"),
+                                  outcome=AttemptOutcome.NO_LINE, charge_attempt=True)
     # The claim counted this try as the 8th submission; it placed no call.
     verdict = VoicePolicy().after_failure(ALERT, 2, 8, never_placed, NOW)
     assert verdict.state == "pending" and not verdict.charged and not verdict.placed
-    placed = DeliveryFailed("busy", permanent=False, code="busy", cause="17")
+    placed = DeliveryFailed(Failure(FailureKind.CALL, "busy", 17), outcome=AttemptOutcome.BUSY)
     at_cap = VoicePolicy().after_failure(ALERT, 2, 8, placed, NOW)
     assert at_cap.state == "failed" and at_cap.placed

@@ -11,11 +11,12 @@ from typing import Protocol
 
 from gateway.core.channels import DeliveryFailed, SubmitReceipt
 from gateway.core.retry import SmsRetryPolicy
+from gateway.core.states import DeliveryState
 
 
 @dataclass(frozen=True)
 class Verdict:
-    state: str                          # 'pending' to try again, else the final state
+    state: DeliveryState                # PENDING to try again, else the final state
     next_attempt_at: dt.datetime | None = None
     charged: bool = True                # counts against the recipient's attempts
     reason: str | None = None           # stored as last_error when set
@@ -52,18 +53,18 @@ class SmsPolicy:
 
     def after_success(self, policy: AlertPolicy, attempts: int, submissions: int, receipt: SubmitReceipt,
                       now: dt.datetime) -> Verdict:
-        return Verdict("sent")
+        return Verdict(DeliveryState.SENT)
 
     def after_failure(self, policy: AlertPolicy, attempts: int, submissions: int, failure: DeliveryFailed,
                       now: dt.datetime) -> Verdict:
         charged = attempts + (1 if failure.charge_attempt else 0)
         if failure.permanent:
-            return Verdict("failed", charged=failure.charge_attempt)
+            return Verdict(DeliveryState.FAILED, charged=failure.charge_attempt)
         retry = SmsRetryPolicy(max_attempts=min(self.retry.max_attempts, policy.max_attempts),
                                initial_delay=self.retry.initial_delay, max_delay=self.retry.max_delay,
                                backoff=self.retry.backoff)
         next_at = retry.next_attempt(charged, now, deadline=policy.deadline, charged=failure.charge_attempt)
         if next_at is None:
-            return Verdict("failed", charged=failure.charge_attempt,
+            return Verdict(DeliveryState.FAILED, charged=failure.charge_attempt,
                            reason=f"gave up after {charged} attempts: {failure.reason}")
-        return Verdict("pending", next_at, charged=failure.charge_attempt)
+        return Verdict(DeliveryState.PENDING, next_at, charged=failure.charge_attempt)
