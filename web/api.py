@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request, url_for
 from gateway.core.audio import VOICES, AudioError, render_tts
 from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
 from gateway.core.models import Alert
+from gateway.core.states import AlertState, Channel
 from web import alert_flow
 from web.context import panel
 from web.progress import alert_progress, line_rows, stale_after
@@ -51,7 +52,7 @@ def api_role(role: str):  # noqa: ANN201
 def _alert_json(alert: Alert, progress: dict) -> dict:
     return {"id": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
-            "channels": alert.channels.split(","), "recipients": alert.recipients,
+            "channels": list(alert.delivery_channels), "recipients": alert.recipients,
             "created_by": alert.created_by, "created_at": alert.created_at.isoformat() + "Z",
             "progress": progress, "url": url_for("alerts.show", alert_id=alert.id)}
 
@@ -65,7 +66,7 @@ def create_alert():
     p = panel()
     config = p.config
     voice = config.voice
-    channels = data.get("channels", ["sms"])
+    channels = data.get("channels", [Channel.SMS])
     target = data.get("target") or {}
     if not isinstance(channels, list) or not isinstance(target, dict):
         return _error(400, "channels is a list and target an object")
@@ -123,7 +124,7 @@ def alert_status(alert_id: int):
             return _error(404, f"no alert with id {alert_id}")
         progress = alert_progress(s, [alert_id])[alert_id]
     body = _alert_json(alert, progress)
-    if alert.state not in ("draft", "awaiting_approval", "rejected"):
+    if alert.state not in (AlertState.DRAFT, AlertState.AWAITING_APPROVAL, AlertState.REJECTED):
         body["eta_seconds"] = panel().services.alerts.status(alert_id)["eta_seconds"]
     return body
 
@@ -148,10 +149,10 @@ _PROGRESS = {"type": "object", "properties": {k: {"type": "integer"} for k in
                                                                  "channels": {"type": "object"}}}
 _ALERT = {"type": "object", "properties": {
     "id": {"type": "integer"},
-    "state": {"type": "string", "enum": ["draft", "awaiting_approval", "active", "cancelled", "rejected", "done"]},
+    "state": {"type": "string", "enum": [state.value for state in AlertState]},
     "drill": {"type": "boolean"}, "priority": {"type": "boolean"}, "text": {"type": "string"},
     "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]}, "segments": {"type": "integer"},
-    "channels": {"type": "array", "items": {"type": "string", "enum": ["sms", "voice"]}},
+    "channels": {"type": "array", "items": {"type": "string", "enum": [channel.value for channel in Channel]}},
     "recipients": {"type": "integer"}, "created_by": {"type": "string"},
     "created_at": {"type": "string", "format": "date-time"}, "progress": _PROGRESS,
     "eta_seconds": {"type": ["number", "null"]}, "url": {"type": "string"}}}
@@ -174,8 +175,9 @@ OPENAPI = {
                 "type": "object", "required": ["text", "target"],
                 "properties": {
                     "text": {"type": "string", "description": "The SMS text, also read by the synthesised voice"},
-                    "channels": {"type": "array", "items": {"type": "string", "enum": ["sms", "voice"]},
-                                 "default": ["sms"]},
+                    "channels": {"type": "array", "items": {"type": "string",
+                                                            "enum": [channel.value for channel in Channel]},
+                                 "default": [Channel.SMS.value]},
                     "target": {"type": "object", "properties": {
                         "all": {"type": "boolean"}, "zones": {"type": "array", "items": {"type": "string"}},
                         "groups": {"type": "array", "items": {"type": "string"}},

@@ -11,15 +11,17 @@ from gateway.core import line_health
 from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Delivery, Line
+from gateway.core.states import AlertState, DeliveryState, LineState
 
-# Delivery states grouped as an operator reads them.
+# Delivery states grouped as an operator reads them (a state not listed counts as in progress).
 BUCKETS = {
-    "pending": "queued",
-    "submitting": "in_progress", "ringing": "in_progress",
-    "sent": "sent",
-    "delivered": "reached", "confirmed": "reached", "answered": "reached", "voicemail": "reached",
-    "failed": "failed",
-    "cancelled": "cancelled",
+    DeliveryState.PENDING: "queued",
+    DeliveryState.SUBMITTING: "in_progress",
+    DeliveryState.SENT: "sent",
+    DeliveryState.DELIVERED: "reached", DeliveryState.CONFIRMED: "reached", DeliveryState.ANSWERED: "reached",
+    DeliveryState.VOICEMAIL: "reached",
+    DeliveryState.FAILED: "failed",
+    DeliveryState.CANCELLED: "cancelled",
 }
 BUCKET_ORDER = ("queued", "in_progress", "sent", "reached", "failed", "cancelled")
 CAPACITY_MINUTES = 10
@@ -77,7 +79,7 @@ def line_rows(session: Session, stale_seconds: float = line_health.STALE_MINIMUM
 
 def is_up(line: dict[str, Any]) -> bool:
     """Up as far as we can tell: reported up, by a report recent enough to believe."""
-    return line["state"] == "up" and not line["stale"]
+    return line["state"] == LineState.UP and not line["stale"]
 
 
 def capacity(lines: list[dict[str, Any]], config: Config, minutes: int = CAPACITY_MINUTES) -> dict[str, Any]:
@@ -132,5 +134,5 @@ def eta_seconds(recipients: dict[str, int], segments: int, lines: list[dict[str,
 def active_alerts(session: Session, since_hours: int = 24) -> list[Alert]:
     since = utcnow() - dt.timedelta(hours=since_hours)
     return list(session.scalars(select(Alert).where(
-        (Alert.state.in_(("active", "awaiting_approval"))) | (Alert.created_at >= since))
+        (Alert.state.in_((AlertState.ACTIVE, AlertState.AWAITING_APPROVAL))) | (Alert.created_at >= since))
         .order_by(Alert.id.desc()).limit(20)))

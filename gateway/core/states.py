@@ -66,6 +66,14 @@ class PartStatus(StrEnum):
     FAILED = "failed"
 
 
+class ApprovalDecision(StrEnum):
+    """The two-person rule's word on one alert (alert_approvals.decision)."""
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    BYPASSED = "bypassed"          # sent at once by an approver, with a reason
+
+
 class LineState(StrEnum):
     STARTING = "starting"
     UP = "up"
