@@ -86,7 +86,7 @@ def create_alert():
             priority=bool(data.get("priority")),
             target=Target(everyone=bool(target.get("all")), zones=names("zones"), groups=names("groups"),
                           numbers=names("numbers")),
-            max_attempts=voice["max_attempts"] if "voice" in channels else config.retry["max_attempts"],
+            max_attempts=voice["max_attempts"] if Channel.VOICE in channels else config.retry["max_attempts"],
             deadline=alert_flow.default_deadline(voice["deadline_minutes"]),
             voice_interval=voice["interval"], voice_growth=voice["growth"], voice_cap=voice["per_number_cap"],
             stop_on_confirm=voice["stop_on_confirm"], sms_fallback=bool(data.get("sms_fallback", voice["sms_fallback"])))
