@@ -328,7 +328,7 @@ class Store:
                 # Giving up: the best thing that happened on any call is the final word.
                 best = _best_voice_outcomes(s, [claim.delivery_id]).get(claim.delivery_id)
                 if best:
-                    state = best
+                    state = DeliveryState(best)
                     delivery_values["state"] = state
             cancelled = s.scalar(select(Alert.state).where(Alert.id == claim.alert_id)) == AlertState.CANCELLED
             if cancelled and state in (DeliveryState.PENDING, DeliveryState.FAILED):
