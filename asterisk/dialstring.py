@@ -4,7 +4,8 @@ Pure code. The template comes from configuration (``PJSIP/{number}@trunk1``,
 ``DAHDI/g0/{number}``, ``Local/{number}@allerta-test``); the number is E.164.
 Everything that ends up in an AMI header is checked here, because a CR or LF
 would let a value start a header of its own, and a comma or '&' changes what
-Asterisk dials.
+Asterisk dials. The template's rules live in the core (gateway/core/dialstring.py),
+which the configuration loader applies too.
 """
 from __future__ import annotations
 
@@ -12,13 +13,9 @@ import re
 
 import phonenumbers
 
-PLACEHOLDER = "{number}"
-NUMBER_FORMATS = ("keep_plus", "international", "international_00", "national")
+from gateway.core.dialstring import NUMBER_FORMATS, PLACEHOLDER, dial_template_problem
 
 _E164 = re.compile(r"^\+[1-9]\d{5,14}$")
-# Technology, resource, '@', context/endpoint, '/' separators, '-' '_' '.' ':'.
-_TEMPLATE_CHARS = re.compile(r"^[A-Za-z0-9/@._:\-+]*$")
-_TECHNOLOGY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*/")
 
 
 def _digits_for(number: str, number_format: str, home_country: str,
@@ -46,15 +43,9 @@ def render_dial_string(template: str, number: str, number_format: str = "keep_pl
     ``international_00`` '0039061234', ``national`` '061234' (foreign numbers
     then get ``international_prefix``). Raises ValueError naming what is wrong.
     """
-    if template.count(PLACEHOLDER) != 1:
-        raise ValueError(f"dial string template {template!r} must contain {PLACEHOLDER} exactly once")
-    rest = template.replace(PLACEHOLDER, "")
-    if not _TEMPLATE_CHARS.match(rest):
-        raise ValueError(f"dial string template {template!r} contains characters not allowed "
-                         "in an AMI Channel header (allowed: letters, digits, / @ . _ : - +)")
-    if not _TECHNOLOGY.match(template):
-        raise ValueError(f"dial string template {template!r} must start with a technology "
-                         "such as PJSIP/ or Local/")
+    problem = dial_template_problem(template)
+    if problem:
+        raise ValueError(f"dial string template {template!r}: {problem}")
     if number_format not in NUMBER_FORMATS:
         raise ValueError(f"unknown number format {number_format!r}; use one of {NUMBER_FORMATS}")
     if not _E164.match(number):

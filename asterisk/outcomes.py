@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from asterisk.q850 import REASON_NAMES, cause_text
 from gateway.core.failures import Failure, FailureKind
+from gateway.core.retry import RETRY_AT_MOST_ONCE_CAUSES
 from gateway.core.states import AttemptOutcome
 
 # What a call that was placed can come to (no_line and no_route: none was).
@@ -31,8 +32,6 @@ DELIVERED = frozenset({AttemptOutcome.CONFIRMED, AttemptOutcome.ANSWERED, Attemp
 TRUNK_SIDE_CAUSES = frozenset({34, 38, 41, 42})
 # The number itself is wrong: calling again cannot help.
 PERMANENT_CAUSES = frozenset({1, 22, 28})
-# The callee rejected the call: one more try at most (the reference's table).
-RETRY_AT_MOST_ONCE_CAUSES = frozenset({21})
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from asterisk.dialstring import NUMBER_FORMATS, render_dial_string
+from asterisk.dialstring import render_dial_string
+from gateway.core.dialstring import NUMBER_FORMATS
 
 ALLOWED_KINDS = ("all", "landline", "prefixes")
 _PREFIX = re.compile(r"^\+[1-9]\d{0,14}$")

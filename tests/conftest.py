@@ -1,16 +1,129 @@
-"""Shared fixtures: a migrated temporary database and the services over it."""
+"""Shared fixtures (a migrated temporary database, the services and the panel over it) and the test tiers.
+
+Tiers: every test not marked `integration` or `browser` is marked `unit` here, and a unit test may open
+no subprocess, pty or network socket (enforced below), so `pytest -m unit` stays fast.
+"""
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import shutil
-import textwrap
+import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
+from flask import Flask
+from jinja2 import FileSystemBytecodeCache
 
+import web.app
+import web.users
+from gateway.core.contacts_import import import_contacts
 from gateway.core.services import Services, build_services
 from gateway.core.config import load_config
+from tests.support import CONTACTS_CSV, FakeClock, write_config
+from tests.web_support import make_app, open_app
 
-DATA = Path(__file__).with_name("data")
+UNIT_RULE = "unit tests open no subprocess/pty/socket: mark it integration"
+_NETWORK = (socket.AF_INET, socket.AF_INET6)
+
+
+class UnitTierViolation(Exception):
+    """Raised by what a unit test may not do; raised again after the test if the code under test swallowed it."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: `-m unit` must see the marks added here
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("integration") is None and item.get_closest_marker("browser") is None:
+            item.add_marker(pytest.mark.unit)
+
+
+@contextlib.contextmanager
+def _unit_rule(item: pytest.Item) -> Iterator[None]:
+    """Within a unit test, spawning a process, opening a pty or an INET socket fails with UNIT_RULE.
+
+    Asyncio's own AF_UNIX socketpair stays allowed. A hook wrapper rather than an autouse fixture, so the
+    setup of module- or session-scoped fixtures a unit test pulls in is covered too.
+    """
+    if item.get_closest_marker("unit") is None:
+        yield
+        return
+    attempts: list[str] = []
+
+    def refuse(what: str):
+        def refused(*args, **kwargs):
+            attempts.append(f"{what}{args[:2]!r}")
+            raise UnitTierViolation(f"{UNIT_RULE} ({item.nodeid} called {what})")
+        return refused
+
+    def network_only(what: str, original):
+        def guarded(sock: socket.socket, *args, **kwargs):
+            if sock.family in _NETWORK:
+                return refuse(what)(sock, *args)
+            return original(sock, *args, **kwargs)
+        return guarded
+
+    with pytest.MonkeyPatch.context() as patch:
+        # _execute_child is where every Popen (subprocess.run, asyncio's subprocesses) forks.
+        patch.setattr(subprocess.Popen, "_execute_child", refuse("subprocess.Popen"))
+        for name in ("fork", "forkpty", "openpty", "posix_spawn", "posix_spawnp", "system"):
+            patch.setattr(os, name, refuse(f"os.{name}"))  # pty.openpty and pty.fork call these
+        for name in ("bind", "connect", "connect_ex"):
+            patch.setattr(socket.socket, name, network_only(f"socket.{name}", getattr(socket.socket, name)))
+        try:
+            yield
+        finally:
+            if attempts:  # also when the code under test swallowed the exception
+                raise UnitTierViolation(f"{UNIT_RULE}: {item.nodeid} called {', '.join(attempts)}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    with _unit_rule(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    with _unit_rule(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    with _unit_rule(item):
+        return (yield)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing() -> Iterator[PasswordHasher]:
+    """Panel passwords hash at Argon2's minimum cost in tests; yields the production hasher it stands in for.
+
+    At the production cost (64 MiB, 3 passes) a hash takes 0.1-0.3 s here, and each panel test creates four
+    users and signs in: most of the unit tier's time. The tests check who may sign in, not the cost;
+    test_tiers.py checks that the production hasher keeps its cost.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        production = web.users._hasher
+        patch.setattr(web.users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        yield production
+
+
+@pytest.fixture(autouse=True, scope="session")
+def panel_compiled_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every panel test builds its own app, and each app compiled the .po catalogues and its Jinja templates
+    again: a third of the unit tier. Here the catalogues are compiled once per session and the templates'
+    bytecode is shared through Jinja's own cache (keyed by the template source), as a long-running panel has it.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(web.app, "compile_catalogues", functools.cache(web.app.compile_catalogues))
+        cache = FileSystemBytecodeCache(str(tmp_path_factory.mktemp("jinja")))
+        patch.setattr(Flask, "jinja_options", {**Flask.jinja_options, "bytecode_cache": cache})
+        yield
 
 
 @pytest.fixture
@@ -21,18 +134,26 @@ def audio_tools() -> None:
         pytest.fail(f"{' and '.join(missing)} not installed: apt-get install espeak-ng sox libsox-fmt-mp3")
 
 
-needs_audio_tools = pytest.mark.usefixtures("audio_tools")
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite database migrated once per session; the fixtures below start from a copy of it.
+
+    Running the migrations is about half of what building the services costs, and most tests do that.
+    """
+    config_path = write_config(tmp_path_factory.mktemp("migrated"))
+    build_services(load_config(config_path)).engine.dispose()  # disposing checkpoints the WAL into the file
+    return Path(load_config(config_path).general.data_dir) / "allerta.db"
 
 
-def write_config(tmp_path: Path, extra: str = "", **general) -> Path:
-    lines = [f'data_dir = "{tmp_path / "data"}"'] + [f"{k} = {v!r}" for k, v in general.items()]
-    path = tmp_path / "allerta.toml"
-    path.write_text("[general]\n" + "\n".join(lines) + "\n" + textwrap.dedent(extra), encoding="utf-8")
-    return path
+def _seed(tmp_path: Path, migrated_database: Path) -> None:
+    """The data_dir write_config(tmp_path) names, holding a copy of the migrated database."""
+    (tmp_path / "data").mkdir(exist_ok=True)
+    shutil.copyfile(migrated_database, tmp_path / "data" / "allerta.db")
 
 
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
+def config_path(tmp_path: Path, migrated_database: Path) -> Path:
+    _seed(tmp_path, migrated_database)
     return write_config(tmp_path)
 
 
@@ -41,17 +162,34 @@ def services(config_path: Path) -> Services:
     return build_services(load_config(config_path))
 
 
-CONTACTS_CSV = """nome;cellulare;telefono;zona;gruppi;lingua;fragile
-Mario Rossi;333 111 0001;06 6521 1234;Isola Sacra;volontari;it;no
-Anna Rossi;333 111 0002;06 6521 1234;Isola Sacra;;it;sì
-Ion Popescu;+39 320 765 4321;;Fregene;;romeno;no
-Giulia Verdi;0039 347 000 0003;;Fregene;volontari;;si
-"""
-
-
 @pytest.fixture
 def contacts(services: Services) -> Services:
-    from gateway.core.contacts_import import import_contacts
     report = import_contacts(services.sessions, CONTACTS_CSV.encode("utf-8"))
     assert report.imported and not report.rejected, report.rejected
     return services
+
+
+@pytest.fixture(scope="session")
+def panel_data_dir(tmp_path_factory: pytest.TempPathFactory, migrated_database: Path) -> Path:
+    """A data_dir as make_app leaves it (users, contacts, audit chain and its anchor), made once per session."""
+    made = tmp_path_factory.mktemp("panel")
+    _seed(made, migrated_database)
+    make_app(made).extensions["allerta"].services.engine.dispose()  # disposing checkpoints the WAL
+    return made / "data"
+
+
+@pytest.fixture
+def app(tmp_path: Path, panel_data_dir: Path):
+    """The panel over a copy of panel_data_dir: one user per role (web_support.ROLE_USERS), the sample contacts."""
+    shutil.copytree(panel_data_dir, tmp_path / "data")
+    return open_app(tmp_path)
+
+
+@pytest.fixture
+def panel(app):
+    return app.extensions["allerta"]
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()

@@ -7,7 +7,7 @@ from gateway.core.alerts import AlertError, AlertRequest, Target
 from gateway.shell.cli import main
 from gateway.core.contacts_import import import_contacts
 from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
-from tests.conftest import CONTACTS_CSV
+from tests.support import CONTACTS_CSV
 
 
 def count(services, model, *where):
@@ -121,6 +121,7 @@ def test_cli_send_status_cancel(contacts, config_path, capsys):
     assert count(contacts, Alert) == 1
 
 
+@pytest.mark.integration
 def test_cli_voice_alert_renders_speech_into_the_sounds_dir(contacts, config_path, capsys):
     assert main(["--config", str(config_path), "alert", "send", "--voice", "--sms", "--zone", "Isola Sacra",
                  "--text", "Allerta: salire ai piani alti", "--fallback-sms", "--cap", "3"]) == 0
@@ -154,6 +155,7 @@ def test_cli_bad_voice_input_changes_nothing(contacts, config_path, capsys, extr
     assert not os.path.exists(sounds) or os.listdir(sounds) == []
 
 
+@pytest.mark.integration
 def test_cli_silent_recording_is_refused(contacts, config_path, capsys, tmp_path):
     import subprocess
     silent = tmp_path / "silenzio.wav"

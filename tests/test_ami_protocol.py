@@ -1,12 +1,12 @@
 """AMI framing, tested with byte transcripts cut from the Asterisk 22 session."""
-from pathlib import Path
 
 import pytest
 
 from asterisk.ami_protocol import (MAX_HEADERS, AmiMessage, AmiProtocolError, parse_messages,
                                    serialize)
+from tests.support import DATA
 
-TRANSCRIPT = Path("/work/shared/reference/asterisk-22-ami-transcript.txt")
+TRANSCRIPT = DATA / "asterisk-22-ami-transcript.txt"
 
 LOGIN_EXCHANGE = (b"Asterisk Call Manager/11.0.0\r\n"
                   b"Response: Success\r\nActionID: L1\r\nMessage: Authentication accepted\r\n\r\n"

@@ -4,7 +4,8 @@ import pytest
 
 from gateway.core.audio import AudioError, audio_info, convert_recording, render_tts
 
-pytestmark = pytest.mark.usefixtures("audio_tools")  # fails, never skips, without sox and espeak-ng
+# sox and espeak-ng run as subprocesses; without them these tests fail, never skip.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("audio_tools")]
 
 
 def tone(path, seconds=3, extra=()):
@@ -107,3 +108,13 @@ def test_rendered_audio_is_readable_by_the_asterisk_group(tmp_path):
     info = render_tts("Prova", "it", tmp_path / "p.wav")
     mode = stat.S_IMODE(info.path.stat().st_mode)
     assert mode & stat.S_IRGRP and not mode & stat.S_IROTH
+
+
+def test_the_same_message_makes_the_same_bytes(tmp_path):
+    # sox dithers with a random seed unless told to be repeatable: then no two renderings
+    # of one alert would match, and neither would the CLI's, the panel's and the API's.
+    spoken = [render_tts(RED_WARNING["it"], "ro", tmp_path / f"s{i}.wav", intro="Mesaj de la primăria X.",
+                         text_lang="it").path.read_bytes() for i in range(2)]
+    src = tone(tmp_path / "tone.ogg")
+    converted = [convert_recording(src, tmp_path / f"c{i}.wav").path.read_bytes() for i in range(2)]
+    assert spoken[0] == spoken[1] and converted[0] == converted[1]

@@ -75,6 +75,7 @@ def test_bench_sms_small_run_delivers_everything_and_reports_its_figures(tmp_pat
     json.dumps(result)  # the CLI prints it as JSON
 
 
+@pytest.mark.integration
 def test_bench_cli_prints_json():
     result = subprocess.run([sys.executable, "-m", "gateway.shell.cli", "bench", "fanout", "--contacts", "300"],
                             capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT)
@@ -129,7 +130,7 @@ def test_demo_delivers_the_drill_by_sms_and_voice_serves_the_panel_and_exits_whe
     assert sum(voice.values()) > sum(sms.values())
     assert set(voice) <= {"confirmed", "answered", "voicemail", "failed"} and voice["confirmed"] > 0
     assert alert.recipients == sum(sms.values()) + sum(voice.values())
-    prefix = services.config.general["drill_prefix"]
+    prefix = services.config.general.drill_prefix
     submits = [json.loads(line) for line in (keep / "simulator-events.jsonl").read_text().splitlines()
                if '"submit"' in line]
     submits = [r for r in submits if r["event"] == "submit"]

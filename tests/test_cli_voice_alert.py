@@ -59,6 +59,7 @@ def imported(services, config_path, tmp_path, capsys):
     return services
 
 
+@pytest.mark.integration
 def test_every_recipient_language_gets_its_own_voice_message(imported, config_path, capsys):
     services = imported
     alert_id = _send(config_path, capsys)
@@ -82,6 +83,7 @@ def test_every_recipient_language_gets_its_own_voice_message(imported, config_pa
         assert audio == (versions[language].audio_path if language in versions else alert.audio_path), language
 
 
+@pytest.mark.integration
 def test_drill_prefix_is_spoken_in_every_version(imported, config_path, capsys):
     services = imported
     plain, drill = _send(config_path, capsys), _send(config_path, capsys, "--drill")
@@ -93,6 +95,7 @@ def test_drill_prefix_is_spoken_in_every_version(imported, config_path, capsys):
         assert drill_versions[language].sms_text.startswith("[ESERCITAZIONE]")
 
 
+@pytest.mark.integration
 def test_translation_is_spoken_in_its_language_and_sent_by_sms(imported, config_path, capsys):
     services = imported
     english = "Red weather warning: stay indoors and go to the upper floors."

@@ -4,9 +4,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from gateway.core.audio import audio_info
 from gateway.shell.cli import main
-from tests.conftest import write_config
+from tests.support import write_config
 
 
 def test_asterisk_config_print_is_filled_from_our_configuration(tmp_path, capsys):
@@ -43,6 +45,7 @@ def test_trunk_without_number_placeholder_is_refused(tmp_path, capsys):
     assert "[trunks #1] dial: the template must contain {number}" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_audio_render_command(tmp_path, capsys):
     out = tmp_path / "prova.wav"
     assert main(["audio", "render", "--text", "Prova di allerta", "--lang", "it", "--out", str(out)]) == 0
@@ -54,6 +57,7 @@ def test_audio_render_command(tmp_path, capsys):
     assert "xx" in capsys.readouterr().err and not (tmp_path / "b.wav").exists()
 
 
+@pytest.mark.integration
 def test_simulate_pbx_command_listens_on_loopback(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "simulate", "pbx", "--port", "0",
                                 "--secret", "abc12345", "--trunk", "t1=2"],

@@ -1,5 +1,6 @@
 """Dispatcher and store with an in-process fake channel (unit level; the real path is in test_engine_*)."""
 import asyncio
+import dataclasses
 
 import pytest
 from sqlalchemy import select
@@ -9,8 +10,7 @@ from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, Subm
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings, mask_number
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.models import Attempt, Delivery, Line, SmsPart
-from gateway.core.policy import SmsPolicy
-from gateway.core.retry import SmsRetryPolicy
+from gateway.core.retry import SmsPolicy, SmsRetry
 
 
 class FakeChannel:
@@ -55,7 +55,8 @@ class FakeChannel:
 
 
 def make_dispatcher(services, channel, **policy):
-    return Dispatcher(services.store, [channel], {"sms": SmsPolicy(SmsRetryPolicy(**{"initial_delay": 0, **policy}))},
+    retry = SmsRetry.from_config(dataclasses.replace(services.config.retry, initial_delay=0, **policy))
+    return Dispatcher(services.store, [channel], {"sms": SmsPolicy(retry)},
                       DispatcherSettings(poll_interval=0.01, report_timeout=0.3, status_flush_interval=0.05))
 
 

@@ -8,12 +8,11 @@ from sqlalchemy import select
 
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.channels import DeliveryFailed, OutboundMessage
-from gateway.core.config import ModemConfig
+from gateway.core.config import ModemConfig, parse_config
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.models import Alert, Attempt, Delivery
-from gateway.core.policy import SmsPolicy
-from gateway.core.retry import SmsRetryPolicy
+from gateway.core.retry import SmsPolicy, SmsRetry
 from gateway.core.states import AlertState, Channel, DeliveryState, join_channels, parse_channels
 from gateway.core.store import Store
 from modem.driver import Health, SubmitError
@@ -115,7 +114,7 @@ def test_the_store_writes_the_failure_once_on_the_delivery_and_the_attempt(conta
     store = Store(contacts.sessions)
     [claim] = store.claim(Channel.SMS, 1)
     failure = DeliveryFailed(classify_cms(38).failure, line="m1")
-    verdict = SmsPolicy(SmsRetryPolicy()).after_failure(claim.policy, claim.attempts, claim.submissions, failure,
+    verdict = SmsPolicy(SmsRetry.from_config(parse_config({}).retry)).after_failure(claim.policy, claim.attempts, claim.submissions, failure,
                                                         utcnow())
     assert store.record_result(claim, verdict, failure=failure) == DeliveryState.PENDING
     with contacts.sessions() as s:

@@ -1,6 +1,7 @@
 """ModemWorker's own decisions with an in-process fake driver (the real path is in test_engine_sms*)."""
 import asyncio
 import threading
+import time
 
 from gateway.core.config import ModemConfig
 from modem.driver import Health, ModemError
@@ -69,3 +70,47 @@ def test_a_modem_silent_through_its_probes_is_reopened_and_comes_back(tmp_path):
     assert SilentAfterOpen.opened == 2 and SilentAfterOpen.closed >= 1
     assert states[-1] == "up"
     assert not [t for t in threading.enumerate() if t.name == "modem-m0"]
+
+
+def idle_worker(loop, statuses, **config) -> ModemWorker:
+    """A worker whose thread is never started: its loop side alone."""
+    return ModemWorker(ModemConfig(label="m0", port="/dev/null-modem", **config), loop=loop,
+                       settings=WorkerSettings(error_threshold=3, scan_dir=None), ports=PortRegistry(),
+                       sent_today=0, on_status_reports=lambda *a: None, on_incoming=lambda *a: None,
+                       on_status=statuses.append, on_free=lambda: None)
+
+
+def test_the_third_line_fault_in_a_row_takes_the_worker_out_of_rotation():
+    loop = asyncio.new_event_loop()
+    try:
+        statuses = []
+        worker = idle_worker(loop, statuses)
+        worker.state = "up"
+        for _ in range(3):
+            assert worker.can_take(1, time.monotonic())
+            worker.job_done(1, 0.0, ok=False, line_fault=True, error="+CMS ERROR 38")
+        assert [s.state for s in statuses] == ["up", "up", "suspended"]
+        assert statuses[-1].failed_total == 3 and statuses[-1].last_error == "+CMS ERROR 38"
+        assert not worker.can_take(1, time.monotonic())
+        assert worker.measured_rate() == 0
+    finally:
+        loop.close()
+
+
+def test_handed_over_sends_count_against_the_daily_cap_and_the_pipeline():
+    loop = asyncio.new_event_loop()
+    try:
+        statuses = []
+        worker = idle_worker(loop, statuses, daily_cap=3, per_minute=6000)
+        worker.state = "up"
+        worker.submit([object(), object()])
+        later = time.monotonic() + 1
+        assert worker.queued == 1 and worker.can_take(1, later) and not worker.can_take(2, later)
+        worker.submit([object()])
+        assert not worker.can_take(1, later + 1)              # two sends in hand: the pipeline is full
+        worker.job_done(2, 0.0, ok=True, line_fault=False, error=None)
+        worker.job_done(1, 0.0, ok=True, line_fault=False, error=None)
+        assert statuses[-1].sent_today == 3 and statuses[-1].sent_total == 3
+        assert not worker.can_take(1, later + 1)              # the day's budget is spent
+    finally:
+        loop.close()

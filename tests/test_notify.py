@@ -1,5 +1,6 @@
 """systemd notifications: READY=1, WATCHDOG=1 from the event loop, STATUS=, over a real NOTIFY_SOCKET."""
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -15,8 +16,7 @@ from gateway.core.alerts import AlertRequest, Target
 from gateway.core.channels import LineStatus, SubmitReceipt
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.shell.notify import lines_summary, watchdog_interval
-from gateway.core.policy import SmsPolicy
-from gateway.core.retry import SmsRetryPolicy
+from gateway.core.retry import SmsPolicy, SmsRetry
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import engine_config, wait_until
 
@@ -110,7 +110,7 @@ def test_a_stalled_event_loop_stops_the_watchdog_pings(contacts, notify_socket, 
     import gateway.shell.composition as composition
     contacts.alerts.create(AlertRequest(text="x", target=Target(numbers=("+393331110009",))))
     channel = StallingChannel(stall=1.5)
-    dispatcher = Dispatcher(contacts.store, [channel], {"sms": SmsPolicy(SmsRetryPolicy(initial_delay=0))},
+    dispatcher = Dispatcher(contacts.store, [channel], {"sms": SmsPolicy(SmsRetry.from_config(dataclasses.replace(contacts.config.retry, initial_delay=0)))},
                             DispatcherSettings(poll_interval=0.02, report_timeout=1.0))
     monkeypatch.setattr(composition, "build_dispatcher", lambda services: dispatcher)
     monkeypatch.setenv("WATCHDOG_USEC", "100000")   # a ping every 50 ms

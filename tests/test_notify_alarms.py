@@ -139,6 +139,6 @@ def test_trunk_side_causes_agree_with_the_voice_channel():
 
 def test_trunk_failures_threshold_comes_from_the_configuration(tmp_path):
     from gateway.core.config import load_config
-    from tests.conftest import write_config
+    from tests.support import write_config
     config = load_config(write_config(tmp_path, "[ops]\ntrunk_failures = 3\n"))
     assert AlarmSettings.from_config(config).trunk_failures == 3

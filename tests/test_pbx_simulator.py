@@ -4,15 +4,17 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
 from asterisk.ami_protocol import AmiMessage, parse_messages, serialize
 from asterisk.pbx_simulator.population import Population
 from asterisk.pbx_simulator.simulator import PbxSimulator, SimulatorConfig
+from tests.support import DATA
 
-TRANSCRIPT = Path("/work/shared/reference/asterisk-22-ami-transcript.txt")
+pytestmark = pytest.mark.integration  # the simulator serves AMI on a TCP port
+
+TRANSCRIPT = DATA / "asterisk-22-ami-transcript.txt"
 NUMBERS = {"O0": "393331234567", "O1": "33171111", "O2": "33181111"}
 USER_PAYLOAD = {"Delivery", "Ack", "Result", "Digit"}
 

@@ -11,6 +11,8 @@ from panoramisk import Manager
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess, SimulatorStartError
 from tests.test_pbx_simulator import AmiTestClient, originate
 
+pytestmark = pytest.mark.integration  # a simulator subprocess on a TCP port
+
 
 def test_panoramisk_connects_and_logs_in(tmp_path):
     with PbxSimulatorProcess(tmp_path, secret="right-secret") as pbx:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import gateway.core.backup as backup
 from tests.engine_harness import _env
 
@@ -25,6 +27,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.integration
 def test_asterisk_config_out_writes_the_ami_secret_0640(tmp_path):
     config = tmp_path / "allerta.toml"
     config.write_text(f'[general]\ndata_dir = "{tmp_path / "data"}"\n[asterisk]\nsecret = "{SECRET}"\n')
@@ -40,6 +43,7 @@ def test_asterisk_config_out_writes_the_ami_secret_0640(tmp_path):
     assert {mode(p) for p in out.iterdir()} == {0o640}
 
 
+@pytest.mark.integration
 def test_asterisk_config_creates_its_directory_closed_to_others(tmp_path):
     config = tmp_path / "allerta.toml"
     config.write_text(f'[general]\ndata_dir = "{tmp_path / "data"}"\n[asterisk]\nsecret = "{SECRET}"\n')
@@ -49,6 +53,7 @@ def test_asterisk_config_creates_its_directory_closed_to_others(tmp_path):
     assert mode(out) == 0o750 and mode(out / "manager_allerta.conf") == 0o640
 
 
+@pytest.mark.integration
 def test_init_writes_the_starter_config_0600(tmp_path):
     config = tmp_path / "etc" / "allerta.toml"
     allerta_with_umask_0(config, "init", "--data-dir", str(tmp_path / "data"))

@@ -13,7 +13,6 @@ from gateway.core.models_ops import Alarm, SelfTestRun
 from gateway.core.selftest import TEXT, SelfTestMonitor, SelfTestSettings
 from modem.simulator.harness import SimulatorProcess
 from tests.engine_harness import allerta, engine_config, services_for, start_engine, wait_until
-from tests.test_web_support import app, panel  # noqa: F401 - fixtures
 
 STAFF_MOBILE, STAFF_LANDLINE, ON_CALL = "+393331112222", "+390665000001", "+393339990001"
 SECRET = "s3cret-for-tests"
@@ -110,6 +109,7 @@ def test_not_started_while_a_real_alert_is_going_out_and_failed_start_is_alarmed
     assert alarm.kind == "selftest_failed" and "no reachable recipient" in alarm.message
 
 
+@pytest.mark.integration
 def test_cli_without_staff_numbers_is_a_clear_error(config_path):
     result = allerta(config_path, "selftest", check=False)
     assert result.returncode == 1 and "[ops] selftest_numbers" in result.stderr
@@ -216,9 +216,9 @@ selftest_at = ""
             assert engine.wait(timeout=30) == 0
 
 
-def test_open_alarms_are_shown_on_the_dashboard(app, panel):  # noqa: F811
+def test_open_alarms_are_shown_on_the_dashboard(app, panel):
     from gateway.core.db import utcnow
-    from tests.test_web_support import client_for
+    from tests.web_support import client_for
     with panel.sessions.begin() as s:
         s.add_all([Alarm(kind="selftest_failed", subject="selftest", message="autotest 3 fallito: SMS consegnati 0/1"),
                    Alarm(kind="modem_lost", subject="m1", message="modem m1 down da 6 min", cleared_at=utcnow())])

@@ -1,7 +1,7 @@
 """When the scheduled self-test runs: at a time of day (and weekday), across DST changes, never at night.
 
 Pure tests of next_selftest in Europe/Rome (no clock read), the due() rule over stored runs at
-given instants, the [ops] keys' validation, the test call's language, and README's key table.
+given instants, the [ops] keys' validation, the test call's language, and the key table of docs/configuration.md.
 """
 import datetime as dt
 from pathlib import Path
@@ -12,6 +12,7 @@ import pytest
 from gateway.core.config import ConfigError, parse_config, schema_markdown
 from gateway.core.models_ops import SelfTestRun
 from gateway.core.selftest import LOCAL_TZ, SelfTestMonitor, SelfTestSettings, next_selftest, render_voice, tts_language
+from gateway.core.voice_messages import VoiceRenderer
 
 ROME = ZoneInfo("Europe/Rome")
 UTC = dt.timezone.utc
@@ -137,7 +138,7 @@ def test_schedule_keys_reach_the_settings():
     assert SelfTestSettings.from_config(parse_config({"ops": {"selftest_at": ""}})).at is None
 
 
-def test_the_test_call_speaks_the_configured_language(tmp_path, monkeypatch):
+def test_the_test_call_speaks_the_configured_language(tmp_path):
     assert tts_language("en") == "en" and tts_language("de-DE") == "de"
     assert tts_language("xx") == "it" and tts_language("it") == "it"   # no voice: Italian
     calls = []
@@ -145,17 +146,17 @@ def test_the_test_call_speaks_the_configured_language(tmp_path, monkeypatch):
     def fake_render_tts(text, lang, out_wav, **kwargs):
         calls.append((lang, kwargs))
         return type("Info", (), {"seconds": 4.0})()
-    import gateway.core.audio
-    monkeypatch.setattr(gateway.core.audio, "render_tts", fake_render_tts)
     config = parse_config({"general": {"data_dir": str(tmp_path), "comune": "Comune di Fiumicino"},
                            "voice": {"language": "en"}})
-    render_voice(SelfTestSettings.from_config(config))
+    settings = SelfTestSettings.from_config(config)
+    render_voice(settings, VoiceRenderer(settings.sounds_dir, comune=settings.comune, drill_prefix="",
+                                         speak=fake_render_tts))
     [(lang, kwargs)] = calls
     assert lang == "en" and kwargs["intro"] == "Message from the Comune di Fiumicino."
     assert kwargs["text_lang"] == "it"           # the test text is Italian: the Italian voice reads it
 
 
-def test_readme_key_table_is_the_schema():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme.split("<!-- keys:start -->\n", 1)[1].split("\n<!-- keys:end -->", 1)[0]
+def test_the_configuration_reference_key_table_is_the_schema():
+    reference = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = reference.split("<!-- keys:start -->\n", 1)[1].split("\n<!-- keys:end -->", 1)[0]
     assert table == schema_markdown()

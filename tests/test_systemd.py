@@ -13,6 +13,8 @@ from gateway.core.config import load_config
 from gateway.shell.install import SYSTEMD_SOURCE, allerta_binary
 from tests.engine_harness import allerta
 
+pytestmark = pytest.mark.integration  # `allerta install` and systemd's tools as subprocesses
+
 UNITS = ("allerta-engine.service", "allerta-web.service")
 
 
@@ -131,7 +133,7 @@ def test_sysusers_and_tmpfiles_create_the_user_and_the_private_data_directory(ro
     assert (root / "var/lib/allerta/sounds").is_dir()
     config = (root / "etc/allerta/allerta.toml")
     assert stat.S_IMODE(config.stat().st_mode) == 0o640        # holds the AMI secret
-    assert load_config(config).general["data_dir"] == "/var/lib/allerta"
+    assert load_config(config).general.data_dir == "/var/lib/allerta"
 
 
 def test_install_keeps_an_existing_configuration(root):

@@ -21,6 +21,8 @@ from asterisk.trunks import TrunkConfig
 from asterisk.voice_channel import FATE_UNKNOWN, LOGIN_REFUSED, VoiceChannel, VoiceSettings
 from gateway.core.channels import DeliveryFailed, LineStatus, OutboundMessage
 
+pytestmark = pytest.mark.integration  # the PBX simulator subprocess over TCP
+
 CONFIRM = "+393330000001"
 BUSY = "+393330000002"
 NO_ANSWER = "+393330000003"

@@ -15,15 +15,8 @@ from asterisk.call_tracker import CallTracker
 from asterisk.trunks import ConcurrencyThrottle, TokenBucket, TrunkConfig
 from asterisk.voice_channel import FATE_UNKNOWN, VoiceChannel, VoiceSettings, playback_name
 from gateway.core.channels import DeliveryFailed, OutboundMessage
+from tests.support import FakeClock
 from tests.test_voice_channel import EventsRecorder
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_token_bucket_paces_originates():
@@ -169,6 +162,7 @@ def _fast(port: int, **overrides: float) -> AmiSettings:
     return AmiSettings("allerta", "secret", port=port, **values)
 
 
+@pytest.mark.integration
 def test_missing_pong_drops_a_half_open_link_and_reconnects():
     def script(action: AmiMessage, connection: int):
         if action.get("Action") == "Ping" and connection > 1:
@@ -208,6 +202,7 @@ def _voice(port: int, **overrides) -> VoiceSettings:
 MESSAGE = OutboundMessage(delivery_id=5, alert_id=1, number="+393331234567", text="x")
 
 
+@pytest.mark.integration
 def test_unacknowledged_originate_is_not_resent_after_reconnect():
     def script(action: AmiMessage, connection: int):
         name = action.get("Action")
@@ -244,6 +239,7 @@ def test_unacknowledged_originate_is_not_resent_after_reconnect():
     assert fake.actions("CoreShowChannels") == [2]
 
 
+@pytest.mark.integration
 def test_call_without_end_event_fails_after_timeout_and_margin():
     def script(action: AmiMessage, connection: int):
         if action.get("Action") == "Originate":
@@ -273,6 +269,7 @@ def test_call_without_end_event_fails_after_timeout_and_margin():
     assert free == 1   # the channel was given back
 
 
+@pytest.mark.integration
 def test_answered_call_whose_message_could_not_play_fails_with_its_times_and_cause():
     def script(action: AmiMessage, connection: int):
         if action.get("Action") == "Ping":

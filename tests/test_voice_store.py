@@ -9,17 +9,15 @@ import datetime as dt
 
 from sqlalchemy import select, update
 
-from asterisk.voice_policy import VoicePolicy
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.channels import DeliveryFailed, SubmitReceipt
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.models import Alert, Attempt, Delivery
-from gateway.core.policy import AlertPolicy, Verdict
+from gateway.core.retry import RetryVerdict, VoicePolicy
 from gateway.core.states import AttemptOutcome
 from gateway.core.store import DEADLINE_PASSED, Store
 
-POLICY = AlertPolicy(max_attempts=5, deadline=None, voice_interval=60, voice_growth=1.0, voice_cap=2)
 NOW = dt.datetime(2026, 5, 1, 12, 0)
 
 
@@ -91,7 +89,7 @@ def test_call_in_flight_when_the_alert_is_cancelled_ends_cancelled_without_fallb
     verdict = VoicePolicy().after_failure(mobile.policy, mobile.attempts, mobile.submissions, failure, utcnow())
     assert verdict.state == "pending"
     assert store.record_result(mobile, verdict, failure=failure) == "cancelled"
-    gave_up = Verdict("failed", reason="gave up: busy")
+    gave_up = RetryVerdict("failed", reason="gave up: busy")
     for other in claims:
         if other is not mobile:
             assert store.record_result(other, gave_up, failure=failure) == "cancelled"

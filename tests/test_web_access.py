@@ -5,7 +5,7 @@ import pytest
 
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.models import Delivery
-from tests.test_web_support import ROLE_USERS, app, client_for, csrf_token, make_app  # noqa: F401 - fixture
+from tests.web_support import ROLE_USERS, client_for, csrf_token, make_app
 from web.users import RANK
 
 # (method, url, the least role allowed). {alert}, {delivery}, {contact}, {zone}, {group} are filled in.

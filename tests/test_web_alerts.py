@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
+import json
 import re
 import subprocess
 
@@ -12,9 +14,9 @@ from sqlalchemy import func, select, update
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Contact, Delivery, Line, PhoneNumberRow
 from gateway.core.models_panel import AlertApproval, AuditEntry
-from tests.test_web_support import app, client_for, csrf_token, make_app, panel, post  # noqa: F401
-
-from tests.conftest import needs_audio_tools  # noqa: E402 - fails (never skips) without the tools
+from gateway.shell.cli import main as cli_main
+from tests.support import needs_audio_tools
+from tests.web_support import client_for, csrf_token, make_app, post
 
 
 def _sms_form(**overrides) -> dict:
@@ -248,6 +250,7 @@ def _voice_form(**overrides) -> dict:
     return _sms_form(channels="voice", action="send_now", reason="r", **overrides)
 
 
+@pytest.mark.integration
 def test_bad_uploads_are_refused_clearly(app, panel):
     approver = client_for(app, "approver")
     cases = [
@@ -274,6 +277,7 @@ def test_upload_too_large(tmp_path):
     assert "troppo grande" in response.get_data(as_text=True)
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_voice_alert_from_an_uploaded_recording(app, panel, tmp_path):
     wav = tmp_path / "messaggio.wav"
@@ -287,6 +291,7 @@ def test_voice_alert_from_an_uploaded_recording(app, panel, tmp_path):
     assert audio.status_code == 200 and audio.data[:4] == b"RIFF"
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_voice_alert_with_synthesised_speech(app, panel):
     approver = client_for(app, "approver")
@@ -304,3 +309,44 @@ def test_templates_use_real_accented_letters_and_stay_gsm7():
     for name, text in TEMPLATES.items():
         assert not re.search(r"[aeiou]'([\s.,:;]|$)", text), name  # an accent typed as an apostrophe
         assert plan_sms(text, transliterate_typographic=False).encoding == "GSM-7", name
+
+
+def test_cli_status_and_the_alert_page_show_the_same_eta(app, panel, capsys):
+    """`allerta alert status` and the panel's alert page read one ETA (gateway.core.capacity)."""
+    alert_id = _send_to_fregene(app)
+    with panel.sessions.begin() as s:
+        first = s.scalar(select(Delivery).where(Delivery.alert_id == alert_id).order_by(Delivery.id))
+        first.state = "delivered"
+        # Half a segment a minute, and a modem whose row is too old to count.
+        s.add_all([Line(channel="sms", label="tim-1", state="up", rate_per_minute=0.5, updated_at=utcnow()),
+                   Line(channel="sms", label="voda-1", state="up", rate_per_minute=30.0,
+                        updated_at=utcnow() - dt.timedelta(minutes=10))])
+    viewer = client_for(app, "viewer")
+
+    def cli_status() -> tuple[dict, str]:
+        config = ["--config", panel.config.path, "alert", "status", str(alert_id)]
+        assert cli_main([*config, "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert cli_main(config) == 0
+        return status, capsys.readouterr().out
+
+    status, text = cli_status()
+    page = viewer.get(f"/alerts/{alert_id}/progress.json").get_json()["progress"]["channels"]
+    assert status["channels"]["sms"]["eta_seconds"] == page["sms"]["eta_seconds"] == 120   # 1 SMS at 0.5 a minute
+    assert "ETA 120 s" in text and 'data-field="eta">2 min<' in viewer.get(f"/alerts/{alert_id}").get_data(as_text=True)
+
+    # No line left that counts: neither can estimate.
+    with panel.sessions.begin() as s:
+        s.execute(update(Line).where(Line.label == "tim-1").values(state="down"))
+    status, text = cli_status()
+    page = viewer.get(f"/alerts/{alert_id}/progress.json").get_json()["progress"]["channels"]
+    assert status["channels"]["sms"]["eta_seconds"] is None and page["sms"]["eta_seconds"] is None
+    assert "ETA unknown: no line up" in text and page["sms"]["eta"] == "nessuna linea attiva: stima impossibile"
+
+    # Nothing left to send: both say done.
+    with panel.sessions.begin() as s:
+        s.execute(update(Delivery).where(Delivery.alert_id == alert_id).values(state="delivered"))
+    status, text = cli_status()
+    page = viewer.get(f"/alerts/{alert_id}/progress.json").get_json()["progress"]["channels"]
+    assert status["eta_seconds"] == status["channels"]["sms"]["eta_seconds"] == page["sms"]["eta_seconds"] == 0
+    assert "ETA done" in text and page["sms"]["eta"] == "-"

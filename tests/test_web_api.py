@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from sqlalchemy import select
 
-from gateway.core.models import Line
+from gateway.core.models import Alert, Line
 from gateway.core.models_panel import ApiToken
-from tests.test_web_support import app, client_for, panel, post  # noqa: F401
+from tests.web_support import client_for, post
 
 
 def _token(app, role: str = "operator", name: str = "protezione civile") -> str:
@@ -81,6 +82,21 @@ def test_bad_alert_requests(app):
         response = client.post("/api/v1/alerts", headers=_auth(token), json=body)
         assert response.status_code in (400, 422), body
         assert "error" in response.get_json()
+
+
+def test_bad_voice_requests_store_nothing(app, panel):
+    client = app.test_client()
+    token = _token(app)
+    voice = {"text": "Allerta", "channels": ["voice"], "target": {"zones": ["Fregene"]}}
+    for extra, error in (({"voice_language": "tlh"}, "no voice for language 'tlh'; supported: ar, de, en"),
+                         ({"translations": ["ro"]}, "translations must be an object of language codes and texts"),
+                         ({"translations": {"Romeno": "x"}}, "romeno is not a language code")):
+        response = client.post("/api/v1/alerts", headers=_auth(token), json={**voice, **extra})
+        assert response.status_code == 422 and error in response.get_json()["error"], extra
+    with panel.sessions() as s:
+        assert s.scalar(select(Alert.id)) is None
+    sounds = Path(panel.config.sounds_dir)
+    assert not sounds.exists() or not list(sounds.glob("*.wav"))
 
 
 def test_lines(app, panel):

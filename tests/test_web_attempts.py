@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.models import Attempt, Delivery
-from tests.test_web_support import app, client_for, panel, post  # noqa: F401
+from tests.web_support import client_for, post
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0)
 

@@ -7,7 +7,7 @@ from sqlalchemy import delete, func, select, update
 
 from gateway.shell.cli import main
 from gateway.core.models_panel import AuditEntry
-from tests.test_web_support import app, client_for, panel, post  # noqa: F401
+from tests.web_support import client_for, post
 
 
 def _actions(panel) -> list[str]:
@@ -74,7 +74,7 @@ def test_verify_passes_on_an_intact_log(app, tmp_path, capsys):
 
 
 def test_users_cli(tmp_path, capsys, monkeypatch):
-    from tests.conftest import write_config
+    from tests.support import write_config
     config = str(write_config(tmp_path))
     assert main(["--config", config, "users", "add", "mario", "--role", "operator", "--generate"]) == 0
     out = capsys.readouterr().out

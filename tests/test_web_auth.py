@@ -6,7 +6,7 @@ import time
 from sqlalchemy import select
 
 from gateway.core.models_panel import User
-from tests.test_web_support import PASSWORD, app, client_for, csrf_token, login, make_app, panel, post  # noqa: F401
+from tests.web_support import PASSWORD, client_for, csrf_token, login, make_app, post
 from web.users import ensure_first_admin, verify_password
 
 
@@ -144,7 +144,7 @@ def test_passwords_are_hashed_with_argon2(panel):
 def test_first_admin(tmp_path):
     from gateway.core.services import build_services
     from gateway.core.config import load_config
-    from tests.conftest import write_config
+    from tests.support import write_config
     services = build_services(load_config(write_config(tmp_path)))
     created = ensure_first_admin(services.sessions)
     assert created is not None

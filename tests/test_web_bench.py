@@ -6,6 +6,7 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from gateway.shell import bench
@@ -48,6 +49,7 @@ def test_bench_web_seeds_the_database_and_times_every_page(tmp_path):
     services.engine.dispose()
 
 
+@pytest.mark.integration
 def test_bench_web_cli_prints_json(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")

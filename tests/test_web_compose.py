@@ -7,7 +7,7 @@ import re
 from sqlalchemy import func, select
 
 from gateway.core.models import Alert
-from tests.test_web_support import app, client_for, panel, post  # noqa: F401
+from tests.web_support import client_for, post
 
 
 def test_counts_sit_next_to_the_send_buttons_and_need_no_button(app):

@@ -12,8 +12,8 @@ from sqlalchemy import func, select, update
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.models import Contact, Delivery, PhoneNumberRow
 from gateway.core.models_panel import ErasedContacts
-from tests.conftest import DATA
-from tests.test_web_support import app, client_for, panel, post  # noqa: F401
+from tests.support import DATA
+from tests.web_support import client_for, post
 
 
 def test_search_by_name_number_and_zone(app):
@@ -187,7 +187,7 @@ def test_bad_csv_files(app, panel):
 
 
 def _previews(panel) -> set[str]:
-    uploads = Path(panel.config.general["data_dir"]) / "uploads"
+    uploads = Path(panel.config.general.data_dir) / "uploads"
     return {p.name for p in uploads.glob("import-*.csv")}
 
 
@@ -228,7 +228,7 @@ def test_a_failed_import_does_not_leave_its_file(app, panel, monkeypatch):
 def test_a_new_preview_sweeps_the_ones_older_than_an_hour(app, panel):
     operator = client_for(app, "operator")
     data = (DATA / "contacts_excel_it_cp1252.csv").read_bytes()
-    uploads = Path(panel.config.general["data_dir"]) / "uploads"
+    uploads = Path(panel.config.general.data_dir) / "uploads"
     abandoned, recent = _preview_token(_upload(operator, data)), _preview_token(_upload(operator, data))
     # Age the files by their modification time, the clock the sweep reads.
     two_hours_ago = time.time() - 2 * 3600

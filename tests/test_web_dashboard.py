@@ -9,7 +9,7 @@ from gateway.core.alerts import AlertRequest, Target
 from gateway.core.db import utcnow
 from gateway.core.models_ops import Alarm
 from gateway.core.models import Delivery, Line
-from tests.test_web_support import app, client_for, panel, post  # noqa: F401
+from tests.web_support import client_for, post
 
 
 def _lines(panel) -> None:

@@ -7,13 +7,14 @@ import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
 from gateway.core.models_panel import AlertText
-from tests.test_web_support import app, client_for, make_app, panel, post  # noqa: F401 - fixtures
+from tests.web_support import client_for, post
 from web.errors import ALERT_MESSAGES, FLOW_MESSAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +122,7 @@ def test_bad_times_to_send_are_refused(app, panel):
 
 
 # --- corrections and all-clears ---------------------------------------------------------------------
+@pytest.mark.integration
 def test_follow_ups_go_to_exactly_the_numbers_of_the_original(app, panel):
     approver = client_for(app, "approver")
     original = _created_id(post(approver, "/alerts/new", _form(channels="both")))
@@ -155,6 +157,7 @@ def test_follow_ups_go_to_exactly_the_numbers_of_the_original(app, panel):
     assert "Cessato allarme" in approver.get(f"/alerts/{all_clear}").get_data(as_text=True)
 
 
+@pytest.mark.integration
 def test_follow_up_through_approval_and_on_fewer_channels(app, panel):
     approver = client_for(app, "approver")
     original = _created_id(post(approver, "/alerts/new", _form(channels="both")))

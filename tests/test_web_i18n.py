@@ -1,7 +1,6 @@
 """Translations: Italian by default and complete, compiled from the shipped .po files at start."""
 from __future__ import annotations
 
-from tests.test_web_support import app, panel  # noqa: F401
 from web.i18n import TRANSLATIONS_DIR, compile_catalogues, extract_messages, missing_translations
 
 
@@ -27,7 +26,7 @@ def test_stored_identifiers_are_shown_in_the_user_language(app, panel):
     from sqlalchemy import select, update
 
     from gateway.core.models import Delivery
-    from tests.test_web_support import client_for, post
+    from tests.web_support import client_for, post
     operator = client_for(app, "operator")
     form = {"text": "Allerta rossa", "zones": "Fregene", "channels": "sms", "action": "submit"}
     waiting = int(post(operator, "/alerts/new", form).location.rsplit("/", 1)[1])

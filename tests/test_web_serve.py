@@ -11,11 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from gateway.core.services import build_services
 from gateway.core.config import ConfigError, load_config
-from tests.conftest import write_config
+from tests.support import write_config
 from web.app import create_app
 from web.serve import HttpsServer, ensure_certificate, free_port, generate_self_signed, interface_ipv4_addresses
 
@@ -28,6 +29,7 @@ def _https_get(port: int, cafile: Path, path: str = "/login") -> tuple[int, dict
     return response.status, dict(response.getheaders()), response.read()
 
 
+@pytest.mark.integration
 def test_tls_serving_with_a_generated_certificate(tmp_path):
     services = build_services(load_config(write_config(tmp_path)))
     cert, key = ensure_certificate(services.config)
@@ -61,6 +63,7 @@ def _names(cert: Path) -> set[str]:
     return set(alt.get_values_for_type(x509.DNSName)) | {str(a) for a in alt.get_values_for_type(x509.IPAddress)}
 
 
+@pytest.mark.integration
 def test_an_admin_certificate_is_served_as_it_is(tmp_path):
     admin = tmp_path / "admin"
     generate_self_signed(admin / "comune.crt", admin / "comune.key", extra_names=["allerta.comune.test"])
@@ -105,6 +108,7 @@ def test_tls_names_are_checked(tmp_path):
             raise AssertionError(f"tls_names = {bad} was accepted")
 
 
+@pytest.mark.integration
 def test_http_with_waitress(tmp_path):
     from waitress.server import create_server
     app = create_app(build_services(load_config(write_config(tmp_path))))
@@ -128,6 +132,7 @@ def test_http_with_waitress(tmp_path):
         server.close()
 
 
+@pytest.mark.integration
 def test_allerta_web_serves_http_and_https(tmp_path):
     http_port, https_port = free_port(), free_port()
     config = write_config(tmp_path)

@@ -15,9 +15,8 @@ from sqlalchemy import select
 from gateway.core.audio import audio_info
 from gateway.core.models import Alert
 from gateway.core.models_panel import AlertText
-from tests.test_web_support import app, client_for, make_app, panel, post  # noqa: F401 - fixtures
-
-from tests.conftest import needs_audio_tools  # noqa: E402 - fails (never skips) without the tools
+from tests.support import needs_audio_tools
+from tests.web_support import client_for, post
 
 
 def _form(**overrides) -> dict:
@@ -67,6 +66,7 @@ def test_compose_page_loads_the_recorder_without_inline_script(app):
     assert 'registerProcessor("allerta-recorder"' in worklet
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_listen_renders_the_speech_exactly_as_a_call_plays_it(app, tmp_path):
     client = client_for(app, "operator")
@@ -76,10 +76,11 @@ def test_listen_renders_the_speech_exactly_as_a_call_plays_it(app, tmp_path):
     seconds = _is_asterisk_wav(response.data, tmp_path)
     assert seconds > 2  # the introduction, the text and "Premi 1 per confermare"
     # Nothing is kept: the preview directory is empty again.
-    previews = Path(app.extensions["allerta"].config.general["data_dir"]) / "previews"
+    previews = Path(app.extensions["allerta"].config.general.data_dir) / "previews"
     assert list(previews.iterdir()) == []
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_listen_to_a_recording_made_in_the_browser_then_send_it(app, panel, tmp_path):
     client = client_for(app, "approver")
@@ -97,6 +98,7 @@ def test_listen_to_a_recording_made_in_the_browser_then_send_it(app, panel, tmp_
     assert client.get(f"/alerts/{alert.id}/audio.wav").data == Path(alert.audio_path + ".wav").read_bytes()
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_listen_to_a_version_in_another_language(app, panel, tmp_path):
     client = client_for(app, "approver")
@@ -137,6 +139,7 @@ def test_listen_refuses_what_cannot_be_played(app):
         assert expected in response.get_json()["error"], (expected, response.get_json())
 
 
+@pytest.mark.integration
 @needs_audio_tools
 def test_a_silent_recording_is_refused_in_italian(app, tmp_path):
     silent = tmp_path / "muta.wav"

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.models import Contact, Group, Zone
 from gateway.core.models_panel import AuditEntry, ErasedContacts
-from tests.test_web_support import app, client_for, panel, post  # noqa: F401
+from tests.web_support import client_for, post
 
 
 def _id(panel, model, name: str) -> int:

@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from gateway.core.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA
+from gateway.core.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA, Key
 from gateway.core.models_panel import ApiToken, AuditEntry, User
 from web.context import panel
 from web.security import require_role
@@ -105,14 +105,16 @@ def tokens():
 @require_role("admin")
 def config():
     cfg = panel().config
-    sections = []
-    for name, schema in SCHEMA.items():
-        values = getattr(cfg, name)
-        sections.append((f"[{name}]", [(key, "(hidden)" if spec.secret and values[key] else values[key], spec.doc)
-                                        for key, spec in schema.items()]))
-    for index, modem in enumerate(cfg.modems, 1):
-        sections.append((f"[[modems]] #{index}", [(key, "(hidden)" if spec.secret and getattr(modem, key) else
-                                                   getattr(modem, key), spec.doc) for key, spec in MODEM_SCHEMA.items()]))
-    for index, trunk in enumerate(cfg.trunks, 1):
-        sections.append((f"[[trunks]] #{index}", [(key, trunk[key], spec.doc) for key, spec in TRUNK_SCHEMA.items()]))
+    tables = [(f"[{name}]", getattr(cfg, name), schema) for name, schema in SCHEMA.items()]
+    tables += [(f"[[modems]] #{index}", modem, MODEM_SCHEMA) for index, modem in enumerate(cfg.modems, 1)]
+    tables += [(f"[[trunks]] #{index}", trunk, TRUNK_SCHEMA) for index, trunk in enumerate(cfg.trunks, 1)]
+    sections = [(title, [(key, _shown(spec, getattr(values, key)), spec.doc) for key, spec in schema.items()])
+                for title, values, schema in tables]
     return render_template("admin/config.html", sections=sections, path=cfg.path)
+
+
+def _shown(spec: Key, value: object) -> object:
+    """A value as the file writes it: a list, not the tuple the frozen config holds; never a secret."""
+    if spec.secret and value:
+        return "(hidden)"
+    return list(value) if isinstance(value, tuple) else value

@@ -8,9 +8,7 @@ in the audit log. Without the rule, whoever may send sends at once.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -56,7 +54,7 @@ def create_alert(p: Panel, request: AlertRequest, *, actor: str, role: str, mode
         raise FlowError("unknown action %(action)s", action=repr(mode))
     if not has_role(role, "operator"):
         raise FlowError("your role cannot create alerts")
-    rule = p.web["two_person_rule"]
+    rule = p.web.two_person_rule
     reason = reason.strip()
     request.created_by = actor
     if mode == "send_now" and rule:
@@ -110,7 +108,7 @@ def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
     alert = _alert(p, alert_id)
     if alert.state != AlertState.DRAFT:
         raise FlowError("alert %(id)s is %(state)s, not a draft", id=alert_id, state=alert.state)
-    if not p.web["two_person_rule"]:
+    if not p.web.two_person_rule:
         approve(p, alert_id, actor=actor, role=role, from_draft=True)
         return AlertState.ACTIVE
     with p.audit.transaction() as s:
@@ -125,7 +123,7 @@ def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
 
 def approve(p: Panel, alert_id: int, *, actor: str, role: str, from_draft: bool = False) -> dict[str, int]:
     alert = _alert(p, alert_id)
-    rule = p.web["two_person_rule"]
+    rule = p.web.two_person_rule
     if not from_draft:
         if not has_role(role, "approver"):
             raise FlowError("only an approver may approve an alert")
@@ -179,11 +177,6 @@ def approvals(p: Panel, alert_id: int) -> list[AlertApproval]:
     with p.sessions() as s:
         return list(s.scalars(select(AlertApproval).where(AlertApproval.alert_id == alert_id)
                               .order_by(AlertApproval.id)))
-
-
-def voice_file_name(sounds_dir: str) -> Path:
-    Path(sounds_dir).mkdir(parents=True, exist_ok=True)
-    return Path(sounds_dir) / f"allerta-{uuid.uuid4().hex[:12]}"
 
 
 def default_deadline(minutes: float) -> dt.datetime:

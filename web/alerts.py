@@ -5,8 +5,11 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,19 +18,22 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
 from flask_babel import gettext as _, lazy_gettext
 from flask_login import current_user
 from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session
 
-from gateway.core.audio import VOICES, AudioError, AudioInfo, convert_recording, render_tts
+from gateway.core.audio import VOICES, AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
 from gateway.core.models_panel import AlertText
 from gateway.core.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
 from gateway.core.states import AlertState, Channel, DeliveryState
+from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
+                                         translation_version)
 from web import alert_flow
 from web.context import panel
 from web.errors import audio_reason, error_message
 from web.labels import label, labels_for
-from web.progress import BUCKETS, alert_progress, eta_seconds, line_rows, stale_after
+from web.progress import BUCKETS, alert_progress, eta_seconds
 from web.security import passive, require_role
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -128,8 +134,8 @@ def request_from_form() -> AlertRequest:
     target = Target() if follows is not None else Target(
         everyone=form.get("everyone") == "1", zones=tuple(form.getlist("zones")),
         groups=tuple(form.getlist("groups")), numbers=_split_numbers(form.get("numbers", "")))
-    default_attempts = voice["max_attempts"] if Channel.VOICE in channels else config.retry["max_attempts"]
-    deadline = _int("deadline_minutes", int(voice["deadline_minutes"]), 1, 24 * 60)
+    default_attempts = voice.max_attempts if Channel.VOICE in channels else config.retry.max_attempts
+    deadline = _int("deadline_minutes", int(voice.deadline_minutes), 1, 24 * 60)
     send_at = _send_at()
     translations = {lang: form.get(f"text_{lang}", "").strip() for lang in LANGUAGE_NAMES}
     return AlertRequest(
@@ -137,9 +143,9 @@ def request_from_form() -> AlertRequest:
         priority=form.get("priority") == "1", max_attempts=_int("max_attempts", default_attempts, 1, 20),
         # The deadline counts from the time the alert starts going out.
         deadline=(send_at or utcnow()) + dt.timedelta(minutes=deadline),
-        voice_interval=_int("voice_interval", int(voice["interval"]), 0, 24 * 3600),
-        voice_growth=voice["growth"], voice_cap=_int("voice_cap", voice["per_number_cap"], 1, 20),
-        stop_on_confirm=voice["stop_on_confirm"], sms_fallback=choice == "voice_fallback",
+        voice_interval=_int("voice_interval", int(voice.interval), 0, 24 * 3600),
+        voice_growth=voice.growth, voice_cap=_int("voice_cap", voice.per_number_cap, 1, 20),
+        stop_on_confirm=voice.stop_on_confirm, sms_fallback=choice == "voice_fallback",
         translations={lang: text for lang, text in translations.items() if text},
         send_at=send_at, follows=follows, follow_up=follow_up)
 
@@ -154,75 +160,59 @@ def _recording() -> tuple[bytes, str]:
     if suffix not in AUDIO_TYPES:
         raise FormError(_("Unsupported file type %(type)s: upload a WAV, MP3 or OGG recording.",
                           type=suffix or "?"))
-    limit = panel().web["max_upload_mb"] * 1024 * 1024
+    limit = panel().web.max_upload_mb * 1024 * 1024
     data = upload.read(limit + 1)
     if not data:
         raise FormError(_("The uploaded file is empty."))
     if len(data) > limit:
-        raise FormError(_("The file is too large: at most %(mb)s MB.", mb=panel().web["max_upload_mb"]))
+        raise FormError(_("The file is too large: at most %(mb)s MB.", mb=panel().web.max_upload_mb))
     return data, upload.filename
 
 
-def _convert(data: bytes, filename: str, out_wav: Path) -> AudioInfo:
-    uploads = Path(panel().config.general["data_dir"]) / "uploads"
+@contextmanager
+def _recording_file() -> Iterator[str | None]:
+    """The form's recording in a temporary file, which the audio functions read; None: speech."""
+    if request.form.get("voice_source") not in ("upload", "browser"):
+        yield None
+        return
+    data, filename = _recording()
+    uploads = Path(panel().config.general.data_dir) / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=Path(filename).suffix.lower(), dir=uploads)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        return convert_recording(tmp, out_wav)
-    except AudioError as exc:
+        yield tmp
+    except RecordingError as exc:
         raise FormError(_("The recording cannot be used: %(reason)s",
                           reason=audio_reason(str(exc).replace(tmp, filename)))) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _speak(text: str, drill: bool, lang: str, out_wav: Path) -> AudioInfo:
-    """Speech exactly as a call plays it: the drill prefix, the introduction in Italian, the closing."""
-    general = panel().config.general
-    if lang not in VOICES:
-        raise FormError(_("No voice for this language."))
-    if not text.strip():
-        raise FormError(_("Write the text of the message first."))
-    intro = f"Messaggio del {general['comune']}." if lang == "it" else None
+@contextmanager
+def _speech_errors() -> Iterator[None]:
+    """gateway.core.voice_messages' errors as the compose form says them."""
     try:
-        return render_tts(compose_sms_text(text, drill, general["drill_prefix"]), lang, out_wav, intro=intro)
+        yield
+    except NoVoice:
+        raise FormError(_("No voice for this language.")) from None
+    except EmptyText:
+        raise FormError(_("Write the text of the message first.")) from None
     except AudioError as exc:
         raise FormError(_("The speech could not be synthesised: %(reason)s", reason=str(exc))) from None
 
 
-def _main_message(alert_request: AlertRequest, out_wav: Path) -> tuple[AudioInfo, str]:
-    """The voice message of the main text: the recording (uploaded or made here) or speech."""
-    if request.form.get("voice_source") in ("upload", "browser"):
-        return _convert(*_recording(), out_wav), "recording"
-    lang = request.form.get("voice_language", panel().config.voice["language"])
-    return _speak(alert_request.text, alert_request.drill, lang, out_wav), "tts"
+def _text_language() -> str:
+    """The language the text is written in, read by its voice (the form's "Speech ... in")."""
+    return request.form.get("voice_language", panel().config.voice.language)
 
 
 def _voice_message(alert_request: AlertRequest) -> None:
-    """Render the speech or convert the recording into Asterisk's sounds directory.
-
-    Each version in another language we have a voice for is spoken in that
-    language; recipients of a language without a voice hear the main message.
-    """
-    sounds = panel().config.sounds_dir
-    name = alert_flow.voice_file_name(sounds)
-    info, source = _main_message(alert_request, name.with_suffix(".wav"))
-    alert_request.audio_path, alert_request.audio_seconds, alert_request.audio_source = str(name), info.seconds, source
-    for lang, text in alert_request.translations.items():
-        if lang in VOICES:
-            version = alert_flow.voice_file_name(sounds)
-            spoken = _speak(text, alert_request.drill, lang, version.with_suffix(".wav"))
-            alert_request.translation_audio[lang] = (str(version), spoken.seconds)
-
-
-def _discard_audio(alert_request: AlertRequest | None) -> None:
-    if alert_request is None:
-        return
-    paths = [alert_request.audio_path] + [path for path, _seconds in alert_request.translation_audio.values()]
-    for path in filter(None, paths):
-        Path(path + ".wav").unlink(missing_ok=True)
+    """Render every voice version of the alert into Asterisk's sounds directory, as the CLI and the API do."""
+    with _speech_errors(), _recording_file() as recording:
+        VoiceRenderer.from_config(panel().config).render_alert(
+            alert_request, panel().services.alerts, text_language=_text_language(), recording=recording)
 
 
 def _choices(follows: int | None = None) -> dict:
@@ -274,14 +264,15 @@ def new():
     try:
         alert_request = request_from_form()
         panel().services.alerts.preview(alert_request)  # text, target: fail before rendering audio
-        if "voice" in alert_request.channels:
+        if Channel.VOICE in alert_request.channels:
             _voice_message(alert_request)
         outcome = alert_flow.create_alert(panel(), alert_request, actor=current_user.username,
                                           role=current_user.role, mode=mode, reason=request.form.get("reason", ""))
     except (FormError, AlertError, alert_flow.FlowError) as exc:
-        _discard_audio(alert_request)
+        if alert_request is not None:
+            discard(alert_request)
         flash(error_message(exc), "error")
-        voice = "voice" in CHANNEL_CHOICES.get(request.form.get("channels", ""), ())
+        voice = Channel.VOICE in CHANNEL_CHOICES.get(request.form.get("channels", ""), ())
         if voice and request.form.get("voice_source") in ("upload", "browser"):
             # Every other field comes back filled in; a browser never lets a page put a file back into
             # a file input, so the one thing to do again is the recording.
@@ -304,8 +295,8 @@ def sms_plan():
     data = request.get_json(silent=True) or {}
     text = str(data.get("text", ""))
     general = panel().config.general
-    composed = compose_sms_text(text, bool(data.get("drill")), general["drill_prefix"])
-    result = {"length": len(text), "max_segments": general["max_sms_segments"]}
+    composed = compose_sms_text(text, bool(data.get("drill")), general.drill_prefix)
+    result = {"length": len(text), "max_segments": general.max_sms_segments}
     if not text.strip():
         return {**result, "encoding": None, "segments": 0, "units": 0, "culprits": [], "fixed": None}
     try:
@@ -316,10 +307,10 @@ def sms_plan():
     culprits = sorted({ch for ch in composed if not is_gsm7(ch)})
     fixed = transliterate(text)
     fixable = as_typed.encoding == "UCS-2" and is_gsm7(compose_sms_text(fixed, bool(data.get("drill")),
-                                                                          general["drill_prefix"]))
+                                                                          general.drill_prefix))
     return {**result, "encoding": as_typed.encoding, "segments": as_typed.segments, "units": as_typed.units,
             "culprits": culprits, "fixed": fixed if fixable else None,
-            "too_long": as_typed.segments > general["max_sms_segments"]}
+            "too_long": as_typed.segments > general.max_sms_segments}
 
 
 @bp.route("/preview", methods=["POST"])
@@ -333,10 +324,9 @@ def preview():
     except (FormError, AlertError) as exc:
         return {"error": error_message(exc)}, 400
     with panel().sessions() as s:
-        lines = line_rows(s, stale_after(panel().config))
+        etas = eta_seconds(s, result.recipients, result.plan.segments, panel().config)
     return {"recipients": result.recipients, "segments": result.plan.segments, "encoding": result.plan.encoding,
-            "total_segments": result.total_segments,
-            "eta_seconds": eta_seconds(result.recipients, result.plan.segments, lines, panel().config),
+            "total_segments": result.total_segments, "eta_seconds": etas,
             "channel_labels": labels_for("channel")}
 
 
@@ -360,18 +350,24 @@ def voice_preview():
     language = request.form.get("preview_language", "")
     try:
         alert_request = request_from_form()
-        previews = Path(panel().config.general["data_dir"]) / "previews"
+        previews = Path(panel().config.general.data_dir) / "previews"
         previews.mkdir(parents=True, exist_ok=True)
+        renderer = VoiceRenderer.from_config(panel().config)
         with tempfile.TemporaryDirectory(dir=previews) as tmp:
             out = Path(tmp) / "preview.wav"
             if language:
                 if language not in alert_request.translations:
                     raise FormError(_("Write the version in this language first."))
-                if language not in VOICES:
-                    raise FormError(_("No voice for this language: its recipients hear the main message."))
-                _speak(alert_request.translations[language], alert_request.drill, language, out)
+                try:
+                    version = translation_version(language, alert_request.translations[language])
+                except NoVoice:
+                    raise FormError(_("No voice for this language: its recipients hear the main message.")) from None
+                with _speech_errors():
+                    renderer.render(version, out, drill=alert_request.drill)
             else:
-                _main_message(alert_request, out)
+                with _speech_errors(), _recording_file() as recording:
+                    version = main_version(alert_request.text, _text_language(), recorded=recording is not None)
+                    renderer.render(version, out, drill=alert_request.drill, recording=recording)
             data = out.read_bytes()
     except (FormError, AlertError) as exc:
         return {"error": error_message(exc)}, 400
@@ -423,13 +419,29 @@ def _delivery_filters(alert_id: int):
     return and_(*conditions)
 
 
+def eta_label(seconds: float | None) -> str:
+    """Time still needed as the compose page shows it: whole minutes, rounded up."""
+    if seconds is None:
+        return _("no line up: cannot estimate")
+    return f"{math.ceil(seconds / 60)} {_('min')}" if seconds else "-"
+
+
+def _with_etas(s: Session, alert: Alert, progress: dict) -> dict:
+    """``progress`` with each channel's time still needed, the ETA of ``allerta alert status``."""
+    etas = eta_seconds(s, {channel: c["remaining"] for channel, c in progress["channels"].items()},
+                       alert.segments, panel().config)
+    for channel, seconds in etas.items():
+        progress["channels"][channel].update(eta_seconds=seconds, eta=eta_label(seconds))
+    return progress
+
+
 @bp.route("/<int:alert_id>")
 @require_role("viewer")
 def show(alert_id: int):
     alert = _get_alert(alert_id)
     page = max(1, request.args.get("page", 1, type=int))
     with panel().sessions() as s:
-        progress = alert_progress(s, [alert_id])[alert_id]
+        progress = _with_etas(s, alert, alert_progress(s, [alert_id])[alert_id])
         by_zone_rows = s.execute(select(Delivery.zone, Delivery.state, func.count())
                                  .where(Delivery.alert_id == alert_id).group_by(Delivery.zone, Delivery.state)).all()
         # One scan of the alert's deliveries (by zone and state) gives the counts by state
@@ -473,7 +485,7 @@ def show(alert_id: int):
 def progress_json(alert_id: int):
     alert = _get_alert(alert_id)
     with panel().sessions() as s:
-        progress = alert_progress(s, [alert_id])[alert_id]
+        progress = _with_etas(s, alert, alert_progress(s, [alert_id])[alert_id])
     return {"id": alert.id, "state": alert.state, "state_label": label(alert.state, "alert_state"),
             "progress": progress}
 

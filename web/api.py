@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from functools import wraps
-from pathlib import Path
 
 from flask import Blueprint, jsonify, request, url_for
 
-from gateway.core.audio import VOICES, AudioError, render_tts
-from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
+from gateway.core.audio import VOICES, AudioError
+from gateway.core.alerts import AlertError, AlertRequest, Target
 from gateway.core.models import Alert
 from gateway.core.states import AlertState, Channel
+from gateway.core.voice_messages import VoiceRenderer, discard
 from web import alert_flow
 from web.context import panel
 from web.progress import alert_progress, line_rows, stale_after
@@ -57,6 +57,13 @@ def _alert_json(alert: Alert, progress: dict) -> dict:
             "progress": progress, "url": url_for("alerts.show", alert_id=alert.id)}
 
 
+def _translations(value: object) -> dict[str, str]:
+    """The "translations" object, {"en": "text"}: versions for the recipients of those languages."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise AlertError("translations must be an object of language codes and texts")
+    return {language.strip().lower(): text for language, text in value.items()}
+
+
 @bp.route("/alerts", methods=["POST"])
 @api_role("operator")
 def create_alert():
@@ -77,7 +84,7 @@ def create_alert():
             raise AlertError(f"target.{key} must be a list of strings")
         return tuple(value)
 
-    audio_path = None
+    alert_request = None
     try:
         if not isinstance(data.get("text"), str):
             raise AlertError("text is required")
@@ -86,26 +93,21 @@ def create_alert():
             priority=bool(data.get("priority")),
             target=Target(everyone=bool(target.get("all")), zones=names("zones"), groups=names("groups"),
                           numbers=names("numbers")),
-            max_attempts=voice["max_attempts"] if Channel.VOICE in channels else config.retry["max_attempts"],
-            deadline=alert_flow.default_deadline(voice["deadline_minutes"]),
-            voice_interval=voice["interval"], voice_growth=voice["growth"], voice_cap=voice["per_number_cap"],
-            stop_on_confirm=voice["stop_on_confirm"], sms_fallback=bool(data.get("sms_fallback", voice["sms_fallback"])))
+            max_attempts=voice.max_attempts if Channel.VOICE in channels else config.retry.max_attempts,
+            deadline=alert_flow.default_deadline(voice.deadline_minutes),
+            voice_interval=voice.interval, voice_growth=voice.growth, voice_cap=voice.per_number_cap,
+            stop_on_confirm=voice.stop_on_confirm, sms_fallback=bool(data.get("sms_fallback", voice.sms_fallback)),
+            translations=_translations(data.get("translations", {})))
         p.services.alerts.preview(alert_request)
-        if "voice" in alert_request.channels:
-            lang = str(data.get("voice_language", voice["language"]))
-            if lang not in VOICES:
-                raise AlertError(f"no voice for language {lang!r}; supported: {', '.join(sorted(VOICES))}")
-            name = alert_flow.voice_file_name(config.sounds_dir)
-            audio_path = str(name)
-            info = render_tts(compose_sms_text(alert_request.text, alert_request.drill,
-                                               config.general["drill_prefix"]), lang, name.with_suffix(".wav"),
-                              intro=f"Messaggio del {config.general['comune']}." if lang == "it" else None)
-            alert_request.audio_path, alert_request.audio_seconds, alert_request.audio_source = audio_path, info.seconds, "tts"
+        if Channel.VOICE in alert_request.channels:
+            # As the panel and the CLI render it (gateway/core/voice_messages.py).
+            VoiceRenderer.from_config(config).render_alert(
+                alert_request, p.services.alerts, text_language=str(data.get("voice_language", voice.language)))
         outcome = alert_flow.create_alert(p, alert_request, actor=request.api_actor, role=request.api_role,
                                           mode=str(data.get("mode", "submit")), reason=str(data.get("reason", "")))
     except (AlertError, AudioError, alert_flow.FlowError) as exc:
-        if audio_path:
-            Path(audio_path + ".wav").unlink(missing_ok=True)
+        if alert_request is not None:
+            discard(alert_request)
         return _error(422, str(exc))
     with p.sessions() as s:
         alert = s.get(Alert, outcome.alert_id)
@@ -185,7 +187,13 @@ OPENAPI = {
                     "drill": {"type": "boolean", "default": False},
                     "priority": {"type": "boolean", "default": False},
                     "sms_fallback": {"type": "boolean", "description": "voice: unconfirmed mobiles get the SMS"},
-                    "voice_language": {"type": "string", "enum": sorted(VOICES)},
+                    "voice_language": {"type": "string", "enum": sorted(VOICES),
+                                       "description": "the language the text is written in, read by its voice; "
+                                                      "every recipient hears the introduction and closing in "
+                                                      "their own language"},
+                    "translations": {"type": "object", "additionalProperties": {"type": "string"},
+                                     "description": "the message in other languages, {\"en\": \"...\"}: "
+                                                    "recipients of that language get it, by SMS and spoken"},
                     "mode": {"type": "string", "enum": ["submit", "draft", "send_now"], "default": "submit"},
                     "reason": {"type": "string", "description": "required with send_now under the two-person rule"},
                 }}}}},

@@ -41,7 +41,7 @@ class PanelSessionInterface(SecureCookieSessionInterface):
 
 
 def _secret_key(config: Config) -> str:
-    path = Path(config.web["secret_key_file"] or os.path.join(config.general["data_dir"], "web-secret.key"))
+    path = Path(config.web.secret_key_file or os.path.join(config.general.data_dir, "web-secret.key"))
     if path.exists():
         return path.read_text(encoding="ascii").strip()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,10 +74,10 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=False,
-        PERMANENT_SESSION_LIFETIME=dt.timedelta(minutes=web["session_minutes"]),
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(minutes=web.session_minutes),
         SESSION_REFRESH_EACH_REQUEST=True,
         REMEMBER_COOKIE_DURATION=dt.timedelta(seconds=0),
-        MAX_CONTENT_LENGTH=web["max_upload_mb"] * 1024 * 1024,
+        MAX_CONTENT_LENGTH=web.max_upload_mb * 1024 * 1024,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session, which expires on its own
         BABEL_DEFAULT_LOCALE=DEFAULT_LANGUAGE,
         BABEL_DEFAULT_TIMEZONE="Europe/Rome",
@@ -86,7 +86,7 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     if test_config:
         app.config.update(test_config)
     app.session_interface = PanelSessionInterface()
-    app.extensions["allerta"] = Panel(services, AuditLog(services.sessions, anchor_path_for(config.general["data_dir"])))
+    app.extensions["allerta"] = Panel(services, AuditLog(services.sessions, anchor_path_for(config.general.data_dir)))
     app.extensions["allerta_catalogues"] = compile_catalogues()
 
     csrf.init_app(app)
@@ -112,8 +112,8 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
 
     @app.context_processor
     def _globals() -> dict[str, Any]:
-        return {"comune": config.general["comune"], "ROLES": ROLES, "LANGUAGES": LANGUAGES,
-                "two_person_rule": web["two_person_rule"], "current_language": lambda: str(get_locale() or "it")}
+        return {"comune": config.general.comune, "ROLES": ROLES, "LANGUAGES": LANGUAGES,
+                "two_person_rule": web.two_person_rule, "current_language": lambda: str(get_locale() or "it")}
     return app
 
 
@@ -142,7 +142,7 @@ def _error_page(error):  # noqa: ANN001, ANN202
     messages = {400: _("The request could not be understood."), 401: _("Please sign in."),
                 403: _("Your role does not allow this."), 404: _("This page does not exist."),
                 405: _("This action is not available here."),
-                413: _("The file is too large: at most %(mb)s MB.", mb=panel().web["max_upload_mb"]),
+                413: _("The file is too large: at most %(mb)s MB.", mb=panel().web.max_upload_mb),
                 500: _("Something went wrong on the server; the error was logged.")}
     message = messages.get(code, str(error))
     if wants_json():

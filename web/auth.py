@@ -46,10 +46,10 @@ def login():
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     result = authenticate(panel().sessions, panel().audit, username, password,
-                          attempts=web["lockout_attempts"], lockout_minutes=web["lockout_minutes"], remote=remote())
+                          attempts=web.lockout_attempts, lockout_minutes=web.lockout_minutes, remote=remote())
     if result.user is None:
         message = {"locked": _("Too many failed attempts: this account is locked for %(minutes)s minutes.",
-                               minutes=web["lockout_minutes"]),
+                               minutes=web.lockout_minutes),
                    "disabled": _("This account is disabled.")}.get(result.problem, _("Wrong username or password."))
         flash(message, "error")
         return render_template("auth/login.html", next=request.form.get("next", ""), username=username), 401

@@ -48,7 +48,7 @@ def _panel(args: argparse.Namespace):  # noqa: ANN202
     from gateway.core.config import load_config
     from gateway.core.audit import AuditLog, anchor_path_for
     services = build_services(load_config(args.config))
-    return services, AuditLog(services.sessions, anchor_path_for(services.config.general["data_dir"]))
+    return services, AuditLog(services.sessions, anchor_path_for(services.config.general.data_dir))
 
 
 def _password(args: argparse.Namespace) -> tuple[str, bool]:

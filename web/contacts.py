@@ -1,4 +1,7 @@
-"""Contacts: search, create, edit, delete (erasing personal data), CSV import with a preview."""
+"""Contacts: search, create, edit, delete (erasing personal data), CSV import with a preview.
+
+The rules of saving and erasing are in gateway/core/contacts.py (`allerta contacts erase` uses them too).
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,12 +12,12 @@ from pathlib import Path
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select
 
+from gateway.core.contacts import ContactFields, NotFound, delete_contact, save_contact
 from gateway.core.contacts_csv import parse_contacts_csv
 from gateway.core.contacts_import import import_contacts
-from gateway.core.db import utcnow
-from gateway.core.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_groups, contact_numbers
+from gateway.core.models import Contact, Group, PhoneNumberRow, Zone, contact_groups, contact_numbers
 from gateway.core.models_panel import ErasedContacts
 from gateway.core.phone import InvalidNumber, normalise_number
 from web.context import panel
@@ -92,12 +95,12 @@ def index():
                            pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE))
 
 
-def _form_values() -> dict:
+def _form_values() -> ContactFields:
     form = request.form
     name = form.get("name", "").strip()
     if not name:
         raise FormError(_("The name is required."))
-    region = panel().config.general["region"]
+    region = panel().config.general.region
     numbers = []
     for raw in re.split(r"[\n;,]+", form.get("numbers", "")):
         if raw.strip():
@@ -118,60 +121,12 @@ def _form_values() -> dict:
         consent_date = dt.date.fromisoformat(consent) if consent else None
     except ValueError:
         raise FormError(_("The consent date must be a date (YYYY-MM-DD).")) from None
-    return {"name": name[:200], "numbers": numbers, "language": language, "needs": needs or None,
-            "vulnerable": form.get("vulnerable") == "1", "address": form.get("address", "").strip()[:300] or None,
-            "zone": form.get("zone", "").strip()[:120], "consent_date": consent_date,
-            "consent_source": form.get("consent_source", "").strip()[:120] or None,
-            "groups": [g.strip()[:120] for g in form.get("groups", "").split(",") if g.strip()]}
-
-
-def _apply(s, contact: Contact, values: dict) -> None:
-    for key in ("name", "language", "needs", "vulnerable", "address", "consent_date", "consent_source"):
-        setattr(contact, key, values[key])
-    if values["zone"]:
-        zone = s.scalar(select(Zone).where(func.lower(Zone.name) == values["zone"].lower()))
-        contact.zone = zone or Zone(name=values["zone"])
-    else:
-        contact.zone = None
-    groups = []
-    for name in values["groups"]:
-        group = s.scalar(select(Group).where(func.lower(Group.name) == name.lower()))
-        groups.append(group or Group(name=name))
-    contact.groups = groups
-    rows = []
-    for number in values["numbers"]:
-        row = s.scalar(select(PhoneNumberRow).where(PhoneNumberRow.e164 == number.e164))
-        rows.append(row or PhoneNumberRow(e164=number.e164, kind=number.kind))
-    removed = [row for row in contact.numbers if row not in rows]
-    contact.numbers = rows
-    s.flush()
-    for row in removed:
-        if not _used_by_anyone(s, row):
-            _erase_number(s, row)  # nobody's number any more: no alert may still reach it
-
-
-def _used_by_anyone(s, number: PhoneNumberRow) -> bool:
-    return bool(s.scalar(select(exists().where(contact_numbers.c.number_id == number.id))))
-
-
-# What a pending delivery of an erased number becomes. The engine sends to Delivery.e164, so a pending
-# delivery must never hold "erased": it is cancelled, and only then loses its number.
-ERASED_REASON = "not sent: the contact was deleted or the number removed"
-# Being sent right now: the engine holds the number in memory and, after a crash, puts the delivery
-# back to pending with the e164 it reads from the row; erasing it there would send to "erased".
-IN_FLIGHT = ("submitting",)
-
-
-def _erase_number(s, number: PhoneNumberRow) -> None:
-    """Forget a number no contact uses any more; past deliveries keep their counts, not the number."""
-    s.execute(update(Delivery).where(Delivery.number_id == number.id, Delivery.state == "pending")
-              .values(state="cancelled", last_error=ERASED_REASON, updated_at=utcnow()))
-    if s.scalar(select(exists().where(Delivery.number_id == number.id))):
-        s.execute(update(Delivery).where(Delivery.number_id == number.id, Delivery.state.not_in(IN_FLIGHT))
-                  .values(e164="erased"))
-        number.e164, number.opted_out = f"erased:{number.id}", True
-    else:
-        s.delete(number)
+    return ContactFields(
+        name=name[:200], numbers=tuple(numbers), language=language, needs=needs or None,
+        vulnerable=form.get("vulnerable") == "1", address=form.get("address", "").strip()[:300] or None,
+        zone=form.get("zone", "").strip()[:120], consent_date=consent_date,
+        consent_source=form.get("consent_source", "").strip()[:120] or None,
+        groups=tuple(g.strip()[:120] for g in form.get("groups", "").split(",") if g.strip()))
 
 
 def _form_page(contact: Contact | None, status: int = 200):
@@ -199,15 +154,9 @@ def new():
         except FormError as exc:
             flash(str(exc), "error")
             return _form_page(None, 400)
-        p = panel()
-        with p.audit.transaction() as s:
-            contact = Contact(name=values["name"])
-            s.add(contact)
-            _apply(s, contact, values)
-            s.flush()
-            p.audit.record(s, current_user.username, "contact.create", contact.id)
+        contact_id = save_contact(panel().audit, None, values, actor=current_user.username)
         flash(_("Contact saved."), "success")
-        return redirect(url_for("contacts.edit", contact_id=contact.id))
+        return redirect(url_for("contacts.edit", contact_id=contact_id))
     return _form_page(None)
 
 
@@ -226,11 +175,10 @@ def edit(contact_id: int):
         except FormError as exc:
             flash(str(exc), "error")
             return _form_page(contact, 400)
-        p = panel()
-        with p.audit.transaction() as s:
-            row = s.get(Contact, contact_id)
-            _apply(s, row, values)
-            p.audit.record(s, current_user.username, "contact.update", contact_id)
+        try:
+            save_contact(panel().audit, contact_id, values, actor=current_user.username)
+        except NotFound:
+            abort(404)  # deleted meanwhile
         flash(_("Contact saved."), "success")
         return redirect(url_for("contacts.edit", contact_id=contact_id))
     return _form_page(contact)
@@ -240,24 +188,10 @@ def edit(contact_id: int):
 @require_role("operator")
 def delete(contact_id: int):
     """Erase a person: name, address, numbers no one else shares; keep only anonymous counts."""
-    p = panel()
-    with p.audit.transaction() as s:
-        contact = s.get(Contact, contact_id)
-        if contact is None:
-            abort(404)
-        zone = contact.zone.name if contact.zone else None
-        s.add(ErasedContacts(zone=zone, vulnerable=contact.vulnerable, numbers=len(contact.numbers)))
-        numbers = list(contact.numbers)
-        contact.numbers = []
-        s.flush()
-        # A household number stays: the others still need it.
-        erased = [number for number in numbers if not _used_by_anyone(s, number)]
-        for number in erased:
-            _erase_number(s, number)
-        erased_numbers = len(erased)
-        s.delete(contact)
-        p.audit.record(s, current_user.username, "contact.delete", contact_id, zone=zone,
-                       numbers_erased=erased_numbers)
+    try:
+        delete_contact(panel().audit, contact_id, actor=current_user.username)
+    except NotFound:
+        abort(404)
     flash(_("Contact deleted: personal data erased."), "success")
     return redirect(url_for("contacts.index"))
 
@@ -270,7 +204,7 @@ PREVIEW_MAX_AGE = dt.timedelta(hours=1)
 
 
 def _uploads() -> Path:
-    path = Path(panel().config.general["data_dir"]) / "uploads"
+    path = Path(panel().config.general.data_dir) / "uploads"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -304,7 +238,7 @@ def import_file():
     if not data:
         flash(_("The uploaded file is empty."), "error")
         return render_template("contacts/import.html", parsed=None), 400
-    parsed = parse_contacts_csv(data, default_region=panel().config.general["region"])
+    parsed = parse_contacts_csv(data, default_region=panel().config.general.region)
     token = None
     status = 200
     if parsed.fatal or not parsed.contacts:
@@ -328,7 +262,7 @@ def import_confirm():
     strict = request.form.get("strict") == "1"
     p = panel()
     try:
-        report = import_contacts(p.sessions, data, region=p.config.general["region"], strict=strict)
+        report = import_contacts(p.sessions, data, region=p.config.general.region, strict=strict)
     finally:
         path.unlink(missing_ok=True)  # used once, whatever happened: a failed import is uploaded again
     p.audit.write(current_user.username, "contacts.import", request.form.get("filename", "")[:120],

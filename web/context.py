@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from flask import current_app, request
 from flask_login import current_user
 
 from gateway.core.services import Services
 from gateway.core.audit import AuditLog
+from gateway.core.config import WebConfig
 
 
 @dataclass
@@ -21,7 +21,7 @@ class Panel:
         return self.services.config
 
     @property
-    def web(self) -> dict[str, Any]:
+    def web(self) -> WebConfig:
         return self.services.config.web
 
     @property

@@ -52,7 +52,7 @@ def _snapshot() -> dict:
         line["state_label"] = label(line["state"], "line_state")
         if line["stale"]:
             line["state_label"] += " (" + _("no recent report") + ")"
-    cap = capacity(lines, panel().config)
+    cap = capacity(lines)
     return {
         "alarms": alarms,
         "lines": lines,

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.core import line_health
+from gateway.core.capacity import OPEN_STATES, current_rates, estimate
 from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Delivery, Line
@@ -29,7 +30,7 @@ CAPACITY_MINUTES = 10
 
 def stale_after(config: Config) -> float:
     """Seconds after which a line's row is too old to trust (see gateway.core.line_health)."""
-    return line_health.stale_after(config.engine["health_interval"])
+    return line_health.stale_after(config.engine.health_interval)
 
 
 def empty_progress() -> dict[str, Any]:
@@ -49,9 +50,12 @@ def alert_progress(session: Session, alert_ids: Iterable[int]) -> dict[int, dict
         entry = result[alert_id]
         entry["total"] += count
         entry[bucket] += count
-        per_channel = entry["channels"].setdefault(channel, {"total": 0, **{b: 0 for b in BUCKET_ORDER}})
+        per_channel = entry["channels"].setdefault(channel, {"total": 0, **{b: 0 for b in BUCKET_ORDER},
+                                                             "remaining": 0})
         per_channel["total"] += count
         per_channel[bucket] += count
+        if state in OPEN_STATES:  # what the ETA counts, as the CLI's status does (gateway.core.capacity)
+            per_channel["remaining"] += count
     for entry in [*result.values(), *(c for e in result.values() for c in e["channels"].values())]:
         open_ = entry["queued"] + entry["in_progress"]
         entry["percent"] = round(100.0 * (entry["total"] - open_) / entry["total"], 1) if entry["total"] else 0.0
@@ -82,9 +86,9 @@ def is_up(line: dict[str, Any]) -> bool:
     return line["state"] == LineState.UP and not line["stale"]
 
 
-def capacity(lines: list[dict[str, Any]], config: Config, minutes: int = CAPACITY_MINUTES) -> dict[str, Any]:
-    """How many people the lines up now can reach in ``minutes``: one single-segment SMS or one call each."""
-    configured = {m.label: m.per_minute for m in config.modems}
+def capacity(lines: list[dict[str, Any]], minutes: int = CAPACITY_MINUTES) -> dict[str, Any]:
+    """How many people the lines up now can reach in ``minutes``: one single-segment SMS or one call each.
+    Each line counts with the rate it reported, as in the ETAs (gateway.core.capacity)."""
     sms = voice = 0.0
     sms_up = voice_up = 0
     for line in lines:
@@ -92,8 +96,7 @@ def capacity(lines: list[dict[str, Any]], config: Config, minutes: int = CAPACIT
             continue
         rate = line["rate_per_minute"]
         if line["channel"] == "sms":
-            rate = rate if rate else configured.get(line["label"], 0.0)
-            possible = rate * minutes
+            possible = (rate or 0.0) * minutes
             if line["daily_cap"]:
                 possible = min(possible, max(0, line["daily_cap"] - line["sent_today"]))
             sms += possible
@@ -108,27 +111,11 @@ def capacity(lines: list[dict[str, Any]], config: Config, minutes: int = CAPACIT
             "voice_lines": sum(1 for l in lines if l["channel"] != "sms")}
 
 
-def rates_per_minute(lines: list[dict[str, Any]], config: Config) -> dict[str, float]:
-    """SMS segments and calls per minute of the lines up now."""
-    configured = {m.label: m.per_minute for m in config.modems}
-    rates = {"sms": 0.0, "voice": 0.0}
-    for line in lines:
-        if is_up(line):
-            fallback = configured.get(line["label"], 0.0) if line["channel"] == "sms" else 0.0
-            rates["sms" if line["channel"] == "sms" else "voice"] += line["rate_per_minute"] or fallback
-    return rates
-
-
-def eta_seconds(recipients: dict[str, int], segments: int, lines: list[dict[str, Any]],
-                config: Config) -> dict[str, float | None]:
-    """Seconds each channel needs for these recipients with the lines up now (None: no line up)."""
-    rates = rates_per_minute(lines, config)
-    out: dict[str, float | None] = {}
-    for channel, count in recipients.items():
-        units = count * (segments if channel == "sms" else 1)
-        rate = rates.get(channel, 0.0)
-        out[channel] = 0.0 if units == 0 else (round(units / rate * 60.0) if rate > 0 else None)
-    return out
+def eta_seconds(session: Session, deliveries: dict[str, int], segments: int, config: Config) -> dict[str, float | None]:
+    """Seconds each channel needs for ``deliveries`` with the lines up now (None: no line up),
+    computed as ``allerta alert status`` does (gateway.core.capacity)."""
+    rates = current_rates(session, utcnow(), stale_after(config))
+    return {channel: eta.seconds for channel, eta in estimate(deliveries, segments, rates).items()}
 
 
 def active_alerts(session: Session, since_hours: int = 24) -> list[Alert]:

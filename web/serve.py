@@ -39,15 +39,15 @@ def ensure_certificate(config: Config, listen: str | None = None) -> tuple[Path,
     subjectAltName lacks the address in the URL bar.
     """
     web = config.web
-    if web["tls_cert"]:
-        cert, key = Path(web["tls_cert"]), Path(web["tls_key"])
+    if web.tls_cert:
+        cert, key = Path(web.tls_cert), Path(web.tls_key)
         for path, what in ((cert, "tls_cert"), (key, "tls_key")):
             if not path.is_file():
                 raise FileNotFoundError(f"[web] {what}: {path} does not exist")
         return cert, key
-    directory = Path(config.general["data_dir"]) / "tls"
+    directory = Path(config.general.data_dir) / "tls"
     cert, key = directory / "panel.crt", directory / "panel.key"
-    names = certificate_names(web["listen"] if listen is None else listen, web["tls_names"])
+    names = certificate_names(web.listen if listen is None else listen, web.tls_names)
     if not (cert.exists() and key.exists()) or not names <= _names_in(cert):
         generate_self_signed(cert, key, extra_names=sorted(names))
     return cert, key
@@ -160,9 +160,9 @@ def serve(app, config: Config, *, host: str | None = None, port: int | None = No
     # Held while serving, so 'allerta restore' refuses to replace the database under the panel.
     panel_lock = hold_panel_lock(config)
     web = config.web
-    host = host or web["listen"]
-    port = web["port"] if port is None else port
-    https_port = web["https_port"] if https_port is None else https_port
+    host = host or web.listen
+    port = web.port if port is None else port
+    https_port = web.https_port if https_port is None else https_port
     https = None
     if https_port:
         cert, key = ensure_certificate(config, host)

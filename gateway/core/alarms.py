@@ -54,11 +54,11 @@ class AlarmSettings:
     @classmethod
     def from_config(cls, config: Config) -> "AlarmSettings":
         ops = config.ops
-        return cls(comune=config.general["comune"], on_call=tuple(ops["on_call"]),
-                   modem_lost_seconds=ops["modem_lost_minutes"] * 60, ami_down_seconds=ops["ami_down_minutes"] * 60,
-                   sim_cap_warning=ops["sim_cap_warning"], trunk_failures=ops["trunk_failures"], modems=frozenset(m.label for m in config.modems),
-                   trunks=frozenset(t["name"] for t in config.trunks) if config.asterisk["enabled"] else frozenset(),
-                   ami_link=f"{config.asterisk['host']}:{config.asterisk['port']}")
+        return cls(comune=config.general.comune, on_call=tuple(ops.on_call),
+                   modem_lost_seconds=ops.modem_lost_minutes * 60, ami_down_seconds=ops.ami_down_minutes * 60,
+                   sim_cap_warning=ops.sim_cap_warning, trunk_failures=ops.trunk_failures, modems=frozenset(m.label for m in config.modems),
+                   trunks=frozenset(t.name for t in config.trunks) if config.asterisk.enabled else frozenset(),
+                   ami_link=f"{config.asterisk.host}:{config.asterisk.port}")
 
 
 class AlarmMonitor:

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import DateTime, Integer, and_, case, cast, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.core import line_health
+from gateway.core import capacity, line_health
+from gateway.core.config import SCHEMA
 from gateway.core.db import utcnow
 from gateway.core.models import (Alert, Attempt, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
                             contact_groups, contact_numbers)
 from gateway.core.phone import InvalidNumber, normalise_number
 from gateway.core.sms_text import SmsPlan, SmsTextError, plan_sms
-from gateway.core.states import (OPEN_DELIVERY_STATES, AlertState, Channel, DeliveryState, LineState, PartStatus,
-                                 join_channels)
+from gateway.core.states import AlertState, Channel, DeliveryState, PartStatus, join_channels
 
 
 class AlertError(Exception):
@@ -58,16 +58,18 @@ class AlertRequest:
     priority: bool = False
     created_by: str = "cli"
     deadline: dt.datetime | None = None
-    max_attempts: int = 5
+    # The retry policy (gateway.core.retry.AlertPolicy): the entry points fill it from the
+    # configuration; these defaults are the schema's, for callers that do not.
+    max_attempts: int = SCHEMA["retry"]["max_attempts"].default
     # Voice: the rendered message and the retry policy.
     audio_path: str | None = None
     audio_seconds: float | None = None
     audio_source: str | None = None
-    voice_interval: float = 300.0
-    voice_growth: float = 1.5
-    voice_cap: int = 8
-    stop_on_confirm: bool = True
-    sms_fallback: bool = False
+    voice_interval: float = SCHEMA["voice"]["interval"].default
+    voice_growth: float = SCHEMA["voice"]["growth"].default
+    voice_cap: int = SCHEMA["voice"]["per_number_cap"].default
+    stop_on_confirm: bool = SCHEMA["voice"]["stop_on_confirm"].default
+    sms_fallback: bool = SCHEMA["voice"]["sms_fallback"].default
     # Versions of the text in other languages, {"ro": "..."}: a recipient whose language
     # has one gets it; everyone else gets ``text``. ``translation_audio`` holds the voice
     # message of a version, {"ro": (path without extension, seconds)}.
@@ -455,28 +457,25 @@ class AlertService:
         by_channel: dict[str, dict[str, int]] = {}
         for channel, state, count in counts:
             by_channel.setdefault(channel, {})[state] = count
-        # A line whose row the engine stopped refreshing adds no capacity to the ETA.
-        stale = line_health.stale_lines(lines, utcnow(), self.stale_seconds)
+        now = utcnow()
+        stale = line_health.stale_lines(lines, now, self.stale_seconds)
         for line in lines:
             entry = per_line.setdefault(line.label, {"segments_sent": 0, "segments_delivered": 0})
             entry.update(channel=line.channel, state=line.state, stale=stale[line.label], rate_per_minute=line.rate_per_minute,
                          last_error=line.last_error, in_use=line.in_use, limit=line.limit,
                          calls=calls.get(line.label, 0))
-        channels = {}
-        for channel, states in by_channel.items():
-            remaining = sum(states.get(state, 0) for state in OPEN_DELIVERY_STATES)
-            units = remaining * (alert.segments if channel == Channel.SMS else 1)
-            capacity = sum((line.rate_per_minute or 0) for line in lines
-                           if line.channel == channel and line.state == LineState.UP and not stale[line.label])
-            eta = 0.0 if remaining == 0 else round(units / capacity * 60.0, 1) if capacity > 0 else None
-            channels[channel] = {"by_state": states, "remaining": remaining,
-                                 "in_progress": states.get(DeliveryState.SUBMITTING, 0),
-                                 "capacity_per_minute": round(capacity, 2), "eta_seconds": eta}
+        # The panel's alert page computes its ETA with the same two calls.
+        etas = capacity.estimate({channel: capacity.remaining(states) for channel, states in by_channel.items()},
+                                 alert.segments, capacity.line_rates(lines, now, self.stale_seconds))
+        channels = {channel: {"by_state": states, "remaining": etas[channel].remaining,
+                              "in_progress": states.get(DeliveryState.SUBMITTING, 0),
+                              "capacity_per_minute": round(etas[channel].rate_per_minute, 2),
+                              "eta_seconds": etas[channel].seconds}
+                    for channel, states in by_channel.items()}
         all_states = {}
         for states in by_channel.values():
             for state, count in states.items():
                 all_states[state] = all_states.get(state, 0) + count
-        etas = [c["eta_seconds"] for c in channels.values()]
         return {
             "alert": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
@@ -487,5 +486,5 @@ class AlertService:
             "possible_duplicates": duplicates,
             "lines": per_line,
             "remaining_segments": channels.get(Channel.SMS, {}).get("remaining", 0) * alert.segments,
-            "eta_seconds": None if None in etas else max(etas, default=0.0),
+            "eta_seconds": capacity.overall_seconds(etas.values()),
         }

@@ -20,6 +20,10 @@ from typing import Mapping
 # Asterisk plays .wav only as 8 kHz, mono, signed 16-bit PCM (16 kHz is .wav16).
 SAMPLE_RATE = 8000
 SOX_PCM_ARGS = ("-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer")
+# sox dithers what "norm" changes with a randomly seeded generator: without -R ("repeatable")
+# the same message rendered twice differs in every sample, and the CLI, the panel and the
+# API could not be shown to make the same file for the same alert.
+SOX_REPEATABLE = "-R"
 INSTALL_HINT = "install it with: apt-get install espeak-ng sox libsox-fmt-mp3"
 
 # Language -> (espeak-ng voice, the closing instruction in that language).
@@ -116,7 +120,7 @@ def _to_pcm(src: Path, out_wav: Path, what: str, timeout: float) -> AudioInfo:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _run([_tool("sox"), str(src), *SOX_PCM_ARGS, str(tmp), "norm", "-3"], what, timeout)
+        _run([_tool("sox"), SOX_REPEATABLE, str(src), *SOX_PCM_ARGS, str(tmp), "norm", "-3"], what, timeout)
         # mkstemp makes the file 0600; Asterisk (in group allerta) must be able to play it.
         os.chmod(tmp, 0o640)
         os.replace(tmp, out_wav)

@@ -31,7 +31,7 @@ class BackupError(Exception):
 
 # --- the engine's lock -----------------------------------------------------------------
 def lock_path(config: Config) -> Path:
-    return Path(config.general["data_dir"]) / LOCK_NAME
+    return Path(config.general.data_dir) / LOCK_NAME
 
 
 class EngineLock:
@@ -100,7 +100,7 @@ def engine_running(config: Config) -> bool:
 
 # --- the panel's lock ------------------------------------------------------------------
 def panel_lock_path(config: Config) -> Path:
-    return Path(config.general["data_dir"]) / PANEL_LOCK_NAME
+    return Path(config.general.data_dir) / PANEL_LOCK_NAME
 
 
 def hold_panel_lock(config: Config) -> EngineLock:
@@ -115,11 +115,6 @@ def hold_panel_lock(config: Config) -> EngineLock:
     fd = _open_lock(path)
     fcntl.flock(fd, fcntl.LOCK_SH)
     return EngineLock(fd, path)
-
-
-def panel_running(config: Config) -> bool:
-    """True when an ``allerta web`` serves this data directory."""
-    return _lock_held(panel_lock_path(config))
 
 
 # --- backup and restore ------------------------------------------------------------------

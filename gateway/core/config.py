@@ -1,9 +1,12 @@
 """Configuration: one TOML file, validated at start against a documented schema.
 
 Every key lives in ``SCHEMA`` with its type, default and documentation; the
-starter file written by ``allerta init`` and README's key table both come
-from it, so a key cannot exist without being documented. Anything unknown or
-ill-typed stops the start with a message naming the key.
+starter file written by ``allerta init``, the key table of docs/configuration.md and the typed,
+frozen section classes (``config.retry.max_attempts``) all come from it, so a
+key cannot exist without being documented and its default is written once.
+Everything is validated at load, keys one by one and the rules between them
+(a trunk's dial string included): anything unknown, ill-typed or inconsistent
+stops the start, and fails ``allerta doctor``, with a message naming the key.
 """
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ import os
 import re
 import secrets
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from gateway.core.dialstring import NUMBER_FORMATS, dial_template_problem
 
 DEFAULT_CONFIG_PATH = "/etc/allerta/allerta.toml"
 
@@ -82,8 +87,23 @@ def _allowed(value: str) -> str | None:
 
 
 def _number_format(value: str) -> str | None:
-    formats = ("keep_plus", "international", "international_00", "national")
-    return None if value in formats else f"must be one of {', '.join(formats)}"
+    return None if value in NUMBER_FORMATS else f"must be one of {', '.join(NUMBER_FORMATS)}"
+
+
+def _name(value: str) -> str | None:
+    # Trunk names, the AMI user and the dialplan context go into AMI headers and Asterisk's files.
+    ok = re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value) is not None
+    return None if ok else "must be 1 to 64 letters, digits, '_', '.' or '-'"
+
+
+def _caller_id(value: str) -> str | None:
+    # A comma or a line break would end the Originate's CallerID header early.
+    return None if not re.search(r"[\r\n,]", value) else "must not contain commas or line breaks"
+
+
+def _prefix_list(value: list) -> str | None:
+    ok = all(isinstance(p, str) and re.fullmatch(r"\+[1-9]\d{0,14}", p) for p in value)
+    return None if ok else "must be a list of E.164 prefixes written as strings, '+' and digits, e.g. [\"+39\"]"
 
 
 def _number_list(value: list) -> str | None:
@@ -151,12 +171,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enabled": Key(bool, False, "Use the voice channel (needs at least one [[trunks]])."),
         "host": Key(str, "127.0.0.1", "AMI host. Keep it on loopback: AMI is not encrypted.", _loopback),
         "port": Key(int, 5038, "AMI port.", _port),
-        "username": Key(str, "allerta", "AMI user (manager_allerta.conf)."),
+        "username": Key(str, "allerta", "AMI user (manager_allerta.conf).", _name),
         "secret": Key(str, "", "AMI secret. Never logged.", secret=True),
-        "context": Key(str, "allerta-outbound", "Dialplan context of extensions_allerta.conf."),
+        "context": Key(str, "allerta-outbound", "Dialplan context of extensions_allerta.conf.", _name),
         "sounds_dir": Key(str, "", "Where Asterisk reads our audio. Empty: <data_dir>/sounds."),
         "amd": Key(bool, True, "Detect answering machines and leave the message on them."),
-        "ring_timeout": Key(NUMBER, 30.0, "Seconds a call may ring before it counts as no answer.", _positive),
+        "ring_timeout": Key(NUMBER, 30.0, "Seconds a call may ring before it counts as no answer.", _at_least_one),
     },
     "voice": {
         "max_attempts": Key(int, 5, "Default attempts per number that count against the recipient.", _positive),
@@ -197,13 +217,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 
 TRUNK_SCHEMA: dict[str, Key] = {
-    "name": Key(str, None, "Trunk name shown to operators (unique)."),
-    "dial": Key(str, None, "Dial string template with {number}: PJSIP/{number}@trunk, DAHDI/g0/{number}, Dongle/g1/{number}, Local/{number}@context."),
+    "name": Key(str, None, "Trunk name shown to operators (unique).", _name),
+    "dial": Key(str, None, "Dial string template with {number}: PJSIP/{number}@trunk, DAHDI/g0/{number}, Dongle/g1/{number}, Local/{number}@context.", dial_template_problem),
     "max_channels": Key(int, 1, "Most simultaneous calls (GSM dongle 1, BRI 2, E1 30).", _positive),
     "calls_per_second": Key(NUMBER, 2.0, "Most new calls per second, so the exchange is not flooded. Keeping a trunk full needs max_channels / call seconds: an E1 (30) with 25 s calls needs 1.2.", _positive),
-    "caller_id": Key(str, "", "Caller ID: the comune's known number, so people trust and can call back."),
+    "caller_id": Key(str, "", "Caller ID: the comune's known number, so people trust and can call back.", _caller_id),
     "allowed": Key(str, "all", "Numbers this trunk may dial: all, landline, or prefixes.", _allowed),
-    "prefixes": Key(list, [], "E.164 prefixes for allowed = 'prefixes', e.g. ['+39']."),
+    "prefixes": Key(list, [], "E.164 prefixes for allowed = 'prefixes', e.g. ['+39'].", _prefix_list),
     "number_format": Key(str, "keep_plus", "How the number is dialled: keep_plus, international, international_00, national.", _number_format),
 }
 
@@ -218,45 +238,75 @@ MODEM_SCHEMA: dict[str, Key] = {
 }
 
 
-@dataclass(frozen=True)
-class ModemConfig:
-    label: str
-    port: str
-    baud: int = 115200
-    pin: str = field(default="", repr=False)  # never printed
-    per_minute: float = 20.0
-    daily_cap: int = 2000
-    imei: str = ""
+def _field_type(key: Key) -> Any:
+    """The type a section object holds: numbers as float, lists as tuples (frozen all the way down)."""
+    if key.type is NUMBER:
+        return float
+    if key.type is list:
+        return tuple[str, ...]
+    return key.type
+
+
+def _typed(key: Key, value: Any) -> Any:
+    if key.type is NUMBER:
+        return float(value)
+    if key.type is list:
+        return tuple(value)
+    return value
+
+
+def _section_class(name: str, schema: dict[str, Key], table: str) -> type:
+    """A frozen dataclass with one field per key of ``schema``, its default taken from there."""
+    required = [(key, _field_type(spec), field(repr=not spec.secret))
+                for key, spec in schema.items() if spec.default is None]
+    optional = [(key, _field_type(spec), field(default=_typed(spec, spec.default), repr=not spec.secret))
+                for key, spec in schema.items() if spec.default is not None]
+    cls = make_dataclass(name, required + optional, frozen=True)
+    cls.__module__ = __name__
+    cls.__doc__ = f"The keys of {table}, validated (see SCHEMA for each key's meaning)."
+    return cls
+
+
+GeneralConfig = _section_class("GeneralConfig", SCHEMA["general"], "[general]")
+DatabaseConfig = _section_class("DatabaseConfig", SCHEMA["database"], "[database]")
+EngineConfig = _section_class("EngineConfig", SCHEMA["engine"], "[engine]")
+RetryConfig = _section_class("RetryConfig", SCHEMA["retry"], "[retry]")
+AsteriskConfig = _section_class("AsteriskConfig", SCHEMA["asterisk"], "[asterisk]")
+VoiceConfig = _section_class("VoiceConfig", SCHEMA["voice"], "[voice]")
+WebConfig = _section_class("WebConfig", SCHEMA["web"], "[web]")
+OpsConfig = _section_class("OpsConfig", SCHEMA["ops"], "[ops]")
+ModemConfig = _section_class("ModemConfig", MODEM_SCHEMA, "one [[modems]] table")
+VoiceTrunkConfig = _section_class("VoiceTrunkConfig", TRUNK_SCHEMA, "one [[trunks]] table")
+SECTION_CLASSES: dict[str, type] = {
+    "general": GeneralConfig, "database": DatabaseConfig, "engine": EngineConfig, "retry": RetryConfig,
+    "asterisk": AsteriskConfig, "voice": VoiceConfig, "web": WebConfig, "ops": OpsConfig,
+}
 
 
 @dataclass(frozen=True)
 class Config:
-    general: dict[str, Any]
-    database: dict[str, Any]
-    engine: dict[str, Any]
-    retry: dict[str, Any]
-    modems: tuple[ModemConfig, ...]
-    asterisk: dict[str, Any] = field(default_factory=lambda: _defaults("asterisk"), repr=False)
-    voice: dict[str, Any] = field(default_factory=lambda: _defaults("voice"))
-    trunks: tuple[dict[str, Any], ...] = ()
+    general: GeneralConfig = field(default_factory=GeneralConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
+    modems: tuple[ModemConfig, ...] = ()
+    trunks: tuple[VoiceTrunkConfig, ...] = ()
     path: str | None = None
-    web: dict[str, Any] = field(default_factory=lambda: _defaults("web"))
-    ops: dict[str, Any] = field(default_factory=lambda: _defaults("ops"))
 
     @property
     def sounds_dir(self) -> str:
-        return self.asterisk["sounds_dir"] or os.path.join(self.general["data_dir"], "sounds")
+        return self.asterisk.sounds_dir or os.path.join(self.general.data_dir, "sounds")
 
     @property
     def database_url(self) -> str:
-        url = self.database["url"]
+        url = self.database.url
         if url:
             return url
-        return "sqlite:///" + os.path.join(self.general["data_dir"], "allerta.db")
-
-
-def _defaults(section: str) -> dict[str, Any]:
-    return {key: spec.default for key, spec in SCHEMA[section].items()}
+        return "sqlite:///" + os.path.join(self.general.data_dir, "allerta.db")
 
 
 def _check_value(where: str, key: Key, value: Any) -> Any:
@@ -280,6 +330,7 @@ def _type_name(t: type | tuple[type, ...]) -> str:
 
 
 def _section(name: str, raw: Any, schema: dict[str, Key]) -> dict[str, Any]:
+    """The checked values of one table, defaults filled in, as the section class takes them."""
     if not isinstance(raw, dict):
         raise ConfigError(f"[{name}]: expected a table")
     out = {}
@@ -289,11 +340,11 @@ def _section(name: str, raw: Any, schema: dict[str, Key]) -> dict[str, Any]:
             raise ConfigError(f"[{name}] {key}: unknown key (known keys: {known})")
     for key, spec in schema.items():
         if key in raw:
-            out[key] = _check_value(f"[{name}] {key}", spec, raw[key])
+            out[key] = _typed(spec, _check_value(f"[{name}] {key}", spec, raw[key]))
         elif spec.default is None:
             raise ConfigError(f"[{name}] {key}: required")
         else:
-            out[key] = spec.default
+            out[key] = _typed(spec, spec.default)
     return out
 
 
@@ -303,35 +354,45 @@ def parse_config(raw: dict[str, Any], path: str | None = None) -> Config:
     for section in raw:
         if section not in known:
             raise ConfigError(f"[{section}]: unknown section (known: {', '.join(sorted(known))})")
-    sections = {name: _section(name, raw.get(name, {}), schema) for name, schema in SCHEMA.items()}
-    modems_raw = raw.get("modems", [])
-    if not isinstance(modems_raw, list):
-        raise ConfigError("[[modems]]: expected an array of tables ([[modems]])")
-    modems = []
-    labels: set[str] = set()
-    for index, entry in enumerate(modems_raw):
-        values = _section(f"modems #{index + 1}", entry, MODEM_SCHEMA)
-        if values["label"] in labels:
-            raise ConfigError(f"[modems #{index + 1}] label: {values['label']!r} is used by another modem")
-        labels.add(values["label"])
-        modems.append(ModemConfig(**values))
-    trunks_raw = raw.get("trunks", [])
-    if not isinstance(trunks_raw, list):
-        raise ConfigError("[[trunks]]: expected an array of tables ([[trunks]])")
-    trunks = []
-    for index, entry in enumerate(trunks_raw):
-        values = _section(f"trunks #{index + 1}", entry, TRUNK_SCHEMA)
-        if "{number}" not in values["dial"]:
-            raise ConfigError(f"[trunks #{index + 1}] dial: the template must contain {{number}} (got {values['dial']!r})")
-        if any(t["name"] == values["name"] for t in trunks):
-            raise ConfigError(f"[trunks #{index + 1}] name: {values['name']!r} is used by another trunk")
-        trunks.append(values)
-    if sections["ops"]["selftest_weekday"] and not sections["ops"]["selftest_at"]:
+    sections = {name: SECTION_CLASSES[name](**_section(name, raw.get(name, {}), schema))
+                for name, schema in SCHEMA.items()}
+    modems = tuple(ModemConfig(**values) for values in _tables(raw, "modems", MODEM_SCHEMA, "label", "modem"))
+    trunks = tuple(VoiceTrunkConfig(**values) for values in _tables(raw, "trunks", TRUNK_SCHEMA, "name", "trunk"))
+    config = Config(modems=modems, trunks=trunks, path=path, **sections)
+    _check_rules(config)
+    return config
+
+
+def _tables(raw: dict[str, Any], table: str, schema: dict[str, Key], unique: str, noun: str) -> list[dict[str, Any]]:
+    """The checked values of each [[table]], whose ``unique`` key must differ from the others'."""
+    entries = raw.get(table, [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"[[{table}]]: expected an array of tables ([[{table}]])")
+    out: list[dict[str, Any]] = []
+    for index, entry in enumerate(entries, 1):
+        values = _section(f"{table} #{index}", entry, schema)
+        if any(other[unique] == values[unique] for other in out):
+            raise ConfigError(f"[{table} #{index}] {unique}: {values[unique]!r} is used by another {noun}")
+        out.append(values)
+    return out
+
+
+def _check_rules(config: Config) -> None:
+    """The rules between keys that are each valid alone: broken, they would stop the engine later."""
+    if config.ops.selftest_weekday and not config.ops.selftest_at:
         # A weekday without a time would start at whatever hour the interval ends: the night call again.
         raise ConfigError("[ops] selftest_weekday: needs [ops] selftest_at (the time of day), e.g. \"10:00\"")
-    if sections["asterisk"]["enabled"] and not trunks:
+    if config.asterisk.enabled and not config.trunks:
         raise ConfigError("[asterisk] enabled: the voice channel needs at least one [[trunks]] table")
-    return Config(modems=tuple(modems), trunks=tuple(trunks), path=path, **sections)
+    for index, trunk in enumerate(config.trunks, 1):
+        if trunk.allowed == "prefixes" and not trunk.prefixes:
+            raise ConfigError(f"[trunks #{index}] prefixes: allowed = \"prefixes\" needs at least one prefix, "
+                              "e.g. prefixes = [\"+39\"] (or allowed = \"all\")")
+    web = config.web
+    if bool(web.tls_cert) != bool(web.tls_key):
+        missing, given = ("tls_key", "tls_cert") if web.tls_cert else ("tls_cert", "tls_key")
+        raise ConfigError(f"[web] {missing}: needed with [web] {given} (a certificate and its private key go "
+                          "together); leave both empty for a generated certificate")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -362,7 +423,7 @@ def _toml_value(value: Any) -> str:
 
 def starter_config(data_dir: str, modems: list[ModemConfig] | None = None, comune: str | None = None) -> str:
     """The commented configuration file ``allerta init`` writes."""
-    lines = ["# Allerta configuration. Every key is documented in README.md.", ""]
+    lines = ["# Allerta configuration. Every key is documented in docs/configuration.md.", ""]
     # A fresh random AMI secret: the same value goes into manager_allerta.conf
     # through 'allerta asterisk config'.
     overrides = {("general", "data_dir"): data_dir, ("asterisk", "secret"): secrets.token_urlsafe(18)}
@@ -396,7 +457,7 @@ def starter_config(data_dir: str, modems: list[ModemConfig] | None = None, comun
 
 
 def schema_markdown() -> str:
-    """README's table of keys."""
+    """The table of keys in docs/configuration.md (between its keys:start and keys:end markers)."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
     for name, schema in SCHEMA.items():
         for key, spec in schema.items():

@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, StatusReport
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
-from gateway.core.policy import DeliveryPolicy
 from gateway.core.logs import event_line, mask_number
+from gateway.core.retry import DeliveryPolicy
 from gateway.core.states import Channel as ChannelName, DeliveryState, LineState
 from gateway.core.store import ClaimedDelivery, ReportMatch, Store
 

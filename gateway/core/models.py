@@ -88,17 +88,19 @@ class Alert(Base):
     state: Mapped[str] = mapped_column(String(16), default=AlertState.ACTIVE)  # an AlertState
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     deadline: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    max_attempts: Mapped[int] = mapped_column(Integer)
     recipients: Mapped[int] = mapped_column(Integer, default=0)
     # Voice: the rendered message (8 kHz WAV, path without extension for Playback) and its policy.
+    # The policy columns (max_attempts, voice_*, stop_on_confirm, sms_fallback) have no default here:
+    # AlertService sets them from the request, whose defaults are the configuration schema's.
     audio_path: Mapped[str | None] = mapped_column(String(400))
     audio_seconds: Mapped[float | None] = mapped_column(Float)
     audio_source: Mapped[str | None] = mapped_column(String(16))   # tts | recording
-    voice_interval: Mapped[float] = mapped_column(Float, default=300.0)
-    voice_growth: Mapped[float] = mapped_column(Float, default=1.5)
-    voice_cap: Mapped[int] = mapped_column(Integer, default=8)
-    stop_on_confirm: Mapped[bool] = mapped_column(Boolean, default=True)
-    sms_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    voice_interval: Mapped[float] = mapped_column(Float)
+    voice_growth: Mapped[float] = mapped_column(Float)
+    voice_cap: Mapped[int] = mapped_column(Integer)
+    stop_on_confirm: Mapped[bool] = mapped_column(Boolean)
+    sms_fallback: Mapped[bool] = mapped_column(Boolean)
     # Sent at a chosen time: its deliveries wait with next_attempt_at = send_at (None: at once).
     send_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # A correction or all-clear goes to the numbers the alert it follows went to.

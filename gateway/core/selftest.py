@@ -17,7 +17,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,14 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.core.alerts import AlertError, AlertRequest, AlertService, Target
-from gateway.core.config import WEEKDAYS, Config
+from gateway.core.audio import FALLBACK_LANGUAGE, voice_language
+from gateway.core.config import SCHEMA, WEEKDAYS, Config
 from gateway.core.db import utcnow
 from gateway.core.logs import mask_number
 from gateway.core.models import Alert, Delivery
 from gateway.core.models_ops import SelfTestRun
 from gateway.core.states import OPEN_DELIVERY_STATES, AlertState, Channel, DeliveryState
+from gateway.core.voice_messages import Version, VoiceRenderer
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,11 @@ class SelfTestSettings:
     comune: str = "Comune di Esempio"
     language: str = "it"
     sounds_dir: str = ""
-    sms_attempts: int = 5
-    voice_attempts: int = 5
-    voice_interval: float = 300.0
-    voice_growth: float = 1.5
-    voice_cap: int = 8
+    sms_attempts: int = SCHEMA["retry"]["max_attempts"].default
+    voice_attempts: int = SCHEMA["voice"]["max_attempts"].default
+    voice_interval: float = SCHEMA["voice"]["interval"].default
+    voice_growth: float = SCHEMA["voice"]["growth"].default
+    voice_cap: int = SCHEMA["voice"]["per_number_cap"].default
     at: dt.time | None = None         # [ops] selftest_at; None: interval only
     weekday: int | None = None        # [ops] selftest_weekday as datetime.weekday(); None: any day
 
@@ -79,14 +80,14 @@ class SelfTestSettings:
     def from_config(cls, config: Config) -> "SelfTestSettings":
         ops, voice = config.ops, config.voice
         channels = tuple(c for c, on in ((Channel.SMS, bool(config.modems)),
-                                         (Channel.VOICE, config.asterisk["enabled"])) if on)
-        at = dt.time.fromisoformat(ops["selftest_at"]) if ops["selftest_at"] else None
-        weekday = WEEKDAYS.index(ops["selftest_weekday"]) if ops["selftest_weekday"] else None
-        return cls(at=at, weekday=weekday, numbers=tuple(ops["selftest_numbers"]), interval=dt.timedelta(hours=ops["selftest_interval_hours"]),
-                   timeout=dt.timedelta(minutes=ops["selftest_timeout_minutes"]), channels=channels,
-                   comune=config.general["comune"], language=voice["language"], sounds_dir=config.sounds_dir,
-                   sms_attempts=config.retry["max_attempts"], voice_attempts=voice["max_attempts"],
-                   voice_interval=voice["interval"], voice_growth=voice["growth"], voice_cap=voice["per_number_cap"])
+                                         (Channel.VOICE, config.asterisk.enabled)) if on)
+        at = dt.time.fromisoformat(ops.selftest_at) if ops.selftest_at else None
+        weekday = WEEKDAYS.index(ops.selftest_weekday) if ops.selftest_weekday else None
+        return cls(at=at, weekday=weekday, numbers=tuple(ops.selftest_numbers), interval=dt.timedelta(hours=ops.selftest_interval_hours),
+                   timeout=dt.timedelta(minutes=ops.selftest_timeout_minutes), channels=channels,
+                   comune=config.general.comune, language=voice.language, sounds_dir=config.sounds_dir,
+                   sms_attempts=config.retry.max_attempts, voice_attempts=voice.max_attempts,
+                   voice_interval=voice.interval, voice_growth=voice.growth, voice_cap=voice.per_number_cap)
 
 
 class SelfTestError(Exception):
@@ -127,23 +128,24 @@ def next_selftest(now_local: dt.datetime, last_run: dt.datetime | None, settings
 
 def tts_language(configured: str) -> str:
     """The language the test call speaks: [voice] language when we have a voice for it, else Italian."""
-    from gateway.core.audio import FALLBACK_LANGUAGE, voice_language
     return voice_language(configured) or FALLBACK_LANGUAGE
 
 
-def render_voice(settings: SelfTestSettings) -> tuple[str, float]:
-    """The test call's message, spoken into the sounds directory: (path without extension, seconds).
+def voice_version(settings: SelfTestSettings) -> Version:
+    """The test call's message: who calls and how to confirm in the configured language.
 
-    Who calls and how to confirm are said in the configured language; TEXT is Italian, so
-    the Italian voice reads it (an Italian sentence in an English voice is not understood).
+    TEXT is Italian, so the Italian voice reads it (an Italian sentence in an English voice
+    is not understood).
     """
-    from gateway.core.audio import introduction, render_tts
-    sounds = Path(settings.sounds_dir)
-    sounds.mkdir(parents=True, exist_ok=True)
-    name = sounds / f"allerta-selftest-{uuid.uuid4().hex[:12]}"
-    lang = tts_language(settings.language)
-    info = render_tts(TEXT, lang, name.with_suffix(".wav"), intro=introduction(lang, settings.comune),
-                      text_lang="it")
+    return Version(None, tts_language(settings.language), TEXT, "it")
+
+
+def render_voice(settings: SelfTestSettings, renderer: VoiceRenderer | None = None) -> tuple[str, float]:
+    """The test call's message, spoken into the sounds directory: (path without extension, seconds)."""
+    # The staff hear TEXT as written: it says itself that it is a test, without the drill prefix.
+    renderer = renderer or VoiceRenderer(settings.sounds_dir, comune=settings.comune, drill_prefix="")
+    name = renderer.new_name("allerta-selftest")
+    info = renderer.render(voice_version(settings), name.with_suffix(".wav"), drill=False)
     return str(name), info.seconds
 
 

@@ -29,7 +29,7 @@ class Services:
 
 def _database_error(config: Config, exc: BaseException) -> ConfigError:
     """A database that cannot be opened is a configuration error naming its key, not a traceback."""
-    key = "[database] url" if config.database["url"] else "[general] data_dir"
+    key = "[database] url" if config.database.url else "[general] data_dir"
     try:
         shown = make_url(config.database_url).render_as_string(hide_password=True)  # never print the password
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as the error says
@@ -52,6 +52,6 @@ def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
     sessions = make_sessionmaker(engine)
     general = config.general
     return Services(config=config, engine=engine, sessions=sessions, store=Store(sessions),
-                    alerts=AlertService(sessions, region=general["region"], max_segments=general["max_sms_segments"],
-                                        drill_prefix=general["drill_prefix"],
-                                        stale_seconds=stale_after(config.engine["health_interval"])))
+                    alerts=AlertService(sessions, region=general.region, max_segments=general.max_sms_segments,
+                                        drill_prefix=general.drill_prefix,
+                                        stale_seconds=stale_after(config.engine.health_interval)))

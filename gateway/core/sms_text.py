@@ -77,8 +77,6 @@ MULTIPART_UCS2_UNITS = 67       # (140 - 6 octets of UDH) / 2
 MAX_PARTS = 255                 # the UDH's part counter is one octet
 MAX_USER_DATA_OCTETS = 140
 
-_UDH_CONCAT_OCTETS = 6          # UDHL 05, IEI 00, IEDL 03, ref, count, index
-
 
 class SmsTextError(ValueError):
     """The text cannot be sent by SMS (empty, unsendable character, too long)."""

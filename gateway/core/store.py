@@ -21,9 +21,9 @@ from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, Subm
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Attempt, Delivery, InboundSms, Line, PhoneNumberRow, SmsPart
 from gateway.core.models_panel import AlertText
+from gateway.core.retry import AlertPolicy, RetryVerdict
 from gateway.core.states import (OPEN_DELIVERY_STATES, AlertState, AttemptOutcome, Channel, DeliveryState,
                                  PartStatus, parse_channels)
-from gateway.core.policy import AlertPolicy, Verdict
 
 
 def _alert_policy(alert) -> AlertPolicy:  # noqa: ANN001 - an Alert or a row with its columns
@@ -282,7 +282,7 @@ class Store:
         return closed
 
     # --- outcomes ---------------------------------------------------------
-    def record_result(self, claim: ClaimedDelivery, verdict: Verdict, *, receipt: SubmitReceipt | None = None,
+    def record_result(self, claim: ClaimedDelivery, verdict: RetryVerdict, *, receipt: SubmitReceipt | None = None,
                       failure: DeliveryFailed | None = None) -> DeliveryState:
         """Store one attempt's outcome and the delivery's next state; returns that state."""
         now = utcnow()
@@ -346,7 +346,7 @@ class Store:
                 self._fall_back_to_sms(s, claim.alert_id, claim.number_id, claim.language)
         return state
 
-    def _record_sms_sent(self, claim: ClaimedDelivery, receipt: SubmitReceipt, verdict: Verdict,
+    def _record_sms_sent(self, claim: ClaimedDelivery, receipt: SubmitReceipt, verdict: RetryVerdict,
                          now: dt.datetime) -> None:
         """The common case, with prebuilt statements: an SMS the modem accepted."""
         with self._core() as s:

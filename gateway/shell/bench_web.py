@@ -14,7 +14,6 @@ Targets (issue 4): p95 under 300 ms for pages, export of 100,000 rows under 5 s.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import random
 import re

@@ -8,8 +8,13 @@ import os
 import sys
 from pathlib import Path
 
+from gateway.core import zones
+from gateway.core.audio import VOICES, AudioError
 from gateway.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, starter_config
+from gateway.core.contacts import ContactError, erase_number
 from gateway.core.files import write_private
+from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
+from gateway.core.zones import Kind, ZoneError
 
 
 class CliError(Exception):
@@ -41,7 +46,7 @@ def cli_actor() -> str:
 
 def _audit(services):
     from gateway.core.audit import AuditLog, anchor_path_for
-    return AuditLog(services.sessions, anchor_path_for(services.config.general["data_dir"]))
+    return AuditLog(services.sessions, anchor_path_for(services.config.general.data_dir))
 
 
 def _print_json(data) -> None:
@@ -64,7 +69,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         write_private(path, starter_config(data_dir), exclusive=True)
         print(f"wrote {path}")
     config = load_config(path)
-    Path(config.general["data_dir"]).mkdir(parents=True, exist_ok=True)
+    Path(config.general.data_dir).mkdir(parents=True, exist_ok=True)
     services = build_services(config)
     print(f"database ready: {config.database_url}")
     # The panel's first administrator (wired here, the composition level, so gateway's
@@ -72,7 +77,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from gateway.core.audit import AuditLog, anchor_path_for
     from web.users import ensure_first_admin
     created = ensure_first_admin(services.sessions,
-                                 AuditLog(services.sessions, anchor_path_for(config.general["data_dir"])))
+                                 AuditLog(services.sessions, anchor_path_for(config.general.data_dir)))
     if created:
         print(f"panel administrator: {created[0]}  password: {created[1]}  (shown once; change it under Account)")
     return 0
@@ -86,7 +91,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise CliError(f"{args.file}: {exc.strerror}") from None
-    report = import_contacts(services.sessions, data, region=services.config.general["region"], strict=args.strict)
+    report = import_contacts(services.sessions, data, region=services.config.general.region, strict=args.strict)
     # As the panel records its imports (web/contacts.py), rejected and fatal ones too.
     _audit(services).write(cli_actor(), "contacts.import", Path(args.file).name[:120],
                            imported=report.imported, created=report.contacts_created,
@@ -118,65 +123,60 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
     return 2 if report.rejected else 0
 
 
+def cmd_contacts_erase(args: argparse.Namespace) -> int:
+    services = _services(args)
+    try:
+        erased = erase_number(_audit(services), args.number, region=services.config.general.region,
+                              actor=cli_actor())
+    except ContactError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{erased.e164} erased: taken from {len(erased.contacts)} contacts, "
+          f"{erased.deliveries_cancelled} deliveries waiting for it cancelled")
+    for contact_id, name in erased.left_without_number:
+        print(f"  contact {contact_id} ({name}) has no number left: "
+              "delete it in the panel if the person is to be forgotten too")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    services = _services(args)
+    try:
+        merged = zones.merge(_audit(services), args.kind, args.source, args.into, actor=cli_actor())
+    except ZoneError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{args.kind} {merged.source_name} merged into {merged.target_name}: "
+          f"{merged.contacts_moved} contacts moved")
+    return 0
+
+
+def _add_directory_commands(sub: argparse._SubParsersAction, contacts: argparse._SubParsersAction) -> None:
+    """`contacts erase`, `zones merge` and `groups merge`: the panel's services (gateway/core/contacts.py
+    and zones.py) from the command line."""
+    p = contacts.add_parser("erase", help="take a number from every contact and forget it; "
+                                          "what still waits to be sent to it is cancelled")
+    p.add_argument("number")
+    p.set_defaults(func=cmd_contacts_erase)
+    for kind in Kind:
+        actions = sub.add_parser(f"{kind}s", help=f"manage {kind}s").add_subparsers(dest="action", required=True)
+        p = actions.add_parser("merge", help=f"move everyone of {kind} A into {kind} B and remove A "
+                                             "(names as in the panel, any case)")
+        p.add_argument("source", metavar="A")
+        p.add_argument("into", metavar="B")
+        p.set_defaults(func=cmd_merge, kind=kind)
+
+
 # --- alerts ---------------------------------------------------------------------
-def _voice_messages(args: argparse.Namespace, config, request, languages) -> None:
+def _voice_messages(args: argparse.Namespace, services, request) -> None:
     """Render the alert's voice messages into Asterisk's sounds directory, into ``request``.
 
-    The alert's own message (``audio_path``) is what Italian speakers, and anyone whose
-    language we have no voice for, hear: the introduction and closing in Italian, the
-    text read in ``--lang``. Every other language among the recipients (``languages``)
-    gets its own version, stored as AlertText rows through ``request.translations`` like
-    the panel's: introduction and closing in that language, and the text in it too when
-    ``--translation`` gave one, otherwise the text as written, read by the ``--lang``
-    voice. With ``--audio`` the recording is the message, and only the languages given a
-    ``--translation`` get speech of their own.
+    As the panel and the API do (gateway/core/voice_messages.py): ``--lang`` is the language
+    the text is written in, ``--audio`` a recording that replaces the speech.
     """
-    import uuid
-    from gateway.core.audio import (FALLBACK_LANGUAGE, AudioError, convert_recording, introduction,
-                                render_tts, voice_language)
-    from gateway.core.alerts import compose_sms_text
-    general = config.general
-    sounds = Path(config.sounds_dir)
-    sounds.mkdir(parents=True, exist_ok=True)
-
-    def speak(text: str, listener: str, text_lang: str, out: Path):
-        # What a call plays, drill prefix included, so nobody hears a drill as an emergency.
-        return render_tts(compose_sms_text(text, request.drill, general["drill_prefix"]), listener, out,
-                          intro=introduction(listener, general["comune"]), text_lang=text_lang)
-
-    name = sounds / f"allerta-{uuid.uuid4().hex[:12]}"
-    request.audio_path = str(name)   # set first, so a failure below still removes the file
+    renderer = VoiceRenderer.from_config(services.config)
     try:
-        if args.audio:
-            info = convert_recording(args.audio, name.with_suffix(".wav"))
-            request.audio_source = "recording"
-        else:
-            info = speak(request.text, FALLBACK_LANGUAGE, args.lang, name.with_suffix(".wav"))
-            request.audio_source = "tts"
-        request.audio_seconds = info.seconds
-        # A translation into a language we cannot speak still goes out by SMS; its
-        # listeners, like every recipient of such a language, hear the Italian message.
-        wanted = ({voice_language(lang) for lang in languages}
-                  | {lang for lang in request.translations if voice_language(lang) == lang})
-        for lang in sorted(wanted - {None, FALLBACK_LANGUAGE}):
-            if lang not in request.translations and args.audio:
-                continue
-            version = sounds / f"allerta-{uuid.uuid4().hex[:12]}"
-            if lang in request.translations:
-                spoken = speak(request.translations[lang], lang, lang, version.with_suffix(".wav"))
-            else:
-                request.translations[lang] = request.text
-                spoken = speak(request.text, lang, args.lang, version.with_suffix(".wav"))
-            request.translation_audio[lang] = (str(version), spoken.seconds)
+        renderer.render_alert(request, services.alerts, text_language=args.lang, recording=args.audio)
     except AudioError as exc:
-        _discard_audio(request)
         raise CliError(str(exc)) from None
-
-
-def _discard_audio(request) -> None:
-    for path in [request.audio_path] + [path for path, _seconds in request.translation_audio.values()]:
-        if path:
-            Path(path + ".wav").unlink(missing_ok=True)
 
 
 def _translations(pairs: list[str]) -> dict[str, str]:
@@ -201,24 +201,25 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
     if args.audio and not args.voice:
         raise CliError("--audio is for voice alerts: add --voice")
     voice = config.voice
-    deadline_minutes = args.deadline_minutes or voice["deadline_minutes"]
+    deadline_minutes = args.deadline_minutes or voice.deadline_minutes
     request = AlertRequest(
         text=args.text, channels=channels, drill=args.drill, priority=args.priority, created_by=cli_actor(),
         target=Target(everyone=args.all, zones=tuple(args.zone), groups=tuple(args.group), numbers=tuple(args.to)),
-        max_attempts=args.max_attempts or (voice["max_attempts"] if args.voice else config.retry["max_attempts"]),
+        max_attempts=args.max_attempts or (voice.max_attempts if args.voice else config.retry.max_attempts),
         deadline=utcnow() + dt.timedelta(minutes=deadline_minutes),
-        voice_interval=voice["interval"] if args.interval is None else args.interval,
-        voice_growth=voice["growth"], voice_cap=args.cap or voice["per_number_cap"],
-        stop_on_confirm=voice["stop_on_confirm"],
-        sms_fallback=args.fallback_sms or voice["sms_fallback"],
+        voice_interval=voice.interval if args.interval is None else args.interval,
+        voice_growth=voice.growth, voice_cap=args.cap or voice.per_number_cap,
+        stop_on_confirm=voice.stop_on_confirm,
+        sms_fallback=args.fallback_sms or voice.sms_fallback,
         translations=_translations(args.translation))
     if args.voice and not args.audio:
-        from gateway.core.audio import voice_language
         # Only a language asked for explicitly is an error; a recipient's language we
         # cannot speak falls back to the Italian message.
-        if voice_language(args.lang) is None:
-            from gateway.core.audio import VOICES
-            raise CliError(f"--lang {args.lang}: no voice for this language; supported: {', '.join(sorted(VOICES))}")
+        try:
+            spoken_language(args.lang)
+        except NoVoice:
+            raise CliError(f"--lang {args.lang}: no voice for this language; "
+                           f"supported: {', '.join(sorted(VOICES))}") from None
     try:
         sms_text, plan = services.alerts.plan(request)
         preview = services.alerts.preview(request)  # unknown zones etc. fail before any audio is rendered
@@ -232,13 +233,13 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
             parts.append(f"{preview.recipients.get('voice', 0)} numbers to call")
         print(", ".join(parts) + (" [DRILL]" if args.drill else ""), file=sys.stderr)
         if args.voice:
-            _voice_messages(args, config, request, services.alerts.recipient_languages(request, "voice"))
+            _voice_messages(args, services, request)
             print(f"voice message: {request.audio_seconds:.1f} s ({request.audio_source})"
                   + "".join(f", {lang} {seconds:.1f} s" for lang, (_path, seconds)
                             in sorted(request.translation_audio.items())), file=sys.stderr)
         alert_id, created = services.alerts.create(request)
     except AlertError as exc:
-        _discard_audio(request)
+        discard(request)
         raise CliError(str(exc)) from None
     _audit_send(services, request, alert_id, created.recipients)
     print(alert_id)
@@ -255,7 +256,7 @@ def _audit_send(services, request, alert_id: int, recipients: dict[str, int]) ->
     from gateway.core.db import utcnow
     from gateway.core.models_panel import AlertApproval
     actor = cli_actor()
-    rule = services.config.web["two_person_rule"]
+    rule = services.config.web.two_person_rule
     audit = _audit(services)
     with audit.transaction() as s:
         if rule:
@@ -371,8 +372,8 @@ def cmd_asterisk_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     a = config.asterisk
     try:
-        files = render_configs(a["username"], a["secret"], config.sounds_dir, context=a["context"],
-                               ami_port=a["port"])
+        files = render_configs(a.username, a.secret, config.sounds_dir, context=a.context,
+                               ami_port=a.port)
     except ConfigRenderError as exc:
         raise CliError(f"[asterisk]: {exc}") from None
     gid = _asterisk_output_dir(Path(args.out)) if args.out else None
@@ -431,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="import nothing if any row is rejected")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_contacts_import)
+    _add_directory_commands(sub, contacts)
 
     alert = sub.add_parser("alert", help="send and follow alerts").add_subparsers(dest="action", required=True)
     p = alert.add_parser("send", help="create an alert and queue it for the engine")

@@ -13,17 +13,10 @@ import signal
 
 from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
-from gateway.core.policy import SmsPolicy
-from gateway.core.retry import SmsRetryPolicy
+from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
 from gateway.core.services import Services
 
 log = logging.getLogger(__name__)
-
-
-def retry_policy(config: Config) -> SmsRetryPolicy:
-    r = config.retry
-    return SmsRetryPolicy(max_attempts=r["max_attempts"], initial_delay=r["initial_delay"],
-                          max_delay=r["max_delay"], backoff=r["backoff"])
 
 
 def build_dispatcher(services: Services) -> Dispatcher:
@@ -38,20 +31,19 @@ def build_dispatcher(services: Services) -> Dispatcher:
     today_utc = today.astimezone(dt.timezone.utc).replace(tzinfo=None)
     channels = []
     if config.modems:
-        settings = WorkerSettings(send_timeout=retry["send_timeout"], error_threshold=retry["modem_error_threshold"],
-                                  probe_interval=retry["modem_probe_interval"],
-                                  health_interval=engine["health_interval"],
-                                  reopen_interval=min(2.0, retry["modem_probe_interval"]))
+        settings = WorkerSettings(send_timeout=retry.send_timeout, error_threshold=retry.modem_error_threshold,
+                                  probe_interval=retry.modem_probe_interval,
+                                  health_interval=engine.health_interval,
+                                  reopen_interval=min(2.0, retry.modem_probe_interval))
         channels.append(SmsChannel(config.modems, settings,
                                    sent_today=services.store.sent_today_by_line(today_utc)))
-    policies = {"sms": SmsPolicy(retry_policy(config))}
-    if config.asterisk["enabled"]:
-        from asterisk.voice_policy import VoicePolicy
+    policies = {"sms": SmsPolicy(SmsRetry.from_config(config.retry))}
+    if config.asterisk.enabled:
         channels.append(build_voice_channel(config))
         policies["voice"] = VoicePolicy()
     return Dispatcher(services.store, channels, policies,
-                      DispatcherSettings(poll_interval=engine["poll_interval"],
-                                         report_timeout=engine["report_timeout"]))
+                      DispatcherSettings(poll_interval=engine.poll_interval,
+                                         report_timeout=engine.report_timeout))
 
 
 def build_voice_channel(config: Config):
@@ -60,19 +52,19 @@ def build_voice_channel(config: Config):
     from asterisk.voice_channel import VoiceChannel, VoiceSettings
 
     a = config.asterisk
-    trunks = tuple(TrunkConfig(name=t["name"], dial_template=t["dial"], max_channels=t["max_channels"],
-                               calls_per_second=t["calls_per_second"], caller_id=t["caller_id"],
-                               allowed=t["allowed"], prefixes=tuple(t["prefixes"]),
-                               number_format=t["number_format"]) for t in config.trunks)
+    trunks = tuple(TrunkConfig(name=t.name, dial_template=t.dial, max_channels=t.max_channels,
+                               calls_per_second=t.calls_per_second, caller_id=t.caller_id,
+                               allowed=t.allowed, prefixes=tuple(t.prefixes),
+                               number_format=t.number_format) for t in config.trunks)
     for trunk in trunks:
         # A call holds a channel for ring time plus the message, ~45 s until measured.
         if trunk.calls_per_second * 45.0 < trunk.max_channels:
             log.warning("trunk %s: %g new calls per second cannot keep %d channels busy; "
                         "raise calls_per_second to about %.1f", trunk.name, trunk.calls_per_second,
                         trunk.max_channels, trunk.max_channels / 45.0)
-    ami = AmiSettings(username=a["username"], secret=a["secret"], host=a["host"], port=a["port"])
-    return VoiceChannel(VoiceSettings(ami=ami, trunks=trunks, context=a["context"], amd=a["amd"],
-                                      ring_timeout_ms=int(a["ring_timeout"] * 1000)))
+    ami = AmiSettings(username=a.username, secret=a.secret, host=a.host, port=a.port)
+    return VoiceChannel(VoiceSettings(ami=ami, trunks=trunks, context=a.context, amd=a.amd,
+                                      ring_timeout_ms=int(a.ring_timeout * 1000)))
 
 
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:

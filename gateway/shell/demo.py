@@ -24,6 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway.core.alerts import AlertRequest
+from gateway.core.audio import AudioError
+from gateway.core.services import Services
+from gateway.core.voice_messages import VoiceRenderer
 from gateway.shell.bench import child_env, ensure_importable_children
 
 # Frazioni of Fiumicino, with a rough share of the residents.
@@ -308,10 +312,21 @@ def _panel_banner(url: str, users: dict[str, tuple[str, str]]) -> str:
     return "\n".join(rows)
 
 
+def _drill_voice_messages(services: Services, request: AlertRequest) -> None:
+    """The drill's voice messages, as 'allerta alert send --voice' renders them; a tone without espeak-ng."""
+    renderer = VoiceRenderer.from_config(services.config)
+    try:
+        renderer.render_alert(request, services.alerts, text_language="it")
+    except AudioError as exc:
+        print(f"  speech not available ({exc}); the calls play a placeholder tone instead")
+        name = renderer.new_name()
+        request.audio_path, request.audio_source = str(name), "recording"
+        request.audio_seconds = _placeholder_message(name.with_suffix(".wav"))
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    from gateway.core.audio import AudioError, render_tts
     from asterisk.pbx_simulator.harness import PbxSimulatorProcess, SimulatorStartError
-    from gateway.core.alerts import AlertRequest, Target, compose_sms_text
+    from gateway.core.alerts import Target
     from gateway.core.services import build_services
     from gateway.core.config import load_config
     from gateway.core.contacts_import import import_contacts
@@ -381,7 +396,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
         csv_path = directory / "anagrafe-demo.csv"
         csv_path.write_bytes(residents_csv(args.contacts))
-        report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general["region"])
+        report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general.region)
         if not report.imported:
             print(f"allerta demo: the synthetic contact list did not import: {report.fatal or report.rejected[:3]}",
                   file=sys.stderr)
@@ -389,35 +404,22 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"Imported {csv_path.name}: {report.contacts_created} residents, {report.numbers_created} numbers "
               f"(landlines get voice calls only), {report.zones_created} zones, "
               f"{len(report.rejected)} rows rejected")
-        audit = AuditLog(services.sessions, anchor_path_for(config.general["data_dir"]))
+        audit = AuditLog(services.sessions, anchor_path_for(config.general.data_dir))
         users = create_demo_users(services.sessions, audit)
-
-        # The voice message, as 'allerta alert send --voice' renders it.
-        sounds = Path(config.sounds_dir)
-        sounds.mkdir(parents=True, exist_ok=True)
-        audio_name = sounds / "allerta-demo-drill"
-        spoken = compose_sms_text(DRILL_TEXT, True, config.general["drill_prefix"])
-        try:
-            info = render_tts(spoken, "it", audio_name.with_suffix(".wav"),
-                              intro=f"Messaggio del {config.general['comune']}.")
-            audio_seconds, audio_source = info.seconds, "tts"
-        except AudioError as exc:
-            print(f"  speech not available ({exc}); the calls play a placeholder tone instead")
-            audio_seconds, audio_source = _placeholder_message(audio_name.with_suffix(".wav")), "recording"
 
         request = AlertRequest(text=DRILL_TEXT, target=Target(zones=(DRILL_ZONE,)), channels=("sms", "voice"),
                                drill=True, created_by="demo", max_attempts=DEMO_VOICE["max_attempts"],
-                               deadline=utcnow() + dt.timedelta(minutes=60), audio_path=str(audio_name),
-                               audio_seconds=audio_seconds, audio_source=audio_source,
+                               deadline=utcnow() + dt.timedelta(minutes=60),
                                voice_interval=DEMO_VOICE["voice_interval"], voice_growth=DEMO_VOICE["voice_growth"],
                                voice_cap=DEMO_VOICE["voice_cap"], stop_on_confirm=True)
+        _drill_voice_messages(services, request)
         alert_id, preview = services.alerts.create(request)
         audit.write("demo", "alert.send", alert_id, text=DRILL_TEXT, channels=list(request.channels),
                     target=request.target.describe(), drill=True, recipients=preview.recipients,
                     reason="allerta demo: drill")
         print(f"Drill alert {alert_id} for {DRILL_ZONE}: SMS to {preview.recipients.get('sms', 0)} mobile numbers "
               f"({preview.plan.encoding}, {preview.plan.segments} segment(s) each), voice calls to "
-              f"{preview.recipients.get('voice', 0)} numbers (landlines too; {audio_seconds:.0f} s message, "
+              f"{preview.recipients.get('voice', 0)} numbers (landlines too; {request.audio_seconds:.0f} s message, "
               f"up to {DEMO_VOICE['max_attempts']} attempts until someone presses 1)")
         print(f"  text: {preview.sms_text}")
 
@@ -472,7 +474,7 @@ def run_demo(args: argparse.Namespace) -> int:
               + f" over {args.modems} modems. Voice: {sum(voice_states.values())} numbers, {calls} calls placed; "
               + ", ".join(f"{state} {voice_states[state]}" for state in ("confirmed", "answered", "voicemail", "failed")
                           if voice_states.get(state))
-              + f" (drill: every text starts with {config.general['drill_prefix'].strip()!r}).")
+              + f" (drill: every text starts with {config.general.drill_prefix.strip()!r}).")
         allerta = f"allerta --config {config_path}"
         print("Look around (while the demo runs):")
         print(f"  {panel_url}alerts/{alert_id}    # the alert in the panel: progress by channel and zone, CSV export")

@@ -20,10 +20,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from gateway.core.checks import FAIL, MODEM_TIMEOUT, OK, WARN, Check
+from gateway.core.checks import FAIL, OK, WARN, Check
 from gateway.core.config import Config, ConfigError, load_config
 
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -71,9 +71,9 @@ def as_json(checks: list[Check]) -> dict:
 
 
 def _config_check(config: Config) -> Check:
-    voice = "voice on" if config.asterisk["enabled"] else "voice off"
+    voice = "voice on" if config.asterisk.enabled else "voice off"
     detail = f"{config.path}: {len(config.modems)} modem(s), {voice}"
-    if not config.modems and not config.asterisk["enabled"]:
+    if not config.modems and not config.asterisk.enabled:
         return Check("configuration", FAIL, detail + ", no channel",
                      "add a [[modems]] table per GSM modem (or enable [asterisk] with [[trunks]])")
     return Check("configuration", OK, detail)
@@ -83,17 +83,17 @@ def ops_checks(config: Config) -> list[Check]:
     """Who hears about trouble: without these numbers the box fails silently."""
     ops = config.ops
     checks = []
-    if ops["on_call"]:
-        checks.append(Check("on-call numbers", OK, f"{len(ops['on_call'])} number(s) get the alarms"))
+    if ops.on_call:
+        checks.append(Check("on-call numbers", OK, f"{len(ops.on_call)} number(s) get the alarms"))
     else:
         checks.append(Check("on-call numbers", WARN, "[ops] on_call is empty: alarms (modem lost, Asterisk "
                             "down, SIM near its cap) are shown on the dashboard only, sent to nobody",
                             'set [ops] on_call = ["+39..."] (the staff phones on call)'))
-    if ops["selftest_numbers"]:
-        when = f" on {ops['selftest_weekday']}" if ops["selftest_weekday"] else ""
-        when += f" at {ops['selftest_at']} (Europe/Rome)" if ops["selftest_at"] else ""
-        checks.append(Check("self-test", OK, f"every {ops['selftest_interval_hours']:g} h{when} to "
-                                             f"{len(ops['selftest_numbers'])} number(s)"))
+    if ops.selftest_numbers:
+        when = f" on {ops.selftest_weekday}" if ops.selftest_weekday else ""
+        when += f" at {ops.selftest_at} (Europe/Rome)" if ops.selftest_at else ""
+        checks.append(Check("self-test", OK, f"every {ops.selftest_interval_hours:g} h{when} to "
+                                             f"{len(ops.selftest_numbers)} number(s)"))
     else:
         checks.append(Check("self-test", WARN, "[ops] selftest_numbers is empty: no scheduled self-test, so a "
                             "dead SIM or line is found the night it is needed",
@@ -105,7 +105,7 @@ def storage_checks(config: Config) -> list[Check]:
     """The engine writes into data_dir (audio, TLS key, locks) and SQLite into its file's
     directory (the -wal and -shm files): both must be writable by the user running this."""
     from gateway.core.backup import BackupError, sqlite_path
-    places = [("data directory", Path(config.general["data_dir"]), "[general] data_dir")]
+    places = [("data directory", Path(config.general.data_dir), "[general] data_dir")]
     try:
         db = sqlite_path(config.database_url)
     except BackupError:   # in-memory: nothing on disk
@@ -191,7 +191,7 @@ def _modems_from_engine(config: Config) -> list[Check]:
     from gateway.core.db import utcnow
     from gateway.core.line_health import stale_after
     lines = {line.label: line for line in _line_rows(config, "sms")}
-    stale = stale_after(config.engine["health_interval"])
+    stale = stale_after(config.engine.health_interval)
     now = utcnow()
     return [check for modem in config.modems
             for check in modem_checks_from_report(modem.label, modem.port, lines.get(modem.label), now, stale)]
@@ -282,7 +282,7 @@ def engine_checks(config: Config, now: dt.datetime | None = None) -> list[Check]
         return [Check("engine", WARN, f"running (holds {path}); its reports cannot be read: {exc}",
                       "see the database check")]
     now = now or utcnow()
-    stale = stale_after(config.engine["health_interval"])
+    stale = stale_after(config.engine.health_interval)
     ages = [(now - row.updated_at).total_seconds() for row in rows if row.updated_at]
     # Every line's row is rewritten at least once a minute (the dispatcher's heartbeat).
     if ages and min(ages) <= stale:
@@ -294,7 +294,7 @@ def engine_checks(config: Config, now: dt.datetime | None = None) -> list[Check]
 
 
 def ami_checks(config: Config) -> list[Check]:
-    if not config.asterisk["enabled"]:
+    if not config.asterisk.enabled:
         return [Check("asterisk", OK, "voice channel disabled ([asterisk] enabled = false): not checked")]
     try:
         return asyncio.run(asyncio.wait_for(_ami_checks(config), 30))
@@ -306,33 +306,33 @@ def ami_checks(config: Config) -> list[Check]:
 async def _ami_checks(config: Config) -> list[Check]:
     from asterisk.ami_client import AmiAuthError, AmiClient, AmiError, AmiSettings, AmiUnreachable
     a = config.asterisk
-    settings = AmiSettings(username=a["username"], secret=a["secret"], host=a["host"], port=a["port"],
+    settings = AmiSettings(username=a.username, secret=a.secret, host=a.host, port=a.port,
                            connect_timeout=5.0, login_timeout=10.0, action_timeout=5.0, ping_interval=60.0)
     client = AmiClient(settings)
     try:
         await client.connect()
     except AmiAuthError:
-        return [Check("asterisk AMI", FAIL, f"login as {a['username']!r} refused at {settings.address}",
+        return [Check("asterisk AMI", FAIL, f"login as {a.username!r} refused at {settings.address}",
                       "[asterisk] secret must match manager_allerta.conf: 'allerta asterisk config --out "
                       "/etc/asterisk', then 'asterisk -rx \"manager reload\"'")]
     except AmiUnreachable as exc:
         return [Check("asterisk AMI", FAIL, str(exc),
                       "is Asterisk running ('systemctl status asterisk')? manager.conf needs enabled = yes "
-                      f"and port = {a['port']}, with #include manager_allerta.conf")]
-    checks = [Check("asterisk AMI", OK, f"logged in as {a['username']!r} at {settings.address}")]
+                      f"and port = {a.port}, with #include manager_allerta.conf")]
+    checks = [Check("asterisk AMI", OK, f"logged in as {a.username!r} at {settings.address}")]
     try:
         # Getvar (write class 'call', which our AMI user has) evaluates a dialplan
         # function without a channel: DIALPLAN_EXISTS tells whether the context is loaded.
-        variable = f"DIALPLAN_EXISTS({a['context']},s,1)"
+        variable = f"DIALPLAN_EXISTS({a.context},s,1)"
         response = await client._action({"Action": "Getvar", "Variable": variable})
         loaded = str(response.get("Value", "")).strip() == "1"
         if loaded:
-            checks.append(Check("asterisk dialplan", OK, f"context {a['context']} is loaded"))
+            checks.append(Check("asterisk dialplan", OK, f"context {a.context} is loaded"))
         elif not response.success:
             checks.append(Check("asterisk dialplan", FAIL, f"Getvar refused: {response.get('Message')}",
                                 "give the AMI user write = originate,call,system (manager_allerta.conf)"))
         else:
-            checks.append(Check("asterisk dialplan", FAIL, f"context {a['context']} is not loaded",
+            checks.append(Check("asterisk dialplan", FAIL, f"context {a.context} is not loaded",
                                 "'allerta asterisk config --out /etc/asterisk', add #include "
                                 "extensions_allerta.conf to extensions.conf, 'asterisk -rx \"dialplan reload\"'"))
     except (AmiError, asyncio.TimeoutError) as exc:
@@ -345,7 +345,7 @@ async def _ami_checks(config: Config) -> list[Check]:
 
 # --- the box -----------------------------------------------------------------------------
 def tool_checks(config: Config) -> list[Check]:
-    voice = config.asterisk["enabled"]
+    voice = config.asterisk.enabled
     checks = []
     for tool, why in (("espeak-ng", "speaks the voice messages"), ("sox", "converts audio for Asterisk")):
         path = shutil.which(tool)
@@ -359,7 +359,7 @@ def tool_checks(config: Config) -> list[Check]:
 
 
 def disk_check(config: Config) -> Check:
-    where = Path(config.general["data_dir"])
+    where = Path(config.general.data_dir)
     while not where.exists() and where != where.parent:
         where = where.parent
     usage = shutil.disk_usage(where)

@@ -8,10 +8,6 @@ import sys
 from pathlib import Path
 
 
-class _OpsError(Exception):
-    pass
-
-
 def _fail(message: str) -> int:
     print(f"allerta: {message}", file=sys.stderr)
     return 1
@@ -102,7 +98,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def _audit_anchor(config) -> str | None:
     from gateway.core.audit import anchor_path_for
     try:
-        return anchor_path_for(config.general["data_dir"]).read_text(encoding="ascii").strip() or None
+        return anchor_path_for(config.general.data_dir).read_text(encoding="ascii").strip() or None
     except OSError:
         return None
 
@@ -121,7 +117,7 @@ def _audit_restore(config, backup: str, saved: Path | None, previous_anchor: str
     from gateway.shell.cli import cli_actor
     from gateway.core.services import build_services
     services = build_services(config)   # applies newer migrations, as the engine would
-    AuditLog(services.sessions, anchor_path_for(config.general["data_dir"])).write(
+    AuditLog(services.sessions, anchor_path_for(config.general.data_dir)).write(
         cli_actor(), "database.restore", Path(backup).name, backup=str(Path(backup).resolve()),
         previous_database=str(saved) if saved else None, previous_newest_entry=previous_anchor)
 

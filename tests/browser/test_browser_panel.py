@@ -130,7 +130,7 @@ def stack(tmp_path_factory):
                                 secret=SECRET) as pbx:
         config_path = write_config(directory, pbx.port, [m["link"] for m in modems.modems])
         services = build_services(load_config(config_path))
-        audit = AuditLog(services.sessions, anchor_path_for(services.config.general["data_dir"]))
+        audit = AuditLog(services.sessions, anchor_path_for(services.config.general.data_dir))
         add_user(services.sessions, audit, OPERATOR, PASSWORD, "operator", actor="test")
         add_user(services.sessions, audit, APPROVER, PASSWORD, "approver", actor="test")
         port = free_port()

@@ -1,15 +1,16 @@
-"""Fixtures and helpers of the panel's tests (imported by tests/test_web_*.py; holds no test)."""
+"""Helpers of the panel's tests: an app with one user per role, logged-in clients, CSRF-aware POSTs.
+
+The `app` and `panel` fixtures built on make_app are in conftest.py.
+"""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import pytest
-
 from gateway.core.services import build_services
 from gateway.core.config import load_config
 from gateway.core.contacts_import import import_contacts
-from tests.conftest import CONTACTS_CSV, write_config
+from tests.support import CONTACTS_CSV, write_config
 from web.app import create_app
 from web.users import add_user
 
@@ -17,25 +18,20 @@ PASSWORD = "correct horse battery"
 ROLE_USERS = {"viewer": "vera", "operator": "otto", "approver": "anna", "admin": "ada"}
 
 
+def open_app(tmp_path: Path, extra: str = "", **general):
+    """The panel over the data_dir of write_config(tmp_path, ...), as that directory is."""
+    return create_app(build_services(load_config(write_config(tmp_path, extra, **general))), {"TESTING": True})
+
+
 def make_app(tmp_path: Path, extra: str = "", **general):
-    services = build_services(load_config(write_config(tmp_path, extra, **general)))
-    app = create_app(services, {"TESTING": True})
+    """The panel with one user per role (ROLE_USERS, all with PASSWORD) and the sample contacts."""
+    app = open_app(tmp_path, extra, **general)
     panel = app.extensions["allerta"]
     for role, name in ROLE_USERS.items():
-        add_user(services.sessions, panel.audit, name, PASSWORD, role, actor="test")
-    report = import_contacts(services.sessions, CONTACTS_CSV.encode("utf-8"))
+        add_user(panel.sessions, panel.audit, name, PASSWORD, role, actor="test")
+    report = import_contacts(panel.sessions, CONTACTS_CSV.encode("utf-8"))
     assert report.imported
     return app
-
-
-@pytest.fixture
-def app(tmp_path: Path):
-    return make_app(tmp_path)
-
-
-@pytest.fixture
-def panel(app):
-    return app.extensions["allerta"]
 
 
 def csrf_token(client, path: str = "/login") -> str:

@@ -1,0 +1,37 @@
+"""`allerta doctor` on a configuration that cannot load: one FAIL line naming the key, never a traceback."""
+import pytest
+
+from gateway.core.checks import FAIL
+from gateway.shell.cli import main
+from gateway.shell.doctor import exit_code, run_checks
+from tests.support import write_config
+
+BAD_TRUNK = """[asterisk]
+enabled = true
+[[trunks]]
+name = "pstn"
+dial = "{dial}"
+"""
+
+
+@pytest.mark.parametrize("dial, problem", [
+    ("PJSIP/{number}@pstn,x", "options after a comma (',x') are not allowed"),
+    ("PJSIP/pstn", "the template must contain {number} exactly once"),
+    ("PJSIP/{numero}@pstn", "unknown placeholder {numero}"),
+    ("PJSIP/{number@pstn", "a '{' or '}' without its pair"),
+    ("PJSIP/{number} @pstn", "whitespace is not allowed"),
+])
+def test_a_bad_dial_string_is_a_failed_configuration_check(tmp_path, dial, problem):
+    path = write_config(tmp_path, BAD_TRUNK.format(dial=dial))
+    checks = run_checks(str(path))
+    assert [(c.name, c.status) for c in checks] == [("configuration", FAIL)]
+    assert checks[0].detail.startswith(f"{path}: [trunks #1] dial: {problem}")
+    assert exit_code(checks) == 1
+
+
+def test_doctor_prints_the_failed_check_and_exits_1(tmp_path, capsys):
+    path = write_config(tmp_path, BAD_TRUNK.format(dial="PJSIP/{number}@pstn,x"))
+    assert main(["--config", str(path), "doctor"]) == 1
+    out, err = capsys.readouterr()
+    assert f"FAIL  configuration: {path}: [trunks #1] dial: options after a comma" in out
+    assert "1 check(s) failed" in out and "Traceback" not in out + err
