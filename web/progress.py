@@ -12,7 +12,7 @@ from gateway.core.capacity import OPEN_STATES, current_rates, estimate
 from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Delivery, Line
-from gateway.core.states import AlertState, DeliveryState, LineState
+from gateway.core.states import AlertState, Channel, DeliveryState, LineState
 
 # Delivery states grouped as an operator reads them (a state not listed counts as in progress).
 BUCKETS = {
@@ -95,7 +95,7 @@ def capacity(lines: list[dict[str, Any]], minutes: int = CAPACITY_MINUTES) -> di
         if not is_up(line):
             continue
         rate = line["rate_per_minute"]
-        if line["channel"] == "sms":
+        if line["channel"] == Channel.SMS:
             possible = (rate or 0.0) * minutes
             if line["daily_cap"]:
                 possible = min(possible, max(0, line["daily_cap"] - line["sent_today"]))
@@ -107,8 +107,8 @@ def capacity(lines: list[dict[str, Any]], minutes: int = CAPACITY_MINUTES) -> di
     return {"minutes": minutes, "sms_people": int(sms), "voice_people": int(voice),
             "sms_lines_up": sms_up, "voice_lines_up": voice_up,
             "engine_reporting": any(not line["stale"] for line in lines),
-            "sms_lines": sum(1 for l in lines if l["channel"] == "sms"),
-            "voice_lines": sum(1 for l in lines if l["channel"] != "sms")}
+            "sms_lines": sum(1 for l in lines if l["channel"] == Channel.SMS),
+            "voice_lines": sum(1 for l in lines if l["channel"] != Channel.SMS)}
 
 
 def eta_seconds(session: Session, deliveries: dict[str, int], segments: int, config: Config) -> dict[str, float | None]:
