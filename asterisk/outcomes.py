@@ -15,12 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from asterisk.q850 import REASON_NAMES, cause_text
+from gateway.core.failures import Failure, FailureKind
 from gateway.core.retry import RETRY_AT_MOST_ONCE_CAUSES
+from gateway.core.states import AttemptOutcome
 
-OUTCOMES = frozenset({"confirmed", "answered", "voicemail", "busy", "no_answer",
-                      "congestion", "invalid_number", "failed"})
+# What a call that was placed can come to (no_line and no_route: none was).
+OUTCOMES = frozenset({AttemptOutcome.CONFIRMED, AttemptOutcome.ANSWERED, AttemptOutcome.VOICEMAIL,
+                      AttemptOutcome.BUSY, AttemptOutcome.NO_ANSWER, AttemptOutcome.CONGESTION,
+                      AttemptOutcome.INVALID_NUMBER, AttemptOutcome.FAILED})
 # Outcomes in which a person or a mailbox heard the message.
-DELIVERED = frozenset({"confirmed", "answered", "voicemail"})
+DELIVERED = frozenset({AttemptOutcome.CONFIRMED, AttemptOutcome.ANSWERED, AttemptOutcome.VOICEMAIL})
 
 # Causes raised by our trunk or the network rather than by the callee. They say
 # nothing about the recipient, so they must not use up the recipient's
@@ -32,7 +36,7 @@ PERMANENT_CAUSES = frozenset({1, 22, 28})
 
 @dataclass(frozen=True)
 class CallOutcome:
-    outcome: str                      # one of OUTCOMES
+    outcome: AttemptOutcome           # one of OUTCOMES
     reason: str                       # for people: "busy (Q.850 17 user busy)"
     permanent: bool = False           # never call this number again for this alert
     charge_attempt: bool = True       # counts against the recipient's attempts
@@ -45,6 +49,14 @@ class CallOutcome:
     def delivered(self) -> bool:
         return self.outcome in DELIVERED
 
+    @property
+    def failure(self) -> Failure:
+        """A call that delivered nothing, as the channel contract carries it: our own
+        fault (dialplan, audio) is the line's; anything else the call's, with its cause."""
+        if self.line_fault:
+            return Failure(FailureKind.LINE, self.reason, permanent=self.permanent)
+        return Failure(FailureKind.CALL, self.reason, code=self.cause, permanent=self.permanent)
+
 
 def _with_cause(label: str, cause: int) -> str:
     return f"{label} (Q.850 {cause} {cause_text(cause).lower()})"
@@ -54,16 +66,16 @@ def _from_user_event(user_event: Mapping[str, str], cause: int | None) -> CallOu
     result = (user_event.get("Result") or "").strip().lower()
     digit = (user_event.get("Digit") or "").strip()
     if result == "confirmed":
-        return CallOutcome("confirmed", f"confirmed by pressing {digit or '1'}", cause=cause)
+        return CallOutcome(AttemptOutcome.CONFIRMED, f"confirmed by pressing {digit or '1'}", cause=cause)
     if result == "voicemail":
-        return CallOutcome("voicemail", "answering machine: message left", cause=cause)
+        return CallOutcome(AttemptOutcome.VOICEMAIL, "answering machine: message left", cause=cause)
     if result == "listened":
-        return CallOutcome("answered", "answered and listened, not confirmed", cause=cause)
+        return CallOutcome(AttemptOutcome.ANSWERED, "answered and listened, not confirmed", cause=cause)
     if result == "error":
         # Our dialplan could not play the message (a missing file, a wrong sounds
         # path): the callee heard silence, so nothing was delivered. Our fault, not
         # the recipient's: try again without charging, and show it on the line.
-        return CallOutcome("failed", "answered, but the message could not be played "
+        return CallOutcome(AttemptOutcome.FAILED, "answered, but the message could not be played "
                            "(check the audio file and [asterisk] sounds_dir)",
                            charge_attempt=False, line_fault=True, cause=cause)
     return None
@@ -71,48 +83,48 @@ def _from_user_event(user_event: Mapping[str, str], cause: int | None) -> CallOu
 
 def _from_cause(cause: int) -> CallOutcome | None:
     if cause in PERMANENT_CAUSES:
-        return CallOutcome("invalid_number", _with_cause("invalid number", cause),
+        return CallOutcome(AttemptOutcome.INVALID_NUMBER, _with_cause("invalid number", cause),
                            permanent=True, cause=cause)
     if cause == 17:
-        return CallOutcome("busy", _with_cause("busy", cause), cause=cause)
+        return CallOutcome(AttemptOutcome.BUSY, _with_cause("busy", cause), cause=cause)
     if cause in (18, 19, 20):
-        return CallOutcome("no_answer", _with_cause("no answer", cause), cause=cause)
+        return CallOutcome(AttemptOutcome.NO_ANSWER, _with_cause("no answer", cause), cause=cause)
     if cause in RETRY_AT_MOST_ONCE_CAUSES:
-        return CallOutcome("failed", _with_cause("call rejected", cause),
+        return CallOutcome(AttemptOutcome.FAILED, _with_cause("call rejected", cause),
                            retry_at_most_once=True, cause=cause)
     if cause in (34, 41, 42):
-        return CallOutcome("congestion", _with_cause("trunk congestion", cause),
+        return CallOutcome(AttemptOutcome.CONGESTION, _with_cause("trunk congestion", cause),
                            charge_attempt=False, trunk_side=True, cause=cause)
     if cause == 38:
-        return CallOutcome("failed", _with_cause("network out of order", cause),
+        return CallOutcome(AttemptOutcome.FAILED, _with_cause("network out of order", cause),
                            charge_attempt=False, trunk_side=True, cause=cause)
     if cause == 27:
-        return CallOutcome("failed", _with_cause("destination out of order", cause), cause=cause)
+        return CallOutcome(AttemptOutcome.FAILED, _with_cause("destination out of order", cause), cause=cause)
     if cause in (0, 16):
         return None  # says nothing without an answer: let Reason decide
-    return CallOutcome("failed", _with_cause("failed", cause), cause=cause)
+    return CallOutcome(AttemptOutcome.FAILED, _with_cause("failed", cause), cause=cause)
 
 
 def _from_reason(reason: int | None, cause: int | None) -> CallOutcome:
     name = REASON_NAMES.get(reason, "unknown") if reason is not None else "no result"
     label = f"Reason {reason} {name}" if reason is not None else name
     if reason == 5:
-        return CallOutcome("busy", f"busy ({label})", cause=cause)
+        return CallOutcome(AttemptOutcome.BUSY, f"busy ({label})", cause=cause)
     if reason == 3:
-        return CallOutcome("no_answer", f"no answer ({label})", cause=cause)
+        return CallOutcome(AttemptOutcome.NO_ANSWER, f"no answer ({label})", cause=cause)
     if reason == 8:
         # Without a cause we cannot tell 21/27 from trunk congestion; the
         # trunk is the common case and not charging errs toward calling again.
-        return CallOutcome("congestion", f"congestion ({label})",
+        return CallOutcome(AttemptOutcome.CONGESTION, f"congestion ({label})",
                            charge_attempt=False, trunk_side=True, cause=cause)
     if reason == 0 and not cause:
         # The channel could not even be requested: the call never left us.
-        return CallOutcome("failed", f"channel request failed ({label})",
+        return CallOutcome(AttemptOutcome.FAILED, f"channel request failed ({label})",
                            charge_attempt=False, trunk_side=True, cause=cause)
     if cause == 16:
         # Table: normal clearing without an answer is treated as 31.
-        return CallOutcome("failed", _with_cause("not answered", 16), cause=cause)
-    return CallOutcome("failed", f"failed ({label})", cause=cause)
+        return CallOutcome(AttemptOutcome.FAILED, _with_cause("not answered", 16), cause=cause)
+    return CallOutcome(AttemptOutcome.FAILED, f"failed ({label})", cause=cause)
 
 
 def classify_call(reason: int | None, hangup_cause: int | None,
@@ -128,7 +140,7 @@ def classify_call(reason: int | None, hangup_cause: int | None,
         if outcome is not None:
             return outcome
     if answered or reason == 4:
-        return CallOutcome("answered", "answered, hung up before the end of the message",
+        return CallOutcome(AttemptOutcome.ANSWERED, "answered, hung up before the end of the message",
                            cause=cause)
     if cause is not None:
         outcome = _from_cause(cause)

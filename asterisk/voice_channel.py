@@ -37,6 +37,8 @@ from asterisk.ami_protocol import AmiMessage
 from asterisk.call_tracker import CallTracker
 from asterisk.trunks import Clock, ConcurrencyThrottle, TokenBucket, TrunkConfig
 from gateway.core.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
+from gateway.core.failures import Failure, FailureKind
+from gateway.core.states import AttemptOutcome, Channel, LineState
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +127,17 @@ class _Call:
     check_after_reconnect: bool = False
 
 
+def _line_failure(text: str) -> Failure:
+    """Our side (the trunk, the AMI link, this channel) failed: the callee had no part in it."""
+    return Failure(FailureKind.LINE, text)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
 class VoiceChannel:
-    name = "voice"
+    name = Channel.VOICE
 
     def __init__(self, settings: VoiceSettings, *, clock: Clock = time.monotonic) -> None:
         self.settings = settings
@@ -181,9 +188,8 @@ class VoiceChannel:
             await asyncio.wait(pending, timeout=self.settings.stop_timeout)
         for call in list(self._calls.values()):
             self._fail(call, DeliveryFailed(
-                "the gateway stopped before the call ended; it may still be in progress",
-                permanent=False, code="failed", line=call.trunk.name, charge_attempt=False,
-                possible_duplicate=True))
+                _line_failure("the gateway stopped before the call ended; it may still be in progress"),
+                line=call.trunk.name, charge_attempt=False, possible_duplicate=True))
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -256,8 +262,7 @@ class VoiceChannel:
         deadline = loop.time() + self.settings.slot_wait_seconds
         while True:
             if self._stopping:
-                raise DeliveryFailed("the voice channel is stopping", permanent=False,
-                                     code="failed", charge_attempt=False)
+                raise DeliveryFailed(_line_failure("the voice channel is stopping"), charge_attempt=False)
             trunk = self._pick_trunk(candidates, avoid) if self._ready else None
             if trunk is not None:
                 trunk.bucket.take()
@@ -267,8 +272,8 @@ class VoiceChannel:
             left = deadline - loop.time()
             if left <= 0:
                 raise DeliveryFailed(
-                    "no voice trunk free" + ("" if self._ready else " (AMI link down)"),
-                    permanent=False, code="no_line", charge_attempt=False)
+                    Failure(FailureKind.NO_LINE, "no voice trunk free" + ("" if self._ready else " (AMI link down)")),
+                    outcome=AttemptOutcome.NO_LINE, charge_attempt=False)
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
             try:
@@ -280,8 +285,7 @@ class VoiceChannel:
 
     async def submit(self, message: OutboundMessage) -> SubmitReceipt:
         if self._client is None:
-            raise DeliveryFailed("the voice channel was not started", permanent=False,
-                                 code="failed", charge_attempt=False)
+            raise DeliveryFailed(_line_failure("the voice channel was not started"), charge_attempt=False)
         candidates, dial_strings = self._routes(message)
         trunk = await self._claim_trunk(candidates, message.avoid_lines)
         loop = asyncio.get_running_loop()
@@ -309,28 +313,26 @@ class VoiceChannel:
         except AmiOriginateRejected as exc:
             reason = f"Asterisk refused the call on trunk {trunk.name}: {exc}"
             self._trunk_failed(trunk, reason)
-            self._fail(call, DeliveryFailed(reason, permanent=False, code="failed",
-                                            line=trunk.name, charge_attempt=False))
+            self._fail(call, DeliveryFailed(_line_failure(reason), line=trunk.name, charge_attempt=False))
         except AmiLinkDown as exc:
             if exc.sent:
                 # The Originate may have been placed: the reconnect decides.
                 call.check_after_reconnect = True
             else:
-                self._fail(call, DeliveryFailed(str(exc), permanent=False, code="failed",
-                                                line=trunk.name, charge_attempt=False))
+                self._fail(call, DeliveryFailed(_line_failure(str(exc)), line=trunk.name, charge_attempt=False))
         except asyncio.TimeoutError:
             # No acknowledgement: the call may exist. Its events or its deadline end it.
             log.warning("no acknowledgement for the Originate of %s", channel_id)
         except ValueError as exc:
-            self._fail(call, DeliveryFailed(f"cannot originate: {exc}", permanent=False,
-                                            code="failed", line=trunk.name, charge_attempt=False))
+            self._fail(call, DeliveryFailed(_line_failure(f"cannot originate: {exc}"), line=trunk.name,
+                                            charge_attempt=False))
         return await asyncio.shield(call.result)
 
     def _routes(self, message: OutboundMessage) -> tuple[list[_Trunk], dict[str, str]]:
         allowed = [trunk for trunk in self._trunks if trunk.config.allows(message.number)]
         if not allowed:
-            raise DeliveryFailed(f"no voice trunk is allowed to call {message.number}",
-                                 permanent=True, code="no_route", charge_attempt=False)
+            raise DeliveryFailed(Failure(FailureKind.NUMBER, f"no voice trunk is allowed to call {message.number}",
+                                         permanent=True), outcome=AttemptOutcome.NO_ROUTE, charge_attempt=False)
         dial_strings: dict[str, str] = {}
         errors = []
         for trunk in allowed:
@@ -339,8 +341,8 @@ class VoiceChannel:
             except ValueError as exc:
                 errors.append(str(exc))
         if not dial_strings:
-            raise DeliveryFailed(errors[0], permanent=True, code="invalid_number",
-                                 charge_attempt=True)
+            raise DeliveryFailed(Failure(FailureKind.NUMBER, errors[0], permanent=True),
+                                 outcome=AttemptOutcome.INVALID_NUMBER, charge_attempt=True)
         return [trunk for trunk in allowed if trunk.name in dial_strings], dial_strings
 
     # --- one call's events ----------------------------------------------------------
@@ -373,12 +375,12 @@ class VoiceChannel:
         waited = asyncio.get_running_loop().time() - call.started_mono
         reason = f"no end of the call seen on trunk {call.trunk.name} after {waited:.0f} s"
         # No channel at all means our side failed; an answered call may have been heard.
-        self._fail(call, DeliveryFailed(reason, permanent=False, code="failed", line=call.trunk.name,
+        self._fail(call, DeliveryFailed(_line_failure(reason), line=call.trunk.name,
                                         charge_attempt=bool(tracker.channels),
                                         possible_duplicate=tracker.answered))
 
     def _fate_unknown(self, call: _Call) -> DeliveryFailed:
-        return DeliveryFailed(FATE_UNKNOWN, permanent=False, code="failed", line=call.trunk.name,
+        return DeliveryFailed(_line_failure(FATE_UNKNOWN), line=call.trunk.name,
                               charge_attempt=False, possible_duplicate=True)
 
     def _finish_from_events(self, call: _Call) -> None:
@@ -389,8 +391,7 @@ class VoiceChannel:
         if outcome.delivered:
             receipt = SubmitReceipt(line=trunk.name, outcome=outcome.outcome,
                                     started_at=call.started_at,
-                                    answered_at=call.tracker.answered_at, ended_at=_now(),
-                                    cause=str(outcome.cause) if outcome.cause is not None else None)
+                                    answered_at=call.tracker.answered_at, ended_at=_now(), cause=outcome.cause)
             trunk.sent_total += 1
             self._release(call)
             call.result.set_result(receipt)
@@ -401,10 +402,8 @@ class VoiceChannel:
             # Our dialplan or audio is broken, not the trunk: show it, keep the concurrency.
             trunk.last_error = outcome.reason
             log.warning("voice trunk %s: %s", trunk.name, outcome.reason)
-        self._fail(call, DeliveryFailed(outcome.reason, permanent=outcome.permanent,
-                                        code=outcome.outcome, line=trunk.name,
-                                        charge_attempt=outcome.charge_attempt,
-                                        cause=str(outcome.cause) if outcome.cause is not None else None))
+        self._fail(call, DeliveryFailed(outcome.failure, outcome=outcome.outcome, line=trunk.name,
+                                        charge_attempt=outcome.charge_attempt, cause=outcome.cause))
 
     def _fail(self, call: _Call, failure: DeliveryFailed) -> None:
         if call.result.done():
@@ -413,8 +412,8 @@ class VoiceChannel:
         # and the Q.850 cause when one was seen, whatever ended the call.
         failure.started_at = failure.started_at or call.started_at
         failure.answered_at = failure.answered_at or call.tracker.answered_at
-        if failure.cause is None and call.tracker.cause is not None:
-            failure.cause = str(call.tracker.cause)
+        if failure.cause is None:
+            failure.cause = call.tracker.cause
         call.trunk.failed_total += 1
         self._release(call)
         call.result.set_exception(failure)
@@ -507,8 +506,8 @@ class VoiceChannel:
             trunk.last_error = error
 
     def _status(self, trunk: _Trunk) -> LineStatus:
-        return LineStatus(channel="voice", label=trunk.name,
-                          state="up" if self._link_up else "down",
+        return LineStatus(channel=Channel.VOICE, label=trunk.name,
+                          state=LineState.UP if self._link_up else LineState.DOWN,
                           last_error=trunk.last_error, sent_total=trunk.sent_total,
                           failed_total=trunk.failed_total, in_use=trunk.in_use,
                           limit=trunk.throttle.effective(),

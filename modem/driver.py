@@ -26,7 +26,7 @@ from gateway.core.channels import StatusReport
 from gateway.core.sms_text import SubmitPdu
 from modem.at_parse import (parse_cmgl, parse_cops, parse_cpin, parse_cpms_first, parse_creg, parse_csca, parse_csq,
                              split_notifications)
-from modem.errors import ErrorVerdict, classify_cme, classify_cms, classify_tp_status
+from modem.errors import ErrorVerdict, ReportVerdict, classify_cme, classify_cms, classify_tp_status, line_failure
 from modem.raw_at import NoAnswer, at_command, parse_imei
 from modem.stored_reports import REPORT_MEMORY, Collection, StoredReports
 
@@ -69,7 +69,7 @@ class WrongModem(ModemError):
 
 class SubmitError(Exception):
     def __init__(self, verdict: ErrorVerdict, *, modem_gone: bool = False, maybe_sent: bool = False) -> None:
-        super().__init__(verdict.reason)
+        super().__init__(str(verdict.failure))
         self.verdict = verdict
         self.modem_gone = modem_gone
         # A PDU went down the wire and no verdict came back: the SMS may be out.
@@ -540,11 +540,11 @@ class ModemDriver:
     def _status(self, reference: int, status: int) -> StatusReport | None:
         """The report the engine records, or None for an interim one."""
         verdict = classify_tp_status(status)
-        if verdict == "pending":
+        if verdict == ReportVerdict.PENDING:
             # The SMSC is still trying (e.g. phone off): its final report follows.
             log.debug("interim status report TP-ST 0x%02X for reference %d on %s", status, reference, self.port)
             return None
-        return StatusReport(reference, verdict == "delivered", f"TP-ST 0x{status:02X}")
+        return StatusReport(reference, verdict == ReportVerdict.DELIVERED, f"TP-ST 0x{status:02X}")
 
     def _received(self, sms) -> None:  # noqa: ANN001 - gsmmodem.modem.ReceivedSms
         self._on_incoming(sms.number or "", sms.text or "")
@@ -613,21 +613,19 @@ class ModemDriver:
                 waited = timeout if body_written else self.prompt_timeout
                 reason = (f"port {self.port} lost during AT+CMGS" if gone else
                           f"no {'answer to the PDU' if body_written else '> prompt'} within {waited:g} s after AT+CMGS")
-                raise SubmitError(ErrorVerdict(reason, permanent=False, line_fault=True), modem_gone=gone,
-                                  maybe_sent=body_written) from None
+                raise SubmitError(line_failure(reason), modem_gone=gone, maybe_sent=body_written) from None
             except (serial.SerialException, OSError, IndexError) as exc:
                 # IndexError: the library indexes an empty reply when _fatal woke it.
                 self.alive = False
-                raise SubmitError(ErrorVerdict(f"port {self.port} failed: {exc}", permanent=False, line_fault=True),
-                                  modem_gone=True, maybe_sent=body_written) from None
+                raise SubmitError(line_failure(f"port {self.port} failed: {exc}"), modem_gone=True,
+                                  maybe_sent=body_written) from None
             except CommandError as exc:
-                raise SubmitError(ErrorVerdict(f"AT+CMGS refused: {exc}", permanent=False, line_fault=True)) from None
+                raise SubmitError(line_failure(f"AT+CMGS refused: {exc}")) from None
             line = lineStartingWith("+CMGS:", reply or [])
             if line is None:
                 gone = not self.alive
-                raise SubmitError(ErrorVerdict("port lost during AT+CMGS" if gone else "no +CMGS in the reply",
-                                               permanent=False, line_fault=True), modem_gone=gone,
-                                  maybe_sent=body_written)
+                raise SubmitError(line_failure("port lost during AT+CMGS" if gone else "no +CMGS in the reply"),
+                                  modem_gone=gone, maybe_sent=body_written)
             references.append(int(line[6:].strip()))
         self._stored.sent(time.monotonic())
         return references

@@ -7,6 +7,9 @@ shared/reference/gsm-modems.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway.core.failures import Failure, FailureKind
 
 CMS_NAMES: dict[int, str] = {
     1: "unassigned number", 8: "operator barring", 10: "call barred", 21: "SM transfer rejected",
@@ -36,27 +39,36 @@ LINE_FAULTS = frozenset({38, 41, 42, 47, 192, 193, 194, 300, 301, 302, 310, 311,
 
 @dataclass(frozen=True)
 class ErrorVerdict:
-    reason: str
-    permanent: bool      # never retry this recipient on any line
+    failure: Failure     # what the delivery records; failure.permanent: never retry this recipient
     line_fault: bool     # counts against the modem's health
+
+
+def line_failure(text: str) -> ErrorVerdict:
+    """The modem, its port or its link failed without an error code: another line may succeed."""
+    return ErrorVerdict(Failure(FailureKind.LINE, text), line_fault=True)
 
 
 def classify_cms(code: int) -> ErrorVerdict:
     name = CMS_NAMES.get(code, "vendor-specific error" if code >= 512 else "unknown cause")
-    reason = f"+CMS ERROR {code}: {name}"
     if code in PERMANENT_FOR_RECIPIENT:
-        return ErrorVerdict(reason, permanent=True, line_fault=False)
-    return ErrorVerdict(reason, permanent=False, line_fault=code in LINE_FAULTS or code >= 512)
+        return ErrorVerdict(Failure(FailureKind.CMS, name, code, permanent=True), line_fault=False)
+    return ErrorVerdict(Failure(FailureKind.CMS, name, code), line_fault=code in LINE_FAULTS or code >= 512)
 
 
 def classify_cme(code: int) -> ErrorVerdict:
     names = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted", 11: "SIM PIN required",
              12: "SIM PUK required", 13: "SIM failure", 14: "SIM busy", 16: "incorrect password",
              30: "no network service", 100: "unknown"}
-    return ErrorVerdict(f"+CME ERROR {code}: {names.get(code, 'unknown cause')}", permanent=False, line_fault=True)
+    return ErrorVerdict(Failure(FailureKind.CME, names.get(code, "unknown cause"), code), line_fault=True)
 
 
-def classify_tp_status(status: int) -> str:
+class ReportVerdict(StrEnum):
+    DELIVERED = "delivered"
+    PENDING = "pending"      # an interim report: the SMSC is still trying
+    FAILED = "failed"
+
+
+def classify_tp_status(status: int) -> ReportVerdict:
     """What a status report's TP-Status says (3GPP TS 23.040, 9.2.3.15).
 
     0x00-0x1F: the transaction completed ('delivered': received, forwarded
@@ -66,7 +78,7 @@ def classify_tp_status(status: int) -> str:
     SMSC gave up on ('failed').
     """
     if status < 0x20:
-        return "delivered"
+        return ReportVerdict.DELIVERED
     if status < 0x40:
-        return "pending"
-    return "failed"
+        return ReportVerdict.PENDING
+    return ReportVerdict.FAILED

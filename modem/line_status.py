@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway.core import states
 from gateway.core.channels import LineStatus
 from modem.driver import Health
 
 
 @dataclass
 class LineState:
-    state: str = "starting"          # starting | up | down | suspended
+    state: states.LineState = states.LineState.STARTING   # starting | up | down | suspended
     port: str | None = None
     imei: str | None = None
     health: Health = field(default_factory=lambda: Health(None, None, None, None))
@@ -22,7 +23,7 @@ class LineState:
     failed_total: int = 0
 
     def report(self, label: str, *, sent_today: int, daily_cap: int, rate_per_minute: float) -> LineStatus:
-        return LineStatus(channel="sms", label=label, state=self.state, port=self.port, imei=self.imei,
+        return LineStatus(channel=states.Channel.SMS, label=label, state=self.state, port=self.port, imei=self.imei,
                           signal=self.health.signal, registration=self.health.registration,
                           operator=self.health.operator, sim_state=self.health.sim_state, smsc=self.health.smsc,
                           last_error=self.last_error, sent_today=sent_today, daily_cap=daily_cap,

@@ -9,7 +9,9 @@ from typing import Callable
 
 from gateway.core.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
 from gateway.core.config import ModemConfig
+from gateway.core.failures import Failure, FailureKind
 from gateway.core.sms_text import SmsTextError, encode_submit_pdus, plan_sms
+from gateway.core.states import Channel
 from modem.driver import ModemDriver, ModemError, SubmitError
 from modem.worker import ModemWorker, PortRegistry, WorkerSettings
 
@@ -17,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class SmsChannel:
-    name = "sms"
+    name = Channel.SMS
 
     def __init__(self, modems: tuple[ModemConfig, ...] | list[ModemConfig], settings: WorkerSettings, *,
                  sent_today: dict[str, int] | None = None,
@@ -96,28 +98,28 @@ class SmsChannel:
         try:
             plan = plan_sms(message.text)
         except SmsTextError as exc:
-            raise DeliveryFailed(str(exc), permanent=True, code="text") from None
+            raise DeliveryFailed(Failure(FailureKind.TEXT, str(exc), permanent=True)) from None
         worker = self._pick(plan.segments, message.avoid_lines)
         if worker is None:
-            raise DeliveryFailed("no modem free", permanent=False, charge_attempt=False)
+            raise DeliveryFailed(Failure(FailureKind.NO_LINE, "no modem free"), charge_attempt=False)
         try:
             pdus = encode_submit_pdus(message.number, plan, concat_reference=worker.next_concat_reference())
         except ValueError as exc:
-            raise DeliveryFailed(f"cannot encode for {message.number}: {exc}", permanent=True, code="number") from None
+            raise DeliveryFailed(Failure(FailureKind.NUMBER, f"cannot encode for {message.number}: {exc}",
+                                         permanent=True)) from None
         started_wall = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         started = time.monotonic()
         future = worker.submit(pdus)
         try:
             references = await future
         except SubmitError as exc:
-            worker.job_done(len(pdus), started, ok=False, line_fault=exc.verdict.line_fault, error=exc.verdict.reason)
-            code = exc.verdict.reason.split(":")[0] if exc.verdict.reason.startswith("+CMS") else None
-            raise DeliveryFailed(exc.verdict.reason, permanent=exc.verdict.permanent, code=code,
-                                 line=worker.label, charge_attempt=not exc.modem_gone,
+            worker.job_done(len(pdus), started, ok=False, line_fault=exc.verdict.line_fault,
+                            error=str(exc.verdict.failure))
+            raise DeliveryFailed(exc.verdict.failure, line=worker.label, charge_attempt=not exc.modem_gone,
                                  possible_duplicate=exc.maybe_sent) from None
         except (ModemError, Exception) as exc:  # noqa: BLE001 - any other failure is the line's, not the recipient's
             worker.job_done(len(pdus), started, ok=False, line_fault=True, error=str(exc))
-            raise DeliveryFailed(str(exc) or type(exc).__name__, permanent=False, line=worker.label,
+            raise DeliveryFailed(Failure(FailureKind.LINE, str(exc) or type(exc).__name__), line=worker.label,
                                  charge_attempt=False) from None
         worker.job_done(len(pdus), started, ok=True, line_fault=False, error=None)
         return SubmitReceipt(line=worker.label, references=references, started_at=started_wall)

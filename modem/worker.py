@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from gateway.core import states
 from gateway.core.channels import LineStatus, StatusReport
 from gateway.core.config import ModemConfig
 from gateway.core.sms_text import SubmitPdu
@@ -107,7 +108,7 @@ class ModemWorker:
         await asyncio.to_thread(self._thread.join, 15)
 
     def can_take(self, parts: int, now: float) -> bool:
-        return (self.line.state == "up" and self._sends.has_room()
+        return (self.line.state == states.LineState.UP and self._sends.has_room()
                 and self._budget.allows(parts, self._sends.queued_parts, now))
 
     def next_concat_reference(self) -> int:
@@ -133,8 +134,8 @@ class ModemWorker:
         else:
             self.line.failed_total += 1
             self.line.last_error = error
-        if self._suspension.send_ended(ok, line_fault) and self.line.state == "up":
-            self.line.state = "suspended"
+        if self._suspension.send_ended(ok, line_fault) and self.line.state == states.LineState.UP:
+            self.line.state = states.LineState.SUSPENDED
             self._suspension.probe_at = self._suspension.next_probe()
             log.warning("modem %s out of rotation after %d errors: %s", self.label,
                         self._suspension.consecutive_errors, error)
@@ -143,7 +144,7 @@ class ModemWorker:
 
     def measured_rate(self) -> float:
         """Segments per minute this modem can do: its cap, or what it really did lately."""
-        return self._budget.measured_rate() if self.line.state == "up" else 0.0
+        return self._budget.measured_rate() if self.line.state == states.LineState.UP else 0.0
 
     def status(self) -> LineStatus:
         return self.line.report(self.label, sent_today=self._budget.sent_today, daily_cap=self.config.daily_cap,
@@ -156,7 +157,7 @@ class ModemWorker:
         """Apply changes to the line coming from the worker thread, on the loop thread;
         ``probe_at``: the suspension's next probe."""
         def apply() -> None:
-            became_up = changes.get("state") == "up" and self.line.state != "up"
+            became_up = changes.get("state") == states.LineState.UP and self.line.state != states.LineState.UP
             for key, value in changes.items():
                 setattr(self.line, key, value)
             if probe_at is not None:
@@ -199,7 +200,7 @@ class ModemWorker:
                 # and the queued sends must still get their turn (and their timeout).
                 next_health = time.monotonic() + self._settings.health_interval
                 continue
-            if self.line.state == "suspended" and self._suspension.probe_due(now):
+            if self.line.state == states.LineState.SUSPENDED and self._suspension.probe_due(now):
                 self._probe()
                 continue
             # Stored status reports: at once when no send waits, else in batches.
@@ -233,13 +234,13 @@ class ModemWorker:
     def _connect(self) -> bool:
         driver, problem = self._finder.open()
         if driver is None:
-            if self.line.state != "down" or self.line.last_error != problem:
-                self._set(state="down", last_error=problem)
+            if self.line.state != states.LineState.DOWN or self.line.last_error != problem:
+                self._set(state=states.LineState.DOWN, last_error=problem)
             return False
         self._driver = driver
         log.info("modem %s up on %s (IMEI %s, %s %s)", self.label, driver.port, driver.imei,
                  driver.manufacturer, driver.model)
-        self._set(state="up", port=driver.port, imei=driver.imei, last_error=None)
+        self._set(state=states.LineState.UP, port=driver.port, imei=driver.imei, last_error=None)
         return True
 
     def _disconnect(self) -> None:
@@ -250,7 +251,7 @@ class ModemWorker:
 
     def _lost(self, reason: str) -> None:
         log.warning("modem %s: %s", self.label, reason)
-        self._set(state="down", last_error=reason)
+        self._set(state=states.LineState.DOWN, last_error=reason)
 
     def _read_health(self) -> None:
         try:
@@ -259,8 +260,8 @@ class ModemWorker:
             self._set(last_error=str(exc))
             return
         if health is not None:
-            if off_network(health.registration) and self.line.state == "up":
-                self._set(health=health, state="suspended", probe_at=self._suspension.next_probe(),
+            if off_network(health.registration) and self.line.state == states.LineState.UP:
+                self._set(health=health, state=states.LineState.SUSPENDED, probe_at=self._suspension.next_probe(),
                           last_error=f"not registered on the network ({health.registration})")
             else:
                 self._set(health=health)
@@ -279,7 +280,7 @@ class ModemWorker:
             return
         if self._suspension.probe_answered(health.registration if health else None):
             log.info("modem %s back in rotation", self.label)
-            self._set(state="up", health=health)
+            self._set(state=states.LineState.UP, health=health)
         else:
             self._set(probe_at=self._suspension.next_probe(), health=health)
 

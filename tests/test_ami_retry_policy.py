@@ -10,7 +10,9 @@ from asterisk.outcomes import CallOutcome, classify_call
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.channels import DeliveryFailed, SubmitReceipt
 from gateway.core.config import SCHEMA, parse_config
+from gateway.core.failures import Failure, FailureKind
 from gateway.core.retry import (MAX_CALL_INTERVAL, AlertPolicy, RetryVerdict, SmsPolicy, SmsRetry, VoicePolicy)
+from gateway.core.states import AttemptOutcome
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 BUSY = classify_call(5, 17, None, False)
@@ -30,9 +32,8 @@ def alert_policy(**changes) -> AlertPolicy:
 
 def failed(outcome: CallOutcome) -> DeliveryFailed:
     """The failure VoiceChannel raises for this outcome."""
-    return DeliveryFailed(outcome.reason, permanent=outcome.permanent, code=outcome.outcome, line="trunk1",
-                          charge_attempt=outcome.charge_attempt,
-                          cause=str(outcome.cause) if outcome.cause is not None else None)
+    return DeliveryFailed(outcome.failure, outcome=outcome.outcome, line="trunk1",
+                          charge_attempt=outcome.charge_attempt, cause=outcome.cause)
 
 
 def after_call(policy: AlertPolicy, attempts: int, calls: int, outcome: CallOutcome, now=NOW) -> RetryVerdict:
@@ -116,23 +117,24 @@ def test_a_negative_interval_calls_back_without_waiting_not_in_the_past():
 
 def test_voice_policy_retries_a_rejected_call_once_from_the_failure_cause():
     policy = alert_policy(voice_interval=60, voice_growth=1.0)
-    rejected = DeliveryFailed("call rejected (Q.850 21 call rejected)", permanent=False, code="failed",
-                              line="trunk1", cause="21")
+    rejected = DeliveryFailed(Failure(FailureKind.CALL, "call rejected (Q.850 21 call rejected)", 21),
+                              line="trunk1")
     first = VoicePolicy().after_failure(policy, 0, 1, rejected, NOW)
     second = VoicePolicy().after_failure(policy, 1, 2, rejected, NOW)
     assert first.state == "pending" and second.state == "failed"
     # Another failure with the same code and no rejection cause is retried as usual.
-    other = DeliveryFailed("failed (Q.850 31)", permanent=False, code="failed", line="trunk1", cause="31")
+    other = DeliveryFailed(Failure(FailureKind.CALL, "failed (Q.850 31)", 31), line="trunk1")
     assert VoicePolicy().after_failure(policy, 1, 2, other, NOW).state == "pending"
 
 
 def test_voice_policy_calls_never_placed_are_neither_charged_nor_capped():
     policy = alert_policy(voice_interval=60, voice_growth=1.0, voice_cap=8)
-    never_placed = DeliveryFailed("no voice trunk free", permanent=False, code="no_line", charge_attempt=True)
+    never_placed = DeliveryFailed(Failure(FailureKind.NO_LINE, "no voice trunk free"),
+                                  outcome=AttemptOutcome.NO_LINE, charge_attempt=True)
     # The claim counted this try as the 8th submission; it placed no call.
     verdict = VoicePolicy().after_failure(policy, 2, 8, never_placed, NOW)
     assert verdict.state == "pending" and not verdict.charged and not verdict.placed
-    placed = DeliveryFailed("busy", permanent=False, code="busy", cause="17")
+    placed = DeliveryFailed(Failure(FailureKind.CALL, "busy", 17), outcome=AttemptOutcome.BUSY)
     at_cap = VoicePolicy().after_failure(policy, 2, 8, placed, NOW)
     assert at_cap.state == "failed" and at_cap.placed
 
@@ -142,7 +144,7 @@ def sms_policy(**changes) -> SmsPolicy:
     return SmsPolicy(SmsRetry.from_config(dataclasses.replace(parse_config({}).retry, **changes)))
 
 
-TRANSIENT = DeliveryFailed("+CMS ERROR 38: network out of order", permanent=False)
+TRANSIENT = DeliveryFailed(Failure(FailureKind.CMS, "network out of order", 38))
 
 
 def test_sms_retries_back_off_up_to_the_longest_delay():
@@ -161,13 +163,13 @@ def test_sms_gives_up_at_the_fewer_of_the_configured_and_the_alert_attempts():
 
 
 def test_sms_failure_on_our_side_is_retried_soon_without_charge():
-    gone = DeliveryFailed("modem gone", permanent=False, charge_attempt=False)
+    gone = DeliveryFailed(Failure(FailureKind.LINE, "modem gone"), charge_attempt=False)
     verdict = sms_policy(initial_delay=30).after_failure(alert_policy(max_attempts=1), 0, 1, gone, NOW)
     assert seconds_until(verdict) == 5 and not verdict.charged
 
 
 def test_sms_permanent_failure_and_deadline_stop():
-    refused = DeliveryFailed("+CMS ERROR 1: unassigned number", permanent=True)
+    refused = DeliveryFailed(Failure(FailureKind.CMS, "unassigned number", 1, permanent=True))
     assert sms_policy().after_failure(alert_policy(), 0, 1, refused, NOW).state == "failed"
     soon = alert_policy(deadline=NOW + dt.timedelta(seconds=10))
     assert sms_policy(initial_delay=30).after_failure(soon, 0, 1, TRANSIENT, NOW).state == "failed"

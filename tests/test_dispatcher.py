@@ -8,6 +8,7 @@ from sqlalchemy import select
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings, mask_number
+from gateway.core.failures import Failure, FailureKind
 from gateway.core.models import Attempt, Delivery, Line, SmsPart
 from gateway.core.retry import SmsPolicy, SmsRetry
 
@@ -99,8 +100,8 @@ def test_reports_that_beat_their_send_are_applied_once_its_parts_exist(contacts)
 def test_transient_failure_retries_on_another_line_permanent_fails_at_once(contacts):
     contacts.alerts.create(AlertRequest(text="x", target=Target(everyone=True)))
     channel = FakeChannel(script={
-        "+393331110001": [DeliveryFailed("+CMS ERROR 38: network out of order", permanent=False)],
-        "+393331110002": [DeliveryFailed("+CMS ERROR 1: unassigned number", permanent=True, code="+CMS ERROR 1")],
+        "+393331110001": [DeliveryFailed(Failure(FailureKind.CMS, "network out of order", 38))],
+        "+393331110002": [DeliveryFailed(Failure(FailureKind.CMS, "unassigned number", 1, permanent=True))],
     })
     asyncio.run(make_dispatcher(contacts, channel).run(asyncio.Event(), once=True))
     final = states(contacts)
@@ -110,26 +111,27 @@ def test_transient_failure_retries_on_another_line_permanent_fails_at_once(conta
     assert retried == [frozenset(), frozenset({"a"})]
     with contacts.sessions() as s:
         failed = s.scalar(select(Delivery).where(Delivery.e164 == "+393331110002"))
-        assert "unassigned number" in failed.last_error and failed.attempts == 1
+        # The failure is rendered once: its code is not repeated after the text.
+        assert failed.last_error == "+CMS ERROR 1: unassigned number" and failed.attempts == 1
         assert s.scalar(select(Delivery.attempts).where(Delivery.e164 == "+393331110001")) == 2
 
 
 def test_gives_up_after_max_attempts(contacts):
     contacts.alerts.create(AlertRequest(text="x", target=Target(numbers=("+393331110001",))))
-    failures = [DeliveryFailed("+CMS ERROR 500: unknown error", permanent=False) for _ in range(5)]
+    failures = [DeliveryFailed(Failure(FailureKind.CMS, "unknown error", 500)) for _ in range(5)]
     channel = FakeChannel(script={"+393331110001": failures})
     asyncio.run(make_dispatcher(contacts, channel, max_attempts=3).run(asyncio.Event(), once=True))
     with contacts.sessions() as s:
         delivery = s.scalar(select(Delivery))
         assert delivery.state == "failed" and delivery.attempts == 3
-        assert delivery.last_error.startswith("gave up after 3 attempts")
+        assert delivery.last_error == "gave up after 3 attempts: +CMS ERROR 500: unknown error"
         assert len(s.scalars(select(Attempt)).all()) == 3
     assert len(failures) == 2  # exactly three tries
 
 
 def test_uncharged_failures_do_not_use_attempts(contacts):
     contacts.alerts.create(AlertRequest(text="x", target=Target(numbers=("+393331110001",))))
-    gone = [DeliveryFailed("port lost", permanent=False, charge_attempt=False) for _ in range(4)]
+    gone = [DeliveryFailed(Failure(FailureKind.LINE, "port lost"), charge_attempt=False) for _ in range(4)]
     asyncio.run(make_dispatcher(contacts, FakeChannel(script={"+393331110001": gone}), max_attempts=2)
                 .run(asyncio.Event(), once=True))
     with contacts.sessions() as s:

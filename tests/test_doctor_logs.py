@@ -123,10 +123,12 @@ def test_a_failure_reason_naming_the_number_is_masked_in_the_log(contacts, caplo
     import logging
 
     from gateway.core.channels import DeliveryFailed
+    from gateway.core.failures import Failure, FailureKind
     from tests.test_dispatcher import FakeChannel, make_dispatcher
     number = "+393201234567"
     contacts.alerts.create(AlertRequest(text="x", target=Target(numbers=(number,))))
-    channel = FakeChannel(script={number: [DeliveryFailed(f"cannot encode for {number}", permanent=True)]})
+    channel = FakeChannel(script={number: [DeliveryFailed(Failure(FailureKind.NUMBER, f"cannot encode for {number}",
+                                                                  permanent=True))]})
     with caplog.at_level(logging.INFO):
         asyncio.run(make_dispatcher(contacts, channel).run(asyncio.Event(), once=True))
     assert "cannot encode for +39****567" in caplog.text

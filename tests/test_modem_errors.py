@@ -7,19 +7,19 @@ from modem.errors import classify_cms, classify_tp_status
 @pytest.mark.parametrize("code", [1, 21, 28, 96])
 def test_recipient_errors_are_permanent(code):
     verdict = classify_cms(code)
-    assert verdict.permanent and not verdict.line_fault
-    assert f"+CMS ERROR {code}" in verdict.reason
+    assert verdict.failure.permanent and not verdict.line_fault
+    assert str(verdict.failure).startswith(f"+CMS ERROR {code}: ")
 
 
 @pytest.mark.parametrize("code", [38, 41, 42, 500, 512, 513, 514, 515, 600])
 def test_line_errors_are_transient_and_count_against_the_modem(code):
     verdict = classify_cms(code)
-    assert not verdict.permanent and verdict.line_fault
+    assert not verdict.failure.permanent and verdict.line_fault
 
 
 def test_named_reasons():
-    assert classify_cms(42).reason == "+CMS ERROR 42: congestion"
-    assert classify_cms(1).reason == "+CMS ERROR 1: unassigned number"
+    assert str(classify_cms(42).failure) == "+CMS ERROR 42: congestion"
+    assert str(classify_cms(1).failure) == "+CMS ERROR 1: unassigned number"
 
 
 def test_at_parsers():

@@ -102,7 +102,7 @@ def test_confirmed_call_returns_times_and_sends_async_originate(tmp_path):
             return receipt, events
         receipt, events = asyncio.run(scenario())
         [call] = pbx.calls()
-    assert receipt.outcome == "confirmed" and receipt.line == "trunk1" and receipt.cause == "16"
+    assert receipt.outcome == "confirmed" and receipt.line == "trunk1" and receipt.cause == 16
     assert receipt.started_at <= receipt.answered_at <= receipt.ended_at
     assert call["channel_id"].startswith("allerta-42-") and call["delivery"] == "42"
     assert call["number"] == CONFIRM[1:]
@@ -136,14 +136,14 @@ def test_originate_headers(tmp_path):
                                              "ALLERTA_DELIVERY=7"]
 
 
-@pytest.mark.parametrize("number, code, permanent, charged, cause", [
-    (BUSY, "busy", False, True, "17"),
-    (NO_ANSWER, "no_answer", False, True, "19"),
-    (INVALID, "invalid_number", True, True, "1"),
-    (CONGESTED, "congestion", False, False, "34"),
-    (REJECTED, "failed", False, True, "21"),
+@pytest.mark.parametrize("number, outcome, permanent, charged, cause", [
+    (BUSY, "busy", False, True, 17),
+    (NO_ANSWER, "no_answer", False, True, 19),
+    (INVALID, "invalid_number", True, True, 1),
+    (CONGESTED, "congestion", False, False, 34),
+    (REJECTED, "failed", False, True, 21),
 ])
-def test_failed_calls_raise_delivery_failed(tmp_path, number, code, permanent, charged, cause):
+def test_failed_calls_raise_delivery_failed(tmp_path, number, outcome, permanent, charged, cause):
     with PbxSimulatorProcess(tmp_path, trunks={"trunk1": 4}, population=POPULATION) as pbx:
         async def scenario():
             channel, _ = await started(voice_settings(pbx.port))
@@ -154,13 +154,13 @@ def test_failed_calls_raise_delivery_failed(tmp_path, number, code, permanent, c
             await channel.stop()
             return failure.value, lines, before
         failure, [line], before = asyncio.run(scenario())
-    assert (failure.code, failure.permanent, failure.charge_attempt) == (code, permanent, charged)
+    assert (failure.outcome, failure.permanent, failure.charge_attempt) == (outcome, permanent, charged)
     assert failure.line == "trunk1" and not failure.possible_duplicate
     # The Q.850 cause travels with the failure (the policy retries 21 once at most),
     # with the time the call was originated; none of these was answered.
     assert failure.cause == cause
     assert failure.started_at is not None and failure.started_at >= before and failure.answered_at is None
-    if code == "congestion":
+    if outcome == "congestion":
         # Trunk-side: the trunk slows down and shows why.
         assert line.limit == 2 and "congestion" in (line.last_error or "")
     else:
@@ -177,7 +177,7 @@ def test_over_the_pbx_limit_is_congestion_without_charge(tmp_path):
             await channel.stop()
             return failure.value
         failure = asyncio.run(scenario())
-    assert failure.code == "congestion" and not failure.charge_attempt and not failure.permanent
+    assert failure.outcome == "congestion" and not failure.charge_attempt and not failure.permanent
 
 
 def test_unknown_channel_technology_is_rejected_at_once(tmp_path):

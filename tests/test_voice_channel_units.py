@@ -263,7 +263,7 @@ def test_call_without_end_event_fails_after_timeout_and_margin():
         await fake.stop()
         return failure.value, elapsed, free
     failure, elapsed, free = asyncio.run(scenario())
-    assert 1.2 <= elapsed < 3 and failure.code == "failed"
+    assert 1.2 <= elapsed < 3 and failure.outcome == "failed"
     assert "no end of the call" in failure.reason
     assert not failure.charge_attempt and not failure.possible_duplicate   # no channel ever seen
     assert free == 1   # the channel was given back
@@ -299,8 +299,8 @@ def test_answered_call_whose_message_could_not_play_fails_with_its_times_and_cau
         await fake.stop()
         return failure.value, line
     failure, line = asyncio.run(scenario())
-    assert failure.code == "failed" and not failure.charge_attempt and not failure.permanent
-    assert failure.cause == "16"
+    assert failure.outcome == "failed" and not failure.charge_attempt and not failure.permanent
+    assert failure.cause == 16
     assert failure.started_at is not None and failure.answered_at is not None
     assert failure.started_at <= failure.answered_at
     # Our side's fault: shown on the line, without lowering the trunk's concurrency.

@@ -12,8 +12,10 @@ from sqlalchemy import select, update
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.channels import DeliveryFailed, SubmitReceipt
 from gateway.core.db import utcnow
+from gateway.core.failures import Failure, FailureKind
 from gateway.core.models import Alert, Attempt, Delivery
 from gateway.core.retry import RetryVerdict, VoicePolicy
+from gateway.core.states import AttemptOutcome
 from gateway.core.store import DEADLINE_PASSED, Store
 
 NOW = dt.datetime(2026, 5, 1, 12, 0)
@@ -82,8 +84,8 @@ def test_call_in_flight_when_the_alert_is_cancelled_ends_cancelled_without_fallb
     mobile = next(c for c in claims if c.e164.startswith("+393"))
     contacts.alerts.cancel(alert_id)
     # The call was busy: the policy would call again, and a mobile giving up would get an SMS.
-    failure = DeliveryFailed("busy (Q.850 17 user busy)", permanent=False, code="busy", line="trunk1",
-                             cause="17", started_at=NOW)
+    failure = DeliveryFailed(Failure(FailureKind.CALL, "busy (Q.850 17 user busy)", 17), outcome=AttemptOutcome.BUSY,
+                             line="trunk1", started_at=NOW)
     verdict = VoicePolicy().after_failure(mobile.policy, mobile.attempts, mobile.submissions, failure, utcnow())
     assert verdict.state == "pending"
     assert store.record_result(mobile, verdict, failure=failure) == "cancelled"
@@ -113,8 +115,8 @@ def test_failed_attempt_stores_the_q850_cause_and_the_line_times(contacts, tmp_p
     store = Store(contacts.sessions)
     claim = store.claim("voice", 1)[0]
     answered = NOW + dt.timedelta(seconds=7)
-    failure = DeliveryFailed("answered, but the message could not be played", permanent=False, code="failed",
-                             line="trunk1", charge_attempt=False, cause="16", started_at=NOW, answered_at=answered)
+    failure = DeliveryFailed(Failure(FailureKind.LINE, "answered, but the message could not be played"),
+                             line="trunk1", charge_attempt=False, cause=16, started_at=NOW, answered_at=answered)
     verdict = VoicePolicy().after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
     store.record_result(claim, verdict, failure=failure)
     with contacts.sessions() as s:
@@ -127,8 +129,8 @@ def test_calls_never_placed_do_not_count_toward_the_cap(contacts, tmp_path):
     voice_alert(contacts, tmp_path, voice_cap=2)
     store = Store(contacts.sessions)
     policy = VoicePolicy()
-    no_line = DeliveryFailed("no voice trunk free (AMI link down)", permanent=False, code="no_line",
-                             charge_attempt=False)
+    no_line = DeliveryFailed(Failure(FailureKind.NO_LINE, "no voice trunk free (AMI link down)"),
+                             outcome=AttemptOutcome.NO_LINE, charge_attempt=False)
     claim = store.claim("voice", 1)[0]
     # Five rounds without a free trunk: each claim counts a submission, each gives it back.
     for _ in range(5):
@@ -150,7 +152,8 @@ def test_a_number_opted_out_while_its_call_was_up_gets_no_fallback_sms(contacts,
     opted, kept = claims[0], claims[1]
     with contacts.sessions.begin() as s:
         s.execute(update(PhoneNumberRow).where(PhoneNumberRow.id == opted.number_id).values(opted_out=True))
-    failure = DeliveryFailed("no answer", permanent=False, code="no_answer", line="trunk1", cause="19")
+    failure = DeliveryFailed(Failure(FailureKind.CALL, "no answer", 19), outcome=AttemptOutcome.NO_ANSWER,
+                             line="trunk1")
     for claim in (opted, kept):
         verdict = VoicePolicy().after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
         store.record_result(claim, verdict, failure=failure)

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from gateway.core.alerts import AlertError, AlertPreview, AlertRequest
+from gateway.core.alerts import WAITING_TO_GO, AlertError, AlertPreview, AlertRequest
 from gateway.core.db import utcnow
 from gateway.core.models import Alert
 from gateway.core.models_panel import AlertApproval
+from gateway.core.states import AlertState, ApprovalDecision
 from web.context import Panel
 from web.users import has_role
 
@@ -62,24 +63,24 @@ def create_alert(p: Panel, request: AlertRequest, *, actor: str, role: str, mode
         if not reason:
             raise FlowError("sending without a second person's approval needs a reason")
     if mode == "draft" or (mode == "submit" and rule):
-        state = "draft" if mode == "draft" else "awaiting_approval"
+        state = AlertState.DRAFT if mode == "draft" else AlertState.AWAITING_APPROVAL
         alert_id, preview = p.services.alerts.create_pending(request, state)
         with p.audit.transaction() as s:
-            if state == "awaiting_approval":
+            if state == AlertState.AWAITING_APPROVAL:
                 s.add(AlertApproval(alert_id=alert_id, requested_by=actor))
-            p.audit.record(s, actor, "alert.draft" if state == "draft" else "alert.request", alert_id,
+            p.audit.record(s, actor, "alert.draft" if state == AlertState.DRAFT else "alert.request", alert_id,
                            text=request.text, channels=list(request.channels), target=request.target.describe(),
                            drill=request.drill, recipients=preview.recipients, **_extras(request))
         return Outcome(alert_id, state, preview)
     alert_id, preview = p.services.alerts.create(request)
     with p.audit.transaction() as s:
         if rule:
-            s.add(AlertApproval(alert_id=alert_id, requested_by=actor, decision="bypassed", decided_by=actor,
+            s.add(AlertApproval(alert_id=alert_id, requested_by=actor, decision=ApprovalDecision.BYPASSED, decided_by=actor,
                                 decided_at=utcnow(), reason=reason))
         p.audit.record(s, actor, "alert.send", alert_id, text=request.text, channels=list(request.channels),
                        target=request.target.describe(), drill=request.drill, recipients=preview.recipients,
                        reason=reason or None, two_person_rule=rule, **_extras(request))
-    return Outcome(alert_id, "active", preview)
+    return Outcome(alert_id, AlertState.ACTIVE, preview)
 
 
 def _extras(request: AlertRequest) -> dict:
@@ -105,19 +106,19 @@ def _alert(p: Panel, alert_id: int) -> Alert:
 def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
     """A draft goes for approval (rule on) or out (rule off). Returns the new state."""
     alert = _alert(p, alert_id)
-    if alert.state != "draft":
+    if alert.state != AlertState.DRAFT:
         raise FlowError("alert %(id)s is %(state)s, not a draft", id=alert_id, state=alert.state)
     if not p.web.two_person_rule:
         approve(p, alert_id, actor=actor, role=role, from_draft=True)
-        return "active"
+        return AlertState.ACTIVE
     with p.audit.transaction() as s:
-        taken = s.execute(update(Alert).where(Alert.id == alert_id, Alert.state == "draft")
-                          .values(state="awaiting_approval")).rowcount
+        taken = s.execute(update(Alert).where(Alert.id == alert_id, Alert.state == AlertState.DRAFT)
+                          .values(state=AlertState.AWAITING_APPROVAL)).rowcount
         if not taken:
             raise FlowError("alert %(id)s is no longer a draft", id=alert_id)
         s.add(AlertApproval(alert_id=alert_id, requested_by=actor))
         p.audit.record(s, actor, "alert.request", alert_id)
-    return "awaiting_approval"
+    return AlertState.AWAITING_APPROVAL
 
 
 def approve(p: Panel, alert_id: int, *, actor: str, role: str, from_draft: bool = False) -> dict[str, int]:
@@ -126,7 +127,7 @@ def approve(p: Panel, alert_id: int, *, actor: str, role: str, from_draft: bool 
     if not from_draft:
         if not has_role(role, "approver"):
             raise FlowError("only an approver may approve an alert")
-        if alert.state != "awaiting_approval":
+        if alert.state != AlertState.AWAITING_APPROVAL:
             raise FlowError("alert %(id)s is %(state)s, not awaiting approval", id=alert_id, state=alert.state)
         if rule and alert.created_by == actor:
             raise FlowError("the two-person rule: someone else must approve your alert")
@@ -135,8 +136,9 @@ def approve(p: Panel, alert_id: int, *, actor: str, role: str, from_draft: bool 
     except AlertError as exc:
         raise FlowError.of(exc) from None
     with p.audit.transaction() as s:
-        s.execute(update(AlertApproval).where(AlertApproval.alert_id == alert_id, AlertApproval.decision == "pending")
-                  .values(decision="approved", decided_by=actor, decided_at=utcnow()))
+        s.execute(update(AlertApproval).where(AlertApproval.alert_id == alert_id,
+                                              AlertApproval.decision == ApprovalDecision.PENDING)
+                  .values(decision=ApprovalDecision.APPROVED, decided_by=actor, decided_at=utcnow()))
         p.audit.record(s, actor, "alert.approve" if not from_draft else "alert.send", alert_id, recipients=counts)
     return counts
 
@@ -145,22 +147,23 @@ def reject(p: Panel, alert_id: int, *, actor: str, role: str, reason: str = "") 
     if not has_role(role, "approver"):
         raise FlowError("only an approver may reject an alert")
     try:
-        p.services.alerts.discard(alert_id, "rejected")
+        p.services.alerts.discard(alert_id, AlertState.REJECTED)
     except AlertError as exc:
         raise FlowError.of(exc) from None
     with p.audit.transaction() as s:
-        s.execute(update(AlertApproval).where(AlertApproval.alert_id == alert_id, AlertApproval.decision == "pending")
-                  .values(decision="rejected", decided_by=actor, decided_at=utcnow(), reason=reason.strip() or None))
+        s.execute(update(AlertApproval).where(AlertApproval.alert_id == alert_id,
+                                              AlertApproval.decision == ApprovalDecision.PENDING)
+                  .values(decision=ApprovalDecision.REJECTED, decided_by=actor, decided_at=utcnow(), reason=reason.strip() or None))
         p.audit.record(s, actor, "alert.reject", alert_id, reason=reason.strip() or None)
 
 
 def cancel(p: Panel, alert_id: int, *, actor: str) -> int:
     alert = _alert(p, alert_id)
     try:
-        if alert.state in ("draft", "awaiting_approval"):
-            p.services.alerts.discard(alert_id, "cancelled")
+        if alert.state in WAITING_TO_GO:
+            p.services.alerts.discard(alert_id, AlertState.CANCELLED)
             stopped = 0
-        elif alert.state == "active":
+        elif alert.state == AlertState.ACTIVE:
             stopped = p.services.alerts.cancel(alert_id)
         else:
             raise FlowError("alert %(id)s is %(state)s: nothing to cancel", id=alert_id, state=alert.state)

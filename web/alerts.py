@@ -26,6 +26,7 @@ from gateway.core.db import utcnow
 from gateway.core.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
 from gateway.core.models_panel import AlertText
 from gateway.core.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
+from gateway.core.states import AlertState, Channel, DeliveryState
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
                                          translation_version)
 from web import alert_flow
@@ -37,7 +38,9 @@ from web.security import passive, require_role
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 
-CHANNEL_CHOICES = {"sms": ("sms",), "voice": ("voice",), "both": ("sms", "voice"), "voice_fallback": ("voice",)}
+# The compose form's choice -> the channels it sends on.
+CHANNEL_CHOICES = {"sms": (Channel.SMS,), "voice": (Channel.VOICE,), "both": (Channel.SMS, Channel.VOICE),
+                   "voice_fallback": (Channel.VOICE,)}
 AUDIO_TYPES = {".wav", ".mp3", ".ogg", ".oga"}
 PAGE_SIZE = 50
 REACHED = tuple(state for state, bucket in BUCKETS.items() if bucket == "reached")
@@ -131,7 +134,7 @@ def request_from_form() -> AlertRequest:
     target = Target() if follows is not None else Target(
         everyone=form.get("everyone") == "1", zones=tuple(form.getlist("zones")),
         groups=tuple(form.getlist("groups")), numbers=_split_numbers(form.get("numbers", "")))
-    default_attempts = voice.max_attempts if "voice" in channels else config.retry.max_attempts
+    default_attempts = voice.max_attempts if Channel.VOICE in channels else config.retry.max_attempts
     deadline = _int("deadline_minutes", int(voice.deadline_minutes), 1, 24 * 60)
     send_at = _send_at()
     translations = {lang: form.get(f"text_{lang}", "").strip() for lang in LANGUAGE_NAMES}
@@ -220,7 +223,8 @@ def _choices(follows: int | None = None) -> dict:
         sent_to = {}
         if original is not None:
             sent_to = dict(s.execute(select(Delivery.channel, func.count()).where(
-                Delivery.alert_id == original.id, Delivery.state != "cancelled").group_by(Delivery.channel)).all())
+                Delivery.alert_id == original.id, Delivery.state != DeliveryState.CANCELLED)
+                .group_by(Delivery.channel)).all())
     return {"zones": zones, "groups": groups, "voices": sorted(VOICES), "templates": TEMPLATES,
             "template_names": TEMPLATE_NAMES, "languages": LANGUAGE_NAMES, "follow_up_names": FOLLOW_UP_NAMES,
             "defaults": panel().config.voice, "retry": panel().config.retry, "original": original,
@@ -228,10 +232,10 @@ def _choices(follows: int | None = None) -> dict:
 
 
 def _channel_choice(alert: Alert) -> str:
-    channels = alert.channels.split(",")
-    if channels == ["voice"]:
+    channels = alert.delivery_channels
+    if channels == (Channel.VOICE,):
         return "voice_fallback" if alert.sms_fallback else "voice"
-    return "both" if "voice" in channels else "sms"
+    return "both" if Channel.VOICE in channels else "sms"
 
 
 def _follow_up_form(original: Alert, kind: str) -> dict:
@@ -260,7 +264,7 @@ def new():
     try:
         alert_request = request_from_form()
         panel().services.alerts.preview(alert_request)  # text, target: fail before rendering audio
-        if "voice" in alert_request.channels:
+        if Channel.VOICE in alert_request.channels:
             _voice_message(alert_request)
         outcome = alert_flow.create_alert(panel(), alert_request, actor=current_user.username,
                                           role=current_user.role, mode=mode, reason=request.form.get("reason", ""))
@@ -268,7 +272,7 @@ def new():
         if alert_request is not None:
             discard(alert_request)
         flash(error_message(exc), "error")
-        voice = "voice" in CHANNEL_CHOICES.get(request.form.get("channels", ""), ())
+        voice = Channel.VOICE in CHANNEL_CHOICES.get(request.form.get("channels", ""), ())
         if voice and request.form.get("voice_source") in ("upload", "browser"):
             # Every other field comes back filled in; a browser never lets a page put a file back into
             # a file input, so the one thing to do again is the recording.
@@ -276,9 +280,9 @@ def new():
                     "Record it or choose the file again before sending."), "warning")
         return render_template("alerts/new.html", form=request.form,
                                **_choices(request.form.get("follows", type=int))), 400
-    messages = {"draft": _("Draft %(id)s saved.", id=outcome.alert_id),
-                "awaiting_approval": _("Alert %(id)s is waiting for an approver.", id=outcome.alert_id),
-                "active": _("Alert %(id)s is being sent.", id=outcome.alert_id)}
+    messages = {AlertState.DRAFT: _("Draft %(id)s saved.", id=outcome.alert_id),
+                AlertState.AWAITING_APPROVAL: _("Alert %(id)s is waiting for an approver.", id=outcome.alert_id),
+                AlertState.ACTIVE: _("Alert %(id)s is being sent.", id=outcome.alert_id)}
     flash(messages[outcome.state], "success")
     return redirect(url_for("alerts.show", alert_id=outcome.alert_id))
 
@@ -459,7 +463,7 @@ def show(alert_id: int):
         versions = list(s.scalars(select(AlertText).where(AlertText.alert_id == alert_id)
                                   .order_by(AlertText.language)))
         follow_ups = list(s.scalars(select(Alert).where(Alert.follows_alert_id == alert_id).order_by(Alert.id)))
-        gone_out = sum(count for state, count in by_state.items() if state != "cancelled")
+        gone_out = sum(count for state, count in by_state.items() if state != DeliveryState.CANCELLED)
     by_zone: dict[str, dict[str, int]] = {}
     for zone_name, state, count in by_zone_rows:
         entry = by_zone.setdefault(zone_name or "-", {"total": 0, "reached": 0, "failed": 0, "open": 0})
@@ -501,7 +505,7 @@ def delivery(alert_id: int, delivery_id: int):
 def call_seconds(attempt: Attempt) -> tuple[int | None, int | None]:
     """(whole call, of which answered) in seconds: how long a call held the line, and how long someone
     (or a mailbox) listened. None where the call has not ended, or was never answered."""
-    if attempt.channel != "voice" or attempt.ended_at is None or attempt.started_at is None:
+    if attempt.channel != Channel.VOICE or attempt.ended_at is None or attempt.started_at is None:
         return None, None
     total = max(0, round((attempt.ended_at - attempt.started_at).total_seconds()))
     if attempt.answered_at is None:
@@ -644,7 +648,7 @@ def submit(alert_id: int):
     state = _decide(lambda: alert_flow.submit_draft(panel(), alert_id, actor=current_user.username,
                                                      role=current_user.role))
     if state:
-        flash(_("Alert %(id)s is waiting for an approver.", id=alert_id) if state == "awaiting_approval"
+        flash(_("Alert %(id)s is waiting for an approver.", id=alert_id) if state == AlertState.AWAITING_APPROVAL
               else _("Alert %(id)s is being sent.", id=alert_id), "success")
     return redirect(url_for("alerts.show", alert_id=alert_id))
 

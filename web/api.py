@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify, request, url_for
 from gateway.core.audio import VOICES, AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target
 from gateway.core.models import Alert
+from gateway.core.states import AlertState, Channel
 from gateway.core.voice_messages import VoiceRenderer, discard
 from web import alert_flow
 from web.context import panel
@@ -51,7 +52,7 @@ def api_role(role: str):  # noqa: ANN201
 def _alert_json(alert: Alert, progress: dict) -> dict:
     return {"id": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
-            "channels": alert.channels.split(","), "recipients": alert.recipients,
+            "channels": list(alert.delivery_channels), "recipients": alert.recipients,
             "created_by": alert.created_by, "created_at": alert.created_at.isoformat() + "Z",
             "progress": progress, "url": url_for("alerts.show", alert_id=alert.id)}
 
@@ -72,7 +73,7 @@ def create_alert():
     p = panel()
     config = p.config
     voice = config.voice
-    channels = data.get("channels", ["sms"])
+    channels = data.get("channels", [Channel.SMS])
     target = data.get("target") or {}
     if not isinstance(channels, list) or not isinstance(target, dict):
         return _error(400, "channels is a list and target an object")
@@ -92,13 +93,13 @@ def create_alert():
             priority=bool(data.get("priority")),
             target=Target(everyone=bool(target.get("all")), zones=names("zones"), groups=names("groups"),
                           numbers=names("numbers")),
-            max_attempts=voice.max_attempts if "voice" in channels else config.retry.max_attempts,
+            max_attempts=voice.max_attempts if Channel.VOICE in channels else config.retry.max_attempts,
             deadline=alert_flow.default_deadline(voice.deadline_minutes),
             voice_interval=voice.interval, voice_growth=voice.growth, voice_cap=voice.per_number_cap,
             stop_on_confirm=voice.stop_on_confirm, sms_fallback=bool(data.get("sms_fallback", voice.sms_fallback)),
             translations=_translations(data.get("translations", {})))
         p.services.alerts.preview(alert_request)
-        if "voice" in alert_request.channels:
+        if Channel.VOICE in alert_request.channels:
             # As the panel and the CLI render it (gateway/core/voice_messages.py).
             VoiceRenderer.from_config(config).render_alert(
                 alert_request, p.services.alerts, text_language=str(data.get("voice_language", voice.language)))
@@ -125,7 +126,7 @@ def alert_status(alert_id: int):
             return _error(404, f"no alert with id {alert_id}")
         progress = alert_progress(s, [alert_id])[alert_id]
     body = _alert_json(alert, progress)
-    if alert.state not in ("draft", "awaiting_approval", "rejected"):
+    if alert.state not in (AlertState.DRAFT, AlertState.AWAITING_APPROVAL, AlertState.REJECTED):
         body["eta_seconds"] = panel().services.alerts.status(alert_id)["eta_seconds"]
     return body
 
@@ -150,10 +151,10 @@ _PROGRESS = {"type": "object", "properties": {k: {"type": "integer"} for k in
                                                                  "channels": {"type": "object"}}}
 _ALERT = {"type": "object", "properties": {
     "id": {"type": "integer"},
-    "state": {"type": "string", "enum": ["draft", "awaiting_approval", "active", "cancelled", "rejected", "done"]},
+    "state": {"type": "string", "enum": [state.value for state in AlertState]},
     "drill": {"type": "boolean"}, "priority": {"type": "boolean"}, "text": {"type": "string"},
     "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]}, "segments": {"type": "integer"},
-    "channels": {"type": "array", "items": {"type": "string", "enum": ["sms", "voice"]}},
+    "channels": {"type": "array", "items": {"type": "string", "enum": [channel.value for channel in Channel]}},
     "recipients": {"type": "integer"}, "created_by": {"type": "string"},
     "created_at": {"type": "string", "format": "date-time"}, "progress": _PROGRESS,
     "eta_seconds": {"type": ["number", "null"]}, "url": {"type": "string"}}}
@@ -176,8 +177,9 @@ OPENAPI = {
                 "type": "object", "required": ["text", "target"],
                 "properties": {
                     "text": {"type": "string", "description": "The SMS text, also read by the synthesised voice"},
-                    "channels": {"type": "array", "items": {"type": "string", "enum": ["sms", "voice"]},
-                                 "default": ["sms"]},
+                    "channels": {"type": "array", "items": {"type": "string",
+                                                            "enum": [channel.value for channel in Channel]},
+                                 "default": [Channel.SMS.value]},
                     "target": {"type": "object", "properties": {
                         "all": {"type": "boolean"}, "zones": {"type": "array", "items": {"type": "string"}},
                         "groups": {"type": "array", "items": {"type": "string"}},

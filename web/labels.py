@@ -125,12 +125,11 @@ def cause(value: str | None) -> str:
     return f"{value} · {name}" if name is not None else value
 
 
-def labels(values: str | Iterable[str] | None, kind: str) -> str:
-    """Several identifiers, e.g. an alert's channels "sms,voice"."""
+def labels(values: Iterable[str] | None, kind: str) -> str:
+    """Several identifiers, e.g. an alert's channels (Alert.delivery_channels)."""
     if not values:
         return ""
-    items = values.split(",") if isinstance(values, str) else values
-    return ", ".join(label(item, kind) for item in items)
+    return ", ".join(label(item, kind) for item in values)
 
 
 def labels_for(kind: str) -> dict[str, str]:

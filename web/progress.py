@@ -12,15 +12,17 @@ from gateway.core.capacity import OPEN_STATES, current_rates, estimate
 from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Delivery, Line
+from gateway.core.states import AlertState, Channel, DeliveryState, LineState
 
-# Delivery states grouped as an operator reads them.
+# Delivery states grouped as an operator reads them (a state not listed counts as in progress).
 BUCKETS = {
-    "pending": "queued",
-    "submitting": "in_progress", "ringing": "in_progress",
-    "sent": "sent",
-    "delivered": "reached", "confirmed": "reached", "answered": "reached", "voicemail": "reached",
-    "failed": "failed",
-    "cancelled": "cancelled",
+    DeliveryState.PENDING: "queued",
+    DeliveryState.SUBMITTING: "in_progress",
+    DeliveryState.SENT: "sent",
+    DeliveryState.DELIVERED: "reached", DeliveryState.CONFIRMED: "reached", DeliveryState.ANSWERED: "reached",
+    DeliveryState.VOICEMAIL: "reached",
+    DeliveryState.FAILED: "failed",
+    DeliveryState.CANCELLED: "cancelled",
 }
 BUCKET_ORDER = ("queued", "in_progress", "sent", "reached", "failed", "cancelled")
 CAPACITY_MINUTES = 10
@@ -81,7 +83,7 @@ def line_rows(session: Session, stale_seconds: float = line_health.STALE_MINIMUM
 
 def is_up(line: dict[str, Any]) -> bool:
     """Up as far as we can tell: reported up, by a report recent enough to believe."""
-    return line["state"] == "up" and not line["stale"]
+    return line["state"] == LineState.UP and not line["stale"]
 
 
 def capacity(lines: list[dict[str, Any]], minutes: int = CAPACITY_MINUTES) -> dict[str, Any]:
@@ -93,7 +95,7 @@ def capacity(lines: list[dict[str, Any]], minutes: int = CAPACITY_MINUTES) -> di
         if not is_up(line):
             continue
         rate = line["rate_per_minute"]
-        if line["channel"] == "sms":
+        if line["channel"] == Channel.SMS:
             possible = (rate or 0.0) * minutes
             if line["daily_cap"]:
                 possible = min(possible, max(0, line["daily_cap"] - line["sent_today"]))
@@ -105,8 +107,8 @@ def capacity(lines: list[dict[str, Any]], minutes: int = CAPACITY_MINUTES) -> di
     return {"minutes": minutes, "sms_people": int(sms), "voice_people": int(voice),
             "sms_lines_up": sms_up, "voice_lines_up": voice_up,
             "engine_reporting": any(not line["stale"] for line in lines),
-            "sms_lines": sum(1 for l in lines if l["channel"] == "sms"),
-            "voice_lines": sum(1 for l in lines if l["channel"] != "sms")}
+            "sms_lines": sum(1 for l in lines if l["channel"] == Channel.SMS),
+            "voice_lines": sum(1 for l in lines if l["channel"] != Channel.SMS)}
 
 
 def eta_seconds(session: Session, deliveries: dict[str, int], segments: int, config: Config) -> dict[str, float | None]:
@@ -119,5 +121,5 @@ def eta_seconds(session: Session, deliveries: dict[str, int], segments: int, con
 def active_alerts(session: Session, since_hours: int = 24) -> list[Alert]:
     since = utcnow() - dt.timedelta(hours=since_hours)
     return list(session.scalars(select(Alert).where(
-        (Alert.state.in_(("active", "awaiting_approval"))) | (Alert.created_at >= since))
+        (Alert.state.in_((AlertState.ACTIVE, AlertState.AWAITING_APPROVAL))) | (Alert.created_at >= since))
         .order_by(Alert.id.desc()).limit(20)))

@@ -23,10 +23,11 @@ from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.models import Attempt, Line
 from gateway.core.models_ops import Alarm
+from gateway.core.states import Channel, LineState
 
 log = logging.getLogger(__name__)
 
-DOWN_STATES = ("down", "suspended")
+DOWN_STATES = (LineState.DOWN, LineState.SUSPENDED)
 # Q.850 causes raised by the trunk or the network, not by the callee (no circuit, network
 # out of order, temporary failure, switching congestion): the same set as
 # asterisk/outcomes.py TRUNK_SIDE_CAUSES, spelled out here because gateway/ reads the
@@ -84,7 +85,7 @@ class AlarmMonitor:
             lines = session.scalars(select(Line)).all()
         now = self._clock()
         raised = []
-        trunks = [line for line in lines if line.channel == "voice" and line.label in s.trunks]
+        trunks = [line for line in lines if line.channel == Channel.VOICE and line.label in s.trunks]
         if trunks:
             # Every trunk goes down with the one AMI link: one alarm for the link, not
             # one per trunk (on-call staff would get the same SMS once per trunk).
@@ -99,12 +100,12 @@ class AlarmMonitor:
             if alarm is not None:
                 raised.append(alarm)
         for line in lines:
-            if line.channel == "sms" and line.label in s.modems:
+            if line.channel == Channel.SMS and line.label in s.modems:
                 alarm = self._track("modem_lost", line.label, s.modem_lost_seconds, f"modem {line.label}",
                                     line.state, line.last_error, line.state in DOWN_STATES, now)
                 if alarm is not None:
                     raised.append(alarm)
-            if line.channel == "sms" and line.label in s.modems and line.daily_cap:
+            if line.channel == Channel.SMS and line.label in s.modems and line.daily_cap:
                 used = line.sent_today / line.daily_cap
                 if used >= s.sim_cap_warning:
                     alarm = self._raise("sim_cap", line.label, f"SIM del modem {line.label} quasi esaurita oggi: "
@@ -128,7 +129,7 @@ class AlarmMonitor:
             causes = list(session.scalars(
                 # Only calls whose fate the network told us (a cause): an originate the AMI
                 # refused, or an engine stop, says nothing about the trunk.
-                select(Attempt.cause).where(Attempt.channel == "voice", Attempt.line == trunk,
+                select(Attempt.cause).where(Attempt.channel == Channel.VOICE, Attempt.line == trunk,
                                             Attempt.cause.is_not(None), Attempt.ended_at.is_not(None))
                 .order_by(Attempt.id.desc()).limit(n)))
         if not causes:

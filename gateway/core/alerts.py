@@ -15,6 +15,7 @@ from gateway.core.models import (Alert, Attempt, Contact, Delivery, Group, Line,
                             contact_groups, contact_numbers)
 from gateway.core.phone import InvalidNumber, normalise_number
 from gateway.core.sms_text import SmsPlan, SmsTextError, plan_sms
+from gateway.core.states import AlertState, Channel, DeliveryState, PartStatus, join_channels
 
 
 class AlertError(Exception):
@@ -32,6 +33,8 @@ class AlertError(Exception):
 
 
 FOLLOW_UPS = ("correction", "all_clear")
+# An alert stored without deliveries yet: release() fans it out, discard() ends it.
+WAITING_TO_GO = (AlertState.DRAFT, AlertState.AWAITING_APPROVAL)
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class Target:
 class AlertRequest:
     text: str
     target: Target
-    channels: tuple[str, ...] = ("sms",)
+    channels: tuple[str, ...] = (Channel.SMS,)
     drill: bool = False
     priority: bool = False
     created_by: str = "cli"
@@ -88,7 +91,7 @@ class AlertPreview:
 
     @property
     def total_segments(self) -> int:
-        return self.plan.segments * self.recipients.get("sms", 0)
+        return self.plan.segments * self.recipients.get(Channel.SMS, 0)
 
 
 def compose_sms_text(text: str, drill: bool, drill_prefix: str) -> str:
@@ -152,11 +155,11 @@ class AlertService:
         if original is None:
             raise AlertError("no alert with id %(id)s", id=request.follows)
         sent = session.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.alert_id == original.id, Delivery.state != "cancelled"))
+            Delivery.alert_id == original.id, Delivery.state != DeliveryState.CANCELLED))
         if not sent:
             raise AlertError("alert %(id)s has not gone out to anyone: there is nobody to correct or reassure",
                              id=original.id)
-        others = set(request.channels) - set(original.channels.split(","))
+        others = set(request.channels) - set(original.delivery_channels)
         if others:
             raise AlertError("alert %(id)s did not go out by %(channels)s: a follow-up uses its channels",
                              id=original.id, channels=", ".join(sorted(others)))
@@ -221,7 +224,7 @@ class AlertService:
                 e164s = [normalise_number(raw, self.region).e164 for raw in target.numbers]
                 picks.append(n.e164.in_(e164s))
             conditions.append(or_(*picks))
-        if channel == "sms":
+        if channel == Channel.SMS:
             # Only mobiles get SMS; landlines wait for the voice channel.
             conditions += [n.kind == "mobile", c.needs.is_distinct_from("voice_only")]
         else:
@@ -242,10 +245,10 @@ class AlertService:
         """Every check that does not need the database; the planned SMS text."""
         sms_text, plan = self.plan(request)
         self.plan_translations(request)
-        unknown = set(request.channels) - {"sms", "voice"}
+        unknown = set(request.channels) - set(Channel)
         if unknown or not request.channels:
             raise AlertError("unknown channel(s): %(channels)s", channels=", ".join(sorted(unknown)) or "none given")
-        if "voice" in request.channels and not request.audio_path:
+        if Channel.VOICE in request.channels and not request.audio_path:
             raise AlertError("a voice alert needs its audio message (a recording or speech from the text)")
         if request.voice_cap < 1 or request.max_attempts < 1:
             raise AlertError("attempts and the per-number cap must be at least 1")
@@ -272,7 +275,7 @@ class AlertService:
     @staticmethod
     def _new_alert(request: AlertRequest, sms_text: str, plan: SmsPlan, **extra) -> Alert:
         return Alert(text=request.text, sms_text=sms_text, encoding=plan.encoding, segments=plan.segments,
-                     channels=",".join(request.channels), target=json.dumps(request.target.describe()),
+                     channels=join_channels(request.channels), target=json.dumps(request.target.describe()),
                      drill=request.drill, priority=request.priority, created_by=request.created_by,
                      deadline=request.deadline, max_attempts=request.max_attempts,
                      audio_path=request.audio_path, audio_seconds=request.audio_seconds,
@@ -320,7 +323,7 @@ class AlertService:
                        literal(channel).label("channel"), cast(d.vulnerable, Integer).label("vulnerable"),
                        d.language, d.zone)
                 .select_from(Delivery.__table__.join(PhoneNumberRow.__table__, n.id == d.number_id))
-                .where(d.alert_id == original_id, d.channel == channel, d.state != "cancelled",
+                .where(d.alert_id == original_id, d.channel == channel, d.state != DeliveryState.CANCELLED,
                        n.opted_out.is_(False)))
 
     def _fan_out(self, session: Session, alert: Alert, request: AlertRequest, channel: str) -> int:
@@ -336,19 +339,20 @@ class AlertService:
             ["alert_id", "number_id", "e164", "channel", "state", "sort_key", "vulnerable", "language", "zone",
              "attempts", "submissions", "possible_duplicate", "parts_total", "parts_delivered", "next_attempt_at"],
             select(recipients.c.alert_id, recipients.c.number_id, recipients.c.e164, recipients.c.channel,
-                   literal("pending"), sort_key, recipients.c.vulnerable == 1, recipients.c.language,
+                   literal(DeliveryState.PENDING.value), sort_key, recipients.c.vulnerable == 1, recipients.c.language,
                    recipients.c.zone,
                    literal(0), literal(0), literal(False), literal(0), literal(0), literal(not_before, DateTime)))
         return session.execute(insert).rowcount
 
     # --- drafts and approval (the panel's two-person rule) ------------------------------
-    def create_pending(self, request: AlertRequest, state: str = "awaiting_approval") -> tuple[int, AlertPreview]:
+    def create_pending(self, request: AlertRequest,
+                       state: AlertState = AlertState.AWAITING_APPROVAL) -> tuple[int, AlertPreview]:
         """Store an alert WITHOUT deliveries, as a 'draft' or 'awaiting_approval'.
 
         Everything ``create`` checks is checked now, so approving cannot fail on
         the text or the target; ``release`` fans it out later.
         """
-        if state not in ("draft", "awaiting_approval"):
+        if state not in WAITING_TO_GO:
             raise ValueError(f"not a pending state: {state}")
         sms_text, plan = self._validated(request)
         with self.sessions.begin() as session:
@@ -376,8 +380,8 @@ class AlertService:
         now = utcnow()
         with self.sessions.begin() as session:
             taken = session.execute(update(Alert).where(
-                Alert.id == alert_id, Alert.state.in_(("draft", "awaiting_approval"))).values(
-                state="active")).rowcount
+                Alert.id == alert_id, Alert.state.in_(WAITING_TO_GO)).values(
+                state=AlertState.ACTIVE)).rowcount
             alert = session.get(Alert, alert_id)
             if alert is None:
                 raise AlertError("no alert with id %(id)s", id=alert_id)
@@ -390,7 +394,7 @@ class AlertService:
                 alert.deadline += max(now - planned, dt.timedelta(0))
             target = json.loads(alert.target)
             request = AlertRequest(text=alert.text, priority=alert.priority,
-                                   channels=tuple(alert.channels.split(",")),
+                                   channels=alert.delivery_channels,
                                    target=Target(everyone=bool(target.get("all")), zones=tuple(target.get("zones", ())),
                                                  groups=tuple(target.get("groups", ())),
                                                  numbers=tuple(target.get("numbers", ()))))
@@ -400,11 +404,11 @@ class AlertService:
                 raise AlertError("the chosen target has no reachable recipient any more")
         return counts
 
-    def discard(self, alert_id: int, state: str = "rejected") -> None:
+    def discard(self, alert_id: int, state: AlertState = AlertState.REJECTED) -> None:
         """A draft or an alert awaiting approval that will never go out ('rejected' or 'cancelled')."""
         with self.sessions.begin() as session:
             taken = session.execute(update(Alert).where(
-                Alert.id == alert_id, Alert.state.in_(("draft", "awaiting_approval"))).values(
+                Alert.id == alert_id, Alert.state.in_(WAITING_TO_GO)).values(
                 state=state, cancelled_at=utcnow())).rowcount
             if not taken:
                 alert = session.get(Alert, alert_id)
@@ -426,9 +430,9 @@ class AlertService:
             if alert is None:
                 raise AlertError("no alert with id %(id)s", id=alert_id)
             cancelled = session.execute(update(Delivery).where(
-                Delivery.alert_id == alert_id, Delivery.state == "pending").values(
-                state="cancelled", updated_at=now, last_error="alert cancelled")).rowcount
-            alert.state, alert.cancelled_at = "cancelled", now
+                Delivery.alert_id == alert_id, Delivery.state == DeliveryState.PENDING).values(
+                state=DeliveryState.CANCELLED, updated_at=now, last_error="alert cancelled")).rowcount
+            alert.state, alert.cancelled_at = AlertState.CANCELLED, now
         return cancelled
 
     def status(self, alert_id: int) -> dict:
@@ -443,12 +447,12 @@ class AlertService:
             per_line = {line: {"segments_sent": sent, "segments_delivered": delivered}
                         for line, sent, delivered in session.execute(
                             select(SmsPart.line, func.count(),
-                                   func.sum(case((SmsPart.status == "delivered", 1), else_=0)))
+                                   func.sum(case((SmsPart.status == PartStatus.DELIVERED, 1), else_=0)))
                             .join(Delivery, Delivery.id == SmsPart.delivery_id)
                             .where(Delivery.alert_id == alert_id).group_by(SmsPart.line)).all()}
             calls = dict(session.execute(select(Attempt.line, func.count()).join(
                 Delivery, Delivery.id == Attempt.delivery_id).where(
-                Delivery.alert_id == alert_id, Delivery.channel == "voice").group_by(Attempt.line)).all())
+                Delivery.alert_id == alert_id, Delivery.channel == Channel.VOICE).group_by(Attempt.line)).all())
             lines = session.scalars(select(Line)).all()
         by_channel: dict[str, dict[str, int]] = {}
         for channel, state, count in counts:
@@ -464,7 +468,7 @@ class AlertService:
         etas = capacity.estimate({channel: capacity.remaining(states) for channel, states in by_channel.items()},
                                  alert.segments, capacity.line_rates(lines, now, self.stale_seconds))
         channels = {channel: {"by_state": states, "remaining": etas[channel].remaining,
-                              "in_progress": states.get("submitting", 0),
+                              "in_progress": states.get(DeliveryState.SUBMITTING, 0),
                               "capacity_per_minute": round(etas[channel].rate_per_minute, 2),
                               "eta_seconds": etas[channel].seconds}
                     for channel, states in by_channel.items()}
@@ -475,14 +479,12 @@ class AlertService:
         return {
             "alert": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
-            "channels_requested": alert.channels.split(","), "audio_seconds": alert.audio_seconds,
+            "channels_requested": list(alert.delivery_channels), "audio_seconds": alert.audio_seconds,
             "recipients": alert.recipients, "created_at": alert.created_at.isoformat() + "Z",
-            "by_state": {state: all_states.get(state, 0) for state in
-                         ("pending", "submitting", "sent", "delivered", "confirmed", "answered", "voicemail",
-                          "failed", "cancelled")},
+            "by_state": {state.value: all_states.get(state, 0) for state in DeliveryState},
             "channels": channels,
             "possible_duplicates": duplicates,
             "lines": per_line,
-            "remaining_segments": channels.get("sms", {}).get("remaining", 0) * alert.segments,
+            "remaining_segments": channels.get(Channel.SMS, {}).get("remaining", 0) * alert.segments,
             "eta_seconds": capacity.overall_seconds(etas.values()),
         }

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from gateway.core import line_health
 from gateway.core.models import Line
+from gateway.core.states import OPEN_DELIVERY_STATES, Channel, LineState
 
 # Deliveries still to do: waiting for a line, or being sent now.
-OPEN_STATES = frozenset({"pending", "submitting"})
+OPEN_STATES = frozenset(OPEN_DELIVERY_STATES)
 
 
 class _LineRow(Protocol):
@@ -47,7 +48,7 @@ def line_rates(lines: Iterable[_LineRow], now: dt.datetime, stale_seconds: float
     stale = line_health.stale_lines(rows, now, stale_seconds)
     rates: dict[str, float] = {}
     for line in rows:
-        up = line.state == "up" and not stale[line.label]
+        up = line.state == LineState.UP and not stale[line.label]
         rates[line.channel] = rates.get(line.channel, 0.0) + ((line.rate_per_minute or 0.0) if up else 0.0)
     return rates
 
@@ -72,7 +73,7 @@ def estimate(remaining_by_channel: Mapping[str, int], segments: int,
     out = {}
     for channel, count in remaining_by_channel.items():
         rate = rates.get(channel, 0.0)
-        units = count * (segments if channel == "sms" else 1)
+        units = count * (segments if channel == Channel.SMS else 1)
         out[channel] = ChannelEta(remaining=count, rate_per_minute=rate, seconds=eta_seconds(units, rate))
     return out
 

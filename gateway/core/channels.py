@@ -11,9 +11,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.core.failures import Failure, FailureKind
+from gateway.core.states import AttemptOutcome, Channel as ChannelName, LineState
+
 
 class DeliveryFailed(Exception):
-    """A submit that did not work.
+    """A submit that did not work, and why (``failure``).
 
     ``permanent`` failures (invalid number, CMS 1/21/28/96, Q.850 1/28) are
     never retried. Transient ones are retried later, on another line when one
@@ -21,28 +24,39 @@ class DeliveryFailed(Exception):
     (trunk congestion, modem gone) that must not use up the recipient's
     attempts.
 
-    ``code`` names the outcome (voice: busy, no_answer, ...; ``no_line`` and
-    ``no_route`` when nothing was placed at all). ``cause`` is the network's own
-    reason (the Q.850 hangup cause of a call) and ``started_at``/``answered_at``
-    the times the line reported: the attempt row stores them, and the voice
-    policy rebuilds its decision from ``cause`` (21 is retried once at most).
+    ``outcome`` is what the attempt row records (voice: busy, no_answer, ...;
+    ``no_line`` and ``no_route`` when nothing was placed at all; otherwise
+    failed). ``cause`` is the Q.850 hangup cause of the call, whatever ended it,
+    and ``started_at``/``answered_at`` the times the line reported: the attempt
+    row stores them, and the voice policy rebuilds its decision from ``cause``
+    (21 is retried once at most).
     """
 
-    def __init__(self, reason: str, *, permanent: bool, code: str | None = None,
+    def __init__(self, failure: Failure, *, outcome: AttemptOutcome = AttemptOutcome.FAILED,
                  line: str | None = None, charge_attempt: bool = True, possible_duplicate: bool = False,
-                 cause: str | None = None, started_at: dt.datetime | None = None,
+                 cause: int | None = None, started_at: dt.datetime | None = None,
                  answered_at: dt.datetime | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.permanent = permanent
-        self.code = code
+        super().__init__(str(failure))
+        self.failure = failure
+        self.outcome = outcome
         self.line = line
         self.charge_attempt = charge_attempt
         # The message may have reached the recipient anyway (fate unknown after a lost link).
         self.possible_duplicate = possible_duplicate
+        if cause is None and failure.kind is FailureKind.CALL:
+            cause = failure.code
         self.cause = cause
         self.started_at = started_at
         self.answered_at = answered_at
+
+    @property
+    def reason(self) -> str:
+        """The failure as people read it (stored as the attempt's error and the delivery's last_error)."""
+        return str(self.failure)
+
+    @property
+    def permanent(self) -> bool:
+        return self.failure.permanent
 
 
 class ChannelUnusable(Exception):
@@ -68,11 +82,11 @@ class OutboundMessage:
 class SubmitReceipt:
     line: str                        # modem label or trunk name
     references: list[int] = field(default_factory=list)  # SMS: one TP-MR per part, in order
-    outcome: str = "sent"            # sms: sent; voice: confirmed | answered | voicemail
+    outcome: AttemptOutcome = AttemptOutcome.SENT  # sms: sent; voice: confirmed | answered | voicemail
     started_at: dt.datetime | None = None
     answered_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
-    cause: str | None = None
+    cause: int | None = None         # voice: the Q.850 cause the call ended with
 
 
 @dataclass(frozen=True)
@@ -86,9 +100,9 @@ class StatusReport:
 @dataclass
 class LineStatus:
     """Health of one modem or trunk, written to the database by the engine."""
-    channel: str                     # 'sms' | 'voice'
+    channel: ChannelName
     label: str
-    state: str                       # up | down | suspended | starting | stopped (engine exited)
+    state: LineState
     port: str | None = None
     imei: str | None = None
     signal: int | None = None        # CSQ 0..31, 99 unknown

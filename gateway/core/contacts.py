@@ -18,6 +18,7 @@ from gateway.core.db import utcnow
 from gateway.core.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_numbers
 from gateway.core.models_panel import ErasedContacts
 from gateway.core.phone import InvalidNumber, PhoneNumber, normalise_number
+from gateway.core.states import DeliveryState
 from gateway.core.translatable import TranslatableError
 
 # What a pending delivery of an erased number becomes. The engine sends to Delivery.e164, so a pending
@@ -25,7 +26,7 @@ from gateway.core.translatable import TranslatableError
 ERASED_REASON = "not sent: the contact was deleted or the number removed"
 # Being sent right now: the engine holds the number in memory and, after a crash, puts the delivery
 # back to pending with the e164 it reads from the row; erasing it there would send to "erased".
-IN_FLIGHT = ("submitting",)
+IN_FLIGHT = (DeliveryState.SUBMITTING,)
 
 
 class ContactError(TranslatableError):
@@ -173,8 +174,10 @@ def _forget(s: Session, number: PhoneNumberRow) -> int:
 
     Returns how many pending deliveries were cancelled.
     """
-    cancelled = s.execute(update(Delivery).where(Delivery.number_id == number.id, Delivery.state == "pending")
-                          .values(state="cancelled", last_error=ERASED_REASON, updated_at=utcnow())).rowcount
+    cancelled = s.execute(update(Delivery)
+                          .where(Delivery.number_id == number.id, Delivery.state == DeliveryState.PENDING)
+                          .values(state=DeliveryState.CANCELLED, last_error=ERASED_REASON, updated_at=utcnow())
+                          ).rowcount
     if s.scalar(select(exists().where(Delivery.number_id == number.id))):
         s.execute(update(Delivery).where(Delivery.number_id == number.id, Delivery.state.not_in(IN_FLIGHT))
                   .values(e164="erased"))

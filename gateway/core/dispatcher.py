@@ -9,8 +9,10 @@ from dataclasses import dataclass, replace
 
 from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, StatusReport
 from gateway.core.db import utcnow
+from gateway.core.failures import Failure, FailureKind
 from gateway.core.logs import event_line, mask_number
 from gateway.core.retry import DeliveryPolicy
+from gateway.core.states import Channel as ChannelName, DeliveryState, LineState
 from gateway.core.store import ClaimedDelivery, ReportMatch, Store
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,22 @@ class DispatcherSettings:
 EARLY_REPORT_SECONDS = 120.0
 
 
+# SMS failures the log names by their kind (the reason next to it gives the code).
+_NAMED_SMS_FAILURES = (FailureKind.CMS, FailureKind.CME, FailureKind.TEXT, FailureKind.NUMBER)
+
+
+def _log_outcome(channel: str, failure: DeliveryFailed) -> str:
+    """The log line's outcome: what a call ended as, the kind of failure a modem
+    named, else whether a retry can help."""
+    if channel == ChannelName.VOICE:
+        return failure.outcome
+    if failure.failure.kind in _NAMED_SMS_FAILURES:
+        return failure.failure.kind
+    return "permanent" if failure.permanent else "transient"
+
+
 class Dispatcher:
-    def __init__(self, store: Store, channels: list[Channel], policies: dict[str, DeliveryPolicy],
+    def __init__(self, store: Store, channels: list[Channel], policies: dict[ChannelName, DeliveryPolicy],
                  settings: DispatcherSettings) -> None:
         self.store = store
         self.channels = channels
@@ -83,7 +99,8 @@ class Dispatcher:
 
     @staticmethod
     def _log_report(matched: ReportMatch, line: str, report: StatusReport) -> None:
-        log.info(event_line("status_report", alert=matched.alert_id, delivery=matched.delivery_id, channel="sms",
+        log.info(event_line("status_report", alert=matched.alert_id, delivery=matched.delivery_id,
+                            channel=ChannelName.SMS,
                             line=line, to=mask_number(matched.e164),
                             outcome="delivered" if report.delivered else "not_delivered", ref=report.reference,
                             detail=report.detail))
@@ -102,7 +119,7 @@ class Dispatcher:
         previous = self._line_status.get(status.label)
         if previous is None or previous.state != status.state:
             log.info("line %s is %s%s", status.label, status.state,
-                     f" ({status.last_error})" if status.last_error and status.state != "up" else "")
+                     f" ({status.last_error})" if status.last_error and status.state != LineState.UP else "")
         self._line_status[status.label] = status
         self._dirty.add(status.label)
 
@@ -161,8 +178,8 @@ class Dispatcher:
             # CLI and the panel to count as capacity (signal, operator, counters are kept).
             # (A line already down or out of rotation keeps that state and its error.)
             for label, status in self._line_status.items():
-                if status.state in ("up", "starting"):
-                    self._line_status[label] = replace(status, state="stopped", in_use=0)
+                if status.state in (LineState.UP, LineState.STARTING):
+                    self._line_status[label] = replace(status, state=LineState.STOPPED, in_use=0)
                     self._dirty.add(label)
             self._flush_status()
         return exit_code
@@ -191,17 +208,17 @@ class Dispatcher:
         except DeliveryFailed as failure:
             verdict = policy.after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
             state = self.store.record_result(claim, verdict, failure=failure)
-            if failure.line and state == "pending":
+            if failure.line and state == DeliveryState.PENDING:
                 self._failed_lines.setdefault(claim.delivery_id, set()).add(failure.line)
             log.info(event_line(
                 "failed", alert=claim.alert_id, delivery=claim.delivery_id, channel=channel.name, line=failure.line,
                 to=mask_number(claim.e164),
-                outcome=failure.code or ("permanent" if failure.permanent else "transient"), state=state,
+                outcome=_log_outcome(channel.name, failure), state=state,
                 # Some reasons name the number ("no voice trunk is allowed to call +39...").
                 reason=failure.reason.replace(claim.e164, mask_number(claim.e164))))
         except Exception:  # noqa: BLE001 - a bug must not leave the delivery 'submitting' forever
             log.exception("delivery %d: unexpected error", claim.delivery_id)
-            failure = DeliveryFailed("internal error", permanent=False, charge_attempt=False)
+            failure = DeliveryFailed(Failure(FailureKind.INTERNAL, "internal error"), charge_attempt=False)
             verdict = policy.after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
             self.store.record_result(claim, verdict, failure=failure)
         else:
@@ -215,7 +232,7 @@ class Dispatcher:
                 self._apply_early_reports(receipt.line, receipt.references)
             self._failed_lines.pop(claim.delivery_id, None)
             # SMS: accepted by the network (sent); voice: how the call ended (confirmed, answered, ...).
-            log.info(event_line("submitted" if channel.name == "sms" else "call", alert=claim.alert_id,
+            log.info(event_line("submitted" if channel.name == ChannelName.SMS else "call", alert=claim.alert_id,
                                 delivery=claim.delivery_id, channel=channel.name, line=receipt.line,
                                 to=mask_number(claim.e164), outcome=receipt.outcome, state=state,
                                 parts=len(receipt.references) or None))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Iterable, Protocol
 
+from gateway.core.states import Channel
+
 STALE_MINIMUM_SECONDS = 180
 
 
@@ -31,6 +33,6 @@ def stale_lines(lines: Iterable[_LineRow], now: dt.datetime, stale_seconds: floa
     ages = {line.label: (now - line.updated_at).total_seconds() if line.updated_at else None for line in rows}
     known = [age for age in ages.values() if age is not None]
     engine_reporting = bool(known) and min(known) <= stale_seconds
-    return {line.label: not engine_reporting or (line.channel == "sms" and (ages[line.label] is None
-                                                                           or ages[line.label] > stale_seconds))
+    return {line.label: not engine_reporting or (line.channel == Channel.SMS
+                                                 and (ages[line.label] is None or ages[line.label] > stale_seconds))
             for line in rows}

@@ -8,6 +8,8 @@ from sqlalchemy import (Boolean, Column, Date, DateTime, Float, ForeignKey, Inde
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from gateway.core.db import utcnow
+from gateway.core.states import (AlertState, AttemptOutcome, Channel, DeliveryState, LineState, PartStatus,
+                                 join_channels, parse_channels)
 
 
 class Base(DeclarativeBase):
@@ -79,11 +81,11 @@ class Alert(Base):
     sms_text: Mapped[str] = mapped_column(Text)        # what goes out (drill prefix, transliteration)
     encoding: Mapped[str] = mapped_column(String(8))   # GSM-7 | UCS-2
     segments: Mapped[int] = mapped_column(Integer)
-    channels: Mapped[str] = mapped_column(String(20))  # 'sms', 'voice', 'sms,voice'
+    channels: Mapped[str] = mapped_column(String(20))  # 'sms', 'voice', 'sms,voice': see delivery_channels
     target: Mapped[str] = mapped_column(Text)          # JSON description of who
     drill: Mapped[bool] = mapped_column(Boolean, default=False)
     priority: Mapped[bool] = mapped_column(Boolean, default=False)
-    state: Mapped[str] = mapped_column(String(16), default="active")  # active | cancelled | done
+    state: Mapped[str] = mapped_column(String(16), default=AlertState.ACTIVE)  # an AlertState
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     deadline: Mapped[dt.datetime | None] = mapped_column(DateTime)
     max_attempts: Mapped[int] = mapped_column(Integer)
@@ -105,6 +107,15 @@ class Alert(Base):
     follows_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"), index=True)
     follow_up: Mapped[str | None] = mapped_column(String(16))  # correction | all_clear
 
+    @property
+    def delivery_channels(self) -> tuple[Channel, ...]:
+        """The channels the alert goes out on, in the order they were asked for."""
+        return parse_channels(self.channels)
+
+    @delivery_channels.setter
+    def delivery_channels(self, channels: tuple[str, ...] | list[str]) -> None:
+        self.channels = join_channels(channels)
+
 
 class Delivery(Base):
     """One recipient number on one channel of one alert: the unit of work."""
@@ -120,10 +131,10 @@ class Delivery(Base):
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
     number_id: Mapped[int] = mapped_column(ForeignKey("numbers.id"))
     e164: Mapped[str] = mapped_column(String(20))
-    channel: Mapped[str] = mapped_column(String(8))
-    # pending | submitting | sent | delivered | failed | cancelled;
+    channel: Mapped[str] = mapped_column(String(8))  # a Channel
+    # A DeliveryState: pending | submitting | sent | delivered | failed | cancelled;
     # voice ends as confirmed | answered | voicemail | failed
-    state: Mapped[str] = mapped_column(String(12), default="pending")
+    state: Mapped[str] = mapped_column(String(12), default=DeliveryState.PENDING)
     sort_key: Mapped[int] = mapped_column(Integer, default=3)  # lower goes first
     vulnerable: Mapped[bool] = mapped_column(Boolean, default=False)
     language: Mapped[str] = mapped_column(String(8), default="it")
@@ -157,10 +168,10 @@ class Attempt(Base):
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    # in_flight | sent | failed | interrupted | confirmed | answered | ...
-    outcome: Mapped[str] = mapped_column(String(16), default="in_flight")
-    cause: Mapped[str | None] = mapped_column(String(32))
-    error: Mapped[str | None] = mapped_column(Text)
+    # An AttemptOutcome: in_flight | sent | failed | interrupted | confirmed | answered | ...
+    outcome: Mapped[str] = mapped_column(String(16), default=AttemptOutcome.IN_FLIGHT)
+    cause: Mapped[str | None] = mapped_column(String(32))   # a call's Q.850 cause, as digits
+    error: Mapped[str | None] = mapped_column(Text)          # str() of the gateway.core.failures.Failure
     permanent: Mapped[bool] = mapped_column(Boolean, default=False)
     possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -177,7 +188,7 @@ class SmsPart(Base):
     part: Mapped[int] = mapped_column(Integer)
     parts: Mapped[int] = mapped_column(Integer)
     reference: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(12), default="sent")  # sent | delivered | failed
+    status: Mapped[str] = mapped_column(String(12), default=PartStatus.SENT)  # a PartStatus
     sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     reported_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
@@ -188,7 +199,7 @@ class Line(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(8))
     label: Mapped[str] = mapped_column(String(64), unique=True)
-    state: Mapped[str] = mapped_column(String(16), default="starting")
+    state: Mapped[str] = mapped_column(String(16), default=LineState.STARTING)
     port: Mapped[str | None] = mapped_column(String(200))
     imei: Mapped[str | None] = mapped_column(String(20))
     signal: Mapped[int | None] = mapped_column(Integer)

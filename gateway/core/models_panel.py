@@ -7,6 +7,7 @@ from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Te
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.core.db import utcnow
+from gateway.core.states import ApprovalDecision
 from gateway.core.models import Base  # noqa: F401 - tables declared here share the schema
 
 
@@ -61,7 +62,7 @@ class AlertApproval(Base):
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
     requested_by: Mapped[str] = mapped_column(String(80))
     requested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    decision: Mapped[str] = mapped_column(String(12), default="pending")  # pending | approved | rejected | bypassed
+    decision: Mapped[str] = mapped_column(String(12), default=ApprovalDecision.PENDING)  # an ApprovalDecision
     decided_by: Mapped[str | None] = mapped_column(String(80))
     decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     reason: Mapped[str | None] = mapped_column(Text)

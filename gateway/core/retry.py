@@ -21,12 +21,13 @@ from typing import Protocol
 
 from gateway.core.channels import DeliveryFailed, SubmitReceipt
 from gateway.core.config import RetryConfig
+from gateway.core.states import AttemptOutcome, DeliveryState
 
 # Q.850 21, the callee rejected the call: one more call at most (shared/reference/asterisk-ami.md).
 RETRY_AT_MOST_ONCE_CAUSES = frozenset({21})
-# Codes a channel gives when nothing reached a line (no trunk free, none allowed to dial
+# Outcomes a channel gives when nothing reached a line (no trunk free, none allowed to dial
 # the number): neither charged to the recipient nor counted toward the per-number cap.
-NOT_PLACED = frozenset({"no_line", "no_route"})
+NOT_PLACED = frozenset({AttemptOutcome.NO_LINE, AttemptOutcome.NO_ROUTE})
 # However the interval grows, a number is called again within the hour.
 MAX_CALL_INTERVAL = 3600.0
 # A trunk-side failure says nothing about the recipient: call again this soon
@@ -39,7 +40,7 @@ UNCHARGED_SMS_RETRY_SECONDS = 5.0
 @dataclass(frozen=True)
 class RetryVerdict:
     """What happens to a delivery after one attempt."""
-    state: str                          # 'pending' to try again, else the final state
+    state: DeliveryState                # PENDING to try again, else the final state
     next_attempt_at: dt.datetime | None = None
     charged: bool = True                # the attempt counts against the recipient's attempts
     reason: str | None = None           # stored as last_error when set
@@ -49,7 +50,7 @@ class RetryVerdict:
 
     @property
     def retry(self) -> bool:
-        return self.state == "pending"
+        return self.state == DeliveryState.PENDING
 
 
 @dataclass(frozen=True)
@@ -146,25 +147,19 @@ class SmsPolicy:
 
     def after_success(self, policy: AlertPolicy, attempts: int, submissions: int, receipt: SubmitReceipt,
                       now: dt.datetime) -> RetryVerdict:
-        return RetryVerdict("sent")
+        return RetryVerdict(DeliveryState.SENT)
 
     def after_failure(self, policy: AlertPolicy, attempts: int, submissions: int, failure: DeliveryFailed,
                       now: dt.datetime) -> RetryVerdict:
         charged = failure.charge_attempt
         if failure.permanent:
-            return RetryVerdict("failed", charged=charged)
+            return RetryVerdict(DeliveryState.FAILED, charged=charged)
         attempts += 1 if charged else 0
         next_at = next_sms_attempt(self.retry, policy, attempts, now, charged=charged)
         if next_at is None:
-            return RetryVerdict("failed", charged=charged, reason=f"gave up after {attempts} attempts: {failure.reason}")
-        return RetryVerdict("pending", next_at, charged=charged)
-
-
-def _cause(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
+            return RetryVerdict(DeliveryState.FAILED, charged=charged,
+                                reason=f"gave up after {attempts} attempts: {failure.reason}")
+        return RetryVerdict(DeliveryState.PENDING, next_at, charged=charged)
 
 
 class VoicePolicy:
@@ -176,21 +171,23 @@ class VoicePolicy:
 
     def after_success(self, policy: AlertPolicy, attempts: int, submissions: int, receipt: SubmitReceipt,
                       now: dt.datetime) -> RetryVerdict:
-        if receipt.outcome == "confirmed":
-            return RetryVerdict("confirmed")
+        if receipt.outcome == AttemptOutcome.CONFIRMED:
+            return RetryVerdict(DeliveryState.CONFIRMED)
         # A receipt means someone (or a mailbox) heard the message: answered or voicemail.
         next_at = next_call(policy, attempts + 1, submissions, now, heard=True)
         if next_at is None:
-            return RetryVerdict(receipt.outcome)
-        return RetryVerdict("pending", next_at, reason=f"{receipt.outcome}, not confirmed: calling again")
+            # The delivery ends as what the call was: answered or voicemail.
+            return RetryVerdict(DeliveryState(receipt.outcome))
+        return RetryVerdict(DeliveryState.PENDING, next_at, reason=f"{receipt.outcome}, not confirmed: calling again")
 
     def after_failure(self, policy: AlertPolicy, attempts: int, submissions: int, failure: DeliveryFailed,
                       now: dt.datetime) -> RetryVerdict:
-        placed = failure.code not in NOT_PLACED
+        placed = failure.outcome not in NOT_PLACED
         charged = failure.charge_attempt and placed
         next_at = next_call(policy, attempts + (1 if charged else 0), submissions if placed else submissions - 1,
                             now, permanent=failure.permanent, charged=charged,
-                            rejected=_cause(failure.cause) in RETRY_AT_MOST_ONCE_CAUSES)
+                            rejected=failure.cause in RETRY_AT_MOST_ONCE_CAUSES)
         if next_at is None:
-            return RetryVerdict("failed", charged=charged, reason=f"gave up: {failure.reason}", placed=placed)
-        return RetryVerdict("pending", next_at, charged=charged, placed=placed)
+            return RetryVerdict(DeliveryState.FAILED, charged=charged, reason=f"gave up: {failure.reason}",
+                                placed=placed)
+        return RetryVerdict(DeliveryState.PENDING, next_at, charged=charged, placed=placed)

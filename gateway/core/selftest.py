@@ -32,6 +32,7 @@ from gateway.core.db import utcnow
 from gateway.core.logs import mask_number
 from gateway.core.models import Alert, Delivery
 from gateway.core.models_ops import SelfTestRun
+from gateway.core.states import OPEN_DELIVERY_STATES, AlertState, Channel, DeliveryState
 from gateway.core.voice_messages import Version, VoiceRenderer
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ TEXT = "Allerta: prova automatica del sistema. Nessuna azione richiesta."
 CREATED_BY = "selftest"
 ALARM_KIND, ALARM_SUBJECT = "selftest_failed", "selftest"
 # What counts as reached, per channel.
-OK_STATES = {"sms": ("delivered",), "voice": ("confirmed", "answered")}
+OK_STATES = {Channel.SMS: (DeliveryState.DELIVERED,),
+             Channel.VOICE: (DeliveryState.CONFIRMED, DeliveryState.ANSWERED)}
 # selftest_at is the municipality's time, like the panel's "send at" (web/alerts.py): the box's
 # own zone may well be UTC, and staff must not be called an hour or two off the time they chose.
 LOCAL_TZ = ZoneInfo("Europe/Rome")
@@ -54,7 +56,7 @@ class SelfTestSettings:
     numbers: tuple[str, ...] = ()
     interval: dt.timedelta = dt.timedelta(hours=168)
     timeout: dt.timedelta = dt.timedelta(minutes=15)
-    channels: tuple[str, ...] = ("sms",)
+    channels: tuple[str, ...] = (Channel.SMS,)
     comune: str = "Comune di Esempio"
     language: str = "it"
     sounds_dir: str = ""
@@ -77,7 +79,8 @@ class SelfTestSettings:
     @classmethod
     def from_config(cls, config: Config) -> "SelfTestSettings":
         ops, voice = config.ops, config.voice
-        channels = tuple(c for c, on in (("sms", bool(config.modems)), ("voice", config.asterisk.enabled)) if on)
+        channels = tuple(c for c, on in ((Channel.SMS, bool(config.modems)),
+                                         (Channel.VOICE, config.asterisk.enabled)) if on)
         at = dt.time.fromisoformat(ops.selftest_at) if ops.selftest_at else None
         weekday = WEEKDAYS.index(ops.selftest_weekday) if ops.selftest_weekday else None
         return cls(at=at, weekday=weekday, numbers=tuple(ops.selftest_numbers), interval=dt.timedelta(hours=ops.selftest_interval_hours),
@@ -163,13 +166,13 @@ def start_run(sessions: sessionmaker[Session], alerts: AlertService, settings: S
     error, alert_id, audio_path = None, None, None
     try:
         audio_seconds = None
-        if "voice" in settings.channels:
+        if Channel.VOICE in settings.channels:
             if isinstance(voice_message, Exception):
                 raise voice_message
             audio_path, audio_seconds = voice_message or render_voice(settings)
         request = AlertRequest(text=TEXT, target=Target(numbers=settings.numbers), channels=settings.channels,
                                drill=True, created_by=CREATED_BY, deadline=now + settings.timeout,
-                               max_attempts=settings.voice_attempts if "voice" in settings.channels
+                               max_attempts=settings.voice_attempts if Channel.VOICE in settings.channels
                                else settings.sms_attempts,
                                audio_path=audio_path, audio_seconds=audio_seconds,
                                audio_source="tts" if audio_path else None, voice_interval=settings.voice_interval,
@@ -227,7 +230,7 @@ def summary(details: dict) -> str:
     """One line, in Italian like the other alarms: what reached the staff and what did not."""
     if details.get("error"):
         return details["error"]
-    words = {"sms": "SMS consegnati", "voice": "chiamate riuscite"}
+    words = {Channel.SMS: "SMS consegnati", Channel.VOICE: "chiamate riuscite"}
     parts = [f"{words.get(channel, channel)} {entry['reached']}/{entry['total']}"
              for channel, entry in sorted(details.get("channels", {}).items())]
     return ", ".join(parts) or "nessun invio"
@@ -268,7 +271,7 @@ class SelfTestMonitor:
         judged = self.judge()
         if self.settings.enabled and self.due():
             voice: tuple[str, float] | Exception | None = None
-            if "voice" in self.settings.channels:
+            if Channel.VOICE in self.settings.channels:
                 try:  # espeak-ng and sox take a moment: not on the event loop
                     voice = await asyncio.to_thread(render_voice, self.settings)
                 except Exception as exc:  # noqa: BLE001 - start_run records the run as failed
@@ -299,8 +302,8 @@ class SelfTestMonitor:
                 return False
             # Not while a real alert is going out: the test would wait behind it and fail for nothing.
             busy = session.scalar(select(exists().where(
-                Delivery.alert_id == Alert.id, Alert.created_by != CREATED_BY, Alert.state == "active",
-                Delivery.state.in_(("pending", "submitting")),
+                Delivery.alert_id == Alert.id, Alert.created_by != CREATED_BY, Alert.state == AlertState.ACTIVE,
+                Delivery.state.in_(OPEN_DELIVERY_STATES),
                 (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now))))
             return not busy
 

@@ -22,6 +22,8 @@ from gateway.core.db import utcnow
 from gateway.core.models import Alert, Attempt, Delivery, InboundSms, Line, PhoneNumberRow, SmsPart
 from gateway.core.models_panel import AlertText
 from gateway.core.retry import AlertPolicy, RetryVerdict
+from gateway.core.states import (OPEN_DELIVERY_STATES, AlertState, AttemptOutcome, Channel, DeliveryState,
+                                 PartStatus, parse_channels)
 
 
 def _alert_policy(alert) -> AlertPolicy:  # noqa: ANN001 - an Alert or a row with its columns
@@ -36,7 +38,7 @@ class ClaimedDelivery:
     attempt_id: int
     alert_id: int
     number_id: int
-    channel: str
+    channel: Channel
     e164: str
     text: str
     language: str
@@ -62,25 +64,25 @@ class ClaimedDelivery:
 # engines on one PostgreSQL will want FOR UPDATE SKIP LOCKED in that subquery.)
 _CANDIDATE = Delivery.__table__.alias("candidate")
 _ALERT_WANTS_IT = and_(
-    Alert.state != "cancelled",
+    Alert.state != AlertState.CANCELLED,
     or_(Alert.deadline.is_(None), Alert.deadline > bindparam("now"),
-        and_(_CANDIDATE.c.channel == "sms", Alert.channels == "voice")))
+        and_(_CANDIDATE.c.channel == Channel.SMS, Alert.channels == Channel.VOICE)))
 _CANDIDATES = (
     select(_CANDIDATE.c.id).join(Alert, Alert.id == _CANDIDATE.c.alert_id)
-    .where(_CANDIDATE.c.channel == bindparam("for_channel"), _CANDIDATE.c.state == "pending",
+    .where(_CANDIDATE.c.channel == bindparam("for_channel"), _CANDIDATE.c.state == DeliveryState.PENDING,
            or_(_CANDIDATE.c.next_attempt_at.is_(None), _CANDIDATE.c.next_attempt_at <= bindparam("now")),
            _ALERT_WANTS_IT)
     .order_by(_CANDIDATE.c.sort_key, _CANDIDATE.c.id).limit(bindparam("limit")))
 # Alerts past their deadline; their pending deliveries are closed by expire_past_deadline.
-_EXPIRED_ALERTS = select(Alert.id).where(Alert.state == "active", Alert.deadline.is_not(None),
+_EXPIRED_ALERTS = select(Alert.id).where(Alert.state == AlertState.ACTIVE, Alert.deadline.is_not(None),
                                          Alert.deadline <= bindparam("now"))
 # How often claim() looks for alerts past their deadline: the claim query already
 # skips them, so this only has to make their rows final, not be instant.
 EXPIRY_SWEEP_SECONDS = 1.0
 DEADLINE_PASSED = "deadline passed"
 _TAKE = (
-    update(Delivery).where(Delivery.id.in_(_CANDIDATES), Delivery.state == "pending")
-    .values(state="submitting", claimed_at=bindparam("claimed"), updated_at=bindparam("claimed"),
+    update(Delivery).where(Delivery.id.in_(_CANDIDATES), Delivery.state == DeliveryState.PENDING)
+    .values(state=DeliveryState.SUBMITTING, claimed_at=bindparam("claimed"), updated_at=bindparam("claimed"),
             submissions=Delivery.submissions + 1)
     .returning(Delivery.id))
 # The recipient's language version of the alert (alert_texts) when it has one;
@@ -107,34 +109,39 @@ _MARK_PART_FOR_REPORT = (
     .where(SmsPart.id == select(_LATEST_SENT_PART.c.id)
            .where(_LATEST_SENT_PART.c.line == bindparam("on_line"),
                   _LATEST_SENT_PART.c.reference == bindparam("tp_mr"),
-                  _LATEST_SENT_PART.c.status == "sent")
+                  _LATEST_SENT_PART.c.status == PartStatus.SENT)
            .order_by(_LATEST_SENT_PART.c.id.desc()).limit(1).scalar_subquery())
     .values(status=bindparam("new_status"), reported_at=bindparam("at"))
     .returning(SmsPart.delivery_id, SmsPart.attempt_id, SmsPart.parts))
-_STILL_SENT = Delivery.state == "sent"
+_STILL_SENT = Delivery.state == DeliveryState.SENT
 _NOT_DELIVERED = (
     update(Delivery).where(Delivery.id == bindparam("delivery_id"))
-    .values(state=case((_STILL_SENT, "failed"), else_=Delivery.state),
+    .values(state=case((_STILL_SENT, DeliveryState.FAILED), else_=Delivery.state),
             last_error=case((_STILL_SENT, bindparam("why")), else_=Delivery.last_error), updated_at=bindparam("at"))
     .returning(Delivery.alert_id, Delivery.e164))
 _PARTS_DELIVERED = (select(func.count()).select_from(SmsPart)
-                    .where(SmsPart.attempt_id == bindparam("attempt_id"), SmsPart.status == "delivered"))
+                    .where(SmsPart.attempt_id == bindparam("attempt_id"), SmsPart.status == PartStatus.DELIVERED))
 _PARTS_REPORTED = (
     update(Delivery).where(Delivery.id == bindparam("delivery_id"))
-    .values(state=case((and_(_STILL_SENT, bindparam("all_done")), "delivered"), else_=Delivery.state),
+    .values(state=case((and_(_STILL_SENT, bindparam("all_done")), DeliveryState.DELIVERED), else_=Delivery.state),
             delivered_at=case((and_(_STILL_SENT, bindparam("all_done")), bindparam("at")), else_=Delivery.delivered_at),
             parts_delivered=bindparam("done"), updated_at=bindparam("at"))
     .returning(Delivery.alert_id, Delivery.e164))
 
 _SMS_ATTEMPT_SENT = (update(Attempt).where(Attempt.id == bindparam("attempt_id"))
-                     .values(outcome="sent", line=bindparam("via"), ended_at=bindparam("at"),
+                     .values(outcome=AttemptOutcome.SENT, line=bindparam("via"), ended_at=bindparam("at"),
                              started_at=bindparam("began")))
 _SMS_DELIVERY_SENT = (
-    update(Delivery).where(Delivery.id == bindparam("delivery_id"), Delivery.state == "submitting")
-    .values(state="sent", next_attempt_at=None, updated_at=bindparam("at"), sent_at=bindparam("at"),
+    update(Delivery).where(Delivery.id == bindparam("delivery_id"), Delivery.state == DeliveryState.SUBMITTING)
+    .values(state=DeliveryState.SENT, next_attempt_at=None, updated_at=bindparam("at"), sent_at=bindparam("at"),
             attempts=Delivery.attempts + bindparam("charge"), line=bindparam("via"), last_error=None,
             parts_total=bindparam("parts"), parts_delivered=0))
 _NEW_PARTS = insert(SmsPart)
+
+def _cause_column(cause: int | None) -> str | None:
+    """attempts.cause holds a call's Q.850 cause as digits (the panel labels them)."""
+    return None if cause is None else str(cause)
+
 
 @dataclass(frozen=True)
 class ReportMatch:
@@ -144,7 +151,7 @@ class ReportMatch:
     e164: str
 
 
-FINAL_VOICE_RANK = {"confirmed": 3, "answered": 2, "voicemail": 1}
+FINAL_VOICE_RANK = {DeliveryState.CONFIRMED: 3, DeliveryState.ANSWERED: 2, DeliveryState.VOICEMAIL: 1}
 
 
 def _best_voice_outcomes(s: Session, delivery_ids: list[int]) -> dict[int, str]:
@@ -192,32 +199,33 @@ class Store:
         """
         now = now or utcnow()
         with self.sessions.begin() as s:
-            cancelled = select(Alert.id).where(Alert.state == "cancelled")
-            s.execute(update(Delivery).where(Delivery.state == "submitting", Delivery.alert_id.in_(cancelled))
-                      .values(state="cancelled", next_attempt_at=None, possible_duplicate=True, updated_at=now,
+            cancelled = select(Alert.id).where(Alert.state == AlertState.CANCELLED)
+            s.execute(update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING,
+                                             Delivery.alert_id.in_(cancelled))
+                      .values(state=DeliveryState.CANCELLED, next_attempt_at=None, possible_duplicate=True, updated_at=now,
                               last_error="alert cancelled (engine stopped during the attempt)"))
             at_cap = s.execute(
                 select(Delivery.id, Delivery.alert_id, Delivery.number_id, Delivery.language, Alert.sms_fallback)
                 .join(Alert, Alert.id == Delivery.alert_id)
-                .where(Delivery.state == "submitting", Delivery.channel == "voice",
+                .where(Delivery.state == DeliveryState.SUBMITTING, Delivery.channel == Channel.VOICE,
                        Delivery.submissions >= Alert.voice_cap)).all()
             if at_cap:
                 s.execute(update(Delivery).where(Delivery.id.in_([r.id for r in at_cap]))
-                          .values(state="failed", possible_duplicate=True, updated_at=now, next_attempt_at=None,
+                          .values(state=DeliveryState.FAILED, possible_duplicate=True, updated_at=now, next_attempt_at=None,
                                   last_error="engine stopped during the last call allowed by the cap"))
                 self._voice_gave_up(s, at_cap)
             interrupted = s.execute(
-                update(Delivery).where(Delivery.state == "submitting")
-                .values(state="pending", possible_duplicate=True, next_attempt_at=now, updated_at=now,
+                update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING)
+                .values(state=DeliveryState.PENDING, possible_duplicate=True, next_attempt_at=now, updated_at=now,
                         last_error="interrupted by an engine stop; resent as a possible duplicate")
             ).rowcount
-            s.execute(update(Attempt).where(Attempt.outcome == "in_flight")
-                      .values(outcome="interrupted", ended_at=now, possible_duplicate=True,
+            s.execute(update(Attempt).where(Attempt.outcome == AttemptOutcome.IN_FLIGHT)
+                      .values(outcome=AttemptOutcome.INTERRUPTED, ended_at=now, possible_duplicate=True,
                               error="engine stopped while this attempt was in flight"))
         return interrupted
 
     # --- claiming ---------------------------------------------------------
-    def claim(self, channel: str, limit: int, now: dt.datetime | None = None) -> list[ClaimedDelivery]:
+    def claim(self, channel: Channel, limit: int, now: dt.datetime | None = None) -> list[ClaimedDelivery]:
         if limit <= 0:
             return []
         now = now or utcnow()
@@ -260,24 +268,26 @@ class Store:
                 select(Delivery.id, Delivery.alert_id, Delivery.number_id, Delivery.e164, Delivery.channel,
                        Delivery.language, Alert.sms_fallback, Alert.channels)
                 .join(Alert, Alert.id == Delivery.alert_id)
-                .where(Delivery.alert_id.in_(alert_ids), Delivery.state == "pending")).all()
+                .where(Delivery.alert_id.in_(alert_ids), Delivery.state == DeliveryState.PENDING)).all()
             # A voice-only alert's SMS fallback is what the deadline leaves behind: it still goes.
-            rows = [r for r in rows if not (r.channel == "sms" and r.channels == "voice")]
+            rows = [r for r in rows
+                    if not (r.channel == Channel.SMS and parse_channels(r.channels) == (Channel.VOICE,))]
             if rows:
                 closed = s.execute(update(Delivery).where(
-                    Delivery.id.in_([r.id for r in rows]), Delivery.state == "pending").values(
-                    state="failed", next_attempt_at=None, last_error=DEADLINE_PASSED, updated_at=now)).rowcount
-                self._voice_gave_up(s, [r for r in rows if r.channel == "voice"])
+                    Delivery.id.in_([r.id for r in rows]), Delivery.state == DeliveryState.PENDING).values(
+                    state=DeliveryState.FAILED, next_attempt_at=None, last_error=DEADLINE_PASSED,
+                    updated_at=now)).rowcount
+                self._voice_gave_up(s, [r for r in rows if r.channel == Channel.VOICE])
         self._expired_alerts.update(alert_ids)
         return closed
 
     # --- outcomes ---------------------------------------------------------
     def record_result(self, claim: ClaimedDelivery, verdict: RetryVerdict, *, receipt: SubmitReceipt | None = None,
-                      failure: DeliveryFailed | None = None) -> str:
+                      failure: DeliveryFailed | None = None) -> DeliveryState:
         """Store one attempt's outcome and the delivery's next state; returns that state."""
         now = utcnow()
         state = verdict.state
-        if receipt is not None and receipt.references and state == "sent":
+        if receipt is not None and receipt.references and state == DeliveryState.SENT:
             self._record_sms_sent(claim, receipt, verdict, now)
             return state
         with self.sessions.begin() as s:
@@ -289,7 +299,7 @@ class Store:
                 # Counted at claim time, but no call or message left us: give it back.
                 delivery_values["submissions"] = Delivery.submissions - 1
             if receipt is not None:
-                attempt_values.update(outcome=receipt.outcome, line=receipt.line, cause=receipt.cause,
+                attempt_values.update(outcome=receipt.outcome, line=receipt.line, cause=_cause_column(receipt.cause),
                                       answered_at=receipt.answered_at, started_at=receipt.started_at or now)
                 delivery_values.update(line=receipt.line, last_error=verdict.reason, sent_at=now)
                 if receipt.references:
@@ -298,39 +308,40 @@ class Store:
                     s.add_all(SmsPart(delivery_id=claim.delivery_id, attempt_id=claim.attempt_id,
                                       line=receipt.line, part=i + 1, parts=parts, reference=ref, sent_at=now)
                               for i, ref in enumerate(receipt.references))
-                if state == "confirmed":
+                if state == DeliveryState.CONFIRMED:
                     delivery_values["delivered_at"] = now
             if failure is not None:
-                reason = failure.reason if failure.code is None else f"{failure.reason} [{failure.code}]"
-                attempt_values.update(outcome=failure.code if claim.channel == "voice" and failure.code else "failed",
-                                      line=failure.line, error=failure.reason, cause=failure.cause,
+                attempt_values.update(outcome=failure.outcome, line=failure.line, error=failure.reason,
+                                      cause=_cause_column(failure.cause),
                                       permanent=failure.permanent, possible_duplicate=failure.possible_duplicate,
                                       answered_at=failure.answered_at)
                 if failure.started_at is not None:
                     # When the line started it (the originate), not when the engine claimed it.
                     attempt_values["started_at"] = failure.started_at
-                delivery_values.update(line=failure.line, last_error=verdict.reason or reason)
+                delivery_values.update(line=failure.line, last_error=verdict.reason or failure.reason)
                 if failure.possible_duplicate:
                     delivery_values["possible_duplicate"] = True
             # Written first: from here on this transaction holds the write lock, so the
             # alert's state read next cannot change before the delivery is updated.
             s.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(**attempt_values))
-            if claim.channel == "voice" and state == "failed":
+            if claim.channel == Channel.VOICE and state == DeliveryState.FAILED:
                 # Giving up: the best thing that happened on any call is the final word.
                 best = _best_voice_outcomes(s, [claim.delivery_id]).get(claim.delivery_id)
                 if best:
-                    state = best
+                    state = DeliveryState(best)
                     delivery_values["state"] = state
-            cancelled = s.scalar(select(Alert.state).where(Alert.id == claim.alert_id)) == "cancelled"
-            if cancelled and state in ("pending", "failed"):
+            cancelled = s.scalar(select(Alert.state).where(Alert.id == claim.alert_id)) == AlertState.CANCELLED
+            if cancelled and state in (DeliveryState.PENDING, DeliveryState.FAILED):
                 # Cancelled while this attempt was in flight: the attempt stays on record,
                 # but nothing more is tried and nothing falls back to SMS.
-                state = "cancelled"
+                state = DeliveryState.CANCELLED
                 delivery_values.update(state=state, next_attempt_at=None,
                                        last_error=f"alert cancelled ({delivery_values.get('last_error') or state})")
-            s.execute(update(Delivery).where(Delivery.id == claim.delivery_id, Delivery.state == "submitting")
+            s.execute(update(Delivery).where(Delivery.id == claim.delivery_id,
+                                             Delivery.state == DeliveryState.SUBMITTING)
                       .values(**delivery_values))
-            if (claim.channel == "voice" and not cancelled and state not in ("pending", "confirmed")
+            if (claim.channel == Channel.VOICE and not cancelled
+                    and state not in (DeliveryState.PENDING, DeliveryState.CONFIRMED)
                     and claim.policy.sms_fallback):
                 self._fall_back_to_sms(s, claim.alert_id, claim.number_id, claim.language)
         return state
@@ -346,7 +357,7 @@ class Store:
                                            "parts": len(receipt.references)})
             s.execute(_NEW_PARTS, [{"delivery_id": claim.delivery_id, "attempt_id": claim.attempt_id,
                                     "line": receipt.line, "part": i + 1, "parts": len(receipt.references),
-                                    "reference": ref, "status": "sent", "sent_at": now}
+                                    "reference": ref, "status": PartStatus.SENT, "sent_at": now}
                                    for i, ref in enumerate(receipt.references)])
 
     def _voice_gave_up(self, s: Session, rows) -> None:  # noqa: ANN001 - rows with the columns used below
@@ -356,7 +367,7 @@ class Store:
         for delivery_id, outcome in best.items():
             s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state=outcome))
         for r in rows:
-            if r.sms_fallback and best.get(r.id) != "confirmed":
+            if r.sms_fallback and best.get(r.id) != DeliveryState.CONFIRMED:
                 self._fall_back_to_sms(s, r.alert_id, r.number_id, r.language)
 
     def _fall_back_to_sms(self, s: Session, alert_id: int, number_id: int, language: str) -> None:
@@ -367,12 +378,12 @@ class Store:
         if number is None or number.kind != "mobile" or number.opted_out:
             return
         exists_already = s.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.alert_id == alert_id, Delivery.number_id == number_id, Delivery.channel == "sms"))
+            Delivery.alert_id == alert_id, Delivery.number_id == number_id, Delivery.channel == Channel.SMS))
         if not exists_already:
             zone = s.scalar(select(Delivery.zone).where(Delivery.alert_id == alert_id, Delivery.number_id == number_id,
-                                                        Delivery.channel == "voice"))
-            s.add(Delivery(alert_id=alert_id, number_id=number_id, e164=number.e164, channel="sms", zone=zone,
-                           state="pending", sort_key=0, language=language, attempts=0, submissions=0,
+                                                        Delivery.channel == Channel.VOICE))
+            s.add(Delivery(alert_id=alert_id, number_id=number_id, e164=number.e164, channel=Channel.SMS, zone=zone,
+                           state=DeliveryState.PENDING, sort_key=0, language=language, attempts=0, submissions=0,
                            possible_duplicate=False, parts_total=0, parts_delivered=0,
                            last_error="fallback: voice call not confirmed"))
 
@@ -391,7 +402,7 @@ class Store:
             for report in reports:
                 part = s.execute(_MARK_PART_FOR_REPORT, {
                     "on_line": line, "tp_mr": report.reference, "at": now,
-                    "new_status": "delivered" if report.delivered else "failed"}).first()
+                    "new_status": PartStatus.DELIVERED if report.delivered else PartStatus.FAILED}).first()
                 if part is None:
                     matches.append(None)
                     continue
@@ -439,13 +450,13 @@ class Store:
                              .group_by(SmsPart.line)).all()
         return {line: count for line, count in rows}
 
-    def work_left(self, channel: str) -> tuple[int, int, dt.datetime | None]:
+    def work_left(self, channel: Channel) -> tuple[int, int, dt.datetime | None]:
         """(deliveries not finished sending, deliveries awaiting status reports, next retry time)."""
         with self.sessions() as s:
             unsent = s.execute(select(func.count()).select_from(Delivery).where(
-                Delivery.channel == channel, Delivery.state.in_(("pending", "submitting")))).scalar_one()
+                Delivery.channel == channel, Delivery.state.in_(OPEN_DELIVERY_STATES))).scalar_one()
             awaiting = s.execute(select(func.count()).select_from(Delivery).where(
-                Delivery.channel == channel, Delivery.state == "sent")).scalar_one()
+                Delivery.channel == channel, Delivery.state == DeliveryState.SENT)).scalar_one()
             next_at = s.execute(select(func.min(Delivery.next_attempt_at)).where(
-                and_(Delivery.channel == channel, Delivery.state == "pending"))).scalar_one()
+                and_(Delivery.channel == channel, Delivery.state == DeliveryState.PENDING))).scalar_one()
         return unsent, awaiting, next_at

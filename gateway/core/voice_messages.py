@@ -27,6 +27,7 @@ from gateway.core.alerts import AlertRequest, AlertService, compose_sms_text
 from gateway.core.audio import (FALLBACK_LANGUAGE, VOICES, AudioError, AudioInfo, convert_recording,
                                 introduction, render_tts, voice_language)
 from gateway.core.config import Config
+from gateway.core.states import Channel
 
 
 class NoVoice(AudioError):
@@ -164,7 +165,7 @@ class VoiceRenderer:
         the alert is not created afterwards, ``discard`` deletes the files.
         """
         versions = plan_versions(request.text, text_language, request.translations,
-                                 alerts.recipient_languages(request, "voice"), recorded=recording is not None)
+                                 alerts.recipient_languages(request, Channel.VOICE), recorded=recording is not None)
         names: list[Path] = []
         infos: list[AudioInfo] = []
         try:

@@ -1,0 +1,92 @@
+"""The names the engine, the CLI and the panel share: channels, states and outcomes.
+
+Each is a ``StrEnum``: a member *is* its string ("pending" == DeliveryState.PENDING,
+json.dumps gives "pending", SQLAlchemy stores "pending"), so the database rows and
+the JSON API read exactly as before; the code compares members, and a typo is an
+AttributeError at import instead of a state nobody ever sets.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    VOICE = "voice"
+
+
+class AlertState(StrEnum):
+    DRAFT = "draft"
+    AWAITING_APPROVAL = "awaiting_approval"
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    DONE = "done"          # named by the panel and the API schema; no code sets it today
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"            # waiting to be claimed (now or at next_attempt_at)
+    SUBMITTING = "submitting"      # claimed: on its way to a modem or a trunk
+    SENT = "sent"                  # SMS accepted by the network, awaiting status reports
+    DELIVERED = "delivered"        # SMS: every part reported delivered
+    CONFIRMED = "confirmed"        # voice: the callee pressed 1
+    ANSWERED = "answered"          # voice: answered, not confirmed
+    VOICEMAIL = "voicemail"        # voice: left on an answering machine
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Nothing has happened to these yet that cannot still change.
+OPEN_DELIVERY_STATES = (DeliveryState.PENDING, DeliveryState.SUBMITTING)
+
+
+class AttemptOutcome(StrEnum):
+    """What one try achieved (attempts.outcome); a call's outcomes are also the voice
+    delivery's final states (confirmed, answered, voicemail)."""
+    IN_FLIGHT = "in_flight"
+    INTERRUPTED = "interrupted"    # the engine stopped while it was in flight
+    SENT = "sent"                  # SMS accepted by the network
+    CONFIRMED = "confirmed"
+    ANSWERED = "answered"
+    VOICEMAIL = "voicemail"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    CONGESTION = "congestion"
+    INVALID_NUMBER = "invalid_number"
+    NO_LINE = "no_line"            # no trunk free or up: no call was placed
+    NO_ROUTE = "no_route"          # no trunk may dial the number: no call was placed
+    FAILED = "failed"
+
+
+class PartStatus(StrEnum):
+    """One SMS segment (sms_parts.status), as its status report left it."""
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class ApprovalDecision(StrEnum):
+    """The two-person rule's word on one alert (alert_approvals.decision)."""
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    BYPASSED = "bypassed"          # sent at once by an approver, with a reason
+
+
+class LineState(StrEnum):
+    STARTING = "starting"
+    UP = "up"
+    DOWN = "down"
+    SUSPENDED = "suspended"        # out of rotation for a while (not registered, repeated faults)
+    STOPPED = "stopped"            # the engine exited
+
+
+def parse_channels(stored: str) -> tuple[Channel, ...]:
+    """An alert's channels as stored ('sms', 'voice', 'sms,voice'), in that order."""
+    return tuple(Channel(name) for name in stored.split(",") if name)
+
+
+def join_channels(channels: Iterable[str]) -> str:
+    """The stored form of ``parse_channels``; refuses a name that is no channel."""
+    return ",".join(Channel(name) for name in channels)
