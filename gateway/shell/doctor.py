@@ -34,7 +34,7 @@ def run_checks(config_path: str) -> list[Check]:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        return [Check("configuration", FAIL, str(exc), "fix the key named above (README lists every key)")]
+        return [Check("configuration", FAIL, str(exc), "fix the key named above (docs/configuration.md lists every key)")]
     checks = [_config_check(config)]
     checks += ops_checks(config)
     checks += storage_checks(config)
