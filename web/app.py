@@ -14,6 +14,7 @@ from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from gateway.core.services import Services, build_services
+from web import admin, alerts, api, auth, contacts, dashboard, zones
 from gateway.core.config import Config, load_config
 from web.app_user import load_user
 from gateway.core.audit import AuditLog, anchor_path_for
@@ -96,7 +97,6 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "basic"
 
-    from web import admin, alerts, api, auth, contacts, dashboard, zones
     for blueprint in (auth.bp, dashboard.bp, contacts.bp, zones.bp, alerts.bp, admin.bp, api.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing a foreign page could forge

@@ -7,6 +7,16 @@ import json
 import secrets
 import sys
 
+from sqlalchemy import func, select
+
+from gateway.core.audit import AuditLog, anchor_path_for
+from gateway.core.config import load_config
+from gateway.core.models_panel import AuditEntry
+from gateway.core.services import build_services
+from web.app import create_app
+from web.serve import serve
+from web.users import UserError, add_user, list_users, set_active, set_password
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the panel's sub-commands on the main parser."""
@@ -44,9 +54,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _panel(args: argparse.Namespace):  # noqa: ANN202
-    from gateway.core.services import build_services
-    from gateway.core.config import load_config
-    from gateway.core.audit import AuditLog, anchor_path_for
     services = build_services(load_config(args.config))
     return services, AuditLog(services.sessions, anchor_path_for(services.config.general.data_dir))
 
@@ -69,10 +76,6 @@ def _fail(message: str) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from gateway.core.services import build_services
-    from gateway.core.config import load_config
-    from web.app import create_app
-    from web.serve import serve
     services = build_services(load_config(args.config))
     app = create_app(services)
     try:
@@ -83,7 +86,6 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from web.users import UserError, add_user
     services, audit = _panel(args)
     password, generated = _password(args)
     try:
@@ -95,7 +97,6 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_users_passwd(args: argparse.Namespace) -> int:
-    from web.users import UserError, set_password
     services, audit = _panel(args)
     password, generated = _password(args)
     try:
@@ -107,7 +108,6 @@ def cmd_users_passwd(args: argparse.Namespace) -> int:
 
 
 def cmd_users_active(args: argparse.Namespace) -> int:
-    from web.users import UserError, set_active
     services, audit = _panel(args)
     try:
         set_active(services.sessions, audit, args.username, args.active, actor="cli")
@@ -118,7 +118,6 @@ def cmd_users_active(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
-    from web.users import list_users
     services, _audit = _panel(args)
     rows = [{"username": u.username, "role": u.role, "language": u.language, "active": u.active,
              "locked_until": u.locked_until.isoformat() + "Z" if u.locked_until else None,
@@ -134,8 +133,6 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from sqlalchemy import func, select
-    from gateway.core.models_panel import AuditEntry
     services, audit = _panel(args)
     problems = audit.verify()
     with services.sessions() as s:

@@ -5,6 +5,8 @@ from flask import Blueprint, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from gateway.core.models_ops import Alarm
+
 from web.context import panel
 from web.labels import label
 from web.progress import active_alerts, alert_progress, capacity, line_rows, stale_after
@@ -35,7 +37,6 @@ def summary(text: str, length: int = 80) -> str:
 
 def open_alarms(session) -> list[dict]:
     """Alarms about the box (modem lost, SIM near its cap, Asterisk down, self-test failed) not cleared yet."""
-    from gateway.core.models_ops import Alarm
     return [{"id": a.id, "kind": a.kind, "subject": a.subject, "message": a.message,
              "raised_at": a.raised_at.isoformat() + "Z", "alert_id": a.alert_id}
             for a in session.scalars(select(Alarm).where(Alarm.cleared_at.is_(None)).order_by(Alarm.id.desc()))]

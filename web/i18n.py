@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
+from babel.messages.pofile import read_po, write_po
 from babel.support import NullTranslations, Translations
 from flask import current_app
 from flask_babel import Babel, Domain, get_locale
@@ -60,7 +62,6 @@ def extract_messages(root: Path = Path(__file__).parent) -> dict[str, list[str]]
     Used by the test that keeps the Italian catalogue complete, and by
     ``python -m web.i18n`` which lists what is missing from each catalogue.
     """
-    from babel.messages.extract import extract_from_dir
     method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
     options = {"templates/**.html": {"extensions": "jinja2.ext.i18n"}}
     found: dict[str, list[str]] = {}
@@ -88,8 +89,6 @@ def missing_translations(language: str) -> list[str]:
 
 def update_catalogues(directory: Path = TRANSLATIONS_DIR) -> None:
     """Rewrite every catalogue with the strings the code uses now, keeping the translations it has."""
-    from babel.messages.catalog import Catalog
-    from babel.messages.pofile import write_po
     found = extract_messages()
     for po in sorted(directory.glob("*/LC_MESSAGES/messages.po")):
         language = po.parent.parent.name

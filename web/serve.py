@@ -9,16 +9,24 @@ admin's certificate or one generated here into ``<data_dir>/tls``.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import logging
 import os
 import socket
+import struct
 import threading
 from pathlib import Path
 
+import waitress
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from gateway.core.backup import hold_panel_lock
 from gateway.core.config import Config
 
 log = logging.getLogger("allerta.web")
@@ -67,8 +75,6 @@ def certificate_names(listen: str, extra: list[str] = ()) -> set[str]:
 def interface_ipv4_addresses() -> set[str]:
     """The IPv4 address of each network interface of this machine, loopback excluded (Linux ioctl:
     the standard library has no portable way, and reading them needs no extra dependency)."""
-    import fcntl
-    import struct
     siocgifaddr = 0x8915
     found = set()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -84,7 +90,6 @@ def interface_ipv4_addresses() -> set[str]:
 
 
 def _names_in(cert_path: Path) -> set[str]:
-    from cryptography import x509
     try:
         certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
         alt = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -94,11 +99,6 @@ def _names_in(cert_path: Path) -> set[str]:
 
 
 def generate_self_signed(cert_path: Path, key_path: Path, *, extra_names: list[str] = ()) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     key = ec.generate_private_key(ec.SECP256R1())
     hostname = socket.gethostname()
     dns = {"localhost", hostname}
@@ -154,9 +154,6 @@ class HttpsServer:
 def serve(app, config: Config, *, host: str | None = None, port: int | None = None,  # noqa: ANN001
           https_port: int | None = None) -> None:
     """Serve until interrupted: HTTPS in a thread (when on), HTTP with waitress in the foreground."""
-    import waitress
-
-    from gateway.core.backup import hold_panel_lock
     # Held while serving, so 'allerta restore' refuses to replace the database under the panel.
     panel_lock = hold_panel_lock(config)
     web = config.web

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.core import capacity, line_health
 from gateway.core.config import SCHEMA
 from gateway.core.db import utcnow
+from gateway.core.models_panel import AlertText
 from gateway.core.models import (Alert, Attempt, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
                             contact_groups, contact_numbers)
 from gateway.core.phone import InvalidNumber, normalise_number
@@ -265,7 +266,6 @@ class AlertService:
 
     def _add_translations(self, session: Session, alert: Alert, request: AlertRequest) -> None:
         """The versions in other languages, stored with the alert (gateway.core.models_panel.AlertText)."""
-        from gateway.core.models_panel import AlertText
         for language, (sms_text, plan) in self.plan_translations(request).items():
             audio_path, audio_seconds = request.translation_audio.get(language, (None, None))
             session.add(AlertText(alert_id=alert.id, language=language, text=request.translations[language],

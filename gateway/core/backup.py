@@ -18,7 +18,11 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
+
 from gateway.core.config import Config
+from gateway.core.db import MIGRATIONS_DIR, make_engine, migrate
 from gateway.core.files import open_private
 
 LOCK_NAME = "engine.lock"
@@ -238,10 +242,6 @@ def check_backup_revision(path: Path) -> str:
     migrations cannot be undone from here, so it is refused. An older one is fine:
     the restore applies the migrations after it.
     """
-    from alembic.config import Config as AlembicConfig
-    from alembic.script import ScriptDirectory
-
-    from gateway.core.db import MIGRATIONS_DIR
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     script = ScriptDirectory.from_config(cfg)
@@ -309,7 +309,6 @@ def restore_sqlite(config: Config, db: Path, backup: Path) -> RestoreResult:
             raise BackupError(f"{db}: integrity check failed after the restore: {problems[:3]}"
                               + (f"; the previous database is in {saved}" if saved else ""))
         # Migrated while the locks are held, so no engine or panel ever opens the old schema.
-        from gateway.core.db import make_engine, migrate
         engine = make_engine(config.database_url)
         try:
             migrate(engine)

@@ -40,10 +40,18 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import func, select
+
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.config import load_config
+from gateway.core.models import Contact, Delivery, PhoneNumberRow, Zone, contact_numbers
+from gateway.core.services import build_services
+from modem.simulator.harness import SimulatorProcess
+from modem.simulator.latency import PROMPT_LATENCY
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 BENCH_TEXT = "Allerta: esondazione in corso, salire ai piani alti"  # one GSM-7 segment
@@ -98,8 +106,6 @@ send_timeout = {send_timeout}
 def seed_contacts(engine, count: int, zones: tuple[str, ...] = BENCH_ZONES, *, first_mobile: int = 3_335_000_000,
                   batch: int = 20_000) -> None:
     """``count`` contacts, one distinct mobile number each, spread round-robin over ``zones``."""
-    from gateway.core.models import Contact, PhoneNumberRow, Zone, contact_numbers
-
     zone_table, contact_table, number_table = Zone.__table__, Contact.__table__, PhoneNumberRow.__table__
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     with engine.begin() as conn:
@@ -150,15 +156,23 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 
 # --- bench sms ---------------------------------------------------------------------
+@dataclass
+class _SmsRun:
+    """What one ``allerta run --once`` against the modem simulator left to measure."""
+    exit_code: int
+    usage: resource.struct_rusage
+    started: float
+    ended: float
+    submits: list[dict]
+    reports: list[dict]
+    by_state: dict[str, int]
+    segments: int
+    sim_cpu_seconds: float | None
+    engine_log_tail: str | None
+
+
 def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float = 0.05,
               keep: str | None = None, cprofile: str | None = None, timeout: float | None = None) -> dict:
-    from gateway.core.alerts import AlertRequest, Target
-    from gateway.core.services import build_services
-    from gateway.core.config import load_config
-    from gateway.core.models import Delivery
-    from modem.simulator.harness import SimulatorProcess
-    from modem.simulator.latency import PROMPT_LATENCY
-
     if modems < 1 or messages < 1 or latency <= 0:
         raise ValueError("--modems and --messages must be at least 1 and --latency greater than 0")
     # The "> " prompt is part of the exchange --latency measures (see the module docstring).
@@ -167,6 +181,39 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
     limit_per_minute = modems * 60.0 / latency
     if timeout is None:
         timeout = 120 + 4 * messages / limit_per_minute * 60
+    run = _run_sms_engine(modems, messages, latency, prompt, report_delay=report_delay, keep=keep,
+                          cprofile=cprofile, timeout=timeout)
+    first_parts = Counter(r["destination"] for r in run.submits if r["part"] == 1)
+    per_modem = Counter(r["modem"] for r in run.submits)
+    result: dict = {
+        "benchmark": "sms",
+        "modems": modems, "messages": messages, "latency_seconds": latency, "report_delay_seconds": report_delay,
+        "segments_per_message": run.segments,
+        "engine_exit_code": run.exit_code,
+        "delivered": run.by_state.get("delivered", 0),
+        "deliveries_by_state": run.by_state,
+        "submitted": len(first_parts),
+        "submits": len(run.submits),
+        "status_reports": len(run.reports),
+        # Reports a modem could not store (its report memory was full): lost to the engine.
+        "status_reports_dropped": sum(1 for r in run.reports if r.get("dropped")),
+        "duplicates": sum(1 for n in first_parts.values() if n > 1),
+        "submits_per_modem": {"min": min(per_modem.values(), default=0), "max": max(per_modem.values(), default=0),
+                              "modems_used": len(per_modem)},
+        "modem_bound_messages_per_minute": round(limit_per_minute, 1),
+    }
+    result.update(_sms_rates(run, len(first_parts), latency, prompt, limit_per_minute))
+    result.update(_sms_cpu(run, len(first_parts)))
+    if cprofile:
+        result["cprofile"] = str(Path(cprofile).resolve())
+    if run.engine_log_tail:
+        result["engine_log_tail"] = run.engine_log_tail
+    return result
+
+
+def _run_sms_engine(modems: int, messages: int, latency: float, prompt: float, *, report_delay: float,
+                    keep: str | None, cprofile: str | None, timeout: float) -> _SmsRun:
+    """Start the simulator, seed ``messages`` contacts, create the alert, run the engine until it drains."""
     with work_dir(keep, "allerta-bench-") as tmp:
         with SimulatorProcess(count=modems, link_dir=tmp / "links", latency_median=latency - prompt, latency_sigma=0,
                               prompt_latency=prompt,
@@ -177,16 +224,8 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
             services = build_services(load_config(config_path))
             seed_contacts(services.engine, messages, zones=("Bench",))
             alert_id, preview = services.alerts.create(AlertRequest(text=BENCH_TEXT, target=Target(everyone=True)))
-            argv = [sys.executable]
-            if cprofile:
-                argv += ["-m", "cProfile", "-o", str(Path(cprofile).resolve())]
-            argv += ["-m", "gateway.shell.cli", "--config", str(config_path), "run", "--once"]
             sim_cpu_before = process_cpu_seconds(sim.process.pid)
-            with open(tmp / "engine.log", "w") as log:
-                started = time.time()
-                engine = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env())
-                exit_code, usage = _wait_with_rusage(engine, timeout)
-                ended = time.time()
+            started, ended, exit_code, usage = _run_engine_once(tmp, config_path, cprofile, timeout)
             sim_cpu_after = process_cpu_seconds(sim.process.pid)
             submits = sim.log_records("submit")
             reports = sim.log_records("status_report")
@@ -195,92 +234,92 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
                     Delivery.alert_id == alert_id).group_by(Delivery.state)).all())
             services.engine.dispose()
         engine_log_tail = (tmp / "engine.log").read_text(errors="replace")[-2000:] if exit_code else None
+    return _SmsRun(exit_code=exit_code, usage=usage, started=started, ended=ended, submits=submits, reports=reports,
+                   by_state=by_state, segments=preview.plan.segments,
+                   sim_cpu_seconds=(sim_cpu_after - sim_cpu_before
+                                    if sim_cpu_before is not None and sim_cpu_after is not None else None),
+                   engine_log_tail=engine_log_tail)
 
+
+def _run_engine_once(tmp: Path, config_path: Path, cprofile: str | None,
+                     timeout: float) -> tuple[float, float, int, resource.struct_rusage]:
+    """``allerta run --once`` (under cProfile if asked): start and end times, exit code, its own rusage."""
+    argv = [sys.executable]
+    if cprofile:
+        argv += ["-m", "cProfile", "-o", str(Path(cprofile).resolve())]
+    argv += ["-m", "gateway.shell.cli", "--config", str(config_path), "run", "--once"]
+    with open(tmp / "engine.log", "w") as log:
+        started = time.time()
+        engine = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env())
+        exit_code, usage = _wait_with_rusage(engine, timeout)
+        ended = time.time()
+    return started, ended, exit_code, usage
+
+
+def _sms_rates(run: _SmsRun, submitted: int, latency: float, prompt: float, limit_per_minute: float) -> dict:
+    """The three windows of the module docstring, from the simulator's submit events."""
+    submits = run.submits
     times = sorted(_parse_time(r["time"]) for r in submits)
-    first_parts = Counter(r["destination"] for r in submits if r["part"] == 1)
-    per_modem = Counter(r["modem"] for r in submits)
-    result: dict = {
-        "benchmark": "sms",
-        "modems": modems, "messages": messages, "latency_seconds": latency, "report_delay_seconds": report_delay,
-        "segments_per_message": preview.plan.segments,
-        "engine_exit_code": exit_code,
-        "delivered": by_state.get("delivered", 0),
-        "deliveries_by_state": by_state,
-        "submitted": len(first_parts),
-        "submits": len(submits),
-        "status_reports": len(reports),
-        # Reports a modem could not store (its report memory was full): lost to the engine.
-        "status_reports_dropped": sum(1 for r in reports if r.get("dropped")),
-        "duplicates": sum(1 for n in first_parts.values() if n > 1),
-        "submits_per_modem": {"min": min(per_modem.values(), default=0), "max": max(per_modem.values(), default=0),
-                              "modems_used": len(per_modem)},
-        "modem_bound_messages_per_minute": round(limit_per_minute, 1),
-    }
-    if times:
-        window = times[-1] - times[0] + latency
-        rate = len(submits) / window * 60 / preview.plan.segments
-        lo, hi = int(len(times) * 0.1), int(len(times) * 0.9) - 1
-        steady_span = times[hi] - times[lo] if hi > lo else 0.0
-        steady = (hi - lo) / steady_span * 60 / preview.plan.segments if steady_span > 0 else None
-        engine_wall = ended - started
-        result.update({
-            "first_to_last_submit_seconds": round(times[-1] - times[0], 3),
-            "submit_window": {
-                "definition": "first submission start (first submit event time - latency) to last submit event; "
-                              "includes ramp-up, excludes engine start-up and the status-report tail",
-                "seconds": round(window, 3),
-                "messages_per_minute": round(rate, 1),
-                "ratio": round(rate / limit_per_minute, 4),
-            },
-            "steady_state": {
-                "definition": "10th to 90th percentile submit event (every modem busy)",
-                "seconds": round(steady_span, 3),
-                "messages_per_minute": round(steady, 1) if steady else None,
-                "ratio": round(steady / limit_per_minute, 4) if steady else None,
-            },
-            "engine": {
-                "definition": "whole 'allerta run --once' process: start-up, opening modems, sending, "
-                              "waiting for the last status reports, exit",
-                "wall_seconds": round(engine_wall, 3),
-                "start_to_first_submit_seconds": round(times[0] - latency - started, 3),
-                "last_submit_to_exit_seconds": round(ended - times[-1], 3),
-                "messages_per_minute": round(len(first_parts) / engine_wall * 60, 1),
-                "ratio": round(len(first_parts) / engine_wall * 60 / limit_per_minute, 4),
-            },
-            # Headline figures (the submit window).
+    if not times:
+        return {"messages_per_minute": 0.0, "ratio": 0.0}
+    segments = run.segments
+    window = times[-1] - times[0] + latency
+    rate = len(submits) / window * 60 / segments
+    lo, hi = int(len(times) * 0.1), int(len(times) * 0.9) - 1
+    steady_span = times[hi] - times[lo] if hi > lo else 0.0
+    steady = (hi - lo) / steady_span * 60 / segments if steady_span > 0 else None
+    engine_wall = run.ended - run.started
+    return {
+        "first_to_last_submit_seconds": round(times[-1] - times[0], 3),
+        "submit_window": {
+            "definition": "first submission start (first submit event time - latency) to last submit event; "
+                          "includes ramp-up, excludes engine start-up and the status-report tail",
+            "seconds": round(window, 3),
             "messages_per_minute": round(rate, 1),
             "ratio": round(rate / limit_per_minute, 4),
-            "modem_exchange_seconds": {"total": latency, "before_prompt": prompt,
-                                       "prompt_to_cmgs_reply": round(latency - prompt, 4)},
-        })
-    else:
-        result.update({"messages_per_minute": 0.0, "ratio": 0.0})
+        },
+        "steady_state": {
+            "definition": "10th to 90th percentile submit event (every modem busy)",
+            "seconds": round(steady_span, 3),
+            "messages_per_minute": round(steady, 1) if steady else None,
+            "ratio": round(steady / limit_per_minute, 4) if steady else None,
+        },
+        "engine": {
+            "definition": "whole 'allerta run --once' process: start-up, opening modems, sending, "
+                          "waiting for the last status reports, exit",
+            "wall_seconds": round(engine_wall, 3),
+            "start_to_first_submit_seconds": round(times[0] - latency - run.started, 3),
+            "last_submit_to_exit_seconds": round(run.ended - times[-1], 3),
+            "messages_per_minute": round(submitted / engine_wall * 60, 1),
+            "ratio": round(submitted / engine_wall * 60 / limit_per_minute, 4),
+        },
+        # Headline figures (the submit window).
+        "messages_per_minute": round(rate, 1),
+        "ratio": round(rate / limit_per_minute, 4),
+        "modem_exchange_seconds": {"total": latency, "before_prompt": prompt,
+                                   "prompt_to_cmgs_reply": round(latency - prompt, 4)},
+    }
+
+
+def _sms_cpu(run: _SmsRun, submitted: int) -> dict:
+    usage = run.usage
     cpu = usage.ru_utime + usage.ru_stime
-    result.update({
+    return {
         "engine_cpu_seconds": round(cpu, 3),
         "engine_cpu_user_seconds": round(usage.ru_utime, 3),
         "engine_cpu_system_seconds": round(usage.ru_stime, 3),
-        "cpu_seconds_per_message": round(cpu / max(1, len(first_parts)), 5),
+        "cpu_seconds_per_message": round(cpu / max(1, submitted), 5),
         "engine_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),   # Linux: kilobytes
-        "simulator_cpu_seconds_during_run": (round(sim_cpu_after - sim_cpu_before, 3)
-                                             if sim_cpu_before is not None and sim_cpu_after is not None else None),
+        "simulator_cpu_seconds_during_run": (round(run.sim_cpu_seconds, 3)
+                                             if run.sim_cpu_seconds is not None else None),
         "cpu_count": os.cpu_count(),
         "measurement": "engine CPU and peak RSS from wait4() on the engine process alone; the simulator runs "
                        "on the same machine and competes for the CPU",
-    })
-    if cprofile:
-        result["cprofile"] = str(Path(cprofile).resolve())
-    if engine_log_tail:
-        result["engine_log_tail"] = engine_log_tail
-    return result
+    }
 
 
 # --- bench fanout ------------------------------------------------------------------
 def bench_fanout(contacts: int, *, keep: str | None = None) -> dict:
-    from gateway.core.alerts import AlertRequest, Target
-    from gateway.core.services import build_services
-    from gateway.core.config import load_config
-
     if contacts < 1:
         raise ValueError("--contacts must be at least 1")
     with work_dir(keep, "allerta-fanout-") as tmp:
@@ -319,11 +358,11 @@ def run(args: argparse.Namespace) -> dict:
     if args.what == "fanout":
         return bench_fanout(args.contacts, keep=getattr(args, "keep", None))
     if args.what == "voice":
-        # Lives with the voice channel; imported here only when asked for.
+        # Here, not at the top: a real cycle (bench_voice takes process_cpu_seconds from this module).
         from gateway.shell import bench_voice
         return bench_voice.run(args)
     if args.what == "web":
-        # Lives with the panel; imported here only when asked for.
+        # Here, not at the top: a real cycle (bench_web takes seed_contacts, work_dir, ... from this module).
         from gateway.shell import bench_web
         return bench_web.run(args)
     raise ValueError(f"unknown benchmark {args.what!r}")

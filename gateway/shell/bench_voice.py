@@ -41,8 +41,18 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from sqlalchemy import func, select
+
+from asterisk.pbx_simulator.harness import PbxSimulatorProcess
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.config import load_config
+from gateway.core.models import Attempt, Contact, Delivery, PhoneNumberRow, contact_numbers
+from gateway.core.services import Services, build_services
+from gateway.shell.bench import process_cpu_seconds  # shared with the SMS benchmark
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 TRUNK = "bench"
@@ -107,10 +117,6 @@ caller_id = "+390665210000"
 
 def seed_landlines(engine, count: int, *, first: int = 66_000_000, batch: int = 20_000) -> None:
     """``count`` contacts with one distinct landline each (+39 06 ...), bulk inserts, not timed."""
-    from sqlalchemy import func, select
-
-    from gateway.core.models import Contact, PhoneNumberRow, contact_numbers
-
     contact_table, number_table = Contact.__table__, PhoneNumberRow.__table__
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     with engine.begin() as conn:
@@ -161,19 +167,24 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+@dataclass
+class _VoiceRun:
+    """What one ``allerta run --once`` against the PBX simulator left to measure."""
+    exit_code: int | None
+    started: float
+    ended: float
+    cpu_user: float
+    cpu_system: float
+    records: list[dict[str, Any]]
+    by_state: dict[str, int]
+    attempts: int
+    sim_cpu_seconds: float | None
+    engine_log_tail: str | None
+
+
 def bench_voice(channels: int, calls: int, message_seconds: float, *, time_scale: float = 0.02,
                 calls_per_second: float | None = None, keep: str | None = None, cprofile: str | None = None,
                 poll_interval: float = 0.05, timeout: float | None = None) -> dict[str, Any]:
-    from sqlalchemy import func, select
-
-    from asterisk.pbx_simulator.harness import PbxSimulatorProcess
-    from gateway.core.alerts import AlertRequest, Target
-    from gateway.core.services import build_services
-    from gateway.core.config import load_config
-    from gateway.core.models import Attempt, Delivery
-
-    from gateway.shell.bench import process_cpu_seconds  # shared with the SMS benchmark
-
     if channels < 1 or calls < 1 or message_seconds <= 0 or time_scale <= 0:
         raise ValueError("--channels and --calls must be at least 1, --message-seconds and --time-scale "
                          "greater than 0")
@@ -186,46 +197,9 @@ def bench_voice(channels: int, calls: int, message_seconds: float, *, time_scale
         timeout = 120 + 4 * calls / channels * expected_call * time_scale
         if calls_per_second is not None:
             timeout += 2 * calls / engine_cps
-
-    with _work_dir(keep) as tmp:
-        with PbxSimulatorProcess(tmp / "pbx", trunks={TRUNK: channels}, population=population(message_seconds),
-                                 time_scale=time_scale, secret=SECRET, ready_timeout=30) as pbx:
-            config_path = write_config(tmp, pbx.port, channels, engine_cps, poll_interval=poll_interval)
-            services = build_services(load_config(config_path))
-            seed_landlines(services.engine, calls)
-            (tmp / "bench-message.wav").write_bytes(b"")   # the simulator plays nothing; the path travels
-            alert_id, preview = services.alerts.create(AlertRequest(
-                text="Allerta: esondazione in corso, salire ai piani alti", channels=("voice",),
-                target=Target(everyone=True), audio_path=str(tmp / "bench-message"),
-                audio_seconds=message_seconds, audio_source="recording", max_attempts=5,
-                voice_interval=0.2, voice_growth=1.0, voice_cap=5))
-            argv = [sys.executable]
-            if cprofile:
-                argv += ["-m", "cProfile", "-o", str(Path(cprofile).resolve())]
-            argv += ["-m", "gateway.shell.cli", "--config", str(config_path), "run", "--once"]
-            sim_cpu_before = process_cpu_seconds(pbx.process.pid) if pbx.process else None
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            with open(tmp / "engine.log", "w") as log:
-                started = time.time()
-                engine = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=_child_env())
-                try:
-                    exit_code = engine.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    engine.kill()
-                    engine.wait()
-                    exit_code = None
-                ended = time.time()
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            sim_cpu_after = process_cpu_seconds(pbx.process.pid) if pbx.process else None
-            records = pbx.calls()
-            with services.sessions() as s:
-                by_state = dict(s.execute(select(Delivery.state, func.count()).where(
-                    Delivery.alert_id == alert_id).group_by(Delivery.state)).all())
-                attempts = s.execute(select(func.count()).select_from(Attempt).join(
-                    Delivery, Delivery.id == Attempt.delivery_id).where(Delivery.alert_id == alert_id)).scalar_one()
-            services.engine.dispose()
-        engine_log_tail = (tmp / "engine.log").read_text(errors="replace")[-3000:] if exit_code != 0 else None
-
+    run = _run_voice_engine(channels, calls, message_seconds, time_scale=time_scale, engine_cps=engine_cps,
+                            keep=keep, cprofile=cprofile, poll_interval=poll_interval, timeout=timeout)
+    records = run.records
     intervals = [(_ts(r["start"]), _ts(r["end"])) for r in records if r.get("start") and r.get("end")]
     outcomes = Counter(r.get("outcome") for r in records)
     per_number = Counter(r["number"] for r in records)
@@ -243,75 +217,145 @@ def bench_voice(channels: int, calls: int, message_seconds: float, *, time_scale
         },
         "population": "everyone answers after 1-3 s of ringing, listens for message_seconds +/- 10 % "
                       "and presses 1 (one call per number)",
-        "engine_exit_code": exit_code,
-        "deliveries_by_state": by_state,
-        "attempts_recorded": attempts,
+        "engine_exit_code": run.exit_code,
+        "deliveries_by_state": run.by_state,
+        "attempts_recorded": run.attempts,
         "calls_logged": len(records),
         "numbers_called": len(per_number),
         "numbers_called_more_than_once": sum(1 for n in per_number.values() if n > 1),
         "outcomes": dict(outcomes),
     }
     if intervals:
-        first_start = min(s for s, _ in intervals)
-        last_end = max(e for _, e in intervals)
-        wall = last_end - first_start
-        durations = [e - s for s, e in intervals]
-        busy = sum(durations)
-        mean_call = busy / len(durations)
-        utilisation = busy / (channels * wall) if wall > 0 else None
-        limit_per_hour = channels * 3600 / (mean_call / time_scale)
-        achieved_per_hour = len(intervals) / (wall / time_scale) * 3600 if wall > 0 else None
-        gaps = refill_gaps(intervals, channels) if len(per_number) == len(records) else []
-        # Steady state: the middle 80 % of the run, where the ramp-up and the tail are out.
-        lo, hi = first_start + 0.1 * wall, first_start + 0.9 * wall
-        steady_busy = sum(max(0.0, min(e, hi) - max(s, lo)) for s, e in intervals)
-        result.update({
-            "utilisation": round(utilisation, 4) if utilisation is not None else None,
-            "utilisation_target": 0.95,
-            "utilisation_definition": "busy channel-seconds (sum of end - start in the PBX call log) / "
-                                      "(channels x wall, first call start to last call end)",
-            "steady_state_utilisation": round(steady_busy / (channels * (hi - lo)), 4) if hi > lo else None,
-            "wall_seconds_scaled": round(wall, 3),
-            "wall_seconds_real": round(wall / time_scale, 1),
-            "busy_channel_seconds_scaled": round(busy, 3),
-            "mean_call_seconds_scaled": round(mean_call, 4),
-            "mean_call_seconds_real": round(mean_call / time_scale, 2),
-            "calls_per_hour_real": round(achieved_per_hour, 1) if achieved_per_hour else None,
-            "trunk_bound_calls_per_hour_real": round(limit_per_hour, 1),
-            "calls_per_hour_ratio": round(achieved_per_hour / limit_per_hour, 4) if achieved_per_hour else None,
-            "calls_per_second_scaled": round(len(intervals) / wall, 2) if wall > 0 else None,
-            "max_simultaneous_calls": peak_concurrency(intervals),
-            "max_simultaneous_calls_pbx": max((r.get("concurrent", 0) for r in records), default=0),
-            "refill_gap_seconds_scaled": {
-                "definition": "channel freed (call end) to the next call start, trunk full; engine latency",
-                "median": round(statistics.median(gaps), 4) if gaps else None,
-                "p95": round(_percentile(gaps, 0.95), 4) if gaps else None,
-                "max": round(max(gaps), 4) if gaps else None,
-            },
-            "engine_start_to_first_call_seconds": round(first_start - started, 3),
-            "last_call_end_to_engine_exit_seconds": round(ended - last_end, 3),
-        })
-    cpu_user = after.ru_utime - before.ru_utime
-    cpu_system = after.ru_stime - before.ru_stime
-    cpu = cpu_user + cpu_system
-    result.update({
-        "engine_wall_seconds": round(ended - started, 3),
-        "engine_cpu_seconds": round(cpu, 3),
-        "engine_cpu_user_seconds": round(cpu_user, 3),
-        "engine_cpu_system_seconds": round(cpu_system, 3),
-        "engine_cpu_seconds_per_call": round(cpu / max(1, len(records)), 5),
-        "engine_cpu_measurement": "getrusage(RUSAGE_CHILDREN) delta around the engine subprocess "
-                                  "(includes start-up: imports, migrations, AMI login)",
-        "simulator_cpu_seconds_during_run": (round(sim_cpu_after - sim_cpu_before, 3)
-                                             if sim_cpu_before is not None and sim_cpu_after is not None
-                                             else None),
-        "cpu_count": os.cpu_count(),
-    })
+        # Refill gaps pair starts with ends: only meaningful when every number is called once.
+        result.update(_call_figures(intervals, records, channels, time_scale, run,
+                                    once_each=len(per_number) == len(records)))
+    result.update(_voice_cpu(run))
     if cprofile:
         result["cprofile"] = str(Path(cprofile).resolve())
-    if engine_log_tail:
-        result["engine_log_tail"] = engine_log_tail
+    if run.engine_log_tail:
+        result["engine_log_tail"] = run.engine_log_tail
     return result
+
+
+def _run_voice_engine(channels: int, calls: int, message_seconds: float, *, time_scale: float, engine_cps: float,
+                      keep: str | None, cprofile: str | None, poll_interval: float, timeout: float) -> _VoiceRun:
+    """Start the PBX simulator, seed ``calls`` landlines, create the alert, run the engine until it drains."""
+    with _work_dir(keep) as tmp:
+        with PbxSimulatorProcess(tmp / "pbx", trunks={TRUNK: channels}, population=population(message_seconds),
+                                 time_scale=time_scale, secret=SECRET, ready_timeout=30) as pbx:
+            config_path = write_config(tmp, pbx.port, channels, engine_cps, poll_interval=poll_interval)
+            services = build_services(load_config(config_path))
+            seed_landlines(services.engine, calls)
+            alert_id = _create_voice_alert(services, tmp, message_seconds)
+            sim_cpu_before = process_cpu_seconds(pbx.process.pid) if pbx.process else None
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started, ended, exit_code = _run_engine_once(tmp, config_path, cprofile, timeout)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            sim_cpu_after = process_cpu_seconds(pbx.process.pid) if pbx.process else None
+            records = pbx.calls()
+            with services.sessions() as s:
+                by_state = dict(s.execute(select(Delivery.state, func.count()).where(
+                    Delivery.alert_id == alert_id).group_by(Delivery.state)).all())
+                attempts = s.execute(select(func.count()).select_from(Attempt).join(
+                    Delivery, Delivery.id == Attempt.delivery_id).where(Delivery.alert_id == alert_id)).scalar_one()
+            services.engine.dispose()
+        engine_log_tail = (tmp / "engine.log").read_text(errors="replace")[-3000:] if exit_code != 0 else None
+    return _VoiceRun(exit_code=exit_code, started=started, ended=ended,
+                     cpu_user=after.ru_utime - before.ru_utime, cpu_system=after.ru_stime - before.ru_stime,
+                     records=records, by_state=by_state, attempts=attempts,
+                     sim_cpu_seconds=(sim_cpu_after - sim_cpu_before
+                                      if sim_cpu_before is not None and sim_cpu_after is not None else None),
+                     engine_log_tail=engine_log_tail)
+
+
+def _create_voice_alert(services: Services, tmp: Path, message_seconds: float) -> int:
+    (tmp / "bench-message.wav").write_bytes(b"")   # the simulator plays nothing; the path travels
+    alert_id, _preview = services.alerts.create(AlertRequest(
+        text="Allerta: esondazione in corso, salire ai piani alti", channels=("voice",),
+        target=Target(everyone=True), audio_path=str(tmp / "bench-message"),
+        audio_seconds=message_seconds, audio_source="recording", max_attempts=5,
+        voice_interval=0.2, voice_growth=1.0, voice_cap=5))
+    return alert_id
+
+
+def _run_engine_once(tmp: Path, config_path: Path, cprofile: str | None,
+                     timeout: float) -> tuple[float, float, int | None]:
+    """``allerta run --once`` (under cProfile if asked): start and end times, exit code (None: killed at timeout)."""
+    argv = [sys.executable]
+    if cprofile:
+        argv += ["-m", "cProfile", "-o", str(Path(cprofile).resolve())]
+    argv += ["-m", "gateway.shell.cli", "--config", str(config_path), "run", "--once"]
+    with open(tmp / "engine.log", "w") as log:
+        started = time.time()
+        engine = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=_child_env())
+        try:
+            exit_code = engine.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            engine.kill()
+            engine.wait()
+            exit_code = None
+        ended = time.time()
+    return started, ended, exit_code
+
+
+def _call_figures(intervals: list[tuple[float, float]], records: list[dict[str, Any]], channels: int,
+                  time_scale: float, run: _VoiceRun, *, once_each: bool) -> dict[str, Any]:
+    """Utilisation, call rate and the engine's refill latency, from the PBX's call log."""
+    first_start = min(s for s, _ in intervals)
+    last_end = max(e for _, e in intervals)
+    wall = last_end - first_start
+    durations = [e - s for s, e in intervals]
+    busy = sum(durations)
+    mean_call = busy / len(durations)
+    utilisation = busy / (channels * wall) if wall > 0 else None
+    limit_per_hour = channels * 3600 / (mean_call / time_scale)
+    achieved_per_hour = len(intervals) / (wall / time_scale) * 3600 if wall > 0 else None
+    gaps = refill_gaps(intervals, channels) if once_each else []
+    # Steady state: the middle 80 % of the run, where the ramp-up and the tail are out.
+    lo, hi = first_start + 0.1 * wall, first_start + 0.9 * wall
+    steady_busy = sum(max(0.0, min(e, hi) - max(s, lo)) for s, e in intervals)
+    return {
+        "utilisation": round(utilisation, 4) if utilisation is not None else None,
+        "utilisation_target": 0.95,
+        "utilisation_definition": "busy channel-seconds (sum of end - start in the PBX call log) / "
+                                  "(channels x wall, first call start to last call end)",
+        "steady_state_utilisation": round(steady_busy / (channels * (hi - lo)), 4) if hi > lo else None,
+        "wall_seconds_scaled": round(wall, 3),
+        "wall_seconds_real": round(wall / time_scale, 1),
+        "busy_channel_seconds_scaled": round(busy, 3),
+        "mean_call_seconds_scaled": round(mean_call, 4),
+        "mean_call_seconds_real": round(mean_call / time_scale, 2),
+        "calls_per_hour_real": round(achieved_per_hour, 1) if achieved_per_hour else None,
+        "trunk_bound_calls_per_hour_real": round(limit_per_hour, 1),
+        "calls_per_hour_ratio": round(achieved_per_hour / limit_per_hour, 4) if achieved_per_hour else None,
+        "calls_per_second_scaled": round(len(intervals) / wall, 2) if wall > 0 else None,
+        "max_simultaneous_calls": peak_concurrency(intervals),
+        "max_simultaneous_calls_pbx": max((r.get("concurrent", 0) for r in records), default=0),
+        "refill_gap_seconds_scaled": {
+            "definition": "channel freed (call end) to the next call start, trunk full; engine latency",
+            "median": round(statistics.median(gaps), 4) if gaps else None,
+            "p95": round(_percentile(gaps, 0.95), 4) if gaps else None,
+            "max": round(max(gaps), 4) if gaps else None,
+        },
+        "engine_start_to_first_call_seconds": round(first_start - run.started, 3),
+        "last_call_end_to_engine_exit_seconds": round(run.ended - last_end, 3),
+    }
+
+
+def _voice_cpu(run: _VoiceRun) -> dict[str, Any]:
+    cpu = run.cpu_user + run.cpu_system
+    return {
+        "engine_wall_seconds": round(run.ended - run.started, 3),
+        "engine_cpu_seconds": round(cpu, 3),
+        "engine_cpu_user_seconds": round(run.cpu_user, 3),
+        "engine_cpu_system_seconds": round(run.cpu_system, 3),
+        "engine_cpu_seconds_per_call": round(cpu / max(1, len(run.records)), 5),
+        "engine_cpu_measurement": "getrusage(RUSAGE_CHILDREN) delta around the engine subprocess "
+                                  "(includes start-up: imports, migrations, AMI login)",
+        "simulator_cpu_seconds_during_run": (round(run.sim_cpu_seconds, 3)
+                                             if run.sim_cpu_seconds is not None else None),
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

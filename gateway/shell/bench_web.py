@@ -22,6 +22,15 @@ import time
 
 from sqlalchemy import String, case, cast, func, insert, literal, select, update
 
+from gateway.core.alerts import AlertRequest, Target
+from gateway.core.config import load_config
+from gateway.core.db import utcnow
+from gateway.core.models import Attempt, Delivery, Line
+from gateway.core.services import build_services
+from gateway.shell.bench import BENCH_ZONES, seed_contacts, work_dir, write_config
+from web.app import create_app
+from web.users import add_user
+
 PAGE_TARGET_MS = 300.0
 EXPORT_TARGET_SECONDS = 5.0
 PASSWORD = "bench password 1"
@@ -42,11 +51,6 @@ def _figures(samples: list[float]) -> dict:
 
 def seed(services, contacts: int, *, small_alerts: int = 5) -> dict:  # noqa: ANN001
     """Contacts, one big alert with a delivery per contact and its attempts, smaller alerts, lines."""
-    from gateway.core.alerts import AlertRequest, Target
-    from gateway.shell.bench import BENCH_ZONES, seed_contacts
-    from gateway.core.db import utcnow
-    from gateway.core.models import Attempt, Delivery, Line
-
     started = time.perf_counter()
     seed_contacts(services.engine, contacts)
     alert_id, _preview = services.alerts.create(AlertRequest(text=BENCH_TEXT, target=Target(everyone=True),
@@ -110,12 +114,6 @@ def _time(client, url: str) -> tuple[float, int, int]:  # noqa: ANN001
 
 
 def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, keep: str | None = None) -> dict:
-    from gateway.shell.bench import BENCH_ZONES, work_dir, write_config
-    from gateway.core.services import build_services
-    from gateway.core.config import load_config
-    from web.app import create_app
-    from web.users import add_user
-
     if contacts < 100 or requests < 1 or exports < 1:
         raise ValueError("--contacts must be at least 100, --requests and exports at least 1")
     rng = random.Random(7)

@@ -3,18 +3,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
+import pwd
 import sys
 from pathlib import Path
 
+from sqlalchemy import select
+
+from asterisk.asterisk_config import ConfigRenderError, render_configs
+from asterisk.pbx_simulator import cli as pbx_simulator_cli
 from gateway.core import zones
-from gateway.core.audio import VOICES, AudioError
+from gateway.core.alerts import AlertError, AlertRequest, Target
+from gateway.core.audio import VOICES, AudioError, render_tts
+from gateway.core.audit import AuditLog, anchor_path_for
+from gateway.core.channels import ChannelUnusable
 from gateway.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, starter_config
 from gateway.core.contacts import ContactError, erase_number
+from gateway.core.contacts_import import import_contacts
+from gateway.core.db import utcnow
 from gateway.core.files import write_private
+from gateway.core.logs import configure_logging
+from gateway.core.models import Line
+from gateway.core.models_panel import AlertApproval
+from gateway.core.services import build_services
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
+from gateway.shell import bench, ops_cli
+from gateway.shell.composition import run_engine
+from gateway.shell.demo import run_demo
+from modem.simulator import cli as modem_simulator_cli
+from web import cli as web_cli
+from web.users import ensure_first_admin
 
 
 class CliError(Exception):
@@ -23,12 +44,10 @@ class CliError(Exception):
 
 def _configure_logging(verbose: bool) -> None:
     # One line per event on stdout: systemd's journal adds the time (gateway/core/logs.py).
-    from gateway.core.logs import configure_logging
     configure_logging(verbose)
 
 
 def _services(args: argparse.Namespace):
-    from gateway.core.services import build_services
     return build_services(load_config(args.config))
 
 
@@ -37,7 +56,6 @@ def cli_actor() -> str:
 
     From the process's user id, not $USER, which anyone can set.
     """
-    import pwd
     try:
         return f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
     except KeyError:   # a uid without a passwd entry (containers)
@@ -45,7 +63,6 @@ def cli_actor() -> str:
 
 
 def _audit(services):
-    from gateway.core.audit import AuditLog, anchor_path_for
     return AuditLog(services.sessions, anchor_path_for(services.config.general.data_dir))
 
 
@@ -55,7 +72,6 @@ def _print_json(data) -> None:
 
 # --- init -----------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
-    from gateway.core.services import build_services
     path = Path(args.config)
     if not path.exists():
         if args.data_dir:
@@ -74,8 +90,6 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"database ready: {config.database_url}")
     # The panel's first administrator (wired here, the composition level, so gateway's
     # domain code never depends on web/).
-    from gateway.core.audit import AuditLog, anchor_path_for
-    from web.users import ensure_first_admin
     created = ensure_first_admin(services.sessions,
                                  AuditLog(services.sessions, anchor_path_for(config.general.data_dir)))
     if created:
@@ -85,7 +99,6 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 # --- contacts -------------------------------------------------------------------
 def cmd_contacts_import(args: argparse.Namespace) -> int:
-    from gateway.core.contacts_import import import_contacts
     services = _services(args)
     try:
         data = Path(args.file).read_bytes()
@@ -190,9 +203,6 @@ def _translations(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_alert_send(args: argparse.Namespace) -> int:
-    import datetime as dt
-    from gateway.core.alerts import AlertError, AlertRequest, Target
-    from gateway.core.db import utcnow
     services = _services(args)
     config = services.config
     channels = tuple(c for c, on in (("sms", args.sms), ("voice", args.voice)) if on)
@@ -253,8 +263,6 @@ def _audit_send(services, request, alert_id: int, recipients: dict[str, int]) ->
     the entry says so, and with [web] two_person_rule on, the alert's approval
     row is "bypassed" as when an approver sends alone from the panel.
     """
-    from gateway.core.db import utcnow
-    from gateway.core.models_panel import AlertApproval
     actor = cli_actor()
     rule = services.config.web.two_person_rule
     audit = _audit(services)
@@ -269,7 +277,6 @@ def _audit_send(services, request, alert_id: int, recipients: dict[str, int]) ->
 
 
 def cmd_alert_status(args: argparse.Namespace) -> int:
-    from gateway.core.alerts import AlertError
     services = _services(args)
     try:
         status = services.alerts.status(args.id)
@@ -299,7 +306,6 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
 
 
 def cmd_alert_cancel(args: argparse.Namespace) -> int:
-    from gateway.core.alerts import AlertError
     services = _services(args)
     try:
         count = services.alerts.cancel(args.id)
@@ -312,8 +318,6 @@ def cmd_alert_cancel(args: argparse.Namespace) -> int:
 
 # --- engine -----------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway.core.channels import ChannelUnusable
-    from gateway.shell.composition import run_engine
     services = _services(args)
     try:
         return asyncio.run(run_engine(services, once=args.once))
@@ -322,8 +326,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_modems(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-    from gateway.core.models import Line
     services = _services(args)
     with services.sessions() as session:
         lines = session.scalars(select(Line).where(Line.channel == "sms").order_by(Line.label)).all()
@@ -347,17 +349,14 @@ def cmd_modems(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate_modems(args: argparse.Namespace) -> int:
-    from modem.simulator.cli import run
-    return run(args)
+    return modem_simulator_cli.run(args)
 
 
 def cmd_simulate_pbx(args: argparse.Namespace) -> int:
-    from asterisk.pbx_simulator.cli import run
-    return run(args)
+    return pbx_simulator_cli.run(args)
 
 
 def cmd_audio_render(args: argparse.Namespace) -> int:
-    from gateway.core.audio import AudioError, render_tts
     try:
         info = render_tts(args.text, args.lang, args.out, intro=args.intro, fallback=args.fallback)
     except AudioError as exc:
@@ -368,7 +367,6 @@ def cmd_audio_render(args: argparse.Namespace) -> int:
 
 
 def cmd_asterisk_config(args: argparse.Namespace) -> int:
-    from asterisk.asterisk_config import ConfigRenderError, render_configs
     config = load_config(args.config)
     a = config.asterisk
     try:
@@ -403,12 +401,10 @@ def _asterisk_output_dir(out: Path) -> int | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.shell.demo import run_demo
     return run_demo(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from gateway.shell import bench
     result = bench.run(args)
     print(json.dumps(result, indent=2))
     return 0
@@ -421,11 +417,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"configuration file (default {DEFAULT_CONFIG_PATH}, or $ALLERTA_CONFIG)")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_init_command(sub)
+    _add_contacts_commands(sub)
+    _add_alert_commands(sub)
+    _add_engine_commands(sub)
+    _add_simulate_commands(sub)
+    _add_voice_tool_commands(sub)
+    _add_demo_command(sub)
+    ops_cli.add_commands(sub)
+    web_cli.add_commands(sub)
+    _add_bench_commands(sub)
+    return parser
 
+
+def _add_init_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="write a starter configuration and create the database")
     p.add_argument("--data-dir", help="data directory for a new configuration")
     p.set_defaults(func=cmd_init)
 
+
+def _add_contacts_commands(sub: argparse._SubParsersAction) -> None:
+    """`contacts import`, then `contacts erase`, `zones merge` and `groups merge`."""
     contacts = sub.add_parser("contacts", help="manage contacts").add_subparsers(dest="action", required=True)
     p = contacts.add_parser("import", help="import a CSV export (Italian or English headers)")
     p.add_argument("file")
@@ -434,7 +446,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_contacts_import)
     _add_directory_commands(sub, contacts)
 
+
+def _add_alert_commands(sub: argparse._SubParsersAction) -> None:
     alert = sub.add_parser("alert", help="send and follow alerts").add_subparsers(dest="action", required=True)
+    _add_alert_send_command(alert)
+    p = alert.add_parser("status", help="progress of an alert")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_alert_status)
+    p = alert.add_parser("cancel", help="stop what has not gone out")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_alert_cancel)
+
+
+def _add_alert_send_command(alert: argparse._SubParsersAction) -> None:
     p = alert.add_parser("send", help="create an alert and queue it for the engine")
     p.add_argument("--sms", action="store_true", help="send by SMS to mobile numbers")
     p.add_argument("--voice", action="store_true", help="call every number (landlines too) through Asterisk")
@@ -458,14 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drill", action="store_true", help="an exercise: marked in the text and in reports")
     p.add_argument("--priority", action="store_true", help="goes before every other alert")
     p.set_defaults(func=cmd_alert_send)
-    p = alert.add_parser("status", help="progress of an alert")
-    p.add_argument("id", type=int)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_alert_status)
-    p = alert.add_parser("cancel", help="stop what has not gone out")
-    p.add_argument("id", type=int)
-    p.set_defaults(func=cmd_alert_cancel)
 
+
+def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
+    """`run` and `modems`."""
     p = sub.add_parser("run", help="run the engine")
     p.add_argument("--once", action="store_true", help="drain the queue (and status reports) and exit")
     p.set_defaults(func=cmd_run)
@@ -474,18 +495,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_modems)
 
+
+def _add_simulate_commands(sub: argparse._SubParsersAction) -> None:
     simulate = sub.add_parser("simulate", help="simulators for drills, demos and tests").add_subparsers(
         dest="what", required=True)
     p = simulate.add_parser("modems", help="GSM modems on pseudo-terminals")
-    from modem.simulator.cli import add_arguments
-    add_arguments(p)
+    modem_simulator_cli.add_arguments(p)
     p.set_defaults(func=cmd_simulate_modems)
 
     p = simulate.add_parser("pbx", help="an Asterisk AMI server with simulated callees")
-    from asterisk.pbx_simulator.cli import add_arguments as add_pbx_arguments
-    add_pbx_arguments(p)
+    pbx_simulator_cli.add_arguments(p)
     p.set_defaults(func=cmd_simulate_pbx)
 
+
+def _add_voice_tool_commands(sub: argparse._SubParsersAction) -> None:
+    """`audio render` and `asterisk config`."""
     audio = sub.add_parser("audio", help="voice messages").add_subparsers(dest="action", required=True)
     p = audio.add_parser("render", help="render text to an 8 kHz WAV with espeak-ng, for checking")
     p.add_argument("--text", required=True)
@@ -501,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write them into this directory instead")
     p.set_defaults(func=cmd_asterisk_config)
 
+
+def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="simulated modems and Asterisk, engine, web panel and a drill alert "
                                     "on a throwaway database")
     p.add_argument("--contacts", type=int, default=3000)
@@ -516,11 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit once the drill alert is done on both channels")
     p.set_defaults(func=cmd_demo)
 
-    from gateway.shell.ops_cli import add_commands as add_ops_commands
-    from web.cli import add_commands as add_web_commands
-    add_ops_commands(sub)
-    add_web_commands(sub)
 
+def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks; print JSON").add_subparsers(dest="what", required=True)
     p = bench.add_parser("sms", help="engine plus simulated modems")
     p.add_argument("--modems", type=int, default=64)
@@ -546,7 +569,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exports", type=int, default=3, help="timed CSV exports of the big alert")
     p.add_argument("--keep", metavar="DIR", help="keep the benchmark's database in DIR")
     p.set_defaults(func=cmd_bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

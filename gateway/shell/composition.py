@@ -10,21 +10,24 @@ import datetime as dt
 import logging
 import signal
 
-
+from asterisk.ami_client import AmiSettings
+from asterisk.trunks import TrunkConfig
+from asterisk.voice_channel import VoiceChannel, VoiceSettings
+from gateway.core.alarms import AlarmMonitor, AlarmSettings
+from gateway.core.backup import BackupError, hold_engine_lock
 from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
+from gateway.core.selftest import SelfTestMonitor, SelfTestSettings
 from gateway.core.services import Services
+from gateway.shell.notify import lines_summary, notifier_from_environment, supervise, watchdog_interval
+from modem.pool import SmsChannel
+from modem.worker import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
 def build_dispatcher(services: Services) -> Dispatcher:
-    # The channels are imported here, not at module level: gateway/ itself
-    # never touches a serial port or a socket, only this wiring does.
-    from modem.pool import SmsChannel
-    from modem.worker import WorkerSettings
-
     config = services.config
     retry, engine = config.retry, config.engine
     today = dt.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -47,10 +50,6 @@ def build_dispatcher(services: Services) -> Dispatcher:
 
 
 def build_voice_channel(config: Config):
-    from asterisk.ami_client import AmiSettings
-    from asterisk.trunks import TrunkConfig
-    from asterisk.voice_channel import VoiceChannel, VoiceSettings
-
     a = config.asterisk
     trunks = tuple(TrunkConfig(name=t.name, dial_template=t.dial, max_channels=t.max_channels,
                                calls_per_second=t.calls_per_second, caller_id=t.caller_id,
@@ -69,8 +68,6 @@ def build_voice_channel(config: Config):
 
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:
     """Run the engine; ``notifier`` (default: systemd's, from NOTIFY_SOCKET) gets READY/WATCHDOG/STATUS."""
-    from gateway.core.backup import BackupError, hold_engine_lock
-    from gateway.shell.notify import lines_summary, notifier_from_environment, supervise, watchdog_interval
     notifier = notifier if notifier is not None else notifier_from_environment()
     dispatcher = build_dispatcher(services)
     if not dispatcher.channels:
@@ -92,10 +89,8 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
     supervisor = asyncio.create_task(supervise(notifier, dispatcher.started,
                                                lambda: lines_summary(dispatcher.line_states()),
                                                watchdog=watchdog_interval()))
-    from gateway.core.alarms import AlarmMonitor, AlarmSettings
     alarm_monitor = AlarmMonitor(services.sessions, services.alerts, AlarmSettings.from_config(services.config))
     alarms = asyncio.create_task(alarm_monitor.run())
-    from gateway.core.selftest import SelfTestMonitor, SelfTestSettings
     # The scheduled self-test belongs to the long-running engine, not to a --once drain.
     selftest = None if once else asyncio.create_task(SelfTestMonitor(
         services.sessions, services.alerts, SelfTestSettings.from_config(services.config), alarm_monitor).run())

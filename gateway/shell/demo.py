@@ -13,22 +13,38 @@ import argparse
 import csv
 import datetime as dt
 import io
+import math
 import os
 import random
 import secrets
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+import wave
+import webbrowser
+from contextlib import ExitStack
 from pathlib import Path
+from typing import NamedTuple
 
-from gateway.core.alerts import AlertRequest
+from asterisk.pbx_simulator.harness import PbxSimulatorProcess, SimulatorStartError
+from gateway.core.alerts import AlertRequest, Target
 from gateway.core.audio import AudioError
-from gateway.core.services import Services
+from gateway.core.audit import AuditLog, anchor_path_for
+from gateway.core.config import load_config
+from gateway.core.contacts_import import import_contacts
+from gateway.core.db import utcnow
+from gateway.core.services import Services, build_services
 from gateway.core.voice_messages import VoiceRenderer
 from gateway.shell.bench import child_env, ensure_importable_children
+from modem.simulator.harness import SimulatorError, SimulatorProcess
+from web.serve import free_port  # the panel's module owns sockets, not gateway/
+from web.users import add_user, ensure_first_admin
 
 # Frazioni of Fiumicino, with a rough share of the residents.
 ZONES: tuple[tuple[str, float], ...] = (
@@ -169,8 +185,6 @@ https_port = 0
 
 def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> bool:
     """True once ``url`` answers (any HTTP status); False on timeout or when ``process`` exits."""
-    import urllib.error
-    import urllib.request
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -187,7 +201,6 @@ def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = N
 
 def create_demo_users(sessions, audit) -> dict[str, tuple[str, str]]:  # noqa: ANN001
     """The first admin (random password) and the demo logins: role -> (username, password)."""
-    from web.users import add_user, ensure_first_admin
     users = {}
     admin = ensure_first_admin(sessions, audit)
     if admin:
@@ -202,7 +215,6 @@ def open_browser(url: str) -> bool:
     """Open the panel in a graphical browser when there is one; never a text browser in this terminal."""
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")):
         return False
-    import webbrowser
     try:
         return webbrowser.open(url, new=2)
     except webbrowser.Error:
@@ -270,9 +282,6 @@ def _finished(status: dict) -> bool:
 
 def _placeholder_message(path: Path, seconds: float = 6.0) -> float:
     """Without espeak-ng: three soft beeps, 8 kHz mono 16-bit (the simulator never plays it anyway)."""
-    import math
-    import struct
-    import wave
     rate = 8000
     frames = bytearray()
     for i in range(int(seconds * rate)):
@@ -324,35 +333,99 @@ def _drill_voice_messages(services: Services, request: AlertRequest) -> None:
         request.audio_seconds = _placeholder_message(name.with_suffix(".wav"))
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from asterisk.pbx_simulator.harness import PbxSimulatorProcess, SimulatorStartError
-    from gateway.core.alerts import Target
-    from gateway.core.services import build_services
-    from gateway.core.config import load_config
-    from gateway.core.contacts_import import import_contacts
-    from gateway.core.db import utcnow
-    from modem.simulator.harness import SimulatorError, SimulatorProcess
-    from gateway.core.audit import AuditLog, anchor_path_for
+class _DemoError(Exception):
+    """A step cannot go on: the demo prints this after "allerta demo: " and exits with ``code``."""
 
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Child(NamedTuple):
+    """A process the demo started and follows (the engine, the panel), with its log."""
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+
+def run_demo(args: argparse.Namespace) -> int:
     channels = getattr(args, "channels", 8)
     time_scale = getattr(args, "time_scale", 0.1)
-    if args.contacts < 1 or args.modems < 1 or channels < 1:
-        print("allerta demo: --contacts, --modems and --channels must be at least 1", file=sys.stderr)
-        return 2
-    if not 0 < time_scale <= 1:
-        print("allerta demo: --time-scale must be greater than 0 and at most 1", file=sys.stderr)
-        return 2
-    if args.keep:
-        directory = Path(args.keep).resolve()
-        if directory.exists() and any(directory.iterdir()):
-            print(f"allerta demo: {directory} is not empty; give a new or empty directory to --keep",
-                  file=sys.stderr)
-            return 2
-        directory.mkdir(parents=True, exist_ok=True)
-    else:
-        directory = Path(tempfile.mkdtemp(prefix="allerta-demo-"))
+    try:
+        _check_options(args, channels, time_scale)
+        directory = _demo_directory(args.keep)
+    except _DemoError as exc:
+        print(f"allerta demo: {exc}", file=sys.stderr)
+        return exc.code
     ensure_importable_children()
+    previous = _stop_on_signals()
+    try:
+        # Every process the demo starts is entered here: on the way out, whatever happened (a step
+        # failing, Ctrl-C, the drill done), they stop in reverse order: panel, engine, PBX, modems.
+        with ExitStack() as processes:
+            try:
+                return _run_steps(args, directory, processes, channels, time_scale)
+            except _Stop:
+                _say_stopping()
+                return 0
+            except _DemoError as exc:
+                print(f"allerta demo: {exc}", file=sys.stderr)
+                return exc.code
+            finally:
+                # Ignore further signals while stopping: a second Ctrl-C must not leave children behind.
+                for s in previous:
+                    signal.signal(s, signal.SIG_IGN)
+    finally:
+        if not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
+
+def _run_steps(args: argparse.Namespace, directory: Path, processes: ExitStack, channels: int,
+               time_scale: float) -> int:
+    print(f"Allerta demo in {directory}" + ("" if args.keep else " (deleted when the demo ends; --keep DIR keeps it)"))
+    sim = _start_modem_simulator(args, directory, processes)
+    pbx, pbx_secret = _start_pbx_simulator(directory, processes, channels, time_scale)
+    config_path = demo_config(directory, [m["link"] for m in sim.modems], pbx_port=pbx.port,
+                              pbx_secret=pbx_secret, channels=channels)
+    services = build_services(load_config(config_path))
+    audit, users = _seed_municipality(args, directory, services)
+    alert_id = _create_drill_alert(services, audit)
+    children, panel_url = _start_engine_and_panel(args, directory, config_path, processes)
+    banner = _panel_banner(panel_url, users)
+    print(banner, flush=True)
+    if not args.exit_when_done and not getattr(args, "no_browser", False) and open_browser(panel_url):
+        print("(opened in your browser)")
+    status, elapsed = _follow_alert(services, alert_id, children, many_modems=args.modems > 6)
+    exit_code = _print_summary(args, status, elapsed, services.config.general.drill_prefix)
+    _print_hints(directory, config_path, panel_url, alert_id, children, pbx.log_path)
+    print(banner)
+    if args.exit_when_done:
+        return exit_code
+    return _wait_for_ctrl_c(children, exit_code)
+
+
+def _check_options(args: argparse.Namespace, channels: int, time_scale: float) -> None:
+    if args.contacts < 1 or args.modems < 1 or channels < 1:
+        raise _DemoError("--contacts, --modems and --channels must be at least 1", 2)
+    if not 0 < time_scale <= 1:
+        raise _DemoError("--time-scale must be greater than 0 and at most 1", 2)
+
+
+def _demo_directory(keep: str | None) -> Path:
+    """``--keep DIR`` (new or empty), or a temporary directory the demo removes at the end."""
+    if not keep:
+        return Path(tempfile.mkdtemp(prefix="allerta-demo-"))
+    directory = Path(keep).resolve()
+    if directory.exists() and any(directory.iterdir()):
+        raise _DemoError(f"{directory} is not empty; give a new or empty directory to --keep", 2)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _stop_on_signals() -> dict:
+    """The first SIGINT or SIGTERM raises _Stop, to stop the demo cleanly; the previous handlers."""
     stopping: list[int] = []
 
     def on_signal(signum, _frame) -> None:  # noqa: ANN001
@@ -360,159 +433,174 @@ def run_demo(args: argparse.Namespace) -> int:
             stopping.append(signum)
             raise _Stop()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    engine: subprocess.Popen | None = None
-    web: subprocess.Popen | None = None
-    sim: SimulatorProcess | None = None
-    pbx: PbxSimulatorProcess | None = None
-    exit_code = 0
+    return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _say_stopping() -> None:
+    print("\nStopping the panel, the engine and the simulators...", flush=True)
+
+
+def _start_modem_simulator(args: argparse.Namespace, directory: Path, processes: ExitStack) -> SimulatorProcess:
+    print(f"Starting {args.modems} simulated GSM modems (profiles {SIM_PROFILES}, about {args.latency:g} s per SMS, "
+          f"status report {SIM_REPORT_DELAY:g} s later)...")
+    sim = SimulatorProcess(count=args.modems, profile=SIM_PROFILES, link_dir=directory / "modems",
+                           latency_median=args.latency, latency_sigma=SIM_LATENCY_SIGMA,
+                           report_delay=SIM_REPORT_DELAY, log=directory / "simulator-events.jsonl",
+                           ready_timeout=60)
+    # Registered before it starts: a Ctrl-C while it starts up still stops it.
+    processes.callback(_close_modem_simulator, sim)
     try:
-        print(f"Allerta demo in {directory}" + ("" if args.keep else " (deleted when the demo ends; --keep DIR keeps it)"))
-        print(f"Starting {args.modems} simulated GSM modems (profiles {SIM_PROFILES}, about {args.latency:g} s per SMS, "
-              f"status report {SIM_REPORT_DELAY:g} s later)...")
-        sim = SimulatorProcess(count=args.modems, profile=SIM_PROFILES, link_dir=directory / "modems",
-                               latency_median=args.latency, latency_sigma=SIM_LATENCY_SIGMA,
-                               report_delay=SIM_REPORT_DELAY, log=directory / "simulator-events.jsonl",
-                               ready_timeout=60)
-        try:
-            sim.start()
-        except SimulatorError as exc:
-            print(f"allerta demo: the modem simulator did not start: {exc}", file=sys.stderr)
-            return 1
-        print(f"Starting a simulated Asterisk (AMI on 127.0.0.1, trunk {DEMO_TRUNK!r} with {channels} channels, "
-              f"time {1 / time_scale:g} times faster than real: a call lasts a few seconds)...")
-        pbx_secret = secrets.token_hex(12)
-        pbx = PbxSimulatorProcess(directory / "pbx", trunks={DEMO_TRUNK: channels}, population=PBX_POPULATION,
-                                  time_scale=time_scale, secret=pbx_secret, ready_timeout=30)
-        try:
-            pbx.__enter__()
-        except SimulatorStartError as exc:
-            print(f"allerta demo: the PBX simulator did not start: {exc}", file=sys.stderr)
-            return 1
-        config_path = demo_config(directory, [m["link"] for m in sim.modems], pbx_port=pbx.port,
-                                  pbx_secret=pbx_secret, channels=channels)
-        services = build_services(load_config(config_path))
-        config = services.config
+        sim.start()
+    except SimulatorError as exc:
+        raise _DemoError(f"the modem simulator did not start: {exc}") from None
+    return sim
 
-        csv_path = directory / "anagrafe-demo.csv"
-        csv_path.write_bytes(residents_csv(args.contacts))
-        report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general.region)
-        if not report.imported:
-            print(f"allerta demo: the synthetic contact list did not import: {report.fatal or report.rejected[:3]}",
-                  file=sys.stderr)
-            return 1
-        print(f"Imported {csv_path.name}: {report.contacts_created} residents, {report.numbers_created} numbers "
-              f"(landlines get voice calls only), {report.zones_created} zones, "
-              f"{len(report.rejected)} rows rejected")
-        audit = AuditLog(services.sessions, anchor_path_for(config.general.data_dir))
-        users = create_demo_users(services.sessions, audit)
 
-        request = AlertRequest(text=DRILL_TEXT, target=Target(zones=(DRILL_ZONE,)), channels=("sms", "voice"),
-                               drill=True, created_by="demo", max_attempts=DEMO_VOICE["max_attempts"],
-                               deadline=utcnow() + dt.timedelta(minutes=60),
-                               voice_interval=DEMO_VOICE["voice_interval"], voice_growth=DEMO_VOICE["voice_growth"],
-                               voice_cap=DEMO_VOICE["voice_cap"], stop_on_confirm=True)
-        _drill_voice_messages(services, request)
-        alert_id, preview = services.alerts.create(request)
-        audit.write("demo", "alert.send", alert_id, text=DRILL_TEXT, channels=list(request.channels),
-                    target=request.target.describe(), drill=True, recipients=preview.recipients,
-                    reason="allerta demo: drill")
-        print(f"Drill alert {alert_id} for {DRILL_ZONE}: SMS to {preview.recipients.get('sms', 0)} mobile numbers "
-              f"({preview.plan.encoding}, {preview.plan.segments} segment(s) each), voice calls to "
-              f"{preview.recipients.get('voice', 0)} numbers (landlines too; {request.audio_seconds:.0f} s message, "
-              f"up to {DEMO_VOICE['max_attempts']} attempts until someone presses 1)")
-        print(f"  text: {preview.sms_text}")
+def _close_modem_simulator(sim: SimulatorProcess) -> None:
+    if sim.process is None:
+        return
+    sim.stop()
+    try:
+        sim.__exit__(None, None, None)  # closes its files and removes its own temporary directory
+    except (AttributeError, OSError):
+        pass
 
-        log_path = directory / "engine.log"
-        print(f"Starting the engine (allerta run), log in {log_path}")
-        with open(log_path, "w") as log:
-            engine = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path), "run"],
-                                      stdout=log, stderr=subprocess.STDOUT, env=child_env())
-        web_log = directory / "panel.log"
-        from web.serve import free_port  # the panel's module owns sockets, not gateway/
-        port = getattr(args, "port", None) or free_port()
-        panel_url = f"http://127.0.0.1:{port}/"
-        print(f"Starting the web panel (allerta web), log in {web_log}")
-        with open(web_log, "w") as log:
-            web = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path), "web",
-                                    "--host", "127.0.0.1", "--port", str(port), "--https-port", "0"],
-                                   stdout=log, stderr=subprocess.STDOUT, env=child_env())
-        if not wait_for_http(panel_url + "login", 60, web):
-            print(f"allerta demo: the web panel did not start; last lines of {web_log}:", file=sys.stderr)
-            print(web_log.read_text(errors="replace")[-2000:], file=sys.stderr)
-            return 1
-        banner = _panel_banner(panel_url, users)
-        print(banner, flush=True)
-        if not args.exit_when_done and not getattr(args, "no_browser", False) and open_browser(panel_url):
-            print("(opened in your browser)")
 
-        started = time.monotonic()
-        many = args.modems > 6
-        print("Progress once a second" + ("" if many else " (per modem: segments delivered/sent)")
-              + "; the panel shows the same live:", flush=True)
+def _start_pbx_simulator(directory: Path, processes: ExitStack, channels: int,
+                         time_scale: float) -> tuple[PbxSimulatorProcess, str]:
+    """The simulated Asterisk, entered into ``processes``; with its AMI secret."""
+    print(f"Starting a simulated Asterisk (AMI on 127.0.0.1, trunk {DEMO_TRUNK!r} with {channels} channels, "
+          f"time {1 / time_scale:g} times faster than real: a call lasts a few seconds)...")
+    secret = secrets.token_hex(12)
+    pbx = PbxSimulatorProcess(directory / "pbx", trunks={DEMO_TRUNK: channels}, population=PBX_POPULATION,
+                              time_scale=time_scale, secret=secret, ready_timeout=30)
+    try:
+        processes.enter_context(pbx)   # stops itself if it does not become ready
+    except SimulatorStartError as exc:
+        raise _DemoError(f"the PBX simulator did not start: {exc}") from None
+    return pbx, secret
+
+
+def _seed_municipality(args: argparse.Namespace, directory: Path,
+                       services: Services) -> tuple[AuditLog, dict[str, tuple[str, str]]]:
+    """Import the synthetic residents with the real importer; create the panel's users."""
+    csv_path = directory / "anagrafe-demo.csv"
+    csv_path.write_bytes(residents_csv(args.contacts))
+    config = services.config
+    report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general.region)
+    if not report.imported:
+        raise _DemoError(f"the synthetic contact list did not import: {report.fatal or report.rejected[:3]}")
+    print(f"Imported {csv_path.name}: {report.contacts_created} residents, {report.numbers_created} numbers "
+          f"(landlines get voice calls only), {report.zones_created} zones, "
+          f"{len(report.rejected)} rows rejected")
+    audit = AuditLog(services.sessions, anchor_path_for(config.general.data_dir))
+    return audit, create_demo_users(services.sessions, audit)
+
+
+def _create_drill_alert(services: Services, audit: AuditLog) -> int:
+    """The drill for DRILL_ZONE, by SMS and voice, recorded in the audit log; its id."""
+    request = AlertRequest(text=DRILL_TEXT, target=Target(zones=(DRILL_ZONE,)), channels=("sms", "voice"),
+                           drill=True, created_by="demo", max_attempts=DEMO_VOICE["max_attempts"],
+                           deadline=utcnow() + dt.timedelta(minutes=60),
+                           voice_interval=DEMO_VOICE["voice_interval"], voice_growth=DEMO_VOICE["voice_growth"],
+                           voice_cap=DEMO_VOICE["voice_cap"], stop_on_confirm=True)
+    _drill_voice_messages(services, request)
+    alert_id, preview = services.alerts.create(request)
+    audit.write("demo", "alert.send", alert_id, text=DRILL_TEXT, channels=list(request.channels),
+                target=request.target.describe(), drill=True, recipients=preview.recipients,
+                reason="allerta demo: drill")
+    print(f"Drill alert {alert_id} for {DRILL_ZONE}: SMS to {preview.recipients.get('sms', 0)} mobile numbers "
+          f"({preview.plan.encoding}, {preview.plan.segments} segment(s) each), voice calls to "
+          f"{preview.recipients.get('voice', 0)} numbers (landlines too; {request.audio_seconds:.0f} s message, "
+          f"up to {DEMO_VOICE['max_attempts']} attempts until someone presses 1)")
+    print(f"  text: {preview.sms_text}")
+    return alert_id
+
+
+def _start_engine_and_panel(args: argparse.Namespace, directory: Path, config_path: Path,
+                            processes: ExitStack) -> tuple[tuple[_Child, _Child], str]:
+    """`allerta run` and `allerta web` in subprocesses, entered into ``processes``; the panel's URL."""
+    log_path = directory / "engine.log"
+    print(f"Starting the engine (allerta run), log in {log_path}")
+    engine = _start_child(processes, config_path, log_path, "run")
+    web_log = directory / "panel.log"
+    port = getattr(args, "port", None) or free_port()
+    panel_url = f"http://127.0.0.1:{port}/"
+    print(f"Starting the web panel (allerta web), log in {web_log}")
+    web = _start_child(processes, config_path, web_log, "web", "--host", "127.0.0.1", "--port", str(port), "--https-port", "0")
+    if not wait_for_http(panel_url + "login", 60, web):
+        raise _DemoError(f"the web panel did not start; last lines of {web_log}:\n"
+                         + web_log.read_text(errors="replace")[-2000:])
+    return (_Child("engine", engine, log_path), _Child("web panel", web, web_log)), panel_url
+
+
+def _start_child(processes: ExitStack, config_path: Path, log_path: Path, *command: str) -> subprocess.Popen:
+    """``allerta --config CONFIG COMMAND...``, output into ``log_path``; stopped with ``processes``."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path),
+                                    *command], stdout=log, stderr=subprocess.STDOUT, env=child_env())
+    processes.callback(_stop_process, process)
+    return process
+
+
+def _follow_alert(services: Services, alert_id: int, children: tuple[_Child, ...], *,
+                  many_modems: bool) -> tuple[dict, float]:
+    """One progress line a second until the alert is finished: its last status and the seconds it took."""
+    started = time.monotonic()
+    print("Progress once a second" + ("" if many_modems else " (per modem: segments delivered/sent)")
+          + "; the panel shows the same live:", flush=True)
+    while True:
+        time.sleep(1.0)
+        for child in children:
+            if child.process.poll() is not None:
+                raise _DemoError(f"the {child.name} stopped unexpectedly (exit code {child.process.returncode}); "
+                                 f"last lines of {child.log}:\n" + child.log.read_text(errors="replace")[-2000:])
         status = services.alerts.status(alert_id)
+        print(_progress_line(status, time.monotonic() - started, many_modems), flush=True)
+        if _finished(status):
+            return status, time.monotonic() - started
+
+
+def _print_summary(args: argparse.Namespace, status: dict, elapsed: float, drill_prefix: str) -> int:
+    """The outcome on both channels; 0 when every SMS was delivered, else 1."""
+    sms_states = status["channels"].get("sms", {}).get("by_state", {})
+    voice_states = status["channels"].get("voice", {}).get("by_state", {})
+    sms_total = sum(sms_states.values())
+    calls = sum(entry.get("calls", 0) for entry in status["lines"].values() if entry.get("channel") == "voice")
+    print()
+    print(f"Done in {elapsed:.0f} s. SMS: {sms_states.get('delivered', 0)} of {sms_total} delivered"
+          + (f", {sms_states['failed']} failed" if sms_states.get("failed") else "")
+          + f" over {args.modems} modems. Voice: {sum(voice_states.values())} numbers, {calls} calls placed; "
+          + ", ".join(f"{state} {voice_states[state]}" for state in ("confirmed", "answered", "voicemail", "failed")
+                      if voice_states.get(state))
+          + f" (drill: every text starts with {drill_prefix.strip()!r}).")
+    return 0 if sms_states.get("delivered", 0) == sms_total else 1
+
+
+def _print_hints(directory: Path, config_path: Path, panel_url: str, alert_id: int, children: tuple[_Child, ...],
+                 calls_log: Path) -> None:
+    allerta = f"allerta --config {config_path}"
+    engine_log = children[0].log
+    print("Look around (while the demo runs):")
+    print(f"  {panel_url}alerts/{alert_id}    # the alert in the panel: progress by channel and zone, CSV export")
+    print(f"  {allerta} alert status {alert_id}        # counts, per-line progress, ETA")
+    print(f"  {allerta} modems                # signal, operator, SIM and counters of every modem")
+    print(f"  {allerta} alert send --sms --zone Fregene --drill --text \"Prova\"   # the engine picks it up")
+    print(f"  tail {engine_log}    # the engine's log;  {directory / 'simulator-events.jsonl'}: what the modems sent;"
+          f"  {calls_log}: the calls")
+
+
+def _wait_for_ctrl_c(children: tuple[_Child, ...], exit_code: int) -> int:
+    """Keep the demo up for a look around; ``exit_code`` on Ctrl-C, 1 if the engine or the panel stops."""
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
         while True:
             time.sleep(1.0)
-            for name, process, path in (("engine", engine, log_path), ("web panel", web, web_log)):
-                if process.poll() is not None:
-                    print(f"allerta demo: the {name} stopped unexpectedly (exit code {process.returncode}); "
-                          f"last lines of {path}:", file=sys.stderr)
-                    print(path.read_text(errors="replace")[-2000:], file=sys.stderr)
-                    return 1
-            status = services.alerts.status(alert_id)
-            print(_progress_line(status, time.monotonic() - started, many), flush=True)
-            if _finished(status):
-                break
-        elapsed = time.monotonic() - started
-        sms_states = status["channels"].get("sms", {}).get("by_state", {})
-        voice_states = status["channels"].get("voice", {}).get("by_state", {})
-        sms_total = sum(sms_states.values())
-        calls = sum(entry.get("calls", 0) for entry in status["lines"].values() if entry.get("channel") == "voice")
-        print()
-        print(f"Done in {elapsed:.0f} s. SMS: {sms_states.get('delivered', 0)} of {sms_total} delivered"
-              + (f", {sms_states['failed']} failed" if sms_states.get("failed") else "")
-              + f" over {args.modems} modems. Voice: {sum(voice_states.values())} numbers, {calls} calls placed; "
-              + ", ".join(f"{state} {voice_states[state]}" for state in ("confirmed", "answered", "voicemail", "failed")
-                          if voice_states.get(state))
-              + f" (drill: every text starts with {config.general.drill_prefix.strip()!r}).")
-        allerta = f"allerta --config {config_path}"
-        print("Look around (while the demo runs):")
-        print(f"  {panel_url}alerts/{alert_id}    # the alert in the panel: progress by channel and zone, CSV export")
-        print(f"  {allerta} alert status {alert_id}        # counts, per-line progress, ETA")
-        print(f"  {allerta} modems                # signal, operator, SIM and counters of every modem")
-        print(f"  {allerta} alert send --sms --zone Fregene --drill --text \"Prova\"   # the engine picks it up")
-        print(f"  tail {log_path}    # the engine's log;  {directory / 'simulator-events.jsonl'}: what the modems sent;"
-              f"  {pbx.log_path}: the calls")
-        print(banner)
-        exit_code = 0 if sms_states.get("delivered", 0) == sms_total else 1
-        if args.exit_when_done:
-            return exit_code
-        print("Press Ctrl-C to stop.", flush=True)
-        while True:
-            time.sleep(1.0)
-            for name, process, path in (("engine", engine, log_path), ("web panel", web, web_log)):
-                if process.poll() is not None:
-                    print(f"allerta demo: the {name} stopped (exit code {process.returncode}); see {path}",
-                          file=sys.stderr)
+            for child in children:
+                if child.process.poll() is not None:
+                    print(f"allerta demo: the {child.name} stopped (exit code {child.process.returncode}); "
+                          f"see {child.log}", file=sys.stderr)
                     return 1
     except _Stop:
-        print("\nStopping the panel, the engine and the simulators...", flush=True)
+        _say_stopping()
         return exit_code
-    finally:
-        # Ignore further signals while stopping: a second Ctrl-C must not leave children behind.
-        for s in previous:
-            signal.signal(s, signal.SIG_IGN)
-        _stop_process(web)
-        _stop_process(engine)
-        if pbx is not None:
-            pbx.stop()
-        if sim is not None and sim.process is not None:
-            sim.stop()
-            try:
-                sim.__exit__(None, None, None)  # closes its files and removes its own temporary directory
-            except (AttributeError, OSError):
-                pass
-        if not args.keep:
-            shutil.rmtree(directory, ignore_errors=True)
-        for s, handler in previous.items():
-            signal.signal(s, handler)

@@ -8,8 +8,7 @@ Modems are probed with a few read-only AT commands (modem/probe.py), under
 short timeouts, never through the engine's driver (whose open collects and
 deletes the status reports stored in the modem). While an engine runs it owns
 the ports: the doctor then reads what the engine last reported instead.
-The serial and AMI code stays in modem/ and asterisk/, imported only by the
-functions that need it.
+The serial and AMI code stays in modem/ and asterisk/.
 """
 from __future__ import annotations
 
@@ -23,8 +22,17 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from asterisk.ami_client import AmiAuthError, AmiClient, AmiError, AmiSettings, AmiUnreachable
+from gateway.core.backup import BackupError, engine_running, lock_path, sqlite_path
 from gateway.core.checks import FAIL, OK, WARN, Check
 from gateway.core.config import Config, ConfigError, load_config
+from gateway.core.db import database_exists, make_engine, make_sessionmaker, schema_is_current, utcnow
+from gateway.core.line_health import stale_after
+from gateway.core.models import Line
+from modem.probe import probe_modem
 
 MIN_FREE_BYTES = 200 * 1024 * 1024
 LOW_FREE_BYTES = 1024 * 1024 * 1024
@@ -104,7 +112,6 @@ def ops_checks(config: Config) -> list[Check]:
 def storage_checks(config: Config) -> list[Check]:
     """The engine writes into data_dir (audio, TLS key, locks) and SQLite into its file's
     directory (the -wal and -shm files): both must be writable by the user running this."""
-    from gateway.core.backup import BackupError, sqlite_path
     places = [("data directory", Path(config.general.data_dir), "[general] data_dir")]
     try:
         db = sqlite_path(config.database_url)
@@ -132,10 +139,6 @@ def _writable_check(name: str, path: Path, key: str) -> Check:
 
 # --- database --------------------------------------------------------------------------
 def database_checks(config: Config) -> list[Check]:
-    from sqlalchemy import text
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from gateway.core.db import database_exists, make_engine, schema_is_current
     url = config.database_url
     shown = url.split("@")[-1] if "@" in url else url   # never the password of a postgresql:// URL
     if not database_exists(url):
@@ -161,22 +164,16 @@ def database_checks(config: Config) -> list[Check]:
 
 # --- modems ----------------------------------------------------------------------------
 def modem_checks(config: Config) -> list[Check]:
-    from gateway.core.backup import engine_running
     if not config.modems:
         return []
     if engine_running(config):
         return _modems_from_engine(config)
-    from modem.probe import probe_modem  # the serial I/O lives with the modem channel
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(config.modems))) as pool:
         results = list(pool.map(probe_modem, config.modems))
     return [check for checks in results for check in checks]
 
 
 def _line_rows(config: Config, channel: str | None = None) -> list:
-    from sqlalchemy import select
-
-    from gateway.core.db import make_engine, make_sessionmaker
-    from gateway.core.models import Line
     engine = make_engine(config.database_url)
     try:
         with make_sessionmaker(engine)() as session:
@@ -188,8 +185,6 @@ def _line_rows(config: Config, channel: str | None = None) -> list:
 
 def _modems_from_engine(config: Config) -> list[Check]:
     """The engine owns the ports: judge its last health reading of each modem."""
-    from gateway.core.db import utcnow
-    from gateway.core.line_health import stale_after
     lines = {line.label: line for line in _line_rows(config, "sms")}
     stale = stale_after(config.engine.health_interval)
     now = utcnow()
@@ -269,9 +264,6 @@ def engine_checks(config: Config, now: dt.datetime | None = None) -> list[Check]
     (and the panel) can say so. Not running is a warning, not a failure: the doctor
     is also run before the services are first started.
     """
-    from gateway.core.backup import engine_running, lock_path
-    from gateway.core.db import utcnow
-    from gateway.core.line_health import stale_after
     path = lock_path(config)
     if not engine_running(config):
         return [Check("engine", WARN, f"not running (nobody holds {path}): no alert is sent",
@@ -304,7 +296,6 @@ def ami_checks(config: Config) -> list[Check]:
 
 
 async def _ami_checks(config: Config) -> list[Check]:
-    from asterisk.ami_client import AmiAuthError, AmiClient, AmiError, AmiSettings, AmiUnreachable
     a = config.asterisk
     settings = AmiSettings(username=a.username, secret=a.secret, host=a.host, port=a.port,
                            connect_timeout=5.0, login_timeout=10.0, action_timeout=5.0, ping_interval=60.0)

@@ -4,8 +4,7 @@ The engine gets a ``Notifier`` from the composition root. The watchdog pings
 come from a task on the engine's own event loop: if the loop stalls (a
 blocking call, a deadlock), the pings stop, systemd kills the engine after
 WatchdogSec and restarts it. The socket itself is the ``sdnotify`` package's,
-imported only when systemd asked for notifications (gateway/ opens no socket
-at import time).
+opened only when systemd asked for notifications.
 """
 from __future__ import annotations
 
@@ -15,6 +14,8 @@ import os
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Protocol
+
+import sdnotify
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,7 @@ def notifier_from_environment(environ: Mapping[str, str] = os.environ) -> Notifi
     """The systemd notifier when NOTIFY_SOCKET is set, else a silent one."""
     if not environ.get("NOTIFY_SOCKET"):
         return NullNotifier()
-    import sdnotify  # opens the datagram socket: only when systemd gave us one
-    return sdnotify.SystemdNotifier()
+    return sdnotify.SystemdNotifier()   # opens the datagram socket
 
 
 def watchdog_interval(environ: Mapping[str, str] = os.environ, pid: int | None = None) -> float | None:

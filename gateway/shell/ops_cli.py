@@ -5,7 +5,17 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
+
+from gateway.core.audit import AuditLog, anchor_path_for
+from gateway.core.backup import BackupError, backup_sqlite, pg_dump_hint, restore_sqlite, sqlite_path
+from gateway.core.config import load_config
+from gateway.core.models_ops import SelfTestRun
+from gateway.core.selftest import SelfTestError, SelfTestSettings, start_run, summary
+from gateway.core.services import build_services
+from gateway.shell import doctor
+from gateway.shell.install import InstallError, install_systemd
 
 
 def _fail(message: str) -> int:
@@ -14,7 +24,6 @@ def _fail(message: str) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from gateway.shell.install import InstallError, install_systemd
     if not args.systemd:
         return _fail("choose what to install: --systemd")
     try:
@@ -35,23 +44,21 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from gateway.shell.doctor import as_json, exit_code, run_checks, summary
     if not args.verbose:
         # The AMI client logs its link at INFO: keep the doctor's output to its own lines.
         logging.getLogger().setLevel(logging.WARNING)
-    checks = run_checks(args.config)
+    checks = doctor.run_checks(args.config)
     if args.json:
-        print(json.dumps(as_json(checks), indent=2, ensure_ascii=False))
+        print(json.dumps(doctor.as_json(checks), indent=2, ensure_ascii=False))
     else:
         for check in checks:
             print(check.line())
-        print(summary(checks))
-    return exit_code(checks)
+        print(doctor.summary(checks))
+    return doctor.exit_code(checks)
 
 
 def _sqlite_file(config) -> Path | None:  # noqa: ANN001 - a gateway.core.config.Config
     """The SQLite database file, or None after printing the PostgreSQL tools to use instead."""
-    from gateway.core.backup import pg_dump_hint, sqlite_path
     db = sqlite_path(config.database_url)
     if db is None:
         print(pg_dump_hint(config.database_url), file=sys.stderr)
@@ -59,8 +66,6 @@ def _sqlite_file(config) -> Path | None:  # noqa: ANN001 - a gateway.core.config
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from gateway.core.backup import BackupError, backup_sqlite
-    from gateway.core.config import load_config
     config = load_config(args.config)
     try:
         db = _sqlite_file(config)
@@ -75,8 +80,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from gateway.core.backup import BackupError, restore_sqlite
-    from gateway.core.config import load_config
     config = load_config(args.config)
     try:
         db = _sqlite_file(config)
@@ -96,7 +99,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _audit_anchor(config) -> str | None:
-    from gateway.core.audit import anchor_path_for
     try:
         return anchor_path_for(config.general.data_dir).read_text(encoding="ascii").strip() or None
     except OSError:
@@ -113,9 +115,8 @@ def _audit_restore(config, backup: str, saved: Path | None, previous_anchor: str
     (id and hash of the newest entry lost with the restore) in its details, so
     what the restore took away stays on record.
     """
-    from gateway.core.audit import AuditLog, anchor_path_for
+    # Here, not at the top: a real cycle (gateway.shell.cli imports this module to register its commands).
     from gateway.shell.cli import cli_actor
-    from gateway.core.services import build_services
     services = build_services(config)   # applies newer migrations, as the engine would
     AuditLog(services.sessions, anchor_path_for(config.general.data_dir)).write(
         cli_actor(), "database.restore", Path(backup).name, backup=str(Path(backup).resolve()),
@@ -123,11 +124,6 @@ def _audit_restore(config, backup: str, saved: Path | None, previous_anchor: str
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    import time
-    from gateway.core.services import build_services
-    from gateway.core.config import load_config
-    from gateway.core.models_ops import SelfTestRun
-    from gateway.core.selftest import SelfTestError, SelfTestSettings, start_run, summary
     services = build_services(load_config(args.config))
     settings = SelfTestSettings.from_config(services.config)
     try:

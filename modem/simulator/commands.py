@@ -46,7 +46,8 @@ def handles(*names: str) -> Callable[[Handler], Handler]:
 
 
 def dispatch(modem: "SimulatedModem", command: Command, now: float) -> object:
-    from . import sms  # noqa: F401  (registers the SMS handlers)
+    # Registers the SMS handlers; here, not at the top: a real cycle (sms imports handles from this module).
+    from . import sms  # noqa: F401
 
     handler = HANDLERS.get(command.name)
     if handler is None:

@@ -134,7 +134,7 @@ def _cnmi(modem, command, now):
 
 @handles("+CMGS")
 def _cmgs(modem, command, now):
-    from .at_engine import DataEntry
+    from .at_engine import DataEntry  # here, not at the top: a real cycle (at_engine imports this module)
 
     if command.op == "=?":
         return []
@@ -202,7 +202,7 @@ def complete_submit(modem: "SimulatedModem", entry: "DataEntry", out: "_Output")
     out.add(delay, f"\r\n+CMGS: {reference}\r\n\r\nOK\r\n".encode(), event=event)
     modem._release_held(out, delay)
     if request["report"]:
-        from .at_engine import Timer
+        from .at_engine import Timer  # here, not at the top: a real cycle (at_engine imports this module)
 
         for i, status in enumerate(modem.config.report_statuses, start=1):
             out.add(delay + i * modem.config.report_delay,
@@ -217,7 +217,7 @@ def _fail(modem, out, delay, error) -> None:
 
 def deliver_status_report(modem: "SimulatedModem", payload: tuple, now: float) -> list:
     """The SMSC reports delivery: +CDSI (ds=2, stored in SR) or +CDS (ds=1, routed to the TE)."""
-    from .at_engine import Action
+    from .at_engine import Action  # here, not at the top: a real cycle (at_engine imports this module)
 
     reference, recipient, sent_at, status = payload
     if not modem.powered:
@@ -245,7 +245,7 @@ def deliver_status_report(modem: "SimulatedModem", payload: tuple, now: float) -
 
 def receive(modem: "SimulatedModem", sender: str, text: str, now: float) -> list:
     """An SMS arrives from the network: stored in <mem3>, announced per AT+CNMI <mt>."""
-    from .at_engine import Action
+    from .at_engine import Action  # here, not at the top: a real cycle (at_engine imports this module)
 
     when = network_time(now)
     pdu, length = build_deliver(sender, text, modem.smsc, when)
