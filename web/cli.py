@@ -13,8 +13,6 @@ from gateway.core.audit import AuditLog, anchor_path_for
 from gateway.core.config import load_config
 from gateway.core.models_panel import AuditEntry
 from gateway.core.services import build_services
-from web.app import create_app
-from web.serve import serve
 from web.users import UserError, add_user, list_users, set_active, set_password
 
 
@@ -76,6 +74,11 @@ def _fail(message: str) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: Flask, every panel page and the TLS server cost ~0.2 s of
+    # start-up that every other `allerta` command (this module builds their parser) would pay.
+    from web.app import create_app
+    from web.serve import serve
+
     services = build_services(load_config(args.config))
     app = create_app(services)
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -24,8 +25,13 @@ _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,80}$")
 
 # Argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile: 64 MiB, 3 passes).
 _hasher = PasswordHasher()
-# Verifying against this when the user does not exist keeps the timing the same.
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this when the user does not exist keeps the timing the same. Made on
+    first use, not at import: an Argon2 hash costs ~0.1 s, which every `allerta` command paid."""
+    return _hasher.hash("not a password of anyone")
 
 
 class UserError(Exception):
@@ -157,7 +163,7 @@ def authenticate(sessions: sessionmaker[Session], audit: AuditLog, username: str
     with audit.transaction() as session:
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
-            verify_password(_DUMMY_HASH, password)
+            verify_password(_dummy_hash(), password)
             audit.record(session, username[:80] or "-", "login.failed", username[:80], reason="unknown user",
                          remote=remote)
             return LoginResult(None, "bad")

@@ -32,7 +32,6 @@ from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_
 from gateway.core.zones import Kind, ZoneError
 from gateway.shell import bench, ops_cli
 from gateway.shell.composition import run_engine
-from gateway.shell.demo import run_demo
 from modem.simulator import cli as modem_simulator_cli
 from web import cli as web_cli
 from web.users import ensure_first_admin
@@ -401,6 +400,10 @@ def _asterisk_output_dir(out: Path) -> int | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the demo pulls in both simulators' harnesses, the panel and
+    # its TLS server, start-up cost that `allerta run` and every other command would pay.
+    from gateway.shell.demo import run_demo
+
     return run_demo(args)
 
 
