@@ -1,7 +1,6 @@
 """Run the real engine (`allerta run`) as a subprocess against the modem simulator."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

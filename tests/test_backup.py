@@ -102,7 +102,6 @@ def _serve_panel(config_path, tmp_path):
     import http.client
     import subprocess
     import sys
-    import time
 
     from web.serve import free_port
     port = free_port()

@@ -2,7 +2,6 @@
 import asyncio
 import dataclasses
 
-import pytest
 from sqlalchemy import select
 
 from gateway.core.alerts import AlertRequest, Target

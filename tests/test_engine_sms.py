@@ -1,6 +1,5 @@
 """The engine end to end: `allerta run` drives simulated modems over real pseudo-terminals."""
 import json
-import time
 
 import pytest
 from sqlalchemy import select
