@@ -100,11 +100,13 @@ def test_init_writes_config_and_database(tmp_path, capsys):
     ("postgresql://allerta:s3cret@127.0.0.1:1/allerta",
      r"\[database\] url: cannot open the database postgresql://allerta:\*\*\*@127\.0\.0\.1:1/allerta: "
      r"(no database driver|.*refused|.*connect)"),
-    ("sqlite:////proc/allerta-nowhere/a.db", r"\[database\] url: cannot open the database sqlite:////proc/"),
+    # Under a regular file: no directory can be made there, not even by root (tests may run as root).
+    ("sqlite:///{tmp}/a-file/a.db", r"\[database\] url: cannot open the database sqlite:///.*/a-file/a\.db"),
 ])
 def test_a_database_that_cannot_be_opened_names_the_key_and_hides_the_password(tmp_path, capsys, url, expected):
+    (tmp_path / "a-file").write_text("")
     path = tmp_path / "a.toml"
-    path.write_text(f'[database]\nurl = "{url}"\n')
+    path.write_text(f'[database]\nurl = "{url.format(tmp=tmp_path)}"\n')
     assert main(["--config", str(path), "alert", "status", "1"]) == 2
     err = capsys.readouterr().err
     assert re.search(expected, err), err
@@ -112,8 +114,9 @@ def test_a_database_that_cannot_be_opened_names_the_key_and_hides_the_password(t
 
 
 def test_a_data_dir_that_cannot_be_created_names_the_key(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")   # a data_dir under a file cannot be made, not even by root
     path = tmp_path / "a.toml"
-    path.write_text('[general]\ndata_dir = "/proc/allerta-nowhere"\n')
+    path.write_text(f'[general]\ndata_dir = "{tmp_path}/a-file/data"\n')
     assert main(["--config", str(path), "alert", "status", "1"]) == 2
     assert "[general] data_dir: cannot open the database" in capsys.readouterr().err
 

@@ -131,14 +131,15 @@ def test_unwritable_data_and_database_directories_and_missing_staff_numbers(tmp_
     not_a_dir = tmp_path / "data-file"
     not_a_dir.write_text("")
     path = tmp_path / "allerta.toml"
-    # /proc/1 takes no new file even from root (tests may run as root, for whom modes mean nothing).
-    path.write_text(f'[general]\ndata_dir = "{not_a_dir}"\n[database]\nurl = "sqlite:////proc/1/allerta.db"\n'
+    # Under a regular file no directory exists, not even for root (tests may run as root, for whom
+    # modes mean nothing); a directory that exists but takes no file: test_doctor_config.py.
+    path.write_text(f'[general]\ndata_dir = "{not_a_dir}"\n[database]\nurl = "sqlite:///{not_a_dir}/db/allerta.db"\n'
                     f'[[modems]]\nlabel = "m0"\nport = "{tmp_path}/none"\n')
     result = doctor(path, "--json")
     assert result.returncode == 1
     checks = by_name(json.loads(result.stdout))
     assert checks["data directory"]["status"] == FAIL and "not a directory" in checks["data directory"]["detail"]
-    assert checks["database directory"]["status"] == FAIL and "not writable" in checks["database directory"]["detail"]
+    assert checks["database directory"]["status"] == FAIL and "does not exist" in checks["database directory"]["detail"]
     assert checks["on-call numbers"]["status"] == WARN and "[ops] on_call" in checks["on-call numbers"]["fix"]
     assert checks["self-test"]["status"] == WARN and "selftest_numbers" in checks["self-test"]["fix"]
 

@@ -3,6 +3,7 @@ import pytest
 
 from gateway.core.checks import FAIL
 from gateway.shell.cli import main
+from gateway.shell import doctor
 from gateway.shell.doctor import exit_code, run_checks
 from tests.support import write_config
 
@@ -35,3 +36,14 @@ def test_doctor_prints_the_failed_check_and_exits_1(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert f"FAIL  configuration: {path}: [trunks #1] dial: options after a comma" in out
     assert "1 check(s) failed" in out and "Traceback" not in out + err
+
+
+def test_a_directory_that_takes_no_file_is_reported_not_writable(tmp_path, monkeypatch):
+    # A directory refusing new files even to root (a read-only mount, /proc) cannot be made inside
+    # the repository's temporary directory, so the refusal is the one the doctor's probe would get.
+    def refuse(**_kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(doctor.tempfile, "TemporaryFile", refuse)
+    check = doctor._writable_check("database directory", tmp_path, "[database] url")
+    assert check.status == FAIL
+    assert check.detail == f"{tmp_path} is not writable: Permission denied" and "[database] url" in check.fix
