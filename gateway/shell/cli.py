@@ -28,6 +28,7 @@ from gateway.core.logs import configure_logging
 from gateway.core.models import Line
 from gateway.core.models_panel import AlertApproval
 from gateway.core.services import build_services
+from gateway.core.states import ApprovalDecision, Channel
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
 from gateway.shell import bench, ops_cli
@@ -204,7 +205,7 @@ def _translations(pairs: list[str]) -> dict[str, str]:
 def cmd_alert_send(args: argparse.Namespace) -> int:
     services = _services(args)
     config = services.config
-    channels = tuple(c for c, on in (("sms", args.sms), ("voice", args.voice)) if on)
+    channels = tuple(c for c, on in ((Channel.SMS, args.sms), (Channel.VOICE, args.voice)) if on)
     if not channels:
         raise CliError("choose a channel: --sms, --voice or both")
     if args.audio and not args.voice:
@@ -267,7 +268,7 @@ def _audit_send(services, request, alert_id: int, recipients: dict[str, int]) ->
     audit = _audit(services)
     with audit.transaction() as s:
         if rule:
-            s.add(AlertApproval(alert_id=alert_id, requested_by=actor, decision="bypassed", decided_by=actor,
+            s.add(AlertApproval(alert_id=alert_id, requested_by=actor, decision=ApprovalDecision.BYPASSED, decided_by=actor,
                                 decided_at=utcnow(), reason="sent from the command line"))
         audit.record(s, actor, "alert.send", alert_id, text=request.text, channels=list(request.channels),
                      target=request.target.describe(), drill=request.drill, recipients=recipients,
@@ -295,7 +296,7 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
     if status["possible_duplicates"]:
         print(f"  {status['possible_duplicates']} possibly sent twice (engine restart)")
     for line, entry in sorted(status["lines"].items()):
-        if entry.get("channel") == "voice":
+        if entry.get("channel") == Channel.VOICE:
             print(f"  {line}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
                   f"{entry['calls']} calls for this alert")
         else:
@@ -327,7 +328,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_modems(args: argparse.Namespace) -> int:
     services = _services(args)
     with services.sessions() as session:
-        lines = session.scalars(select(Line).where(Line.channel == "sms").order_by(Line.label)).all()
+        lines = session.scalars(select(Line).where(Line.channel == Channel.SMS).order_by(Line.label)).all()
     rows = [{"label": l.label, "state": l.state, "port": l.port, "imei": l.imei, "signal": l.signal,
              "registration": l.registration, "operator": l.operator, "sim": l.sim_state, "smsc": l.smsc,
              "sent_today": l.sent_today, "daily_cap": l.daily_cap, "sent_total": l.sent_total,

@@ -20,6 +20,7 @@ from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
 from gateway.core.selftest import SelfTestMonitor, SelfTestSettings
 from gateway.core.services import Services
+from gateway.core.states import Channel
 from gateway.shell.notify import lines_summary, notifier_from_environment, supervise, watchdog_interval
 from modem.pool import SmsChannel
 from modem.worker import WorkerSettings
@@ -40,10 +41,10 @@ def build_dispatcher(services: Services) -> Dispatcher:
                                   reopen_interval=min(2.0, retry.modem_probe_interval))
         channels.append(SmsChannel(config.modems, settings,
                                    sent_today=services.store.sent_today_by_line(today_utc)))
-    policies = {"sms": SmsPolicy(SmsRetry.from_config(config.retry))}
+    policies = {Channel.SMS: SmsPolicy(SmsRetry.from_config(config.retry))}
     if config.asterisk.enabled:
         channels.append(build_voice_channel(config))
-        policies["voice"] = VoicePolicy()
+        policies[Channel.VOICE] = VoicePolicy()
     return Dispatcher(services.store, channels, policies,
                       DispatcherSettings(poll_interval=engine.poll_interval,
                                          report_timeout=engine.report_timeout))
@@ -72,7 +73,7 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
     dispatcher = build_dispatcher(services)
     if not dispatcher.channels:
         raise SystemExit("no channel configured: add [[modems]], or [asterisk] enabled = true with [[trunks]]")
-    if once and [channel.name for channel in dispatcher.channels] == ["voice"]:
+    if once and [channel.name for channel in dispatcher.channels] == [Channel.VOICE]:
         # A long-running engine keeps going when the PBX refuses our login (SMS must
         # still go out; the login is retried). A --once run with voice alone could
         # send nothing: it ends at once with the message (ChannelUnusable, exit 2).

@@ -40,6 +40,7 @@ from gateway.core.config import load_config
 from gateway.core.contacts_import import import_contacts
 from gateway.core.db import utcnow
 from gateway.core.services import Services, build_services
+from gateway.core.states import Channel, DeliveryState
 from gateway.core.voice_messages import VoiceRenderer
 from gateway.shell.bench import child_env, ensure_importable_children
 from modem.simulator.harness import SimulatorError, SimulatorProcess
@@ -226,23 +227,24 @@ class _Stop(Exception):
     pass
 
 
-VOICE_DONE = ("confirmed", "answered", "voicemail", "failed", "cancelled")
+VOICE_DONE = (DeliveryState.CONFIRMED, DeliveryState.ANSWERED, DeliveryState.VOICEMAIL, DeliveryState.FAILED,
+              DeliveryState.CANCELLED)
 
 
 def _progress_line(status: dict, elapsed: float, many_modems: bool) -> str:
     channels = status["channels"]
     parts = [f"{elapsed:5.0f} s"]
-    sms = channels.get("sms")
+    sms = channels.get(Channel.SMS)
     if sms:
         states = sms["by_state"]
         total = sum(states.values())
-        text = f"SMS delivered {states.get('delivered', 0):>{len(str(total))}}/{total}"
-        queued = states.get("pending", 0) + states.get("submitting", 0)
-        text += f" sent {states.get('sent', 0)} queued {queued}"
-        if states.get("failed"):
-            text += f" failed {states['failed']}"
+        text = f"SMS delivered {states.get(DeliveryState.DELIVERED, 0):>{len(str(total))}}/{total}"
+        queued = states.get(DeliveryState.PENDING, 0) + states.get(DeliveryState.SUBMITTING, 0)
+        text += f" sent {states.get(DeliveryState.SENT, 0)} queued {queued}"
+        if states.get(DeliveryState.FAILED):
+            text += f" failed {states[DeliveryState.FAILED]}"
         parts.append(text)
-    voice = channels.get("voice")
+    voice = channels.get(Channel.VOICE)
     if voice:
         states = voice["by_state"]
         total = sum(states.values())
@@ -568,7 +570,7 @@ def _print_summary(args: argparse.Namespace, status: dict, elapsed: float, drill
     sms_total = sum(sms_states.values())
     calls = sum(entry.get("calls", 0) for entry in status["lines"].values() if entry.get("channel") == "voice")
     print()
-    print(f"Done in {elapsed:.0f} s. SMS: {sms_states.get('delivered', 0)} of {sms_total} delivered"
+    print(f"Done in {elapsed:.0f} s. SMS: {sms_states.get(DeliveryState.DELIVERED, 0)} of {sms_total} delivered"
           + (f", {sms_states['failed']} failed" if sms_states.get("failed") else "")
           + f" over {args.modems} modems. Voice: {sum(voice_states.values())} numbers, {calls} calls placed; "
           + ", ".join(f"{state} {voice_states[state]}" for state in ("confirmed", "answered", "voicemail", "failed")
