@@ -6,7 +6,8 @@ from sqlalchemy import func, select
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.models import Contact, Delivery, Group, PhoneNumberRow, Zone
 from gateway.core.models_panel import AuditEntry
-from gateway.shell.cli import cli_actor, main
+from gateway.core.audit import local_actor
+from gateway.shell.cli import main
 
 
 def _cli(config_path, *argv: str) -> int:
@@ -34,7 +35,7 @@ def test_contacts_erase_cancels_what_waits_and_names_who_is_left_without_a_numbe
         assert states == {("erased", "cancelled"), ("+393470000003", "pending")}
         assert s.scalar(select(PhoneNumberRow).where(PhoneNumberRow.e164 == "+393207654321")) is None
     entry = _last_audit(contacts)
-    assert (entry.actor, entry.action) == (cli_actor(), "number.erase")
+    assert (entry.actor, entry.action) == (local_actor(), "number.erase")
 
 
 def test_contacts_erase_of_an_unknown_or_invalid_number_is_an_error_that_changes_nothing(contacts, config_path,
@@ -59,7 +60,7 @@ def test_zones_and_groups_merge_by_name(contacts, config_path, capsys):
         assert list(s.scalars(select(Group.name))) == ["volontari"]
         assert len(list(s.scalars(select(Contact).where(Contact.zone.has(Zone.name == "Isola Sacra"))))) == 4
     entry = _last_audit(contacts)
-    assert (entry.actor, entry.action) == (cli_actor(), "group.merge")
+    assert (entry.actor, entry.action) == (local_actor(), "group.merge")
 
 
 def test_a_refused_merge_exits_2_with_the_reason(contacts, config_path, capsys):

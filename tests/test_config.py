@@ -203,3 +203,11 @@ def test_run_with_a_bad_dial_string_exits_with_the_message_not_a_traceback(tmp_p
     err = capsys.readouterr().err
     assert f"allerta: {path}: [trunks #1] dial: options after a comma (',x') are not allowed" in err
     assert "Traceback" not in err and not (tmp_path / "data").exists()
+
+
+def test_the_database_password_is_never_shown(app, capsys):
+    from gateway.core.config import SCHEMA
+    from web.admin import _shown
+    url = "postgresql+psycopg://allerta:s3cret@db.comune.local/allerta"
+    assert _shown(SCHEMA["database"]["url"], url) == "postgresql+psycopg://allerta:***@db.comune.local/allerta"
+    assert "s3cret" not in str(_shown(SCHEMA["database"]["url"], "postgresql://a:s3cret@[bad"))

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from gateway.core.alerts import AlertRequest, Target
-from gateway.core.audit import AuditLog
+from gateway.core.audit import AuditLog, audit_log_for
 from gateway.core.contacts import (ERASED_REASON, ContactError, ContactFields, NotFound, delete_contact, erase_number,
                                    save_contact)
 from gateway.core.phone import normalise_number
@@ -21,7 +21,7 @@ HOUSEHOLD = "+390665211234"   # the Rossi household's landline: Mario's and Anna
 
 @pytest.fixture
 def audit(contacts) -> AuditLog:
-    return AuditLog(contacts.sessions)
+    return audit_log_for(contacts.config, contacts.sessions)
 
 
 def _snapshot(services) -> tuple:

@@ -58,6 +58,9 @@ def test_init_writes_the_starter_config_0600(tmp_path):
     config = tmp_path / "etc" / "allerta.toml"
     allerta_with_umask_0(config, "init", "--data-dir", str(tmp_path / "data"))
     assert mode(config) == 0o600
+    # As the systemd install leaves them, whatever the umask: residents' numbers stay with allerta.
+    assert mode(tmp_path / "data") == 0o750 and mode(tmp_path / "data" / "allerta.db") == 0o640
+    assert mode(tmp_path / "data" / "audit.key") == 0o600
 
 
 def test_backup_copy_is_0600_before_sqlite_writes_into_it(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ import time
 
 from sqlalchemy import select
 
+from gateway.core.audit import audit_log_for
 from gateway.core.models_panel import User
 from tests.web_support import PASSWORD, client_for, csrf_token, login, make_app, post
 from web.users import ensure_first_admin, verify_password
@@ -146,11 +147,12 @@ def test_first_admin(tmp_path):
     from gateway.core.config import load_config
     from tests.support import write_config
     services = build_services(load_config(write_config(tmp_path)))
-    created = ensure_first_admin(services.sessions)
+    audit = audit_log_for(services.config, services.sessions)
+    created = ensure_first_admin(services.sessions, audit)
     assert created is not None
     username, password = created
     assert username == "admin" and len(password) >= 12
-    assert ensure_first_admin(services.sessions) is None  # a second init changes nothing
+    assert ensure_first_admin(services.sessions, audit) is None  # a second init changes nothing
     from web.app import create_app
     app = create_app(services, {"TESTING": True})
     assert login(app.test_client(), username, password).status_code == 302

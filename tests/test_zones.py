@@ -6,7 +6,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from gateway.core.audit import AuditLog
+from gateway.core.audit import AuditLog, audit_log_for
 from gateway.core.models import Contact, Group, Zone, contact_groups
 from gateway.core.models_panel import AuditEntry, ErasedContacts
 from gateway.core.zones import Kind, NotFound, ZoneError, delete_empty, merge, rename
@@ -14,7 +14,7 @@ from gateway.core.zones import Kind, NotFound, ZoneError, delete_empty, merge, r
 
 @pytest.fixture
 def audit(contacts) -> AuditLog:
-    return AuditLog(contacts.sessions)
+    return audit_log_for(contacts.config, contacts.sessions)
 
 
 def _snapshot(services) -> tuple:

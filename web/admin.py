@@ -9,6 +9,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from gateway.core.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA, Key
+from gateway.core.db import shown_url
 from gateway.core.models_panel import ApiToken, AuditEntry, User
 from web.context import panel
 from web.security import require_role
@@ -73,6 +74,7 @@ def audit():
     # links leave verify out, so turning pages does not read every entry again each time.
     problems = panel().audit.verify() if request.args.get("verify") == "1" and page == 1 else None
     return render_template("admin/audit.html", entries=entries, page=page, action=action, actions=actions,
+                           head=panel().audit.head(),
                            pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE), problems=problems,
                            loads=json.loads, pager_drop=("verify",))
 
@@ -117,4 +119,6 @@ def _shown(spec: Key, value: object) -> object:
     """A value as the file writes it: a list, not the tuple the frozen config holds; never a secret."""
     if spec.secret and value:
         return "(hidden)"
+    if spec is SCHEMA["database"]["url"] and value:
+        return shown_url(value)   # a postgresql:// URL may carry the password
     return list(value) if isinstance(value, tuple) else value

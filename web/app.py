@@ -17,7 +17,7 @@ from gateway.core.services import Services, build_services
 from web import admin, alerts, api, auth, contacts, dashboard, zones
 from gateway.core.config import Config, load_config
 from web.app_user import load_user
-from gateway.core.audit import AuditLog, anchor_path_for
+from gateway.core.audit import audit_log_for
 from web.context import Panel, panel
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, PanelBabel, compile_catalogues
 from web.labels import cause, label, labels
@@ -87,7 +87,7 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     if test_config:
         app.config.update(test_config)
     app.session_interface = PanelSessionInterface()
-    app.extensions["allerta"] = Panel(services, AuditLog(services.sessions, anchor_path_for(config.general.data_dir)))
+    app.extensions["allerta"] = Panel(services, audit_log_for(config, services.sessions))
     app.extensions["allerta_catalogues"] = compile_catalogues()
 
     csrf.init_app(app)

@@ -9,7 +9,7 @@ import sys
 
 from sqlalchemy import func, select
 
-from gateway.core.audit import AuditLog, anchor_path_for
+from gateway.core.audit import audit_log_for, local_actor, parse_head
 from gateway.core.config import load_config
 from gateway.core.models_panel import AuditEntry
 from gateway.core.services import build_services
@@ -47,13 +47,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_users_list)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
-    p = audit.add_parser("verify", help="check the hash chain; exit 1 naming any edited or removed entry")
+    p = audit.add_parser("verify", help="check the keyed hash chain; exit 1 naming any edited or removed entry")
+    p.add_argument("--head", metavar="'COUNT DIGEST'",
+                   help="the head written in the paper log book ('allerta audit head'): that entry must be unchanged")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("head", help="the newest entry's count, date and digest, to write in the paper log book")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit_head)
 
 
 def _panel(args: argparse.Namespace):  # noqa: ANN202
     services = build_services(load_config(args.config))
-    return services, AuditLog(services.sessions, anchor_path_for(services.config.general.data_dir))
+    return services, audit_log_for(services.config, services.sessions)
 
 
 def _password(args: argparse.Namespace) -> tuple[str, bool]:
@@ -92,7 +97,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     services, audit = _panel(args)
     password, generated = _password(args)
     try:
-        add_user(services.sessions, audit, args.username, password, args.role, language=args.language, actor="cli")
+        add_user(services.sessions, audit, args.username, password, args.role, language=args.language, actor=local_actor())
     except UserError as exc:
         return _fail(str(exc))
     print(f"user {args.username} ({args.role}) added" + (f"; password: {password}" if generated else ""))
@@ -103,7 +108,7 @@ def cmd_users_passwd(args: argparse.Namespace) -> int:
     services, audit = _panel(args)
     password, generated = _password(args)
     try:
-        set_password(services.sessions, audit, args.username, password, actor="cli")
+        set_password(services.sessions, audit, args.username, password, actor=local_actor())
     except UserError as exc:
         return _fail(str(exc))
     print(f"password of {args.username} changed" + (f": {password}" if generated else ""))
@@ -113,7 +118,7 @@ def cmd_users_passwd(args: argparse.Namespace) -> int:
 def cmd_users_active(args: argparse.Namespace) -> int:
     services, audit = _panel(args)
     try:
-        set_active(services.sessions, audit, args.username, args.active, actor="cli")
+        set_active(services.sessions, audit, args.username, args.active, actor=local_actor())
     except UserError as exc:
         return _fail(str(exc))
     print(f"user {args.username} {'enabled' if args.active else 'disabled'}")
@@ -136,8 +141,12 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    try:
+        head = parse_head(args.head) if args.head else None
+    except ValueError as exc:
+        return _fail(f"--head: {exc}")
     services, audit = _panel(args)
-    problems = audit.verify()
+    problems = audit.verify(head)
     with services.sessions() as s:
         count = s.scalar(select(func.count()).select_from(AuditEntry))
     if problems:
@@ -145,5 +154,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             print(f"audit: {problem}", file=sys.stderr)
         print(f"audit log NOT intact: {len(problems)} problem(s) in {count} entries", file=sys.stderr)
         return 1
-    print(f"audit log intact: {count} entries")
+    print(f"audit log intact: {count} entries" + (f", entry {head[0]} matches the log book" if head else ""))
+    return 0
+
+
+def cmd_audit_head(args: argparse.Namespace) -> int:
+    _services, audit = _panel(args)
+    head = audit.head()
+    at = head.at.isoformat(timespec="seconds") if head.at else None
+    if args.json:
+        print(json.dumps({"count": head.count, "at": at, "digest": head.digest, "short": head.short}))
+    else:
+        print(f"{at or '-'}  {head.line()}")
+        print(f"(write it in the log book; later: allerta audit verify --head '{head.line()}')")
     return 0

@@ -135,7 +135,7 @@ def list_users(sessions: sessionmaker[Session]) -> list[User]:
         return list(session.scalars(select(User).order_by(User.username)))
 
 
-def ensure_first_admin(sessions: sessionmaker[Session], audit: AuditLog | None = None,
+def ensure_first_admin(sessions: sessionmaker[Session], audit: AuditLog,
                        username: str = "admin") -> tuple[str, str] | None:
     """Create the first admin when there is no user at all; return (username, password) to print once.
 
@@ -145,7 +145,7 @@ def ensure_first_admin(sessions: sessionmaker[Session], audit: AuditLog | None =
         if session.scalar(select(func.count()).select_from(User)):
             return None
     password = secrets.token_urlsafe(12)  # 16 characters, about 96 bits
-    add_user(sessions, audit or AuditLog(sessions), username, password, "admin", actor="init")
+    add_user(sessions, audit, username, password, "admin", actor="init")
     return username, password
 
 

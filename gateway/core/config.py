@@ -148,6 +148,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "region": Key(str, "IT", "Default region for numbers written without an international prefix.", _region),
         "data_dir": Key(str, "/var/lib/allerta", "Directory for the database, rendered audio and logs."),
         "max_sms_segments": Key(int, 4, "An SMS alert needing more segments than this is refused before it is created.", _segments),
+        "audit_key_file": Key(str, "", "File holding the key of the audit log's chain (HMAC), readable by the allerta user only; keep it out of the database's backups' reach. Empty: <data_dir>/audit.key, created on first use."),
         "drill_prefix": Key(str, "[ESERCITAZIONE] ", "Text put in front of every drill message, so no citizen mistakes a drill for an emergency."),
     },
     "database": {

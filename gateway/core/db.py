@@ -14,6 +14,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +24,14 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 def utcnow() -> dt.datetime:
     """Naive UTC: every stored time is UTC, and SQLite keeps no zone."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def shown_url(url: str) -> str:
+    """A database URL as it may be printed or shown: its password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL may still hold a password: show nothing of it
+        return "(unparsable)"
 
 
 def make_engine(url: str) -> Engine:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.core.alerts import AlertService
 from gateway.core.config import Config, ConfigError
-from gateway.core.db import make_engine, make_sessionmaker, migrate
+from gateway.core.db import make_engine, make_sessionmaker, migrate, shown_url
 from gateway.core.line_health import stale_after
 from gateway.core.store import Store
 
@@ -30,10 +30,7 @@ class Services:
 def _database_error(config: Config, exc: BaseException) -> ConfigError:
     """A database that cannot be opened is a configuration error naming its key, not a traceback."""
     key = "[database] url" if config.database.url else "[general] data_dir"
-    try:
-        shown = make_url(config.database_url).render_as_string(hide_password=True)  # never print the password
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as the error says
-        shown = "(unparsable)"
+    shown = shown_url(config.database_url)  # never print the password
     if isinstance(exc, ImportError):
         detail = (f"no database driver for this URL ({exc.name or exc}); for PostgreSQL install "
                   "the 'postgresql' extra: pip install 'allerta[postgresql]'")

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import pwd
 import sys
 from pathlib import Path
 
@@ -17,12 +16,13 @@ from asterisk.pbx_simulator import cli as pbx_simulator_cli
 from gateway.core import zones
 from gateway.core.alerts import AlertError, AlertRequest, Target
 from gateway.core.audio import VOICES, AudioError, render_tts
-from gateway.core.audit import AuditLog, anchor_path_for
+from gateway.core.audit import audit_log_for, local_actor
 from gateway.core.channels import ChannelUnusable
 from gateway.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, starter_config
 from gateway.core.contacts import ContactError, erase_number
 from gateway.core.contacts_import import import_contacts
-from gateway.core.db import utcnow
+from gateway.core.backup import sqlite_path
+from gateway.core.db import shown_url, utcnow
 from gateway.core.files import write_private
 from gateway.core.logs import configure_logging
 from gateway.core.models import Line
@@ -51,19 +51,8 @@ def _services(args: argparse.Namespace):
     return build_services(load_config(args.config))
 
 
-def cli_actor() -> str:
-    """The audit log's actor for a command typed on this box: "cli:<unix user>".
-
-    From the process's user id, not $USER, which anyone can set.
-    """
-    try:
-        return f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
-    except KeyError:   # a uid without a passwd entry (containers)
-        return f"cli:uid {os.geteuid()}"
-
-
 def _audit(services):
-    return AuditLog(services.sessions, anchor_path_for(services.config.general.data_dir))
+    return audit_log_for(services.config, services.sessions)
 
 
 def _print_json(data) -> None:
@@ -87,14 +76,26 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(path)
     Path(config.general.data_dir).mkdir(parents=True, exist_ok=True)
     services = build_services(config)
-    print(f"database ready: {config.database_url}")
+    # As the systemd install leaves them: residents' numbers are for the allerta user and its group only.
+    _narrow(Path(config.general.data_dir), 0o750)
+    database_file = sqlite_path(config.database_url)
+    if database_file:
+        _narrow(Path(database_file), 0o640)
+    print(f"database ready: {shown_url(config.database_url)}")
     # The panel's first administrator (wired here, the composition level, so gateway's
     # domain code never depends on web/).
     created = ensure_first_admin(services.sessions,
-                                 AuditLog(services.sessions, anchor_path_for(config.general.data_dir)))
+                                 audit_log_for(config, services.sessions))
     if created:
         print(f"panel administrator: {created[0]}  password: {created[1]}  (shown once; change it under Account)")
     return 0
+
+
+def _narrow(path: Path, mode: int) -> None:
+    """Take away every permission beyond ``mode`` (never add one the admin took away)."""
+    current = path.stat().st_mode & 0o777
+    if current & ~mode:
+        path.chmod(current & mode)
 
 
 # --- contacts -------------------------------------------------------------------
@@ -106,7 +107,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: {exc.strerror}") from None
     report = import_contacts(services.sessions, data, region=services.config.general.region, strict=args.strict)
     # As the panel records its imports (web/contacts.py), rejected and fatal ones too.
-    _audit(services).write(cli_actor(), "contacts.import", Path(args.file).name[:120],
+    _audit(services).write(local_actor(), "contacts.import", Path(args.file).name[:120],
                            imported=report.imported, created=report.contacts_created,
                            updated=report.contacts_updated, rejected=len(report.rejected), strict=args.strict,
                            fatal=report.fatal or None)
@@ -140,7 +141,7 @@ def cmd_contacts_erase(args: argparse.Namespace) -> int:
     services = _services(args)
     try:
         erased = erase_number(_audit(services), args.number, region=services.config.general.region,
-                              actor=cli_actor())
+                              actor=local_actor())
     except ContactError as exc:
         raise CliError(str(exc)) from None
     print(f"{erased.e164} erased: taken from {len(erased.contacts)} contacts, "
@@ -154,7 +155,7 @@ def cmd_contacts_erase(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     services = _services(args)
     try:
-        merged = zones.merge(_audit(services), args.kind, args.source, args.into, actor=cli_actor())
+        merged = zones.merge(_audit(services), args.kind, args.source, args.into, actor=local_actor())
     except ZoneError as exc:
         raise CliError(str(exc)) from None
     print(f"{args.kind} {merged.source_name} merged into {merged.target_name}: "
@@ -213,7 +214,7 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
     voice = config.voice
     deadline_minutes = args.deadline_minutes or voice.deadline_minutes
     request = AlertRequest(
-        text=args.text, channels=channels, drill=args.drill, priority=args.priority, created_by=cli_actor(),
+        text=args.text, channels=channels, drill=args.drill, priority=args.priority, created_by=local_actor(),
         target=Target(everyone=args.all, zones=tuple(args.zone), groups=tuple(args.group), numbers=tuple(args.to)),
         max_attempts=args.max_attempts or (voice.max_attempts if args.voice else config.retry.max_attempts),
         deadline=utcnow() + dt.timedelta(minutes=deadline_minutes),
@@ -263,7 +264,7 @@ def _audit_send(services, request, alert_id: int, recipients: dict[str, int]) ->
     the entry says so, and with [web] two_person_rule on, the alert's approval
     row is "bypassed" as when an approver sends alone from the panel.
     """
-    actor = cli_actor()
+    actor = local_actor()
     rule = services.config.web.two_person_rule
     audit = _audit(services)
     with audit.transaction() as s:
@@ -311,7 +312,7 @@ def cmd_alert_cancel(args: argparse.Namespace) -> int:
         count = services.alerts.cancel(args.id)
     except AlertError as exc:
         raise CliError(str(exc)) from None
-    _audit(services).write(cli_actor(), "alert.cancel", args.id, deliveries_stopped=count)
+    _audit(services).write(local_actor(), "alert.cancel", args.id, deliveries_stopped=count)
     print(f"alert {args.id} cancelled: {count} deliveries stopped before going out")
     return 0
 

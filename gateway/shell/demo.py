@@ -35,7 +35,7 @@ from typing import NamedTuple
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess, SimulatorStartError
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.audio import AudioError
-from gateway.core.audit import AuditLog, anchor_path_for
+from gateway.core.audit import AuditLog, audit_log_for
 from gateway.core.config import load_config
 from gateway.core.contacts_import import import_contacts
 from gateway.core.db import utcnow
@@ -495,7 +495,7 @@ def _seed_municipality(args: argparse.Namespace, directory: Path,
     print(f"Imported {csv_path.name}: {report.contacts_created} residents, {report.numbers_created} numbers "
           f"(landlines get voice calls only), {report.zones_created} zones, "
           f"{len(report.rejected)} rows rejected")
-    audit = AuditLog(services.sessions, anchor_path_for(config.general.data_dir))
+    audit = audit_log_for(config, services.sessions)
     return audit, create_demo_users(services.sessions, audit)
 
 

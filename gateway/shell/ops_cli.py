@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.core.audit import AuditLog, anchor_path_for
+from gateway.core.audit import anchor_path_for, audit_log_for, local_actor
 from gateway.core.backup import BackupError, backup_sqlite, pg_dump_hint, restore_sqlite, sqlite_path
 from gateway.core.config import load_config
 from gateway.core.models_ops import SelfTestRun
@@ -99,8 +99,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _audit_anchor(config) -> str | None:
+    """"<id> <digest>" of the newest entry this box wrote (the anchor's signature left out)."""
     try:
-        return anchor_path_for(config.general.data_dir).read_text(encoding="ascii").strip() or None
+        return " ".join(anchor_path_for(config.general.data_dir).read_text(encoding="ascii").split()[:2]) or None
     except OSError:
         return None
 
@@ -115,11 +116,9 @@ def _audit_restore(config, backup: str, saved: Path | None, previous_anchor: str
     (id and hash of the newest entry lost with the restore) in its details, so
     what the restore took away stays on record.
     """
-    # Here, not at the top: a real cycle (gateway.shell.cli imports this module to register its commands).
-    from gateway.shell.cli import cli_actor
     services = build_services(config)   # applies newer migrations, as the engine would
-    AuditLog(services.sessions, anchor_path_for(config.general.data_dir)).write(
-        cli_actor(), "database.restore", Path(backup).name, backup=str(Path(backup).resolve()),
+    audit_log_for(config, services.sessions).write(
+        local_actor(), "database.restore", Path(backup).name, backup=str(Path(backup).resolve()),
         previous_database=str(saved) if saved else None, previous_newest_entry=previous_anchor)
 
 

@@ -35,7 +35,7 @@ from gateway.shell.demo import wait_for_http
 from web.serve import free_port
 from gateway.core.models import Alert, Contact, Delivery
 from modem.simulator.harness import SimulatorProcess
-from gateway.core.audit import AuditLog, anchor_path_for
+from gateway.core.audit import audit_log_for
 from web.users import add_user
 
 pytestmark = pytest.mark.browser
@@ -130,7 +130,7 @@ def stack(tmp_path_factory):
                                 secret=SECRET) as pbx:
         config_path = write_config(directory, pbx.port, [m["link"] for m in modems.modems])
         services = build_services(load_config(config_path))
-        audit = AuditLog(services.sessions, anchor_path_for(services.config.general.data_dir))
+        audit = audit_log_for(services.config, services.sessions)
         add_user(services.sessions, audit, OPERATOR, PASSWORD, "operator", actor="test")
         add_user(services.sessions, audit, APPROVER, PASSWORD, "approver", actor="test")
         port = free_port()
