@@ -1,9 +1,14 @@
+import datetime as dt
 import json
 
 import pytest
 from sqlalchemy import func, select, update
 
 from gateway.core.alerts import AlertError, AlertRequest, Target
+from gateway.core.channels import SubmitReceipt
+from gateway.core.db import utcnow
+from gateway.core.retry import RetryVerdict
+from gateway.core.states import AlertState, DeliveryState
 from gateway.shell.cli import main
 from gateway.core.contacts_import import import_contacts
 from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
@@ -67,6 +72,18 @@ def test_to_number_not_in_contacts(services):
     assert preview.recipients["sms"] == 1
     with services.sessions() as s:
         assert s.scalar(select(Delivery.e164).where(Delivery.alert_id == alert_id)) == "+393339990000"
+
+
+def test_the_preview_counts_numbers_in_no_contact_as_create_will(contacts, config_path, capsys):
+    request = AlertRequest(text="x", channels=("sms", "voice"), audio_path="/nonexistent/x.wav",
+                           target=Target(zones=("Fregene",), numbers=("+393339998877", "333 999 8877", "06 1234 5678")))
+    preview = contacts.alerts.preview(request)
+    assert count(contacts, PhoneNumberRow, PhoneNumberRow.e164 == "+393339998877") == 0   # nothing written
+    _, created = contacts.alerts.create(request)
+    assert preview.recipients == created.recipients
+    assert created.recipients["sms"] == 2 + 1 and created.recipients["voice"] == created.recipients["sms"] + 1
+    assert main(["--config", str(config_path), "alert", "send", "--sms", "--to", "+393339998878", "--text", "x"]) == 0
+    assert "1 SMS recipients, 1 segments in all" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("request_, message", [
@@ -196,3 +213,22 @@ def test_each_delivery_keeps_the_zone_it_was_sent_for(contacts):
     with contacts.sessions() as s:
         again = dict(s.execute(select(Delivery.e164, Delivery.zone).where(Delivery.alert_id == follow_id)).all())
     assert again == zones
+
+
+def test_an_alert_with_nothing_left_to_do_is_completed_with_its_time(contacts):
+    alert_id, _ = contacts.alerts.create(AlertRequest(text="x", target=Target(zones=("Fregene",))))
+    claims = contacts.store.claim("sms", 10)
+    assert contacts.store.complete_finished_alerts() == 0          # in flight
+    for claim in claims:
+        contacts.store.record_result(claim, RetryVerdict(DeliveryState.SENT),
+                                     receipt=SubmitReceipt(line="m1", references=[1]))
+    assert contacts.store.complete_finished_alerts() == 0          # sent: status reports still awaited
+    later = utcnow() + dt.timedelta(seconds=contacts.store.report_wait.total_seconds() + 1)
+    assert contacts.store.complete_finished_alerts(later) == 1
+    status = contacts.alerts.status(alert_id)
+    assert status["state"] == AlertState.COMPLETED and status["completed_at"].startswith(str(later.date()))
+    # Work again (a retry): active again until it is done.
+    with contacts.sessions.begin() as s:
+        s.execute(update(Delivery).where(Delivery.alert_id == alert_id).values(state="pending"))
+    contacts.store.complete_finished_alerts(later)
+    assert contacts.alerts.status(alert_id)["state"] == AlertState.ACTIVE

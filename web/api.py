@@ -54,6 +54,7 @@ def _alert_json(alert: Alert, progress: dict) -> dict:
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
             "channels": list(alert.delivery_channels), "recipients": alert.recipients,
             "created_by": alert.created_by, "created_at": alert.created_at.isoformat() + "Z",
+            "completed_at": alert.completed_at.isoformat() + "Z" if alert.completed_at else None,
             "progress": progress, "url": url_for("alerts.show", alert_id=alert.id)}
 
 
@@ -157,6 +158,7 @@ _ALERT = {"type": "object", "properties": {
     "channels": {"type": "array", "items": {"type": "string", "enum": [channel.value for channel in Channel]}},
     "recipients": {"type": "integer"}, "created_by": {"type": "string"},
     "created_at": {"type": "string", "format": "date-time"}, "progress": _PROGRESS,
+    "completed_at": {"type": ["string", "null"], "format": "date-time"},
     "eta_seconds": {"type": ["number", "null"]}, "url": {"type": "string"}}}
 _UNAUTHORIZED = {"description": "missing, invalid or revoked token",
                  "content": {"application/json": {"schema": _ERROR}}}

@@ -61,7 +61,7 @@ FLOW_MESSAGES = (
 WORDS = {
     "draft": lazy_gettext("a draft"), "awaiting_approval": lazy_gettext("awaiting approval"),
     "active": lazy_gettext("being sent"), "cancelled": lazy_gettext("cancelled"),
-    "rejected": lazy_gettext("rejected"), "done": lazy_gettext("finished"),
+    "rejected": lazy_gettext("rejected"), "completed": lazy_gettext("finished"),
     "sms": lazy_gettext("SMS"), "voice": lazy_gettext("voice"), "sms or voice": lazy_gettext("SMS or voice"),
     "voice or sms": lazy_gettext("voice or SMS"),
 }

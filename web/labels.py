@@ -21,7 +21,7 @@ LABELS = {
         "draft": lazy_pgettext("alert state", "Draft"),
         "awaiting_approval": lazy_pgettext("alert state", "Awaiting approval"),
         "active": lazy_pgettext("alert state", "Active"),
-        "done": lazy_pgettext("alert state", "Done"),
+        "completed": lazy_pgettext("alert state", "Completed"),
         "cancelled": lazy_pgettext("alert state", "Cancelled"),
         "rejected": lazy_pgettext("alert state", "Rejected"),
     },

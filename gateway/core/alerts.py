@@ -178,7 +178,21 @@ class AlertService:
                 query = self._recipients_query(session, request.target, channel, alert_id=None,
                                                follows=request.follows)
                 counts[channel] = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+                if request.follows is None:
+                    counts[channel] += self._unlisted_numbers(session, request.target, channel)
         return AlertPreview(sms_text, plan, counts)
+
+    def _unlisted_numbers(self, session: Session, target: Target, channel: str) -> int:
+        """--to numbers in no contact, which ``create`` will make one-number contacts of
+        (``_ensure_numbers``): the preview counts them without writing anything."""
+        count = 0
+        for e164, kind in {(n.e164, n.kind) for n in (normalise_number(raw, self.region) for raw in target.numbers)}:
+            row = session.scalar(select(PhoneNumberRow).where(PhoneNumberRow.e164 == e164))
+            if row is not None and (row.contacts or row.opted_out):
+                continue   # already counted by the query, or never reached
+            if channel != Channel.SMS or (row.kind if row is not None else kind) == "mobile":
+                count += 1
+        return count
 
     def recipient_languages(self, request: AlertRequest, channel: str) -> dict[str, int]:
         """Language -> recipient numbers of ``channel`` the alert would reach, as the fan-out
@@ -481,6 +495,7 @@ class AlertService:
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
             "channels_requested": list(alert.delivery_channels), "audio_seconds": alert.audio_seconds,
             "recipients": alert.recipients, "created_at": alert.created_at.isoformat() + "Z",
+            "completed_at": alert.completed_at.isoformat() + "Z" if alert.completed_at else None,
             "by_state": {state.value: all_states.get(state, 0) for state in DeliveryState},
             "channels": channels,
             "possible_duplicates": duplicates,

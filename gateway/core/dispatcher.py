@@ -182,6 +182,8 @@ class Dispatcher:
                     self._line_status[label] = replace(status, state=LineState.STOPPED, in_use=0)
                     self._dirty.add(label)
             self._flush_status()
+            # What ended with this run is 'completed' now, not when the engine next starts.
+            self.store.complete_finished_alerts()
         return exit_code
 
     def _dispatch_round(self) -> bool:

@@ -87,6 +87,7 @@ class Alert(Base):
     priority: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(16), default=AlertState.ACTIVE)  # an AlertState
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     deadline: Mapped[dt.datetime | None] = mapped_column(DateTime)
     max_attempts: Mapped[int] = mapped_column(Integer)
     recipients: Mapped[int] = mapped_column(Integer, default=0)

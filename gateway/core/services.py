@@ -48,7 +48,7 @@ def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
         raise _database_error(config, exc) from None
     sessions = make_sessionmaker(engine)
     general = config.general
-    return Services(config=config, engine=engine, sessions=sessions, store=Store(sessions),
+    return Services(config=config, engine=engine, sessions=sessions, store=Store(sessions, report_wait_seconds=config.engine.report_timeout),
                     alerts=AlertService(sessions, region=general.region, max_segments=general.max_sms_segments,
                                         drill_prefix=general.drill_prefix,
                                         stale_seconds=stale_after(config.engine.health_interval)))

@@ -22,7 +22,7 @@ class AlertState(StrEnum):
     ACTIVE = "active"
     CANCELLED = "cancelled"
     REJECTED = "rejected"
-    DONE = "done"          # named by the panel and the API schema; no code sets it today
+    COMPLETED = "completed"   # nothing left to do: every delivery final (Store.complete_finished_alerts)
 
 
 class DeliveryState(StrEnum):

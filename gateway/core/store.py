@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -167,8 +167,11 @@ def _best_voice_outcomes(s: Session, delivery_ids: list[int]) -> dict[int, str]:
 
 
 class Store:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, report_wait_seconds: float = 600.0) -> None:
         self.sessions = sessions
+        # An SMS sent this long ago without its status report is not waited for any more
+        # when judging whether an alert still has something to do ([engine] report_timeout).
+        self.report_wait = dt.timedelta(seconds=report_wait_seconds)
         self._next_expiry_sweep = 0.0
         self._expired_alerts: set[int] = set()   # already swept: no pending row comes back
 
@@ -232,6 +235,7 @@ class Store:
         if time.monotonic() >= self._next_expiry_sweep:
             self._next_expiry_sweep = time.monotonic() + EXPIRY_SWEEP_SECONDS
             self.expire_past_deadline(now)
+            self.complete_finished_alerts(now)
         with self._core() as s:
             claimed_ids = s.execute(_TAKE, {"for_channel": channel, "now": now, "limit": limit,
                                             "claimed": now}).scalars().all()
@@ -249,6 +253,21 @@ class Store:
                     for r, attempt_id in zip(rows, attempt_ids)]
 
     # --- deadlines --------------------------------------------------------
+    def complete_finished_alerts(self, now: dt.datetime | None = None) -> int:
+        """Mark ``completed`` (with the time) every active alert that has nothing left to do:
+        no delivery waiting or in flight, and no SMS still waiting for its status report
+        (sent less than ``report_wait`` ago). One that gets work again (a retry after a late
+        failure report) goes back to ``active``. Returns how many were completed."""
+        now = now or utcnow()
+        open_work = exists().where(Delivery.alert_id == Alert.id, or_(
+            Delivery.state.in_(OPEN_DELIVERY_STATES),
+            and_(Delivery.state == DeliveryState.SENT, Delivery.updated_at > now - self.report_wait)))
+        with self.sessions.begin() as s:
+            s.execute(update(Alert).where(Alert.state == AlertState.COMPLETED, open_work)
+                      .values(state=AlertState.ACTIVE, completed_at=None))
+            return s.execute(update(Alert).where(Alert.state == AlertState.ACTIVE, ~open_work)
+                             .values(state=AlertState.COMPLETED, completed_at=now)).rowcount
+
     def expire_past_deadline(self, now: dt.datetime | None = None) -> int:
         """Close the pending deliveries of alerts past their deadline; returns how many.
 
