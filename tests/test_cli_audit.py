@@ -32,7 +32,7 @@ def test_send_cancel_import_and_restore_are_audited_and_the_chain_verifies(servi
     _cli(config_path, capsys, "backup", "--out", str(backup))
     alert_id = int(_cli(config_path, capsys, "alert", "send", "--sms", "--zone", "Fregene",
                         "--text", "Prova di allerta").split()[-1])
-    _cli(config_path, capsys, "alert", "cancel", str(alert_id))
+    _cli(config_path, capsys, "alert", "cancel", str(alert_id), "--reason", "prova finita")
     assert "audit log intact: 3 entries" in _cli(config_path, capsys, "audit", "verify")
 
     imported, sent, cancelled = _entries(services)
@@ -47,7 +47,8 @@ def test_send_cancel_import_and_restore_are_audited_and_the_chain_verifies(servi
     with services.sessions() as s:
         approval = s.scalar(select(AlertApproval).where(AlertApproval.alert_id == alert_id))
     assert (approval.decision, approval.decided_by) == ("bypassed", ACTOR)
-    assert (cancelled.action, json.loads(cancelled.details)) == ("alert.cancel", {"deliveries_stopped": 2})
+    assert (cancelled.action, json.loads(cancelled.details)) == ("alert.cancel", {"deliveries_stopped": 2,
+                                                                              "reason": "prova finita"})
     lost_newest = f"{cancelled.id} {cancelled.hash}"
 
     # The backup's log ends at the import: the restore is recorded on it, with the

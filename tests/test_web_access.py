@@ -31,6 +31,7 @@ ROUTES = [
     ("POST", "/alerts/{alert}/approve", "approver"),
     ("POST", "/alerts/{alert}/reject", "approver"),
     ("POST", "/alerts/{alert}/cancel", "operator"),
+    ("POST", "/alerts/{alert}/share", "operator"),
     ("GET", "/contacts/", "viewer"),
     ("GET", "/contacts/new", "operator"),
     ("POST", "/contacts/new", "operator"),

@@ -146,7 +146,7 @@ def test_draft_then_submit_then_reject(app, panel):
 def test_cancel_stops_pending_deliveries(app, panel):
     approver = client_for(app, "approver")
     alert_id = _created_id(post(approver, "/alerts/new", _sms_form(action="send_now", reason="esercizio")))
-    post(client_for(app, "operator"), f"/alerts/{alert_id}/cancel")
+    post(approver, f"/alerts/{alert_id}/cancel", {"reason": "fine esercizio"})
     with panel.sessions() as s:
         states = set(s.scalars(select(Delivery.state).where(Delivery.alert_id == alert_id)))
     assert states == {"cancelled"} and _alert(panel, alert_id).state == "cancelled"

@@ -106,7 +106,7 @@ def test_scheduled_alert_waiting_for_approval_keeps_its_time(app, panel):
     post(client_for(app, "approver"), f"/alerts/{alert_id}/approve")
     assert {d.next_attempt_at for d in _deliveries(panel, alert_id)} == {send_at}
     # Cancelling stops a scheduled alert like any pending work.
-    post(client_for(app, "operator"), f"/alerts/{alert_id}/cancel")
+    post(client_for(app, "operator"), f"/alerts/{alert_id}/cancel", {"reason": "rinviata"})
     assert {d.state for d in _deliveries(panel, alert_id)} == {"cancelled"}
 
 

@@ -26,7 +26,7 @@ from gateway.core.db import utcnow
 from gateway.core.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
 from gateway.core.models_panel import AlertText
 from gateway.core.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
-from gateway.core.states import AlertState, Channel, DeliveryState
+from gateway.core.states import AlertState, ApprovalDecision, Channel, DeliveryState
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
                                          translation_version)
 from web import alert_flow
@@ -249,7 +249,8 @@ def _follow_up_form(original: Alert, kind: str) -> dict:
 @bp.route("/new", methods=["GET", "POST"])
 @require_role("operator")
 def new():
-    if request.method == "GET":
+    # Anything but a POST shows the form: a HEAD (which CSRF protection does not check) changes nothing.
+    if request.method != "POST":
         follows = request.args.get("follows", type=int)
         if follows is None:
             return render_template("alerts/new.html", form=request.form, **_choices())
@@ -267,7 +268,8 @@ def new():
         if Channel.VOICE in alert_request.channels:
             _voice_message(alert_request)
         outcome = alert_flow.create_alert(panel(), alert_request, actor=current_user.username,
-                                          role=current_user.role, mode=mode, reason=request.form.get("reason", ""))
+                                          role=current_user.role, mode=mode, reason=request.form.get("reason", ""),
+                                          shared=request.form.get("shared") == "1")
     except (FormError, AlertError, alert_flow.FlowError) as exc:
         if alert_request is not None:
             discard(alert_request)
@@ -471,9 +473,13 @@ def show(alert_id: int):
         bucket = BUCKETS.get(state, "in_progress")
         entry["reached" if bucket == "reached" else "failed" if bucket in ("failed", "cancelled")
               else "open"] += count
+    approvals = alert_flow.approvals(panel(), alert_id)
+    asked = next((a.requested_by for a in reversed(approvals) if a.decision == ApprovalDecision.PENDING), None)
+    me = {"actor": current_user.username, "role": current_user.role}
     return render_template("alerts/show.html", alert=alert, progress=progress, by_zone=by_zone, by_state=by_state,
                            rows=rows, total=total, page=page, pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
-                           zones=zones, approvals=alert_flow.approvals(panel(), alert_id),
+                           zones=zones, approvals=approvals, may_change_draft=alert_flow.may_change_draft(alert, **me),
+                           may_cancel=alert_flow.may_cancel(alert, asked, **me),
                            target=json.loads(alert.target), filters=request.args, versions=versions,
                            follow_ups=follow_ups, gone_out=gone_out, now=utcnow(), languages=LANGUAGE_NAMES,
                            follow_up_names=FOLLOW_UP_NAMES)
@@ -599,7 +605,8 @@ def export(alert_id: int):
     # Written before the first row leaves: an export whose download is interrupted, or never read to
     # the end, still took residents' data out of the box.
     panel().audit.write(current_user.username, "alert.export", alert_id)
-    return Response(stream_with_context(generate()), mimetype="text/csv; charset=utf-8",
+    # content_type, not mimetype: Werkzeug adds "; charset=utf-8" to a text/* mimetype a second time.
+    return Response(stream_with_context(generate()), content_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="allerta-{alert_id}.csv"'})
 
 
@@ -672,10 +679,23 @@ def reject(alert_id: int):
     return redirect(url_for("alerts.show", alert_id=alert_id))
 
 
+@bp.route("/<int:alert_id>/share", methods=["POST"])
+@require_role("operator")
+def share(alert_id: int):
+    """The author lets other operators submit or cancel their draft, or stops letting them."""
+    shared = request.form.get("shared") == "1"
+    if _decide(lambda: alert_flow.share_draft(panel(), alert_id, actor=current_user.username,
+                                              shared=shared) or True):
+        flash(_("Draft %(id)s shared: other operators may submit it.", id=alert_id) if shared
+              else _("Draft %(id)s is yours alone again.", id=alert_id), "success")
+    return redirect(url_for("alerts.show", alert_id=alert_id))
+
+
 @bp.route("/<int:alert_id>/cancel", methods=["POST"])
 @require_role("operator")
 def cancel(alert_id: int):
-    stopped = _decide(lambda: alert_flow.cancel(panel(), alert_id, actor=current_user.username))
+    stopped = _decide(lambda: alert_flow.cancel(panel(), alert_id, actor=current_user.username,
+                                                role=current_user.role, reason=request.form.get("reason", "")))
     if stopped is not None:
         flash(_("Alert %(id)s cancelled: %(count)s messages stopped before going out.", id=alert_id,
                 count=stopped), "success")

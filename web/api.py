@@ -104,8 +104,10 @@ def create_alert():
             # As the panel and the CLI render it (gateway/core/voice_messages.py).
             VoiceRenderer.from_config(config).render_alert(
                 alert_request, p.services.alerts, text_language=str(data.get("voice_language", voice.language)))
+        # A draft made through the API is shared: the API cannot submit it, people review and submit it.
         outcome = alert_flow.create_alert(p, alert_request, actor=request.api_actor, role=request.api_role,
-                                          mode=str(data.get("mode", "submit")), reason=str(data.get("reason", "")))
+                                          mode=str(data.get("mode", "submit")), reason=str(data.get("reason", "")),
+                                          shared=True)
     except (AlertError, AudioError, alert_flow.FlowError) as exc:
         if alert_request is not None:
             discard(alert_request)

@@ -38,7 +38,8 @@ def _safe_next(target: str | None) -> str:
 @bp.route("/login", methods=["GET", "POST"])
 @public
 def login():
-    if request.method == "GET":
+    # Anything but a POST shows the form: a HEAD (which CSRF protection does not check) signs nobody in.
+    if request.method != "POST":
         if current_user.is_authenticated:
             return redirect(url_for("dashboard.index"))
         return render_template("auth/login.html", next=request.args.get("next", ""))

@@ -40,6 +40,7 @@ ALERT_MESSAGES = (
     lazy_gettext("the chosen target has no reachable recipient for %(channels)s"),
     lazy_gettext("alert %(id)s is %(state)s, not waiting to be sent"),
     lazy_gettext("the chosen target has no reachable recipient any more"),
+    lazy_gettext("the text contains control characters (%(characters)s): remove them"),
 )
 
 # web/alert_flow.py: the approval rules
@@ -55,6 +56,11 @@ FLOW_MESSAGES = (
     lazy_gettext("the two-person rule: someone else must approve your alert"),
     lazy_gettext("only an approver may reject an alert"),
     lazy_gettext("alert %(id)s is %(state)s: nothing to cancel"),
+    lazy_gettext("only the author of a draft may share it"),
+    lazy_gettext("this draft belongs to %(author)s: only they may submit it, unless they share it"),
+    lazy_gettext("the two-person rule: you asked for this approval, someone else must give it"),
+    lazy_gettext("only its author, an approver or an administrator may cancel alert %(id)s"),
+    lazy_gettext("say why the alert is cancelled"),
 )
 
 # Values of %(state)s and %(channels)s, so "alert 3 is active" reads whole in Italian.

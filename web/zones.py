@@ -28,6 +28,7 @@ ZONE_MESSAGES = (
     lazy_gettext("The name is too long: at most %(count)s characters."),
     lazy_gettext("%(name)s already exists: merge into it instead."),
     lazy_gettext("%(name)s still has %(count)s contacts: merge it into another instead."),
+    lazy_gettext("The name contains control characters (%(characters)s): remove them."),
 )
 
 

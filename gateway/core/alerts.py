@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.core import capacity, line_health
 from gateway.core.config import SCHEMA
-from gateway.core.db import utcnow
+from gateway.core.control_chars import control_characters
+from gateway.core.db import transaction, utcnow
 from gateway.core.models_panel import AlertText
 from gateway.core.models import (Alert, Attempt, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
                             contact_groups, contact_numbers)
@@ -119,6 +120,10 @@ class AlertService:
         return self._plan_text(request.text, request.drill)
 
     def _plan_text(self, text: str, drill: bool) -> tuple[str, SmsPlan]:
+        controls = control_characters(text)
+        if controls:
+            raise AlertError("the text contains control characters (%(characters)s): remove them",
+                             characters=controls)
         sms_text = compose_sms_text(text, drill, self.drill_prefix)
         try:
             plan = plan_sms(sms_text)
@@ -298,10 +303,10 @@ class AlertService:
                      stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback,
                      send_at=request.send_at, follows_alert_id=request.follows, follow_up=request.follow_up, **extra)
 
-    def create(self, request: AlertRequest) -> tuple[int, AlertPreview]:
-        """Create the alert and every delivery in one transaction; return its id."""
+    def create(self, request: AlertRequest, *, session: Session | None = None) -> tuple[int, AlertPreview]:
+        """Create the alert and every delivery in one transaction (``session``'s when given); return its id."""
         sms_text, plan = self._validated(request)
-        with self.sessions.begin() as session:
+        with transaction(self.sessions, session) as session:
             self._check_recipients(session, request)
             alert = self._new_alert(request, sms_text, plan)
             session.add(alert)
@@ -359,8 +364,8 @@ class AlertService:
         return session.execute(insert).rowcount
 
     # --- drafts and approval (the panel's two-person rule) ------------------------------
-    def create_pending(self, request: AlertRequest,
-                       state: AlertState = AlertState.AWAITING_APPROVAL) -> tuple[int, AlertPreview]:
+    def create_pending(self, request: AlertRequest, state: AlertState = AlertState.AWAITING_APPROVAL, *,
+                       session: Session | None = None) -> tuple[int, AlertPreview]:
         """Store an alert WITHOUT deliveries, as a 'draft' or 'awaiting_approval'.
 
         Everything ``create`` checks is checked now, so approving cannot fail on
@@ -369,7 +374,7 @@ class AlertService:
         if state not in WAITING_TO_GO:
             raise ValueError(f"not a pending state: {state}")
         sms_text, plan = self._validated(request)
-        with self.sessions.begin() as session:
+        with transaction(self.sessions, session) as session:
             self._check_recipients(session, request)
             counts = {}
             for channel in request.channels:
@@ -385,14 +390,14 @@ class AlertService:
             self._add_translations(session, alert, request)
         return alert.id, AlertPreview(sms_text, plan, counts)
 
-    def release(self, alert_id: int) -> dict[str, int]:
+    def release(self, alert_id: int, *, session: Session | None = None) -> dict[str, int]:
         """Fan out a draft or approved alert now (one transaction); it becomes 'active'.
 
         The state changes with a conditional UPDATE, so two approvers clicking
         at once fan it out only once. The deadline moves by the time it waited.
         """
         now = utcnow()
-        with self.sessions.begin() as session:
+        with transaction(self.sessions, session) as session:
             taken = session.execute(update(Alert).where(
                 Alert.id == alert_id, Alert.state.in_(WAITING_TO_GO)).values(
                 state=AlertState.ACTIVE)).rowcount
@@ -418,9 +423,10 @@ class AlertService:
                 raise AlertError("the chosen target has no reachable recipient any more")
         return counts
 
-    def discard(self, alert_id: int, state: AlertState = AlertState.REJECTED) -> None:
+    def discard(self, alert_id: int, state: AlertState = AlertState.REJECTED, *,
+                session: Session | None = None) -> None:
         """A draft or an alert awaiting approval that will never go out ('rejected' or 'cancelled')."""
-        with self.sessions.begin() as session:
+        with transaction(self.sessions, session) as session:
             taken = session.execute(update(Alert).where(
                 Alert.id == alert_id, Alert.state.in_(WAITING_TO_GO)).values(
                 state=state, cancelled_at=utcnow())).rowcount
@@ -431,7 +437,7 @@ class AlertService:
                 raise AlertError("alert %(id)s is %(state)s, not waiting to be sent", id=alert_id, state=alert.state)
 
     # --- after ----------------------------------------------------------------------
-    def cancel(self, alert_id: int) -> int:
+    def cancel(self, alert_id: int, *, session: Session | None = None) -> int:
         """Stop what has not gone out; returns the number of deliveries cancelled.
 
         A call or SMS in flight now is not interrupted, but it is not tried again:
@@ -439,7 +445,7 @@ class AlertService:
         attempt that comes back as 'cancelled', with no SMS fallback.
         """
         now = utcnow()
-        with self.sessions.begin() as session:
+        with transaction(self.sessions, session) as session:
             alert = session.get(Alert, alert_id)
             if alert is None:
                 raise AlertError("no alert with id %(id)s", id=alert_id)

@@ -14,6 +14,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.core.audit import AuditLog
+from gateway.core.control_chars import control_characters
 from gateway.core.db import utcnow
 from gateway.core.models import Contact, Delivery, Group, PhoneNumberRow, Zone, contact_numbers
 from gateway.core.models_panel import ErasedContacts
@@ -73,6 +74,7 @@ def save_contact(audit: AuditLog, contact_id: int | None, fields: ContactFields,
     Zones and groups are found without regard to case, or created; numbers the
     contact no longer has are forgotten unless someone else has them.
     """
+    _refuse_control_characters(fields)
     with audit.transaction() as s:
         if contact_id is None:
             contact = Contact(name=fields.name)
@@ -85,6 +87,17 @@ def save_contact(audit: AuditLog, contact_id: int | None, fields: ContactFields,
         s.flush()
         audit.record(s, actor, "contact.create" if contact_id is None else "contact.update", contact.id)
         return contact.id
+
+
+def _refuse_control_characters(fields: ContactFields) -> None:
+    """A NUL or another control character in a name, a zone, a group or an address: refused
+    (gateway/core/control_chars.py says why), as the CSV import rejects such a row."""
+    for field_name, value in (("name", fields.name), ("zone", fields.zone), ("address", fields.address or ""),
+                              ("consent source", fields.consent_source or ""), *(("group", g) for g in fields.groups)):
+        controls = control_characters(value)
+        if controls:
+            raise ContactError("the %(field)s contains control characters (%(characters)s): remove them",
+                               field=field_name, characters=controls)
 
 
 def _apply(s: Session, contact: Contact, fields: ContactFields) -> None:

@@ -33,6 +33,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from gateway.core.control_chars import control_characters
 from gateway.core.phone import InvalidNumber, normalise_number
 
 
@@ -178,8 +179,6 @@ def _decode(data: bytes) -> tuple[str, str]:
     if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
         raise CsvFormatError("this is a spreadsheet workbook (.xlsx/.xls/.ods), not CSV; "
                              "save it as CSV first")
-    if b"\x00" in data:
-        raise CsvFormatError("the file is binary, not CSV text")
     try:
         text = data.decode("utf-8-sig")
         encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
@@ -290,6 +289,12 @@ def _parse_row(row: list[str], line: int, columns: list[tuple[str, str]],
     numbers: list[ParsedNumber] = []
     for (fld, title), cell in zip(columns, row):
         if not fld:
+            continue
+        controls = control_characters(cell)
+        if controls:
+            # A NUL or another control character in a name or a zone: invisible, and refused by
+            # PostgreSQL. The row is rejected (with the others, as every row problem), not the file.
+            errors.append(RowError(line, title, f"contains control characters ({controls}): remove them"))
             continue
         if fld in _PHONE_FIELDS:
             for raw in split_numbers(cell):

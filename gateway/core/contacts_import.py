@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.core.contacts_csv import ParsedContact, RowError, parse_contacts_csv
+from gateway.core.db import transaction
 from gateway.core.models import Contact, Group, PhoneNumberRow, Zone
 
 _FIELDS = ("language", "vulnerable", "needs", "address", "consent_date", "consent_source")
@@ -81,16 +82,17 @@ class _Catalogue:
 
 
 def import_contacts(sessions: sessionmaker[Session], data: bytes, *, region: str = "IT",
-                    strict: bool = False) -> ImportReport:
+                    strict: bool = False, session: Session | None = None) -> ImportReport:
     """Import a CSV export. Rejected rows are reported and skipped; with ``strict``
-    any rejected row (and always a fatal file error) imports nothing."""
+    any rejected row (and always a fatal file error) imports nothing. ``session``: work in the
+    caller's transaction (with the audit entry of the import), which the caller commits."""
     parsed = parse_contacts_csv(data, default_region=region)
     report = ImportReport(rows=len(parsed.contacts) + len({e.line for e in parsed.errors}),
                           rejected=list(parsed.errors), fatal=parsed.fatal,
                           ignored_columns=list(parsed.ignored_columns))
     if parsed.fatal or (strict and parsed.errors) or not parsed.contacts:
         return report
-    with sessions.begin() as session:
+    with transaction(sessions, session) as session:
         catalogue = _Catalogue(session)
         for item in parsed.contacts:
             _upsert(catalogue, item, report)

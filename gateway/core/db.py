@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -57,6 +59,17 @@ def make_engine(url: str) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(sessions: sessionmaker[Session], session: Session | None = None) -> Iterator[Session]:
+    """``session`` when given (the caller's transaction: the caller commits, e.g. together with
+    the audit entry that records the change), else a transaction of its own, committed on exit."""
+    if session is not None:
+        yield session
+        return
+    with sessions.begin() as own:
+        yield own
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:

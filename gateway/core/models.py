@@ -107,6 +107,8 @@ class Alert(Base):
     # A correction or all-clear goes to the numbers the alert it follows went to.
     follows_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"), index=True)
     follow_up: Mapped[str | None] = mapped_column(String(16))  # correction | all_clear
+    # A draft belongs to its author (created_by); shared, other operators may submit or cancel it too.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
 
     @property
     def delivery_channels(self) -> tuple[Channel, ...]:

@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from gateway.core.audit import AuditLog
+from gateway.core.control_chars import control_characters
 from gateway.core.models import Contact, Group, Zone, contact_groups
 from gateway.core.models_panel import ErasedContacts
 from gateway.core.translatable import TranslatableError
@@ -154,6 +155,9 @@ def _find(s: Session, kind: Kind, ref: Ref) -> Zone | Group:
 
 
 def _valid_name(s: Session, kind: Kind, raw: str, item_id: int) -> str:
+    controls = control_characters(raw)
+    if controls:
+        raise ZoneError("The name contains control characters (%(characters)s): remove them.", characters=controls)
     name = " ".join(raw.split())
     if not name:
         raise ZoneError("Give a name.")

@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from asterisk.asterisk_config import ConfigRenderError, render_configs
 from asterisk.pbx_simulator import cli as pbx_simulator_cli
 from gateway.core import zones
 from gateway.core.alerts import AlertError, AlertRequest, Target
 from gateway.core.audio import VOICES, AudioError, render_tts
-from gateway.core.audit import audit_log_for, local_actor
+from gateway.core.audit import AuditLog, audit_log_for, local_actor
 from gateway.core.channels import ChannelUnusable
 from gateway.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, starter_config
 from gateway.core.contacts import ContactError, erase_number
@@ -105,12 +106,15 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise CliError(f"{args.file}: {exc.strerror}") from None
-    report = import_contacts(services.sessions, data, region=services.config.general.region, strict=args.strict)
-    # As the panel records its imports (web/contacts.py), rejected and fatal ones too.
-    _audit(services).write(local_actor(), "contacts.import", Path(args.file).name[:120],
-                           imported=report.imported, created=report.contacts_created,
-                           updated=report.contacts_updated, rejected=len(report.rejected), strict=args.strict,
-                           fatal=report.fatal or None)
+    # As the panel records its imports (web/contacts.py), rejected and fatal ones too, in the import's transaction.
+    audit = _audit(services)
+    with audit.transaction() as s:
+        report = import_contacts(services.sessions, data, region=services.config.general.region,
+                                 strict=args.strict, session=s)
+        audit.record(s, local_actor(), "contacts.import", Path(args.file).name[:120],
+                     imported=report.imported, created=report.contacts_created,
+                     updated=report.contacts_updated, rejected=len(report.rejected), strict=args.strict,
+                     fatal=report.fatal or None)
     if args.json:
         _print_json({"imported": report.imported, "fatal": report.fatal, "created": report.contacts_created,
                      "updated": report.contacts_updated, "unchanged": report.contacts_unchanged,
@@ -248,16 +252,19 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
             print(f"voice message: {request.audio_seconds:.1f} s ({request.audio_source})"
                   + "".join(f", {lang} {seconds:.1f} s" for lang, (_path, seconds)
                             in sorted(request.translation_audio.items())), file=sys.stderr)
-        alert_id, created = services.alerts.create(request)
+        audit = _audit(services)
+        with audit.transaction() as s:  # the alert and its audit entry: both or neither
+            alert_id, created = services.alerts.create(request, session=s)
+            _audit_send(services, audit, s, request, alert_id, created.recipients)
     except AlertError as exc:
         discard(request)
         raise CliError(str(exc)) from None
-    _audit_send(services, request, alert_id, created.recipients)
     print(alert_id)
     return 0
 
 
-def _audit_send(services, request, alert_id: int, recipients: dict[str, int]) -> None:
+def _audit_send(services, audit: AuditLog, s: Session, request, alert_id: int,
+                recipients: dict[str, int]) -> None:
     """The panel's "alert.send" entry, for an alert sent from the command line.
 
     Whoever can run this command on the box can send without a second person:
@@ -266,15 +273,13 @@ def _audit_send(services, request, alert_id: int, recipients: dict[str, int]) ->
     """
     actor = local_actor()
     rule = services.config.web.two_person_rule
-    audit = _audit(services)
-    with audit.transaction() as s:
-        if rule:
-            s.add(AlertApproval(alert_id=alert_id, requested_by=actor, decision=ApprovalDecision.BYPASSED, decided_by=actor,
-                                decided_at=utcnow(), reason="sent from the command line"))
-        audit.record(s, actor, "alert.send", alert_id, text=request.text, channels=list(request.channels),
-                     target=request.target.describe(), drill=request.drill, recipients=recipients,
-                     two_person_rule=rule, bypassed_two_person_rule=rule, via="cli",
-                     translations=sorted(request.translations) or None)
+    if rule:
+        s.add(AlertApproval(alert_id=alert_id, requested_by=actor, decision=ApprovalDecision.BYPASSED, decided_by=actor,
+                            decided_at=utcnow(), reason="sent from the command line"))
+    audit.record(s, actor, "alert.send", alert_id, text=request.text, channels=list(request.channels),
+                 target=request.target.describe(), drill=request.drill, recipients=recipients,
+                 two_person_rule=rule, bypassed_two_person_rule=rule, via="cli",
+                 translations=sorted(request.translations) or None)
 
 
 def cmd_alert_status(args: argparse.Namespace) -> int:
@@ -308,11 +313,16 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
 
 def cmd_alert_cancel(args: argparse.Namespace) -> int:
     services = _services(args)
+    audit = _audit(services)
     try:
-        count = services.alerts.cancel(args.id)
+        # Whoever runs this on the box may stop any alert (as a panel admin may); who and why are recorded,
+        # in the cancel's own transaction.
+        with audit.transaction() as s:
+            count = services.alerts.cancel(args.id, session=s)
+            audit.record(s, local_actor(), "alert.cancel", args.id, deliveries_stopped=count,
+                         reason=args.reason.strip() or None)
     except AlertError as exc:
         raise CliError(str(exc)) from None
-    _audit(services).write(local_actor(), "alert.cancel", args.id, deliveries_stopped=count)
     print(f"alert {args.id} cancelled: {count} deliveries stopped before going out")
     return 0
 
@@ -461,6 +471,7 @@ def _add_alert_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_alert_status)
     p = alert.add_parser("cancel", help="stop what has not gone out")
     p.add_argument("id", type=int)
+    p.add_argument("--reason", default="", help="why: written in the audit log")
     p.set_defaults(func=cmd_alert_cancel)
 
 
