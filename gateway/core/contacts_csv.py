@@ -187,7 +187,10 @@ def _decode(data: bytes) -> tuple[str, str]:
             # A BOM followed by non-UTF-8 bytes: a file re-saved by two programs.
             text, encoding = data.removeprefix(b"\xef\xbb\xbf").decode("cp1252"), "cp1252"
         except UnicodeDecodeError:
-            raise CsvFormatError("the file is not text (neither UTF-8 nor Windows-1252)") from None
+            # NUL bytes alone do not make a file binary (a stray one in a name rejects its row), but
+            # with bytes no text encoding has, they do.
+            raise CsvFormatError("the file is binary, not CSV text" if b"\x00" in data else
+                                 "the file is not text (neither UTF-8 nor Windows-1252)") from None
     control = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\r\n\t")
     if control > len(text) // 100:
         raise CsvFormatError("the file is binary, not CSV text")
