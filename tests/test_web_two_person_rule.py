@@ -47,6 +47,8 @@ def test_an_approver_who_asked_for_the_approval_cannot_give_it(app, panel):
     with panel.sessions() as s:
         asked = s.scalar(select(AlertApproval).where(AlertApproval.alert_id == draft))
     assert asked.requested_by == "anna" and asked.requested_at is not None
+    assert "Approva e invia" not in approver.get(f"/alerts/{draft}").get_data(as_text=True)
+    assert "Approva e invia" in client_for(app, "admin").get(f"/alerts/{draft}").get_data(as_text=True)
     page = post(approver, f"/alerts/{draft}/approve", follow_redirects=True).get_data(as_text=True)
     assert "hai chiesto tu" in page
     assert _state(panel, draft) == "awaiting_approval" and _deliveries(panel, draft) == 0

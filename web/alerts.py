@@ -479,7 +479,7 @@ def show(alert_id: int):
     return render_template("alerts/show.html", alert=alert, progress=progress, by_zone=by_zone, by_state=by_state,
                            rows=rows, total=total, page=page, pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
                            zones=zones, approvals=approvals, may_change_draft=alert_flow.may_change_draft(alert, **me),
-                           may_cancel=alert_flow.may_cancel(alert, asked, **me),
+                           may_cancel=alert_flow.may_cancel(alert, asked, **me), asked_by=asked,
                            target=json.loads(alert.target), filters=request.args, versions=versions,
                            follow_ups=follow_ups, gone_out=gone_out, now=utcnow(), languages=LANGUAGE_NAMES,
                            follow_up_names=FOLLOW_UP_NAMES)

@@ -507,10 +507,11 @@ def _create_drill_alert(services: Services, audit: AuditLog) -> int:
                            voice_interval=DEMO_VOICE["voice_interval"], voice_growth=DEMO_VOICE["voice_growth"],
                            voice_cap=DEMO_VOICE["voice_cap"], stop_on_confirm=True)
     _drill_voice_messages(services, request)
-    alert_id, preview = services.alerts.create(request)
-    audit.write("demo", "alert.send", alert_id, text=DRILL_TEXT, channels=list(request.channels),
-                target=request.target.describe(), drill=True, recipients=preview.recipients,
-                reason="allerta demo: drill")
+    with audit.transaction() as s:  # the alert and its audit entry: both or neither
+        alert_id, preview = services.alerts.create(request, session=s)
+        audit.record(s, "demo", "alert.send", alert_id, text=DRILL_TEXT, channels=list(request.channels),
+                     target=request.target.describe(), drill=True, recipients=preview.recipients,
+                     reason="allerta demo: drill")
     print(f"Drill alert {alert_id} for {DRILL_ZONE}: SMS to {preview.recipients.get('sms', 0)} mobile numbers "
           f"({preview.plan.encoding}, {preview.plan.segments} segment(s) each), voice calls to "
           f"{preview.recipients.get('voice', 0)} numbers (landlines too; {request.audio_seconds:.0f} s message, "
