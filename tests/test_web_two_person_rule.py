@@ -102,6 +102,8 @@ def test_who_may_cancel(app, panel):
     page = post(operator, f"/alerts/{live}/cancel", {"reason": "errore"}, follow_redirects=True)
     assert "un approvatore o un amministratore" in page.get_data(as_text=True)
     assert _state(panel, live) == "active"
+    sent = _audit(panel, live)[-1]
+    assert sent[:2] == ("anna", "alert.send") and sent[2]["bypassed_two_person_rule"] is True
     # An approver may, saying why.
     page = post(approver, f"/alerts/{live}/cancel", follow_redirects=True).get_data(as_text=True)
     assert "indica perché" in page and _state(panel, live) == "active"

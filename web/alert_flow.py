@@ -92,7 +92,8 @@ def create_alert(p: Panel, request: AlertRequest, *, actor: str, role: str, mode
                                 decided_at=utcnow(), reason=reason))
         p.audit.record(s, actor, "alert.send", alert_id, text=request.text, channels=list(request.channels),
                        target=request.target.describe(), drill=request.drill, recipients=preview.recipients,
-                       reason=reason or None, two_person_rule=rule, **_extras(request))
+                       reason=reason or None, two_person_rule=rule, bypassed_two_person_rule=rule,
+                       **_extras(request))
     return Outcome(alert_id, AlertState.ACTIVE, preview)
 
 

@@ -198,7 +198,8 @@ OPENAPI = {
                     "translations": {"type": "object", "additionalProperties": {"type": "string"},
                                      "description": "the message in other languages, {\"en\": \"...\"}: "
                                                     "recipients of that language get it, by SMS and spoken"},
-                    "mode": {"type": "string", "enum": ["submit", "draft", "send_now"], "default": "submit"},
+                    "mode": {"type": "string", "enum": ["submit", "draft", "send_now"], "default": "submit",
+                             "description": "a draft is shared: any operator may review and submit it in the panel"},
                     "reason": {"type": "string", "description": "required with send_now under the two-person rule"},
                 }}}}},
             "responses": {"201": {"description": "created", "content": {"application/json": {"schema": _ALERT}}},
