@@ -5,7 +5,7 @@ then approve it alone. A draft is now submitted (or cancelled) only by its
 author, or by any operator once the author shares it.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0008
 Create Date: 2026-12-04
 """
 from alembic import op
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
