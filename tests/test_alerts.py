@@ -74,8 +74,8 @@ def test_to_number_not_in_contacts(services):
         assert s.scalar(select(Delivery.e164).where(Delivery.alert_id == alert_id)) == "+393339990000"
 
 
-def test_the_preview_counts_numbers_in_no_contact_as_create_will(contacts, config_path, capsys):
-    request = AlertRequest(text="x", channels=("sms", "voice"), audio_path="/nonexistent/x.wav",
+def test_the_preview_counts_numbers_in_no_contact_as_create_will(contacts, config_path, capsys, tmp_path):
+    request = AlertRequest(text="x", channels=("sms", "voice"), audio_path=str(tmp_path / "x.wav"),
                            target=Target(zones=("Fregene",), numbers=("+393339998877", "333 999 8877", "06 1234 5678")))
     preview = contacts.alerts.preview(request)
     assert count(contacts, PhoneNumberRow, PhoneNumberRow.e164 == "+393339998877") == 0   # nothing written
