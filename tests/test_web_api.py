@@ -88,15 +88,71 @@ def test_bad_voice_requests_store_nothing(app, panel):
     client = app.test_client()
     token = _token(app)
     voice = {"text": "Allerta", "channels": ["voice"], "target": {"zones": ["Fregene"]}}
-    for extra, error in (({"voice_language": "tlh"}, "no voice for language 'tlh'; supported: ar, de, en"),
-                         ({"translations": ["ro"]}, "translations must be an object of language codes and texts"),
-                         ({"translations": {"Romeno": "x"}}, "romeno is not a language code")):
+    for extra, status, error in (({"voice_language": "tlh"}, 400, "'tlh' is not one of"),
+                                 ({"translations": ["ro"]}, 400, "is not of type 'object'"),
+                                 ({"translations": {"Romeno": "x"}}, 422, "romeno is not a language code")):
         response = client.post("/api/v1/alerts", headers=_auth(token), json={**voice, **extra})
-        assert response.status_code == 422 and error in response.get_json()["error"], extra
+        assert response.status_code == status and error in response.get_json()["error"], extra
     with panel.sessions() as s:
         assert s.scalar(select(Alert.id)) is None
     sounds = Path(panel.config.sounds_dir)
     assert not sounds.exists() or not list(sounds.glob("*.wav"))
+
+
+def test_bodies_are_checked_against_the_published_schema(app, panel):
+    """{"all": "false"} once became an alert to everyone: types are JSON types, unknown fields are refused,
+    and the answer names the field (a JSON pointer)."""
+    client = app.test_client()
+    token = _token(app, role="approver")
+    base = {"text": "Allerta", "target": {"zones": ["Fregene"]}, "mode": "send_now", "reason": "prova"}
+    for body, field in (({**base, "target": {"all": "false"}}, "/target/all"),
+                        ({**base, "target": {"all": 1}}, "/target/all"),
+                        ({**base, "drill": "no"}, "/drill"),
+                        ({**base, "priority": 0}, "/priority"),
+                        ({**base, "sms_fallback": "true"}, "/sms_fallback"),
+                        ({**base, "channels": "sms"}, "/channels"),
+                        ({**base, "target": {"zone": ["Fregene"]}}, "/target/zone"),
+                        ({**base, "send_at": "2026-12-24T10:00"}, "/send_at"),
+                        ({**base, "text": 42}, "/text"),
+                        ({"text": "x"}, ""),
+                        ([base], ""),
+                        ("Allerta", "")):
+        response = client.post("/api/v1/alerts", headers=_auth(token), json=body)
+        assert response.status_code == 400, body
+        assert response.get_json()["field"] == field, (body, response.get_json())
+    response = client.post("/api/v1/alerts", headers=_auth(token), data="{not json",
+                           content_type="application/json")
+    assert response.status_code == 400 and "error" in response.get_json()
+    with panel.sessions() as s:
+        assert s.scalar(select(Alert.id)) is None  # nothing was created by any of them
+
+
+def _documented(doc: dict, path: str, method: str) -> set[int]:
+    return {int(code) for code in doc["paths"][path][method]["responses"]}
+
+
+def test_every_answer_is_in_the_openapi_document(app, panel):
+    """Each status the API gives for these requests is listed for its path in the published document."""
+    client = app.test_client()
+    doc = client.get("/api/v1/openapi.json").get_json()
+    operator, viewer = _token(app), _token(app, role="viewer", name="cruscotto")
+    good = {"text": "Allerta", "target": {"zones": ["Fregene"]}}
+    answers = {("/api/v1/alerts", "post"): [
+        client.post("/api/v1/alerts", headers=_auth(operator), json=good).status_code,
+        client.post("/api/v1/alerts", headers=_auth(operator), json={"text": 1}).status_code,
+        client.post("/api/v1/alerts", headers=_auth(operator),
+                    json={"text": "x", "target": {"zones": ["Atlantide"]}}).status_code,
+        client.post("/api/v1/alerts", headers=_auth(viewer), json=good).status_code,
+        client.post("/api/v1/alerts", json=good).status_code],
+        ("/api/v1/alerts/{id}", "get"): [
+        client.get("/api/v1/alerts/1", headers=_auth(viewer)).status_code,
+        client.get("/api/v1/alerts/424242", headers=_auth(viewer)).status_code,
+        client.get("/api/v1/alerts/99999999999999999999", headers=_auth(viewer)).status_code],
+        ("/api/v1/lines", "get"): [client.get("/api/v1/lines", headers=_auth(viewer)).status_code,
+                                   client.get("/api/v1/lines").status_code]}
+    assert set(answers["/api/v1/alerts", "post"]) == {201, 400, 422, 403, 401}
+    for (path, method), statuses in answers.items():
+        assert set(statuses) <= _documented(doc, path, method), (path, statuses)
 
 
 def test_lines(app, panel):

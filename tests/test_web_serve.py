@@ -132,6 +132,15 @@ def test_http_with_waitress(tmp_path):
         server.close()
 
 
+def _announce_huge_body(sock: socket.socket) -> int:
+    """The status answered to a POST that announces 100 MB and sends none of it."""
+    with sock:
+        sock.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded"
+                     b"\r\nContent-Length: 104857600\r\n\r\n")
+        status_line = sock.makefile("rb").readline()
+    return int(status_line.split()[1])
+
+
 @pytest.mark.integration
 def test_allerta_web_serves_http_and_https(tmp_path):
     http_port, https_port = free_port(), free_port()
@@ -155,6 +164,13 @@ def test_allerta_web_serves_http_and_https(tmp_path):
                 time.sleep(0.2)
         status, _, _ = _https_get(https_port, cert)
         assert status == 200
+        # A 100 MB body is refused by the server from its Content-Length, before it is read: the
+        # request below sends the headers only, and the answer comes anyway.
+        assert _announce_huge_body(socket.create_connection(("127.0.0.1", http_port), timeout=10)) == 413
+        context = ssl.create_default_context(cafile=str(cert))
+        raw = context.wrap_socket(socket.create_connection(("127.0.0.1", https_port), timeout=10),
+                                  server_hostname="127.0.0.1")
+        assert _announce_huge_body(raw) == 413
     finally:
         process.terminate()
         output = process.communicate(timeout=10)[0]

@@ -12,6 +12,7 @@ from gateway.core.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA, Key
 from gateway.core.db import shown_url
 from gateway.core.models_panel import ApiToken, AuditEntry, User
 from web.context import panel
+from web.params import bounded_int, page_number
 from web.security import require_role
 from web.tokens import create_token, revoke_token
 from web.users import LANGUAGES, ROLES, UserError, add_user, set_active, set_password, set_role
@@ -60,7 +61,7 @@ def _users() -> list[User]:
 @bp.route("/audit")
 @require_role("admin")
 def audit():
-    page = max(1, request.args.get("page", 1, type=int))
+    page = page_number(request.args)
     action = request.args.get("action", "")
     with panel().sessions() as s:
         query = select(AuditEntry)
@@ -86,7 +87,7 @@ def tokens():
     new_token = None
     if request.method == "POST":
         if request.form.get("action") == "revoke":
-            token_id = request.form.get("id", type=int)
+            token_id = bounded_int(request.form, "id")
             if token_id and revoke_token(p.audit, token_id, actor=current_user.username):
                 flash(_("Token revoked."), "success")
             else:

@@ -30,6 +30,7 @@ from gateway.core.states import AlertState, ApprovalDecision, Channel, DeliveryS
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
                                          translation_version)
 from web import alert_flow
+from web.params import bounded_int, page_number
 from web.context import panel
 from web.errors import audio_reason, error_message
 from web.labels import label, labels_for
@@ -97,11 +98,10 @@ def _send_at() -> dt.datetime | None:
         return None
     try:
         local = dt.datetime.fromisoformat(raw)
-    except ValueError:
+        at = (local if local.tzinfo else local.replace(tzinfo=LOCAL_TZ)).astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01 in local time is before year 1 in UTC
         raise FormError(_("The time to send is not a valid date and time.")) from None
-    if local.tzinfo is None:
-        local = local.replace(tzinfo=LOCAL_TZ)
-    at = local.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    at = at.replace(tzinfo=None)
     now = utcnow()
     if at < now - dt.timedelta(minutes=1):
         raise FormError(_("The time to send has passed: leave it empty to send at once."))
@@ -111,7 +111,7 @@ def _send_at() -> dt.datetime | None:
 
 
 def _follows() -> tuple[int | None, str | None]:
-    follows = request.form.get("follows", type=int)
+    follows = bounded_int(request.form, "follows")
     if follows is None:
         return None, None
     kind = request.form.get("follow_up", "")
@@ -251,7 +251,7 @@ def _follow_up_form(original: Alert, kind: str) -> dict:
 def new():
     # Anything but a POST shows the form: a HEAD (which CSRF protection does not check) changes nothing.
     if request.method != "POST":
-        follows = request.args.get("follows", type=int)
+        follows = bounded_int(request.args, "follows")
         if follows is None:
             return render_template("alerts/new.html", form=request.form, **_choices())
         kind = request.args.get("kind", "correction")
@@ -281,7 +281,7 @@ def new():
             flash(_("The recording was not kept: a browser cannot hold on to a file after a refused send. "
                     "Record it or choose the file again before sending."), "warning")
         return render_template("alerts/new.html", form=request.form,
-                               **_choices(request.form.get("follows", type=int))), 400
+                               **_choices(bounded_int(request.form, "follows"))), 400
     messages = {AlertState.DRAFT: _("Draft %(id)s saved.", id=outcome.alert_id),
                 AlertState.AWAITING_APPROVAL: _("Alert %(id)s is waiting for an approver.", id=outcome.alert_id),
                 AlertState.ACTIVE: _("Alert %(id)s is being sent.", id=outcome.alert_id)}
@@ -381,7 +381,7 @@ def voice_preview():
 @bp.route("/")
 @require_role("viewer")
 def index():
-    page = max(1, request.args.get("page", 1, type=int))
+    page = page_number(request.args)
     state = request.args.get("state", "")
     with panel().sessions() as s:
         query = select(Alert)
@@ -441,7 +441,7 @@ def _with_etas(s: Session, alert: Alert, progress: dict) -> dict:
 @require_role("viewer")
 def show(alert_id: int):
     alert = _get_alert(alert_id)
-    page = max(1, request.args.get("page", 1, type=int))
+    page = page_number(request.args)
     with panel().sessions() as s:
         progress = _with_etas(s, alert, alert_progress(s, [alert_id])[alert_id])
         by_zone_rows = s.execute(select(Delivery.zone, Delivery.state, func.count())

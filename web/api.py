@@ -5,12 +5,13 @@ from functools import wraps
 
 from flask import Blueprint, jsonify, request, url_for
 
-from gateway.core.audio import VOICES, AudioError
+from gateway.core.audio import AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target
 from gateway.core.models import Alert
 from gateway.core.states import AlertState, Channel
 from gateway.core.voice_messages import VoiceRenderer, discard
 from web import alert_flow
+from web.api_schema import OPENAPI, body_error
 from web.context import panel
 from web.progress import alert_progress, line_rows, stale_after
 from web.security import public, token_auth
@@ -20,8 +21,8 @@ from web.users import has_role
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
-def _error(status: int, message: str):  # noqa: ANN202
-    response = jsonify({"error": message})
+def _error(status: int, message: str, field: str | None = None):  # noqa: ANN202
+    response = jsonify({"error": message} | ({} if field is None else {"field": field}))
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="allerta"'
@@ -58,55 +59,42 @@ def _alert_json(alert: Alert, progress: dict) -> dict:
             "progress": progress, "url": url_for("alerts.show", alert_id=alert.id)}
 
 
-def _translations(value: object) -> dict[str, str]:
-    """The "translations" object, {"en": "text"}: versions for the recipients of those languages."""
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise AlertError("translations must be an object of language codes and texts")
-    return {language.strip().lower(): text for language, text in value.items()}
-
-
 @bp.route("/alerts", methods=["POST"])
 @api_role("operator")
 def create_alert():
     data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        return _error(400, "send a JSON object")
+    if data is None:
+        return _error(400, "send a JSON object (Content-Type: application/json)", "")
+    # The published schema decides what is well-formed: types, ranges, unknown fields (web/api_schema.py).
+    mismatch = body_error("create_alert", data)
+    if mismatch is not None:
+        return _error(400, mismatch.message, mismatch.field)
     p = panel()
     config = p.config
     voice = config.voice
-    channels = data.get("channels", [Channel.SMS])
-    target = data.get("target") or {}
-    if not isinstance(channels, list) or not isinstance(target, dict):
-        return _error(400, "channels is a list and target an object")
-
-    def names(key: str) -> tuple[str, ...]:
-        value = target.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise AlertError(f"target.{key} must be a list of strings")
-        return tuple(value)
-
+    channels = data.get("channels", [Channel.SMS.value])
+    target = data["target"]
+    voice_language = data.get("voice_language", voice.language)
     alert_request = None
     try:
-        if not isinstance(data.get("text"), str):
-            raise AlertError("text is required")
         alert_request = AlertRequest(
-            text=data["text"], channels=tuple(str(c) for c in channels), drill=bool(data.get("drill")),
-            priority=bool(data.get("priority")),
-            target=Target(everyone=bool(target.get("all")), zones=names("zones"), groups=names("groups"),
-                          numbers=names("numbers")),
+            text=data["text"], channels=tuple(channels), drill=data.get("drill", False),
+            priority=data.get("priority", False),
+            target=Target(everyone=target.get("all", False), zones=tuple(target.get("zones", ())),
+                          groups=tuple(target.get("groups", ())), numbers=tuple(target.get("numbers", ()))),
             max_attempts=voice.max_attempts if Channel.VOICE in channels else config.retry.max_attempts,
             deadline=alert_flow.default_deadline(voice.deadline_minutes),
             voice_interval=voice.interval, voice_growth=voice.growth, voice_cap=voice.per_number_cap,
-            stop_on_confirm=voice.stop_on_confirm, sms_fallback=bool(data.get("sms_fallback", voice.sms_fallback)),
-            translations=_translations(data.get("translations", {})))
+            stop_on_confirm=voice.stop_on_confirm, sms_fallback=data.get("sms_fallback", voice.sms_fallback),
+            translations={language.strip().lower(): text for language, text in data.get("translations", {}).items()})
         p.services.alerts.preview(alert_request)
         if Channel.VOICE in alert_request.channels:
             # As the panel and the CLI render it (gateway/core/voice_messages.py).
             VoiceRenderer.from_config(config).render_alert(
-                alert_request, p.services.alerts, text_language=str(data.get("voice_language", voice.language)))
+                alert_request, p.services.alerts, text_language=voice_language)
         # A draft made through the API is shared: the API cannot submit it, people review and submit it.
         outcome = alert_flow.create_alert(p, alert_request, actor=request.api_actor, role=request.api_role,
-                                          mode=str(data.get("mode", "submit")), reason=str(data.get("reason", "")),
+                                          mode=data.get("mode", "submit"), reason=data.get("reason", ""),
                                           shared=True)
     except (AlertError, AudioError, alert_flow.FlowError) as exc:
         if alert_request is not None:
@@ -147,75 +135,3 @@ def openapi():
     return OPENAPI
 
 
-_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
-_PROGRESS = {"type": "object", "properties": {k: {"type": "integer"} for k in
-                                               ("total", "queued", "in_progress", "sent", "reached", "failed",
-                                                "cancelled")} | {"percent": {"type": "number"},
-                                                                 "channels": {"type": "object"}}}
-_ALERT = {"type": "object", "properties": {
-    "id": {"type": "integer"},
-    "state": {"type": "string", "enum": [state.value for state in AlertState]},
-    "drill": {"type": "boolean"}, "priority": {"type": "boolean"}, "text": {"type": "string"},
-    "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]}, "segments": {"type": "integer"},
-    "channels": {"type": "array", "items": {"type": "string", "enum": [channel.value for channel in Channel]}},
-    "recipients": {"type": "integer"}, "created_by": {"type": "string"},
-    "created_at": {"type": "string", "format": "date-time"}, "progress": _PROGRESS,
-    "completed_at": {"type": ["string", "null"], "format": "date-time"},
-    "eta_seconds": {"type": ["number", "null"]}, "url": {"type": "string"}}}
-_UNAUTHORIZED = {"description": "missing, invalid or revoked token",
-                 "content": {"application/json": {"schema": _ERROR}}}
-
-OPENAPI = {
-    "openapi": "3.1.0",
-    "info": {"title": "Allerta API", "version": "1",
-             "description": "Create alerts and follow them. Every call needs 'Authorization: Bearer <token>'; "
-                            "admins create and revoke tokens in the panel (Administration, API tokens). A token "
-                            "has a role: viewer reads, operator creates alerts (waiting for approval under the "
-                            "two-person rule), approver may also send at once with a reason."},
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-    "security": [{"bearer": []}],
-    "paths": {
-        "/api/v1/alerts": {"post": {
-            "summary": "Create an alert",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["text", "target"],
-                "properties": {
-                    "text": {"type": "string", "description": "The SMS text, also read by the synthesised voice"},
-                    "channels": {"type": "array", "items": {"type": "string",
-                                                            "enum": [channel.value for channel in Channel]},
-                                 "default": [Channel.SMS.value]},
-                    "target": {"type": "object", "properties": {
-                        "all": {"type": "boolean"}, "zones": {"type": "array", "items": {"type": "string"}},
-                        "groups": {"type": "array", "items": {"type": "string"}},
-                        "numbers": {"type": "array", "items": {"type": "string"}}}},
-                    "drill": {"type": "boolean", "default": False},
-                    "priority": {"type": "boolean", "default": False},
-                    "sms_fallback": {"type": "boolean", "description": "voice: unconfirmed mobiles get the SMS"},
-                    "voice_language": {"type": "string", "enum": sorted(VOICES),
-                                       "description": "the language the text is written in, read by its voice; "
-                                                      "every recipient hears the introduction and closing in "
-                                                      "their own language"},
-                    "translations": {"type": "object", "additionalProperties": {"type": "string"},
-                                     "description": "the message in other languages, {\"en\": \"...\"}: "
-                                                    "recipients of that language get it, by SMS and spoken"},
-                    "mode": {"type": "string", "enum": ["submit", "draft", "send_now"], "default": "submit",
-                             "description": "a draft is shared: any operator may review and submit it in the panel"},
-                    "reason": {"type": "string", "description": "required with send_now under the two-person rule"},
-                }}}}},
-            "responses": {"201": {"description": "created", "content": {"application/json": {"schema": _ALERT}}},
-                          "401": _UNAUTHORIZED,
-                          "403": {"description": "the token's role cannot create alerts"},
-                          "422": {"description": "the alert cannot be created as asked",
-                                  "content": {"application/json": {"schema": _ERROR}}}}}},
-        "/api/v1/alerts/{id}": {"get": {
-            "summary": "Progress of an alert",
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-            "responses": {"200": {"description": "the alert", "content": {"application/json": {"schema": _ALERT}}},
-                          "401": _UNAUTHORIZED, "404": {"description": "no such alert"}}}},
-        "/api/v1/lines": {"get": {
-            "summary": "Health of every modem and trunk, as last written by the engine",
-            "responses": {"200": {"description": "lines", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"lines": {"type": "array", "items": {"type": "object"}}}}}}},
-                "401": _UNAUTHORIZED}}},
-    },
-}

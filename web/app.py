@@ -12,6 +12,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_babel import get_locale, gettext as _
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import BadRequest
 
 from gateway.core.services import Services, build_services
 from web import admin, alerts, api, auth, contacts, dashboard, zones
@@ -21,6 +22,7 @@ from gateway.core.audit import audit_log_for
 from web.context import Panel, panel
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, PanelBabel, compile_catalogues
 from web.labels import cause, label, labels
+from web.params import BoundedIntConverter
 from web.security import check_access, wants_json
 from web.users import ROLES
 
@@ -97,6 +99,8 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "basic"
 
+    # Before the blueprints: their rules are compiled with the converter in place when they are added.
+    app.url_map.converters["int"] = BoundedIntConverter
     for blueprint in (auth.bp, dashboard.bp, contacts.bp, zones.bp, alerts.bp, admin.bp, api.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing a foreign page could forge
@@ -145,6 +149,8 @@ def _error_page(error):  # noqa: ANN001, ANN202
                 413: _("The file is too large: at most %(mb)s MB.", mb=panel().web.max_upload_mb),
                 500: _("Something went wrong on the server; the error was logged.")}
     message = messages.get(code, str(error))
+    if code == 400 and getattr(error, "description", None) not in (None, BadRequest.description):
+        message = error.description  # our own abort(400, description=...): says what was wrong
     if wants_json():
         return {"error": _TITLES.get(code, "Error"), "message": message}, code
     return render_template("error.html", code=code, message=message), code

@@ -21,6 +21,7 @@ from gateway.core.models import Contact, Group, PhoneNumberRow, Zone, contact_gr
 from gateway.core.models_panel import ErasedContacts
 from gateway.core.phone import InvalidNumber, normalise_number
 from web.context import panel
+from web.params import page_number
 from web.errors import error_message
 from web.security import require_role
 
@@ -44,7 +45,7 @@ def index():
     q = request.args.get("q", "").strip()
     zone = request.args.get("zone", "")
     group = request.args.get("group", "")
-    page = max(1, request.args.get("page", 1, type=int))
+    page = page_number(request.args)
     c = Contact.__table__.c
     conditions = []
     if q:

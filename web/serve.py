@@ -128,11 +128,21 @@ def generate_self_signed(cert_path: Path, key_path: Path, *, extra_names: list[s
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
 
 
+def body_limit(config: Config) -> int:
+    """The largest request body either server reads: the panel's upload limit and 1 MiB for the form
+    around it. Flask's own MAX_CONTENT_LENGTH only refuses once the request reaches the app; waitress
+    alone would buffer up to 1 GiB first (a 100 MB unauthenticated POST to /login was read whole). With
+    the cap at the server, a larger Content-Length is answered 413 before a byte of the body is read."""
+    return (config.web.max_upload_mb + 1) * 1024 * 1024
+
+
 class HttpsServer:
     """cheroot serving the app over TLS in a background thread."""
 
-    def __init__(self, app, host: str, port: int, cert: Path, key: str | Path, threads: int = 8) -> None:  # noqa: ANN001
+    def __init__(self, app, host: str, port: int, cert: Path, key: str | Path, threads: int = 8,  # noqa: ANN001
+                 max_body: int = 0) -> None:
         self.server = wsgi.Server((host, port), app, numthreads=threads, server_name="allerta")
+        self.server.max_request_body_size = max_body  # 0: unlimited (cheroot's default)
         self.server.ssl_adapter = BuiltinSSLAdapter(str(cert), str(key))
         self.thread: threading.Thread | None = None
 
@@ -163,12 +173,13 @@ def serve(app, config: Config, *, host: str | None = None, port: int | None = No
     https = None
     if https_port:
         cert, key = ensure_certificate(config, host)
-        https = HttpsServer(app, host, https_port, cert, key)
+        https = HttpsServer(app, host, https_port, cert, key, max_body=body_limit(config))
         https.start()
         print(f"panel: https://{_shown(host)}:{https.port}/ (certificate {cert})", flush=True)
     print(f"panel: http://{_shown(host)}:{port}/", flush=True)
     try:
-        waitress.serve(app, host=host, port=port, threads=8, ident="allerta")
+        waitress.serve(app, host=host, port=port, threads=8, ident="allerta",
+                       max_request_body_size=body_limit(config))
     finally:
         if https:
             https.stop()

@@ -16,6 +16,7 @@ from gateway.core import zones as zone_services
 from gateway.core.models import Contact, Group, Zone, contact_groups, contact_numbers
 from gateway.core.zones import Kind, NotFound, ZoneError
 from web.context import panel
+from web.params import bounded_int
 from web.errors import error_message
 from web.security import require_role
 
@@ -98,7 +99,7 @@ def rename(kind: str, item_id: int):
 @require_role("operator")
 def merge(kind: str, item_id: int):
     """Move everyone of ``item_id`` into ``into`` and remove ``item_id``."""
-    into_id = request.form.get("into", type=int)
+    into_id = bounded_int(request.form, "into")
     if into_id is None or into_id == item_id:
         flash(_("Choose another one to merge into."), "error")
         return _page_with_error()
