@@ -9,12 +9,13 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from gateway.core.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA, Key
-from gateway.core.db import shown_url
+from gateway.core.db import shown_url, utcnow
 from gateway.core.models_panel import ApiToken, AuditEntry, User
 from web.context import panel
 from web.params import bounded_int, page_number
 from web.security import require_role
-from web.tokens import create_token, revoke_token
+from web.tokens import (DEFAULT_DAYS, MAX_DAYS, TOKEN_ROLES, TokenError, create_token, owners_active, revoke_token,
+                        token_state)
 from web.users import LANGUAGES, ROLES, UserError, add_user, set_active, set_password, set_role
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -93,15 +94,19 @@ def tokens():
             else:
                 flash(_("No such active token."), "error")
             return redirect(url_for("admin.tokens"))
-        role = request.form.get("role", "operator")
-        if role not in ROLES or role == "admin":
-            flash(_("Choose a role for the token."), "error")
-        else:
-            _id, new_token = create_token(p.audit, request.form.get("name", ""), role, actor=current_user.username)
+        days = bounded_int(request.form, "days", DEFAULT_DAYS, low=1, high=MAX_DAYS)
+        try:
+            _id, new_token = create_token(p.audit, request.form.get("name", ""), request.form.get("role", ""),
+                                          actor=current_user.username, owner=current_user.username, days=days)
+        except TokenError as exc:
+            flash(_("The token was not created: %(reason)s", reason=str(exc)), "error")
     with p.sessions() as s:
         rows = list(s.scalars(select(ApiToken).order_by(ApiToken.id.desc())))
-    return render_template("admin/tokens.html", tokens=rows, new_token=new_token,
-                           roles=[r for r in ROLES if r != "admin"])
+        active = owners_active(s, rows)
+    now = utcnow()
+    states = {row.id: token_state(row, active.get(row.owner, False), now) for row in rows}
+    return render_template("admin/tokens.html", tokens=rows, states=states, new_token=new_token,
+                           roles=TOKEN_ROLES, default_days=DEFAULT_DAYS, max_days=MAX_DAYS)
 
 
 @bp.route("/config")

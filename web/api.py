@@ -15,7 +15,7 @@ from web.api_schema import OPENAPI, body_error
 from web.context import panel
 from web.progress import alert_progress, line_rows, stale_after
 from web.security import public, token_auth
-from web.tokens import authenticate_token
+from web.tokens import Refusal, authenticate_token
 from web.users import has_role
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -39,8 +39,8 @@ def api_role(role: str):  # noqa: ANN201
             if scheme.lower() != "bearer" or not token.strip():
                 return _error(401, "missing bearer token")
             row = authenticate_token(panel().audit, token.strip())
-            if row is None:
-                return _error(401, "invalid or revoked token")
+            if isinstance(row, Refusal):
+                return _error(401, row.message)
             if not has_role(row.role, role):
                 return _error(403, f"this token's role ({row.role}) cannot do this")
             request.api_actor = f"api:{row.name}"

@@ -11,8 +11,11 @@ from sqlalchemy import func, select
 
 from gateway.core.audit import audit_log_for, local_actor, parse_head
 from gateway.core.config import load_config
-from gateway.core.models_panel import AuditEntry
+from gateway.core.db import utcnow
+from gateway.core.models_panel import ApiToken, AuditEntry
 from gateway.core.services import build_services
+from web.tokens import (DEFAULT_DAYS, MAX_DAYS, TOKEN_ROLES, TokenError, create_token, owners_active, revoke_token,
+                        token_state)
 from web.users import UserError, add_user, list_users, set_active, set_password
 
 
@@ -45,6 +48,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = users.add_parser("list", help="list users")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_users_list)
+
+    tokens = sub.add_parser("tokens", help="API tokens for other systems").add_subparsers(dest="action", required=True)
+    p = tokens.add_parser("create", help="create a token and print it once (only its hash is stored)")
+    p.add_argument("name", help="which system uses it; unique")
+    p.add_argument("--role", required=True, choices=TOKEN_ROLES)
+    p.add_argument("--expires", type=int, default=DEFAULT_DAYS, metavar="DAYS",
+                   help=f"days until it stops working (default {DEFAULT_DAYS}, at most {MAX_DAYS})")
+    p.add_argument("--owner", metavar="USER",
+                   help="the panel account it acts for; it dies with that account (default: the only active admin)")
+    p.set_defaults(func=cmd_tokens_create)
+    p = tokens.add_parser("list", help="list tokens: name, role, owner, expiry, state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tokens_list)
+    p = tokens.add_parser("revoke", help="revoke a token by name")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_tokens_revoke)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
     p = audit.add_parser("verify", help="check the keyed hash chain; exit 1 naming any edited or removed entry")
@@ -137,6 +156,56 @@ def cmd_users_list(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"{r['username']:<20} {r['role']:<9} {r['language']}  {'active' if r['active'] else 'disabled'}"
                   + (f"  locked until {r['locked_until']}" if r["locked_until"] else ""))
+    return 0
+
+
+def _default_owner(services) -> str:  # noqa: ANN001
+    """The only active admin: an installer provisioning a token on a fresh box has made just that one."""
+    admins = [u.username for u in list_users(services.sessions) if u.role == "admin" and u.active]
+    if len(admins) != 1:
+        raise TokenError("give --owner USER, the panel account the token acts for "
+                         f"(active admins: {', '.join(admins) or 'none; add one with allerta users add'})")
+    return admins[0]
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    services, audit = _panel(args)
+    try:
+        owner = args.owner or _default_owner(services)
+        _id, token = create_token(audit, args.name, args.role, actor=local_actor(), owner=owner, days=args.expires)
+    except TokenError as exc:
+        return _fail(str(exc))
+    print(token)
+    print(f"(token {args.name.strip()!r}, {args.role}, acting for {owner}, valid {args.expires} days: "
+          "copy it now, it is not shown again)", file=sys.stderr)
+    return 0
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    services, _audit = _panel(args)
+    with services.sessions() as s:
+        rows = list(s.scalars(select(ApiToken).order_by(ApiToken.name)))
+        active = owners_active(s, rows)
+    now = utcnow()
+    found = [{"name": t.name, "role": t.role, "owner": t.owner, "prefix": t.prefix,
+              "created_at": t.created_at.isoformat() + "Z",
+              "expires_at": t.expires_at.isoformat() + "Z" if t.expires_at else None,
+              "last_used_at": t.last_used_at.isoformat() + "Z" if t.last_used_at else None,
+              "state": token_state(t, active.get(t.owner, False), now)} for t in rows]
+    if args.json:
+        print(json.dumps(found, indent=2))
+    else:
+        for t in found:
+            print(f"{t['name']:<24} {t['role']:<9} {t['owner'] or '-':<12} expires {t['expires_at'] or '-':<28} "
+                  f"{t['state']}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    _services, audit = _panel(args)
+    if not revoke_token(audit, name=args.name, actor=local_actor()):
+        return _fail(f"no active token named {args.name!r}")
+    print(f"token {args.name!r} revoked")
     return 0
 
 

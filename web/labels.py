@@ -71,6 +71,12 @@ LABELS = {
         "operator": lazy_pgettext("role", "Operator"),
         "viewer": lazy_pgettext("role", "Viewer"),
     },
+    "token_state": {
+        "active": lazy_pgettext("token state", "Active"),
+        "revoked": lazy_pgettext("token state", "Revoked"),
+        "expired": lazy_pgettext("token state", "Expired"),
+        "owner disabled": lazy_pgettext("token state", "Owner disabled"),
+    },
     "channel": {"sms": lazy_pgettext("channel", "SMS"), "voice": lazy_pgettext("channel", "Voice")},
     "needs": {"text_only": lazy_gettext("text only (deaf)"), "voice_only": lazy_gettext("voice only (blind)")},
     # Q.850 cause a call ended with (attempts.cause), in words an operator understands; the

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.core.db import utcnow
@@ -44,6 +44,8 @@ class AuditEntry(Base):
 class ApiToken(Base):
     """A token for other systems; only its SHA-256 is stored."""
     __tablename__ = "api_tokens"
+    # Unique: the audit names the token that acted ("api:<name>").
+    __table_args__ = (Index("ix_api_tokens_name", "name", unique=True),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -53,6 +55,9 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The panel account the token acts for: disabled or removed, the token stops working.
+    owner: Mapped[str | None] = mapped_column(String(80))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class AlertApproval(Base):
