@@ -8,12 +8,15 @@ import math
 import time
 from collections import deque
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, StatusReport
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.logs import event_line, mask_number
+from gateway.core.report_spool import ReportSpool
 from gateway.core.retry import DeliveryPolicy
 from gateway.core.states import Channel as ChannelName, DeliveryState, LineState
 from gateway.core.store import ClaimedDelivery, ReportMatch, Store
@@ -46,6 +49,10 @@ class DispatcherSettings:
     store_retry: RetrySettings = field(default_factory=RetrySettings)
     # At a stop, how long the bookkeeping still queued may take to land.
     store_drain: float = 60.0
+    # Status reports are fsync'd here before a modem deletes its copy, so a held database
+    # does not fill the modems' report memories (which stops their sends). None: the
+    # modem waits for the database commit itself.
+    report_spool: Path | None = None
 
 
 # How often the claim-ahead buffer is checked for alerts cancelled or past their deadline.
@@ -83,6 +90,8 @@ class Dispatcher:
         self._claiming: dict[str, asyncio.Task] = {}
         self._next_unwanted_check = 0.0
         self._flushing: asyncio.Task | None = None
+        self._spool = ReportSpool(settings.report_spool) if settings.report_spool else None
+        self._spool_thread = ThreadPoolExecutor(1, thread_name_prefix="report-spool") if self._spool else None
         self._line_status: dict[str, LineStatus] = {}
         self._dirty: set[str] = set()
         self._failed_lines: dict[int, set[str]] = {}
@@ -111,15 +120,31 @@ class Dispatcher:
 
     # --- ChannelEvents ---------------------------------------------------------
     def status_reports(self, line: str, reports: list[StatusReport]) -> asyncio.Task:
-        """Record the reports on the writer thread; the task ends once they are committed."""
+        """The task ends once the reports are safe (spooled, else committed): the modem may delete them."""
         self._last_progress = time.monotonic()
-        return self._spawn(self._record_reports(line, reports), f"recording status reports from {line}")
+        if self._spool is None:
+            return self._spawn(self._record_reports(line, reports), f"recording status reports from {line}")
+        return self._spawn(self._spool_reports(line, reports), f"spooling status reports from {line}")
 
-    async def _record_reports(self, line: str, reports: list[StatusReport]) -> None:
+    async def _in_spool_thread(self, fn, *args):  # noqa: ANN001, ANN202
+        return await asyncio.get_running_loop().run_in_executor(self._spool_thread, fn, *args)
+
+    async def _spool_reports(self, line: str, reports: list[StatusReport]) -> None:
+        try:
+            batch = await self._in_spool_thread(self._spool.append, line, reports)
+        except OSError as exc:   # disk full: the modem keeps its copies until the database has them
+            log.warning("cannot spool status reports (%s): the modem keeps them until the database has them", exc)
+            await self._record_reports(line, reports)
+            return
+        self._spawn(self._record_reports(line, reports, batch), f"recording status reports from {line}")
+
+    async def _record_reports(self, line: str, reports: list[StatusReport], batch: int | None = None) -> None:
         # A report that beats its own +CMGS bookkeeping (the modem reports within
         # milliseconds, before _deliver has stored the parts) is kept by the store's
         # writer and applied when the parts are stored (AsyncStore).
         matches = await self.store.record_status_reports(line, reports)
+        if batch is not None:
+            await self._in_spool_thread(self._spool.landed, batch)
         for report, matched in zip(reports, matches):
             if matched:
                 self._log_report(matched, line, report)
@@ -162,7 +187,19 @@ class Dispatcher:
                 log.warning("stopping with database writes still queued after %.0f s: the next start "
                             "resends their deliveries as possible duplicates", self.settings.store_drain)
 
+    async def _replay_spool(self) -> None:
+        """Reports a previous run spooled but did not see committed go in before anything is sent."""
+        batches = await self._in_spool_thread(self._spool.unlanded)
+        for line, reports in batches:
+            await self.store.record_status_reports(line, reports)
+        if batches:
+            log.info("recorded %d status reports spooled by the previous run",
+                     sum(len(reports) for _, reports in batches))
+        await self._in_spool_thread(self._spool.clear)
+
     async def _run(self, stop: asyncio.Event, once: bool) -> int:
+        if self._spool is not None:
+            await self._replay_spool()
         recovered = await self.store.recover_interrupted()
         if recovered:
             log.warning("%d deliveries were in flight when the engine last stopped: resending them, "
@@ -223,6 +260,9 @@ class Dispatcher:
             await self.store.complete_finished_alerts()
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=self.settings.stop_grace)
+            if self._spool is not None:
+                await self._in_spool_thread(self._spool.close)
+                self._spool_thread.shutdown()
         return exit_code
 
     async def _release_buffered(self) -> None:
