@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Awaitable, Protocol
 
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.states import AttemptOutcome, Channel as ChannelName, LineState
@@ -126,10 +126,12 @@ class ChannelEvents(Protocol):
     They are always called on the event loop thread.
     """
 
-    def status_reports(self, line: str, reports: list[StatusReport]) -> None:
-        """Record these reports (one commit); the modem deletes its stored copies once this returned."""
+    def status_reports(self, line: str, reports: list[StatusReport]) -> Awaitable[None] | None:
+        """Record these reports. The modem deletes its stored copies once they are safe: when the
+        returned future ended (the engine records off its event loop), or at once for None."""
 
-    def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None: ...
+    def inbound_sms(self, line: str, sender: str, text: str,
+                    received_at: dt.datetime) -> Awaitable[None] | None: ...
 
     def line_status(self, status: LineStatus) -> None: ...
 

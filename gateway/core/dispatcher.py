@@ -376,11 +376,15 @@ class Dispatcher:
         self._wake.set()
 
     async def _drained(self) -> tuple[bool, int]:
-        claiming = [task for task in self._claiming.values() if not task.done()]
-        if claiming:
-            await asyncio.wait(claiming)   # what they find decides
         if self._inflight or any(self._buffers.values()):
             return False, 0
+        claiming = [task for task in self._claiming.values() if not task.done()]
+        if claiming:
+            # Nothing else to do: what they find decides. (Never awaited while there is
+            # work in hand: a claim waits for the database, the sends must not.)
+            await asyncio.wait(claiming)
+            if self._inflight or any(self._buffers.values()):
+                return False, 0
         unsent = awaiting = 0
         for channel in self.channels:
             u, a, _next = await self.store.work_left(channel.name)
