@@ -44,7 +44,7 @@ class DispatcherSettings:
     # rate: while the database is held (a backup, a long query) the modems go on with
     # these, every one already 'submitting' with its attempt row on disk.
     claim_ahead: float = 30.0
-    claim_ahead_max: int = 500    # a modem's configured cap can be far above what it really does
+    claim_ahead_max: int = 2000   # before a modem measured its rate, its configured cap may be far above it
     # How the database writer retries a call the database refused (locked, gone).
     store_retry: RetrySettings = field(default_factory=RetrySettings)
     # At a stop, how long the bookkeeping still queued may take to land.
@@ -276,13 +276,13 @@ class Dispatcher:
         if unsent:
             await self.store.release_claims(unsent)
 
-    def _claim_target(self, channel: Channel, free: int) -> int:
-        """How many claims this channel should hold: one per free line, and for SMS what the
-        lines send in ``claim_ahead`` seconds."""
+    def _claim_ahead(self, channel: Channel) -> int:
+        """How many claims beyond the free lines this channel keeps: for SMS, what the lines
+        send in ``claim_ahead`` seconds at their current rate."""
         if channel.name != ChannelName.SMS or self.settings.claim_ahead <= 0:
-            return free
+            return 0
         ahead = math.ceil(channel.rate_per_minute() * self.settings.claim_ahead / 60.0)
-        return free + min(ahead, self.settings.claim_ahead_max)
+        return min(ahead, self.settings.claim_ahead_max)
 
     def _dispatch_round(self) -> bool:
         started = False
@@ -298,17 +298,19 @@ class Dispatcher:
         return started
 
     def _refill(self, channel: Channel, free: int) -> None:
-        """Claim more in the background when the buffer runs low (half the target, so claims
-        come in batches); the loop goes on meanwhile, whatever the database is doing."""
+        """Claim more in the background once the buffer is below one per free line plus the
+        claim-ahead, in batches of a quarter of the claim-ahead; the loop goes on meanwhile,
+        whatever the database is doing."""
         running = self._claiming.get(channel.name)
         if running is not None and not running.done():
             return
         buffer = self._buffers[channel.name]
-        target = self._claim_target(channel, free)
-        if target <= 0 or len(buffer) >= free + math.ceil((target - free) / 2):
+        ahead = self._claim_ahead(channel)
+        low = free + ahead
+        if len(buffer) >= low:
             return
-        self._claiming[channel.name] = self._spawn(self._claim_more(channel, target - len(buffer)),
-                                                   f"claiming {channel.name} work")
+        self._claiming[channel.name] = self._spawn(
+            self._claim_more(channel, low - len(buffer) + math.ceil(ahead / 4)), f"claiming {channel.name} work")
 
     async def _claim_more(self, channel: Channel, count: int) -> None:
         buffer = self._buffers[channel.name]
