@@ -294,6 +294,12 @@ class Dispatcher:
                 self._spawn(self._deliver(channel, claim), f"delivery {claim.delivery_id}", self._inflight)
                 slots -= 1
                 started = True
+            if buffer and slots <= 0 and not self._inflight:
+                # No line can take anything (daily caps reached, modems down or suspended):
+                # the claims go back to the queue rather than sit 'submitting' meanwhile.
+                unsent = list(buffer)
+                buffer.clear()
+                self._spawn(self.store.release_claims(unsent), f"giving back {len(unsent)} claims")
             self._refill(channel, max(slots, 0))
         return started
 
@@ -305,7 +311,8 @@ class Dispatcher:
         if running is not None and not running.done():
             return
         buffer = self._buffers[channel.name]
-        ahead = self._claim_ahead(channel)
+        # Nothing sending and no line free: nothing to claim ahead for.
+        ahead = self._claim_ahead(channel) if free > 0 or self._inflight else 0
         low = free + ahead
         if len(buffer) >= low:
             return

@@ -158,18 +158,22 @@ class AsyncStore:
                             receipt: SubmitReceipt | None = None, failure: DeliveryFailed | None = None,
                             ) -> tuple[DeliveryState, list[tuple[StatusReport, ReportMatch]]]:
         """The outcome's state, and the early status reports it let match (for their log lines)."""
-        return await self._call(self._record_result, claim, verdict, receipt, failure)
-
-    def _record_result(self, claim, verdict, receipt, failure):  # noqa: ANN001, ANN202 - worker thread
-        state = self.store.record_result(claim, verdict, receipt=receipt, failure=failure)
+        state = await self._call(self.store.record_result, claim, verdict, receipt=receipt, failure=failure)
         matched: list[tuple[StatusReport, ReportMatch]] = []
-        if receipt is not None and receipt.references and self._early:
-            early = [self._early.pop((receipt.line, ref), None) for ref in receipt.references]
-            reports = [kept[0] for kept in early if kept is not None]
-            if reports:
-                matches = self.store.record_status_reports(receipt.line, reports)
-                matched = [(r, m) for r, m in zip(reports, matches) if m is not None]
+        if receipt is not None and receipt.references:
+            # A call of its own: a retry runs one transaction again, never the result's twice.
+            matched = await self._call(self._apply_early_reports, receipt.line, receipt.references)
         return state, matched
+
+    def _apply_early_reports(self, line: str, references: list[int]) -> list[tuple[StatusReport, ReportMatch]]:
+        early = [self._early.get((line, ref)) for ref in references]
+        reports = [kept[0] for kept in early if kept is not None]
+        if not reports:
+            return []
+        matches = self.store.record_status_reports(line, reports)
+        for report in reports:   # landed: no longer early
+            self._early.pop((line, report.reference), None)
+        return [(r, m) for r, m in zip(reports, matches) if m is not None]
 
     async def record_status_reports(self, line: str, reports: list[StatusReport]) -> list[ReportMatch | None]:
         return await self._call(self._record_status_reports, line, reports)
