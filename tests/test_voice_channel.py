@@ -15,7 +15,7 @@ import pytest
 
 from asterisk.ami_client import AmiAuthError, AmiClient, AmiSettings, AmiUnreachable
 from asterisk.asterisk_config import render_configs
-from gateway.core.audio import audio_info, render_tts
+from gateway.core.audio import audio_info, confirmation, confirmation_wav, render_tts
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
 from asterisk.trunks import TrunkConfig
 from asterisk.voice_channel import FATE_UNKNOWN, LOGIN_REFUSED, VoiceChannel, VoiceSettings
@@ -295,6 +295,7 @@ def test_played_audio_resolves_to_the_rendered_file(tmp_path):
     sounds.mkdir()
     name = sounds / "allerta-0123456789ab"          # as 'allerta alert send --voice' names it
     render_tts("Allerta meteo", "it", name.with_suffix(".wav"))
+    render_tts(confirmation("it"), "it", confirmation_wav(name), closing=False)
     dialplan = render_configs("allerta", "s3cret-value", str(sounds))["extensions_allerta.conf"]
     with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 2}, population=POPULATION) as pbx:
         async def scenario():
@@ -306,10 +307,12 @@ def test_played_audio_resolves_to_the_rendered_file(tmp_path):
         asyncio.run(scenario())
         originates = _originate_of(pbx.control({"cmd": "received"})["actions"])
     sent = [dict(v.split("=", 1) for v in o["variable"])["ALLERTA_AUDIO"] for o in originates]
-    # Every place the dialplan plays the file: Playback(file) and Read(DIGIT,file,...).
+    # Every place the dialplan plays a file: Playback(file), Read(DIGIT,file,...), BackgroundDetect(file,...).
     playbacks = (re.findall(r"Playback\(([^),]*\$\{ALLERTA_AUDIO\}[^),]*)", dialplan)
-                 + re.findall(r"Read\(DIGIT,([^),]*\$\{ALLERTA_AUDIO\}[^),]*)", dialplan))
-    assert len(sent) == 2 and len(playbacks) == 2      # on a machine, and the message with its key
+                 + re.findall(r"Read\(DIGIT,([^),]*\$\{ALLERTA_AUDIO\}[^),]*)", dialplan)
+                 + re.findall(r"BackgroundDetect\(([^),]*\$\{ALLERTA_AUDIO\}[^),]*)", dialplan))
+    # The message with its key, on a machine, while detecting one, and the confirmation after a 1.
+    assert len(sent) == 2 and len(playbacks) == 4
     for audio in sent:
         for argument in playbacks:
             played = Path(argument.replace("${ALLERTA_AUDIO}", audio))
