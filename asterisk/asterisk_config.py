@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from importlib import resources
 
+from asterisk.dialplan_modules import required_modules
+
 TEMPLATES = ("extensions_allerta.conf", "manager_allerta.conf")
 _PLACEHOLDER = re.compile(r"@@([A-Z0-9_]+)@@")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -29,6 +31,14 @@ def _render(name: str, values: dict[str, str]) -> str:
 
 
 HANGUP_CONTEXT = "allerta-hangup"   # the hangup handler's context in extensions_allerta.conf
+# Where docs/install.md renders the files ('#include allerta/...'): the doctor's hints say the same.
+CONFIG_DIR = "/etc/asterisk/allerta"
+
+
+def dialplan_modules() -> list[str]:
+    """The Asterisk modules extensions_allerta.conf needs (its applications and functions)."""
+    template = (resources.files("asterisk") / "conf" / "extensions_allerta.conf").read_text(encoding="utf-8")
+    return required_modules(template)
 
 
 def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, context: str = "allerta-outbound",

@@ -264,6 +264,10 @@ class ChannelRun:
     async def run_hangup_handler(self) -> None:
         if self.hangup_handler is None:
             return
+        if not self.runtime.module_loaded("app_stack"):
+            # Hangup handlers run as a Gosub: "The app_stack module is not available."
+            self.runtime.note("cannot run the hangup handler: app_stack is not loaded")
+            return
         self.variables["HANGUPCAUSE"] = str(self.hangup_cause)
         self.context, self.exten, label = self.hangup_handler
         if not self.plan.exists(self.context, self.exten):
