@@ -368,10 +368,9 @@ class ChannelRun:
         seconds = self.runtime.file_seconds(path + ".wav")
         if seconds is not None:
             return seconds
-        # A length we cannot read: our message (ALLERTA_AUDIO, an absolute path) lasts what the
-        # callee model says; a stock prompt such as "beep" a second.
-        ours = path == self.variables.get("ALLERTA_AUDIO", "") or path.startswith("/")
-        return self.callee.message_seconds if ours else 1.0
+        # A length we cannot read: our message (ALLERTA_AUDIO) lasts what the callee model says;
+        # anything else (the confirmation, a stock prompt such as "beep") a second.
+        return self.callee.message_seconds if path == self.variables.get("ALLERTA_AUDIO", "") else 1.0
 
     # --- applications -------------------------------------------------------------
 
