@@ -181,3 +181,13 @@ def test_the_shipped_dialplan_parses_with_its_labels():
     assert set(outbound) == {"s", "1", "2", "talk"}
     for label in ("play", "digit", "again", "listened", "detect", "confirmed", "done", "error"):
         plan.find("allerta-outbound", "s", label)
+
+
+def test_a_greeting_share_leaves_seeded_populations_unchanged():
+    plain, greeting = Population(seed=5), Population(seed=5, greet=1.0)
+    before = [plain.plan_call(f"39333000{i:04d}")[0] for i in range(20)]
+    assert not any(plan.greets for plan in before)
+    assert all(plan.greets for plan, _ in (greeting.plan_call(f"39333000{i:04d}") for i in range(20)))
+    # Without the share, the same seed draws the same callees as before the key existed.
+    again = Population(seed=5, greet=0.0)
+    assert [again.plan_call(f"39333000{i:04d}")[0] for i in range(20)] == before
