@@ -329,6 +329,7 @@ class PbxSimulator:
             call.forgotten = True
         self.drop_calls()
         self.received.clear()
+        self.astdb.clear()
         self.failing_actions.clear()
         self.totals.clear()
         self.population.reset()
