@@ -68,12 +68,16 @@ class WrongModem(ModemError):
 
 
 class SubmitError(Exception):
-    def __init__(self, verdict: ErrorVerdict, *, modem_gone: bool = False, maybe_sent: bool = False) -> None:
+    def __init__(self, verdict: ErrorVerdict, *, modem_gone: bool = False, maybe_sent: bool = False,
+                 timed_out: bool = False) -> None:
         super().__init__(str(verdict.failure))
         self.verdict = verdict
         self.modem_gone = modem_gone
         # A PDU went down the wire and no verdict came back: the SMS may be out.
         self.maybe_sent = maybe_sent
+        # The modem is there but did not answer within the timeout: it is hung, and the sends
+        # queued behind this one would wait for it too (the pool moves them to another modem).
+        self.timed_out = timed_out
 
 
 class _UrcSafeGsmModem(GsmModem):
@@ -613,11 +617,15 @@ class ModemDriver:
                 waited = timeout if body_written else self.prompt_timeout
                 reason = (f"port {self.port} lost during AT+CMGS" if gone else
                           f"no {'answer to the PDU' if body_written else '> prompt'} within {waited:g} s after AT+CMGS")
-                raise SubmitError(line_failure(reason), modem_gone=gone, maybe_sent=body_written) from None
+                raise SubmitError(line_failure(reason), modem_gone=gone, maybe_sent=body_written,
+                                  timed_out=not gone) from None
             except (serial.SerialException, OSError, IndexError) as exc:
-                # IndexError: the library indexes an empty reply when _fatal woke it.
+                # IndexError: the library indexes an empty reply when _fatal woke it. Operators read
+                # what happened ("list index out of range" told them nothing); the log keeps the
+                # traceback for whoever fixes it.
                 self.alive = False
-                raise SubmitError(line_failure(f"port {self.port} failed: {exc}"), modem_gone=True,
+                log.warning("modem on %s: %s during AT+CMGS", self.port, type(exc).__name__, exc_info=True)
+                raise SubmitError(line_failure(f"modem disconnected ({self.port})"), modem_gone=True,
                                   maybe_sent=body_written) from None
             except CommandError as exc:
                 raise SubmitError(line_failure(f"AT+CMGS refused: {exc}")) from None

@@ -108,6 +108,7 @@ class SimulatedModem:
         self.message_reference = 0  # TP-MR of the next submit; kept on the SIM, survives power cycles
         self.registered = True  # network condition, set by the operator
         self.hung = False
+        self.hang_after_submit: float | None | bool = False
         self.powered = False
         self.epoch = 0
         self.busy_until = 0.0
@@ -138,6 +139,8 @@ class SimulatedModem:
         self.powered = True
         self.epoch += 1
         self.hung = False
+        # False: no fault armed; None or seconds: hang (for that long) after the next PDU.
+        self.hang_after_submit: float | None | bool = False
         self._reset_settings()
         self.cfun = 1
         self.curc = True
@@ -165,6 +168,10 @@ class SimulatedModem:
     def power_off(self) -> None:
         self.powered = False
         self.epoch += 1
+
+    def hang_on_next_submit(self, seconds: float | None) -> None:
+        """Take the next PDU, then go silent as ``hang`` does (a modem that hangs mid-send)."""
+        self.hang_after_submit = seconds
 
     def hang(self, seconds: float | None) -> list[Action]:
         """Go silent until ESC, Ctrl-Z CR, a power cycle or ``seconds`` elapse."""

@@ -135,8 +135,11 @@ class ModemPool:
         self._replug(name)
         return {"modem": name, "port": self.ports[name].port}
 
-    def hang(self, name: str, seconds: float | None) -> dict:
+    def hang(self, name: str, seconds: float | None, after_submit: bool = False) -> dict:
         port = self._one(name)
+        if after_submit:
+            port.modem.hang_on_next_submit(float(seconds) if seconds else None)
+            return {"modem": name, "hang_after_submit": True}
         port.schedule(port.modem.hang(float(seconds) if seconds else None))
         return {"modem": name, "hung": True}
 
