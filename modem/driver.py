@@ -23,7 +23,7 @@ from gsmmodem.pdu import decodeSmsPdu
 from gsmmodem.util import lineStartingWith
 
 from gateway.core.channels import StatusReport
-from gateway.core.sms_text import SubmitPdu
+from gateway.core.sms_text import SubmitPdu, join_utf16
 from modem.at_parse import (parse_cmgl, parse_cops, parse_cpin, parse_cpms_first, parse_creg, parse_csca, parse_csq,
                              split_notifications)
 from modem.errors import ErrorVerdict, ReportVerdict, classify_cme, classify_cms, classify_tp_status, line_failure
@@ -355,7 +355,7 @@ class ModemDriver:
             log.warning("undecodable stored PDU in %s on %s", memory, self.port)
             return
         if decoded.get("type") == "SMS-DELIVER":
-            self._on_incoming(decoded.get("number") or "", decoded.get("text") or "")
+            self._on_incoming(decoded.get("number") or "", join_utf16(decoded.get("text") or ""))
         elif decoded.get("type") == "SMS-STATUS-REPORT":
             report = self._status(int(decoded["reference"]), int(decoded.get("status") or 0))
             if report is not None:
@@ -551,7 +551,8 @@ class ModemDriver:
         return StatusReport(reference, verdict == ReportVerdict.DELIVERED, f"TP-ST 0x{status:02X}")
 
     def _received(self, sms) -> None:  # noqa: ANN001 - gsmmodem.modem.ReceivedSms
-        self._on_incoming(sms.number or "", sms.text or "")
+        # The library decodes UCS-2 one unit at a time: emoji arrive as surrogate halves (join_utf16).
+        self._on_incoming(sms.number or "", join_utf16(sms.text or ""))
 
     # --- commands ------------------------------------------------------------
     def _require(self) -> _UrcSafeGsmModem:
