@@ -114,6 +114,8 @@ class SimulatedModem:
         self.busy_until = 0.0
         self.signal = 12 + rng.randrange(15)  # +CSQ rssi, 12..26
         self.pending_power_cycle = False
+        # (seconds after the OK, text): URCs a command starts, such as a USSD's answer.
+        self.pending_urcs: list[tuple[float, str]] = []
         # Status reports the SMSC could not hand over while the modem was off:
         # the network keeps them and retries once the modem is back.
         self.network_pending: list[Timer] = []
@@ -128,6 +130,10 @@ class SimulatedModem:
         self.cscs = "IRA"
         self.cnmi = list(self.profile.cnmi_default)
         self.creg_mode = 0
+        self.cgreg_mode = 0
+        self.cgatt = True
+        self.cusd_mode = 0
+        self.cpbs = "SM"
         self.clip = 0
         self.crc = 0
         self.csdh = 0
@@ -268,6 +274,9 @@ class SimulatedModem:
                 return
             info.extend(result)
         out.add(delay, self._reply(info, b"\r\nOK\r\n"))
+        for after, text in self.pending_urcs:
+            out.actions.extend(self.urc(text, out.now, delay + after))
+        self.pending_urcs = []
         if self.pending_power_cycle:  # AT+CFUN=1,1: reboot after the OK
             self.pending_power_cycle = False
             out.add(delay + 0.1, timer=Timer("power_cycle", epoch=self.epoch))
@@ -335,10 +344,11 @@ class SimulatedModem:
             return 0
         return 1 if self.registered else 2
 
-    def creg_line(self, unsolicited: bool) -> str:
+    def creg_line(self, unsolicited: bool, name: str = "+CREG") -> str:
         stat = self.registration_status
-        head = "+CREG: " if unsolicited else f"+CREG: {self.creg_mode},"
-        if self.creg_mode == 2 and stat in (1, 5):
+        mode = self.creg_mode if name == "+CREG" else self.cgreg_mode
+        head = f"{name}: " if unsolicited else f"{name}: {mode},"
+        if mode == 2 and stat in (1, 5):
             if self.profile.creg_unquoted:
                 return f"{head}{stat}, {self.profile.lac}, {self.profile.cell_id}"
             return f'{head}{stat},"{self.profile.lac}","{self.profile.cell_id}"'
