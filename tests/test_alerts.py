@@ -14,6 +14,9 @@ from gateway.core.contacts_import import import_contacts
 from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
 from tests.support import CONTACTS_CSV
 
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
+
 
 def count(services, model, *where):
     with services.sessions() as s:

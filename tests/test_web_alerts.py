@@ -18,6 +18,9 @@ from gateway.shell.cli import main as cli_main
 from tests.support import needs_audio_tools
 from tests.web_support import client_for, csrf_token, make_app, post
 
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
+
 
 def _sms_form(**overrides) -> dict:
     form = {"text": "Allerta rossa: salire ai piani alti", "zones": "Fregene", "channels": "sms",

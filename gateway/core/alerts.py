@@ -368,7 +368,11 @@ class AlertService:
                    literal(DeliveryState.PENDING.value), sort_key, recipients.c.vulnerable == 1, recipients.c.language,
                    recipients.c.zone,
                    literal(0), literal(0), literal(False), literal(0), literal(0), literal(not_before, DateTime)))
-        return session.execute(insert).rowcount
+        session.execute(insert)
+        # Counted, not taken from the INSERT ... SELECT's rowcount: psycopg gives -1 there (SQLite gives
+        # the count), which made `alert status` say "-1 recipients" and the no-recipient check never fire.
+        return session.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.alert_id == alert.id, Delivery.channel == channel))
 
     # --- drafts and approval (the panel's two-person rule) ------------------------------
     def create_pending(self, request: AlertRequest, state: AlertState = AlertState.AWAITING_APPROVAL, *,
