@@ -39,6 +39,9 @@ class CallTracker:
         self.answered_at: dt.datetime | None = None
         self.user_result: dict[str, str] | None = None
         self.handler_cause: int | None = None    # AllertaHangup's HANGUPCAUSE
+        # AllertaPlaying seen: the message started. False from the start, since we see
+        # every event of a call we originated; None for a call adopted later (unknown).
+        self.played: bool | None = False
 
     def _ours(self, uniqueid: str | None) -> bool:
         return bool(uniqueid) and (uniqueid == self.channel_id
@@ -58,6 +61,8 @@ class CallTracker:
             if user_event == "allertaresult":
                 self.user_result = {"Result": event.get("Result") or "",
                                     "Digit": event.get("Digit") or ""}
+            elif user_event == "allertaplaying":
+                self.played = True
             elif user_event == "allertahangup":
                 self.handler_cause = _int(event.get("Cause"))
         if not self._ours(uniqueid):
@@ -108,4 +113,4 @@ class CallTracker:
         return self.handler_cause or None
 
     def outcome(self) -> CallOutcome:
-        return classify_call(self.reason, self.cause, self.user_result, self.answered)
+        return classify_call(self.reason, self.cause, self.user_result, self.answered, self.played)

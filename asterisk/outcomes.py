@@ -128,17 +128,27 @@ def _from_reason(reason: int | None, cause: int | None) -> CallOutcome:
 
 
 def classify_call(reason: int | None, hangup_cause: int | None,
-                  user_event: Mapping[str, str] | None, answered: bool) -> CallOutcome:
+                  user_event: Mapping[str, str] | None, answered: bool,
+                  played: bool | None = None) -> CallOutcome:
     """Turn what AMI said about one call into a ``CallOutcome``.
 
     ``user_event`` is the AllertaResult UserEvent's pairs (``Result``,
-    ``Digit``), ``answered`` whether the channel reached state Up (or Reason 4).
+    ``Digit``), ``answered`` whether the channel reached state Up (or Reason 4),
+    ``played`` whether the dialplan said the message started (AllertaPlaying);
+    None when we cannot know (a call we did not follow from its start).
     """
     cause = hangup_cause if hangup_cause else None
     if user_event:
         outcome = _from_user_event(user_event, cause)
         if outcome is not None:
             return outcome
+    if (answered or reason == 4) and played is False:
+        # Answered, then hung up by Asterisk before the message started: a module our
+        # dialplan needs is missing (a real Asterisk 22 then hangs up after a second).
+        # Nobody heard anything: our failure, never the recipient's attempt.
+        return CallOutcome(AttemptOutcome.FAILED, "answered, but the dialplan never played the message "
+                           "(no AllertaPlaying: run 'allerta doctor', a module may be missing)",
+                           charge_attempt=False, line_fault=True, cause=cause)
     if answered or reason == 4:
         return CallOutcome(AttemptOutcome.ANSWERED, "answered, hung up before the end of the message",
                            cause=cause)

@@ -486,6 +486,8 @@ class VoiceChannel:
                 call.check_after_reconnect = False
                 if call.channel_id in present:
                     log.info("call %s survived the AMI reconnect", call.channel_id)
+                    if call.tracker.played is False:
+                        call.tracker.played = None   # AllertaPlaying may have come in the gap
                 elif call.tracker.outcome_seen:
                     self._finish_from_events(call)
                 else:

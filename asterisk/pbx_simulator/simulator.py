@@ -4,16 +4,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 import time
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from asterisk.ami_protocol import AmiMessage
+from asterisk.asterisk_config import render_configs
+from asterisk.dialplan_modules import APPLICATION_MODULES, BASE_MODULES, FUNCTION_MODULES
 from asterisk.dialstring import trunk_of
 from asterisk.pbx_simulator import channel_events as ev
 from asterisk.pbx_simulator.calls import CallScript, SimulatedCall
+from asterisk.pbx_simulator.dialplan import Dialplan, parse_dialplan
 from asterisk.pbx_simulator.population import CallPlan, Population
 from asterisk.pbx_simulator.session import AmiSession
 from asterisk.q850 import REASON_FAILURE
@@ -22,6 +27,15 @@ from asterisk.q850 import REASON_FAILURE
 # mistaken for, or exposed as, a real PBX.
 HOST = "127.0.0.1"
 KNOWN_TECHNOLOGIES = frozenset({"pjsip", "sip", "iax2", "dahdi", "dongle", "local"})
+# The modules the simulated Asterisk has (ModuleCheck), unless configured as missing.
+SIMULATED_MODULES = frozenset(APPLICATION_MODULES.values()) | frozenset(FUNCTION_MODULES.values()) | frozenset(
+    BASE_MODULES) | frozenset({"chan_pjsip", "res_pjsip", "chan_local", "app_dial", "format_gsm", "format_pcm",
+                              "res_musiconhold", "res_agi"})
+
+
+def shipped_dialplan() -> str:
+    """Our extensions_allerta.conf rendered with its defaults: what the simulator runs unless told."""
+    return render_configs("allerta", "simulator-secret", "/var/lib/allerta/sounds")["extensions_allerta.conf"]
 
 
 @dataclass
@@ -38,6 +52,12 @@ class SimulatorConfig:
     write_classes: frozenset[str] = frozenset({"originate", "call", "system"})
     # Contexts of extensions_allerta.conf the simulated dialplan has loaded (Getvar DIALPLAN_EXISTS).
     dialplan_contexts: frozenset[str] = frozenset({"allerta-outbound", "allerta-hangup"})
+    # The dialplan the answered calls run (a rendered extensions_allerta.conf); None: ours, rendered.
+    dialplan: str | None = None
+    # Modules not loaded: ModuleCheck says so, and the dialplan's use of them fails as in Asterisk.
+    missing_modules: frozenset[str] = frozenset()
+    # Whether STAT()/Playback look at the real files (and their length); else every file exists.
+    sounds_on_disk: bool = False
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
@@ -76,6 +96,10 @@ class PbxSimulator:
         self._uid_base = int(time.time())
         self._uid_counter = 0
         self._sequence = 0
+        self.dialplan: Dialplan = parse_dialplan(config.dialplan if config.dialplan is not None
+                                                 else shipped_dialplan())
+        # AstDB, (family, key) -> value: what Set(DB(...)) leaves and DBGet reads back.
+        self.astdb: dict[tuple[str, str], str] = {}
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -131,6 +155,22 @@ class PbxSimulator:
         seq = self._sequence
         self._sequence += 1
         return seq
+
+    def module_loaded(self, module: str) -> bool:
+        name = module.removesuffix(".so")
+        return name == "pbx_builtin" or (name in SIMULATED_MODULES and name not in self.config.missing_modules)
+
+    def file_exists(self, path: str) -> bool:
+        return os.path.isfile(path) if self.config.sounds_on_disk else True
+
+    def file_seconds(self, path: str) -> float | None:
+        if not self.config.sounds_on_disk:
+            return None
+        try:
+            with wave.open(path, "rb") as audio:
+                return audio.getnframes() / audio.getframerate()
+        except (OSError, wave.Error, EOFError):
+            return None
 
     def uptime(self) -> int:
         return int(time.monotonic() - self._booted)
@@ -289,6 +329,7 @@ class PbxSimulator:
             call.forgotten = True
         self.drop_calls()
         self.received.clear()
+        self.astdb.clear()
         self.failing_actions.clear()
         self.totals.clear()
         self.population.reset()

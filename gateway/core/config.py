@@ -177,6 +177,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "context": Key(str, "allerta-outbound", "Dialplan context of extensions_allerta.conf.", _name),
         "sounds_dir": Key(str, "", "Where Asterisk reads our audio. Empty: <data_dir>/sounds."),
         "amd": Key(bool, True, "Detect answering machines and leave the message on them."),
+        "system_user": Key(str, "asterisk", "The account Asterisk runs as: allerta doctor checks it can read sounds_dir.", _name),
         "ring_timeout": Key(NUMBER, 30.0, "Seconds a call may ring before it counts as no answer.", _at_least_one),
     },
     "voice": {
