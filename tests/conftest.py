@@ -53,14 +53,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PostgresCluster]:
+def postgres_cluster(request: pytest.FixtureRequest) -> PostgresCluster:
     cluster = PostgresCluster()
     try:
         cluster.start()
     except RuntimeError as exc:
         pytest.fail(str(exc))  # never a skip: the PostgreSQL tier is part of the suite
-    yield cluster
-    cluster.stop()
+    # Stopped when the session ends, not in a fixture teardown: that would run inside the session's last
+    # test, and when that one is a unit test its rule forbids the pg_ctl subprocess.
+    request.config.add_cleanup(cluster.stop)
+    return cluster
 
 
 @pytest.fixture
