@@ -146,9 +146,12 @@ class _Protocol(AMIProtocol):
 class AmiClient:
     """See the module docstring. Create it inside the running event loop."""
 
-    def __init__(self, settings: AmiSettings, on_link: LinkCallback | None = None) -> None:
+    def __init__(self, settings: AmiSettings, on_link: LinkCallback | None = None,
+                 on_shutdown: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self._on_link = on_link
+        # Asterisk is going away ('core restart now', 'core stop'): its Shutdown event.
+        self._on_shutdown = on_shutdown
         self._loop = asyncio.get_running_loop()
         self._manager = Manager(host=settings.host, port=settings.port, events="on",
                                 loop=self._loop, forgetable_actions=FORGETABLE_ACTIONS,
@@ -415,6 +418,9 @@ class AmiClient:
         return None
 
     def _dispatch(self, manager: Manager, message: Message) -> None:
+        if str(message.get("Event", "")).lower() == "shutdown" and self._on_shutdown is not None:
+            self._on_shutdown()
+            return
         if not self._subscribers:
             return
         event = _to_ami_message(message)

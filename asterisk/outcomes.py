@@ -127,18 +127,27 @@ def _from_reason(reason: int | None, cause: int | None) -> CallOutcome:
     return CallOutcome(AttemptOutcome.FAILED, f"failed ({label})", cause=cause)
 
 
+PBX_GONE = ("answered, then cut by our PBX (restart or crash, Q.850 0) before the message "
+            "was played: called again, not charged")
+
+
 def classify_call(reason: int | None, hangup_cause: int | None,
-                  user_event: Mapping[str, str] | None, answered: bool) -> CallOutcome:
+                  user_event: Mapping[str, str] | None, answered: bool,
+                  pbx_gone: bool = False) -> CallOutcome:
     """Turn what AMI said about one call into a ``CallOutcome``.
 
     ``user_event`` is the AllertaResult UserEvent's pairs (``Result``,
-    ``Digit``), ``answered`` whether the channel reached state Up (or Reason 4).
+    ``Digit``), ``answered`` whether the channel reached state Up (or Reason 4),
+    ``pbx_gone`` whether our own PBX ended it (see ``CallTracker.pbx_gone``).
     """
     cause = hangup_cause if hangup_cause else None
     if user_event:
         outcome = _from_user_event(user_event, cause)
         if outcome is not None:
             return outcome
+    if pbx_gone:
+        # Nobody heard anything and it is not the recipient's doing: our side failed.
+        return CallOutcome(AttemptOutcome.FAILED, PBX_GONE, charge_attempt=False, line_fault=True, cause=0)
     if answered or reason == 4:
         return CallOutcome(AttemptOutcome.ANSWERED, "answered, hung up before the end of the message",
                            cause=cause)

@@ -35,7 +35,7 @@ from asterisk.ami_client import (AmiAuthError, AmiClient, AmiError, AmiLinkDown,
                                  AmiOriginateRejected, AmiSettings, AmiUnreachable)
 from asterisk.ami_protocol import AmiMessage
 from asterisk.call_tracker import CallTracker
-from asterisk.trunks import Clock, ConcurrencyThrottle, TokenBucket, TrunkConfig
+from asterisk.trunks import Clock, ConcurrencyThrottle, TokenBucket, TrunkConfig, TrunkFailureWindow
 from gateway.core.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.states import AttemptOutcome, Channel, LineState
@@ -67,7 +67,7 @@ class VoiceSettings:
     ring_timeout_ms: int = 30000            # Originate Timeout
     end_margin_seconds: float = 30.0        # no end event this long after the ring timeout: failed
     max_call_seconds: float = 300.0         # an answered call may last this long
-    end_grace_seconds: float = 2.0          # wait for a late OriginateResponse after the Hangup
+    end_grace_seconds: float = 2.0          # wait this long for the rest of a call's end events, in any order
     estimated_call_seconds: float = 45.0    # ring + message, until real calls were measured
     recovery_seconds: float = 30.0          # a throttled trunk regains one channel this often
     slot_wait_seconds: float = 60.0         # a submit with no free trunk waits this long
@@ -93,6 +93,7 @@ class _Trunk:
         self.config = config
         self.bucket = TokenBucket(config.calls_per_second, clock)
         self.throttle = ConcurrencyThrottle(config.max_channels, clock, recovery_seconds)
+        self.failures = TrunkFailureWindow(clock)
         self.in_use = 0
         self.last_error: str | None = None
         self.sent_total = 0
@@ -160,7 +161,7 @@ class VoiceChannel:
 
     async def start(self, events: ChannelEvents) -> None:
         self._events = events
-        self._client = AmiClient(self.settings.ami, on_link=self._on_link)
+        self._client = AmiClient(self.settings.ami, on_link=self._on_link, on_shutdown=self._on_pbx_shutdown)
         try:
             await self._client.connect()
         except AmiAuthError as exc:
@@ -356,7 +357,7 @@ class VoiceChannel:
             self._arm_deadline(call, self.settings.max_call_seconds + self.settings.end_margin_seconds)
         if call.tracker.ended:
             self._finish_from_events(call)
-        elif call.tracker.all_hung_up and call.grace is None:
+        elif call.tracker.settling and call.grace is None:
             call.grace = asyncio.get_running_loop().call_later(
                 self.settings.end_grace_seconds, self._finish_from_events, call)
 
@@ -388,6 +389,9 @@ class VoiceChannel:
             return
         outcome = call.tracker.outcome()
         trunk = call.trunk
+        # No channel was ever created: the trunk itself refused (no circuit on our side).
+        ours = outcome.trunk_side and not call.tracker.channels
+        trunk_failing = trunk.failures.record(call.message.number, outcome.trunk_side) or ours
         if outcome.delivered:
             receipt = SubmitReceipt(line=trunk.name, outcome=outcome.outcome,
                                     started_at=call.started_at,
@@ -396,8 +400,12 @@ class VoiceChannel:
             self._release(call)
             call.result.set_result(receipt)
             return
-        if outcome.trunk_side:
+        if trunk_failing:
             self._trunk_failed(trunk, outcome.reason)
+        elif outcome.trunk_side:
+            # One destination's exchange is congested: that number is retried, the
+            # trunk keeps its channels for everybody else.
+            log.info("voice trunk %s: %s for one number only; concurrency kept", trunk.name, outcome.reason)
         elif outcome.line_fault:
             # Our dialplan or audio is broken, not the trunk: show it, keep the concurrency.
             trunk.last_error = outcome.reason
@@ -442,11 +450,24 @@ class VoiceChannel:
 
     # --- the AMI link ---------------------------------------------------------------
 
+    def _on_pbx_shutdown(self) -> None:
+        """Our PBX is going away: every call it had ends by our doing, not the recipient's."""
+        log.warning("Asterisk is shutting down (Shutdown event): %d calls end without charging anybody",
+                    len(self._calls))
+        for call in list(self._calls.values()):
+            call.tracker.pbx_shutdown = True
+            if call.tracker.all_hung_up or call.tracker.settling:
+                self._finish_from_events(call)
+
     def _on_link(self, up: bool, reason: str) -> None:
         if not up:
             self._link_up = self._ready = False
-            for call in self._calls.values():
-                call.check_after_reconnect = True
+            for call in list(self._calls.values()):
+                if call.tracker.pbx_shutdown:
+                    # The PBX said it was going: the call is gone with it, nothing to reconcile.
+                    self._finish_from_events(call)
+                else:
+                    call.check_after_reconnect = True
             refused = self._client is not None and self._client.login_refused
             self._set_error_all(LOGIN_REFUSED if refused else reason)
             self._report_lines()

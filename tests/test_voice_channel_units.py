@@ -12,7 +12,7 @@ import pytest
 from asterisk.ami_client import AmiClient, AmiSettings
 from asterisk.ami_protocol import AmiMessage, parse_messages, serialize
 from asterisk.call_tracker import CallTracker
-from asterisk.trunks import ConcurrencyThrottle, TokenBucket, TrunkConfig
+from asterisk.trunks import ConcurrencyThrottle, TokenBucket, TrunkConfig, TrunkFailureWindow
 from asterisk.voice_channel import FATE_UNKNOWN, VoiceChannel, VoiceSettings, playback_name
 from gateway.core.channels import DeliveryFailed, OutboundMessage
 from tests.support import FakeClock
@@ -90,7 +90,66 @@ def test_tracker_trunk_failure_and_request_failure():
     unknown_trunk = CallTracker("c3")
     unknown_trunk.feed(_event(Event="OriginateResponse", Response="Failure", Reason="0",
                               Uniqueid="c3"), NOW)
-    assert unknown_trunk.ended and not unknown_trunk.outcome().charge_attempt
+    # No channel yet: its events may still come (see the next test); the channel waits a
+    # grace, and with nothing more it is a request failure on our side.
+    assert not unknown_trunk.ended and unknown_trunk.settling
+    assert not unknown_trunk.outcome().charge_attempt
+
+
+def test_tracker_originate_response_before_the_channel_events_keeps_the_cause():
+    # Real Asterisk 22, a callee that fails at once: Reason 0 first, the Q.850 cause after.
+    tracker = CallTracker("c5")
+    tracker.feed(_event(Event="OriginateResponse", Response="Failure", Reason="0", Uniqueid="c5"), NOW)
+    assert not tracker.ended and tracker.settling
+    tracker.feed(_event(Event="Newchannel", Uniqueid="c5", ChannelState="0"), NOW)
+    tracker.feed(_event(Event="Hangup", Uniqueid="c5", Cause="1"), NOW)
+    assert tracker.ended
+    outcome = tracker.outcome()
+    assert outcome.outcome == "invalid_number" and outcome.permanent and not outcome.trunk_side
+
+
+def test_tracker_callee_cause_19_with_reason_0_is_no_answer():
+    tracker = CallTracker("c6")
+    tracker.feed(_event(Event="Newchannel", Uniqueid="c6", ChannelState="0"), NOW)
+    tracker.feed(_event(Event="Hangup", Uniqueid="c6", Cause="19"), NOW)
+    tracker.feed(_event(Event="OriginateResponse", Response="Failure", Reason="0", Uniqueid="c6"), NOW)
+    assert tracker.ended and tracker.outcome().outcome == "no_answer" and tracker.outcome().charge_attempt
+
+
+def test_tracker_answered_call_cut_by_our_pbx_is_not_the_recipients_fault():
+    # 'core restart now': Hangup cause 0 and no word from our dialplan, then Shutdown.
+    tracker = CallTracker("c7")
+    tracker.feed(_event(Event="Newchannel", Uniqueid="c7", ChannelState="0"), NOW)
+    tracker.feed(_event(Event="Newstate", Uniqueid="c7", ChannelState="6"), NOW)
+    tracker.feed(_event(Event="OriginateResponse", Response="Success", Reason="4", Uniqueid="c7"), NOW)
+    tracker.feed(_event(Event="Hangup", Uniqueid="c7", Cause="0"), NOW)
+    assert not tracker.ended and tracker.settling   # waits a grace for the Shutdown
+    outcome = tracker.outcome()
+    assert outcome.outcome == "failed" and not outcome.charge_attempt and not outcome.delivered
+    ringing = CallTracker("c8")
+    ringing.feed(_event(Event="Newchannel", Uniqueid="c8", ChannelState="5"), NOW)
+    ringing.feed(_event(Event="Hangup", Uniqueid="c8", Cause="0"), NOW)
+    ringing.pbx_shutdown = True
+    assert not ringing.outcome().charge_attempt
+    # A callee who hangs up during the message still counts as answered.
+    heard = CallTracker("c9")
+    heard.feed(_event(Event="Newstate", Uniqueid="c9", ChannelState="6"), NOW)
+    heard.feed(_event(Event="Hangup", Uniqueid="c9", Cause="16"), NOW)
+    assert heard.ended and heard.outcome().outcome == "answered"
+
+
+def test_trunk_failure_window_tells_one_congested_callee_from_a_failing_trunk():
+    clock = FakeClock()
+    window = TrunkFailureWindow(clock)
+    # One number's exchange answers Congestion() again and again among normal calls.
+    for i in range(10):
+        assert not window.record(f"+39333000{i:04d}", trunk_side=False)
+        assert not window.record("+393339999999", trunk_side=True)
+    # Many different numbers failing trunk-side, most of the recent calls: our trunk.
+    clock.now += 61
+    assert not window.record("+393330000001", trunk_side=True)
+    assert not window.record("+393330000002", trunk_side=True)
+    assert window.record("+393330000003", trunk_side=True)
 
 
 def test_tracker_answered_without_result_is_not_an_outcome_seen():

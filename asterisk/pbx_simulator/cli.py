@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (overrides the file's)")
     parser.add_argument("--time-scale", type=float, default=1.0,
                         help="multiply every delay by this (0.01 = a hundred times faster)")
+    parser.add_argument("--response-first", type=float, default=0.0, metavar="SHARE",
+                        help="share of instant failures whose OriginateResponse precedes the channel "
+                             "events, as a real Asterisk 22 sometimes does (0..1)")
     parser.add_argument("--log", type=Path, help="append one JSON line per finished call here")
     parser.add_argument("--control", type=Path, help="unix socket for JSON-line test controls")
     parser.add_argument("--read-classes", type=_classes,
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         config = SimulatorConfig(username=args.username, secret=args.secret, port=args.port,
                                  trunks=dict(args.trunk), time_scale=args.time_scale,
                                  log_path=args.log, read_classes=args.read_classes,
-                                 write_classes=args.write_classes)
+                                 write_classes=args.write_classes, response_first=args.response_first)
     except (PopulationError, ValueError) as exc:
         print(f"pbx simulator: {exc}", file=sys.stderr)
         return 2
