@@ -368,6 +368,27 @@ class AmiClient:
                 channels.append({key: value for key, value in converted.pairs})
         return channels
 
+    async def db_get(self, family: str, key: str) -> str | None:
+        """AstDB's value for ``family/key``, or None when there is none (main/db.c
+        answers 'Database entry not found'). Needs the AMI write class ``system``."""
+        responses = await self._action({"Action": "DBGet", "Family": family, "Key": key})
+        if not isinstance(responses, list):
+            if responses.success:
+                return None
+            if "not found" in str(responses.message or "").lower():
+                return None
+            raise AmiError(f"DBGet refused: {responses.message}")
+        for message in responses:
+            if str(message.get("Event", "")).lower() == "dbgetresponse":
+                return str(message.get("Val", ""))
+        return None
+
+    async def db_del(self, family: str, key: str) -> None:
+        """Delete ``family/key`` from AstDB; an entry already gone is not an error."""
+        response = await self._action({"Action": "DBDel", "Family": family, "Key": key})
+        if not response.success and "not found" not in str(response.message or "").lower():
+            raise AmiError(f"DBDel refused: {response.message}")
+
     async def close(self) -> None:
         """Log off and stop reconnecting."""
         self._closing = True

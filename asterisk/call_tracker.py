@@ -81,6 +81,11 @@ class CallTracker:
         if name == "hangup":
             self.hung_up[uniqueid] = _int(event.get("Cause"))
 
+    def recover_result(self, result: str) -> None:
+        """What our dialplan stored in AstDB for this call (read after an AMI gap)."""
+        if self.user_result is None:
+            self.user_result = {"Result": result, "Digit": "1" if result == "confirmed" else ""}
+
     def _answered(self, now: dt.datetime) -> None:
         if self.answered_at is None:
             self.answered_at = now

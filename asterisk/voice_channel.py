@@ -38,11 +38,13 @@ from asterisk.call_tracker import CallTracker
 from asterisk.trunks import Clock, ConcurrencyThrottle, TokenBucket, TrunkConfig, TrunkFailureWindow
 from gateway.core.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
 from gateway.core.failures import Failure, FailureKind
-from gateway.core.states import AttemptOutcome, Channel, LineState
+from gateway.core.states import AttemptOutcome, Channel, DuplicateCause, LineState
 
 log = logging.getLogger(__name__)
 
 FATE_UNKNOWN = "call fate unknown after the AMI link was lost"
+# AstDB family our dialplan writes a call's result to, keyed by its Uniqueid (our ChannelId).
+ASTDB_FAMILY = "allerta"
 LOGIN_REFUSED = "AMI login refused (check [asterisk] secret)"
 # Asterisk's Playback takes a file name without its extension and picks the
 # format itself; a name given with one is looked up as "<name>.wav.<format>".
@@ -190,7 +192,8 @@ class VoiceChannel:
         for call in list(self._calls.values()):
             self._fail(call, DeliveryFailed(
                 _line_failure("the gateway stopped before the call ended; it may still be in progress"),
-                line=call.trunk.name, charge_attempt=False, possible_duplicate=True))
+                line=call.trunk.name, charge_attempt=False, possible_duplicate=True,
+                duplicate_cause=DuplicateCause.ENGINE_STOPPED))
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -378,11 +381,13 @@ class VoiceChannel:
         # No channel at all means our side failed; an answered call may have been heard.
         self._fail(call, DeliveryFailed(_line_failure(reason), line=call.trunk.name,
                                         charge_attempt=bool(tracker.channels),
-                                        possible_duplicate=tracker.answered))
+                                        possible_duplicate=tracker.answered,
+                                        duplicate_cause=DuplicateCause.NO_END_SEEN))
 
     def _fate_unknown(self, call: _Call) -> DeliveryFailed:
         return DeliveryFailed(_line_failure(FATE_UNKNOWN), line=call.trunk.name,
-                              charge_attempt=False, possible_duplicate=True)
+                              charge_attempt=False, possible_duplicate=True,
+                              duplicate_cause=DuplicateCause.AMI_LINK_LOST)
 
     def _finish_from_events(self, call: _Call) -> None:
         if call.result.done():
@@ -507,6 +512,9 @@ class VoiceChannel:
                 call.check_after_reconnect = False
                 if call.channel_id in present:
                     log.info("call %s survived the AMI reconnect", call.channel_id)
+                    continue
+                if call.tracker.user_result is None and await self._recover_result(call):
+                    self._finish_from_events(call)
                 elif call.tracker.outcome_seen:
                     self._finish_from_events(call)
                 else:
@@ -514,6 +522,31 @@ class VoiceChannel:
             break
         if self._link_up:
             self._link_ready()
+
+    async def _recover_result(self, call: _Call) -> bool:
+        """Read what our dialplan left in AstDB for a call that ended while the link was down.
+
+        The dialplan does ``Set(DB(allerta/${UNIQUEID})=confirmed)`` before its
+        AllertaResult event, and AstDB outlives the AMI link: a person who pressed 1
+        during the gap is confirmed, not called again. The entry is deleted once read.
+        """
+        assert self._client is not None
+        try:
+            value = await self._client.db_get(ASTDB_FAMILY, call.channel_id)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("DBGet %s/%s after reconnect failed: %s", ASTDB_FAMILY, call.channel_id,
+                        exc or "timed out")
+            return False
+        if value is None:
+            return False
+        log.info("call %s ended during the AMI gap; its result was recovered from AstDB: %s",
+                 call.channel_id, value)
+        call.tracker.recover_result(value)
+        try:
+            await self._client.db_del(ASTDB_FAMILY, call.channel_id)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("DBDel %s/%s failed: %s", ASTDB_FAMILY, call.channel_id, exc or "timed out")
+        return True
 
     def _link_ready(self) -> None:
         self._ready = True

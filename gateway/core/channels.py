@@ -35,7 +35,7 @@ class DeliveryFailed(Exception):
     def __init__(self, failure: Failure, *, outcome: AttemptOutcome = AttemptOutcome.FAILED,
                  line: str | None = None, charge_attempt: bool = True, possible_duplicate: bool = False,
                  cause: int | None = None, started_at: dt.datetime | None = None,
-                 answered_at: dt.datetime | None = None) -> None:
+                 answered_at: dt.datetime | None = None, duplicate_cause: str | None = None) -> None:
         super().__init__(str(failure))
         self.failure = failure
         self.outcome = outcome
@@ -43,6 +43,8 @@ class DeliveryFailed(Exception):
         self.charge_attempt = charge_attempt
         # The message may have reached the recipient anyway (fate unknown after a lost link).
         self.possible_duplicate = possible_duplicate
+        # Why (a gateway.core.states.DuplicateCause), shown by 'alert status'.
+        self.duplicate_cause = duplicate_cause if possible_duplicate else None
         if cause is None and failure.kind is FailureKind.CALL:
             cause = failure.code
         self.cause = cause

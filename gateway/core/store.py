@@ -23,7 +23,7 @@ from gateway.core.models import Alert, Attempt, Delivery, InboundSms, Line, Phon
 from gateway.core.models_panel import AlertText
 from gateway.core.retry import AlertPolicy, RetryVerdict
 from gateway.core.states import (OPEN_DELIVERY_STATES, AlertState, AttemptOutcome, Channel, DeliveryState,
-                                 PartStatus, parse_channels)
+                                 DuplicateCause, PartStatus, parse_channels)
 
 
 def _alert_policy(alert) -> AlertPolicy:  # noqa: ANN001 - an Alert or a row with its columns
@@ -206,6 +206,7 @@ class Store:
             s.execute(update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING,
                                              Delivery.alert_id.in_(cancelled))
                       .values(state=DeliveryState.CANCELLED, next_attempt_at=None, possible_duplicate=True, updated_at=now,
+                              duplicate_cause=DuplicateCause.ENGINE_RESTART,
                               last_error="alert cancelled (engine stopped during the attempt)"))
             at_cap = s.execute(
                 select(Delivery.id, Delivery.alert_id, Delivery.number_id, Delivery.language, Alert.sms_fallback)
@@ -215,11 +216,13 @@ class Store:
             if at_cap:
                 s.execute(update(Delivery).where(Delivery.id.in_([r.id for r in at_cap]))
                           .values(state=DeliveryState.FAILED, possible_duplicate=True, updated_at=now, next_attempt_at=None,
+                                  duplicate_cause=DuplicateCause.ENGINE_RESTART,
                                   last_error="engine stopped during the last call allowed by the cap"))
                 self._voice_gave_up(s, at_cap)
             interrupted = s.execute(
                 update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING)
                 .values(state=DeliveryState.PENDING, possible_duplicate=True, next_attempt_at=now, updated_at=now,
+                        duplicate_cause=DuplicateCause.ENGINE_RESTART,
                         last_error="interrupted by an engine stop; resent as a possible duplicate")
             ).rowcount
             s.execute(update(Attempt).where(Attempt.outcome == AttemptOutcome.IN_FLIGHT)
@@ -340,6 +343,7 @@ class Store:
                 delivery_values.update(line=failure.line, last_error=verdict.reason or failure.reason)
                 if failure.possible_duplicate:
                     delivery_values["possible_duplicate"] = True
+                    delivery_values["duplicate_cause"] = failure.duplicate_cause
             # Written first: from here on this transaction holds the write lock, so the
             # alert's state read next cannot change before the delivery is updated.
             s.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(**attempt_values))
