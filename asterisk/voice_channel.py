@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ from gateway.core.states import AttemptOutcome, Channel, DuplicateCause, LineSta
 log = logging.getLogger(__name__)
 
 FATE_UNKNOWN = "call fate unknown after the AMI link was lost"
+_CHANNEL_ID = re.compile(r"^allerta-(\d+)-([0-9a-f]+)-([A-Za-z0-9_.-]{1,64})$")
 # AstDB family our dialplan writes a call's result to, keyed by its Uniqueid (our ChannelId).
 ASTDB_FAMILY = "allerta"
 LOGIN_REFUSED = "AMI login refused (check [asterisk] secret)"
@@ -128,6 +130,23 @@ class _Call:
     deadline: asyncio.TimerHandle | None = None
     grace: asyncio.TimerHandle | None = None
     check_after_reconnect: bool = False
+    # A call of an earlier run of the engine, still up when this one started.
+    orphan: bool = False
+    taken: bool = False          # a submit for its delivery waits for it and takes its result
+
+
+def make_channel_id(delivery_id: int, attempt_id: int | None, trunk: str) -> str:
+    attempt = str(attempt_id) if attempt_id is not None else uuid.uuid4().hex[:8]
+    return f"allerta-{delivery_id}-{attempt}-{trunk}"
+
+
+def parse_channel_id(channel_id: str) -> tuple[int, int | None, str] | None:
+    """(delivery id, attempt id or None, trunk) of one of our ChannelIds, else None."""
+    match = _CHANNEL_ID.match(channel_id)
+    if match is None:
+        return None
+    attempt = match.group(2)
+    return int(match.group(1)), int(attempt) if attempt.isdigit() else None, match.group(3)
 
 
 def _line_failure(text: str) -> Failure:
@@ -156,6 +175,10 @@ class VoiceChannel:
         self._reported: dict[str, LineStatus] = {}
         self._average_call_seconds = settings.estimated_call_seconds
         self._reconcile_task: asyncio.Task[None] | None = None
+        # Until the PBX was asked which of our calls are up, nothing is dialled (a restart
+        # after kill -9 must not ring people a second time while their first call goes on).
+        self._adopted = False
+        self._orphans: dict[int, _Call] = {}     # delivery id -> its call from an earlier run
         # Set by the composition root for 'allerta run --once' with voice alone.
         self.stop_on_login_refusal = False
 
@@ -166,6 +189,10 @@ class VoiceChannel:
         self._client = AmiClient(self.settings.ami, on_link=self._on_link, on_shutdown=self._on_pbx_shutdown)
         try:
             await self._client.connect()
+            # The link is up: ask which of our calls are still up (start-up reconciliation)
+            # before saying how many slots are free, so nothing is dialled twice.
+            if self._reconcile_task is not None:
+                await asyncio.wait({self._reconcile_task}, timeout=self.settings.ami.action_timeout * 2)
         except AmiAuthError as exc:
             # The error names host, port and user; the secret never reaches a log.
             log.error("voice channel: %s ([asterisk] username and secret); the voice lines are down, "
@@ -291,9 +318,19 @@ class VoiceChannel:
         if self._client is None:
             raise DeliveryFailed(_line_failure("the voice channel was not started"), charge_attempt=False)
         candidates, dial_strings = self._routes(message)
+        orphan = self._orphans.get(message.delivery_id)
+        if orphan is not None and not orphan.taken:
+            # Its call from before the restart is still up: never a second call at the same
+            # time. That call's outcome is this attempt's.
+            orphan.taken = True
+            log.info("delivery %d: its call %s from before the restart is still up; following it "
+                     "instead of calling again", message.delivery_id, orphan.channel_id)
+            return await asyncio.shield(orphan.result)
         trunk = await self._claim_trunk(candidates, message.avoid_lines)
         loop = asyncio.get_running_loop()
-        channel_id = f"allerta-{message.delivery_id}-{uuid.uuid4().hex[:8]}"
+        # Names the delivery, the attempt and the trunk, so an engine restarted after a
+        # crash finds its calls still up (CoreShowChannels) and knows what they were.
+        channel_id = make_channel_id(message.delivery_id, message.attempt_id, trunk.name)
         call = _Call(message=message, trunk=trunk, channel_id=channel_id, started_at=_now(),
                      started_mono=loop.time(), result=loop.create_future(),
                      tracker=CallTracker(channel_id))
@@ -478,7 +515,7 @@ class VoiceChannel:
             self._report_lines()
             return
         self._link_up = True
-        if not any(call.check_after_reconnect for call in self._calls.values()):
+        if self._adopted and not any(call.check_after_reconnect for call in self._calls.values()):
             self._link_ready()
             return
         if self._reconcile_task is None or self._reconcile_task.done():
@@ -494,7 +531,7 @@ class VoiceChannel:
         assert self._client is not None
         while self._link_up:
             to_check = [call for call in self._calls.values() if call.check_after_reconnect]
-            if not to_check:
+            if not to_check and self._adopted:
                 break
             try:
                 channels = await self._client.core_show_channels()
@@ -506,6 +543,9 @@ class VoiceChannel:
                 continue
             present = {value.split(";", 1)[0] for channel in channels
                        for key, value in channel.items() if key.lower() in ("uniqueid", "linkedid")}
+            if not self._adopted:
+                self._adopt(channels)
+                self._adopted = True
             for call in to_check:
                 if call.result.done() or not self._link_up:
                     continue
@@ -522,6 +562,54 @@ class VoiceChannel:
             break
         if self._link_up:
             self._link_ready()
+
+    def _adopt(self, channels: list[dict[str, str]]) -> None:
+        """At start-up: our calls from before a restart that are still up are followed to
+        their end, and count against their trunk's limit and their number meanwhile."""
+        assert self._client is not None
+        by_id: dict[str, list[AmiMessage]] = {}
+        for channel in channels:
+            base = (channel.get("Uniqueid") or "").split(";", 1)[0]
+            if parse_channel_id(base) is not None and base not in self._calls:
+                by_id.setdefault(base, []).append(AmiMessage(pairs=list(channel.items())))
+        loop = asyncio.get_running_loop()
+        for channel_id, snapshots in by_id.items():
+            parsed = parse_channel_id(channel_id)
+            assert parsed is not None
+            delivery_id, attempt_id, trunk_name = parsed
+            trunk = next((t for t in self._trunks if t.name == trunk_name), self._trunks[0])
+            call = _Call(message=OutboundMessage(delivery_id=delivery_id, alert_id=0, number="", text="",
+                                                 attempt_id=attempt_id),
+                         trunk=trunk, channel_id=channel_id, started_at=_now(), started_mono=loop.time(),
+                         result=loop.create_future(), tracker=CallTracker(channel_id), orphan=True)
+            for snapshot in snapshots:
+                call.tracker.feed(snapshot, _now())
+            call.result.add_done_callback(lambda f, call=call: self._orphan_ended(call, f))
+            call.unsubscribe = self._client.subscribe(channel_id, lambda event, call=call: self._on_event(call, event))
+            self._calls[channel_id] = call
+            self._orphans[delivery_id] = call
+            trunk.in_use += 1
+            self._arm_deadline(call, self.settings.max_call_seconds + self.settings.end_margin_seconds)
+        if by_id:
+            log.warning("%d calls from before the engine restarted are still up: following them, "
+                        "not calling those numbers again meanwhile", len(by_id))
+            self._report_lines()
+
+    def _orphan_ended(self, call: _Call, result: asyncio.Future[SubmitReceipt]) -> None:
+        self._orphans.pop(call.message.delivery_id, None)
+        attempt_id = call.message.attempt_id
+        if call.taken or self._stopping or result.cancelled() or attempt_id is None or self._events is None:
+            return
+        error = result.exception()
+        if isinstance(error, DeliveryFailed):
+            outcome, line, answered_at, cause = error.outcome, error.line, error.answered_at, error.cause
+        elif error is None:
+            receipt = result.result()
+            outcome, line, answered_at, cause = receipt.outcome, receipt.line, receipt.answered_at, receipt.cause
+        else:
+            return
+        self._events.late_call_outcome(call.message.delivery_id, attempt_id, outcome, line=line,
+                                       answered_at=answered_at, cause=cause)
 
     async def _recover_result(self, call: _Call) -> bool:
         """Read what our dialplan left in AstDB for a call that ended while the link was down.

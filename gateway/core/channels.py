@@ -78,6 +78,7 @@ class OutboundMessage:
     audio_path: str | None = None    # voice: rendered 8 kHz WAV, without extension for Playback
     possible_duplicate: bool = False
     avoid_lines: frozenset[str] = frozenset()  # lines that just failed for this delivery
+    attempt_id: int | None = None    # the attempt row: voice names its call after it (ChannelId)
 
 
 @dataclass
@@ -137,6 +138,11 @@ class ChannelEvents(Protocol):
 
     def capacity_available(self) -> None:
         """A line became free (rate limit elapsed, modem back): look for work now."""
+
+    def late_call_outcome(self, delivery_id: int, attempt_id: int, outcome: AttemptOutcome, *,
+                          line: str | None, answered_at: dt.datetime | None, cause: int | None) -> None:
+        """What a call no submit waits for came to: one still up when the engine restarted,
+        followed to its end. It may only make the delivery better (Store.record_late_call_outcome)."""
 
 
 class Channel(Protocol):
