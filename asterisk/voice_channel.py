@@ -132,7 +132,6 @@ class _Call:
     check_after_reconnect: bool = False
     # A call of an earlier run of the engine, still up when this one started.
     orphan: bool = False
-    taken: bool = False          # a submit for its delivery waits for it and takes its result
 
 
 def make_channel_id(delivery_id: int, attempt_id: int | None, trunk: str) -> str:
@@ -147,6 +146,20 @@ def parse_channel_id(channel_id: str) -> tuple[int, int | None, str] | None:
         return None
     attempt = match.group(2)
     return int(match.group(1)), int(attempt) if attempt.isdigit() else None, match.group(3)
+
+
+def _outcome_of(result: asyncio.Future[SubmitReceipt]) -> tuple[AttemptOutcome | None, str | None,
+                                                               dt.datetime | None, int | None]:
+    """(outcome, line, answered at, cause) of a finished call's result."""
+    if result.cancelled() or not result.done():
+        return None, None, None, None
+    error = result.exception()
+    if isinstance(error, DeliveryFailed):
+        return error.outcome, error.line, error.answered_at, error.cause
+    if error is not None:
+        return None, None, None, None
+    receipt = result.result()
+    return AttemptOutcome(receipt.outcome), receipt.line, receipt.answered_at, receipt.cause
 
 
 def _line_failure(text: str) -> Failure:
@@ -318,14 +331,9 @@ class VoiceChannel:
         if self._client is None:
             raise DeliveryFailed(_line_failure("the voice channel was not started"), charge_attempt=False)
         candidates, dial_strings = self._routes(message)
-        orphan = self._orphans.get(message.delivery_id)
-        if orphan is not None and not orphan.taken:
-            # Its call from before the restart is still up: never a second call at the same
-            # time. That call's outcome is this attempt's.
-            orphan.taken = True
-            log.info("delivery %d: its call %s from before the restart is still up; following it "
-                     "instead of calling again", message.delivery_id, orphan.channel_id)
-            return await asyncio.shield(orphan.result)
+        orphan = self._orphans.pop(message.delivery_id, None)
+        if orphan is not None:
+            await self._after_orphan(message, orphan)
         trunk = await self._claim_trunk(candidates, message.avoid_lines)
         loop = asyncio.get_running_loop()
         # Names the delivery, the attempt and the trunk, so an engine restarted after a
@@ -595,21 +603,29 @@ class VoiceChannel:
                         "not calling those numbers again meanwhile", len(by_id))
             self._report_lines()
 
+    async def _after_orphan(self, message: OutboundMessage, orphan: _Call) -> None:
+        """A submit for a delivery whose call from before the restart was found up: never a
+        second call at the same time. Wait for that call to end; if it was confirmed, there
+        is nothing left to do (its attempt carries the confirmation, the store keeps the best)."""
+        if not orphan.result.done():
+            log.info("delivery %d: its call %s from before the restart is still up; waiting for its end "
+                     "before calling again", message.delivery_id, orphan.channel_id)
+            await asyncio.wait({orphan.result})
+        if _outcome_of(orphan.result)[0] == AttemptOutcome.CONFIRMED:
+            raise DeliveryFailed(
+                Failure(FailureKind.NO_LINE, f"not called again: confirmed on call {orphan.channel_id}, "
+                                             "up across the engine restart"),
+                outcome=AttemptOutcome.NO_LINE, line=orphan.trunk.name, charge_attempt=False)
+
     def _orphan_ended(self, call: _Call, result: asyncio.Future[SubmitReceipt]) -> None:
-        self._orphans.pop(call.message.delivery_id, None)
         attempt_id = call.message.attempt_id
-        if call.taken or self._stopping or result.cancelled() or attempt_id is None or self._events is None:
+        if self._stopping or result.cancelled() or attempt_id is None or self._events is None:
             return
-        error = result.exception()
-        if isinstance(error, DeliveryFailed):
-            outcome, line, answered_at, cause = error.outcome, error.line, error.answered_at, error.cause
-        elif error is None:
-            receipt = result.result()
-            outcome, line, answered_at, cause = receipt.outcome, receipt.line, receipt.answered_at, receipt.cause
-        else:
-            return
-        self._events.late_call_outcome(call.message.delivery_id, attempt_id, outcome, line=line,
-                                       answered_at=answered_at, cause=cause)
+        outcome, line, answered_at, cause = _outcome_of(result)
+        if outcome is not None:
+            # Its own attempt row learns it, whether or not a new submit is waiting.
+            self._events.late_call_outcome(call.message.delivery_id, attempt_id, outcome, line=line,
+                                           answered_at=answered_at, cause=cause)
 
     async def _recover_result(self, call: _Call) -> bool:
         """Read what our dialplan left in AstDB for a call that ended while the link was down.
