@@ -260,3 +260,24 @@ def test_a_later_call_never_undoes_an_earlier_confirmation(contacts, tmp_path):
     assert store.record_result(retry, verdict, failure=failure) == "confirmed"
     row = {d.id: d for d in deliveries(contacts, other_alert)}[first.delivery_id]
     assert row.state == "confirmed" and row.next_attempt_at is None
+
+
+def test_alert_status_names_why_a_delivery_may_have_gone_twice(contacts, tmp_path, config_path, capsys):
+    """A call whose fate was lost with the AMI link is not an 'engine restart' (issue 11 item 5)."""
+    from gateway.shell.cli import main
+    from gateway.core.states import DuplicateCause
+    alert_id = voice_alert(contacts, tmp_path, voice_cap=3)
+    store = Store(contacts.sessions)
+    claims = store.claim("voice", 10)
+    lost = DeliveryFailed(Failure(FailureKind.LINE, "call fate unknown after the AMI link was lost"),
+                          charge_attempt=False, possible_duplicate=True,
+                          duplicate_cause=DuplicateCause.AMI_LINK_LOST)
+    verdict = VoicePolicy().after_failure(claims[0].policy, claims[0].attempts, claims[0].submissions, lost,
+                                          utcnow())
+    store.record_result(claims[0], verdict, failure=lost)
+    store.recover_interrupted()                  # the others: the engine died during their calls
+    status = contacts.alerts.status(alert_id)
+    assert status["possible_duplicates_by_cause"] == {"ami_link_lost": 1, "engine_restart": len(claims) - 1}
+    assert main(["--config", str(config_path), "alert", "status", str(alert_id)]) == 0
+    out = capsys.readouterr().out
+    assert f"possibly sent twice (1 AMI link lost, {len(claims) - 1} engine restart)" in out
