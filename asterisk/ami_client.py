@@ -383,6 +383,19 @@ class AmiClient:
                 return str(message.get("Val", ""))
         return None
 
+    async def db_get_tree(self, family: str) -> dict[str, str]:
+        """Every AstDB key under ``family`` (without the family) and its value."""
+        responses = await self._action({"Action": "DBGetTree", "Family": family})
+        if not isinstance(responses, list):
+            if not responses.success:
+                raise AmiError(f"DBGetTree refused: {responses.message}")
+            return {}
+        entries = {}
+        for message in responses:
+            if str(message.get("Event", "")).lower() == "dbgettreeresponse":
+                entries[str(message.get("Key", "")).rsplit("/", 1)[-1]] = str(message.get("Val", ""))
+        return entries
+
     async def db_del(self, family: str, key: str) -> None:
         """Delete ``family/key`` from AstDB; an entry already gone is not an error."""
         response = await self._action({"Action": "DBDel", "Family": family, "Key": key})

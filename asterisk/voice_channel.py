@@ -553,6 +553,7 @@ class VoiceChannel:
                        for key, value in channel.items() if key.lower() in ("uniqueid", "linkedid")}
             if not self._adopted:
                 self._adopt(channels)
+                await self._sweep_astdb(present)
                 self._adopted = True
             for call in to_check:
                 if call.result.done() or not self._link_up:
@@ -616,6 +617,31 @@ class VoiceChannel:
                 Failure(FailureKind.NO_LINE, f"not called again: confirmed on call {orphan.channel_id}, "
                                              "up across the engine restart"),
                 outcome=AttemptOutcome.NO_LINE, line=orphan.trunk.name, charge_attempt=False)
+
+    async def _sweep_astdb(self, present: set[str]) -> None:
+        """At start-up: results our dialplan stored in AstDB for calls that ended while no
+        engine listened (after a kill -9, before this start). Each reaches its attempt, and
+        the entry is deleted; entries of calls still up are left for their own end."""
+        assert self._client is not None and self._events is not None
+        try:
+            entries = await self._client.db_get_tree(ASTDB_FAMILY)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("cannot read AstDB family %s at start-up (%s): a confirmation made while the "
+                        "engine was away may be missed", ASTDB_FAMILY, exc or "timed out")
+            return
+        for channel_id, value in entries.items():
+            parsed = parse_channel_id(channel_id)
+            if parsed is None or channel_id in present:
+                continue
+            delivery_id, attempt_id, trunk = parsed
+            if value.strip().lower() == "confirmed" and attempt_id is not None:
+                log.info("call %s was confirmed while the engine was away (AstDB)", channel_id)
+                self._events.late_call_outcome(delivery_id, attempt_id, AttemptOutcome.CONFIRMED, line=trunk,
+                                               answered_at=None, cause=None)
+            try:
+                await self._client.db_del(ASTDB_FAMILY, channel_id)
+            except (AmiError, asyncio.TimeoutError) as exc:
+                log.warning("DBDel %s/%s failed: %s", ASTDB_FAMILY, channel_id, exc or "timed out")
 
     def _orphan_ended(self, call: _Call, result: asyncio.Future[SubmitReceipt]) -> None:
         attempt_id = call.message.attempt_id

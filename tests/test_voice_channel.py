@@ -37,6 +37,7 @@ class EventsRecorder:
     def __init__(self) -> None:
         self.statuses: list[LineStatus] = []
         self.capacity_calls = 0
+        self.late: list[tuple] = []
         self.wakeup = asyncio.Event()
 
     def status_reports(self, line, reports) -> None:
@@ -51,6 +52,9 @@ class EventsRecorder:
     def capacity_available(self) -> None:
         self.capacity_calls += 1
         self.wakeup.set()
+
+    def late_call_outcome(self, delivery_id, attempt_id, outcome, *, line, answered_at, cause) -> None:
+        self.late.append((delivery_id, attempt_id, outcome, line))
 
 
 def ami_settings(port: int, secret: str = "allerta") -> AmiSettings:

@@ -247,12 +247,12 @@ def test_missing_pong_drops_a_half_open_link_and_reconnects():
 
 
 def _no_channels(action: AmiMessage) -> list[list[tuple[str, str]]]:
-    """CoreShowChannels with nothing up (the voice channel asks at start-up)."""
+    """CoreShowChannels with nothing up, DBGetTree with nothing stored (asked at start-up)."""
     aid = action["ActionID"]
+    complete = "DBGetTreeComplete" if action.get("Action") == "DBGetTree" else "CoreShowChannelsComplete"
     return [[("Response", "Success"), ("ActionID", aid), ("EventList", "start"),
-             ("Message", "Channels will follow")],
-            [("Event", "CoreShowChannelsComplete"), ("ActionID", aid),
-             ("EventList", "Complete"), ("ListItems", "0")]]
+             ("Message", "Result will follow")],
+            [("Event", complete), ("ActionID", aid), ("EventList", "Complete"), ("ListItems", "0")]]
 
 
 def _ack(action: AmiMessage) -> list[tuple[str, str]]:
@@ -276,6 +276,8 @@ def test_unacknowledged_originate_is_not_resent_after_reconnect():
         name = action.get("Action")
         if name == "Ping":
             return [[("Response", "Success"), ("ActionID", action["ActionID"]), ("Ping", "Pong")]]
+        if name == "DBGetTree":
+            return _no_channels(action)
         if name == "CoreShowChannels":
             aid = action["ActionID"]
             return [[("Response", "Success"), ("ActionID", aid), ("EventList", "start"),
@@ -313,7 +315,7 @@ def test_call_without_end_event_fails_after_timeout_and_margin():
     def script(action: AmiMessage, connection: int):
         if action.get("Action") == "Originate":
             return [_ack(action)]   # queued, then silence
-        if action.get("Action") == "CoreShowChannels":
+        if action.get("Action") in ("CoreShowChannels", "DBGetTree"):
             return _no_channels(action)
         if action.get("Action") == "Ping":
             return [[("Response", "Success"), ("ActionID", action["ActionID"]), ("Ping", "Pong")]]
@@ -345,7 +347,7 @@ def test_answered_call_whose_message_could_not_play_fails_with_its_times_and_cau
     def script(action: AmiMessage, connection: int):
         if action.get("Action") == "Ping":
             return [[("Response", "Success"), ("ActionID", action["ActionID"]), ("Ping", "Pong")]]
-        if action.get("Action") == "CoreShowChannels":
+        if action.get("Action") in ("CoreShowChannels", "DBGetTree"):
             return _no_channels(action)
         if action.get("Action") != "Originate":
             return None

@@ -116,3 +116,21 @@ def test_one_congested_callee_does_not_slow_the_trunk_but_many_do(tmp_path):
         one_callee, trunk_wide = asyncio.run(scenario())
     assert one_callee.limit == 4 and one_callee.last_error is None
     assert trunk_wide.limit < 4 and "congestion" in (trunk_wide.last_error or "")
+
+
+def test_a_confirmation_made_while_the_engine_was_away_is_found_at_start_up(tmp_path):
+    """The engine died; the person pressed 1 and the call ended before it came back: our dialplan
+    left 'confirmed' in AstDB, which the engine reads (DBGetTree) before dialling anything."""
+    with PbxSimulatorProcess(tmp_path, trunks={"trunk1": 4}, population=POPULATION) as pbx:
+        pbx.control({"cmd": "astdb_set", "family": "allerta", "key": "allerta-7-31-trunk1", "value": "confirmed"})
+        pbx.control({"cmd": "astdb_set", "family": "other", "key": "x", "value": "kept"})
+
+        async def scenario():
+            channel, events = await started(voice_settings(pbx.port))
+            ready = channel.free_slots() > 0
+            await channel.stop()
+            return events.late, ready
+        late, ready = asyncio.run(scenario())
+        astdb = pbx.control({"cmd": "astdb"})["entries"]
+    assert late == [(7, 31, "confirmed", "trunk1")] and ready
+    assert astdb == [["other", "x", "kept"]]

@@ -22,6 +22,7 @@ _ACTION_AUTHORITY = {
     "getvar": {"call", "reporting"},
     # main/db.c: astdb_init registers DBGet with system|reporting, DBPut and DBDel with system.
     "dbget": {"system", "reporting"},
+    "dbgettree": {"system", "reporting"},
     "dbput": {"system"},
     "dbdel": {"system"},
 }
@@ -243,3 +244,15 @@ class AmiSession:
             self.respond(action, "Error", "Database entry not found")
             return
         self.respond(action, "Success", "Key deleted successfully")
+
+    async def _action_dbgettree(self, action: AmiMessage) -> None:
+        # main/db.c manager_db_tree_get: every key under Family (Key is the full path).
+        family = (action.get("Family") or "").strip("/")
+        action_id = action.get("ActionID")
+        id_pairs = [("ActionID", action_id)] if action_id is not None else []
+        entries = [(key, value) for (fam, key), value in self.sim.astdb.items() if not family or fam == family]
+        self.respond(action, "Success", None, ("EventList", "start"), ("Message", "Result will follow"))
+        for key, value in entries:
+            self.send([("Event", "DBGetTreeResponse"), ("Key", f"/{family}/{key}"), ("Val", value), *id_pairs])
+        self.send([("Event", "DBGetTreeComplete"), *id_pairs, ("EventList", "Complete"),
+                   ("ListItems", str(len(entries)))])
