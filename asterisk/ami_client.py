@@ -48,7 +48,7 @@ LinkCallback = Callable[[bool, str], None]
 # Lower case: panoramisk compares ``action['action'].lower()`` with these.
 FORGETABLE_ACTIONS = ("ping", "login", "logoff", "originate", "coreshowchannels", "command")
 # UserEvents of asterisk/conf/extensions_allerta.conf, matched by their Delivery header.
-ALLERTA_USER_EVENTS = frozenset({"allertaresult", "allertahangup"})
+ALLERTA_USER_EVENTS = frozenset({"allertaresult", "allertahangup", "allertaplaying"})
 
 class AmiError(Exception):
     """Base of every error of the AMI client."""

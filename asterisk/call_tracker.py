@@ -48,6 +48,9 @@ class CallTracker:
         self.handler_cause: int | None = None    # AllertaHangup's HANGUPCAUSE
         self.handler_seen = False
         self.pbx_shutdown = False                # a Shutdown event came while the call was up
+        # AllertaPlaying seen: the message started. False from the start, since we see
+        # every event of a call we originated; None for a call adopted later (unknown).
+        self.played: bool | None = False
 
     def _ours(self, uniqueid: str | None) -> bool:
         return bool(uniqueid) and (uniqueid == self.channel_id
@@ -67,6 +70,8 @@ class CallTracker:
             if user_event == "allertaresult":
                 self.user_result = {"Result": event.get("Result") or "",
                                     "Digit": event.get("Digit") or ""}
+            elif user_event == "allertaplaying":
+                self.played = True
             elif user_event == "allertahangup":
                 self.handler_seen = True
                 self.handler_cause = _int(event.get("Cause"))
@@ -147,4 +152,5 @@ class CallTracker:
         return self.handler_cause or None
 
     def outcome(self) -> CallOutcome:
-        return classify_call(self.reason, self.cause, self.user_result, self.answered, self.pbx_gone)
+        return classify_call(self.reason, self.cause, self.user_result, self.answered, self.played,
+                             self.pbx_gone)

@@ -561,7 +561,11 @@ class VoiceChannel:
                 call.check_after_reconnect = False
                 if call.channel_id in present:
                     log.info("call %s survived the AMI reconnect", call.channel_id)
+                    if call.tracker.played is False:
+                        call.tracker.played = None   # AllertaPlaying may have come in the gap
                     continue
+                if call.tracker.played is False:
+                    call.tracker.played = None       # the same for a call that ended in the gap
                 if call.tracker.user_result is None and await self._recover_result(call):
                     self._finish_from_events(call)
                 elif call.tracker.outcome_seen:
@@ -591,6 +595,7 @@ class VoiceChannel:
                                                  attempt_id=attempt_id),
                          trunk=trunk, channel_id=channel_id, started_at=_now(), started_mono=loop.time(),
                          result=loop.create_future(), tracker=CallTracker(channel_id), orphan=True)
+            call.tracker.played = None   # what happened before this start is unknown
             for snapshot in snapshots:
                 call.tracker.feed(snapshot, _now())
             call.result.add_done_callback(lambda f, call=call: self._orphan_ended(call, f))

@@ -109,7 +109,7 @@ def test_demo_delivers_the_drill_by_sms_and_voice_serves_the_panel_and_exits_whe
     assert "alert status 1" in result.stdout
     # The panel's address and the demo logins are printed, and they work.
     assert re.search(r"Web panel: http://127\.0\.0\.1:\d+/", result.stdout)
-    assert "demo / fiumicino-demo" in result.stdout
+    assert "demo / fiumicino-prova" in result.stdout
     admin = re.search(r"Administrator: +admin / (\S+)", result.stdout)
     assert admin
     services = build_services(load_config(keep / "allerta.toml"))
@@ -120,7 +120,7 @@ def test_demo_delivers_the_drill_by_sms_and_voice_serves_the_panel_and_exits_whe
         password_hash = s.scalar(select(User.password_hash).where(User.username == "demo"))
     services.engine.dispose()
     assert roles == {"admin": "admin", "demo": "approver", "operatore": "operator"}
-    assert verify_password(password_hash, "fiumicino-demo")
+    assert verify_password(password_hash, "fiumicino-prova")
     assert alert.drill and DRILL_ZONE in alert.target and alert.channels == "sms,voice"
     assert alert.audio_path and Path(alert.audio_path + ".wav").is_file()
     sms = Counter(state for channel, state in deliveries if channel == "sms")

@@ -15,7 +15,7 @@ import pytest
 
 from asterisk.ami_client import AmiAuthError, AmiClient, AmiSettings, AmiUnreachable
 from asterisk.asterisk_config import render_configs
-from gateway.core.audio import audio_info, render_tts
+from gateway.core.audio import audio_info, confirmation, confirmation_wav, render_tts
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
 from asterisk.trunks import TrunkConfig
 from asterisk.voice_channel import FATE_UNKNOWN, LOGIN_REFUSED, VoiceChannel, VoiceSettings
@@ -297,6 +297,7 @@ def test_played_audio_resolves_to_the_rendered_file(tmp_path):
     sounds.mkdir()
     name = sounds / "allerta-0123456789ab"          # as 'allerta alert send --voice' names it
     render_tts("Allerta meteo", "it", name.with_suffix(".wav"))
+    render_tts(confirmation("it"), "it", confirmation_wav(name), closing=False)
     dialplan = render_configs("allerta", "s3cret-value", str(sounds))["extensions_allerta.conf"]
     with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 2}, population=POPULATION) as pbx:
         async def scenario():
@@ -308,10 +309,12 @@ def test_played_audio_resolves_to_the_rendered_file(tmp_path):
         asyncio.run(scenario())
         originates = _originate_of(pbx.control({"cmd": "received"})["actions"])
     sent = [dict(v.split("=", 1) for v in o["variable"])["ALLERTA_AUDIO"] for o in originates]
-    # Every place the dialplan plays the file: Playback(file) and Read(DIGIT,file,...).
+    # Every place the dialplan plays a file: Playback(file), Read(DIGIT,file,...), BackgroundDetect(file,...).
     playbacks = (re.findall(r"Playback\(([^),]*\$\{ALLERTA_AUDIO\}[^),]*)", dialplan)
-                 + re.findall(r"Read\(DIGIT,([^),]*\$\{ALLERTA_AUDIO\}[^),]*)", dialplan))
-    assert len(sent) == 2 and len(playbacks) == 2      # on a machine, and the message with its key
+                 + re.findall(r"Read\(DIGIT,([^),]*\$\{ALLERTA_AUDIO\}[^),]*)", dialplan)
+                 + re.findall(r"BackgroundDetect\(([^),]*\$\{ALLERTA_AUDIO\}[^),]*)", dialplan))
+    # The message with its key, on a machine, while detecting one, and the confirmation after a 1.
+    assert len(sent) == 2 and len(playbacks) == 4
     for audio in sent:
         for argument in playbacks:
             played = Path(argument.replace("${ALLERTA_AUDIO}", audio))
@@ -472,3 +475,38 @@ def test_two_trunks_avoid_lines_and_routing(tmp_path):
     # A mobile number may only use trunk1, even though it is to be avoided.
     assert avoided.line == "trunk1" and landline.line == "trunk2"
     assert {s.label for s in statuses} == {"trunk1", "trunk2"}
+
+
+def test_keys_at_once_and_a_greeting_are_confirmed_on_the_first_call_with_amd(tmp_path):
+    """Issue 11 end to end (TCP): with machine detection on, a 1 pressed right after answer and a
+    person who says "Pronto?" once are confirmed; a machine gets the message as voicemail."""
+    early, greeter, machine = "+390612340001", "+390612340002", "+390612340003"
+    population = {"overrides": {early: {"behaviour": "confirm", "listen_seconds": 0.3},
+                                greeter: {"behaviour": "confirm", "greets": True, "listen_seconds": 6},
+                                machine: {"behaviour": "voicemail"}}}
+    with PbxSimulatorProcess(tmp_path, trunks={"trunk1": 2}, population=population) as pbx:
+        async def scenario():
+            channel, _ = await started(voice_settings(pbx.port, amd=True))
+            receipts = [await channel.submit(message(number, delivery_id=i + 1,
+                                                     audio_path="/var/lib/allerta/sounds/allerta-1"))
+                        for i, number in enumerate((early, greeter, machine))]
+            await channel.stop()
+            return receipts
+        receipts = asyncio.run(scenario())
+    assert [r.outcome for r in receipts] == ["confirmed", "confirmed", "voicemail"]
+
+
+def test_a_missing_message_file_is_never_a_delivery_end_to_end(tmp_path):
+    """The machine's path too: the dialplan checks the file and reports an error, our fault."""
+    population = {"overrides": {CONFIRM: {"behaviour": "voicemail"}}}
+    with PbxSimulatorProcess(tmp_path, trunks={"trunk1": 2}, population=population,
+                             extra_args=["--sounds-on-disk"]) as pbx:
+        async def scenario():
+            channel, _ = await started(voice_settings(pbx.port, amd=True))
+            with pytest.raises(DeliveryFailed) as failure:
+                await channel.submit(message(CONFIRM, audio_path=str(tmp_path / "sounds" / "missing")))
+            await channel.stop()
+            return failure.value
+        failure = asyncio.run(scenario())
+    assert failure.outcome == "failed" and not failure.charge_attempt
+    assert "could not be played" in str(failure)

@@ -17,6 +17,10 @@ from gateway.core.models import Alert, Attempt, Delivery
 from gateway.core.retry import RetryVerdict, VoicePolicy
 from gateway.core.states import AttemptOutcome
 from gateway.core.store import DEADLINE_PASSED, Store
+import pytest
+
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
 
 NOW = dt.datetime(2026, 5, 1, 12, 0)
 

@@ -12,6 +12,7 @@ from gateway.core.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA, Key
 from gateway.core.db import shown_url, utcnow
 from gateway.core.models_panel import ApiToken, AuditEntry, User
 from web.context import panel
+from web.auth import password_message
 from web.params import bounded_int, page_number
 from web.security import require_role
 from web.tokens import (DEFAULT_DAYS, MAX_DAYS, TOKEN_ROLES, TokenError, create_token, owners_active, revoke_token,
@@ -48,7 +49,7 @@ def users():
             else:
                 flash(_("Unknown action."), "error")
         except UserError as exc:
-            flash(str(exc), "error")
+            flash(password_message(exc), "error")
             return render_template("admin/users.html", users=_users(), roles=ROLES, languages=LANGUAGES), 400
         return redirect(url_for("admin.users"))
     return render_template("admin/users.html", users=_users(), roles=ROLES, languages=LANGUAGES)

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify, request, url_for
 
 from gateway.core.audio import AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target
+from gateway.core.db import utcnow
 from gateway.core.models import Alert
 from gateway.core.states import AlertState, Channel
 from gateway.core.voice_messages import VoiceRenderer, discard
@@ -15,6 +16,7 @@ from web.api_schema import OPENAPI, body_error
 from web.context import panel
 from web.progress import alert_progress, line_rows, stale_after
 from web.security import public, token_auth
+from web.throttle import API, API_POLICY, blocked_for, count_failure, retry_after
 from web.tokens import Refusal, authenticate_token
 from web.users import has_role
 
@@ -29,18 +31,41 @@ def _error(status: int, message: str, field: str | None = None):  # noqa: ANN202
     return response
 
 
+def _too_many(wait) -> object:  # noqa: ANN001
+    response = _error(429, "too many refused tokens from this address; try again later")
+    response.headers["Retry-After"] = str(retry_after(wait))
+    return response
+
+
+def _count_bad_token(address: str, now):  # noqa: ANN001, ANN202
+    """Per address, as sign-ins (web/throttle.py): a day's first 20 refused tokens are free, then the
+    address waits longer and longer; the audit log hears of the block, not of every refused call."""
+    audit = panel().audit
+    with audit.transaction() as s:
+        counted = count_failure(s, API, address, API_POLICY, now)
+        if counted.newly_blocked:
+            audit.record(s, f"api@{address}"[:80], "api.throttled", address, failures=counted.failures)
+        return counted.blocked
+
+
 def api_role(role: str):  # noqa: ANN201
     """A token-authenticated view that needs at least ``role``."""
     def decorate(view):  # noqa: ANN001, ANN202
         @wraps(view)
         def wrapper(*args, **kwargs):  # noqa: ANN202
+            audit, address, now = panel().audit, request.remote_addr or "-", utcnow()
+            with audit.sessions() as s:
+                wait = blocked_for(s, API, address, now)
+            if wait is not None:
+                return _too_many(wait)
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 return _error(401, "missing bearer token")
-            row = authenticate_token(panel().audit, token.strip())
+            row = authenticate_token(audit, token.strip())
             if isinstance(row, Refusal):
-                return _error(401, row.message)
+                wait = _count_bad_token(address, now)
+                return _error(401, row.message) if wait is None else _too_many(wait)
             if not has_role(row.role, role):
                 return _error(403, f"this token's role ({row.role}) cannot do this")
             request.api_actor = f"api:{row.name}"

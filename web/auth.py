@@ -1,11 +1,13 @@
 """Sign in, sign out, and the user's own account (language, password)."""
 from __future__ import annotations
 
+import datetime as dt
+import math
 import time
 import unicodedata
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
@@ -13,7 +15,8 @@ from web.app_user import PanelUser
 from web.context import panel, remote
 from web.i18n import LANGUAGES
 from web.security import public, require_role
-from web.users import UserError, authenticate, set_password, verify_password
+from web.throttle import retry_after
+from web.users import UserError, authenticate, check_current_password, set_password
 from gateway.core.models_panel import User
 
 bp = Blueprint("auth", __name__)
@@ -49,9 +52,9 @@ def login():
     result = authenticate(panel().sessions, panel().audit, username, password,
                           attempts=web.lockout_attempts, lockout_minutes=web.lockout_minutes, remote=remote())
     if result.user is None:
-        message = {"locked": _("Too many failed attempts: this account is locked for %(minutes)s minutes.",
-                               minutes=web.lockout_minutes),
-                   "disabled": _("This account is disabled.")}.get(result.problem, _("Wrong username or password."))
+        if result.problem == "throttled":
+            return _throttled(result.wait, "auth/login.html", next=request.form.get("next", ""), username=username)
+        message = _("This account is disabled.") if result.problem == "disabled" else _("Wrong username or password.")
         flash(message, "error")
         return render_template("auth/login.html", next=request.form.get("next", ""), username=username), 401
     session.clear()  # no session fixation: a fresh session for the signed-in user
@@ -59,6 +62,24 @@ def login():
     session["seen"] = time.time()
     login_user(PanelUser(result.user))
     return redirect(_safe_next(request.form.get("next")))
+
+
+def password_message(exc: UserError) -> str:
+    """The password policy's refusal in the user's language (web/users.py password_problem)."""
+    code = getattr(exc, "code", None)
+    return {"short": _("The password must be at least 10 characters long."),
+            "username": _("The password must not contain the username."),
+            "repetitive": _("The password repeats too few characters: use at least 5 different ones."),
+            "common": _("This password is among the most common ones: choose another.")}.get(code, str(exc))
+
+
+def _throttled(wait: dt.timedelta, template: str, **context):  # noqa: ANN003, ANN202
+    """429 with Retry-After: the same words whether the name exists or not."""
+    flash(_("Too many failed attempts from this computer: try again in %(minutes)s minutes.",
+            minutes=max(1, math.ceil(wait.total_seconds() / 60))), "error")
+    response = make_response(render_template(template, **context), 429)
+    response.headers["Retry-After"] = str(retry_after(wait))
+    return response
 
 
 @bp.route("/logout", methods=["POST"])
@@ -98,18 +119,21 @@ def account():
     if request.method == "POST":
         current = request.form.get("current", "")
         new = request.form.get("new", "")
-        with panel().sessions() as s:
-            row = s.get(User, current_user.id)
-            ok = verify_password(row.password_hash, current)
-        if not ok:
+        web = panel().web
+        checked = check_current_password(panel().sessions, panel().audit, current_user.username, current,
+                                         attempts=web.lockout_attempts, lockout_minutes=web.lockout_minutes,
+                                         remote=remote())
+        if checked.problem == "throttled":
+            return _throttled(checked.wait, "auth/account.html")
+        if checked.user is None:
             flash(_("The current password is wrong."), "error")
         elif new != request.form.get("confirm", ""):
             flash(_("The two new passwords differ."), "error")
         else:
             try:
                 set_password(panel().sessions, panel().audit, current_user.username, new, actor=current_user.username)
-            except UserError:
-                flash(_("The password must be at least 10 characters long."), "error")
+            except UserError as exc:
+                flash(password_message(exc), "error")
             else:
                 flash(_("Password changed. Please sign in again."), "success")
                 logout_user()

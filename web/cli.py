@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import secrets
 import sys
 
 from sqlalchemy import func, select
@@ -16,7 +15,7 @@ from gateway.core.models_panel import ApiToken, AuditEntry
 from gateway.core.services import build_services
 from web.tokens import (DEFAULT_DAYS, MAX_DAYS, TOKEN_ROLES, TokenError, create_token, owners_active, revoke_token,
                         token_state)
-from web.users import UserError, add_user, list_users, set_active, set_password
+from web.users import UserError, add_user, generate_password, list_users, set_active, set_password
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -83,7 +82,7 @@ def _panel(args: argparse.Namespace):  # noqa: ANN202
 def _password(args: argparse.Namespace) -> tuple[str, bool]:
     """(password, generated)."""
     if args.generate:
-        return secrets.token_urlsafe(12), True
+        return generate_password(args.username), True
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n"), False
     first = getpass.getpass("password: ")

@@ -6,6 +6,7 @@ import functools
 import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -15,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.core.db import utcnow
 from gateway.core.models_panel import User
 from gateway.core.audit import AuditLog
+from web.throttle import (ADDRESS, ADDRESS_POLICY, PAIR, blocked_for, clear, count_failure, forget_old, pair_key,
+                          pair_policy)
 
 # Ordered: each role may do everything the roles before it may.
 ROLES = ("viewer", "operator", "approver", "admin")
@@ -49,10 +52,45 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def password_problem(password: str) -> str | None:
+class PasswordError(UserError):
+    """A password the policy refuses; ``code`` (short, username, common, repetitive) picks the panel's
+    translated message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def password_problem(password: str, username: str = "") -> PasswordError | None:
+    """Length alone let `aaaaaaaaaa` and `password123` through. Also refused: the username in the
+    password, a handful of distinct characters, and the common passwords and words of
+    web/common_passwords.txt, trailing digits and symbols or not ("Password2024!")."""
     if len(password) < MIN_PASSWORD:
-        return f"the password must be at least {MIN_PASSWORD} characters long"
+        return PasswordError("short", f"the password must be at least {MIN_PASSWORD} characters long")
+    folded = password.casefold()
+    if len(username) >= 3 and username.casefold() in folded:
+        return PasswordError("username", "the password must not contain the username")
+    if len(set(folded)) < 5:
+        return PasswordError("repetitive", "the password repeats too few characters (at least 5 different ones)")
+    stem = folded.rstrip("0123456789!?.,;:-_@#$%&*+=/ ")
+    if folded in _common_passwords() or stem in _common_passwords() or len(stem) < 4:
+        return PasswordError("common", "the password is among the most common ones; choose another")
     return None
+
+
+def generate_password(username: str) -> str:
+    """16 random characters (about 96 bits) that the policy accepts (a random draw could, rarely, hold
+    the username)."""
+    while True:
+        password = secrets.token_urlsafe(12)
+        if password_problem(password, username) is None:
+            return password
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    text = (Path(__file__).with_name("common_passwords.txt")).read_text(encoding="utf-8")
+    return frozenset(line.strip().casefold() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 
 def has_role(role: str, needed: str) -> bool:
@@ -67,9 +105,9 @@ def add_user(sessions: sessionmaker[Session], audit: AuditLog, username: str, pa
         raise UserError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
     if language not in LANGUAGES:
         raise UserError(f"unknown language {language!r} (languages: {', '.join(LANGUAGES)})")
-    problem = password_problem(password)
+    problem = password_problem(password, username)
     if problem:
-        raise UserError(problem)
+        raise problem
     with audit.transaction() as session:
         if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
             raise UserError(f"a user named {username!r} already exists")
@@ -89,9 +127,9 @@ def _get(session: Session, username: str) -> User:
 
 def set_password(sessions: sessionmaker[Session], audit: AuditLog, username: str, password: str,
                  *, actor: str = "cli") -> None:
-    problem = password_problem(password)
+    problem = password_problem(password, username)
     if problem:
-        raise UserError(problem)
+        raise problem
     with audit.transaction() as session:
         user = _get(session, username)
         user.password_hash = hash_password(password)
@@ -144,7 +182,7 @@ def ensure_first_admin(sessions: sessionmaker[Session], audit: AuditLog,
     with sessions() as session:
         if session.scalar(select(func.count()).select_from(User)):
             return None
-    password = secrets.token_urlsafe(12)  # 16 characters, about 96 bits
+    password = generate_password(username)
     add_user(sessions, audit, username, password, "admin", actor="init")
     return username, password
 
@@ -152,33 +190,24 @@ def ensure_first_admin(sessions: sessionmaker[Session], audit: AuditLog,
 @dataclass(frozen=True)
 class LoginResult:
     user: User | None
-    problem: str | None  # 'bad' | 'locked' | 'disabled' | None
+    problem: str | None  # 'bad' | 'throttled' | 'disabled' | None
+    wait: dt.timedelta | None = None  # with 'throttled': how long before this name and address are heard
 
 
 def authenticate(sessions: sessionmaker[Session], audit: AuditLog, username: str, password: str, *,
                  attempts: int, lockout_minutes: int, remote: str | None = None,
                  now: dt.datetime | None = None) -> LoginResult:
-    """Check a login; count failures and lock the account after ``attempts`` of them in a row."""
+    """Check a login. Failures are counted per (name, address) and per address (web/throttle.py), never
+    against the account alone, and every answer costs one password hash: an unknown name, a wrong
+    password and a throttled attempt look and take the same."""
     now = now or utcnow()
     with audit.transaction() as session:
         user = session.scalar(select(User).where(User.username == username))
-        if user is None:
-            verify_password(_dummy_hash(), password)
-            audit.record(session, username[:80] or "-", "login.failed", username[:80], reason="unknown user",
-                         remote=remote)
-            return LoginResult(None, "bad")
-        if user.locked_until is not None and user.locked_until > now:
-            audit.record(session, username, "login.refused", username, reason="locked", remote=remote)
-            return LoginResult(None, "locked")
-        if not verify_password(user.password_hash, password):
-            user.failed_logins += 1
-            locked = user.failed_logins >= attempts
-            if locked:
-                user.locked_until = now + dt.timedelta(minutes=lockout_minutes)
-                user.failed_logins = 0
-            audit.record(session, username, "login.locked" if locked else "login.failed", username,
-                         remote=remote)
-            return LoginResult(None, "locked" if locked else "bad")
+        refused = _password_check(session, audit, user, username, password, remote, now, attempts=attempts,
+                                  lockout_minutes=lockout_minutes,
+                                  reason="unknown user" if user is None else "wrong password")
+        if refused is not None:
+            return refused
         if not user.active:
             audit.record(session, username, "login.refused", username, reason="disabled", remote=remote)
             return LoginResult(None, "disabled")
@@ -187,3 +216,61 @@ def authenticate(sessions: sessionmaker[Session], audit: AuditLog, username: str
             user.password_hash = hash_password(password)
         audit.record(session, username, "login", username, remote=remote)
         return LoginResult(user, None)
+
+
+def check_current_password(sessions: sessionmaker[Session], audit: AuditLog, username: str, password: str, *,
+                           attempts: int, lockout_minutes: int, remote: str | None = None,
+                           now: dt.datetime | None = None) -> LoginResult:
+    """The current password asked before a change: counted towards the throttle like a sign-in, or a
+    stolen session could try passwords without limit."""
+    now = now or utcnow()
+    with audit.transaction() as session:
+        user = _get(session, username)
+        refused = _password_check(session, audit, user, username, password, remote, now, attempts=attempts,
+                                  lockout_minutes=lockout_minutes, reason="wrong current password")
+        return refused or LoginResult(user, None)
+
+
+def _password_check(session: Session, audit: AuditLog, user: User | None, username: str, password: str,
+                    remote: str | None, now: dt.datetime, *, attempts: int, lockout_minutes: int,
+                    reason: str) -> LoginResult | None:
+    """The refusal, or None when ``password`` is ``user``'s and neither the name from this address nor
+    the address is throttled. Exactly one Argon2 verification on every path: an unknown name is checked
+    against a dummy hash, a throttled one too, so no answer is faster than another."""
+    wait = _throttled(session, username, remote, now)
+    if wait is not None:
+        verify_password(_dummy_hash(), password)
+        return LoginResult(None, "throttled", wait)
+    matches = verify_password(user.password_hash if user is not None else _dummy_hash(), password)
+    if user is None or not matches:
+        wait = _count_refusal(session, audit, username, remote, now, attempts=attempts,
+                              lockout_minutes=lockout_minutes, reason=reason)
+        return LoginResult(None, "bad" if wait is None else "throttled", wait)
+    clear(session, PAIR, pair_key(username, remote))
+    return None
+
+
+def _throttled(session: Session, username: str, remote: str | None, now: dt.datetime) -> dt.timedelta | None:
+    waits = [wait for wait in (blocked_for(session, PAIR, pair_key(username, remote), now),
+                               blocked_for(session, ADDRESS, remote or "-", now)) if wait is not None]
+    return max(waits) if waits else None
+
+
+def _count_refusal(session: Session, audit: AuditLog, username: str, remote: str | None, now: dt.datetime, *,
+                   attempts: int, lockout_minutes: int, reason: str) -> dt.timedelta | None:
+    """Count one refused password for the name from this address and for the address; tell the audit log
+    only when a window opens or a block starts (with the counts), so a flood adds a few entries."""
+    forget_old(session, now)
+    name = username[:80] or "-"
+    pair = count_failure(session, PAIR, pair_key(username, remote), pair_policy(attempts, lockout_minutes), now)
+    address = count_failure(session, ADDRESS, remote or "-", ADDRESS_POLICY, now)
+    if pair.opened:
+        audit.record(session, name, "login.failed", name, reason=reason, remote=remote,
+                     **({"earlier_failures": pair.earlier} if pair.earlier else {}))
+    if pair.newly_blocked:
+        audit.record(session, name, "login.blocked", name, remote=remote, failures=pair.failures,
+                     minutes=lockout_minutes)
+    if address.newly_blocked:
+        audit.record(session, name, "login.throttled", remote or "-", failures=address.failures)
+    waits = [wait for wait in (pair.blocked, address.blocked) if wait is not None]
+    return max(waits) if waits else None

@@ -20,6 +20,7 @@ _ACTION_AUTHORITY = {
     "command": {"command"},
     "coreshowchannels": {"system", "reporting"},
     "getvar": {"call", "reporting"},
+    "modulecheck": {"system"},
     # main/db.c: astdb_init registers DBGet with system|reporting, DBPut and DBDel with system.
     "dbget": {"system", "reporting"},
     "dbgettree": {"system", "reporting"},
@@ -192,11 +193,21 @@ class AmiSession:
             self.respond(action, "Error", "No variable specified")
             return
         value = ""
-        if variable.upper().startswith("DIALPLAN_EXISTS(") and variable.endswith(")"):
+        # Without func_dialplan the function is not registered and the value is empty.
+        if (variable.upper().startswith("DIALPLAN_EXISTS(") and variable.endswith(")")
+                and self.sim.module_loaded("func_dialplan")):
             context, _, rest = variable[len("DIALPLAN_EXISTS("):-1].partition(",")
             exten = rest.partition(",")[0] or "s"
             value = "1" if exten == "s" and context.strip() in self.sim.config.dialplan_contexts else "0"
         self.respond(action, "Success", None, ("Variable", variable), ("Value", value))
+
+    async def _action_modulecheck(self, action: AmiMessage) -> None:
+        # manager.c: "Module not loaded", or Success with an empty Version (kept since git).
+        module = (action.get("Module") or "").strip()
+        if not module or not self.sim.module_loaded(module):
+            self.respond(action, "Error", "Module not loaded")
+            return
+        self.respond(action, "Success", None, ("Version", ""))
 
     async def _action_coreshowchannels(self, action: AmiMessage) -> None:
         action_id = action.get("ActionID")

@@ -177,6 +177,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "context": Key(str, "allerta-outbound", "Dialplan context of extensions_allerta.conf.", _name),
         "sounds_dir": Key(str, "", "Where Asterisk reads our audio. Empty: <data_dir>/sounds."),
         "amd": Key(bool, True, "Detect answering machines and leave the message on them."),
+        "system_user": Key(str, "asterisk", "The account Asterisk runs as: allerta doctor checks it can read sounds_dir.", _name),
         "ring_timeout": Key(NUMBER, 30.0, "Seconds a call may ring before it counts as no answer.", _at_least_one),
         "end_grace": Key(NUMBER, 2.0, "Seconds to wait for the rest of a call's end events, which Asterisk "
                          "sends in any order, before deciding its outcome.", _positive),
@@ -199,8 +200,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "tls_key": Key(str, "", "PEM private key of tls_cert."),
         "tls_names": Key(list, [], "Extra host names and IP addresses the generated certificate is valid for (the machine's name and, listening on 0.0.0.0, its IPv4 addresses are always in it).", _host_names),
         "session_minutes": Key(int, 30, "Minutes of inactivity after which a panel session expires.", _positive),
-        "lockout_attempts": Key(int, 5, "Failed logins in a row after which an account is locked.", _positive),
-        "lockout_minutes": Key(int, 15, "Minutes an account stays locked after too many failed logins.", _positive),
+        "lockout_attempts": Key(int, 5, "Failed sign-ins of one name from one address after which that name is refused from there.", _positive),
+        "lockout_minutes": Key(int, 15, "Minutes a name stays refused from an address after too many failed sign-ins there.", _positive),
         "two_person_rule": Key(bool, True, "An operator's alert waits for an approver; an approver sending alone must give a reason."),
         "secret_key_file": Key(str, "", "File holding the key that signs session cookies. Empty: <data_dir>/web-secret.key, created on first start."),
         "max_upload_mb": Key(int, 20, "Largest upload (recording, contact list) in megabytes.", _positive),

@@ -98,3 +98,21 @@ class ErasedContacts(Base):
     zone: Mapped[str | None] = mapped_column(String(120))
     vulnerable: Mapped[bool] = mapped_column(Boolean, default=False)
     numbers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LoginThrottle(Base):
+    """Refused sign-ins and API tokens counted per (scope, key): a name from an address, or an address.
+
+    Kept in the database, not in a worker's memory: the count survives a restart and is shared by every
+    worker serving the panel. ``audited`` is how many of ``failures`` the audit log has already been
+    told about, so a flood of refusals writes a few summary entries, not one each.
+    """
+    __tablename__ = "login_throttle"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_login_throttle_scope_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(12))
+    key: Mapped[str] = mapped_column(String(200))
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    audited: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -33,7 +33,7 @@ from web.users import add_user
 
 PAGE_TARGET_MS = 300.0
 EXPORT_TARGET_SECONDS = 5.0
-PASSWORD = "bench password 1"
+PASSWORD = "misura-pannello-42"
 BENCH_TEXT = "Allerta: esondazione in corso, salire ai piani alti"
 
 

@@ -561,6 +561,10 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+DATABASE_URL_HELP = ("an EMPTY database to run on instead of a temporary SQLite file, e.g. "
+                     "postgresql+psycopg://allerta@/allerta_bench?host=/var/run/postgresql")
+
+
 def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks; print JSON").add_subparsers(dest="what", required=True)
     p = bench.add_parser("sms", help="engine plus simulated modems")
@@ -570,6 +574,7 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-delay", type=float, default=0.05, help="seconds from submit to status report")
     p.add_argument("--keep", metavar="DIR", help="keep the benchmark's files (database, logs) in DIR")
     p.add_argument("--cprofile", metavar="FILE", help="run the engine under cProfile, stats to FILE")
+    p.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("voice", help="engine plus the PBX simulator (time-scaled)")
     p.add_argument("--channels", type=int, default=30)
@@ -580,6 +585,7 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p = bench.add_parser("fanout", help="time to create an alert for many recipients")
     p.add_argument("--contacts", type=int, default=100_000)
     p.add_argument("--keep", metavar="DIR", help="keep the benchmark's database in DIR")
+    p.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("web", help="server time of the panel's pages over a seeded database")
     p.add_argument("--contacts", type=int, default=100_000)

@@ -89,7 +89,7 @@ PBX_POPULATION = {"seed": 2024, "answer": 0.78, "busy": 0.06, "no_answer": 0.08,
 # The drill's voice retry policy: short intervals, so the demo ends in minutes.
 DEMO_VOICE = {"max_attempts": 3, "voice_interval": 10.0, "voice_growth": 1.5, "voice_cap": 4}
 # Demo logins (the panel listens on 127.0.0.1 only; the first admin gets a random password).
-DEMO_LOGINS = {"approver": ("demo", "fiumicino-demo"), "operator": ("operatore", "fiumicino-operatore")}
+DEMO_LOGINS = {"approver": ("demo", "fiumicino-prova"), "operator": ("operatore", "fiumicino-turno")}
 
 
 # --- synthetic residents ------------------------------------------------------------

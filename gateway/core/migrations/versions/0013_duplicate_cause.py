@@ -7,7 +7,7 @@ before this version were all written by the restart recovery or a lost link,
 and are left without a cause ("unknown").
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-04
 """
 from alembic import op
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 
 revision = '0013'
-down_revision = '0009'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
