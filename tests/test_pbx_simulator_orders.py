@@ -51,12 +51,13 @@ def test_core_restart_hangs_up_with_cause_0_then_shutdown_then_closes():
     async def body(sim, port):
         client = await AmiTestClient.connect(port)
         await client.login()
-        originate(client, "A", "PJSIP/390612345678@trunk1", ("ChannelId", "c1"), context="allerta-outbound")
-        await client.collect(0.2)   # answered, listening
+        originate(client, "A", "PJSIP/390612345678@trunk1", ("ChannelId", "c1"), ("Timeout", "600000"),
+                  context="allerta-outbound")
+        await client.collect(0.2)   # ringing (for 6 s at time scale 0.01)
         assert await sim.core_restart(5.0) == 1
         return await client.collect(0.5), sim.status()
     got, status = run_with_sim(body, trunks={"trunk1": 2}, overrides={
-        "390612345678": {"behaviour": "confirm", "ring_seconds": 1, "listen_seconds": 60}})
+        "390612345678": {"behaviour": "no_answer"}})
     names = _names(got)
     assert names == ["Hangup", "Shutdown"]
     assert got[0]["Cause"] == "0" and got[1]["Restart"] == "True"

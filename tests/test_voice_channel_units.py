@@ -134,6 +134,7 @@ def test_tracker_answered_call_cut_by_our_pbx_is_not_the_recipients_fault():
     # A callee who hangs up during the message still counts as answered.
     heard = CallTracker("c9")
     heard.feed(_event(Event="Newstate", Uniqueid="c9", ChannelState="6"), NOW)
+    heard.feed(_event(Event="UserEvent", UserEvent="AllertaPlaying", Uniqueid="c9"), NOW)
     heard.feed(_event(Event="Hangup", Uniqueid="c9", Cause="16"), NOW)
     assert heard.ended and heard.outcome().outcome == "answered"
 
