@@ -17,7 +17,7 @@ from typing import Protocol
 from asterisk.pbx_simulator import channel_events as ev
 from asterisk.pbx_simulator.dialplan import Callee, ChannelRun, Dialplan
 from asterisk.pbx_simulator.population import FAILURES, NOT_RINGING, CallPlan
-from asterisk.q850 import originate_reason_for_cause
+from asterisk.q850 import REASON_FAILURE, originate_reason_for_cause
 
 
 class CallHost(Protocol):
@@ -121,6 +121,10 @@ class SimulatedCall:
     channels: list[ev.SimChannel] = field(default_factory=list)
     answered_event: asyncio.Event = field(default_factory=asyncio.Event)
     forgotten: bool = False        # set by a control reset: neither counted nor logged
+    # Real Asterisk 22 sometimes sends the OriginateResponse of a call that fails
+    # at once before the channel's Newchannel/Hangup (asterisk-ami.md, "Observed").
+    response_first: bool = False
+    response_sent: bool = False
 
     def log_record(self) -> dict[str, object]:
         iso = lambda t: t.isoformat() if t else None  # noqa: E731
@@ -145,7 +149,8 @@ class CallScript:
 
     def _originate_failed(self, reason: int) -> None:
         call = self.call
-        if call.send_response:
+        if call.send_response and not call.response_sent:
+            call.response_sent = True
             self.host.emit(ev.originate_response(
                 call.action_id, False, call.requested, call.context, call.exten, reason,
                 call.channel_id or "<unknown>"))
@@ -158,10 +163,19 @@ class CallScript:
             self.host.emit(ev.originate_response(call.action_id, True, channel.name, call.context,
                                                  call.exten, 4, channel.uniqueid))
 
+    def _failure_reason(self, cause: int) -> int:
+        if self.call.plan.behaviour == "unavailable":
+            # The callee's side hung up with 19 before our timeout: Reason 0 (not 3).
+            return REASON_FAILURE
+        return originate_reason_for_cause(cause)
+
     async def run(self) -> None:
         call = self.call
         seq = self.host.new_sequence()
         uid = call.channel_id or self.host.new_uniqueid()
+        behaviour = call.plan.behaviour
+        if call.response_first and (behaviour in NOT_RINGING or behaviour == "over_limit"):
+            self._originate_failed(self._failure_reason(FAILURES.get(behaviour, (34, ""))[0]))
         if call.technology.lower() == "local":
             await self._run_local(seq, uid)
         else:
@@ -188,7 +202,7 @@ class CallScript:
             emit(ev.dial_event("DialEnd", chan, ("DialStatus", dial_status)))
             emit(ev.hangup(chan, cause))
             self._finish(cause)
-            self._originate_failed(originate_reason_for_cause(cause))
+            self._originate_failed(self._failure_reason(cause))
             return
         chan.state = 6
         emit(ev.channel_event("Newstate", chan))
@@ -220,7 +234,7 @@ class CallScript:
             if behaviour in ("busy", "congestion"):
                 # Busy()/Congestion() send a control frame: Asterisk answers the
                 # originate first and ;1 ends with cause 0 (see the transcript).
-                self._originate_failed(originate_reason_for_cause(cause))
+                self._originate_failed(self._failure_reason(cause))
                 two.state = 7 if behaviour == "busy" else two.state
                 if behaviour == "busy":
                     emit(ev.channel_event("Newstate", two))
@@ -236,7 +250,7 @@ class CallScript:
             emit(ev.hangup(one, cause))
             emit(ev.hangup(two, cause))
             self._finish(cause)
-            self._originate_failed(originate_reason_for_cause(cause))
+            self._originate_failed(self._failure_reason(cause))
             return
         two.state, two.priority = 6, 2
         emit(ev.channel_event("Newstate", two))

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (overrides the file's)")
     parser.add_argument("--time-scale", type=float, default=1.0,
                         help="multiply every delay by this (0.01 = a hundred times faster)")
+    parser.add_argument("--response-first", type=float, default=0.0, metavar="SHARE",
+                        help="share of instant failures whose OriginateResponse precedes the channel "
+                             "events, as a real Asterisk 22 sometimes does (0..1)")
     parser.add_argument("--log", type=Path, help="append one JSON line per finished call here")
     parser.add_argument("--control", type=Path, help="unix socket for JSON-line test controls")
     parser.add_argument("--read-classes", type=_classes,
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                                  log_path=args.log, read_classes=args.read_classes,
                                  write_classes=args.write_classes, dialplan=dialplan,
                                  missing_modules=frozenset(m.removesuffix(".so") for m in args.missing_module),
-                                 sounds_on_disk=args.sounds_on_disk)
+                                 sounds_on_disk=args.sounds_on_disk, response_first=args.response_first)
         sim = PbxSimulator(config, population)
     except (PopulationError, ValueError, OSError) as exc:
         print(f"pbx simulator: {exc}", file=sys.stderr)

@@ -29,6 +29,9 @@ FAILURES: dict[str, tuple[int, str]] = {
     "network_out_of_order": (38, "CHANUNAVAIL"),
     "temporary_failure": (41, "CONGESTION"),
     "switching_congestion": (42, "CONGESTION"),
+    # The callee's exchange ends the ring itself (SIP 480) before our timeout: cause 19,
+    # but a real Asterisk 22 then gives OriginateResponse Reason 0, not 3.
+    "unavailable": (19, "NOANSWER"),
 }
 # Failures decided by the network before the callee's phone rings: no Ringing state.
 NOT_RINGING = frozenset({"invalid_number", "congestion", "destination_out_of_order", "invalid_format",
@@ -40,7 +43,7 @@ BEHAVIOURS = frozenset(FAILURES) | frozenset(ANSWERING)
 # before for the same seed, so existing seeded tests replay unchanged.
 _WEIGHT_KEYS = ("answer", "busy", "no_answer", "invalid_number", "voicemail", "congestion",
                 "destination_out_of_order", "invalid_format", "network_out_of_order", "temporary_failure",
-                "switching_congestion")
+                "switching_congestion", "unavailable")
 
 
 class PopulationError(ValueError):
@@ -85,6 +88,7 @@ class Population:
     network_out_of_order: float = 0.0
     temporary_failure: float = 0.0
     switching_congestion: float = 0.0
+    unavailable: float = 0.0
     press_1: float = 0.8
     greet: float = 0.0       # share of answered calls whose callee says "Pronto?" at pickup
     ring_seconds: tuple[float, float] = (2.0, 10.0)

@@ -5,6 +5,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import random
 import sys
 import time
 import wave
@@ -58,10 +59,15 @@ class SimulatorConfig:
     missing_modules: frozenset[str] = frozenset()
     # Whether STAT()/Playback look at the real files (and their length); else every file exists.
     sounds_on_disk: bool = False
+    # Share of calls failing at once whose OriginateResponse comes before the channel events
+    # (about 0.01 on a real Asterisk 22; 1.0 in tests that need the order every time).
+    response_first: float = 0.0
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        if not 0 <= self.response_first <= 1:
+            raise ValueError("response_first must be between 0 and 1")
         for name, limit in self.trunks.items():
             if limit < 0:
                 raise ValueError(f"trunk {name}: channel limit must be >= 0")
@@ -98,8 +104,10 @@ class PbxSimulator:
         self._sequence = 0
         self.dialplan: Dialplan = parse_dialplan(config.dialplan if config.dialplan is not None
                                                  else shipped_dialplan())
-        # AstDB, (family, key) -> value: what Set(DB(...)) leaves and DBGet reads back.
+        # AstDB, (family, key) -> value: what Set(DB(...)) leaves (our dialplan stores a
+        # confirmation there) and DBGet reads back; it survives an AMI link drop.
         self.astdb: dict[tuple[str, str], str] = {}
+        self._order_random = random.Random(0)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -219,7 +227,8 @@ class PbxSimulator:
             action_id=action.get("ActionID"), channel_id=action.get("ChannelId"),
             variables=_parse_variables(action),
             timeout_seconds=int(action.get("Timeout") or 30000) / 1000 * self.config.time_scale,
-            plan=plan, attempt=attempt, concurrent=active, send_response=asynchronous)
+            plan=plan, attempt=attempt, concurrent=active, send_response=asynchronous,
+            response_first=self._order_random.random() < self.config.response_first)
         task = asyncio.get_running_loop().create_task(self._run_call(call))
         self.calls[task] = call
         return call
@@ -237,7 +246,8 @@ class PbxSimulator:
             else:
                 await CallScript(call, self, self.config.time_scale).run()
         except asyncio.CancelledError:
-            call.outcome, call.ended_at = "dropped", dt.datetime.now(dt.timezone.utc)
+            call.ended_at = dt.datetime.now(dt.timezone.utc)
+            call.outcome = "pbx_restart" if call.outcome == "pbx_restart" else "dropped"
             raise
         finally:
             self.calls.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
@@ -316,6 +326,21 @@ class PbxSimulator:
             self._reopen.cancel()
         loop = asyncio.get_running_loop()
         self._reopen = loop.call_later(seconds, lambda: loop.create_task(self._come_back()))
+
+    async def core_restart(self, seconds: float) -> int:
+        """``core restart now``: every channel hangs up with cause 0, a Shutdown event
+        follows, then the AMI sockets close and the PBX is away for ``seconds``."""
+        calls = list(self.calls.items())
+        for task, call in calls:
+            for channel in call.channels:
+                self.emit(ev.hangup(channel, 0))
+            call.outcome, call.cause = "pbx_restart", 0
+            task.cancel()
+        self.emit(ev.shutdown(restart=True))
+        for session in list(self.sessions):
+            await session.close()
+        await self.restart(seconds)
+        return len(calls)
 
     async def _come_back(self) -> None:
         self._reopen = None

@@ -473,8 +473,11 @@ class AlertService:
                 raise AlertError("no alert with id %(id)s", id=alert_id)
             counts = session.execute(select(Delivery.channel, Delivery.state, func.count()).where(
                 Delivery.alert_id == alert_id).group_by(Delivery.channel, Delivery.state)).all()
-            duplicates = session.scalar(select(func.count()).select_from(Delivery).where(
-                Delivery.alert_id == alert_id, Delivery.possible_duplicate.is_(True)))
+            duplicate_causes = {cause or "unknown": count for cause, count in session.execute(
+                select(Delivery.duplicate_cause, func.count()).where(
+                    Delivery.alert_id == alert_id, Delivery.possible_duplicate.is_(True))
+                .group_by(Delivery.duplicate_cause)).all()}
+            duplicates = sum(duplicate_causes.values())
             per_line = {line: {"segments_sent": sent, "segments_delivered": delivered}
                         for line, sent, delivered in session.execute(
                             select(SmsPart.line, func.count(),
@@ -516,6 +519,7 @@ class AlertService:
             "by_state": {state.value: all_states.get(state, 0) for state in DeliveryState},
             "channels": channels,
             "possible_duplicates": duplicates,
+            "possible_duplicates_by_cause": duplicate_causes,
             "lines": per_line,
             "remaining_segments": channels.get(Channel.SMS, {}).get("remaining", 0) * alert.segments,
             "eta_seconds": capacity.overall_seconds(etas.values()),

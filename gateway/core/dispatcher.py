@@ -12,7 +12,7 @@ from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.logs import event_line, mask_number
 from gateway.core.retry import DeliveryPolicy
-from gateway.core.states import Channel as ChannelName, DeliveryState, LineState
+from gateway.core.states import AttemptOutcome, Channel as ChannelName, DeliveryState, LineState
 from gateway.core.store import ClaimedDelivery, ReportMatch, Store
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,14 @@ class Dispatcher:
     def capacity_available(self) -> None:
         self._wake.set()
 
+    def late_call_outcome(self, delivery_id: int, attempt_id: int, outcome: AttemptOutcome, *,
+                          line: str | None, answered_at: dt.datetime | None, cause: int | None) -> None:
+        state = self.store.record_late_call_outcome(attempt_id, outcome, line=line, answered_at=answered_at,
+                                                    cause=cause)
+        log.info(event_line("late_call", delivery=delivery_id, attempt=attempt_id, line=line,
+                            outcome=outcome, state=state))
+        self._wake.set()
+
     # --- running -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> int:
         """Run until ``stop`` is set (or, with ``once``, until the work is drained). Returns an exit code."""
@@ -203,7 +211,8 @@ class Dispatcher:
         message = OutboundMessage(delivery_id=claim.delivery_id, alert_id=claim.alert_id, number=claim.e164,
                                   text=claim.text, language=claim.language, audio_path=claim.audio_path,
                                   possible_duplicate=claim.possible_duplicate,
-                                  avoid_lines=frozenset(self._failed_lines.get(claim.delivery_id, ())))
+                                  avoid_lines=frozenset(self._failed_lines.get(claim.delivery_id, ())),
+                                  attempt_id=claim.attempt_id)
         policy = self.policies[channel.name]
         try:
             receipt = await channel.submit(message)

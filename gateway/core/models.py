@@ -156,6 +156,7 @@ class Delivery(Base):
     submissions: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    duplicate_cause: Mapped[str | None] = mapped_column(String(32))  # a DuplicateCause, with the flag
     last_error: Mapped[str | None] = mapped_column(Text)
     line: Mapped[str | None] = mapped_column(String(64))
     parts_total: Mapped[int] = mapped_column(Integer, default=0)

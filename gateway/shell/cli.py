@@ -29,7 +29,7 @@ from gateway.core.logs import configure_logging
 from gateway.core.models import Line
 from gateway.core.models_panel import AlertApproval
 from gateway.core.services import build_services
-from gateway.core.states import ApprovalDecision, Channel
+from gateway.core.states import DUPLICATE_CAUSE_LABELS, ApprovalDecision, Channel
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
 from gateway.shell import bench, ops_cli
@@ -300,7 +300,9 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
               + f"; in progress {info['in_progress']}; ETA "
               + ("done" if eta == 0 else "unknown: no line up" if eta is None else f"{eta:.0f} s"))
     if status["possible_duplicates"]:
-        print(f"  {status['possible_duplicates']} possibly sent twice (engine restart)")
+        causes = ", ".join(f"{count} {DUPLICATE_CAUSE_LABELS.get(cause, cause)}"
+                           for cause, count in sorted(status["possible_duplicates_by_cause"].items()))
+        print(f"  {status['possible_duplicates']} possibly sent twice ({causes})")
     for line, entry in sorted(status["lines"].items()):
         if entry.get("channel") == Channel.VOICE:
             print(f"  {line}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
