@@ -48,7 +48,7 @@ LinkCallback = Callable[[bool, str], None]
 # Lower case: panoramisk compares ``action['action'].lower()`` with these.
 FORGETABLE_ACTIONS = ("ping", "login", "logoff", "originate", "coreshowchannels", "command")
 # UserEvents of asterisk/conf/extensions_allerta.conf, matched by their Delivery header.
-ALLERTA_USER_EVENTS = frozenset({"allertaresult", "allertahangup"})
+ALLERTA_USER_EVENTS = frozenset({"allertaresult", "allertahangup", "allertaplaying"})
 
 class AmiError(Exception):
     """Base of every error of the AMI client."""
@@ -146,9 +146,12 @@ class _Protocol(AMIProtocol):
 class AmiClient:
     """See the module docstring. Create it inside the running event loop."""
 
-    def __init__(self, settings: AmiSettings, on_link: LinkCallback | None = None) -> None:
+    def __init__(self, settings: AmiSettings, on_link: LinkCallback | None = None,
+                 on_shutdown: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self._on_link = on_link
+        # Asterisk is going away ('core restart now', 'core stop'): its Shutdown event.
+        self._on_shutdown = on_shutdown
         self._loop = asyncio.get_running_loop()
         self._manager = Manager(host=settings.host, port=settings.port, events="on",
                                 loop=self._loop, forgetable_actions=FORGETABLE_ACTIONS,
@@ -365,6 +368,40 @@ class AmiClient:
                 channels.append({key: value for key, value in converted.pairs})
         return channels
 
+    async def db_get(self, family: str, key: str) -> str | None:
+        """AstDB's value for ``family/key``, or None when there is none (main/db.c
+        answers 'Database entry not found'). Needs the AMI write class ``system``."""
+        responses = await self._action({"Action": "DBGet", "Family": family, "Key": key})
+        if not isinstance(responses, list):
+            if responses.success:
+                return None
+            if "not found" in str(responses.message or "").lower():
+                return None
+            raise AmiError(f"DBGet refused: {responses.message}")
+        for message in responses:
+            if str(message.get("Event", "")).lower() == "dbgetresponse":
+                return str(message.get("Val", ""))
+        return None
+
+    async def db_get_tree(self, family: str) -> dict[str, str]:
+        """Every AstDB key under ``family`` (without the family) and its value."""
+        responses = await self._action({"Action": "DBGetTree", "Family": family})
+        if not isinstance(responses, list):
+            if not responses.success:
+                raise AmiError(f"DBGetTree refused: {responses.message}")
+            return {}
+        entries = {}
+        for message in responses:
+            if str(message.get("Event", "")).lower() == "dbgettreeresponse":
+                entries[str(message.get("Key", "")).rsplit("/", 1)[-1]] = str(message.get("Val", ""))
+        return entries
+
+    async def db_del(self, family: str, key: str) -> None:
+        """Delete ``family/key`` from AstDB; an entry already gone is not an error."""
+        response = await self._action({"Action": "DBDel", "Family": family, "Key": key})
+        if not response.success and "not found" not in str(response.message or "").lower():
+            raise AmiError(f"DBDel refused: {response.message}")
+
     async def close(self) -> None:
         """Log off and stop reconnecting."""
         self._closing = True
@@ -415,6 +452,9 @@ class AmiClient:
         return None
 
     def _dispatch(self, manager: Manager, message: Message) -> None:
+        if str(message.get("Event", "")).lower() == "shutdown" and self._on_shutdown is not None:
+            self._on_shutdown()
+            return
         if not self._subscribers:
             return
         event = _to_ami_message(message)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from importlib import resources
 
+from asterisk.dialplan_modules import required_modules
+
 TEMPLATES = ("extensions_allerta.conf", "manager_allerta.conf")
 _PLACEHOLDER = re.compile(r"@@([A-Z0-9_]+)@@")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -29,13 +31,22 @@ def _render(name: str, values: dict[str, str]) -> str:
 
 
 HANGUP_CONTEXT = "allerta-hangup"   # the hangup handler's context in extensions_allerta.conf
+# Where docs/install.md renders the files ('#include allerta/...'): the doctor's hints say the same.
+CONFIG_DIR = "/etc/asterisk/allerta"
+
+
+def dialplan_modules() -> list[str]:
+    """The Asterisk modules extensions_allerta.conf needs (its applications and functions)."""
+    template = (resources.files("asterisk") / "conf" / "extensions_allerta.conf").read_text(encoding="utf-8")
+    return required_modules(template)
 
 
 def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, context: str = "allerta-outbound",
                    ami_port: int = 5038,
                    max_plays: int = 3, read_timeout_seconds: int = 5,
                    amd_silence_ms: int = 1500, amd_max_wait_seconds: int = 20,
-                   confirmed_sound: str = "auth-thankyou") -> dict[str, str]:
+                   machine_talk_ms: int = 3000, machine_gap_ms: int = 1000,
+                   machine_window_seconds: int = 20) -> dict[str, str]:
     """File name -> rendered text, for every file in ``TEMPLATES``."""
     if not _NAME.match(ami_user):
         raise ConfigRenderError(f"AMI user {ami_user!r}: use letters, digits, '_', '-', '.'")
@@ -48,12 +59,13 @@ def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, context: 
     if not _NAME.match(context) or context == HANGUP_CONTEXT:
         raise ConfigRenderError(f"dialplan context {context!r}: use letters, digits, '_', '-', '.' "
                                 f"(and not {HANGUP_CONTEXT}, the hangup handler's)")
-    if not _SOUND.match(confirmed_sound):
-        raise ConfigRenderError(f"confirmed sound {confirmed_sound!r} is not a plain sound name")
     for label, number, low, high in (("ami_port", ami_port, 1, 65535), ("max_plays", max_plays, 1, 10),
                                      ("read_timeout_seconds", read_timeout_seconds, 1, 60),
                                      ("amd_silence_ms", amd_silence_ms, 100, 10000),
-                                     ("amd_max_wait_seconds", amd_max_wait_seconds, 1, 120)):
+                                     ("amd_max_wait_seconds", amd_max_wait_seconds, 1, 120),
+                                     ("machine_talk_ms", machine_talk_ms, 500, 30000),
+                                     ("machine_gap_ms", machine_gap_ms, 200, 5000),
+                                     ("machine_window_seconds", machine_window_seconds, 1, 120)):
         if not low <= number <= high:
             raise ConfigRenderError(f"{label} must be between {low} and {high}, got {number}")
     values = {
@@ -61,6 +73,8 @@ def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, context: 
         "SOUNDS_DIR": sounds_dir.rstrip("/") or "/", "MAX_PLAYS": str(max_plays),
         "READ_TIMEOUT_SECONDS": str(read_timeout_seconds),
         "AMD_SILENCE_MS": str(amd_silence_ms), "AMD_MAX_WAIT_SECONDS": str(amd_max_wait_seconds),
-        "CONFIRMED_SOUND": confirmed_sound,
+        "MACHINE_TALK_MS": str(machine_talk_ms), "MACHINE_GAP_MS": str(machine_gap_ms),
+        "MACHINE_WINDOW_SECONDS": str(machine_window_seconds),
+        "MACHINE_WINDOW_MS": str(machine_window_seconds * 1000),
     }
     return {name: _render(name, values) for name in TEMPLATES}

@@ -127,18 +127,36 @@ def _from_reason(reason: int | None, cause: int | None) -> CallOutcome:
     return CallOutcome(AttemptOutcome.FAILED, f"failed ({label})", cause=cause)
 
 
+PBX_GONE = ("cut by our own PBX (restart or crash, Q.850 0) before the end of the message: "
+            "called again, not charged")
+
+
 def classify_call(reason: int | None, hangup_cause: int | None,
-                  user_event: Mapping[str, str] | None, answered: bool) -> CallOutcome:
+                  user_event: Mapping[str, str] | None, answered: bool,
+                  played: bool | None = None, pbx_gone: bool = False) -> CallOutcome:
     """Turn what AMI said about one call into a ``CallOutcome``.
 
     ``user_event`` is the AllertaResult UserEvent's pairs (``Result``,
-    ``Digit``), ``answered`` whether the channel reached state Up (or Reason 4).
+    ``Digit``), ``answered`` whether the channel reached state Up (or Reason 4),
+    ``played`` whether the dialplan said the message started (AllertaPlaying);
+    None when we cannot know (a call we did not follow from its start).
+    ``pbx_gone`` whether our own PBX ended it (see ``CallTracker.pbx_gone``).
     """
     cause = hangup_cause if hangup_cause else None
     if user_event:
         outcome = _from_user_event(user_event, cause)
         if outcome is not None:
             return outcome
+    if pbx_gone:
+        # Not the recipient's doing, and the message was not heard to its end: our side failed.
+        return CallOutcome(AttemptOutcome.FAILED, PBX_GONE, charge_attempt=False, line_fault=True, cause=0)
+    if (answered or reason == 4) and played is False:
+        # Answered, then hung up by Asterisk before the message started: a module our
+        # dialplan needs is missing (a real Asterisk 22 then hangs up after a second).
+        # Nobody heard anything: our failure, never the recipient's attempt.
+        return CallOutcome(AttemptOutcome.FAILED, "answered, but the dialplan never played the message "
+                           "(no AllertaPlaying: run 'allerta doctor', a module may be missing)",
+                           charge_attempt=False, line_fault=True, cause=cause)
     if answered or reason == 4:
         return CallOutcome(AttemptOutcome.ANSWERED, "answered, hung up before the end of the message",
                            cause=cause)

@@ -145,3 +145,34 @@ class ConcurrencyThrottle:
             return None
         elapsed = self._clock() - self._since
         return self.recovery_seconds - elapsed % self.recovery_seconds
+
+
+class TrunkFailureWindow:
+    """Whether trunk-side causes (34, 38, 41, 42) say something about *our* trunk.
+
+    One callee's exchange answering ``Congestion()`` (cause 34 from the far end)
+    says nothing about the trunk: halving the trunk for it slowed a whole alert
+    to one channel. The trunk is judged failing only when such causes come back
+    for several different numbers and make up most of its recent calls: at least
+    ``min_numbers`` distinct numbers and ``min_share`` of the calls that ended
+    in the last ``window_seconds``.
+    """
+
+    def __init__(self, clock: Clock, window_seconds: float = 60.0, min_numbers: int = 3,
+                 min_share: float = 2 / 3) -> None:
+        self._clock = clock
+        self.window_seconds = window_seconds
+        self.min_numbers = min_numbers
+        self.min_share = min_share
+        self._calls: list[tuple[float, str, bool]] = []   # (ended at, number, trunk-side)
+
+    def record(self, number: str, trunk_side: bool) -> bool:
+        """Note one call that ended; returns whether the trunk now looks failing."""
+        now = self._clock()
+        self._calls = [c for c in self._calls if now - c[0] <= self.window_seconds]
+        self._calls.append((now, number, trunk_side))
+        if not trunk_side:
+            return False
+        failing = [c for c in self._calls if c[2]]
+        return (len({c[1] for c in failing}) >= self.min_numbers
+                and len(failing) >= self.min_share * len(self._calls))

@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -35,14 +36,17 @@ from asterisk.ami_client import (AmiAuthError, AmiClient, AmiError, AmiLinkDown,
                                  AmiOriginateRejected, AmiSettings, AmiUnreachable)
 from asterisk.ami_protocol import AmiMessage
 from asterisk.call_tracker import CallTracker
-from asterisk.trunks import Clock, ConcurrencyThrottle, TokenBucket, TrunkConfig
+from asterisk.trunks import Clock, ConcurrencyThrottle, TokenBucket, TrunkConfig, TrunkFailureWindow
 from gateway.core.channels import ChannelEvents, DeliveryFailed, LineStatus, OutboundMessage, SubmitReceipt
 from gateway.core.failures import Failure, FailureKind
-from gateway.core.states import AttemptOutcome, Channel, LineState
+from gateway.core.states import AttemptOutcome, Channel, DuplicateCause, LineState
 
 log = logging.getLogger(__name__)
 
 FATE_UNKNOWN = "call fate unknown after the AMI link was lost"
+_CHANNEL_ID = re.compile(r"^allerta-(\d+)-([0-9a-f]+)-([A-Za-z0-9_.-]{1,64})$")
+# AstDB family our dialplan writes a call's result to, keyed by its Uniqueid (our ChannelId).
+ASTDB_FAMILY = "allerta"
 LOGIN_REFUSED = "AMI login refused (check [asterisk] secret)"
 # Asterisk's Playback takes a file name without its extension and picks the
 # format itself; a name given with one is looked up as "<name>.wav.<format>".
@@ -67,7 +71,7 @@ class VoiceSettings:
     ring_timeout_ms: int = 30000            # Originate Timeout
     end_margin_seconds: float = 30.0        # no end event this long after the ring timeout: failed
     max_call_seconds: float = 300.0         # an answered call may last this long
-    end_grace_seconds: float = 2.0          # wait for a late OriginateResponse after the Hangup
+    end_grace_seconds: float = 2.0          # wait this long for the rest of a call's end events, in any order
     estimated_call_seconds: float = 45.0    # ring + message, until real calls were measured
     recovery_seconds: float = 30.0          # a throttled trunk regains one channel this often
     slot_wait_seconds: float = 60.0         # a submit with no free trunk waits this long
@@ -93,6 +97,7 @@ class _Trunk:
         self.config = config
         self.bucket = TokenBucket(config.calls_per_second, clock)
         self.throttle = ConcurrencyThrottle(config.max_channels, clock, recovery_seconds)
+        self.failures = TrunkFailureWindow(clock)
         self.in_use = 0
         self.last_error: str | None = None
         self.sent_total = 0
@@ -125,6 +130,36 @@ class _Call:
     deadline: asyncio.TimerHandle | None = None
     grace: asyncio.TimerHandle | None = None
     check_after_reconnect: bool = False
+    # A call of an earlier run of the engine, still up when this one started.
+    orphan: bool = False
+
+
+def make_channel_id(delivery_id: int, attempt_id: int | None, trunk: str) -> str:
+    attempt = str(attempt_id) if attempt_id is not None else uuid.uuid4().hex[:8]
+    return f"allerta-{delivery_id}-{attempt}-{trunk}"
+
+
+def parse_channel_id(channel_id: str) -> tuple[int, int | None, str] | None:
+    """(delivery id, attempt id or None, trunk) of one of our ChannelIds, else None."""
+    match = _CHANNEL_ID.match(channel_id)
+    if match is None:
+        return None
+    attempt = match.group(2)
+    return int(match.group(1)), int(attempt) if attempt.isdigit() else None, match.group(3)
+
+
+def _outcome_of(result: asyncio.Future[SubmitReceipt]) -> tuple[AttemptOutcome | None, str | None,
+                                                               dt.datetime | None, int | None]:
+    """(outcome, line, answered at, cause) of a finished call's result."""
+    if result.cancelled() or not result.done():
+        return None, None, None, None
+    error = result.exception()
+    if isinstance(error, DeliveryFailed):
+        return error.outcome, error.line, error.answered_at, error.cause
+    if error is not None:
+        return None, None, None, None
+    receipt = result.result()
+    return AttemptOutcome(receipt.outcome), receipt.line, receipt.answered_at, receipt.cause
 
 
 def _line_failure(text: str) -> Failure:
@@ -153,6 +188,10 @@ class VoiceChannel:
         self._reported: dict[str, LineStatus] = {}
         self._average_call_seconds = settings.estimated_call_seconds
         self._reconcile_task: asyncio.Task[None] | None = None
+        # Until the PBX was asked which of our calls are up, nothing is dialled (a restart
+        # after kill -9 must not ring people a second time while their first call goes on).
+        self._adopted = False
+        self._orphans: dict[int, _Call] = {}     # delivery id -> its call from an earlier run
         # Set by the composition root for 'allerta run --once' with voice alone.
         self.stop_on_login_refusal = False
 
@@ -160,9 +199,13 @@ class VoiceChannel:
 
     async def start(self, events: ChannelEvents) -> None:
         self._events = events
-        self._client = AmiClient(self.settings.ami, on_link=self._on_link)
+        self._client = AmiClient(self.settings.ami, on_link=self._on_link, on_shutdown=self._on_pbx_shutdown)
         try:
             await self._client.connect()
+            # The link is up: ask which of our calls are still up (start-up reconciliation)
+            # before saying how many slots are free, so nothing is dialled twice.
+            if self._reconcile_task is not None:
+                await asyncio.wait({self._reconcile_task}, timeout=self.settings.ami.action_timeout * 2)
         except AmiAuthError as exc:
             # The error names host, port and user; the secret never reaches a log.
             log.error("voice channel: %s ([asterisk] username and secret); the voice lines are down, "
@@ -189,7 +232,8 @@ class VoiceChannel:
         for call in list(self._calls.values()):
             self._fail(call, DeliveryFailed(
                 _line_failure("the gateway stopped before the call ended; it may still be in progress"),
-                line=call.trunk.name, charge_attempt=False, possible_duplicate=True))
+                line=call.trunk.name, charge_attempt=False, possible_duplicate=True,
+                duplicate_cause=DuplicateCause.ENGINE_STOPPED))
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -287,9 +331,14 @@ class VoiceChannel:
         if self._client is None:
             raise DeliveryFailed(_line_failure("the voice channel was not started"), charge_attempt=False)
         candidates, dial_strings = self._routes(message)
+        orphan = self._orphans.pop(message.delivery_id, None)
+        if orphan is not None:
+            await self._after_orphan(message, orphan)
         trunk = await self._claim_trunk(candidates, message.avoid_lines)
         loop = asyncio.get_running_loop()
-        channel_id = f"allerta-{message.delivery_id}-{uuid.uuid4().hex[:8]}"
+        # Names the delivery, the attempt and the trunk, so an engine restarted after a
+        # crash finds its calls still up (CoreShowChannels) and knows what they were.
+        channel_id = make_channel_id(message.delivery_id, message.attempt_id, trunk.name)
         call = _Call(message=message, trunk=trunk, channel_id=channel_id, started_at=_now(),
                      started_mono=loop.time(), result=loop.create_future(),
                      tracker=CallTracker(channel_id))
@@ -356,7 +405,7 @@ class VoiceChannel:
             self._arm_deadline(call, self.settings.max_call_seconds + self.settings.end_margin_seconds)
         if call.tracker.ended:
             self._finish_from_events(call)
-        elif call.tracker.all_hung_up and call.grace is None:
+        elif call.tracker.settling and call.grace is None:
             call.grace = asyncio.get_running_loop().call_later(
                 self.settings.end_grace_seconds, self._finish_from_events, call)
 
@@ -377,17 +426,22 @@ class VoiceChannel:
         # No channel at all means our side failed; an answered call may have been heard.
         self._fail(call, DeliveryFailed(_line_failure(reason), line=call.trunk.name,
                                         charge_attempt=bool(tracker.channels),
-                                        possible_duplicate=tracker.answered))
+                                        possible_duplicate=tracker.answered,
+                                        duplicate_cause=DuplicateCause.NO_END_SEEN))
 
     def _fate_unknown(self, call: _Call) -> DeliveryFailed:
         return DeliveryFailed(_line_failure(FATE_UNKNOWN), line=call.trunk.name,
-                              charge_attempt=False, possible_duplicate=True)
+                              charge_attempt=False, possible_duplicate=True,
+                              duplicate_cause=DuplicateCause.AMI_LINK_LOST)
 
     def _finish_from_events(self, call: _Call) -> None:
         if call.result.done():
             return
         outcome = call.tracker.outcome()
         trunk = call.trunk
+        # No channel was ever created: the trunk itself refused (no circuit on our side).
+        ours = outcome.trunk_side and not call.tracker.channels
+        trunk_failing = trunk.failures.record(call.message.number, outcome.trunk_side) or ours
         if outcome.delivered:
             receipt = SubmitReceipt(line=trunk.name, outcome=outcome.outcome,
                                     started_at=call.started_at,
@@ -396,8 +450,12 @@ class VoiceChannel:
             self._release(call)
             call.result.set_result(receipt)
             return
-        if outcome.trunk_side:
+        if trunk_failing:
             self._trunk_failed(trunk, outcome.reason)
+        elif outcome.trunk_side:
+            # One destination's exchange is congested: that number is retried, the
+            # trunk keeps its channels for everybody else.
+            log.info("voice trunk %s: %s for one number only; concurrency kept", trunk.name, outcome.reason)
         elif outcome.line_fault:
             # Our dialplan or audio is broken, not the trunk: show it, keep the concurrency.
             trunk.last_error = outcome.reason
@@ -442,17 +500,30 @@ class VoiceChannel:
 
     # --- the AMI link ---------------------------------------------------------------
 
+    def _on_pbx_shutdown(self) -> None:
+        """Our PBX is going away: every call it had ends by our doing, not the recipient's."""
+        log.warning("Asterisk is shutting down (Shutdown event): %d calls end without charging anybody",
+                    len(self._calls))
+        for call in list(self._calls.values()):
+            call.tracker.pbx_shutdown = True
+            if call.tracker.all_hung_up or call.tracker.settling:
+                self._finish_from_events(call)
+
     def _on_link(self, up: bool, reason: str) -> None:
         if not up:
             self._link_up = self._ready = False
-            for call in self._calls.values():
-                call.check_after_reconnect = True
+            for call in list(self._calls.values()):
+                if call.tracker.pbx_shutdown:
+                    # The PBX said it was going: the call is gone with it, nothing to reconcile.
+                    self._finish_from_events(call)
+                else:
+                    call.check_after_reconnect = True
             refused = self._client is not None and self._client.login_refused
             self._set_error_all(LOGIN_REFUSED if refused else reason)
             self._report_lines()
             return
         self._link_up = True
-        if not any(call.check_after_reconnect for call in self._calls.values()):
+        if self._adopted and not any(call.check_after_reconnect for call in self._calls.values()):
             self._link_ready()
             return
         if self._reconcile_task is None or self._reconcile_task.done():
@@ -468,7 +539,7 @@ class VoiceChannel:
         assert self._client is not None
         while self._link_up:
             to_check = [call for call in self._calls.values() if call.check_after_reconnect]
-            if not to_check:
+            if not to_check and self._adopted:
                 break
             try:
                 channels = await self._client.core_show_channels()
@@ -480,12 +551,23 @@ class VoiceChannel:
                 continue
             present = {value.split(";", 1)[0] for channel in channels
                        for key, value in channel.items() if key.lower() in ("uniqueid", "linkedid")}
+            if not self._adopted:
+                self._adopt(channels)
+                await self._sweep_astdb(present)
+                self._adopted = True
             for call in to_check:
                 if call.result.done() or not self._link_up:
                     continue
                 call.check_after_reconnect = False
                 if call.channel_id in present:
                     log.info("call %s survived the AMI reconnect", call.channel_id)
+                    if call.tracker.played is False:
+                        call.tracker.played = None   # AllertaPlaying may have come in the gap
+                    continue
+                if call.tracker.played is False:
+                    call.tracker.played = None       # the same for a call that ended in the gap
+                if call.tracker.user_result is None and await self._recover_result(call):
+                    self._finish_from_events(call)
                 elif call.tracker.outcome_seen:
                     self._finish_from_events(call)
                 else:
@@ -493,6 +575,113 @@ class VoiceChannel:
             break
         if self._link_up:
             self._link_ready()
+
+    def _adopt(self, channels: list[dict[str, str]]) -> None:
+        """At start-up: our calls from before a restart that are still up are followed to
+        their end, and count against their trunk's limit and their number meanwhile."""
+        assert self._client is not None
+        by_id: dict[str, list[AmiMessage]] = {}
+        for channel in channels:
+            base = (channel.get("Uniqueid") or "").split(";", 1)[0]
+            if parse_channel_id(base) is not None and base not in self._calls:
+                by_id.setdefault(base, []).append(AmiMessage(pairs=list(channel.items())))
+        loop = asyncio.get_running_loop()
+        for channel_id, snapshots in by_id.items():
+            parsed = parse_channel_id(channel_id)
+            assert parsed is not None
+            delivery_id, attempt_id, trunk_name = parsed
+            trunk = next((t for t in self._trunks if t.name == trunk_name), self._trunks[0])
+            call = _Call(message=OutboundMessage(delivery_id=delivery_id, alert_id=0, number="", text="",
+                                                 attempt_id=attempt_id),
+                         trunk=trunk, channel_id=channel_id, started_at=_now(), started_mono=loop.time(),
+                         result=loop.create_future(), tracker=CallTracker(channel_id), orphan=True)
+            call.tracker.played = None   # what happened before this start is unknown
+            for snapshot in snapshots:
+                call.tracker.feed(snapshot, _now())
+            call.result.add_done_callback(lambda f, call=call: self._orphan_ended(call, f))
+            call.unsubscribe = self._client.subscribe(channel_id, lambda event, call=call: self._on_event(call, event))
+            self._calls[channel_id] = call
+            self._orphans[delivery_id] = call
+            trunk.in_use += 1
+            self._arm_deadline(call, self.settings.max_call_seconds + self.settings.end_margin_seconds)
+        if by_id:
+            log.warning("%d calls from before the engine restarted are still up: following them, "
+                        "not calling those numbers again meanwhile", len(by_id))
+            self._report_lines()
+
+    async def _after_orphan(self, message: OutboundMessage, orphan: _Call) -> None:
+        """A submit for a delivery whose call from before the restart was found up: never a
+        second call at the same time. Wait for that call to end; if it was confirmed, there
+        is nothing left to do (its attempt carries the confirmation, the store keeps the best)."""
+        if not orphan.result.done():
+            log.info("delivery %d: its call %s from before the restart is still up; waiting for its end "
+                     "before calling again", message.delivery_id, orphan.channel_id)
+            await asyncio.wait({orphan.result})
+        if _outcome_of(orphan.result)[0] == AttemptOutcome.CONFIRMED:
+            raise DeliveryFailed(
+                Failure(FailureKind.NO_LINE, f"not called again: confirmed on call {orphan.channel_id}, "
+                                             "up across the engine restart"),
+                outcome=AttemptOutcome.NO_LINE, line=orphan.trunk.name, charge_attempt=False)
+
+    async def _sweep_astdb(self, present: set[str]) -> None:
+        """At start-up: results our dialplan stored in AstDB for calls that ended while no
+        engine listened (after a kill -9, before this start). Each reaches its attempt, and
+        the entry is deleted; entries of calls still up are left for their own end."""
+        assert self._client is not None and self._events is not None
+        try:
+            entries = await self._client.db_get_tree(ASTDB_FAMILY)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("cannot read AstDB family %s at start-up (%s): a confirmation made while the "
+                        "engine was away may be missed", ASTDB_FAMILY, exc or "timed out")
+            return
+        for channel_id, value in entries.items():
+            parsed = parse_channel_id(channel_id)
+            if parsed is None or channel_id in present:
+                continue
+            delivery_id, attempt_id, trunk = parsed
+            if value.strip().lower() == "confirmed" and attempt_id is not None:
+                log.info("call %s was confirmed while the engine was away (AstDB)", channel_id)
+                self._events.late_call_outcome(delivery_id, attempt_id, AttemptOutcome.CONFIRMED, line=trunk,
+                                               answered_at=None, cause=None)
+            try:
+                await self._client.db_del(ASTDB_FAMILY, channel_id)
+            except (AmiError, asyncio.TimeoutError) as exc:
+                log.warning("DBDel %s/%s failed: %s", ASTDB_FAMILY, channel_id, exc or "timed out")
+
+    def _orphan_ended(self, call: _Call, result: asyncio.Future[SubmitReceipt]) -> None:
+        attempt_id = call.message.attempt_id
+        if self._stopping or result.cancelled() or attempt_id is None or self._events is None:
+            return
+        outcome, line, answered_at, cause = _outcome_of(result)
+        if outcome is not None:
+            # Its own attempt row learns it, whether or not a new submit is waiting.
+            self._events.late_call_outcome(call.message.delivery_id, attempt_id, outcome, line=line,
+                                           answered_at=answered_at, cause=cause)
+
+    async def _recover_result(self, call: _Call) -> bool:
+        """Read what our dialplan left in AstDB for a call that ended while the link was down.
+
+        The dialplan does ``Set(DB(allerta/${UNIQUEID})=confirmed)`` before its
+        AllertaResult event, and AstDB outlives the AMI link: a person who pressed 1
+        during the gap is confirmed, not called again. The entry is deleted once read.
+        """
+        assert self._client is not None
+        try:
+            value = await self._client.db_get(ASTDB_FAMILY, call.channel_id)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("DBGet %s/%s after reconnect failed: %s", ASTDB_FAMILY, call.channel_id,
+                        exc or "timed out")
+            return False
+        if value is None:
+            return False
+        log.info("call %s ended during the AMI gap; its result was recovered from AstDB: %s",
+                 call.channel_id, value)
+        call.tracker.recover_result(value)
+        try:
+            await self._client.db_del(ASTDB_FAMILY, call.channel_id)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("DBDel %s/%s failed: %s", ASTDB_FAMILY, call.channel_id, exc or "timed out")
+        return True
 
     def _link_ready(self) -> None:
         self._ready = True

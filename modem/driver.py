@@ -23,7 +23,7 @@ from gsmmodem.pdu import decodeSmsPdu
 from gsmmodem.util import lineStartingWith
 
 from gateway.core.channels import StatusReport
-from gateway.core.sms_text import SubmitPdu
+from gateway.core.sms_text import SubmitPdu, join_utf16
 from modem.at_parse import (parse_cmgl, parse_cops, parse_cpin, parse_cpms_first, parse_creg, parse_csca, parse_csq,
                              split_notifications)
 from modem.errors import ErrorVerdict, ReportVerdict, classify_cme, classify_cms, classify_tp_status, line_failure
@@ -68,12 +68,16 @@ class WrongModem(ModemError):
 
 
 class SubmitError(Exception):
-    def __init__(self, verdict: ErrorVerdict, *, modem_gone: bool = False, maybe_sent: bool = False) -> None:
+    def __init__(self, verdict: ErrorVerdict, *, modem_gone: bool = False, maybe_sent: bool = False,
+                 timed_out: bool = False) -> None:
         super().__init__(str(verdict.failure))
         self.verdict = verdict
         self.modem_gone = modem_gone
         # A PDU went down the wire and no verdict came back: the SMS may be out.
         self.maybe_sent = maybe_sent
+        # The modem is there but did not answer within the timeout: it is hung, and the sends
+        # queued behind this one would wait for it too (the pool moves them to another modem).
+        self.timed_out = timed_out
 
 
 class _UrcSafeGsmModem(GsmModem):
@@ -351,7 +355,7 @@ class ModemDriver:
             log.warning("undecodable stored PDU in %s on %s", memory, self.port)
             return
         if decoded.get("type") == "SMS-DELIVER":
-            self._on_incoming(decoded.get("number") or "", decoded.get("text") or "")
+            self._on_incoming(decoded.get("number") or "", join_utf16(decoded.get("text") or ""))
         elif decoded.get("type") == "SMS-STATUS-REPORT":
             report = self._status(int(decoded["reference"]), int(decoded.get("status") or 0))
             if report is not None:
@@ -547,7 +551,8 @@ class ModemDriver:
         return StatusReport(reference, verdict == ReportVerdict.DELIVERED, f"TP-ST 0x{status:02X}")
 
     def _received(self, sms) -> None:  # noqa: ANN001 - gsmmodem.modem.ReceivedSms
-        self._on_incoming(sms.number or "", sms.text or "")
+        # The library decodes UCS-2 one unit at a time: emoji arrive as surrogate halves (join_utf16).
+        self._on_incoming(sms.number or "", join_utf16(sms.text or ""))
 
     # --- commands ------------------------------------------------------------
     def _require(self) -> _UrcSafeGsmModem:
@@ -613,11 +618,15 @@ class ModemDriver:
                 waited = timeout if body_written else self.prompt_timeout
                 reason = (f"port {self.port} lost during AT+CMGS" if gone else
                           f"no {'answer to the PDU' if body_written else '> prompt'} within {waited:g} s after AT+CMGS")
-                raise SubmitError(line_failure(reason), modem_gone=gone, maybe_sent=body_written) from None
+                raise SubmitError(line_failure(reason), modem_gone=gone, maybe_sent=body_written,
+                                  timed_out=not gone) from None
             except (serial.SerialException, OSError, IndexError) as exc:
-                # IndexError: the library indexes an empty reply when _fatal woke it.
+                # IndexError: the library indexes an empty reply when _fatal woke it. Operators read
+                # what happened ("list index out of range" told them nothing); the log keeps the
+                # traceback for whoever fixes it.
                 self.alive = False
-                raise SubmitError(line_failure(f"port {self.port} failed: {exc}"), modem_gone=True,
+                log.warning("modem on %s: %s during AT+CMGS", self.port, type(exc).__name__, exc_info=True)
+                raise SubmitError(line_failure(f"modem disconnected ({self.port})"), modem_gone=True,
                                   maybe_sent=body_written) from None
             except CommandError as exc:
                 raise SubmitError(line_failure(f"AT+CMGS refused: {exc}")) from None

@@ -11,9 +11,10 @@ from gateway.core.channels import ChannelEvents, DeliveryFailed, LineStatus, Out
 from gateway.core.config import ModemConfig
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.sms_text import SmsTextError, encode_submit_pdus, plan_sms
+from gateway.core import states
 from gateway.core.states import Channel
 from modem.driver import ModemDriver, ModemError, SubmitError
-from modem.worker import ModemWorker, PortRegistry, WorkerSettings
+from modem.worker import ModemWorker, Moved, PortRegistry, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,14 @@ class SmsChannel:
         ready = [w for w in self.workers if w.can_take(parts, now)]
         if not ready:
             return None
-        preferred = [w for w in ready if w.label not in avoid] or ready
+        preferred = [w for w in ready if w.label not in avoid]
+        if not preferred:
+            # Only the modem that just failed this delivery is free. While another modem is up (only
+            # busy with its own send), the delivery waits for it: a transient failure (CMS 38, a
+            # timeout) is retried elsewhere, as the README promises; alone, the same modem tries again.
+            if any(w.label not in avoid and w.line.state == states.LineState.UP for w in self.workers):
+                return None
+            preferred = ready
         # Rotate so the load (and the daily caps) spread over every SIM.
         self._rotation = (self._rotation + 1) % len(self.workers)
         count = len(self.workers)
@@ -115,8 +123,14 @@ class SmsChannel:
         except SubmitError as exc:
             worker.job_done(len(pdus), started, ok=False, line_fault=exc.verdict.line_fault,
                             error=str(exc.verdict.failure))
+            if exc.timed_out:
+                worker.stopped_answering(str(exc.verdict.failure))
             raise DeliveryFailed(exc.verdict.failure, line=worker.label, charge_attempt=not exc.modem_gone,
                                  possible_duplicate=exc.maybe_sent) from None
+        except Moved as exc:
+            worker.job_moved(len(pdus))
+            raise DeliveryFailed(Failure(FailureKind.NO_LINE, str(exc)), line=worker.label,
+                                 charge_attempt=False) from None
         except (ModemError, Exception) as exc:  # noqa: BLE001 - any other failure is the line's, not the recipient's
             worker.job_done(len(pdus), started, ok=False, line_fault=True, error=str(exc))
             raise DeliveryFailed(Failure(FailureKind.LINE, str(exc) or type(exc).__name__), line=worker.label,

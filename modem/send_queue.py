@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from gateway.core.sms_text import SubmitPdu
 
@@ -28,6 +29,9 @@ _STOP = object()
 class SendJob:
     pdus: list[SubmitPdu]
     future: asyncio.Future[list[int]]     # resolved on the loop with the TP-MRs, or the failure
+    # When the loop handed it over (monotonic): a send that waited longer than send_timeout behind a
+    # silent modem (a health read that hangs) goes back unsent rather than late.
+    handed_at: float = field(default_factory=time.monotonic)
 
 
 class SendQueue:

@@ -32,9 +32,13 @@ from modem.send_queue import SendJob, SendQueue
 from modem.suspension import SILENT_PROBES_BEFORE_REOPEN, Suspension, off_network
 
 # PortRegistry is named here too: the pool imports what it builds workers with from this module.
-__all__ = ["ModemWorker", "PortRegistry", "WorkerSettings"]
+__all__ = ["ModemWorker", "Moved", "PortRegistry", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
+
+
+class Moved(ModemError):
+    """A send handed back unwritten (its modem hung): not the modem's send failing, nor the recipient's."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,27 @@ class ModemWorker:
                         self._suspension.consecutive_errors, error)
         self._publish()
         self._on_free()
+
+    def job_moved(self, parts: int) -> None:
+        """A send handed back unwritten: it frees its slot and counts as nothing else."""
+        self._sends.done(parts)
+        self._on_free()
+
+    def stopped_answering(self, error: str) -> None:
+        """A send got no answer within send_timeout (loop side): out of the rotation at once, not after
+        error_threshold such sends (each costing send_timeout while the other modems idle), and the send
+        waiting behind it goes back unsent to the dispatcher for another modem. The thread probes it
+        back as for any suspension (and reopens its port if the probes go unanswered)."""
+        if self.line.state == states.LineState.UP:
+            self.line.state = states.LineState.SUSPENDED
+            self._suspension.probe_at = self._suspension.next_probe()
+            self.line.last_error = error
+            log.warning("modem %s out of rotation: %s", self.label, error)
+            self._publish()
+        moved = Moved(f"modem {self.label} stopped answering; moved to another modem")
+        for job in self._sends.drain():
+            if not job.future.done():
+                job.future.set_exception(moved)
 
     def measured_rate(self) -> float:
         """Segments per minute this modem can do: its cap, or what it really did lately."""
@@ -285,6 +310,12 @@ class ModemWorker:
             self._set(probe_at=self._suspension.next_probe(), health=health)
 
     def _send(self, job: SendJob) -> None:
+        waited = time.monotonic() - job.handed_at
+        if waited > self._settings.send_timeout:
+            # Nothing was written: another modem takes it, no duplicate.
+            self._bridge.resolve(job.future, error=Moved(
+                f"modem {self.label} busy or silent for {waited:.0f} s; moved to another modem"))
+            return
         try:
             if self._driver is None:
                 raise ModemError("modem not connected")

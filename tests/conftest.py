@@ -24,7 +24,8 @@ import web.users
 from gateway.core.contacts_import import import_contacts
 from gateway.core.services import Services, build_services
 from gateway.core.config import load_config
-from tests.support import CONTACTS_CSV, FakeClock, write_config
+from tests.pg_support import PostgresCluster
+from tests.support import CONTACTS_CSV, DATABASE, FakeClock, write_config
 from tests.web_support import make_app, open_app
 
 UNIT_RULE = "unit tests open no subprocess/pty/socket: mark it integration"
@@ -40,6 +41,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("integration") is None and item.get_closest_marker("browser") is None:
             item.add_marker(pytest.mark.unit)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``both_databases`` runs twice: on SQLite, and on PostgreSQL (marked ``postgresql`` and
+    ``integration``: it needs the throwaway cluster of tests/pg_support.py, started by a subprocess)."""
+    # Only tests whose fixtures build a config (config_path, app, or `database` itself) can switch.
+    if metafunc.definition.get_closest_marker("both_databases") is not None and "database" in metafunc.fixturenames:
+        metafunc.parametrize("database", ["sqlite", pytest.param("postgresql", marks=[
+            pytest.mark.postgresql, pytest.mark.integration])], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(request: pytest.FixtureRequest) -> PostgresCluster:
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))  # never a skip: the PostgreSQL tier is part of the suite
+    # Stopped when the session ends, not in a fixture teardown: that would run inside the session's last
+    # test, and when that one is a unit test its rule forbids the pg_ctl subprocess.
+    request.config.add_cleanup(cluster.stop)
+    return cluster
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """"sqlite" or "postgresql": the database every config written by this test points at."""
+    choice = getattr(request, "param", "sqlite")
+    if choice == "postgresql":
+        DATABASE.new_database = request.getfixturevalue("postgres_cluster").new_database
+    try:
+        yield choice
+    finally:
+        DATABASE.reset()
 
 
 @contextlib.contextmanager
@@ -152,7 +187,7 @@ def _seed(tmp_path: Path, migrated_database: Path) -> None:
 
 
 @pytest.fixture
-def config_path(tmp_path: Path, migrated_database: Path) -> Path:
+def config_path(tmp_path: Path, migrated_database: Path, database: str) -> Path:
     _seed(tmp_path, migrated_database)
     return write_config(tmp_path)
 
@@ -179,8 +214,11 @@ def panel_data_dir(tmp_path_factory: pytest.TempPathFactory, migrated_database: 
 
 
 @pytest.fixture
-def app(tmp_path: Path, panel_data_dir: Path):
-    """The panel over a copy of panel_data_dir: one user per role (web_support.ROLE_USERS), the sample contacts."""
+def app(tmp_path: Path, panel_data_dir: Path, database: str):
+    """The panel over a copy of panel_data_dir: one user per role (web_support.ROLE_USERS), the sample contacts
+    (on PostgreSQL, made afresh in the test's own database)."""
+    if database == "postgresql":
+        return make_app(tmp_path)
     shutil.copytree(panel_data_dir, tmp_path / "data")
     return open_app(tmp_path)
 

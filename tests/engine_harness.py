@@ -14,6 +14,7 @@ from sqlalchemy import select
 from gateway.core.services import Services, build_services
 from gateway.core.config import load_config
 from gateway.core.models import Delivery
+from tests.support import DATABASE
 
 
 class RecordingEvents:
@@ -52,7 +53,7 @@ max_delay = 2
 send_timeout = {send_timeout}
 modem_error_threshold = 3
 modem_probe_interval = {probe_interval}
-{extra}{modems}""", encoding="utf-8")
+{extra}{modems}{DATABASE.section(tmp_path)}""", encoding="utf-8")
     return path
 
 

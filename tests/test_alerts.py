@@ -14,6 +14,9 @@ from gateway.core.contacts_import import import_contacts
 from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
 from tests.support import CONTACTS_CSV
 
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
+
 
 def count(services, model, *where):
     with services.sessions() as s:
@@ -232,3 +235,18 @@ def test_an_alert_with_nothing_left_to_do_is_completed_with_its_time(contacts):
         s.execute(update(Delivery).where(Delivery.alert_id == alert_id).values(state="pending"))
     contacts.store.complete_finished_alerts(later)
     assert contacts.alerts.status(alert_id)["state"] == AlertState.ACTIVE
+
+
+def test_a_voice_only_alert_is_not_limited_by_sms_segments(contacts):
+    """A 749-character text needs 5 SMS segments: refused by SMS or with the SMS fallback, fine by voice."""
+    text = "Allerta idrogeologica. " * 32 + "x" * 13
+    assert len(text) == 749
+    voice = dict(text=text, target=Target(everyone=True), channels=("voice",),
+                 audio_path="/nonexistent/allerta-message", audio_seconds=60.0)
+    alert_id, _ = contacts.alerts.create(AlertRequest(**voice))
+    with contacts.sessions() as s:
+        assert s.get(Alert, alert_id).text.startswith("Allerta idrogeologica")
+    for refused in (dict(voice, sms_fallback=True), dict(voice, channels=("voice", "sms"))):
+        with pytest.raises(AlertError, match="needs 5 SMS segments"):
+            contacts.alerts.create(AlertRequest(**refused))
+    assert count(contacts, Alert) == 1

@@ -14,19 +14,27 @@ def test_extensions_key_lines():
     assert "@@" not in text
     assert "[allerta-outbound]" in text
     assert " same => n,Answer()" in text
-    assert " same => n,Wait(1)" in text
-    assert '${ALLERTA_AMD}' in text and "AMD()" in text
+    # Nothing between answer and the message: no Wait(1), no AMD() to eat the key or take a
+    # "Pronto?" for a machine (issue 11); the message starts at once and listens for talk.
+    code = "\n".join(line.split(";", 1)[0] for line in text.splitlines())
+    assert "Wait(" not in code and "AMD(" not in code
+    assert '${ALLERTA_AMD}' in text and "BackgroundDetect(${ALLERTA_AUDIO},1000,3000,,20000)" in text
+    assert "exten => 1,1,Goto(s,confirmed)" in text and "exten => talk,1," in text
     # The gateway sends the absolute path: the sounds directory must not be prefixed again.
     assert "sounds/${ALLERTA_AUDIO}" not in text
     # Read() plays the message, so a digit pressed during it interrupts and counts.
     assert "Read(DIGIT,${ALLERTA_AUDIO},1,,1,5)" in text
-    # Read() skips a missing file silently: the dialplan checks it first and reports an error.
-    assert "GotoIf($[${STAT(e,${ALLERTA_AUDIO}.wav)}]?:error)" in text
-    # The answering machine gets the message once, no key expected.
-    assert "Playback(${ALLERTA_AUDIO})" in text
+    # Read() skips a missing file silently: the dialplan checks it first and reports an error,
+    # on the machine's path too.
+    assert text.count("GotoIf($[${STAT(e,${ALLERTA_AUDIO}.wav)}]?:") == 2
     assert "${ALLERTA_PLAYS} < 3" in text
     for result in ("confirmed", "listened", "voicemail"):
         assert f"UserEvent(AllertaResult,Delivery: ${{ALLERTA_DELIVERY}},Result: {result},Digit:" in text
+    assert "UserEvent(AllertaPlaying,Delivery: ${ALLERTA_DELIVERY})" in text
+    # The confirmation survives an AMI gap, written before it is reported.
+    assert text.index("Set(DB(allerta/${UNIQUEID})=confirmed)") < text.index("Result: confirmed")
+    # Our own thank-you beside the message, no stock prompt needing a sounds package.
+    assert "Playback(${ALLERTA_AUDIO}-confirmed)" in text and "auth-thankyou" not in text
     assert "Set(CHANNEL(hangup_handler_push)=allerta-hangup,s,1)" in text
     assert "UserEvent(AllertaHangup,Delivery: ${ALLERTA_DELIVERY},Cause: ${HANGUPCAUSE})" in text
     assert "Return()" in text
@@ -69,7 +77,7 @@ def test_play_branch_reads_while_playing():
     start = next(i for i, line in enumerate(lines) if "n(play)" in line)
     end = next(i for i, line in enumerate(lines) if '"${DIGIT}" = "1"' in line)
     apps = [line.split(",", 1)[1].split("(", 1)[0] for line in lines[start:end] if line.startswith(" same")]
-    assert apps == ["Set", "GotoIf", "Read"]
+    assert apps == ["Read"]
 
 
 def test_context_is_the_configured_one():

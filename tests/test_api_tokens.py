@@ -19,6 +19,9 @@ from web.app import create_app
 from web.tokens import NAME_MAX, TokenError, create_token
 from web.users import set_active
 
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
+
 
 def _auth(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}

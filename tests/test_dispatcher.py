@@ -10,6 +10,10 @@ from gateway.core.dispatcher import Dispatcher, DispatcherSettings, mask_number
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.models import Attempt, Delivery, Line, SmsPart
 from gateway.core.retry import SmsPolicy, SmsRetry
+import pytest
+
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
 
 
 class FakeChannel:

@@ -1,6 +1,7 @@
 """`allerta doctor` against the modem and PBX simulators: all green, then each failure named."""
 import datetime as dt
 import json
+import getpass
 import os
 import shutil
 import subprocess
@@ -25,12 +26,15 @@ selftest_numbers = ["+393331110002"]
 """
 
 
-def doctor_config(tmp_path, sim, pbx, secret="allerta"):
+def doctor_config(tmp_path, sim, pbx, secret="allerta", system_user=None):
+    # Asterisk's account is ours here: the sounds directory it must read is then readable.
+    (tmp_path / "data" / "sounds").mkdir(parents=True, exist_ok=True)
     voice = OPS + f"""[asterisk]
 enabled = true
 port = {pbx.port}
 username = "allerta"
 secret = "{secret}"
+system_user = "{system_user or getpass.getuser()}"
 [[trunks]]
 name = "trunk1"
 dial = "PJSIP/{{number}}@trunk1"
@@ -72,6 +76,7 @@ def test_doctor_against_the_simulators_is_all_green(tmp_path):
                 assert checks[f"modem {label} {part}"]["status"] == OK
         assert checks["asterisk AMI"]["status"] == OK
         assert checks["asterisk dialplan"]["detail"] == "context allerta-outbound is loaded"
+        assert checks["asterisk modules"]["status"] == OK and checks["asterisk sounds"]["status"] == OK
         assert {"configuration", "database", "migrations", "espeak-ng", "sox", "disk", "clock"} <= set(checks)
         # The plain output: one line per check.
         plain = doctor(config_path)
@@ -248,3 +253,26 @@ def test_the_engine_check_says_whether_the_engine_holds_its_lock_and_reports(tmp
     finally:
         lock.release()
     assert engine_checks(config)[0].status == WARN
+
+
+def test_a_missing_module_or_unreadable_sounds_fail_the_doctor(tmp_path):
+    """Issue 11: with a module our dialplan needs not loaded, calls were answered and hung up
+    with nothing played while the doctor said "no check failed"."""
+    with SimulatorProcess(count=1, link_dir=tmp_path / "links") as sim, \
+            PbxSimulatorProcess(tmp_path / "pbx", extra_args=["--missing-module", "app_talkdetect",
+                                                              "--missing-module", "func_dialplan.so"]) as pbx:
+        config_path = doctor_config(tmp_path, sim, pbx, system_user="nobody")
+        (tmp_path / "data" / "sounds").chmod(0o700)
+        result = doctor(config_path, "--json")
+        assert result.returncode == 1, result.stdout + result.stderr
+        checks = by_name(json.loads(result.stdout))
+        modules = checks["asterisk modules"]
+        assert modules["status"] == FAIL
+        assert "app_talkdetect" in modules["detail"] and "func_dialplan" in modules["detail"]
+        assert "module load app_talkdetect.so" in modules["fix"]
+        # Not "context not loaded": without func_dialplan the context cannot be checked.
+        assert checks["asterisk dialplan"]["status"] == FAIL
+        assert "func_dialplan is not loaded" in checks["asterisk dialplan"]["detail"]
+        sounds = checks["asterisk sounds"]
+        assert sounds["status"] == FAIL and "user nobody cannot read" in sounds["detail"]
+        assert "usermod -aG allerta nobody" in sounds["fix"]

@@ -156,3 +156,17 @@ def test_only_the_stream_systemd_names_is_the_journal(tmp_path):
         assert is_journal(out, environ)
         assert not is_journal(other, environ)      # e.g. stdout redirected to a file by the admin
         assert not is_journal(out, {})
+
+
+def test_lines_written_by_hand_carry_a_timestamp_and_the_journals_do_not(tmp_path):
+    """Issue 11: run by hand (JOURNAL_STREAM unset) the engine's lines said nothing about when."""
+    import re
+    from gateway.core.logs import formatter_for
+    record = logging.getLogger("allerta.voice").makeRecord("allerta.voice", logging.WARNING, __file__, 1,
+                                                           "trunk1 down", (), None)
+    with open(tmp_path / "out", "w") as out:
+        by_hand = formatter_for(out, {}).format(record)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d{4} WARNING allerta.voice: trunk1 down", by_hand)
+        info = os.fstat(out.fileno())
+        journal = formatter_for(out, {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}).format(record)
+        assert journal == "<4>WARNING allerta.voice: trunk1 down"   # journald stamps its entries itself

@@ -58,3 +58,35 @@ def _numbers(services, alert_id):
     from gateway.core.models import Delivery
     with services.sessions() as s:
         return list(s.scalars(select(Delivery.e164).where(Delivery.alert_id == alert_id)))
+
+
+def test_a_modem_that_hangs_after_the_pdu_is_out_of_rotation_at_once(tmp_path):
+    """The field run's hung modem: it took a PDU and went silent. That send goes to another modem flagged
+    as a possible duplicate, the modem leaves the rotation on that first timeout (its queued send moves
+    too, unwritten), and the alert does not wait for it."""
+    with SimulatorProcess(count=3, link_dir=tmp_path / "links", latency_median=0.05, latency_sigma=0.2,
+                          report_delay=0.05) as sim:
+        config_path = engine_config(tmp_path, [m["link"] for m in sim.modems], send_timeout=2, probe_interval=30)
+        services = services_for(config_path)
+        assert import_contacts(services.sessions, contacts_csv(90)).imported
+        sim.control({"cmd": "hang", "modem": "modem-1", "after_submit": True, "seconds": 60})
+        alert_id, _ = services.alerts.create(AlertRequest(text="Allerta", target=Target(everyone=True)))
+        engine = start_engine(config_path, "--once", log_path=tmp_path / "engine.log")
+        try:
+            assert engine.wait(timeout=180) == 0
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+        log = (tmp_path / "engine.log").read_text()
+        assert states(services, alert_id) == {"delivered": 90}
+        # One timeout on m1 and no more: before, sends kept going to it until error_threshold (3) of them
+        # had each waited send_timeout.
+        timeouts = re.findall(r"event=failed .*line=m1 .*(?:no answer to the PDU|no > prompt)", log)
+        assert len(timeouts) == 1, log[-3000:]
+        (swallowed,) = sim.log_records("submit_swallowed")
+        # Exactly one PDU went into the hung modem: the next sends did not queue behind it.
+        after = [r for r in sim.log_records("submit") if r["modem"] == "modem-1" and r["time"] > swallowed["time"]]
+        assert after == []
+        assert swallowed["destination"] in flagged(services, alert_id)
+        modems = {m["label"]: m for m in json.loads(allerta(config_path, "modems", "--json").stdout)}
+        assert "no answer to the PDU" in (modems["m1"]["last_error"] or ""), modems["m1"]

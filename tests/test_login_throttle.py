@@ -14,6 +14,9 @@ from web import users
 from web.tokens import create_token
 from web.users import PasswordError, password_problem, set_password
 
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
+
 APPROVER = ROLE_USERS["approver"]
 
 

@@ -71,3 +71,22 @@ def test_gammu_twice_in_a_row_on_one_port(gammu, sim, tmp_path):
     for _ in range(2):
         result = run_gammu(gammu, rc, "--identify")
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["modem-0", "modem-1", "modem-2"])
+def test_gammu_networkinfo(gammu, sim, tmp_path, name):
+    """gammu networkinfo asks AT+CREG, AT+CGREG and AT+COPS: it failed while +CGREG was an ERROR."""
+    result = run_gammu(gammu, gammurc(tmp_path, sim.port(name)), "networkinfo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "home network" in result.stdout.lower(), result.stdout
+
+
+@pytest.mark.parametrize("name", ["modem-0", "modem-2"])
+def test_gammu_sendsms_with_an_emoji_reaches_the_log(gammu, sim, tmp_path, name):
+    """Answered +CMGS but missing from the log once (UnicodeEncodeError: surrogates not allowed)."""
+    port = sim.port(name)
+    result = run_gammu(gammu, gammurc(tmp_path, port), "sendsms", "TEXT", "+393331234568", "-unicode",
+                       "-text", "Ok 👍")
+    assert result.returncode == 0, result.stdout + result.stderr
+    submits = [r for r in sim.wait_for_records("submit", 1) if r["port"] == port and r["destination"] == "+393331234568"]
+    assert submits and submits[-1]["text"] == "Ok 👍", sim.log_records()

@@ -3,8 +3,12 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from gateway.core.config import ModemConfig
-from modem.driver import Health, ModemError
+from modem.driver import Health, ModemDriver, ModemError, SubmitError
+from modem.pool import SmsChannel
+from modem.send_queue import SendJob
 from modem.worker import ModemWorker, PortRegistry, WorkerSettings
 
 
@@ -114,3 +118,72 @@ def test_handed_over_sends_count_against_the_daily_cap_and_the_pipeline():
         assert not worker.can_take(1, later + 1)              # the day's budget is spent
     finally:
         loop.close()
+
+
+def test_a_send_without_answer_takes_the_modem_out_at_once_and_moves_the_next_send():
+    """A hung modem: one timeout suspends it (not error_threshold of them, each costing send_timeout while
+    the other modems idle), and the send queued behind it goes back unsent."""
+    loop = asyncio.new_event_loop()
+    try:
+        statuses = []
+        worker = idle_worker(loop, statuses)
+        worker.state = "up"
+        worker.submit([object()])
+        behind = worker.submit([object()])
+        worker.job_done(1, 0.0, ok=False, line_fault=True, error="no answer to the PDU within 10 s after AT+CMGS")
+        assert statuses[-1].state == "up"          # one line fault alone would not take it out
+        worker.stopped_answering("no answer to the PDU within 10 s after AT+CMGS")
+        assert statuses[-1].state == "suspended" and not worker.can_take(1, time.monotonic())
+        assert isinstance(behind.exception(), ModemError) and "moved to another modem" in str(behind.exception())
+    finally:
+        loop.close()
+
+
+def test_a_send_that_waited_past_its_timeout_is_not_written():
+    loop = asyncio.new_event_loop()
+    try:
+        worker = idle_worker(loop, [])
+        worker._settings = WorkerSettings(send_timeout=5, scan_dir=None)
+        future = loop.create_future()
+        worker._send(SendJob([object()], future, handed_at=time.monotonic() - 6))   # no driver: never written
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert "moved to another modem" in str(future.exception())
+    finally:
+        loop.close()
+
+
+def test_a_retry_waits_for_another_modem_rather_than_the_one_that_just_failed():
+    loop = asyncio.new_event_loop()
+    try:
+        channel = SmsChannel([], WorkerSettings(scan_dir=None))
+        failed, busy = idle_worker(loop, []), idle_worker(loop, [])
+        failed.label, busy.label = "m0", "m1"
+        channel.workers, channel._index = [failed, busy], {"m0": 0, "m1": 1}
+        failed.state = busy.state = "up"
+        busy.submit([object()])
+        busy.submit([object()])                     # its pipeline is full: only m0 is free right now
+        assert channel._pick(1, frozenset({"m0"})) is None
+        busy.state = "suspended"                    # m0 is the only modem left: it tries again
+        assert channel._pick(1, frozenset({"m0"})) is failed
+    finally:
+        loop.close()
+
+
+def test_an_unplugged_modem_reads_disconnected_not_a_python_error(caplog):
+    class Unplugged:
+        _txLock = threading.RLock()
+
+        def let_handlers_go_first(self):
+            pass
+
+        def write(self, *args, **kwargs):
+            raise IndexError("list index out of range")   # what the library raises when _fatal woke it
+
+    driver = object.__new__(ModemDriver)
+    driver.port, driver.alive, driver.prompt_timeout = "/dev/allerta/modem-1", True, 1.0
+    driver._require = lambda: Unplugged()
+    with pytest.raises(SubmitError) as raised:
+        driver.submit([type("Pdu", (), {"tpdu_length": 20, "hex": "00"})()], 5)
+    assert str(raised.value).startswith("modem disconnected (/dev/allerta/modem-1)")
+    assert raised.value.modem_gone and "list index" not in str(raised.value)
+    assert any(record.exc_info for record in caplog.records)   # the traceback is in the log

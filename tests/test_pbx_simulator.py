@@ -17,6 +17,15 @@ pytestmark = pytest.mark.integration  # the simulator serves AMI on a TCP port
 TRANSCRIPT = DATA / "asterisk-22-ami-transcript.txt"
 NUMBERS = {"O0": "393331234567", "O1": "33171111", "O2": "33181111"}
 USER_PAYLOAD = {"Delivery", "Ack", "Result", "Digit"}
+# The dialplan behind the transcript (shared/reference/asterisk-ami.md): the simulator runs it.
+ROBOCALL_DIALPLAN = """
+[robocall]
+exten => s,1,Answer()
+ same => n,Playback(beep)
+ same => n,Read(ACK,,1,,1,5)
+ same => n,UserEvent(RobocallResult,Delivery: ${DELIVERY},Ack: ${ACK})
+ same => n,Hangup()
+"""
 
 
 class AmiTestClient:
@@ -124,7 +133,7 @@ def test_replay_transcript_client_side_gives_same_shapes():
             "393331234567": {"behaviour": "confirm"},
             "33171111": {"behaviour": "busy"},
             "33181111": {"behaviour": "no_answer"},
-        })
+        }, dialplan=ROBOCALL_DIALPLAN)
         port = await sim.start()
         client = await AmiTestClient.connect(port)
         got = [await client.next()]
@@ -132,7 +141,7 @@ def test_replay_transcript_client_side_gives_same_shapes():
                     ("Secret", "allerta"))
         for action_id, number in NUMBERS.items():
             originate(client, action_id, f"Local/{number}@pstn-sim",
-                      ("Variable", f"ALLERTA_DELIVERY=d{action_id[1]}"))
+                      ("Variable", f"DELIVERY=d{action_id[1]}"))
         got += await client.collect(1.0)
         await sim.stop()
         return got
@@ -152,8 +161,8 @@ def test_replay_transcript_client_side_gives_same_shapes():
     assert (responses["O2"]["Response"], responses["O2"]["Reason"]) == ("Failure", "3")
     assert responses["O1"]["Channel"] == "Local/33171111@pstn-sim"
     assert responses["O1"]["Uniqueid"] == "<unknown>"
-    result = next(m for m in got if m.get("UserEvent") == "AllertaResult")
-    assert (result["Delivery"], result["Result"], result["Digit"]) == ("d0", "confirmed", "1")
+    result = next(m for m in got if m.get("UserEvent") == "RobocallResult")
+    assert (result["Delivery"], result["Ack"]) == ("d0", "1")
     busy = [m for m in got if m.get("Event") == "Hangup" and "33171111" in m["Channel"]]
     assert [m["Cause"] for m in busy] == ["0", "17"]
 
@@ -267,8 +276,10 @@ def test_pjsip_call_event_order_and_dtmf_class():
     events, got = run_with_sim(body, trunks={"trunk1": 2}, overrides={"390612345678": {"behaviour": "confirm"}},
                                read_classes=frozenset({"call", "user", "system", "dtmf"}))
     assert events == ["FullyBooted", "Newchannel", "DialBegin", "Newstate", "Newstate", "DialEnd",
-                      "OriginateResponse", "DTMFBegin", "DTMFEnd", "UserEvent", "SoftHangupRequest",
+                      "OriginateResponse", "UserEvent", "DTMFBegin", "DTMFEnd", "UserEvent", "SoftHangupRequest",
                       "UserEvent", "Hangup"]
+    user_events = [m["UserEvent"] for m in got if m.get("Event") == "UserEvent"]
+    assert user_events == ["AllertaPlaying", "AllertaResult", "AllertaHangup"]
     hangup_event = [m for m in got if m.get("UserEvent") == "AllertaHangup"][0]
     assert (hangup_event["Delivery"], hangup_event["Cause"]) == ("42", "16")
     assert [m for m in got if m.get("Event") == "DTMFEnd"][0]["Digit"] == "1"

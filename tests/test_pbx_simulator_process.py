@@ -39,8 +39,9 @@ def test_controls_drop_restart_reset(tmp_path):
         async def place_and_drop():
             client = await AmiTestClient.connect(pbx.port)
             await client.login()
+            # As the engine does: the message to play (the simulator does not look for the file).
             originate(client, "A", "PJSIP/393330000001@trunk1", ("ChannelId", "k1"),
-                      context="allerta-outbound")
+                      ("Variable", "ALLERTA_AUDIO=/var/lib/allerta/sounds/m1"), context="allerta-outbound")
             await client.collect(0.2)
             status = pbx.control({"cmd": "status"})
             assert status["trunks"]["trunk1"] == {"active": 1, "limit": 2}

@@ -151,9 +151,11 @@ def test_the_test_call_speaks_the_configured_language(tmp_path):
     settings = SelfTestSettings.from_config(config)
     render_voice(settings, VoiceRenderer(settings.sounds_dir, comune=settings.comune, drill_prefix="",
                                          speak=fake_render_tts))
-    [(lang, kwargs)] = calls
+    [(lang, kwargs), (thanks_lang, thanks)] = calls
     assert lang == "en" and kwargs["intro"] == "Message from the Comune di Fiumicino."
     assert kwargs["text_lang"] == "it"           # the test text is Italian: the Italian voice reads it
+    # The "thank you" after a 1, in the same language, beside the message.
+    assert thanks_lang == "en" and thanks["closing"] is False
 
 
 def test_the_configuration_reference_key_table_is_the_schema():

@@ -12,7 +12,7 @@ import pytest
 from asterisk.ami_client import AmiClient, AmiSettings
 from asterisk.ami_protocol import AmiMessage, parse_messages, serialize
 from asterisk.call_tracker import CallTracker
-from asterisk.trunks import ConcurrencyThrottle, TokenBucket, TrunkConfig
+from asterisk.trunks import ConcurrencyThrottle, TokenBucket, TrunkConfig, TrunkFailureWindow
 from asterisk.voice_channel import FATE_UNKNOWN, VoiceChannel, VoiceSettings, playback_name
 from gateway.core.channels import DeliveryFailed, OutboundMessage
 from tests.support import FakeClock
@@ -90,7 +90,67 @@ def test_tracker_trunk_failure_and_request_failure():
     unknown_trunk = CallTracker("c3")
     unknown_trunk.feed(_event(Event="OriginateResponse", Response="Failure", Reason="0",
                               Uniqueid="c3"), NOW)
-    assert unknown_trunk.ended and not unknown_trunk.outcome().charge_attempt
+    # No channel yet: its events may still come (see the next test); the channel waits a
+    # grace, and with nothing more it is a request failure on our side.
+    assert not unknown_trunk.ended and unknown_trunk.settling
+    assert not unknown_trunk.outcome().charge_attempt
+
+
+def test_tracker_originate_response_before_the_channel_events_keeps_the_cause():
+    # Real Asterisk 22, a callee that fails at once: Reason 0 first, the Q.850 cause after.
+    tracker = CallTracker("c5")
+    tracker.feed(_event(Event="OriginateResponse", Response="Failure", Reason="0", Uniqueid="c5"), NOW)
+    assert not tracker.ended and tracker.settling
+    tracker.feed(_event(Event="Newchannel", Uniqueid="c5", ChannelState="0"), NOW)
+    tracker.feed(_event(Event="Hangup", Uniqueid="c5", Cause="1"), NOW)
+    assert tracker.ended
+    outcome = tracker.outcome()
+    assert outcome.outcome == "invalid_number" and outcome.permanent and not outcome.trunk_side
+
+
+def test_tracker_callee_cause_19_with_reason_0_is_no_answer():
+    tracker = CallTracker("c6")
+    tracker.feed(_event(Event="Newchannel", Uniqueid="c6", ChannelState="0"), NOW)
+    tracker.feed(_event(Event="Hangup", Uniqueid="c6", Cause="19"), NOW)
+    tracker.feed(_event(Event="OriginateResponse", Response="Failure", Reason="0", Uniqueid="c6"), NOW)
+    assert tracker.ended and tracker.outcome().outcome == "no_answer" and tracker.outcome().charge_attempt
+
+
+def test_tracker_answered_call_cut_by_our_pbx_is_not_the_recipients_fault():
+    # 'core restart now': Hangup cause 0 and no word from our dialplan, then Shutdown.
+    tracker = CallTracker("c7")
+    tracker.feed(_event(Event="Newchannel", Uniqueid="c7", ChannelState="0"), NOW)
+    tracker.feed(_event(Event="Newstate", Uniqueid="c7", ChannelState="6"), NOW)
+    tracker.feed(_event(Event="OriginateResponse", Response="Success", Reason="4", Uniqueid="c7"), NOW)
+    tracker.feed(_event(Event="Hangup", Uniqueid="c7", Cause="0"), NOW)
+    assert not tracker.ended and tracker.settling   # waits a grace for the Shutdown
+    outcome = tracker.outcome()
+    assert outcome.outcome == "failed" and not outcome.charge_attempt and not outcome.delivered
+    ringing = CallTracker("c8")
+    ringing.feed(_event(Event="Newchannel", Uniqueid="c8", ChannelState="5"), NOW)
+    ringing.feed(_event(Event="Hangup", Uniqueid="c8", Cause="0"), NOW)
+    ringing.pbx_shutdown = True
+    assert not ringing.outcome().charge_attempt
+    # A callee who hangs up during the message still counts as answered.
+    heard = CallTracker("c9")
+    heard.feed(_event(Event="Newstate", Uniqueid="c9", ChannelState="6"), NOW)
+    heard.feed(_event(Event="UserEvent", UserEvent="AllertaPlaying", Uniqueid="c9"), NOW)
+    heard.feed(_event(Event="Hangup", Uniqueid="c9", Cause="16"), NOW)
+    assert heard.ended and heard.outcome().outcome == "answered"
+
+
+def test_trunk_failure_window_tells_one_congested_callee_from_a_failing_trunk():
+    clock = FakeClock()
+    window = TrunkFailureWindow(clock)
+    # One number's exchange answers Congestion() again and again among normal calls.
+    for i in range(10):
+        assert not window.record(f"+39333000{i:04d}", trunk_side=False)
+        assert not window.record("+393339999999", trunk_side=True)
+    # Many different numbers failing trunk-side, most of the recent calls: our trunk.
+    clock.now += 61
+    assert not window.record("+393330000001", trunk_side=True)
+    assert not window.record("+393330000002", trunk_side=True)
+    assert window.record("+393330000003", trunk_side=True)
 
 
 def test_tracker_answered_without_result_is_not_an_outcome_seen():
@@ -187,6 +247,15 @@ def test_missing_pong_drops_a_half_open_link_and_reconnects():
     assert connections == 2
 
 
+def _no_channels(action: AmiMessage) -> list[list[tuple[str, str]]]:
+    """CoreShowChannels with nothing up, DBGetTree with nothing stored (asked at start-up)."""
+    aid = action["ActionID"]
+    complete = "DBGetTreeComplete" if action.get("Action") == "DBGetTree" else "CoreShowChannelsComplete"
+    return [[("Response", "Success"), ("ActionID", aid), ("EventList", "start"),
+             ("Message", "Result will follow")],
+            [("Event", complete), ("ActionID", aid), ("EventList", "Complete"), ("ListItems", "0")]]
+
+
 def _ack(action: AmiMessage) -> list[tuple[str, str]]:
     return [("Response", "Success"), ("ActionID", action["ActionID"]),
             ("Message", "Originate successfully queued")]
@@ -208,6 +277,8 @@ def test_unacknowledged_originate_is_not_resent_after_reconnect():
         name = action.get("Action")
         if name == "Ping":
             return [[("Response", "Success"), ("ActionID", action["ActionID"]), ("Ping", "Pong")]]
+        if name == "DBGetTree":
+            return _no_channels(action)
         if name == "CoreShowChannels":
             aid = action["ActionID"]
             return [[("Response", "Success"), ("ActionID", aid), ("EventList", "start"),
@@ -236,7 +307,8 @@ def test_unacknowledged_originate_is_not_resent_after_reconnect():
     failure, fake = asyncio.run(scenario())
     assert failure.reason == FATE_UNKNOWN and failure.possible_duplicate and not failure.charge_attempt
     assert fake.actions("Originate") == [1]          # never resent on connection 2
-    assert fake.actions("CoreShowChannels") == [2]
+    # Asked at start-up (our calls from before a restart) and again after the reconnect.
+    assert fake.actions("CoreShowChannels") == [1, 2]
 
 
 @pytest.mark.integration
@@ -244,6 +316,8 @@ def test_call_without_end_event_fails_after_timeout_and_margin():
     def script(action: AmiMessage, connection: int):
         if action.get("Action") == "Originate":
             return [_ack(action)]   # queued, then silence
+        if action.get("Action") in ("CoreShowChannels", "DBGetTree"):
+            return _no_channels(action)
         if action.get("Action") == "Ping":
             return [[("Response", "Success"), ("ActionID", action["ActionID"]), ("Ping", "Pong")]]
         return None
@@ -274,6 +348,8 @@ def test_answered_call_whose_message_could_not_play_fails_with_its_times_and_cau
     def script(action: AmiMessage, connection: int):
         if action.get("Action") == "Ping":
             return [[("Response", "Success"), ("ActionID", action["ActionID"]), ("Ping", "Pong")]]
+        if action.get("Action") in ("CoreShowChannels", "DBGetTree"):
+            return _no_channels(action)
         if action.get("Action") != "Originate":
             return None
         cid = action["ChannelId"]

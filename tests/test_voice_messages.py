@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.alerts import AlertRequest, Target
-from gateway.core.audio import AudioError, AudioInfo
+from gateway.core.audio import CONFIRMATIONS, VOICES, AudioError, AudioInfo
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, Script, Version, VoiceRenderer, discard,
                                          main_version, plan_versions, script, translation_version)
 
@@ -113,6 +113,19 @@ def test_render_alert_fills_the_request_with_every_version(tmp_path):
         f"Message from the Comune di Prova.|[ESERCITAZIONE] {TEXT}|en|it"
     # The English speakers' version is stored as an AlertText row with the text as written.
     assert request.translations == {"ro": "Alertă roșie", "en": TEXT}
+    discard(request)
+    assert list((tmp_path / "sounds").iterdir()) == []
+
+
+def test_every_version_has_its_confirmation_beside_it_in_the_listeners_language(tmp_path):
+    """The dialplan plays <message>-confirmed after a 1: our words, no Asterisk sounds package."""
+    audio = FakeAudio()
+    request = _request(translations={"ro": "Alertă roșie"})
+    _renderer(tmp_path, audio).render_alert(request, Languages("it", "ro"), text_language="it")
+    for path, said in ((request.audio_path, "Grazie, conferma ricevuta.|it"),
+                       (request.translation_audio["ro"][0], "Mulțumim, confirmarea a fost primită.|ro")):
+        assert Path(path + "-confirmed.wav").read_text(encoding="utf-8") == f"None|{said}|None"
+    assert set(CONFIRMATIONS) == set(VOICES)     # a language is added with its confirmation
     discard(request)
     assert list((tmp_path / "sounds").iterdir()) == []
 

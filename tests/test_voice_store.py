@@ -17,6 +17,10 @@ from gateway.core.models import Alert, Attempt, Delivery
 from gateway.core.retry import RetryVerdict, VoicePolicy
 from gateway.core.states import AttemptOutcome
 from gateway.core.store import DEADLINE_PASSED, Store
+import pytest
+
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
 
 NOW = dt.datetime(2026, 5, 1, 12, 0)
 
@@ -215,3 +219,69 @@ def test_crash_after_a_cancel_leaves_the_interrupted_rows_cancelled(contacts, tm
         outcomes = {s.get(Attempt, c.attempt_id).outcome for c in in_flight}
     assert outcomes == {"interrupted"}     # the attempts stay on record
     assert store.claim("voice", 10) == [] and store.claim("sms", 10) == []
+
+
+def test_a_confirmation_learned_after_a_crash_at_the_cap_wins_over_failed(contacts, tmp_path):
+    """Issue 11 item 11: the confirmed call was the cap's last one and the engine died during it.
+    At restart the delivery gives up 'failed'; the call, followed to its end, was confirmed."""
+    alert_id = voice_alert(contacts, tmp_path, voice_cap=1)
+    store = Store(contacts.sessions)
+    claim = store.claim("voice", 1)[0]
+    store.recover_interrupted()
+    assert {d.id: d.state for d in deliveries(contacts, alert_id)}[claim.delivery_id] == "failed"
+    state = store.record_late_call_outcome(claim.attempt_id, AttemptOutcome.CONFIRMED, line="trunk1",
+                                           answered_at=NOW, cause=16)
+    assert state == "confirmed"
+    row = {d.id: d for d in deliveries(contacts, alert_id)}[claim.delivery_id]
+    assert row.state == "confirmed" and row.next_attempt_at is None and row.delivered_at is not None
+    with contacts.sessions() as s:
+        attempt = s.get(Attempt, claim.attempt_id)
+        assert (attempt.outcome, attempt.line, attempt.cause) == ("confirmed", "trunk1", "16")
+    # Never downgraded by what comes after.
+    assert store.record_late_call_outcome(claim.attempt_id, AttemptOutcome.ANSWERED) == "confirmed"
+    with contacts.sessions() as s:
+        assert s.get(Attempt, claim.attempt_id).outcome == "confirmed"
+
+
+def test_a_later_call_never_undoes_an_earlier_confirmation(contacts, tmp_path):
+    """A confirmation learned late (the retry was already queued) ends the delivery 'confirmed'
+    even when the retry's own call went worse."""
+    alert_id = voice_alert(contacts, tmp_path, voice_cap=3)
+    store = Store(contacts.sessions)
+    first = store.claim("voice", 1)[0]
+    store.recover_interrupted()                  # the engine died; the delivery is pending again
+    assert store.record_late_call_outcome(first.attempt_id, AttemptOutcome.CONFIRMED) == "confirmed"
+    assert first.delivery_id not in {c.delivery_id for c in store.claim("voice", 10)}
+    # The other way round: the retry was already under way when the confirmation came.
+    other_alert = voice_alert(contacts, tmp_path, voice_cap=3)
+    first = next(c for c in store.claim("voice", 10) if c.alert_id == other_alert)
+    store.recover_interrupted()
+    retry = next(c for c in store.claim("voice", 10) if c.delivery_id == first.delivery_id)
+    assert store.record_late_call_outcome(first.attempt_id, AttemptOutcome.CONFIRMED) == "submitting"
+    failure = DeliveryFailed(Failure(FailureKind.CALL, "busy", code=17), outcome=AttemptOutcome.BUSY, cause=17)
+    verdict = VoicePolicy().after_failure(retry.policy, retry.attempts, retry.submissions, failure, utcnow())
+    assert verdict.state == "pending"
+    assert store.record_result(retry, verdict, failure=failure) == "confirmed"
+    row = {d.id: d for d in deliveries(contacts, other_alert)}[first.delivery_id]
+    assert row.state == "confirmed" and row.next_attempt_at is None
+
+
+def test_alert_status_names_why_a_delivery_may_have_gone_twice(contacts, tmp_path, config_path, capsys):
+    """A call whose fate was lost with the AMI link is not an 'engine restart' (issue 11 item 5)."""
+    from gateway.shell.cli import main
+    from gateway.core.states import DuplicateCause
+    alert_id = voice_alert(contacts, tmp_path, voice_cap=3)
+    store = Store(contacts.sessions)
+    claims = store.claim("voice", 10)
+    lost = DeliveryFailed(Failure(FailureKind.LINE, "call fate unknown after the AMI link was lost"),
+                          charge_attempt=False, possible_duplicate=True,
+                          duplicate_cause=DuplicateCause.AMI_LINK_LOST)
+    verdict = VoicePolicy().after_failure(claims[0].policy, claims[0].attempts, claims[0].submissions, lost,
+                                          utcnow())
+    store.record_result(claims[0], verdict, failure=lost)
+    store.recover_interrupted()                  # the others: the engine died during their calls
+    status = contacts.alerts.status(alert_id)
+    assert status["possible_duplicates_by_cause"] == {"ami_link_lost": 1, "engine_restart": len(claims) - 1}
+    assert main(["--config", str(config_path), "alert", "status", str(alert_id)]) == 0
+    out = capsys.readouterr().out
+    assert f"possibly sent twice (1 AMI link lost, {len(claims) - 1} engine restart)" in out

@@ -18,6 +18,9 @@ from gateway.shell.cli import main as cli_main
 from tests.support import needs_audio_tools
 from tests.web_support import client_for, csrf_token, make_app, post
 
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
+
 
 def _sms_form(**overrides) -> dict:
     form = {"text": "Allerta rossa: salire ai piani alti", "zones": "Fregene", "channels": "sms",
@@ -55,6 +58,11 @@ def test_sms_counter_reports_encoding_segments_and_fix(app):
     assert long["segments"] == 2 and not long["too_long"]
     huge = client.post("/alerts/sms-plan", json={"text": "a" * 800}, headers={"X-CSRFToken": token}).get_json()
     assert huge["too_long"]
+    # A voice-only text is not an SMS: no segment limit; with the SMS fallback it is one.
+    for channels, too_long in (("voice", False), ("voice_fallback", True), ("both", True)):
+        spoken = client.post("/alerts/sms-plan", json={"text": "a" * 800, "channels": channels},
+                             headers={"X-CSRFToken": token}).get_json()
+        assert spoken["too_long"] is too_long, channels
     drill = client.post("/alerts/sms-plan", json={"text": "a" * 150, "drill": True},
                         headers={"X-CSRFToken": token}).get_json()
     assert drill["segments"] == 2  # the drill prefix counts

@@ -9,6 +9,10 @@ from sqlalchemy import select
 from gateway.core.models import Alert, Line
 from gateway.core.models_panel import ApiToken
 from tests.web_support import client_for, post
+import pytest
+
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
 
 
 def _token(app, role: str = "operator", name: str = "protezione civile") -> str:

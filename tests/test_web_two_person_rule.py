@@ -8,6 +8,10 @@ from sqlalchemy import func, select
 from gateway.core.models import Alert, Delivery
 from gateway.core.models_panel import AlertApproval, AuditEntry
 from tests.web_support import client_for, post
+import pytest
+
+# Run on SQLite and on PostgreSQL (conftest.py, tests/pg_support.py).
+pytestmark = pytest.mark.both_databases
 
 
 def _form(**overrides) -> dict:

@@ -298,6 +298,8 @@ def sms_plan():
     text = str(data.get("text", ""))
     general = panel().config.general
     composed = compose_sms_text(text, bool(data.get("drill")), general.drill_prefix)
+    # Only a text that goes out by SMS is limited by the segments ("voice" alone is not).
+    by_sms = str(data.get("channels") or "sms") != "voice"
     result = {"length": len(text), "max_segments": general.max_sms_segments}
     if not text.strip():
         return {**result, "encoding": None, "segments": 0, "units": 0, "culprits": [], "fixed": None}
@@ -312,7 +314,7 @@ def sms_plan():
                                                                           general.drill_prefix))
     return {**result, "encoding": as_typed.encoding, "segments": as_typed.segments, "units": as_typed.units,
             "culprits": culprits, "fixed": fixed if fixable else None,
-            "too_long": as_typed.segments > general.max_sms_segments}
+            "too_long": by_sms and as_typed.segments > general.max_sms_segments}
 
 
 @bp.route("/preview", methods=["POST"])

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from asterisk.pbx_simulator import channel_events as ev
+from asterisk.pbx_simulator.dialplan import Callee, ChannelRun, Dialplan
 from asterisk.pbx_simulator.population import FAILURES, NOT_RINGING, CallPlan
-from asterisk.q850 import originate_reason_for_cause
+from asterisk.q850 import REASON_FAILURE, originate_reason_for_cause
 
 
 class CallHost(Protocol):
@@ -29,6 +30,67 @@ class CallHost(Protocol):
     def new_uniqueid(self) -> str: ...
 
     def new_sequence(self) -> int: ...
+
+    dialplan: Dialplan
+    astdb: dict[tuple[str, str], str]
+
+    def module_loaded(self, module: str) -> bool: ...
+
+    def file_exists(self, path: str) -> bool: ...
+
+    def file_seconds(self, path: str) -> float | None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+# A person's "Pronto?" at pickup, and an answering machine's recorded greeting before its beep
+# (seconds since answer): what AMD and BackgroundDetect listen to.
+GREETING = (0.1, 0.7)
+MACHINE_GREETING = (0.3, 4.3)
+# A message whose length the simulator cannot read lasts at least this long (a short alert).
+SHORTEST_MESSAGE_SECONDS = 10.0
+
+
+def callee_for(plan: CallPlan) -> Callee:
+    """The far end of an answered call: a confirm callee presses its digit after listen_seconds."""
+    talk = [GREETING] if plan.greets else []
+    if plan.behaviour == "voicemail":
+        talk.append(MACHINE_GREETING)
+    presses = [(plan.listen_seconds, plan.digit)] if plan.behaviour == "confirm" else []
+    return Callee(presses, talk, message_seconds=max(plan.listen_seconds + 1.0, SHORTEST_MESSAGE_SECONDS))
+
+
+class _ChannelRuntime:
+    """The interpreter's view of the simulator for one channel: events on it, scaled time."""
+
+    def __init__(self, host: CallHost, channel: ev.SimChannel, speed: float) -> None:
+        self.host, self.channel, self.speed = host, channel, speed
+        self.astdb = host.astdb
+        self.result: str | None = None
+
+    def emit_user_event(self, name: str, pairs: list[tuple[str, str]]) -> None:
+        if name == "AllertaResult":
+            self.result = dict(pairs).get("Result") or None
+        self.host.emit(ev.user_event(self.channel, name, *pairs))
+
+    def emit_dtmf(self, digit: str) -> None:
+        for event in ev.dtmf_events(self.channel, digit):
+            self.host.emit(event)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.host.sleep(seconds * self.speed)
+
+    def module_loaded(self, module: str) -> bool:
+        return self.host.module_loaded(module)
+
+    def file_exists(self, path: str) -> bool:
+        return self.host.file_exists(path)
+
+    def file_seconds(self, path: str) -> float | None:
+        return self.host.file_seconds(path)
+
+    def note(self, text: str) -> None:
+        self.host.note(f"{self.channel.name}: {text}")
 
 
 def _now() -> dt.datetime:
@@ -59,6 +121,10 @@ class SimulatedCall:
     channels: list[ev.SimChannel] = field(default_factory=list)
     answered_event: asyncio.Event = field(default_factory=asyncio.Event)
     forgotten: bool = False        # set by a control reset: neither counted nor logged
+    # Real Asterisk 22 sometimes sends the OriginateResponse of a call that fails
+    # at once before the channel's Newchannel/Hangup (asterisk-ami.md, "Observed").
+    response_first: bool = False
+    response_sent: bool = False
 
     def log_record(self) -> dict[str, object]:
         iso = lambda t: t.isoformat() if t else None  # noqa: E731
@@ -83,7 +149,8 @@ class CallScript:
 
     def _originate_failed(self, reason: int) -> None:
         call = self.call
-        if call.send_response:
+        if call.send_response and not call.response_sent:
+            call.response_sent = True
             self.host.emit(ev.originate_response(
                 call.action_id, False, call.requested, call.context, call.exten, reason,
                 call.channel_id or "<unknown>"))
@@ -96,10 +163,19 @@ class CallScript:
             self.host.emit(ev.originate_response(call.action_id, True, channel.name, call.context,
                                                  call.exten, 4, channel.uniqueid))
 
+    def _failure_reason(self, cause: int) -> int:
+        if self.call.plan.behaviour == "unavailable":
+            # The callee's side hung up with 19 before our timeout: Reason 0 (not 3).
+            return REASON_FAILURE
+        return originate_reason_for_cause(cause)
+
     async def run(self) -> None:
         call = self.call
         seq = self.host.new_sequence()
         uid = call.channel_id or self.host.new_uniqueid()
+        behaviour = call.plan.behaviour
+        if call.response_first and (behaviour in NOT_RINGING or behaviour == "over_limit"):
+            self._originate_failed(self._failure_reason(FAILURES.get(behaviour, (34, ""))[0]))
         if call.technology.lower() == "local":
             await self._run_local(seq, uid)
         else:
@@ -126,16 +202,16 @@ class CallScript:
             emit(ev.dial_event("DialEnd", chan, ("DialStatus", dial_status)))
             emit(ev.hangup(chan, cause))
             self._finish(cause)
-            self._originate_failed(originate_reason_for_cause(cause))
+            self._originate_failed(self._failure_reason(cause))
             return
         chan.state = 6
         emit(ev.channel_event("Newstate", chan))
         emit(ev.dial_event("DialEnd", chan, ("DialStatus", "ANSWER")))
         self._originate_answered(chan)
-        await self._dialplan(chan)
-        emit(ev.channel_event("SoftHangupRequest", chan, ("Cause", "16")))
-        self._hangup_handler(chan, 16)
-        emit(ev.hangup(chan, 16))
+        run = await self._dialplan(chan)
+        emit(ev.channel_event("SoftHangupRequest", chan, ("Cause", str(run.hangup_cause))))
+        await run.run_hangup_handler()
+        emit(ev.hangup(chan, run.hangup_cause))
 
     # --- Local channels: the ;1/;2 pair of the transcript -------------------------
 
@@ -158,7 +234,7 @@ class CallScript:
             if behaviour in ("busy", "congestion"):
                 # Busy()/Congestion() send a control frame: Asterisk answers the
                 # originate first and ;1 ends with cause 0 (see the transcript).
-                self._originate_failed(originate_reason_for_cause(cause))
+                self._originate_failed(self._failure_reason(cause))
                 two.state = 7 if behaviour == "busy" else two.state
                 if behaviour == "busy":
                     emit(ev.channel_event("Newstate", two))
@@ -174,7 +250,7 @@ class CallScript:
             emit(ev.hangup(one, cause))
             emit(ev.hangup(two, cause))
             self._finish(cause)
-            self._originate_failed(originate_reason_for_cause(cause))
+            self._originate_failed(self._failure_reason(cause))
             return
         two.state, two.priority = 6, 2
         emit(ev.channel_event("Newstate", two))
@@ -183,14 +259,15 @@ class CallScript:
         emit(ev.dial_event("DialEnd", one, ("DialStatus", "ANSWER")))
         self._originate_answered(one)
         one.context, one.exten = call.context, call.exten
-        await self._dialplan(one)
+        run = await self._dialplan(one)
+        cause = str(run.hangup_cause)
         two.priority = 4
-        emit(ev.channel_event("SoftHangupRequest", one, ("Cause", "16")))
-        emit(ev.channel_event("HangupRequest", two, ("Cause", "16")))
-        self._hangup_handler(one, 16)
-        emit(ev.hangup(one, 16))
-        emit(ev.channel_event("SoftHangupRequest", two, ("Cause", "16")))
-        emit(ev.hangup(two, 16))
+        emit(ev.channel_event("SoftHangupRequest", one, ("Cause", cause)))
+        emit(ev.channel_event("HangupRequest", two, ("Cause", cause)))
+        await run.run_hangup_handler()
+        emit(ev.hangup(one, run.hangup_cause))
+        emit(ev.channel_event("SoftHangupRequest", two, ("Cause", cause)))
+        emit(ev.hangup(two, run.hangup_cause))
 
     # --- shared pieces ------------------------------------------------------------
 
@@ -212,35 +289,16 @@ class CallScript:
             return FAILURES[behaviour]
         return None
 
-    async def _dialplan(self, chan: ev.SimChannel) -> None:
-        """Our dialplan's context: Answer, Wait(1), AMD, Read() playing the message, UserEvent."""
-        call, plan = self.call, self.call.plan
-        chan.priority = 2
-        await self._wait(1.0)
-        amd = call.variables.get("ALLERTA_AMD", "").lower() in ("1", "yes", "true", "on")
-        await self._wait(plan.listen_seconds)
-        chan.priority = 6
-        if plan.behaviour == "confirm":
-            begin, end = ev.dtmf_events(chan, plan.digit)
-            self.host.emit(begin)
-            self.host.emit(end)
-            result, digit = ("confirmed" if plan.digit == "1" else "listened"), plan.digit
-        elif plan.behaviour == "voicemail" and amd:
-            result, digit = "voicemail", ""
-        else:
-            result, digit = "listened", ""
-        chan.priority = 8
-        self.host.emit(ev.user_event(chan, "AllertaResult",
-                                     ("Delivery", call.variables.get("ALLERTA_DELIVERY", "")),
-                                     ("Result", result), ("Digit", digit)))
-        self.call.outcome = result
-        self.call.cause = 16
-        chan.priority = 9
-
-    def _hangup_handler(self, chan: ev.SimChannel, cause: int) -> None:
-        self.host.emit(ev.user_event(chan, "AllertaHangup",
-                                     ("Delivery", self.call.variables.get("ALLERTA_DELIVERY", "")),
-                                     ("Cause", str(cause))))
+    async def _dialplan(self, chan: ev.SimChannel) -> ChannelRun:
+        """Our rendered dialplan, interpreted on the answered channel against the callee."""
+        call = self.call
+        runtime = _ChannelRuntime(self.host, chan, self.speed)
+        run = ChannelRun(self.host.dialplan, runtime, callee_for(call.plan),
+                         {**call.variables, "UNIQUEID": chan.uniqueid}, call.context, call.exten)
+        call.cause = await run.run()
+        # What the dialplan reported; a call that ended without a word is no delivery.
+        call.outcome = runtime.result or "no_result"
+        return run
 
     def _finish(self, cause: int) -> None:
         behaviour = self.call.plan.behaviour

@@ -95,3 +95,9 @@ def dtmf_events(channel: SimChannel, digit: str) -> tuple[Pairs, Pairs]:
 def fully_booted(uptime: int) -> Pairs:
     return [("Event", "FullyBooted"), ("Privilege", SYSTEM), ("Uptime", str(uptime)),
             ("LastReload", str(uptime)), ("Status", "Fully Booted")]
+
+
+def shutdown(restart: bool) -> Pairs:
+    # main/asterisk.c: sent after every channel was hung up, before the sockets close.
+    return [("Event", "Shutdown"), ("Privilege", SYSTEM), ("Shutdown", "Uncleanly"),
+            ("Restart", "True" if restart else "False")]

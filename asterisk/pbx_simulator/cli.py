@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (overrides the file's)")
     parser.add_argument("--time-scale", type=float, default=1.0,
                         help="multiply every delay by this (0.01 = a hundred times faster)")
+    parser.add_argument("--response-first", type=float, default=0.0, metavar="SHARE",
+                        help="share of instant failures whose OriginateResponse precedes the channel "
+                             "events, as a real Asterisk 22 sometimes does (0..1)")
     parser.add_argument("--log", type=Path, help="append one JSON line per finished call here")
     parser.add_argument("--control", type=Path, help="unix socket for JSON-line test controls")
     parser.add_argument("--read-classes", type=_classes,
@@ -51,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-classes", type=_classes,
                         default=frozenset({"originate", "call", "system"}),
                         help="manager.conf write= classes (add command to allow Action: Command)")
+    parser.add_argument("--dialplan", type=Path,
+                        help="a rendered extensions_allerta.conf to run (default: ours, rendered with defaults)")
+    parser.add_argument("--missing-module", action="append", default=[], metavar="MODULE",
+                        help="a module Asterisk has not loaded (e.g. app_talkdetect): ModuleCheck says so "
+                             "and calls into it hang up; repeatable")
+    parser.add_argument("--sounds-on-disk", action="store_true",
+                        help="STAT() and playback look at the real files (default: every file exists)")
 
 
 def _population(args: argparse.Namespace) -> Population:
@@ -82,14 +92,17 @@ async def serve(sim: PbxSimulator, control: ControlServer | None) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         population = _population(args)
+        dialplan = args.dialplan.read_text(encoding="utf-8") if args.dialplan else None
         config = SimulatorConfig(username=args.username, secret=args.secret, port=args.port,
                                  trunks=dict(args.trunk), time_scale=args.time_scale,
                                  log_path=args.log, read_classes=args.read_classes,
-                                 write_classes=args.write_classes)
-    except (PopulationError, ValueError) as exc:
+                                 write_classes=args.write_classes, dialplan=dialplan,
+                                 missing_modules=frozenset(m.removesuffix(".so") for m in args.missing_module),
+                                 sounds_on_disk=args.sounds_on_disk, response_first=args.response_first)
+        sim = PbxSimulator(config, population)
+    except (PopulationError, ValueError, OSError) as exc:
         print(f"pbx simulator: {exc}", file=sys.stderr)
         return 2
-    sim = PbxSimulator(config, population)
     control = ControlServer(sim, args.control) if args.control else None
     try:
         asyncio.run(serve(sim, control))

@@ -14,6 +14,12 @@ Commands (``{"cmd": ...}``):
   set_limit {"trunk", "limit"}        change or add a trunk's channel limit
   set_secret {"secret"}               the AMI secret later logins must give (an operator fixing it)
   fail_actions {"action", "count"}    answer the next N such actions with Response: Error
+  core_restart {"seconds": N}         as 'core restart now': Hangup cause 0 on every channel,
+                                      Shutdown, sockets closed, away N s (real time)
+  set_event_order {"response_first"}  share (0..1) of instant failures whose OriginateResponse
+                                      comes before the channel events, as on a real Asterisk
+  astdb_set {"family", "key", "value"}  write AstDB as our dialplan does (value null deletes)
+  astdb                               the whole AstDB, as [family, key, value] triples
 """
 from __future__ import annotations
 
@@ -98,4 +104,21 @@ class ControlServer:
                 raise ValueError("count must be >= 0")
             sim.failing_actions[str(request["action"]).lower()] = count
             return {"ok": True}
+        if command == "core_restart":
+            return {"ok": True, "hung_up": await sim.core_restart(float(request.get("seconds", 1.0)))}
+        if command == "set_event_order":
+            share = float(request["response_first"])
+            if not 0 <= share <= 1:
+                raise ValueError("response_first must be between 0 and 1")
+            sim.config.response_first = share
+            return {"ok": True}
+        if command == "astdb_set":
+            where = (str(request["family"]), str(request["key"]))
+            if request.get("value") is None:
+                sim.astdb.pop(where, None)
+            else:
+                sim.astdb[where] = str(request["value"])
+            return {"ok": True}
+        if command == "astdb":
+            return {"ok": True, "entries": [[f, k, v] for (f, k), v in sim.astdb.items()]}
         raise ValueError(f"unknown command {command!r}")

@@ -29,6 +29,9 @@ FAILURES: dict[str, tuple[int, str]] = {
     "network_out_of_order": (38, "CHANUNAVAIL"),
     "temporary_failure": (41, "CONGESTION"),
     "switching_congestion": (42, "CONGESTION"),
+    # The callee's exchange ends the ring itself (SIP 480) before our timeout: cause 19,
+    # but a real Asterisk 22 then gives OriginateResponse Reason 0, not 3.
+    "unavailable": (19, "NOANSWER"),
 }
 # Failures decided by the network before the callee's phone rings: no Ringing state.
 NOT_RINGING = frozenset({"invalid_number", "congestion", "destination_out_of_order", "invalid_format",
@@ -40,7 +43,7 @@ BEHAVIOURS = frozenset(FAILURES) | frozenset(ANSWERING)
 # before for the same seed, so existing seeded tests replay unchanged.
 _WEIGHT_KEYS = ("answer", "busy", "no_answer", "invalid_number", "voicemail", "congestion",
                 "destination_out_of_order", "invalid_format", "network_out_of_order", "temporary_failure",
-                "switching_congestion")
+                "switching_congestion", "unavailable")
 
 
 class PopulationError(ValueError):
@@ -54,6 +57,7 @@ class CallPlan:
     ring_seconds: float      # before answering or failing
     listen_seconds: float    # after answering, before pressing or hanging up
     digit: str = "1"
+    greets: bool = False     # says "Pronto?" once at pickup, then listens
 
 
 def _range(value: Any, name: str) -> tuple[float, float]:
@@ -84,7 +88,9 @@ class Population:
     network_out_of_order: float = 0.0
     temporary_failure: float = 0.0
     switching_congestion: float = 0.0
+    unavailable: float = 0.0
     press_1: float = 0.8
+    greet: float = 0.0       # share of answered calls whose callee says "Pronto?" at pickup
     ring_seconds: tuple[float, float] = (2.0, 10.0)
     listen_seconds: tuple[float, float] = (8.0, 20.0)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -94,8 +100,9 @@ class Population:
         weights = [getattr(self, key) for key in _WEIGHT_KEYS]
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise PopulationError("population: probabilities must be >= 0 and not all zero")
-        if not 0 <= self.press_1 <= 1:
-            raise PopulationError("population: press_1 must be between 0 and 1")
+        for name in ("press_1", "greet"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise PopulationError(f"population: {name} must be between 0 and 1")
         self.ring_seconds = _range(self.ring_seconds, "ring_seconds")
         self.listen_seconds = _range(self.listen_seconds, "listen_seconds")
         self.overrides = {number_key(k): self._check_override(k, v)
@@ -108,7 +115,7 @@ class Population:
         if not isinstance(override, dict):
             raise PopulationError(f"population: override for {number} must be a table")
         unknown = set(override) - {"behaviour", "answer_on_attempt", "then",
-                                   "ring_seconds", "listen_seconds", "digit"}
+                                   "ring_seconds", "listen_seconds", "digit", "greets"}
         if unknown:
             raise PopulationError(f"population: override for {number} has unknown keys {sorted(unknown)}")
         for key in ("behaviour", "then"):
@@ -154,8 +161,12 @@ class Population:
                 ring = self._random.uniform(*_range(override["ring_seconds"], "ring_seconds"))
             if "listen_seconds" in override:
                 listen = self._random.uniform(*_range(override["listen_seconds"], "listen_seconds"))
-            return CallPlan(behaviour, ring, listen, str(override.get("digit", "1"))), attempt
-        return CallPlan(self._draw(), ring, listen), attempt
+            return CallPlan(behaviour, ring, listen, str(override.get("digit", "1")),
+                            bool(override.get("greets", False))), attempt
+        behaviour = self._draw()
+        # Drawn only when asked for, so seeded populations without it replay unchanged.
+        greets = self.greet > 0 and self._random.random() < self.greet
+        return CallPlan(behaviour, ring, listen, greets=greets), attempt
 
     def _draw(self) -> str:
         weights = [getattr(self, key) for key in _WEIGHT_KEYS]
@@ -166,7 +177,7 @@ class Population:
 
 
 def population_from_mapping(data: dict[str, Any], seed: int | None = None) -> Population:
-    allowed = set(_WEIGHT_KEYS) | {"press_1", "ring_seconds", "listen_seconds", "overrides", "seed"}
+    allowed = set(_WEIGHT_KEYS) | {"press_1", "greet", "ring_seconds", "listen_seconds", "overrides", "seed"}
     unknown = set(data) - allowed
     if unknown:
         raise PopulationError(f"population: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}")

@@ -20,6 +20,12 @@ _ACTION_AUTHORITY = {
     "command": {"command"},
     "coreshowchannels": {"system", "reporting"},
     "getvar": {"call", "reporting"},
+    "modulecheck": {"system"},
+    # main/db.c: astdb_init registers DBGet with system|reporting, DBPut and DBDel with system.
+    "dbget": {"system", "reporting"},
+    "dbgettree": {"system", "reporting"},
+    "dbput": {"system"},
+    "dbdel": {"system"},
 }
 _EVENTS_OFF = {"off", "no", "false", "0", "none"}
 _EVENTS_ON = {"on", "yes", "true", "1", "all"}
@@ -187,11 +193,21 @@ class AmiSession:
             self.respond(action, "Error", "No variable specified")
             return
         value = ""
-        if variable.upper().startswith("DIALPLAN_EXISTS(") and variable.endswith(")"):
+        # Without func_dialplan the function is not registered and the value is empty.
+        if (variable.upper().startswith("DIALPLAN_EXISTS(") and variable.endswith(")")
+                and self.sim.module_loaded("func_dialplan")):
             context, _, rest = variable[len("DIALPLAN_EXISTS("):-1].partition(",")
             exten = rest.partition(",")[0] or "s"
             value = "1" if exten == "s" and context.strip() in self.sim.config.dialplan_contexts else "0"
         self.respond(action, "Success", None, ("Variable", variable), ("Value", value))
+
+    async def _action_modulecheck(self, action: AmiMessage) -> None:
+        # manager.c: "Module not loaded", or Success with an empty Version (kept since git).
+        module = (action.get("Module") or "").strip()
+        if not module or not self.sim.module_loaded(module):
+            self.respond(action, "Error", "Module not loaded")
+            return
+        self.respond(action, "Success", None, ("Version", ""))
 
     async def _action_coreshowchannels(self, action: AmiMessage) -> None:
         action_id = action.get("ActionID")
@@ -205,3 +221,49 @@ class AmiSession:
                        ("ApplicationData", ""), ("Duration", duration)])
         self.send([("Event", "CoreShowChannelsComplete"), *id_pairs,
                    ("EventList", "Complete"), ("ListItems", str(len(items)))])
+
+    async def _action_dbget(self, action: AmiMessage) -> None:
+        family, key = action.get("Family") or "", action.get("Key") or ""
+        if not family or not key:
+            self.respond(action, "Error", "No family specified." if not family else "No key specified.")
+            return
+        value = self.sim.astdb.get((family, key))
+        if value is None:
+            self.respond(action, "Error", "Database entry not found")
+            return
+        # main/db.c manager_dbget: a list of one DBGetResponse, then DBGetComplete.
+        action_id = action.get("ActionID")
+        id_pairs = [("ActionID", action_id)] if action_id is not None else []
+        self.respond(action, "Success", None, ("EventList", "start"), ("Message", "Result will follow"))
+        self.send([("Event", "DBGetResponse"), ("Family", family), ("Key", key), ("Val", value), *id_pairs])
+        self.send([("Event", "DBGetComplete"), *id_pairs, ("EventList", "Complete"), ("ListItems", "1")])
+
+    async def _action_dbput(self, action: AmiMessage) -> None:
+        family, key = action.get("Family") or "", action.get("Key") or ""
+        if not family or not key:
+            self.respond(action, "Error", "No family specified" if not family else "No key specified")
+            return
+        self.sim.astdb[(family, key)] = action.get("Val") or ""
+        self.respond(action, "Success", "Updated database successfully")
+
+    async def _action_dbdel(self, action: AmiMessage) -> None:
+        family, key = action.get("Family") or "", action.get("Key") or ""
+        if not family or not key:
+            self.respond(action, "Error", "No family specified." if not family else "No key specified.")
+            return
+        if self.sim.astdb.pop((family, key), None) is None:
+            self.respond(action, "Error", "Database entry not found")
+            return
+        self.respond(action, "Success", "Key deleted successfully")
+
+    async def _action_dbgettree(self, action: AmiMessage) -> None:
+        # main/db.c manager_db_tree_get: every key under Family (Key is the full path).
+        family = (action.get("Family") or "").strip("/")
+        action_id = action.get("ActionID")
+        id_pairs = [("ActionID", action_id)] if action_id is not None else []
+        entries = [(key, value) for (fam, key), value in self.sim.astdb.items() if not family or fam == family]
+        self.respond(action, "Success", None, ("EventList", "start"), ("Message", "Result will follow"))
+        for key, value in entries:
+            self.send([("Event", "DBGetTreeResponse"), ("Key", f"/{family}/{key}"), ("Val", value), *id_pairs])
+        self.send([("Event", "DBGetTreeComplete"), *id_pairs, ("EventList", "Complete"),
+                   ("ListItems", str(len(entries)))])

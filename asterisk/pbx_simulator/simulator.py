@@ -4,16 +4,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import random
 import sys
 import time
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from asterisk.ami_protocol import AmiMessage
+from asterisk.asterisk_config import render_configs
+from asterisk.dialplan_modules import APPLICATION_MODULES, BASE_MODULES, FUNCTION_MODULES
 from asterisk.dialstring import trunk_of
 from asterisk.pbx_simulator import channel_events as ev
 from asterisk.pbx_simulator.calls import CallScript, SimulatedCall
+from asterisk.pbx_simulator.dialplan import Dialplan, parse_dialplan
 from asterisk.pbx_simulator.population import CallPlan, Population
 from asterisk.pbx_simulator.session import AmiSession
 from asterisk.q850 import REASON_FAILURE
@@ -22,6 +28,15 @@ from asterisk.q850 import REASON_FAILURE
 # mistaken for, or exposed as, a real PBX.
 HOST = "127.0.0.1"
 KNOWN_TECHNOLOGIES = frozenset({"pjsip", "sip", "iax2", "dahdi", "dongle", "local"})
+# The modules the simulated Asterisk has (ModuleCheck), unless configured as missing.
+SIMULATED_MODULES = frozenset(APPLICATION_MODULES.values()) | frozenset(FUNCTION_MODULES.values()) | frozenset(
+    BASE_MODULES) | frozenset({"chan_pjsip", "res_pjsip", "chan_local", "app_dial", "format_gsm", "format_pcm",
+                              "res_musiconhold", "res_agi"})
+
+
+def shipped_dialplan() -> str:
+    """Our extensions_allerta.conf rendered with its defaults: what the simulator runs unless told."""
+    return render_configs("allerta", "simulator-secret", "/var/lib/allerta/sounds")["extensions_allerta.conf"]
 
 
 @dataclass
@@ -38,10 +53,21 @@ class SimulatorConfig:
     write_classes: frozenset[str] = frozenset({"originate", "call", "system"})
     # Contexts of extensions_allerta.conf the simulated dialplan has loaded (Getvar DIALPLAN_EXISTS).
     dialplan_contexts: frozenset[str] = frozenset({"allerta-outbound", "allerta-hangup"})
+    # The dialplan the answered calls run (a rendered extensions_allerta.conf); None: ours, rendered.
+    dialplan: str | None = None
+    # Modules not loaded: ModuleCheck says so, and the dialplan's use of them fails as in Asterisk.
+    missing_modules: frozenset[str] = frozenset()
+    # Whether STAT()/Playback look at the real files (and their length); else every file exists.
+    sounds_on_disk: bool = False
+    # Share of calls failing at once whose OriginateResponse comes before the channel events
+    # (about 0.01 on a real Asterisk 22; 1.0 in tests that need the order every time).
+    response_first: float = 0.0
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        if not 0 <= self.response_first <= 1:
+            raise ValueError("response_first must be between 0 and 1")
         for name, limit in self.trunks.items():
             if limit < 0:
                 raise ValueError(f"trunk {name}: channel limit must be >= 0")
@@ -76,6 +102,12 @@ class PbxSimulator:
         self._uid_base = int(time.time())
         self._uid_counter = 0
         self._sequence = 0
+        self.dialplan: Dialplan = parse_dialplan(config.dialplan if config.dialplan is not None
+                                                 else shipped_dialplan())
+        # AstDB, (family, key) -> value: what Set(DB(...)) leaves (our dialplan stores a
+        # confirmation there) and DBGet reads back; it survives an AMI link drop.
+        self.astdb: dict[tuple[str, str], str] = {}
+        self._order_random = random.Random(0)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -132,6 +164,22 @@ class PbxSimulator:
         self._sequence += 1
         return seq
 
+    def module_loaded(self, module: str) -> bool:
+        name = module.removesuffix(".so")
+        return name == "pbx_builtin" or (name in SIMULATED_MODULES and name not in self.config.missing_modules)
+
+    def file_exists(self, path: str) -> bool:
+        return os.path.isfile(path) if self.config.sounds_on_disk else True
+
+    def file_seconds(self, path: str) -> float | None:
+        if not self.config.sounds_on_disk:
+            return None
+        try:
+            with wave.open(path, "rb") as audio:
+                return audio.getnframes() / audio.getframerate()
+        except (OSError, wave.Error, EOFError):
+            return None
+
     def uptime(self) -> int:
         return int(time.monotonic() - self._booted)
 
@@ -179,7 +227,8 @@ class PbxSimulator:
             action_id=action.get("ActionID"), channel_id=action.get("ChannelId"),
             variables=_parse_variables(action),
             timeout_seconds=int(action.get("Timeout") or 30000) / 1000 * self.config.time_scale,
-            plan=plan, attempt=attempt, concurrent=active, send_response=asynchronous)
+            plan=plan, attempt=attempt, concurrent=active, send_response=asynchronous,
+            response_first=self._order_random.random() < self.config.response_first)
         task = asyncio.get_running_loop().create_task(self._run_call(call))
         self.calls[task] = call
         return call
@@ -197,7 +246,8 @@ class PbxSimulator:
             else:
                 await CallScript(call, self, self.config.time_scale).run()
         except asyncio.CancelledError:
-            call.outcome, call.ended_at = "dropped", dt.datetime.now(dt.timezone.utc)
+            call.ended_at = dt.datetime.now(dt.timezone.utc)
+            call.outcome = "pbx_restart" if call.outcome == "pbx_restart" else "dropped"
             raise
         finally:
             self.calls.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
@@ -277,6 +327,21 @@ class PbxSimulator:
         loop = asyncio.get_running_loop()
         self._reopen = loop.call_later(seconds, lambda: loop.create_task(self._come_back()))
 
+    async def core_restart(self, seconds: float) -> int:
+        """``core restart now``: every channel hangs up with cause 0, a Shutdown event
+        follows, then the AMI sockets close and the PBX is away for ``seconds``."""
+        calls = list(self.calls.items())
+        for task, call in calls:
+            for channel in call.channels:
+                self.emit(ev.hangup(channel, 0))
+            call.outcome, call.cause = "pbx_restart", 0
+            task.cancel()
+        self.emit(ev.shutdown(restart=True))
+        for session in list(self.sessions):
+            await session.close()
+        await self.restart(seconds)
+        return len(calls)
+
     async def _come_back(self) -> None:
         self._reopen = None
         self._booted = time.monotonic()
@@ -289,6 +354,7 @@ class PbxSimulator:
             call.forgotten = True
         self.drop_calls()
         self.received.clear()
+        self.astdb.clear()
         self.failing_actions.clear()
         self.totals.clear()
         self.population.reset()

@@ -103,6 +103,11 @@ def compose_sms_text(text: str, drill: bool, drill_prefix: str) -> str:
     return text
 
 
+def goes_by_sms(request: AlertRequest) -> bool:
+    """Whether the text may go out as an SMS: by the SMS channel or as the voice fallback."""
+    return Channel.SMS in request.channels or (Channel.VOICE in request.channels and request.sms_fallback)
+
+
 class AlertService:
     def __init__(self, sessions: sessionmaker[Session], *, region: str = "IT", max_segments: int = 4,
                  drill_prefix: str = "[ESERCITAZIONE] ",
@@ -117,9 +122,9 @@ class AlertService:
     def plan(self, request: AlertRequest) -> tuple[str, SmsPlan]:
         if not request.text.strip():
             raise AlertError("the alert text is empty")
-        return self._plan_text(request.text, request.drill)
+        return self._plan_text(request.text, request.drill, goes_by_sms(request))
 
-    def _plan_text(self, text: str, drill: bool) -> tuple[str, SmsPlan]:
+    def _plan_text(self, text: str, drill: bool, by_sms: bool = True) -> tuple[str, SmsPlan]:
         controls = control_characters(text)
         if controls:
             raise AlertError("the text contains control characters (%(characters)s): remove them",
@@ -129,7 +134,9 @@ class AlertService:
             plan = plan_sms(sms_text)
         except SmsTextError as exc:
             raise AlertError(str(exc)) from None
-        if plan.segments > self.max_segments:
+        # The segment limit guards SMS costs and phones that cannot join many parts: a text
+        # that only goes out as a voice call is not limited by it.
+        if by_sms and plan.segments > self.max_segments:
             msgid = ("the message needs %(segments)s SMS segments (GSM-7, %(units)s septets); the configured "
                      "maximum is %(maximum)s ([general] max_sms_segments). Shorten the text."
                      if plan.encoding == "GSM-7" else
@@ -151,7 +158,7 @@ class AlertService:
             if not text.strip():
                 raise AlertError("the %(language)s version is empty", language=language)
             try:
-                planned[language] = self._plan_text(text, request.drill)
+                planned[language] = self._plan_text(text, request.drill, goes_by_sms(request))
             except AlertError as exc:
                 raise AlertError("the %(language)s version: %(reason)s", language=language, reason=str(exc)) from None
         return planned
@@ -361,7 +368,11 @@ class AlertService:
                    literal(DeliveryState.PENDING.value), sort_key, recipients.c.vulnerable == 1, recipients.c.language,
                    recipients.c.zone,
                    literal(0), literal(0), literal(False), literal(0), literal(0), literal(not_before, DateTime)))
-        return session.execute(insert).rowcount
+        session.execute(insert)
+        # Counted, not taken from the INSERT ... SELECT's rowcount: psycopg gives -1 there (SQLite gives
+        # the count), which made `alert status` say "-1 recipients" and the no-recipient check never fire.
+        return session.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.alert_id == alert.id, Delivery.channel == channel))
 
     # --- drafts and approval (the panel's two-person rule) ------------------------------
     def create_pending(self, request: AlertRequest, state: AlertState = AlertState.AWAITING_APPROVAL, *,
@@ -462,8 +473,11 @@ class AlertService:
                 raise AlertError("no alert with id %(id)s", id=alert_id)
             counts = session.execute(select(Delivery.channel, Delivery.state, func.count()).where(
                 Delivery.alert_id == alert_id).group_by(Delivery.channel, Delivery.state)).all()
-            duplicates = session.scalar(select(func.count()).select_from(Delivery).where(
-                Delivery.alert_id == alert_id, Delivery.possible_duplicate.is_(True)))
+            duplicate_causes = {cause or "unknown": count for cause, count in session.execute(
+                select(Delivery.duplicate_cause, func.count()).where(
+                    Delivery.alert_id == alert_id, Delivery.possible_duplicate.is_(True))
+                .group_by(Delivery.duplicate_cause)).all()}
+            duplicates = sum(duplicate_causes.values())
             per_line = {line: {"segments_sent": sent, "segments_delivered": delivered}
                         for line, sent, delivered in session.execute(
                             select(SmsPart.line, func.count(),
@@ -505,6 +519,7 @@ class AlertService:
             "by_state": {state.value: all_states.get(state, 0) for state in DeliveryState},
             "channels": channels,
             "possible_duplicates": duplicates,
+            "possible_duplicates_by_cause": duplicate_causes,
             "lines": per_line,
             "remaining_segments": channels.get(Channel.SMS, {}).get("remaining", 0) * alert.segments,
             "eta_seconds": capacity.overall_seconds(etas.values()),

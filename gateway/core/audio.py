@@ -51,6 +51,20 @@ INTRODUCTIONS: Mapping[str, str] = MappingProxyType({
     "ar": "رسالة من البلدية، {comune}.",
 })
 
+# Language -> what the listener hears after pressing 1 (``<message>-confirmed.wav``, played by
+# the dialplan): our own words, so Asterisk needs no sounds package for "auth-thankyou".
+CONFIRMATIONS: Mapping[str, str] = MappingProxyType({
+    "it": "Grazie, conferma ricevuta.",
+    "en": "Thank you, your confirmation has been received.",
+    "fr": "Merci, votre confirmation a été reçue.",
+    "de": "Danke, Ihre Bestätigung ist eingegangen.",
+    "es": "Gracias, su confirmación ha sido recibida.",
+    "ro": "Mulțumim, confirmarea a fost primită.",
+    "ar": "شكرا، تم استلام تأكيدك.",
+})
+# Beside each message, what the dialplan plays after a confirmation (asterisk/conf/extensions_allerta.conf).
+CONFIRMED_SUFFIX = "-confirmed"
+
 
 class AudioError(Exception):
     """A message could not be rendered or an upload is unusable; ``str()`` says why."""
@@ -138,6 +152,17 @@ def voice_language(lang: str) -> str | None:
 def introduction(lang: str, comune: str) -> str:
     """"Messaggio del Comune di ..." in ``lang`` (in Italian for a language we cannot speak)."""
     return INTRODUCTIONS[voice_language(lang) or FALLBACK_LANGUAGE].format(comune=comune.strip())
+
+
+def confirmation(lang: str) -> str:
+    """"Grazie, conferma ricevuta." in ``lang`` (in Italian for a language we cannot speak)."""
+    return CONFIRMATIONS[voice_language(lang) or FALLBACK_LANGUAGE]
+
+
+def confirmation_wav(message: str | Path) -> Path:
+    """Where the confirmation of ``message`` (a path without extension) is rendered."""
+    message = Path(message)
+    return message.with_name(message.name + CONFIRMED_SUFFIX + ".wav")
 
 
 def _voice_for(lang: str, fallback: bool) -> tuple[str, str]:

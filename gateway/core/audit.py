@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text as sql_text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.core.config import Config, ConfigError
@@ -138,6 +138,11 @@ class AuditLog:
 
     def record(self, session: Session, actor: str, action: str, obj: Any = None, **details: Any) -> AuditEntry:
         """Add one entry (``obj``: what was acted on, e.g. an alert id) in the caller's transaction."""
+        if session.get_bind().dialect.name == "postgresql":
+            # The panel and the engine are separate processes: the lock in transaction() does not reach
+            # across them. Held to the end of this transaction, so two appends never read the same head
+            # (on SQLite the database's single writer does the same).
+            session.execute(sql_text("SELECT pg_advisory_xact_lock(hashtext('allerta.audit'))"))
         last = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
         prev = last.hash if last else GENESIS
         entry_id = (last.id + 1) if last else 1

@@ -35,7 +35,7 @@ class DeliveryFailed(Exception):
     def __init__(self, failure: Failure, *, outcome: AttemptOutcome = AttemptOutcome.FAILED,
                  line: str | None = None, charge_attempt: bool = True, possible_duplicate: bool = False,
                  cause: int | None = None, started_at: dt.datetime | None = None,
-                 answered_at: dt.datetime | None = None) -> None:
+                 answered_at: dt.datetime | None = None, duplicate_cause: str | None = None) -> None:
         super().__init__(str(failure))
         self.failure = failure
         self.outcome = outcome
@@ -43,6 +43,8 @@ class DeliveryFailed(Exception):
         self.charge_attempt = charge_attempt
         # The message may have reached the recipient anyway (fate unknown after a lost link).
         self.possible_duplicate = possible_duplicate
+        # Why (a gateway.core.states.DuplicateCause), shown by 'alert status'.
+        self.duplicate_cause = duplicate_cause if possible_duplicate else None
         if cause is None and failure.kind is FailureKind.CALL:
             cause = failure.code
         self.cause = cause
@@ -76,6 +78,7 @@ class OutboundMessage:
     audio_path: str | None = None    # voice: rendered 8 kHz WAV, without extension for Playback
     possible_duplicate: bool = False
     avoid_lines: frozenset[str] = frozenset()  # lines that just failed for this delivery
+    attempt_id: int | None = None    # the attempt row: voice names its call after it (ChannelId)
 
 
 @dataclass
@@ -137,6 +140,12 @@ class ChannelEvents(Protocol):
 
     def capacity_available(self) -> None:
         """A line became free (rate limit elapsed, modem back): look for work now."""
+
+    def late_call_outcome(self, delivery_id: int, attempt_id: int, outcome: AttemptOutcome, *,
+                          line: str | None, answered_at: dt.datetime | None,
+                          cause: int | None) -> Awaitable[None] | None:
+        """What a call no submit waits for came to: one still up when the engine restarted,
+        followed to its end. It may only make the delivery better (Store.record_late_call_outcome)."""
 
 
 class Channel(Protocol):

@@ -178,7 +178,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "context": Key(str, "allerta-outbound", "Dialplan context of extensions_allerta.conf.", _name),
         "sounds_dir": Key(str, "", "Where Asterisk reads our audio. Empty: <data_dir>/sounds."),
         "amd": Key(bool, True, "Detect answering machines and leave the message on them."),
+        "system_user": Key(str, "asterisk", "The account Asterisk runs as: allerta doctor checks it can read sounds_dir.", _name),
         "ring_timeout": Key(NUMBER, 30.0, "Seconds a call may ring before it counts as no answer.", _at_least_one),
+        "end_grace": Key(NUMBER, 2.0, "Seconds to wait for the rest of a call's end events, which Asterisk "
+                         "sends in any order, before deciding its outcome.", _positive),
     },
     "voice": {
         "max_attempts": Key(int, 5, "Default attempts per number that count against the recipient.", _positive),

@@ -18,7 +18,7 @@ from gateway.core.failures import Failure, FailureKind
 from gateway.core.logs import event_line, mask_number
 from gateway.core.report_spool import ReportSpool
 from gateway.core.retry import DeliveryPolicy
-from gateway.core.states import Channel as ChannelName, DeliveryState, LineState
+from gateway.core.states import AttemptOutcome, Channel as ChannelName, DeliveryState, LineState
 from gateway.core.store import ClaimedDelivery, ReportMatch, Store
 from gateway.core.store_worker import AsyncStore, RetrySettings, StoreWorker
 
@@ -172,6 +172,20 @@ class Dispatcher:
         self._dirty.add(status.label)
 
     def capacity_available(self) -> None:
+        self._wake.set()
+
+    def late_call_outcome(self, delivery_id: int, attempt_id: int, outcome: AttemptOutcome, *,
+                          line: str | None, answered_at: dt.datetime | None, cause: int | None) -> asyncio.Task:
+        return self._spawn(self._record_late_call(delivery_id, attempt_id, outcome, line=line,
+                                                  answered_at=answered_at, cause=cause),
+                           f"recording the late outcome of delivery {delivery_id}")
+
+    async def _record_late_call(self, delivery_id: int, attempt_id: int, outcome: AttemptOutcome, *,
+                                line: str | None, answered_at: dt.datetime | None, cause: int | None) -> None:
+        state = await self.store.record_late_call_outcome(attempt_id, outcome, line=line, answered_at=answered_at,
+                                                          cause=cause)
+        log.info(event_line("late_call", delivery=delivery_id, attempt=attempt_id, line=line,
+                            outcome=outcome, state=state))
         self._wake.set()
 
     # --- running -----------------------------------------------------------------
@@ -347,7 +361,8 @@ class Dispatcher:
         message = OutboundMessage(delivery_id=claim.delivery_id, alert_id=claim.alert_id, number=claim.e164,
                                   text=claim.text, language=claim.language, audio_path=claim.audio_path,
                                   possible_duplicate=claim.possible_duplicate,
-                                  avoid_lines=frozenset(self._failed_lines.get(claim.delivery_id, ())))
+                                  avoid_lines=frozenset(self._failed_lines.get(claim.delivery_id, ())),
+                                  attempt_id=claim.attempt_id)
         policy = self.policies[channel.name]
         try:
             receipt = await channel.submit(message)

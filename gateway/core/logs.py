@@ -18,6 +18,10 @@ from typing import TextIO
 import phonenumbers
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
+# Run by hand (a terminal, a file, docker logs): each line says when. The journal stamps its
+# entries itself, so there the line stays as it was.
+TIMESTAMPED_FORMAT = "%(asctime)s " + FORMAT
+TIMESTAMP = "%Y-%m-%d %H:%M:%S%z"
 
 
 def journal_priority(levelno: int) -> int:
@@ -51,9 +55,16 @@ def is_journal(stream: TextIO, environ=os.environ) -> bool:
     return (info.st_dev, info.st_ino) == (int(device), int(inode))
 
 
+def formatter_for(stream: TextIO, environ=os.environ) -> logging.Formatter:
+    """Journal priorities under journald; local time with its offset on every line otherwise."""
+    if is_journal(stream, environ):
+        return JournalFormatter(FORMAT)
+    return logging.Formatter(TIMESTAMPED_FORMAT, TIMESTAMP)
+
+
 def configure_logging(verbose: bool, stream: TextIO = sys.stdout) -> None:
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JournalFormatter(FORMAT) if is_journal(stream) else logging.Formatter(FORMAT))
+    handler.setFormatter(formatter_for(stream))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     logging.getLogger("gsmmodem").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -85,7 +85,11 @@ class Alert(Base):
     target: Mapped[str] = mapped_column(Text)          # JSON description of who
     drill: Mapped[bool] = mapped_column(Boolean, default=False)
     priority: Mapped[bool] = mapped_column(Boolean, default=False)
-    state: Mapped[str] = mapped_column(String(16), default=AlertState.ACTIVE)  # an AlertState
+    # 'awaiting_approval' is 17 characters: 20 on PostgreSQL, which enforces it (migration 0011); SQLite
+    # keeps the declared 16 of its existing files (it does not enforce lengths, and widening there would
+    # copy the table).
+    state: Mapped[str] = mapped_column(String(16).with_variant(String(20), "postgresql"),
+                                       default=AlertState.ACTIVE)  # an AlertState
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     deadline: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -152,6 +156,7 @@ class Delivery(Base):
     submissions: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    duplicate_cause: Mapped[str | None] = mapped_column(String(32))  # a DuplicateCause, with the flag
     last_error: Mapped[str | None] = mapped_column(Text)
     line: Mapped[str | None] = mapped_column(String(64))
     parts_total: Mapped[int] = mapped_column(Integer, default=0)

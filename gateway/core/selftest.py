@@ -19,7 +19,6 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, select, update
@@ -33,7 +32,7 @@ from gateway.core.logs import mask_number
 from gateway.core.models import Alert, Delivery
 from gateway.core.models_ops import SelfTestRun
 from gateway.core.states import OPEN_DELIVERY_STATES, AlertState, Channel, DeliveryState
-from gateway.core.voice_messages import Version, VoiceRenderer
+from gateway.core.voice_messages import Version, VoiceRenderer, remove_message
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ def render_voice(settings: SelfTestSettings, renderer: VoiceRenderer | None = No
     # The staff hear TEXT as written: it says itself that it is a test, without the drill prefix.
     renderer = renderer or VoiceRenderer(settings.sounds_dir, comune=settings.comune, drill_prefix="")
     name = renderer.new_name("allerta-selftest")
-    info = renderer.render(voice_version(settings), name.with_suffix(".wav"), drill=False)
+    info = renderer.render_with_confirmation(voice_version(settings), name, drill=False)
     return str(name), info.seconds
 
 
@@ -183,7 +182,7 @@ def start_run(sessions: sessionmaker[Session], alerts: AlertService, settings: S
     except Exception as exc:  # noqa: BLE001 - e.g. AudioError: the run fails, with the reason
         error = f"test call message not rendered: {exc}"
     if error and audio_path:
-        Path(audio_path + ".wav").unlink(missing_ok=True)
+        remove_message(audio_path)
     with sessions.begin() as session:
         run = SelfTestRun(started_at=now, trigger=trigger, alert_id=alert_id)
         if error:

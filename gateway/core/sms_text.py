@@ -197,6 +197,15 @@ def _check_ucs2(text: str) -> None:
                 character=char, position=index + 1)
 
 
+def join_utf16(text: str) -> str:
+    """Text as python-gsmmodem-new decodes UCS-2 user data, one 16-bit unit per character, with its
+    surrogate pairs joined: a reply "Ok 👍" arrives from the library as U+D83D U+DC4D, which no database
+    or UTF-8 log accepts. A half pair left alone (split across two parts) becomes U+FFFD."""
+    if not any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+        return text
+    return text.encode("utf-16-be", "surrogatepass").decode("utf-16-be", "replace")
+
+
 def gsm7_septets(text: str) -> list[int]:
     """GSM-7 codes of ``text``, extension characters as ESC pairs (not packed)."""
     result: list[int] = []

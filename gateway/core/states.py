@@ -90,3 +90,20 @@ def parse_channels(stored: str) -> tuple[Channel, ...]:
 def join_channels(channels: Iterable[str]) -> str:
     """The stored form of ``parse_channels``; refuses a name that is no channel."""
     return ",".join(Channel(name) for name in channels)
+
+
+class DuplicateCause(StrEnum):
+    """Why a delivery is flagged 'possibly sent twice': what the operator reads in
+    'alert status' must name the real cause, not always an engine restart."""
+    ENGINE_RESTART = "engine_restart"     # the engine died or stopped mid-attempt and resent it
+    ENGINE_STOPPED = "engine_stopped"     # stopped with a call still up; it may have gone on
+    AMI_LINK_LOST = "ami_link_lost"       # the AMI link dropped and the call's fate was not recovered
+    NO_END_SEEN = "no_end_seen"           # an answered call whose end event never came
+
+
+DUPLICATE_CAUSE_LABELS = {
+    DuplicateCause.ENGINE_RESTART: "engine restart",
+    DuplicateCause.ENGINE_STOPPED: "engine stopped during the call",
+    DuplicateCause.AMI_LINK_LOST: "AMI link lost",
+    DuplicateCause.NO_END_SEEN: "end of the call not seen",
+}

@@ -23,7 +23,7 @@ from gateway.core.models import Alert, Attempt, Delivery, InboundSms, Line, Phon
 from gateway.core.models_panel import AlertText
 from gateway.core.retry import AlertPolicy, RetryVerdict
 from gateway.core.states import (OPEN_DELIVERY_STATES, AlertState, AttemptOutcome, Channel, DeliveryState,
-                                 PartStatus, parse_channels)
+                                 DuplicateCause, PartStatus, parse_channels)
 
 
 def _alert_policy(alert) -> AlertPolicy:  # noqa: ANN001 - an Alert or a row with its columns
@@ -152,6 +152,9 @@ class ReportMatch:
 
 
 FINAL_VOICE_RANK = {DeliveryState.CONFIRMED: 3, DeliveryState.ANSWERED: 2, DeliveryState.VOICEMAIL: 1}
+# Voice delivery states a better call outcome may replace (never 'cancelled', 'submitting').
+_UPGRADABLE_VOICE_STATES = (DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.ANSWERED,
+                            DeliveryState.VOICEMAIL)
 
 
 def _best_voice_outcomes(s: Session, delivery_ids: list[int]) -> dict[int, str]:
@@ -206,6 +209,7 @@ class Store:
             s.execute(update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING,
                                              Delivery.alert_id.in_(cancelled))
                       .values(state=DeliveryState.CANCELLED, next_attempt_at=None, possible_duplicate=True, updated_at=now,
+                              duplicate_cause=DuplicateCause.ENGINE_RESTART,
                               last_error="alert cancelled (engine stopped during the attempt)"))
             at_cap = s.execute(
                 select(Delivery.id, Delivery.alert_id, Delivery.number_id, Delivery.language, Alert.sms_fallback)
@@ -215,11 +219,13 @@ class Store:
             if at_cap:
                 s.execute(update(Delivery).where(Delivery.id.in_([r.id for r in at_cap]))
                           .values(state=DeliveryState.FAILED, possible_duplicate=True, updated_at=now, next_attempt_at=None,
+                                  duplicate_cause=DuplicateCause.ENGINE_RESTART,
                                   last_error="engine stopped during the last call allowed by the cap"))
                 self._voice_gave_up(s, at_cap)
             interrupted = s.execute(
                 update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING)
                 .values(state=DeliveryState.PENDING, possible_duplicate=True, next_attempt_at=now, updated_at=now,
+                        duplicate_cause=DuplicateCause.ENGINE_RESTART,
                         last_error="interrupted by an engine stop; resent as a possible duplicate")
             ).rowcount
             s.execute(update(Attempt).where(Attempt.outcome == AttemptOutcome.IN_FLIGHT)
@@ -374,15 +380,20 @@ class Store:
                 delivery_values.update(line=failure.line, last_error=verdict.reason or failure.reason)
                 if failure.possible_duplicate:
                     delivery_values["possible_duplicate"] = True
+                    delivery_values["duplicate_cause"] = failure.duplicate_cause
             # Written first: from here on this transaction holds the write lock, so the
             # alert's state read next cannot change before the delivery is updated.
             s.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(**attempt_values))
-            if claim.channel == Channel.VOICE and state == DeliveryState.FAILED:
-                # Giving up: the best thing that happened on any call is the final word.
+            if claim.channel == Channel.VOICE and state in _UPGRADABLE_VOICE_STATES:
+                # The best thing that happened on any call wins: giving up ends with it, and
+                # a confirmation learned on an earlier call (after a restart, an AMI gap)
+                # is never turned into another try or a failure by a later one.
                 best = _best_voice_outcomes(s, [claim.delivery_id]).get(claim.delivery_id)
-                if best:
+                if best == DeliveryState.CONFIRMED or (
+                        best and state != DeliveryState.PENDING
+                        and FINAL_VOICE_RANK[best] > FINAL_VOICE_RANK.get(state, 0)):
                     state = DeliveryState(best)
-                    delivery_values["state"] = state
+                    delivery_values.update(state=state, next_attempt_at=None)
             cancelled = s.scalar(select(Alert.state).where(Alert.id == claim.alert_id)) == AlertState.CANCELLED
             if cancelled and state in (DeliveryState.PENDING, DeliveryState.FAILED):
                 # Cancelled while this attempt was in flight: the attempt stays on record,
@@ -398,6 +409,38 @@ class Store:
                     and claim.policy.sms_fallback):
                 self._fall_back_to_sms(s, claim.alert_id, claim.number_id, claim.language)
         return state
+
+    def record_late_call_outcome(self, attempt_id: int, outcome: AttemptOutcome, *, line: str | None = None,
+                                 answered_at: dt.datetime | None = None, cause: int | None = None,
+                                 now: dt.datetime | None = None) -> DeliveryState | None:
+        """What was learned later about a call no submit is waiting for any more (one still up
+        after an engine restart, a result read back after an AMI gap): it upgrades its attempt
+        and its delivery, never downgrades them. A confirmation ends the delivery 'confirmed'
+        whatever was decided meanwhile (even 'failed' at the cap); a lesser outcome only
+        improves a delivery already closed. Returns the delivery's state, None for no such attempt."""
+        now = now or utcnow()
+        with self.sessions.begin() as s:
+            row = s.execute(select(Attempt.delivery_id, Attempt.outcome).where(Attempt.id == attempt_id)).first()
+            if row is None:
+                return None
+            rank = FINAL_VOICE_RANK.get(outcome, 0)
+            if row.outcome in (AttemptOutcome.IN_FLIGHT, AttemptOutcome.INTERRUPTED) or \
+                    rank > FINAL_VOICE_RANK.get(row.outcome, 0):
+                s.execute(update(Attempt).where(Attempt.id == attempt_id).values(
+                    outcome=outcome, line=line, answered_at=answered_at, cause=_cause_column(cause), ended_at=now,
+                    error=None if rank else Attempt.error))
+            delivery = s.execute(select(Delivery.state).where(Delivery.id == row.delivery_id)).first()
+            state = DeliveryState(delivery.state)
+            if state not in _UPGRADABLE_VOICE_STATES or rank <= FINAL_VOICE_RANK.get(state, 0):
+                return state
+            if outcome != AttemptOutcome.CONFIRMED and state == DeliveryState.PENDING:
+                return state   # still to be called: the policy decides what 'answered' is worth
+            values: dict = {"state": outcome, "updated_at": now, "next_attempt_at": None,
+                            "last_error": f"{outcome} (learned after the call: engine restart or AMI gap)"}
+            if outcome == AttemptOutcome.CONFIRMED:
+                values["delivered_at"] = now
+            s.execute(update(Delivery).where(Delivery.id == row.delivery_id, Delivery.state == state).values(**values))
+            return DeliveryState(outcome)
 
     def _record_sms_sent(self, claim: ClaimedDelivery, receipt: SubmitReceipt, verdict: RetryVerdict,
                          now: dt.datetime) -> None:

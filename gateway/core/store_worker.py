@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
 from gateway.core.retry import RetryVerdict
-from gateway.core.states import Channel, DeliveryState
+from gateway.core.states import AttemptOutcome, Channel, DeliveryState
 from gateway.core.store import ClaimedDelivery, ReportMatch, Store
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,11 @@ class AsyncStore:
 
     async def complete_finished_alerts(self) -> int:
         return await self._call(self.store.complete_finished_alerts)
+
+    async def record_late_call_outcome(self, attempt_id: int, outcome: AttemptOutcome, *, line: str | None,
+                                       answered_at: dt.datetime | None, cause: int | None) -> DeliveryState | None:
+        return await self._call(self.store.record_late_call_outcome, attempt_id, outcome, line=line,
+                                answered_at=answered_at, cause=cause)
 
     async def unwanted_alerts(self, alert_ids: set[int]) -> set[int]:
         return await self._call(self.store.unwanted_alerts, alert_ids)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.core.alerts import AlertRequest, AlertService, compose_sms_text
-from gateway.core.audio import (FALLBACK_LANGUAGE, VOICES, AudioError, AudioInfo, convert_recording,
-                                introduction, render_tts, voice_language)
+from gateway.core.audio import (FALLBACK_LANGUAGE, VOICES, AudioError, AudioInfo, confirmation,
+                                confirmation_wav, convert_recording, introduction, render_tts, voice_language)
 from gateway.core.config import Config
 from gateway.core.states import Channel
 
@@ -154,6 +154,22 @@ class VoiceRenderer:
         said = script(version, comune=self.comune, drill=drill, drill_prefix=self.drill_prefix)
         return self._speak(said.text, said.listener, out_wav, intro=said.intro, text_lang=said.text_language)
 
+    def render_confirmation(self, message: str | Path, listener: str) -> AudioInfo:
+        """The "thank you" the dialplan plays after a 1, beside ``message`` (a path without
+        extension), in the listener's language: no Asterisk sounds package needed."""
+        return self._speak(confirmation(listener), listener, confirmation_wav(message), closing=False)
+
+    def render_with_confirmation(self, version: Version, name: Path, *, drill: bool,
+                                 recording: str | Path | None = None) -> AudioInfo:
+        """``version`` into ``name``.wav and its confirmation beside it; on an AudioError, neither."""
+        try:
+            info = self.render(version, name.with_suffix(".wav"), drill=drill, recording=recording)
+            self.render_confirmation(name, version.listener)
+        except AudioError:
+            remove_message(str(name))
+            raise
+        return info
+
     def render_alert(self, request: AlertRequest, alerts: AlertService, *, text_language: str,
                      recording: str | Path | None = None) -> None:
         """Render every version ``request`` needs, and put them into it.
@@ -171,12 +187,13 @@ class VoiceRenderer:
         try:
             for version in versions:
                 names.append(self.new_name())
-                infos.append(self.render(version, names[-1].with_suffix(".wav"), drill=request.drill,
-                                         recording=recording if version.language is None else None))
+                infos.append(self.render_with_confirmation(
+                    version, names[-1], drill=request.drill,
+                    recording=recording if version.language is None else None))
         except AudioError:
             # The request is left as it was, so a caller may still fall back (the demo's tone).
             for name in names:
-                name.with_suffix(".wav").unlink(missing_ok=True)
+                remove_message(str(name))
             raise
         for version, name, info in zip(versions, names, infos):
             if version.language is None:
@@ -191,4 +208,10 @@ def discard(request: AlertRequest) -> None:
     """Delete the voice files rendered for ``request`` (an alert that was not created)."""
     paths = [request.audio_path] + [path for path, _seconds in request.translation_audio.values()]
     for path in filter(None, paths):
-        Path(path + ".wav").unlink(missing_ok=True)
+        remove_message(path)
+
+
+def remove_message(path: str) -> None:
+    """Delete a rendered message (a path without extension) and its confirmation."""
+    Path(path + ".wav").unlink(missing_ok=True)
+    confirmation_wav(path).unlink(missing_ok=True)

@@ -48,6 +48,7 @@ from sqlalchemy import func, select
 
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.config import load_config
+from gateway.core.db import shown_url
 from gateway.core.models import Contact, Delivery, PhoneNumberRow, Zone, contact_numbers
 from gateway.core.services import build_services
 from gateway.shell.db_lock import WriteLockHolder
@@ -87,7 +88,10 @@ def work_dir(keep: str | None, prefix: str) -> Iterator[Path]:
 
 
 def write_config(directory: Path, links: list[str], *, per_minute: float = 100_000, poll_interval: float = 0.05,
-                 report_timeout: float = 60, send_timeout: float = 10) -> Path:
+                 report_timeout: float = 60, send_timeout: float = 10, database_url: str | None = None) -> Path:
+    """The bench's config; ``database_url``: an empty database to use instead of SQLite in ``directory``
+    (``--database-url``, so the figures can be taken on PostgreSQL too)."""
+    database = f'\n[database]\nurl = "{database_url}"\n' if database_url else ""
     modems = "".join(f'\n[[modems]]\nlabel = "m{i}"\nport = "{link}"\nper_minute = {per_minute}\n'
                      f"daily_cap = 1000000\n" for i, link in enumerate(links))
     path = directory / "allerta.toml"
@@ -100,7 +104,7 @@ report_timeout = {report_timeout}
 initial_delay = 0.5
 max_delay = 5
 send_timeout = {send_timeout}
-{modems}""", encoding="utf-8")
+{modems}{database}""", encoding="utf-8")
     return path
 
 
@@ -175,10 +179,12 @@ class _SmsRun:
 
 def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float = 0.05,
               keep: str | None = None, cprofile: str | None = None, timeout: float | None = None,
-              lock_db: float = 0.0) -> dict:
+              database_url: str | None = None, lock_db: float = 0.0) -> dict:
     if modems < 1 or messages < 1 or latency <= 0 or lock_db < 0:
         raise ValueError("--modems and --messages must be at least 1, --latency greater than 0, "
                          "--lock-db not negative")
+    if lock_db and database_url:
+        raise ValueError("--lock-db locks the bench's own SQLite file: leave out --database-url")
     # The "> " prompt is part of the exchange --latency measures (see the module docstring).
     prompt = min(PROMPT_LATENCY.median, latency / 4)
     ensure_importable_children()
@@ -186,7 +192,7 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
     if timeout is None:
         timeout = 120 + 4 * messages / limit_per_minute * 60 + lock_db
     run = _run_sms_engine(modems, messages, latency, prompt, report_delay=report_delay, keep=keep,
-                          cprofile=cprofile, timeout=timeout, lock_db=lock_db)
+                          cprofile=cprofile, timeout=timeout, database_url=database_url, lock_db=lock_db)
     first_parts = Counter(r["destination"] for r in run.submits if r["part"] == 1)
     per_modem = Counter(r["modem"] for r in run.submits)
     result: dict = {
@@ -205,6 +211,7 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
         "submits_per_modem": {"min": min(per_modem.values(), default=0), "max": max(per_modem.values(), default=0),
                               "modems_used": len(per_modem)},
         "modem_bound_messages_per_minute": round(limit_per_minute, 1),
+        "database": _database_shown(database_url),
     }
     result.update(_sms_rates(run, len(first_parts), latency, prompt, limit_per_minute))
     result.update(_sms_cpu(run, len(first_parts)))
@@ -217,7 +224,12 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
     return result
 
 
+def _database_shown(url: str | None) -> str:
+    return shown_url(url) if url else "sqlite (WAL), file in a temporary directory"
+
+
 def _run_sms_engine(modems: int, messages: int, latency: float, prompt: float, *, report_delay: float,
+                    database_url: str | None,
                     keep: str | None, cprofile: str | None, timeout: float, lock_db: float = 0.0) -> _SmsRun:
     """Start the simulator, seed ``messages`` contacts, create the alert, run the engine until it drains."""
     with work_dir(keep, "allerta-bench-") as tmp:
@@ -226,7 +238,7 @@ def _run_sms_engine(modems: int, messages: int, latency: float, prompt: float, *
                               report_delay=report_delay, log=tmp / "simulator.jsonl",
                               ready_timeout=60) as sim:
             links = [m["link"] for m in sim.modems]
-            config_path = write_config(tmp, links)
+            config_path = write_config(tmp, links, database_url=database_url)
             services = build_services(load_config(config_path))
             seed_contacts(services.engine, messages, zones=("Bench",))
             alert_id, preview = services.alerts.create(AlertRequest(text=BENCH_TEXT, target=Target(everyone=True)))
@@ -354,11 +366,11 @@ def _sms_cpu(run: _SmsRun, submitted: int) -> dict:
 
 
 # --- bench fanout ------------------------------------------------------------------
-def bench_fanout(contacts: int, *, keep: str | None = None) -> dict:
+def bench_fanout(contacts: int, *, keep: str | None = None, database_url: str | None = None) -> dict:
     if contacts < 1:
         raise ValueError("--contacts must be at least 1")
     with work_dir(keep, "allerta-fanout-") as tmp:
-        config_path = write_config(tmp, [])
+        config_path = write_config(tmp, [], database_url=database_url)
         services = build_services(load_config(config_path))
         seed_started = time.perf_counter()
         seed_contacts(services.engine, contacts)
@@ -380,7 +392,7 @@ def bench_fanout(contacts: int, *, keep: str | None = None) -> dict:
         "zone": {"zone": BENCH_ZONES[0], "zones_total": len(BENCH_ZONES),
                  "recipients": zone_preview.recipients.get("sms", 0), "seconds": round(zone_seconds, 3)},
         "seed_seconds_not_measured": round(seed_seconds, 3),
-        "database": "sqlite (WAL), file in a temporary directory",
+        "database": _database_shown(database_url),
         "measurement": "AlertService.create(): plan, target check, alert row and one INSERT ... SELECT "
                        "of every delivery, committed",
     }
@@ -390,9 +402,10 @@ def run(args: argparse.Namespace) -> dict:
     if args.what == "sms":
         return bench_sms(args.modems, args.messages, args.latency, report_delay=getattr(args, "report_delay", 0.05),
                          keep=getattr(args, "keep", None), cprofile=getattr(args, "cprofile", None),
-                         lock_db=getattr(args, "lock_db", 0.0))
+                         database_url=getattr(args, "database_url", None), lock_db=getattr(args, "lock_db", 0.0))
     if args.what == "fanout":
-        return bench_fanout(args.contacts, keep=getattr(args, "keep", None))
+        return bench_fanout(args.contacts, keep=getattr(args, "keep", None),
+                            database_url=getattr(args, "database_url", None))
     if args.what == "voice":
         # Here, not at the top: a real cycle (bench_voice takes process_cpu_seconds from this module).
         from gateway.shell import bench_voice

@@ -29,7 +29,7 @@ from gateway.core.logs import configure_logging
 from gateway.core.models import Line
 from gateway.core.models_panel import AlertApproval
 from gateway.core.services import build_services
-from gateway.core.states import ApprovalDecision, Channel
+from gateway.core.states import DUPLICATE_CAUSE_LABELS, ApprovalDecision, Channel
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
 from gateway.shell import bench, ops_cli
@@ -300,7 +300,9 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
               + f"; in progress {info['in_progress']}; ETA "
               + ("done" if eta == 0 else "unknown: no line up" if eta is None else f"{eta:.0f} s"))
     if status["possible_duplicates"]:
-        print(f"  {status['possible_duplicates']} possibly sent twice (engine restart)")
+        causes = ", ".join(f"{count} {DUPLICATE_CAUSE_LABELS.get(cause, cause)}"
+                           for cause, count in sorted(status["possible_duplicates_by_cause"].items()))
+        print(f"  {status['possible_duplicates']} possibly sent twice ({causes})")
     for line, entry in sorted(status["lines"].items()):
         if entry.get("channel") == Channel.VOICE:
             print(f"  {line}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
@@ -559,6 +561,10 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+DATABASE_URL_HELP = ("an EMPTY database to run on instead of a temporary SQLite file, e.g. "
+                     "postgresql+psycopg://allerta@/allerta_bench?host=/var/run/postgresql")
+
+
 def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks; print JSON").add_subparsers(dest="what", required=True)
     p = bench.add_parser("sms", help="engine plus simulated modems")
@@ -570,7 +576,8 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cprofile", metavar="FILE", help="run the engine under cProfile, stats to FILE")
     p.add_argument("--lock-db", metavar="SECONDS", type=float, default=0.0,
                    help="write-lock the database for SECONDS once a fifth of the messages went out; "
-                        "report the send rate during and outside the lock")
+                        "report the send rate during and outside the lock (SQLite only)")
+    p.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("voice", help="engine plus the PBX simulator (time-scaled)")
     p.add_argument("--channels", type=int, default=30)
@@ -581,6 +588,7 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p = bench.add_parser("fanout", help="time to create an alert for many recipients")
     p.add_argument("--contacts", type=int, default=100_000)
     p.add_argument("--keep", metavar="DIR", help="keep the benchmark's database in DIR")
+    p.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("web", help="server time of the panel's pages over a seeded database")
     p.add_argument("--contacts", type=int, default=100_000)

@@ -66,7 +66,7 @@ def build_voice_channel(config: Config):
                         trunk.max_channels, trunk.max_channels / 45.0)
     ami = AmiSettings(username=a.username, secret=a.secret, host=a.host, port=a.port)
     return VoiceChannel(VoiceSettings(ami=ami, trunks=trunks, context=a.context, amd=a.amd,
-                                      ring_timeout_ms=int(a.ring_timeout * 1000)))
+                                      ring_timeout_ms=int(a.ring_timeout * 1000), end_grace_seconds=a.end_grace))
 
 
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:

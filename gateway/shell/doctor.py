@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import grp
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -26,12 +28,14 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from asterisk.ami_client import AmiAuthError, AmiClient, AmiError, AmiSettings, AmiUnreachable
+from asterisk.asterisk_config import CONFIG_DIR, dialplan_modules
 from gateway.core.backup import BackupError, engine_running, lock_path, sqlite_path
 from gateway.core.checks import FAIL, OK, WARN, Check
 from gateway.core.config import Config, ConfigError, load_config
 from gateway.core.db import database_exists, make_engine, make_sessionmaker, schema_is_current, utcnow
 from gateway.core.line_health import stale_after
 from gateway.core.models import Line
+from gateway.shell.file_access import unreadable_by
 from modem.probe import probe_modem
 
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -52,6 +56,7 @@ def run_checks(config_path: str) -> list[Check]:
         checks += engine_checks(config)
     checks += modem_checks(config)
     checks += ami_checks(config)
+    checks += sounds_checks(config)
     checks += tool_checks(config)
     checks.append(disk_check(config))
     checks += clock_checks()
@@ -305,33 +310,89 @@ async def _ami_checks(config: Config) -> list[Check]:
     except AmiAuthError:
         return [Check("asterisk AMI", FAIL, f"login as {a.username!r} refused at {settings.address}",
                       "[asterisk] secret must match manager_allerta.conf: 'allerta asterisk config --out "
-                      "/etc/asterisk', then 'asterisk -rx \"manager reload\"'")]
+                      f"{CONFIG_DIR}', then 'asterisk -rx \"manager reload\"'")]
     except AmiUnreachable as exc:
         return [Check("asterisk AMI", FAIL, str(exc),
                       "is Asterisk running ('systemctl status asterisk')? manager.conf needs enabled = yes "
                       f"and port = {a.port}, with #include manager_allerta.conf")]
     checks = [Check("asterisk AMI", OK, f"logged in as {a.username!r} at {settings.address}")]
     try:
-        # Getvar (write class 'call', which our AMI user has) evaluates a dialplan
-        # function without a channel: DIALPLAN_EXISTS tells whether the context is loaded.
-        variable = f"DIALPLAN_EXISTS({a.context},s,1)"
-        response = await client._action({"Action": "Getvar", "Variable": variable})
-        loaded = str(response.get("Value", "")).strip() == "1"
-        if loaded:
-            checks.append(Check("asterisk dialplan", OK, f"context {a.context} is loaded"))
-        elif not response.success:
-            checks.append(Check("asterisk dialplan", FAIL, f"Getvar refused: {response.get('Message')}",
-                                "give the AMI user write = originate,call,system (manager_allerta.conf)"))
+        modules = await _module_check(client)
+        checks.append(modules)
+        if "func_dialplan" in modules.detail and modules.status == FAIL:
+            # Without func_dialplan, DIALPLAN_EXISTS is empty and a loaded context looks missing.
+            checks.append(Check("asterisk dialplan", FAIL, f"context {a.context} cannot be checked: "
+                                "func_dialplan is not loaded", modules.fix))
         else:
-            checks.append(Check("asterisk dialplan", FAIL, f"context {a.context} is not loaded",
-                                "'allerta asterisk config --out /etc/asterisk', add #include "
-                                "extensions_allerta.conf to extensions.conf, 'asterisk -rx \"dialplan reload\"'"))
+            checks.append(await _dialplan_check(client, a.context))
     except (AmiError, asyncio.TimeoutError) as exc:
-        checks.append(Check("asterisk dialplan", FAIL, f"no answer to Getvar: {exc or 'timed out'}",
+        checks.append(Check("asterisk modules", FAIL, f"no answer from Asterisk: {exc or 'timed out'}",
                             "check Asterisk's log (/var/log/asterisk/messages)"))
     finally:
         await client.close()
     return checks
+
+
+async def _module_check(client: AmiClient) -> Check:
+    """ModuleCheck (write class 'system') for every module our dialplan needs."""
+    modules = dialplan_modules()
+    missing = []
+    for module in modules:
+        response = await client._action({"Action": "ModuleCheck", "Module": module})
+        if response.success:
+            continue
+        message = str(response.get("Message") or "")
+        if "not loaded" not in message.lower():
+            return Check("asterisk modules", FAIL, f"ModuleCheck refused: {message}",
+                         "give the AMI user write = originate,call,system (manager_allerta.conf)")
+        missing.append(module)
+    if missing:
+        loads = " ".join(f"'module load {m}.so'" for m in missing)
+        return Check("asterisk modules", FAIL,
+                     f"not loaded: {', '.join(missing)} (calls would be answered and hang up with nothing played)",
+                     f"in /etc/asterisk/modules.conf add 'load => <module>.so' for each (or remove its noload), "
+                     f"then asterisk -rx {loads} (install the package that has it if Asterisk cannot find it)")
+    return Check("asterisk modules", OK, f"the {len(modules)} modules the dialplan needs are loaded")
+
+
+async def _dialplan_check(client: AmiClient, context: str) -> Check:
+    # Getvar (write class 'call', which our AMI user has) evaluates a dialplan
+    # function without a channel: DIALPLAN_EXISTS tells whether the context is loaded.
+    variable = f"DIALPLAN_EXISTS({context},s,1)"
+    response = await client._action({"Action": "Getvar", "Variable": variable})
+    if str(response.get("Value", "")).strip() == "1":
+        return Check("asterisk dialplan", OK, f"context {context} is loaded")
+    if not response.success:
+        return Check("asterisk dialplan", FAIL, f"Getvar refused: {response.get('Message')}",
+                     "give the AMI user write = originate,call,system (manager_allerta.conf)")
+    return Check("asterisk dialplan", FAIL, f"context {context} is not loaded",
+                 f"'allerta asterisk config --out {CONFIG_DIR}', add #include "
+                 f"{Path(CONFIG_DIR).name}/extensions_allerta.conf to extensions.conf, "
+                 "'asterisk -rx \"dialplan reload\"'")
+
+
+def sounds_checks(config: Config) -> list[Check]:
+    """Asterisk plays our messages from sounds_dir as its own user: it must reach and read them."""
+    if not config.asterisk.enabled:
+        return []
+    path, user = Path(config.sounds_dir), config.asterisk.system_user
+    fix = (f"mkdir -p {path}; chown allerta:allerta {path}; chmod 0750 {path}; usermod -aG allerta {user}; "
+           "then restart Asterisk (a new group counts from its next start)")
+    if not path.is_dir():
+        return [Check("asterisk sounds", FAIL, f"{path} ([asterisk] sounds_dir) does not exist", fix)]
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        return [Check("asterisk sounds", FAIL, f"no user {user!r} on this host ([asterisk] system_user): "
+                      "Asterisk runs on this host as some user; name it", "set [asterisk] system_user")]
+    gids = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    try:
+        blocked = unreadable_by(path, account.pw_uid, gids)
+    except OSError as exc:
+        return [Check("asterisk sounds", FAIL, f"{path}: {exc.strerror}", fix)]
+    if blocked:
+        return [Check("asterisk sounds", FAIL, f"user {user} cannot read the messages: {blocked}", fix)]
+    return [Check("asterisk sounds", OK, f"{path} is readable by user {user}")]
 
 
 # --- the box -----------------------------------------------------------------------------

@@ -108,11 +108,14 @@ class SimulatedModem:
         self.message_reference = 0  # TP-MR of the next submit; kept on the SIM, survives power cycles
         self.registered = True  # network condition, set by the operator
         self.hung = False
+        self.hang_after_submit: float | None | bool = False
         self.powered = False
         self.epoch = 0
         self.busy_until = 0.0
         self.signal = 12 + rng.randrange(15)  # +CSQ rssi, 12..26
         self.pending_power_cycle = False
+        # (seconds after the OK, text): URCs a command starts, such as a USSD's answer.
+        self.pending_urcs: list[tuple[float, str]] = []
         # Status reports the SMSC could not hand over while the modem was off:
         # the network keeps them and retries once the modem is back.
         self.network_pending: list[Timer] = []
@@ -127,6 +130,10 @@ class SimulatedModem:
         self.cscs = "IRA"
         self.cnmi = list(self.profile.cnmi_default)
         self.creg_mode = 0
+        self.cgreg_mode = 0
+        self.cgatt = True
+        self.cusd_mode = 0
+        self.cpbs = "SM"
         self.clip = 0
         self.crc = 0
         self.csdh = 0
@@ -138,6 +145,8 @@ class SimulatedModem:
         self.powered = True
         self.epoch += 1
         self.hung = False
+        # False: no fault armed; None or seconds: hang (for that long) after the next PDU.
+        self.hang_after_submit: float | None | bool = False
         self._reset_settings()
         self.cfun = 1
         self.curc = True
@@ -165,6 +174,10 @@ class SimulatedModem:
     def power_off(self) -> None:
         self.powered = False
         self.epoch += 1
+
+    def hang_on_next_submit(self, seconds: float | None) -> None:
+        """Take the next PDU, then go silent as ``hang`` does (a modem that hangs mid-send)."""
+        self.hang_after_submit = seconds
 
     def hang(self, seconds: float | None) -> list[Action]:
         """Go silent until ESC, Ctrl-Z CR, a power cycle or ``seconds`` elapse."""
@@ -261,6 +274,9 @@ class SimulatedModem:
                 return
             info.extend(result)
         out.add(delay, self._reply(info, b"\r\nOK\r\n"))
+        for after, text in self.pending_urcs:
+            out.actions.extend(self.urc(text, out.now, delay + after))
+        self.pending_urcs = []
         if self.pending_power_cycle:  # AT+CFUN=1,1: reboot after the OK
             self.pending_power_cycle = False
             out.add(delay + 0.1, timer=Timer("power_cycle", epoch=self.epoch))
@@ -328,10 +344,11 @@ class SimulatedModem:
             return 0
         return 1 if self.registered else 2
 
-    def creg_line(self, unsolicited: bool) -> str:
+    def creg_line(self, unsolicited: bool, name: str = "+CREG") -> str:
         stat = self.registration_status
-        head = "+CREG: " if unsolicited else f"+CREG: {self.creg_mode},"
-        if self.creg_mode == 2 and stat in (1, 5):
+        mode = self.creg_mode if name == "+CREG" else self.cgreg_mode
+        head = f"{name}: " if unsolicited else f"{name}: {mode},"
+        if mode == 2 and stat in (1, 5):
             if self.profile.creg_unquoted:
                 return f"{head}{stat}, {self.profile.lac}, {self.profile.cell_id}"
             return f'{head}{stat},"{self.profile.lac}","{self.profile.cell_id}"'

@@ -33,7 +33,7 @@ HANDLERS: dict[str, Handler] = {}
 # Commands a PIN-locked modem still answers (27.007 and fakemodems.commandsNoPinRequired).
 NO_PIN_NEEDED = {"", "Z", "E", "V", "Q", "I", "&F", "&W", "+CGMI", "+CGMM", "+CGMR", "+CGSN",
                  "+GMI", "+GMM", "+GMR", "+GSN", "+CMEE", "+CPIN", "+CFUN", "+CLAC", "+CSQ",
-                 "+CREG", "+CSCS", "+CHUP", "^CURC", "+CLIP", "+CRC", "+CVHU", "+CMGF"}
+                 "+CREG", "+CGREG", "+CBC", "+CSCS", "+CHUP", "^CURC", "+CLIP", "+CRC", "+CVHU", "+CMGF"}
 SMS_COMMANDS = {"+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CPMS", "+CNMI", "+CSCA", "+CSMP", "+CMGW", "+CSDH"}
 
 
@@ -50,6 +50,8 @@ def dispatch(modem: "SimulatedModem", command: Command, now: float) -> object:
     from . import sms  # noqa: F401
 
     handler = HANDLERS.get(command.name)
+    if command.name in modem.profile.unsupported:
+        raise UnknownCommand()
     if handler is None:
         if command.name in modem.profile.extra_commands:
             return []
@@ -253,4 +255,68 @@ def _curc(modem, command, now):
     if command.op == "=?":
         return ["^CURC: (0-1)"]
     modem.curc = int_arg(command.args or "0", (0, 1)) == 1
+    return []
+
+
+@handles("+CGREG")
+def _cgreg(modem, command, now):
+    """GPRS registration, as +CREG (gammu networkinfo reads both)."""
+    if command.op == "?":
+        return [modem.creg_line(unsolicited=False, name="+CGREG")]
+    if command.op == "=?":
+        return ["+CGREG: (0-2)"]
+    modem.cgreg_mode = int_arg(command.args or "0", (0, 1, 2))
+    return []
+
+
+@handles("+CBC")
+def _cbc(modem, command, now):
+    if command.op == "=?":
+        return ["+CBC: (0-2),(0-100)"]
+    return [modem.profile.cbc_reply]
+
+
+_PHONEBOOKS = ("SM", "ME", "FD", "LD", "MC", "RC", "ON")
+
+
+@handles("+CPBS")
+def _cpbs(modem, command, now):
+    if command.op == "?":
+        return [f'+CPBS: "{modem.cpbs}",0,{250 if modem.cpbs == "SM" else 100}']
+    if command.op == "=?":
+        return ["+CPBS: (" + ",".join(f'"{name}"' for name in _PHONEBOOKS) + ")"]
+    storage = (split_args(command.args) or [""])[0].upper()
+    if storage not in _PHONEBOOKS:
+        raise CmeError(3)
+    modem.cpbs = storage
+    return []
+
+
+@handles("+CUSD")
+def _cusd(modem, command, now):
+    """USSD (the SIM's credit, *123#): OK at once, the network's answer later as a +CUSD URC, in the
+    character set of AT+CSCS (hex UTF-16 under UCS2), as real modems give it."""
+    if command.op == "?":
+        return [f"+CUSD: {modem.cusd_mode}"]
+    if command.op == "=?":
+        return ["+CUSD: (0-2)"]
+    args = split_args(command.args)
+    mode = int_arg(args[0] if args and args[0] else "0", (0, 1, 2))
+    if mode in (0, 1):
+        modem.cusd_mode = mode
+    if len(args) >= 2 and args[1] and mode != 2:
+        reply = modem.profile.ussd_reply
+        shown = reply.encode("utf-16-be").hex().upper() if modem.cscs == "UCS2" else reply
+        modem.pending_urcs.append((1.0, f'+CUSD: 0,"{shown}",15'))
+    return []
+
+
+@handles("+CGATT")
+def _cgatt(modem, command, now):
+    """Packet-domain attach (gammu networkinfo asks it): attached while registered."""
+    if command.op == "?":
+        return [f"+CGATT: {1 if modem.registration_status in (1, 5) and modem.cgatt else 0}"]
+    if command.op == "=?":
+        return ["+CGATT: (0,1)"]
+    modem.cgatt = int_arg(command.args or "0", (0, 1)) == 1
     return []

@@ -23,7 +23,7 @@ def handle_request(pool: ModemPool, request: dict) -> dict:
         elif cmd == "plug":
             result = pool.plug(pool._one(modem).modem.name)
         elif cmd == "hang":
-            result = pool.hang(modem, request.get("seconds"))
+            result = pool.hang(modem, request.get("seconds"), bool(request.get("after_submit", False)))
         elif cmd == "latency":
             result = pool.set_latency(modem, float(request["median"]), float(request.get("sigma", 0.0)),
                                       request.get("cap"), float(request.get("fixed", 0.0)))

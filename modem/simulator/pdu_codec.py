@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from gsmmodem.pdu import Concatenation, decodeSmsPdu, encodeGsm7, encodeUcs2, packSeptets
+from gsmmodem.pdu import Concatenation, decodeSmsPdu, encodeGsm7, packSeptets
+
+from gateway.core.sms_text import join_utf16
 
 
 class PduError(ValueError):
@@ -82,7 +84,8 @@ def decode_submit(hex_pdu: str, tpdu_length: int) -> DecodedSubmit:
     concat = next((ie for ie in decoded.get("udh", []) if isinstance(ie, Concatenation)), None)
     return DecodedSubmit(
         destination=decoded["number"] or "",
-        text=decoded["text"],
+        # gsmmodem's decoder leaves an emoji as two surrogate halves, which the UTF-8 log then refused.
+        text=join_utf16(decoded["text"]),
         part=concat.number if concat else 1,
         parts=concat.parts if concat else 1,
         concat_ref=concat.reference if concat else None,
@@ -155,7 +158,9 @@ def build_deliver(sender: str, text: str, smsc: str | None, when: dt.datetime) -
             raise ValueError("text longer than one GSM-7 SMS (160 septets)")
         dcs, udl, user_data = 0x00, len(septets), bytes(packSeptets(septets))
     else:
-        user_data = bytes(encodeUcs2(text))
+        # Not gsmmodem's encodeUcs2: it fails on characters outside the BMP ("byte must be in
+        # range(0, 256)"), and a phone sends an emoji as a UTF-16 surrogate pair.
+        user_data = text.encode("utf-16-be", "surrogatepass")
         if len(user_data) > 140:
             raise ValueError("text longer than one UCS-2 SMS (70 characters)")
         dcs, udl = 0x08, len(user_data)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass, replace
@@ -16,6 +17,8 @@ from .profiles import get_profile, make_imei, make_imsi
 from .sms import iso_time
 from .pty_transport import PtyPort
 
+
+log = logging.getLogger(__name__)
 
 class StartError(Exception):
     """The simulator cannot start as asked (a log file it cannot write); the message names the option."""
@@ -86,8 +89,12 @@ class ModemPool:
 
     def _record(self, event: dict, port: PtyPort) -> None:
         if self._log is not None:
-            self._log.write(json.dumps({**event, "port": port.port}, ensure_ascii=False) + "\n")
-            self._log.flush()
+            try:
+                self._log.write(json.dumps({**event, "port": port.port}, ensure_ascii=False) + "\n")
+                self._log.flush()
+            except (UnicodeEncodeError, OSError, TypeError, ValueError):
+                # Never silently: an event missing from the log once hid a submitted emoji SMS.
+                log.exception("modem simulator: cannot write event %r to the log", event)
 
     def _traced(self, direction: str, data: bytes, port: PtyPort) -> None:
         if self._trace is not None:
@@ -135,8 +142,11 @@ class ModemPool:
         self._replug(name)
         return {"modem": name, "port": self.ports[name].port}
 
-    def hang(self, name: str, seconds: float | None) -> dict:
+    def hang(self, name: str, seconds: float | None, after_submit: bool = False) -> dict:
         port = self._one(name)
+        if after_submit:
+            port.modem.hang_on_next_submit(float(seconds) if seconds else None)
+            return {"modem": name, "hang_after_submit": True}
         port.schedule(port.modem.hang(float(seconds) if seconds else None))
         return {"modem": name, "hung": True}
 

@@ -34,18 +34,23 @@ class Profile:
     periodic_urcs: tuple[str, ...] = ()  # random URCs until AT^CURC=0
     periodic_urc_interval: tuple[float, float] = (5.0, 20.0)
     extra_commands: frozenset[str] = frozenset()  # vendor commands answered with OK
+    unsupported: frozenset[str] = frozenset()  # standard commands this model answers as unknown
+    # AT+CBC (battery): 3GPP's <bcs>,<bcl>; SIM800 adds the voltage in mV. A USB dongle has none.
+    cbc_reply: str = "+CBC: 0,100"
+    ussd_reply: str = "Credito residuo: 5,00 EUR. Offerta attiva fino al 31/12."
     memory_capacity: dict[str, int] = field(default_factory=lambda: {"SM": 30, "ME": 100, "SR": 20})
 
 
 _COMMON_CLAC = (
     "+CGMI", "+CGMM", "+CGMR", "+CGSN", "+CIMI", "+CFUN", "+CMEE", "+CPIN", "+CLAC", "+CSQ",
     "+CREG", "+COPS", "+CMGF", "+CSCA", "+CSMP", "+CSCS", "+CPMS", "+CNMI", "+CLIP", "+CRC",
-    "+CVHU", "+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CHUP", "+CSDH", "+VTS",
+    "+CVHU", "+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CHUP", "+CSDH", "+VTS", "+CGREG", "+CUSD", "+CPBS",
+    "+CGATT",
 )
 
 GENERIC = Profile(
     name="generic", manufacturer="Allerta", model="SIM-GSM-1", revision="1.0.0 (simulator)",
-    tac="35890600", clac=_COMMON_CLAC,
+    tac="35890600", clac=_COMMON_CLAC + ("+CBC",),
 )
 
 HUAWEI = Profile(
@@ -56,11 +61,13 @@ HUAWEI = Profile(
     periodic_urcs=("^RSSI:13", "^BOOT:48175390,0,0,0,89", "^MODE:5,4", "^SRVST:0",
                    "^SIMST:1", '^HCSQ:"LTE",59,50,161,24'),
     extra_commands=frozenset({"^CURC", "^CVOICE", "^USSDMODE", "^PORTSEL", "^SYSCFG"}),
+    unsupported=frozenset({"+CBC"}),  # bus-powered: no battery to report (CGREG, CUSD, CPBS it has)
 )
 
 SIM800 = Profile(
     name="sim800", manufacturer="SIMCOM_Ltd", model="SIMCOM_SIM800L", revision="Revision:1418B04SIM800L24",
-    tac="86267602", clac=_COMMON_CLAC + ("+DDET", "+CLTS", "+CIPSTART"), clac_style="at_lines",
+    tac="86267602", clac=_COMMON_CLAC + ("+CBC", "+DDET", "+CLTS", "+CIPSTART"), clac_style="at_lines",
+    cbc_reply="+CBC: 0,95,4120",
     cscs_supported=("IRA", "GSM", "UCS2", "HEX", "PCCP", "PCDN", "8859-1"),
     cnmi_ranges=((0, 1, 2, 3), (0, 1, 2, 3), (0, 2), (0, 1), (0, 1)),
     cnmi_test="+CNMI: (0-3),(0-3),(0,2),(0,1),(0,1)",

@@ -187,6 +187,13 @@ def complete_submit(modem: "SimulatedModem", entry: "DataEntry", out: "_Output")
     if modem.registration_status not in (1, 5):
         _fail(modem, out, command_delay + 0.5, CmsError(331))
         return
+    if modem.hang_after_submit is not False:
+        # The fault a field run found: the PDU goes in, then nothing, no +CMGS (and nothing sent).
+        seconds, modem.hang_after_submit = modem.hang_after_submit, False
+        out.add(0.0, event={"event": "submit_swallowed", "modem": modem.name, "destination": request["destination"],
+                            "part": request["part"], "parts": request["parts"], "time": iso_time(out.now)})
+        out.actions.extend(modem.hang(seconds))
+        return
     delay = modem.config.submit_latency.sample(modem.rng)
     if modem.config.cms_error_rate > 0 and modem.rng.random() < modem.config.cms_error_rate:
         _fail(modem, out, delay, CmsError(modem.config.cms_error_code))

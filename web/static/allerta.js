@@ -140,6 +140,12 @@
   const t = document.getElementById("counter").dataset;  // the counters' words, translated once
   const jsonHeaders = {"Content-Type": "application/json", Accept: "application/json"};
 
+  // A voice-only text is not limited by SMS segments: the counter asks with the channels chosen.
+  function channelChoice() {
+    const checked = compose.querySelector('input[name="channels"]:checked');
+    return checked ? checked.value : "sms";
+  }
+
   // One counter per text area: the main text and each version in another language is an SMS of its own.
   function attachCounter(area, counter, fix) {
     let fixedText = null;
@@ -154,7 +160,7 @@
       }
       const response = await fetch(compose.dataset.planUrl, {
         method: "POST", credentials: "same-origin", headers: {...jsonHeaders, "X-CSRFToken": csrf()},
-        body: JSON.stringify({text: area.value, drill: drill.checked}),
+        body: JSON.stringify({text: area.value, drill: drill.checked, channels: channelChoice()}),
       });
       if (mine !== asked) return;
       if (response.status === 401) {  // signed out meanwhile: say so instead of a silent counter
@@ -181,6 +187,7 @@
     function schedule() { clearTimeout(timer); timer = setTimeout(update, 200); }
     area.addEventListener("input", schedule);
     drill.addEventListener("change", schedule);
+    for (const radio of compose.querySelectorAll('input[name="channels"]')) radio.addEventListener("change", schedule);
     if (fix) {
       fix.addEventListener("click", function () {
         if (fixedText !== null) { area.value = fixedText; update(); recount(); }

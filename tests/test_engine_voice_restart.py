@@ -1,0 +1,66 @@
+"""kill -9 of the engine with calls up, and a restart 2 s later (issue 11 item 10):
+never more than max_channels of our calls on the trunk, never two calls to one number
+at once, and everybody who pressed 1 ends 'confirmed'."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from asterisk.pbx_simulator.harness import PbxSimulatorProcess
+from gateway.core.contacts_import import import_contacts
+from gateway.core.models import Delivery
+from tests.engine_harness import kill9, services_for, start_engine, wait_until
+from tests.test_engine_voice import (SECRET, calls_by_number, create_voice_alert, max_concurrency,
+                                     population_csv, voice_config)
+
+pytestmark = pytest.mark.integration
+
+
+def _overlaps(calls: list[dict]) -> bool:
+    spans = sorted((dt.datetime.fromisoformat(c["start"]), dt.datetime.fromisoformat(c["end"])) for c in calls)
+    return any(later_start < earlier_end for (_, earlier_end), (later_start, _) in zip(spans, spans[1:]))
+
+
+def test_kill_9_with_calls_up_and_a_restart_never_calls_anybody_twice_at_once(tmp_path):
+    # Everybody answers and presses 1 after listening 5-8 s (100-160 s at time scale 0.05):
+    # the calls up at the kill outlive the 2 s the engine is away.
+    population = {"seed": 11, "answer": 1, "busy": 0, "no_answer": 0, "invalid_number": 0, "voicemail": 0,
+                  "congestion": 0, "press_1": 1, "ring_seconds": [1, 4], "listen_seconds": [100, 160]}
+    # The PBX would allow 20: only our own limit of 10 keeps the trunk honest.
+    with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 20}, population=population, time_scale=0.05,
+                             secret=SECRET) as pbx:
+        config_path = voice_config(tmp_path, pbx, channels=10)
+        services = services_for(config_path)
+        assert import_contacts(services.sessions, population_csv(30, 0)).imported
+        alert_id, _ = create_voice_alert(services, tmp_path)
+        engine = start_engine(config_path, log_path=tmp_path / "engine-1.log")
+        try:
+            assert wait_until(lambda: pbx.control({"cmd": "status"})["trunks"]["trunk1"]["active"] == 10, 60)
+            kill9(engine)
+            up_at_kill = {c["number"].lstrip("+") for c in pbx.control({"cmd": "calls"})["calls"]}
+            time.sleep(2)
+            engine = start_engine(config_path, "--once", log_path=tmp_path / "engine-2.log")
+            assert engine.wait(timeout=300) == 0, (tmp_path / "engine-2.log").read_text()[-3000:]
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+        with services.sessions() as s:
+            deliveries = {d.e164.lstrip("+"): d for d in s.scalars(select(Delivery).where(Delivery.alert_id == alert_id))}
+        calls = calls_by_number(pbx)
+        log = (tmp_path / "engine-2.log").read_text()
+    assert len(up_at_kill) == 10
+    every_call = [c for placed in calls.values() for c in placed]
+    assert max_concurrency(every_call) <= 10
+    for number, placed in calls.items():
+        assert not _overlaps(placed), (number, placed)
+    # Everybody who pressed 1 is confirmed; the calls up at the kill were followed, not placed again.
+    pressed = {number for number, placed in calls.items() if any(c["outcome"] == "confirmed" for c in placed)}
+    assert pressed == set(deliveries)
+    assert Counter(d.state for d in deliveries.values()) == {"confirmed": 30}
+    for number in up_at_kill:
+        assert len(calls[number]) == 1, (number, calls[number])
+    assert "10 calls from before the engine restarted are still up" in log
