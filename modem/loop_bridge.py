@@ -13,6 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 
+def _settle_from(done: concurrent.futures.Future, ended: asyncio.Future) -> None:
+    if ended.cancelled():
+        done.cancel()
+    elif ended.exception() is not None:
+        done.set_exception(ended.exception())
+    else:
+        done.set_result(None)
+
+
 class LoopBridge:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -25,14 +34,19 @@ class LoopBridge:
             pass
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
-        """Run ``fn`` on the loop without waiting; the future ends when it returned."""
+        """Run ``fn`` on the loop without waiting; the future ends when it returned (or, when it
+        returned an asyncio future, e.g. the engine's task recording reports, when that ended)."""
         done: concurrent.futures.Future = concurrent.futures.Future()
 
         def run() -> None:
             try:
-                fn(*args)
+                result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - handed back through the future
                 done.set_exception(exc)
+                return
+            if isinstance(result, asyncio.Future):
+                # The engine records on its database thread: done once that committed.
+                result.add_done_callback(lambda ended: _settle_from(done, ended))
             else:
                 done.set_result(None)
         try:

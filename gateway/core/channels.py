@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Awaitable, Protocol
 
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.states import AttemptOutcome, Channel as ChannelName, LineState
@@ -129,10 +129,12 @@ class ChannelEvents(Protocol):
     They are always called on the event loop thread.
     """
 
-    def status_reports(self, line: str, reports: list[StatusReport]) -> None:
-        """Record these reports (one commit); the modem deletes its stored copies once this returned."""
+    def status_reports(self, line: str, reports: list[StatusReport]) -> Awaitable[None] | None:
+        """Record these reports. The modem deletes its stored copies once they are safe: when the
+        returned future ended (the engine records off its event loop), or at once for None."""
 
-    def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None: ...
+    def inbound_sms(self, line: str, sender: str, text: str,
+                    received_at: dt.datetime) -> Awaitable[None] | None: ...
 
     def line_status(self, status: LineStatus) -> None: ...
 
@@ -140,7 +142,8 @@ class ChannelEvents(Protocol):
         """A line became free (rate limit elapsed, modem back): look for work now."""
 
     def late_call_outcome(self, delivery_id: int, attempt_id: int, outcome: AttemptOutcome, *,
-                          line: str | None, answered_at: dt.datetime | None, cause: int | None) -> None:
+                          line: str | None, answered_at: dt.datetime | None,
+                          cause: int | None) -> Awaitable[None] | None:
         """What a call no submit waits for came to: one still up when the engine restarted,
         followed to its end. It may only make the delivery better (Store.record_late_call_outcome)."""
 

@@ -153,6 +153,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "database": {
         "url": Key(str, "", "SQLAlchemy URL. Empty: sqlite:///<data_dir>/allerta.db. A postgresql+psycopg:// URL also works (pip install 'allerta[postgresql]')."),
+        "busy_timeout": Key(NUMBER, 30.0, "SQLite: seconds a statement waits for a write lock held by someone else before it fails; the engine then retries it until it lands, off its event loop.", _positive),
     },
     "engine": {
         "poll_interval": Key(NUMBER, 0.5, "Seconds between looks for new work when the engine is idle.", _positive),

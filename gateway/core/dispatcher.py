@@ -4,16 +4,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
-from dataclasses import dataclass, replace
+from collections import deque
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, StatusReport
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.logs import event_line, mask_number
+from gateway.core.report_spool import ReportSpool
 from gateway.core.retry import DeliveryPolicy
 from gateway.core.states import AttemptOutcome, Channel as ChannelName, DeliveryState, LineState
 from gateway.core.store import ClaimedDelivery, ReportMatch, Store
+from gateway.core.store_worker import AsyncStore, RetrySettings, StoreWorker
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +40,23 @@ class DispatcherSettings:
     # still on the wire after this stays 'submitting' and the next start resends it,
     # flagged as a possible duplicate.
     stop_grace: float = 45.0
+    # SMS deliveries claimed ahead of the free modems, in seconds of the lines' current
+    # rate: while the database is held (a backup, a long query) the modems go on with
+    # these, every one already 'submitting' with its attempt row on disk.
+    claim_ahead: float = 30.0
+    claim_ahead_max: int = 2000   # before a modem measured its rate, its configured cap may be far above it
+    # How the database writer retries a call the database refused (locked, gone).
+    store_retry: RetrySettings = field(default_factory=RetrySettings)
+    # At a stop, how long the bookkeeping still queued may take to land.
+    store_drain: float = 60.0
+    # Status reports are fsync'd here before a modem deletes its copy, so a held database
+    # does not fill the modems' report memories (which stops their sends). None: the
+    # modem waits for the database commit itself.
+    report_spool: Path | None = None
 
 
-EARLY_REPORT_SECONDS = 120.0
+# How often the claim-ahead buffer is checked for alerts cancelled or past their deadline.
+UNWANTED_CHECK_SECONDS = 1.0
 
 
 # SMS failures the log names by their kind (the reason next to it gives the code).
@@ -53,18 +74,27 @@ def _log_outcome(channel: str, failure: DeliveryFailed) -> str:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, channels: list[Channel], policies: dict[ChannelName, DeliveryPolicy],
-                 settings: DispatcherSettings) -> None:
-        self.store = store
+    def __init__(self, store: Store | AsyncStore, channels: list[Channel],
+                 policies: dict[ChannelName, DeliveryPolicy], settings: DispatcherSettings) -> None:
+        # Every database call runs on the store's writer thread, never on this loop.
+        self.store = store if isinstance(store, AsyncStore) else AsyncStore(store, StoreWorker(settings.store_retry))
         self.channels = channels
         self.policies = policies
         self.settings = settings
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
+        # Every other task this dispatcher starts: kept (a task nobody references can be
+        # collected mid-flight) and watched (an exception is logged, never left unretrieved).
+        self._tasks: set[asyncio.Task] = set()
+        self._buffers: dict[str, deque[ClaimedDelivery]] = {channel.name: deque() for channel in channels}
+        self._claiming: dict[str, asyncio.Task] = {}
+        self._next_unwanted_check = 0.0
+        self._flushing: asyncio.Task | None = None
+        self._spool = ReportSpool(settings.report_spool) if settings.report_spool else None
+        self._spool_thread = ThreadPoolExecutor(1, thread_name_prefix="report-spool") if self._spool else None
         self._line_status: dict[str, LineStatus] = {}
         self._dirty: set[str] = set()
         self._failed_lines: dict[int, set[str]] = {}
-        self._early_reports: dict[tuple[str, int], tuple[bool, str, float]] = {}
         self._last_progress = time.monotonic()
         self._next_heartbeat = time.monotonic() + settings.line_heartbeat
         # Set once every channel's start() returned (lines opened or given up on): READY=1.
@@ -74,28 +104,52 @@ class Dispatcher:
         """Each line's last reported state (up, down, suspended, starting), by label."""
         return {label: status.state for label, status in self._line_status.items()}
 
+    # --- tasks ---------------------------------------------------------------------
+    def _spawn(self, coro: Coroutine, what: str, tasks: set[asyncio.Task] | None = None) -> asyncio.Task:
+        """Start ``coro`` as a task that is kept until it ends and whose failure is logged."""
+        task = asyncio.create_task(coro)
+        kept = self._tasks if tasks is None else tasks
+        kept.add(task)
+
+        def ended(done: asyncio.Task) -> None:
+            kept.discard(done)
+            if not done.cancelled() and done.exception() is not None:
+                log.error("%s failed", what, exc_info=done.exception())
+        task.add_done_callback(ended)
+        return task
+
     # --- ChannelEvents ---------------------------------------------------------
-    def status_reports(self, line: str, reports: list[StatusReport]) -> None:
-        matches = self.store.record_status_reports(line, reports)
+    def status_reports(self, line: str, reports: list[StatusReport]) -> asyncio.Task:
+        """The task ends once the reports are safe (spooled, else committed): the modem may delete them."""
+        self._last_progress = time.monotonic()
+        if self._spool is None:
+            return self._spawn(self._record_reports(line, reports), f"recording status reports from {line}")
+        return self._spawn(self._spool_reports(line, reports), f"spooling status reports from {line}")
+
+    async def _in_spool_thread(self, fn, *args):  # noqa: ANN001, ANN202
+        return await asyncio.get_running_loop().run_in_executor(self._spool_thread, fn, *args)
+
+    async def _spool_reports(self, line: str, reports: list[StatusReport]) -> None:
+        try:
+            batch = await self._in_spool_thread(self._spool.append, line, reports)
+        except OSError as exc:   # disk full: the modem keeps its copies until the database has them
+            log.warning("cannot spool status reports (%s): the modem keeps them until the database has them", exc)
+            await self._record_reports(line, reports)
+            return
+        self._spawn(self._record_reports(line, reports, batch), f"recording status reports from {line}")
+
+    async def _record_reports(self, line: str, reports: list[StatusReport], batch: int | None = None) -> None:
+        # A report that beats its own +CMGS bookkeeping (the modem reports within
+        # milliseconds, before _deliver has stored the parts) is kept by the store's
+        # writer and applied when the parts are stored (AsyncStore).
+        matches = await self.store.record_status_reports(line, reports)
+        if batch is not None:
+            await self._in_spool_thread(self._spool.landed, batch)
         for report, matched in zip(reports, matches):
             if matched:
                 self._log_report(matched, line, report)
-            else:
-                # The report can beat its own +CMGS bookkeeping: the worker thread resolves
-                # the send and the modem reports within milliseconds, before _deliver has
-                # stored the parts. Keep it briefly and apply it once the parts exist. (A
-                # crash in that window leaves the delivery 'submitting': it is resent anyway.)
-                self._early_reports[(line, report.reference)] = (report.delivered, report.detail, time.monotonic())
         self._last_progress = time.monotonic()
         self._wake.set()
-
-    def _apply_early_reports(self, line: str, references: list[int]) -> None:
-        early = [(reference, self._early_reports.pop((line, reference), None)) for reference in references]
-        reports = [StatusReport(reference, kept[0], kept[1]) for reference, kept in early if kept is not None]
-        if reports:
-            for report, matched in zip(reports, self.store.record_status_reports(line, reports)):
-                if matched:
-                    self._log_report(matched, line, report)
 
     @staticmethod
     def _log_report(matched: ReportMatch, line: str, report: StatusReport) -> None:
@@ -105,15 +159,9 @@ class Dispatcher:
                             outcome="delivered" if report.delivered else "not_delivered", ref=report.reference,
                             detail=report.detail))
 
-    def _forget_old_reports(self) -> None:
-        horizon = time.monotonic() - EARLY_REPORT_SECONDS
-        for key in [k for k, (_, _, at) in self._early_reports.items() if at < horizon]:
-            del self._early_reports[key]
-            log.info("status report on %s for unknown reference %d", *key)
-
-    def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
-        self.store.record_inbound(line, sender, text, received_at)
+    def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> asyncio.Task:
         log.info("inbound SMS on %s from %s", line, mask_number(sender))
+        return self._spawn(self.store.record_inbound(line, sender, text, received_at), f"recording an SMS from {line}")
 
     def line_status(self, status: LineStatus) -> None:
         previous = self._line_status.get(status.label)
@@ -127,9 +175,15 @@ class Dispatcher:
         self._wake.set()
 
     def late_call_outcome(self, delivery_id: int, attempt_id: int, outcome: AttemptOutcome, *,
-                          line: str | None, answered_at: dt.datetime | None, cause: int | None) -> None:
-        state = self.store.record_late_call_outcome(attempt_id, outcome, line=line, answered_at=answered_at,
-                                                    cause=cause)
+                          line: str | None, answered_at: dt.datetime | None, cause: int | None) -> asyncio.Task:
+        return self._spawn(self._record_late_call(delivery_id, attempt_id, outcome, line=line,
+                                                  answered_at=answered_at, cause=cause),
+                           f"recording the late outcome of delivery {delivery_id}")
+
+    async def _record_late_call(self, delivery_id: int, attempt_id: int, outcome: AttemptOutcome, *,
+                                line: str | None, answered_at: dt.datetime | None, cause: int | None) -> None:
+        state = await self.store.record_late_call_outcome(attempt_id, outcome, line=line, answered_at=answered_at,
+                                                          cause=cause)
         log.info(event_line("late_call", delivery=delivery_id, attempt=attempt_id, line=line,
                             outcome=outcome, state=state))
         self._wake.set()
@@ -137,14 +191,37 @@ class Dispatcher:
     # --- running -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> int:
         """Run until ``stop`` is set (or, with ``once``, until the work is drained). Returns an exit code."""
-        recovered = self.store.recover_interrupted()
+        self.store.worker.start()
+        try:
+            return await self._run(stop, once)
+        finally:
+            # What is still queued (the database held at the stop) lands before we exit;
+            # past store_drain it is abandoned, and the next start recovers it.
+            if not await asyncio.to_thread(self.store.worker.stop, self.settings.store_drain):
+                log.warning("stopping with database writes still queued after %.0f s: the next start "
+                            "resends their deliveries as possible duplicates", self.settings.store_drain)
+
+    async def _replay_spool(self) -> None:
+        """Reports a previous run spooled but did not see committed go in before anything is sent."""
+        batches = await self._in_spool_thread(self._spool.unlanded)
+        for line, reports in batches:
+            await self.store.record_status_reports(line, reports)
+        if batches:
+            log.info("recorded %d status reports spooled by the previous run",
+                     sum(len(reports) for _, reports in batches))
+        await self._in_spool_thread(self._spool.clear)
+
+    async def _run(self, stop: asyncio.Event, once: bool) -> int:
+        if self._spool is not None:
+            await self._replay_spool()
+        recovered = await self.store.recover_interrupted()
         if recovered:
             log.warning("%d deliveries were in flight when the engine last stopped: resending them, "
                         "flagged as possible duplicates", recovered)
         for channel in self.channels:
             await channel.start(self)
         self.started.set()
-        flusher = asyncio.create_task(self._flush_status_forever())
+        flusher = self._spawn(self._flush_status_forever(), "writing line statuses")
         exit_code = 0
         try:
             while not stop.is_set():
@@ -155,7 +232,7 @@ class Dispatcher:
                     await asyncio.sleep(0)
                     continue
                 if once:
-                    finished, code = self._drained()
+                    finished, code = await self._drained()
                     if finished:
                         exit_code = code
                         break
@@ -182,6 +259,7 @@ class Dispatcher:
                     for task in stuck:
                         task.cancel()
             flusher.cancel()
+            await self._release_buffered()
             # Nobody drives the lines now: say so, rather than leave the last "up" for the
             # CLI and the panel to count as capacity (signal, operator, counters are kept).
             # (A line already down or out of rotation keeps that state and its error.)
@@ -189,23 +267,95 @@ class Dispatcher:
                 if status.state in (LineState.UP, LineState.STARTING):
                     self._line_status[label] = replace(status, state=LineState.STOPPED, in_use=0)
                     self._dirty.add(label)
-            self._flush_status()
+            if self._flushing is not None:
+                await asyncio.wait([self._flushing])
+            await self._flush_status()
             # What ended with this run is 'completed' now, not when the engine next starts.
-            self.store.complete_finished_alerts()
+            await self.store.complete_finished_alerts()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=self.settings.stop_grace)
+            if self._spool is not None:
+                await self._in_spool_thread(self._spool.close)
+                self._spool_thread.shutdown()
         return exit_code
+
+    async def _release_buffered(self) -> None:
+        """Claims taken ahead and never sent go back to the queue, unflagged (nothing was tried)."""
+        claiming = [task for task in self._claiming.values() if not task.done()]
+        if claiming:
+            await asyncio.wait(claiming)
+        unsent = [claim for buffer in self._buffers.values() for claim in buffer]
+        for buffer in self._buffers.values():
+            buffer.clear()
+        if unsent:
+            await self.store.release_claims(unsent)
+
+    def _claim_ahead(self, channel: Channel) -> int:
+        """How many claims beyond the free lines this channel keeps: for SMS, what the lines
+        send in ``claim_ahead`` seconds at their current rate."""
+        if channel.name != ChannelName.SMS or self.settings.claim_ahead <= 0:
+            return 0
+        ahead = math.ceil(channel.rate_per_minute() * self.settings.claim_ahead / 60.0)
+        return min(ahead, self.settings.claim_ahead_max)
 
     def _dispatch_round(self) -> bool:
         started = False
         for channel in self.channels:
+            buffer = self._buffers[channel.name]
             slots = channel.free_slots()
-            if slots <= 0:
-                continue
-            for claim in self.store.claim(channel.name, slots):
-                task = asyncio.create_task(self._deliver(channel, claim))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+            while slots > 0 and buffer:
+                claim = buffer.popleft()
+                self._spawn(self._deliver(channel, claim), f"delivery {claim.delivery_id}", self._inflight)
+                slots -= 1
                 started = True
+            if buffer and slots <= 0 and not self._inflight:
+                # No line can take anything (daily caps reached, modems down or suspended):
+                # the claims go back to the queue rather than sit 'submitting' meanwhile.
+                unsent = list(buffer)
+                buffer.clear()
+                self._spawn(self.store.release_claims(unsent), f"giving back {len(unsent)} claims")
+            self._refill(channel, max(slots, 0))
         return started
+
+    def _refill(self, channel: Channel, free: int) -> None:
+        """Claim more in the background once the buffer is below one per free line plus the
+        claim-ahead, in batches of a quarter of the claim-ahead; the loop goes on meanwhile,
+        whatever the database is doing."""
+        running = self._claiming.get(channel.name)
+        if running is not None and not running.done():
+            return
+        buffer = self._buffers[channel.name]
+        # Nothing sending and no line free: nothing to claim ahead for.
+        ahead = self._claim_ahead(channel) if free > 0 or self._inflight else 0
+        low = free + ahead
+        if len(buffer) >= low:
+            return
+        self._claiming[channel.name] = self._spawn(
+            self._claim_more(channel, low - len(buffer) + math.ceil(ahead / 4)), f"claiming {channel.name} work")
+
+    async def _claim_more(self, channel: Channel, count: int) -> None:
+        buffer = self._buffers[channel.name]
+        claims = await self.store.claim(channel.name, count)
+        buffer.extend(claims)
+        if buffer and time.monotonic() >= self._next_unwanted_check:
+            self._next_unwanted_check = time.monotonic() + UNWANTED_CHECK_SECONDS
+            await self._drop_unwanted(buffer)
+        if claims:
+            self._wake.set()
+
+    async def _drop_unwanted(self, buffer: deque[ClaimedDelivery]) -> None:
+        """Claims waiting in the buffer whose alert was cancelled or passed its deadline meanwhile
+        are given back unsent (the store closes them as that alert's others)."""
+        unwanted = await self.store.unwanted_alerts({claim.alert_id for claim in buffer})
+        if not unwanted:
+            return
+        dropped = [claim for claim in buffer if claim.alert_id in unwanted]
+        kept = [claim for claim in buffer if claim.alert_id not in unwanted]
+        buffer.clear()
+        buffer.extend(kept)
+        await self.store.release_claims(dropped)
+        log.info("%d claimed deliveries of alerts %s not sent: cancelled or past the deadline",
+                 len(dropped), ",".join(map(str, sorted(unwanted))))
 
     async def _deliver(self, channel: Channel, claim: ClaimedDelivery) -> None:
         message = OutboundMessage(delivery_id=claim.delivery_id, alert_id=claim.alert_id, number=claim.e164,
@@ -218,7 +368,7 @@ class Dispatcher:
             receipt = await channel.submit(message)
         except DeliveryFailed as failure:
             verdict = policy.after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
-            state = self.store.record_result(claim, verdict, failure=failure)
+            state, _ = await self.store.record_result(claim, verdict, failure=failure)
             if failure.line and state == DeliveryState.PENDING:
                 self._failed_lines.setdefault(claim.delivery_id, set()).add(failure.line)
             log.info(event_line(
@@ -231,31 +381,37 @@ class Dispatcher:
             log.exception("delivery %d: unexpected error", claim.delivery_id)
             failure = DeliveryFailed(Failure(FailureKind.INTERNAL, "internal error"), charge_attempt=False)
             verdict = policy.after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
-            self.store.record_result(claim, verdict, failure=failure)
+            await self.store.record_result(claim, verdict, failure=failure)
         else:
             # The line is free again: let the main loop hand it the next delivery
             # before this one's bookkeeping, so the modem is not idle meanwhile.
             self._wake.set()
-            await asyncio.sleep(0)
             verdict = policy.after_success(claim.policy, claim.attempts, claim.submissions, receipt, utcnow())
-            state = self.store.record_result(claim, verdict, receipt=receipt)
-            if receipt.references and self._early_reports:
-                self._apply_early_reports(receipt.line, receipt.references)
+            state, early = await self.store.record_result(claim, verdict, receipt=receipt)
             self._failed_lines.pop(claim.delivery_id, None)
             # SMS: accepted by the network (sent); voice: how the call ended (confirmed, answered, ...).
             log.info(event_line("submitted" if channel.name == ChannelName.SMS else "call", alert=claim.alert_id,
                                 delivery=claim.delivery_id, channel=channel.name, line=receipt.line,
                                 to=mask_number(claim.e164), outcome=receipt.outcome, state=state,
                                 parts=len(receipt.references) or None))
+            for report, matched in early:
+                self._log_report(matched, receipt.line, report)
         self._last_progress = time.monotonic()
         self._wake.set()
 
-    def _drained(self) -> tuple[bool, int]:
-        if self._inflight:
+    async def _drained(self) -> tuple[bool, int]:
+        if self._inflight or any(self._buffers.values()):
             return False, 0
+        claiming = [task for task in self._claiming.values() if not task.done()]
+        if claiming:
+            # Nothing else to do: what they find decides. (Never awaited while there is
+            # work in hand: a claim waits for the database, the sends must not.)
+            await asyncio.wait(claiming)
+            if self._inflight or any(self._buffers.values()):
+                return False, 0
         unsent = awaiting = 0
         for channel in self.channels:
-            u, a, _next = self.store.work_left(channel.name)
+            u, a, _next = await self.store.work_left(channel.name)
             unsent += u
             awaiting += a
         idle_for = time.monotonic() - self._last_progress
@@ -270,15 +426,16 @@ class Dispatcher:
     async def _flush_status_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.status_flush_interval)
-            self._flush_status()
+            # One write at a time: while the database is held, the changes pile up in
+            # _dirty and go in the next write, not in a queue of stale ones.
+            self._flushing = asyncio.ensure_future(self._flush_status())
+            await self._flushing
 
-    def _flush_status(self) -> None:
+    async def _flush_status(self) -> None:
         now = time.monotonic()
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.settings.line_heartbeat
             self._dirty.update(self._line_status)
         dirty, self._dirty = self._dirty, set()
         if dirty:
-            self.store.record_line_statuses([self._line_status[label] for label in dirty])
-        if self._early_reports:
-            self._forget_old_reports()
+            await self.store.record_line_statuses([self._line_status[label] for label in dirty])

@@ -41,7 +41,7 @@ def _database_error(config: Config, exc: BaseException) -> ConfigError:
 
 def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
     try:
-        engine = make_engine(config.database_url)
+        engine = make_engine(config.database_url, busy_timeout=config.database.busy_timeout)
         if migrate_schema:
             migrate(engine)
     except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:

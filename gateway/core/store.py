@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -257,6 +257,40 @@ class Store:
                                     r.version_audio or r.audio_path, r.possible_duplicate, r.attempts,
                                     r.submissions, _alert_policy(r))
                     for r, attempt_id in zip(rows, attempt_ids)]
+
+    def release_claims(self, claims: list[ClaimedDelivery], now: dt.datetime | None = None) -> int:
+        """Give back claims that were never handed to a line (the engine's claim-ahead buffer at
+        a stop, or after their alert was cancelled): their attempt rows go, as nothing was tried,
+        and each delivery is 'pending' again, or 'cancelled' with its cancelled alert. Returns
+        how many were given back."""
+        if not claims:
+            return 0
+        now = now or utcnow()
+        ids = [claim.delivery_id for claim in claims]
+        with self.sessions.begin() as s:
+            s.execute(delete(Attempt).where(Attempt.id.in_([claim.attempt_id for claim in claims]),
+                                            Attempt.outcome == AttemptOutcome.IN_FLIGHT))
+            released = s.execute(
+                update(Delivery).where(Delivery.id.in_(ids), Delivery.state == DeliveryState.SUBMITTING)
+                .values(state=DeliveryState.PENDING, submissions=Delivery.submissions - 1, updated_at=now)).rowcount
+            s.execute(update(Delivery).where(
+                Delivery.id.in_(ids), Delivery.state == DeliveryState.PENDING,
+                Delivery.alert_id.in_(select(Alert.id).where(Alert.state == AlertState.CANCELLED)))
+                .values(state=DeliveryState.CANCELLED, next_attempt_at=None, last_error="alert cancelled"))
+        # An alert whose deadline passed meanwhile was swept without these rows: sweep it again.
+        self._expired_alerts.difference_update(claim.alert_id for claim in claims)
+        self._next_expiry_sweep = 0.0
+        return released
+
+    def unwanted_alerts(self, alert_ids: set[int], now: dt.datetime | None = None) -> set[int]:
+        """Which of these alerts no longer want anything sent (cancelled, or past their deadline)."""
+        if not alert_ids:
+            return set()
+        now = now or utcnow()
+        with self.sessions() as s:
+            return set(s.scalars(select(Alert.id).where(Alert.id.in_(alert_ids), or_(
+                Alert.state == AlertState.CANCELLED,
+                and_(Alert.deadline.is_not(None), Alert.deadline <= now, Alert.channels != Channel.VOICE)))))
 
     # --- deadlines --------------------------------------------------------
     def complete_finished_alerts(self, now: dt.datetime | None = None) -> int:

@@ -51,6 +51,7 @@ from gateway.core.config import load_config
 from gateway.core.db import shown_url
 from gateway.core.models import Contact, Delivery, PhoneNumberRow, Zone, contact_numbers
 from gateway.core.services import build_services
+from gateway.shell.db_lock import WriteLockHolder
 from modem.simulator.harness import SimulatorProcess
 from modem.simulator.latency import PROMPT_LATENCY
 
@@ -173,21 +174,25 @@ class _SmsRun:
     segments: int
     sim_cpu_seconds: float | None
     engine_log_tail: str | None
+    lock_held: tuple[float, float] | None = None
 
 
 def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float = 0.05,
               keep: str | None = None, cprofile: str | None = None, timeout: float | None = None,
-              database_url: str | None = None) -> dict:
-    if modems < 1 or messages < 1 or latency <= 0:
-        raise ValueError("--modems and --messages must be at least 1 and --latency greater than 0")
+              database_url: str | None = None, lock_db: float = 0.0) -> dict:
+    if modems < 1 or messages < 1 or latency <= 0 or lock_db < 0:
+        raise ValueError("--modems and --messages must be at least 1, --latency greater than 0, "
+                         "--lock-db not negative")
+    if lock_db and database_url:
+        raise ValueError("--lock-db locks the bench's own SQLite file: leave out --database-url")
     # The "> " prompt is part of the exchange --latency measures (see the module docstring).
     prompt = min(PROMPT_LATENCY.median, latency / 4)
     ensure_importable_children()
     limit_per_minute = modems * 60.0 / latency
     if timeout is None:
-        timeout = 120 + 4 * messages / limit_per_minute * 60
+        timeout = 120 + 4 * messages / limit_per_minute * 60 + lock_db
     run = _run_sms_engine(modems, messages, latency, prompt, report_delay=report_delay, keep=keep,
-                          cprofile=cprofile, timeout=timeout, database_url=database_url)
+                          cprofile=cprofile, timeout=timeout, database_url=database_url, lock_db=lock_db)
     first_parts = Counter(r["destination"] for r in run.submits if r["part"] == 1)
     per_modem = Counter(r["modem"] for r in run.submits)
     result: dict = {
@@ -210,6 +215,8 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
     }
     result.update(_sms_rates(run, len(first_parts), latency, prompt, limit_per_minute))
     result.update(_sms_cpu(run, len(first_parts)))
+    if lock_db:
+        result["lock_db"] = _lock_rates(run, lock_db)
     if cprofile:
         result["cprofile"] = str(Path(cprofile).resolve())
     if run.engine_log_tail:
@@ -223,7 +230,7 @@ def _database_shown(url: str | None) -> str:
 
 def _run_sms_engine(modems: int, messages: int, latency: float, prompt: float, *, report_delay: float,
                     database_url: str | None,
-                    keep: str | None, cprofile: str | None, timeout: float) -> _SmsRun:
+                    keep: str | None, cprofile: str | None, timeout: float, lock_db: float = 0.0) -> _SmsRun:
     """Start the simulator, seed ``messages`` contacts, create the alert, run the engine until it drains."""
     with work_dir(keep, "allerta-bench-") as tmp:
         with SimulatorProcess(count=modems, link_dir=tmp / "links", latency_median=latency - prompt, latency_sigma=0,
@@ -236,7 +243,11 @@ def _run_sms_engine(modems: int, messages: int, latency: float, prompt: float, *
             seed_contacts(services.engine, messages, zones=("Bench",))
             alert_id, preview = services.alerts.create(AlertRequest(text=BENCH_TEXT, target=Target(everyone=True)))
             sim_cpu_before = process_cpu_seconds(sim.process.pid)
-            started, ended, exit_code, usage = _run_engine_once(tmp, config_path, cprofile, timeout)
+            # --lock-db: someone else write-locks the database once a fifth of the messages went out.
+            holder = WriteLockHolder(str(tmp / "data" / "allerta.db"), lock_db,
+                                     lambda: len(sim.log_records("submit")) >= messages // 5, poll=0.2)
+            with holder if lock_db else _no_lock():
+                started, ended, exit_code, usage = _run_engine_once(tmp, config_path, cprofile, timeout)
             sim_cpu_after = process_cpu_seconds(sim.process.pid)
             submits = sim.log_records("submit")
             reports = sim.log_records("status_report")
@@ -249,7 +260,32 @@ def _run_sms_engine(modems: int, messages: int, latency: float, prompt: float, *
                    by_state=by_state, segments=preview.plan.segments,
                    sim_cpu_seconds=(sim_cpu_after - sim_cpu_before
                                     if sim_cpu_before is not None and sim_cpu_after is not None else None),
-                   engine_log_tail=engine_log_tail)
+                   engine_log_tail=engine_log_tail, lock_held=holder.held)
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+def _lock_rates(run: _SmsRun, seconds: float) -> dict:
+    """Messages per minute the modems took while the database was write-locked, and outside
+    the lock (from the first to the last submit)."""
+    if run.lock_held is None:
+        return {"seconds": seconds, "error": "the lock was never taken (the run ended first: more --messages)"}
+    start, end = run.lock_held
+    times = sorted(_parse_time(r["time"]) for r in run.submits if r["part"] == 1)
+    during = sum(1 for t in times if start <= t <= end)
+    outside_span = (times[-1] - times[0]) - (min(end, times[-1]) - max(start, times[0])) if times else 0.0
+    return {
+        "seconds": round(end - start, 3),
+        "messages_during_lock": during,
+        "messages_per_minute_during_lock": round(during / (end - start) * 60, 1),
+        "messages_outside_lock": len(times) - during,
+        "messages_per_minute_outside_lock": round((len(times) - during) / outside_span * 60, 1)
+        if outside_span > 0 else None,
+        "lost": sum(n for state, n in run.by_state.items() if state not in ("delivered", "sent")),
+    }
 
 
 def _run_engine_once(tmp: Path, config_path: Path, cprofile: str | None,
@@ -366,7 +402,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.what == "sms":
         return bench_sms(args.modems, args.messages, args.latency, report_delay=getattr(args, "report_delay", 0.05),
                          keep=getattr(args, "keep", None), cprofile=getattr(args, "cprofile", None),
-                         database_url=getattr(args, "database_url", None))
+                         database_url=getattr(args, "database_url", None), lock_db=getattr(args, "lock_db", 0.0))
     if args.what == "fanout":
         return bench_fanout(args.contacts, keep=getattr(args, "keep", None),
                             database_url=getattr(args, "database_url", None))

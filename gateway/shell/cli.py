@@ -574,6 +574,9 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-delay", type=float, default=0.05, help="seconds from submit to status report")
     p.add_argument("--keep", metavar="DIR", help="keep the benchmark's files (database, logs) in DIR")
     p.add_argument("--cprofile", metavar="FILE", help="run the engine under cProfile, stats to FILE")
+    p.add_argument("--lock-db", metavar="SECONDS", type=float, default=0.0,
+                   help="write-lock the database for SECONDS once a fifth of the messages went out; "
+                        "report the send rate during and outside the lock (SQLite only)")
     p.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("voice", help="engine plus the PBX simulator (time-scaled)")

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import logging
 import signal
+from pathlib import Path
 
 from asterisk.ami_client import AmiSettings
 from asterisk.trunks import TrunkConfig
@@ -47,7 +48,8 @@ def build_dispatcher(services: Services) -> Dispatcher:
         policies[Channel.VOICE] = VoicePolicy()
     return Dispatcher(services.store, channels, policies,
                       DispatcherSettings(poll_interval=engine.poll_interval,
-                                         report_timeout=engine.report_timeout))
+                                         report_timeout=engine.report_timeout,
+                                         report_spool=Path(config.general.data_dir) / "report-spool.jsonl"))
 
 
 def build_voice_channel(config: Config):

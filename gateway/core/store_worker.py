@@ -1,0 +1,210 @@
+"""The engine's database work, off the event loop: one writer thread behind the store.
+
+The event loop drives every modem's completions, the AMI events and pings and the
+watchdog; a database held by someone else (a backup, a long panel query, a busy
+PostgreSQL; SQLite waits up to its busy timeout) must delay bookkeeping, never a
+send. So every call the engine makes to the Store runs here, one at a time and in
+the order it was asked (a status report cannot overtake the send it belongs to),
+and the loop awaits a future.
+
+A call that fails because the database is unavailable (locked, busy, connection
+lost: SQLAlchemy's OperationalError) is retried with a growing pause until it
+lands, and logged: the Store's methods are one transaction each, rolled back on
+failure, so running one again is safe. Any other error is a bug: it is handed
+back through the future, never retried.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
+from gateway.core.retry import RetryVerdict
+from gateway.core.states import AttemptOutcome, Channel, DeliveryState
+from gateway.core.store import ClaimedDelivery, ReportMatch, Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    first_pause: float = 0.05      # seconds before the first retry of a failed call
+    max_pause: float = 5.0         # the pause doubles up to this
+    log_every: float = 10.0        # a call still failing is logged again this often
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True for the errors that say the database cannot be reached now, not that the call is wrong."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+_STOP = object()
+
+
+class StoreWorker:
+    """One thread that runs database calls in order, retrying each until it lands."""
+
+    def __init__(self, retry: RetrySettings = RetrySettings(), *, name: str = "store-writer",
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.retry = retry
+        self._sleep = sleep
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._stopping = threading.Event()
+        self.retries = 0           # calls run again after a failure (for the bench and the tests)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        """Queue ``fn(*args, **kwargs)``; the future ends with its result or its (non-retryable) error."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((future, fn, args, kwargs))
+        return future
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Finish what is queued (still retrying), then end the thread. False when ``timeout``
+        passed first: what is left is abandoned (the next start recovers it from the database)."""
+        self._jobs.put(_STOP)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._stopping.set()   # stop retrying: the process is going away
+            return False
+        return True
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            future, fn, args, kwargs = job
+            if future.set_running_or_notify_cancel():
+                self._run_one(future, fn, args, kwargs)
+
+    def _run_one(self, future: concurrent.futures.Future, fn: Callable, args: tuple, kwargs: dict) -> None:
+        pause = self.retry.first_pause
+        failing_since = next_log = None
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed back through the future
+                if not unavailable(exc) or self._stopping.is_set():
+                    future.set_exception(exc)
+                    return
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = next_log = now
+                if now >= next_log:
+                    next_log = now + self.retry.log_every
+                    log.warning("database unavailable for %s (%s): retrying until it lands (%.0f s so far)",
+                                getattr(fn, "__name__", fn), str(getattr(exc, "orig", None) or exc).splitlines()[0],
+                                now - failing_since)
+                self.retries += 1
+                self._sleep(pause)
+                pause = min(pause * 2, self.retry.max_pause)
+                continue
+            if failing_since is not None:
+                log.warning("database call %s landed after %.1f s of retries", getattr(fn, "__name__", fn),
+                            time.monotonic() - failing_since)
+            future.set_result(result)
+            return
+
+
+EARLY_REPORT_SECONDS = 120.0
+
+
+class AsyncStore:
+    """The Store as the event loop sees it: each method a coroutine whose work runs on the
+    StoreWorker's thread.
+
+    It also keeps the status reports that beat their own send's bookkeeping (the modem
+    reports within milliseconds of +CMGS, before the parts are stored): on the worker's
+    thread, so a report and the send it belongs to are matched in the order they happened.
+    """
+
+    def __init__(self, store: Store, worker: StoreWorker) -> None:
+        self.store = store
+        self.worker = worker
+        # (line, TP-MR) -> (report, monotonic time); touched on the worker thread only.
+        self._early: dict[tuple[str, int], tuple[StatusReport, float]] = {}
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # Shielded: a caller cancelled at a stop does not take back a write already asked for;
+        # it still lands, in its turn.
+        return await asyncio.shield(asyncio.wrap_future(self.worker.submit(fn, *args, **kwargs)))
+
+    async def recover_interrupted(self) -> int:
+        return await self._call(self.store.recover_interrupted)
+
+    async def claim(self, channel: Channel, limit: int) -> list[ClaimedDelivery]:
+        return await self._call(self.store.claim, channel, limit)
+
+    async def release_claims(self, claims: list[ClaimedDelivery]) -> int:
+        return await self._call(self.store.release_claims, claims)
+
+    async def record_result(self, claim: ClaimedDelivery, verdict: RetryVerdict, *,
+                            receipt: SubmitReceipt | None = None, failure: DeliveryFailed | None = None,
+                            ) -> tuple[DeliveryState, list[tuple[StatusReport, ReportMatch]]]:
+        """The outcome's state, and the early status reports it let match (for their log lines)."""
+        state = await self._call(self.store.record_result, claim, verdict, receipt=receipt, failure=failure)
+        matched: list[tuple[StatusReport, ReportMatch]] = []
+        if receipt is not None and receipt.references:
+            # A call of its own: a retry runs one transaction again, never the result's twice.
+            matched = await self._call(self._apply_early_reports, receipt.line, receipt.references)
+        return state, matched
+
+    def _apply_early_reports(self, line: str, references: list[int]) -> list[tuple[StatusReport, ReportMatch]]:
+        early = [self._early.get((line, ref)) for ref in references]
+        reports = [kept[0] for kept in early if kept is not None]
+        if not reports:
+            return []
+        matches = self.store.record_status_reports(line, reports)
+        for report in reports:   # landed: no longer early
+            self._early.pop((line, report.reference), None)
+        return [(r, m) for r, m in zip(reports, matches) if m is not None]
+
+    async def record_status_reports(self, line: str, reports: list[StatusReport]) -> list[ReportMatch | None]:
+        return await self._call(self._record_status_reports, line, reports)
+
+    def _record_status_reports(self, line: str, reports: list[StatusReport]) -> list[ReportMatch | None]:
+        matches = self.store.record_status_reports(line, reports)
+        now = time.monotonic()
+        for report, matched in zip(reports, matches):
+            if matched is None:
+                self._early[(line, report.reference)] = (report, now)
+        for key in [k for k, (_, at) in self._early.items() if at < now - EARLY_REPORT_SECONDS]:
+            del self._early[key]
+            log.info("status report on %s for unknown reference %d", *key)
+        return matches
+
+    async def record_inbound(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
+        await self._call(self.store.record_inbound, line, sender, text, received_at)
+
+    async def record_line_statuses(self, statuses: list[LineStatus]) -> None:
+        await self._call(self.store.record_line_statuses, statuses)
+
+    async def work_left(self, channel: Channel) -> tuple[int, int, dt.datetime | None]:
+        return await self._call(self.store.work_left, channel)
+
+    async def complete_finished_alerts(self) -> int:
+        return await self._call(self.store.complete_finished_alerts)
+
+    async def record_late_call_outcome(self, attempt_id: int, outcome: AttemptOutcome, *, line: str | None,
+                                       answered_at: dt.datetime | None, cause: int | None) -> DeliveryState | None:
+        return await self._call(self.store.record_late_call_outcome, attempt_id, outcome, line=line,
+                                answered_at=answered_at, cause=cause)
+
+    async def unwanted_alerts(self, alert_ids: set[int]) -> set[int]:
+        return await self._call(self.store.unwanted_alerts, alert_ids)
