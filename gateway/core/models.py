@@ -54,6 +54,7 @@ class Contact(Base):
     address: Mapped[str | None] = mapped_column(String(300))
     consent_date: Mapped[dt.date | None] = mapped_column(Date)
     consent_source: Mapped[str | None] = mapped_column(String(120))
+    consent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)    # self-registration: when, to the second
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     zone: Mapped[Zone | None] = relationship()
@@ -68,6 +69,10 @@ class PhoneNumberRow(Base):
     e164: Mapped[str] = mapped_column(String(20), unique=True)
     kind: Mapped[str] = mapped_column(String(10))  # mobile | landline
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    # STOP INFO: information messages no more, emergencies still come.
+    opted_out_info: Mapped[bool] = mapped_column(Boolean, default=False)
+    opted_out_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    opted_out_via: Mapped[str | None] = mapped_column(String(16))      # sms | phone | panel | cli
 
     contacts: Mapped[list[Contact]] = relationship(secondary=contact_numbers, back_populates="numbers")
 
@@ -113,6 +118,12 @@ class Alert(Base):
     follow_up: Mapped[str | None] = mapped_column(String(16))  # correction | all_clear
     # A draft belongs to its author (created_by); shared, other operators may submit or cancel it too.
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Citizens' answers: an SMS "OK"/"1" confirms when the alert asks for it (voice alerts always do);
+    # a poll is a question with numbered options (JSON list of strings), open until poll_closes_at.
+    asks_confirmation: Mapped[bool] = mapped_column(Boolean, default=False)
+    poll_question: Mapped[str | None] = mapped_column(Text)
+    poll_options: Mapped[str | None] = mapped_column(Text)
+    poll_closes_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     @property
     def delivery_channels(self) -> tuple[Channel, ...]:
@@ -227,15 +238,27 @@ class Line(Base):
 
 
 class InboundSms(Base):
+    """One incoming message (its parts assembled), and what was made of it (see models_citizens)."""
     __tablename__ = "inbound_sms"
+    __table_args__ = (Index("ix_inbound_sms_unhandled", "handled", "id"),
+                      Index("ix_inbound_sms_sender", "sender", "received_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     line: Mapped[str] = mapped_column(String(64))
     sender: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    handled: Mapped[bool] = mapped_column(Boolean, default=False)
+    handled: Mapped[bool] = mapped_column(Boolean, default=False)      # processed by the citizens' service
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)       # SMSC time stamp of the first part
+    parts: Mapped[int] = mapped_column(Integer, default=1)
+    incomplete: Mapped[bool] = mapped_column(Boolean, default=False)   # a part never came: what arrived is kept
+    kind: Mapped[str | None] = mapped_column(String(16))                # an InboundKind, once handled
+    outcome: Mapped[str | None] = mapped_column(Text)                   # what was made of it, for the Inbox
+    handled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The most recent alert sent to this number, when the message is a reply to it.
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
 
 
 # Tables of the panel and of the appliance live in their own modules but in
 # the same schema; importing them here makes every table known to Alembic.
-from gateway.core import models_ops, models_panel  # noqa: E402,F401
+from gateway.core import models_citizens, models_ops, models_panel  # noqa: E402,F401

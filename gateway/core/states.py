@@ -107,3 +107,36 @@ DUPLICATE_CAUSE_LABELS = {
     DuplicateCause.AMI_LINK_LOST: "AMI link lost",
     DuplicateCause.NO_END_SEEN: "end of the call not seen",
 }
+
+
+class InboundKind(StrEnum):
+    """What an incoming SMS was made of (inbound_sms.kind), the Inbox's filters."""
+    COMMAND = "command"              # STOP, STOP INFO, ISCRIVI, ZONA, LINGUA, INFO, a zone chosen by number
+    CONFIRMATION = "confirmation"    # OK / RICEVUTO / 1 answering an alert that asks for it
+    HELP_REQUEST = "help_request"    # AIUTO, SOS, "siamo bloccati"... after an alert
+    POLL_ANSWER = "poll_answer"      # a number answering an alert's poll
+    UNRECOGNISED = "unrecognised"    # nothing we understood: help reply (once a day)
+    IGNORED = "ignored"              # alphanumeric sender, short code, our own modems, flood: no reply
+
+
+class ReplyReason(StrEnum):
+    """Why an SMS reply (sms_replies.reason) was written."""
+    STOPPED = "stopped"              # STOP confirmed, with how to come back
+    STOPPED_INFO = "stopped_info"
+    REGISTERED = "registered"
+    ZONE_MENU = "zone_menu"          # the numbered list of zones
+    ZONE_CHANGED = "zone_changed"
+    LANGUAGE_CHANGED = "language_changed"
+    CONFIRMED = "confirmed"
+    HELP_REQUEST = "help_request"    # always says: call 112 if life is in danger
+    POLL_VOTE = "poll_vote"
+    COMMANDS = "commands"            # INFO or unrecognised: the list of commands
+    OPERATOR = "operator"            # written by an operator from the Inbox (audited)
+
+
+class ReplyState(StrEnum):
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
