@@ -63,10 +63,16 @@ class ClaimedDelivery:
 # RETURNING: one statement fewer per claim on the event loop's hot path. (Several
 # engines on one PostgreSQL will want FOR UPDATE SKIP LOCKED in that subquery.)
 _CANDIDATE = Delivery.__table__.alias("candidate")
-_ALERT_WANTS_IT = and_(
-    Alert.state != AlertState.CANCELLED,
-    or_(Alert.deadline.is_(None), Alert.deadline > bindparam("now"),
-        and_(_CANDIDATE.c.channel == Channel.SMS, Alert.channels == Channel.VOICE)))
+
+
+def _alert_wants(delivery_channel):  # noqa: ANN001, ANN202 - a column, a SQL condition
+    """The delivery's alert (joined) still wants it sent at :now."""
+    return and_(Alert.state != AlertState.CANCELLED,
+                or_(Alert.deadline.is_(None), Alert.deadline > bindparam("now"),
+                    and_(delivery_channel == Channel.SMS, Alert.channels == Channel.VOICE)))
+
+
+_ALERT_WANTS_IT = _alert_wants(_CANDIDATE.c.channel)
 _CANDIDATES = (
     select(_CANDIDATE.c.id).join(Alert, Alert.id == _CANDIDATE.c.alert_id)
     .where(_CANDIDATE.c.channel == bindparam("for_channel"), _CANDIDATE.c.state == DeliveryState.PENDING,
@@ -97,6 +103,14 @@ _CLAIMED_ROWS = (
     .outerjoin(AlertText, and_(AlertText.alert_id == Delivery.alert_id, AlertText.language == Delivery.language))
     .where(Delivery.id.in_(bindparam("ids", expanding=True))).order_by(Delivery.sort_key, Delivery.id))
 _NEW_ATTEMPTS = insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True)
+# Claims taken ahead that may now go to a line: their alert still wants them (the same
+# test as the claim's), at the moment the last thing before the call is written.
+_STILL_WANTED = (select(Delivery.id).join(Alert, Alert.id == Delivery.alert_id)
+                 .where(Delivery.id.in_(bindparam("ids", expanding=True)),
+                        Delivery.state == DeliveryState.SUBMITTING, _alert_wants(Delivery.channel)))
+_PLACING = (update(Attempt).where(Attempt.id.in_(bindparam("attempt_ids", expanding=True)),
+                                  Attempt.outcome == AttemptOutcome.CLAIMED)
+            .values(outcome=AttemptOutcome.IN_FLIGHT, started_at=bindparam("now")))
 # A status report is two statements in the common (single-part) case: every one of
 # them costs the event loop a GIL hand-back among ~130 modem threads, which made the
 # report path most of the engine's CPU at 64 modems. The part is found and marked in
@@ -205,6 +219,12 @@ class Store:
         """
         now = now or utcnow()
         with self.sessions.begin() as s:
+            # Claimed ahead and never handed to a line (Store.mark_placing): nothing went out,
+            # so they go back as a normal stop gives them back: unflagged, the call not counted.
+            never_placed = s.execute(
+                select(Attempt.delivery_id, Attempt.id).join(Delivery, Delivery.id == Attempt.delivery_id)
+                .where(Attempt.outcome == AttemptOutcome.CLAIMED, Delivery.state == DeliveryState.SUBMITTING)).all()
+            self._give_back(s, [r.delivery_id for r in never_placed], [r.id for r in never_placed], now)
             cancelled = select(Alert.id).where(Alert.state == AlertState.CANCELLED)
             s.execute(update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING,
                                              Delivery.alert_id.in_(cancelled))
@@ -234,7 +254,11 @@ class Store:
         return interrupted
 
     # --- claiming ---------------------------------------------------------
-    def claim(self, channel: Channel, limit: int, now: dt.datetime | None = None) -> list[ClaimedDelivery]:
+    def claim(self, channel: Channel, limit: int, now: dt.datetime | None = None, *,
+              ahead: bool = False) -> list[ClaimedDelivery]:
+        """Take up to ``limit`` deliveries: 'submitting', their attempt rows written. With ``ahead``
+        the attempts are 'claimed' until ``mark_placing``: what a crash leaves unmarked is given
+        back unflagged at the next start, as nothing of it went out."""
         if limit <= 0:
             return []
         now = now or utcnow()
@@ -250,6 +274,7 @@ class Store:
             rows = s.execute(_CLAIMED_ROWS, {"ids": claimed_ids}).all()
             attempt_ids = s.execute(
                 _NEW_ATTEMPTS, [{"delivery_id": r.id, "channel": channel, "started_at": now,
+                                 "outcome": AttemptOutcome.CLAIMED if ahead else AttemptOutcome.IN_FLIGHT,
                                  "possible_duplicate": r.possible_duplicate} for r in rows],
             ).scalars().all()
             return [ClaimedDelivery(r.id, attempt_id, r.alert_id, r.number_id, channel, r.e164,
@@ -265,22 +290,44 @@ class Store:
         how many were given back."""
         if not claims:
             return 0
-        now = now or utcnow()
-        ids = [claim.delivery_id for claim in claims]
         with self.sessions.begin() as s:
-            s.execute(delete(Attempt).where(Attempt.id.in_([claim.attempt_id for claim in claims]),
-                                            Attempt.outcome == AttemptOutcome.IN_FLIGHT))
-            released = s.execute(
-                update(Delivery).where(Delivery.id.in_(ids), Delivery.state == DeliveryState.SUBMITTING)
-                .values(state=DeliveryState.PENDING, submissions=Delivery.submissions - 1, updated_at=now)).rowcount
-            s.execute(update(Delivery).where(
-                Delivery.id.in_(ids), Delivery.state == DeliveryState.PENDING,
-                Delivery.alert_id.in_(select(Alert.id).where(Alert.state == AlertState.CANCELLED)))
-                .values(state=DeliveryState.CANCELLED, next_attempt_at=None, last_error="alert cancelled"))
+            return self._give_back(s, [claim.delivery_id for claim in claims],
+                                   [claim.attempt_id for claim in claims], now or utcnow())
+
+    def _give_back(self, s: Session, delivery_ids: list[int], attempt_ids: list[int], now: dt.datetime) -> int:
+        if not delivery_ids:
+            return 0
+        s.execute(delete(Attempt).where(Attempt.id.in_(attempt_ids),
+                                        Attempt.outcome.in_((AttemptOutcome.CLAIMED, AttemptOutcome.IN_FLIGHT))))
+        released = s.execute(
+            update(Delivery).where(Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.SUBMITTING)
+            .values(state=DeliveryState.PENDING, submissions=Delivery.submissions - 1, updated_at=now)).rowcount
+        alert_ids = s.scalars(select(Delivery.alert_id).where(Delivery.id.in_(delivery_ids)).distinct()).all()
+        s.execute(update(Delivery).where(
+            Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.PENDING,
+            Delivery.alert_id.in_(select(Alert.id).where(Alert.state == AlertState.CANCELLED)))
+            .values(state=DeliveryState.CANCELLED, next_attempt_at=None, last_error="alert cancelled"))
         # An alert whose deadline passed meanwhile was swept without these rows: sweep it again.
-        self._expired_alerts.difference_update(claim.alert_id for claim in claims)
+        self._expired_alerts.difference_update(alert_ids)
         self._next_expiry_sweep = 0.0
         return released
+
+    def mark_placing(self, claims: list[ClaimedDelivery], now: dt.datetime | None = None) -> list[ClaimedDelivery]:
+        """Claims taken ahead (``claim(ahead=True)``) that go to a line now: the ones whose alert
+        still wants them become 'in_flight' (a restart resends them flagged, as any call that may
+        have gone out) and are returned; the others (alert cancelled or past its deadline while
+        they waited) are given back, as ``release_claims``, in the same transaction."""
+        if not claims:
+            return []
+        now = now or utcnow()
+        with self.sessions.begin() as s:
+            wanted = set(s.scalars(_STILL_WANTED, {"ids": [claim.delivery_id for claim in claims], "now": now}))
+            placing = [claim for claim in claims if claim.delivery_id in wanted]
+            if placing:
+                s.connection().execute(_PLACING, {"attempt_ids": [c.attempt_id for c in placing], "now": now})
+            unwanted = [claim for claim in claims if claim.delivery_id not in wanted]
+            self._give_back(s, [c.delivery_id for c in unwanted], [c.attempt_id for c in unwanted], now)
+        return placing
 
     def unwanted_alerts(self, alert_ids: set[int], now: dt.datetime | None = None) -> set[int]:
         """Which of these alerts no longer want anything sent (cancelled, or past their deadline)."""
