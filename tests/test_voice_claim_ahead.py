@@ -1,6 +1,7 @@
-"""Calls claimed ahead of the free trunk channels (dispatcher.voice_claim_ahead): a claim goes to a
-line only once Store.mark_placing has seen its alert still wanting it and written it 'in_flight';
-a restart gives back unflagged what was claimed and never placed, without counting it toward the cap.
+"""Calls claimed ahead of the free trunk channels (DispatcherSettings.voice_claim_ahead): their
+attempts are 'claimed' until their result; the engine lists each in its PlacingJournal just before
+the call, and a restart gives back unflagged, without counting it toward the cap, what the journal
+does not list. Claims whose alert is cancelled or passes its deadline while they wait are given back.
 
 Store and dispatcher over a migrated database with an in-process fake trunk; the engine and the
 PBX simulator through a kill -9 are in tests/test_engine_voice_restart.py.
@@ -17,6 +18,7 @@ from gateway.core.channels import DeliveryFailed, SubmitReceipt
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.models import Attempt, Delivery
+from gateway.core.placing_journal import PlacingJournal
 from gateway.core.retry import VoicePolicy
 from gateway.core.states import AttemptOutcome
 from gateway.core.store import DEADLINE_PASSED, Store
@@ -40,9 +42,8 @@ def test_a_crash_gives_back_unflagged_the_calls_claimed_ahead_and_never_placed(c
     store = Store(contacts.sessions)
     claims = store.claim("voice", 10, ahead=True)
     assert len(claims) >= 3
-    placing = store.mark_placing(claims[:1])      # the first goes to a line, then the engine dies
-    assert placing == claims[:1]
-    assert store.recover_interrupted() == 0       # the one at the cap gives up, the rest never left
+    # The first went to a line (the journal says so), then the engine died.
+    assert store.recover_interrupted(placed_ahead={claims[0].attempt_id}) == 0   # at the cap: gives up
     rows = {d.id: d for d in deliveries(contacts, alert_id)}
     placed = rows.pop(claims[0].delivery_id)
     assert (placed.state, placed.possible_duplicate, placed.submissions) == ("failed", True, 1)
@@ -54,28 +55,29 @@ def test_a_crash_gives_back_unflagged_the_calls_claimed_ahead_and_never_placed(c
     assert {(c.submissions, c.possible_duplicate) for c in again} == {(1, False)}   # the cap's one call
 
 
-def test_a_claim_ahead_of_an_alert_cancelled_meanwhile_is_given_back_not_placed(contacts, tmp_path):
-    alert_id = voice_alert(contacts, tmp_path)
+def test_without_the_journal_every_call_claimed_ahead_counts_as_placed(contacts, tmp_path):
+    alert_id = voice_alert(contacts, tmp_path, voice_cap=3)
     store = Store(contacts.sessions)
     claims = store.claim("voice", 10, ahead=True)
-    contacts.alerts.cancel(alert_id)
-    assert store.mark_placing(claims) == []
-    assert {(d.state, d.possible_duplicate) for d in deliveries(contacts, alert_id)} == {("cancelled", False)}
-    assert attempt_outcomes(contacts, alert_id) == {}
-    assert store.recover_interrupted() == 0
+    assert store.recover_interrupted(placed_ahead=None) == len(claims)
+    assert {(d.state, d.possible_duplicate, d.submissions) for d in deliveries(contacts, alert_id)} == {
+        ("pending", True, 1)}
+    assert attempt_outcomes(contacts, alert_id) == {"interrupted": len(claims)}
 
 
-def test_a_claim_ahead_of_an_alert_past_its_deadline_is_given_back_and_closed(contacts, tmp_path):
-    alert_id = voice_alert(contacts, tmp_path, sms_fallback=True)
-    store = Store(contacts.sessions)
-    claims = store.claim("voice", 10, ahead=True)
-    past_deadline(contacts, alert_id)
-    assert store.mark_placing(claims) == []
-    assert store.claim("voice", 10) == []         # the sweep closes them as the deadline's others
-    voice = [d for d in deliveries(contacts, alert_id) if d.channel == "voice"]
-    assert {(d.state, d.last_error, d.submissions) for d in voice} == {("failed", DEADLINE_PASSED, 0)}
-    assert {d.e164 for d in deliveries(contacts, alert_id) if d.channel == "sms"} == {
-        d.e164 for d in voice if d.e164.startswith("+393")}
+def test_the_journal_lists_whole_lines_only_and_no_file_says_nothing(tmp_path):
+    journal = PlacingJournal(tmp_path / "data" / "voice-placed.log")
+    assert journal.placed_ids() is None
+    journal.start()
+    journal.placing(7)
+    journal.placing(12)
+    journal.close()
+    with open(journal.path, "ab") as f:
+        f.write(b"13")             # cut mid-line: that call had not started
+    assert journal.placed_ids() == {7, 12}
+    journal.start()                # the next run starts empty
+    assert journal.placed_ids() == set()
+    journal.close()
 
 
 # --- the dispatcher -----------------------------------------------------------------
@@ -117,9 +119,10 @@ class FakeTrunk:
         raise DeliveryFailed(Failure(FailureKind.CALL, "no answer", 19), outcome=self.outcome, line="trunk1")
 
 
-def dispatcher(services, trunk) -> Dispatcher:
+def dispatcher(services, trunk, tmp_path) -> Dispatcher:
     return Dispatcher(services.store, [trunk], {"voice": VoicePolicy()},
-                      DispatcherSettings(poll_interval=0.01, report_timeout=0.3, status_flush_interval=0.05))
+                      DispatcherSettings(poll_interval=0.01, report_timeout=0.3, status_flush_interval=0.05,
+                                         placing_journal=tmp_path / "voice-placed.log"))
 
 
 def count_states(services, alert_id, *states) -> int:
@@ -146,11 +149,13 @@ def test_calls_claimed_ahead_of_an_alert_cancelled_meanwhile_are_never_placed(co
         # The one line is busy, every other number claimed ahead: then the alert is cancelled.
         await until(lambda: trunk.up == 1 and count_states(contacts, alert_id, "submitting") == total)
         await asyncio.to_thread(contacts.alerts.cancel, alert_id)
+        # Given back within a second (checked whether or not anything is claimed); then the line frees.
+        await until(lambda: count_states(contacts, alert_id, "cancelled") == total - 1)
         trunk.hold.set()
 
     async def main():
         task = asyncio.create_task(cancel_once_claimed_ahead())
-        await dispatcher(contacts, trunk).run(asyncio.Event(), once=True)
+        await dispatcher(contacts, trunk, tmp_path).run(asyncio.Event(), once=True)
         await task
 
     asyncio.run(main())
@@ -160,11 +165,35 @@ def test_calls_claimed_ahead_of_an_alert_cancelled_meanwhile_are_never_placed(co
     assert attempt_outcomes(contacts, alert_id) == {"confirmed": 1}
 
 
+def test_calls_claimed_ahead_of_a_voice_alert_past_its_deadline_are_never_placed(contacts, tmp_path):
+    alert_id = voice_alert(contacts, tmp_path)     # voice only: its deadline stops every call
+    total = len(deliveries(contacts, alert_id))
+    trunk = FakeTrunk(channels=1, outcome=AttemptOutcome.CONFIRMED)
+    trunk.hold.clear()
+
+    async def deadline_once_claimed_ahead():
+        await until(lambda: trunk.up == 1 and count_states(contacts, alert_id, "submitting") == total)
+        await asyncio.to_thread(past_deadline, contacts, alert_id)
+        await until(lambda: count_states(contacts, alert_id, "failed") == total - 1)
+        trunk.hold.set()
+
+    async def main():
+        task = asyncio.create_task(deadline_once_claimed_ahead())
+        await dispatcher(contacts, trunk, tmp_path).run(asyncio.Event(), once=True)
+        await task
+
+    asyncio.run(main())
+    assert len(trunk.calls) == 1
+    rows = [d for d in deliveries(contacts, alert_id) if d.e164 != trunk.calls[0]]
+    assert {(d.state, d.last_error, d.submissions) for d in rows} == {("failed", DEADLINE_PASSED, 0)}
+    assert attempt_outcomes(contacts, alert_id) == {"confirmed": 1}
+
+
 def test_calls_claimed_ahead_respect_the_cap_on_calls_per_number(contacts, tmp_path):
     # Nobody answers; calls again at once, up to 2 calls per number, with many claimed ahead.
     alert_id = voice_alert(contacts, tmp_path, voice_cap=2, max_attempts=5, voice_interval=0)
     trunk = FakeTrunk(channels=3)
-    asyncio.run(dispatcher(contacts, trunk).run(asyncio.Event(), once=True))
+    asyncio.run(dispatcher(contacts, trunk, tmp_path).run(asyncio.Event(), once=True))
     per_number = Counter(trunk.calls)
     assert set(per_number.values()) == {2} and len(per_number) == len(deliveries(contacts, alert_id))
     assert {(d.state, d.submissions) for d in deliveries(contacts, alert_id)} == {("failed", 2)}
@@ -185,7 +214,7 @@ def test_a_stop_gives_back_the_calls_claimed_ahead_unflagged(contacts, tmp_path)
 
     async def main():
         task = asyncio.create_task(stop_once_claimed_ahead())
-        await dispatcher(contacts, trunk).run(stop)
+        await dispatcher(contacts, trunk, tmp_path).run(stop)
         await task
 
     asyncio.run(main())

@@ -16,6 +16,7 @@ from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundM
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.logs import event_line, mask_number
+from gateway.core.placing_journal import PlacingJournal
 from gateway.core.report_spool import ReportSpool
 from gateway.core.retry import DeliveryPolicy
 from gateway.core.states import AttemptOutcome, Channel as ChannelName, DeliveryState, LineState
@@ -46,9 +47,11 @@ class DispatcherSettings:
     claim_ahead: float = 30.0
     claim_ahead_max: int = 2000   # before a modem measured its rate, its configured cap may be far above it
     # Calls claimed ahead of the free trunk channels, in seconds of the trunks' current rate
-    # (30 channels of 45 s calls: 4 calls): a channel freed by a finished call takes the next
-    # one at once, not after a claim queued behind the results on the database writer.
+    # (30 channels of 45 s calls: 4 calls), so a channel freed by a finished call takes the
+    # next one at once, not after a claim queued behind the results on the writer thread.
+    # Only with a placing_journal, which lets a restart give back what never left.
     voice_claim_ahead: float = 5.0
+    placing_journal: Path | None = None
     # How the database writer retries a call the database refused (locked, gone).
     store_retry: RetrySettings = field(default_factory=RetrySettings)
     # At a stop, how long the bookkeeping still queued may take to land.
@@ -61,13 +64,6 @@ class DispatcherSettings:
 
 # How often the claim-ahead buffer is checked for alerts cancelled or past their deadline.
 UNWANTED_CHECK_SECONDS = 1.0
-
-# Channels whose claims ahead are marked on disk just before they go to a line (Store.mark_placing):
-# one small write per call, which sees a cancellation or a deadline reached while the claim waited,
-# and lets a restart after a crash give back unflagged what was claimed and never placed. A call
-# lasts tens of seconds, so the write costs its channel little; SMS skips it (hundreds of messages
-# a second would wait for it), so its claims ahead are resent flagged after a crash.
-_MARKED_BEFORE_PLACING = frozenset({ChannelName.VOICE})
 
 
 # SMS failures the log names by their kind (the reason next to it gives the code).
@@ -99,8 +95,9 @@ class Dispatcher:
         self._tasks: set[asyncio.Task] = set()
         self._buffers: dict[str, deque[ClaimedDelivery]] = {channel.name: deque() for channel in channels}
         self._claiming: dict[str, asyncio.Task] = {}
-        self._placing: dict[str, int] = {channel.name: 0 for channel in channels}   # being marked
         self._next_unwanted_check = 0.0
+        self._checking: asyncio.Task | None = None
+        self._journal = PlacingJournal(settings.placing_journal) if settings.placing_journal else None
         self._flushing: asyncio.Task | None = None
         self._spool = ReportSpool(settings.report_spool) if settings.report_spool else None
         self._spool_thread = ThreadPoolExecutor(1, thread_name_prefix="report-spool") if self._spool else None
@@ -226,7 +223,11 @@ class Dispatcher:
     async def _run(self, stop: asyncio.Event, once: bool) -> int:
         if self._spool is not None:
             await self._replay_spool()
-        recovered = await self.store.recover_interrupted()
+        # Calls claimed ahead that the journal does not list never left: given back unflagged.
+        placed_ahead = self._journal.placed_ids() if self._journal else None
+        recovered = await self.store.recover_interrupted(placed_ahead)
+        if self._journal is not None:
+            self._journal.start()
         if recovered:
             log.warning("%d deliveries were in flight when the engine last stopped: resending them, "
                         "flagged as possible duplicates", recovered)
@@ -270,8 +271,6 @@ class Dispatcher:
                                 "start resends them as possible duplicates", len(stuck))
                     for task in stuck:
                         task.cancel()
-                    # A claim still being marked goes back to its buffer (given back below).
-                    await asyncio.wait(stuck)
             flusher.cancel()
             await self._release_buffered()
             # Nobody drives the lines now: say so, rather than leave the last "up" for the
@@ -291,6 +290,8 @@ class Dispatcher:
             if self._spool is not None:
                 await self._in_spool_thread(self._spool.close)
                 self._spool_thread.shutdown()
+            if self._journal is not None:
+                self._journal.close()
         return exit_code
 
     async def _release_buffered(self) -> None:
@@ -304,30 +305,48 @@ class Dispatcher:
         if unsent:
             await self.store.release_claims(unsent)
 
+    def _journaled(self, channel: Channel) -> bool:
+        """Whether this channel's claims ahead are listed in the journal as they go to a line."""
+        return channel.name == ChannelName.VOICE and self._journal is not None
+
     def _claim_ahead(self, channel: Channel) -> int:
         """How many claims beyond the free lines this channel keeps: what its lines send in
         ``claim_ahead`` (SMS) or ``voice_claim_ahead`` seconds at their current rate."""
         seconds = {ChannelName.SMS: self.settings.claim_ahead,
-                   ChannelName.VOICE: self.settings.voice_claim_ahead}.get(channel.name, 0.0)
+                   ChannelName.VOICE: self.settings.voice_claim_ahead if self._journaled(channel) else 0.0,
+                   }.get(channel.name, 0.0)
         if seconds <= 0:
             return 0
         ahead = math.ceil(channel.rate_per_minute() * seconds / 60.0)
         return min(ahead, self.settings.claim_ahead_max)
 
+    def _placing(self, channel: Channel, claim: ClaimedDelivery) -> bool:
+        """Journal a voice claim taken ahead just before it goes to a line; False when it must not
+        go (the journal cannot be written: the claims ahead are given back and voice claims
+        again one call at a time, each 'in_flight' on disk before it is placed)."""
+        if not self._journaled(channel):
+            return True
+        try:
+            self._journal.placing(claim.attempt_id)
+            return True
+        except OSError as exc:
+            log.error("cannot write %s (%s): voice calls are no longer claimed ahead", self._journal.path, exc)
+            self._journal = None
+            buffer = self._buffers[channel.name]
+            unsent = [claim, *buffer]
+            buffer.clear()
+            self._spawn(self.store.release_claims(unsent), f"giving back {len(unsent)} claims")
+            return False
+
     def _dispatch_round(self) -> bool:
         started = False
         for channel in self.channels:
             buffer = self._buffers[channel.name]
-            # Lines taken by claims being marked are not free, though the channel does not know yet.
-            slots = channel.free_slots() - self._placing[channel.name]
-            if channel.name in _MARKED_BEFORE_PLACING and slots > 0 and buffer:
-                batch = [buffer.popleft() for _ in range(min(slots, len(buffer)))]
-                self._placing[channel.name] += len(batch)
-                self._spawn(self._place(channel, batch), f"placing {len(batch)} claims", self._inflight)
-                slots -= len(batch)
-                started = True
+            slots = channel.free_slots()
             while slots > 0 and buffer:
                 claim = buffer.popleft()
+                if not self._placing(channel, claim):
+                    break
                 self._spawn(self._deliver(channel, claim), f"delivery {claim.delivery_id}", self._inflight)
                 slots -= 1
                 started = True
@@ -338,6 +357,12 @@ class Dispatcher:
                 buffer.clear()
                 self._spawn(self.store.release_claims(unsent), f"giving back {len(unsent)} claims")
             self._refill(channel, max(slots, 0))
+        if (any(self._buffers.values()) and time.monotonic() >= self._next_unwanted_check
+                and (self._checking is None or self._checking.done())):
+            # Every second, whether or not anything is being claimed: calls claimed ahead may
+            # wait for a free trunk channel for as long as a call lasts.
+            self._next_unwanted_check = time.monotonic() + UNWANTED_CHECK_SECONDS
+            self._checking = self._spawn(self._drop_unwanted(), "checking the claims ahead")
         return started
 
     def _refill(self, channel: Channel, free: int) -> None:
@@ -358,44 +383,28 @@ class Dispatcher:
 
     async def _claim_more(self, channel: Channel, count: int) -> None:
         buffer = self._buffers[channel.name]
-        claims = await self.store.claim(channel.name, count, ahead=channel.name in _MARKED_BEFORE_PLACING)
+        claims = await self.store.claim(channel.name, count, ahead=self._journaled(channel))
         buffer.extend(claims)
-        if buffer and time.monotonic() >= self._next_unwanted_check:
-            self._next_unwanted_check = time.monotonic() + UNWANTED_CHECK_SECONDS
-            await self._drop_unwanted(buffer)
         if claims:
             self._wake.set()
 
-    async def _drop_unwanted(self, buffer: deque[ClaimedDelivery]) -> None:
-        """Claims waiting in the buffer whose alert was cancelled or passed its deadline meanwhile
+    async def _drop_unwanted(self) -> None:
+        """Claims waiting in the buffers whose alert was cancelled or passed its deadline meanwhile
         are given back unsent (the store closes them as that alert's others)."""
-        unwanted = await self.store.unwanted_alerts({claim.alert_id for claim in buffer})
-        if not unwanted:
-            return
-        dropped = [claim for claim in buffer if claim.alert_id in unwanted]
-        kept = [claim for claim in buffer if claim.alert_id not in unwanted]
-        buffer.clear()
-        buffer.extend(kept)
-        await self.store.release_claims(dropped)
-        log.info("%d claimed deliveries of alerts %s not sent: cancelled or past the deadline",
-                 len(dropped), ",".join(map(str, sorted(unwanted))))
-
-    async def _place(self, channel: Channel, claims: list[ClaimedDelivery]) -> None:
-        """Mark claims taken ahead as going to a line now, then hand them to it; those whose
-        alert was cancelled or passed its deadline while they waited are given back instead."""
-        try:
-            placing = await self.store.mark_placing(claims)
-        except asyncio.CancelledError:
-            # Stopping: nothing of these went out; they are given back with the buffer.
-            self._buffers[channel.name].extendleft(reversed(claims))
-            raise
-        finally:
-            self._placing[channel.name] -= len(claims)
-        for claim in placing:
-            self._spawn(self._deliver(channel, claim), f"delivery {claim.delivery_id}", self._inflight)
-        if len(placing) < len(claims):
-            log.info("%d claimed %s deliveries not sent: their alert was cancelled or passed its deadline",
-                     len(claims) - len(placing), channel.name)
+        for name, buffer in self._buffers.items():
+            if not buffer:
+                continue
+            unwanted = await self.store.unwanted_alerts({claim.alert_id for claim in buffer}, name)
+            # The buffer as it is now: claims handed to a line meanwhile are gone from it.
+            dropped = [claim for claim in buffer if claim.alert_id in unwanted]
+            if not dropped:
+                continue
+            kept = [claim for claim in buffer if claim.alert_id not in unwanted]
+            buffer.clear()
+            buffer.extend(kept)
+            await self.store.release_claims(dropped)
+            log.info("%d claimed %s deliveries of alerts %s not sent: cancelled or past the deadline",
+                     len(dropped), name, ",".join(map(str, sorted(unwanted))))
 
     async def _deliver(self, channel: Channel, claim: ClaimedDelivery) -> None:
         message = OutboundMessage(delivery_id=claim.delivery_id, alert_id=claim.alert_id, number=claim.e164,

@@ -63,16 +63,10 @@ class ClaimedDelivery:
 # RETURNING: one statement fewer per claim on the event loop's hot path. (Several
 # engines on one PostgreSQL will want FOR UPDATE SKIP LOCKED in that subquery.)
 _CANDIDATE = Delivery.__table__.alias("candidate")
-
-
-def _alert_wants(delivery_channel):  # noqa: ANN001, ANN202 - a column, a SQL condition
-    """The delivery's alert (joined) still wants it sent at :now."""
-    return and_(Alert.state != AlertState.CANCELLED,
-                or_(Alert.deadline.is_(None), Alert.deadline > bindparam("now"),
-                    and_(delivery_channel == Channel.SMS, Alert.channels == Channel.VOICE)))
-
-
-_ALERT_WANTS_IT = _alert_wants(_CANDIDATE.c.channel)
+_ALERT_WANTS_IT = and_(
+    Alert.state != AlertState.CANCELLED,
+    or_(Alert.deadline.is_(None), Alert.deadline > bindparam("now"),
+        and_(_CANDIDATE.c.channel == Channel.SMS, Alert.channels == Channel.VOICE)))
 _CANDIDATES = (
     select(_CANDIDATE.c.id).join(Alert, Alert.id == _CANDIDATE.c.alert_id)
     .where(_CANDIDATE.c.channel == bindparam("for_channel"), _CANDIDATE.c.state == DeliveryState.PENDING,
@@ -103,14 +97,6 @@ _CLAIMED_ROWS = (
     .outerjoin(AlertText, and_(AlertText.alert_id == Delivery.alert_id, AlertText.language == Delivery.language))
     .where(Delivery.id.in_(bindparam("ids", expanding=True))).order_by(Delivery.sort_key, Delivery.id))
 _NEW_ATTEMPTS = insert(Attempt).returning(Attempt.id, sort_by_parameter_order=True)
-# Claims taken ahead that may now go to a line: their alert still wants them (the same
-# test as the claim's), at the moment the last thing before the call is written.
-_STILL_WANTED = (select(Delivery.id).join(Alert, Alert.id == Delivery.alert_id)
-                 .where(Delivery.id.in_(bindparam("ids", expanding=True)),
-                        Delivery.state == DeliveryState.SUBMITTING, _alert_wants(Delivery.channel)))
-_PLACING = (update(Attempt).where(Attempt.id.in_(bindparam("attempt_ids", expanding=True)),
-                                  Attempt.outcome == AttemptOutcome.CLAIMED)
-            .values(outcome=AttemptOutcome.IN_FLIGHT, started_at=bindparam("now")))
 # A status report is two statements in the common (single-part) case: every one of
 # them costs the event loop a GIL hand-back among ~130 modem threads, which made the
 # report path most of the engine's CPU at 64 modems. The part is found and marked in
@@ -205,7 +191,7 @@ class Store:
             yield s.connection()
 
     # --- start-up -------------------------------------------------------
-    def recover_interrupted(self, now: dt.datetime | None = None) -> int:
+    def recover_interrupted(self, now: dt.datetime | None = None, *, placed_ahead: set[int] | None = None) -> int:
         """After a crash: whatever was 'submitting' may or may not have gone out.
 
         Send it again, flagged as a possible duplicate: a duplicate warning is
@@ -216,15 +202,20 @@ class Store:
           again: it ends with the best outcome its calls had, else 'failed', and
           a mobile not confirmed gets the SMS fallback when the alert asks for it,
           as when voice gives up while the engine runs.
+        Attempts claimed ahead ('claimed', see ``claim``) are given back unflagged, the call not
+        counted, unless ``placed_ahead`` (the engine's PlacingJournal) lists them as handed to a
+        line; with no list (None) every one counts as placed.
         """
         now = now or utcnow()
         with self.sessions.begin() as s:
-            # Claimed ahead and never handed to a line (Store.mark_placing): nothing went out,
-            # so they go back as a normal stop gives them back: unflagged, the call not counted.
-            never_placed = s.execute(
-                select(Attempt.delivery_id, Attempt.id).join(Delivery, Delivery.id == Attempt.delivery_id)
-                .where(Attempt.outcome == AttemptOutcome.CLAIMED, Delivery.state == DeliveryState.SUBMITTING)).all()
+            claimed = s.execute(select(Attempt.delivery_id, Attempt.id).where(
+                Attempt.outcome == AttemptOutcome.CLAIMED)).all()
+            # Never handed to a line: they go back as a normal stop gives them back.
+            never_placed = [r for r in claimed if placed_ahead is not None and r.id not in placed_ahead]
             self._give_back(s, [r.delivery_id for r in never_placed], [r.id for r in never_placed], now)
+            placed = [r.id for r in claimed if placed_ahead is None or r.id in placed_ahead]
+            if placed:   # as any attempt that may have gone out (below)
+                s.execute(update(Attempt).where(Attempt.id.in_(placed)).values(outcome=AttemptOutcome.IN_FLIGHT))
             cancelled = select(Alert.id).where(Alert.state == AlertState.CANCELLED)
             s.execute(update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING,
                                              Delivery.alert_id.in_(cancelled))
@@ -257,8 +248,8 @@ class Store:
     def claim(self, channel: Channel, limit: int, now: dt.datetime | None = None, *,
               ahead: bool = False) -> list[ClaimedDelivery]:
         """Take up to ``limit`` deliveries: 'submitting', their attempt rows written. With ``ahead``
-        the attempts are 'claimed' until ``mark_placing``: what a crash leaves unmarked is given
-        back unflagged at the next start, as nothing of it went out."""
+        the attempts are 'claimed' (not 'in_flight') until their result is recorded, so that a
+        restart can give back those never handed to a line (``recover_interrupted``)."""
         if limit <= 0:
             return []
         now = now or utcnow()
@@ -312,32 +303,19 @@ class Store:
         self._next_expiry_sweep = 0.0
         return released
 
-    def mark_placing(self, claims: list[ClaimedDelivery], now: dt.datetime | None = None) -> list[ClaimedDelivery]:
-        """Claims taken ahead (``claim(ahead=True)``) that go to a line now: the ones whose alert
-        still wants them become 'in_flight' (a restart resends them flagged, as any call that may
-        have gone out) and are returned; the others (alert cancelled or past its deadline while
-        they waited) are given back, as ``release_claims``, in the same transaction."""
-        if not claims:
-            return []
-        now = now or utcnow()
-        with self.sessions.begin() as s:
-            wanted = set(s.scalars(_STILL_WANTED, {"ids": [claim.delivery_id for claim in claims], "now": now}))
-            placing = [claim for claim in claims if claim.delivery_id in wanted]
-            if placing:
-                s.connection().execute(_PLACING, {"attempt_ids": [c.attempt_id for c in placing], "now": now})
-            unwanted = [claim for claim in claims if claim.delivery_id not in wanted]
-            self._give_back(s, [c.delivery_id for c in unwanted], [c.attempt_id for c in unwanted], now)
-        return placing
-
-    def unwanted_alerts(self, alert_ids: set[int], now: dt.datetime | None = None) -> set[int]:
-        """Which of these alerts no longer want anything sent (cancelled, or past their deadline)."""
+    def unwanted_alerts(self, alert_ids: set[int], channel: Channel = Channel.SMS,
+                        now: dt.datetime | None = None) -> set[int]:
+        """Which of these alerts no longer want anything sent on ``channel`` (cancelled, or past
+        their deadline; the SMS fallback of a voice-only alert goes after it, as in ``claim``)."""
         if not alert_ids:
             return set()
         now = now or utcnow()
+        past_deadline = and_(Alert.deadline.is_not(None), Alert.deadline <= now)
+        if channel == Channel.SMS:
+            past_deadline = and_(past_deadline, Alert.channels != Channel.VOICE)
         with self.sessions() as s:
             return set(s.scalars(select(Alert.id).where(Alert.id.in_(alert_ids), or_(
-                Alert.state == AlertState.CANCELLED,
-                and_(Alert.deadline.is_not(None), Alert.deadline <= now, Alert.channels != Channel.VOICE)))))
+                Alert.state == AlertState.CANCELLED, past_deadline))))
 
     # --- deadlines --------------------------------------------------------
     def complete_finished_alerts(self, now: dt.datetime | None = None) -> int:
@@ -429,8 +407,10 @@ class Store:
                     delivery_values["possible_duplicate"] = True
                     delivery_values["duplicate_cause"] = failure.duplicate_cause
             # Written first: from here on this transaction holds the write lock, so the
-            # alert's state read next cannot change before the delivery is updated.
-            s.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(**attempt_values))
+            # alert's state read next cannot change before the delivery is updated. These
+            # statements go to the connection (see _core): every call ends here.
+            conn = s.connection()
+            conn.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(**attempt_values))
             if claim.channel == Channel.VOICE and state in _UPGRADABLE_VOICE_STATES:
                 # The best thing that happened on any call wins: giving up ends with it, and
                 # a confirmation learned on an earlier call (after a restart, an AMI gap)
@@ -441,16 +421,16 @@ class Store:
                         and FINAL_VOICE_RANK[best] > FINAL_VOICE_RANK.get(state, 0)):
                     state = DeliveryState(best)
                     delivery_values.update(state=state, next_attempt_at=None)
-            cancelled = s.scalar(select(Alert.state).where(Alert.id == claim.alert_id)) == AlertState.CANCELLED
+            cancelled = conn.scalar(select(Alert.state).where(Alert.id == claim.alert_id)) == AlertState.CANCELLED
             if cancelled and state in (DeliveryState.PENDING, DeliveryState.FAILED):
                 # Cancelled while this attempt was in flight: the attempt stays on record,
                 # but nothing more is tried and nothing falls back to SMS.
                 state = DeliveryState.CANCELLED
                 delivery_values.update(state=state, next_attempt_at=None,
                                        last_error=f"alert cancelled ({delivery_values.get('last_error') or state})")
-            s.execute(update(Delivery).where(Delivery.id == claim.delivery_id,
-                                             Delivery.state == DeliveryState.SUBMITTING)
-                      .values(**delivery_values))
+            conn.execute(update(Delivery).where(Delivery.id == claim.delivery_id,
+                                                Delivery.state == DeliveryState.SUBMITTING)
+                         .values(**delivery_values))
             if (claim.channel == Channel.VOICE and not cancelled
                     and state not in (DeliveryState.PENDING, DeliveryState.CONFIRMED)
                     and claim.policy.sms_fallback):

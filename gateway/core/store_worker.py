@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
-import itertools
 import logging
 import queue
 import threading
@@ -51,8 +50,6 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
-# Job priorities: the lower runs first, in the order asked among equals; the stop comes last.
-URGENT, NORMAL, _LAST = 0, 1, 2
 _STOP = object()
 
 
@@ -63,8 +60,7 @@ class StoreWorker:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.retry = retry
         self._sleep = sleep
-        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
-        self._order = itertools.count()
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stopping = threading.Event()
         self.retries = 0           # calls run again after a failure (for the bench and the tests)
@@ -72,19 +68,16 @@ class StoreWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, fn: Callable[..., T], *args: Any, priority: int = NORMAL,
-               **kwargs: Any) -> concurrent.futures.Future:
-        """Queue ``fn(*args, **kwargs)``; the future ends with its result or its (non-retryable) error.
-        An URGENT call runs before the NORMAL ones still queued: only for a write no queued
-        call can be about (a claim about to go to a line, which nothing else touches yet)."""
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        """Queue ``fn(*args, **kwargs)``; the future ends with its result or its (non-retryable) error."""
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._jobs.put((priority, next(self._order), (future, fn, args, kwargs)))
+        self._jobs.put((future, fn, args, kwargs))
         return future
 
     def stop(self, timeout: float | None = None) -> bool:
         """Finish what is queued (still retrying), then end the thread. False when ``timeout``
         passed first: what is left is abandoned (the next start recovers it from the database)."""
-        self._jobs.put((_LAST, next(self._order), _STOP))
+        self._jobs.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
             self._stopping.set()   # stop retrying: the process is going away
@@ -93,7 +86,7 @@ class StoreWorker:
 
     def _run(self) -> None:
         while True:
-            _priority, _order, job = self._jobs.get()
+            job = self._jobs.get()
             if job is _STOP:
                 return
             future, fn, args, kwargs = job
@@ -147,21 +140,16 @@ class AsyncStore:
         # (line, TP-MR) -> (report, monotonic time); touched on the worker thread only.
         self._early: dict[tuple[str, int], tuple[StatusReport, float]] = {}
 
-    async def _call(self, fn: Callable[..., T], *args: Any, priority: int = NORMAL, **kwargs: Any) -> T:
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # Shielded: a caller cancelled at a stop does not take back a write already asked for;
         # it still lands, in its turn.
-        return await asyncio.shield(asyncio.wrap_future(self.worker.submit(fn, *args, priority=priority,
-                                                                           **kwargs)))
+        return await asyncio.shield(asyncio.wrap_future(self.worker.submit(fn, *args, **kwargs)))
 
-    async def recover_interrupted(self) -> int:
-        return await self._call(self.store.recover_interrupted)
+    async def recover_interrupted(self, placed_ahead: set[int] | None = None) -> int:
+        return await self._call(self.store.recover_interrupted, placed_ahead=placed_ahead)
 
     async def claim(self, channel: Channel, limit: int, *, ahead: bool = False) -> list[ClaimedDelivery]:
         return await self._call(self.store.claim, channel, limit, ahead=ahead)
-
-    async def mark_placing(self, claims: list[ClaimedDelivery]) -> list[ClaimedDelivery]:
-        # A freed line waits for this one: ahead of the results and claims queued meanwhile.
-        return await self._call(self.store.mark_placing, claims, priority=URGENT)
 
     async def release_claims(self, claims: list[ClaimedDelivery]) -> int:
         return await self._call(self.store.release_claims, claims)
@@ -218,5 +206,5 @@ class AsyncStore:
         return await self._call(self.store.record_late_call_outcome, attempt_id, outcome, line=line,
                                 answered_at=answered_at, cause=cause)
 
-    async def unwanted_alerts(self, alert_ids: set[int]) -> set[int]:
-        return await self._call(self.store.unwanted_alerts, alert_ids)
+    async def unwanted_alerts(self, alert_ids: set[int], channel: Channel = Channel.SMS) -> set[int]:
+        return await self._call(self.store.unwanted_alerts, alert_ids, channel)

@@ -49,7 +49,8 @@ def build_dispatcher(services: Services) -> Dispatcher:
     return Dispatcher(services.store, channels, policies,
                       DispatcherSettings(poll_interval=engine.poll_interval,
                                          report_timeout=engine.report_timeout,
-                                         report_spool=Path(config.general.data_dir) / "report-spool.jsonl"))
+                                         report_spool=Path(config.general.data_dir) / "report-spool.jsonl",
+                                         placing_journal=Path(config.general.data_dir) / "voice-placed.log"))
 
 
 def build_voice_channel(config: Config):
