@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess
 from gateway.core.contacts_import import import_contacts
-from gateway.core.models import Delivery
+from gateway.core.models import Attempt, Delivery
 from tests.engine_harness import kill9, services_for, start_engine, wait_until
 from tests.test_engine_voice import (SECRET, calls_by_number, create_voice_alert, max_concurrency,
                                      population_csv, voice_config)
@@ -64,3 +64,47 @@ def test_kill_9_with_calls_up_and_a_restart_never_calls_anybody_twice_at_once(tm
     for number in up_at_kill:
         assert len(calls[number]) == 1, (number, calls[number])
     assert "10 calls from before the engine restarted are still up" in log
+
+
+def test_kill_9_gives_back_unflagged_the_calls_claimed_ahead_and_never_placed(tmp_path):
+    population = {"seed": 12, "answer": 1, "busy": 0, "no_answer": 0, "invalid_number": 0, "voicemail": 0,
+                  "congestion": 0, "press_1": 1, "ring_seconds": [1, 4], "listen_seconds": [100, 160]}
+    with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 10}, population=population, time_scale=0.05,
+                             secret=SECRET) as pbx:
+        config_path = voice_config(tmp_path, pbx, channels=10)
+        services = services_for(config_path)
+        assert import_contacts(services.sessions, population_csv(30, 0)).imported
+        alert_id, _ = create_voice_alert(services, tmp_path)
+
+        def claimed_ahead() -> dict[int, str]:
+            with services.sessions() as s:
+                return dict(s.execute(select(Attempt.id, Delivery.e164).join(Delivery).where(
+                    Delivery.alert_id == alert_id, Attempt.outcome == "claimed")).all())
+
+        engine = start_engine(config_path, log_path=tmp_path / "engine-1.log")
+        try:
+            # Every channel busy, and calls claimed ahead for the first ones to free.
+            assert wait_until(lambda: pbx.control({"cmd": "status"})["trunks"]["trunk1"]["active"] == 10
+                              and len(claimed_ahead()) > 10, 60)
+            kill9(engine)
+            claimed = claimed_ahead()
+            journal = (tmp_path / "data" / "voice-placed.log").read_text()
+            up_at_kill = {c["number"] for c in pbx.control({"cmd": "calls"})["calls"]}
+            engine = start_engine(config_path, "--once", log_path=tmp_path / "engine-2.log")
+            assert engine.wait(timeout=300) == 0, (tmp_path / "engine-2.log").read_text()[-3000:]
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+        with services.sessions() as s:
+            deliveries = {d.e164: d for d in s.scalars(select(Delivery).where(Delivery.alert_id == alert_id))}
+        calls = calls_by_number(pbx)
+    placed = {int(line) for line in journal.split()}
+    never_placed = {e164 for attempt_id, e164 in claimed.items() if attempt_id not in placed}
+    assert never_placed and not never_placed & up_at_kill
+    assert {claimed[a] for a in placed} == up_at_kill                  # the journal names the calls that went
+    assert Counter(d.state for d in deliveries.values()) == {"confirmed": 30}
+    for e164 in never_placed:    # given back as if never claimed: called once, by the second run, unflagged
+        assert len(calls[e164.lstrip("+")]) == 1
+        assert not deliveries[e164].possible_duplicate and deliveries[e164].submissions == 1
+    for e164 in up_at_kill:      # followed to their end, flagged: they may have been placed twice
+        assert len(calls[e164.lstrip("+")]) == 1 and deliveries[e164].possible_duplicate
