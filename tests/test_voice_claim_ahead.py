@@ -139,50 +139,41 @@ async def until(predicate, tries=3000):
     raise AssertionError("never came to pass")
 
 
-def test_calls_claimed_ahead_of_an_alert_cancelled_meanwhile_are_never_placed(contacts, tmp_path):
-    alert_id = voice_alert(contacts, tmp_path)
-    total = len(deliveries(contacts, alert_id))
+def one_call_up_then(services, tmp_path, alert_id, change, given_back_as=None, stop=None) -> FakeTrunk:
+    """Run the engine's dispatcher over a one-line trunk: once its call is up and every other number
+    claimed ahead, ``change()``; the call ends once those are given back as ``given_back_as``."""
+    total = len(deliveries(services, alert_id))
     trunk = FakeTrunk(channels=1, outcome=AttemptOutcome.CONFIRMED)
     trunk.hold.clear()
 
-    async def cancel_once_claimed_ahead():
-        # The one line is busy, every other number claimed ahead: then the alert is cancelled.
-        await until(lambda: trunk.up == 1 and count_states(contacts, alert_id, "submitting") == total)
-        await asyncio.to_thread(contacts.alerts.cancel, alert_id)
-        # Given back within a second (checked whether or not anything is claimed); then the line frees.
-        await until(lambda: count_states(contacts, alert_id, "cancelled") == total - 1)
+    async def meanwhile():
+        await until(lambda: trunk.up == 1 and count_states(services, alert_id, "submitting") == total)
+        change()
+        if given_back_as:   # within a second, whether or not anything is being claimed
+            await until(lambda: count_states(services, alert_id, given_back_as) == total - 1)
         trunk.hold.set()
 
     async def main():
-        task = asyncio.create_task(cancel_once_claimed_ahead())
-        await dispatcher(contacts, trunk, tmp_path).run(asyncio.Event(), once=True)
+        task = asyncio.create_task(meanwhile())
+        await dispatcher(services, trunk, tmp_path).run(stop or asyncio.Event(), once=stop is None)
         await task
 
     asyncio.run(main())
+    return trunk
+
+
+def test_calls_claimed_ahead_of_an_alert_cancelled_meanwhile_are_never_placed(contacts, tmp_path):
+    alert_id = voice_alert(contacts, tmp_path)
+    trunk = one_call_up_then(contacts, tmp_path, alert_id, lambda: contacts.alerts.cancel(alert_id), "cancelled")
     assert len(trunk.calls) == 1
     states = Counter(d.state for d in deliveries(contacts, alert_id))
-    assert states == {"confirmed": 1, "cancelled": total - 1}
+    assert states == {"confirmed": 1, "cancelled": len(deliveries(contacts, alert_id)) - 1}
     assert attempt_outcomes(contacts, alert_id) == {"confirmed": 1}
 
 
 def test_calls_claimed_ahead_of_a_voice_alert_past_its_deadline_are_never_placed(contacts, tmp_path):
     alert_id = voice_alert(contacts, tmp_path)     # voice only: its deadline stops every call
-    total = len(deliveries(contacts, alert_id))
-    trunk = FakeTrunk(channels=1, outcome=AttemptOutcome.CONFIRMED)
-    trunk.hold.clear()
-
-    async def deadline_once_claimed_ahead():
-        await until(lambda: trunk.up == 1 and count_states(contacts, alert_id, "submitting") == total)
-        await asyncio.to_thread(past_deadline, contacts, alert_id)
-        await until(lambda: count_states(contacts, alert_id, "failed") == total - 1)
-        trunk.hold.set()
-
-    async def main():
-        task = asyncio.create_task(deadline_once_claimed_ahead())
-        await dispatcher(contacts, trunk, tmp_path).run(asyncio.Event(), once=True)
-        await task
-
-    asyncio.run(main())
+    trunk = one_call_up_then(contacts, tmp_path, alert_id, lambda: past_deadline(contacts, alert_id), "failed")
     assert len(trunk.calls) == 1
     rows = [d for d in deliveries(contacts, alert_id) if d.e164 != trunk.calls[0]]
     assert {(d.state, d.last_error, d.submissions) for d in rows} == {("failed", DEADLINE_PASSED, 0)}
@@ -202,22 +193,8 @@ def test_calls_claimed_ahead_respect_the_cap_on_calls_per_number(contacts, tmp_p
 
 def test_a_stop_gives_back_the_calls_claimed_ahead_unflagged(contacts, tmp_path):
     alert_id = voice_alert(contacts, tmp_path)
-    total = len(deliveries(contacts, alert_id))
-    trunk = FakeTrunk(channels=1, outcome=AttemptOutcome.CONFIRMED)
-    trunk.hold.clear()
     stop = asyncio.Event()
-
-    async def stop_once_claimed_ahead():
-        await until(lambda: trunk.up == 1 and count_states(contacts, alert_id, "submitting") == total)
-        stop.set()
-        trunk.hold.set()      # the call up ends as the engine stops
-
-    async def main():
-        task = asyncio.create_task(stop_once_claimed_ahead())
-        await dispatcher(contacts, trunk, tmp_path).run(stop)
-        await task
-
-    asyncio.run(main())
+    trunk = one_call_up_then(contacts, tmp_path, alert_id, stop.set, stop=stop)   # the call up ends as it stops
     assert len(trunk.calls) == 1
     rows = [d for d in deliveries(contacts, alert_id) if d.e164 != trunk.calls[0]]
     assert {(d.state, d.possible_duplicate, d.submissions) for d in rows} == {("pending", False, 0)}
