@@ -17,7 +17,8 @@ from web.params import bounded_int, page_number
 from web.security import require_role
 from web.tokens import (DEFAULT_DAYS, MAX_DAYS, TOKEN_ROLES, TokenError, create_token, owners_active, revoke_token,
                         token_state)
-from web.users import LANGUAGES, ROLES, UserError, add_user, set_active, set_password, set_role
+from web.throttle import NameBlock
+from web.users import LANGUAGES, ROLES, UserError, add_user, list_users, refused_names, set_active, set_password, set_role
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE_SIZE = 100
@@ -55,9 +56,9 @@ def users():
     return render_template("admin/users.html", users=_users(), roles=ROLES, languages=LANGUAGES)
 
 
-def _users() -> list[User]:
-    with panel().sessions() as s:
-        return list(s.scalars(select(User).order_by(User.username)))
+def _users() -> list[tuple[User, NameBlock | None]]:
+    refused = refused_names(panel().sessions)
+    return [(user, refused.get(user.username.casefold())) for user in list_users(panel().sessions)]
 
 
 @bp.route("/audit")
