@@ -12,6 +12,7 @@ from gateway.core.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA, Key
 from gateway.core.db import shown_url, utcnow
 from gateway.core.models_panel import ApiToken, AuditEntry, User
 from web.context import panel
+from web.errors import error_message
 from web.auth import password_message
 from web.params import bounded_int, page_number
 from web.security import require_role
@@ -101,7 +102,7 @@ def tokens():
             _id, new_token = create_token(p.audit, request.form.get("name", ""), request.form.get("role", ""),
                                           actor=current_user.username, owner=current_user.username, days=days)
         except TokenError as exc:
-            flash(_("The token was not created: %(reason)s", reason=str(exc)), "error")
+            flash(_("The token was not created: %(reason)s", reason=error_message(exc)), "error")
     with p.sessions() as s:
         rows = list(s.scalars(select(ApiToken).order_by(ApiToken.id.desc())))
         active = owners_active(s, rows)
