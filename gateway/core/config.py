@@ -182,6 +182,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ring_timeout": Key(NUMBER, 30.0, "Seconds a call may ring before it counts as no answer.", _at_least_one),
         "end_grace": Key(NUMBER, 2.0, "Seconds to wait for the rest of a call's end events, which Asterisk "
                          "sends in any order, before deciding its outcome.", _positive),
+        "hotline": Key(bool, False, "Answer the town's number: the engine serves the hotline context over FastAGI."),
+        "hotline_context": Key(str, "allerta-hotline", "Dialplan context of the hotline (extensions_allerta.conf).", _name),
+        "agi_port": Key(int, 4573, "FastAGI port on 127.0.0.1 the hotline context connects to.", _port),
     },
     "voice": {
         "max_attempts": Key(int, 5, "Default attempts per number that count against the recipient.", _positive),
@@ -227,6 +230,7 @@ TRUNK_SCHEMA: dict[str, Key] = {
     "max_channels": Key(int, 1, "Most simultaneous calls (GSM dongle 1, BRI 2, E1 30).", _positive),
     "calls_per_second": Key(NUMBER, 2.0, "Most new calls per second, so the exchange is not flooded. Keeping a trunk full needs max_channels / call seconds: an E1 (30) with 25 s calls needs 1.2.", _positive),
     "caller_id": Key(str, "", "Caller ID: the comune's known number, so people trust and can call back.", _caller_id),
+    "inbound_reserved": Key(int, 0, "Channels kept for hotline calls: outbound alerts use at most max_channels minus these.", _non_negative),
     "allowed": Key(str, "all", "Numbers this trunk may dial: all, landline, or prefixes.", _allowed),
     "prefixes": Key(list, [], "E.164 prefixes for allowed = 'prefixes', e.g. ['+39'].", _prefix_list),
     "number_format": Key(str, "keep_plus", "How the number is dialled: keep_plus, international, international_00, national.", _number_format),

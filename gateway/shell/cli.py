@@ -384,7 +384,7 @@ def cmd_asterisk_config(args: argparse.Namespace) -> int:
     a = config.asterisk
     try:
         files = render_configs(a.username, a.secret, config.sounds_dir, context=a.context,
-                               ami_port=a.port)
+                               ami_port=a.port, hotline_context=a.hotline_context, agi_port=a.agi_port)
     except ConfigRenderError as exc:
         raise CliError(f"[asterisk]: {exc}") from None
     gid = _asterisk_output_dir(Path(args.out)) if args.out else None
