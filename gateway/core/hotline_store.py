@@ -86,6 +86,14 @@ class HotlineStore:
                              in_progress={zone: tuple(items) for zone, items in in_progress.items()},
                              latest_information=self._message(s, latest, language) if latest else None)
 
+    def latest_audio(self) -> str | None:
+        """The message everyone hears when the engine cannot answer: the newest alert in progress,
+        else the newest information message (its own audio, the alert's main language)."""
+        situation = self.situation(self.languages[0])
+        newest = situation.in_progress.get(None, ()) or (
+            (situation.latest_information,) if situation.latest_information else ())
+        return newest[0].audio if newest else None
+
     def _message(self, s: Session, alert: Alert, language: str) -> Message:
         translated = s.scalar(select(AlertText.audio_path).where(AlertText.alert_id == alert.id,
                                                                  AlertText.language == language))

@@ -11,17 +11,22 @@ import logging
 import signal
 from pathlib import Path
 
+from asterisk.agi_server import FastAgiServer
 from asterisk.ami_client import AmiSettings
+from asterisk.hotline_agi import HotlineSession
 from asterisk.trunks import TrunkConfig
 from asterisk.voice_channel import VoiceChannel, VoiceSettings
 from gateway.core.alarms import AlarmMonitor, AlarmSettings
 from gateway.core.backup import BackupError, hold_engine_lock
 from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
+from gateway.core.hotline_prompts import PROMPTS
+from gateway.core.hotline_store import HotlineStore
 from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
 from gateway.core.selftest import SelfTestMonitor, SelfTestSettings
 from gateway.core.services import Services
 from gateway.core.states import Channel
+from gateway.shell.hotline_upkeep import keep_hotline_files
 from gateway.shell.notify import lines_summary, notifier_from_environment, supervise, watchdog_interval
 from modem.pool import SmsChannel
 from modem.worker import WorkerSettings
@@ -69,6 +74,15 @@ def build_voice_channel(config: Config):
                                       ring_timeout_ms=int(a.ring_timeout * 1000), end_grace_seconds=a.end_grace))
 
 
+def build_hotline(services: Services) -> tuple[FastAgiServer, HotlineStore] | None:
+    """The FastAGI server answering the town's number, when [asterisk] hotline is on."""
+    config = services.config
+    if not (config.asterisk.enabled and config.asterisk.hotline):
+        return None
+    store = HotlineStore(services.sessions, languages=tuple(PROMPTS), region=config.general.region)
+    return FastAgiServer(HotlineSession(store, config.sounds_dir), port=config.asterisk.agi_port), store
+
+
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:
     """Run the engine; ``notifier`` (default: systemd's, from NOTIFY_SOCKET) gets READY/WATCHDOG/STATUS."""
     notifier = notifier if notifier is not None else notifier_from_environment()
@@ -89,6 +103,16 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
         lock = await hold_engine_lock(services.config)
     except BackupError as exc:
         raise SystemExit(str(exc)) from None
+    hotline = build_hotline(services)
+    hotline_upkeep = None
+    if hotline is not None and not once:
+        server, hotline_store = hotline
+        try:
+            await server.start()
+        except OSError as exc:
+            lock.release()
+            raise SystemExit(f"[asterisk] agi_port {server.port}: cannot listen for the hotline: {exc}") from None
+        hotline_upkeep = asyncio.create_task(keep_hotline_files(hotline_store, services.config.sounds_dir))
     supervisor = asyncio.create_task(supervise(notifier, dispatcher.started,
                                                lambda: lines_summary(dispatcher.line_states()),
                                                watchdog=watchdog_interval()))
@@ -105,4 +129,7 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
         alarms.cancel()
         if selftest is not None:
             selftest.cancel()
+        if hotline_upkeep is not None and hotline is not None:
+            hotline_upkeep.cancel()
+            await hotline[0].stop()
         lock.release()
