@@ -93,13 +93,18 @@ class AgiCall:
 
 
 Handler = Callable[[AgiCall], Awaitable[None]]
+# Told of each call's channel when it starts (+1) and ends (-1): the voice channel counts
+# hotline calls against their trunk's channels.
+CallObserver = Callable[[str, int], None]
 
 
 class FastAgiServer:
     """Accepts Asterisk's connections and runs ``handler`` for each call."""
 
-    def __init__(self, handler: Handler, *, port: int, reply_timeout: float = 10.0) -> None:
+    def __init__(self, handler: Handler, *, port: int, reply_timeout: float = 10.0,
+                 observer: CallObserver | None = None) -> None:
         self.handler = handler
+        self.observer = observer
         self.port = port
         self.reply_timeout = reply_timeout
         self.calls_in_progress = 0
@@ -118,9 +123,13 @@ class FastAgiServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.calls_in_progress += 1
+        channel: str | None = None
         try:
             call = await self._open(reader, writer)
             if call is not None:
+                channel = call.environment.get("channel")
+                if self.observer is not None:
+                    self.observer(channel, +1)
                 await self.handler(call)
         except CallerGone:
             pass
@@ -130,6 +139,8 @@ class FastAgiServer:
             pass   # the engine is stopping; Asterisk sees the socket close
         finally:
             self.calls_in_progress -= 1
+            if channel is not None and self.observer is not None:
+                self.observer(channel, -1)
             writer.close()
 
     async def _open(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> AgiCall | None:

@@ -397,6 +397,9 @@ def _check_rules(config: Config) -> None:
         if trunk.allowed == "prefixes" and not trunk.prefixes:
             raise ConfigError(f"[trunks #{index}] prefixes: allowed = \"prefixes\" needs at least one prefix, "
                               "e.g. prefixes = [\"+39\"] (or allowed = \"all\")")
+        if trunk.inbound_reserved >= trunk.max_channels:
+            raise ConfigError(f"[trunks #{index}] inbound_reserved: {trunk.inbound_reserved} would leave no channel "
+                              f"of the {trunk.max_channels} (max_channels) for alert calls")
     web = config.web
     if bool(web.tls_cert) != bool(web.tls_key):
         missing, given = ("tls_key", "tls_cert") if web.tls_cert else ("tls_cert", "tls_key")

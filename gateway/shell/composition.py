@@ -62,7 +62,8 @@ def build_voice_channel(config: Config):
     trunks = tuple(TrunkConfig(name=t.name, dial_template=t.dial, max_channels=t.max_channels,
                                calls_per_second=t.calls_per_second, caller_id=t.caller_id,
                                allowed=t.allowed, prefixes=tuple(t.prefixes),
-                               number_format=t.number_format) for t in config.trunks)
+                               number_format=t.number_format, inbound_reserved=t.inbound_reserved)
+                   for t in config.trunks)
     for trunk in trunks:
         # A call holds a channel for ring time plus the message, ~45 s until measured.
         if trunk.calls_per_second * 45.0 < trunk.max_channels:
@@ -74,13 +75,16 @@ def build_voice_channel(config: Config):
                                       ring_timeout_ms=int(a.ring_timeout * 1000), end_grace_seconds=a.end_grace))
 
 
-def build_hotline(services: Services) -> tuple[FastAgiServer, HotlineStore] | None:
-    """The FastAGI server answering the town's number, when [asterisk] hotline is on."""
+def build_hotline(services: Services, dispatcher: Dispatcher) -> tuple[FastAgiServer, HotlineStore] | None:
+    """The FastAGI server answering the town's number, when [asterisk] hotline is on; its calls
+    count against their trunk in the voice channel."""
     config = services.config
     if not (config.asterisk.enabled and config.asterisk.hotline):
         return None
+    voice = next(channel for channel in dispatcher.channels if channel.name == Channel.VOICE)
     store = HotlineStore(services.sessions, languages=tuple(PROMPTS), region=config.general.region)
-    return FastAgiServer(HotlineSession(store, config.sounds_dir), port=config.asterisk.agi_port), store
+    return FastAgiServer(HotlineSession(store, config.sounds_dir), port=config.asterisk.agi_port,
+                         observer=voice.inbound_changed), store
 
 
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:
@@ -103,7 +107,7 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
         lock = await hold_engine_lock(services.config)
     except BackupError as exc:
         raise SystemExit(str(exc)) from None
-    hotline = build_hotline(services)
+    hotline = build_hotline(services, dispatcher)
     hotline_upkeep = None
     if hotline is not None and not once:
         server, hotline_store = hotline
