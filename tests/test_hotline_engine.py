@@ -73,3 +73,43 @@ def test_engine_killed_mid_menu_the_caller_is_told_to_call_again_and_nothing_hal
     with services.sessions() as s:
         registered = s.scalars(select(Contact).join(Contact.numbers).where(PhoneNumberRow.e164 == CALLER)).all()
         assert [(c.zone.name, c.consent_source) for c in registered] == [("Fregene", "phone")]
+
+
+def test_hotline_callers_get_the_reserved_lines_and_outbound_keeps_to_its_share(tmp_path):
+    port = free_port()
+    sounds = tmp_path / "data" / "sounds"
+    dialplan = tmp_path / "extensions_allerta.conf"
+    dialplan.write_text(render_configs("allerta", SECRET, str(sounds), agi_port=port)["extensions_allerta.conf"])
+    render_hotline_sounds(sounds, ["Fregene"], PROMPTS, render=lambda text, lang, path, **_: path.write_bytes(b""))
+    population = {"seed": 5, "answer": 1, "press_1": 1, "ring_seconds": [1, 2], "listen_seconds": [15, 25]}
+    # The PBX has 4 lines; 2 are kept for the hotline.
+    with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 4}, population=population, time_scale=0.1,
+                             secret=SECRET, extra_args=["--dialplan", str(dialplan)]) as pbx:
+        config_path = voice_config(tmp_path, pbx, channels=4)
+        text = config_path.read_text().replace("[asterisk]\n", f"[asterisk]\nhotline = true\nagi_port = {port}\n")
+        config_path.write_text(text + "inbound_reserved = 2\n")
+        services = services_for(config_path)
+        assert import_contacts(services.sessions, population_csv(10, 0)).imported
+        alert_id, _ = create_voice_alert(services, tmp_path)
+        engine = start_engine(config_path, log_path=tmp_path / "engine.log")
+        try:
+            assert wait_until(lambda: listening(port), 30), (tmp_path / "engine.log").read_text()
+            assert wait_until(lambda: pbx.control({"cmd": "status"})["trunks"]["trunk1"]["active"] == 2, 30)
+            # Two callers while the alert keeps its 2 lines busy: both answered, each repeating for a while.
+            ids = [pbx.control({"cmd": "incoming_call", "caller": f"+39333999001{i}", "keys": "2 2 2 2 2 2"})["id"]
+                   for i in range(2)]
+            assert wait_until(lambda: all(inbound(pbx, i)["ended"] for i in ids), 60)
+            assert wait_until(lambda: pbx.control({"cmd": "status"})["totals"].get("confirmed", 0) == 10, 90)
+        finally:
+            engine.terminate()
+            engine.wait(timeout=20)
+        callers = [inbound(pbx, i) for i in ids]
+        outbound = pbx.calls()
+    assert [c["agi_status"] for c in callers] == ["HANGUP", "HANGUP"]     # answered, ended by the engine
+    assert not any(c["outcome"] == "congestion" for c in outbound)        # never an originate over the limit
+    points = sorted([(c["start"], 1) for c in outbound + callers] + [(c["end"], -1) for c in outbound + callers])
+    current = peak = 0
+    for _, step in points:
+        current += step
+        peak = max(peak, current)
+    assert peak <= 4

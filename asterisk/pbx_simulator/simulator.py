@@ -229,6 +229,7 @@ class PbxSimulator:
         if limit is None or self.active_on(trunk) >= limit:
             # Every channel busy: the trunk refuses the call (the caller hears busy).
             call.agi_status, call.hung_up_by, call.ended = "refused", "trunk", True
+            call.ended_at = call.started_at
             self._count("inbound_refused")
             return call
         task = asyncio.get_running_loop().create_task(self._run_inbound(call))
@@ -251,7 +252,7 @@ class PbxSimulator:
             self.emit(ev.hangup(channel, cause))
             self._count("inbound_answered")
         finally:
-            call.ended = True
+            call.ended, call.ended_at = True, dt.datetime.now(dt.timezone.utc)
             self.inbound.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
 
     def place_call(self, action: AmiMessage, asynchronous: bool) -> SimulatedCall:
