@@ -3,14 +3,17 @@
 The same paths run end to end through the PBX simulator and FastAGI in tests/test_hotline_agi.py."""
 from __future__ import annotations
 
-from sqlalchemy import select
+import json
+
+from sqlalchemy import select, update
 
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.hotline import (Caller, Confirm, HotlineCall, Message, Register, SetLanguage, Situation,
                                   StopCalls, Vote, prompt)
 from gateway.core.hotline_store import HotlineStore
-from gateway.core.models import Contact, Delivery, PhoneNumberRow
+from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow
 from gateway.core.models_citizens import PollVote
+from gateway.shell.hotline_upkeep import refresh_hotline_files
 
 ALERT = Message(7, "/s/alert-7")
 SITUATION = Situation(zones=("Fregene", "Isola Sacra"), languages=("it", "en"),
@@ -161,3 +164,24 @@ def test_store_vote_once_per_number(contacts, tmp_path):
     with contacts.sessions() as s:
         votes = s.scalars(select(PollVote)).all()
         assert [(v.option, v.channel, v.changes) for v in votes] == [(2, "voice", 1)]
+
+
+def test_upkeep_renders_prompts_zones_and_polls_and_publishes_the_latest_message(contacts, tmp_path):
+    alert_id = _voice_alert(contacts, tmp_path)
+    (tmp_path / "msg.wav").write_bytes(b"RIFF-message")
+    with contacts.sessions.begin() as s:
+        s.execute(update(Alert).where(Alert.id == alert_id).values(
+            poll_question="Avete acqua in casa?", poll_options=json.dumps(["sì", "no"])))
+    spoken = {}
+
+    def render(text, language, path, **_):
+        spoken[path.name] = text
+        path.write_bytes(b"")
+    sounds = tmp_path / "sounds"
+    refresh_hotline_files(HotlineStore(contacts.sessions), sounds, render=render)
+    assert spoken["msg-poll.wav"] == "Avete acqua in casa? Premi 1 per: sì. Premi 2 per: no."
+    assert spoken["zone-isola-sacra.wav"] == "Isola Sacra" and "menu-known.wav" in spoken
+    assert (sounds / "hotline" / "latest.wav").read_bytes() == b"RIFF-message"
+    spoken.clear()
+    refresh_hotline_files(HotlineStore(contacts.sessions), sounds, render=render)
+    assert spoken == {}      # nothing rendered twice

@@ -94,6 +94,19 @@ class HotlineStore:
             (situation.latest_information,) if situation.latest_information else ())
         return newest[0].audio if newest else None
 
+    def polls_without_audio(self) -> list[tuple[Path, str, list[str]]]:
+        """Open polls of alerts in progress whose spoken question is not rendered yet:
+        (where it goes, the question, the options)."""
+        with self.sessions() as s:
+            alerts = s.execute(select(Alert).where(Alert.state == AlertState.ACTIVE, Alert.audio_path.is_not(None),
+                                                   Alert.poll_question.is_not(None))).scalars().all()
+            missing = []
+            for alert in alerts:
+                target = Path(_playback_name(alert.audio_path or "") + "-poll.wav")
+                if alert.poll_options and not target.is_file():
+                    missing.append((target, alert.poll_question or "", list(json.loads(alert.poll_options))))
+            return missing
+
     def _message(self, s: Session, alert: Alert, language: str) -> Message:
         translated = s.scalar(select(AlertText.audio_path).where(AlertText.alert_id == alert.id,
                                                                  AlertText.language == language))
