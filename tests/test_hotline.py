@@ -7,13 +7,13 @@ import json
 
 from sqlalchemy import select, update
 
-from gateway.core.alerts import AlertRequest, Target
 from gateway.core.hotline import (Caller, Confirm, HotlineCall, Message, Register, SetLanguage, Situation,
                                   StopCalls, Vote, prompt)
 from gateway.core.hotline_store import HotlineStore
 from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow
 from gateway.core.models_citizens import PollVote
 from gateway.shell.hotline_upkeep import refresh_hotline_files
+from tests.test_voice_store import voice_alert
 
 ALERT = Message(7, "/s/alert-7")
 SITUATION = Situation(zones=("Fregene", "Isola Sacra"), languages=("it", "en"),
@@ -108,17 +108,14 @@ def test_three_silences_say_goodbye():
 
 # --- the records -----------------------------------------------------------------------
 
-def _voice_alert(services, tmp_path, **overrides) -> int:
-    (tmp_path / "msg.wav").write_bytes(b"")
-    values = dict(text="Allerta", channels=("voice",), target=Target(everyone=True),
-                  audio_path=str(tmp_path / "msg"), audio_seconds=3.0, audio_source="tts", voice_cap=2)
-    values.update(overrides)
-    alert_id, _ = services.alerts.create(AlertRequest(**values))
-    return alert_id
+def add_poll(services, alert_id: int) -> None:
+    with services.sessions.begin() as s:
+        s.execute(update(Alert).where(Alert.id == alert_id).values(
+            poll_question="Avete acqua in casa?", poll_options=json.dumps(["sì", "no"])))
 
 
 def test_store_confirm_ends_that_numbers_calls_only(contacts, tmp_path):
-    alert_id = _voice_alert(contacts, tmp_path)
+    alert_id = voice_alert(contacts, tmp_path)
     store = HotlineStore(contacts.sessions)
     caller = store.caller("06 6521 1234")
     assert caller.known and caller.zone == "Isola Sacra"
@@ -132,7 +129,7 @@ def test_store_confirm_ends_that_numbers_calls_only(contacts, tmp_path):
 
 
 def test_store_stop_cancels_planned_calls_and_opts_out(contacts, tmp_path):
-    alert_id = _voice_alert(contacts, tmp_path)
+    alert_id = voice_alert(contacts, tmp_path)
     store = HotlineStore(contacts.sessions)
     caller = store.caller("+390665211234")
     store.record(caller, StopCalls())
@@ -156,7 +153,7 @@ def test_store_registers_an_unknown_caller_with_phone_consent(contacts, tmp_path
 
 
 def test_store_vote_once_per_number(contacts, tmp_path):
-    alert_id = _voice_alert(contacts, tmp_path)
+    alert_id = voice_alert(contacts, tmp_path)
     store = HotlineStore(contacts.sessions)
     caller = store.caller("+390665211234")
     store.record(caller, Vote(alert_id, 1))
@@ -167,11 +164,9 @@ def test_store_vote_once_per_number(contacts, tmp_path):
 
 
 def test_upkeep_renders_prompts_zones_and_polls_and_publishes_the_latest_message(contacts, tmp_path):
-    alert_id = _voice_alert(contacts, tmp_path)
+    alert_id = voice_alert(contacts, tmp_path)
     (tmp_path / "msg.wav").write_bytes(b"RIFF-message")
-    with contacts.sessions.begin() as s:
-        s.execute(update(Alert).where(Alert.id == alert_id).values(
-            poll_question="Avete acqua in casa?", poll_options=json.dumps(["sì", "no"])))
+    add_poll(contacts, alert_id)
     spoken = {}
 
     def render(text, language, path, **_):

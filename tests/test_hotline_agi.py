@@ -3,10 +3,9 @@ engine's FastAGI server over TCP as Asterisk 22 would, against a real database (
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from asterisk.agi_server import FastAgiServer
 from asterisk.asterisk_config import render_configs
@@ -14,22 +13,15 @@ from asterisk.hotline_agi import HotlineSession
 from asterisk.pbx_simulator.inbound import InboundCall, InboundScript
 from asterisk.pbx_simulator.population import Population
 from asterisk.pbx_simulator.simulator import PbxSimulator, SimulatorConfig
-from gateway.core.alerts import AlertRequest, Target
 from gateway.core.hotline_store import HotlineStore
-from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow
+from gateway.core.models import Contact, Delivery, PhoneNumberRow
 from gateway.core.models_citizens import PollVote
+from tests.test_hotline import add_poll
+from tests.test_voice_store import voice_alert
 
 pytestmark = pytest.mark.integration
 
 HOUSEHOLD = "+390665211234"      # Mario and Anna Rossi's landline, zone Isola Sacra (tests/support.py)
-
-
-def voice_alert(services, tmp_path) -> int:
-    (tmp_path / "msg.wav").write_bytes(b"")
-    alert_id, _ = services.alerts.create(AlertRequest(
-        text="Allerta", channels=("voice",), target=Target(everyone=True), audio_path=str(tmp_path / "msg"),
-        audio_seconds=3.0, audio_source="tts", voice_cap=2))
-    return alert_id
 
 
 def call_hotline(services, tmp_path, *, engine_up: bool = True, **request) -> InboundCall:
@@ -116,9 +108,7 @@ def test_known_caller_changes_zone_and_language(contacts, tmp_path):
 def test_poll_vote_by_keypress_once_per_number(contacts, tmp_path):
     alert_id = voice_alert(contacts, tmp_path)
     (tmp_path / "msg-poll.wav").write_bytes(b"")
-    with contacts.sessions.begin() as s:
-        s.execute(update(Alert).where(Alert.id == alert_id).values(
-            poll_question="Avete acqua in casa?", poll_options=json.dumps(["sì", "no"])))
+    add_poll(contacts, alert_id)
     call_hotline(contacts, tmp_path, caller=HOUSEHOLD, keys="2")
     call = call_hotline(contacts, tmp_path, caller=HOUSEHOLD, keys="1")
     assert "msg-poll" in prompts(call) and "vote-recorded" in prompts(call)

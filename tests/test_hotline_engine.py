@@ -3,6 +3,7 @@ the engine killed while a caller is in the menu, and restarted."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from gateway.core.contacts_import import import_contacts
 from gateway.core.hotline_prompts import PROMPTS, render_hotline_sounds
 from gateway.core.models import Contact, PhoneNumberRow
 from tests.engine_harness import kill9, services_for, start_engine, wait_until
-from tests.test_engine_voice import SECRET, create_voice_alert, population_csv, voice_config
+from tests.test_engine_voice import SECRET, create_voice_alert, max_concurrency, population_csv, voice_config
 
 pytestmark = pytest.mark.integration
 CALLER = "+393339990007"
@@ -30,23 +31,34 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def hotline_dialplan(tmp_path) -> tuple[int, Path]:
+    """A free FastAGI port, and our dialplan rendered for it with the prompts as (empty) files."""
+    port = free_port()
+    sounds = tmp_path / "data" / "sounds"
+    dialplan = tmp_path / "extensions_allerta.conf"
+    dialplan.write_text(render_configs("allerta", SECRET, str(sounds), agi_port=port)["extensions_allerta.conf"])
+    # Their words do not matter here: espeak-ng is not needed.
+    render_hotline_sounds(sounds, ["Fregene"], PROMPTS, render=lambda text, lang, path, **_: path.write_bytes(b""))
+    return port, dialplan
+
+
+def hotline_config(tmp_path, pbx, port: int, *, channels: int, trunk_extra: str = ""):
+    config_path = voice_config(tmp_path, pbx, channels=channels)
+    text = config_path.read_text().replace("[asterisk]\n", f"[asterisk]\nhotline = true\nagi_port = {port}\n")
+    config_path.write_text(text + trunk_extra)
+    return config_path
+
+
 def inbound(pbx, call_id: int) -> dict:
     return next(c for c in pbx.control({"cmd": "inbound_calls"})["calls"] if c["id"] == call_id)
 
 
 def test_engine_killed_mid_menu_the_caller_is_told_to_call_again_and_nothing_half_done_is_kept(tmp_path):
-    port = free_port()
-    sounds = tmp_path / "data" / "sounds"
-    dialplan = tmp_path / "extensions_allerta.conf"
-    dialplan.write_text(render_configs("allerta", SECRET, str(sounds), agi_port=port)["extensions_allerta.conf"])
-    # The prompts as files (their words do not matter here; espeak-ng is not needed).
-    render_hotline_sounds(sounds, ["Fregene"], PROMPTS, render=lambda text, lang, path, **_: path.write_bytes(b""))
+    port, dialplan = hotline_dialplan(tmp_path)
     population = {"seed": 3, "answer": 1, "press_1": 1, "ring_seconds": [1, 2], "listen_seconds": [2, 3]}
     with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 6}, population=population, time_scale=0.2,
                              secret=SECRET, extra_args=["--dialplan", str(dialplan)]) as pbx:
-        config_path = voice_config(tmp_path, pbx, channels=4)
-        config_path.write_text(config_path.read_text().replace(
-            "[asterisk]\n", f"[asterisk]\nhotline = true\nagi_port = {port}\n"))
+        config_path = hotline_config(tmp_path, pbx, port, channels=4)
         services = services_for(config_path)
         assert import_contacts(services.sessions, population_csv(3, 0)).imported
         create_voice_alert(services, tmp_path)
@@ -76,18 +88,12 @@ def test_engine_killed_mid_menu_the_caller_is_told_to_call_again_and_nothing_hal
 
 
 def test_hotline_callers_get_the_reserved_lines_and_outbound_keeps_to_its_share(tmp_path):
-    port = free_port()
-    sounds = tmp_path / "data" / "sounds"
-    dialplan = tmp_path / "extensions_allerta.conf"
-    dialplan.write_text(render_configs("allerta", SECRET, str(sounds), agi_port=port)["extensions_allerta.conf"])
-    render_hotline_sounds(sounds, ["Fregene"], PROMPTS, render=lambda text, lang, path, **_: path.write_bytes(b""))
+    port, dialplan = hotline_dialplan(tmp_path)
     population = {"seed": 5, "answer": 1, "press_1": 1, "ring_seconds": [1, 2], "listen_seconds": [15, 25]}
     # The PBX has 4 lines; 2 are kept for the hotline.
     with PbxSimulatorProcess(tmp_path / "pbx", trunks={"trunk1": 4}, population=population, time_scale=0.1,
                              secret=SECRET, extra_args=["--dialplan", str(dialplan)]) as pbx:
-        config_path = voice_config(tmp_path, pbx, channels=4)
-        text = config_path.read_text().replace("[asterisk]\n", f"[asterisk]\nhotline = true\nagi_port = {port}\n")
-        config_path.write_text(text + "inbound_reserved = 2\n")
+        config_path = hotline_config(tmp_path, pbx, port, channels=4, trunk_extra="inbound_reserved = 2\n")
         services = services_for(config_path)
         assert import_contacts(services.sessions, population_csv(10, 0)).imported
         alert_id, _ = create_voice_alert(services, tmp_path)
@@ -107,9 +113,4 @@ def test_hotline_callers_get_the_reserved_lines_and_outbound_keeps_to_its_share(
         outbound = pbx.calls()
     assert [c["agi_status"] for c in callers] == ["HANGUP", "HANGUP"]     # answered, ended by the engine
     assert not any(c["outcome"] == "congestion" for c in outbound)        # never an originate over the limit
-    points = sorted([(c["start"], 1) for c in outbound + callers] + [(c["end"], -1) for c in outbound + callers])
-    current = peak = 0
-    for _, step in points:
-        current += step
-        peak = max(peak, current)
-    assert peak <= 4
+    assert max_concurrency(outbound + callers) <= 4
