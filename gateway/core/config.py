@@ -101,6 +101,11 @@ def _caller_id(value: str) -> str | None:
     return None if not re.search(r"[\r\n,]", value) else "must not contain commas or line breaks"
 
 
+def _hotline_number(value: str) -> str | None:
+    # Read by people on their phone and dialled back: digits, spaces, and a leading +.
+    return None if re.fullmatch(r"(\+?[0-9][0-9 ]{3,19})?", value) else "must be a phone number: digits and spaces, optionally a leading +"
+
+
 def _prefix_list(value: list) -> str | None:
     ok = all(isinstance(p, str) and re.fullmatch(r"\+[1-9]\d{0,14}", p) for p in value)
     return None if ok else "must be a list of E.164 prefixes written as strings, '+' and digits, e.g. [\"+39\"]"
@@ -146,6 +151,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "general": {
         "comune": Key(str, "Comune di Esempio", "Name of the municipality, used in the voice introduction and the panel."),
         "region": Key(str, "IT", "Default region for numbers written without an international prefix.", _region),
+        "hotline_number": Key(str, "", "The town's number citizens call back (the hotline). Empty: none. "
+                              "allerta doctor checks every trunk's caller_id is this number.", _hotline_number),
+        "hotline_in_sms": Key(bool, True, "End each SMS alert with the hotline number when it fits in the same "
+                              "segments (only when hotline_number is set)."),
         "data_dir": Key(str, "/var/lib/allerta", "Directory for the database, rendered audio and logs."),
         "max_sms_segments": Key(int, 4, "An SMS alert needing more segments than this is refused before it is created.", _segments),
         "audit_key_file": Key(str, "", "File holding the key of the audit log's chain (HMAC), readable by the allerta user only; keep it out of the database's backups' reach. Empty: <data_dir>/audit.key, created on first use."),

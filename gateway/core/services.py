@@ -51,4 +51,5 @@ def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
     return Services(config=config, engine=engine, sessions=sessions, store=Store(sessions, report_wait_seconds=config.engine.report_timeout),
                     alerts=AlertService(sessions, region=general.region, max_segments=general.max_sms_segments,
                                         drill_prefix=general.drill_prefix,
-                                        stale_seconds=stale_after(config.engine.health_interval)))
+                                        stale_seconds=stale_after(config.engine.health_interval),
+                                        hotline_number=general.hotline_number if general.hotline_in_sms else ""))
