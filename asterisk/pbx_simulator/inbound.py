@@ -82,12 +82,14 @@ class InboundCall:
     hung_up_by: str | None = None                            # caller | script | dialplan
     ended: bool = False
     ended_at: dt.datetime | None = None
+    # When refused: the callers already on the trunk (a refusal with fewer than the reserve is ours).
+    inbound_on_trunk: int | None = None
 
     def log_record(self) -> dict[str, object]:
         return {"id": self.id, "trunk": self.trunk, "caller": self.script.caller, "channel": self.channel,
                 "agi_status": self.agi_status, "commands": self.commands, "played": self.played,
                 "first_prompt_seconds": self.first_prompt_seconds, "hung_up_by": self.hung_up_by,
-                "ended": self.ended, "start": self.started_at.isoformat(),
+                "ended": self.ended, "inbound_on_trunk": self.inbound_on_trunk, "start": self.started_at.isoformat(),
                 "end": self.ended_at.isoformat() if self.ended_at else None}
 
 

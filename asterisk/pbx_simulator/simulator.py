@@ -230,6 +230,7 @@ class PbxSimulator:
             # Every channel busy: the trunk refuses the call (the caller hears busy).
             call.agi_status, call.hung_up_by, call.ended = "refused", "trunk", True
             call.ended_at = call.started_at
+            call.inbound_on_trunk = sum(1 for other in self.inbound.values() if other.trunk == trunk)
             self._count("inbound_refused")
             return call
         task = asyncio.get_running_loop().create_task(self._run_inbound(call))
