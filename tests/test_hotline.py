@@ -13,6 +13,7 @@ from gateway.core.hotline_store import HotlineStore
 from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow
 from gateway.core.models_citizens import PollVote
 from gateway.shell.hotline_upkeep import refresh_hotline_files
+from tests.support import FakeClock
 from tests.test_voice_store import voice_alert
 
 ALERT = Message(7, "/s/alert-7")
@@ -180,3 +181,13 @@ def test_upkeep_renders_prompts_zones_and_polls_and_publishes_the_latest_message
     spoken.clear()
     refresh_hotline_files(HotlineStore(contacts.sessions), sounds, render=render)
     assert spoken == {}      # nothing rendered twice
+
+
+def test_callers_ringing_together_share_one_reading_of_the_situation(contacts, tmp_path):
+    clock = FakeClock()
+    store = HotlineStore(contacts.sessions, clock=clock)
+    assert store.situation("it").in_progress == {}
+    alert_id = voice_alert(contacts, tmp_path)
+    assert store.situation("it").in_progress == {}          # read 0 s ago: the same reading
+    clock.now += 5
+    assert [m.alert_id for m in store.situation("it").in_progress[None]] == [alert_id]

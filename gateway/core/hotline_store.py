@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -37,10 +39,16 @@ def _playback_name(path: str) -> str:
 
 class HotlineStore:
     def __init__(self, sessions: sessionmaker[Session], *, languages: tuple[str, ...] = ("it", "en"),
-                 region: str = "IT") -> None:
+                 region: str = "IT", situation_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.sessions = sessions
         self.languages = languages
         self.region = region
+        # Many callers ring at once right after an alert: they share one reading of what is in
+        # progress for a few seconds (the zones of a big alert cost a scan of its deliveries).
+        self.situation_seconds = situation_seconds
+        self._clock = clock
+        self._situations: dict[str, tuple[float, Situation]] = {}
 
     def number_of(self, caller_id: str | None) -> str | None:
         """The caller's number in E.164, None when withheld or not a phone number."""
@@ -64,7 +72,17 @@ class HotlineStore:
             return Caller(e164, known=True, language=language, zone=contact.zone.name if contact.zone else None)
 
     def situation(self, language: str) -> Situation:
-        """The zones, and the alerts in progress with their audio in ``language``."""
+        """The zones, and the alerts in progress with their audio in ``language`` (read at most
+        every ``situation_seconds``)."""
+        now = self._clock()
+        cached = self._situations.get(language)
+        if cached is not None and now - cached[0] < self.situation_seconds:
+            return cached[1]
+        situation = self._read_situation(language)
+        self._situations[language] = (now, situation)
+        return situation
+
+    def _read_situation(self, language: str) -> Situation:
         with self.sessions() as s:
             zones = tuple(s.scalars(select(Zone.name).order_by(Zone.name)))
             active = s.execute(select(Alert).where(Alert.state == AlertState.ACTIVE,
