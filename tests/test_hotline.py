@@ -9,9 +9,11 @@ from sqlalchemy import select, update
 
 from gateway.core.hotline import (Caller, Confirm, HotlineCall, Message, Register, SetLanguage, Situation,
                                   StopCalls, Vote, prompt)
+from gateway.core.audit import audit_log_for
 from gateway.core.hotline_store import HotlineStore
 from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow
 from gateway.core.models_citizens import PollVote
+from gateway.core.models_panel import AuditEntry
 from gateway.shell.hotline_upkeep import refresh_hotline_files
 from tests.support import FakeClock
 from tests.test_voice_store import voice_alert
@@ -141,8 +143,9 @@ def test_store_stop_cancels_planned_calls_and_opts_out(contacts, tmp_path):
     assert (number.opted_out, number.opted_out_via, state) == (True, "phone", "cancelled")
 
 
-def test_store_registers_an_unknown_caller_with_phone_consent(contacts, tmp_path):
-    store = HotlineStore(contacts.sessions)
+def test_store_registers_an_unknown_caller_with_phone_consent_and_audits_it(contacts, tmp_path):
+    audit = audit_log_for(contacts.config, contacts.sessions)
+    store = HotlineStore(contacts.sessions, audit=audit)
     caller = store.caller("0039 333 999 0001")
     assert not caller.known
     store.record(caller, Register("Fregene", "en"))
@@ -151,6 +154,9 @@ def test_store_registers_an_unknown_caller_with_phone_consent(contacts, tmp_path
     with contacts.sessions() as s:
         contact = s.scalar(select(Contact).where(Contact.consent_source == "phone"))
         assert contact.consent_at is not None
+        entry = s.scalar(select(AuditEntry).where(AuditEntry.action == "hotline.register"))
+        assert (entry.actor, entry.target) == ("phone +393339990001", "+393339990001")
+    assert audit.verify() == []
 
 
 def test_store_vote_once_per_number(contacts, tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.core.audit import AuditLog
 from gateway.core.db import utcnow
 from gateway.core.hotline import (Caller, Confirm, Effect, Message, Register, SetLanguage, Situation, StopCalls,
                                   Vote)
@@ -26,6 +27,7 @@ from gateway.core.states import AlertCategory, AlertState, Channel, DeliveryStat
 from gateway.core.store import _UPGRADABLE_VOICE_STATES, _drop_unneeded_fallback
 
 CONSENT_SOURCE = "phone"
+_AUDITED = {Register: "hotline.register", SetLanguage: "hotline.language", StopCalls: "hotline.stop"}
 _AUDIO_EXTENSIONS = (".wav", ".wav16", ".sln", ".gsm", ".ulaw", ".alaw")
 
 
@@ -40,8 +42,11 @@ def _playback_name(path: str) -> str:
 class HotlineStore:
     def __init__(self, sessions: sessionmaker[Session], *, languages: tuple[str, ...] = ("it", "en"),
                  region: str = "IT", situation_seconds: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, audit: AuditLog | None = None) -> None:
         self.sessions = sessions
+        # Changes to the directory a caller makes (registration, zone, language, stop) are audited
+        # as the panel's are, so an operator can see and undo them.
+        self.audit = audit
         self.languages = languages
         self.region = region
         # Many callers ring at once right after an alert: they share one reading of what is in
@@ -146,7 +151,10 @@ class HotlineStore:
         if caller.e164 is None:
             raise ValueError(f"{type(effect).__name__} needs the caller's number; the call is anonymous")
         now = now or utcnow()
-        with self.sessions.begin() as s:
+        with (self.audit.transaction() if self.audit is not None else self.sessions.begin()) as s:
+            if self.audit is not None and not isinstance(effect, (Confirm, Vote)):
+                self.audit.record(s, f"phone {caller.e164}", _AUDITED[type(effect)], caller.e164,
+                                  **{k: v for k, v in vars(effect).items()})
             if isinstance(effect, Confirm):
                 self._confirm(s, caller.e164, effect.alert_ids, now)
             elif isinstance(effect, StopCalls):

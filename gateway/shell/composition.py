@@ -17,6 +17,7 @@ from asterisk.hotline_agi import HotlineSession
 from asterisk.trunks import TrunkConfig
 from asterisk.voice_channel import VoiceChannel, VoiceSettings
 from gateway.core.alarms import AlarmMonitor, AlarmSettings
+from gateway.core.audit import audit_log_for
 from gateway.core.backup import BackupError, hold_engine_lock
 from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
@@ -82,7 +83,8 @@ def build_hotline(services: Services, dispatcher: Dispatcher) -> tuple[FastAgiSe
     if not (config.asterisk.enabled and config.asterisk.hotline):
         return None
     voice = next(channel for channel in dispatcher.channels if channel.name == Channel.VOICE)
-    store = HotlineStore(services.sessions, languages=tuple(PROMPTS), region=config.general.region)
+    store = HotlineStore(services.sessions, languages=tuple(PROMPTS), region=config.general.region,
+                         audit=audit_log_for(config, services.sessions))
     return FastAgiServer(HotlineSession(store, config.sounds_dir), port=config.asterisk.agi_port,
                          observer=voice.inbound_changed), store
 
