@@ -314,3 +314,14 @@ def test_a_message_is_acted_on_once(service, sessions):
     assert service.process(row.id) is None
     with sessions() as s:
         assert s.query(SmsReply).count() == 1
+
+
+def test_a_burst_of_answers_pauses_them_but_the_answer_to_our_zone_list_still_goes(service, sessions):
+    for text in ("INFO", "ISCRIVI", "STOP INFO"):
+        assert receive(service, STRANGER, text)[2] is not None
+    _, row, reply = receive(service, STRANGER, "1")
+    assert "Aranova" in reply
+    _, row, reply = receive(service, STRANGER, "ZONA Focene")
+    assert reply is None and "4 automatic answers in 5 min" in row.outcome
+    with sessions() as s:
+        assert s.get(Contact, row.contact_id).zone.name == "Focene"

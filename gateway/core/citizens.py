@@ -89,6 +89,7 @@ class _Answer:
     outcome: str
     reason: ReplyReason | None = None
     text: str | None = None
+    solicited: bool = False      # it answers a question we asked (the numbered zone list)
 
 
 class _Message:
@@ -170,7 +171,8 @@ class CitizenService:
         answer = self._act(msg, command, alert, zones)
         if answer.text is not None:
             withheld = reply_withheld(self._traffic(s, e164, now), answer.reason,
-                                      understood=command.intent != Intent.UNKNOWN, settings=guard)
+                                      understood=command.intent != Intent.UNKNOWN, solicited=answer.solicited,
+                                      settings=guard)
             if withheld:
                 answer.outcome += f"; no answer: {withheld}"
                 answer.text = None
@@ -378,6 +380,7 @@ class CitizenService:
         else:
             answer = self._registered(msg, zones[number - 1], language)
         answer.outcome = f"zone chosen by number ({number}): {answer.outcome}"
+        answer.solicited = True
         return answer
 
     # --- answers to an alert --------------------------------------------------------------

@@ -225,7 +225,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "zone_menu_minutes": Key(NUMBER, 30.0, "Minutes a citizen has to answer the numbered list of zones with a number.", _positive),
         "max_replies_per_day": Key(int, 5, "Most automatic SMS answers to one number in 24 hours (the answer to a help request is always sent).", _positive),
         "loop_minutes": Key(NUMBER, 5.0, "A number that got an automatic answer this recently and writes something we do not understand (likely an autoresponder) is not answered; after loop_replies answers within it, it is not answered at all until the window passes.", _positive),
-        "loop_replies": Key(int, 2, "Automatic answers within loop_minutes after which a number is not answered until the window passes (loops between autoresponders).", _positive),
+        "loop_replies": Key(int, 3, "Automatic answers within loop_minutes after which a number is not answered until the window passes (loops between autoresponders); the answer to the numbered zone list, a question we asked, is exempt.", _positive),
         "flood_per_hour": Key(int, 20, "Messages from one number within an hour beyond which the next ones are stored and marked ignored (flood), not acted on.", _positive),
         "short_code_digits": Key(int, 6, "Senders with at most this many digits are short codes (operators' services): never answered.", _positive),
         "own_numbers": Key(list, [], "The numbers of our own modems' SIMs: a message from them is never answered (no loop between our lines).", _number_list),

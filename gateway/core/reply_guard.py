@@ -24,7 +24,7 @@ class GuardSettings:
     own_numbers: frozenset[str] = frozenset()   # E.164
     max_replies_per_day: int = 5
     loop_minutes: float = 5.0
-    loop_replies: int = 2
+    loop_replies: int = 3
     flood_per_hour: int = 20
 
 
@@ -58,13 +58,14 @@ def flooding(traffic: Traffic, settings: GuardSettings) -> str | None:
     return None
 
 
-def reply_withheld(traffic: Traffic, reason: ReplyReason, *, understood: bool,
+def reply_withheld(traffic: Traffic, reason: ReplyReason, *, understood: bool, solicited: bool = False,
                    settings: GuardSettings) -> str | None:
     """Why the answer of ``reason`` is not sent, or None. A help request is always answered:
-    its answer says to call 112."""
+    its answer says to call 112. ``solicited``: the message answers a question we asked (the
+    numbered zone list), which no autoresponder can do: the loop rule does not apply."""
     if reason == ReplyReason.HELP_REQUEST:
         return None
-    if traffic.replies_in_loop_window >= settings.loop_replies:
+    if traffic.replies_in_loop_window >= settings.loop_replies and not solicited:
         return f"{traffic.replies_in_loop_window} automatic answers in {settings.loop_minutes:g} min: no more for now"
     if traffic.replies_in_loop_window and not understood:
         return "an unrecognised text right after our answer looks automatic: not answered"
