@@ -325,3 +325,20 @@ def test_a_burst_of_answers_pauses_them_but_the_answer_to_our_zone_list_still_go
     assert reply is None and "4 automatic answers in 5 min" in row.outcome
     with sessions() as s:
         assert s.get(Contact, row.contact_id).zone.name == "Focene"
+
+
+def test_a_message_whose_handling_fails_is_kept_with_the_error_and_nothing_half_done(service, sessions, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("bug")
+    monkeypatch.setattr(service, "_act", broken)
+    with sessions.begin() as s:
+        s.add(InboundSms(line="m0", sender=MARIO, text="STOP"))
+    with pytest.raises(RuntimeError):
+        service.process(1)
+    with sessions() as s:
+        assert not s.get(InboundSms, 1).handled   # rolled back: the contact link, the effect, the answer
+    service.give_up(1, "RuntimeError")
+    with sessions() as s:
+        row = s.get(InboundSms, 1)
+        assert row.handled and "internal error (RuntimeError)" in row.outcome and row.contact_id is None
+    assert service.unhandled() == []

@@ -18,7 +18,7 @@ from tests.test_engine_voice import SECRET, create_voice_alert, voice_config
 pytestmark = pytest.mark.integration
 
 FAST = dict(latency_median=0.02, latency_sigma=0.3, report_delay=0.05)
-STRANGER, NEWCOMER, ON_HOLIDAY = "+393339990001", "+393339990002", "+393339990003"
+STRANGER, NEWCOMER, ON_HOLIDAY, LEFT_OVER = "+393339990001", "+393339990002", "+393339990003", "+393339990004"
 
 
 def resident(i: int) -> str:
@@ -48,6 +48,9 @@ def test_citizens_write_and_the_answers_leave_through_the_modems_after_the_alert
             s.execute(update(Alert).where(Alert.id == alert_id).values(
                 poll_question="Avete acqua in casa?", poll_options=json.dumps(["sì", "no"]),
                 poll_closes_at=utcnow() + dt.timedelta(hours=1)))
+        # Committed by a run that died before acting on it: this run acts on it, once.
+        with services.sessions.begin() as s:
+            s.add(InboundSms(line="m0", sender=LEFT_OVER, text="Iscrivimi Aranova"))
         engine = start_engine(config_path, log_path=tmp_path / "engine.log")
 
         def incoming(sender, text):
@@ -88,6 +91,7 @@ def test_citizens_write_and_the_answers_leave_through_the_modems_after_the_alert
         assert "zona Focene" in submits_to(sim, NEWCOMER)[0]["text"]
         assert "1 Aranova, 2 Focene, 3 Isola Sacra" in submits_to(sim, STRANGER)[1]["text"]
         assert len(submits_to(sim, ON_HOLIDAY)) == 1
+        assert len(submits_to(sim, LEFT_OVER)) == 1 and "zona Aranova" in submits_to(sim, LEFT_OVER)[0]["text"]
         with services.sessions() as s:
             assert s.scalar(select(PhoneNumberRow.opted_out).where(PhoneNumberRow.e164 == resident(0)))
             votes = {v.e164: (v.option, v.changes) for v in s.scalars(select(PollVote))}
