@@ -158,7 +158,9 @@ class CitizenService:
             InboundSms.received_at <= received))
         flood = flooding(Traffic(messages_last_hour=recent), guard)
         if flood:
-            log.warning("inbound SMS %d from a number flooding us: %s", row.id, flood)
+            # Once when the number crosses the line, not once per message of the flood.
+            log.log(logging.WARNING if recent == guard.flood_per_hour + 1 else logging.DEBUG,
+                    "inbound SMS %d: %s", row.id, flood)
             return _Answer(InboundKind.IGNORED, flood)
         msg = _Message(s, row, e164, kind, now)
         if msg.contacts:
