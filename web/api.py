@@ -1,6 +1,7 @@
 """The JSON API for other systems (/api/v1), authenticated by bearer tokens created by admins."""
 from __future__ import annotations
 
+import datetime as dt
 from functools import wraps
 
 from flask import Blueprint, jsonify, request, url_for
@@ -9,6 +10,7 @@ from gateway.core.audio import AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target
 from gateway.core.db import utcnow
 from gateway.core.models import Alert
+from gateway.core.polls import Poll, poll_results
 from gateway.core.states import AlertState, Channel
 from gateway.core.voice_messages import VoiceRenderer, discard
 from web import alert_flow
@@ -75,13 +77,36 @@ def api_role(role: str):  # noqa: ANN201
     return decorate
 
 
-def _alert_json(alert: Alert, progress: dict) -> dict:
-    return {"id": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
+def _alert_json(alert: Alert, progress: dict, poll: dict | None) -> dict:
+    return {"asks_confirmation": bool(alert.asks_confirmation), "poll": poll, "id": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
             "channels": list(alert.delivery_channels), "recipients": alert.recipients,
             "created_by": alert.created_by, "created_at": alert.created_at.isoformat() + "Z",
             "completed_at": alert.completed_at.isoformat() + "Z" if alert.completed_at else None,
             "progress": progress, "url": url_for("alerts.show", alert_id=alert.id)}
+
+
+class _BadField(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _poll(data: dict) -> Poll | None:
+    """The body's poll; its closing time must say its offset (a bare time would be read in which zone?)."""
+    poll = data.get("poll")
+    if poll is None:
+        return None
+    closes_at = None
+    if "closes_at" in poll:
+        try:
+            moment = dt.datetime.fromisoformat(poll["closes_at"])
+        except ValueError:
+            raise _BadField("/poll/closes_at", "not a date and time (ISO 8601, e.g. 2026-12-04T18:00:00Z)") from None
+        if moment.tzinfo is None:
+            raise _BadField("/poll/closes_at", "give the offset (Z or +01:00) with the closing time")
+        closes_at = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return Poll(poll["question"], tuple(poll["options"]), closes_at)
 
 
 @bp.route("/alerts", methods=["POST"])
@@ -100,6 +125,10 @@ def create_alert():
     channels = data.get("channels", [Channel.SMS.value])
     target = data["target"]
     voice_language = data.get("voice_language", voice.language)
+    try:
+        poll = _poll(data)
+    except _BadField as exc:
+        return _error(400, str(exc), exc.field)
     alert_request = None
     try:
         alert_request = AlertRequest(
@@ -111,7 +140,8 @@ def create_alert():
             deadline=alert_flow.default_deadline(voice.deadline_minutes),
             voice_interval=voice.interval, voice_growth=voice.growth, voice_cap=voice.per_number_cap,
             stop_on_confirm=voice.stop_on_confirm, sms_fallback=data.get("sms_fallback", voice.sms_fallback),
-            translations={language.strip().lower(): text for language, text in data.get("translations", {}).items()})
+            translations={language.strip().lower(): text for language, text in data.get("translations", {}).items()},
+            asks_confirmation=data.get("asks_confirmation", False), poll=poll)
         p.services.alerts.preview(alert_request)
         if Channel.VOICE in alert_request.channels:
             # As the panel and the CLI render it (gateway/core/voice_messages.py).
@@ -124,11 +154,13 @@ def create_alert():
     except (AlertError, AudioError, alert_flow.FlowError) as exc:
         if alert_request is not None:
             discard(alert_request)
-        return _error(422, str(exc))
+        # A refused poll or confirmation says where (gateway.core.alerts.AnswerError).
+        return _error(422, str(exc), getattr(exc, "field", None))
     with p.sessions() as s:
         alert = s.get(Alert, outcome.alert_id)
         progress = alert_progress(s, [alert.id])[alert.id]
-    body = _alert_json(alert, progress)
+        poll = poll_results(s, alert, now=utcnow())
+    body = _alert_json(alert, progress, poll)
     body["recipients_by_channel"] = outcome.preview.recipients
     return body, 201
 
@@ -141,7 +173,8 @@ def alert_status(alert_id: int):
         if alert is None:
             return _error(404, f"no alert with id {alert_id}")
         progress = alert_progress(s, [alert_id])[alert_id]
-    body = _alert_json(alert, progress)
+        poll = poll_results(s, alert, now=utcnow())
+    body = _alert_json(alert, progress, poll)
     if alert.state not in (AlertState.DRAFT, AlertState.AWAITING_APPROVAL, AlertState.REJECTED):
         body["eta_seconds"] = panel().services.alerts.status(alert_id)["eta_seconds"]
     return body

@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from gateway.core.audio import VOICES
+from gateway.core.polls import MAX_OPTION, MAX_OPTIONS, MAX_QUESTION, MIN_OPTIONS
 from gateway.core.states import AlertState, Channel
 from web.params import MAX_ID
 
@@ -38,6 +39,18 @@ CREATE_ALERT = {
         "translations": {"type": "object", "additionalProperties": {"type": "string"},
                          "description": "the message in other languages, {\"en\": \"...\"}: "
                                         "recipients of that language get it, by SMS and spoken"},
+        "asks_confirmation": {"type": "boolean", "default": False,
+                              "description": "the SMS ends with 'Rispondi OK per confermare.' ('Reply OK to "
+                                             "confirm.' in English versions); not with a poll"},
+        "poll": {"type": "object", "required": ["question", "options"], "additionalProperties": False,
+                 "description": "the SMS ends with the question and 'Rispondi 1 se ..., 2 se ...' ('Reply 1 "
+                                "for ..., 2 for ...' in English versions); replies count one vote per number",
+                 "properties": {
+                     "question": {"type": "string", "minLength": 1, "maxLength": MAX_QUESTION},
+                     "options": {"type": "array", "minItems": MIN_OPTIONS, "maxItems": MAX_OPTIONS,
+                                 "items": {"type": "string", "minLength": 1, "maxLength": MAX_OPTION}},
+                     "closes_at": {"type": "string", "format": "date-time",
+                                   "description": "with its offset (Z or +01:00); votes after it do not count"}}},
         "mode": {"type": "string", "enum": ["submit", "draft", "send_now"], "default": "submit",
                  "description": "a draft is shared: any operator may review and submit it in the panel"},
         "reason": {"type": "string", "maxLength": 2000,
@@ -80,7 +93,15 @@ _PROGRESS = {"type": "object", "properties": {k: {"type": "integer"} for k in
                                                ("total", "queued", "in_progress", "sent", "reached", "failed",
                                                 "cancelled")} | {"percent": {"type": "number"},
                                                                  "channels": {"type": "object"}}}
+_POLL_RESULTS = {"type": ["object", "null"], "properties": {
+    "question": {"type": "string"}, "votes": {"type": "integer"}, "changed": {"type": "integer"},
+    "closes_at": {"type": ["string", "null"], "format": "date-time"}, "open": {"type": "boolean"},
+    "options": {"type": "array", "items": {"type": "object", "properties": {
+        "number": {"type": "integer"}, "text": {"type": "string"}, "votes": {"type": "integer"},
+        "percent": {"type": "integer"}}}}}}
 _ALERT = {"type": "object", "properties": {
+    "asks_confirmation": {"type": "boolean"},
+    "poll": _POLL_RESULTS,
     "id": {"type": "integer"},
     "state": {"type": "string", "enum": [state.value for state in AlertState]},
     "drill": {"type": "boolean"}, "priority": {"type": "boolean"}, "text": {"type": "string"},
