@@ -16,6 +16,9 @@ from gateway.core.replies import ReplyError
 from gateway.core.services import build_services
 
 
+MAX_LIMIT = 100_000
+
+
 def _fail(message: str) -> int:
     print(f"allerta: {message}", file=sys.stderr)
     return 2
@@ -30,6 +33,8 @@ def _one_line(text: str) -> str:
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= MAX_LIMIT:
+        return _fail(f"--limit {args.limit}: give a number from 1 to {MAX_LIMIT}")
     services = build_services(load_config(args.config))
     query = inbox.InboxQuery(kind=args.kind, sender=args.sender)
     try:
