@@ -58,6 +58,8 @@ def test_a_poll_from_the_panel_the_api_and_the_cli_is_stored_and_sent_alike(app,
     assert response.get_json()["poll"]["options"][1] == {"number": 2, "text": "no, serve aiuto", "votes": 0,
                                                          "percent": 0}
     from_cli = _from_cli(tmp_path, capsys, "--poll-question", QUESTION, *[a for o in OPTIONS for a in ("--poll-option", o)])
+    assert main(["--config", str(tmp_path / "allerta.toml"), "alert", "status", str(from_cli)]) == 0
+    assert "poll 'Siete al sicuro?': 0 votes (0 changed); 1 'sì' 0, 2 'no, serve aiuto' 0" in capsys.readouterr().out
     for alert_id in (from_panel, from_api, from_cli):
         assert _stored(panel, alert_id) == (SMS, QUESTION, OPTIONS, False), alert_id
     with panel.sessions() as s:

@@ -16,7 +16,7 @@ from gateway.core.models_panel import AlertText
 from gateway.core.models import (Alert, Attempt, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
                             contact_groups, contact_numbers)
 from gateway.core.phone import InvalidNumber, normalise_number
-from gateway.core.polls import Poll, PollError, answer_suffix, check_poll
+from gateway.core.polls import Poll, PollError, answer_suffix, check_poll, poll_results
 from gateway.core.sms_text import SmsPlan, SmsTextError, plan_sms
 from gateway.core.states import AlertState, Channel, DeliveryState, PartStatus, join_channels
 
@@ -537,6 +537,7 @@ class AlertService:
                 Delivery, Delivery.id == Attempt.delivery_id).where(
                 Delivery.alert_id == alert_id, Delivery.channel == Channel.VOICE).group_by(Attempt.line)).all())
             lines = session.scalars(select(Line)).all()
+            poll = poll_results(session, alert, now=utcnow())
         by_channel: dict[str, dict[str, int]] = {}
         for channel, state, count in counts:
             by_channel.setdefault(channel, {})[state] = count
@@ -572,4 +573,6 @@ class AlertService:
             "lines": per_line,
             "remaining_segments": channels.get(Channel.SMS, {}).get("remaining", 0) * alert.segments,
             "eta_seconds": capacity.overall_seconds(etas.values()),
+            "asks_confirmation": bool(alert.asks_confirmation),
+            "poll": poll,
         }

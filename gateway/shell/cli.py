@@ -318,6 +318,11 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
         causes = ", ".join(f"{count} {DUPLICATE_CAUSE_LABELS.get(cause, cause)}"
                            for cause, count in sorted(status["possible_duplicates_by_cause"].items()))
         print(f"  {status['possible_duplicates']} possibly sent twice ({causes})")
+    poll = status["poll"]
+    if poll:
+        print(f"  poll {poll['question']!r}: {poll['votes']} votes ({poll['changed']} changed)"
+              + ("" if poll["open"] else ", closed") + "; "
+              + ", ".join(f"{o['number']} {o['text']!r} {o['votes']}" for o in poll["options"]))
     for line, entry in sorted(status["lines"].items()):
         if entry.get("channel") == Channel.VOICE:
             print(f"  {line}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
