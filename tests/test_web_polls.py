@@ -161,7 +161,7 @@ def test_results_with_a_changed_vote_on_the_page_the_csv_and_the_api(app, panel)
     assert QUESTION in section
     votes = dict(re.findall(r'data-option="(\d)"><td>\d</td><td>[^<]+</td><td data-field="votes">(\d+)</td>', section))
     assert votes == {"1": "0", "2": "2", "3": "0"}
-    assert '<strong data-field="votes">2</strong>' in section and '<span data-field="changed">1</span>' in section
+    assert '<strong data-field="total_votes">2</strong>' in section and '<span data-field="changed">1</span>' in section
     live = client_for(app, "viewer").get(f"/alerts/{alert_id}/progress.json").get_json()["poll"]
     assert [o["votes"] for o in live["options"]] == [0, 2, 0] and live["changed"] == 1
 

@@ -113,6 +113,7 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     app.add_template_filter(label, "label")
     app.add_template_filter(labels, "labels")
     app.add_template_filter(cause, "cause")
+    app.add_template_filter(inbox.local_time, "local_time")
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The Inbox: what citizens wrote, what was made of it, an operator's reply, help requests handled."""
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
+from flask_babel import format_datetime, gettext as _
 from flask_login import current_user
 
 from gateway.core import inbox
@@ -19,6 +21,14 @@ PAGE_SIZE = 50
 FILTERS = ("help_request", "command", "poll_answer", "unrecognised", "confirmation", "ignored")
 
 
+def local_time(value: str | None) -> str:
+    """A stored time (ISO, UTC, as gateway.core.inbox gives it) in the municipality's time, to the second:
+    which came first matters when messages pour in."""
+    if not value:
+        return ""
+    return format_datetime(dt.datetime.fromisoformat(value.removesuffix("Z")), "medium")
+
+
 def help_rows(rows: list[dict]) -> list[dict]:
     """Help requests with the links the page's script needs to rebuild their rows."""
     for row in rows:
@@ -26,6 +36,8 @@ def help_rows(rows: list[dict]) -> list[dict]:
         row["alert_url"] = url_for("alerts.show", alert_id=row["alert_id"]) if row["alert_id"] else None
         row["inbound_url"] = url_for("inbox.show", inbound_id=row["inbound_id"]) if row["inbound_id"] else None
         row["needs_label"] = label(row["needs"], "needs")
+        row["received_label"] = local_time(row["received_at"])
+        row["handled_label"] = local_time(row["handled_at"])
     return rows
 
 
@@ -44,7 +56,7 @@ def index():
     query = _query()
     with panel().sessions() as s:
         messages, total = inbox.list_messages(s, query, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-        open_help = inbox.help_requests(s)
+        open_help = help_rows(inbox.help_requests(s))
     return render_template("inbox/index.html", messages=messages, total=total, page=page,
                            pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE), filters=FILTERS,
                            kind=query.kind or "", sender=query.sender or "", alert_id=query.alert_id,
@@ -55,11 +67,11 @@ def _show(inbound_id: int, text: str = "", status: int = 200):  # noqa: ANN202
     with panel().sessions() as s:
         try:
             message = inbox.get_message(s, inbound_id)
-        except inbox.InboxError:
+        except inbox.NotFound:
             abort(404)
         name = inbox.names_by_number(s, {message.sender}).get(message.sender, "")
         talk = inbox.conversation(s, message.sender)
-        helps = [h for h in inbox.help_requests(s, open_only=False) if h["inbound_id"] == inbound_id]
+        helps = help_rows(inbox.help_requests(s, open_only=False, inbound_id=inbound_id))
     return render_template("inbox/show.html", message=message, name=name, conversation=talk,
                            help_requests=helps, text=text), status
 
@@ -77,9 +89,9 @@ def reply(inbound_id: int):
     try:
         queued = inbox.reply(panel().audit, inbound_id, text, actor=current_user.username,
                              region=panel().config.general.region)
+    except inbox.NotFound:
+        abort(404)
     except inbox.InboxError as exc:
-        if exc.msgid.startswith("no incoming message"):
-            abort(404)
         flash(error_message(exc), "error")
         return _show(inbound_id, text, 400)
     except ReplyError as exc:
@@ -102,9 +114,9 @@ def _back() -> str:
 def handled(help_id: int):
     try:
         inbox.mark_handled(panel().audit, help_id, actor=current_user.username, note=request.form.get("note", ""))
+    except inbox.NotFound:
+        abort(404)
     except inbox.InboxError as exc:
-        if exc.msgid.startswith("no help request"):
-            abort(404)
         flash(error_message(exc), "error")
         return redirect(_back())
     flash(_("Help request %(id)s marked handled.", id=help_id), "success")

@@ -38,6 +38,10 @@ class InboxError(Exception):
         super().__init__(msgid % params if params else msgid)
 
 
+class NotFound(InboxError):
+    """The message or help request asked for does not exist."""
+
+
 def iso(moment: dt.datetime | None) -> str | None:
     return moment.isoformat() + "Z" if moment else None
 
@@ -102,7 +106,7 @@ def list_messages(session: Session, query: InboxQuery = InboxQuery(), *, limit: 
 def get_message(session: Session, inbound_id: int) -> InboundSms:
     row = session.get(InboundSms, inbound_id)
     if row is None:
-        raise InboxError("no incoming message with id %(id)s", id=inbound_id)
+        raise NotFound("no incoming message with id %(id)s", id=inbound_id)
     return row
 
 
@@ -150,13 +154,15 @@ def reply(audit: AuditLog, inbound_id: int, text: str, *, actor: str, region: st
 
 # --- help requests -------------------------------------------------------------------
 def help_requests(session: Session, *, open_only: bool = True, alert_id: int | None = None,
-                  limit: int = 200) -> list[dict]:
+                  inbound_id: int | None = None, limit: int = 200) -> list[dict]:
     """Help requests, newest first, with what a rescuer needs: who, where, how vulnerable."""
     conditions = []
     if open_only:
         conditions.append(HelpRequest.handled_at.is_(None))
     if alert_id is not None:
         conditions.append(HelpRequest.alert_id == alert_id)
+    if inbound_id is not None:
+        conditions.append(HelpRequest.inbound_id == inbound_id)
     rows = session.execute(select(HelpRequest, Contact, Zone.name)
                            .outerjoin(Contact, Contact.id == HelpRequest.contact_id)
                            .outerjoin(Zone, Zone.id == Contact.zone_id)
@@ -208,7 +214,7 @@ def mark_handled(audit: AuditLog, help_id: int, *, actor: str, note: str = "",
                           .values(handled_at=now or utcnow(), handled_by=actor, note=note or None)).rowcount
         request = s.get(HelpRequest, help_id)
         if request is None:
-            raise InboxError("no help request with id %(id)s", id=help_id)
+            raise NotFound("no help request with id %(id)s", id=help_id)
         if not taken:
             raise InboxError("help request %(id)s was already handled by %(by)s", id=help_id,
                              by=request.handled_by)

@@ -24,7 +24,8 @@ from gateway.core.polls import Poll
 from gateway.core.services import build_services
 from gateway.shell.bench import child_env
 from gateway.shell.demo import wait_for_http
-from tests.browser.test_browser_panel import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Recorder, _login, _playwright, _stop
+from tests.browser.test_browser_panel import (CHROMIUM, CHROMIUM_ARGS, PASSWORD, Recorder, _login, _playwright,
+                                             _screenshot, _stop)
 from tests.support import CONTACTS_CSV, write_config
 from web.serve import free_port
 from web.users import add_user
@@ -93,6 +94,7 @@ def test_a_help_request_raises_the_alarm_live_and_is_handled_from_the_dashboard(
     row = page.inner_text("#help-requests tr.help-open")
     for shown in ("Anna Rossi", "Via della Scafa 12", "Isola Sacra", "fragile", "AIUTO acqua al primo piano"):
         assert shown in row, row
+    _screenshot(page, "help-alarm")
     page.fill("#help-requests tr.help-open input[name=note]", "Vigili del fuoco avvisati")
     with page.expect_navigation():
         page.click("#help-requests tr.help-open button[type=submit]")
@@ -112,6 +114,10 @@ def test_a_help_request_raises_the_alarm_live_and_is_handled_from_the_dashboard(
         "() => document.querySelector(\"#poll-results tr[data-option='2'] [data-field=votes]\").textContent === '1'",
         timeout=30_000)
     assert page.inner_text("#poll-results tr[data-option='2'] [data-field=percent]") == "100"
+    assert page.inner_text("#poll-results [data-field=total_votes]") == "1"
+    _screenshot(page, "alert-poll")
+    page.goto(f"{base}/inbox/")
+    _screenshot(page, "inbox")
     assert not recorder.errors, recorder.errors
     assert all(url.startswith(base) for url in recorder.requests)
     context.close()

@@ -84,7 +84,7 @@
     const row = document.createElement("tr");
     row.dataset.help = help.id;
     row.className = help.handled_at ? "help-handled" : "help-open";
-    for (const value of [help.received_at, help.e164, help.name || "-", help.address || "-", help.zone || "-"]) row.appendChild(cell(value));
+    for (const value of [help.received_label, help.e164, help.name || "-", help.address || "-", help.zone || "-"]) row.appendChild(cell(value));
     const needs = cell(help.needs_label || "");
     if (help.vulnerable) {
       const tag = document.createElement("span");
@@ -104,7 +104,7 @@
     row.appendChild(cell(help.alert_url ? linked(help.alert_url, t.tAlert + " " + help.alert_id) : "-"));
     const action = cell("");
     if (help.handled_at) {
-      action.textContent = t.tHandled + " " + help.handled_by + ", " + help.handled_at + (help.note ? ": “" + help.note + "”" : "");
+      action.textContent = t.tHandled + " " + help.handled_by + ", " + help.handled_label + (help.note ? ": “" + help.note + "”" : "");
     } else if (t.canHandle) {
       const form = document.createElement("form");
       form.method = "post";
@@ -179,7 +179,7 @@
       replaceHelp(document.getElementById("help-requests"), data.help_requests);
       const poll = document.getElementById("poll-results");
       if (poll && data.poll) {
-        setField(poll, "votes", data.poll.votes);
+        setField(poll, "total_votes", data.poll.votes);
         setField(poll, "changed", data.poll.changed);
         for (const option of data.poll.options) {
           const row = poll.querySelector('tr[data-option="' + option.number + '"]');
