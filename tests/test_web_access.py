@@ -63,7 +63,8 @@ ROUTES = [
 ]
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("POST", "/language"),
           ("GET", "/api/v1/openapi.json")}
-TOKEN = {("POST", "/api/v1/alerts"), ("GET", "/api/v1/alerts/<int:alert_id>"), ("GET", "/api/v1/lines")}
+TOKEN = {("POST", "/api/v1/alerts"), ("GET", "/api/v1/alerts/<int:alert_id>"), ("GET", "/api/v1/lines"),
+         ("GET", "/api/v1/inbox"), ("GET", "/api/v1/help-requests")}
 
 
 def _rule_key(method: str, url: str) -> tuple[str, str]:

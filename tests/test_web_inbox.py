@@ -222,3 +222,30 @@ def test_inbox_pages_have_no_inline_script_or_style(app, panel):
         tags = re.sub(r'"[^"]*"', '""', "".join(re.findall(r"<[^>]+>", html)))
         assert not re.search(r"\s(style|on[a-z]+)=", tags), path
     assert csrf_token(operator, "/inbox/")
+
+
+def _token(app, role: str = "viewer") -> str:
+    html = post(client_for(app, "admin"), "/admin/tokens", {"name": "sala operativa", "role": role}).get_data(as_text=True)
+    return re.search(r'<code id="new-token">([^<]+)</code>', html).group(1)
+
+
+def test_the_api_lists_messages_and_open_help_requests(app, panel):
+    ids = _seed(panel)
+    client, headers = app.test_client(), {"Authorization": f"Bearer {_token(app)}"}
+    body = client.get("/api/v1/inbox?limit=2", headers=headers).get_json()
+    assert body["total"] == 4 and [m["id"] for m in body["messages"]] == [ids["help_sms"], ids["odd"]]
+    assert body["messages"][0]["help_request_id"] == ids["help"] and body["messages"][0]["name"] == "Anna Rossi"
+    body = client.get("/api/v1/inbox?limit=2&page=2", headers=headers).get_json()
+    assert [m["id"] for m in body["messages"]] == [ids["vote"], ids["stop"]]
+    body = client.get(f"/api/v1/inbox?kind=poll_answer&alert={ids['alert']}", headers=headers).get_json()
+    assert [m["id"] for m in body["messages"]] == [ids["vote"]]
+    for query, field in (("kind=spam", "kind"), ("limit=0", "limit"), ("limit=x", "limit"), ("page=0", "page")):
+        response = client.get(f"/api/v1/inbox?{query}", headers=headers)
+        assert (response.status_code, response.get_json()["field"]) == (400, field), query
+    (help_request,) = client.get("/api/v1/help-requests", headers=headers).get_json()["help_requests"]
+    assert (help_request["id"], help_request["name"], help_request["zone"], help_request["vulnerable"]) == \
+        (ids["help"], "Anna Rossi", "Isola Sacra", True)
+    post(client_for(app, "operator"), f"/inbox/help/{ids['help']}/handled", {})
+    assert client.get("/api/v1/help-requests", headers=headers).get_json()["help_requests"] == []
+    (handled,) = client.get("/api/v1/help-requests?all=true", headers=headers).get_json()["help_requests"]
+    assert handled["handled_by"] == "otto"

@@ -6,6 +6,7 @@ from functools import wraps
 
 from flask import Blueprint, jsonify, request, url_for
 
+from gateway.core import inbox
 from gateway.core.audio import AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target
 from gateway.core.db import utcnow
@@ -16,6 +17,7 @@ from gateway.core.voice_messages import VoiceRenderer, discard
 from web import alert_flow
 from web.api_schema import OPENAPI, body_error
 from web.context import panel
+from web.params import MAX_ID, MAX_PAGE
 from web.progress import alert_progress, line_rows, stale_after
 from web.security import public, token_auth
 from web.throttle import API, API_POLICY, blocked_for, count_failure, retry_after
@@ -23,6 +25,7 @@ from web.tokens import Refusal, authenticate_token
 from web.users import has_role
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_INBOX_PAGE = 500
 
 
 def _error(status: int, message: str, field: str | None = None):  # noqa: ANN202
@@ -185,6 +188,43 @@ def alert_status(alert_id: int):
 def lines():
     with panel().sessions() as s:
         return {"lines": line_rows(s, stale_after(panel().config))}
+
+
+def _query_int(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name, "")
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 12 and low <= int(raw) <= high):
+        raise _BadField(name, f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+@bp.route("/inbox")
+@api_role("viewer")
+def inbox_messages():
+    """Incoming SMS, newest first, with what was made of each (the panel's Inbox)."""
+    try:
+        limit = _query_int("limit", 50, 1, MAX_INBOX_PAGE)
+        page = _query_int("page", 1, 1, MAX_PAGE)
+        alert_id = _query_int("alert", 0, 0, MAX_ID) or None
+        query = inbox.InboxQuery(kind=request.args.get("kind") or None, sender=request.args.get("sender") or None,
+                                 alert_id=alert_id)
+        with panel().sessions() as s:
+            messages, total = inbox.list_messages(s, query, limit=limit, offset=(page - 1) * limit)
+    except _BadField as exc:
+        return _error(400, str(exc), exc.field)
+    except inbox.InboxError as exc:
+        return _error(400, str(exc), "kind")
+    return {"total": total, "page": page, "messages": messages}
+
+
+@bp.route("/help-requests")
+@api_role("viewer")
+def help_requests():
+    """Help requests still open (``?all=true``: handled ones too), with the contact's details."""
+    with panel().sessions() as s:
+        rows = inbox.help_requests(s, open_only=request.args.get("all") not in ("1", "true"))
+    return {"help_requests": rows}
 
 
 @bp.route("/openapi.json")

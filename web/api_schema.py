@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from gateway.core.audio import VOICES
+from gateway.core.inbox import KINDS
 from gateway.core.polls import MAX_OPTION, MAX_OPTIONS, MAX_QUESTION, MIN_OPTIONS
 from gateway.core.states import AlertState, Channel
 from web.params import MAX_ID
@@ -113,6 +114,25 @@ _ALERT = {"type": "object", "properties": {
     "eta_seconds": {"type": ["number", "null"]}, "url": {"type": "string"}}}
 
 
+_TIME = {"type": "string", "format": "date-time"}
+_MAYBE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_MESSAGE = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "line": {"type": "string"}, "sender": {"type": "string"},
+    "name": {"type": "string", "description": "the contact's name, when the number is in the list"},
+    "received_at": _TIME, "text": {"type": "string"},
+    "kind": {"type": ["string", "null"], "enum": [*KINDS, None], "description": "null: not processed yet"},
+    "outcome": {"type": ["string", "null"]}, "alert_id": {"type": ["integer", "null"]},
+    "incomplete": {"type": "boolean"}, "parts": {"type": "integer"}, "handled": {"type": "boolean"},
+    "help_request_id": {"type": ["integer", "null"]}}}
+_HELP = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "e164": {"type": "string"}, "text": {"type": "string"},
+    "channel": {"type": "string"}, "received_at": _TIME, "alert_id": {"type": ["integer", "null"]},
+    "inbound_id": {"type": ["integer", "null"]}, "handled_at": _MAYBE_TIME,
+    "handled_by": {"type": ["string", "null"]}, "note": {"type": ["string", "null"]},
+    "name": {"type": "string"}, "address": {"type": ["string", "null"]}, "zone": {"type": ["string", "null"]},
+    "vulnerable": {"type": "boolean"}, "needs": {"type": ["string", "null"]}}}
+
+
 def _answer(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
 
@@ -148,6 +168,28 @@ OPENAPI = {
                             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}}],
             "responses": {"200": {"description": "the alert", "content": {"application/json": {"schema": _ALERT}}},
                           "404": _answer("no such alert"), **_COMMON}}},
+        "/api/v1/inbox": {"get": {
+            "summary": "SMS received from citizens, newest first, with what was made of each",
+            "parameters": [
+                {"name": "kind", "in": "query", "schema": {"type": "string", "enum": list(KINDS)}},
+                {"name": "sender", "in": "query", "schema": {"type": "string"},
+                 "description": "numbers containing this"},
+                {"name": "alert", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                 "description": "answers to this alert"},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
+                                                             "default": 50}},
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}}],
+            "responses": {"200": {"description": "one page of messages", "content": {"application/json": {
+                "schema": {"type": "object", "properties": {
+                    "total": {"type": "integer"}, "page": {"type": "integer"},
+                    "messages": {"type": "array", "items": _MESSAGE}}}}}},
+                "400": _answer("a parameter is wrong ('field' names it)"), **_COMMON}}},
+        "/api/v1/help-requests": {"get": {
+            "summary": "Help requests not handled yet (all=true: handled ones too), newest first",
+            "parameters": [{"name": "all", "in": "query", "schema": {"type": "boolean", "default": False}}],
+            "responses": {"200": {"description": "help requests", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"help_requests": {"type": "array", "items": _HELP}}}}}},
+                **_COMMON}}},
         "/api/v1/lines": {"get": {
             "summary": "Health of every modem and trunk, as last written by the engine",
             "responses": {"200": {"description": "lines", "content": {"application/json": {"schema": {
