@@ -1,7 +1,7 @@
 """Citizens' answers in a real browser: a help request appears on the dashboard without a reload, is marked
 handled through the row the page's script built, and a poll's votes change live on the alert page.
 
-Only the panel runs (``allerta web``, waitress on 127.0.0.1): the rows the citizens' service would write
+The browser is tests/browser/conftest.py's. Only the panel runs (``allerta web``, waitress on 127.0.0.1): the rows the citizens' service would write
 are written straight into the database, as it would, while the page is open.
 """
 from __future__ import annotations
@@ -24,8 +24,7 @@ from gateway.core.polls import Poll
 from gateway.core.services import build_services
 from gateway.shell.bench import child_env
 from gateway.shell.demo import wait_for_http
-from tests.browser.test_browser_panel import (CHROMIUM, CHROMIUM_ARGS, PASSWORD, Recorder, _login, _playwright,
-                                             _screenshot, _stop)
+from tests.browser.test_browser_panel import PASSWORD, Recorder, _login, _screenshot, _stop
 from tests.support import CONTACTS_CSV, write_config
 from web.serve import free_port
 from web.users import add_user
@@ -54,17 +53,6 @@ def panel_only(tmp_path_factory):
         _stop(web)
         log.close()
         services.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _playwright()
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_a_help_request_raises_the_alarm_live_and_is_handled_from_the_dashboard(panel_only, browser):
