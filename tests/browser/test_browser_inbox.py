@@ -106,6 +106,16 @@ def test_a_help_request_raises_the_alarm_live_and_is_handled_from_the_dashboard(
     _screenshot(page, "alert-poll")
     page.goto(f"{base}/inbox/")
     _screenshot(page, "inbox")
+
+    # Composing: the counter counts the poll's words as they are typed.
+    page.goto(f"{base}/alerts/new")
+    page.fill("#text", "x" * 150)
+    page.wait_for_function("() => document.getElementById('counter').textContent.includes('1 segment')")
+    page.click("fieldset.answers summary")
+    page.fill("#poll_question", "Siete al sicuro?")
+    page.fill("input[name=poll_options] >> nth=0", "sì")
+    page.fill("input[name=poll_options] >> nth=1", "no")
+    page.wait_for_function("() => document.getElementById('counter').textContent.includes('2 segment')")
     assert not recorder.errors, recorder.errors
     assert all(url.startswith(base) for url in recorder.requests)
     context.close()
