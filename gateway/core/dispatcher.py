@@ -192,7 +192,11 @@ class Dispatcher:
         batch = self.settings.inbound_batch
         while not stop.is_set():
             self.inbound_arrived.clear()
-            ids = await self.store.run(self.citizens.unhandled, batch)
+            try:
+                ids = await self.store.run(self.citizens.unhandled, batch)
+            except Exception:  # noqa: BLE001 - a bug here must not stop answering for the engine's lifetime
+                log.exception("cannot read the incoming SMS still to act on; trying again")
+                ids = []
             for inbound_id in ids:
                 if stop.is_set():
                     return
