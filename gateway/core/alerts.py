@@ -101,10 +101,10 @@ class AlertRequest:
 
 
 def default_category(request: AlertRequest, now: dt.datetime | None = None) -> AlertCategory:
-    """The category of an alert nobody chose one for: a drill rehearses an emergency; anything
-    scheduled for later is public-utility information (an emergency goes now); otherwise emergency,
-    the safe side (an emergency ignores STOP INFO, quiet hours and the election lock)."""
-    if request.drill:
+    """The category of an alert nobody chose one for: a drill rehearses an emergency, and a CAP category
+    names one; anything scheduled for later is public-utility information (an emergency goes now);
+    otherwise emergency, the safe side (an emergency ignores STOP INFO, quiet hours and the election lock)."""
+    if request.drill or request.cap_category:   # a CAP category says what emergency it is
         return AlertCategory.EMERGENCY
     if request.send_at is not None and request.send_at > (now or utcnow()):
         return AlertCategory.INFORMATION

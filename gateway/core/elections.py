@@ -100,11 +100,12 @@ def add_period(audit: AuditLog, starts_at: dt.datetime, ends_at: dt.datetime, de
     """Record a period (naive UTC bounds), audited as "election.add"."""
     description = description.strip()
     if not description:
-        raise ElectionError("--description: say which election (e.g. 'Comunali 2027'): it is shown on the banner")
+        raise ElectionError("the description is empty: say which election (e.g. 'Comunali 2027'), it is shown "
+                            "on the banner")
     if len(description) > MAX_DESCRIPTION:
-        raise ElectionError("--description: at most %(count)s characters", count=MAX_DESCRIPTION)
+        raise ElectionError("the description is too long: at most %(count)s characters", count=MAX_DESCRIPTION)
     if ends_at <= starts_at:
-        raise ElectionError("--to must be after --from (the period runs from the calling of the election "
+        raise ElectionError("the end must be after the start (the period runs from the calling of the election "
                             "to the close of the polls)")
     with audit.transaction() as s:
         row = ElectionPeriod(starts_at=starts_at, ends_at=ends_at, description=description, created_by=actor)
