@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import DateTime, Integer, and_, case, cast, exists, func, literal, or_, select, update
@@ -111,12 +112,12 @@ def default_category(request: AlertRequest, now: dt.datetime | None = None) -> A
     return AlertCategory.EMERGENCY
 
 
-def resolve_category(request: AlertRequest) -> None:
+def resolve_category(request: AlertRequest, now: dt.datetime | None = None) -> None:
     """Check the request's category and CAP category and fill in the defaults (in place)."""
     if request.category is None:
         if request.follows is not None:
             return   # a follow-up takes its original's (AlertService._check_follow_up)
-        request.category = default_category(request)
+        request.category = default_category(request, now)
     try:
         request.category = AlertCategory(str(request.category).strip().lower())
     except ValueError:
@@ -166,8 +167,10 @@ class AlertService:
     def __init__(self, sessions: sessionmaker[Session], *, region: str = "IT", max_segments: int = 4,
                  drill_prefix: str = "[ESERCITAZIONE] ",
                  stale_seconds: float = line_health.STALE_MINIMUM_SECONDS,
-                 quiet_hours: QuietHours | None = None) -> None:
+                 quiet_hours: QuietHours | None = None, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.sessions = sessions
+        # Naive UTC now: when an alert goes out decides quiet hours and the election lock (tests set it).
+        self.clock = clock
         self.region = region
         self.max_segments = max_segments
         self.drill_prefix = drill_prefix
@@ -260,7 +263,7 @@ class AlertService:
     def preview(self, request: AlertRequest) -> AlertPreview:
         sms_text, plan = self.plan(request)
         self.plan_translations(request)
-        resolve_category(request)
+        resolve_category(request, self.clock())
         with self.sessions() as session:
             if request.follows is not None:
                 self._check_follow_up(session, request)
@@ -369,7 +372,7 @@ class AlertService:
             raise AlertError("attempts and the per-number cap must be at least 1")
         if request.follow_up is not None and (request.follow_up not in FOLLOW_UPS or request.follows is None):
             raise AlertError("a follow-up is a correction or an all clear of an alert that went out")
-        resolve_category(request)
+        resolve_category(request, self.clock())
         return sms_text, plan
 
     def _check_recipients(self, session: Session, request: AlertRequest) -> None:
@@ -408,7 +411,8 @@ class AlertService:
         sms_text, plan = self._validated(request)
         with transaction(self.sessions, session) as session:
             self._check_recipients(session, request)
-            self._check_election(session, request.category, max(utcnow(), request.send_at or utcnow()),
+            now = self.clock()
+            self._check_election(session, request.category, max(now, request.send_at or now),
                                  request.election_reason)
             alert = self._new_alert(request, sms_text, plan)
             session.add(alert)
@@ -453,7 +457,7 @@ class AlertService:
         """When the alert's deliveries may first be claimed (None: at once): its chosen time, and for
         information due during quiet hours their end, in the queue like a scheduled alert. A quiet-hours
         hold moves the deadline with it: the deadline counts from when sending may start."""
-        now = utcnow()
+        now = self.clock()
         not_before = alert.send_at if alert.send_at is not None and alert.send_at > now else None
         held = self.quiet_hold(alert.category, not_before or now)
         if held is None:
@@ -520,7 +524,7 @@ class AlertService:
         An information message during an election period needs ``election_reason`` (from an
         approver, ``election_reason_by``), unless one was recorded when it was written.
         """
-        now = utcnow()
+        now = self.clock()
         reason = (election_reason or "").strip()
         with transaction(self.sessions, session) as session:
             waiting = session.get(Alert, alert_id)
@@ -613,7 +617,7 @@ class AlertService:
         by_channel: dict[str, dict[str, int]] = {}
         for channel, state, count in counts:
             by_channel.setdefault(channel, {})[state] = count
-        now = utcnow()
+        now = self.clock()
         stale = line_health.stale_lines(lines, now, self.stale_seconds)
         for line in lines:
             entry = per_line.setdefault(line.label, {"segments_sent": 0, "segments_delivered": 0})
