@@ -14,6 +14,9 @@ from gateway.core.quiet_hours import parse_window
 from gateway.core.store import Store
 from tests.support import write_config
 
+# The claim's quiet-hours condition is a bound boolean in the hot-path SQL: run on both databases.
+pytestmark = pytest.mark.both_databases
+
 QUIET = parse_window("21:00-08:00")
 # Naive UTC. Winter (CET, UTC+1): 22:30 in Rome; morning 08:00 = 07:00 UTC.
 WINTER_NIGHT, WINTER_MORNING = dt.datetime(2027, 1, 15, 21, 30), dt.datetime(2027, 1, 16, 7, 0)
