@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.core.alerts import AlertRequest, AlertService, Target
 from gateway.core.config import ConfigError, load_config
@@ -103,6 +103,12 @@ def test_information_still_waiting_when_the_quiet_hours_begin_goes_on_in_the_mor
     with contacts.sessions() as s:
         # 50 minutes were left at 21:00: they are given back from 08:00.
         assert s.get(Alert, information).deadline == WINTER_MORNING + dt.timedelta(minutes=50)
+    # A retry recorded between two sweeps, due at 21:06, is not taken either.
+    with contacts.sessions.begin() as s:
+        s.execute(update(Delivery).where(Delivery.alert_id == information).values(
+            next_attempt_at=nine_pm + dt.timedelta(minutes=1)))
+    assert store.claim("sms", 10, now=nine_pm + dt.timedelta(minutes=1)) == []
+    assert store.hold_quiet_information(nine_pm + dt.timedelta(minutes=1)) == 2
     assert store.hold_quiet_information(nine_pm + dt.timedelta(minutes=1)) == 0      # idempotent
     with contacts.sessions() as s:
         assert s.get(Alert, information).deadline == WINTER_MORNING + dt.timedelta(minutes=50)
