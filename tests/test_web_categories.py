@@ -13,7 +13,7 @@ from gateway.core.db import utcnow
 from gateway.core.models import Alert, Delivery, PhoneNumberRow
 from gateway.core.models_panel import AuditEntry
 from gateway.core.quiet_hours import local_time, parse_window
-from tests.web_support import client_for, post
+from tests.web_support import client_for, created_id as _created_id, post, stored_alert as _alert
 
 ANNA = "+393331110002"      # Isola Sacra, vulnerable
 
@@ -23,16 +23,6 @@ def _form(**overrides) -> dict:
             "action": "send_now", "reason": "prova"}
     form.update(overrides)
     return form
-
-
-def _created_id(response) -> int:
-    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
-    return int(response.location.rstrip("/").rsplit("/", 1)[1])
-
-
-def _alert(panel, alert_id: int) -> Alert:
-    with panel.sessions() as s:
-        return s.get(Alert, alert_id)
 
 
 def _text(response) -> str:

@@ -14,7 +14,7 @@ from gateway.core.alerts import AlertRequest, Target
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
 from gateway.core.models_panel import AlertText
-from tests.web_support import client_for, post
+from tests.web_support import client_for, created_id as _created_id, post, stored_alert as _alert
 from web.errors import ALERT_MESSAGES, FLOW_MESSAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,19 +27,9 @@ def _form(**overrides) -> dict:
     return form
 
 
-def _created_id(response) -> int:
-    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
-    return int(response.location.rstrip("/").rsplit("/", 1)[1])
-
-
 def _deliveries(panel, alert_id: int) -> list[Delivery]:
     with panel.sessions() as s:
         return list(s.scalars(select(Delivery).where(Delivery.alert_id == alert_id).order_by(Delivery.e164)))
-
-
-def _alert(panel, alert_id: int) -> Alert:
-    with panel.sessions() as s:
-        return s.get(Alert, alert_id)
 
 
 # --- versions in other languages ----------------------------------------------------------------
