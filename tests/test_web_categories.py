@@ -47,6 +47,7 @@ def test_the_compose_form_asks_for_the_category_in_italian_and_the_alert_shows_i
     assert (_alert(panel, chosen).category, _alert(panel, chosen).cap_category) == ("information", None)
     assert "Informazione di pubblica utilità" in approver.get(f"/alerts/{chosen}").get_data(as_text=True)
     assert "Emergenza" in approver.get("/alerts/").get_data(as_text=True)
+    assert "tag category-information" in approver.get("/").get_data(as_text=True)      # the dashboard
     refused = post(approver, "/alerts/new", _form(category="urgente"))
     assert refused.status_code == 400 and "categoria sconosciuta" in refused.get_data(as_text=True)
     with panel.sessions() as s:

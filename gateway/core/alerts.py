@@ -402,9 +402,15 @@ class AlertService:
                      stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback,
                      send_at=request.send_at, follows_alert_id=request.follows, follow_up=request.follow_up,
                      category=request.category, cap_category=request.cap_category,
-                     election_reason=(request.election_reason or "").strip() or None,
-                     election_reason_by=request.election_reason_by if (request.election_reason or "").strip() else None,
-                     **extra)
+                     **AlertService._election_columns(request), **extra)
+
+    @staticmethod
+    def _election_columns(request: AlertRequest) -> dict:
+        """The reason is kept only where the lock applies: an emergency needs none."""
+        reason = (request.election_reason or "").strip()
+        if not reason or request.category != AlertCategory.INFORMATION:
+            return {"election_reason": None, "election_reason_by": None}
+        return {"election_reason": reason, "election_reason_by": request.election_reason_by}
 
     def create(self, request: AlertRequest, *, session: Session | None = None) -> tuple[int, AlertPreview]:
         """Create the alert and every delivery in one transaction (``session``'s when given); return its id."""

@@ -63,6 +63,12 @@
       tag.textContent = drillLabel;
       text.prepend(tag, " ");
     }
+    if (alert.category === "information") {  // the exception on a dashboard of emergencies
+      const tag = document.createElement("span");
+      tag.className = "tag category-information";
+      tag.textContent = alert.category_label;
+      text.prepend(tag, " ");
+    }
     row.appendChild(text);
     row.appendChild(field("state", alert.state_label));
     const bar = document.createElement("progress");
