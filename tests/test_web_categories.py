@@ -48,10 +48,13 @@ def test_the_compose_form_asks_for_the_category_in_italian_and_the_alert_shows_i
     assert "Informazione di pubblica utilità" in approver.get(f"/alerts/{chosen}").get_data(as_text=True)
     assert "Emergenza" in approver.get("/alerts/").get_data(as_text=True)
     assert "tag category-information" in approver.get("/").get_data(as_text=True)      # the dashboard
+    later = local_time(utcnow() + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    scheduled = _created_id(post(approver, "/alerts/new", _form(send_at=later)))
+    assert _alert(panel, scheduled).category == "information"        # scheduled, not chosen: information
     refused = post(approver, "/alerts/new", _form(category="urgente"))
     assert refused.status_code == 400 and "categoria sconosciuta" in refused.get_data(as_text=True)
     with panel.sessions() as s:
-        assert s.scalar(select(func.count()).select_from(Alert)) == 2
+        assert s.scalar(select(func.count()).select_from(Alert)) == 3
 
 
 def test_stop_info_keeps_a_vulnerable_person_off_the_door_to_door_list_of_information_only(app, panel):
@@ -159,6 +162,10 @@ def test_api_category_and_election_reason(app, panel):
     emergency = client.post("/api/v1/alerts", headers=operator,
                             json={**body, "category": "emergency", "cap_category": "Met"})
     assert emergency.status_code == 201 and emergency.get_json()["cap_category"] == "Met"
+    unsaid = client.post("/api/v1/alerts", headers=operator, json={k: v for k, v in body.items() if k != "category"})
+    assert (unsaid.get_json()["category"], unsaid.get_json()["cap_category"]) == ("emergency", "Safety")
+    mixed = client.post("/api/v1/alerts", headers=operator, json={**body, "cap_category": "Met"})
+    assert mixed.status_code == 422 and "a CAP category (Met) is what an emergency is about" in mixed.get_json()["error"]
     schema = client.get("/api/v1/openapi.json").get_json()
     properties = schema["paths"]["/api/v1/alerts"]["post"]["requestBody"]["content"]["application/json"][
         "schema"]["properties"]
