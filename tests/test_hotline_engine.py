@@ -2,7 +2,6 @@
 the engine killed while a caller is in the menu, and restarted."""
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,12 @@ from asterisk.pbx_simulator.harness import PbxSimulatorProcess
 from gateway.core.contacts_import import import_contacts
 from gateway.core.hotline_prompts import PROMPTS, render_hotline_sounds
 from gateway.core.models import Contact, PhoneNumberRow
+from gateway.shell.bench_hotline import free_port, listening
 from tests.engine_harness import kill9, services_for, start_engine, wait_until
 from tests.test_engine_voice import SECRET, create_voice_alert, max_concurrency, population_csv, voice_config
 
 pytestmark = pytest.mark.integration
 CALLER = "+393339990007"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def hotline_dialplan(tmp_path) -> tuple[int, Path]:

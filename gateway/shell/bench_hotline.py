@@ -36,13 +36,13 @@ from gateway.shell.bench_voice import (SECRET, TRUNK, _child_env, _create_voice_
 CALL_SECONDS = 1.3 + 2.0   # what the simulator adds to each outbound call besides the message (bench_voice)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
@@ -69,7 +69,7 @@ def bench_hotline(channels: int, inbound_reserved: int, callers: int, *, minutes
     outbound_share = channels - inbound_reserved
     window = minutes * 60.0
     landlines = int(outbound_share * (window + 120) / (message_seconds + CALL_SECONDS) * 1.3) + outbound_share
-    port = _free_port()
+    port = free_port()
     with _work_dir(keep) as tmp:
         sounds = tmp / "data" / "sounds"
         dialplan = tmp / "extensions_allerta.conf"
@@ -90,7 +90,7 @@ def bench_hotline(channels: int, inbound_reserved: int, callers: int, *, minutes
                 engine = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "--config", str(config_path),
                                            "run"], stdout=log, stderr=subprocess.STDOUT, env=_child_env())
             try:
-                if not _wait(lambda: _listening(port), 60) or not _wait(
+                if not _wait(lambda: listening(port), 60) or not _wait(
                         lambda: pbx.control({"cmd": "status"})["trunks"][TRUNK]["active"] >= outbound_share, 60):
                     raise RuntimeError("the engine did not start or fill its share: "
                                        + (tmp / "engine.log").read_text(errors="replace")[-2000:])
