@@ -137,6 +137,9 @@ class FastAgiServer:
             log.warning("hotline call ended early: %s", exc)
         except asyncio.CancelledError:
             pass   # the engine is stopping; Asterisk sees the socket close
+        except Exception:   # noqa: BLE001 - one call's failure (the database, a bug) must not go unseen
+            # The socket closes without ALLERTA_HOTLINE=done: the dialplan plays its fallback.
+            log.exception("hotline call failed; the caller hears the fallback message")
         finally:
             self.calls_in_progress -= 1
             if channel is not None and self.observer is not None:
