@@ -11,6 +11,7 @@ import asyncio
 import collections
 import errno
 import fcntl
+import logging
 import os
 import termios
 import time
@@ -21,6 +22,8 @@ from typing import Callable
 from .at_engine import Action, SimulatedModem
 
 TIOCGEXCL = 0x80045440  # Linux: is TIOCEXCL set? (not in the termios module)
+
+log = logging.getLogger(__name__)
 
 
 class PtyPort:
@@ -39,6 +42,7 @@ class PtyPort:
         self._last_due = 0.0
         self.last_rx = 0.0
         self.dropped_bytes = 0
+        self._dropping = False
         self.plug_count = 0
 
     @property
@@ -94,8 +98,8 @@ class PtyPort:
         for fd in (self.master, self.slave):
             try:
                 os.close(fd)
-            except OSError:
-                pass
+            except OSError as exc:
+                log.warning("modem simulator %s: closing %s at unplug failed: %s", self.modem.name, self.port, exc)
         self.master = self.slave = None
 
     # ----- input --------------------------------------------------------------
@@ -136,8 +140,8 @@ class PtyPort:
             if int.from_bytes(flag, "little"):
                 fcntl.ioctl(self.slave, termios.TIOCNXCL)
                 return True
-        except OSError:
-            pass
+        except OSError as exc:
+            log.warning("modem simulator %s: cannot clear a stale TIOCEXCL on %s: %s", self.modem.name, self.port, exc)
         return False
 
     # ----- output -------------------------------------------------------------
@@ -187,8 +191,15 @@ class PtyPort:
                 self.on_bytes(">", data[:written], self)
         except BlockingIOError:
             written = 0  # nobody is reading and the pty buffer is full: bytes are lost, as on a UART
-        except OSError:
+        except OSError as exc:
             written = 0
+            log.warning("modem simulator %s: writing %d bytes to %s failed: %s", self.modem.name, len(data),
+                        self.port, exc)
+        if written < len(data) and not self._dropping:
+            # Once per run of losses (a port nobody reads drops every URC): logged, and counted in status.
+            log.info("modem simulator %s: %s is not being read; output is dropped (%d bytes so far)",
+                     self.modem.name, self.port, self.dropped_bytes + len(data) - written)
+        self._dropping = written < len(data)
         self.modem.counters.bytes_out += written
         self.dropped_bytes += len(data) - written
 
