@@ -35,7 +35,7 @@ def test_ds2_stores_the_report_with_the_received_sms_and_announces_it_there(prof
     talk(modem, b"AT+CNMI=2,1,0,2,0\r")
     actions = _report(modem)
     assert out(actions) == f'\r\n+CDSI: "{mem3}",1\r\n'.encode()
-    assert modem.store.counts() == {"SM": 0, "ME": 0, "SR": 0, mem3: 1}
+    assert {m: n for m, n in modem.store.counts().items() if n} == {mem3: 1}
     # What smstools3 and gammu-smsd do: read the inbox memory, find a report, delete it.
     listing = talk(modem, b"AT+CMGL=4\r").split(b"\r\n")
     assert listing[1].startswith(b"+CMGL: 1,0,,")

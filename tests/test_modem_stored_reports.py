@@ -151,3 +151,28 @@ def test_every_profile_gets_every_report_to_the_engine_and_ends_with_an_empty_me
         assert sum(modem_status(sim)["stored"].values()) == 0
         assert not [r for r in sim.log_records("status_report") if "dropped" in r]
 
+
+
+def test_a_modem_without_a_report_memory_is_asked_for_it_once(tmp_path, monkeypatch):
+    """A SIM800 has no "SR" memory (AT+CPMS="SR" is +CMS ERROR 302). The engine went on selecting it at
+    every pass, about once a second while idle, costing the line a command each time."""
+    monkeypatch.setattr("modem.stored_reports.SWEEP_AFTER", 0.2)
+    trace = tmp_path / "trace.txt"
+    with SimulatorProcess(count=1, profile="sim800", link_dir=tmp_path / "links", latency_median=0.02,
+                          latency_sigma=0, report_delay=0.01, trace=trace) as sim:
+        events = Events()
+        channel = channel_for(sim)
+
+        async def scenario():
+            await channel.start(events)
+            try:
+                for index in range(2):
+                    await send(channel, index)
+                await wait_until(lambda: len(events.recorded) == 2, timeout=20)
+                await asyncio.sleep(3)   # several idle sweeps
+            finally:
+                await channel.stop()
+
+        asyncio.run(scenario())
+    asked = [line for line in trace.read_text().splitlines() if '< AT+CPMS="SR"' in line]
+    assert len(asked) == 1, asked

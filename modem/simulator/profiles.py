@@ -74,6 +74,7 @@ HUAWEI = Profile(
     extra_commands=frozenset({"^CURC", "^CVOICE", "^USSDMODE", "^PORTSEL", "^SYSCFG"}),
     unsupported=frozenset({"+CBC"}),  # bus-powered: no battery to report (CGREG, CUSD, CPBS it has)
     ussd_packed=True,
+    memory_capacity={"SM": 30, "ME": 100},  # AT+CPMS=? ("SM","ME"),("SM","ME"),("SM","ME") (gammu's E3372 dump)
 )
 
 SIM800 = Profile(
@@ -86,7 +87,7 @@ SIM800 = Profile(
     boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready"),
     boot_urc_spacing=0.2,
     extra_commands=frozenset({"+DDET", "+CLTS"}),
-    memory_capacity={"SM": 50, "ME": 50, "SR": 50},
+    memory_capacity={"SM": 50, "ME": 50},  # no "SR": AT+CPMS="SR" is +CMS ERROR 302
     report_storage="none",
 )
 
