@@ -115,3 +115,27 @@ def test_a_simulator_bug_answers_error_and_is_logged(monkeypatch):
     assert event["event"] == "error" and event["doing"] == "answering 'AT+CSQ'"
     assert event["error"].startswith("UnicodeEncodeError") and "Traceback" in event["traceback"]
     assert talk(modem, b"AT\r") == b"\r\nOK\r\n"   # and the modem goes on answering
+
+
+def test_the_pool_logs_error_events_and_refused_pdus_with_the_port(caplog, tmp_path):
+    """On stderr even without --log; and in the --log file too."""
+    from modem.simulator.at_engine import ModemConfig
+    from modem.simulator.pool import ModemPool, PoolSettings
+
+    pool = ModemPool(None, PoolSettings(1, ("generic",), 0, ModemConfig(), log_path=tmp_path / "log.jsonl"))
+    port = pool.ports["modem-0"]
+    port.port = "/dev/pts/77"
+    pool._log = open(tmp_path / "log.jsonl", "a", encoding="utf-8")
+    try:
+        with caplog.at_level("WARNING", logger="modem.simulator.pool"):
+            pool._record({"event": "error", "modem": "modem-0", "doing": "answering 'AT+CSQ'",
+                          "error": "UnicodeEncodeError: x", "traceback": "Traceback ..."}, port)
+            pool._record({"event": "submit_refused", "modem": "modem-0", "reply": "+CMS ERROR: 304",
+                          "reason": "length mismatch"}, port)
+    finally:
+        pool._log.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert "modem-0 on /dev/pts/77: UnicodeEncodeError: x while answering 'AT+CSQ'" in messages[0]
+    assert "modem-0 on /dev/pts/77: PDU refused with +CMS ERROR: 304: length mismatch" in messages[1]
+    logged = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert len(logged) == 2 and all('"port": "/dev/pts/77"' in line for line in logged)
