@@ -75,6 +75,14 @@ def test_sim800_refuses_ds2_and_loses_a_report_it_may_not_route():
     assert "stores no reports" in event["dropped"] and sum(modem.store.counts().values()) == 0
 
 
+def test_cnma_after_a_routed_report_is_not_expected():
+    """smstools3 acknowledges each routed +CDS; without AT+CSMS=1 a modem answers 27.005's 340."""
+    modem = make_modem(SIM800)
+    talk(modem, b"ATE0\r")
+    talk(modem, b"AT+CMEE=1\r")
+    assert talk(modem, b"AT+CNMA\r") == b"\r\n+CMS ERROR: 340\r\n"
+
+
 def test_the_memory_does_not_fill_when_the_client_deletes_what_it_read():
     """gammu-smsd's loop: poll, read, delete. More reports than the memory holds all arrive."""
     modem = make_modem(GENERIC)

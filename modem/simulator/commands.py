@@ -35,7 +35,7 @@ HANDLERS: dict[str, Handler] = {}
 NO_PIN_NEEDED = {"", "Z", "E", "V", "Q", "I", "&F", "&W", "+CGMI", "+CGMM", "+CGMR", "+CGSN",
                  "+GMI", "+GMM", "+GMR", "+GSN", "+CMEE", "+CPIN", "+CFUN", "+CLAC", "+CSQ",
                  "+CREG", "+CGREG", "+CBC", "+CSCS", "+CHUP", "^CURC", "+CLIP", "+CRC", "+CVHU", "+CMGF"}
-SMS_COMMANDS = {"+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CPMS", "+CNMI", "+CSCA", "+CSMP", "+CMGW", "+CSDH"}
+SMS_COMMANDS = {"+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CPMS", "+CNMI", "+CSCA", "+CSMP", "+CMGW", "+CSDH", "+CNMA"}
 
 
 def handles(*names: str) -> Callable[[Handler], Handler]:

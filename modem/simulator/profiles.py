@@ -56,7 +56,7 @@ _COMMON_CLAC = (
     "+CGMI", "+CGMM", "+CGMR", "+CGSN", "+CIMI", "+CFUN", "+CMEE", "+CPIN", "+CLAC", "+CSQ",
     "+CREG", "+COPS", "+CMGF", "+CSCA", "+CSMP", "+CSCS", "+CPMS", "+CNMI", "+CLIP", "+CRC",
     "+CVHU", "+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CHUP", "+CSDH", "+VTS", "+CGREG", "+CUSD", "+CPBS",
-    "+CGATT",
+    "+CGATT", "+CNMA",
 )
 
 GENERIC = Profile(

@@ -132,6 +132,15 @@ def _cnmi(modem, command, now):
     return []
 
 
+@handles("+CNMA")
+def _cnma(modem, command, now):
+    """Acknowledging a routed +CMT/+CDS: only expected under AT+CSMS=1, which no profile offers, so
+    27.005 3.4.4's answer (smstools3 sends it after each routed report)."""
+    if command.op == "=?":
+        return ["+CNMA: (0-2)"]
+    raise CmsError(340)
+
+
 @handles("+CMGS")
 def _cmgs(modem, command, now):
     from .at_engine import DataEntry  # here, not at the top: a real cycle (at_engine imports this module)
