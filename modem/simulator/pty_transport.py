@@ -110,7 +110,8 @@ class PtyPort:
             return
         except OSError as exc:
             if exc.errno != errno.EIO:
-                raise
+                log.error("modem simulator %s: reading %s failed: %s; trying again in 0.5 s", self.modem.name,
+                          self.port, exc)
             # No slave open anywhere (only if our own slave fd was lost): wait for a reopen.
             self.loop.remove_reader(self.master)
             self.loop.call_later(0.5, self._reattach)
@@ -178,7 +179,13 @@ class PtyPort:
     def _fire_timer(self, action: Action) -> None:
         self._timers = {h for h in self._timers if not h.cancelled() and h.when() > self.loop.time()}
         if self.master is not None:
-            self.schedule(self.modem.on_timer(action.timer, time.time()))
+            try:
+                actions = self.modem.on_timer(action.timer, time.time())
+            except Exception:  # noqa: BLE001 - a simulator bug: logged with the port, the loop goes on
+                log.exception("modem simulator %s on %s: the %s timer failed", self.modem.name, self.port,
+                              action.timer.kind)
+                return
+            self.schedule(actions)
         elif action.timer.kind == "status_report":
             self.modem.network_pending.append(action.timer)
 
