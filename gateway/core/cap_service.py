@@ -194,8 +194,7 @@ class CapReceiver:
             alert.category = AlertCategory.EMERGENCY
             alert.cap_category = plan.cap_category
             s.add(AlertApproval(alert_id=alert_id, requested_by=actor))
-            self.audit.record(s, actor, "cap.draft", alert_id, source=source, identifier=message.identifier,
-                              sent=message.sent, text=plan.text, translations=plan.translations or None,
+            self.audit.record(s, actor, "cap.draft", alert_id, source=source, text=plan.text, translations=plan.translations or None,
                               zones=list(plan.zones), drill=drill, recipients=preview.recipients,
                               unmapped_areas=list(plan.unmapped_areas) or None, follows=request.follows,
                               follow_up=follow_up, **plan.facts)
