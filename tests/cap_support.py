@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.core.alarms import AlarmMonitor, AlarmSettings
 from gateway.core.audit import audit_log_for
-from gateway.core.cap_service import CapReceiver, CapSettings
+from gateway.core.cap_service import CapReceiver, build_receiver
 from gateway.core.contacts_import import import_contacts
 from gateway.core.geometry import parse_feature_collection
 from gateway.core.zone_geometry import import_shapes
@@ -34,6 +33,4 @@ def coastal_town(services) -> None:
 
 
 def receiver(services) -> CapReceiver:
-    audit = audit_log_for(services.config, services.sessions)
-    alarms = AlarmMonitor(services.sessions, services.alerts, AlarmSettings.from_config(services.config))
-    return CapReceiver(audit, services.alerts, alarms, CapSettings.from_config(services.config))
+    return build_receiver(services, audit_log_for(services.config, services.sessions))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gateway.core.alarms import AlarmMonitor
+from gateway.core.alarms import AlarmMonitor, AlarmSettings
 from gateway.core.alerts import WAITING_TO_GO, AlertError, AlertRequest, AlertService, Target
 from gateway.core.audit import AuditLog
 from gateway.core.cap_mapping import DraftPlan, KnownZone, cut_to_fit, plan_draft
@@ -35,6 +35,7 @@ from gateway.core.db import utcnow
 from gateway.core.models import Alert, Delivery, Zone
 from gateway.core.models_cap import CapMessage
 from gateway.core.models_panel import AlertApproval, AlertText
+from gateway.core.services import Services
 from gateway.core.states import AlertCategory, AlertState, ApprovalDecision, Channel, DeliveryState
 
 ALARM_KIND = "cap_warning"
@@ -337,3 +338,9 @@ def _origin_facts(s: Session, alert_id: int) -> dict[str, str]:
 def published_ids(s: Session, limit: int = 100) -> list[int]:
     return list(s.scalars(select(Alert.id).where(Alert.state.in_(PUBLISHED_STATES), Alert.recipients > 0)
                           .order_by(Alert.id.desc()).limit(limit)))
+
+
+def build_receiver(services: Services, audit: AuditLog) -> CapReceiver:
+    """The receiver every source uses (CLI, API, watched directory, feeds), over the given services."""
+    alarms = AlarmMonitor(services.sessions, services.alerts, AlarmSettings.from_config(services.config))
+    return CapReceiver(audit, services.alerts, alarms, CapSettings.from_config(services.config))

@@ -32,7 +32,7 @@ from gateway.core.services import build_services
 from gateway.core.states import DUPLICATE_CAUSE_LABELS, ApprovalDecision, Channel
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
-from gateway.shell import bench, ops_cli
+from gateway.shell import bench, cap_cli, ops_cli
 from gateway.shell.composition import run_engine
 from modem.simulator import cli as modem_simulator_cli
 from web import cli as web_cli
@@ -181,6 +181,8 @@ def _add_directory_commands(sub: argparse._SubParsersAction, contacts: argparse.
         p.add_argument("source", metavar="A")
         p.add_argument("into", metavar="B")
         p.set_defaults(func=cmd_merge, kind=kind)
+        if kind is Kind.ZONE:
+            cap_cli.add_zone_commands(actions)
 
 
 # --- alerts ---------------------------------------------------------------------
@@ -442,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_voice_tool_commands(sub)
     _add_demo_command(sub)
     ops_cli.add_commands(sub)
+    cap_cli.add_commands(sub)
     web_cli.add_commands(sub)
     _add_bench_commands(sub)
     return parser
