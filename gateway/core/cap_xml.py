@@ -67,9 +67,10 @@ RESTRICTED = re.compile(r"[\s,<&]")
 class CapError(ValueError):
     """A document refused: ``element`` is where, ``rule`` what it breaks."""
 
-    def __init__(self, element: str, rule: str) -> None:
+    def __init__(self, element: str, rule: str, *, malformed: bool = False) -> None:
         self.element = element
         self.rule = rule
+        self.malformed = malformed      # not even XML we accept (size, DTD, syntax), not a CAP rule
         super().__init__(f"<{element}>: {rule}")
 
 
@@ -126,14 +127,14 @@ def parse_cap(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CapAlert:
     """A validated CAP 1.2 <alert>; CapError naming the element and the rule."""
     if len(data) > max_bytes:
         raise CapError("alert", f"the document is {len(data)} bytes; the limit is {max_bytes} "
-                                "([cap] max_document_kb)")
+                                "([cap] max_document_kb)", malformed=True)
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
         raise CapError("!DOCTYPE", f"DTDs, entity declarations and external references are not allowed "
-                                   f"({type(exc).__name__})") from None
+                                   f"({type(exc).__name__})", malformed=True) from None
     except ET.ParseError as exc:
-        raise CapError("alert", f"not well-formed XML: {exc}") from None
+        raise CapError("alert", f"not well-formed XML: {exc}", malformed=True) from None
     namespace, _, local = root.tag[1:].partition("}") if root.tag.startswith("{") else ("", "", root.tag)
     if local != "alert":
         raise CapError(local, "the root element must be <alert>")
