@@ -3,13 +3,15 @@ sent alone unless a rule says so; the same message ignored the second time; upda
 following the alert made from the message they reference; refusals storing nothing."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 from sqlalchemy import func, select
 
-from gateway.core.cap_service import CapRefused
+from gateway.core.cap_service import CapRefused, settle_alarms
 from gateway.core.config import load_config
+from gateway.core.db import utcnow
 from gateway.core.models import Alert, Delivery
 from gateway.core.models_cap import CapMessage
 from gateway.core.models_ops import Alarm
@@ -52,8 +54,9 @@ def test_a_regional_warning_becomes_a_draft_awaiting_approval_with_an_alarm(town
         assert s.scalar(select(AlertApproval.decision).where(AlertApproval.alert_id == alert.id)) == "pending"
         alarm = s.scalar(select(Alarm).where(Alarm.kind == "cap_warning"))
         entry = s.scalar(select(AuditEntry).where(AuditEntry.action == "cap.draft"))
-    assert alarm.message.startswith("CAP warning from Centro Funzionale Regionale del Lazio for "
-                                    "Bacini costieri nord (Zona B), Comune di Cerveteri")
+    assert alarm.message.startswith("Avviso CAP da Centro Funzionale Regionale del Lazio per "
+                                    "Bacini costieri nord (Zona B), Comune di Cerveteri: Allerta meteo arancione "
+                                    f"per rischio idraulico. bozza in attesa di approvazione {alert.id}: ")
     assert json.loads(entry.details)["severity"] == "Severe"
 
 
@@ -90,7 +93,8 @@ def test_an_area_matching_no_zone_is_refused_with_the_reason_and_an_alarm(servic
     assert received.outcome == "refused" and received.alert_id is None
     assert "no zone matches its areas (Bacini costieri nord (Zona B) (ISTAT 058120" in received.detail
     with services.sessions() as s:
-        assert "refused" in s.scalar(select(Alarm.message).where(Alarm.kind == "cap_warning"))
+        assert "non diventato allerta: not made into an alert" in s.scalar(
+            select(Alarm.message).where(Alarm.kind == "cap_warning"))
 
 
 def test_an_update_of_a_draft_still_waiting_replaces_it_and_a_cancel_withdraws_the_replacement(town):
@@ -148,3 +152,17 @@ def test_nothing_is_sent_alone_unless_a_rule_names_the_sender_and_the_severity_i
         approval = s.scalar(select(AlertApproval).where(AlertApproval.alert_id == alert.id))
         assert (approval.decision, approval.decided_by) == (ApprovalDecision.BYPASSED, "cap-auto-send")
         assert s.scalar(select(AuditEntry.actor).where(AuditEntry.action == "cap.auto_send")) == "cap-auto-send"
+
+
+def test_the_alarm_clears_once_the_draft_is_decided_and_a_refusal_s_after_a_shift(town):
+    cap = receiver(town)
+    draft = cap.receive(cap_document("allerta_meteo_idraulico.xml"), "file")
+    refused = cap.receive(cap_document("solo_poligono.xml").replace(b"41.76,12.22 41.76,12.28 41.80,12.28 41.80,12.22 "
+                                                                    b"41.76,12.22", b"45,9 45,9.1 45.1,9.1 45,9"), "file")
+    assert refused.outcome == "refused"
+    assert settle_alarms(town.sessions) == 0                    # both still need someone
+    town.alerts.release(draft.alert_id)
+    assert settle_alarms(town.sessions) == 1
+    assert settle_alarms(town.sessions, now=utcnow() + dt.timedelta(hours=13)) == 1
+    with town.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Alarm).where(Alarm.cleared_at.is_(None))) == 0

@@ -111,3 +111,18 @@ def test_the_round_trip_between_two_instances_yields_the_same_drafts(tmp_path, p
         assert (made.follows_alert_id, made.follow_up, made.text) == (heat_in_b, "correction",
                                                                      "Ondata di calore: livello ridotto a 2.")
     assert feeds.poll_once() == []     # nothing new: nothing fetched twice, nothing made twice
+
+
+def test_the_panel_shows_zone_codes_and_geometry_and_the_warning_behind_a_draft(app, panel):
+    coastal_town(panel.services)
+    received = receiver(panel.services).receive(cap_document("allerta_meteo_idraulico.xml"), "file:allerta.xml")
+    approver = client_for(app, "approver")
+    zones = approver.get("/zones/").get_data(as_text=True)
+    row = re.search(r'<tr data-zone="\d+">\s*<td><a[^>]*>Fiumicino</a></td>.*?</tr>', zones, re.S).group(0)
+    assert '<td class="zone-code">058120</td>' in row and '<td class="zone-geometry">sì</td>' in row
+    page = approver.get(f"/alerts/{received.alert_id}").get_data(as_text=True)
+    assert "Avviso CAP" in page and "cfr@regione.lazio.example.it" in page
+    assert "Allerta meteo arancione per rischio idraulico / Severe / Expected / Likely" in page
+    assert "Comune di Cerveteri (ISTAT 058029)" in page
+    dashboard = approver.get("/").get_data(as_text=True)
+    assert "Avviso CAP da Centro Funzionale Regionale del Lazio" in dashboard

@@ -34,11 +34,16 @@ from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Delivery, Zone
 from gateway.core.models_cap import CapMessage
+from gateway.core.models_ops import Alarm
 from gateway.core.models_panel import AlertApproval, AlertText
 from gateway.core.services import Services
 from gateway.core.states import AlertCategory, AlertState, ApprovalDecision, Channel, DeliveryState
 
 ALARM_KIND = "cap_warning"
+# A warning that made no draft (refused, ignored) stays on the dashboard this long: seen by the next shift.
+NOTICE_HOURS = 12
+OUTCOME_WORDS = {"draft": "bozza in attesa di approvazione", "update": "rettifica in attesa di approvazione",
+                 "cancel": "revoca", "refused": "non diventato allerta", "ignored": "ignorato"}
 PUBLISHED_STATES = (AlertState.ACTIVE, AlertState.COMPLETED, AlertState.CANCELLED)
 
 
@@ -250,11 +255,11 @@ class CapReceiver:
         areas = ", ".join(dict.fromkeys(area.description for info in message.infos for area in info.areas))
         event = message.infos[0].event if message.infos else message.msg_type
         subject = f"cap {received.message_id}"
-        text = f"CAP warning from {who} for {areas or 'no area'}: {event}. "
-        if received.outcome in ("draft", "update", "cancel") and received.alert_id is not None:
-            text += f"{received.outcome} {received.alert_id}: {received.detail}"
-        else:
-            text += f"{received.outcome}: {received.detail}"
+        # In Italian like the other alarms: it is also the SMS the on-call staff get.
+        what = OUTCOME_WORDS[received.outcome]
+        if received.alert_id is not None and received.outcome in ("draft", "update", "cancel"):
+            what += f" {received.alert_id}"
+        text = f"Avviso CAP da {who} per {areas or 'nessuna area'}: {event}. {what}: {received.detail}"
         self.alarms.raise_alarm(ALARM_KIND, subject, text)
 
 
@@ -344,3 +349,21 @@ def build_receiver(services: Services, audit: AuditLog) -> CapReceiver:
     """The receiver every source uses (CLI, API, watched directory, feeds), over the given services."""
     alarms = AlarmMonitor(services.sessions, services.alerts, AlarmSettings.from_config(services.config))
     return CapReceiver(audit, services.alerts, alarms, CapSettings.from_config(services.config))
+
+
+def settle_alarms(sessions, *, now: dt.datetime | None = None) -> int:  # noqa: ANN001
+    """Clear the CAP warnings' alarms once they need nobody: the draft was approved, rejected or
+    withdrawn; a warning that made no draft (refused, ignored) after ``NOTICE_HOURS``. Returns how many."""
+    now = now or utcnow()
+    cleared = 0
+    with sessions() as s:
+        for alarm in s.scalars(select(Alarm).where(Alarm.kind == ALARM_KIND, Alarm.cleared_at.is_(None))):
+            message = s.get(CapMessage, int(alarm.subject.split()[-1]))
+            waiting = message is not None and message.alert_id is not None and message.outcome != "cancel" and (
+                s.scalar(select(Alert.state).where(Alert.id == message.alert_id)) in WAITING_TO_GO)
+            stale = now - alarm.raised_at > dt.timedelta(hours=NOTICE_HOURS)
+            if not waiting and (stale or (message is not None and message.alert_id is not None)):
+                alarm.cleared_at = now
+                cleared += 1
+        s.commit()
+    return cleared

@@ -30,6 +30,7 @@ class CapInbox:
         self.directory = directory
         self.settle_seconds = settle_seconds
         self._clock = clock
+        self._unreadable = False
 
     def poll_once(self) -> list[tuple[str, str]]:
         """Import every settled *.xml; (file name, outcome) of each."""
@@ -38,8 +39,12 @@ class CapInbox:
             files = sorted(path for path in self.directory.iterdir() if path.suffix.lower() == ".xml"
                            and path.is_file())
         except OSError as exc:
-            log.warning("CAP inbox %s cannot be read: %s", self.directory, exc)
+            # A USB stick not plugged in yet: said once, looked at again every interval.
+            if not self._unreadable:
+                log.warning("CAP inbox %s cannot be read (looked at again every interval): %s", self.directory, exc)
+                self._unreadable = True
             return done
+        self._unreadable = False
         for path in files:
             # A file still being copied (a slow share) would look truncated: wait until it settles.
             if self._clock() - path.stat().st_mtime < self.settle_seconds:

@@ -17,7 +17,7 @@ from asterisk.voice_channel import VoiceChannel, VoiceSettings
 from gateway.core.alarms import AlarmMonitor, AlarmSettings
 from gateway.core.audit import audit_log_for
 from gateway.core.backup import BackupError, hold_engine_lock
-from gateway.core.cap_service import build_receiver
+from gateway.core.cap_service import build_receiver, settle_alarms
 from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
@@ -73,12 +73,13 @@ def build_voice_channel(config: Config):
 
 
 def cap_tasks(services: Services) -> list[asyncio.Task]:
-    """The watched directory and the feeds ([cap] inbox_dir, feeds), when configured."""
+    """The watched directory and the feeds ([cap] inbox_dir, feeds), when configured; the alarms' upkeep."""
     cap = services.config.cap
+    # The dashboard's "CAP warning" alarms clear once their draft is decided, whatever the source.
+    tasks = [asyncio.create_task(run_every(60.0, lambda: settle_alarms(services.sessions)))]
     if not cap.inbox_dir and not cap.feeds:
-        return []
+        return tasks
     receiver = build_receiver(services, audit_log_for(services.config, services.sessions))
-    tasks = []
     if cap.inbox_dir:
         inbox = CapInbox(receiver, Path(cap.inbox_dir))
         tasks.append(asyncio.create_task(run_every(cap.inbox_interval, inbox.poll_once)))
