@@ -56,6 +56,8 @@ def test_the_api_makes_a_draft_and_refuses_bad_documents_naming_the_element(app,
     assert viewer.status_code == 403
     with panel.sessions() as s:
         assert len(s.scalars(select(CapMessage)).all()) == 1
+    documented = set(client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/cap"]["post"]["responses"])
+    assert {str(r.status_code) for r in (response, again, missing, bomb, big, viewer)} <= documented
 
 
 def test_publishing_is_off_by_default_and_only_for_allowed_networks(app, tmp_path, panel_data_dir):
