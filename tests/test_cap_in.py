@@ -166,3 +166,13 @@ def test_the_alarm_clears_once_the_draft_is_decided_and_a_refusal_s_after_a_shif
     assert settle_alarms(town.sessions, now=utcnow() + dt.timedelta(hours=13)) == 1
     with town.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Alarm).where(Alarm.cleared_at.is_(None))) == 0
+
+
+def test_a_cancel_of_a_warning_whose_draft_was_rejected_tells_nobody(town):
+    cap = receiver(town)
+    first = cap.receive(cap_document("allerta_meteo_idraulico.xml"), "file")
+    town.alerts.discard(first.alert_id)                     # an approver rejected it
+    cancel = cap.receive(cap_document("revoca.xml"), "file")
+    assert (cancel.outcome, cancel.alert_id) == ("ignored", None)
+    assert f"alert {first.alert_id} never went out (rejected)" in cancel.detail
+    assert _count(town, Alert) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.core.cap_feed import FeedError, feed_links
 from gateway.core.cap_mapping import KnownZone, cut_to_fit, plan_draft
 from gateway.core.cap_xml import CapError, parse_cap
 from gateway.core.geometry import parse_feature_collection
@@ -99,3 +100,20 @@ def test_a_50_mb_document_is_refused_by_its_size_before_it_is_parsed():
     with pytest.raises(CapError) as refused:
         parse_cap(big)
     assert refused.value.element == "alert" and "limit is 1048576" in refused.value.rule
+
+
+def test_feeds_list_their_documents_atom_and_rss_and_refuse_entities():
+    atom = b"""<feed xmlns="http://www.w3.org/2005/Atom"><entry><link rel="alternate" href="/a.html"/>
+        <link type="application/cap+xml" href="/cap/1.xml"/></entry><entry><link href="2.xml"/></entry></feed>"""
+    assert feed_links(atom, "http://cfr.example.it/cap/feed", max_bytes=10_000) == [
+        "http://cfr.example.it/cap/1.xml", "http://cfr.example.it/cap/2.xml"]
+    rss = b"<rss><channel><item><link> http://p.example.it/w/9.xml </link></item></channel></rss>"
+    assert feed_links(rss, "http://p.example.it/rss", max_bytes=10_000) == ["http://p.example.it/w/9.xml"]
+    with pytest.raises(FeedError, match="not a feed"):
+        feed_links(b'<!DOCTYPE f [<!ENTITY e "x">]><feed>&e;</feed>', "http://x", max_bytes=10_000)
+
+
+def test_a_block_in_a_language_no_contact_can_have_is_left_out_with_a_note():
+    document = cap_document("multilingua.xml").replace(b"<language>de-DE</language>", b"<language>x-klingon</language>")
+    plan = plan_draft(parse_cap(document), ZONES, lambda text: len(text) <= 400)
+    assert sorted(plan.translations) == ["en"] and "<info> in x-klingon is not used" in plan.notes[0]

@@ -29,8 +29,10 @@ def feed_links(data: bytes, base_url: str, *, max_bytes: int) -> list[str]:
         for entry in root.iter(f"{ATOM}entry"):
             candidates = entry.findall(f"{ATOM}link")
             # A CAP-aware feed marks the document's type; a plain one has the alternate link.
-            chosen = next((link for link in candidates if link.get("type") in CAP_TYPES), None) or next(
-                (link for link in candidates if link.get("rel", "alternate") == "alternate"), None)
+            # (An Element without children is falsy: compared with None, never with `or`.)
+            chosen = next((link for link in candidates if link.get("type") in CAP_TYPES), None)
+            if chosen is None:
+                chosen = next((link for link in candidates if link.get("rel", "alternate") == "alternate"), None)
             if chosen is not None and chosen.get("href"):
                 links.append(urljoin(base_url, chosen.get("href").strip()))
     elif root.tag == "rss":

@@ -99,6 +99,9 @@ def plan_draft(alert: CapAlert, zones: list[KnownZone], fits: Callable[[str], bo
     by_language: dict[str, CapInfo] = {}
     for info in alert.infos:
         language = language_of(info.language)
+        if info is not main and not (2 <= len(language) <= 3 and language.isalpha()):
+            notes.append(f"<info> in {info.language} is not used: our contacts' languages are ISO 639 codes")
+            continue
         if language in by_language:
             notes.append(f"a second <info> in {info.language} ({info.event}) is not used")
             continue

@@ -123,6 +123,9 @@ class CapReceiver:
                                    "Cancel of a message we never made an alert of: nothing to cancel", actor=actor)
             if referenced.state in WAITING_TO_GO:
                 return self._withdraw(message, xml, source, actor, referenced, "cancel")
+            if not self._went_out(referenced):
+                return self._store(message, xml, source, "ignored", None, f"alert {referenced.id} never went out "
+                                   f"({referenced.state}): nobody to give the all-clear to", actor=actor)
             return self._draft(message, xml, source, actor, follows=referenced, follow_up="all_clear")
         if message.msg_type == "Update" and referenced is not None:
             if referenced.state in WAITING_TO_GO:
