@@ -88,6 +88,8 @@ def test_a_text_too_long_for_the_sms_plan_is_cut_at_a_word_and_marked():
                                       "<areaDesc>Roma</areaDesc><polygon>41.7,12.2 41.8,12.3</polygon>").encode(),
      "polygon", "at least 4"),
     (b"<alert", "alert", "not well-formed"),
+    (MINIMAL.format(extra="").replace("<identifier>X-1</identifier>", "<identifier><b>X</b></identifier>").encode(),
+     "identifier", "must hold text"),
 ])
 def test_hostile_and_invalid_documents_are_refused_naming_the_element_and_the_rule(document, element, rule):
     with pytest.raises(CapError) as refused:

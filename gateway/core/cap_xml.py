@@ -57,6 +57,7 @@ AREA_CHILDREN = (("areaDesc", True, False), ("polygon", False, True), ("circle",
 RESOURCE_CHILDREN = (("resourceDesc", True, False), ("mimeType", True, False), ("size", False, False),
                      ("uri", False, False), ("derefUri", False, False), ("digest", False, False))
 PAIR_CHILDREN = (("valueName", True, False), ("value", True, False))
+COMPLEX = frozenset({"info", "area", "resource", "geocode", "parameter", "eventCode"})
 
 # CAP 1.2, 3.3.2: "2002-05-24T16:49:00-07:00"; the time zone is numeric, "Z" is not allowed.
 DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}:\d{2}")
@@ -193,7 +194,9 @@ def _sequence(parent: ET.Element, where: str, children: tuple) -> dict[str, str]
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1 and name not in repeatable:
             raise CapError(name, f"may appear only once inside <{where}>")
-        if len(child) == 0:
+        if name not in COMPLEX and len(child):
+            raise CapError(name, "must hold text, not elements")
+        if name not in COMPLEX:
             text = (child.text or "").strip()
             if not text and name not in repeatable:
                 raise CapError(name, "must not be empty")
