@@ -176,3 +176,17 @@ def test_a_cancel_of_a_warning_whose_draft_was_rejected_tells_nobody(town):
     assert (cancel.outcome, cancel.alert_id) == ("ignored", None)
     assert f"alert {first.alert_id} never went out (rejected)" in cancel.detail
     assert _count(town, Alert) == 1
+
+
+def test_the_same_message_through_two_sources_at_once_makes_one_draft(town, monkeypatch):
+    cap, other = receiver(town), receiver(town)
+    original = cap._act
+
+    def the_other_source_wins_the_race(*args, **kwargs):
+        other.receive(cap_document("allerta_meteo_idraulico.xml"), "feed")     # lands between our check and insert
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cap, "_act", the_other_source_wins_the_race)
+    received = cap.receive(cap_document("allerta_meteo_idraulico.xml"), "inbox")
+    assert received.outcome == "seen"
+    assert _count(town, Alert) == 1 and _count(town, CapMessage) == 1

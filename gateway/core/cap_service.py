@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.core.alarms import AlarmMonitor, AlarmSettings
@@ -104,6 +105,16 @@ class CapReceiver:
         actor = f"cap:{message.sender}"[:80]
         try:
             received = self._act(message, xml, source, actor)
+        except IntegrityError:
+            # The same message through two sources at once (the feed and the directory): the other one
+            # stored it first and this whole transaction rolled back. It is simply seen.
+            with self.sessions() as s:
+                seen = s.scalar(select(CapMessage).where(CapMessage.sender == message.sender,
+                                                         CapMessage.identifier == message.identifier,
+                                                         CapMessage.sent == message.sent))
+            if seen is None:
+                raise
+            return Received("seen", seen.id, seen.alert_id, f"already received ({seen.outcome})")
         except AlertError as exc:
             received = self._store(message, xml, source, "refused", None, f"not made into an alert: {exc}",
                                    actor=actor)
