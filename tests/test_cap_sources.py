@@ -1,16 +1,22 @@
 """The CAP sources other than the API: `allerta cap import`, the watched directory, the feeds."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import urllib.error
 
 from sqlalchemy import func, select
 
 from gateway.core.models import Alert
 from gateway.core.models_cap import CapMessage
+from gateway.core.config import load_config
+from gateway.core.services import build_services
 from gateway.shell.cap_watch import CapFeeds, CapInbox
+from gateway.shell.composition import cap_tasks
 from gateway.shell.cli import main
 from tests.cap_support import cap_document, coastal_town, receiver
+from tests.support import write_config
 
 
 def _messages(services) -> int:
@@ -78,3 +84,28 @@ def test_an_unreachable_feed_is_logged_once_and_tried_again(services, caplog):
     assert [r.message for r in caplog.records].count(
         "CAP feed https://allerta.regione.example.it/cap/feed.atom not read (tried again every interval): "
         "<urlopen error Network is unreachable>") == 1
+
+
+def test_the_engine_watches_the_inbox_it_is_configured_with(tmp_path, services):
+    coastal_town(services)
+    inbox = tmp_path / "chiavetta"
+    inbox.mkdir()
+    dropped = inbox / "allerta.xml"
+    dropped.write_bytes(cap_document("allerta_meteo_idraulico.xml"))
+    os.utime(dropped, (dropped.stat().st_mtime - 60,) * 2)         # copied a minute ago: settled
+    config = load_config(write_config(tmp_path, f'[cap]\ninbox_dir = "{inbox}"\ninbox_interval = 0.05\n'))
+    engine_services = build_services(config)
+
+    async def run_until_moved() -> None:
+        tasks = cap_tasks(engine_services)
+        try:
+            for _ in range(200):
+                if (inbox / "done" / "allerta.xml").exists():
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    asyncio.run(run_until_moved())
+    assert (inbox / "done" / "allerta.xml").exists() and _messages(services) == 1
