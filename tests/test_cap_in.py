@@ -190,3 +190,12 @@ def test_the_same_message_through_two_sources_at_once_makes_one_draft(town, monk
     received = cap.receive(cap_document("allerta_meteo_idraulico.xml"), "inbox")
     assert received.outcome == "seen"
     assert _count(town, Alert) == 1 and _count(town, CapMessage) == 1
+
+
+def test_a_message_with_nothing_to_say_is_recorded_as_ignored(town):
+    document = cap_document("aggiornamento.xml")
+    bare = document[:document.index(b"<info>")] + b"</alert>"
+    received = receiver(town).receive(bare, "file")
+    assert (received.outcome, received.alert_id) == ("ignored", None)
+    assert received.detail == "msgType Update without <info>: nothing to tell citizens"
+    assert _count(town, Alert) == 0 and _count(town, CapMessage) == 1

@@ -127,6 +127,9 @@ class CapReceiver:
             return self._store(message, xml, source, "ignored", None,
                                f"msgType {message.msg_type}, status {message.status}: nothing to tell citizens",
                                actor=actor)
+        if not message.infos and message.msg_type != "Cancel":
+            return self._store(message, xml, source, "ignored", None,
+                               f"msgType {message.msg_type} without <info>: nothing to tell citizens", actor=actor)
         referenced = self._referenced(message)
         if message.msg_type == "Cancel":
             if referenced is None:
