@@ -199,3 +199,14 @@ def test_a_message_with_nothing_to_say_is_recorded_as_ignored(town):
     assert (received.outcome, received.alert_id) == ("ignored", None)
     assert received.detail == "msgType Update without <info>: nothing to tell citizens"
     assert _count(town, Alert) == 0 and _count(town, CapMessage) == 1
+
+
+def test_a_bare_cancel_of_a_warning_that_went_out_names_the_warning_it_ends(town):
+    cap = receiver(town)
+    first = cap.receive(cap_document("allerta_meteo_idraulico.xml"), "file")
+    town.alerts.release(first.alert_id)
+    document = cap_document("revoca.xml")
+    cancel = cap.receive(document[:document.index(b"<info>")] + b"</alert>", "file")
+    assert cancel.outcome == "cancel"
+    assert _alert(town, cancel.alert_id).text == ("REVOCATO l'avviso: Allerta ARANCIONE per rischio idraulico "
+                                                  "dalle 00:00 del 15/10")
