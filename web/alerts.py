@@ -17,7 +17,7 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
                    stream_with_context, url_for)
 from flask_babel import gettext as _, lazy_gettext
 from flask_login import current_user
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from gateway.core import inbox
@@ -25,6 +25,7 @@ from gateway.core.audio import VOICES, AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
 from gateway.core.db import utcnow
 from gateway.core.models_cap import CapMessage
+from gateway.core.door_knock import door_knock_list
 from gateway.core.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
 from gateway.core.models_panel import AlertText
 from gateway.core.polls import MAX_OPTIONS, Poll, answer_suffix, poll_results, votes_by_number
@@ -676,26 +677,7 @@ def vulnerable(alert_id: int):
     """Printable: vulnerable people of this alert not reached yet, for volunteers at the door."""
     alert = _get_alert(alert_id)
     with panel().sessions() as s:
-        reached = select(Delivery.number_id).where(Delivery.alert_id == alert_id, Delivery.state.in_(REACHED))
-        # A person is reached when any of their numbers was (the mobile answered, the landline did not):
-        # volunteers knock on the doors of people no number reached.
-        theirs = contact_numbers.alias("theirs")
-        reached_person = exists().where(theirs.c.contact_id == Contact.id, theirs.c.number_id.in_(reached))
-        found = s.execute(select(Contact.id, Contact.name, Contact.address, Zone.name.label("zone"), Contact.needs,
-                                 Delivery.e164)
-                          .join(contact_numbers, contact_numbers.c.contact_id == Contact.id)
-                          .join(Delivery, and_(Delivery.number_id == contact_numbers.c.number_id,
-                                               Delivery.alert_id == alert_id))
-                          .outerjoin(Zone, Zone.id == Contact.zone_id)
-                          .where(Contact.vulnerable.is_(True), ~reached_person)
-                          .order_by(Zone.name, Contact.address, Contact.name, Contact.id)).all()
-    people: dict[int, dict] = {}
-    for row in found:
-        person = people.setdefault(row.id, {"name": row.name, "address": row.address, "zone": row.zone,
-                                            "needs": row.needs, "numbers": []})
-        if row.e164 not in person["numbers"]:
-            person["numbers"].append(row.e164)
-    rows = list(people.values())
+        rows = door_knock_list(s, alert_id, REACHED)
     panel().audit.write(current_user.username, "alert.vulnerable_list", alert_id, people=len(rows))
     return render_template("alerts/vulnerable.html", alert=alert, rows=rows)
 

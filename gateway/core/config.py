@@ -261,6 +261,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "publish_allow": Key(list, [], "Addresses or networks (CIDR) that may read the published CAP without signing in, e.g. [\"192.168.1.0/24\"]; others get 403. Empty: nobody.", _cidr_list),
         "sender": Key(str, "", "CAP <sender> of what we publish, e.g. protezionecivile@comune.example.it. Empty: allerta. followed by the comune's name.", _cap_sender),
     },
+    "inbound": {
+        "reply_window_hours": Key(NUMBER, 48.0, "Hours after an alert went to a number during which an SMS from that number is taken as a reply to it (confirmations OK/RICEVUTO/1, poll answers without a closing time).", _positive),
+        "help_window_hours": Key(NUMBER, 12.0, "Hours after an alert during which a plea (AIUTO, SOS, \"siamo bloccati\") from a number it went to is linked to that alert. A plea outside it is still recorded as a help request, without an alert.", _positive),
+        "zone_menu_minutes": Key(NUMBER, 30.0, "Minutes a citizen has to answer the numbered list of zones with a number.", _positive),
+        "max_replies_per_day": Key(int, 5, "Most automatic SMS answers to one number in 24 hours (the answer to a help request is always sent).", _positive),
+        "loop_minutes": Key(NUMBER, 5.0, "A number that got an automatic answer this recently and writes something we do not understand (likely an autoresponder) is not answered; after loop_replies answers within it, it is not answered at all until the window passes.", _positive),
+        "loop_replies": Key(int, 3, "Automatic answers within loop_minutes after which a number is not answered until the window passes (loops between autoresponders); the answer to the numbered zone list, a question we asked, is exempt.", _positive),
+        "flood_per_hour": Key(int, 20, "Messages from one number within an hour beyond which the next ones are stored and marked ignored (flood), not acted on.", _positive),
+        "short_code_digits": Key(int, 6, "Senders with at most this many digits are short codes (operators' services): never answered.", _positive),
+        "own_numbers": Key(list, [], "The numbers of our own modems' SIMs: a message from them is never answered (no loop between our lines).", _number_list),
+    },
 }
 
 TRUNK_SCHEMA: dict[str, Key] = {
@@ -323,12 +334,14 @@ VoiceConfig = _section_class("VoiceConfig", SCHEMA["voice"], "[voice]")
 WebConfig = _section_class("WebConfig", SCHEMA["web"], "[web]")
 OpsConfig = _section_class("OpsConfig", SCHEMA["ops"], "[ops]")
 CapConfig = _section_class("CapConfig", SCHEMA["cap"], "[cap]")
+InboundConfig = _section_class("InboundConfig", SCHEMA["inbound"], "[inbound]")
 ModemConfig = _section_class("ModemConfig", MODEM_SCHEMA, "one [[modems]] table")
 VoiceTrunkConfig = _section_class("VoiceTrunkConfig", TRUNK_SCHEMA, "one [[trunks]] table")
 SECTION_CLASSES: dict[str, type] = {
     "general": GeneralConfig, "database": DatabaseConfig, "engine": EngineConfig, "retry": RetryConfig,
     "asterisk": AsteriskConfig, "voice": VoiceConfig, "web": WebConfig, "ops": OpsConfig,
     "cap": CapConfig,
+    "inbound": InboundConfig,
 }
 
 
@@ -343,6 +356,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     cap: CapConfig = field(default_factory=CapConfig)
+    inbound: InboundConfig = field(default_factory=InboundConfig)
     modems: tuple[ModemConfig, ...] = ()
     trunks: tuple[VoiceTrunkConfig, ...] = ()
     path: str | None = None

@@ -18,6 +18,7 @@ from gateway.core.alarms import AlarmMonitor, AlarmSettings
 from gateway.core.audit import audit_log_for
 from gateway.core.backup import BackupError, hold_engine_lock
 from gateway.core.cap_service import build_receiver, settle_alarms
+from gateway.core.citizens import CitizenService, CitizenSettings
 from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
@@ -52,7 +53,8 @@ def build_dispatcher(services: Services) -> Dispatcher:
     return Dispatcher(services.store, channels, policies,
                       DispatcherSettings(poll_interval=engine.poll_interval,
                                          report_timeout=engine.report_timeout,
-                                         report_spool=Path(config.general.data_dir) / "report-spool.jsonl"))
+                                         report_spool=Path(config.general.data_dir) / "report-spool.jsonl"),
+                      citizens=CitizenService(services.sessions, CitizenSettings.from_config(config)))
 
 
 def build_voice_channel(config: Config):
