@@ -201,7 +201,11 @@ class CapReceiver:
         request = AlertRequest(text=plan.text, translations=plan.translations, target=Target(zones=plan.zones),
                                channels=channels, drill=drill, created_by=actor,
                                deadline=plan.deadline or now + dt.timedelta(minutes=self.settings.deadline_minutes),
-                               follows=follows.id if follows is not None else None, follow_up=follow_up)
+                               follows=follows.id if follows is not None else None, follow_up=follow_up,
+                               # A CAP warning is an emergency (docs/categories.md); a follow-up takes its
+                               # original's category.
+                               category=AlertCategory.EMERGENCY if follows is None else None,
+                               cap_category=plan.cap_category if follows is None else None)
         outcome = {"correction": "update", "all_clear": "cancel"}.get(follow_up or "", "draft")
         detail = _describe(plan, follows, follow_up, replaces)
         rule = self._auto_send_rule(message, plan)
@@ -212,10 +216,6 @@ class CapReceiver:
                 self.audit.record(s, actor, "alert.cancel", replaces.id, reason="replaced by a CAP Update",
                                   identifier=message.identifier)
             alert_id, preview = self.alerts.create_pending(request, AlertState.AWAITING_APPROVAL, session=s)
-            alert = s.get(Alert, alert_id)
-            # TODO(categories helper): AlertRequest gains category/cap_category; until then set on the row.
-            alert.category = AlertCategory.EMERGENCY
-            alert.cap_category = plan.cap_category
             s.add(AlertApproval(alert_id=alert_id, requested_by=actor))
             self.audit.record(s, actor, "cap.draft", alert_id, source=source, text=plan.text, translations=plan.translations or None,
                               zones=list(plan.zones), drill=drill, recipients=preview.recipients,

@@ -261,9 +261,8 @@ class CitizenService:
 
     def _stop_info(self, msg: _Message) -> _Answer:
         number = msg.ensure_number()
-        # Information messages are a category of their own (issue 14, Alert.category): until the
-        # fan-out of information messages honours this flag, the wish is recorded here and every
-        # alert still goes, as an emergency would.
+        # The fan-out of an information alert skips this number (gateway/core/alerts.py); an
+        # emergency still reaches it.
         number.opted_out_info, number.opted_out_at, number.opted_out_via = True, msg.now, "sms"
         return self._say(msg, InboundKind.COMMAND, "STOP INFO: no information messages, emergencies still come",
                          ReplyReason.STOPPED_INFO)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gateway.core.dialstring import NUMBER_FORMATS, dial_template_problem
+from gateway.core.quiet_hours import DEFAULT as QUIET_HOURS_DEFAULT, window_problem
 
 DEFAULT_CONFIG_PATH = "/etc/allerta/allerta.toml"
 
@@ -248,6 +249,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "selftest_interval_hours": Key(NUMBER, 168.0, "Hours between scheduled self-tests (168: weekly); a failed self-test raises an alarm.", _positive),
         "selftest_at": Key(str, "10:00", "Time of day (HH:MM, Italian time, Europe/Rome) at which scheduled self-tests start, so staff are never called at night; at most one a day. A run that could not start within 2 hours of it (engine stopped, a real alert going out) waits for the next one. Empty: whenever selftest_interval_hours has passed since the last scheduled run.", _time_of_day),
         "selftest_weekday": Key(str, "", "Day of the week (mon, tue, wed, thu, fri, sat, sun) of the scheduled self-tests, at selftest_at (which must be set); runs are then at least a week apart. Empty: any day, every selftest_interval_hours.", _weekday),
+        "quiet_hours": Key(str, QUIET_HOURS_DEFAULT, "Quiet hours, HH:MM-HH:MM in Italian time (Europe/Rome, summer time followed): no information message (category information) goes out by SMS or call then; its deliveries wait for the end of the window and go in the morning. Emergencies ignore them. Empty: no quiet hours.", window_problem),
         "selftest_timeout_minutes": Key(NUMBER, 15.0, "Minutes a self-test waits for the SMS status reports and the calls' confirmation before it counts as failed.", _positive),
     },
     "cap": {

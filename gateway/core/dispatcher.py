@@ -467,7 +467,8 @@ class Dispatcher:
         buffer.clear()
         buffer.extend(kept)
         await self.store.release_claims(dropped)
-        log.info("%d claimed deliveries of alerts %s not sent: cancelled or past the deadline",
+        log.info("%d claimed deliveries of alerts %s not sent: cancelled, past the deadline, or information "
+                 "held by quiet hours",
                  len(dropped), ",".join(map(str, sorted(unwanted))))
 
     async def _deliver(self, channel: Channel, claim: ClaimedDelivery) -> None:
