@@ -146,6 +146,37 @@ def _imei(value: str) -> str | None:
     return None if value == "" or (value.isdigit() and len(value) == 15) else "must be empty or 15 digits"
 
 
+def _cidr_list(value: list) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            return f"must be a list of addresses or networks (CIDR) written as strings, e.g. [\"192.168.1.0/24\"]; {item!r} is not one"
+    return None
+
+
+def _url_list(value: list) -> str | None:
+    ok = all(isinstance(url, str) and re.fullmatch(r"https?://\S+", url) for url in value)
+    return None if ok else "must be a list of http:// or https:// URLs written as strings"
+
+
+CAP_SEVERITIES = ("Minor", "Moderate", "Severe", "Extreme")
+
+
+def _auto_send_rules(value: list) -> str | None:
+    for rule in value:
+        parts = rule.split() if isinstance(rule, str) else []
+        if len(parts) != 2 or parts[1] not in CAP_SEVERITIES:
+            return ("must be a list of \"SENDER MINIMUM_SEVERITY\" strings, the severity one of "
+                    f"{', '.join(CAP_SEVERITIES)}, e.g. [\"cfr@regione.example.it Extreme\"]; {rule!r} is not one")
+    return None
+
+
+def _cap_sender(value: str) -> str | None:
+    # CAP 1.2, 3.2.1: a sender "MUST NOT include spaces, commas or restricted characters (< and &)".
+    return None if not re.search(r"[\s,<&]", value) else "must not contain spaces, commas, '<' or '&'"
+
+
 NUMBER = (int, float)
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -233,6 +264,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "quiet_hours": Key(str, QUIET_HOURS_DEFAULT, "Quiet hours, HH:MM-HH:MM in Italian time (Europe/Rome, summer time followed): no information message (category information) goes out by SMS or call then; its deliveries wait for the end of the window and go in the morning. Emergencies ignore them. Empty: no quiet hours.", window_problem),
         "selftest_timeout_minutes": Key(NUMBER, 15.0, "Minutes a self-test waits for the SMS status reports and the calls' confirmation before it counts as failed.", _positive),
     },
+    "cap": {
+        "max_document_kb": Key(int, 1024, "Largest CAP document accepted (file, API, watched directory, feed), in kilobytes; a larger one is refused before it is parsed.", _positive),
+        "inbox_dir": Key(str, "", "Watched directory (a USB stick, a LAN share): the engine imports every *.xml put there as a CAP warning and moves it to done/ or failed/ (with a .error file saying why). Empty: none."),
+        "inbox_interval": Key(NUMBER, 10.0, "Seconds between looks at inbox_dir.", _positive),
+        "feeds": Key(list, [], "CAP Atom or RSS feeds to poll (the regional functional centre, the Prefecture); a feed that cannot be reached is logged once and tried again, it is not an error.", _url_list),
+        "feed_interval": Key(NUMBER, 300.0, "Seconds between polls of the feeds.", _positive),
+        "auto_send": Key(list, [], "Warnings sent without waiting for approval: \"SENDER MINIMUM_SEVERITY\" rules, e.g. [\"cfr@regione.example.it Extreme\"]; audited as sent by the rule. Empty (the default): every CAP warning is a draft awaiting approval.", _auto_send_rules),
+        "publish": Key(bool, False, "Publish every alert that went out, its corrections and all-clears as CAP 1.2 (/cap/alerts/<id>.xml) and an Atom feed (/cap/feed.atom)."),
+        "publish_allow": Key(list, [], "Addresses or networks (CIDR) that may read the published CAP without signing in, e.g. [\"192.168.1.0/24\"]; others get 403. Empty: nobody.", _cidr_list),
+        "sender": Key(str, "", "CAP <sender> of what we publish, e.g. protezionecivile@comune.example.it. Empty: allerta. followed by the comune's name.", _cap_sender),
+    },
     "inbound": {
         "reply_window_hours": Key(NUMBER, 48.0, "Hours after an alert went to a number during which an SMS from that number is taken as a reply to it (confirmations OK/RICEVUTO/1, poll answers without a closing time).", _positive),
         "help_window_hours": Key(NUMBER, 12.0, "Hours after an alert during which a plea (AIUTO, SOS, \"siamo bloccati\") from a number it went to is linked to that alert. A plea outside it is still recorded as a help request, without an alert.", _positive),
@@ -306,12 +348,14 @@ AsteriskConfig = _section_class("AsteriskConfig", SCHEMA["asterisk"], "[asterisk
 VoiceConfig = _section_class("VoiceConfig", SCHEMA["voice"], "[voice]")
 WebConfig = _section_class("WebConfig", SCHEMA["web"], "[web]")
 OpsConfig = _section_class("OpsConfig", SCHEMA["ops"], "[ops]")
+CapConfig = _section_class("CapConfig", SCHEMA["cap"], "[cap]")
 InboundConfig = _section_class("InboundConfig", SCHEMA["inbound"], "[inbound]")
 ModemConfig = _section_class("ModemConfig", MODEM_SCHEMA, "one [[modems]] table")
 VoiceTrunkConfig = _section_class("VoiceTrunkConfig", TRUNK_SCHEMA, "one [[trunks]] table")
 SECTION_CLASSES: dict[str, type] = {
     "general": GeneralConfig, "database": DatabaseConfig, "engine": EngineConfig, "retry": RetryConfig,
     "asterisk": AsteriskConfig, "voice": VoiceConfig, "web": WebConfig, "ops": OpsConfig,
+    "cap": CapConfig,
     "inbound": InboundConfig,
 }
 
@@ -326,6 +370,7 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     web: WebConfig = field(default_factory=WebConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    cap: CapConfig = field(default_factory=CapConfig)
     inbound: InboundConfig = field(default_factory=InboundConfig)
     modems: tuple[ModemConfig, ...] = ()
     trunks: tuple[VoiceTrunkConfig, ...] = ()

@@ -34,7 +34,7 @@ from gateway.core.quiet_hours import local_time
 from gateway.core.states import DUPLICATE_CAUSE_LABELS, AlertCategory, ApprovalDecision, CapCategory, Channel
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
-from gateway.shell import bench, elections_cli, inbox_cli, ops_cli
+from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli
 from gateway.shell.composition import run_engine
 from modem.simulator import cli as modem_simulator_cli
 from web import cli as web_cli
@@ -183,6 +183,8 @@ def _add_directory_commands(sub: argparse._SubParsersAction, contacts: argparse.
         p.add_argument("source", metavar="A")
         p.add_argument("into", metavar="B")
         p.set_defaults(func=cmd_merge, kind=kind)
+        if kind is Kind.ZONE:
+            cap_cli.add_zone_commands(actions)
 
 
 # --- alerts ---------------------------------------------------------------------
@@ -486,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_voice_tool_commands(sub)
     _add_demo_command(sub)
     ops_cli.add_commands(sub)
+    cap_cli.add_commands(sub)
     elections_cli.add_commands(sub)
     inbox_cli.add_commands(sub)
     web_cli.add_commands(sub)
@@ -642,6 +645,9 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
                    help="write-lock the database for SECONDS once a fifth of the messages went out; "
                         "report the send rate during and outside the lock (SQLite only)")
     p.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
+    p.add_argument("--profile", default="telit",
+                   help="simulated modem model: telit (status reports in the SR memory, the path measured since "
+                        "the first figures), generic or huawei (reports stored with received SMS), sim800")
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("voice", help="engine plus the PBX simulator (time-scaled)")
     p.add_argument("--channels", type=int, default=30)

@@ -19,6 +19,7 @@ from asterisk.voice_channel import VoiceChannel, VoiceSettings
 from gateway.core.alarms import AlarmMonitor, AlarmSettings
 from gateway.core.audit import audit_log_for
 from gateway.core.backup import BackupError, hold_engine_lock
+from gateway.core.cap_service import build_receiver, settle_alarms
 from gateway.core.citizens import CitizenService, CitizenSettings
 from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
@@ -28,6 +29,7 @@ from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
 from gateway.core.selftest import SelfTestMonitor, SelfTestSettings
 from gateway.core.services import Services
 from gateway.core.states import Channel
+from gateway.shell.cap_watch import CapFeeds, CapInbox, run_every
 from gateway.shell.hotline_upkeep import keep_hotline_files
 from gateway.shell.notify import lines_summary, notifier_from_environment, supervise, watchdog_interval
 from modem.pool import SmsChannel
@@ -91,6 +93,23 @@ def build_hotline(services: Services, dispatcher: Dispatcher) -> tuple[FastAgiSe
                          observer=voice.inbound_changed), store
 
 
+def cap_tasks(services: Services) -> list[asyncio.Task]:
+    """The watched directory and the feeds ([cap] inbox_dir, feeds), when configured; the alarms' upkeep."""
+    cap = services.config.cap
+    # The dashboard's "CAP warning" alarms clear once their draft is decided, whatever the source.
+    tasks = [asyncio.create_task(run_every(60.0, lambda: settle_alarms(services.sessions)))]
+    if not cap.inbox_dir and not cap.feeds:
+        return tasks
+    receiver = build_receiver(services, audit_log_for(services.config, services.sessions))
+    if cap.inbox_dir:
+        inbox = CapInbox(receiver, Path(cap.inbox_dir))
+        tasks.append(asyncio.create_task(run_every(cap.inbox_interval, inbox.poll_once)))
+    if cap.feeds:
+        feeds = CapFeeds(receiver, cap.feeds)
+        tasks.append(asyncio.create_task(run_every(cap.feed_interval, feeds.poll_once)))
+    return tasks
+
+
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:
     """Run the engine; ``notifier`` (default: systemd's, from NOTIFY_SOCKET) gets READY/WATCHDOG/STATUS."""
     notifier = notifier if notifier is not None else notifier_from_environment()
@@ -129,12 +148,15 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
     # The scheduled self-test belongs to the long-running engine, not to a --once drain.
     selftest = None if once else asyncio.create_task(SelfTestMonitor(
         services.sessions, services.alerts, SelfTestSettings.from_config(services.config), alarm_monitor).run())
+    cap_sources = [] if once else cap_tasks(services)
     try:
         return await dispatcher.run(stop, once=once)
     finally:
         notifier.notify("STOPPING=1")
         supervisor.cancel()
         alarms.cancel()
+        for task in cap_sources:
+            task.cancel()
         if selftest is not None:
             selftest.cancel()
         if hotline_upkeep is not None and hotline is not None:
