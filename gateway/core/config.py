@@ -102,6 +102,11 @@ def _caller_id(value: str) -> str | None:
     return None if not re.search(r"[\r\n,]", value) else "must not contain commas or line breaks"
 
 
+def _hotline_number(value: str) -> str | None:
+    # Read by people on their phone and dialled back: digits, spaces, and a leading +.
+    return None if re.fullmatch(r"(\+?[0-9][0-9 ]{3,19})?", value) else "must be a phone number: digits and spaces, optionally a leading +"
+
+
 def _prefix_list(value: list) -> str | None:
     ok = all(isinstance(p, str) and re.fullmatch(r"\+[1-9]\d{0,14}", p) for p in value)
     return None if ok else "must be a list of E.164 prefixes written as strings, '+' and digits, e.g. [\"+39\"]"
@@ -178,6 +183,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "general": {
         "comune": Key(str, "Comune di Esempio", "Name of the municipality, used in the voice introduction and the panel."),
         "region": Key(str, "IT", "Default region for numbers written without an international prefix.", _region),
+        "hotline_number": Key(str, "", "The town's number citizens call back (the hotline). Empty: none. "
+                              "allerta doctor checks every trunk's caller_id is this number.", _hotline_number),
+        "hotline_in_sms": Key(bool, True, "End each SMS alert with the hotline number when it fits in the same "
+                              "segments (only when hotline_number is set)."),
         "data_dir": Key(str, "/var/lib/allerta", "Directory for the database, rendered audio and logs."),
         "max_sms_segments": Key(int, 4, "An SMS alert needing more segments than this is refused before it is created.", _segments),
         "audit_key_file": Key(str, "", "File holding the key of the audit log's chain (HMAC), readable by the allerta user only; keep it out of the database's backups' reach. Empty: <data_dir>/audit.key, created on first use."),
@@ -214,6 +223,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ring_timeout": Key(NUMBER, 30.0, "Seconds a call may ring before it counts as no answer.", _at_least_one),
         "end_grace": Key(NUMBER, 2.0, "Seconds to wait for the rest of a call's end events, which Asterisk "
                          "sends in any order, before deciding its outcome.", _positive),
+        "hotline": Key(bool, False, "Answer the town's number: the engine serves the hotline context over FastAGI."),
+        "hotline_context": Key(str, "allerta-hotline", "Dialplan context of the hotline (extensions_allerta.conf).", _name),
+        "agi_port": Key(int, 4573, "FastAGI port on 127.0.0.1 the hotline context connects to.", _port),
     },
     "voice": {
         "max_attempts": Key(int, 5, "Default attempts per number that count against the recipient.", _positive),
@@ -282,6 +294,7 @@ TRUNK_SCHEMA: dict[str, Key] = {
     "max_channels": Key(int, 1, "Most simultaneous calls (GSM dongle 1, BRI 2, E1 30).", _positive),
     "calls_per_second": Key(NUMBER, 2.0, "Most new calls per second, so the exchange is not flooded. Keeping a trunk full needs max_channels / call seconds: an E1 (30) with 25 s calls needs 1.2.", _positive),
     "caller_id": Key(str, "", "Caller ID: the comune's known number, so people trust and can call back.", _caller_id),
+    "inbound_reserved": Key(int, 0, "Channels kept for hotline calls: outbound alerts use at most max_channels minus these.", _non_negative),
     "allowed": Key(str, "all", "Numbers this trunk may dial: all, landline, or prefixes.", _allowed),
     "prefixes": Key(list, [], "E.164 prefixes for allowed = 'prefixes', e.g. ['+39'].", _prefix_list),
     "number_format": Key(str, "keep_plus", "How the number is dialled: keep_plus, international, international_00, national.", _number_format),
@@ -454,6 +467,9 @@ def _check_rules(config: Config) -> None:
         if trunk.allowed == "prefixes" and not trunk.prefixes:
             raise ConfigError(f"[trunks #{index}] prefixes: allowed = \"prefixes\" needs at least one prefix, "
                               "e.g. prefixes = [\"+39\"] (or allowed = \"all\")")
+        if trunk.inbound_reserved >= trunk.max_channels:
+            raise ConfigError(f"[trunks #{index}] inbound_reserved: {trunk.inbound_reserved} would leave no channel "
+                              f"of the {trunk.max_channels} (max_channels) for alert calls")
     web = config.web
     if bool(web.tls_cert) != bool(web.tls_key):
         missing, given = ("tls_key", "tls_cert") if web.tls_cert else ("tls_cert", "tls_key")

@@ -430,7 +430,7 @@ def cmd_asterisk_config(args: argparse.Namespace) -> int:
     a = config.asterisk
     try:
         files = render_configs(a.username, a.secret, config.sounds_dir, context=a.context,
-                               ami_port=a.port)
+                               ami_port=a.port, hotline_context=a.hotline_context, agi_port=a.agi_port)
     except ConfigRenderError as exc:
         raise CliError(f"[asterisk]: {exc}") from None
     gid = _asterisk_output_dir(Path(args.out)) if args.out else None
@@ -654,6 +654,14 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--message-seconds", type=float, default=20.0)
     p.add_argument("--time-scale", type=float, default=0.02)
+    p.set_defaults(func=cmd_bench)
+    p = bench.add_parser("hotline", help="callers ringing the hotline while an alert keeps the trunk busy")
+    p.add_argument("--channels", type=int, default=30)
+    p.add_argument("--inbound-reserved", type=int, default=10)
+    p.add_argument("--callers", type=int, default=600)
+    p.add_argument("--minutes", type=float, default=10.0, help="simulated minutes the callers are spread over")
+    p.add_argument("--time-scale", type=float, default=0.05)
+    p.add_argument("--keep", metavar="DIR", help="keep the benchmark's files in DIR")
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("inbound", help="a reply storm while an SMS alert goes out over simulated modems")
     p.add_argument("--modems", type=int, default=8)
