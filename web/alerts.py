@@ -17,22 +17,28 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
                    stream_with_context, url_for)
 from flask_babel import gettext as _, lazy_gettext
 from flask_login import current_user
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from gateway.core import inbox
 from gateway.core.audio import VOICES, AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
 from gateway.core.db import utcnow
+from gateway.core.models_cap import CapMessage
+from gateway.core.door_knock import door_knock_list
 from gateway.core.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
 from gateway.core.models_panel import AlertText
+from gateway.core.polls import MAX_OPTIONS, Poll, answer_suffix, poll_results, votes_by_number
+from gateway.core.quiet_hours import local_time
 from gateway.core.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
-from gateway.core.states import AlertState, ApprovalDecision, Channel, DeliveryState
+from gateway.core.states import AlertCategory, AlertState, ApprovalDecision, CapCategory, Channel, DeliveryState
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
                                          translation_version)
 from web import alert_flow
 from web.params import bounded_int, page_number
 from web.context import panel
 from web.errors import audio_reason, error_message
+from web.inbox import help_rows
 from web.labels import label, labels_for
 from web.progress import BUCKETS, alert_progress, eta_seconds
 from web.security import passive, require_role
@@ -56,6 +62,11 @@ TEMPLATES = {
     "all_clear": "Cessato allarme: la situazione è tornata alla normalità. Grazie per la collaborazione.",
     "correction": "Rettifica: il messaggio precedente conteneva un errore. Il testo corretto è: ",
 }
+# The category each template starts with (category, CAP category): a risk is an emergency, a water
+# outage public-utility information; a follow-up takes its original's (None).
+TEMPLATE_CATEGORIES = {"flood": ("emergency", "Met"), "wind": ("emergency", "Met"), "heat": ("emergency", "Met"),
+                       "evacuation": ("emergency", "Safety"), "water": ("information", ""),
+                       "all_clear": None, "correction": None}
 TEMPLATE_NAMES = {"flood": lazy_gettext("Flood"), "wind": lazy_gettext("Wind"), "heat": lazy_gettext("Heat"),
                   "evacuation": lazy_gettext("Evacuation"), "water": lazy_gettext("Water outage"),
                   "all_clear": lazy_gettext("All clear"), "correction": lazy_gettext("Correction")}
@@ -93,15 +104,9 @@ def _split_numbers(text: str) -> tuple[str, ...]:
 
 def _send_at() -> dt.datetime | None:
     """The chosen time to send (typed in local time) as naive UTC; None: at once."""
-    raw = request.form.get("send_at", "").strip()
-    if not raw:
+    at = _local_time("send_at", _("The time to send is not a valid date and time."))
+    if at is None:
         return None
-    try:
-        local = dt.datetime.fromisoformat(raw)
-        at = (local if local.tzinfo else local.replace(tzinfo=LOCAL_TZ)).astimezone(dt.timezone.utc)
-    except (ValueError, OverflowError):  # OverflowError: 0001-01-01 in local time is before year 1 in UTC
-        raise FormError(_("The time to send is not a valid date and time.")) from None
-    at = at.replace(tzinfo=None)
     now = utcnow()
     if at < now - dt.timedelta(minutes=1):
         raise FormError(_("The time to send has passed: leave it empty to send at once."))
@@ -118,6 +123,30 @@ def _follows() -> tuple[int | None, str | None]:
     if kind not in FOLLOW_UP_NAMES:
         raise FormError(_("Choose whether this is a correction or an all clear."))
     return follows, kind
+
+
+def _poll() -> Poll | None:
+    """The form's poll: a question and the options typed (empty boxes left out); None when all are empty."""
+    form = request.form
+    question = form.get("poll_question", "").strip()
+    options = tuple(option for option in form.getlist("poll_options") if option.strip())
+    if not question and not options:
+        return None
+    closes = _local_time("poll_closes_at", _("The closing time of the poll is not a valid date and time."))
+    return Poll(question, options, closes)
+
+
+def _local_time(name: str, invalid: str) -> dt.datetime | None:
+    """A datetime-local field (the municipality's time) as naive UTC; None when empty."""
+    raw = request.form.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        local = dt.datetime.fromisoformat(raw)
+        at = (local if local.tzinfo else local.replace(tzinfo=LOCAL_TZ)).astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01 in local time is before year 1 in UTC
+        raise FormError(invalid) from None
+    return at.replace(tzinfo=None)
 
 
 def request_from_form() -> AlertRequest:
@@ -147,7 +176,13 @@ def request_from_form() -> AlertRequest:
         voice_growth=voice.growth, voice_cap=_int("voice_cap", voice.per_number_cap, 1, 20),
         stop_on_confirm=voice.stop_on_confirm, sms_fallback=choice == "voice_fallback",
         translations={lang: text for lang, text in translations.items() if text},
-        send_at=send_at, follows=follows, follow_up=follow_up)
+        send_at=send_at, follows=follows, follow_up=follow_up,
+        # Empty: the default (gateway.core.alerts.default_category), which the form's first option says.
+        # The CAP category select keeps its value when "information" is picked after it: it is then ignored.
+        category=form.get("category", "").strip() or None,
+        cap_category=(form.get("cap_category", "").strip() or None) if form.get("category") != "information" else None,
+        election_reason=form.get("election_reason", ""),
+        asks_confirmation=form.get("asks_confirmation") == "1", poll=_poll())
 
 
 def _recording() -> tuple[bytes, str]:
@@ -226,7 +261,8 @@ def _choices(follows: int | None = None) -> dict:
                 Delivery.alert_id == original.id, Delivery.state != DeliveryState.CANCELLED)
                 .group_by(Delivery.channel)).all())
     return {"zones": zones, "groups": groups, "voices": sorted(VOICES), "templates": TEMPLATES,
-            "template_names": TEMPLATE_NAMES, "languages": LANGUAGE_NAMES, "follow_up_names": FOLLOW_UP_NAMES,
+            "template_names": TEMPLATE_NAMES, "template_categories": TEMPLATE_CATEGORIES,
+            "categories": list(AlertCategory), "cap_categories": list(CapCategory), "languages": LANGUAGE_NAMES, "follow_up_names": FOLLOW_UP_NAMES,
             "defaults": panel().config.voice, "retry": panel().config.retry, "original": original,
             "sent_to": sent_to}
 
@@ -242,7 +278,8 @@ def _follow_up_form(original: Alert, kind: str) -> dict:
     """The compose form of a correction or all-clear, filled from the original."""
     text = TEMPLATES["all_clear"] if kind == "all_clear" else TEMPLATES["correction"] + original.text
     return {"text": text, "channels": _channel_choice(original), "follows": str(original.id), "follow_up": kind,
-            "drill": "1" if original.drill else ""}
+            "drill": "1" if original.drill else "", "category": original.category,
+            "cap_category": original.cap_category or ""}
 
 
 # --- compose ------------------------------------------------------------------------------
@@ -286,7 +323,24 @@ def new():
                 AlertState.AWAITING_APPROVAL: _("Alert %(id)s is waiting for an approver.", id=outcome.alert_id),
                 AlertState.ACTIVE: _("Alert %(id)s is being sent.", id=outcome.alert_id)}
     flash(messages[outcome.state], "success")
+    if outcome.state == AlertState.ACTIVE:
+        _flash_held(alert_request.category, alert_request.send_at)
     return redirect(url_for("alerts.show", alert_id=outcome.alert_id))
+
+
+def held_until(category: str, send_at: dt.datetime | None) -> str | None:
+    """"08:00" when an alert of ``category`` starting now (or at ``send_at``) waits for the end of the
+    quiet hours ([ops] quiet_hours), in Italian time; None when nothing holds it."""
+    now = utcnow()
+    held = panel().services.alerts.quiet_hold(category, max(now, send_at or now))
+    return None if held is None else local_time(held).strftime("%H:%M")
+
+
+def _flash_held(category: str, send_at: dt.datetime | None) -> None:
+    held = held_until(category, send_at)
+    if held:
+        flash(_("Held until %(time)s (quiet hours): information messages wait for the morning.", time=held),
+              "warning")
 
 
 @bp.route("/sms-plan", methods=["POST"])
@@ -297,7 +351,9 @@ def sms_plan():
     data = request.get_json(silent=True) or {}
     text = str(data.get("text", ""))
     general = panel().config.general
-    composed = compose_sms_text(text, bool(data.get("drill")), general.drill_prefix)
+    # What the citizens are asked to answer ends the SMS and counts (gateway/core/polls.py).
+    suffix = _answer_suffix(data)
+    composed = compose_sms_text(text, bool(data.get("drill")), general.drill_prefix) + suffix
     # Only a text that goes out by SMS is limited by the segments ("voice" alone is not).
     by_sms = str(data.get("channels") or "sms") != "voice"
     result = {"length": len(text), "max_segments": general.max_sms_segments}
@@ -311,10 +367,20 @@ def sms_plan():
     culprits = sorted({ch for ch in composed if not is_gsm7(ch)})
     fixed = transliterate(text)
     fixable = as_typed.encoding == "UCS-2" and is_gsm7(compose_sms_text(fixed, bool(data.get("drill")),
-                                                                          general.drill_prefix))
+                                                                          general.drill_prefix) + suffix)
     return {**result, "encoding": as_typed.encoding, "segments": as_typed.segments, "units": as_typed.units,
             "culprits": culprits, "fixed": fixed if fixable else None,
             "too_long": by_sms and as_typed.segments > general.max_sms_segments}
+
+
+def _answer_suffix(data: dict) -> str:
+    """The end of the SMS the counter's JSON describes (question, options, confirmation, language)."""
+    question = str(data.get("poll_question") or "").strip()
+    raw_options = data.get("poll_options") if isinstance(data.get("poll_options"), list) else []
+    options = tuple(str(option).strip() for option in raw_options[:MAX_OPTIONS] if str(option).strip())
+    poll = Poll(question, options) if question or options else None
+    language = str(data.get("language") or "it")
+    return answer_suffix(language, poll=poll, asks_confirmation=bool(data.get("asks_confirmation")) and poll is None)
 
 
 @bp.route("/preview", methods=["POST"])
@@ -467,7 +533,9 @@ def show(alert_id: int):
         versions = list(s.scalars(select(AlertText).where(AlertText.alert_id == alert_id)
                                   .order_by(AlertText.language)))
         follow_ups = list(s.scalars(select(Alert).where(Alert.follows_alert_id == alert_id).order_by(Alert.id)))
+        cap_messages = list(s.scalars(select(CapMessage).where(CapMessage.alert_id == alert_id).order_by(CapMessage.id)))
         gone_out = sum(count for state, count in by_state.items() if state != DeliveryState.CANCELLED)
+        answers = _answers(s, alert)
     by_zone: dict[str, dict[str, int]] = {}
     for zone_name, state, count in by_zone_rows:
         entry = by_zone.setdefault(zone_name or "-", {"total": 0, "reached": 0, "failed": 0, "open": 0})
@@ -476,15 +544,24 @@ def show(alert_id: int):
         entry["reached" if bucket == "reached" else "failed" if bucket in ("failed", "cancelled")
               else "open"] += count
     approvals = alert_flow.approvals(panel(), alert_id)
+    held = held_until(alert.category, alert.send_at) if alert.state == AlertState.ACTIVE and by_state.get(
+        DeliveryState.PENDING) else None
     asked = next((a.requested_by for a in reversed(approvals) if a.decision == ApprovalDecision.PENDING), None)
     me = {"actor": current_user.username, "role": current_user.role}
     return render_template("alerts/show.html", alert=alert, progress=progress, by_zone=by_zone, by_state=by_state,
+                           cap_messages=cap_messages,
                            rows=rows, total=total, page=page, pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
                            zones=zones, approvals=approvals, may_change_draft=alert_flow.may_change_draft(alert, **me),
                            may_cancel=alert_flow.may_cancel(alert, asked, **me), asked_by=asked,
                            target=json.loads(alert.target), filters=request.args, versions=versions,
                            follow_ups=follow_ups, gone_out=gone_out, now=utcnow(), languages=LANGUAGE_NAMES,
-                           follow_up_names=FOLLOW_UP_NAMES)
+                           follow_up_names=FOLLOW_UP_NAMES, held_until=held, **answers)
+
+
+def _answers(s: Session, alert: Alert) -> dict:
+    """What citizens answered the alert: its poll's results, its help requests (open and handled)."""
+    return {"poll": poll_results(s, alert, now=utcnow()),
+            "help_requests": help_rows(inbox.help_requests(s, open_only=False, alert_id=alert.id))}
 
 
 @bp.route("/<int:alert_id>/progress.json")
@@ -494,8 +571,9 @@ def progress_json(alert_id: int):
     alert = _get_alert(alert_id)
     with panel().sessions() as s:
         progress = _with_etas(s, alert, alert_progress(s, [alert_id])[alert_id])
+        answers = _answers(s, alert)
     return {"id": alert.id, "state": alert.state, "state_label": label(alert.state, "alert_state"),
-            "progress": progress}
+            "progress": progress, **answers}
 
 
 @bp.route("/<int:alert_id>/deliveries/<int:delivery_id>")
@@ -574,12 +652,22 @@ def _people_by_number(s, alert_id: int) -> dict[int, tuple[str, str | None, str 
     return people
 
 
+def _poll_answer(option: int | None, options: list[str]) -> str:
+    if option is None:
+        return ""
+    return f"{option} · {options[option - 1]}" if 1 <= option <= len(options) else str(option)
+
+
 @bp.route("/<int:alert_id>/export.csv")
 @require_role("operator")
 def export(alert_id: int):
-    _get_alert(alert_id)
+    alert = _get_alert(alert_id)
     header = ["delivery", "number", "channel", "state", "attempts", "line", "last_error", "sent_at",
               "delivered_at", "vulnerable", "name", "zone"]
+    # An alert with a poll: each number's answer ("2 · no"), the last it gave (one vote per number).
+    options = json.loads(alert.poll_options) if alert.poll_question and alert.poll_options else None
+    if options is not None:
+        header.append("poll_answer")
 
     def generate():
         buffer = io.StringIO()
@@ -587,6 +675,7 @@ def export(alert_id: int):
         writer.writerow(header)
         with panel().sessions() as s:
             people = _people_by_number(s, alert_id)
+            votes = votes_by_number(s, alert_id) if options is not None else {}
             result = s.execute(select(Delivery.id, Delivery.number_id, Delivery.e164, Delivery.channel,
                                       Delivery.state, Delivery.attempts, Delivery.line, Delivery.last_error,
                                       Delivery.sent_at, Delivery.delivered_at, Delivery.vulnerable, Delivery.zone)
@@ -595,9 +684,11 @@ def export(alert_id: int):
             for count, row in enumerate(result, 1):
                 # The zone the alert was sent for, as on the alert page (not where the contact is now).
                 name, _zone_now, _address = people.get(row.number_id, ("", None, None))
-                writer.writerow([csv_cell(v) for v in (row.id, row.e164, row.channel, row.state, row.attempts,
-                                                      row.line, row.last_error, row.sent_at, row.delivered_at,
-                                                      "yes" if row.vulnerable else "no", name, row.zone)])
+                cells = [row.id, row.e164, row.channel, row.state, row.attempts, row.line, row.last_error,
+                         row.sent_at, row.delivered_at, "yes" if row.vulnerable else "no", name, row.zone]
+                if options is not None:
+                    cells.append(_poll_answer(votes.get(row.e164), options))
+                writer.writerow([csv_cell(v) for v in cells])
                 if count % 2000 == 0:
                     yield buffer.getvalue()
                     buffer.seek(0)
@@ -618,26 +709,7 @@ def vulnerable(alert_id: int):
     """Printable: vulnerable people of this alert not reached yet, for volunteers at the door."""
     alert = _get_alert(alert_id)
     with panel().sessions() as s:
-        reached = select(Delivery.number_id).where(Delivery.alert_id == alert_id, Delivery.state.in_(REACHED))
-        # A person is reached when any of their numbers was (the mobile answered, the landline did not):
-        # volunteers knock on the doors of people no number reached.
-        theirs = contact_numbers.alias("theirs")
-        reached_person = exists().where(theirs.c.contact_id == Contact.id, theirs.c.number_id.in_(reached))
-        found = s.execute(select(Contact.id, Contact.name, Contact.address, Zone.name.label("zone"), Contact.needs,
-                                 Delivery.e164)
-                          .join(contact_numbers, contact_numbers.c.contact_id == Contact.id)
-                          .join(Delivery, and_(Delivery.number_id == contact_numbers.c.number_id,
-                                               Delivery.alert_id == alert_id))
-                          .outerjoin(Zone, Zone.id == Contact.zone_id)
-                          .where(Contact.vulnerable.is_(True), ~reached_person)
-                          .order_by(Zone.name, Contact.address, Contact.name, Contact.id)).all()
-    people: dict[int, dict] = {}
-    for row in found:
-        person = people.setdefault(row.id, {"name": row.name, "address": row.address, "zone": row.zone,
-                                            "needs": row.needs, "numbers": []})
-        if row.e164 not in person["numbers"]:
-            person["numbers"].append(row.e164)
-    rows = list(people.values())
+        rows = door_knock_list(s, alert_id, REACHED)
     panel().audit.write(current_user.username, "alert.vulnerable_list", alert_id, people=len(rows))
     return render_template("alerts/vulnerable.html", alert=alert, rows=rows)
 
@@ -655,19 +727,25 @@ def _decide(action):  # noqa: ANN001, ANN202
 @require_role("operator")
 def submit(alert_id: int):
     state = _decide(lambda: alert_flow.submit_draft(panel(), alert_id, actor=current_user.username,
-                                                     role=current_user.role))
+                                                     role=current_user.role,
+                                                     election_reason=request.form.get("election_reason", "")))
     if state:
         flash(_("Alert %(id)s is waiting for an approver.", id=alert_id) if state == AlertState.AWAITING_APPROVAL
               else _("Alert %(id)s is being sent.", id=alert_id), "success")
+        if state == AlertState.ACTIVE:
+            alert = _get_alert(alert_id)
+            _flash_held(alert.category, alert.send_at)
     return redirect(url_for("alerts.show", alert_id=alert_id))
 
 
 @bp.route("/<int:alert_id>/approve", methods=["POST"])
 @require_role("approver")
 def approve(alert_id: int):
-    if _decide(lambda: alert_flow.approve(panel(), alert_id, actor=current_user.username,
-                                          role=current_user.role)) is not None:
+    if _decide(lambda: alert_flow.approve(panel(), alert_id, actor=current_user.username, role=current_user.role,
+                                          election_reason=request.form.get("election_reason", ""))) is not None:
         flash(_("Alert %(id)s approved: it is being sent.", id=alert_id), "success")
+        alert = _get_alert(alert_id)
+        _flash_held(alert.category, alert.send_at)
     return redirect(url_for("alerts.show", alert_id=alert_id))
 
 

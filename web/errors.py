@@ -41,6 +41,12 @@ ALERT_MESSAGES = (
     lazy_gettext("alert %(id)s is %(state)s, not waiting to be sent"),
     lazy_gettext("the chosen target has no reachable recipient any more"),
     lazy_gettext("the text contains control characters (%(characters)s): remove them"),
+    lazy_gettext("unknown category %(category)s: emergency or information"),
+    lazy_gettext("a CAP category (%(cap)s) is what an emergency is about: an information message has none"),
+    lazy_gettext("unknown CAP category %(cap)s: one of %(known)s"),
+    lazy_gettext("election period %(description)s (%(span)s, Italian time): an information message goes out only "
+                 "with an approver's reason that it is impersonal and indispensable (law 28/2000, art. 9); give "
+                 "the reason, or send it as an emergency if it is one"),
 )
 
 # web/alert_flow.py: the approval rules
@@ -61,6 +67,69 @@ FLOW_MESSAGES = (
     lazy_gettext("the two-person rule: you asked for this approval, someone else must give it"),
     lazy_gettext("only its author, an approver or an administrator may cancel alert %(id)s"),
     lazy_gettext("say why the alert is cancelled"),
+    lazy_gettext("only an approver may give the election-period reason (law 28/2000, art. 9): submit the alert "
+                 "and an approver gives it when approving"),
+)
+
+# gateway/core/elections.py
+ELECTION_MESSAGES = (
+    lazy_gettext("%(option)s %(value)s: not a date (YYYY-MM-DD) or a date and time (YYYY-MM-DD HH:MM), "
+                 "Italian time"),
+    lazy_gettext("the description is empty: say which election (e.g. 'Comunali 2027'), it is shown "
+                 "on the banner"),
+    lazy_gettext("the description is too long: at most %(count)s characters"),
+    lazy_gettext("the end must be after the start (the period runs from the calling of the election to the "
+                 "close of the polls)"),
+    lazy_gettext("no election period with id %(id)s"),
+    lazy_gettext("election period %(id)s was already revoked"),
+)
+
+# gateway/core/polls.py: a poll or a confirmation request refused (raised as AnswerError)
+POLL_MESSAGES = (
+    lazy_gettext("the poll has no question"),
+    lazy_gettext("the poll question is longer than %(maximum)s characters"),
+    lazy_gettext("a poll has from %(low)s to %(high)s options, not %(count)s"),
+    lazy_gettext("poll option %(number)s is empty"),
+    lazy_gettext("poll option %(number)s is longer than %(maximum)s characters"),
+    lazy_gettext("poll option %(number)s repeats another option"),
+    lazy_gettext("the poll contains control characters (%(characters)s): remove them"),
+    lazy_gettext("the poll would close before the alert goes out"),
+    lazy_gettext("an alert asks for a confirmation or carries a poll, not both: a reply 1 would mean both"),
+    lazy_gettext("citizens answer by SMS: a poll or a confirmation needs the SMS channel"),
+)
+
+# gateway/core/inbox.py
+INBOX_MESSAGES = (
+    lazy_gettext("unknown kind %(kind)s (known: %(known)s)"),
+    lazy_gettext("no incoming message with id %(id)s"),
+    lazy_gettext("%(sender)s is not a phone number: it cannot receive a reply"),
+    lazy_gettext("%(sender)s is not a mobile number: it cannot receive an SMS"),
+    lazy_gettext("the note is longer than %(maximum)s characters"),
+    lazy_gettext("no help request with id %(id)s"),
+    lazy_gettext("help request %(id)s was already handled by %(by)s"),
+)
+
+# gateway.core.replies.ReplyError says what is wrong with a reply in English, with the details inline.
+REPLY_REASONS = (
+    (re.compile(r"^the reply is empty$"), lazy_gettext("the reply is empty")),
+    (re.compile(r"^the reply contains control characters \((?P<characters>.+)\)$"),
+     lazy_gettext("the reply contains control characters (%(characters)s)")),
+    (re.compile(r"^the reply cannot be sent by SMS: (?P<reason>.+)$"),
+     lazy_gettext("the reply cannot be sent by SMS: %(reason)s")),
+    (re.compile(r"^the reply needs (?P<segments>\d+) SMS, at most (?P<maximum>\d+)$"),
+     lazy_gettext("the reply needs %(segments)s SMS, at most %(maximum)s")),
+)
+
+# web/tokens.py
+TOKEN_MESSAGES = (
+    lazy_gettext("give the token a name (which system uses it)"),
+    lazy_gettext("the token name is %(length)s characters; at most %(maximum)s"),
+    lazy_gettext("the token name contains control characters"),
+    lazy_gettext("unknown token role %(role)s; one of %(roles)s"),
+    lazy_gettext("a token lasts 1 to %(maximum)s days, not %(days)s"),
+    lazy_gettext("the owner %(owner)s is not an active panel account"),
+    lazy_gettext("%(owner)s is %(owner_role)s: their token cannot be %(role)s"),
+    lazy_gettext("a token named %(name)s exists already; names are unique"),
 )
 
 # Values of %(state)s and %(channels)s, so "alert 3 is active" reads whole in Italian.
@@ -98,7 +167,16 @@ def error_message(error: Exception) -> str:
 
 def audio_reason(message: str) -> str:
     """The reason of an ``AudioError`` in the user's language, when it is one we know."""
-    for pattern, translated in AUDIO_REASONS:
+    return _known_reason(message, AUDIO_REASONS)
+
+
+def reply_reason(message: str) -> str:
+    """Why a reply (gateway.core.replies.ReplyError) was refused, in the user's language when known."""
+    return _known_reason(message, REPLY_REASONS)
+
+
+def _known_reason(message: str, reasons: tuple) -> str:
+    for pattern, translated in reasons:
         match = pattern.search(message)
         if match:
             return str(translated) % match.groupdict() if match.groupdict() else str(translated)

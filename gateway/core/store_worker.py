@@ -148,6 +148,11 @@ class AsyncStore:
     async def recover_interrupted(self, placed_ahead: set[int] | None = None) -> int:
         return await self._call(self.store.recover_interrupted, placed_ahead=placed_ahead)
 
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Any other database work of the engine (the citizens' service, the answers' queue), in its
+        turn on the same writer: one transaction each, retried like the store's own."""
+        return await self._call(fn, *args, **kwargs)
+
     async def claim(self, channel: Channel, limit: int, *, ahead: bool = False) -> list[ClaimedDelivery]:
         return await self._call(self.store.claim, channel, limit, ahead=ahead)
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from asterisk.asterisk_config import ConfigRenderError, render_configs
 from asterisk.pbx_simulator import cli as pbx_simulator_cli
 from gateway.core import zones
-from gateway.core.alerts import AlertError, AlertRequest, Target
+from gateway.core.alerts import AlertError, AlertRequest, Target, answers_audited
 from gateway.core.audio import VOICES, AudioError, render_tts
 from gateway.core.audit import AuditLog, audit_log_for, local_actor
 from gateway.core.channels import ChannelUnusable
@@ -28,11 +28,13 @@ from gateway.core.files import write_private
 from gateway.core.logs import configure_logging
 from gateway.core.models import Line
 from gateway.core.models_panel import AlertApproval
+from gateway.core.polls import Poll
 from gateway.core.services import build_services
-from gateway.core.states import DUPLICATE_CAUSE_LABELS, ApprovalDecision, Channel
+from gateway.core.quiet_hours import local_time
+from gateway.core.states import DUPLICATE_CAUSE_LABELS, AlertCategory, ApprovalDecision, CapCategory, Channel
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
-from gateway.shell import bench, ops_cli
+from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli
 from gateway.shell.composition import run_engine
 from modem.simulator import cli as modem_simulator_cli
 from web import cli as web_cli
@@ -181,6 +183,8 @@ def _add_directory_commands(sub: argparse._SubParsersAction, contacts: argparse.
         p.add_argument("source", metavar="A")
         p.add_argument("into", metavar="B")
         p.set_defaults(func=cmd_merge, kind=kind)
+        if kind is Kind.ZONE:
+            cap_cli.add_zone_commands(actions)
 
 
 # --- alerts ---------------------------------------------------------------------
@@ -207,6 +211,19 @@ def _translations(pairs: list[str]) -> dict[str, str]:
     return translations
 
 
+def _poll(args: argparse.Namespace) -> Poll | None:
+    if args.poll_question is None and not args.poll_option and args.poll_closes is None:
+        return None
+    closes = None
+    if args.poll_closes is not None:
+        try:
+            moment = dt.datetime.fromisoformat(args.poll_closes)
+        except ValueError:
+            raise CliError(f"--poll-closes {args.poll_closes!r}: not a date and time (e.g. 2026-12-04T18:00)") from None
+        closes = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)  # naive: the box's local time
+    return Poll(args.poll_question or "", tuple(args.poll_option), closes)
+
+
 def cmd_alert_send(args: argparse.Namespace) -> int:
     services = _services(args)
     config = services.config
@@ -226,7 +243,12 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
         voice_growth=voice.growth, voice_cap=args.cap or voice.per_number_cap,
         stop_on_confirm=voice.stop_on_confirm,
         sms_fallback=args.fallback_sms or voice.sms_fallback,
-        translations=_translations(args.translation))
+        translations=_translations(args.translation),
+        category=args.category, cap_category=args.cap_category,
+        # Whoever may run this on the box sends without a second person (see _audit_send): an
+        # approver's standing, so their election-period reason counts.
+        election_reason=args.election_reason, election_reason_by=local_actor() if args.election_reason else None,
+        asks_confirmation=args.ask_confirmation, poll=_poll(args))
     if args.voice and not args.audio:
         # Only a language asked for explicitly is an error; a recipient's language we
         # cannot speak falls back to the Italian message.
@@ -246,7 +268,8 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
                  if args.sms else [])
         if args.voice:
             parts.append(f"{preview.recipients.get('voice', 0)} numbers to call")
-        print(", ".join(parts) + (" [DRILL]" if args.drill else ""), file=sys.stderr)
+        print(", ".join(parts) + (" [DRILL]" if args.drill else "") + f" [{_category_words(request)}]",
+              file=sys.stderr)
         if args.voice:
             _voice_messages(args, services, request)
             print(f"voice message: {request.audio_seconds:.1f} s ({request.audio_source})"
@@ -259,8 +282,17 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
     except AlertError as exc:
         discard(request)
         raise CliError(str(exc)) from None
+    held = services.alerts.quiet_hold(request.category, max(utcnow(), request.send_at or utcnow()))
+    if held is not None:
+        print(f"held until {local_time(held):%H:%M} (quiet hours)", file=sys.stderr)
     print(alert_id)
     return 0
+
+
+def _category_words(request: AlertRequest) -> str:
+    if request.category == AlertCategory.INFORMATION:
+        return "information"
+    return f"emergency: {request.cap_category}" if request.cap_category else "emergency"
 
 
 def _audit_send(services, audit: AuditLog, s: Session, request, alert_id: int,
@@ -279,7 +311,9 @@ def _audit_send(services, audit: AuditLog, s: Session, request, alert_id: int,
     audit.record(s, actor, "alert.send", alert_id, text=request.text, channels=list(request.channels),
                  target=request.target.describe(), drill=request.drill, recipients=recipients,
                  two_person_rule=rule, bypassed_two_person_rule=rule, via="cli",
-                 translations=sorted(request.translations) or None)
+                 translations=sorted(request.translations) or None, category=request.category,
+                 cap_category=request.cap_category, election_reason=request.election_reason or None,
+                 **answers_audited(request))
 
 
 def cmd_alert_status(args: argparse.Namespace) -> int:
@@ -292,8 +326,15 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
         _print_json(status)
         return 0
     drill = " [ESERCITAZIONE/DRILL]" if status["drill"] else ""
-    print(f"alert {status['alert']} ({status['state']}){drill}: {status['recipients']} recipients, "
+    category = status["category"] + (f" ({status['cap_category']})" if status["cap_category"] else "")
+    print(f"alert {status['alert']} ({status['state']}, {category}){drill}: {status['recipients']} recipients, "
           f"{status['encoding']} x{status['segments']}")
+    if status["held_until"]:
+        held = dt.datetime.fromisoformat(status["held_until"].removesuffix("Z"))
+        print(f"  held until {local_time(held):%H:%M} (quiet hours)")
+    if status["election_reason"]:
+        print(f"  election period: sent with the reason of {status['election_reason_by']}: "
+              f"{status['election_reason']}")
     for channel, info in status["channels"].items():
         eta = info["eta_seconds"]
         print(f"  {channel}: " + ", ".join(f"{k} {v}" for k, v in sorted(info["by_state"].items()))
@@ -303,6 +344,11 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
         causes = ", ".join(f"{count} {DUPLICATE_CAUSE_LABELS.get(cause, cause)}"
                            for cause, count in sorted(status["possible_duplicates_by_cause"].items()))
         print(f"  {status['possible_duplicates']} possibly sent twice ({causes})")
+    poll = status["poll"]
+    if poll:
+        print(f"  poll {poll['question']!r}: {poll['votes']} votes ({poll['changed']} changed)"
+              + ("" if poll["open"] else ", closed") + "; "
+              + ", ".join(f"{o['number']} {o['text']!r} {o['votes']}" for o in poll["options"]))
     for line, entry in sorted(status["lines"].items()):
         if entry.get("channel") == Channel.VOICE:
             print(f"  {line}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
@@ -384,7 +430,7 @@ def cmd_asterisk_config(args: argparse.Namespace) -> int:
     a = config.asterisk
     try:
         files = render_configs(a.username, a.secret, config.sounds_dir, context=a.context,
-                               ami_port=a.port)
+                               ami_port=a.port, hotline_context=a.hotline_context, agi_port=a.agi_port)
     except ConfigRenderError as exc:
         raise CliError(f"[asterisk]: {exc}") from None
     gid = _asterisk_output_dir(Path(args.out)) if args.out else None
@@ -442,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_voice_tool_commands(sub)
     _add_demo_command(sub)
     ops_cli.add_commands(sub)
+    cap_cli.add_commands(sub)
+    elections_cli.add_commands(sub)
+    inbox_cli.add_commands(sub)
     web_cli.add_commands(sub)
     _add_bench_commands(sub)
     return parser
@@ -500,6 +549,24 @@ def _add_alert_send_command(alert: argparse._SubParsersAction) -> None:
     p.add_argument("--deadline-minutes", type=float, help="nothing is tried after this many minutes")
     p.add_argument("--drill", action="store_true", help="an exercise: marked in the text and in reports")
     p.add_argument("--priority", action="store_true", help="goes before every other alert")
+    p.add_argument("--category", choices=list(AlertCategory),
+                   help="emergency (life safety: ignores STOP INFO, quiet hours and the election lock) or "
+                        "information (public utility); default emergency")
+    p.add_argument("--cap-category", metavar="CAP",
+                   help=f"what an emergency is about, as CAP says it: {', '.join(CapCategory)} (default "
+                        "Safety)")
+    p.add_argument("--election-reason", metavar="TEXT",
+                   help="during an election period (allerta elections list), why this information message is "
+                        "impersonal and indispensable (law 28/2000, art. 9): kept with the alert and audited")
+    answers = p.add_argument_group("answers by SMS (one or the other)")
+    answers.add_argument("--ask-confirmation", action="store_true",
+                         help="the SMS ends with 'Rispondi OK per confermare.'")
+    answers.add_argument("--poll-question", help="a poll: the SMS ends with the question and "
+                         "'Rispondi 1 se ..., 2 se ...'; one vote per number")
+    answers.add_argument("--poll-option", action="append", default=[], metavar="TEXT",
+                         help="an option of the poll, in order (2 to 9)")
+    answers.add_argument("--poll-closes", metavar="TIME", help="votes after this time do not count "
+                         "(ISO 8601; without an offset, the box's local time)")
     p.set_defaults(func=cmd_alert_send)
 
 
@@ -578,12 +645,30 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
                    help="write-lock the database for SECONDS once a fifth of the messages went out; "
                         "report the send rate during and outside the lock (SQLite only)")
     p.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
+    p.add_argument("--profile", default="telit",
+                   help="simulated modem model: telit (status reports in the SR memory, the path measured since "
+                        "the first figures), generic or huawei (reports stored with received SMS), sim800")
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("voice", help="engine plus the PBX simulator (time-scaled)")
     p.add_argument("--channels", type=int, default=30)
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--message-seconds", type=float, default=20.0)
     p.add_argument("--time-scale", type=float, default=0.02)
+    p.set_defaults(func=cmd_bench)
+    p = bench.add_parser("hotline", help="callers ringing the hotline while an alert keeps the trunk busy")
+    p.add_argument("--channels", type=int, default=30)
+    p.add_argument("--inbound-reserved", type=int, default=10)
+    p.add_argument("--callers", type=int, default=600)
+    p.add_argument("--minutes", type=float, default=10.0, help="simulated minutes the callers are spread over")
+    p.add_argument("--time-scale", type=float, default=0.05)
+    p.add_argument("--keep", metavar="DIR", help="keep the benchmark's files in DIR")
+    p.set_defaults(func=cmd_bench)
+    p = bench.add_parser("inbound", help="a reply storm while an SMS alert goes out over simulated modems")
+    p.add_argument("--modems", type=int, default=8)
+    p.add_argument("--recipients", type=int, default=10_000, help="the alert's recipients")
+    p.add_argument("--messages", type=int, default=2000, help="replies that arrive while it goes out")
+    p.add_argument("--latency", type=float, default=0.1, help="seconds per SMS submission on a modem")
+    p.add_argument("--keep", metavar="DIR", help="keep the benchmark's files (database, logs) in DIR")
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("fanout", help="time to create an alert for many recipients")
     p.add_argument("--contacts", type=int, default=100_000)

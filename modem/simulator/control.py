@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from pathlib import Path
 
 from .pool import ControlError, ModemPool
+
+log = logging.getLogger(__name__)
 
 
 def handle_request(pool: ModemPool, request: dict) -> dict:
@@ -78,7 +81,7 @@ class ControlServer:
                     reply = {"ok": False, "error": str(exc)}
                 writer.write((json.dumps(reply) + "\n").encode())
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.info("modem simulator: a control client on %s went away: %r", self.path, exc)
         finally:
             writer.close()

@@ -150,6 +150,11 @@ def _is_gsm7(text: str) -> bool:
     return True
 
 
+def packed_gsm7_hex(text: str) -> str:
+    """Text as hex of packed GSM-7 septets: how Huawei sticks carry USSD strings both ways."""
+    return bytes(packSeptets(encodeGsm7(text))).hex().upper()
+
+
 def build_deliver(sender: str, text: str, smsc: str | None, when: dt.datetime) -> tuple[str, int]:
     """SMS-DELIVER as (hex PDU with SMSC field, TPDU length). Single part only."""
     if _is_gsm7(text):
