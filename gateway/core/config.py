@@ -136,6 +136,10 @@ def _weekday(value: str) -> str | None:
     return None if value == "" or value in WEEKDAYS else f"must be empty or one of {', '.join(WEEKDAYS)}"
 
 
+def _receive(value: str) -> str | None:
+    return None if value in ("store", "route") else "must be store or route"
+
+
 def _imei(value: str) -> str | None:
     return None if value == "" or (value.isdigit() and len(value) == 15) else "must be empty or 15 digits"
 
@@ -207,6 +211,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "secret_key_file": Key(str, "", "File holding the key that signs session cookies. Empty: <data_dir>/web-secret.key, created on first start."),
         "max_upload_mb": Key(int, 20, "Largest upload (recording, contact list) in megabytes.", _positive),
     },
+    "inbound": {
+        "part_timeout": Key(NUMBER, 600.0, "Seconds a long incoming SMS waits for its missing parts (counted from its first part); then it is kept with what arrived, marked incomplete.", _positive),
+    },
     "ops": {
         "on_call": Key(list, [], "Numbers of the staff on call: alarms about the box (modem lost, SIM near its cap, Asterisk down) go to them by SMS.", _number_list),
         "modem_lost_minutes": Key(NUMBER, 5.0, "Minutes a modem may stay down or out of rotation before an alarm is raised.", _positive),
@@ -240,6 +247,7 @@ MODEM_SCHEMA: dict[str, Key] = {
     "per_minute": Key(NUMBER, 20.0, "Most SMS segments this modem may send per minute (operator fair-use limits).", _positive),
     "daily_cap": Key(int, 2000, "Most SMS segments this modem may send per calendar day (SIM plan limit).", _positive),
     "imei": Key(str, "", "Expected IMEI; when set, a different modem found on the port is refused.", _imei),
+    "receive": Key(str, "store", "How incoming SMS reach the engine: store (kept in the modem's memory, announced with +CMTI, deleted once committed) or route (+CMT straight to the engine with AT+CSMS=1, acknowledged with AT+CNMA once committed; the SIM's memory is not used, and a modem that refuses AT+CSMS=1 stores instead).", _receive),
 }
 
 
@@ -280,11 +288,12 @@ AsteriskConfig = _section_class("AsteriskConfig", SCHEMA["asterisk"], "[asterisk
 VoiceConfig = _section_class("VoiceConfig", SCHEMA["voice"], "[voice]")
 WebConfig = _section_class("WebConfig", SCHEMA["web"], "[web]")
 OpsConfig = _section_class("OpsConfig", SCHEMA["ops"], "[ops]")
+InboundConfig = _section_class("InboundConfig", SCHEMA["inbound"], "[inbound]")
 ModemConfig = _section_class("ModemConfig", MODEM_SCHEMA, "one [[modems]] table")
 VoiceTrunkConfig = _section_class("VoiceTrunkConfig", TRUNK_SCHEMA, "one [[trunks]] table")
 SECTION_CLASSES: dict[str, type] = {
     "general": GeneralConfig, "database": DatabaseConfig, "engine": EngineConfig, "retry": RetryConfig,
-    "asterisk": AsteriskConfig, "voice": VoiceConfig, "web": WebConfig, "ops": OpsConfig,
+    "asterisk": AsteriskConfig, "voice": VoiceConfig, "web": WebConfig, "ops": OpsConfig, "inbound": InboundConfig,
 }
 
 
@@ -298,6 +307,7 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     web: WebConfig = field(default_factory=WebConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    inbound: InboundConfig = field(default_factory=InboundConfig)
     modems: tuple[ModemConfig, ...] = ()
     trunks: tuple[VoiceTrunkConfig, ...] = ()
     path: str | None = None

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, StatusReport
+from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, ReceivedPart, StatusReport
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.logs import event_line, mask_number
@@ -53,6 +53,9 @@ class DispatcherSettings:
     # does not fill the modems' report memories (which stops their sends). None: the
     # modem waits for the database commit itself.
     report_spool: Path | None = None
+    # A long SMS whose parts are still missing this long after its first part arrived is kept
+    # with what came, marked incomplete ([inbound] part_timeout).
+    inbound_part_timeout: float = 600.0
 
 
 # How often the claim-ahead buffer is checked for alerts cancelled or past their deadline.
@@ -99,6 +102,8 @@ class Dispatcher:
         self._next_heartbeat = time.monotonic() + settings.line_heartbeat
         # Set once every channel's start() returned (lines opened or given up on): READY=1.
         self.started = asyncio.Event()
+        # Set after every commit that created inbound_sms rows: the citizens' service waits on it.
+        self.inbound_arrived = asyncio.Event()
 
     def line_states(self) -> dict[str, str]:
         """Each line's last reported state (up, down, suspended, starting), by label."""
@@ -159,9 +164,32 @@ class Dispatcher:
                             outcome="delivered" if report.delivered else "not_delivered", ref=report.reference,
                             detail=report.detail))
 
-    def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> asyncio.Task:
-        log.info("inbound SMS on %s from %s", line, mask_number(sender))
-        return self._spawn(self.store.record_inbound(line, sender, text, received_at), f"recording an SMS from {line}")
+    def inbound_part(self, part: ReceivedPart) -> asyncio.Task:
+        """The task ends once the part is committed: the modem may delete (or acknowledge) its copy."""
+        return self._spawn(self._record_part(part), f"recording an SMS part from {part.line}")
+
+    async def _record_part(self, part: ReceivedPart) -> None:
+        created = await self.store.record_part(part)
+        log.info(event_line("inbound", line=part.line, sender=mask_number(part.sender),
+                            part=f"{part.seq}/{part.parts}" if part.parts > 1 else None,
+                            messages=created or None))
+        if created:
+            self.inbound_arrived.set()
+
+    async def _assemble_overdue(self) -> None:
+        """Long messages whose missing parts never came are kept with what arrived."""
+        created = await self.store.assemble_overdue(utcnow(), dt.timedelta(seconds=self.settings.inbound_part_timeout))
+        if created:
+            log.warning("%d incoming SMS kept incomplete: parts still missing after %.0f s", created,
+                        self.settings.inbound_part_timeout)
+            self.inbound_arrived.set()
+
+    async def _assemble_overdue_forever(self) -> None:
+        # Often enough that an incomplete message waits at most a quarter of the timeout more.
+        interval = min(60.0, max(0.2, self.settings.inbound_part_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            await self._assemble_overdue()
 
     def line_status(self, status: LineStatus) -> None:
         previous = self._line_status.get(status.label)
@@ -218,10 +246,13 @@ class Dispatcher:
         if recovered:
             log.warning("%d deliveries were in flight when the engine last stopped: resending them, "
                         "flagged as possible duplicates", recovered)
+        # Parts the last run stored and whose message timed out meanwhile.
+        await self._assemble_overdue()
         for channel in self.channels:
             await channel.start(self)
         self.started.set()
         flusher = self._spawn(self._flush_status_forever(), "writing line statuses")
+        assembler = self._spawn(self._assemble_overdue_forever(), "keeping incomplete incoming SMS")
         exit_code = 0
         try:
             while not stop.is_set():
@@ -259,6 +290,7 @@ class Dispatcher:
                     for task in stuck:
                         task.cancel()
             flusher.cancel()
+            assembler.cancel()
             await self._release_buffered()
             # Nobody drives the lines now: say so, rather than leave the last "up" for the
             # CLI and the panel to count as capacity (signal, operator, counters are kept).

@@ -49,7 +49,8 @@ def build_dispatcher(services: Services) -> Dispatcher:
     return Dispatcher(services.store, channels, policies,
                       DispatcherSettings(poll_interval=engine.poll_interval,
                                          report_timeout=engine.report_timeout,
-                                         report_spool=Path(config.general.data_dir) / "report-spool.jsonl"))
+                                         report_spool=Path(config.general.data_dir) / "report-spool.jsonl",
+                                         inbound_part_timeout=config.inbound.part_timeout))
 
 
 def build_voice_channel(config: Config):

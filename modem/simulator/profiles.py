@@ -44,7 +44,7 @@ class Profile:
 _COMMON_CLAC = (
     "+CGMI", "+CGMM", "+CGMR", "+CGSN", "+CIMI", "+CFUN", "+CMEE", "+CPIN", "+CLAC", "+CSQ",
     "+CREG", "+COPS", "+CMGF", "+CSCA", "+CSMP", "+CSCS", "+CPMS", "+CNMI", "+CLIP", "+CRC",
-    "+CVHU", "+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CHUP", "+CSDH", "+VTS", "+CGREG", "+CUSD", "+CPBS",
+    "+CVHU", "+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CSMS", "+CNMA", "+CHUP", "+CSDH", "+VTS", "+CGREG", "+CUSD", "+CPBS",
     "+CGATT",
 )
 
