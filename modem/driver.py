@@ -53,6 +53,8 @@ CHAINED_DELETES = 10
 INBOX_SWEEP_INTERVAL = 30.0
 # After a part could not be committed (database held), it is read again this much later.
 INBOX_RETRY_AFTER = 5.0
+# How long a hand-over waits for the engine's commit before the message is left for later.
+COMMIT_TIMEOUT = 30.0
 # Where modems store incoming SMS (AT+CPMS <mem3>): the SIM and the phone's own memory.
 INBOX_MEMORIES = ("SM", "ME")
 
@@ -244,7 +246,7 @@ class Health:
 class ModemDriver:
     def __init__(self, port: str, baud: int, pin: str, *,
                  on_status_reports: Callable[[list[StatusReport]], concurrent.futures.Future],
-                 on_part: Callable[[ReceivedPart], None],
+                 on_part: Callable[[ReceivedPart], concurrent.futures.Future],
                  on_lost: Callable[[str], None],
                  on_reports_waiting: Callable[[], None] = lambda: None,
                  prompt_timeout: float = 5.0, identify_timeout: float = 5.0, receive: str = "store") -> None:
@@ -256,7 +258,7 @@ class ModemDriver:
         self._on_status_reports = on_status_reports
         self._on_reports_waiting = on_reports_waiting
         self._stored = StoredReports()
-        # Hands one received part to the engine; returns once it is committed (raises otherwise).
+        # Hands one received part to the engine; the future ends once it is committed.
         self._on_part = on_part
         self._on_lost = on_lost
         # "route": ask for +CMT with AT+CSMS=1 and acknowledge each one once committed (config).
@@ -265,8 +267,11 @@ class ModemDriver:
         # Reading, handing over and deleting stored SMS, one message at a time: a +CMTI handler and a
         # sweep must never both hand over (and delete) the same slot.
         self._inbox = threading.Lock()
+        # +CMTI announcements not read yet, by memory (written on the library's threads).
+        self._announce_lock = threading.Lock()
+        self._announced_sms: dict[str, set[int]] = {}
         self._next_inbox_sweep = 0.0
-        self._undecodable: set[tuple[str, int, str]] = set()   # logged once, left stored
+        self._undecodable: set[tuple[str, str]] = set()   # logged once, left stored
         self.prompt_timeout = prompt_timeout
         self._modem: _UrcSafeGsmModem | None = None
         self.alive = False
@@ -376,53 +381,116 @@ class ModemDriver:
                     log.debug("AT+CSMS=0 refused on %s", self.port)
 
     # --- incoming SMS -------------------------------------------------------------------
-    def _hand_over_part(self, pdu: str, where: str) -> bool | None:
-        """Decode one SMS-DELIVER and hand it to the engine: True once committed, False when not
-        (it stays where it is), None when it is not an SMS-DELIVER or cannot be read."""
+    def _decode(self, pdu: str, where: str) -> ReceivedPart | None:
+        """The part an SMS-DELIVER carries; None for another type or a PDU we cannot read (logged
+        once, left where it is: a person can still look at it)."""
         try:
-            part = decode_deliver(pdu, received_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+            return decode_deliver(pdu, received_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
         except UndecodablePdu as exc:
-            if (where, len(pdu), pdu) not in self._undecodable:
-                self._undecodable.add((where, len(pdu), pdu))
-                log.warning("incoming SMS %s on %s cannot be decoded (%s); PDU %s", where, self.port, exc, pdu)
+            if (where, pdu) not in self._undecodable:
+                self._undecodable.add((where, pdu))
+                log.warning("incoming SMS %s on %s cannot be decoded (%s); it stays stored. PDU %s", where,
+                            self.port, exc, pdu)
             return None
-        if part is None:
-            return None
+
+    def _not_recorded(self, what: str) -> None:
+        log.warning("%s on %s not recorded now; it stays stored and is read again", what, self.port, exc_info=True)
+        self._next_inbox_sweep = min(self._next_inbox_sweep, time.monotonic() + INBOX_RETRY_AFTER)
+
+    def _hand_over_stored(self, memory: str, listed: list[tuple[int, str]]) -> list[int]:
+        """Hand every listed message to the engine at once (their commits run one after the other on
+        its database thread, with no round trip in between); the indexes committed, to delete."""
+        pending: list[tuple[int, concurrent.futures.Future]] = []
+        done: list[int] = []
+        for index, pdu in listed:
+            where = f"{memory}/{index}"
+            part = self._decode(pdu, where)
+            if part is not None:
+                try:
+                    pending.append((index, self._on_part(part)))
+                except Exception:  # noqa: BLE001 - the loop is gone: it stays stored
+                    self._not_recorded(f"incoming SMS {where}")
+            elif self._stored_report(pdu, where):
+                done.append(index)
+        for index, future in pending:
+            try:
+                future.result(COMMIT_TIMEOUT)
+            except Exception:  # noqa: BLE001 - not committed: it stays stored
+                self._not_recorded(f"incoming SMS {memory}/{index}")
+                continue
+            done.append(index)
+        return done
+
+    def _stored_report(self, pdu: str, where: str) -> bool:
+        """A status report some modems store with the SMS: recorded, True once it may be deleted."""
         try:
-            self._on_part(part)
-        except Exception:  # noqa: BLE001 - not committed: it stays in the modem and is read again
-            log.warning("incoming SMS %s on %s not recorded now; it stays stored", where, self.port, exc_info=True)
-            self._next_inbox_sweep = min(self._next_inbox_sweep, time.monotonic() + INBOX_RETRY_AFTER)
+            decoded = decodeSmsPdu(pdu)
+        except Exception:  # noqa: BLE001 - logged by _decode already
             return False
+        if decoded.get("type") != "SMS-STATUS-REPORT":
+            return False
+        report = self._status(int(decoded["reference"]), int(decoded.get("status") or 0))
+        if report is not None:
+            try:
+                self._on_status_reports([report]).result(COMMIT_TIMEOUT)
+            except Exception:  # noqa: BLE001 - not recorded: it stays in the modem
+                self._not_recorded(f"status report {where}")
+                return False
         return True
 
     def _take_stored(self, memory: str, index: int) -> None:
-        """A +CMTI (on the library's notification thread): read, hand over, delete once committed."""
+        """A +CMTI (on the library's notification thread). The first handler to get the inbox reads
+        what every +CMTI so far announced, in one AT+CMGL when several wait in a memory: in a storm
+        one exchange and one round of commits serve a batch, not each message."""
+        with self._announce_lock:
+            self._announced_sms.setdefault(memory, set()).add(index)
         modem = self._modem
         if modem is None:
             return
         try:
             with self._inbox:
-                with modem._handler_turn():
-                    self._select_memory(modem, memory)
-                    reply = modem.write(f"AT+CMGR={index}")
-                pdu = next((reply[i + 1].strip() for i, line in enumerate(reply)
-                            if line.startswith("+CMGR:") and i + 1 < len(reply) and reply[i + 1] != "OK"), None)
-                if pdu is None:
-                    return   # already taken (by a sweep): an empty slot
-                if self._dispatch_stored(memory, index, pdu):
-                    with modem._handler_turn():
-                        self._select_memory(modem, memory)
-                        modem.write(f"AT+CMGD={index}")
+                with self._announce_lock:
+                    work, self._announced_sms = self._announced_sms, {}
+                for where, indexes in sorted(work.items()):
+                    self._collect(modem, where, sorted(indexes) if len(indexes) == 1 else None)
         except Exception:  # noqa: BLE001 - runs on the library's own thread
             log.warning("incoming SMS %s/%s on %s not processed now; it stays stored", memory, index, self.port,
                         exc_info=True)
             self._next_inbox_sweep = min(self._next_inbox_sweep, time.monotonic() + INBOX_RETRY_AFTER)
 
+    def _collect(self, modem: GsmModem, memory: str, indexes: list[int] | None) -> None:
+        """Read ``indexes`` of ``memory`` (None: list it whole), hand them over, delete what was committed.
+        The caller holds the inbox."""
+        with modem._handler_turn():
+            self._select_memory(modem, memory)
+            if indexes is None:
+                listed = parse_cmgl(modem.write("AT+CMGL=4", timeout=15))
+            else:
+                listed = []
+                for index in indexes:
+                    reply = modem.write(f"AT+CMGR={index}")
+                    # An empty slot (a bare OK) was taken already, by a sweep or an earlier handler.
+                    listed += [(index, reply[i + 1].strip()) for i, line in enumerate(reply)
+                               if line.startswith("+CMGR:") and i + 1 < len(reply) and reply[i + 1] != "OK"]
+        done = self._hand_over_stored(memory, listed)
+        if done:
+            with modem._handler_turn():
+                self._select_memory(modem, memory)
+                for start in range(0, len(done), CHAINED_DELETES):
+                    self._chain(modem, done[start:start + CHAINED_DELETES])
+
     def _routed(self, pdu: str) -> None:
         """A +CMT (on a thread of its own): hand over, then acknowledge (AT+CNMA) once committed; a
         part not committed is refused (AT+CNMA=2) and the network sends it again later."""
-        committed = self._hand_over_part(pdu, "routed")
+        part = self._decode(pdu, "routed")
+        committed = None
+        if part is not None:
+            try:
+                self._on_part(part).result(COMMIT_TIMEOUT)
+                committed = True
+            except Exception:  # noqa: BLE001 - refused below: the network sends it again
+                log.warning("routed SMS on %s not recorded now", self.port, exc_info=True)
+                committed = False
         modem = self._modem
         if not self._acknowledge or modem is None:
             if committed is False:
@@ -449,44 +517,14 @@ class ModemDriver:
         self._sweep_inbox(modem)
 
     def _sweep_inbox(self, modem: GsmModem) -> None:
-        """Read every SMS stored in SM and ME (AT+CMGL=4), hand each over, delete what was committed."""
+        """Every SMS stored in SM and ME (AT+CMGL=4) handed over, and deleted once committed."""
         self._next_inbox_sweep = time.monotonic() + INBOX_SWEEP_INTERVAL
         for memory in INBOX_MEMORIES:
             try:
                 with self._inbox:
-                    with modem._txLock:
-                        self._select_memory(modem, memory)
-                        listed = parse_cmgl(modem.write("AT+CMGL=4", timeout=15))
-                    done = [index for index, pdu in listed if self._dispatch_stored(memory, index, pdu)]
-                    if done:
-                        with modem._txLock:
-                            self._select_memory(modem, memory)
-                            for start in range(0, len(done), CHAINED_DELETES):
-                                self._chain(modem, done[start:start + CHAINED_DELETES])
+                    self._collect(modem, memory, None)
             except (GsmModemException, TimeoutException, IndexError) as exc:
                 log.debug("cannot list stored SMS in %s on %s: %s", memory, self.port, exc)
-
-    def _dispatch_stored(self, memory: str, index: int, pdu: str) -> bool:
-        """Hand over one stored message (an SMS part, or a status report some modems store here);
-        True once the engine has it and the slot may be deleted."""
-        where = f"{memory}/{index}"
-        committed = self._hand_over_part(pdu, where)
-        if committed is not None:
-            return committed
-        try:
-            decoded = decodeSmsPdu(pdu)
-        except Exception:  # noqa: BLE001 - logged by _hand_over_part already
-            return False
-        if decoded.get("type") != "SMS-STATUS-REPORT":
-            return False
-        report = self._status(int(decoded["reference"]), int(decoded.get("status") or 0))
-        if report is not None:
-            try:
-                self._on_status_reports([report]).result(30)
-            except Exception:  # noqa: BLE001 - not recorded: it stays in the modem
-                log.warning("status report %s on %s not recorded now; it stays stored", where, self.port)
-                return False
-        return True
 
     # --- stored status reports (worker thread) ------------------------------------
     def _announced(self, memory: str, index: int) -> None:

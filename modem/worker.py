@@ -254,8 +254,8 @@ class ModemWorker:
         return self._driver_factory(
             port, self.config.baud, self.config.pin,
             on_status_reports=lambda reports: self._bridge.call_soon(self._on_status_reports, self.label, reports),
-            # Waits for the commit: the modem deletes (or acknowledges) its copy only then.
-            on_part=lambda part: self._bridge.call_and_wait(self._on_part, replace(part, line=self.label)),
+            # The future ends with the commit: the modem deletes (or acknowledges) its copy only then.
+            on_part=lambda part: self._bridge.call_soon(self._on_part, replace(part, line=self.label)),
             on_lost=self._lost, on_reports_waiting=self._sends.wake, receive=self.config.receive)
 
     def _connect(self) -> bool:
