@@ -260,7 +260,7 @@ def test_a_held_back_unsolicited_line_is_handed_over_once_the_bytes_read_are_han
     modem = _UrcSafeGsmModem.__new__(_UrcSafeGsmModem)   # no port: only the line handling
     handed: list[list[str]] = []
     modem.notifyCallback = handed.append
-    modem._notification, modem._cds_header, modem._response = [], None, []
+    modem._notification, modem._pdu_header, modem._response = [], None, []
     modem._responseEvent = None
     class Port(SimpleNamespace):
         def inWaiting(self):  # noqa: N802 - pyserial's old name, which the library calls
