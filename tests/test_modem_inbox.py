@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 
 from gsmmodem.exceptions import CmsError
 
@@ -108,3 +109,21 @@ def test_a_cmt_and_its_pdu_line_are_one_notification_even_during_a_command():
     modem._handleLineRead(LATER)
     assert handed == [["+CMT: ,22", GOOD], ['+CMT: "",22', LATER]]
     assert split_notifications(['+CMTI: "SM",1', "+CMT: ,22", GOOD]) == [['+CMTI: "SM",1'], ["+CMT: ,22", GOOD]]
+
+
+def test_the_memories_are_swept_between_sends_only_when_due():
+    modem = FakeLibrary({"AT+CMGL=4": ["+CMGL: 7,1,,22", GOOD, "OK"]})
+    handed: list = []
+    driver = make_driver({}, handed)
+    driver._modem, driver.alive = modem, True
+    driver.service_inbox()
+    # A message a lost +CMTI left behind, found in both memories' listings (the fake lists the same).
+    assert [line for line in modem.lines if "CMGL" in line or "CPMS" in line] == [
+        'AT+CPMS="SM"', "AT+CMGL=4", 'AT+CPMS="ME"', "AT+CMGL=4"]
+    assert len(handed) == 2
+    modem.lines.clear()
+    driver.service_inbox()                 # not due again for INBOX_SWEEP_INTERVAL
+    assert modem.lines == []
+    driver._next_inbox_sweep = time.monotonic() - 1
+    driver.service_inbox()
+    assert "AT+CMGL=4" in modem.lines
