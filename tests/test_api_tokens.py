@@ -72,7 +72,7 @@ def test_the_panel_creates_tokens_owned_by_the_admin_with_an_expiry(app, panel):
     html = post(admin, "/admin/tokens", {"name": "meteo", "role": "operator", "days": "90"}).get_data(as_text=True)
     assert 'id="new-token"' in html
     html = post(admin, "/admin/tokens", {"name": "meteo", "role": "operator"}).get_data(as_text=True)
-    assert "Il token non è stato creato" in html and "exists already" in html
+    assert "Il token non è stato creato" in html and "esiste già un token chiamato" in html
     with panel.sessions() as s:
         row = s.scalar(select(ApiToken))
     assert row.owner == ROLE_USERS["admin"] and (row.expires_at - row.created_at).days in (89, 90)

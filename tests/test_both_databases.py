@@ -36,16 +36,16 @@ def test_no_reachable_recipient_is_refused(services, database):
 
 
 @pytest.mark.integration
-def test_an_sms_alert_to_400_recipients_over_simulated_modems(tmp_path, database):
+def test_an_sms_alert_to_150_recipients_over_simulated_modems(tmp_path, database):
     with SimulatorProcess(count=2, profile="generic,sim800", link_dir=tmp_path / "links", latency_median=0.02,
                           latency_sigma=0.3, report_delay=0.05) as sim:
         config_path = engine_config(tmp_path, [m["link"] for m in sim.modems])
         services = services_for(config_path)
-        assert import_contacts(services.sessions, contacts_csv(400)).contacts_created == 400
+        assert import_contacts(services.sessions, contacts_csv(150)).contacts_created == 150
         created = allerta(config_path, "alert", "send", "--sms", "--zone", "Isola Sacra", "--text", "Prova di allerta")
-        assert "400 SMS recipients" in created.stderr, created.stderr
+        assert "150 SMS recipients" in created.stderr, created.stderr
         alert_id = int(created.stdout)
         allerta(config_path, "run", "--once", timeout=300)
-        assert states(services, alert_id) == {"delivered": 400}
+        assert states(services, alert_id) == {"delivered": 150}
         status = json.loads(allerta(config_path, "alert", "status", str(alert_id), "--json").stdout)
-        assert status["recipients"] == 400 and status["state"] == "completed"
+        assert status["recipients"] == 150 and status["state"] == "completed"

@@ -17,10 +17,10 @@ def test_the_fix_hints_render_where_the_install_guide_does():
     assert not re.search(r"--out /etc/asterisk['\"]", doctor)   # the old hint, one directory off
 
 
-def test_the_modules_listed_in_the_readme_are_the_dialplans():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_modules_listed_in_the_policies_are_the_dialplans():
+    policies = (ROOT / "docs" / "policies.md").read_text(encoding="utf-8")
     for module in dialplan_modules():
-        assert f"`{module}`" in readme, module
+        assert f"`{module}`" in policies, module
 
 
 def test_unreadable_by_names_what_stops_another_account(tmp_path):

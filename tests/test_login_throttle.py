@@ -124,3 +124,17 @@ def test_the_password_policy_accepts_a_reasonable_one_and_the_panel_says_why_in_
     admin = client_for(app, "admin")
     response = post(admin, "/admin/users", {"action": "password", "username": APPROVER, "password": "password123"})
     assert response.status_code == 400 and "tra le più comuni" in response.get_data(as_text=True)
+
+
+def test_admins_see_who_is_refused_and_a_new_password_lifts_it(app, panel):
+    attacker = _client(app, "10.0.4.4")
+    for _ in range(5):
+        _login(attacker, APPROVER, "guessing wrong")
+    admin = client_for(app, "admin")
+    page = admin.get("/admin/users").get_data(as_text=True)
+    row = re.search(rf"<td>{APPROVER}</td>.*?</tr>", page, re.S).group(0)
+    assert "da 1 indirizzo fino a" in row
+    assert list(users.refused_names(panel.sessions)) == [APPROVER.casefold()]
+    set_password(panel.sessions, panel.audit, APPROVER, "una password nuova e lunga", actor="test")
+    assert users.refused_names(panel.sessions) == {}
+    assert _login(attacker, APPROVER, "una password nuova e lunga").status_code == 302

@@ -142,3 +142,37 @@ def test_trunk_failures_threshold_comes_from_the_configuration(tmp_path):
     from tests.support import write_config
     config = load_config(write_config(tmp_path, "[ops]\ntrunk_failures = 3\n"))
     assert AlarmSettings.from_config(config).trunk_failures == 3
+
+
+def test_the_alarm_and_self_test_checks_leave_the_event_loop_free(services):
+    """A check waiting for the database (a backup holding it) must not stall the modems' and the AMI
+    link's callbacks, which share the event loop: the checks run in a thread."""
+    import asyncio
+    import threading
+
+    from gateway.core.selftest import SelfTestMonitor, SelfTestSettings
+
+    alarm = AlarmMonitor(services.sessions, services.alerts, AlarmSettings(comune="Fiumicino", on_call=(ON_CALL,)))
+    selftest = SelfTestMonitor(services.sessions, services.alerts,
+                               SelfTestSettings.from_config(services.config), alarm)
+    for monitor, name in ((alarm, "check"), (selftest, "judge")):
+        gate, entered, returned = threading.Event(), threading.Event(), []
+
+        def held(*_args, gate=gate, entered=entered, returned=returned):
+            entered.set()
+            gate.wait(3)           # the database is busy
+            returned.append(True)
+            return []
+
+        setattr(monitor, name, held)
+
+        async def scenario(monitor=monitor, gate=gate, entered=entered, returned=returned):
+            task = asyncio.create_task(monitor.run())
+            await asyncio.to_thread(entered.wait, 3)
+            # Back on the loop while the check is still waiting: it did not hold the loop.
+            still_waiting = not returned
+            gate.set()
+            task.cancel()
+            return still_waiting
+
+        assert asyncio.run(scenario()), name

@@ -190,6 +190,22 @@ def test_crash_during_the_last_call_allowed_applies_the_sms_fallback(contacts, t
     assert store.claim("voice", 10) == []
 
 
+def test_a_confirmation_learned_late_cancels_the_fallback_sms_not_yet_sent(contacts, tmp_path):
+    """The engine died during the cap's last call; voice gave up at restart and wrote the SMS
+    fallback; then the call, followed to its end, was confirmed: the SMS is not sent."""
+    alert_id = voice_alert(contacts, tmp_path, sms_fallback=True, voice_cap=1)
+    store = Store(contacts.sessions)
+    claims = store.claim("voice", 10)
+    mobiles = [c for c in claims if c.e164.startswith("+393")]
+    store.recover_interrupted()
+    confirmed, other = mobiles[0], mobiles[1]
+    assert store.record_late_call_outcome(confirmed.attempt_id, AttemptOutcome.CONFIRMED) == "confirmed"
+    sms = {d.e164: d for d in deliveries(contacts, alert_id) if d.channel == "sms"}
+    assert sms[confirmed.e164].state == "cancelled" and "confirmed" in sms[confirmed.e164].last_error
+    assert sms[other.e164].state == "pending"
+    assert confirmed.e164 not in {c.e164 for c in store.claim("sms", 10)}
+
+
 def test_crash_with_the_cap_not_reached_and_no_fallback_retries_the_call(contacts, tmp_path):
     alert_id = voice_alert(contacts, tmp_path, sms_fallback=False, voice_cap=1)
     store = Store(contacts.sessions)

@@ -92,7 +92,7 @@ def test_users_cli(tmp_path, capsys, monkeypatch):
     import json
     users = json.loads(capsys.readouterr().out)
     assert users == [{"username": "mario", "role": "operator", "language": "it", "active": False,
-                      "locked_until": None, "last_login_at": None}]
+                      "refused_from_addresses": 0, "refused_until": None, "last_login_at": None}]
     assert main(["--config", config, "users", "add", "mario", "--role", "viewer", "--generate"]) == 2
     assert main(["--config", config, "audit", "verify"]) == 0
 

@@ -12,12 +12,14 @@ from gateway.core.config import MODEM_SCHEMA, SCHEMA, TRUNK_SCHEMA, Key
 from gateway.core.db import shown_url, utcnow
 from gateway.core.models_panel import ApiToken, AuditEntry, User
 from web.context import panel
+from web.errors import error_message
 from web.auth import password_message
 from web.params import bounded_int, page_number
 from web.security import require_role
 from web.tokens import (DEFAULT_DAYS, MAX_DAYS, TOKEN_ROLES, TokenError, create_token, owners_active, revoke_token,
                         token_state)
-from web.users import LANGUAGES, ROLES, UserError, add_user, set_active, set_password, set_role
+from web.throttle import NameBlock
+from web.users import LANGUAGES, ROLES, UserError, add_user, list_users, refused_names, set_active, set_password, set_role
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE_SIZE = 100
@@ -55,9 +57,9 @@ def users():
     return render_template("admin/users.html", users=_users(), roles=ROLES, languages=LANGUAGES)
 
 
-def _users() -> list[User]:
-    with panel().sessions() as s:
-        return list(s.scalars(select(User).order_by(User.username)))
+def _users() -> list[tuple[User, NameBlock | None]]:
+    refused = refused_names(panel().sessions)
+    return [(user, refused.get(user.username.casefold())) for user in list_users(panel().sessions)]
 
 
 @bp.route("/audit")
@@ -100,7 +102,7 @@ def tokens():
             _id, new_token = create_token(p.audit, request.form.get("name", ""), request.form.get("role", ""),
                                           actor=current_user.username, owner=current_user.username, days=days)
         except TokenError as exc:
-            flash(_("The token was not created: %(reason)s", reason=str(exc)), "error")
+            flash(_("The token was not created: %(reason)s", reason=error_message(exc)), "error")
     with p.sessions() as s:
         rows = list(s.scalars(select(ApiToken).order_by(ApiToken.id.desc())))
         active = owners_active(s, rows)

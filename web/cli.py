@@ -15,7 +15,7 @@ from gateway.core.models_panel import ApiToken, AuditEntry
 from gateway.core.services import build_services
 from web.tokens import (DEFAULT_DAYS, MAX_DAYS, TOKEN_ROLES, TokenError, create_token, owners_active, revoke_token,
                         token_state)
-from web.users import UserError, add_user, generate_password, list_users, set_active, set_password
+from web.users import UserError, add_user, generate_password, list_users, refused_names, set_active, set_password
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -145,16 +145,22 @@ def cmd_users_active(args: argparse.Namespace) -> int:
 
 def cmd_users_list(args: argparse.Namespace) -> int:
     services, _audit = _panel(args)
-    rows = [{"username": u.username, "role": u.role, "language": u.language, "active": u.active,
-             "locked_until": u.locked_until.isoformat() + "Z" if u.locked_until else None,
-             "last_login_at": u.last_login_at.isoformat() + "Z" if u.last_login_at else None}
-            for u in list_users(services.sessions)]
+    refused = refused_names(services.sessions)
+    rows = []
+    for u in list_users(services.sessions):
+        block = refused.get(u.username.casefold())
+        rows.append({"username": u.username, "role": u.role, "language": u.language, "active": u.active,
+                     # A name is refused per address (web/throttle.py), never for everyone.
+                     "refused_from_addresses": block.addresses if block else 0,
+                     "refused_until": block.until.isoformat() + "Z" if block else None,
+                     "last_login_at": u.last_login_at.isoformat() + "Z" if u.last_login_at else None})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
             print(f"{r['username']:<20} {r['role']:<9} {r['language']}  {'active' if r['active'] else 'disabled'}"
-                  + (f"  locked until {r['locked_until']}" if r["locked_until"] else ""))
+                  + (f"  sign-in refused from {r['refused_from_addresses']} address(es) until {r['refused_until']}"
+                     if r["refused_until"] else ""))
     return 0
 
 

@@ -63,6 +63,18 @@ FLOW_MESSAGES = (
     lazy_gettext("say why the alert is cancelled"),
 )
 
+# web/tokens.py
+TOKEN_MESSAGES = (
+    lazy_gettext("give the token a name (which system uses it)"),
+    lazy_gettext("the token name is %(length)s characters; at most %(maximum)s"),
+    lazy_gettext("the token name contains control characters"),
+    lazy_gettext("unknown token role %(role)s; one of %(roles)s"),
+    lazy_gettext("a token lasts 1 to %(maximum)s days, not %(days)s"),
+    lazy_gettext("the owner %(owner)s is not an active panel account"),
+    lazy_gettext("%(owner)s is %(owner_role)s: their token cannot be %(role)s"),
+    lazy_gettext("a token named %(name)s exists already; names are unique"),
+)
+
 # Values of %(state)s and %(channels)s, so "alert 3 is active" reads whole in Italian.
 WORDS = {
     "draft": lazy_gettext("a draft"), "awaiting_approval": lazy_gettext("awaiting approval"),

@@ -104,6 +104,34 @@ def clear(session: Session, scope: str, key: str) -> None:
     session.execute(delete(LoginThrottle).where(LoginThrottle.scope == scope, LoginThrottle.key == key))
 
 
+@dataclass(frozen=True)
+class NameBlock:
+    """A name refused now: from how many addresses, until when (the latest)."""
+    addresses: int
+    until: dt.datetime
+
+
+def blocked_names(session: Session, now: dt.datetime) -> dict[str, NameBlock]:
+    """The (case-folded) names refused from some address right now, for the users page and CLI."""
+    blocks: dict[str, NameBlock] = {}
+    for key, until in session.execute(select(LoginThrottle.key, LoginThrottle.blocked_until).where(
+            LoginThrottle.scope == PAIR, LoginThrottle.blocked_until > now)):
+        name = key.split("|", 1)[1]
+        earlier = blocks.get(name)
+        blocks[name] = NameBlock((earlier.addresses if earlier else 0) + 1,
+                                 max(until, earlier.until) if earlier else until)
+    return blocks
+
+
+def clear_name(session: Session, username: str) -> None:
+    """Forget the refusals of a name from every address: an admin who sets its password or enables
+    it vouches for whoever will now sign in with it."""
+    suffix = "|" + username.casefold()[:150]
+    for row in session.scalars(select(LoginThrottle).where(LoginThrottle.scope == PAIR,
+                                                           LoginThrottle.key.endswith(suffix, autoescape=True))):
+        session.delete(row)
+
+
 def forget_old(session: Session, now: dt.datetime) -> None:
     """Rows whose window and block are both over by a day: nothing in them matters any more."""
     session.execute(delete(LoginThrottle).where(LoginThrottle.window_start < now - 2 * DAY,

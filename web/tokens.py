@@ -19,6 +19,7 @@ from gateway.core.audit import AuditLog
 from gateway.core.control_chars import control_characters
 from gateway.core.db import utcnow
 from gateway.core.models_panel import ApiToken, User
+from gateway.core.translatable import TranslatableError
 from web.users import RANK
 
 PREFIX = "allerta_"
@@ -29,8 +30,9 @@ NAME_MAX = 64
 TOKEN_ROLES = ("viewer", "operator", "approver")  # a token never administers the box
 
 
-class TokenError(ValueError):
-    """A token that cannot be created or revoked as asked; the message says why."""
+class TokenError(TranslatableError, ValueError):
+    """A token that cannot be created or revoked as asked; the message says why (in the panel, in its
+    user's language: web/errors.py lists the keys)."""
 
 
 @dataclass(frozen=True)
@@ -50,22 +52,22 @@ def create_token(audit: AuditLog, name: str, role: str, *, actor: str, owner: st
     if not name:
         raise TokenError("give the token a name (which system uses it)")
     if len(name) > NAME_MAX:
-        raise TokenError(f"the token name is {len(name)} characters; at most {NAME_MAX}")
+        raise TokenError("the token name is %(length)s characters; at most %(maximum)s", length=len(name), maximum=NAME_MAX)
     if control_characters(name):
         raise TokenError("the token name contains control characters")
     if role not in TOKEN_ROLES:
-        raise TokenError(f"unknown token role {role!r}; one of {', '.join(TOKEN_ROLES)}")
+        raise TokenError("unknown token role %(role)s; one of %(roles)s", role=repr(role), roles=", ".join(TOKEN_ROLES))
     if not 1 <= days <= MAX_DAYS:
-        raise TokenError(f"a token lasts 1 to {MAX_DAYS} days, not {days}")
+        raise TokenError("a token lasts 1 to %(maximum)s days, not %(days)s", maximum=MAX_DAYS, days=days)
     token = PREFIX + secrets.token_urlsafe(32)
     with audit.transaction() as s:
         account = s.scalar(select(User).where(User.username == owner))
         if account is None or not account.active:
-            raise TokenError(f"the owner {owner!r} is not an active panel account")
+            raise TokenError("the owner %(owner)s is not an active panel account", owner=repr(owner))
         if RANK[account.role] < RANK[role]:
-            raise TokenError(f"{owner} is {account.role}: their token cannot be {role}")
+            raise TokenError("%(owner)s is %(owner_role)s: their token cannot be %(role)s", owner=owner, owner_role=account.role, role=role)
         if s.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-            raise TokenError(f"a token named {name!r} exists already; names are unique")
+            raise TokenError("a token named %(name)s exists already; names are unique", name=repr(name))
         expires = utcnow() + dt.timedelta(days=days)
         row = ApiToken(name=name, token_hash=token_hash(token), prefix=token[:12], role=role, created_by=actor,
                        owner=owner, expires_at=expires)

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.core.db import utcnow
 from gateway.core.models_panel import User
 from gateway.core.audit import AuditLog
-from web.throttle import (ADDRESS, ADDRESS_POLICY, PAIR, blocked_for, clear, count_failure, forget_old, pair_key,
-                          pair_policy)
+from web.throttle import (ADDRESS, ADDRESS_POLICY, PAIR, NameBlock, blocked_for, blocked_names, clear, clear_name,
+                          count_failure, forget_old, pair_key, pair_policy)
 
 # Ordered: each role may do everything the roles before it may.
 ROLES = ("viewer", "operator", "approver", "admin")
@@ -133,7 +133,7 @@ def set_password(sessions: sessionmaker[Session], audit: AuditLog, username: str
     with audit.transaction() as session:
         user = _get(session, username)
         user.password_hash = hash_password(password)
-        user.failed_logins, user.locked_until = 0, None
+        clear_name(session, username)
         user.session_version += 1  # every open session of this user ends
         audit.record(session, actor, "user.password", username)
 
@@ -148,7 +148,7 @@ def set_active(sessions: sessionmaker[Session], audit: AuditLog, username: str, 
             if admins <= 1:
                 raise UserError("this is the last active admin; add another admin first")
         user.active = active
-        user.failed_logins, user.locked_until = 0, None
+        clear_name(session, username)
         user.session_version += 1
         audit.record(session, actor, "user.enable" if active else "user.disable", username)
 
@@ -171,6 +171,12 @@ def set_role(sessions: sessionmaker[Session], audit: AuditLog, username: str, ro
 def list_users(sessions: sessionmaker[Session]) -> list[User]:
     with sessions() as session:
         return list(session.scalars(select(User).order_by(User.username)))
+
+
+def refused_names(sessions: sessionmaker[Session], now: dt.datetime | None = None) -> dict[str, NameBlock]:
+    """Names refused right now from some address (case-folded), for the users page and ``users list``."""
+    with sessions() as session:
+        return blocked_names(session, now or utcnow())
 
 
 def ensure_first_admin(sessions: sessionmaker[Session], audit: AuditLog,
@@ -211,7 +217,7 @@ def authenticate(sessions: sessionmaker[Session], audit: AuditLog, username: str
         if not user.active:
             audit.record(session, username, "login.refused", username, reason="disabled", remote=remote)
             return LoginResult(None, "disabled")
-        user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+        user.last_login_at = now
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
         audit.record(session, username, "login", username, remote=remote)

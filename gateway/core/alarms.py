@@ -73,7 +73,9 @@ class AlarmMonitor:
     async def run(self) -> None:
         while True:
             try:
-                self.check()
+                # Off the event loop: a database held by a backup would otherwise stall the
+                # modems' and the AMI link's callbacks for its busy timeout.
+                await asyncio.to_thread(self.check)
             except Exception:  # noqa: BLE001 - alarms must never stop the engine
                 log.exception("alarm check failed")
             await asyncio.sleep(self.settings.check_interval)

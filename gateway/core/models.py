@@ -8,7 +8,7 @@ from sqlalchemy import (Boolean, Column, Date, DateTime, Float, ForeignKey, Inde
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from gateway.core.db import utcnow
-from gateway.core.states import (AlertState, AttemptOutcome, Channel, DeliveryState, LineState, PartStatus,
+from gateway.core.states import (AlertCategory, AlertState, AttemptOutcome, Channel, DeliveryState, LineState, PartStatus,
                                  join_channels, parse_channels)
 
 
@@ -32,8 +32,13 @@ contact_numbers = Table(
 
 class Zone(Base):
     __tablename__ = "zones"
+    __table_args__ = (UniqueConstraint("code", name="uq_zones_code"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
+    # ISTAT municipality code (6 digits) or the town's own zone code: how CAP <geocode> names it.
+    code: Mapped[str | None] = mapped_column(String(32))
+    # A GeoJSON Polygon or MultiPolygon in WGS 84 (lon, lat), validated on import (zones import-geojson).
+    geometry: Mapped[str | None] = mapped_column(Text)
 
 
 class Group(Base):
@@ -124,6 +129,13 @@ class Alert(Base):
     poll_question: Mapped[str | None] = mapped_column(Text)
     poll_options: Mapped[str | None] = mapped_column(Text)
     poll_closes_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # An AlertCategory; for an emergency, what it is about (a CapCategory, CAP's <category>).
+    category: Mapped[str] = mapped_column(String(12), default=AlertCategory.EMERGENCY)
+    cap_category: Mapped[str | None] = mapped_column(String(12))
+    # An information message sent during an election period: the approver's reason it is impersonal
+    # and indispensable (law 28/2000, art. 9), and who gave it.
+    election_reason: Mapped[str | None] = mapped_column(Text)
+    election_reason_by: Mapped[str | None] = mapped_column(String(80))
 
     @property
     def delivery_channels(self) -> tuple[Channel, ...]:
@@ -261,4 +273,4 @@ class InboundSms(Base):
 
 # Tables of the panel and of the appliance live in their own modules but in
 # the same schema; importing them here makes every table known to Alembic.
-from gateway.core import models_citizens, models_ops, models_panel  # noqa: E402,F401
+from gateway.core import models_cap, models_citizens, models_ops, models_panel  # noqa: E402,F401

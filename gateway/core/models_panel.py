@@ -20,8 +20,6 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(12), default="viewer")
     language: Mapped[str] = mapped_column(String(8), default="it")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # Bumped by a password change or a disable: sessions carrying an older value end.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -266,24 +266,32 @@ class SelfTestMonitor:
             await asyncio.sleep(self.settings.check_interval)
 
     async def check(self) -> list[int]:
-        """Judge the open runs, then start one if due; returns the ids of the runs judged now."""
-        judged = self.judge()
-        if self.settings.enabled and self.due():
+        """Judge the open runs, then start one if due; returns the ids of the runs judged now.
+        The database work runs off the event loop (see AlarmMonitor.run)."""
+        judged = await asyncio.to_thread(self.judge)
+        if self.settings.enabled and await asyncio.to_thread(self.due):
             voice: tuple[str, float] | Exception | None = None
             if Channel.VOICE in self.settings.channels:
                 try:  # espeak-ng and sox take a moment: not on the event loop
                     voice = await asyncio.to_thread(render_voice, self.settings)
                 except Exception as exc:  # noqa: BLE001 - start_run records the run as failed
                     voice = exc
-            run_id = start_run(self.sessions, self.alerts, self.settings, voice_message=voice)
-            with self.sessions() as session:
-                run = session.get(SelfTestRun, run_id)
-                failed_at_start = run.result == "failed"
-                details = json.loads(run.details or "{}")
-            if failed_at_start:   # could not even start: that is a failed self-test too
-                self._verdict(run_id, "failed", details)
+            run_id = await asyncio.to_thread(self._start, voice)
+            if run_id is not None:
                 judged.append(run_id)
         return judged
+
+    def _start(self, voice: tuple[str, float] | Exception | None) -> int | None:
+        """Start a run; the id of a run that could not even start (judged failed at once), else None."""
+        run_id = start_run(self.sessions, self.alerts, self.settings, voice_message=voice)
+        with self.sessions() as session:
+            run = session.get(SelfTestRun, run_id)
+            failed_at_start = run.result == "failed"
+            details = json.loads(run.details or "{}")
+        if failed_at_start:   # could not even start: that is a failed self-test too
+            self._verdict(run_id, "failed", details)
+            return run_id
+        return None
 
     def due(self, now: dt.datetime | None = None) -> bool:
         """``now``: naive UTC like the stored times (tests pass one; the engine, the clock)."""

@@ -140,3 +140,26 @@ class ReplyState(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+class AlertCategory(StrEnum):
+    """The law treats them differently (issue 14): information respects STOP INFO, quiet hours and the
+    election lock; an emergency ignores all three."""
+    EMERGENCY = "emergency"
+    INFORMATION = "information"
+
+
+class CapCategory(StrEnum):
+    """CAP 1.2 <category> values (OASIS CAP 1.2, 3.2.2): what an emergency is about."""
+    GEO = "Geo"
+    MET = "Met"
+    SAFETY = "Safety"
+    SECURITY = "Security"
+    RESCUE = "Rescue"
+    FIRE = "Fire"
+    HEALTH = "Health"
+    ENV = "Env"
+    TRANSPORT = "Transport"
+    INFRA = "Infra"
+    CBRNE = "CBRNE"
+    OTHER = "Other"

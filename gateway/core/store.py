@@ -80,6 +80,8 @@ _EXPIRED_ALERTS = select(Alert.id).where(Alert.state == AlertState.ACTIVE, Alert
 # skips them, so this only has to make their rows final, not be instant.
 EXPIRY_SWEEP_SECONDS = 1.0
 DEADLINE_PASSED = "deadline passed"
+# The last_error of an SMS written because voice gave up (what marks it as a fallback).
+FALLBACK_REASON = "fallback: voice call not confirmed"
 _TAKE = (
     update(Delivery).where(Delivery.id.in_(_CANDIDATES), Delivery.state == DeliveryState.PENDING)
     .values(state=DeliveryState.SUBMITTING, claimed_at=bindparam("claimed"), updated_at=bindparam("claimed"),
@@ -167,6 +169,16 @@ def _best_voice_outcomes(s: Session, delivery_ids: list[int]) -> dict[int, str]:
         if FINAL_VOICE_RANK[outcome] > FINAL_VOICE_RANK.get(best.get(delivery_id, ""), 0):
             best[delivery_id] = outcome
     return best
+
+
+def _drop_unneeded_fallback(s: Session, alert_id: int, number_id: int, now: dt.datetime) -> None:
+    """The call was confirmed after all (learned late): the SMS fallback written when voice gave up
+    is not sent if it has not left yet. One already on its way or sent stays as it is."""
+    s.execute(update(Delivery).where(
+        Delivery.alert_id == alert_id, Delivery.number_id == number_id, Delivery.channel == Channel.SMS,
+        Delivery.state == DeliveryState.PENDING, Delivery.last_error == FALLBACK_REASON).values(
+        state=DeliveryState.CANCELLED, updated_at=now, next_attempt_at=None,
+        last_error="fallback not needed: the call was confirmed (learned after the call)"))
 
 
 class Store:
@@ -429,8 +441,11 @@ class Store:
                 s.execute(update(Attempt).where(Attempt.id == attempt_id).values(
                     outcome=outcome, line=line, answered_at=answered_at, cause=_cause_column(cause), ended_at=now,
                     error=None if rank else Attempt.error))
-            delivery = s.execute(select(Delivery.state).where(Delivery.id == row.delivery_id)).first()
+            delivery = s.execute(select(Delivery.state, Delivery.alert_id, Delivery.number_id)
+                                 .where(Delivery.id == row.delivery_id)).first()
             state = DeliveryState(delivery.state)
+            if outcome == AttemptOutcome.CONFIRMED:
+                _drop_unneeded_fallback(s, delivery.alert_id, delivery.number_id, now)
             if state not in _UPGRADABLE_VOICE_STATES or rank <= FINAL_VOICE_RANK.get(state, 0):
                 return state
             if outcome != AttemptOutcome.CONFIRMED and state == DeliveryState.PENDING:
@@ -481,7 +496,7 @@ class Store:
             s.add(Delivery(alert_id=alert_id, number_id=number_id, e164=number.e164, channel=Channel.SMS, zone=zone,
                            state=DeliveryState.PENDING, sort_key=0, language=language, attempts=0, submissions=0,
                            possible_duplicate=False, parts_total=0, parts_delivered=0,
-                           last_error="fallback: voice call not confirmed"))
+                           last_error=FALLBACK_REASON))
 
     def record_status_report(self, line: str, reference: int, delivered: bool,
                              detail: str) -> ReportMatch | None:
