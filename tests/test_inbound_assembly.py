@@ -2,12 +2,14 @@
 (gateway/core/inbound_store.py) over the migrated database, with an injected clock."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
 from sqlalchemy import func, select
 
 from gateway.core.channels import ReceivedPart
+from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.core.inbound import fingerprint, joined, keep_pairs, storable
 from gateway.core.inbound_store import assemble_overdue, record_part
 from gateway.core.models import InboundSms
@@ -104,3 +106,19 @@ def test_the_fingerprint_ignores_the_line_and_the_reading_time_but_not_the_text(
     assert fingerprint(first) == fingerprint(part(1, "uno", line="m9", at=T0 + TIMEOUT))
     assert fingerprint(first) != fingerprint(part(1, "uno!"))
     assert fingerprint(first) != fingerprint(part(2, "uno"))
+
+
+def test_the_engine_signals_each_commit_that_made_a_message(services):
+    async def scenario():
+        dispatcher = Dispatcher(services.store, [], {}, DispatcherSettings())
+        dispatcher.store.worker.start()
+        try:
+            await dispatcher.inbound_part(part(1, "a ", parts=2))
+            after_first = dispatcher.inbound_arrived.is_set()
+            await dispatcher.inbound_part(part(2, "b", parts=2))
+            return after_first, dispatcher.inbound_arrived.is_set()
+        finally:
+            await asyncio.to_thread(dispatcher.store.worker.stop, 5)
+
+    assert asyncio.run(scenario()) == (False, True)
+    assert [m.text for m in messages(services)] == ["a b"]

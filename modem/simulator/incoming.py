@@ -27,6 +27,7 @@ from .at_parser import split_args
 from .commands import handles, int_arg
 from .errors import CmsError
 from .pdu_codec import Concat, build_deliver, split_for_delivery
+from .sms import iso_time
 from .storage import REC_UNREAD, MemoryFull, StoredMessage
 
 if TYPE_CHECKING:
@@ -51,9 +52,10 @@ class IncomingSms:
     parts: int = 1
     serial: int = 0                  # the modem's count of messages sent to it (SimulatedModem.incoming_sms)
 
-    def event(self, modem: "SimulatedModem") -> dict:
+    def event(self, modem: "SimulatedModem", now: float) -> dict:
         return {"event": "incoming", "modem": modem.name, "imei": modem.imei, "sender": self.sender,
-                "text": self.text, "part": self.part, "parts": self.parts, "serial": self.serial}
+                "text": self.text, "part": self.part, "parts": self.parts, "serial": self.serial,
+                "time": iso_time(now)}
 
 
 def compose(sender: str, text: str | None, smsc: str | None, when: dt.datetime, *,
@@ -90,11 +92,11 @@ def receive(modem: "SimulatedModem", sms: IncomingSms, now: float) -> list["Acti
     if modem.network_sms or not modem.powered:
         modem.network_sms.append(sms)
         why = "modem off" if not modem.powered else "earlier messages held back"
-        return [Action(0.0, event={**sms.event(modem), "held": why})]
+        return [Action(0.0, event={**sms.event(modem, now), "held": why})]
     actions = _offer(modem, sms, now)
     if actions is None:
         modem.network_sms.append(sms)
-        return [Action(0.0, event={**sms.event(modem), "held": _refusal(modem, sms)})]
+        return [Action(0.0, event={**sms.event(modem, now), "held": _refusal(modem, sms)})]
     return actions
 
 
@@ -125,7 +127,7 @@ def _offer(modem: "SimulatedModem", sms: IncomingSms, now: float) -> list["Actio
     """The modem takes ``sms`` (the actions that follow), or refuses it for now (None)."""
     from .at_engine import Action, Timer  # here, not at the top: a real cycle
 
-    event = sms.event(modem)
+    event = sms.event(modem, now)
     if _routes(modem, sms):
         waits = []
         if modem.csms == 1:
@@ -159,7 +161,7 @@ def acknowledgement_missing(modem: "SimulatedModem", serial: int, now: float) ->
     modem.awaiting_ack = None
     modem.cnmi[1] = modem.cnmi[3] = 0
     modem.network_sms.insert(0, sms)
-    return [Action(0.0, event={**sms.event(modem), "event": "incoming_unacknowledged", "cnmi": list(modem.cnmi)}),
+    return [Action(0.0, event={**sms.event(modem, now), "event": "incoming_unacknowledged", "cnmi": list(modem.cnmi)}),
             Action(RESEND_AFTER, timer=Timer("network_resend"))]
 
 
@@ -187,8 +189,8 @@ def _cnma(modem, command, now):
         # Refused (RP-ERROR): the network keeps it and tries again a little later.
         modem.network_sms.insert(0, sms)
         modem.resend_in = RESEND_AFTER
-        modem.pending_events.append({**sms.event(modem), "event": "incoming_refused"})
+        modem.pending_events.append({**sms.event(modem, now), "event": "incoming_refused"})
     else:
         modem.resend_in = 0.0
-        modem.pending_events.append({**sms.event(modem), "event": "incoming_acknowledged"})
+        modem.pending_events.append({**sms.event(modem, now), "event": "incoming_acknowledged"})
     return []

@@ -248,6 +248,8 @@ class ModemPool:
             modem.config = replace(self.settings.config)
             modem.registered = True
             modem.store.clear()
+            modem.network_sms.clear()
+            modem.awaiting_ack = None
             modem.counters = type(modem.counters)()
             if port.plugged:
                 port.power_cycle()
