@@ -132,12 +132,19 @@ def _lines(services) -> set[str]:
         return set(s.scalars(select(Line.state)))
 
 
-def test_kill_9_between_reading_and_committing_loses_nothing_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("spool", ["written", "unwritable"])
+def test_kill_9_between_reading_and_committing_loses_nothing_and_duplicates_nothing(tmp_path, spool):
+    """The database is held (a backup) when the SMS is read, and the engine is killed before its commit.
+    Spooled, the SIM's copy is deleted at once (the SIM must not fill meanwhile) and the next start records
+    it from the spool; when the spool cannot be written, the SIM keeps it and the next start reads it again."""
     with SimulatorProcess(count=1, link_dir=tmp_path / "links", log=tmp_path / "sim.jsonl",
                           trace=tmp_path / "trace.txt") as sim:
         config_path = engine_config(tmp_path, [m["link"] for m in sim.modems],
                                     extra="[database]\nbusy_timeout = 0.2\n")
         services = services_for(config_path)
+        spool_path = tmp_path / "data" / "inbound-spool.jsonl"
+        if spool == "unwritable":
+            spool_path.mkdir(parents=True)
         engine = start_engine(config_path, log_path=tmp_path / "engine.log")
         try:
             assert wait_until(lambda: _lines(services) == {"up"}, 60)
@@ -147,18 +154,54 @@ def test_kill_9_between_reading_and_committing_loses_nothing_and_duplicates_noth
                 send(sim, sender="+393331110001", text="AIUTO siamo bloccati", memory="SM")
                 # Read by the engine, whose commit waits for the lock...
                 assert wait_until(lambda: "AT+CMGR=1" in (tmp_path / "trace.txt").read_text(), 30)
+                if spool == "written":
+                    assert wait_until(lambda: modem_status(sim)["stored"]["SM"] == 0, 30)
+                else:
+                    assert wait_until(lambda: "cannot spool" in (tmp_path / "engine.log").read_text(), 30)
                 kill9(engine)
             finally:
                 holder.execute("ROLLBACK")
                 holder.close()
-            # ...killed before it: the message is still on the SIM, and nowhere in the database.
-            assert modem_status(sim)["stored"]["SM"] == 1
+            # ...killed before it: nowhere in the database; in the spool, or still on the SIM.
             assert inbound(services) == []
+            assert modem_status(sim)["stored"]["SM"] == (0 if spool == "written" else 1)
+            if spool == "unwritable":
+                spool_path.rmdir()
             engine = start_engine(config_path, log_path=tmp_path / "engine2.log")
             assert wait_until(lambda: len(inbound(services)) == 1 and modem_status(sim)["stored"]["SM"] == 0, 60)
             assert [(r.sender, r.text) for r in inbound(services)] == [("+393331110001", "AIUTO siamo bloccati")]
             with services.sessions() as s:
                 assert s.scalar(select(func.count()).select_from(InboundPart)) == 1
+        finally:
+            engine.terminate()
+            engine.wait(timeout=60)
+
+
+def test_a_held_database_does_not_fill_the_sim_during_a_storm(tmp_path):
+    with SimulatorProcess(count=1, link_dir=tmp_path / "links", log=tmp_path / "sim.jsonl") as sim:
+        config_path = engine_config(tmp_path, [m["link"] for m in sim.modems],
+                                    extra="[database]\nbusy_timeout = 0.2\n")
+        services = services_for(config_path)
+        engine = start_engine(config_path, log_path=tmp_path / "engine.log")
+        try:
+            assert wait_until(lambda: _lines(services) == {"up"}, 60)
+            holder = sqlite3.connect(services.config.database_url.split("///", 1)[1], isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            try:
+                flood = sim.control({"cmd": "incoming_flood", "modem": "modem-0", "count": 60, "rate": 20,
+                                     "senders": ["+393470000001", "+393470000002"], "texts": ["OK {n}"],
+                                     "memory": "SM"})
+                assert flood["ok"], flood
+                assert wait_until(lambda: len(sim.log_records("incoming")) >= 60, 30)
+                assert inbound(services) == []     # nothing committed while the lock is held...
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            # ...yet the 30-slot SIM never filled: each part was spooled and deleted.
+            status = modem_status(sim)
+            assert status["stored_high_water"]["SM"] < 30 and status["held_by_network"] == 0, status
+            assert wait_until(lambda: len(inbound(services)) == 60, 60)
+            assert sorted(int(r.text.split()[1]) for r in inbound(services)) == list(range(1, 61))
         finally:
             engine.terminate()
             engine.wait(timeout=60)

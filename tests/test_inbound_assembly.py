@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from gateway.core.channels import ReceivedPart
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.core.inbound import fingerprint, joined, keep_pairs, storable
+from gateway.core.inbound_spool import InboundSpool
 from gateway.core.inbound_store import assemble_overdue, record_part
 from gateway.core.models import InboundSms
 from gateway.core.models_citizens import InboundPart
@@ -122,3 +123,14 @@ def test_the_engine_signals_each_commit_that_made_a_message(services):
 
     assert asyncio.run(scenario()) == (False, True)
     assert [m.text for m in messages(services)] == ["a b"]
+
+
+def test_a_spooled_part_comes_back_as_it_went_in_half_pair_included(tmp_path):
+    spool = InboundSpool(tmp_path / "inbound-spool.jsonl")
+    kept = [part(1, "Ok \ud83d", parts=2), ReceivedPart(line="m1", sender="Comune", text="prova", sent_at=None,
+                                                         alphanumeric=True)]
+    spool.append("m0", kept[:1])
+    spool.landed(spool.append("m1", kept[1:]))
+    spool.append("m1", kept[1:])
+    spool.close()
+    assert InboundSpool(tmp_path / "inbound-spool.jsonl").unlanded() == [("m0", kept[:1]), ("m1", kept[1:])]

@@ -16,6 +16,7 @@ from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundM
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.logs import event_line, mask_number
+from gateway.core.inbound_spool import InboundSpool
 from gateway.core.report_spool import ReportSpool
 from gateway.core.retry import DeliveryPolicy
 from gateway.core.states import AttemptOutcome, Channel as ChannelName, DeliveryState, LineState
@@ -53,6 +54,10 @@ class DispatcherSettings:
     # does not fill the modems' report memories (which stops their sends). None: the
     # modem waits for the database commit itself.
     report_spool: Path | None = None
+    # Received SMS parts are fsync'd here before a modem deletes its copy, for the same reason:
+    # a held database must not fill the SIMs during a storm of replies. None: the modem waits
+    # for the database commit itself.
+    inbound_spool: Path | None = None
     # A long SMS whose parts are still missing this long after its first part arrived is kept
     # with what came, marked incomplete ([inbound] part_timeout).
     inbound_part_timeout: float = 600.0
@@ -94,7 +99,9 @@ class Dispatcher:
         self._next_unwanted_check = 0.0
         self._flushing: asyncio.Task | None = None
         self._spool = ReportSpool(settings.report_spool) if settings.report_spool else None
-        self._spool_thread = ThreadPoolExecutor(1, thread_name_prefix="report-spool") if self._spool else None
+        self._inbound_spool = InboundSpool(settings.inbound_spool) if settings.inbound_spool else None
+        self._spool_thread = (ThreadPoolExecutor(1, thread_name_prefix="report-spool")
+                              if self._spool or self._inbound_spool else None)
         self._line_status: dict[str, LineStatus] = {}
         self._dirty: set[str] = set()
         self._failed_lines: dict[int, set[str]] = {}
@@ -165,11 +172,25 @@ class Dispatcher:
                             detail=report.detail))
 
     def inbound_part(self, part: ReceivedPart) -> asyncio.Task:
-        """The task ends once the part is committed: the modem may delete (or acknowledge) its copy."""
-        return self._spawn(self._record_part(part), f"recording an SMS part from {part.line}")
+        """The task ends once the part is safe (spooled, else committed): the modem may delete (or
+        acknowledge) its copy."""
+        if self._inbound_spool is None:
+            return self._spawn(self._record_part(part), f"recording an SMS part from {part.line}")
+        return self._spawn(self._spool_part(part), f"spooling an SMS part from {part.line}")
 
-    async def _record_part(self, part: ReceivedPart) -> None:
+    async def _spool_part(self, part: ReceivedPart) -> None:
+        try:
+            batch = await self._in_spool_thread(self._inbound_spool.append, part.line, [part])
+        except OSError as exc:   # disk full: the modem keeps its copy until the database has it
+            log.warning("cannot spool an incoming SMS (%s): the modem keeps it until the database has it", exc)
+            await self._record_part(part)
+            return
+        self._spawn(self._record_part(part, batch), f"recording an SMS part from {part.line}")
+
+    async def _record_part(self, part: ReceivedPart, batch: int | None = None) -> None:
         created = await self.store.record_part(part)
+        if batch is not None:
+            await self._in_spool_thread(self._inbound_spool.landed, batch)
         log.info(event_line("inbound", line=part.line, sender=mask_number(part.sender),
                             part=f"{part.seq}/{part.parts}" if part.parts > 1 else None,
                             messages=created or None))
@@ -239,9 +260,30 @@ class Dispatcher:
                      sum(len(reports) for _, reports in batches))
         await self._in_spool_thread(self._spool.clear)
 
+    async def _replay_inbound_spool(self) -> None:
+        """Parts a previous run spooled and did not see committed (stored once, whatever happened)."""
+        try:
+            batches = await self._in_spool_thread(self._inbound_spool.unlanded)
+        except OSError as exc:
+            # Not a reason to stay down: the modems keep what cannot be spooled until it is committed.
+            log.error("cannot read the incoming SMS spool %s (%s): its parts are recorded once it can be read",
+                      self.settings.inbound_spool, exc)
+            return
+        created = 0
+        for _line, parts in batches:
+            for part in parts:
+                created += await self.store.record_part(part)
+        if batches:
+            log.info("recorded %d incoming SMS parts spooled by the previous run", sum(len(p) for _, p in batches))
+        if created:
+            self.inbound_arrived.set()
+        await self._in_spool_thread(self._inbound_spool.clear)
+
     async def _run(self, stop: asyncio.Event, once: bool) -> int:
         if self._spool is not None:
             await self._replay_spool()
+        if self._inbound_spool is not None:
+            await self._replay_inbound_spool()
         recovered = await self.store.recover_interrupted()
         if recovered:
             log.warning("%d deliveries were in flight when the engine last stopped: resending them, "
@@ -306,8 +348,10 @@ class Dispatcher:
             await self.store.complete_finished_alerts()
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=self.settings.stop_grace)
-            if self._spool is not None:
-                await self._in_spool_thread(self._spool.close)
+            for spool in (self._spool, self._inbound_spool):
+                if spool is not None:
+                    await self._in_spool_thread(spool.close)
+            if self._spool_thread is not None:
                 self._spool_thread.shutdown()
         return exit_code
 
