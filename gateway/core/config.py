@@ -247,7 +247,7 @@ MODEM_SCHEMA: dict[str, Key] = {
     "per_minute": Key(NUMBER, 20.0, "Most SMS segments this modem may send per minute (operator fair-use limits).", _positive),
     "daily_cap": Key(int, 2000, "Most SMS segments this modem may send per calendar day (SIM plan limit).", _positive),
     "imei": Key(str, "", "Expected IMEI; when set, a different modem found on the port is refused.", _imei),
-    "receive": Key(str, "store", "How incoming SMS reach the engine: store (kept in the modem's memory, announced with +CMTI, deleted once committed) or route (+CMT straight to the engine with AT+CSMS=1, acknowledged with AT+CNMA once committed; the SIM's memory is not used, and a modem that refuses AT+CSMS=1 stores instead).", _receive),
+    "receive": Key(str, "store", "How incoming SMS reach the engine: store (kept in the modem's memory, announced with +CMTI, deleted once it is safe) or route (+CMT straight to the engine with AT+CSMS=1, acknowledged with AT+CNMA once it is safe; the SIM's memory is not used, and a modem that refuses AT+CSMS=1 stores instead).", _receive),
 }
 
 
