@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.core.alerts import AlertRequest, Target
-from gateway.core.models import Delivery
+from gateway.core.models import Delivery, InboundSms
+from gateway.core.models_citizens import HelpRequest
 from tests.web_support import ROLE_USERS, client_for, csrf_token, make_app
 from web.users import RANK
 
@@ -42,6 +43,10 @@ ROUTES = [
     ("POST", "/contacts/import", "operator"),
     ("POST", "/contacts/import/confirm", "operator"),
     ("POST", "/contacts/import/cancel", "operator"),
+    ("GET", "/inbox/", "viewer"),
+    ("GET", "/inbox/{inbound}", "viewer"),
+    ("POST", "/inbox/{inbound}/reply", "operator"),
+    ("POST", "/inbox/help/{help}/handled", "operator"),
     ("GET", "/zones/", "viewer"),
     ("POST", "/zones/zone/{zone}/rename", "operator"),
     ("POST", "/zones/zone/{zone}/merge", "operator"),
@@ -58,12 +63,14 @@ ROUTES = [
 ]
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("POST", "/language"),
           ("GET", "/api/v1/openapi.json")}
-TOKEN = {("POST", "/api/v1/alerts"), ("GET", "/api/v1/alerts/<int:alert_id>"), ("GET", "/api/v1/lines")}
+TOKEN = {("POST", "/api/v1/alerts"), ("GET", "/api/v1/alerts/<int:alert_id>"), ("GET", "/api/v1/lines"),
+         ("GET", "/api/v1/inbox"), ("GET", "/api/v1/help-requests")}
 
 
 def _rule_key(method: str, url: str) -> tuple[str, str]:
     for name, placeholder in (("alert", "<int:alert_id>"), ("delivery", "<int:delivery_id>"),
-                              ("contact", "<int:contact_id>"), ("language", "<language>")):
+                              ("contact", "<int:contact_id>"), ("language", "<language>"),
+                              ("inbound", "<int:inbound_id>"), ("help", "<int:help_id>")):
         url = url.replace("{" + name + "}", placeholder)
     # One rule serves zones and groups: /zones/<any(zone, group):kind>/<int:item_id>/...
     for kind in ("zone", "group"):
@@ -97,8 +104,16 @@ def _fixture_ids(app) -> dict[str, int]:
         # Ones with people in them: an allowed delete is refused (400) and leaves the next routes their target.
         zone = s.query(Zone).filter_by(name="Fregene").one().id
         group = s.query(Group).filter_by(name="volontari").one().id
+    with services.sessions.begin() as s:
+        inbound = InboundSms(line="modem-1", sender="+393331110001", text="AIUTO", kind="help_request")
+        s.add(inbound)
+        s.flush()
+        help_request = HelpRequest(inbound_id=inbound.id, e164=inbound.sender, text=inbound.text)
+        s.add(help_request)
+        s.flush()
+        inbound_id, help_id = inbound.id, help_request.id
     return {"alert": alert_id, "delivery": delivery, "contact": contact, "language": "ro", "zone": zone,
-            "group": group}
+            "group": group, "inbound": inbound_id, "help": help_id}
 
 
 @pytest.mark.parametrize("role", list(ROLE_USERS))
@@ -124,7 +139,7 @@ def test_roles_allowed_and_refused(tmp_path, role):
 
 def test_login_required_everywhere(app):
     client = app.test_client()
-    ids = {"alert": 1, "delivery": 1, "contact": 1, "language": "ro", "zone": 1, "group": 1}
+    ids = {"alert": 1, "delivery": 1, "contact": 1, "language": "ro", "zone": 1, "group": 1, "inbound": 1, "help": 1}
     token = csrf_token(client)
     for method, url, _ in ROUTES:
         path = url.format(**ids)

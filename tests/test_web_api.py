@@ -153,7 +153,12 @@ def test_every_answer_is_in_the_openapi_document(app, panel):
         client.get("/api/v1/alerts/424242", headers=_auth(viewer)).status_code,
         client.get("/api/v1/alerts/99999999999999999999", headers=_auth(viewer)).status_code],
         ("/api/v1/lines", "get"): [client.get("/api/v1/lines", headers=_auth(viewer)).status_code,
-                                   client.get("/api/v1/lines").status_code]}
+                                   client.get("/api/v1/lines").status_code],
+        ("/api/v1/inbox", "get"): [client.get("/api/v1/inbox", headers=_auth(viewer)).status_code,
+                                   client.get("/api/v1/inbox?kind=x", headers=_auth(viewer)).status_code,
+                                   client.get("/api/v1/inbox").status_code],
+        ("/api/v1/help-requests", "get"): [client.get("/api/v1/help-requests", headers=_auth(viewer)).status_code,
+                                           client.get("/api/v1/help-requests").status_code]}
     assert set(answers["/api/v1/alerts", "post"]) == {201, 400, 422, 403, 401}
     for (path, method), statuses in answers.items():
         assert set(statuses) <= _documented(doc, path, method), (path, statuses)
@@ -170,7 +175,8 @@ def test_lines(app, panel):
 def test_openapi_document(app):
     doc = app.test_client().get("/api/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {"/api/v1/alerts", "/api/v1/alerts/{id}", "/api/v1/lines"}
+    assert set(doc["paths"]) == {"/api/v1/alerts", "/api/v1/alerts/{id}", "/api/v1/lines", "/api/v1/inbox",
+                                 "/api/v1/help-requests"}
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     routes = {rule.rule.replace("<int:alert_id>", "{id}") for rule in app.url_map.iter_rules()
               if rule.rule.startswith("/api/v1/") and not rule.rule.endswith("openapi.json")}

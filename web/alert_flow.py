@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gateway.core.alerts import WAITING_TO_GO, AlertError, AlertPreview, AlertRequest
+from gateway.core.alerts import WAITING_TO_GO, AlertError, AlertPreview, AlertRequest, answers_audited
 from gateway.core.db import utcnow
 from gateway.core.models import Alert
 from gateway.core.models_panel import AlertApproval
@@ -106,6 +106,7 @@ def _extras(request: AlertRequest) -> dict:
         extras["send_at"] = request.send_at.isoformat() + "Z"
     if request.follows is not None:
         extras.update(follows=request.follows, follow_up=request.follow_up)
+    extras.update(answers_audited(request))
     return extras
 
 

@@ -20,11 +20,13 @@ from flask_login import current_user
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
+from gateway.core import inbox
 from gateway.core.audio import VOICES, AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
 from gateway.core.models_panel import AlertText
+from gateway.core.polls import MAX_OPTIONS, Poll, answer_suffix, poll_results, votes_by_number
 from gateway.core.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
 from gateway.core.states import AlertState, ApprovalDecision, Channel, DeliveryState
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
@@ -33,6 +35,7 @@ from web import alert_flow
 from web.params import bounded_int, page_number
 from web.context import panel
 from web.errors import audio_reason, error_message
+from web.inbox import help_rows
 from web.labels import label, labels_for
 from web.progress import BUCKETS, alert_progress, eta_seconds
 from web.security import passive, require_role
@@ -93,15 +96,9 @@ def _split_numbers(text: str) -> tuple[str, ...]:
 
 def _send_at() -> dt.datetime | None:
     """The chosen time to send (typed in local time) as naive UTC; None: at once."""
-    raw = request.form.get("send_at", "").strip()
-    if not raw:
+    at = _local_time("send_at", _("The time to send is not a valid date and time."))
+    if at is None:
         return None
-    try:
-        local = dt.datetime.fromisoformat(raw)
-        at = (local if local.tzinfo else local.replace(tzinfo=LOCAL_TZ)).astimezone(dt.timezone.utc)
-    except (ValueError, OverflowError):  # OverflowError: 0001-01-01 in local time is before year 1 in UTC
-        raise FormError(_("The time to send is not a valid date and time.")) from None
-    at = at.replace(tzinfo=None)
     now = utcnow()
     if at < now - dt.timedelta(minutes=1):
         raise FormError(_("The time to send has passed: leave it empty to send at once."))
@@ -118,6 +115,30 @@ def _follows() -> tuple[int | None, str | None]:
     if kind not in FOLLOW_UP_NAMES:
         raise FormError(_("Choose whether this is a correction or an all clear."))
     return follows, kind
+
+
+def _poll() -> Poll | None:
+    """The form's poll: a question and the options typed (empty boxes left out); None when all are empty."""
+    form = request.form
+    question = form.get("poll_question", "").strip()
+    options = tuple(option for option in form.getlist("poll_options") if option.strip())
+    if not question and not options:
+        return None
+    closes = _local_time("poll_closes_at", _("The closing time of the poll is not a valid date and time."))
+    return Poll(question, options, closes)
+
+
+def _local_time(name: str, invalid: str) -> dt.datetime | None:
+    """A datetime-local field (the municipality's time) as naive UTC; None when empty."""
+    raw = request.form.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        local = dt.datetime.fromisoformat(raw)
+        at = (local if local.tzinfo else local.replace(tzinfo=LOCAL_TZ)).astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01 in local time is before year 1 in UTC
+        raise FormError(invalid) from None
+    return at.replace(tzinfo=None)
 
 
 def request_from_form() -> AlertRequest:
@@ -147,7 +168,8 @@ def request_from_form() -> AlertRequest:
         voice_growth=voice.growth, voice_cap=_int("voice_cap", voice.per_number_cap, 1, 20),
         stop_on_confirm=voice.stop_on_confirm, sms_fallback=choice == "voice_fallback",
         translations={lang: text for lang, text in translations.items() if text},
-        send_at=send_at, follows=follows, follow_up=follow_up)
+        send_at=send_at, follows=follows, follow_up=follow_up,
+        asks_confirmation=form.get("asks_confirmation") == "1", poll=_poll())
 
 
 def _recording() -> tuple[bytes, str]:
@@ -297,7 +319,9 @@ def sms_plan():
     data = request.get_json(silent=True) or {}
     text = str(data.get("text", ""))
     general = panel().config.general
-    composed = compose_sms_text(text, bool(data.get("drill")), general.drill_prefix)
+    # What the citizens are asked to answer ends the SMS and counts (gateway/core/polls.py).
+    suffix = _answer_suffix(data)
+    composed = compose_sms_text(text, bool(data.get("drill")), general.drill_prefix) + suffix
     # Only a text that goes out by SMS is limited by the segments ("voice" alone is not).
     by_sms = str(data.get("channels") or "sms") != "voice"
     result = {"length": len(text), "max_segments": general.max_sms_segments}
@@ -311,10 +335,20 @@ def sms_plan():
     culprits = sorted({ch for ch in composed if not is_gsm7(ch)})
     fixed = transliterate(text)
     fixable = as_typed.encoding == "UCS-2" and is_gsm7(compose_sms_text(fixed, bool(data.get("drill")),
-                                                                          general.drill_prefix))
+                                                                          general.drill_prefix) + suffix)
     return {**result, "encoding": as_typed.encoding, "segments": as_typed.segments, "units": as_typed.units,
             "culprits": culprits, "fixed": fixed if fixable else None,
             "too_long": by_sms and as_typed.segments > general.max_sms_segments}
+
+
+def _answer_suffix(data: dict) -> str:
+    """The end of the SMS the counter's JSON describes (question, options, confirmation, language)."""
+    question = str(data.get("poll_question") or "").strip()
+    raw_options = data.get("poll_options") if isinstance(data.get("poll_options"), list) else []
+    options = tuple(str(option).strip() for option in raw_options[:MAX_OPTIONS] if str(option).strip())
+    poll = Poll(question, options) if question or options else None
+    language = str(data.get("language") or "it")
+    return answer_suffix(language, poll=poll, asks_confirmation=bool(data.get("asks_confirmation")) and poll is None)
 
 
 @bp.route("/preview", methods=["POST"])
@@ -468,6 +502,7 @@ def show(alert_id: int):
                                   .order_by(AlertText.language)))
         follow_ups = list(s.scalars(select(Alert).where(Alert.follows_alert_id == alert_id).order_by(Alert.id)))
         gone_out = sum(count for state, count in by_state.items() if state != DeliveryState.CANCELLED)
+        answers = _answers(s, alert)
     by_zone: dict[str, dict[str, int]] = {}
     for zone_name, state, count in by_zone_rows:
         entry = by_zone.setdefault(zone_name or "-", {"total": 0, "reached": 0, "failed": 0, "open": 0})
@@ -484,7 +519,13 @@ def show(alert_id: int):
                            may_cancel=alert_flow.may_cancel(alert, asked, **me), asked_by=asked,
                            target=json.loads(alert.target), filters=request.args, versions=versions,
                            follow_ups=follow_ups, gone_out=gone_out, now=utcnow(), languages=LANGUAGE_NAMES,
-                           follow_up_names=FOLLOW_UP_NAMES)
+                           follow_up_names=FOLLOW_UP_NAMES, **answers)
+
+
+def _answers(s: Session, alert: Alert) -> dict:
+    """What citizens answered the alert: its poll's results, its help requests (open and handled)."""
+    return {"poll": poll_results(s, alert, now=utcnow()),
+            "help_requests": help_rows(inbox.help_requests(s, open_only=False, alert_id=alert.id))}
 
 
 @bp.route("/<int:alert_id>/progress.json")
@@ -494,8 +535,9 @@ def progress_json(alert_id: int):
     alert = _get_alert(alert_id)
     with panel().sessions() as s:
         progress = _with_etas(s, alert, alert_progress(s, [alert_id])[alert_id])
+        answers = _answers(s, alert)
     return {"id": alert.id, "state": alert.state, "state_label": label(alert.state, "alert_state"),
-            "progress": progress}
+            "progress": progress, **answers}
 
 
 @bp.route("/<int:alert_id>/deliveries/<int:delivery_id>")
@@ -574,12 +616,22 @@ def _people_by_number(s, alert_id: int) -> dict[int, tuple[str, str | None, str 
     return people
 
 
+def _poll_answer(option: int | None, options: list[str]) -> str:
+    if option is None:
+        return ""
+    return f"{option} · {options[option - 1]}" if 1 <= option <= len(options) else str(option)
+
+
 @bp.route("/<int:alert_id>/export.csv")
 @require_role("operator")
 def export(alert_id: int):
-    _get_alert(alert_id)
+    alert = _get_alert(alert_id)
     header = ["delivery", "number", "channel", "state", "attempts", "line", "last_error", "sent_at",
               "delivered_at", "vulnerable", "name", "zone"]
+    # An alert with a poll: each number's answer ("2 · no"), the last it gave (one vote per number).
+    options = json.loads(alert.poll_options) if alert.poll_question and alert.poll_options else None
+    if options is not None:
+        header.append("poll_answer")
 
     def generate():
         buffer = io.StringIO()
@@ -587,6 +639,7 @@ def export(alert_id: int):
         writer.writerow(header)
         with panel().sessions() as s:
             people = _people_by_number(s, alert_id)
+            votes = votes_by_number(s, alert_id) if options is not None else {}
             result = s.execute(select(Delivery.id, Delivery.number_id, Delivery.e164, Delivery.channel,
                                       Delivery.state, Delivery.attempts, Delivery.line, Delivery.last_error,
                                       Delivery.sent_at, Delivery.delivered_at, Delivery.vulnerable, Delivery.zone)
@@ -595,9 +648,11 @@ def export(alert_id: int):
             for count, row in enumerate(result, 1):
                 # The zone the alert was sent for, as on the alert page (not where the contact is now).
                 name, _zone_now, _address = people.get(row.number_id, ("", None, None))
-                writer.writerow([csv_cell(v) for v in (row.id, row.e164, row.channel, row.state, row.attempts,
-                                                      row.line, row.last_error, row.sent_at, row.delivered_at,
-                                                      "yes" if row.vulnerable else "no", name, row.zone)])
+                cells = [row.id, row.e164, row.channel, row.state, row.attempts, row.line, row.last_error,
+                         row.sent_at, row.delivered_at, "yes" if row.vulnerable else "no", name, row.zone]
+                if options is not None:
+                    cells.append(_poll_answer(votes.get(row.e164), options))
+                writer.writerow([csv_cell(v) for v in cells])
                 if count % 2000 == 0:
                     yield buffer.getvalue()
                     buffer.seek(0)

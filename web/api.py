@@ -1,19 +1,23 @@
 """The JSON API for other systems (/api/v1), authenticated by bearer tokens created by admins."""
 from __future__ import annotations
 
+import datetime as dt
 from functools import wraps
 
 from flask import Blueprint, jsonify, request, url_for
 
+from gateway.core import inbox
 from gateway.core.audio import AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target
 from gateway.core.db import utcnow
 from gateway.core.models import Alert
+from gateway.core.polls import Poll, poll_results
 from gateway.core.states import AlertState, Channel
 from gateway.core.voice_messages import VoiceRenderer, discard
 from web import alert_flow
 from web.api_schema import OPENAPI, body_error
 from web.context import panel
+from web.params import MAX_ID, MAX_PAGE
 from web.progress import alert_progress, line_rows, stale_after
 from web.security import public, token_auth
 from web.throttle import API, API_POLICY, blocked_for, count_failure, retry_after
@@ -21,6 +25,7 @@ from web.tokens import Refusal, authenticate_token
 from web.users import has_role
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_INBOX_PAGE = 500
 
 
 def _error(status: int, message: str, field: str | None = None):  # noqa: ANN202
@@ -75,13 +80,36 @@ def api_role(role: str):  # noqa: ANN201
     return decorate
 
 
-def _alert_json(alert: Alert, progress: dict) -> dict:
-    return {"id": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
+def _alert_json(alert: Alert, progress: dict, poll: dict | None) -> dict:
+    return {"asks_confirmation": bool(alert.asks_confirmation), "poll": poll, "id": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
             "channels": list(alert.delivery_channels), "recipients": alert.recipients,
             "created_by": alert.created_by, "created_at": alert.created_at.isoformat() + "Z",
             "completed_at": alert.completed_at.isoformat() + "Z" if alert.completed_at else None,
             "progress": progress, "url": url_for("alerts.show", alert_id=alert.id)}
+
+
+class _BadField(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _poll(data: dict) -> Poll | None:
+    """The body's poll; its closing time must say its offset (a bare time would be read in which zone?)."""
+    poll = data.get("poll")
+    if poll is None:
+        return None
+    closes_at = None
+    if "closes_at" in poll:
+        try:
+            moment = dt.datetime.fromisoformat(poll["closes_at"])
+        except ValueError:
+            raise _BadField("/poll/closes_at", "not a date and time (ISO 8601, e.g. 2026-12-04T18:00:00Z)") from None
+        if moment.tzinfo is None:
+            raise _BadField("/poll/closes_at", "give the offset (Z or +01:00) with the closing time")
+        closes_at = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return Poll(poll["question"], tuple(poll["options"]), closes_at)
 
 
 @bp.route("/alerts", methods=["POST"])
@@ -100,6 +128,10 @@ def create_alert():
     channels = data.get("channels", [Channel.SMS.value])
     target = data["target"]
     voice_language = data.get("voice_language", voice.language)
+    try:
+        poll = _poll(data)
+    except _BadField as exc:
+        return _error(400, str(exc), exc.field)
     alert_request = None
     try:
         alert_request = AlertRequest(
@@ -111,7 +143,8 @@ def create_alert():
             deadline=alert_flow.default_deadline(voice.deadline_minutes),
             voice_interval=voice.interval, voice_growth=voice.growth, voice_cap=voice.per_number_cap,
             stop_on_confirm=voice.stop_on_confirm, sms_fallback=data.get("sms_fallback", voice.sms_fallback),
-            translations={language.strip().lower(): text for language, text in data.get("translations", {}).items()})
+            translations={language.strip().lower(): text for language, text in data.get("translations", {}).items()},
+            asks_confirmation=data.get("asks_confirmation", False), poll=poll)
         p.services.alerts.preview(alert_request)
         if Channel.VOICE in alert_request.channels:
             # As the panel and the CLI render it (gateway/core/voice_messages.py).
@@ -124,11 +157,13 @@ def create_alert():
     except (AlertError, AudioError, alert_flow.FlowError) as exc:
         if alert_request is not None:
             discard(alert_request)
-        return _error(422, str(exc))
+        # A refused poll or confirmation says where (gateway.core.alerts.AnswerError).
+        return _error(422, str(exc), getattr(exc, "field", None))
     with p.sessions() as s:
         alert = s.get(Alert, outcome.alert_id)
         progress = alert_progress(s, [alert.id])[alert.id]
-    body = _alert_json(alert, progress)
+        poll = poll_results(s, alert, now=utcnow())
+    body = _alert_json(alert, progress, poll)
     body["recipients_by_channel"] = outcome.preview.recipients
     return body, 201
 
@@ -141,7 +176,8 @@ def alert_status(alert_id: int):
         if alert is None:
             return _error(404, f"no alert with id {alert_id}")
         progress = alert_progress(s, [alert_id])[alert_id]
-    body = _alert_json(alert, progress)
+        poll = poll_results(s, alert, now=utcnow())
+    body = _alert_json(alert, progress, poll)
     if alert.state not in (AlertState.DRAFT, AlertState.AWAITING_APPROVAL, AlertState.REJECTED):
         body["eta_seconds"] = panel().services.alerts.status(alert_id)["eta_seconds"]
     return body
@@ -152,6 +188,43 @@ def alert_status(alert_id: int):
 def lines():
     with panel().sessions() as s:
         return {"lines": line_rows(s, stale_after(panel().config))}
+
+
+def _query_int(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name, "")
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 12 and low <= int(raw) <= high):
+        raise _BadField(name, f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+@bp.route("/inbox")
+@api_role("viewer")
+def inbox_messages():
+    """Incoming SMS, newest first, with what was made of each (the panel's Inbox)."""
+    try:
+        limit = _query_int("limit", 50, 1, MAX_INBOX_PAGE)
+        page = _query_int("page", 1, 1, MAX_PAGE)
+        alert_id = _query_int("alert", 0, 0, MAX_ID) or None
+        query = inbox.InboxQuery(kind=request.args.get("kind") or None, sender=request.args.get("sender") or None,
+                                 alert_id=alert_id)
+        with panel().sessions() as s:
+            messages, total = inbox.list_messages(s, query, limit=limit, offset=(page - 1) * limit)
+    except _BadField as exc:
+        return _error(400, str(exc), exc.field)
+    except inbox.InboxError as exc:
+        return _error(400, str(exc), "kind")
+    return {"total": total, "page": page, "messages": messages}
+
+
+@bp.route("/help-requests")
+@api_role("viewer")
+def help_requests():
+    """Help requests still open (``?all=true``: handled ones too), with the contact's details."""
+    with panel().sessions() as s:
+        rows = inbox.help_requests(s, open_only=request.args.get("all") not in ("1", "true"))
+    return {"help_requests": rows}
 
 
 @bp.route("/openapi.json")

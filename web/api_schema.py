@@ -12,6 +12,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from gateway.core.audio import VOICES
+from gateway.core.inbox import KINDS
+from gateway.core.polls import MAX_OPTION, MAX_OPTIONS, MAX_QUESTION, MIN_OPTIONS
 from gateway.core.states import AlertState, Channel
 from web.params import MAX_ID
 
@@ -38,6 +40,18 @@ CREATE_ALERT = {
         "translations": {"type": "object", "additionalProperties": {"type": "string"},
                          "description": "the message in other languages, {\"en\": \"...\"}: "
                                         "recipients of that language get it, by SMS and spoken"},
+        "asks_confirmation": {"type": "boolean", "default": False,
+                              "description": "the SMS ends with 'Rispondi OK per confermare.' ('Reply OK to "
+                                             "confirm.' in English versions); not with a poll"},
+        "poll": {"type": "object", "required": ["question", "options"], "additionalProperties": False,
+                 "description": "the SMS ends with the question and 'Rispondi 1 se ..., 2 se ...' ('Reply 1 "
+                                "for ..., 2 for ...' in English versions); replies count one vote per number",
+                 "properties": {
+                     "question": {"type": "string", "minLength": 1, "maxLength": MAX_QUESTION},
+                     "options": {"type": "array", "minItems": MIN_OPTIONS, "maxItems": MAX_OPTIONS,
+                                 "items": {"type": "string", "minLength": 1, "maxLength": MAX_OPTION}},
+                     "closes_at": {"type": "string", "format": "date-time",
+                                   "description": "with its offset (Z or +01:00); votes after it do not count"}}},
         "mode": {"type": "string", "enum": ["submit", "draft", "send_now"], "default": "submit",
                  "description": "a draft is shared: any operator may review and submit it in the panel"},
         "reason": {"type": "string", "maxLength": 2000,
@@ -80,7 +94,15 @@ _PROGRESS = {"type": "object", "properties": {k: {"type": "integer"} for k in
                                                ("total", "queued", "in_progress", "sent", "reached", "failed",
                                                 "cancelled")} | {"percent": {"type": "number"},
                                                                  "channels": {"type": "object"}}}
+_POLL_RESULTS = {"type": ["object", "null"], "properties": {
+    "question": {"type": "string"}, "votes": {"type": "integer"}, "changed": {"type": "integer"},
+    "closes_at": {"type": ["string", "null"], "format": "date-time"}, "open": {"type": "boolean"},
+    "options": {"type": "array", "items": {"type": "object", "properties": {
+        "number": {"type": "integer"}, "text": {"type": "string"}, "votes": {"type": "integer"},
+        "percent": {"type": "integer"}}}}}}
 _ALERT = {"type": "object", "properties": {
+    "asks_confirmation": {"type": "boolean"},
+    "poll": _POLL_RESULTS,
     "id": {"type": "integer"},
     "state": {"type": "string", "enum": [state.value for state in AlertState]},
     "drill": {"type": "boolean"}, "priority": {"type": "boolean"}, "text": {"type": "string"},
@@ -90,6 +112,25 @@ _ALERT = {"type": "object", "properties": {
     "created_at": {"type": "string", "format": "date-time"}, "progress": _PROGRESS,
     "completed_at": {"type": ["string", "null"], "format": "date-time"},
     "eta_seconds": {"type": ["number", "null"]}, "url": {"type": "string"}}}
+
+
+_TIME = {"type": "string", "format": "date-time"}
+_MAYBE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_MESSAGE = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "line": {"type": "string"}, "sender": {"type": "string"},
+    "name": {"type": "string", "description": "the contact's name, when the number is in the list"},
+    "received_at": _TIME, "text": {"type": "string"},
+    "kind": {"type": ["string", "null"], "enum": [*KINDS, None], "description": "null: not processed yet"},
+    "outcome": {"type": ["string", "null"]}, "alert_id": {"type": ["integer", "null"]},
+    "incomplete": {"type": "boolean"}, "parts": {"type": "integer"}, "handled": {"type": "boolean"},
+    "help_request_id": {"type": ["integer", "null"]}}}
+_HELP = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "e164": {"type": "string"}, "text": {"type": "string"},
+    "channel": {"type": "string"}, "received_at": _TIME, "alert_id": {"type": ["integer", "null"]},
+    "inbound_id": {"type": ["integer", "null"]}, "handled_at": _MAYBE_TIME,
+    "handled_by": {"type": ["string", "null"]}, "note": {"type": ["string", "null"]},
+    "name": {"type": "string"}, "address": {"type": ["string", "null"]}, "zone": {"type": ["string", "null"]},
+    "vulnerable": {"type": "boolean"}, "needs": {"type": ["string", "null"]}}}
 
 
 def _answer(description: str) -> dict:
@@ -127,6 +168,28 @@ OPENAPI = {
                             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}}],
             "responses": {"200": {"description": "the alert", "content": {"application/json": {"schema": _ALERT}}},
                           "404": _answer("no such alert"), **_COMMON}}},
+        "/api/v1/inbox": {"get": {
+            "summary": "SMS received from citizens, newest first, with what was made of each",
+            "parameters": [
+                {"name": "kind", "in": "query", "schema": {"type": "string", "enum": list(KINDS)}},
+                {"name": "sender", "in": "query", "schema": {"type": "string"},
+                 "description": "numbers containing this"},
+                {"name": "alert", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                 "description": "answers to this alert"},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
+                                                             "default": 50}},
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}}],
+            "responses": {"200": {"description": "one page of messages", "content": {"application/json": {
+                "schema": {"type": "object", "properties": {
+                    "total": {"type": "integer"}, "page": {"type": "integer"},
+                    "messages": {"type": "array", "items": _MESSAGE}}}}}},
+                "400": _answer("a parameter is wrong ('field' names it)"), **_COMMON}}},
+        "/api/v1/help-requests": {"get": {
+            "summary": "Help requests not handled yet (all=true: handled ones too), newest first",
+            "parameters": [{"name": "all", "in": "query", "schema": {"type": "boolean", "default": False}}],
+            "responses": {"200": {"description": "help requests", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"help_requests": {"type": "array", "items": _HELP}}}}}},
+                **_COMMON}}},
         "/api/v1/lines": {"get": {
             "summary": "Health of every modem and trunk, as last written by the engine",
             "responses": {"200": {"description": "lines", "content": {"application/json": {"schema": {

@@ -15,7 +15,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest
 
 from gateway.core.services import Services, build_services
-from web import admin, alerts, api, auth, contacts, dashboard, zones
+from web import admin, alerts, api, auth, contacts, dashboard, inbox, zones
 from gateway.core.config import Config, load_config
 from web.app_user import load_user
 from gateway.core.audit import audit_log_for
@@ -101,7 +101,7 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
 
     # Before the blueprints: their rules are compiled with the converter in place when they are added.
     app.url_map.converters["int"] = BoundedIntConverter
-    for blueprint in (auth.bp, dashboard.bp, contacts.bp, zones.bp, alerts.bp, admin.bp, api.bp):
+    for blueprint in (auth.bp, dashboard.bp, contacts.bp, zones.bp, alerts.bp, inbox.bp, admin.bp, api.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing a foreign page could forge
 
@@ -113,6 +113,7 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     app.add_template_filter(label, "label")
     app.add_template_filter(labels, "labels")
     app.add_template_filter(cause, "cause")
+    app.add_template_filter(inbox.local_time, "local_time")
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

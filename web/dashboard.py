@@ -5,6 +5,8 @@ from flask import Blueprint, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from gateway.core.inbox import help_requests
+from web.inbox import help_rows
 from gateway.core.models_ops import Alarm
 
 from web.context import panel
@@ -46,6 +48,7 @@ def _snapshot() -> dict:
     stale_seconds = stale_after(panel().config)
     with panel().sessions() as s:
         alarms = open_alarms(s)
+        helps = help_rows(help_requests(s))
         lines = line_rows(s, stale_seconds)
         alerts = active_alerts(s)
         progress = alert_progress(s, [a.id for a in alerts])
@@ -56,6 +59,7 @@ def _snapshot() -> dict:
     cap = capacity(lines)
     return {
         "alarms": alarms,
+        "help_requests": helps,
         "lines": lines,
         "capacity": cap,
         "capacity_text": capacity_sentences(cap, stale_seconds),

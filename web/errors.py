@@ -63,6 +63,42 @@ FLOW_MESSAGES = (
     lazy_gettext("say why the alert is cancelled"),
 )
 
+# gateway/core/polls.py: a poll or a confirmation request refused (raised as AnswerError)
+POLL_MESSAGES = (
+    lazy_gettext("the poll has no question"),
+    lazy_gettext("the poll question is longer than %(maximum)s characters"),
+    lazy_gettext("a poll has from %(low)s to %(high)s options, not %(count)s"),
+    lazy_gettext("poll option %(number)s is empty"),
+    lazy_gettext("poll option %(number)s is longer than %(maximum)s characters"),
+    lazy_gettext("poll option %(number)s repeats another option"),
+    lazy_gettext("the poll contains control characters (%(characters)s): remove them"),
+    lazy_gettext("the poll would close before the alert goes out"),
+    lazy_gettext("an alert asks for a confirmation or carries a poll, not both: a reply 1 would mean both"),
+    lazy_gettext("citizens answer by SMS: a poll or a confirmation needs the SMS channel"),
+)
+
+# gateway/core/inbox.py
+INBOX_MESSAGES = (
+    lazy_gettext("unknown kind %(kind)s (known: %(known)s)"),
+    lazy_gettext("no incoming message with id %(id)s"),
+    lazy_gettext("%(sender)s is not a phone number: it cannot receive a reply"),
+    lazy_gettext("%(sender)s is not a mobile number: it cannot receive an SMS"),
+    lazy_gettext("the note is longer than %(maximum)s characters"),
+    lazy_gettext("no help request with id %(id)s"),
+    lazy_gettext("help request %(id)s was already handled by %(by)s"),
+)
+
+# gateway.core.replies.ReplyError says what is wrong with a reply in English, with the details inline.
+REPLY_REASONS = (
+    (re.compile(r"^the reply is empty$"), lazy_gettext("the reply is empty")),
+    (re.compile(r"^the reply contains control characters \((?P<characters>.+)\)$"),
+     lazy_gettext("the reply contains control characters (%(characters)s)")),
+    (re.compile(r"^the reply cannot be sent by SMS: (?P<reason>.+)$"),
+     lazy_gettext("the reply cannot be sent by SMS: %(reason)s")),
+    (re.compile(r"^the reply needs (?P<segments>\d+) SMS, at most (?P<maximum>\d+)$"),
+     lazy_gettext("the reply needs %(segments)s SMS, at most %(maximum)s")),
+)
+
 # web/tokens.py
 TOKEN_MESSAGES = (
     lazy_gettext("give the token a name (which system uses it)"),
@@ -110,7 +146,16 @@ def error_message(error: Exception) -> str:
 
 def audio_reason(message: str) -> str:
     """The reason of an ``AudioError`` in the user's language, when it is one we know."""
-    for pattern, translated in AUDIO_REASONS:
+    return _known_reason(message, AUDIO_REASONS)
+
+
+def reply_reason(message: str) -> str:
+    """Why a reply (gateway.core.replies.ReplyError) was refused, in the user's language when known."""
+    return _known_reason(message, REPLY_REASONS)
+
+
+def _known_reason(message: str, reasons: tuple) -> str:
+    for pattern, translated in reasons:
         match = pattern.search(message)
         if match:
             return str(translated) % match.groupdict() if match.groupdict() else str(translated)

@@ -16,6 +16,7 @@ from gateway.core.models_panel import AlertText
 from gateway.core.models import (Alert, Attempt, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
                             contact_groups, contact_numbers)
 from gateway.core.phone import InvalidNumber, normalise_number
+from gateway.core.polls import Poll, PollError, answer_suffix, check_poll, poll_results
 from gateway.core.sms_text import SmsPlan, SmsTextError, plan_sms
 from gateway.core.states import AlertState, Channel, DeliveryState, PartStatus, join_channels
 
@@ -32,6 +33,14 @@ class AlertError(Exception):
         self.msgid = msgid
         self.params = params
         super().__init__(msgid % params if params else msgid)
+
+
+class AnswerError(AlertError):
+    """A poll or confirmation request refused (gateway.core.polls.PollError): ``field`` says where."""
+
+    def __init__(self, error: PollError) -> None:
+        super().__init__(error.msgid, **error.params)
+        self.field = error.field
 
 
 FOLLOW_UPS = ("correction", "all_clear")
@@ -83,6 +92,9 @@ class AlertRequest:
     # channel, the original went to (not cancelled before going out); ``target`` is ignored.
     follows: int | None = None
     follow_up: str | None = None
+    # What citizens are asked to answer by SMS (gateway/core/polls.py): one or the other, never both.
+    asks_confirmation: bool = False
+    poll: Poll | None = None
 
 
 @dataclass
@@ -101,6 +113,15 @@ def compose_sms_text(text: str, drill: bool, drill_prefix: str) -> str:
     if drill and not text.startswith(drill_prefix.strip()):
         text = drill_prefix + text
     return text
+
+
+def answers_audited(request: AlertRequest) -> dict:
+    """What the audit log keeps of the answers an alert asks for (the panel's, the API's and the CLI's entry)."""
+    if request.poll is not None:
+        poll = request.poll
+        return {"poll": {"question": poll.question, "options": list(poll.options),
+                         "closes_at": poll.closes_at.isoformat() + "Z" if poll.closes_at else None}}
+    return {"asks_confirmation": True} if request.asks_confirmation else {}
 
 
 def goes_by_sms(request: AlertRequest) -> bool:
@@ -122,14 +143,37 @@ class AlertService:
     def plan(self, request: AlertRequest) -> tuple[str, SmsPlan]:
         if not request.text.strip():
             raise AlertError("the alert text is empty")
-        return self._plan_text(request.text, request.drill, goes_by_sms(request))
+        self.check_answers(request)
+        return self._plan_text(request.text, request.drill, goes_by_sms(request), self._suffix(request, "it"))
 
-    def _plan_text(self, text: str, drill: bool, by_sms: bool = True) -> tuple[str, SmsPlan]:
+    @staticmethod
+    def _suffix(request: AlertRequest, language: str) -> str:
+        return answer_suffix(language, poll=request.poll, asks_confirmation=request.asks_confirmation)
+
+    @staticmethod
+    def check_answers(request: AlertRequest, now: dt.datetime | None = None) -> None:
+        """The poll or confirmation request is usable (request.poll is replaced by its trimmed form);
+        raises PollError (an AlertError, with a ``field``) saying what and where."""
+        if request.poll is None and not request.asks_confirmation:
+            return
+        try:
+            if request.poll is not None and request.asks_confirmation:
+                raise PollError("/asks_confirmation", "an alert asks for a confirmation or carries a poll, "
+                                "not both: a reply 1 would mean both")
+            if not goes_by_sms(request):
+                raise PollError("/poll" if request.poll is not None else "/asks_confirmation",
+                                "citizens answer by SMS: a poll or a confirmation needs the SMS channel")
+            if request.poll is not None:
+                request.poll = check_poll(request.poll, now=now or utcnow(), starts_at=request.send_at)
+        except PollError as exc:
+            raise AnswerError(exc) from None
+
+    def _plan_text(self, text: str, drill: bool, by_sms: bool = True, suffix: str = "") -> tuple[str, SmsPlan]:
         controls = control_characters(text)
         if controls:
             raise AlertError("the text contains control characters (%(characters)s): remove them",
                              characters=controls)
-        sms_text = compose_sms_text(text, drill, self.drill_prefix)
+        sms_text = compose_sms_text(text, drill, self.drill_prefix) + suffix
         try:
             plan = plan_sms(sms_text)
         except SmsTextError as exc:
@@ -158,7 +202,8 @@ class AlertService:
             if not text.strip():
                 raise AlertError("the %(language)s version is empty", language=language)
             try:
-                planned[language] = self._plan_text(text, request.drill, goes_by_sms(request))
+                planned[language] = self._plan_text(text, request.drill, goes_by_sms(request),
+                                                    self._suffix(request, language))
             except AlertError as exc:
                 raise AlertError("the %(language)s version: %(reason)s", language=language, reason=str(exc)) from None
         return planned
@@ -308,7 +353,11 @@ class AlertService:
                      audio_source=request.audio_source, voice_interval=request.voice_interval,
                      voice_growth=request.voice_growth, voice_cap=request.voice_cap,
                      stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback,
-                     send_at=request.send_at, follows_alert_id=request.follows, follow_up=request.follow_up, **extra)
+                     send_at=request.send_at, follows_alert_id=request.follows, follow_up=request.follow_up,
+                     asks_confirmation=request.asks_confirmation,
+                     poll_question=request.poll.question if request.poll else None,
+                     poll_options=json.dumps(list(request.poll.options), ensure_ascii=False) if request.poll else None,
+                     poll_closes_at=request.poll.closes_at if request.poll else None, **extra)
 
     def create(self, request: AlertRequest, *, session: Session | None = None) -> tuple[int, AlertPreview]:
         """Create the alert and every delivery in one transaction (``session``'s when given); return its id."""
@@ -488,6 +537,7 @@ class AlertService:
                 Delivery, Delivery.id == Attempt.delivery_id).where(
                 Delivery.alert_id == alert_id, Delivery.channel == Channel.VOICE).group_by(Attempt.line)).all())
             lines = session.scalars(select(Line)).all()
+            poll = poll_results(session, alert, now=utcnow())
         by_channel: dict[str, dict[str, int]] = {}
         for channel, state, count in counts:
             by_channel.setdefault(channel, {})[state] = count
@@ -523,4 +573,6 @@ class AlertService:
             "lines": per_line,
             "remaining_segments": channels.get(Channel.SMS, {}).get("remaining", 0) * alert.segments,
             "eta_seconds": capacity.overall_seconds(etas.values()),
+            "asks_confirmation": bool(alert.asks_confirmation),
+            "poll": poll,
         }

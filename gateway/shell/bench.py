@@ -414,6 +414,10 @@ def run(args: argparse.Namespace) -> dict:
         # Here, not at the top: a real cycle (bench_web takes seed_contacts, work_dir, ... from this module).
         from gateway.shell import bench_web
         return bench_web.run(args)
+    if args.what == "inbound":
+        # Here, not at the top: a real cycle (bench_inbound takes seed_contacts, work_dir, ... from this module).
+        from gateway.shell import bench_inbound
+        return bench_inbound.run(args)
     raise ValueError(f"unknown benchmark {args.what!r}")
 
 

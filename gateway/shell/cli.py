@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from asterisk.asterisk_config import ConfigRenderError, render_configs
 from asterisk.pbx_simulator import cli as pbx_simulator_cli
 from gateway.core import zones
-from gateway.core.alerts import AlertError, AlertRequest, Target
+from gateway.core.alerts import AlertError, AlertRequest, Target, answers_audited
 from gateway.core.audio import VOICES, AudioError, render_tts
 from gateway.core.audit import AuditLog, audit_log_for, local_actor
 from gateway.core.channels import ChannelUnusable
@@ -28,11 +28,12 @@ from gateway.core.files import write_private
 from gateway.core.logs import configure_logging
 from gateway.core.models import Line
 from gateway.core.models_panel import AlertApproval
+from gateway.core.polls import Poll
 from gateway.core.services import build_services
 from gateway.core.states import DUPLICATE_CAUSE_LABELS, ApprovalDecision, Channel
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
-from gateway.shell import bench, ops_cli
+from gateway.shell import bench, inbox_cli, ops_cli
 from gateway.shell.composition import run_engine
 from modem.simulator import cli as modem_simulator_cli
 from web import cli as web_cli
@@ -207,6 +208,19 @@ def _translations(pairs: list[str]) -> dict[str, str]:
     return translations
 
 
+def _poll(args: argparse.Namespace) -> Poll | None:
+    if args.poll_question is None and not args.poll_option and args.poll_closes is None:
+        return None
+    closes = None
+    if args.poll_closes is not None:
+        try:
+            moment = dt.datetime.fromisoformat(args.poll_closes)
+        except ValueError:
+            raise CliError(f"--poll-closes {args.poll_closes!r}: not a date and time (e.g. 2026-12-04T18:00)") from None
+        closes = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)  # naive: the box's local time
+    return Poll(args.poll_question or "", tuple(args.poll_option), closes)
+
+
 def cmd_alert_send(args: argparse.Namespace) -> int:
     services = _services(args)
     config = services.config
@@ -226,7 +240,8 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
         voice_growth=voice.growth, voice_cap=args.cap or voice.per_number_cap,
         stop_on_confirm=voice.stop_on_confirm,
         sms_fallback=args.fallback_sms or voice.sms_fallback,
-        translations=_translations(args.translation))
+        translations=_translations(args.translation),
+        asks_confirmation=args.ask_confirmation, poll=_poll(args))
     if args.voice and not args.audio:
         # Only a language asked for explicitly is an error; a recipient's language we
         # cannot speak falls back to the Italian message.
@@ -279,7 +294,7 @@ def _audit_send(services, audit: AuditLog, s: Session, request, alert_id: int,
     audit.record(s, actor, "alert.send", alert_id, text=request.text, channels=list(request.channels),
                  target=request.target.describe(), drill=request.drill, recipients=recipients,
                  two_person_rule=rule, bypassed_two_person_rule=rule, via="cli",
-                 translations=sorted(request.translations) or None)
+                 translations=sorted(request.translations) or None, **answers_audited(request))
 
 
 def cmd_alert_status(args: argparse.Namespace) -> int:
@@ -303,6 +318,11 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
         causes = ", ".join(f"{count} {DUPLICATE_CAUSE_LABELS.get(cause, cause)}"
                            for cause, count in sorted(status["possible_duplicates_by_cause"].items()))
         print(f"  {status['possible_duplicates']} possibly sent twice ({causes})")
+    poll = status["poll"]
+    if poll:
+        print(f"  poll {poll['question']!r}: {poll['votes']} votes ({poll['changed']} changed)"
+              + ("" if poll["open"] else ", closed") + "; "
+              + ", ".join(f"{o['number']} {o['text']!r} {o['votes']}" for o in poll["options"]))
     for line, entry in sorted(status["lines"].items()):
         if entry.get("channel") == Channel.VOICE:
             print(f"  {line}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
@@ -442,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_voice_tool_commands(sub)
     _add_demo_command(sub)
     ops_cli.add_commands(sub)
+    inbox_cli.add_commands(sub)
     web_cli.add_commands(sub)
     _add_bench_commands(sub)
     return parser
@@ -500,6 +521,15 @@ def _add_alert_send_command(alert: argparse._SubParsersAction) -> None:
     p.add_argument("--deadline-minutes", type=float, help="nothing is tried after this many minutes")
     p.add_argument("--drill", action="store_true", help="an exercise: marked in the text and in reports")
     p.add_argument("--priority", action="store_true", help="goes before every other alert")
+    answers = p.add_argument_group("answers by SMS (one or the other)")
+    answers.add_argument("--ask-confirmation", action="store_true",
+                         help="the SMS ends with 'Rispondi OK per confermare.'")
+    answers.add_argument("--poll-question", help="a poll: the SMS ends with the question and "
+                         "'Rispondi 1 se ..., 2 se ...'; one vote per number")
+    answers.add_argument("--poll-option", action="append", default=[], metavar="TEXT",
+                         help="an option of the poll, in order (2 to 9)")
+    answers.add_argument("--poll-closes", metavar="TIME", help="votes after this time do not count "
+                         "(ISO 8601; without an offset, the box's local time)")
     p.set_defaults(func=cmd_alert_send)
 
 
@@ -584,6 +614,13 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--message-seconds", type=float, default=20.0)
     p.add_argument("--time-scale", type=float, default=0.02)
+    p.set_defaults(func=cmd_bench)
+    p = bench.add_parser("inbound", help="a reply storm while an SMS alert goes out over simulated modems")
+    p.add_argument("--modems", type=int, default=8)
+    p.add_argument("--recipients", type=int, default=10_000, help="the alert's recipients")
+    p.add_argument("--messages", type=int, default=2000, help="replies that arrive while it goes out")
+    p.add_argument("--latency", type=float, default=0.1, help="seconds per SMS submission on a modem")
+    p.add_argument("--keep", metavar="DIR", help="keep the benchmark's files (database, logs) in DIR")
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("fanout", help="time to create an alert for many recipients")
     p.add_argument("--contacts", type=int, default=100_000)

@@ -152,18 +152,6 @@ def stack(tmp_path_factory):
             services.engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _playwright()
-    with sync_playwright() as p:
-        # launch() gives every run a fresh temporary profile (user data dir), removed at close.
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 class Recorder:
     """Every request, console error and page error of a browser context."""
 

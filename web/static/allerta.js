@@ -78,6 +78,62 @@
     return row;
   }
 
+  // Help requests (web/templates/inbox/_help_requests.html): open ones as a red alarm, with the button.
+  function helpRow(help, section) {
+    const t = section.dataset;
+    const row = document.createElement("tr");
+    row.dataset.help = help.id;
+    row.className = help.handled_at ? "help-handled" : "help-open";
+    for (const value of [help.received_label, help.e164, help.name || "-", help.address || "-", help.zone || "-"]) row.appendChild(cell(value));
+    const needs = cell(help.needs_label || "");
+    if (help.vulnerable) {
+      const tag = document.createElement("span");
+      tag.className = "tag vulnerable";
+      tag.textContent = t.tVulnerable;
+      needs.prepend(tag, " ");
+    }
+    row.appendChild(needs);
+    function linked(url, text) {
+      if (!url) return text;
+      const a = document.createElement("a");
+      a.href = url;
+      a.textContent = text;
+      return a;
+    }
+    row.appendChild(cell(linked(help.inbound_url, help.text)));
+    row.appendChild(cell(help.alert_url ? linked(help.alert_url, t.tAlert + " " + help.alert_id) : "-"));
+    const action = cell("");
+    if (help.handled_at) {
+      action.textContent = t.tHandled + " " + help.handled_by + ", " + help.handled_label + (help.note ? ": “" + help.note + "”" : "");
+    } else if (t.canHandle) {
+      const form = document.createElement("form");
+      form.method = "post";
+      form.action = help.handled_url;
+      form.className = "inline";
+      for (const [name, value] of [["csrf_token", csrf()], ["next", t.next]]) {
+        const input = document.createElement("input");
+        input.type = "hidden"; input.name = name; input.value = value;
+        form.appendChild(input);
+      }
+      const note = document.createElement("input");
+      note.name = "note"; note.placeholder = t.tNote; note.maxLength = 2000;
+      const button = document.createElement("button");
+      button.type = "submit"; button.className = "danger"; button.textContent = t.tHandle;
+      form.append(note, " ", button);
+      action.appendChild(form);
+    }
+    row.appendChild(action);
+    return row;
+  }
+  // A row someone is typing a note into is kept as it is: a redraw would throw the note away.
+  function replaceHelp(section, helps) {
+    if (!section || !helps) return;
+    const typing = section.contains(document.activeElement) && document.activeElement.name === "note";
+    if (typing) return;
+    replaceRows(section, helps.map(function (help) { return helpRow(help, section); }));
+    section.classList.toggle("active", helps.some(function (help) { return !help.handled_at; }));
+  }
+
   const dashboard = document.querySelector("[data-poll]");
   if (dashboard) {
     const alarms = document.getElementById("alarms");
@@ -89,6 +145,7 @@
       setField(dashboard, "capacity_sms", data.capacity_text.sms);
       setField(dashboard, "capacity_voice", data.capacity_text.voice);
       replaceRows(alarms, data.alarms.map(alarmRow));
+      replaceHelp(document.getElementById("help-requests"), data.help_requests);
       replaceRows(alerts, data.alerts.map(function (alert) { return alertRow(alert, alerts.dataset.tDrill); }));
       for (const line of data.lines) {
         const row = dashboard.querySelector('tr[data-line="' + CSS.escape(line.label) + '"]');
@@ -119,6 +176,20 @@
         if (!row) continue;
         for (const [key, value] of Object.entries(counts)) setField(row, key, value);
       }
+      replaceHelp(document.getElementById("help-requests"), data.help_requests);
+      const poll = document.getElementById("poll-results");
+      if (poll && data.poll) {
+        setField(poll, "total_votes", data.poll.votes);
+        setField(poll, "changed", data.poll.changed);
+        for (const option of data.poll.options) {
+          const row = poll.querySelector('tr[data-option="' + option.number + '"]');
+          if (!row) continue;
+          setField(row, "votes", option.votes);
+          setField(row, "percent", option.percent);
+          const bar = row.querySelector("progress");
+          if (bar) bar.value = option.percent;
+        }
+      }
     });
   }
 
@@ -146,6 +217,18 @@
     return checked ? checked.value : "sms";
   }
 
+  // The poll or confirmation ends every version's SMS (in its language) and counts in its segments.
+  function answers(area) {
+    const confirm = document.getElementById("asks_confirmation");
+    const question = document.getElementById("poll_question");
+    return {
+      language: area.id === "text" ? "it" : area.id.replace(/^text_/, ""),
+      asks_confirmation: Boolean(confirm && confirm.checked),
+      poll_question: question ? question.value : "",
+      poll_options: Array.from(compose.querySelectorAll('input[name="poll_options"]'), function (input) { return input.value; }),
+    };
+  }
+
   // One counter per text area: the main text and each version in another language is an SMS of its own.
   function attachCounter(area, counter, fix) {
     let fixedText = null;
@@ -160,7 +243,7 @@
       }
       const response = await fetch(compose.dataset.planUrl, {
         method: "POST", credentials: "same-origin", headers: {...jsonHeaders, "X-CSRFToken": csrf()},
-        body: JSON.stringify({text: area.value, drill: drill.checked, channels: channelChoice()}),
+        body: JSON.stringify({text: area.value, drill: drill.checked, channels: channelChoice(), ...answers(area)}),
       });
       if (mine !== asked) return;
       if (response.status === 401) {  // signed out meanwhile: say so instead of a silent counter
@@ -188,6 +271,9 @@
     area.addEventListener("input", schedule);
     drill.addEventListener("change", schedule);
     for (const radio of compose.querySelectorAll('input[name="channels"]')) radio.addEventListener("change", schedule);
+    for (const input of compose.querySelectorAll('#asks_confirmation, #poll_question, input[name="poll_options"]')) {
+      input.addEventListener(input.type === "checkbox" ? "change" : "input", schedule);
+    }
     if (fix) {
       fix.addEventListener("click", function () {
         if (fixedText !== null) { area.value = fixedText; update(); recount(); }
