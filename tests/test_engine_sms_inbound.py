@@ -1,6 +1,7 @@
 """Citizens' SMS received end to end: `allerta run` reads simulated modems over real pseudo-terminals
 and commits every message, whole, once, however the modem delivers it (+CMTI into SM or ME, +CMT routed
 and acknowledged), and the SIM's memory never fills."""
+import contextlib
 import sqlite3
 
 import pytest
@@ -127,6 +128,19 @@ def test_routed_sms_are_acknowledged_only_once_committed(tmp_path):
             engine.wait(timeout=60)
 
 
+@contextlib.contextmanager
+def engine_up_database_held(services):
+    """Once the engine's line is up, someone else (a backup) holds the SQLite database's write lock."""
+    assert wait_until(lambda: _lines(services) == {"up"}, 60)
+    holder = sqlite3.connect(services.config.database_url.split("///", 1)[1], isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
 def _lines(services) -> set[str]:
     with services.sessions() as s:
         return set(s.scalars(select(Line.state)))
@@ -147,10 +161,7 @@ def test_kill_9_between_reading_and_committing_loses_nothing_and_duplicates_noth
             spool_path.mkdir(parents=True)
         engine = start_engine(config_path, log_path=tmp_path / "engine.log")
         try:
-            assert wait_until(lambda: _lines(services) == {"up"}, 60)
-            holder = sqlite3.connect(services.config.database_url.split("///", 1)[1], isolation_level=None)
-            holder.execute("BEGIN EXCLUSIVE")
-            try:
+            with engine_up_database_held(services):
                 send(sim, sender="+393331110001", text="AIUTO siamo bloccati", memory="SM")
                 # Read by the engine, whose commit waits for the lock...
                 assert wait_until(lambda: "AT+CMGR=1" in (tmp_path / "trace.txt").read_text(), 30)
@@ -159,9 +170,6 @@ def test_kill_9_between_reading_and_committing_loses_nothing_and_duplicates_noth
                 else:
                     assert wait_until(lambda: "cannot spool" in (tmp_path / "engine.log").read_text(), 30)
                 kill9(engine)
-            finally:
-                holder.execute("ROLLBACK")
-                holder.close()
             # ...killed before it: nowhere in the database; in the spool, or still on the SIM.
             assert inbound(services) == []
             assert modem_status(sim)["stored"]["SM"] == (0 if spool == "written" else 1)
@@ -184,19 +192,13 @@ def test_a_held_database_does_not_fill_the_sim_during_a_storm(tmp_path):
         services = services_for(config_path)
         engine = start_engine(config_path, log_path=tmp_path / "engine.log")
         try:
-            assert wait_until(lambda: _lines(services) == {"up"}, 60)
-            holder = sqlite3.connect(services.config.database_url.split("///", 1)[1], isolation_level=None)
-            holder.execute("BEGIN EXCLUSIVE")
-            try:
+            with engine_up_database_held(services):
                 flood = sim.control({"cmd": "incoming_flood", "modem": "modem-0", "count": 60, "rate": 20,
                                      "senders": ["+393470000001", "+393470000002"], "texts": ["OK {n}"],
                                      "memory": "SM"})
                 assert flood["ok"], flood
                 assert wait_until(lambda: len(sim.log_records("incoming")) >= 60, 30)
                 assert inbound(services) == []     # nothing committed while the lock is held...
-            finally:
-                holder.execute("ROLLBACK")
-                holder.close()
             # ...yet the 30-slot SIM never filled: each part was spooled and deleted.
             status = modem_status(sim)
             assert status["stored_high_water"]["SM"] < 30 and status["held_by_network"] == 0, status
