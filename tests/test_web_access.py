@@ -60,6 +60,8 @@ ROUTES = [
     ("GET", "/admin/tokens", "admin"),
     ("POST", "/admin/tokens", "admin"),
     ("GET", "/admin/config", "admin"),
+    ("GET", "/admin/elections/", "admin"),
+    ("POST", "/admin/elections/", "admin"),
 ]
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("POST", "/language"),
           ("GET", "/api/v1/openapi.json")}

@@ -358,3 +358,20 @@ def test_cli_status_and_the_alert_page_show_the_same_eta(app, panel, capsys):
     page = viewer.get(f"/alerts/{alert_id}/progress.json").get_json()["progress"]["channels"]
     assert status["eta_seconds"] == status["channels"]["sms"]["eta_seconds"] == page["sms"]["eta_seconds"] == 0
     assert "ETA done" in text and page["sms"]["eta"] == "-"
+
+
+def test_a_vulnerable_person_who_wrote_stop_is_on_the_door_knock_list_of_every_alert_for_their_zone(app, panel):
+    with panel.sessions.begin() as s:
+        giulia = s.scalar(select(Contact).where(Contact.name == "Giulia Verdi"))
+        for number in giulia.numbers:
+            number.opted_out, number.opted_out_via = True, "sms"
+    alert_id = _send_to_fregene(app)
+    with panel.sessions() as s:
+        assert "+393470000003" not in set(s.scalars(select(Delivery.e164).where(Delivery.alert_id == alert_id)))
+    html = client_for(app, "operator").get(f"/alerts/{alert_id}/vulnerable").get_data(as_text=True)
+    assert "Giulia Verdi" in html and "ha scritto STOP" in html
+    with panel.sessions.begin() as s:
+        s.execute(update(Delivery).where(Delivery.alert_id == alert_id).values(state="delivered"))
+    # Everyone the alert went to got it; she could not be sent it: still a door to knock on.
+    html = client_for(app, "operator").get(f"/alerts/{alert_id}/vulnerable").get_data(as_text=True)
+    assert "Giulia Verdi" in html

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from gateway.core.models import Alert
 from gateway.core.services import build_services
 from gateway.core.config import load_config
 from gateway.core.contacts_import import import_contacts
@@ -58,3 +59,14 @@ def post(client, path: str, data: dict | None = None, **kwargs):
     data = dict(data or {})
     data.setdefault("csrf_token", csrf_token(client, "/account"))
     return client.post(path, data=data, **kwargs)
+
+
+def created_id(response) -> int:
+    """The id of the alert a compose POST created (it redirects to the alert's page)."""
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    return int(response.location.rstrip("/").rsplit("/", 1)[1])
+
+
+def stored_alert(panel, alert_id: int):  # noqa: ANN201 - a gateway.core.models.Alert
+    with panel.sessions() as s:
+        return s.get(Alert, alert_id)

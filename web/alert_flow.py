@@ -6,6 +6,11 @@ one who asked for its approval. An approver may send at once, but only by
 giving a reason, which is kept with the alert ("bypassed") and in the audit
 log. Without the rule, whoever may send sends at once.
 
+During an election period (law 28/2000, art. 9; gateway/core/elections.py) an information message
+goes out only with an approver's reason that it is impersonal and indispensable: the approver gives
+it when approving (or when sending at once); an operator's information alert may be written and
+submitted, never sent without it. The reason is kept with the alert and in the audit entry.
+
 A draft belongs to its author: only they submit it or throw it away, unless
 they share it, and then any operator may. Nobody, admins included, submits an
 unshared draft of someone else's: it may be half written. Who may cancel is
@@ -67,6 +72,7 @@ def create_alert(p: Panel, request: AlertRequest, *, actor: str, role: str, mode
     reason = reason.strip()
     shared = shared and mode == "draft"
     request.created_by = actor
+    _election_reason_from(request, actor=actor, role=role)
     if mode == "send_now" and rule:
         if not has_role(role, "approver"):
             raise FlowError("only an approver may send without approval")
@@ -97,9 +103,24 @@ def create_alert(p: Panel, request: AlertRequest, *, actor: str, role: str, mode
     return Outcome(alert_id, AlertState.ACTIVE, preview)
 
 
+def _election_reason_from(request: AlertRequest, *, actor: str, role: str) -> None:
+    """Only an approver's election-period reason counts: theirs is recorded as given by them."""
+    request.election_reason = (request.election_reason or "").strip() or None
+    if request.election_reason is None:
+        request.election_reason_by = None
+        return
+    if not has_role(role, "approver"):
+        raise FlowError("only an approver may give the election-period reason (law 28/2000, art. 9): "
+                        "submit the alert and an approver gives it when approving")
+    request.election_reason_by = actor
+
+
 def _extras(request: AlertRequest) -> dict:
-    """What the audit log keeps of the optional parts: versions, time to send, follow-up."""
-    extras: dict = {}
+    """What the audit log keeps of the optional parts: category, election-period reason, versions,
+    time to send, follow-up."""
+    extras: dict = {"category": request.category, "cap_category": request.cap_category}
+    if request.election_reason:
+        extras["election_reason"] = request.election_reason
     if request.translations:
         extras["translations"] = dict(sorted(request.translations.items()))
     if request.send_at is not None:
@@ -145,7 +166,7 @@ def share_draft(p: Panel, alert_id: int, *, actor: str, shared: bool) -> None:
         p.audit.record(s, actor, "alert.share" if shared else "alert.unshare", alert_id)
 
 
-def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
+def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str, election_reason: str = "") -> str:
     """A draft goes for approval (rule on) or out (rule off). Returns the new state."""
     alert = _alert(p, alert_id)
     if alert.state != AlertState.DRAFT:
@@ -154,7 +175,7 @@ def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
         raise FlowError("this draft belongs to %(author)s: only they may submit it, unless they share it",
                         author=alert.created_by)
     if not p.web.two_person_rule:
-        approve(p, alert_id, actor=actor, role=role, from_draft=True)
+        approve(p, alert_id, actor=actor, role=role, from_draft=True, election_reason=election_reason)
         return AlertState.ACTIVE
     with p.audit.transaction() as s:
         taken = s.execute(update(Alert).where(Alert.id == alert_id, Alert.state == AlertState.DRAFT)
@@ -167,8 +188,15 @@ def submit_draft(p: Panel, alert_id: int, *, actor: str, role: str) -> str:
     return AlertState.AWAITING_APPROVAL
 
 
-def approve(p: Panel, alert_id: int, *, actor: str, role: str, from_draft: bool = False) -> dict[str, int]:
+def approve(p: Panel, alert_id: int, *, actor: str, role: str, from_draft: bool = False,
+            election_reason: str = "") -> dict[str, int]:
+    """Send an alert awaiting approval (or, ``from_draft``, a draft without the two-person rule).
+    ``election_reason``: the approver's reason, needed for information during an election period."""
     rule = p.web.two_person_rule
+    election_reason = election_reason.strip()
+    if election_reason and not has_role(role, "approver"):
+        raise FlowError("only an approver may give the election-period reason (law 28/2000, art. 9): "
+                        "submit the alert and an approver gives it when approving")
     with p.audit.transaction() as s:
         alert = _alert(p, alert_id, s)
         if not from_draft:
@@ -182,13 +210,15 @@ def approve(p: Panel, alert_id: int, *, actor: str, role: str, from_draft: bool 
             if rule and asked is not None and asked.requested_by == actor:
                 raise FlowError("the two-person rule: you asked for this approval, someone else must give it")
         try:
-            counts = p.services.alerts.release(alert_id, session=s)
+            counts = p.services.alerts.release(alert_id, session=s, election_reason=election_reason,
+                                               election_reason_by=actor)
         except AlertError as exc:
             raise FlowError.of(exc) from None
         s.execute(update(AlertApproval).where(AlertApproval.alert_id == alert_id,
                                               AlertApproval.decision == ApprovalDecision.PENDING)
                   .values(decision=ApprovalDecision.APPROVED, decided_by=actor, decided_at=utcnow()))
-        p.audit.record(s, actor, "alert.approve" if not from_draft else "alert.send", alert_id, recipients=counts)
+        p.audit.record(s, actor, "alert.approve" if not from_draft else "alert.send", alert_id, recipients=counts,
+                       election_reason=election_reason or None)
     return counts
 
 

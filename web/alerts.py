@@ -17,18 +17,20 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
                    stream_with_context, url_for)
 from flask_babel import gettext as _, lazy_gettext
 from flask_login import current_user
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from gateway.core import inbox
 from gateway.core.audio import VOICES, AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
 from gateway.core.db import utcnow
+from gateway.core.door_knock import door_knock_list
 from gateway.core.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
 from gateway.core.models_panel import AlertText
 from gateway.core.polls import MAX_OPTIONS, Poll, answer_suffix, poll_results, votes_by_number
+from gateway.core.quiet_hours import local_time
 from gateway.core.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
-from gateway.core.states import AlertState, ApprovalDecision, Channel, DeliveryState
+from gateway.core.states import AlertCategory, AlertState, ApprovalDecision, CapCategory, Channel, DeliveryState
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
                                          translation_version)
 from web import alert_flow
@@ -59,6 +61,11 @@ TEMPLATES = {
     "all_clear": "Cessato allarme: la situazione è tornata alla normalità. Grazie per la collaborazione.",
     "correction": "Rettifica: il messaggio precedente conteneva un errore. Il testo corretto è: ",
 }
+# The category each template starts with (category, CAP category): a risk is an emergency, a water
+# outage public-utility information; a follow-up takes its original's (None).
+TEMPLATE_CATEGORIES = {"flood": ("emergency", "Met"), "wind": ("emergency", "Met"), "heat": ("emergency", "Met"),
+                       "evacuation": ("emergency", "Safety"), "water": ("information", ""),
+                       "all_clear": None, "correction": None}
 TEMPLATE_NAMES = {"flood": lazy_gettext("Flood"), "wind": lazy_gettext("Wind"), "heat": lazy_gettext("Heat"),
                   "evacuation": lazy_gettext("Evacuation"), "water": lazy_gettext("Water outage"),
                   "all_clear": lazy_gettext("All clear"), "correction": lazy_gettext("Correction")}
@@ -169,6 +176,11 @@ def request_from_form() -> AlertRequest:
         stop_on_confirm=voice.stop_on_confirm, sms_fallback=choice == "voice_fallback",
         translations={lang: text for lang, text in translations.items() if text},
         send_at=send_at, follows=follows, follow_up=follow_up,
+        # Empty: the default (gateway.core.alerts.default_category), which the form's first option says.
+        # The CAP category select keeps its value when "information" is picked after it: it is then ignored.
+        category=form.get("category", "").strip() or None,
+        cap_category=(form.get("cap_category", "").strip() or None) if form.get("category") != "information" else None,
+        election_reason=form.get("election_reason", ""),
         asks_confirmation=form.get("asks_confirmation") == "1", poll=_poll())
 
 
@@ -248,7 +260,8 @@ def _choices(follows: int | None = None) -> dict:
                 Delivery.alert_id == original.id, Delivery.state != DeliveryState.CANCELLED)
                 .group_by(Delivery.channel)).all())
     return {"zones": zones, "groups": groups, "voices": sorted(VOICES), "templates": TEMPLATES,
-            "template_names": TEMPLATE_NAMES, "languages": LANGUAGE_NAMES, "follow_up_names": FOLLOW_UP_NAMES,
+            "template_names": TEMPLATE_NAMES, "template_categories": TEMPLATE_CATEGORIES,
+            "categories": list(AlertCategory), "cap_categories": list(CapCategory), "languages": LANGUAGE_NAMES, "follow_up_names": FOLLOW_UP_NAMES,
             "defaults": panel().config.voice, "retry": panel().config.retry, "original": original,
             "sent_to": sent_to}
 
@@ -264,7 +277,8 @@ def _follow_up_form(original: Alert, kind: str) -> dict:
     """The compose form of a correction or all-clear, filled from the original."""
     text = TEMPLATES["all_clear"] if kind == "all_clear" else TEMPLATES["correction"] + original.text
     return {"text": text, "channels": _channel_choice(original), "follows": str(original.id), "follow_up": kind,
-            "drill": "1" if original.drill else ""}
+            "drill": "1" if original.drill else "", "category": original.category,
+            "cap_category": original.cap_category or ""}
 
 
 # --- compose ------------------------------------------------------------------------------
@@ -308,7 +322,24 @@ def new():
                 AlertState.AWAITING_APPROVAL: _("Alert %(id)s is waiting for an approver.", id=outcome.alert_id),
                 AlertState.ACTIVE: _("Alert %(id)s is being sent.", id=outcome.alert_id)}
     flash(messages[outcome.state], "success")
+    if outcome.state == AlertState.ACTIVE:
+        _flash_held(alert_request.category, alert_request.send_at)
     return redirect(url_for("alerts.show", alert_id=outcome.alert_id))
+
+
+def held_until(category: str, send_at: dt.datetime | None) -> str | None:
+    """"08:00" when an alert of ``category`` starting now (or at ``send_at``) waits for the end of the
+    quiet hours ([ops] quiet_hours), in Italian time; None when nothing holds it."""
+    now = utcnow()
+    held = panel().services.alerts.quiet_hold(category, max(now, send_at or now))
+    return None if held is None else local_time(held).strftime("%H:%M")
+
+
+def _flash_held(category: str, send_at: dt.datetime | None) -> None:
+    held = held_until(category, send_at)
+    if held:
+        flash(_("Held until %(time)s (quiet hours): information messages wait for the morning.", time=held),
+              "warning")
 
 
 @bp.route("/sms-plan", methods=["POST"])
@@ -511,6 +542,8 @@ def show(alert_id: int):
         entry["reached" if bucket == "reached" else "failed" if bucket in ("failed", "cancelled")
               else "open"] += count
     approvals = alert_flow.approvals(panel(), alert_id)
+    held = held_until(alert.category, alert.send_at) if alert.state == AlertState.ACTIVE and by_state.get(
+        DeliveryState.PENDING) else None
     asked = next((a.requested_by for a in reversed(approvals) if a.decision == ApprovalDecision.PENDING), None)
     me = {"actor": current_user.username, "role": current_user.role}
     return render_template("alerts/show.html", alert=alert, progress=progress, by_zone=by_zone, by_state=by_state,
@@ -519,7 +552,7 @@ def show(alert_id: int):
                            may_cancel=alert_flow.may_cancel(alert, asked, **me), asked_by=asked,
                            target=json.loads(alert.target), filters=request.args, versions=versions,
                            follow_ups=follow_ups, gone_out=gone_out, now=utcnow(), languages=LANGUAGE_NAMES,
-                           follow_up_names=FOLLOW_UP_NAMES, **answers)
+                           follow_up_names=FOLLOW_UP_NAMES, held_until=held, **answers)
 
 
 def _answers(s: Session, alert: Alert) -> dict:
@@ -673,26 +706,7 @@ def vulnerable(alert_id: int):
     """Printable: vulnerable people of this alert not reached yet, for volunteers at the door."""
     alert = _get_alert(alert_id)
     with panel().sessions() as s:
-        reached = select(Delivery.number_id).where(Delivery.alert_id == alert_id, Delivery.state.in_(REACHED))
-        # A person is reached when any of their numbers was (the mobile answered, the landline did not):
-        # volunteers knock on the doors of people no number reached.
-        theirs = contact_numbers.alias("theirs")
-        reached_person = exists().where(theirs.c.contact_id == Contact.id, theirs.c.number_id.in_(reached))
-        found = s.execute(select(Contact.id, Contact.name, Contact.address, Zone.name.label("zone"), Contact.needs,
-                                 Delivery.e164)
-                          .join(contact_numbers, contact_numbers.c.contact_id == Contact.id)
-                          .join(Delivery, and_(Delivery.number_id == contact_numbers.c.number_id,
-                                               Delivery.alert_id == alert_id))
-                          .outerjoin(Zone, Zone.id == Contact.zone_id)
-                          .where(Contact.vulnerable.is_(True), ~reached_person)
-                          .order_by(Zone.name, Contact.address, Contact.name, Contact.id)).all()
-    people: dict[int, dict] = {}
-    for row in found:
-        person = people.setdefault(row.id, {"name": row.name, "address": row.address, "zone": row.zone,
-                                            "needs": row.needs, "numbers": []})
-        if row.e164 not in person["numbers"]:
-            person["numbers"].append(row.e164)
-    rows = list(people.values())
+        rows = door_knock_list(s, alert_id, REACHED)
     panel().audit.write(current_user.username, "alert.vulnerable_list", alert_id, people=len(rows))
     return render_template("alerts/vulnerable.html", alert=alert, rows=rows)
 
@@ -710,19 +724,25 @@ def _decide(action):  # noqa: ANN001, ANN202
 @require_role("operator")
 def submit(alert_id: int):
     state = _decide(lambda: alert_flow.submit_draft(panel(), alert_id, actor=current_user.username,
-                                                     role=current_user.role))
+                                                     role=current_user.role,
+                                                     election_reason=request.form.get("election_reason", "")))
     if state:
         flash(_("Alert %(id)s is waiting for an approver.", id=alert_id) if state == AlertState.AWAITING_APPROVAL
               else _("Alert %(id)s is being sent.", id=alert_id), "success")
+        if state == AlertState.ACTIVE:
+            alert = _get_alert(alert_id)
+            _flash_held(alert.category, alert.send_at)
     return redirect(url_for("alerts.show", alert_id=alert_id))
 
 
 @bp.route("/<int:alert_id>/approve", methods=["POST"])
 @require_role("approver")
 def approve(alert_id: int):
-    if _decide(lambda: alert_flow.approve(panel(), alert_id, actor=current_user.username,
-                                          role=current_user.role)) is not None:
+    if _decide(lambda: alert_flow.approve(panel(), alert_id, actor=current_user.username, role=current_user.role,
+                                          election_reason=request.form.get("election_reason", ""))) is not None:
         flash(_("Alert %(id)s approved: it is being sent.", id=alert_id), "success")
+        alert = _get_alert(alert_id)
+        _flash_held(alert.category, alert.send_at)
     return redirect(url_for("alerts.show", alert_id=alert_id))
 
 

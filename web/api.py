@@ -81,7 +81,13 @@ def api_role(role: str):  # noqa: ANN201
 
 
 def _alert_json(alert: Alert, progress: dict, poll: dict | None) -> dict:
-    return {"asks_confirmation": bool(alert.asks_confirmation), "poll": poll, "id": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
+    now = utcnow()
+    held = (panel().services.alerts.quiet_hold(alert.category, max(now, alert.send_at or now))
+            if alert.state == AlertState.ACTIVE and progress.get("queued") else None)
+    return {"asks_confirmation": bool(alert.asks_confirmation), "poll": poll, "id": alert.id, "state": alert.state,
+            "drill": alert.drill, "priority": alert.priority,
+            "category": alert.category, "cap_category": alert.cap_category, "election_reason": alert.election_reason,
+            "held_until": held.isoformat() + "Z" if held else None,
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
             "channels": list(alert.delivery_channels), "recipients": alert.recipients,
             "created_by": alert.created_by, "created_at": alert.created_at.isoformat() + "Z",
@@ -144,6 +150,8 @@ def create_alert():
             voice_interval=voice.interval, voice_growth=voice.growth, voice_cap=voice.per_number_cap,
             stop_on_confirm=voice.stop_on_confirm, sms_fallback=data.get("sms_fallback", voice.sms_fallback),
             translations={language.strip().lower(): text for language, text in data.get("translations", {}).items()},
+            category=data.get("category"), cap_category=data.get("cap_category"),
+            election_reason=data.get("election_reason", ""),
             asks_confirmation=data.get("asks_confirmation", False), poll=poll)
         p.services.alerts.preview(alert_request)
         if Channel.VOICE in alert_request.channels:

@@ -14,7 +14,7 @@ from jsonschema.exceptions import best_match
 from gateway.core.audio import VOICES
 from gateway.core.inbox import KINDS
 from gateway.core.polls import MAX_OPTION, MAX_OPTIONS, MAX_QUESTION, MIN_OPTIONS
-from gateway.core.states import AlertState, Channel
+from gateway.core.states import AlertCategory, AlertState, CapCategory, Channel
 from web.params import MAX_ID
 
 
@@ -56,6 +56,17 @@ CREATE_ALERT = {
                  "description": "a draft is shared: any operator may review and submit it in the panel"},
         "reason": {"type": "string", "maxLength": 2000,
                    "description": "required with send_now under the two-person rule"},
+        "category": {"type": "string", "enum": [category.value for category in AlertCategory],
+                     "description": "emergency (life safety: ignores STOP INFO, quiet hours and the election "
+                                    "lock) or information (public utility: respects them); default emergency "
+                                    "(a drill is always an emergency by default)"},
+        "cap_category": {"type": "string", "enum": [category.value for category in CapCategory],
+                         "description": "what an emergency is about (CAP 1.2 <category>); default Safety; "
+                                        "not for information"},
+        "election_reason": {"type": "string", "maxLength": 2000,
+                            "description": "during an election period, why this information message is "
+                                           "impersonal and indispensable (law 28/2000, art. 9); only an "
+                                           "approver token may give it"},
     }}
 
 _VALIDATORS = {"create_alert": Draft202012Validator(CREATE_ALERT)}
@@ -106,6 +117,11 @@ _ALERT = {"type": "object", "properties": {
     "id": {"type": "integer"},
     "state": {"type": "string", "enum": [state.value for state in AlertState]},
     "drill": {"type": "boolean"}, "priority": {"type": "boolean"}, "text": {"type": "string"},
+    "category": {"type": "string", "enum": [category.value for category in AlertCategory]},
+    "cap_category": {"type": ["string", "null"], "enum": [*(category.value for category in CapCategory), None]},
+    "election_reason": {"type": ["string", "null"]},
+    "held_until": {"type": ["string", "null"], "format": "date-time",
+                   "description": "information waiting for the end of the quiet hours ([ops] quiet_hours)"},
     "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]}, "segments": {"type": "integer"},
     "channels": {"type": "array", "items": {"type": "string", "enum": [channel.value for channel in Channel]}},
     "recipients": {"type": "integer"}, "created_by": {"type": "string"},

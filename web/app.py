@@ -15,11 +15,12 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest
 
 from gateway.core.services import Services, build_services
-from web import admin, alerts, api, auth, contacts, dashboard, inbox, zones
+from web import admin, alerts, api, auth, contacts, dashboard, elections, inbox, zones
 from gateway.core.config import Config, load_config
 from web.app_user import load_user
 from gateway.core.audit import audit_log_for
 from web.context import Panel, panel
+from web.elections import election_in_force
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, PanelBabel, compile_catalogues
 from web.labels import cause, label, labels
 from web.params import BoundedIntConverter
@@ -101,7 +102,8 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
 
     # Before the blueprints: their rules are compiled with the converter in place when they are added.
     app.url_map.converters["int"] = BoundedIntConverter
-    for blueprint in (auth.bp, dashboard.bp, contacts.bp, zones.bp, alerts.bp, inbox.bp, admin.bp, api.bp):
+    for blueprint in (auth.bp, dashboard.bp, contacts.bp, zones.bp, alerts.bp, inbox.bp, admin.bp, elections.bp,
+                      api.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing a foreign page could forge
 
@@ -118,7 +120,8 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     @app.context_processor
     def _globals() -> dict[str, Any]:
         return {"comune": config.general.comune, "ROLES": ROLES, "LANGUAGES": LANGUAGES,
-                "two_person_rule": web.two_person_rule, "current_language": lambda: str(get_locale() or "it")}
+                "two_person_rule": web.two_person_rule, "current_language": lambda: str(get_locale() or "it"),
+                "election_period": election_in_force(services.sessions)}
     return app
 
 

@@ -66,6 +66,7 @@ def _snapshot() -> dict:
         # Everything a row needs: the page's script rebuilds the rows from this (new alerts appear).
         "alerts": [{"id": a.id, "url": url_for("alerts.show", alert_id=a.id), "state": a.state,
                     "state_label": label(a.state, "alert_state"), "drill": a.drill, "text": a.sms_text,
+                    "category": a.category, "category_label": label(a.category, "category"),
                     "summary": summary(a.sms_text), "channels": a.channels,
                     "created_at": a.created_at.isoformat() + "Z", "created_by": a.created_by,
                     "progress": progress[a.id]} for a in alerts],

@@ -41,6 +41,12 @@ ALERT_MESSAGES = (
     lazy_gettext("alert %(id)s is %(state)s, not waiting to be sent"),
     lazy_gettext("the chosen target has no reachable recipient any more"),
     lazy_gettext("the text contains control characters (%(characters)s): remove them"),
+    lazy_gettext("unknown category %(category)s: emergency or information"),
+    lazy_gettext("a CAP category (%(cap)s) is what an emergency is about: an information message has none"),
+    lazy_gettext("unknown CAP category %(cap)s: one of %(known)s"),
+    lazy_gettext("election period %(description)s (%(span)s, Italian time): an information message goes out only "
+                 "with an approver's reason that it is impersonal and indispensable (law 28/2000, art. 9); give "
+                 "the reason, or send it as an emergency if it is one"),
 )
 
 # web/alert_flow.py: the approval rules
@@ -61,6 +67,21 @@ FLOW_MESSAGES = (
     lazy_gettext("the two-person rule: you asked for this approval, someone else must give it"),
     lazy_gettext("only its author, an approver or an administrator may cancel alert %(id)s"),
     lazy_gettext("say why the alert is cancelled"),
+    lazy_gettext("only an approver may give the election-period reason (law 28/2000, art. 9): submit the alert "
+                 "and an approver gives it when approving"),
+)
+
+# gateway/core/elections.py
+ELECTION_MESSAGES = (
+    lazy_gettext("%(option)s %(value)s: not a date (YYYY-MM-DD) or a date and time (YYYY-MM-DD HH:MM), "
+                 "Italian time"),
+    lazy_gettext("the description is empty: say which election (e.g. 'Comunali 2027'), it is shown "
+                 "on the banner"),
+    lazy_gettext("the description is too long: at most %(count)s characters"),
+    lazy_gettext("the end must be after the start (the period runs from the calling of the election to the "
+                 "close of the polls)"),
+    lazy_gettext("no election period with id %(id)s"),
+    lazy_gettext("election period %(id)s was already revoked"),
 )
 
 # gateway/core/polls.py: a poll or a confirmation request refused (raised as AnswerError)

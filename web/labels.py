@@ -109,6 +109,23 @@ LABELS = {
         "102": lazy_pgettext("call cause", "Timer expired"),
         "127": lazy_pgettext("call cause", "Interworking, unspecified"),
     },
+    "category": {"emergency": lazy_pgettext("alert category", "Emergency"),
+                 "information": lazy_pgettext("alert category", "Public-utility information")},
+    # CAP 1.2 <category> (gateway.core.states.CapCategory): what an emergency is about.
+    "cap_category": {
+        "Geo": lazy_pgettext("cap category", "Geophysical (earthquake, landslide)"),
+        "Met": lazy_pgettext("cap category", "Weather (flood, storm, heat)"),
+        "Safety": lazy_pgettext("cap category", "Public safety (general)"),
+        "Security": lazy_pgettext("cap category", "Security (law enforcement)"),
+        "Rescue": lazy_pgettext("cap category", "Rescue and recovery"),
+        "Fire": lazy_pgettext("cap category", "Fire"),
+        "Health": lazy_pgettext("cap category", "Health"),
+        "Env": lazy_pgettext("cap category", "Environment (pollution)"),
+        "Transport": lazy_pgettext("cap category", "Transport"),
+        "Infra": lazy_pgettext("cap category", "Utilities and infrastructure"),
+        "CBRNE": lazy_pgettext("cap category", "Chemical, biological, nuclear, explosive"),
+        "Other": lazy_pgettext("cap category", "Other"),
+    },
     # What an incoming SMS was made of (gateway.core.states.InboundKind), the Inbox's filters.
     "inbound_kind": {
         "command": lazy_pgettext("inbound kind", "Command"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import DateTime, Integer, and_, case, cast, exists, func, literal, or_, select, update
@@ -12,13 +13,16 @@ from gateway.core import capacity, line_health
 from gateway.core.config import SCHEMA
 from gateway.core.control_chars import control_characters
 from gateway.core.db import transaction, utcnow
+from gateway.core.elections import period_at
 from gateway.core.models_panel import AlertText
 from gateway.core.models import (Alert, Attempt, Contact, Delivery, Group, Line, PhoneNumberRow, SmsPart, Zone,
                             contact_groups, contact_numbers)
 from gateway.core.phone import InvalidNumber, normalise_number
+from gateway.core.quiet_hours import QuietHours
 from gateway.core.polls import Poll, PollError, answer_suffix, check_poll, poll_results
 from gateway.core.sms_text import SmsPlan, SmsTextError, plan_sms
-from gateway.core.states import AlertState, Channel, DeliveryState, PartStatus, join_channels
+from gateway.core.states import (AlertCategory, AlertState, CapCategory, Channel, DeliveryState, PartStatus,
+                                 join_channels)
 
 
 class AlertError(Exception):
@@ -44,6 +48,9 @@ class AnswerError(AlertError):
 
 
 FOLLOW_UPS = ("correction", "all_clear")
+# What an emergency is about when nobody said (CAP 1.2 <category>): "Safety", CAP's "general emergency
+# and public safety", is true of every alert a town sends; "Other" would tell a reader nothing.
+DEFAULT_CAP_CATEGORY = CapCategory.SAFETY
 # An alert stored without deliveries yet: release() fans it out, discard() ends it.
 WAITING_TO_GO = (AlertState.DRAFT, AlertState.AWAITING_APPROVAL)
 
@@ -92,9 +99,57 @@ class AlertRequest:
     # channel, the original went to (not cancelled before going out); ``target`` is ignored.
     follows: int | None = None
     follow_up: str | None = None
+    # An AlertCategory; None: the default (``default_category``). ``cap_category`` (a CapCategory)
+    # only for an emergency; None: DEFAULT_CAP_CATEGORY.
+    category: str | None = None
+    cap_category: str | None = None
+    # During an election period an information message needs an approver's reason that it is
+    # impersonal and indispensable (law 28/2000, art. 9), and who gave it. The entry points
+    # check the role; the core checks that the reason is there.
+    election_reason: str | None = None
+    election_reason_by: str | None = None
     # What citizens are asked to answer by SMS (gateway/core/polls.py): one or the other, never both.
     asks_confirmation: bool = False
     poll: Poll | None = None
+
+
+def default_category(request: AlertRequest, now: dt.datetime | None = None) -> AlertCategory:
+    """The category of an alert nobody chose one for: a drill rehearses an emergency, and a CAP category
+    names one; anything scheduled for later is public-utility information (an emergency goes now);
+    otherwise emergency, the safe side (an emergency ignores STOP INFO, quiet hours and the election lock)."""
+    if request.drill or request.cap_category:   # a CAP category says what emergency it is
+        return AlertCategory.EMERGENCY
+    if request.send_at is not None and request.send_at > (now or utcnow()):
+        return AlertCategory.INFORMATION
+    return AlertCategory.EMERGENCY
+
+
+def resolve_category(request: AlertRequest, now: dt.datetime | None = None) -> None:
+    """Check the request's category and CAP category and fill in the defaults (in place)."""
+    if request.category is None:
+        if request.follows is not None:
+            return   # a follow-up takes its original's (AlertService._check_follow_up)
+        request.category = default_category(request, now)
+    try:
+        request.category = AlertCategory(str(request.category).strip().lower())
+    except ValueError:
+        raise AlertError("unknown category %(category)s: emergency or information",
+                         category=repr(request.category)) from None
+    if request.category == AlertCategory.INFORMATION:
+        if request.cap_category:
+            raise AlertError("a CAP category (%(cap)s) is what an emergency is about: an information "
+                             "message has none", cap=request.cap_category)
+        request.cap_category = None
+        return
+    if not request.cap_category:
+        request.cap_category = DEFAULT_CAP_CATEGORY
+        return
+    by_name = {member.value.casefold(): member for member in CapCategory}
+    cap = by_name.get(str(request.cap_category).strip().casefold())
+    if cap is None:
+        raise AlertError("unknown CAP category %(cap)s: one of %(known)s", cap=repr(request.cap_category),
+                         known=", ".join(CapCategory))
+    request.cap_category = cap
 
 
 @dataclass
@@ -132,12 +187,36 @@ def goes_by_sms(request: AlertRequest) -> bool:
 class AlertService:
     def __init__(self, sessions: sessionmaker[Session], *, region: str = "IT", max_segments: int = 4,
                  drill_prefix: str = "[ESERCITAZIONE] ",
-                 stale_seconds: float = line_health.STALE_MINIMUM_SECONDS) -> None:
+                 stale_seconds: float = line_health.STALE_MINIMUM_SECONDS,
+                 quiet_hours: QuietHours | None = None, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.sessions = sessions
+        # Naive UTC now: when an alert goes out decides quiet hours and the election lock (tests set it).
+        self.clock = clock
         self.region = region
         self.max_segments = max_segments
         self.drill_prefix = drill_prefix
         self.stale_seconds = stale_seconds
+        self.quiet_hours = quiet_hours
+
+    # --- categories: quiet hours and the election lock ---------------------------------
+    def quiet_hold(self, category: str | None, at: dt.datetime) -> dt.datetime | None:
+        """When an alert of ``category`` due at ``at`` (naive UTC) may start: the end of the quiet
+        hours for information due during them; None when nothing holds it."""
+        if category != AlertCategory.INFORMATION or self.quiet_hours is None:
+            return None
+        return self.quiet_hours.held_until(at)
+
+    @staticmethod
+    def _check_election(session: Session, category: str, at: dt.datetime, reason: str | None) -> None:
+        """An information message going out at ``at`` during an election period needs a reason."""
+        if category != AlertCategory.INFORMATION or (reason or "").strip():
+            return
+        period = period_at(session, at)
+        if period is not None:
+            raise AlertError("election period %(description)s (%(span)s, Italian time): an information message "
+                             "goes out only with an approver's reason that it is impersonal and indispensable "
+                             "(law 28/2000, art. 9); give the reason, or send it as an emergency if it is one",
+                             description=repr(period.description), span=period.local_span())
 
     # --- composing ----------------------------------------------------------------
     def plan(self, request: AlertRequest) -> tuple[str, SmsPlan]:
@@ -221,10 +300,15 @@ class AlertService:
         if others:
             raise AlertError("alert %(id)s did not go out by %(channels)s: a follow-up uses its channels",
                              id=original.id, channels=", ".join(sorted(others)))
+        if request.category is None:
+            # A correction or all-clear is of the same kind as what it corrects or ends.
+            request.category, request.cap_category = original.category, request.cap_category or original.cap_category
+            resolve_category(request)
 
     def preview(self, request: AlertRequest) -> AlertPreview:
         sms_text, plan = self.plan(request)
         self.plan_translations(request)
+        resolve_category(request, self.clock())
         with self.sessions() as session:
             if request.follows is not None:
                 self._check_follow_up(session, request)
@@ -233,19 +317,21 @@ class AlertService:
             counts = {}
             for channel in request.channels:
                 query = self._recipients_query(session, request.target, channel, alert_id=None,
-                                               follows=request.follows)
+                                               follows=request.follows, category=request.category)
                 counts[channel] = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
                 if request.follows is None:
-                    counts[channel] += self._unlisted_numbers(session, request.target, channel)
+                    counts[channel] += self._unlisted_numbers(session, request.target, channel,
+                                                              request.category)
         return AlertPreview(sms_text, plan, counts)
 
-    def _unlisted_numbers(self, session: Session, target: Target, channel: str) -> int:
+    def _unlisted_numbers(self, session: Session, target: Target, channel: str, category: str | None) -> int:
         """--to numbers in no contact, which ``create`` will make one-number contacts of
         (``_ensure_numbers``): the preview counts them without writing anything."""
         count = 0
         for e164, kind in {(n.e164, n.kind) for n in (normalise_number(raw, self.region) for raw in target.numbers)}:
             row = session.scalar(select(PhoneNumberRow).where(PhoneNumberRow.e164 == e164))
-            if row is not None and (row.contacts or row.opted_out):
+            if row is not None and (row.contacts or row.opted_out
+                                    or (row.opted_out_info and category == AlertCategory.INFORMATION)):
                 continue   # already counted by the query, or never reached
             if channel != Channel.SMS or (row.kind if row is not None else kind) == "mobile":
                 count += 1
@@ -256,7 +342,7 @@ class AlertService:
         records them (Delivery.language): which language versions the alert needs."""
         with self.sessions() as session:
             query = self._recipients_query(session, request.target, channel, alert_id=None,
-                                           follows=request.follows).subquery()
+                                           follows=request.follows, category=request.category).subquery()
             rows = session.execute(select(query.c.language, func.count()).group_by(query.c.language)).all()
         return {language: count for language, count in rows}
 
@@ -277,10 +363,13 @@ class AlertService:
                 raise AlertError("--to %(number)s: %(reason)s", number=raw, reason=str(exc)) from None
 
     def _recipients_query(self, session: Session, target: Target, channel: str, alert_id: int | None,
-                          follows: int | None = None):
-        """SELECT of one row per recipient number, shaped for INSERT INTO deliveries."""
+                          follows: int | None = None, category: str | None = None):
+        """SELECT of one row per recipient number, shaped for INSERT INTO deliveries.
+
+        A number that sent STOP INFO gets no information message (its contact, even a vulnerable
+        one, is then on no door-to-door list for it: their choice); emergencies still reach it."""
         if follows is not None:
-            return self._follow_up_query(follows, channel, alert_id)
+            return self._follow_up_query(follows, channel, alert_id, category)
         c, n = Contact.__table__.c, PhoneNumberRow.__table__.c
         cn, cg = contact_numbers.c, contact_groups.c
         conditions = []
@@ -302,6 +391,8 @@ class AlertService:
         else:
             conditions.append(c.needs.is_distinct_from("text_only"))
         conditions.append(n.opted_out.is_(False))
+        if category == AlertCategory.INFORMATION:
+            conditions.append(n.opted_out_info.is_(False))
         vulnerable = func.max(cast(c.vulnerable, Integer))
         z = Zone.__table__.c
         return (select(literal(alert_id, Integer).label("alert_id"), n.id.label("number_id"), n.e164,
@@ -326,6 +417,7 @@ class AlertService:
             raise AlertError("attempts and the per-number cap must be at least 1")
         if request.follow_up is not None and (request.follow_up not in FOLLOW_UPS or request.follows is None):
             raise AlertError("a follow-up is a correction or an all clear of an alert that went out")
+        resolve_category(request, self.clock())
         return sms_text, plan
 
     def _check_recipients(self, session: Session, request: AlertRequest) -> None:
@@ -354,23 +446,37 @@ class AlertService:
                      voice_growth=request.voice_growth, voice_cap=request.voice_cap,
                      stop_on_confirm=request.stop_on_confirm, sms_fallback=request.sms_fallback,
                      send_at=request.send_at, follows_alert_id=request.follows, follow_up=request.follow_up,
+                     category=request.category, cap_category=request.cap_category,
+                     **AlertService._election_columns(request),
                      asks_confirmation=request.asks_confirmation,
                      poll_question=request.poll.question if request.poll else None,
                      poll_options=json.dumps(list(request.poll.options), ensure_ascii=False) if request.poll else None,
                      poll_closes_at=request.poll.closes_at if request.poll else None, **extra)
+
+    @staticmethod
+    def _election_columns(request: AlertRequest) -> dict:
+        """The reason is kept only where the lock applies: an emergency needs none."""
+        reason = (request.election_reason or "").strip()
+        if not reason or request.category != AlertCategory.INFORMATION:
+            return {"election_reason": None, "election_reason_by": None}
+        return {"election_reason": reason, "election_reason_by": request.election_reason_by}
 
     def create(self, request: AlertRequest, *, session: Session | None = None) -> tuple[int, AlertPreview]:
         """Create the alert and every delivery in one transaction (``session``'s when given); return its id."""
         sms_text, plan = self._validated(request)
         with transaction(self.sessions, session) as session:
             self._check_recipients(session, request)
+            now = self.clock()
+            self._check_election(session, request.category, max(now, request.send_at or now),
+                                 request.election_reason)
             alert = self._new_alert(request, sms_text, plan)
             session.add(alert)
             session.flush()
             self._add_translations(session, alert, request)
             counts = {}
+            not_before = self._not_before(alert)
             for channel in request.channels:
-                counts[channel] = self._fan_out(session, alert, request, channel)
+                counts[channel] = self._fan_out(session, alert, request, channel, not_before)
             alert.recipients = sum(counts.values())
             if alert.recipients == 0:
                 raise AlertError("the chosen target has no reachable recipient for %(channels)s",
@@ -389,7 +495,7 @@ class AlertService:
                 row.contacts.append(Contact(name="", language="it"))
         session.flush()
 
-    def _follow_up_query(self, original_id: int, channel: str, alert_id: int | None):
+    def _follow_up_query(self, original_id: int, channel: str, alert_id: int | None, category: str | None = None):
         """The numbers alert ``original_id`` went to on ``channel`` (not those cancelled before going
         out, nor numbers opted out since), with their language: a correction or all-clear reaches
         exactly the people who may have received the original, whatever the contacts say now."""
@@ -399,17 +505,31 @@ class AlertService:
                        d.language, d.zone)
                 .select_from(Delivery.__table__.join(PhoneNumberRow.__table__, n.id == d.number_id))
                 .where(d.alert_id == original_id, d.channel == channel, d.state != DeliveryState.CANCELLED,
-                       n.opted_out.is_(False)))
+                       n.opted_out.is_(False),
+                       *([n.opted_out_info.is_(False)] if category == AlertCategory.INFORMATION else [])))
 
-    def _fan_out(self, session: Session, alert: Alert, request: AlertRequest, channel: str) -> int:
+    def _not_before(self, alert: Alert) -> dt.datetime | None:
+        """When the alert's deliveries may first be claimed (None: at once): its chosen time, and for
+        information due during quiet hours their end, in the queue like a scheduled alert. A quiet-hours
+        hold moves the deadline with it: the deadline counts from when sending may start."""
+        now = self.clock()
+        not_before = alert.send_at if alert.send_at is not None and alert.send_at > now else None
+        held = self.quiet_hold(alert.category, not_before or now)
+        if held is None:
+            return not_before
+        if alert.deadline is not None:
+            alert.deadline += held - (not_before or now)
+        return held
+
+    def _fan_out(self, session: Session, alert: Alert, request: AlertRequest, channel: str,
+                 not_before: dt.datetime | None) -> int:
         recipients = self._recipients_query(session, request.target, channel, alert.id,
-                                            follows=alert.follows_alert_id).subquery()
+                                            follows=alert.follows_alert_id, category=alert.category).subquery()
         # Lower sort_key goes first: priority alerts, then vulnerable people.
         base = 0 if request.priority else 2
         sort_key = case((recipients.c.vulnerable == 1, base), else_=base + 1)
-        # A scheduled alert: its deliveries wait in the queue until send_at (Store.claim honours
-        # next_attempt_at), so the time survives restarts and cancel stops them like any pending work.
-        not_before = alert.send_at if alert.send_at is not None and alert.send_at > utcnow() else None
+        # A scheduled or held alert: its deliveries wait in the queue until ``not_before`` (Store.claim
+        # honours next_attempt_at), so the time survives restarts and cancel stops them like any pending work.
         insert = Delivery.__table__.insert().from_select(
             ["alert_id", "number_id", "e164", "channel", "state", "sort_key", "vulnerable", "language", "zone",
              "attempts", "submissions", "possible_duplicate", "parts_total", "parts_delivered", "next_attempt_at"],
@@ -439,7 +559,7 @@ class AlertService:
             counts = {}
             for channel in request.channels:
                 query = self._recipients_query(session, request.target, channel, alert_id=None,
-                                               follows=request.follows)
+                                               follows=request.follows, category=request.category)
                 counts[channel] = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             if sum(counts.values()) == 0:
                 raise AlertError("the chosen target has no reachable recipient for %(channels)s",
@@ -450,14 +570,24 @@ class AlertService:
             self._add_translations(session, alert, request)
         return alert.id, AlertPreview(sms_text, plan, counts)
 
-    def release(self, alert_id: int, *, session: Session | None = None) -> dict[str, int]:
+    def release(self, alert_id: int, *, session: Session | None = None, election_reason: str | None = None,
+                election_reason_by: str | None = None) -> dict[str, int]:
         """Fan out a draft or approved alert now (one transaction); it becomes 'active'.
 
         The state changes with a conditional UPDATE, so two approvers clicking
         at once fan it out only once. The deadline moves by the time it waited.
+        An information message during an election period needs ``election_reason`` (from an
+        approver, ``election_reason_by``), unless one was recorded when it was written.
         """
-        now = utcnow()
+        now = self.clock()
+        reason = (election_reason or "").strip()
         with transaction(self.sessions, session) as session:
+            waiting = session.get(Alert, alert_id)
+            if waiting is not None and waiting.state in WAITING_TO_GO:
+                self._check_election(session, waiting.category, max(now, waiting.send_at or now),
+                                     reason or waiting.election_reason)
+                if reason:
+                    waiting.election_reason, waiting.election_reason_by = reason, election_reason_by
             taken = session.execute(update(Alert).where(
                 Alert.id == alert_id, Alert.state.in_(WAITING_TO_GO)).values(
                 state=AlertState.ACTIVE)).rowcount
@@ -472,12 +602,14 @@ class AlertService:
                 planned = alert.send_at or alert.created_at
                 alert.deadline += max(now - planned, dt.timedelta(0))
             target = json.loads(alert.target)
-            request = AlertRequest(text=alert.text, priority=alert.priority,
+            request = AlertRequest(text=alert.text, priority=alert.priority, category=alert.category,
                                    channels=alert.delivery_channels,
                                    target=Target(everyone=bool(target.get("all")), zones=tuple(target.get("zones", ())),
                                                  groups=tuple(target.get("groups", ())),
                                                  numbers=tuple(target.get("numbers", ()))))
-            counts = {channel: self._fan_out(session, alert, request, channel) for channel in request.channels}
+            not_before = self._not_before(alert)
+            counts = {channel: self._fan_out(session, alert, request, channel, not_before)
+                      for channel in request.channels}
             alert.recipients = sum(counts.values())
             if alert.recipients == 0:
                 raise AlertError("the chosen target has no reachable recipient any more")
@@ -541,7 +673,7 @@ class AlertService:
         by_channel: dict[str, dict[str, int]] = {}
         for channel, state, count in counts:
             by_channel.setdefault(channel, {})[state] = count
-        now = utcnow()
+        now = self.clock()
         stale = line_health.stale_lines(lines, now, self.stale_seconds)
         for line in lines:
             entry = per_line.setdefault(line.label, {"segments_sent": 0, "segments_delivered": 0})
@@ -560,8 +692,13 @@ class AlertService:
         for states in by_channel.values():
             for state, count in states.items():
                 all_states[state] = all_states.get(state, 0) + count
+        held = (self.quiet_hold(alert.category, max(now, alert.send_at or now))
+                if alert.state == AlertState.ACTIVE and all_states.get(DeliveryState.PENDING) else None)
         return {
             "alert": alert.id, "state": alert.state, "drill": alert.drill, "priority": alert.priority,
+            "category": alert.category, "cap_category": alert.cap_category,
+            "election_reason": alert.election_reason, "election_reason_by": alert.election_reason_by,
+            "held_until": held.isoformat() + "Z" if held else None,
             "text": alert.sms_text, "encoding": alert.encoding, "segments": alert.segments,
             "channels_requested": list(alert.delivery_channels), "audio_seconds": alert.audio_seconds,
             "recipients": alert.recipients, "created_at": alert.created_at.isoformat() + "Z",

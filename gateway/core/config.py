@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gateway.core.dialstring import NUMBER_FORMATS, dial_template_problem
+from gateway.core.quiet_hours import DEFAULT as QUIET_HOURS_DEFAULT, window_problem
 
 DEFAULT_CONFIG_PATH = "/etc/allerta/allerta.toml"
 
@@ -211,9 +212,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "secret_key_file": Key(str, "", "File holding the key that signs session cookies. Empty: <data_dir>/web-secret.key, created on first start."),
         "max_upload_mb": Key(int, 20, "Largest upload (recording, contact list) in megabytes.", _positive),
     },
-    "inbound": {
-        "part_timeout": Key(NUMBER, 600.0, "Seconds a long incoming SMS waits for its missing parts (counted from its first part); then it is kept with what arrived, marked incomplete.", _positive),
-    },
     "ops": {
         "on_call": Key(list, [], "Numbers of the staff on call: alarms about the box (modem lost, SIM near its cap, Asterisk down) go to them by SMS.", _number_list),
         "modem_lost_minutes": Key(NUMBER, 5.0, "Minutes a modem may stay down or out of rotation before an alarm is raised.", _positive),
@@ -224,7 +222,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "selftest_interval_hours": Key(NUMBER, 168.0, "Hours between scheduled self-tests (168: weekly); a failed self-test raises an alarm.", _positive),
         "selftest_at": Key(str, "10:00", "Time of day (HH:MM, Italian time, Europe/Rome) at which scheduled self-tests start, so staff are never called at night; at most one a day. A run that could not start within 2 hours of it (engine stopped, a real alert going out) waits for the next one. Empty: whenever selftest_interval_hours has passed since the last scheduled run.", _time_of_day),
         "selftest_weekday": Key(str, "", "Day of the week (mon, tue, wed, thu, fri, sat, sun) of the scheduled self-tests, at selftest_at (which must be set); runs are then at least a week apart. Empty: any day, every selftest_interval_hours.", _weekday),
+        "quiet_hours": Key(str, QUIET_HOURS_DEFAULT, "Quiet hours, HH:MM-HH:MM in Italian time (Europe/Rome, summer time followed): no information message (category information) goes out by SMS or call then; its deliveries wait for the end of the window and go in the morning. Emergencies ignore them. Empty: no quiet hours.", window_problem),
         "selftest_timeout_minutes": Key(NUMBER, 15.0, "Minutes a self-test waits for the SMS status reports and the calls' confirmation before it counts as failed.", _positive),
+    },
+    "inbound": {
+        "part_timeout": Key(NUMBER, 600.0, "Seconds a long incoming SMS waits for its missing parts (counted from its first part); then it is kept with what arrived, marked incomplete.", _positive),
+        "reply_window_hours": Key(NUMBER, 48.0, "Hours after an alert went to a number during which an SMS from that number is taken as a reply to it (confirmations OK/RICEVUTO/1, poll answers without a closing time).", _positive),
+        "help_window_hours": Key(NUMBER, 12.0, "Hours after an alert during which a plea (AIUTO, SOS, \"siamo bloccati\") from a number it went to is linked to that alert. A plea outside it is still recorded as a help request, without an alert.", _positive),
+        "zone_menu_minutes": Key(NUMBER, 30.0, "Minutes a citizen has to answer the numbered list of zones with a number.", _positive),
+        "max_replies_per_day": Key(int, 5, "Most automatic SMS answers to one number in 24 hours (the answer to a help request is always sent).", _positive),
+        "loop_minutes": Key(NUMBER, 5.0, "A number that got an automatic answer this recently and writes something we do not understand (likely an autoresponder) is not answered; after loop_replies answers within it, it is not answered at all until the window passes.", _positive),
+        "loop_replies": Key(int, 3, "Automatic answers within loop_minutes after which a number is not answered until the window passes (loops between autoresponders); the answer to the numbered zone list, a question we asked, is exempt.", _positive),
+        "flood_per_hour": Key(int, 20, "Messages from one number within an hour beyond which the next ones are stored and marked ignored (flood), not acted on.", _positive),
+        "short_code_digits": Key(int, 6, "Senders with at most this many digits are short codes (operators' services): never answered.", _positive),
+        "own_numbers": Key(list, [], "The numbers of our own modems' SIMs: a message from them is never answered (no loop between our lines).", _number_list),
     },
 }
 
@@ -293,7 +304,8 @@ ModemConfig = _section_class("ModemConfig", MODEM_SCHEMA, "one [[modems]] table"
 VoiceTrunkConfig = _section_class("VoiceTrunkConfig", TRUNK_SCHEMA, "one [[trunks]] table")
 SECTION_CLASSES: dict[str, type] = {
     "general": GeneralConfig, "database": DatabaseConfig, "engine": EngineConfig, "retry": RetryConfig,
-    "asterisk": AsteriskConfig, "voice": VoiceConfig, "web": WebConfig, "ops": OpsConfig, "inbound": InboundConfig,
+    "asterisk": AsteriskConfig, "voice": VoiceConfig, "web": WebConfig, "ops": OpsConfig,
+    "inbound": InboundConfig,
 }
 
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, ReceivedPart, StatusReport
+from gateway.core.citizens import CitizenService
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
-from gateway.core.logs import event_line, mask_number
 from gateway.core.inbound_spool import InboundSpool
+from gateway.core.logs import event_line, mask_number
+from gateway.core.reply_queue import ClaimedReply, ReplyQueue
 from gateway.core.report_spool import ReportSpool
 from gateway.core.retry import DeliveryPolicy
 from gateway.core.states import AttemptOutcome, Channel as ChannelName, DeliveryState, LineState
@@ -61,6 +63,12 @@ class DispatcherSettings:
     # A long SMS whose parts are still missing this long after its first part arrived is kept
     # with what came, marked incomplete ([inbound] part_timeout).
     inbound_part_timeout: float = 600.0
+    # Unhandled incoming SMS are looked for this often even when no arrival was signalled
+    # (one committed by another process, a signal lost in a crash).
+    inbound_poll: float = 5.0
+    inbound_batch: int = 50
+    # Answers to citizens claimed at once, when no alert SMS is waiting.
+    reply_batch: int = 8
 
 
 # How often the claim-ahead buffer is checked for alerts cancelled or past their deadline.
@@ -83,7 +91,8 @@ def _log_outcome(channel: str, failure: DeliveryFailed) -> str:
 
 class Dispatcher:
     def __init__(self, store: Store | AsyncStore, channels: list[Channel],
-                 policies: dict[ChannelName, DeliveryPolicy], settings: DispatcherSettings) -> None:
+                 policies: dict[ChannelName, DeliveryPolicy], settings: DispatcherSettings, *,
+                 citizens: CitizenService | None = None, replies: ReplyQueue | None = None) -> None:
         # Every database call runs on the store's writer thread, never on this loop.
         self.store = store if isinstance(store, AsyncStore) else AsyncStore(store, StoreWorker(settings.store_retry))
         self.channels = channels
@@ -109,8 +118,13 @@ class Dispatcher:
         self._next_heartbeat = time.monotonic() + settings.line_heartbeat
         # Set once every channel's start() returned (lines opened or given up on): READY=1.
         self.started = asyncio.Event()
-        # Set after every commit that created inbound_sms rows: the citizens' service waits on it.
+        # Set after each commit of incoming SMS: the citizens' service looks for them now.
         self.inbound_arrived = asyncio.Event()
+        self.citizens = citizens
+        # Answers to citizens, sent below alerts on the SMS lines (not by a --once drain).
+        self.replies = replies if replies is not None else ReplyQueue(self.store.store.sessions)
+        self._reply_buffer: deque[ClaimedReply] = deque()
+        self._answering = False
 
     def line_states(self) -> dict[str, str]:
         """Each line's last reported state (up, down, suspended, starting), by label."""
@@ -212,6 +226,72 @@ class Dispatcher:
             await asyncio.sleep(interval)
             await self._assemble_overdue()
 
+    # --- citizens' SMS -------------------------------------------------------------------
+    async def _answer_citizens(self, stop: asyncio.Event) -> None:
+        """Act on every committed, unhandled incoming SMS: those a previous run left (a crash after
+        the commit, before the answer) at start, then each as it arrives. One message, one
+        transaction, on the store's writer: a storm of replies interleaves with the alert's
+        bookkeeping instead of queueing ahead of it."""
+        batch = self.settings.inbound_batch
+        while not stop.is_set():
+            self.inbound_arrived.clear()
+            try:
+                ids = await self.store.run(self.citizens.unhandled, batch)
+            except Exception:  # noqa: BLE001 - a bug here must not stop answering for the engine's lifetime
+                log.exception("cannot read the incoming SMS still to act on; trying again")
+                ids = []
+            for inbound_id in ids:
+                if stop.is_set():
+                    return
+                await self._handle_inbound(inbound_id)
+            if ids:
+                self._wake.set()   # answers may be queued: the SMS lines may take them
+                if len(ids) == batch:
+                    continue
+            waiters = [asyncio.create_task(self.inbound_arrived.wait()), asyncio.create_task(stop.wait())]
+            await asyncio.wait(waiters, timeout=self.settings.inbound_poll, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _handle_inbound(self, inbound_id: int) -> None:
+        try:
+            handled = await self.store.run(self.citizens.process, inbound_id)
+        except Exception as exc:  # noqa: BLE001 - one message must not stop the others, nor be retried forever
+            log.exception("inbound SMS %d: unexpected error while acting on it", inbound_id)
+            await self.store.run(self.citizens.give_up, inbound_id, type(exc).__name__)
+            return
+        if handled is not None:
+            log.info(event_line("inbound", inbound=handled.inbound_id, **{"from": mask_number(handled.sender)},
+                                kind=handled.kind, reply=handled.reply, outcome=handled.outcome))
+
+    async def _claim_replies(self, free: int) -> None:
+        claims = await self.store.run(self.replies.claim, min(free, self.settings.reply_batch))
+        self._reply_buffer.extend(claims)
+        if claims:
+            self._wake.set()
+
+    async def _send_reply(self, channel: Channel, reply: ClaimedReply) -> None:
+        message = OutboundMessage(delivery_id=0, alert_id=0, number=reply.e164, text=reply.text,
+                                  possible_duplicate=reply.possible_duplicate)
+        try:
+            receipt = await channel.submit(message)
+        except DeliveryFailed as failure:
+            state = await self.store.run(self.replies.record_failed, reply, failure.reason,
+                                         permanent=failure.permanent, charged=failure.charge_attempt,
+                                         line=failure.line)
+            log.info(event_line("reply_failed", reply=reply.reply_id, line=failure.line, to=mask_number(reply.e164),
+                                state=state, reason=failure.reason.replace(reply.e164, mask_number(reply.e164))))
+        except Exception:  # noqa: BLE001 - a bug must not leave the answer 'submitting' forever
+            log.exception("reply %d: unexpected error", reply.reply_id)
+            await self.store.run(self.replies.record_failed, reply, "internal error", permanent=False, charged=True)
+        else:
+            self._wake.set()
+            await self.store.run(self.replies.record_sent, reply.reply_id, receipt.line)
+            log.info(event_line("reply_sent", reply=reply.reply_id, line=receipt.line, to=mask_number(reply.e164),
+                                parts=len(receipt.references) or None))
+        self._last_progress = time.monotonic()
+        self._wake.set()
+
     def line_status(self, status: LineStatus) -> None:
         previous = self._line_status.get(status.label)
         if previous is None or previous.state != status.state:
@@ -290,11 +370,20 @@ class Dispatcher:
                         "flagged as possible duplicates", recovered)
         # Parts the last run stored and whose message timed out meanwhile.
         await self._assemble_overdue()
+        replies = await self.store.run(self.replies.recover_interrupted)
+        if replies:
+            log.warning("%d answers to citizens were in flight when the engine last stopped: sending them again, "
+                        "flagged as possible duplicates", replies)
+        # Answering citizens belongs to the long-running engine, not to a --once drain of alerts:
+        # what arrives meanwhile is committed and answered by the next run.
+        self._answering = not once and any(channel.name == ChannelName.SMS for channel in self.channels)
         for channel in self.channels:
             await channel.start(self)
         self.started.set()
         flusher = self._spawn(self._flush_status_forever(), "writing line statuses")
         assembler = self._spawn(self._assemble_overdue_forever(), "keeping incomplete incoming SMS")
+        if self.citizens is not None and not once:
+            self._spawn(self._answer_citizens(stop), "acting on incoming SMS")
         exit_code = 0
         try:
             while not stop.is_set():
@@ -365,6 +454,9 @@ class Dispatcher:
             buffer.clear()
         if unsent:
             await self.store.release_claims(unsent)
+        replies, self._reply_buffer = list(self._reply_buffer), deque()
+        if replies:
+            await self.store.run(self.replies.release, replies)
 
     def _claim_ahead(self, channel: Channel) -> int:
         """How many claims beyond the free lines this channel keeps: for SMS, what the lines
@@ -384,6 +476,17 @@ class Dispatcher:
                 self._spawn(self._deliver(channel, claim), f"delivery {claim.delivery_id}", self._inflight)
                 slots -= 1
                 started = True
+            if channel.name == ChannelName.SMS and not buffer:
+                # Below alerts: an answer takes a modem only when no alert SMS is in hand.
+                while slots > 0 and self._reply_buffer:
+                    reply = self._reply_buffer.popleft()
+                    self._spawn(self._send_reply(channel, reply), f"reply {reply.reply_id}", self._inflight)
+                    slots -= 1
+                    started = True
+                if self._reply_buffer and slots <= 0 and not self._inflight:
+                    unsent_replies, self._reply_buffer = list(self._reply_buffer), deque()
+                    self._spawn(self.store.run(self.replies.release, unsent_replies),
+                                f"giving back {len(unsent_replies)} answers")
             if buffer and slots <= 0 and not self._inflight:
                 # No line can take anything (daily caps reached, modems down or suspended):
                 # the claims go back to the queue rather than sit 'submitting' meanwhile.
@@ -407,12 +510,16 @@ class Dispatcher:
         if len(buffer) >= low:
             return
         self._claiming[channel.name] = self._spawn(
-            self._claim_more(channel, low - len(buffer) + math.ceil(ahead / 4)), f"claiming {channel.name} work")
+            self._claim_more(channel, low - len(buffer) + math.ceil(ahead / 4), free), f"claiming {channel.name} work")
 
-    async def _claim_more(self, channel: Channel, count: int) -> None:
+    async def _claim_more(self, channel: Channel, count: int, free: int = 0) -> None:
         buffer = self._buffers[channel.name]
         claims = await self.store.claim(channel.name, count)
         buffer.extend(claims)
+        if (not claims and not buffer and free > 0 and self._answering and channel.name == ChannelName.SMS
+                and not self._reply_buffer):
+            # No alert SMS is waiting: the free modems may answer citizens.
+            await self._claim_replies(free)
         if buffer and time.monotonic() >= self._next_unwanted_check:
             self._next_unwanted_check = time.monotonic() + UNWANTED_CHECK_SECONDS
             await self._drop_unwanted(buffer)
@@ -430,7 +537,8 @@ class Dispatcher:
         buffer.clear()
         buffer.extend(kept)
         await self.store.release_claims(dropped)
-        log.info("%d claimed deliveries of alerts %s not sent: cancelled or past the deadline",
+        log.info("%d claimed deliveries of alerts %s not sent: cancelled, past the deadline, or information "
+                 "held by quiet hours",
                  len(dropped), ",".join(map(str, sorted(unwanted))))
 
     async def _deliver(self, channel: Channel, claim: ClaimedDelivery) -> None:

@@ -15,6 +15,7 @@ from gateway.core.alerts import AlertService
 from gateway.core.config import Config, ConfigError
 from gateway.core.db import make_engine, make_sessionmaker, migrate, shown_url
 from gateway.core.line_health import stale_after
+from gateway.core.quiet_hours import parse_window
 from gateway.core.store import Store
 
 
@@ -48,7 +49,10 @@ def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
         raise _database_error(config, exc) from None
     sessions = make_sessionmaker(engine)
     general = config.general
-    return Services(config=config, engine=engine, sessions=sessions, store=Store(sessions, report_wait_seconds=config.engine.report_timeout),
+    quiet_hours = parse_window(config.ops.quiet_hours)   # validated with the configuration
+    return Services(config=config, engine=engine, sessions=sessions,
+                    store=Store(sessions, report_wait_seconds=config.engine.report_timeout, quiet_hours=quiet_hours),
                     alerts=AlertService(sessions, region=general.region, max_segments=general.max_sms_segments,
                                         drill_prefix=general.drill_prefix,
-                                        stale_seconds=stale_after(config.engine.health_interval)))
+                                        stale_seconds=stale_after(config.engine.health_interval),
+                                        quiet_hours=quiet_hours))

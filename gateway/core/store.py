@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Boolean, and_, bindparam, case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,9 +21,10 @@ from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, Subm
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Attempt, Delivery, Line, PhoneNumberRow, SmsPart
 from gateway.core.models_panel import AlertText
+from gateway.core.quiet_hours import QuietHours
 from gateway.core.retry import AlertPolicy, RetryVerdict
-from gateway.core.states import (OPEN_DELIVERY_STATES, AlertState, AttemptOutcome, Channel, DeliveryState,
-                                 DuplicateCause, PartStatus, parse_channels)
+from gateway.core.states import (OPEN_DELIVERY_STATES, AlertCategory, AlertState, AttemptOutcome, Channel,
+                                 DeliveryState, DuplicateCause, PartStatus, parse_channels)
 
 
 def _alert_policy(alert) -> AlertPolicy:  # noqa: ANN001 - an Alert or a row with its columns
@@ -63,10 +64,15 @@ class ClaimedDelivery:
 # RETURNING: one statement fewer per claim on the event loop's hot path. (Several
 # engines on one PostgreSQL will want FOR UPDATE SKIP LOCKED in that subquery.)
 _CANDIDATE = Delivery.__table__.alias("candidate")
+#
+# During quiet hours no information message is taken (``information_allowed`` false): the sweep
+# (hold_quiet_information) moves their next_attempt_at to the morning, and this keeps a retry that
+# comes due in between from slipping out.
 _ALERT_WANTS_IT = and_(
     Alert.state != AlertState.CANCELLED,
     or_(Alert.deadline.is_(None), Alert.deadline > bindparam("now"),
-        and_(_CANDIDATE.c.channel == Channel.SMS, Alert.channels == Channel.VOICE)))
+        and_(_CANDIDATE.c.channel == Channel.SMS, Alert.channels == Channel.VOICE)),
+    or_(Alert.category != AlertCategory.INFORMATION, bindparam("information_allowed", type_=Boolean)))
 _CANDIDATES = (
     select(_CANDIDATE.c.id).join(Alert, Alert.id == _CANDIDATE.c.alert_id)
     .where(_CANDIDATE.c.channel == bindparam("for_channel"), _CANDIDATE.c.state == DeliveryState.PENDING,
@@ -140,6 +146,12 @@ _SMS_DELIVERY_SENT = (
             parts_total=bindparam("parts"), parts_delivered=0))
 _NEW_PARTS = insert(SmsPart)
 
+def alert_work_waiting(connection: Connection, channel: Channel, now: dt.datetime) -> bool:
+    """Whether a delivery of ``channel`` is waiting to be claimed now: the claim's own query, so
+    whatever goes below alerts (answers to citizens) waits for exactly what claim() would take."""
+    return connection.execute(_CANDIDATES, {"for_channel": channel, "now": now, "limit": 1}).first() is not None
+
+
 def _cause_column(cause: int | None) -> str | None:
     """attempts.cause holds a call's Q.850 cause as digits (the panel labels them)."""
     return None if cause is None else str(cause)
@@ -182,8 +194,10 @@ def _drop_unneeded_fallback(s: Session, alert_id: int, number_id: int, now: dt.d
 
 
 class Store:
-    def __init__(self, sessions: sessionmaker[Session], *, report_wait_seconds: float = 600.0) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, report_wait_seconds: float = 600.0,
+                 quiet_hours: QuietHours | None = None) -> None:
         self.sessions = sessions
+        self.quiet_hours = quiet_hours
         # An SMS sent this long ago without its status report is not waited for any more
         # when judging whether an alert still has something to do ([engine] report_timeout).
         self.report_wait = dt.timedelta(seconds=report_wait_seconds)
@@ -250,13 +264,16 @@ class Store:
         if limit <= 0:
             return []
         now = now or utcnow()
+        quiet = self.quiet_hours.period(now) if self.quiet_hours is not None else None
         if time.monotonic() >= self._next_expiry_sweep:
             self._next_expiry_sweep = time.monotonic() + EXPIRY_SWEEP_SECONDS
+            if quiet is not None:
+                self.hold_quiet_information(now)
             self.expire_past_deadline(now)
             self.complete_finished_alerts(now)
         with self._core() as s:
             claimed_ids = s.execute(_TAKE, {"for_channel": channel, "now": now, "limit": limit,
-                                            "claimed": now}).scalars().all()
+                                            "claimed": now, "information_allowed": quiet is None}).scalars().all()
             if not claimed_ids:
                 return []
             rows = s.execute(_CLAIMED_ROWS, {"ids": claimed_ids}).all()
@@ -295,14 +312,42 @@ class Store:
         return released
 
     def unwanted_alerts(self, alert_ids: set[int], now: dt.datetime | None = None) -> set[int]:
-        """Which of these alerts no longer want anything sent (cancelled, or past their deadline)."""
+        """Which of these alerts want nothing sent now (cancelled, past their deadline, or information
+        during quiet hours: claimed just before they began, given back to wait for the morning)."""
         if not alert_ids:
             return set()
         now = now or utcnow()
+        quiet = self.quiet_hours is not None and self.quiet_hours.period(now) is not None
         with self.sessions() as s:
             return set(s.scalars(select(Alert.id).where(Alert.id.in_(alert_ids), or_(
                 Alert.state == AlertState.CANCELLED,
-                and_(Alert.deadline.is_not(None), Alert.deadline <= now, Alert.channels != Channel.VOICE)))))
+                and_(Alert.deadline.is_not(None), Alert.deadline <= now, Alert.channels != Channel.VOICE),
+                *([Alert.category == AlertCategory.INFORMATION] if quiet else [])))))
+
+    # --- quiet hours ------------------------------------------------------
+    def hold_quiet_information(self, now: dt.datetime | None = None) -> int:
+        """During quiet hours, move every waiting delivery of an active information alert to the end
+        of them (what the panel shows as "held until 08:00"); returns how many were moved.
+
+        An alert whose deadline falls inside the quiet period gets back, in the morning, the time it had
+        left when they began: a water-cut notice started at 20:50 with an hour to go finishes after 08:00
+        instead of expiring in the night. Running it again changes nothing (the deadline is then after
+        the period's end, and the deliveries already wait until it)."""
+        now = now or utcnow()
+        period = self.quiet_hours.period(now) if self.quiet_hours is not None else None
+        if period is None:
+            return 0
+        start, end = period
+        information = select(Alert.id).where(Alert.category == AlertCategory.INFORMATION,
+                                             Alert.state == AlertState.ACTIVE)
+        with self.sessions.begin() as s:
+            for alert in s.scalars(select(Alert).where(Alert.id.in_(information), Alert.deadline.is_not(None),
+                                                       Alert.deadline > now, Alert.deadline <= end)):
+                alert.deadline = end + (alert.deadline - max(start, alert.send_at or start))
+            return s.execute(update(Delivery).where(
+                Delivery.alert_id.in_(information), Delivery.state == DeliveryState.PENDING,
+                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at < end))
+                .values(next_attempt_at=end, updated_at=now)).rowcount
 
     # --- deadlines --------------------------------------------------------
     def complete_finished_alerts(self, now: dt.datetime | None = None) -> int:

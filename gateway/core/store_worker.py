@@ -149,6 +149,11 @@ class AsyncStore:
     async def recover_interrupted(self) -> int:
         return await self._call(self.store.recover_interrupted)
 
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Any other database work of the engine (the citizens' service, the answers' queue), in its
+        turn on the same writer: one transaction each, retried like the store's own."""
+        return await self._call(fn, *args, **kwargs)
+
     async def claim(self, channel: Channel, limit: int) -> list[ClaimedDelivery]:
         return await self._call(self.store.claim, channel, limit)
 

@@ -30,10 +30,11 @@ from gateway.core.models import Line
 from gateway.core.models_panel import AlertApproval
 from gateway.core.polls import Poll
 from gateway.core.services import build_services
-from gateway.core.states import DUPLICATE_CAUSE_LABELS, ApprovalDecision, Channel
+from gateway.core.quiet_hours import local_time
+from gateway.core.states import DUPLICATE_CAUSE_LABELS, AlertCategory, ApprovalDecision, CapCategory, Channel
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
-from gateway.shell import bench, inbox_cli, ops_cli
+from gateway.shell import bench, elections_cli, inbox_cli, ops_cli
 from gateway.shell.composition import run_engine
 from modem.simulator import cli as modem_simulator_cli
 from web import cli as web_cli
@@ -241,6 +242,10 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
         stop_on_confirm=voice.stop_on_confirm,
         sms_fallback=args.fallback_sms or voice.sms_fallback,
         translations=_translations(args.translation),
+        category=args.category, cap_category=args.cap_category,
+        # Whoever may run this on the box sends without a second person (see _audit_send): an
+        # approver's standing, so their election-period reason counts.
+        election_reason=args.election_reason, election_reason_by=local_actor() if args.election_reason else None,
         asks_confirmation=args.ask_confirmation, poll=_poll(args))
     if args.voice and not args.audio:
         # Only a language asked for explicitly is an error; a recipient's language we
@@ -261,7 +266,8 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
                  if args.sms else [])
         if args.voice:
             parts.append(f"{preview.recipients.get('voice', 0)} numbers to call")
-        print(", ".join(parts) + (" [DRILL]" if args.drill else ""), file=sys.stderr)
+        print(", ".join(parts) + (" [DRILL]" if args.drill else "") + f" [{_category_words(request)}]",
+              file=sys.stderr)
         if args.voice:
             _voice_messages(args, services, request)
             print(f"voice message: {request.audio_seconds:.1f} s ({request.audio_source})"
@@ -274,8 +280,17 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
     except AlertError as exc:
         discard(request)
         raise CliError(str(exc)) from None
+    held = services.alerts.quiet_hold(request.category, max(utcnow(), request.send_at or utcnow()))
+    if held is not None:
+        print(f"held until {local_time(held):%H:%M} (quiet hours)", file=sys.stderr)
     print(alert_id)
     return 0
+
+
+def _category_words(request: AlertRequest) -> str:
+    if request.category == AlertCategory.INFORMATION:
+        return "information"
+    return f"emergency: {request.cap_category}" if request.cap_category else "emergency"
 
 
 def _audit_send(services, audit: AuditLog, s: Session, request, alert_id: int,
@@ -294,7 +309,9 @@ def _audit_send(services, audit: AuditLog, s: Session, request, alert_id: int,
     audit.record(s, actor, "alert.send", alert_id, text=request.text, channels=list(request.channels),
                  target=request.target.describe(), drill=request.drill, recipients=recipients,
                  two_person_rule=rule, bypassed_two_person_rule=rule, via="cli",
-                 translations=sorted(request.translations) or None, **answers_audited(request))
+                 translations=sorted(request.translations) or None, category=request.category,
+                 cap_category=request.cap_category, election_reason=request.election_reason or None,
+                 **answers_audited(request))
 
 
 def cmd_alert_status(args: argparse.Namespace) -> int:
@@ -307,8 +324,15 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
         _print_json(status)
         return 0
     drill = " [ESERCITAZIONE/DRILL]" if status["drill"] else ""
-    print(f"alert {status['alert']} ({status['state']}){drill}: {status['recipients']} recipients, "
+    category = status["category"] + (f" ({status['cap_category']})" if status["cap_category"] else "")
+    print(f"alert {status['alert']} ({status['state']}, {category}){drill}: {status['recipients']} recipients, "
           f"{status['encoding']} x{status['segments']}")
+    if status["held_until"]:
+        held = dt.datetime.fromisoformat(status["held_until"].removesuffix("Z"))
+        print(f"  held until {local_time(held):%H:%M} (quiet hours)")
+    if status["election_reason"]:
+        print(f"  election period: sent with the reason of {status['election_reason_by']}: "
+              f"{status['election_reason']}")
     for channel, info in status["channels"].items():
         eta = info["eta_seconds"]
         print(f"  {channel}: " + ", ".join(f"{k} {v}" for k, v in sorted(info["by_state"].items()))
@@ -462,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_voice_tool_commands(sub)
     _add_demo_command(sub)
     ops_cli.add_commands(sub)
+    elections_cli.add_commands(sub)
     inbox_cli.add_commands(sub)
     web_cli.add_commands(sub)
     _add_bench_commands(sub)
@@ -521,6 +546,15 @@ def _add_alert_send_command(alert: argparse._SubParsersAction) -> None:
     p.add_argument("--deadline-minutes", type=float, help="nothing is tried after this many minutes")
     p.add_argument("--drill", action="store_true", help="an exercise: marked in the text and in reports")
     p.add_argument("--priority", action="store_true", help="goes before every other alert")
+    p.add_argument("--category", choices=list(AlertCategory),
+                   help="emergency (life safety: ignores STOP INFO, quiet hours and the election lock) or "
+                        "information (public utility); default emergency")
+    p.add_argument("--cap-category", metavar="CAP",
+                   help=f"what an emergency is about, as CAP says it: {', '.join(CapCategory)} (default "
+                        "Safety)")
+    p.add_argument("--election-reason", metavar="TEXT",
+                   help="during an election period (allerta elections list), why this information message is "
+                        "impersonal and indispensable (law 28/2000, art. 9): kept with the alert and audited")
     answers = p.add_argument_group("answers by SMS (one or the other)")
     answers.add_argument("--ask-confirmation", action="store_true",
                          help="the SMS ends with 'Rispondi OK per confermare.'")

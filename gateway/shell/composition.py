@@ -16,6 +16,7 @@ from asterisk.trunks import TrunkConfig
 from asterisk.voice_channel import VoiceChannel, VoiceSettings
 from gateway.core.alarms import AlarmMonitor, AlarmSettings
 from gateway.core.backup import BackupError, hold_engine_lock
+from gateway.core.citizens import CitizenService, CitizenSettings
 from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
@@ -51,7 +52,8 @@ def build_dispatcher(services: Services) -> Dispatcher:
                                          report_timeout=engine.report_timeout,
                                          report_spool=Path(config.general.data_dir) / "report-spool.jsonl",
                                          inbound_spool=Path(config.general.data_dir) / "inbound-spool.jsonl",
-                                         inbound_part_timeout=config.inbound.part_timeout))
+                                         inbound_part_timeout=config.inbound.part_timeout),
+                      citizens=CitizenService(services.sessions, CitizenSettings.from_config(config)))
 
 
 def build_voice_channel(config: Config):

@@ -63,6 +63,12 @@
       tag.textContent = drillLabel;
       text.prepend(tag, " ");
     }
+    if (alert.category === "information") {  // the exception on a dashboard of emergencies
+      const tag = document.createElement("span");
+      tag.className = "tag category-information";
+      tag.textContent = alert.category_label;
+      text.prepend(tag, " ");
+    }
     row.appendChild(text);
     row.appendChild(field("state", alert.state_label));
     const bar = document.createElement("progress");
@@ -293,6 +299,11 @@
   template.addEventListener("change", function () {
     const option = template.selectedOptions[0];
     if (option && option.dataset.text) { text.value = option.dataset.text; counters.text(); recount(); }
+    // A template also says what kind of message it is (web/alerts.py TEMPLATE_CATEGORIES).
+    if (option && option.dataset.category !== undefined) {
+      compose.querySelector('[name="category"]').value = option.dataset.category;
+      compose.querySelector('[name="cap_category"]').value = option.dataset.capCategory || "";
+    }
   });
 
   // Recipients per channel and the ETA, next to the send buttons, counted again a moment after the
