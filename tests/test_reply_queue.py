@@ -63,6 +63,21 @@ def test_no_answer_is_claimed_while_an_alert_sms_waits(contacts):
     assert claimed.reply_id == reply_id and reply_row(contacts, reply_id).state == ReplyState.SUBMITTING
 
 
+def test_information_held_by_quiet_hours_does_not_hold_the_answers(contacts):
+    import datetime as dt
+
+    from gateway.core.quiet_hours import QuietHours
+    reply_id = queued(contacts)
+    contacts.alerts.create(AlertRequest(text="Acqua sospesa domani", category="information",
+                                        target=Target(zones=("Fregene",))))
+    night = dt.datetime(2027, 1, 15, 23, 30)     # 00:30 in Rome: quiet
+    noon = dt.datetime(2027, 1, 15, 11, 0)
+    quiet = QuietHours(dt.time(21), dt.time(8))
+    assert ReplyQueue(contacts.sessions, quiet).claim(5, now=noon) == []   # by day the information goes first
+    [claimed] = ReplyQueue(contacts.sessions, quiet).claim(5, now=night)
+    assert claimed.reply_id == reply_id
+
+
 def test_the_engine_sends_the_answer_after_the_alerts_sms(contacts):
     queued(contacts)
     contacts.alerts.create(AlertRequest(text="Allerta", target=Target(zones=("Fregene", "Isola Sacra"))))

@@ -122,7 +122,8 @@ class Dispatcher:
         self.inbound_arrived = asyncio.Event()
         self.citizens = citizens
         # Answers to citizens, sent below alerts on the SMS lines (not by a --once drain).
-        self.replies = replies if replies is not None else ReplyQueue(self.store.store.sessions)
+        self.replies = replies if replies is not None else ReplyQueue(self.store.store.sessions,
+                                                                     self.store.store.quiet_hours)
         self._reply_buffer: deque[ClaimedReply] = deque()
         self._answering = False
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.core.db import utcnow
 from gateway.core.models_citizens import SmsReply
 from gateway.core.states import Channel, ReplyState
+from gateway.core.quiet_hours import QuietHours
 from gateway.core.store import alert_work_waiting
 
 # A transient failure (CMS 38, a modem timeout) is tried again this many times in all,
@@ -44,8 +45,10 @@ class ClaimedReply:
 
 
 class ReplyQueue:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], quiet_hours: QuietHours | None = None) -> None:
         self.sessions = sessions
+        # Information held by quiet hours is not "an alert SMS waiting": answers go meanwhile.
+        self.quiet_hours = quiet_hours
 
     def recover_interrupted(self, now: dt.datetime | None = None) -> int:
         """Answers left 'submitting' by a stop or a crash go out again, flagged as possible duplicates."""
@@ -60,7 +63,8 @@ class ReplyQueue:
             return []
         now = now or utcnow()
         with self.sessions.begin() as s:
-            if alert_work_waiting(s.connection(), Channel.SMS, now):
+            quiet = self.quiet_hours is not None and self.quiet_hours.period(now) is not None
+            if alert_work_waiting(s.connection(), Channel.SMS, now, information_allowed=not quiet):
                 return []
             rows = s.connection().execute(_TAKE, {"now": now, "limit": limit}).all()
         return sorted((ClaimedReply(r.id, r.e164, r.text, r.attempts, r.possible_duplicate) for r in rows),

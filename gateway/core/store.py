@@ -146,10 +146,13 @@ _SMS_DELIVERY_SENT = (
             parts_total=bindparam("parts"), parts_delivered=0))
 _NEW_PARTS = insert(SmsPart)
 
-def alert_work_waiting(connection: Connection, channel: Channel, now: dt.datetime) -> bool:
+def alert_work_waiting(connection: Connection, channel: Channel, now: dt.datetime, *,
+                       information_allowed: bool = True) -> bool:
     """Whether a delivery of ``channel`` is waiting to be claimed now: the claim's own query, so
-    whatever goes below alerts (answers to citizens) waits for exactly what claim() would take."""
-    return connection.execute(_CANDIDATES, {"for_channel": channel, "now": now, "limit": 1}).first() is not None
+    whatever goes below alerts (answers to citizens) waits for exactly what claim() would take
+    (``information_allowed`` false during quiet hours, as claim() passes it)."""
+    return connection.execute(_CANDIDATES, {"for_channel": channel, "now": now, "limit": 1,
+                                            "information_allowed": information_allowed}).first() is not None
 
 
 def _cause_column(cause: int | None) -> str | None:
