@@ -541,7 +541,16 @@ class ModemDriver:
         for work in self._stored.take():
             try:
                 with modem._txLock:
-                    self._select_memory(modem, work.memory)
+                    try:
+                        self._select_memory(modem, work.memory)
+                    except (CmsError, CmeError) as exc:
+                        if work.memory != REPORT_MEMORY or work.announced or work.deletes:
+                            raise
+                        # No status-report memory at all (SIM800, Huawei sticks: their reports come
+                        # as +CDS or with the received SMS): stop asking, or every sweep would.
+                        log.info("%s has no %s memory (%s): not listing it again", self.port, work.memory, exc)
+                        self._stored.listing_refused(work.memory)
+                        continue
                     stored = self._delete_and_read(modem, work)
             except (GsmModemException, TimeoutException, serial.SerialException, OSError, IndexError) as exc:
                 self._stored.give_back(work, time.monotonic())

@@ -4,7 +4,9 @@ failed and gammu-smsd got an ERROR after every message."""
 from __future__ import annotations
 
 import pytest
+from gsmmodem.pdu import decodeGsm7, unpackSeptets
 
+from modem.simulator.pdu_codec import packed_gsm7_hex
 from modem.simulator.profiles import GENERIC, HUAWEI, SIM800
 from tests.test_modem_simulator_engine import NOW, make_modem, talk
 
@@ -24,7 +26,22 @@ def test_gprs_registration_phonebook_and_ussd(profile):
     actions = modem.feed(b'AT+CUSD=1,"*123#",15\r', NOW)
     assert actions[0].data == b"\r\nOK\r\n"
     (urc,) = [a for a in actions[1:] if a.data]
-    assert urc.data.startswith(b'\r\n+CUSD: 0,"Credito residuo') and urc.delay > actions[0].delay
+    # A Huawei stick answers in hex packed GSM-7 (as gammu, F_ENCODED_USSD, expects of an E3531).
+    text = packed_gsm7_hex("Credito residuo")[:24] if profile.ussd_packed else "Credito residuo"
+    assert urc.data.startswith(b'\r\n+CUSD: 0,"' + text.encode()) and urc.delay > actions[0].delay
+
+
+def test_a_huawei_stick_takes_and_gives_ussd_as_packed_gsm7():
+    """gammu sends an E3531 `AT+CUSD=1,"AA986C3602",15` (*123#) and decodes the answer as packed GSM-7:
+    a UCS-2 answer came out of `gammu getussd` as an empty reply."""
+    modem = make_modem(HUAWEI)
+    talk(modem, b"ATE0\r")
+    talk(modem, b'AT+CSCS="UCS2"\r')
+    actions = modem.feed(b'AT+CUSD=1,"AA986C3602",15\r', NOW)
+    urc = b"".join(a.data for a in actions[1:]).decode()
+    packed = urc.split('"')[1]
+    septets = unpackSeptets(bytearray(bytes.fromhex(packed)))
+    assert decodeGsm7(septets).rstrip("@").startswith("Credito residuo: 5,00 EUR")
 
 
 def test_a_ussd_answer_under_ucs2_is_hex():

@@ -10,7 +10,7 @@ from modem.simulator.at_engine import ModemConfig, SimulatedModem
 from modem.simulator.at_parser import Command, parse_command_line
 from modem.simulator.incoming import compose
 from modem.simulator.latency import Latency
-from modem.simulator.profiles import GENERIC, HUAWEI, SIM800, luhn_valid, make_imei
+from modem.simulator.profiles import GENERIC, HUAWEI, SIM800, TELIT, luhn_valid, make_imei
 from modem.simulator.sms import network_time
 
 SUBMIT_DELAY = 0.5
@@ -235,7 +235,7 @@ def _submit_with_report(modem):
 
 
 def test_status_report_stored_in_sr_with_cdsi_round_trips():
-    modem = make_modem()
+    modem = make_modem(TELIT)  # the profile whose model keeps reports in a memory of their own
     talk(modem, b"ATE0\r")
     talk(modem, b"AT+CNMI=2,1,0,2,0\r")
     modem.message_reference = 41

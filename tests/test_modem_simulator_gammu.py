@@ -81,7 +81,7 @@ def test_gammu_networkinfo(gammu, sim, tmp_path, name):
     assert "home network" in result.stdout.lower(), result.stdout
 
 
-@pytest.mark.parametrize("name", ["modem-0", "modem-2"])
+@pytest.mark.parametrize("name", ["modem-0", "modem-1", "modem-2"])
 def test_gammu_sendsms_with_an_emoji_reaches_the_log(gammu, sim, tmp_path, name):
     """Answered +CMGS but missing from the log once (UnicodeEncodeError: surrogates not allowed)."""
     port = sim.port(name)
@@ -90,3 +90,26 @@ def test_gammu_sendsms_with_an_emoji_reaches_the_log(gammu, sim, tmp_path, name)
     assert result.returncode == 0, result.stdout + result.stderr
     submits = [r for r in sim.wait_for_records("submit", 1) if r["port"] == port and r["destination"] == "+393331234568"]
     assert submits and submits[-1]["text"] == "Ok 👍", sim.log_records()
+
+
+@pytest.mark.parametrize("name", ["modem-0", "modem-1", "modem-2"])
+def test_gammu_getussd_reads_the_networks_answer(gammu, sim, tmp_path, name):
+    """A Huawei E3531 speaks USSD as packed GSM-7 (gammu's F_ENCODED_USSD): the UCS-2 answer it got
+    before came out as an empty 'Service reply'."""
+    result = run_gammu(gammu, gammurc(tmp_path, sim.port(name)), "getussd", "*123#")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'Service reply        : "Credito residuo: 5,00 EUR.' in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("name, battery", [("modem-0", "100 percent"), ("modem-1", None),
+                                           ("modem-2", "95 percent")])
+def test_gammu_sms_folders_and_battery_as_the_model_has_them(gammu, sim, tmp_path, name, battery):
+    rc = gammurc(tmp_path, sim.port(name))
+    folders = run_gammu(gammu, rc, "getsmsfolders")
+    assert folders.returncode == 0, folders.stdout + folders.stderr
+    assert "SIM memory, Inbox folder" in folders.stdout and "phone memory, Inbox folder" in folders.stdout
+    charge = run_gammu(gammu, rc, "battery")
+    if battery is None:  # a USB stick has no battery: COMMAND NOT SUPPORT, as the real one answers
+        assert "not supported" in (charge.stdout + charge.stderr).lower()
+    else:
+        assert charge.returncode == 0 and f"Battery level        : {battery}" in charge.stdout, charge.stdout

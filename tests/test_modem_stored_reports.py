@@ -62,8 +62,10 @@ async def send(channel: SmsChannel, index: int) -> list[int]:
 
 def test_reports_are_collected_in_batches_between_sends_and_deleted_once_recorded(tmp_path):
     count = 24
-    with SimulatorProcess(count=1, link_dir=tmp_path / "links", latency_median=0.1, latency_sigma=0,
-                          report_delay=0.01) as sim:
+    # A model with a memory for reports alone (Telit UC864), listed whole; where reports share the
+    # inbox memory (generic, Huawei) each announced one is read by its index (see below).
+    with SimulatorProcess(count=1, profile="telit", link_dir=tmp_path / "links", latency_median=0.1,
+                          latency_sigma=0, report_delay=0.01) as sim:
         events = Events()
         channel = channel_for(sim)
         result: dict = {}
@@ -101,9 +103,10 @@ def test_reports_are_collected_in_batches_between_sends_and_deleted_once_recorde
     assert after_stop["stored"]["SR"] == 0, after_stop["stored"]
 
 
-def test_a_report_the_engine_could_not_record_stays_stored_and_is_recorded_later(tmp_path):
-    with SimulatorProcess(count=1, link_dir=tmp_path / "links", latency_median=0.02, latency_sigma=0,
-                          report_delay=0.01) as sim:
+@pytest.mark.parametrize("profile, memory", [("telit", "SR"), ("generic", "ME"), ("huawei", "ME")])
+def test_a_report_the_engine_could_not_record_stays_stored_and_is_recorded_later(tmp_path, profile, memory):
+    with SimulatorProcess(count=1, profile=profile, link_dir=tmp_path / "links", latency_median=0.02,
+                          latency_sigma=0, report_delay=0.01) as sim:
         events = Events(fail_first=1)
         channel = channel_for(sim)
         stored_after_refusal: list[int] = []
@@ -113,13 +116,63 @@ def test_a_report_the_engine_could_not_record_stays_stored_and_is_recorded_later
             try:
                 references = await send(channel, 1)
                 await wait_until(lambda: events.refused, timeout=10)
-                stored_after_refusal.append(modem_status(sim)["stored"]["SR"])
+                stored_after_refusal.append(modem_status(sim)["stored"][memory])
                 await wait_until(lambda: events.recorded, timeout=10)
                 assert events.recorded == references == events.refused
             finally:
                 await channel.stop()
 
         asyncio.run(scenario())
-        assert modem_status(sim)["stored"]["SR"] == 0
+        assert sum(modem_status(sim)["stored"].values()) == 0
     assert stored_after_refusal == [1]
 
+
+@pytest.mark.parametrize("profile", ["generic", "huawei", "sim800", "telit"])
+def test_every_profile_gets_every_report_to_the_engine_and_ends_with_an_empty_memory(tmp_path, profile):
+    """Wherever the model puts reports (its inbox memory, SR, or +CDS straight to us), all are recorded."""
+    count = 6
+    with SimulatorProcess(count=1, profile=profile, link_dir=tmp_path / "links", latency_median=0.02,
+                          latency_sigma=0, report_delay=0.01) as sim:
+        events = Events()
+        channel = channel_for(sim)
+        references: list[int] = []
+
+        async def scenario():
+            await channel.start(events)
+            try:
+                for index in range(count):
+                    references.extend(await send(channel, index))
+                await wait_until(lambda: len(events.recorded) == count, timeout=20)
+            finally:
+                await channel.stop()
+
+        asyncio.run(scenario())
+        assert sorted(events.recorded) == sorted(references)
+        assert sum(modem_status(sim)["stored"].values()) == 0
+        assert not [r for r in sim.log_records("status_report") if "dropped" in r]
+
+
+
+def test_a_modem_without_a_report_memory_is_asked_for_it_once(tmp_path, monkeypatch):
+    """A SIM800 has no "SR" memory (AT+CPMS="SR" is +CMS ERROR 302). The engine went on selecting it at
+    every pass, about once a second while idle, costing the line a command each time."""
+    monkeypatch.setattr("modem.stored_reports.SWEEP_AFTER", 0.2)
+    trace = tmp_path / "trace.txt"
+    with SimulatorProcess(count=1, profile="sim800", link_dir=tmp_path / "links", latency_median=0.02,
+                          latency_sigma=0, report_delay=0.01, trace=trace) as sim:
+        events = Events()
+        channel = channel_for(sim)
+
+        async def scenario():
+            await channel.start(events)
+            try:
+                for index in range(2):
+                    await send(channel, index)
+                await wait_until(lambda: len(events.recorded) == 2, timeout=20)
+                await asyncio.sleep(3)   # several idle sweeps
+            finally:
+                await channel.stop()
+
+        asyncio.run(scenario())
+    asked = [line for line in trace.read_text().splitlines() if '< AT+CPMS="SR"' in line]
+    assert len(asked) == 1, asked

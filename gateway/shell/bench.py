@@ -179,7 +179,7 @@ class _SmsRun:
 
 def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float = 0.05,
               keep: str | None = None, cprofile: str | None = None, timeout: float | None = None,
-              database_url: str | None = None, lock_db: float = 0.0) -> dict:
+              database_url: str | None = None, lock_db: float = 0.0, profile: str = "telit") -> dict:
     if modems < 1 or messages < 1 or latency <= 0 or lock_db < 0:
         raise ValueError("--modems and --messages must be at least 1, --latency greater than 0, "
                          "--lock-db not negative")
@@ -192,12 +192,14 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
     if timeout is None:
         timeout = 120 + 4 * messages / limit_per_minute * 60 + lock_db
     run = _run_sms_engine(modems, messages, latency, prompt, report_delay=report_delay, keep=keep,
-                          cprofile=cprofile, timeout=timeout, database_url=database_url, lock_db=lock_db)
+                          cprofile=cprofile, timeout=timeout, database_url=database_url, lock_db=lock_db,
+                          profile=profile)
     first_parts = Counter(r["destination"] for r in run.submits if r["part"] == 1)
     per_modem = Counter(r["modem"] for r in run.submits)
     result: dict = {
         "benchmark": "sms",
-        "modems": modems, "messages": messages, "latency_seconds": latency, "report_delay_seconds": report_delay,
+        "modems": modems, "profile": profile, "messages": messages, "latency_seconds": latency,
+        "report_delay_seconds": report_delay,
         "segments_per_message": run.segments,
         "engine_exit_code": run.exit_code,
         "delivered": run.by_state.get("delivered", 0),
@@ -230,11 +232,12 @@ def _database_shown(url: str | None) -> str:
 
 def _run_sms_engine(modems: int, messages: int, latency: float, prompt: float, *, report_delay: float,
                     database_url: str | None,
-                    keep: str | None, cprofile: str | None, timeout: float, lock_db: float = 0.0) -> _SmsRun:
+                    keep: str | None, cprofile: str | None, timeout: float, lock_db: float = 0.0,
+                    profile: str = "telit") -> _SmsRun:
     """Start the simulator, seed ``messages`` contacts, create the alert, run the engine until it drains."""
     with work_dir(keep, "allerta-bench-") as tmp:
-        with SimulatorProcess(count=modems, link_dir=tmp / "links", latency_median=latency - prompt, latency_sigma=0,
-                              prompt_latency=prompt,
+        with SimulatorProcess(count=modems, profile=profile, link_dir=tmp / "links",
+                              latency_median=latency - prompt, latency_sigma=0, prompt_latency=prompt,
                               report_delay=report_delay, log=tmp / "simulator.jsonl",
                               ready_timeout=60) as sim:
             links = [m["link"] for m in sim.modems]
@@ -402,7 +405,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.what == "sms":
         return bench_sms(args.modems, args.messages, args.latency, report_delay=getattr(args, "report_delay", 0.05),
                          keep=getattr(args, "keep", None), cprofile=getattr(args, "cprofile", None),
-                         database_url=getattr(args, "database_url", None), lock_db=getattr(args, "lock_db", 0.0))
+                         database_url=getattr(args, "database_url", None), lock_db=getattr(args, "lock_db", 0.0),
+                         profile=getattr(args, "profile", "telit"))
     if args.what == "fanout":
         return bench_fanout(args.contacts, keep=getattr(args, "keep", None),
                             database_url=getattr(args, "database_url", None))

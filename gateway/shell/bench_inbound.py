@@ -72,7 +72,7 @@ def _run(modems: int, recipients: int, messages: int, latency: float, prompt: fl
          keep: str | None, timeout: float, name: str) -> dict:
     with work_dir(f"{keep}/{name}" if keep else None, "allerta-bench-inbound-") as tmp:
         tmp.mkdir(parents=True, exist_ok=True)
-        with SimulatorProcess(count=modems, link_dir=tmp / "links", latency_median=latency - prompt,
+        with SimulatorProcess(count=modems, profile="telit", link_dir=tmp / "links", latency_median=latency - prompt,
                               latency_sigma=0, prompt_latency=prompt, report_delay=0.05,
                               log=tmp / "simulator.jsonl", ready_timeout=60) as sim:
             config_path = write_config(tmp, [m["link"] for m in sim.modems])

@@ -642,6 +642,9 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
                    help="write-lock the database for SECONDS once a fifth of the messages went out; "
                         "report the send rate during and outside the lock (SQLite only)")
     p.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
+    p.add_argument("--profile", default="telit",
+                   help="simulated modem model: telit (status reports in the SR memory, the path measured since "
+                        "the first figures), generic or huawei (reports stored with received SMS), sim800")
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("voice", help="engine plus the PBX simulator (time-scaled)")
     p.add_argument("--channels", type=int, default=30)

@@ -9,6 +9,7 @@ action never overtakes an earlier one. ``now`` is wall-clock (``time.time()``).
 from __future__ import annotations
 
 import random
+import traceback
 from dataclasses import dataclass, field, replace
 
 from . import commands, incoming, sms
@@ -242,7 +243,11 @@ class SimulatedModem:
         entry = self._entry
         if byte == CTRL_Z:
             self._entry = None
-            sms.complete_submit(self, entry, out)
+            try:
+                sms.complete_submit(self, entry, out)
+            except Exception as exc:  # noqa: BLE001 - a simulator bug: answered and logged, never silent
+                self._internal_error(out, 0.0, "submitting the PDU after AT+CMGS", exc, b"\r\n+CMS ERROR: 500\r\n")
+                self._release_held(out, 0.0)
         elif byte == ESC:
             self._entry = None
             out.add(self.config.command_latency.sample(self.rng), b"\r\nOK\r\n")
@@ -266,6 +271,19 @@ class SimulatedModem:
             return  # real modems ignore noise between commands
         self.counters.commands += 1
         delay = self.config.command_latency.sample(self.rng)
+        try:
+            self._run_line(stripped, out, delay)
+        except Exception as exc:  # noqa: BLE001 - a simulator bug: answered and logged, never silent
+            self._internal_error(out, delay, f"answering {stripped!r}", exc, b"\r\nERROR\r\n")
+
+    def _internal_error(self, out: _Output, delay: float, doing: str, exc: Exception, reply: bytes) -> None:
+        """What the simulator could not do, as an "error" event (the pool logs it with the port)
+        and a final result code, so the client is not left waiting for one."""
+        out.add(delay, reply, event={"event": "error", "modem": self.name, "doing": doing,
+                                     "error": f"{type(exc).__name__}: {exc}",
+                                     "traceback": traceback.format_exc()})
+
+    def _run_line(self, stripped: str, out: _Output, delay: float) -> None:
         try:
             parsed = parse_command_line(stripped)
         except CommandSyntaxError:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .at_parser import Command, split_args
 from .errors import CmeError, CmsError, ModemError, PlainError
+from .pdu_codec import packed_gsm7_hex
 
 if TYPE_CHECKING:
     from .at_engine import SimulatedModem
@@ -296,7 +297,7 @@ def _cpbs(modem, command, now):
 @handles("+CUSD")
 def _cusd(modem, command, now):
     """USSD (the SIM's credit, *123#): OK at once, the network's answer later as a +CUSD URC, in the
-    character set of AT+CSCS (hex UTF-16 under UCS2), as real modems give it."""
+    character set of AT+CSCS (hex UTF-16 under UCS2), or as hex packed GSM-7 on a Huawei stick."""
     if command.op == "?":
         return [f"+CUSD: {modem.cusd_mode}"]
     if command.op == "=?":
@@ -307,7 +308,12 @@ def _cusd(modem, command, now):
         modem.cusd_mode = mode
     if len(args) >= 2 and args[1] and mode != 2:
         reply = modem.profile.ussd_reply
-        shown = reply.encode("utf-16-be").hex().upper() if modem.cscs == "UCS2" else reply
+        if modem.profile.ussd_packed:
+            shown = packed_gsm7_hex(reply)  # whatever AT+CSCS says (gammu: F_ENCODED_USSD)
+        elif modem.cscs == "UCS2":
+            shown = reply.encode("utf-16-be").hex().upper()
+        else:
+            shown = reply
         modem.pending_urcs.append((1.0, f'+CUSD: 0,"{shown}",15'))
     return []
 

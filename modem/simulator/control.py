@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def _incoming_request(request: dict) -> IncomingRequest:
                            parts=parts, reference=int(reference) if reference is not None else None,
                            wide=bool(request.get("wide", False)), encoding=encoding, memory=request.get("memory"),
                            order=order, gap=float(request.get("gap", 0.0)))
+
+log = logging.getLogger(__name__)
 
 
 def handle_request(pool: ModemPool, request: dict) -> dict:
@@ -109,7 +112,7 @@ class ControlServer:
                     reply = {"ok": False, "error": str(exc)}
                 writer.write((json.dumps(reply) + "\n").encode())
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.info("modem simulator: a control client on %s went away: %r", self.path, exc)
         finally:
             writer.close()

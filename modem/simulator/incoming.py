@@ -180,6 +180,7 @@ def _csms(modem, command, now):
 def _cnma(modem, command, now):
     if command.op == "=?":
         return ["+CNMA: (0-2)"]
+    # In phase 2 nothing waits for one: smstools3 sends AT+CNMA after every routed +CDS all the same.
     if modem.csms != 1 or modem.awaiting_ack is None:
         raise CmsError(340)
     args = split_args(command.args) if command.op == "=" else []

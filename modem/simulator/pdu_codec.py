@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from gsmmodem.pdu import Concatenation, decodeSmsPdu
+from gsmmodem.pdu import Concatenation, decodeSmsPdu, encodeGsm7, packSeptets
 
 from gateway.core.sms_text import gsm7_septets, join_utf16, pack_septets, septets_needed
 
@@ -147,6 +147,11 @@ def encode_timestamp(when: dt.datetime) -> bytes:
 SINGLE_GSM7, SINGLE_UCS2_OCTETS = 160, 140
 PART_GSM7 = {False: 153, True: 152}
 PART_UCS2_UNITS = {False: 67, True: 66}
+
+
+def packed_gsm7_hex(text: str) -> str:
+    """Text as hex of packed GSM-7 septets: how Huawei sticks carry USSD strings both ways."""
+    return bytes(packSeptets(encodeGsm7(text))).hex().upper()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from .pty_transport import PtyPort
 
 log = logging.getLogger(__name__)
 
+
 class StartError(Exception):
     """The simulator cannot start as asked (a log file it cannot write); the message names the option."""
 
@@ -102,19 +103,31 @@ class ModemPool:
         self.loop.call_later(5.0, self._housekeeping)
 
     def _record(self, event: dict, port: PtyPort) -> None:
+        if event.get("event") == "error":
+            # A simulator bug the modem answered with an error code: on stderr even without --log.
+            log.error("modem simulator %s on %s: %s while %s\n%s", event.get("modem"), port.port,
+                      event.get("error"), event.get("doing"), event.get("traceback", ""))
+        elif event.get("event") == "submit_refused":
+            log.warning("modem simulator %s on %s: PDU refused with %s: %s", event.get("modem"), port.port,
+                        event.get("reply"), event.get("reason"))
         if self._log is not None:
             try:
                 self._log.write(json.dumps({**event, "port": port.port}, ensure_ascii=False) + "\n")
                 self._log.flush()
             except (UnicodeEncodeError, OSError, TypeError, ValueError):
                 # Never silently: an event missing from the log once hid a submitted emoji SMS.
-                log.exception("modem simulator: cannot write event %r to the log", event)
+                log.exception("modem simulator: cannot write event %r of %s (%s) to the log", event,
+                              port.modem.name, port.port)
 
     def _traced(self, direction: str, data: bytes, port: PtyPort) -> None:
         if self._trace is not None:
             # Escaped like a Python bytes literal (\r, \n, \x1a for Ctrl-Z), so a line is one chunk.
-            self._trace.write(f"{iso_time(time.time())} {port.modem.name} {direction} {repr(data)[2:-1]}\n")
-            self._trace.flush()
+            try:
+                self._trace.write(f"{iso_time(time.time())} {port.modem.name} {direction} {repr(data)[2:-1]}\n")
+                self._trace.flush()
+            except OSError:
+                log.exception("modem simulator: cannot write %d bytes of %s (%s) to the trace", len(data),
+                              port.modem.name, port.port)
 
     def describe(self) -> list[dict]:
         return [{"modem": name, "port": p.port, "link": str(p.link) if p.link else None,

@@ -39,6 +39,17 @@ class Profile:
     cbc_reply: str = "+CBC: 0,100"
     ussd_reply: str = "Credito residuo: 5,00 EUR. Offerta attiva fino al 31/12."
     memory_capacity: dict[str, int] = field(default_factory=lambda: {"SM": 30, "ME": 100, "SR": 20})
+    # Where an SMS-STATUS-REPORT goes unless AT+CNMI <ds>=1 routes it to the TE as +CDS
+    # (27.005 3.4.1 leaves it to the model; see docs/simulators.md, "Status reports"):
+    # "received": stored with the incoming SMS, in <mem3>, announced "+CDSI: <mem3>,<i>"
+    #   when <ds>=2 (Huawei sticks, Telit 2G modules, Siemens; what smstools3 and
+    #   gammu-smsd read by polling their inbox memory);
+    # "SR": the status-report memory, "+CDSI: "SR",<i>" (Telit 3G modules);
+    # "none": never stored, so <ds>=0 loses it (SIM800: no report memory, <ds> 0 or 1).
+    report_storage: str = "received"
+    # USSD strings as hex of packed GSM-7 both ways (Huawei sticks with ^USSDMODE=0, gammu's
+    # F_ENCODED_USSD), instead of text in the AT+CSCS character set.
+    ussd_packed: bool = False
 
 
 _COMMON_CLAC = (
@@ -62,6 +73,8 @@ HUAWEI = Profile(
                    "^SIMST:1", '^HCSQ:"LTE",59,50,161,24'),
     extra_commands=frozenset({"^CURC", "^CVOICE", "^USSDMODE", "^PORTSEL", "^SYSCFG"}),
     unsupported=frozenset({"+CBC"}),  # bus-powered: no battery to report (CGREG, CUSD, CPBS it has)
+    ussd_packed=True,
+    memory_capacity={"SM": 30, "ME": 100},  # AT+CPMS=? ("SM","ME"),("SM","ME"),("SM","ME") (gammu's E3372 dump)
 )
 
 SIM800 = Profile(
@@ -74,10 +87,22 @@ SIM800 = Profile(
     boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready"),
     boot_urc_spacing=0.2,
     extra_commands=frozenset({"+DDET", "+CLTS"}),
-    memory_capacity={"SM": 50, "ME": 50, "SR": 50},
+    memory_capacity={"SM": 50, "ME": 50},  # no "SR": AT+CPMS="SR" is +CMS ERROR 302
+    report_storage="none",
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (GENERIC, HUAWEI, SIM800)}
+# Telit's 3G modules (UC864-E): a status-report memory of their own, "+CDSI: "SR",<i>"; the
+# engine's batched collection (modem/stored_reports.py) lists that memory whole.
+TELIT = Profile(
+    name="telit", manufacturer="Telit", model="UC864-E", revision="08.01.107",
+    tac="35613404", clac=_COMMON_CLAC + ("+CBC", "#SELINT", "#QSS"),
+    cnmi_ranges=((0, 1, 2, 3), (0, 1, 2, 3), (0, 2), (0, 1, 2), (0, 1)),
+    cnmi_test="+CNMI: (0-3),(0-3),(0,2),(0-2),(0,1)",
+    extra_commands=frozenset({"#SELINT", "#QSS"}),
+    report_storage="SR",
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (GENERIC, HUAWEI, SIM800, TELIT)}
 
 
 def get_profile(name: str) -> Profile:

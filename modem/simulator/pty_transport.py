@@ -11,6 +11,7 @@ import asyncio
 import collections
 import errno
 import fcntl
+import logging
 import os
 import termios
 import time
@@ -23,6 +24,8 @@ from .at_engine import Action, SimulatedModem
 TIOCGEXCL = 0x80045440  # Linux: is TIOCEXCL set? (not in the termios module)
 # Timers of the network's side (a status report, an SMS on its way): they outlive an unplug.
 NETWORK_TIMERS = frozenset({"status_report", "incoming", "network_resend"})
+
+log = logging.getLogger(__name__)
 
 
 class PtyPort:
@@ -41,6 +44,7 @@ class PtyPort:
         self._last_due = 0.0
         self.last_rx = 0.0
         self.dropped_bytes = 0
+        self._dropping = False
         self.plug_count = 0
 
     @property
@@ -96,8 +100,8 @@ class PtyPort:
         for fd in (self.master, self.slave):
             try:
                 os.close(fd)
-            except OSError:
-                pass
+            except OSError as exc:
+                log.warning("modem simulator %s: closing %s at unplug failed: %s", self.modem.name, self.port, exc)
         self.master = self.slave = None
 
     # ----- input --------------------------------------------------------------
@@ -108,7 +112,8 @@ class PtyPort:
             return
         except OSError as exc:
             if exc.errno != errno.EIO:
-                raise
+                log.error("modem simulator %s: reading %s failed: %s; trying again in 0.5 s", self.modem.name,
+                          self.port, exc)
             # No slave open anywhere (only if our own slave fd was lost): wait for a reopen.
             self.loop.remove_reader(self.master)
             self.loop.call_later(0.5, self._reattach)
@@ -138,8 +143,8 @@ class PtyPort:
             if int.from_bytes(flag, "little"):
                 fcntl.ioctl(self.slave, termios.TIOCNXCL)
                 return True
-        except OSError:
-            pass
+        except OSError as exc:
+            log.warning("modem simulator %s: cannot clear a stale TIOCEXCL on %s: %s", self.modem.name, self.port, exc)
         return False
 
     # ----- output -------------------------------------------------------------
@@ -176,7 +181,13 @@ class PtyPort:
     def _fire_timer(self, action: Action) -> None:
         self._timers = {h for h in self._timers if not h.cancelled() and h.when() > self.loop.time()}
         if self.master is not None:
-            self.schedule(self.modem.on_timer(action.timer, time.time()))
+            try:
+                actions = self.modem.on_timer(action.timer, time.time())
+            except Exception:  # noqa: BLE001 - a simulator bug: logged with the port, the loop goes on
+                log.exception("modem simulator %s on %s: the %s timer failed", self.modem.name, self.port,
+                              action.timer.kind)
+                return
+            self.schedule(actions)
         elif action.timer.kind == "status_report":
             self.modem.network_pending.append(action.timer)
         elif action.timer.kind == "incoming":
@@ -191,8 +202,15 @@ class PtyPort:
                 self.on_bytes(">", data[:written], self)
         except BlockingIOError:
             written = 0  # nobody is reading and the pty buffer is full: bytes are lost, as on a UART
-        except OSError:
+        except OSError as exc:
             written = 0
+            log.warning("modem simulator %s: writing %d bytes to %s failed: %s", self.modem.name, len(data),
+                        self.port, exc)
+        if written < len(data) and not self._dropping:
+            # Once per run of losses (a port nobody reads drops every URC): logged, and counted in status.
+            log.info("modem simulator %s: %s is not being read; output is dropped (%d bytes so far)",
+                     self.modem.name, self.port, self.dropped_bytes + len(data) - written)
+        self._dropping = written < len(data)
         self.modem.counters.bytes_out += written
         self.dropped_bytes += len(data) - written
 

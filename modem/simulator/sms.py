@@ -178,8 +178,12 @@ def complete_submit(modem: "SimulatedModem", entry: "DataEntry", out: "_Output")
     command_delay = modem.config.command_latency.sample(modem.rng)
     try:
         request = _decode_entry(modem, entry)
-    except (PduError, ValueError, UnicodeDecodeError):
-        _fail(modem, out, command_delay, CmsError(304 if entry.mode == "pdu" else 305))
+    except (PduError, ValueError, UnicodeDecodeError) as exc:
+        # Refused as a real modem refuses it, and logged: what the client sent and why it failed.
+        error = CmsError(304 if entry.mode == "pdu" else 305)
+        _fail(modem, out, command_delay, error, event={
+            "event": "submit_refused", "modem": modem.name, "imei": modem.imei, "reply": error.render(1),
+            "reason": str(exc), "body": entry.body.decode("latin-1")[:400], "time": iso_time(out.now)})
         return
     if not modem.smsc:
         _fail(modem, out, command_delay, CmsError(330))
@@ -216,14 +220,23 @@ def complete_submit(modem: "SimulatedModem", entry: "DataEntry", out: "_Output")
                     timer=Timer("status_report", (reference, request["destination"], sent_at, status)))
 
 
-def _fail(modem, out, delay, error) -> None:
+def _fail(modem, out, delay, error, event: dict | None = None) -> None:
     modem.counters.cms_errors += 1
-    out.add(delay, f"\r\n{error.render(modem.cmee)}\r\n".encode())
+    out.add(delay, f"\r\n{error.render(modem.cmee)}\r\n".encode(), event=event)
     modem._release_held(out, delay)
 
 
+def report_memory(modem: "SimulatedModem") -> str | None:
+    """The memory a status report is stored in when not routed as +CDS (None: not stored)."""
+    storage = modem.profile.report_storage
+    if storage == "none":
+        return None
+    return "SR" if storage == "SR" else modem.cpms[2]
+
+
 def deliver_status_report(modem: "SimulatedModem", payload: tuple, now: float) -> list:
-    """The SMSC reports delivery: +CDSI (ds=2, stored in SR) or +CDS (ds=1, routed to the TE)."""
+    """The SMSC reports delivery: routed as +CDS (<ds>=1), or stored where the profile's model
+    stores reports (announced by +CDSI when <ds>=2), or lost (<ds>=0 on a model that keeps none)."""
     from .at_engine import Action  # here, not at the top: a real cycle (at_engine imports this module)
 
     reference, recipient, sent_at, status = payload
@@ -236,17 +249,21 @@ def deliver_status_report(modem: "SimulatedModem", payload: tuple, now: float) -
              "destination": recipient, "reference": reference, "status": status, "time": iso_time(now)}
     ds = modem.cnmi[3]
     if ds == 1:
-        return [Action(0.0, event=event)] + modem.urc(f"+CDS: {length}\r\n{pdu}", now)
+        return [Action(0.0, event={**event, "routed": "+CDS"})] + modem.urc(f"+CDS: {length}\r\n{pdu}", now)
+    memory = report_memory(modem)
+    if memory is None:
+        return [Action(0.0, event={**event, "dropped": f"not routed (AT+CNMI <ds>={ds}) and "
+                                                        f"{modem.profile.model} stores no reports"})]
     details = {"reference": reference, "recipient": recipient, "submitted": network_time(sent_at),
                "discharged": network_time(now), "status": status}
     try:
-        index = modem.store.add("SR", StoredMessage("status_report", pdu, length, REC_UNREAD, details))
+        index = modem.store.add(memory, StoredMessage("status_report", pdu, length, REC_UNREAD, details))
     except MemoryFull:
-        return [Action(0.0, event={**event, "dropped": "SR memory full"})]
-    event["index"] = index
+        return [Action(0.0, event={**event, "dropped": f"{memory} memory full"})]
+    event.update(memory=memory, index=index)
     actions = [Action(0.0, event=event)]
     if ds == 2:
-        actions += modem.urc(f'+CDSI: "SR",{index}', now)
+        actions += modem.urc(f'+CDSI: "{memory}",{index}', now)
     return actions
 
 
