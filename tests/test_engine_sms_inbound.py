@@ -121,8 +121,8 @@ def test_routed_sms_are_acknowledged_only_once_committed(tmp_path):
             # Each part routed once; the modem held the next ones back until the last was acknowledged.
             assert len([e for e in events if e.get("routed")]) == 5, events
             assert all(e.get("routed") or e.get("held") for e in events)
-            status = modem_status(sim)
-            assert status["stored_high_water"] == {"SM": 0, "ME": 0, "SR": status["stored_high_water"]["SR"]}
+            # None went through the SIM's memory (the status reports of our answers may: this profile keeps them in ME).
+            assert not [e for e in events if e.get("memory")]
             assert not sim.log_records("incoming_unacknowledged")
         finally:
             engine.terminate()
