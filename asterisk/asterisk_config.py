@@ -46,7 +46,8 @@ def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, context: 
                    max_plays: int = 3, read_timeout_seconds: int = 5,
                    amd_silence_ms: int = 1500, amd_max_wait_seconds: int = 20,
                    machine_talk_ms: int = 3000, machine_gap_ms: int = 1000,
-                   machine_window_seconds: int = 20) -> dict[str, str]:
+                   machine_window_seconds: int = 20, hotline_context: str = "allerta-hotline",
+                   agi_port: int = 4573) -> dict[str, str]:
     """File name -> rendered text, for every file in ``TEMPLATES``."""
     if not _NAME.match(ami_user):
         raise ConfigRenderError(f"AMI user {ami_user!r}: use letters, digits, '_', '-', '.'")
@@ -59,7 +60,11 @@ def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, context: 
     if not _NAME.match(context) or context == HANGUP_CONTEXT:
         raise ConfigRenderError(f"dialplan context {context!r}: use letters, digits, '_', '-', '.' "
                                 f"(and not {HANGUP_CONTEXT}, the hangup handler's)")
+    if not _NAME.match(hotline_context) or hotline_context in (HANGUP_CONTEXT, context):
+        raise ConfigRenderError(f"hotline context {hotline_context!r}: use letters, digits, '_', '-', '.' "
+                                f"(and not {HANGUP_CONTEXT} or the outbound context)")
     for label, number, low, high in (("ami_port", ami_port, 1, 65535), ("max_plays", max_plays, 1, 10),
+                                     ("agi_port", agi_port, 1, 65535),
                                      ("read_timeout_seconds", read_timeout_seconds, 1, 60),
                                      ("amd_silence_ms", amd_silence_ms, 100, 10000),
                                      ("amd_max_wait_seconds", amd_max_wait_seconds, 1, 120),
@@ -76,5 +81,6 @@ def render_configs(ami_user: str, ami_secret: str, sounds_dir: str, *, context: 
         "MACHINE_TALK_MS": str(machine_talk_ms), "MACHINE_GAP_MS": str(machine_gap_ms),
         "MACHINE_WINDOW_SECONDS": str(machine_window_seconds),
         "MACHINE_WINDOW_MS": str(machine_window_seconds * 1000),
+        "HOTLINE_CONTEXT": hotline_context, "AGI_PORT": str(agi_port),
     }
     return {name: _render(name, values) for name in TEMPLATES}

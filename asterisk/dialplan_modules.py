@@ -17,12 +17,13 @@ APPLICATION_MODULES = {
     "Return": "app_stack", "Gosub": "app_stack",
     "Read": "app_read", "Playback": "app_playback", "UserEvent": "app_userevent",
     "BackgroundDetect": "app_talkdetect", "WaitForSilence": "app_waitforsilence",
-    "AMD": "app_amd",
+    "AMD": "app_amd", "AGI": "res_agi",
 }
 # Dialplan function -> module.
 FUNCTION_MODULES = {
     "CHANNEL": "func_channel", "STAT": "func_env", "DB": "func_db", "DIALPLAN_EXISTS": "func_dialplan",
     "IF": "func_logic", "LEN": "func_strings",
+    "CALLERID": "func_callerid",
 }
 # Always needed: the parser of extensions.conf, the format of our audio, the timer that
 # paces playback, and func_dialplan for doctor's check that our context is loaded.

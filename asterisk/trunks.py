@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from asterisk.dialstring import render_dial_string
+from asterisk.dialstring import render_dial_string, trunk_of
 from gateway.core.dialstring import NUMBER_FORMATS
 
 ALLOWED_KINDS = ("all", "landline", "prefixes")
@@ -33,6 +33,7 @@ class TrunkConfig:
     allowed: str = "all"               # all | landline | prefixes
     prefixes: tuple[str, ...] = ()     # E.164 prefixes, for allowed = prefixes
     number_format: str = "keep_plus"   # see dialstring.render_dial_string
+    inbound_reserved: int = 0          # channels outbound calls leave to the hotline
 
     def __post_init__(self) -> None:
         where = f"voice trunk {self.name!r}"
@@ -40,6 +41,9 @@ class TrunkConfig:
             raise ValueError(f"{where}: name must be 1-64 letters, digits, '_', '.', '-'")
         if self.max_channels < 1:
             raise ValueError(f"{where}: max_channels must be at least 1, got {self.max_channels}")
+        if not 0 <= self.inbound_reserved < self.max_channels:
+            raise ValueError(f"{where}: inbound_reserved must be at least 0 and less than max_channels "
+                             f"({self.max_channels}), got {self.inbound_reserved}")
         if not self.calls_per_second > 0:
             raise ValueError(f"{where}: calls_per_second must be positive, got {self.calls_per_second}")
         if self.allowed not in ALLOWED_KINDS:
@@ -75,6 +79,17 @@ class TrunkConfig:
 
     def dial_string(self, number: str) -> str:
         return render_dial_string(self.dial_template, number, self.number_format)
+
+    def outbound_limit(self, inbound_in_progress: int) -> int:
+        """Channels our alert calls may hold: the reserve stays free for the hotline, and hotline
+        calls beyond the reserve take channels from the alert, never the other way round."""
+        return max(0, self.max_channels - max(self.inbound_reserved, inbound_in_progress))
+
+    def carries(self, channel: str) -> bool:
+        """Whether an inbound channel (``PJSIP/trunk1-00000007``) came in on this trunk's endpoint."""
+        technology, _, resource = channel.partition("/")
+        ours_technology, endpoint = trunk_of(self.dial_string(_PROBE_NUMBER))
+        return technology.lower() == ours_technology.lower() and resource.rsplit("-", 1)[0] == endpoint
 
 
 Clock = Callable[[], float]

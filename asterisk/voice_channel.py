@@ -99,6 +99,7 @@ class _Trunk:
         self.throttle = ConcurrencyThrottle(config.max_channels, clock, recovery_seconds)
         self.failures = TrunkFailureWindow(clock)
         self.in_use = 0
+        self.inbound = 0                   # hotline calls in progress on this trunk
         self.last_error: str | None = None
         self.sent_total = 0
         self.failed_total = 0
@@ -109,12 +110,16 @@ class _Trunk:
     def name(self) -> str:
         return self.config.name
 
+    def limit(self) -> int:
+        """Channels our calls may hold now: the back-off, and what the hotline keeps or holds."""
+        return min(self.throttle.effective(), self.config.outbound_limit(self.inbound))
+
     def free(self) -> int:
-        channels = self.throttle.effective() - self.in_use
+        channels = self.limit() - self.in_use
         return max(0, min(channels, self.bucket.available()))
 
     def free_channels(self) -> int:
-        return max(0, self.throttle.effective() - self.in_use)
+        return max(0, self.limit() - self.in_use)
 
 
 @dataclass(eq=False)
@@ -257,11 +262,25 @@ class VoiceChannel:
     def _trunk_rate(self, trunk: _Trunk) -> float:
         if not self._ready:
             return 0.0
-        by_channels = trunk.throttle.effective() * 60.0 / max(self._average_call_seconds, 1.0)
+        by_channels = trunk.limit() * 60.0 / max(self._average_call_seconds, 1.0)
         return min(by_channels, trunk.config.calls_per_second * 60.0)
 
     def rate_per_minute(self) -> float:
         return sum(self._trunk_rate(trunk) for trunk in self._trunks)
+
+    def inbound_changed(self, channel: str, delta: int) -> None:
+        """A hotline call started (+1) or ended (-1) on ``channel``: it counts against its trunk
+        (the only trunk when the channel name does not say which)."""
+        trunks = [t for t in self._trunks if t.config.carries(channel)] or (
+            self._trunks if len(self._trunks) == 1 else [])
+        if not trunks:
+            log.warning("hotline call on %s: no configured trunk carries it; not counted", channel)
+            return
+        trunk = trunks[0]
+        trunk.inbound = max(0, trunk.inbound + delta)
+        self._report_line(trunk)
+        if delta < 0:
+            self._notify_capacity()
 
     def _notify_capacity(self) -> None:
         for waiter in self._waiters:
@@ -699,7 +718,7 @@ class VoiceChannel:
                           state=LineState.UP if self._link_up else LineState.DOWN,
                           last_error=trunk.last_error, sent_total=trunk.sent_total,
                           failed_total=trunk.failed_total, in_use=trunk.in_use,
-                          limit=trunk.throttle.effective(),
+                          limit=trunk.limit(),
                           rate_per_minute=self._trunk_rate(trunk))
 
     def lines(self) -> list[LineStatus]:

@@ -4,7 +4,7 @@ import json
 import pytest
 from sqlalchemy import func, select, update
 
-from gateway.core.alerts import AlertError, AlertRequest, Target
+from gateway.core.alerts import AlertError, AlertRequest, AlertService, Target
 from gateway.core.channels import SubmitReceipt
 from gateway.core.db import utcnow
 from gateway.core.retry import RetryVerdict
@@ -250,3 +250,11 @@ def test_a_voice_only_alert_is_not_limited_by_sms_segments(contacts):
         with pytest.raises(AlertError, match="needs 5 SMS segments"):
             contacts.alerts.create(AlertRequest(**refused))
     assert count(contacts, Alert) == 1
+
+
+def test_sms_ends_with_the_hotline_number_only_when_it_costs_no_segment(contacts):
+    service = AlertService(contacts.sessions, hotline_number="06 6599 9000")
+    short, plan = service.plan(AlertRequest(text="Allerta meteo arancione.", target=Target(everyone=True)))
+    assert short == "Allerta meteo arancione. Info: 06 6599 9000" and plan.segments == 1
+    full = "x" * 150    # 150 of 160 septets: the number would need a second segment
+    assert service.plan(AlertRequest(text=full, target=Target(everyone=True)))[0] == full

@@ -70,3 +70,13 @@ def test_simulate_pbx_command_listens_on_loopback(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_printed_dialplan_has_the_hotline_context_on_the_configured_agi_port(tmp_path, capsys):
+    path = write_config(tmp_path, '[asterisk]\nenabled = true\nsecret = "Segreto-123456"\nhotline = true\n'
+                                  'hotline_context = "numero-comune"\nagi_port = 4999\n'
+                                  '[[trunks]]\nname = "pstn"\ndial = "PJSIP/{number}@pstn"\n')
+    assert main(["--config", str(path), "asterisk", "config", "--print"]) == 0
+    out = capsys.readouterr().out
+    assert "[numero-comune]" in out and "AGI(agi://127.0.0.1:4999/hotline)" in out
+    assert f"Playback({tmp_path / 'data' / 'sounds'}/hotline/latest)" in out

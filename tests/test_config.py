@@ -173,6 +173,7 @@ def test_a_malformed_dial_string_is_refused_at_load(dial, message):
     (trunk(caller_id="0665,1"), r"\[trunks #1\] caller_id: must not contain commas or line breaks"),
     (trunk(prefixes=["39"]), r"\[trunks #1\] prefixes: must be a list of E\.164 prefixes"),
     (trunk(allowed="prefixes"), r"\[trunks #1\] prefixes: allowed = \"prefixes\" needs at least one prefix"),
+    (trunk(max_channels=2, inbound_reserved=2), r"\[trunks #1\] inbound_reserved: 2 would leave no channel"),
     (trunk(number_format="e164"), r"\[trunks #1\] number_format: must be one of keep_plus, international"),
     ({"trunks": [{"name": "a", "dial": "PJSIP/{number}@a"}, {"name": "a", "dial": "PJSIP/{number}@b"}]},
      r"\[trunks #2\] name: 'a' is used by another trunk"),

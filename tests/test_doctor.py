@@ -38,6 +38,7 @@ system_user = "{system_user or getpass.getuser()}"
 [[trunks]]
 name = "trunk1"
 dial = "PJSIP/{{number}}@trunk1"
+caller_id = "+390665210000"
 """
     path = engine_config(tmp_path, [m["link"] for m in sim.modems], extra=voice)
     services_for(path)   # creates and migrates the database

@@ -1,7 +1,8 @@
 """`allerta doctor` on a configuration that cannot load: one FAIL line naming the key, never a traceback."""
 import pytest
 
-from gateway.core.checks import FAIL
+from gateway.core.checks import FAIL, OK, WARN
+from gateway.core.config import load_config
 from gateway.shell.cli import main
 from gateway.shell import doctor
 from gateway.shell.doctor import exit_code, run_checks
@@ -47,3 +48,14 @@ def test_a_directory_that_takes_no_file_is_reported_not_writable(tmp_path, monke
     check = doctor._writable_check("database directory", tmp_path, "[database] url")
     assert check.status == FAIL
     assert check.detail == f"{tmp_path} is not writable: Permission denied" and "[database] url" in check.fix
+
+
+def test_doctor_warns_when_a_trunk_hides_its_number_or_shows_another_than_the_hotline(tmp_path):
+    trunks = "".join(f'[[trunks]]\nname = "{name}"\ndial = "PJSIP/{{number}}@{name}"\ncaller_id = "{caller_id}"\n'
+                     for name, caller_id in (("empty", ""), ("other", "0665210000"), ("ours", "+39 06 6599 9000")))
+    config = load_config(write_config(tmp_path, "[asterisk]\nenabled = true\n" + trunks,
+                                      hotline_number="06 6599 9000"))
+    checks = {c.name: c for c in doctor.caller_id_checks(config)}
+    assert checks["caller ID empty"].status == WARN and "cannot call back" in checks["caller ID empty"].detail
+    assert checks["caller ID other"].status == WARN and "not the hotline number" in checks["caller ID other"].detail
+    assert checks["caller ID ours"].status == OK

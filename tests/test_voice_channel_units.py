@@ -390,3 +390,19 @@ def test_answered_call_whose_message_could_not_play_fails_with_its_times_and_cau
 ])
 def test_playback_name_drops_the_extension_only(given, played):
     assert playback_name(given) == played
+
+
+def test_inbound_reserve_and_hotline_calls_in_progress_take_channels_from_outbound():
+    trunk = TrunkConfig("trunk1", "PJSIP/{number}@trunk1", max_channels=30, inbound_reserved=10)
+    assert (trunk.outbound_limit(0), trunk.outbound_limit(10), trunk.outbound_limit(12)) == (20, 20, 18)
+    assert trunk.carries("PJSIP/trunk1-0000002a") and not trunk.carries("PJSIP/other-00000001")
+    with pytest.raises(ValueError, match="inbound_reserved"):
+        TrunkConfig("trunk1", "PJSIP/{number}@trunk1", max_channels=2, inbound_reserved=2)
+    channel = VoiceChannel(VoiceSettings(ami=AmiSettings(username="u", secret="s", port=1), trunks=(trunk,)))
+    assert channel.lines()[0].limit == 20
+    for _ in range(12):
+        channel.inbound_changed("PJSIP/trunk1-00000007", +1)
+    assert channel.lines()[0].limit == 18      # two hotline calls beyond the reserve
+    for _ in range(12):
+        channel.inbound_changed("PJSIP/trunk1-00000007", -1)
+    assert channel.lines()[0].limit == 20

@@ -64,9 +64,11 @@ ROUTES = [
     ("POST", "/admin/elections/", "admin"),
 ]
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("POST", "/language"),
-          ("GET", "/api/v1/openapi.json")}
+          ("GET", "/api/v1/openapi.json"),
+          # Published CAP: open to the [cap] publish_allow networks only (web/cap.py checks; 404 when off).
+          ("GET", "/cap/alerts/<int:alert_id>.xml"), ("GET", "/cap/feed.atom")}
 TOKEN = {("POST", "/api/v1/alerts"), ("GET", "/api/v1/alerts/<int:alert_id>"), ("GET", "/api/v1/lines"),
-         ("GET", "/api/v1/inbox"), ("GET", "/api/v1/help-requests")}
+         ("GET", "/api/v1/inbox"), ("GET", "/api/v1/help-requests"), ("POST", "/api/v1/cap")}
 
 
 def _rule_key(method: str, url: str) -> tuple[str, str]:

@@ -176,7 +176,7 @@ def test_openapi_document(app):
     doc = app.test_client().get("/api/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/api/v1/alerts", "/api/v1/alerts/{id}", "/api/v1/lines", "/api/v1/inbox",
-                                 "/api/v1/help-requests"}
+                                 "/api/v1/help-requests", "/api/v1/cap"}
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     routes = {rule.rule.replace("<int:alert_id>", "{id}") for rule in app.url_map.iter_rules()
               if rule.rule.startswith("/api/v1/") and not rule.rule.endswith("openapi.json")}

@@ -10,6 +10,8 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 
 from gateway.core.alerts import AlertRequest, Target
+from gateway.core.hotline import Caller, Register
+from gateway.core.hotline_store import HotlineStore
 from gateway.core.models import Contact, Delivery, PhoneNumberRow
 from gateway.core.models_panel import ErasedContacts
 from tests.support import DATA
@@ -243,3 +245,10 @@ def test_a_new_preview_sweeps_the_ones_older_than_an_hour(app, panel):
     assert other.exists()  # only previews are swept
     # The abandoned one is gone for good: confirming it asks for the file again.
     assert post(operator, "/contacts/import/confirm", {"token": abandoned}).status_code == 302
+
+
+def test_self_registrations_are_listed_apart(app, panel):
+    HotlineStore(panel.sessions).record(Caller("+393339990001", known=False), Register("Fregene", "it"))
+    html = client_for(app, "viewer").get("/contacts/?self_registered=1").get_data(as_text=True)
+    assert "1 contatti trovati" in html and "solo iscritti da soli" in html
+    assert "+393339990001" in html and "phone, " in html and "Mario Rossi" not in html

@@ -24,6 +24,7 @@ from gateway.core import inbox
 from gateway.core.audio import VOICES, AudioError
 from gateway.core.alerts import AlertError, AlertRequest, Target, compose_sms_text
 from gateway.core.db import utcnow
+from gateway.core.models_cap import CapMessage
 from gateway.core.door_knock import door_knock_list
 from gateway.core.models import Alert, Attempt, Contact, Delivery, Group, Zone, contact_numbers
 from gateway.core.models_panel import AlertText
@@ -532,6 +533,7 @@ def show(alert_id: int):
         versions = list(s.scalars(select(AlertText).where(AlertText.alert_id == alert_id)
                                   .order_by(AlertText.language)))
         follow_ups = list(s.scalars(select(Alert).where(Alert.follows_alert_id == alert_id).order_by(Alert.id)))
+        cap_messages = list(s.scalars(select(CapMessage).where(CapMessage.alert_id == alert_id).order_by(CapMessage.id)))
         gone_out = sum(count for state, count in by_state.items() if state != DeliveryState.CANCELLED)
         answers = _answers(s, alert)
     by_zone: dict[str, dict[str, int]] = {}
@@ -547,6 +549,7 @@ def show(alert_id: int):
     asked = next((a.requested_by for a in reversed(approvals) if a.decision == ApprovalDecision.PENDING), None)
     me = {"actor": current_user.username, "role": current_user.role}
     return render_template("alerts/show.html", alert=alert, progress=progress, by_zone=by_zone, by_state=by_state,
+                           cap_messages=cap_messages,
                            rows=rows, total=total, page=page, pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
                            zones=zones, approvals=approvals, may_change_draft=alert_flow.may_change_draft(alert, **me),
                            may_cancel=alert_flow.may_cancel(alert, asked, **me), asked_by=asked,

@@ -184,6 +184,18 @@ OPENAPI = {
                             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}}],
             "responses": {"200": {"description": "the alert", "content": {"application/json": {"schema": _ALERT}}},
                           "404": _answer("no such alert"), **_COMMON}}},
+        "/api/v1/cap": {"post": {
+            "summary": "Hand over a CAP 1.2 warning: it becomes a draft awaiting approval (or a correction, an "
+                       "all-clear, the withdrawal of a draft), never sent without an approver unless a "
+                       "[cap] auto_send rule names its sender",
+            "requestBody": {"required": True, "content": {"application/cap+xml": {"schema": {"type": "string"}}}},
+            "responses": {"201": _answer("a draft, correction or all-clear was made ('outcome', 'alert_id', 'detail')"),
+                          "200": _answer("received, no alert made: 'seen' before, 'ignored' or 'refused' "
+                                         "by the alert rules ('detail' says why)"),
+                          "400": _answer("not XML we accept (DTD, entities, syntax): 'element' and 'rule' say where"),
+                          "403": _answer("the token's role cannot hand over warnings"),
+                          "422": _answer("not valid CAP 1.2: 'element' and 'rule' say where"),
+                          **_COMMON}}},
         "/api/v1/inbox": {"get": {
             "summary": "SMS received from citizens, newest first, with what was made of each",
             "parameters": [

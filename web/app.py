@@ -15,7 +15,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest
 
 from gateway.core.services import Services, build_services
-from web import admin, alerts, api, auth, contacts, dashboard, elections, inbox, zones
+from web import admin, alerts, api, auth, cap, contacts, dashboard, elections, inbox, zones
 from gateway.core.config import Config, load_config
 from web.app_user import load_user
 from gateway.core.audit import audit_log_for
@@ -103,9 +103,10 @@ def create_app(services_or_config: Services | Config | str | os.PathLike[str],
     # Before the blueprints: their rules are compiled with the converter in place when they are added.
     app.url_map.converters["int"] = BoundedIntConverter
     for blueprint in (auth.bp, dashboard.bp, contacts.bp, zones.bp, alerts.bp, inbox.bp, admin.bp, elections.bp,
-                      api.bp):
+                      api.bp, cap.api_bp, cap.bp):
         app.register_blueprint(blueprint)
-    csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing a foreign page could forge
+    for blueprint in (api.bp, cap.api_bp):
+        csrf.exempt(blueprint)  # bearer tokens, no cookies: nothing a foreign page could forge
 
     app.before_request(check_access)
     app.after_request(_security_headers)

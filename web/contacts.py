@@ -65,6 +65,10 @@ def index():
             select(Group.id).where(Group.name == group).scalar_subquery())))
     if request.args.get("vulnerable") == "1":
         conditions.append(c.vulnerable.is_(True))
+    if request.args.get("self_registered") == "1":
+        # People who registered themselves (by phone on the hotline, by SMS): to review, or to undo
+        # one (deleting the contact erases it).
+        conditions.append(c.consent_at.is_not(None))
     with panel().sessions() as s:
         if q:
             # A text search scans the table whatever we do (LIKE '%...%'): scan it once for

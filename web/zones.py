@@ -39,6 +39,8 @@ class Row:
     name: str
     contacts: int
     numbers: int
+    code: str | None = None          # zones: ISTAT or our own code (CAP <geocode>)
+    has_geometry: bool = False       # zones: a polygon from `allerta zones import-geojson`
 
 
 def _zone_rows(s) -> list[Row]:
@@ -48,8 +50,9 @@ def _zone_rows(s) -> list[Row]:
     numbers = dict(s.execute(select(Contact.zone_id, func.count(func.distinct(contact_numbers.c.number_id)))
                              .join(contact_numbers, contact_numbers.c.contact_id == Contact.id)
                              .where(Contact.zone_id.is_not(None)).group_by(Contact.zone_id)).all())
-    return [Row(zone_id, name, contacts.get(zone_id, 0), numbers.get(zone_id, 0))
-            for zone_id, name in s.execute(select(Zone.id, Zone.name).order_by(Zone.name))]
+    return [Row(zone_id, name, contacts.get(zone_id, 0), numbers.get(zone_id, 0), code, has_geometry)
+            for zone_id, name, code, has_geometry in s.execute(
+                select(Zone.id, Zone.name, Zone.code, Zone.geometry.is_not(None)).order_by(Zone.name))]
 
 
 def _group_rows(s) -> list[Row]:

@@ -60,7 +60,7 @@ def callee_for(plan: CallPlan) -> Callee:
     return Callee(presses, talk, message_seconds=max(plan.listen_seconds + 1.0, SHORTEST_MESSAGE_SECONDS))
 
 
-class _ChannelRuntime:
+class ChannelRuntime:
     """The interpreter's view of the simulator for one channel: events on it, scaled time."""
 
     def __init__(self, host: CallHost, channel: ev.SimChannel, speed: float) -> None:
@@ -91,6 +91,9 @@ class _ChannelRuntime:
 
     def note(self, text: str) -> None:
         self.host.note(f"{self.channel.name}: {text}")
+
+    def played(self, path: str) -> None:
+        return None
 
 
 def _now() -> dt.datetime:
@@ -292,7 +295,7 @@ class CallScript:
     async def _dialplan(self, chan: ev.SimChannel) -> ChannelRun:
         """Our rendered dialplan, interpreted on the answered channel against the callee."""
         call = self.call
-        runtime = _ChannelRuntime(self.host, chan, self.speed)
+        runtime = ChannelRuntime(self.host, chan, self.speed)
         run = ChannelRun(self.host.dialplan, runtime, callee_for(call.plan),
                          {**call.variables, "UNIQUEID": chan.uniqueid}, call.context, call.exten)
         call.cause = await run.run()

@@ -20,6 +20,12 @@ Commands (``{"cmd": ...}``):
                                       comes before the channel events, as on a real Asterisk
   astdb_set {"family", "key", "value"}  write AstDB as our dialplan does (value null deletes)
   astdb                               the whole AstDB, as [family, key, value] triples
+  incoming_call {"caller", "keys", "hangup_after", "trunk"}
+                                      a caller dialling the hotline (caller null: withheld; keys
+                                      "3 2 1", one per question, "-" a silence; hangup_after in
+                                      virtual seconds); answers its id
+  inbound_calls                       every inbound call since the last reset: AGI status, the
+                                      commands received, the files played, who hung up
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from asterisk.pbx_simulator.inbound import InboundScript
 from asterisk.pbx_simulator.population import PopulationError
 from asterisk.pbx_simulator.simulator import PbxSimulator
 
@@ -121,4 +128,10 @@ class ControlServer:
             return {"ok": True}
         if command == "astdb":
             return {"ok": True, "entries": [[f, k, v] for (f, k), v in sim.astdb.items()]}
+        if command == "incoming_call":
+            trunk = request.get("trunk")
+            call = sim.incoming_call(InboundScript.from_request(request), None if trunk is None else str(trunk))
+            return {"ok": True, "id": call.id, "refused": call.agi_status == "refused"}
+        if command == "inbound_calls":
+            return {"ok": True, "calls": [call.log_record() for call in sim.inbound_log]}
         raise ValueError(f"unknown command {command!r}")

@@ -8,7 +8,7 @@ they press a key), so a change to the dialplan changes what the simulator does.
 Only what our dialplans use is implemented, with the behaviour of Asterisk 22:
 Answer, NoOp, Set (CHANNEL(hangup_handler_push), DB()), Goto, GotoIf, Wait,
 Read, Playback, BackgroundDetect, WaitForSilence, AMD, UserEvent, Hangup,
-Return; functions STAT, DB, DIALPLAN_EXISTS; ``$[...]`` with = != < > <= >=
+Return, AGI (asterisk/pbx_simulator/inbound.py); functions STAT, DB, DIALPLAN_EXISTS, CALLERID(num); ``$[...]`` with = != < > <= >=
 & | + -. An application whose module is missing hangs the call up, as in
 Asterisk; a function whose module is missing evaluates to nothing.
 
@@ -218,6 +218,8 @@ class Runtime(Protocol):
 
     def note(self, text: str) -> None: ...
 
+    def played(self, path: str) -> None: ...
+
 
 class _Hangup(Exception):
     def __init__(self, cause: int) -> None:
@@ -326,6 +328,8 @@ class ChannelRun:
         if function == "DB":
             family, _, key = args[0].partition("/")
             return self.runtime.astdb.get((family, key), "")
+        if function == "CALLERID" and args[0] in ("num", "number"):
+            return self.variables.get("CALLERID(num)", "")
         return ""
 
     # --- time and the callee -----------------------------------------------------
@@ -440,6 +444,7 @@ class ChannelRun:
         if seconds is None:
             self.runtime.note(f"Playback failed on {args[0]}")
             return
+        self.runtime.played(args[0])
         await self._ignore_keys_until(self.now + seconds)
 
     async def _app_read(self, args: list[str]) -> None:
@@ -516,6 +521,15 @@ class ChannelRun:
             else:
                 break
         await self._ignore_keys_until(min(quiet_from + silence, deadline))
+
+    async def _app_agi(self, args: list[str]) -> None:
+        """res_agi: run the script; AGISTATUS SUCCESS, FAILURE (no connection) or HANGUP, which
+        ends the dialplan as a hangup does."""
+        agi = getattr(self.runtime, "agi", None)
+        status = "FAILURE" if agi is None else await agi(args[0], self)
+        self.variables["AGISTATUS"] = status
+        if status == "HANGUP":
+            raise _Hangup(16)
 
     async def _app_amd(self, args: list[str]) -> None:
         """app_amd with its defaults: 2.5 s of initial silence or a greeting longer than

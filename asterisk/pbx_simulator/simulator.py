@@ -18,8 +18,9 @@ from asterisk.asterisk_config import render_configs
 from asterisk.dialplan_modules import APPLICATION_MODULES, BASE_MODULES, FUNCTION_MODULES
 from asterisk.dialstring import trunk_of
 from asterisk.pbx_simulator import channel_events as ev
-from asterisk.pbx_simulator.calls import CallScript, SimulatedCall
-from asterisk.pbx_simulator.dialplan import Dialplan, parse_dialplan
+from asterisk.pbx_simulator.calls import CallScript, SimulatedCall, ChannelRuntime
+from asterisk.pbx_simulator.dialplan import Callee, ChannelRun, Dialplan, parse_dialplan
+from asterisk.pbx_simulator.inbound import AgiSession, InboundCall, InboundScript
 from asterisk.pbx_simulator.population import CallPlan, Population
 from asterisk.pbx_simulator.session import AmiSession
 from asterisk.q850 import REASON_FAILURE
@@ -62,6 +63,9 @@ class SimulatorConfig:
     # Share of calls failing at once whose OriginateResponse comes before the channel events
     # (about 0.01 on a real Asterisk 22; 1.0 in tests that need the order every time).
     response_first: float = 0.0
+    # Where calls to the town's number go (extensions_allerta.conf) and the number itself.
+    hotline_context: str = "allerta-hotline"
+    hotline_did: str = "0665999000"
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
@@ -108,6 +112,9 @@ class PbxSimulator:
         # confirmation there) and DBGet reads back; it survives an AMI link drop.
         self.astdb: dict[tuple[str, str], str] = {}
         self._order_random = random.Random(0)
+        # Inbound calls to the hotline: in progress, and every one since the last reset.
+        self.inbound: dict[asyncio.Task[None], InboundCall] = {}
+        self.inbound_log: list[InboundCall] = []
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -205,7 +212,49 @@ class PbxSimulator:
         return None
 
     def active_on(self, trunk: str) -> int:
-        return sum(1 for call in self.calls.values() if call.trunk == trunk)
+        """Channels in use on ``trunk``: the calls we placed and the calls coming in."""
+        return (sum(1 for call in self.calls.values() if call.trunk == trunk)
+                + sum(1 for call in self.inbound.values() if call.trunk == trunk))
+
+    # --- inbound ------------------------------------------------------------------
+
+    def incoming_call(self, script: InboundScript, trunk: str | None = None) -> InboundCall:
+        """A caller dialling the town's number on ``trunk`` (the first one by default)."""
+        trunk = trunk or next(iter(self.config.trunks), "trunk1")
+        uid = self.new_uniqueid()
+        call = InboundCall(len(self.inbound_log) + 1, trunk, script,
+                           f"PJSIP/{trunk}-{self.new_sequence():08x}", uid)
+        self.inbound_log.append(call)
+        limit = self.config.trunks.get(trunk)
+        if limit is None or self.active_on(trunk) >= limit:
+            # Every channel busy: the trunk refuses the call (the caller hears busy).
+            call.agi_status, call.hung_up_by, call.ended = "refused", "trunk", True
+            call.ended_at = call.started_at
+            call.inbound_on_trunk = sum(1 for other in self.inbound.values() if other.trunk == trunk)
+            self._count("inbound_refused")
+            return call
+        task = asyncio.get_running_loop().create_task(self._run_inbound(call))
+        self.inbound[task] = call
+        return call
+
+    def _count(self, outcome: str) -> None:
+        self.totals[outcome] = self.totals.get(outcome, 0) + 1
+
+    async def _run_inbound(self, call: InboundCall) -> None:
+        channel = ev.SimChannel(call.channel, call.uniqueid, call.uniqueid, self.config.hotline_context,
+                                "s", state=6, language="it")
+        runtime = _InboundRuntime(self, channel, self.config.time_scale, call)
+        variables = {"UNIQUEID": call.uniqueid, "CALLERID(num)": call.script.caller or ""}
+        run = ChannelRun(self.dialplan, runtime, Callee(), variables, self.config.hotline_context, "s")
+        self.emit(ev.channel_event("Newchannel", channel))
+        try:
+            cause = await run.run()
+            call.hung_up_by = call.hung_up_by or "dialplan"
+            self.emit(ev.hangup(channel, cause))
+            self._count("inbound_answered")
+        finally:
+            call.ended, call.ended_at = True, dt.datetime.now(dt.timezone.utc)
+            self.inbound.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
 
     def place_call(self, action: AmiMessage, asynchronous: bool) -> SimulatedCall:
         requested = action["Channel"].strip()
@@ -297,7 +346,8 @@ class PbxSimulator:
     def status(self) -> dict[str, Any]:
         trunks = {name: {"active": self.active_on(name), "limit": limit}
                   for name, limit in self.config.trunks.items()}
-        return {"trunks": trunks, "active_calls": len(self.calls), "totals": dict(self.totals),
+        return {"trunks": trunks, "active_calls": len(self.calls), "inbound_calls": len(self.inbound),
+                "totals": dict(self.totals),
                 "placed": sum(self.totals.values()) + len(self.calls),
                 "connections": len(self.sessions),
                 "authenticated": sum(1 for s in self.sessions if s.authenticated),
@@ -312,7 +362,7 @@ class PbxSimulator:
         return len(sessions)
 
     def drop_calls(self) -> int:
-        tasks = list(self.calls)
+        tasks = list(self.calls) + list(self.inbound)
         for task in tasks:
             task.cancel()
         return len(tasks)
@@ -355,8 +405,36 @@ class PbxSimulator:
         self.drop_calls()
         self.received.clear()
         self.astdb.clear()
+        self.inbound_log.clear()
         self.failing_actions.clear()
         self.totals.clear()
         self.population.reset()
         if self.config.log_path is not None:
             self.config.log_path.write_text("")
+
+
+class _InboundRuntime(ChannelRuntime):
+    """The interpreter's view for an inbound channel: AGI() connects to the script, files played are noted."""
+
+    def __init__(self, host: PbxSimulator, channel: ev.SimChannel, speed: float, call: InboundCall) -> None:
+        super().__init__(host, channel, speed)
+        self.sim, self.call = host, call
+
+    def played(self, path: str) -> None:
+        self.call.played.append(path)
+
+    async def agi(self, url: str, run: ChannelRun) -> str:
+        caller = self.call.script.caller
+        environment = {
+            "channel": self.channel.name, "language": self.channel.language, "type": "PJSIP",
+            "uniqueid": self.channel.uniqueid, "version": "22.10.1",
+            "callerid": caller or "unknown", "calleridname": "unknown",
+            # 0: presentation allowed; 32 (restricted) for a withheld number.
+            "callingpres": "0" if caller else "32", "callingani2": "0", "callington": "0", "callingtns": "0",
+            "dnid": self.sim.config.hotline_did, "rdnis": "unknown", "context": run.context,
+            "extension": run.exten, "priority": "3", "enhanced": "0.0", "accountcode": "",
+            "threadid": str(140231776028352 + self.call.id),
+        }
+        status = await AgiSession(self.call, run, environment).serve(url)
+        self.call.agi_status = status
+        return status

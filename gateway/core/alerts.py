@@ -188,10 +188,13 @@ class AlertService:
     def __init__(self, sessions: sessionmaker[Session], *, region: str = "IT", max_segments: int = 4,
                  drill_prefix: str = "[ESERCITAZIONE] ",
                  stale_seconds: float = line_health.STALE_MINIMUM_SECONDS,
-                 quiet_hours: QuietHours | None = None, clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 quiet_hours: QuietHours | None = None, clock: Callable[[], dt.datetime] = utcnow,
+                 hotline_number: str = "") -> None:
         self.sessions = sessions
         # Naive UTC now: when an alert goes out decides quiet hours and the election lock (tests set it).
         self.clock = clock
+        # Appended to SMS texts when it costs no extra segment, so people know the number to call back.
+        self.hotline_number = hotline_number.strip()
         self.region = region
         self.max_segments = max_segments
         self.drill_prefix = drill_prefix
@@ -266,8 +269,17 @@ class AlertService:
                      "the message needs %(segments)s SMS segments (UCS-2, %(units)s characters); the configured "
                      "maximum is %(maximum)s ([general] max_sms_segments). Shorten the text.")
             raise AlertError(msgid, segments=plan.segments, units=plan.units, maximum=self.max_segments)
+        if by_sms and self.hotline_number:
+            plan = self._with_hotline_number(plan)
         # What goes out is the planned text (typographic characters replaced).
         return plan.text, plan
+
+    def _with_hotline_number(self, plan: SmsPlan) -> SmsPlan:
+        """The text ending with the hotline number, if that fits in the same segments and encoding."""
+        signed = plan_sms(f"{plan.text} Info: {self.hotline_number}")
+        if signed.segments == plan.segments and signed.encoding == plan.encoding:
+            return signed
+        return plan
 
     def plan_translations(self, request: AlertRequest) -> dict[str, tuple[str, SmsPlan]]:
         """{language: (sms_text, plan)} of every version in another language; AlertError if one is unusable."""

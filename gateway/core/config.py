@@ -102,6 +102,11 @@ def _caller_id(value: str) -> str | None:
     return None if not re.search(r"[\r\n,]", value) else "must not contain commas or line breaks"
 
 
+def _hotline_number(value: str) -> str | None:
+    # Read by people on their phone and dialled back: digits, spaces, and a leading +.
+    return None if re.fullmatch(r"(\+?[0-9][0-9 ]{3,19})?", value) else "must be a phone number: digits and spaces, optionally a leading +"
+
+
 def _prefix_list(value: list) -> str | None:
     ok = all(isinstance(p, str) and re.fullmatch(r"\+[1-9]\d{0,14}", p) for p in value)
     return None if ok else "must be a list of E.164 prefixes written as strings, '+' and digits, e.g. [\"+39\"]"
@@ -145,12 +150,47 @@ def _imei(value: str) -> str | None:
     return None if value == "" or (value.isdigit() and len(value) == 15) else "must be empty or 15 digits"
 
 
+def _cidr_list(value: list) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            return f"must be a list of addresses or networks (CIDR) written as strings, e.g. [\"192.168.1.0/24\"]; {item!r} is not one"
+    return None
+
+
+def _url_list(value: list) -> str | None:
+    ok = all(isinstance(url, str) and re.fullmatch(r"https?://\S+", url) for url in value)
+    return None if ok else "must be a list of http:// or https:// URLs written as strings"
+
+
+CAP_SEVERITIES = ("Minor", "Moderate", "Severe", "Extreme")
+
+
+def _auto_send_rules(value: list) -> str | None:
+    for rule in value:
+        parts = rule.split() if isinstance(rule, str) else []
+        if len(parts) != 2 or parts[1] not in CAP_SEVERITIES:
+            return ("must be a list of \"SENDER MINIMUM_SEVERITY\" strings, the severity one of "
+                    f"{', '.join(CAP_SEVERITIES)}, e.g. [\"cfr@regione.example.it Extreme\"]; {rule!r} is not one")
+    return None
+
+
+def _cap_sender(value: str) -> str | None:
+    # CAP 1.2, 3.2.1: a sender "MUST NOT include spaces, commas or restricted characters (< and &)".
+    return None if not re.search(r"[\s,<&]", value) else "must not contain spaces, commas, '<' or '&'"
+
+
 NUMBER = (int, float)
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "general": {
         "comune": Key(str, "Comune di Esempio", "Name of the municipality, used in the voice introduction and the panel."),
         "region": Key(str, "IT", "Default region for numbers written without an international prefix.", _region),
+        "hotline_number": Key(str, "", "The town's number citizens call back (the hotline). Empty: none. "
+                              "allerta doctor checks every trunk's caller_id is this number.", _hotline_number),
+        "hotline_in_sms": Key(bool, True, "End each SMS alert with the hotline number when it fits in the same "
+                              "segments (only when hotline_number is set)."),
         "data_dir": Key(str, "/var/lib/allerta", "Directory for the database, rendered audio and logs."),
         "max_sms_segments": Key(int, 4, "An SMS alert needing more segments than this is refused before it is created.", _segments),
         "audit_key_file": Key(str, "", "File holding the key of the audit log's chain (HMAC), readable by the allerta user only; keep it out of the database's backups' reach. Empty: <data_dir>/audit.key, created on first use."),
@@ -187,6 +227,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ring_timeout": Key(NUMBER, 30.0, "Seconds a call may ring before it counts as no answer.", _at_least_one),
         "end_grace": Key(NUMBER, 2.0, "Seconds to wait for the rest of a call's end events, which Asterisk "
                          "sends in any order, before deciding its outcome.", _positive),
+        "hotline": Key(bool, False, "Answer the town's number: the engine serves the hotline context over FastAGI."),
+        "hotline_context": Key(str, "allerta-hotline", "Dialplan context of the hotline (extensions_allerta.conf).", _name),
+        "agi_port": Key(int, 4573, "FastAGI port on 127.0.0.1 the hotline context connects to.", _port),
     },
     "voice": {
         "max_attempts": Key(int, 5, "Default attempts per number that count against the recipient.", _positive),
@@ -225,6 +268,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "quiet_hours": Key(str, QUIET_HOURS_DEFAULT, "Quiet hours, HH:MM-HH:MM in Italian time (Europe/Rome, summer time followed): no information message (category information) goes out by SMS or call then; its deliveries wait for the end of the window and go in the morning. Emergencies ignore them. Empty: no quiet hours.", window_problem),
         "selftest_timeout_minutes": Key(NUMBER, 15.0, "Minutes a self-test waits for the SMS status reports and the calls' confirmation before it counts as failed.", _positive),
     },
+    "cap": {
+        "max_document_kb": Key(int, 1024, "Largest CAP document accepted (file, API, watched directory, feed), in kilobytes; a larger one is refused before it is parsed.", _positive),
+        "inbox_dir": Key(str, "", "Watched directory (a USB stick, a LAN share): the engine imports every *.xml put there as a CAP warning and moves it to done/ or failed/ (with a .error file saying why). Empty: none."),
+        "inbox_interval": Key(NUMBER, 10.0, "Seconds between looks at inbox_dir.", _positive),
+        "feeds": Key(list, [], "CAP Atom or RSS feeds to poll (the regional functional centre, the Prefecture); a feed that cannot be reached is logged once and tried again, it is not an error.", _url_list),
+        "feed_interval": Key(NUMBER, 300.0, "Seconds between polls of the feeds.", _positive),
+        "auto_send": Key(list, [], "Warnings sent without waiting for approval: \"SENDER MINIMUM_SEVERITY\" rules, e.g. [\"cfr@regione.example.it Extreme\"]; audited as sent by the rule. Empty (the default): every CAP warning is a draft awaiting approval.", _auto_send_rules),
+        "publish": Key(bool, False, "Publish every alert that went out, its corrections and all-clears as CAP 1.2 (/cap/alerts/<id>.xml) and an Atom feed (/cap/feed.atom)."),
+        "publish_allow": Key(list, [], "Addresses or networks (CIDR) that may read the published CAP without signing in, e.g. [\"192.168.1.0/24\"]; others get 403. Empty: nobody.", _cidr_list),
+        "sender": Key(str, "", "CAP <sender> of what we publish, e.g. protezionecivile@comune.example.it. Empty: allerta. followed by the comune's name.", _cap_sender),
+    },
     "inbound": {
         "part_timeout": Key(NUMBER, 600.0, "Seconds a long incoming SMS waits for its missing parts (counted from its first part); then it is kept with what arrived, marked incomplete.", _positive),
         "reply_window_hours": Key(NUMBER, 48.0, "Hours after an alert went to a number during which an SMS from that number is taken as a reply to it (confirmations OK/RICEVUTO/1, poll answers without a closing time).", _positive),
@@ -245,6 +299,7 @@ TRUNK_SCHEMA: dict[str, Key] = {
     "max_channels": Key(int, 1, "Most simultaneous calls (GSM dongle 1, BRI 2, E1 30).", _positive),
     "calls_per_second": Key(NUMBER, 2.0, "Most new calls per second, so the exchange is not flooded. Keeping a trunk full needs max_channels / call seconds: an E1 (30) with 25 s calls needs 1.2.", _positive),
     "caller_id": Key(str, "", "Caller ID: the comune's known number, so people trust and can call back.", _caller_id),
+    "inbound_reserved": Key(int, 0, "Channels kept for hotline calls: outbound alerts use at most max_channels minus these.", _non_negative),
     "allowed": Key(str, "all", "Numbers this trunk may dial: all, landline, or prefixes.", _allowed),
     "prefixes": Key(list, [], "E.164 prefixes for allowed = 'prefixes', e.g. ['+39'].", _prefix_list),
     "number_format": Key(str, "keep_plus", "How the number is dialled: keep_plus, international, international_00, national.", _number_format),
@@ -299,12 +354,14 @@ AsteriskConfig = _section_class("AsteriskConfig", SCHEMA["asterisk"], "[asterisk
 VoiceConfig = _section_class("VoiceConfig", SCHEMA["voice"], "[voice]")
 WebConfig = _section_class("WebConfig", SCHEMA["web"], "[web]")
 OpsConfig = _section_class("OpsConfig", SCHEMA["ops"], "[ops]")
+CapConfig = _section_class("CapConfig", SCHEMA["cap"], "[cap]")
 InboundConfig = _section_class("InboundConfig", SCHEMA["inbound"], "[inbound]")
 ModemConfig = _section_class("ModemConfig", MODEM_SCHEMA, "one [[modems]] table")
 VoiceTrunkConfig = _section_class("VoiceTrunkConfig", TRUNK_SCHEMA, "one [[trunks]] table")
 SECTION_CLASSES: dict[str, type] = {
     "general": GeneralConfig, "database": DatabaseConfig, "engine": EngineConfig, "retry": RetryConfig,
     "asterisk": AsteriskConfig, "voice": VoiceConfig, "web": WebConfig, "ops": OpsConfig,
+    "cap": CapConfig,
     "inbound": InboundConfig,
 }
 
@@ -319,6 +376,7 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     web: WebConfig = field(default_factory=WebConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    cap: CapConfig = field(default_factory=CapConfig)
     inbound: InboundConfig = field(default_factory=InboundConfig)
     modems: tuple[ModemConfig, ...] = ()
     trunks: tuple[VoiceTrunkConfig, ...] = ()
@@ -415,6 +473,9 @@ def _check_rules(config: Config) -> None:
         if trunk.allowed == "prefixes" and not trunk.prefixes:
             raise ConfigError(f"[trunks #{index}] prefixes: allowed = \"prefixes\" needs at least one prefix, "
                               "e.g. prefixes = [\"+39\"] (or allowed = \"all\")")
+        if trunk.inbound_reserved >= trunk.max_channels:
+            raise ConfigError(f"[trunks #{index}] inbound_reserved: {trunk.inbound_reserved} would leave no channel "
+                              f"of the {trunk.max_channels} (max_channels) for alert calls")
     web = config.web
     if bool(web.tls_cert) != bool(web.tls_key):
         missing, given = ("tls_key", "tls_cert") if web.tls_cert else ("tls_cert", "tls_key")

@@ -55,4 +55,5 @@ def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
                     alerts=AlertService(sessions, region=general.region, max_segments=general.max_sms_segments,
                                         drill_prefix=general.drill_prefix,
                                         stale_seconds=stale_after(config.engine.health_interval),
-                                        quiet_hours=quiet_hours))
+                                        quiet_hours=quiet_hours,
+                                        hotline_number=general.hotline_number if general.hotline_in_sms else ""))

@@ -414,6 +414,10 @@ def run(args: argparse.Namespace) -> dict:
         # Here, not at the top: a real cycle (bench_voice takes process_cpu_seconds from this module).
         from gateway.shell import bench_voice
         return bench_voice.run(args)
+    if args.what == "hotline":
+        # Here, not at the top: a real cycle (bench_hotline takes process_cpu_seconds from this module).
+        from gateway.shell import bench_hotline
+        return bench_hotline.run(args)
     if args.what == "web":
         # Here, not at the top: a real cycle (bench_web takes seed_contacts, work_dir, ... from this module).
         from gateway.shell import bench_web

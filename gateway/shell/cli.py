@@ -34,7 +34,7 @@ from gateway.core.quiet_hours import local_time
 from gateway.core.states import DUPLICATE_CAUSE_LABELS, AlertCategory, ApprovalDecision, CapCategory, Channel
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
-from gateway.shell import bench, elections_cli, inbox_cli, ops_cli
+from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli
 from gateway.shell.composition import run_engine
 from modem.simulator import cli as modem_simulator_cli
 from web import cli as web_cli
@@ -183,6 +183,8 @@ def _add_directory_commands(sub: argparse._SubParsersAction, contacts: argparse.
         p.add_argument("source", metavar="A")
         p.add_argument("into", metavar="B")
         p.set_defaults(func=cmd_merge, kind=kind)
+        if kind is Kind.ZONE:
+            cap_cli.add_zone_commands(actions)
 
 
 # --- alerts ---------------------------------------------------------------------
@@ -428,7 +430,7 @@ def cmd_asterisk_config(args: argparse.Namespace) -> int:
     a = config.asterisk
     try:
         files = render_configs(a.username, a.secret, config.sounds_dir, context=a.context,
-                               ami_port=a.port)
+                               ami_port=a.port, hotline_context=a.hotline_context, agi_port=a.agi_port)
     except ConfigRenderError as exc:
         raise CliError(f"[asterisk]: {exc}") from None
     gid = _asterisk_output_dir(Path(args.out)) if args.out else None
@@ -486,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_voice_tool_commands(sub)
     _add_demo_command(sub)
     ops_cli.add_commands(sub)
+    cap_cli.add_commands(sub)
     elections_cli.add_commands(sub)
     inbox_cli.add_commands(sub)
     web_cli.add_commands(sub)
@@ -651,6 +654,14 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--message-seconds", type=float, default=20.0)
     p.add_argument("--time-scale", type=float, default=0.02)
+    p.set_defaults(func=cmd_bench)
+    p = bench.add_parser("hotline", help="callers ringing the hotline while an alert keeps the trunk busy")
+    p.add_argument("--channels", type=int, default=30)
+    p.add_argument("--inbound-reserved", type=int, default=10)
+    p.add_argument("--callers", type=int, default=600)
+    p.add_argument("--minutes", type=float, default=10.0, help="simulated minutes the callers are spread over")
+    p.add_argument("--time-scale", type=float, default=0.05)
+    p.add_argument("--keep", metavar="DIR", help="keep the benchmark's files in DIR")
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("inbound", help="a reply storm while an SMS alert goes out over simulated modems")
     p.add_argument("--modems", type=int, default=8)

@@ -11,18 +11,26 @@ import logging
 import signal
 from pathlib import Path
 
+from asterisk.agi_server import FastAgiServer
 from asterisk.ami_client import AmiSettings
+from asterisk.hotline_agi import HotlineSession
 from asterisk.trunks import TrunkConfig
 from asterisk.voice_channel import VoiceChannel, VoiceSettings
 from gateway.core.alarms import AlarmMonitor, AlarmSettings
+from gateway.core.audit import audit_log_for
 from gateway.core.backup import BackupError, hold_engine_lock
+from gateway.core.cap_service import build_receiver, settle_alarms
 from gateway.core.citizens import CitizenService, CitizenSettings
 from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
+from gateway.core.hotline_prompts import PROMPTS
+from gateway.core.hotline_store import HotlineStore
 from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
 from gateway.core.selftest import SelfTestMonitor, SelfTestSettings
 from gateway.core.services import Services
 from gateway.core.states import Channel
+from gateway.shell.cap_watch import CapFeeds, CapInbox, run_every
+from gateway.shell.hotline_upkeep import keep_hotline_files
 from gateway.shell.notify import lines_summary, notifier_from_environment, supervise, watchdog_interval
 from modem.pool import SmsChannel
 from modem.worker import WorkerSettings
@@ -61,7 +69,8 @@ def build_voice_channel(config: Config):
     trunks = tuple(TrunkConfig(name=t.name, dial_template=t.dial, max_channels=t.max_channels,
                                calls_per_second=t.calls_per_second, caller_id=t.caller_id,
                                allowed=t.allowed, prefixes=tuple(t.prefixes),
-                               number_format=t.number_format) for t in config.trunks)
+                               number_format=t.number_format, inbound_reserved=t.inbound_reserved)
+                   for t in config.trunks)
     for trunk in trunks:
         # A call holds a channel for ring time plus the message, ~45 s until measured.
         if trunk.calls_per_second * 45.0 < trunk.max_channels:
@@ -71,6 +80,36 @@ def build_voice_channel(config: Config):
     ami = AmiSettings(username=a.username, secret=a.secret, host=a.host, port=a.port)
     return VoiceChannel(VoiceSettings(ami=ami, trunks=trunks, context=a.context, amd=a.amd,
                                       ring_timeout_ms=int(a.ring_timeout * 1000), end_grace_seconds=a.end_grace))
+
+
+def build_hotline(services: Services, dispatcher: Dispatcher) -> tuple[FastAgiServer, HotlineStore] | None:
+    """The FastAGI server answering the town's number, when [asterisk] hotline is on; its calls
+    count against their trunk in the voice channel."""
+    config = services.config
+    if not (config.asterisk.enabled and config.asterisk.hotline):
+        return None
+    voice = next(channel for channel in dispatcher.channels if channel.name == Channel.VOICE)
+    store = HotlineStore(services.sessions, languages=tuple(PROMPTS), region=config.general.region,
+                         audit=audit_log_for(config, services.sessions))
+    return FastAgiServer(HotlineSession(store, config.sounds_dir), port=config.asterisk.agi_port,
+                         observer=voice.inbound_changed), store
+
+
+def cap_tasks(services: Services) -> list[asyncio.Task]:
+    """The watched directory and the feeds ([cap] inbox_dir, feeds), when configured; the alarms' upkeep."""
+    cap = services.config.cap
+    # The dashboard's "CAP warning" alarms clear once their draft is decided, whatever the source.
+    tasks = [asyncio.create_task(run_every(60.0, lambda: settle_alarms(services.sessions)))]
+    if not cap.inbox_dir and not cap.feeds:
+        return tasks
+    receiver = build_receiver(services, audit_log_for(services.config, services.sessions))
+    if cap.inbox_dir:
+        inbox = CapInbox(receiver, Path(cap.inbox_dir))
+        tasks.append(asyncio.create_task(run_every(cap.inbox_interval, inbox.poll_once)))
+    if cap.feeds:
+        feeds = CapFeeds(receiver, cap.feeds)
+        tasks.append(asyncio.create_task(run_every(cap.feed_interval, feeds.poll_once)))
+    return tasks
 
 
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:
@@ -93,6 +132,16 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
         lock = await hold_engine_lock(services.config)
     except BackupError as exc:
         raise SystemExit(str(exc)) from None
+    hotline = build_hotline(services, dispatcher)
+    hotline_upkeep = None
+    if hotline is not None and not once:
+        server, hotline_store = hotline
+        try:
+            await server.start()
+        except OSError as exc:
+            lock.release()
+            raise SystemExit(f"[asterisk] agi_port {server.port}: cannot listen for the hotline: {exc}") from None
+        hotline_upkeep = asyncio.create_task(keep_hotline_files(hotline_store, services.config.sounds_dir))
     supervisor = asyncio.create_task(supervise(notifier, dispatcher.started,
                                                lambda: lines_summary(dispatcher.line_states()),
                                                watchdog=watchdog_interval()))
@@ -101,12 +150,18 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
     # The scheduled self-test belongs to the long-running engine, not to a --once drain.
     selftest = None if once else asyncio.create_task(SelfTestMonitor(
         services.sessions, services.alerts, SelfTestSettings.from_config(services.config), alarm_monitor).run())
+    cap_sources = [] if once else cap_tasks(services)
     try:
         return await dispatcher.run(stop, once=once)
     finally:
         notifier.notify("STOPPING=1")
         supervisor.cancel()
         alarms.cancel()
+        for task in cap_sources:
+            task.cancel()
         if selftest is not None:
             selftest.cancel()
+        if hotline_upkeep is not None and hotline is not None:
+            hotline_upkeep.cancel()
+            await hotline[0].stop()
         lock.release()

@@ -35,6 +35,7 @@ from gateway.core.config import Config, ConfigError, load_config
 from gateway.core.db import database_exists, make_engine, make_sessionmaker, schema_is_current, utcnow
 from gateway.core.line_health import stale_after
 from gateway.core.models import Line
+from gateway.core.phone import InvalidNumber, normalise_number
 from gateway.shell.file_access import unreadable_by
 from modem.probe import probe_modem
 
@@ -56,6 +57,7 @@ def run_checks(config_path: str) -> list[Check]:
         checks += engine_checks(config)
     checks += modem_checks(config)
     checks += ami_checks(config)
+    checks += caller_id_checks(config)
     checks += sounds_checks(config)
     checks += tool_checks(config)
     checks.append(disk_check(config))
@@ -369,6 +371,35 @@ async def _dialplan_check(client: AmiClient, context: str) -> Check:
                  f"'allerta asterisk config --out {CONFIG_DIR}', add #include "
                  f"{Path(CONFIG_DIR).name}/extensions_allerta.conf to extensions.conf, "
                  "'asterisk -rx \"dialplan reload\"'")
+
+
+def _same_number(one: str, other: str, region: str) -> bool:
+    try:
+        return normalise_number(one, region).e164 == normalise_number(other, region).e164
+    except InvalidNumber:
+        return one.strip() == other.strip()
+
+
+def caller_id_checks(config: Config) -> list[Check]:
+    """Citizens trust and call back a number they know: every trunk should show the hotline's."""
+    if not config.asterisk.enabled:
+        return []
+    hotline = config.general.hotline_number
+    wanted = hotline or "<the town's number>"
+    checks = []
+    for trunk in config.trunks:
+        name = f"caller ID {trunk.name}"
+        if not trunk.caller_id.strip():
+            checks.append(Check(name, WARN, "empty: people see an unknown or hidden number, distrust the call "
+                                "and cannot call back", f'set caller_id = "{wanted}" '
+                                f"in the [[trunks]] table {trunk.name} (and allow it at the provider)"))
+        elif hotline and not _same_number(trunk.caller_id, hotline, config.general.region):
+            checks.append(Check(name, WARN, f"{trunk.caller_id} is not the hotline number {hotline}: people who "
+                                "call back do not reach the hotline",
+                                f'set caller_id = "{hotline}" in the [[trunks]] table {trunk.name}'))
+        else:
+            checks.append(Check(name, OK, trunk.caller_id + (" (the hotline number)" if hotline else "")))
+    return checks
 
 
 def sounds_checks(config: Config) -> list[Check]:
