@@ -8,6 +8,7 @@ the gateway must cap concurrency and pace originates on its own.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -179,12 +180,15 @@ class TrunkFailureWindow:
         self.window_seconds = window_seconds
         self.min_numbers = min_numbers
         self.min_share = min_share
-        self._calls: list[tuple[float, str, bool]] = []   # (ended at, number, trunk-side)
+        # (ended at, number, trunk-side), oldest first: the expired ones leave from the left,
+        # so a call's end costs the same with 30 calls in the window as with 3000.
+        self._calls: deque[tuple[float, str, bool]] = deque()
 
     def record(self, number: str, trunk_side: bool) -> bool:
         """Note one call that ended; returns whether the trunk now looks failing."""
         now = self._clock()
-        self._calls = [c for c in self._calls if now - c[0] <= self.window_seconds]
+        while self._calls and now - self._calls[0][0] > self.window_seconds:
+            self._calls.popleft()
         self._calls.append((now, number, trunk_side))
         if not trunk_side:
             return False

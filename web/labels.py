@@ -31,6 +31,7 @@ LABELS = {
         "submitting": lazy_pgettext("delivery state", "Being sent"),
         "ringing": lazy_pgettext("delivery state", "Ringing"),
         "in_flight": lazy_pgettext("delivery state", "Being sent"),
+        "claimed": lazy_pgettext("delivery state", "Being sent"),   # a call claimed ahead (placing_journal.py)
         "sent": lazy_pgettext("delivery state", "Sent"),
         "delivered": lazy_pgettext("delivery state", "Delivered"),
         "confirmed": lazy_pgettext("delivery state", "Confirmed (pressed 1)"),

@@ -18,6 +18,7 @@ from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.inbound_spool import InboundSpool
 from gateway.core.logs import event_line, mask_number
+from gateway.core.placing_journal import PlacingJournal
 from gateway.core.reply_queue import ClaimedReply, ReplyQueue
 from gateway.core.report_spool import ReportSpool
 from gateway.core.retry import DeliveryPolicy
@@ -48,6 +49,12 @@ class DispatcherSettings:
     # these, every one already 'submitting' with its attempt row on disk.
     claim_ahead: float = 30.0
     claim_ahead_max: int = 2000   # before a modem measured its rate, its configured cap may be far above it
+    # Calls claimed ahead of the free trunk channels, in seconds of the trunks' current rate
+    # (30 channels of 45 s calls: 4 calls), so a channel freed by a finished call takes the
+    # next one at once, not after a claim queued behind the results on the writer thread.
+    # Only with a placing_journal, which lets a restart give back what never left.
+    voice_claim_ahead: float = 5.0
+    placing_journal: Path | None = None
     # How the database writer retries a call the database refused (locked, gone).
     store_retry: RetrySettings = field(default_factory=RetrySettings)
     # At a stop, how long the bookkeeping still queued may take to land.
@@ -106,6 +113,8 @@ class Dispatcher:
         self._buffers: dict[str, deque[ClaimedDelivery]] = {channel.name: deque() for channel in channels}
         self._claiming: dict[str, asyncio.Task] = {}
         self._next_unwanted_check = 0.0
+        self._checking: asyncio.Task | None = None
+        self._journal = PlacingJournal(settings.placing_journal) if settings.placing_journal else None
         self._flushing: asyncio.Task | None = None
         self._spool = ReportSpool(settings.report_spool) if settings.report_spool else None
         self._inbound_spool = InboundSpool(settings.inbound_spool) if settings.inbound_spool else None
@@ -365,7 +374,11 @@ class Dispatcher:
             await self._replay_spool()
         if self._inbound_spool is not None:
             await self._replay_inbound_spool()
-        recovered = await self.store.recover_interrupted()
+        # Calls claimed ahead that the journal does not list never left: given back unflagged.
+        placed_ahead = self._journal.placed_ids() if self._journal else None
+        recovered = await self.store.recover_interrupted(placed_ahead)
+        if self._journal is not None:
+            self._journal.start()
         if recovered:
             log.warning("%d deliveries were in flight when the engine last stopped: resending them, "
                         "flagged as possible duplicates", recovered)
@@ -443,6 +456,8 @@ class Dispatcher:
                     await self._in_spool_thread(spool.close)
             if self._spool_thread is not None:
                 self._spool_thread.shutdown()
+            if self._journal is not None:
+                self._journal.close()
         return exit_code
 
     async def _release_buffered(self) -> None:
@@ -459,13 +474,38 @@ class Dispatcher:
         if replies:
             await self.store.run(self.replies.release, replies)
 
+    def _journaled(self, channel: Channel) -> bool:
+        """Whether this channel's claims ahead are listed in the journal as they go to a line."""
+        return channel.name == ChannelName.VOICE and self._journal is not None
+
     def _claim_ahead(self, channel: Channel) -> int:
-        """How many claims beyond the free lines this channel keeps: for SMS, what the lines
-        send in ``claim_ahead`` seconds at their current rate."""
-        if channel.name != ChannelName.SMS or self.settings.claim_ahead <= 0:
+        """How many claims beyond the free lines this channel keeps: what its lines send in
+        ``claim_ahead`` (SMS) or ``voice_claim_ahead`` seconds at their current rate."""
+        seconds = {ChannelName.SMS: self.settings.claim_ahead,
+                   ChannelName.VOICE: self.settings.voice_claim_ahead if self._journaled(channel) else 0.0,
+                   }.get(channel.name, 0.0)
+        if seconds <= 0:
             return 0
-        ahead = math.ceil(channel.rate_per_minute() * self.settings.claim_ahead / 60.0)
+        ahead = math.ceil(channel.rate_per_minute() * seconds / 60.0)
         return min(ahead, self.settings.claim_ahead_max)
+
+    def _placing(self, channel: Channel, claim: ClaimedDelivery) -> bool:
+        """Journal a voice claim taken ahead just before it goes to a line; False when it must not
+        go (the journal cannot be written: the claims ahead are given back and voice claims
+        again one call at a time, each 'in_flight' on disk before it is placed)."""
+        if not self._journaled(channel):
+            return True
+        try:
+            self._journal.placing(claim.attempt_id)
+            return True
+        except OSError as exc:
+            log.error("cannot write %s (%s): voice calls are no longer claimed ahead", self._journal.path, exc)
+            self._journal = None
+            buffer = self._buffers[channel.name]
+            unsent = [claim, *buffer]
+            buffer.clear()
+            self._spawn(self.store.release_claims(unsent), f"giving back {len(unsent)} claims")
+            return False
 
     def _dispatch_round(self) -> bool:
         started = False
@@ -474,6 +514,8 @@ class Dispatcher:
             slots = channel.free_slots()
             while slots > 0 and buffer:
                 claim = buffer.popleft()
+                if not self._placing(channel, claim):
+                    break
                 self._spawn(self._deliver(channel, claim), f"delivery {claim.delivery_id}", self._inflight)
                 slots -= 1
                 started = True
@@ -495,6 +537,12 @@ class Dispatcher:
                 buffer.clear()
                 self._spawn(self.store.release_claims(unsent), f"giving back {len(unsent)} claims")
             self._refill(channel, max(slots, 0))
+        if (any(self._buffers.values()) and time.monotonic() >= self._next_unwanted_check
+                and (self._checking is None or self._checking.done())):
+            # Every second, whether or not anything is being claimed: calls claimed ahead may
+            # wait for a free trunk channel for as long as a call lasts.
+            self._next_unwanted_check = time.monotonic() + UNWANTED_CHECK_SECONDS
+            self._checking = self._spawn(self._drop_unwanted(), "checking the claims ahead")
         return started
 
     def _refill(self, channel: Channel, free: int) -> None:
@@ -515,32 +563,32 @@ class Dispatcher:
 
     async def _claim_more(self, channel: Channel, count: int, free: int = 0) -> None:
         buffer = self._buffers[channel.name]
-        claims = await self.store.claim(channel.name, count)
+        claims = await self.store.claim(channel.name, count, ahead=self._journaled(channel))
         buffer.extend(claims)
         if (not claims and not buffer and free > 0 and self._answering and channel.name == ChannelName.SMS
                 and not self._reply_buffer):
             # No alert SMS is waiting: the free modems may answer citizens.
             await self._claim_replies(free)
-        if buffer and time.monotonic() >= self._next_unwanted_check:
-            self._next_unwanted_check = time.monotonic() + UNWANTED_CHECK_SECONDS
-            await self._drop_unwanted(buffer)
         if claims:
             self._wake.set()
 
-    async def _drop_unwanted(self, buffer: deque[ClaimedDelivery]) -> None:
-        """Claims waiting in the buffer whose alert was cancelled or passed its deadline meanwhile
+    async def _drop_unwanted(self) -> None:
+        """Claims waiting in the buffers whose alert was cancelled or passed its deadline meanwhile
         are given back unsent (the store closes them as that alert's others)."""
-        unwanted = await self.store.unwanted_alerts({claim.alert_id for claim in buffer})
-        if not unwanted:
-            return
-        dropped = [claim for claim in buffer if claim.alert_id in unwanted]
-        kept = [claim for claim in buffer if claim.alert_id not in unwanted]
-        buffer.clear()
-        buffer.extend(kept)
-        await self.store.release_claims(dropped)
-        log.info("%d claimed deliveries of alerts %s not sent: cancelled, past the deadline, or information "
-                 "held by quiet hours",
-                 len(dropped), ",".join(map(str, sorted(unwanted))))
+        for name, buffer in self._buffers.items():
+            if not buffer:
+                continue
+            unwanted = await self.store.unwanted_alerts({claim.alert_id for claim in buffer}, name)
+            # The buffer as it is now: claims handed to a line meanwhile are gone from it.
+            dropped = [claim for claim in buffer if claim.alert_id in unwanted]
+            if not dropped:
+                continue
+            kept = [claim for claim in buffer if claim.alert_id not in unwanted]
+            buffer.clear()
+            buffer.extend(kept)
+            await self.store.release_claims(dropped)
+            log.info("%d claimed %s deliveries of alerts %s not sent: cancelled, past the deadline, or "
+                     "information held by quiet hours", len(dropped), name, ",".join(map(str, sorted(unwanted))))
 
     async def _deliver(self, channel: Channel, claim: ClaimedDelivery) -> None:
         message = OutboundMessage(delivery_id=claim.delivery_id, alert_id=claim.alert_id, number=claim.e164,

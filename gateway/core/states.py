@@ -44,6 +44,9 @@ OPEN_DELIVERY_STATES = (DeliveryState.PENDING, DeliveryState.SUBMITTING)
 class AttemptOutcome(StrEnum):
     """What one try achieved (attempts.outcome); a call's outcomes are also the voice
     delivery's final states (confirmed, answered, voicemail)."""
+    # Claimed ahead, not handed to a line yet (voice: Store.mark_placing turns it into
+    # in_flight just before the call is placed), so a restart knows it never left.
+    CLAIMED = "claimed"
     IN_FLIGHT = "in_flight"
     INTERRUPTED = "interrupted"    # the engine stopped while it was in flight
     SENT = "sent"                  # SMS accepted by the network

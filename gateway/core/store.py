@@ -220,7 +220,7 @@ class Store:
             yield s.connection()
 
     # --- start-up -------------------------------------------------------
-    def recover_interrupted(self, now: dt.datetime | None = None) -> int:
+    def recover_interrupted(self, now: dt.datetime | None = None, *, placed_ahead: set[int] | None = None) -> int:
         """After a crash: whatever was 'submitting' may or may not have gone out.
 
         Send it again, flagged as a possible duplicate: a duplicate warning is
@@ -231,9 +231,20 @@ class Store:
           again: it ends with the best outcome its calls had, else 'failed', and
           a mobile not confirmed gets the SMS fallback when the alert asks for it,
           as when voice gives up while the engine runs.
+        Attempts claimed ahead ('claimed', see ``claim``) are given back unflagged, the call not
+        counted, unless ``placed_ahead`` (the engine's PlacingJournal) lists them as handed to a
+        line; with no list (None) every one counts as placed.
         """
         now = now or utcnow()
         with self.sessions.begin() as s:
+            claimed = s.execute(select(Attempt.delivery_id, Attempt.id).where(
+                Attempt.outcome == AttemptOutcome.CLAIMED)).all()
+            # Never handed to a line: they go back as a normal stop gives them back.
+            never_placed = [r for r in claimed if placed_ahead is not None and r.id not in placed_ahead]
+            self._give_back(s, [r.delivery_id for r in never_placed], [r.id for r in never_placed], now)
+            placed = [r.id for r in claimed if placed_ahead is None or r.id in placed_ahead]
+            if placed:   # as any attempt that may have gone out (below)
+                s.execute(update(Attempt).where(Attempt.id.in_(placed)).values(outcome=AttemptOutcome.IN_FLIGHT))
             cancelled = select(Alert.id).where(Alert.state == AlertState.CANCELLED)
             s.execute(update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING,
                                              Delivery.alert_id.in_(cancelled))
@@ -263,7 +274,11 @@ class Store:
         return interrupted
 
     # --- claiming ---------------------------------------------------------
-    def claim(self, channel: Channel, limit: int, now: dt.datetime | None = None) -> list[ClaimedDelivery]:
+    def claim(self, channel: Channel, limit: int, now: dt.datetime | None = None, *,
+              ahead: bool = False) -> list[ClaimedDelivery]:
+        """Take up to ``limit`` deliveries: 'submitting', their attempt rows written. With ``ahead``
+        the attempts are 'claimed' (not 'in_flight') until their result is recorded, so that a
+        restart can give back those never handed to a line (``recover_interrupted``)."""
         if limit <= 0:
             return []
         now = now or utcnow()
@@ -282,6 +297,7 @@ class Store:
             rows = s.execute(_CLAIMED_ROWS, {"ids": claimed_ids}).all()
             attempt_ids = s.execute(
                 _NEW_ATTEMPTS, [{"delivery_id": r.id, "channel": channel, "started_at": now,
+                                 "outcome": AttemptOutcome.CLAIMED if ahead else AttemptOutcome.IN_FLIGHT,
                                  "possible_duplicate": r.possible_duplicate} for r in rows],
             ).scalars().all()
             return [ClaimedDelivery(r.id, attempt_id, r.alert_id, r.number_id, channel, r.e164,
@@ -297,34 +313,43 @@ class Store:
         how many were given back."""
         if not claims:
             return 0
-        now = now or utcnow()
-        ids = [claim.delivery_id for claim in claims]
         with self.sessions.begin() as s:
-            s.execute(delete(Attempt).where(Attempt.id.in_([claim.attempt_id for claim in claims]),
-                                            Attempt.outcome == AttemptOutcome.IN_FLIGHT))
-            released = s.execute(
-                update(Delivery).where(Delivery.id.in_(ids), Delivery.state == DeliveryState.SUBMITTING)
-                .values(state=DeliveryState.PENDING, submissions=Delivery.submissions - 1, updated_at=now)).rowcount
-            s.execute(update(Delivery).where(
-                Delivery.id.in_(ids), Delivery.state == DeliveryState.PENDING,
-                Delivery.alert_id.in_(select(Alert.id).where(Alert.state == AlertState.CANCELLED)))
-                .values(state=DeliveryState.CANCELLED, next_attempt_at=None, last_error="alert cancelled"))
+            return self._give_back(s, [claim.delivery_id for claim in claims],
+                                   [claim.attempt_id for claim in claims], now or utcnow())
+
+    def _give_back(self, s: Session, delivery_ids: list[int], attempt_ids: list[int], now: dt.datetime) -> int:
+        if not delivery_ids:
+            return 0
+        s.execute(delete(Attempt).where(Attempt.id.in_(attempt_ids),
+                                        Attempt.outcome.in_((AttemptOutcome.CLAIMED, AttemptOutcome.IN_FLIGHT))))
+        released = s.execute(
+            update(Delivery).where(Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.SUBMITTING)
+            .values(state=DeliveryState.PENDING, submissions=Delivery.submissions - 1, updated_at=now)).rowcount
+        alert_ids = s.scalars(select(Delivery.alert_id).where(Delivery.id.in_(delivery_ids)).distinct()).all()
+        s.execute(update(Delivery).where(
+            Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.PENDING,
+            Delivery.alert_id.in_(select(Alert.id).where(Alert.state == AlertState.CANCELLED)))
+            .values(state=DeliveryState.CANCELLED, next_attempt_at=None, last_error="alert cancelled"))
         # An alert whose deadline passed meanwhile was swept without these rows: sweep it again.
-        self._expired_alerts.difference_update(claim.alert_id for claim in claims)
+        self._expired_alerts.difference_update(alert_ids)
         self._next_expiry_sweep = 0.0
         return released
 
-    def unwanted_alerts(self, alert_ids: set[int], now: dt.datetime | None = None) -> set[int]:
-        """Which of these alerts want nothing sent now (cancelled, past their deadline, or information
-        during quiet hours: claimed just before they began, given back to wait for the morning)."""
+    def unwanted_alerts(self, alert_ids: set[int], channel: Channel = Channel.SMS,
+                        now: dt.datetime | None = None) -> set[int]:
+        """Which of these alerts want nothing sent on ``channel`` now (cancelled, past their deadline:
+        the SMS fallback of a voice-only alert goes after it, as in ``claim``; or information during
+        quiet hours: claimed just before they began, given back to wait for the morning)."""
         if not alert_ids:
             return set()
         now = now or utcnow()
         quiet = self.quiet_hours is not None and self.quiet_hours.period(now) is not None
+        past_deadline = and_(Alert.deadline.is_not(None), Alert.deadline <= now)
+        if channel == Channel.SMS:
+            past_deadline = and_(past_deadline, Alert.channels != Channel.VOICE)
         with self.sessions() as s:
             return set(s.scalars(select(Alert.id).where(Alert.id.in_(alert_ids), or_(
-                Alert.state == AlertState.CANCELLED,
-                and_(Alert.deadline.is_not(None), Alert.deadline <= now, Alert.channels != Channel.VOICE),
+                Alert.state == AlertState.CANCELLED, past_deadline,
                 *([Alert.category == AlertCategory.INFORMATION] if quiet else [])))))
 
     # --- quiet hours ------------------------------------------------------
@@ -442,8 +467,10 @@ class Store:
                     delivery_values["possible_duplicate"] = True
                     delivery_values["duplicate_cause"] = failure.duplicate_cause
             # Written first: from here on this transaction holds the write lock, so the
-            # alert's state read next cannot change before the delivery is updated.
-            s.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(**attempt_values))
+            # alert's state read next cannot change before the delivery is updated. These
+            # statements go to the connection (see _core): every call ends here.
+            conn = s.connection()
+            conn.execute(update(Attempt).where(Attempt.id == claim.attempt_id).values(**attempt_values))
             if claim.channel == Channel.VOICE and state in _UPGRADABLE_VOICE_STATES:
                 # The best thing that happened on any call wins: giving up ends with it, and
                 # a confirmation learned on an earlier call (after a restart, an AMI gap)
@@ -454,16 +481,16 @@ class Store:
                         and FINAL_VOICE_RANK[best] > FINAL_VOICE_RANK.get(state, 0)):
                     state = DeliveryState(best)
                     delivery_values.update(state=state, next_attempt_at=None)
-            cancelled = s.scalar(select(Alert.state).where(Alert.id == claim.alert_id)) == AlertState.CANCELLED
+            cancelled = conn.scalar(select(Alert.state).where(Alert.id == claim.alert_id)) == AlertState.CANCELLED
             if cancelled and state in (DeliveryState.PENDING, DeliveryState.FAILED):
                 # Cancelled while this attempt was in flight: the attempt stays on record,
                 # but nothing more is tried and nothing falls back to SMS.
                 state = DeliveryState.CANCELLED
                 delivery_values.update(state=state, next_attempt_at=None,
                                        last_error=f"alert cancelled ({delivery_values.get('last_error') or state})")
-            s.execute(update(Delivery).where(Delivery.id == claim.delivery_id,
-                                             Delivery.state == DeliveryState.SUBMITTING)
-                      .values(**delivery_values))
+            conn.execute(update(Delivery).where(Delivery.id == claim.delivery_id,
+                                                Delivery.state == DeliveryState.SUBMITTING)
+                         .values(**delivery_values))
             if (claim.channel == Channel.VOICE and not cancelled
                     and state not in (DeliveryState.PENDING, DeliveryState.CONFIRMED)
                     and claim.policy.sms_fallback):

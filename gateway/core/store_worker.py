@@ -146,16 +146,16 @@ class AsyncStore:
         # it still lands, in its turn.
         return await asyncio.shield(asyncio.wrap_future(self.worker.submit(fn, *args, **kwargs)))
 
-    async def recover_interrupted(self) -> int:
-        return await self._call(self.store.recover_interrupted)
+    async def recover_interrupted(self, placed_ahead: set[int] | None = None) -> int:
+        return await self._call(self.store.recover_interrupted, placed_ahead=placed_ahead)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Any other database work of the engine (the citizens' service, the answers' queue), in its
         turn on the same writer: one transaction each, retried like the store's own."""
         return await self._call(fn, *args, **kwargs)
 
-    async def claim(self, channel: Channel, limit: int) -> list[ClaimedDelivery]:
-        return await self._call(self.store.claim, channel, limit)
+    async def claim(self, channel: Channel, limit: int, *, ahead: bool = False) -> list[ClaimedDelivery]:
+        return await self._call(self.store.claim, channel, limit, ahead=ahead)
 
     async def release_claims(self, claims: list[ClaimedDelivery]) -> int:
         return await self._call(self.store.release_claims, claims)
@@ -216,5 +216,5 @@ class AsyncStore:
         return await self._call(self.store.record_late_call_outcome, attempt_id, outcome, line=line,
                                 answered_at=answered_at, cause=cause)
 
-    async def unwanted_alerts(self, alert_ids: set[int]) -> set[int]:
-        return await self._call(self.store.unwanted_alerts, alert_ids)
+    async def unwanted_alerts(self, alert_ids: set[int], channel: Channel = Channel.SMS) -> set[int]:
+        return await self._call(self.store.unwanted_alerts, alert_ids, channel)

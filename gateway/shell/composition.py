@@ -59,6 +59,7 @@ def build_dispatcher(services: Services) -> Dispatcher:
                       DispatcherSettings(poll_interval=engine.poll_interval,
                                          report_timeout=engine.report_timeout,
                                          report_spool=Path(config.general.data_dir) / "report-spool.jsonl",
+                                         placing_journal=Path(config.general.data_dir) / "voice-placed.log",
                                          inbound_spool=Path(config.general.data_dir) / "inbound-spool.jsonl",
                                          inbound_part_timeout=config.inbound.part_timeout),
                       citizens=CitizenService(services.sessions, CitizenSettings.from_config(config)))
