@@ -38,6 +38,7 @@ class EventsRecorder:
         self.statuses: list[LineStatus] = []
         self.capacity_calls = 0
         self.late: list[tuple] = []
+        self.votes: list[tuple] = []
         self.wakeup = asyncio.Event()
 
     def status_reports(self, line, reports) -> None:
@@ -55,6 +56,9 @@ class EventsRecorder:
 
     def late_call_outcome(self, delivery_id, attempt_id, outcome, *, line, answered_at, cause) -> None:
         self.late.append((delivery_id, attempt_id, outcome, line))
+
+    def poll_vote(self, delivery_id: int, option: int, voted_at: dt.datetime) -> None:
+        self.votes.append((delivery_id, option, voted_at))
 
 
 def ami_settings(port: int, secret: str = "allerta") -> AmiSettings:
