@@ -598,7 +598,8 @@ class VoiceChannel:
                     continue
                 if call.tracker.played is False:
                     call.tracker.played = None       # the same for a call that ended in the gap
-                await self._recover_vote(call.channel_id)
+                if call.message.poll_options:
+                    await self._recover_vote(call.channel_id)
                 if call.tracker.user_result is None and await self._recover_result(call):
                     self._finish_from_events(call)
                 elif call.tracker.outcome_seen:
@@ -656,18 +657,30 @@ class VoiceChannel:
                                              "up across the engine restart"),
                 outcome=AttemptOutcome.NO_LINE, line=orphan.trunk.name, charge_attempt=False)
 
+    async def _read_family(self, family: str, missed: str) -> dict[str, str]:
+        """Every entry of AstDB ``family`` at start-up; none (logged) when it cannot be read."""
+        assert self._client is not None
+        try:
+            return await self._client.db_get_tree(family)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("cannot read AstDB family %s at start-up (%s): %s made while the engine was away "
+                        "may be missed", family, exc or "timed out", missed)
+            return {}
+
+    async def _forget(self, family: str, key: str) -> None:
+        """Delete an AstDB entry once read, so nothing counts it again."""
+        assert self._client is not None
+        try:
+            await self._client.db_del(family, key)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("DBDel %s/%s failed: %s", family, key, exc or "timed out")
+
     async def _sweep_astdb(self, present: set[str]) -> None:
         """At start-up: results our dialplan stored in AstDB for calls that ended while no
         engine listened (after a kill -9, before this start). Each reaches its attempt, and
         the entry is deleted; entries of calls still up are left for their own end."""
-        assert self._client is not None and self._events is not None
-        try:
-            entries = await self._client.db_get_tree(ASTDB_FAMILY)
-        except (AmiError, asyncio.TimeoutError) as exc:
-            log.warning("cannot read AstDB family %s at start-up (%s): a confirmation made while the "
-                        "engine was away may be missed", ASTDB_FAMILY, exc or "timed out")
-            return
-        for channel_id, value in entries.items():
+        assert self._events is not None
+        for channel_id, value in (await self._read_family(ASTDB_FAMILY, "a confirmation")).items():
             parsed = parse_channel_id(channel_id)
             if parsed is None or channel_id in present:
                 continue
@@ -676,29 +689,15 @@ class VoiceChannel:
                 log.info("call %s was confirmed while the engine was away (AstDB)", channel_id)
                 self._events.late_call_outcome(delivery_id, attempt_id, AttemptOutcome.CONFIRMED, line=trunk,
                                                answered_at=None, cause=None)
-            try:
-                await self._client.db_del(ASTDB_FAMILY, channel_id)
-            except (AmiError, asyncio.TimeoutError) as exc:
-                log.warning("DBDel %s/%s failed: %s", ASTDB_FAMILY, channel_id, exc or "timed out")
+            await self._forget(ASTDB_FAMILY, channel_id)
 
     async def _sweep_votes(self, present: set[str]) -> None:
         """At start-up: keys pressed for a poll in calls that ended while no engine listened.
         Counting one again is harmless (the same vote, or older than the one counted)."""
-        assert self._client is not None
-        try:
-            entries = await self._client.db_get_tree(VOTE_FAMILY)
-        except (AmiError, asyncio.TimeoutError) as exc:
-            log.warning("cannot read AstDB family %s at start-up (%s): a vote made while the engine was away "
-                        "may be missed", VOTE_FAMILY, exc or "timed out")
-            return
-        for channel_id, value in entries.items():
-            if channel_id in present:
-                continue
-            self._stored_vote(channel_id, value)
-            try:
-                await self._client.db_del(VOTE_FAMILY, channel_id)
-            except (AmiError, asyncio.TimeoutError) as exc:
-                log.warning("DBDel %s/%s failed: %s", VOTE_FAMILY, channel_id, exc or "timed out")
+        for channel_id, value in (await self._read_family(VOTE_FAMILY, "a vote")).items():
+            if channel_id not in present:
+                self._stored_vote(channel_id, value)
+                await self._forget(VOTE_FAMILY, channel_id)
 
     async def _recover_vote(self, channel_id: str) -> None:
         """The poll's key our dialplan left in AstDB for a call that ended while the link was
@@ -711,6 +710,7 @@ class VoiceChannel:
             return
         if value is not None:
             self._stored_vote(channel_id, value)
+            await self._forget(VOTE_FAMILY, channel_id)
 
     def _stored_vote(self, channel_id: str, value: str) -> None:
         parsed = parse_channel_id(channel_id)
@@ -754,10 +754,7 @@ class VoiceChannel:
         log.info("call %s ended during the AMI gap; its result was recovered from AstDB: %s",
                  call.channel_id, value)
         call.tracker.recover_result(value)
-        try:
-            await self._client.db_del(ASTDB_FAMILY, call.channel_id)
-        except (AmiError, asyncio.TimeoutError) as exc:
-            log.warning("DBDel %s/%s failed: %s", ASTDB_FAMILY, call.channel_id, exc or "timed out")
+        await self._forget(ASTDB_FAMILY, call.channel_id)
         return True
 
     def _link_ready(self) -> None:
