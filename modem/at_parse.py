@@ -74,8 +74,8 @@ def split_notifications(lines: list[str]) -> list[list[str]]:
 
     python-gsmmodem-new hands its handler every line that arrived together and
     the handler acts on the first one only, so a second +CDSI in the same
-    burst was silently dropped. Multi-line URCs stay together: +CDS with its
-    PDU line, and RING/+CRING with the +CLIP that follows.
+    burst was silently dropped. Multi-line URCs stay together: +CDS and +CMT
+    with their PDU line, and RING/+CRING with the +CLIP that follows.
     """
     groups: list[list[str]] = []
     index = 0
@@ -83,7 +83,7 @@ def split_notifications(lines: list[str]) -> list[list[str]]:
         line = lines[index]
         group = [line]
         following = lines[index + 1] if index + 1 < len(lines) else None
-        if line.startswith("+CDS:") and following is not None:
+        if line.startswith(("+CDS:", "+CMT:")) and following is not None:
             group.append(following)
         elif (line.startswith("+CRING") or line == "RING") and following is not None \
                 and following.startswith("+CLIP"):

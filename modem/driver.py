@@ -7,6 +7,7 @@ deals with one taxonomy.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import logging
 import re
 import threading
@@ -22,10 +23,11 @@ from gsmmodem.modem import GsmModem
 from gsmmodem.pdu import decodeSmsPdu
 from gsmmodem.util import lineStartingWith
 
-from gateway.core.channels import StatusReport
-from gateway.core.sms_text import SubmitPdu, join_utf16
+from gateway.core.channels import ReceivedPart, StatusReport
+from gateway.core.sms_text import SubmitPdu
 from modem.at_parse import (parse_cmgl, parse_cops, parse_cpin, parse_cpms_first, parse_creg, parse_csca, parse_csq,
                              split_notifications)
+from modem.deliver_pdu import UndecodablePdu, decode_deliver
 from modem.errors import ErrorVerdict, ReportVerdict, classify_cme, classify_cms, classify_tp_status, line_failure
 from modem.raw_at import NoAnswer, at_command, parse_imei
 from modem.stored_reports import REPORT_MEMORY, Collection, StoredReports
@@ -34,8 +36,9 @@ log = logging.getLogger(__name__)
 
 CTRL_Z = "\x1a"
 
-# Unsolicited lines that can arrive while a command waits for its reply.
-_CDS_HEADER = re.compile(r"^\+CDS:\s*\d+$")
+# Unsolicited lines that can arrive while a command waits for its reply. +CDS (a status report) and
+# +CMT (an SMS routed to us, AT+CNMI mt=2) carry their PDU on the next line.
+_PDU_HEADER = re.compile(r'^\+(CDS:\s*|CMT:\s*("[^"]*"|[^,"]*)\s*,\s*)\d+$')
 _URC_LINE = re.compile(r"^(\+CDSI:|\+CMTI:|\^[A-Z]+:|\+CRING:|RING$|\+CLIP:|\+CUSD:|\+CREG: \d$)")
 _CDSI = re.compile(r'^\+CDSI:\s*"([^"]+)"\s*,\s*(\d+)\s*$')
 # How long a send waits for room in the report memory (the engine's commits) before it
@@ -44,6 +47,16 @@ ROOM_TIMEOUT = 5.0
 # Deletes chained on one command line: well inside the 256 characters even small
 # modems take on a line (SIM800 takes 556).
 CHAINED_DELETES = 10
+# Every incoming SMS is announced (+CMTI) and read at once; a URC lost on the line (or sent while
+# nobody listened) would leave its message in the SIM's small memory, which, once full, makes
+# the network keep every later message away from us. So the memories are also listed this often.
+INBOX_SWEEP_INTERVAL = 30.0
+# After a part could not be committed (database held), it is read again this much later.
+INBOX_RETRY_AFTER = 5.0
+# How long a hand-over waits for the engine's commit before the message is left for later.
+COMMIT_TIMEOUT = 30.0
+# Where modems store incoming SMS (AT+CPMS <mem3>): the SIM and the phone's own memory.
+INBOX_MEMORIES = ("SM", "ME")
 
 
 def _at_line(commands: list[str]) -> str:
@@ -91,9 +104,14 @@ class _UrcSafeGsmModem(GsmModem):
     And a burst of several URCs is handled one by one (see split_notifications).
     """
 
-    _cds_header: str | None = None
+    # A +CDS or +CMT line whose PDU is the next line.
+    _pdu_header: str | None = None
     # Set by ModemDriver: called with (memory, index) for every +CDSI, on the read thread.
     onStoredReport: Callable[[str, int], None] | None = None
+    # Set by ModemDriver: called with (memory, index) for every +CMTI, on a thread of its own.
+    onStoredSms: Callable[[str, int], None] | None = None
+    # Set by ModemDriver: called with the PDU of every +CMT, on a thread of its own.
+    onRoutedSms: Callable[[str], None] | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -157,19 +175,19 @@ class _UrcSafeGsmModem(GsmModem):
         # unsolicited line that arrives when nothing waits. When what followed was a
         # command's reply, the held +CDSI waited for the next URC, for ever after the
         # last SMS of an alert. Hand it over once the bytes read so far are handled.
-        if self._notification and self._cds_header is None and self.serial.in_waiting == 0 \
+        if self._notification and self._pdu_header is None and self.serial.in_waiting == 0 \
                 and (self._responseEvent is None or self._responseEvent.is_set()):
             held, self._notification = self._notification, []
             self.notifyCallback(held)
 
     def _handleLineRead(self, line: str, checkForResponseTerm: bool = True) -> None:  # noqa: N802,N803
-        if self._cds_header is not None:
-            # "+CDS: <len>" is followed by the status report PDU on the next line.
-            header, self._cds_header = self._cds_header, None
+        if self._pdu_header is not None:
+            # "+CDS: <len>" and "+CMT: [<alpha>],<len>" are followed by their PDU on the next line.
+            header, self._pdu_header = self._pdu_header, None
             self.notifyCallback([header, line])
             return
-        if checkForResponseTerm and _CDS_HEADER.match(line):
-            self._cds_header = line
+        if checkForResponseTerm and _PDU_HEADER.match(line):
+            self._pdu_header = line
             return
         if checkForResponseTerm and self._responseEvent is not None and not self._responseEvent.is_set() \
                 and _URC_LINE.match(line):
@@ -191,26 +209,13 @@ class _UrcSafeGsmModem(GsmModem):
 
     def _handleSmsReceived(self, notificationLine: str) -> None:  # noqa: N802,N803
         # The library reads and deletes without holding the port (an AT+CMGS in
-        # flight takes the AT+CPMS as PDU text) and deletes in whatever memory is
+        # flight takes the AT+CPMS as PDU text), deletes in whatever memory is
         # selected then (a status report handler may have switched it to SR, so it
-        # would delete a report); and an error escapes on its thread.
+        # would delete a report), deletes before its callback could commit, and an
+        # error escapes on its thread. The driver does it (ModemDriver._take_stored).
         match = self.CMTI_REGEX.match(notificationLine)
-        if match and self.smsReceivedCallback is not None:
-            self._take_stored(match.group(1), match.group(2), self.smsReceivedCallback, "incoming SMS")
-
-    def _take_stored(self, memory: str, index: str, callback: Callable, what: str) -> None:
-        """Read a stored message, hand it over, then delete it (in its own memory)."""
-        try:
-            with self._handler_turn():
-                message = self.readStoredSms(index, memory)
-            # The callback waits for the database commit on the event loop; the modem
-            # is free meanwhile, so the next AT+CMGS need not queue behind it (holding
-            # the lock here cost every modem a commit's time per message).
-            callback(message)
-            with self._handler_turn():
-                self.deleteStoredSms(index, memory)
-        except Exception:  # noqa: BLE001 - runs on the library's own thread
-            log.warning("%s %s/%s not processed now; it stays stored", what, memory, index, exc_info=True)
+        if match and self.onStoredSms is not None:
+            self.onStoredSms(match.group(1), int(match.group(2)))
 
     def _handleModemNotification(self, lines: list[str]) -> None:  # noqa: N802
         # The library acts on the first URC of a burst only; give it one at a time.
@@ -219,6 +224,12 @@ class _UrcSafeGsmModem(GsmModem):
                 # Only noted (no I/O): done here rather than on a thread of its own,
                 # which the library starts for every notification.
                 self._handleSmsStatusReport(group[0])
+            elif group[0].startswith("+CMT:"):
+                # The library has no +CMT handling at all (it logs the URC as unhandled and the
+                # SMS is lost). Handled on a thread of its own: it waits for the engine's commit.
+                if len(group) == 2 and self.onRoutedSms is not None:
+                    threading.Thread(target=self.onRoutedSms, args=(group[1],), name="routed-sms",
+                                     daemon=True).start()
             else:
                 super()._handleModemNotification(group)
 
@@ -235,10 +246,10 @@ class Health:
 class ModemDriver:
     def __init__(self, port: str, baud: int, pin: str, *,
                  on_status_reports: Callable[[list[StatusReport]], concurrent.futures.Future],
-                 on_incoming: Callable[[str, str], None],
+                 on_part: Callable[[ReceivedPart], concurrent.futures.Future],
                  on_lost: Callable[[str], None],
                  on_reports_waiting: Callable[[], None] = lambda: None,
-                 prompt_timeout: float = 5.0, identify_timeout: float = 5.0) -> None:
+                 prompt_timeout: float = 5.0, identify_timeout: float = 5.0, receive: str = "store") -> None:
         self.port = port
         self.identify_timeout = identify_timeout
         self.baud = baud
@@ -247,8 +258,20 @@ class ModemDriver:
         self._on_status_reports = on_status_reports
         self._on_reports_waiting = on_reports_waiting
         self._stored = StoredReports()
-        self._on_incoming = on_incoming
+        # Hands one received part to the engine; the future ends once it is committed.
+        self._on_part = on_part
         self._on_lost = on_lost
+        # "route": ask for +CMT with AT+CSMS=1 and acknowledge each one once committed (config).
+        self._receive = receive
+        self._acknowledge = False   # AT+CSMS=1 accepted: every +CMT wants its AT+CNMA
+        # Reading, handing over and deleting stored SMS, one message at a time: a +CMTI handler and a
+        # sweep must never both hand over (and delete) the same slot.
+        self._inbox = threading.Lock()
+        # +CMTI announcements not read yet, by memory (written on the library's threads).
+        self._announce_lock = threading.Lock()
+        self._announced_sms: dict[str, set[int]] = {}
+        self._next_inbox_sweep = 0.0
+        self._undecodable: set[tuple[str, str]] = set()   # logged once, left stored
         self.prompt_timeout = prompt_timeout
         self._modem: _UrcSafeGsmModem | None = None
         self.alive = False
@@ -289,10 +312,14 @@ class ModemDriver:
         found = self._wake()
         if expected_imei and found != expected_imei:
             raise WrongModem(self.port, found, expected_imei)
-        modem = _UrcSafeGsmModem(self.port, self.baud, smsReceivedCallbackFunc=self._received,
+        # smsReceivedCallbackFunc only makes the library turn on SMS notifications (AT+CNMI): its
+        # own reading is replaced (_UrcSafeGsmModem._handleSmsReceived).
+        modem = _UrcSafeGsmModem(self.port, self.baud, smsReceivedCallbackFunc=lambda sms: None,
                                  smsStatusReportCallback=self._report)
         modem.fatalErrorCallback = self._fatal
         modem.onStoredReport = self._announced
+        modem.onStoredSms = self._take_stored
+        modem.onRoutedSms = self._routed
         try:
             modem.connect(pin=self._pin or None)
         except (PinRequiredError, IncorrectPinError) as exc:
@@ -322,44 +349,182 @@ class ModemDriver:
                 modem.write("AT^CURC=0")
             except (GsmModemException, TimeoutException):
                 log.debug("AT^CURC=0 refused on %s", self.port)
-        self._collect_stored_sms(modem)
-
-    def _collect_stored_sms(self, modem: GsmModem) -> None:
-        """SMS and status reports that arrived while nobody listened (engine down, port
-        lost mid-notification) wait in the modem's memory: read them, then delete
-        exactly those indexes (the library's delete-all would also wipe a report
-        stored between its list and its delete). The report memory is listed by the
-        first collection pass, like the reports that arrive from now on."""
+        if self._receive == "route":
+            self._ask_for_routing(modem)
+        # SMS and status reports that arrived while nobody listened (engine down, port lost
+        # mid-notification) wait in the modem's memory. The report memory is listed by the
+        # first collection pass, like the reports that arrive from now on.
         self._stored.scan(REPORT_MEMORY)
-        for memory in ("SM", "ME"):
-            try:
-                with modem._txLock:
-                    self._select_memory(modem, memory)
-                    for index, pdu in parse_cmgl(modem.write("AT+CMGL=4", timeout=15)):
-                        # Stored first, deleted after: a crash in between only repeats it.
-                        try:
-                            self._dispatch_stored(memory, pdu)
-                        except Exception:  # noqa: BLE001 - not recorded: it stays in the modem
-                            log.warning("stored message %s/%d on %s not recorded now; it stays stored", memory,
-                                        index, self.port, exc_info=True)
-                            continue
-                        modem.write(f"AT+CMGD={index}")
-            except (GsmModemException, TimeoutException, IndexError) as exc:
-                log.debug("cannot list stored SMS in %s on %s: %s", memory, self.port, exc)
+        self._sweep_inbox(modem)
 
-    def _dispatch_stored(self, memory: str, pdu: str) -> None:
-        """Hand over one message listed at open; returns once the engine has it (or raises)."""
+    def _ask_for_routing(self, modem: GsmModem) -> None:
+        """+CMT straight to us rather than stored: AT+CSMS=1 first, so the modem waits for our
+        AT+CNMA (sent once the part is committed) and the network sends again what we never
+        acknowledged (27.005 §3.2.1, §3.4.4). In phase 2 (AT+CSMS=0) the modem acknowledges a
+        +CMT itself, and an engine killed before its commit would lose the message: a modem that
+        refuses AT+CSMS=1 stores instead."""
+        try:
+            modem.write("AT+CSMS=1")
+            current = next((line for line in modem.write("AT+CNMI?") if line.startswith("+CNMI:")), "")
+            values = [value.strip() for value in current[6:].split(",")] if current else ["2", "1", "0", "2"]
+            values[1] = "2"
+            self._acknowledge = True
+            modem.write("AT+CNMI=" + ",".join(values))
+        except (GsmModemException, TimeoutException) as exc:
+            log.warning("%s cannot route incoming SMS with acknowledgement (%s): they are stored in its "
+                        "memory instead", self.port, exc)
+            if self._acknowledge:
+                self._acknowledge = False
+                try:
+                    modem.write("AT+CSMS=0")
+                except (GsmModemException, TimeoutException):
+                    log.debug("AT+CSMS=0 refused on %s", self.port)
+
+    # --- incoming SMS -------------------------------------------------------------------
+    def _decode(self, pdu: str, where: str) -> ReceivedPart | None:
+        """The part an SMS-DELIVER carries; None for another type or a PDU we cannot read (logged
+        once, left where it is: a person can still look at it)."""
+        try:
+            return decode_deliver(pdu, received_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        except UndecodablePdu as exc:
+            if (where, pdu) not in self._undecodable:
+                self._undecodable.add((where, pdu))
+                log.warning("incoming SMS %s on %s cannot be decoded (%s); it stays stored. PDU %s", where,
+                            self.port, exc, pdu)
+            return None
+
+    def _not_recorded(self, what: str) -> None:
+        log.warning("%s on %s not recorded now; it stays stored and is read again", what, self.port, exc_info=True)
+        self._next_inbox_sweep = min(self._next_inbox_sweep, time.monotonic() + INBOX_RETRY_AFTER)
+
+    def _hand_over_stored(self, memory: str, listed: list[tuple[int, str]]) -> list[int]:
+        """Hand every listed message to the engine at once (their commits run one after the other on
+        its database thread, with no round trip in between); the indexes committed, to delete."""
+        pending: list[tuple[int, concurrent.futures.Future]] = []
+        done: list[int] = []
+        for index, pdu in listed:
+            where = f"{memory}/{index}"
+            part = self._decode(pdu, where)
+            if part is not None:
+                try:
+                    pending.append((index, self._on_part(part)))
+                except Exception:  # noqa: BLE001 - the loop is gone: it stays stored
+                    self._not_recorded(f"incoming SMS {where}")
+            elif self._stored_report(pdu, where):
+                done.append(index)
+        for index, future in pending:
+            try:
+                future.result(COMMIT_TIMEOUT)
+            except Exception:  # noqa: BLE001 - not committed: it stays stored
+                self._not_recorded(f"incoming SMS {memory}/{index}")
+                continue
+            done.append(index)
+        return done
+
+    def _stored_report(self, pdu: str, where: str) -> bool:
+        """A status report some modems store with the SMS: recorded, True once it may be deleted."""
         try:
             decoded = decodeSmsPdu(pdu)
-        except Exception:  # noqa: BLE001 - one bad PDU must not hide the others
-            log.warning("undecodable stored PDU in %s on %s", memory, self.port)
+        except Exception:  # noqa: BLE001 - logged by _decode already
+            return False
+        if decoded.get("type") != "SMS-STATUS-REPORT":
+            return False
+        report = self._status(int(decoded["reference"]), int(decoded.get("status") or 0))
+        if report is not None:
+            try:
+                self._on_status_reports([report]).result(COMMIT_TIMEOUT)
+            except Exception:  # noqa: BLE001 - not recorded: it stays in the modem
+                self._not_recorded(f"status report {where}")
+                return False
+        return True
+
+    def _take_stored(self, memory: str, index: int) -> None:
+        """A +CMTI (on the library's notification thread). The first handler to get the inbox reads
+        what every +CMTI so far announced, in one AT+CMGL when several wait in a memory: in a storm
+        one exchange and one round of commits serve a batch, not each message."""
+        with self._announce_lock:
+            self._announced_sms.setdefault(memory, set()).add(index)
+        modem = self._modem
+        if modem is None:
             return
-        if decoded.get("type") == "SMS-DELIVER":
-            self._on_incoming(decoded.get("number") or "", join_utf16(decoded.get("text") or ""))
-        elif decoded.get("type") == "SMS-STATUS-REPORT":
-            report = self._status(int(decoded["reference"]), int(decoded.get("status") or 0))
-            if report is not None:
-                self._on_status_reports([report]).result(30)
+        try:
+            with self._inbox:
+                with self._announce_lock:
+                    work, self._announced_sms = self._announced_sms, {}
+                for where, indexes in sorted(work.items()):
+                    self._collect(modem, where, sorted(indexes) if len(indexes) == 1 else None)
+        except Exception:  # noqa: BLE001 - runs on the library's own thread
+            log.warning("incoming SMS %s/%s on %s not processed now; it stays stored", memory, index, self.port,
+                        exc_info=True)
+            self._next_inbox_sweep = min(self._next_inbox_sweep, time.monotonic() + INBOX_RETRY_AFTER)
+
+    def _collect(self, modem: GsmModem, memory: str, indexes: list[int] | None) -> None:
+        """Read ``indexes`` of ``memory`` (None: list it whole), hand them over, delete what was committed.
+        The caller holds the inbox."""
+        with modem._handler_turn():
+            self._select_memory(modem, memory)
+            if indexes is None:
+                listed = parse_cmgl(modem.write("AT+CMGL=4", timeout=15))
+            else:
+                listed = []
+                for index in indexes:
+                    reply = modem.write(f"AT+CMGR={index}")
+                    # An empty slot (a bare OK) was taken already, by a sweep or an earlier handler.
+                    listed += [(index, reply[i + 1].strip()) for i, line in enumerate(reply)
+                               if line.startswith("+CMGR:") and i + 1 < len(reply) and reply[i + 1] != "OK"]
+        done = self._hand_over_stored(memory, listed)
+        if done:
+            with modem._handler_turn():
+                self._select_memory(modem, memory)
+                for start in range(0, len(done), CHAINED_DELETES):
+                    self._chain(modem, done[start:start + CHAINED_DELETES])
+
+    def _routed(self, pdu: str) -> None:
+        """A +CMT (on a thread of its own): hand over, then acknowledge (AT+CNMA) once committed; a
+        part not committed is refused (AT+CNMA=2) and the network sends it again later."""
+        part = self._decode(pdu, "routed")
+        committed = None
+        if part is not None:
+            try:
+                self._on_part(part).result(COMMIT_TIMEOUT)
+                committed = True
+            except Exception:  # noqa: BLE001 - refused below: the network sends it again
+                log.warning("routed SMS on %s not recorded now", self.port, exc_info=True)
+                committed = False
+        modem = self._modem
+        if not self._acknowledge or modem is None:
+            if committed is False:
+                log.error("an SMS routed by %s was not recorded and the modem acknowledged it itself: lost",
+                          self.port)
+            return
+        try:
+            with modem._handler_turn():
+                # An undecodable one is acknowledged too (its PDU is in the log): refused, the
+                # network would send it again for ever.
+                modem.write("AT+CNMA=2" if committed is False else "AT+CNMA")
+        except Exception:  # noqa: BLE001 - unacknowledged, the network sends it again
+            log.warning("AT+CNMA failed on %s; the network will send that SMS again", self.port, exc_info=True)
+
+    def service_inbox(self) -> None:
+        """Between two sends (the port is free): list the memories for SMS a lost +CMTI left there."""
+        modem = self._modem
+        if modem is None or not self.alive or time.monotonic() < self._next_inbox_sweep:
+            return
+        # A +CMTI handler at work: this sweep can wait for the next turn.
+        if not self._inbox.acquire(blocking=False):
+            return
+        self._inbox.release()
+        self._sweep_inbox(modem)
+
+    def _sweep_inbox(self, modem: GsmModem) -> None:
+        """Every SMS stored in SM and ME (AT+CMGL=4) handed over, and deleted once committed."""
+        self._next_inbox_sweep = time.monotonic() + INBOX_SWEEP_INTERVAL
+        for memory in INBOX_MEMORIES:
+            try:
+                with self._inbox:
+                    self._collect(modem, memory, None)
+            except (GsmModemException, TimeoutException, IndexError) as exc:
+                log.debug("cannot list stored SMS in %s on %s: %s", memory, self.port, exc)
 
     # --- stored status reports (worker thread) ------------------------------------
     def _announced(self, memory: str, index: int) -> None:
@@ -558,10 +723,6 @@ class ModemDriver:
             log.debug("interim status report TP-ST 0x%02X for reference %d on %s", status, reference, self.port)
             return None
         return StatusReport(reference, verdict == ReportVerdict.DELIVERED, f"TP-ST 0x{status:02X}")
-
-    def _received(self, sms) -> None:  # noqa: ANN001 - gsmmodem.modem.ReceivedSms
-        # The library decodes UCS-2 one unit at a time: emoji arrive as surrogate halves (join_utf16).
-        self._on_incoming(sms.number or "", join_utf16(sms.text or ""))
 
     # --- commands ------------------------------------------------------------
     def _require(self) -> _UrcSafeGsmModem:

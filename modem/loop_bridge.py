@@ -55,11 +55,6 @@ class LoopBridge:
             done.set_exception(exc)
         return done
 
-    def call_and_wait(self, fn: Callable[..., Any], *args: Any, timeout: float = 30.0) -> None:
-        """Run ``fn`` on the loop and wait until it returned (i.e. the database committed),
-        so the modem's stored copy is deleted only after ours is safe. Raises on failure."""
-        self.call_soon(fn, *args).result(timeout)
-
     def resolve(self, future: asyncio.Future, *, result: Any = None, error: BaseException | None = None) -> None:
         """End a loop future from the thread (unless it ended already, e.g. cancelled)."""
         def settle() -> None:

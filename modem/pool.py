@@ -48,8 +48,7 @@ class SmsChannel:
                 config, loop=loop, settings=self._settings, ports=ports,
                 sent_today=self._sent_today.get(config.label, 0),
                 on_status_reports=events.status_reports,
-                on_incoming=lambda label, sender, text: events.inbound_sms(
-                    label, sender, text, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)),
+                on_part=events.inbound_part,
                 on_status=events.line_status, on_free=events.capacity_available,
                 driver_factory=self._driver_factory)
             self._index[config.label] = len(self.workers)

@@ -16,11 +16,11 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from gateway.core import states
-from gateway.core.channels import LineStatus, StatusReport
+from gateway.core.channels import LineStatus, ReceivedPart, StatusReport
 from gateway.core.config import ModemConfig
 from gateway.core.sms_text import SubmitPdu
 from modem.budget import SendBudget, WirePacer
@@ -57,7 +57,7 @@ class ModemWorker:
     def __init__(self, config: ModemConfig, *, loop: asyncio.AbstractEventLoop, settings: WorkerSettings,
                  ports: PortRegistry, sent_today: int,
                  on_status_reports: Callable[[str, list[StatusReport]], None],
-                 on_incoming: Callable[[str, str, str], None],
+                 on_part: Callable[[ReceivedPart], object],
                  on_status: Callable[[LineStatus], None],
                  on_free: Callable[[], None],
                  driver_factory: Callable[..., ModemDriver] = ModemDriver) -> None:
@@ -68,7 +68,7 @@ class ModemWorker:
         self._settings = settings
         self._driver_factory = driver_factory
         self._on_status_reports = on_status_reports
-        self._on_incoming = on_incoming
+        self._on_part = on_part
         self._on_status = on_status
         self._on_free = on_free
         self._stop = threading.Event()
@@ -231,6 +231,7 @@ class ModemWorker:
             # Stored status reports: at once when no send waits, else in batches.
             if self._driver is not None:
                 self._driver.service_reports(idle=self._sends.empty())
+                self._driver.service_inbox()
             job = self._sends.take(timeout=min(1.0, max(0.05, next_health - now)))
             if job is None:     # a timeout, a wake-up or the stop: look again
                 continue
@@ -253,8 +254,9 @@ class ModemWorker:
         return self._driver_factory(
             port, self.config.baud, self.config.pin,
             on_status_reports=lambda reports: self._bridge.call_soon(self._on_status_reports, self.label, reports),
-            on_incoming=lambda sender, text: self._bridge.call_and_wait(self._on_incoming, self.label, sender, text),
-            on_lost=self._lost, on_reports_waiting=self._sends.wake)
+            # The future ends with the commit: the modem deletes (or acknowledges) its copy only then.
+            on_part=lambda part: self._bridge.call_soon(self._on_part, replace(part, line=self.label)),
+            on_lost=self._lost, on_reports_waiting=self._sends.wake, receive=self.config.receive)
 
     def _connect(self) -> bool:
         driver, problem = self._finder.open()

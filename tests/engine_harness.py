@@ -26,7 +26,7 @@ class RecordingEvents:
     def status_reports(self, line, reports) -> None:
         self.reports.extend((line, r.reference, r.delivered) for r in reports)
 
-    def inbound_sms(self, line, sender, text, received_at) -> None:
+    def inbound_part(self, part) -> None:
         pass
 
     def line_status(self, status) -> None:

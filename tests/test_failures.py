@@ -63,6 +63,9 @@ class RefusingModem:
     def service_reports(self, idle):
         pass
 
+    def service_inbox(self):
+        pass
+
     def make_room_for_reports(self):
         pass
 
@@ -99,7 +102,7 @@ class _Events:
     def status_reports(self, line, reports):
         pass
 
-    def inbound_sms(self, line, sender, text, received_at):
+    def inbound_part(self, part):
         pass
 
     def line_status(self, status):

@@ -8,8 +8,10 @@ from gsmmodem.pdu import decodeSmsPdu, encodeSmsSubmitPdu
 
 from modem.simulator.at_engine import ModemConfig, SimulatedModem
 from modem.simulator.at_parser import Command, parse_command_line
+from modem.simulator.incoming import compose
 from modem.simulator.latency import Latency
 from modem.simulator.profiles import GENERIC, HUAWEI, SIM800, TELIT, luhn_valid, make_imei
+from modem.simulator.sms import network_time
 
 SUBMIT_DELAY = 0.5
 NOW = 1_800_000_000.0
@@ -267,7 +269,7 @@ def test_status_report_routed_to_te_with_cds_in_one_write():
 def test_incoming_sms_cmti_and_cmgr_decode(text):
     modem = make_modem()
     talk(modem, b"ATE0\r")
-    assert out(modem.incoming_sms("+393331234567", text, NOW)) == b'\r\n+CMTI: "SM",1\r\n'
+    assert out(modem.incoming_sms(compose("+393331234567", text, modem.smsc, network_time(NOW)), NOW)) == b'\r\n+CMTI: "SM",1\r\n'
     lines = talk(modem, b"AT+CMGR=1\r").split(b"\r\n")
     decoded = decodeSmsPdu(lines[2].decode())
     assert (decoded["type"], decoded["number"], decoded["text"]) == ("SMS-DELIVER", "+393331234567", text)
@@ -304,7 +306,7 @@ def test_urc_during_data_entry_waits_for_the_reply():
     pdu, length = pdu_for("x")
     talk(modem, f"AT+CMGS={length}\r".encode())
     for text in ("uno", "due"):
-        assert out(modem.incoming_sms("+393331234567", text, NOW)) == b""
+        assert out(modem.incoming_sms(compose("+393331234567", text, modem.smsc, network_time(NOW)), NOW)) == b""
     data = [a.data for a in modem.feed(pdu.encode() + b"\x1a", NOW) if a.data]
     assert data[0] == b"\r\n+CMGS: 0\r\n\r\nOK\r\n"
     assert data[1:] == [b'\r\n+CMTI: "SM",1\r\n', b'\r\n+CMTI: "SM",2\r\n']

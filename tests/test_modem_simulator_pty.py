@@ -67,8 +67,12 @@ def test_gsmmodem_connects_sends_and_gets_the_status_report(sim, name, manufactu
         assert modem.imei == next(m["imei"] for m in sim.modems if m["modem"] == name)
         text = "Allerta protezione civile: evacuare via Roma " * 4  # two concatenated parts
         sent = modem.sendSms("+393331234567", text)
-        submits = sim.wait_for_records("submit", 2)
-        mine = [r for r in submits if r["modem"] == name]
+        # The module's simulator is shared: wait for this modem's two records, not any two. The
+        # simulator writes +CMGS just before it logs the event, so sendSms may return first.
+        deadline = time.monotonic() + 5
+        while len(mine := [r for r in sim.log_records("submit") if r["modem"] == name]) < 2 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert [(r["part"], r["parts"]) for r in mine] == [(1, 2), (2, 2)]
         assert "".join(r["text"] for r in mine) == text
         assert mine[-1]["reference"] == sent.reference

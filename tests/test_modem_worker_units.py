@@ -32,6 +32,9 @@ class SilentAfterOpen:
     def service_reports(self, idle):
         pass
 
+    def service_inbox(self):
+        pass
+
     def finish_reports(self):
         pass
 
@@ -62,7 +65,7 @@ def test_a_modem_silent_through_its_probes_is_reopened_and_comes_back(tmp_path):
                              settings=WorkerSettings(probe_interval=0.05, health_interval=0.05, reopen_interval=0.05,
                                                      scan_dir=None),
                              ports=PortRegistry(), sent_today=0, on_status_reports=lambda *a: None,
-                             on_incoming=lambda *a: None, on_status=on_status, on_free=lambda: None,
+                             on_part=lambda part: None, on_status=on_status, on_free=lambda: None,
                              driver_factory=SilentAfterOpen)
         worker.start()
         await asyncio.wait_for(worker.first_attempt_done.wait(), 10)
@@ -80,7 +83,7 @@ def idle_worker(loop, statuses, **config) -> ModemWorker:
     """A worker whose thread is never started: its loop side alone."""
     return ModemWorker(ModemConfig(label="m0", port="/dev/null-modem", **config), loop=loop,
                        settings=WorkerSettings(error_threshold=3, scan_dir=None), ports=PortRegistry(),
-                       sent_today=0, on_status_reports=lambda *a: None, on_incoming=lambda *a: None,
+                       sent_today=0, on_status_reports=lambda *a: None, on_part=lambda part: None,
                        on_status=statuses.append, on_free=lambda: None)
 
 

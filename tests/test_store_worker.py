@@ -16,6 +16,8 @@ from gateway.core.db import make_engine, make_sessionmaker
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.core.models import Attempt, Delivery, InboundSms, SmsPart
 from gateway.core.retry import SmsPolicy, SmsRetry
+from gateway.core.channels import ReceivedPart
+from gateway.core.inbound_store import record_part
 from gateway.core.store import Store
 from gateway.core.store_worker import AsyncStore, RetrySettings, StoreWorker
 from tests.test_dispatcher import FakeChannel
@@ -83,7 +85,8 @@ def test_a_real_sqlite_write_lock_delays_the_write_which_then_lands(services, wo
     store = Store(make_sessionmaker(make_engine(services.config.database_url, busy_timeout=0.02)))
     holder = sqlite3.connect(services.config.database_url.split("///", 1)[1], isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
-    future = worker.submit(store.record_inbound, "m1", "+393331234567", "ISCRIVI", dt.datetime(2026, 1, 1))
+    part = ReceivedPart(line="m1", sender="+393331234567", text="ISCRIVI", sent_at=dt.datetime(2026, 1, 1))
+    future = worker.submit(record_part, store.sessions, part)
     assert wait_for(lambda: worker.retries >= 3)   # refused, again and again, while the lock is held
     assert not future.done()
     holder.execute("ROLLBACK")

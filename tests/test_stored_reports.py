@@ -118,7 +118,7 @@ class FakeLibrary:
 
 def driver() -> ModemDriver:
     return ModemDriver("/dev/null", 115200, "", on_status_reports=lambda reports: None,
-                       on_incoming=lambda *a: None, on_lost=lambda reason: None)
+                       on_part=lambda part: None, on_lost=lambda reason: None)
 
 
 def test_the_committed_deletes_ride_on_the_listing_line():
@@ -224,7 +224,7 @@ def test_a_nearly_full_report_memory_holds_the_next_send_until_the_engine_commit
         return future
 
     the_driver = ModemDriver("/dev/null", 115200, "", on_status_reports=hand_over,
-                             on_incoming=lambda *a: None, on_lost=lambda reason: None)
+                             on_part=lambda part: None, on_lost=lambda reason: None)
     memory = ReportMemory(16)
     the_driver._modem, the_driver.alive = memory, True
     for index in range(1, 17):                       # 16 of 20: more than three quarters
@@ -260,7 +260,7 @@ def test_a_held_back_unsolicited_line_is_handed_over_once_the_bytes_read_are_han
     modem = _UrcSafeGsmModem.__new__(_UrcSafeGsmModem)   # no port: only the line handling
     handed: list[list[str]] = []
     modem.notifyCallback = handed.append
-    modem._notification, modem._cds_header, modem._response = [], None, []
+    modem._notification, modem._pdu_header, modem._response = [], None, []
     modem._responseEvent = None
     class Port(SimpleNamespace):
         def inWaiting(self):  # noqa: N802 - pyserial's old name, which the library calls

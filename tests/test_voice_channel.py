@@ -44,7 +44,7 @@ class EventsRecorder:
     def status_reports(self, line, reports) -> None:
         raise AssertionError("the voice channel has no status reports")
 
-    def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
+    def inbound_part(self, part) -> None:
         raise AssertionError("the voice channel receives no SMS")
 
     def line_status(self, status: LineStatus) -> None:

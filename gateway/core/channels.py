@@ -101,6 +101,25 @@ class StatusReport:
     detail: str                      # e.g. "TP-ST 0x00"
 
 
+@dataclass(frozen=True)
+class ReceivedPart:
+    """One received SMS segment as a modem delivered it (a message without a concatenation header
+    is one part: reference 0, parts 1, seq 1). The modem deletes its copy only once the engine has
+    committed it; the engine assembles the parts of one message (gateway/core/inbound.py).
+
+    ``text`` is the part's own text: UTF-16 surrogate pairs joined, but a half pair left as it is
+    (a phone may split an emoji across two parts; assembling joins the halves again)."""
+    line: str
+    sender: str                      # E.164 with '+', national digits, or an alphanumeric name
+    text: str
+    sent_at: dt.datetime | None      # the SMSC time stamp, UTC (naive)
+    alphanumeric: bool = False       # TON 101: a name ("TIM", "Comune"), nobody to answer
+    reference: int = 0               # UDH concatenation reference (IE 0x00: 8 bit, IE 0x08: 16 bit)
+    parts: int = 1
+    seq: int = 1
+    received_at: dt.datetime | None = None   # when the modem read it (UTC, naive); None: at the commit
+
+
 @dataclass
 class LineStatus:
     """Health of one modem or trunk, written to the database by the engine."""
@@ -134,8 +153,9 @@ class ChannelEvents(Protocol):
         """Record these reports. The modem deletes its stored copies once they are safe: when the
         returned future ended (the engine records off its event loop), or at once for None."""
 
-    def inbound_sms(self, line: str, sender: str, text: str,
-                    received_at: dt.datetime) -> Awaitable[None] | None: ...
+    def inbound_part(self, part: ReceivedPart) -> Awaitable[None] | None:
+        """Record one received part. The modem deletes (or acknowledges, +CNMA) its copy once the
+        returned future ended: the part is committed."""
 
     def line_status(self, status: LineStatus) -> None: ...
 

@@ -142,6 +142,10 @@ def _weekday(value: str) -> str | None:
     return None if value == "" or value in WEEKDAYS else f"must be empty or one of {', '.join(WEEKDAYS)}"
 
 
+def _receive(value: str) -> str | None:
+    return None if value in ("store", "route") else "must be store or route"
+
+
 def _imei(value: str) -> str | None:
     return None if value == "" or (value.isdigit() and len(value) == 15) else "must be empty or 15 digits"
 
@@ -276,6 +280,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sender": Key(str, "", "CAP <sender> of what we publish, e.g. protezionecivile@comune.example.it. Empty: allerta. followed by the comune's name.", _cap_sender),
     },
     "inbound": {
+        "part_timeout": Key(NUMBER, 600.0, "Seconds a long incoming SMS waits for its missing parts (counted from its first part); then it is kept with what arrived, marked incomplete.", _positive),
         "reply_window_hours": Key(NUMBER, 48.0, "Hours after an alert went to a number during which an SMS from that number is taken as a reply to it (confirmations OK/RICEVUTO/1, poll answers without a closing time).", _positive),
         "help_window_hours": Key(NUMBER, 12.0, "Hours after an alert during which a plea (AIUTO, SOS, \"siamo bloccati\") from a number it went to is linked to that alert. A plea outside it is still recorded as a help request, without an alert.", _positive),
         "zone_menu_minutes": Key(NUMBER, 30.0, "Minutes a citizen has to answer the numbered list of zones with a number.", _positive),
@@ -308,6 +313,7 @@ MODEM_SCHEMA: dict[str, Key] = {
     "per_minute": Key(NUMBER, 20.0, "Most SMS segments this modem may send per minute (operator fair-use limits).", _positive),
     "daily_cap": Key(int, 2000, "Most SMS segments this modem may send per calendar day (SIM plan limit).", _positive),
     "imei": Key(str, "", "Expected IMEI; when set, a different modem found on the port is refused.", _imei),
+    "receive": Key(str, "store", "How incoming SMS reach the engine: store (kept in the modem's memory, announced with +CMTI, deleted once it is safe) or route (+CMT straight to the engine with AT+CSMS=1, acknowledged with AT+CNMA once it is safe; the SIM's memory is not used, and a modem that refuses AT+CSMS=1 stores instead).", _receive),
 }
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gateway.core.call_votes import alert_poll, options_to_ask, record_call_vote
-from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, StatusReport
+from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, ReceivedPart, StatusReport
 from gateway.core.citizens import CitizenService
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
+from gateway.core.inbound_spool import InboundSpool
 from gateway.core.logs import event_line, mask_number
 from gateway.core.reply_queue import ClaimedReply, ReplyQueue
 from gateway.core.report_spool import ReportSpool
@@ -56,6 +57,13 @@ class DispatcherSettings:
     # does not fill the modems' report memories (which stops their sends). None: the
     # modem waits for the database commit itself.
     report_spool: Path | None = None
+    # Received SMS parts are fsync'd here before a modem deletes its copy, for the same reason:
+    # a held database must not fill the SIMs during a storm of replies. None: the modem waits
+    # for the database commit itself.
+    inbound_spool: Path | None = None
+    # A long SMS whose parts are still missing this long after its first part arrived is kept
+    # with what came, marked incomplete ([inbound] part_timeout).
+    inbound_part_timeout: float = 600.0
     # Unhandled incoming SMS are looked for this often even when no arrival was signalled
     # (one committed by another process, a signal lost in a crash).
     inbound_poll: float = 5.0
@@ -101,7 +109,9 @@ class Dispatcher:
         self._next_unwanted_check = 0.0
         self._flushing: asyncio.Task | None = None
         self._spool = ReportSpool(settings.report_spool) if settings.report_spool else None
-        self._spool_thread = ThreadPoolExecutor(1, thread_name_prefix="report-spool") if self._spool else None
+        self._inbound_spool = InboundSpool(settings.inbound_spool) if settings.inbound_spool else None
+        self._spool_thread = (ThreadPoolExecutor(1, thread_name_prefix="report-spool")
+                              if self._spool or self._inbound_spool else None)
         self._line_status: dict[str, LineStatus] = {}
         self._dirty: set[str] = set()
         self._failed_lines: dict[int, set[str]] = {}
@@ -178,13 +188,46 @@ class Dispatcher:
                             outcome="delivered" if report.delivered else "not_delivered", ref=report.reference,
                             detail=report.detail))
 
-    def inbound_sms(self, line: str, sender: str, text: str, received_at: dt.datetime) -> asyncio.Task:
-        log.info("inbound SMS on %s from %s", line, mask_number(sender))
-        return self._spawn(self._record_inbound(line, sender, text, received_at), f"recording an SMS from {line}")
+    def inbound_part(self, part: ReceivedPart) -> asyncio.Task:
+        """The task ends once the part is safe (spooled, else committed): the modem may delete (or
+        acknowledge) its copy."""
+        if self._inbound_spool is None:
+            return self._spawn(self._record_part(part), f"recording an SMS part from {part.line}")
+        return self._spawn(self._spool_part(part), f"spooling an SMS part from {part.line}")
 
-    async def _record_inbound(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
-        await self.store.record_inbound(line, sender, text, received_at)
-        self.inbound_arrived.set()
+    async def _spool_part(self, part: ReceivedPart) -> None:
+        try:
+            batch = await self._in_spool_thread(self._inbound_spool.append, part.line, [part])
+        except OSError as exc:   # disk full: the modem keeps its copy until the database has it
+            log.warning("cannot spool an incoming SMS (%s): the modem keeps it until the database has it", exc)
+            await self._record_part(part)
+            return
+        self._spawn(self._record_part(part, batch), f"recording an SMS part from {part.line}")
+
+    async def _record_part(self, part: ReceivedPart, batch: int | None = None) -> None:
+        created = await self.store.record_part(part)
+        if batch is not None:
+            await self._in_spool_thread(self._inbound_spool.landed, batch)
+        log.info(event_line("inbound", line=part.line, sender=mask_number(part.sender),
+                            part=f"{part.seq}/{part.parts}" if part.parts > 1 else None,
+                            messages=created or None))
+        if created:
+            self.inbound_arrived.set()
+
+    async def _assemble_overdue(self) -> None:
+        """Long messages whose missing parts never came are kept with what arrived."""
+        created = await self.store.assemble_overdue(utcnow(), dt.timedelta(seconds=self.settings.inbound_part_timeout))
+        if created:
+            log.warning("%d incoming SMS kept incomplete: parts still missing after %.0f s", created,
+                        self.settings.inbound_part_timeout)
+            self.inbound_arrived.set()
+
+    async def _assemble_overdue_forever(self) -> None:
+        # Often enough that an incomplete message waits at most a quarter of the timeout more.
+        interval = min(60.0, max(0.2, self.settings.inbound_part_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            await self._assemble_overdue()
 
     # --- citizens' SMS -------------------------------------------------------------------
     async def _answer_citizens(self, stop: asyncio.Event) -> None:
@@ -317,13 +360,36 @@ class Dispatcher:
                      sum(len(reports) for _, reports in batches))
         await self._in_spool_thread(self._spool.clear)
 
+    async def _replay_inbound_spool(self) -> None:
+        """Parts a previous run spooled and did not see committed (stored once, whatever happened)."""
+        try:
+            batches = await self._in_spool_thread(self._inbound_spool.unlanded)
+        except OSError as exc:
+            # Not a reason to stay down: the modems keep what cannot be spooled until it is committed.
+            log.error("cannot read the incoming SMS spool %s (%s): its parts are recorded once it can be read",
+                      self.settings.inbound_spool, exc)
+            return
+        created = 0
+        for _line, parts in batches:
+            for part in parts:
+                created += await self.store.record_part(part)
+        if batches:
+            log.info("recorded %d incoming SMS parts spooled by the previous run", sum(len(p) for _, p in batches))
+        if created:
+            self.inbound_arrived.set()
+        await self._in_spool_thread(self._inbound_spool.clear)
+
     async def _run(self, stop: asyncio.Event, once: bool) -> int:
         if self._spool is not None:
             await self._replay_spool()
+        if self._inbound_spool is not None:
+            await self._replay_inbound_spool()
         recovered = await self.store.recover_interrupted()
         if recovered:
             log.warning("%d deliveries were in flight when the engine last stopped: resending them, "
                         "flagged as possible duplicates", recovered)
+        # Parts the last run stored and whose message timed out meanwhile.
+        await self._assemble_overdue()
         replies = await self.store.run(self.replies.recover_interrupted)
         if replies:
             log.warning("%d answers to citizens were in flight when the engine last stopped: sending them again, "
@@ -335,6 +401,7 @@ class Dispatcher:
             await channel.start(self)
         self.started.set()
         flusher = self._spawn(self._flush_status_forever(), "writing line statuses")
+        assembler = self._spawn(self._assemble_overdue_forever(), "keeping incomplete incoming SMS")
         if self.citizens is not None and not once:
             self._spawn(self._answer_citizens(stop), "acting on incoming SMS")
         exit_code = 0
@@ -374,6 +441,7 @@ class Dispatcher:
                     for task in stuck:
                         task.cancel()
             flusher.cancel()
+            assembler.cancel()
             await self._release_buffered()
             # Nobody drives the lines now: say so, rather than leave the last "up" for the
             # CLI and the panel to count as capacity (signal, operator, counters are kept).
@@ -389,8 +457,10 @@ class Dispatcher:
             await self.store.complete_finished_alerts()
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=self.settings.stop_grace)
-            if self._spool is not None:
-                await self._in_spool_thread(self._spool.close)
+            for spool in (self._spool, self._inbound_spool):
+                if spool is not None:
+                    await self._in_spool_thread(spool.close)
+            if self._spool_thread is not None:
                 self._spool_thread.shutdown()
         return exit_code
 

@@ -21,6 +21,15 @@ from gateway.core.channels import StatusReport
 
 
 class ReportSpool:
+    # The key a batch's items are written under, and how (inbound_spool.py spools SMS parts the same way).
+    KEY = "reports"
+
+    def _encode(self, items: list) -> list:
+        return [[r.reference, r.delivered, r.detail] for r in items]
+
+    def _decode(self, rows: list) -> list:
+        return [StatusReport(ref, bool(delivered), detail) for ref, delivered, detail in rows]
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._next = 1
@@ -33,12 +42,11 @@ class ReportSpool:
             self._file = open(self.path, "a", encoding="utf-8")
         return self._file
 
-    def append(self, line: str, reports: list[StatusReport]) -> int:
+    def append(self, line: str, reports: list) -> int:
         """Write one batch and fsync it; returns its number for ``landed``."""
         seq, self._next = self._next, self._next + 1
         spool = self._open()
-        spool.write(json.dumps({"batch": seq, "line": line,
-                                "reports": [[r.reference, r.delivered, r.detail] for r in reports]}) + "\n")
+        spool.write(json.dumps({"batch": seq, "line": line, self.KEY: self._encode(reports)}) + "\n")
         spool.flush()
         os.fsync(spool.fileno())
         self._outstanding.add(seq)
@@ -56,13 +64,13 @@ class ReportSpool:
             spool.truncate(0)
             spool.flush()
 
-    def unlanded(self) -> list[tuple[str, list[StatusReport]]]:
+    def unlanded(self) -> list[tuple[str, list]]:
         """The batches a previous run spooled but did not see committed, in order."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
-        batches: dict[int, tuple[str, list[StatusReport]]] = {}
+        batches: dict[int, tuple[str, list]] = {}
         for row in text.splitlines():
             try:
                 entry = json.loads(row)
@@ -71,8 +79,7 @@ class ReportSpool:
             if "landed" in entry:
                 batches.pop(entry["landed"], None)
             else:
-                batches[entry["batch"]] = (entry["line"], [StatusReport(ref, bool(delivered), detail)
-                                                           for ref, delivered, detail in entry["reports"]])
+                batches[entry["batch"]] = (entry["line"], self._decode(entry[self.KEY]))
         return list(batches.values())
 
     def clear(self) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
 from gateway.core.db import utcnow
-from gateway.core.models import Alert, Attempt, Delivery, InboundSms, Line, PhoneNumberRow, SmsPart
+from gateway.core.models import Alert, Attempt, Delivery, Line, PhoneNumberRow, SmsPart
 from gateway.core.models_panel import AlertText
 from gateway.core.quiet_hours import QuietHours
 from gateway.core.retry import AlertPolicy, RetryVerdict
@@ -576,10 +576,6 @@ class Store:
                                                       "all_done": done >= part.parts}).one()
                 matches.append(ReportMatch(row.alert_id, part.delivery_id, row.e164))
         return matches
-
-    def record_inbound(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
-        with self.sessions.begin() as s:
-            s.add(InboundSms(line=line, sender=sender, text=text, received_at=received_at))
 
     def record_line_statuses(self, statuses: list[LineStatus]) -> None:
         """Upsert the health of several lines in one transaction."""

@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
+from gateway.core import inbound_store
+from gateway.core.channels import DeliveryFailed, LineStatus, ReceivedPart, StatusReport, SubmitReceipt
 from gateway.core.retry import RetryVerdict
 from gateway.core.states import AttemptOutcome, Channel, DeliveryState
 from gateway.core.store import ClaimedDelivery, ReportMatch, Store
@@ -194,8 +195,12 @@ class AsyncStore:
             log.info("status report on %s for unknown reference %d", *key)
         return matches
 
-    async def record_inbound(self, line: str, sender: str, text: str, received_at: dt.datetime) -> None:
-        await self._call(self.store.record_inbound, line, sender, text, received_at)
+    async def record_part(self, part: ReceivedPart) -> int:
+        """Store a received part; the number of whole messages it completed (0 or 1)."""
+        return await self._call(inbound_store.record_part, self.store.sessions, part)
+
+    async def assemble_overdue(self, now: dt.datetime, timeout: dt.timedelta) -> int:
+        return await self._call(inbound_store.assemble_overdue, self.store.sessions, now, timeout)
 
     async def record_line_statuses(self, statuses: list[LineStatus]) -> None:
         await self._call(self.store.record_line_statuses, statuses)

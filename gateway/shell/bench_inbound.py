@@ -197,10 +197,10 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def _high_water(sim: SimulatorProcess) -> dict:
-    status = sim.control({"cmd": "status"})
-    per_modem = {name: modem.get("stored_high_water", {}) for name, modem in status.get("modems", status).items()
-                 if isinstance(modem, dict)}
-    highest = max((n for memories in per_modem.values() for n in memories.values()), default=0)
+    # The status lists the modems, each with the most every memory ever held; SM and ME take incoming SMS.
+    per_modem = {modem["modem"]: modem.get("stored_high_water", {}) for modem in sim.control({"cmd": "status"})["modems"]}
+    highest = max((n for memories in per_modem.values() for memory, n in memories.items() if memory in ("SM", "ME")),
+                  default=0)
     return {"max_messages_stored": highest, "per_modem": per_modem}
 
 

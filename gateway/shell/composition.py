@@ -58,7 +58,9 @@ def build_dispatcher(services: Services) -> Dispatcher:
     return Dispatcher(services.store, channels, policies,
                       DispatcherSettings(poll_interval=engine.poll_interval,
                                          report_timeout=engine.report_timeout,
-                                         report_spool=Path(config.general.data_dir) / "report-spool.jsonl"),
+                                         report_spool=Path(config.general.data_dir) / "report-spool.jsonl",
+                                         inbound_spool=Path(config.general.data_dir) / "inbound-spool.jsonl",
+                                         inbound_part_timeout=config.inbound.part_timeout),
                       citizens=CitizenService(services.sessions, CitizenSettings.from_config(config)))
 
 

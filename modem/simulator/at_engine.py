@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import random
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from . import commands, sms
+from . import commands, incoming, sms
 from .at_parser import CommandSyntaxError, parse_command_line
 from .errors import ModemError, PlainError
 from .latency import COMMAND_LATENCY, DEFAULT_SUBMIT_LATENCY, PROMPT_LATENCY, Latency
@@ -120,6 +120,14 @@ class SimulatedModem:
         # Status reports the SMSC could not hand over while the modem was off:
         # the network keeps them and retries once the modem is back.
         self.network_pending: list[Timer] = []
+        # SMS the network keeps for this modem (memory full, modem off, a +CMT not acknowledged),
+        # sent again in order once it can take them (incoming.py).
+        self.network_sms: list[incoming.IncomingSms] = []
+        self.awaiting_ack: incoming.IncomingSms | None = None   # a +CMT waiting for AT+CNMA
+        self.incoming_count = 0
+        # Set by a command handler: send what the network keeps after this many seconds.
+        self.resend_in: float | None = None
+        self.pending_events: list[dict] = []   # logged once the command's reply is written
         self._reset_settings()
 
     # ----- power and settings -------------------------------------------------
@@ -140,6 +148,7 @@ class SimulatedModem:
         self.csdh = 0
         self.csmp = (17, 167, 0, 0)
         self.cops_format = 0
+        self.csms = 0    # 27.005 <service>: 0 phase 2 (the modem acknowledges SMS), 1 phase 2+ (AT+CNMA)
 
     def power_on(self, now: float) -> list[Action]:
         """Fresh start (boot, replug, AT+CFUN=1,1): settings lost, SIM and storage kept."""
@@ -170,6 +179,11 @@ class SimulatedModem:
         for pending in self.network_pending:
             out.add(delay + 1.0, timer=pending)
         self.network_pending = []
+        if self.awaiting_ack is not None:   # never acknowledged: the network sends it again
+            self.network_sms.insert(0, self.awaiting_ack)
+            self.awaiting_ack = None
+        if self.network_sms:
+            out.add(delay + 1.0, timer=Timer("network_resend"))
         return out.actions
 
     def power_off(self) -> None:
@@ -295,6 +309,13 @@ class SimulatedModem:
         for after, text in self.pending_urcs:
             out.actions.extend(self.urc(text, out.now, delay + after))
         self.pending_urcs = []
+        for event in self.pending_events:
+            out.add(delay, event=event)
+        self.pending_events = []
+        if self.resend_in is not None:
+            if self.network_sms:
+                out.add(delay + self.resend_in, timer=Timer("network_resend"))
+            self.resend_in = None
         if self.pending_power_cycle:  # AT+CFUN=1,1: reboot after the OK
             self.pending_power_cycle = False
             out.add(delay + 0.1, timer=Timer("power_cycle", epoch=self.epoch))
@@ -332,10 +353,16 @@ class SimulatedModem:
                 self.network_pending.append(timer)
                 return []
             return sms.deliver_status_report(self, timer.payload, now)
+        if timer.kind == "incoming":     # the network's, whatever the modem's power did meanwhile
+            return incoming.receive(self, timer.payload[0], now)
+        if timer.kind == "network_resend":
+            return incoming.resend_held(self, now)
         if timer.epoch != self.epoch or not self.powered:
             return []
         if timer.kind == "power_cycle":
             return self.power_on(now)
+        if timer.kind == "ack_timeout":
+            return incoming.acknowledgement_missing(self, timer.payload[0], now)
         if timer.kind == "unhang":
             self.hung = False
             return []
@@ -351,8 +378,21 @@ class SimulatedModem:
         low, high = self.profile.periodic_urc_interval
         return self.rng.uniform(low, high)
 
-    def incoming_sms(self, sender: str, text: str, now: float) -> list[Action]:
-        return sms.receive(self, sender, text, now)
+    def incoming_sms(self, messages: list[incoming.IncomingSms], now: float, *, order: list[int] | None = None,
+                     gap: float = 0.0, delay: float = 0.0) -> list[Action]:
+        """The network sends these parts (incoming.compose) in ``order`` (1-based seqs; a seq left out
+        never arrives), the first after ``delay`` seconds, the others ``gap`` seconds apart."""
+        chosen = [messages[seq - 1] for seq in order] if order is not None else list(messages)
+        actions: list[Action] = []
+        for position, message in enumerate(chosen):
+            self.incoming_count += 1
+            message = replace(message, serial=self.incoming_count)
+            after = delay + position * gap
+            if after <= 0:
+                actions += incoming.receive(self, message, now)
+            else:
+                actions.append(Action(after, timer=Timer("incoming", (message,))))
+        return actions
 
     # ----- network ------------------------------------------------------------
     @property
@@ -391,6 +431,8 @@ class SimulatedModem:
             "creg_stat": self.registration_status if self.powered else None,
             "next_reference": self.message_reference,
             "stored": self.store.counts(),
+            "stored_high_water": dict(self.store.high_water),
+            "held_by_network": len(self.network_sms),
             "config": {
                 "submit_latency": self.config.submit_latency.to_dict(),
                 "report_delay": self.config.report_delay,

@@ -35,7 +35,8 @@ HANDLERS: dict[str, Handler] = {}
 NO_PIN_NEEDED = {"", "Z", "E", "V", "Q", "I", "&F", "&W", "+CGMI", "+CGMM", "+CGMR", "+CGSN",
                  "+GMI", "+GMM", "+GMR", "+GSN", "+CMEE", "+CPIN", "+CFUN", "+CLAC", "+CSQ",
                  "+CREG", "+CGREG", "+CBC", "+CSCS", "+CHUP", "^CURC", "+CLIP", "+CRC", "+CVHU", "+CMGF"}
-SMS_COMMANDS = {"+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CPMS", "+CNMI", "+CSCA", "+CSMP", "+CMGW", "+CSDH", "+CNMA"}
+SMS_COMMANDS = {"+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CPMS", "+CNMI", "+CSCA", "+CSMP", "+CMGW", "+CSDH", "+CSMS",
+                "+CNMA"}
 
 
 def handles(*names: str) -> Callable[[Handler], Handler]:
@@ -48,7 +49,7 @@ def handles(*names: str) -> Callable[[Handler], Handler]:
 
 def dispatch(modem: "SimulatedModem", command: Command, now: float) -> object:
     # Registers the SMS handlers; here, not at the top: a real cycle (sms imports handles from this module).
-    from . import sms  # noqa: F401
+    from . import incoming, sms  # noqa: F401
 
     handler = HANDLERS.get(command.name)
     if command.name in modem.profile.unsupported:

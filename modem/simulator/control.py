@@ -7,7 +7,34 @@ import logging
 import os
 from pathlib import Path
 
-from .pool import ControlError, ModemPool
+from .pool import ControlError, IncomingRequest, ModemPool
+
+
+def _strings(request: dict, key: str) -> list[str]:
+    values = request[key]
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ControlError(f"{key} must be a list of strings")
+    return values
+
+
+def _incoming_request(request: dict) -> IncomingRequest:
+    """The fields of ``incoming_sms``: sender, and text or parts (a list of part texts); optional
+    reference, wide (16-bit reference), encoding (gsm7, ucs2), memory (SM, ME), order (seqs in the
+    order they arrive, any left out never arrives) and gap (seconds between parts)."""
+    parts = _strings(request, "parts") if "parts" in request else None
+    order = request.get("order")
+    if order is not None and (not isinstance(order, list) or not all(isinstance(s, int) for s in order)):
+        raise ControlError("order must be a list of part numbers")
+    if "text" not in request and parts is None:
+        raise ControlError("missing field 'text' (or 'parts')")
+    encoding = request.get("encoding")
+    if encoding not in (None, "gsm7", "ucs2"):
+        raise ControlError("encoding must be gsm7 or ucs2")
+    reference = request.get("reference")
+    return IncomingRequest(sender=str(request["sender"]), text=str(request["text"]) if "text" in request else None,
+                           parts=parts, reference=int(reference) if reference is not None else None,
+                           wide=bool(request.get("wide", False)), encoding=encoding, memory=request.get("memory"),
+                           order=order, gap=float(request.get("gap", 0.0)))
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +64,11 @@ def handle_request(pool: ModemPool, request: dict) -> dict:
         elif cmd == "register":
             result = pool.set_registered(modem, bool(request.get("registered", True)))
         elif cmd == "incoming_sms":
-            result = pool.incoming_sms(modem, str(request["sender"]), str(request["text"]))
+            result = pool.incoming_sms(modem, _incoming_request(request))
+        elif cmd == "incoming_flood":
+            result = pool.incoming_flood(modem, int(request["count"]), _strings(request, "senders"),
+                                         _strings(request, "texts"), float(request.get("rate", 50.0)),
+                                         request.get("memory"))
         elif cmd == "reset":
             result = pool.reset()
         else:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gsmmodem.pdu import Concatenation, decodeSmsPdu, encodeGsm7, packSeptets
 
-from gateway.core.sms_text import join_utf16
+from gateway.core.sms_text import gsm7_septets, join_utf16, pack_septets, septets_needed
 
 
 class PduError(ValueError):
@@ -142,12 +142,11 @@ def encode_timestamp(when: dt.datetime) -> bytes:
     return bytes(octets)
 
 
-def _is_gsm7(text: str) -> bool:
-    try:
-        encodeGsm7(text)
-    except ValueError:
-        return False
-    return True
+# 23.040 §9.2.3.24: the concatenation information element, 8-bit reference (IE 0x00, 6 octets of
+# UDH with its length) or 16-bit reference (IE 0x08, 7 octets).
+SINGLE_GSM7, SINGLE_UCS2_OCTETS = 160, 140
+PART_GSM7 = {False: 153, True: 152}
+PART_UCS2_UNITS = {False: 67, True: 66}
 
 
 def packed_gsm7_hex(text: str) -> str:
@@ -155,21 +154,80 @@ def packed_gsm7_hex(text: str) -> str:
     return bytes(packSeptets(encodeGsm7(text))).hex().upper()
 
 
-def build_deliver(sender: str, text: str, smsc: str | None, when: dt.datetime) -> tuple[str, int]:
-    """SMS-DELIVER as (hex PDU with SMSC field, TPDU length). Single part only."""
-    if _is_gsm7(text):
-        septets = encodeGsm7(text)
-        if len(septets) > 160:
-            raise ValueError("text longer than one GSM-7 SMS (160 septets)")
-        dcs, udl, user_data = 0x00, len(septets), bytes(packSeptets(septets))
+@dataclass(frozen=True)
+class Concat:
+    reference: int
+    parts: int
+    seq: int
+    wide: bool = False    # 16-bit reference (IE 0x08)
+
+    def header(self) -> bytes:
+        if self.wide:
+            return bytes([0x06, 0x08, 0x04, (self.reference >> 8) & 0xFF, self.reference & 0xFF,
+                          self.parts, self.seq])
+        return bytes([0x05, 0x00, 0x03, self.reference & 0xFF, self.parts, self.seq])
+
+
+def encode_sender(sender: str) -> bytes:
+    """TP-OA: a phone number, or an alphanumeric name (TON 101, GSM-7 packed, at most 11 characters)
+    as operators and companies send from ("TIM", "Comune")."""
+    if sender.lstrip("+").isdigit():
+        return encode_address(sender)
+    septets = gsm7_septets(sender) if septets_needed(sender) is not None else None
+    if not septets or len(septets) > 11:
+        raise ValueError(f"not a phone number nor an alphanumeric sender (GSM-7, 1 to 11 characters): {sender!r}")
+    # The length counts the semi-octets the packed name fills.
+    return bytes([(len(septets) * 7 + 3) // 4, 0xD0]) + pack_septets(septets)
+
+
+def split_for_delivery(text: str, wide: bool = False) -> tuple[str, list[str]]:
+    """How a phone splits ``text``: (encoding, part texts). GSM-7 parts never split an escape pair;
+    UCS-2 parts are counted in UTF-16 units and do not split a surrogate pair."""
+    if septets_needed(text) is not None:
+        if septets_needed(text) <= SINGLE_GSM7:
+            return "gsm7", [text]
+        return "gsm7", _split(text, PART_GSM7[wide], lambda char: septets_needed(char))
+    if len(text.encode("utf-16-be", "surrogatepass")) <= SINGLE_UCS2_OCTETS:
+        return "ucs2", [text]
+    return "ucs2", _split(text, PART_UCS2_UNITS[wide], lambda char: len(char.encode("utf-16-be", "surrogatepass")) // 2)
+
+
+def _split(text: str, room: int, cost) -> list[str]:  # noqa: ANN001
+    parts, current, used = [], "", 0
+    for char in text:
+        if used + cost(char) > room:
+            parts.append(current)
+            current, used = "", 0
+        current += char
+        used += cost(char)
+    return parts + [current]
+
+
+def build_deliver(sender: str, text: str, smsc: str | None, when: dt.datetime, *,
+                  encoding: str | None = None, concat: Concat | None = None) -> tuple[str, int]:
+    """SMS-DELIVER as (hex PDU with SMSC field, TPDU length): one part, with its concatenation header
+    when ``concat`` is given. ``encoding``: gsm7 or ucs2 (default: gsm7 when the text allows)."""
+    encoding = encoding or ("gsm7" if septets_needed(text) is not None else "ucs2")
+    udh = concat.header() if concat else b""
+    if encoding == "gsm7":
+        if septets_needed(text) is None:
+            raise ValueError("text is not GSM-7")
+        septets = gsm7_septets(text)
+        fill = (7 - (len(udh) * 8) % 7) % 7
+        udl = (len(udh) * 8 + fill) // 7 + len(septets)
+        if udl > SINGLE_GSM7:
+            raise ValueError(f"text longer than one GSM-7 SMS ({SINGLE_GSM7 - (udl - len(septets))} septets)")
+        dcs, user_data = 0x00, udh + pack_septets(septets, fill)
     else:
         # Not gsmmodem's encodeUcs2: it fails on characters outside the BMP ("byte must be in
-        # range(0, 256)"), and a phone sends an emoji as a UTF-16 surrogate pair.
-        user_data = text.encode("utf-16-be", "surrogatepass")
-        if len(user_data) > 140:
-            raise ValueError("text longer than one UCS-2 SMS (70 characters)")
+        # range(0, 256)"), and a phone sends an emoji as a UTF-16 surrogate pair (a lone half
+        # given on purpose, as a phone splitting a pair across two parts sends it, passes as is).
+        user_data = udh + text.encode("utf-16-be", "surrogatepass")
+        if len(user_data) > SINGLE_UCS2_OCTETS:
+            raise ValueError(f"text longer than one UCS-2 SMS ({(SINGLE_UCS2_OCTETS - len(udh)) // 2} units)")
         dcs, udl = 0x08, len(user_data)
-    tpdu = (bytes([0x04]) + encode_address(sender) + bytes([0x00, dcs])
+    first = 0x04 | (0x40 if udh else 0)   # SMS-DELIVER, TP-MMS (no more messages), TP-UDHI
+    tpdu = (bytes([first]) + encode_sender(sender) + bytes([0x00, dcs])
             + encode_timestamp(when) + bytes([udl]) + user_data)
     return (encode_smsc(smsc) + tpdu).hex().upper(), len(tpdu)
 

@@ -12,9 +12,9 @@ from typing import IO
 
 from .at_engine import ModemConfig, SimulatedModem
 from .latency import Latency
-from .pdu_codec import encode_address
+from .incoming import compose
 from .profiles import get_profile, make_imei, make_imsi
-from .sms import iso_time
+from .sms import iso_time, network_time
 from .pty_transport import PtyPort
 
 
@@ -36,6 +36,20 @@ def _append(path: Path | None, option: str) -> IO[str] | None:
 
 class ControlError(ValueError):
     """A control request that cannot be carried out (bad modem name, bad value)."""
+
+
+@dataclass(frozen=True)
+class IncomingRequest:
+    """What an ``incoming_sms`` control request asks for (control.py reads it from the JSON)."""
+    sender: str
+    text: str | None = None
+    parts: list[str] | None = None       # the part texts, in seq order, instead of splitting ``text``
+    reference: int | None = None         # concatenation reference (default: random)
+    wide: bool = False                   # 16-bit reference (IE 0x08)
+    encoding: str | None = None          # gsm7 or ucs2 (default: gsm7 when the text allows)
+    memory: str | None = None            # SM or ME: stored there, as a class 2 message (default: AT+CPMS)
+    order: list[int] | None = None       # seqs in the order they arrive; one left out never arrives
+    gap: float = 0.0                     # seconds between two parts
 
 
 @dataclass(frozen=True)
@@ -190,17 +204,53 @@ class ModemPool:
             port.schedule(port.modem.set_registered(bool(registered), _now()))
         return {"modems": [p.modem.name for p in self._targets(name)], "registered": bool(registered)}
 
-    def incoming_sms(self, name: str, sender: str, text: str) -> dict:
+    def incoming_sms(self, name: str, request: IncomingRequest) -> dict:
+        """A citizen's phone sends an SMS to this modem's SIM (see control.py for the fields)."""
         port = self._one(name)
         if not port.plugged:
             raise ControlError(f"{name} is unplugged")
+        modem, now = port.modem, _now()
+        if request.memory is not None and request.memory not in ("SM", "ME"):
+            raise ControlError("memory must be SM or ME")
+        reference = request.reference
+        if reference is None:
+            reference = modem.rng.randrange(0x10000 if request.wide else 0x100)
         try:
-            encode_address(sender)
-            actions = port.modem.incoming_sms(sender, text, _now())
+            messages = compose(request.sender, request.text, modem.smsc, network_time(now), parts=request.parts,
+                               reference=reference, wide=request.wide, encoding=request.encoding,
+                               memory=request.memory)
+            order = request.order
+            if order is not None and (not order or any(not 1 <= seq <= len(messages) for seq in order)):
+                raise ValueError(f"order must list seqs between 1 and {len(messages)}")
         except ValueError as exc:
             raise ControlError(str(exc)) from None
+        actions = modem.incoming_sms(messages, now, order=order, gap=request.gap)
         port.schedule(actions)
-        return {"modem": name, "events": [a.event for a in actions if a.event]}
+        return {"modem": name, "parts": len(messages), "reference": reference if len(messages) > 1 else None,
+                "events": [a.event for a in actions if a.event]}
+
+    def incoming_flood(self, name: str | None, count: int, senders: list[str], texts: list[str], rate: float,
+                       memory: str | None) -> dict:
+        """``count`` SMS from ``senders`` (in turn) with ``texts`` (in turn, "{n}" replaced by the message's
+        number), ``rate`` a second over the modems named (or all of them, in turn): a reply storm."""
+        if count < 1 or not senders or not texts or rate <= 0:
+            raise ControlError("count >= 1, non-empty senders and texts, and rate > 0 are required")
+        targets = [port for port in self._targets(name) if port.plugged]
+        if not targets:
+            raise ControlError("no plugged modem to send to")
+        now = _now()
+        sent: dict[str, int] = {}
+        for number in range(count):
+            port = targets[number % len(targets)]
+            text = str(texts[number % len(texts)]).replace("{n}", str(number + 1))
+            try:
+                messages = compose(str(senders[number % len(senders)]), text, port.modem.smsc,
+                                   network_time(now + number / rate), reference=number % 256, memory=memory)
+            except ValueError as exc:
+                raise ControlError(f"message {number + 1}: {exc}") from None
+            port.schedule(port.modem.incoming_sms(messages, now, delay=number / rate))
+            sent[port.modem.name] = sent.get(port.modem.name, 0) + 1
+        return {"count": count, "modems": sent, "seconds": count / rate}
 
     def reset(self) -> dict:
         """Back to the start: every modem plugged, powered on afresh, faults and counters cleared."""
@@ -211,6 +261,8 @@ class ModemPool:
             modem.config = replace(self.settings.config)
             modem.registered = True
             modem.store.clear()
+            modem.network_sms.clear()
+            modem.awaiting_ack = None
             modem.counters = type(modem.counters)()
             if port.plugged:
                 port.power_cycle()

@@ -55,8 +55,8 @@ class Profile:
 _COMMON_CLAC = (
     "+CGMI", "+CGMM", "+CGMR", "+CGSN", "+CIMI", "+CFUN", "+CMEE", "+CPIN", "+CLAC", "+CSQ",
     "+CREG", "+COPS", "+CMGF", "+CSCA", "+CSMP", "+CSCS", "+CPMS", "+CNMI", "+CLIP", "+CRC",
-    "+CVHU", "+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CHUP", "+CSDH", "+VTS", "+CGREG", "+CUSD", "+CPBS",
-    "+CGATT", "+CNMA",
+    "+CVHU", "+CMGS", "+CMGR", "+CMGD", "+CMGL", "+CSMS", "+CNMA", "+CHUP", "+CSDH", "+VTS", "+CGREG", "+CUSD", "+CPBS",
+    "+CGATT",
 )
 
 GENERIC = Profile(

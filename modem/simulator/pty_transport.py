@@ -22,6 +22,8 @@ from typing import Callable
 from .at_engine import Action, SimulatedModem
 
 TIOCGEXCL = 0x80045440  # Linux: is TIOCEXCL set? (not in the termios module)
+# Timers of the network's side (a status report, an SMS on its way): they outlive an unplug.
+NETWORK_TIMERS = frozenset({"status_report", "incoming", "network_resend"})
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +151,8 @@ class PtyPort:
     def schedule(self, actions: list[Action]) -> None:
         now = self.loop.time()
         for action in actions:
-            if action.timer is not None and action.timer.kind == "status_report":
-                # Network-side: survives an unplug (see SimulatedModem.network_pending).
+            if action.timer is not None and action.timer.kind in NETWORK_TIMERS:
+                # Network-side: survives an unplug (see SimulatedModem.network_pending, network_sms).
                 self.loop.call_later(action.delay, self._fire_timer, action)
             elif action.timer is not None:
                 handle = self.loop.call_later(action.delay, self._fire_timer, action)
@@ -188,6 +190,8 @@ class PtyPort:
             self.schedule(actions)
         elif action.timer.kind == "status_report":
             self.modem.network_pending.append(action.timer)
+        elif action.timer.kind == "incoming":
+            self.modem.network_sms.append(action.timer.payload[0])   # sent once the modem is back
 
     def _write(self, data: bytes) -> None:
         if self.master is None:

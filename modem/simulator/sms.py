@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from .at_parser import split_args
 from .commands import handles, int_arg
 from .errors import CmsError, PlainError
-from .pdu_codec import PduError, build_deliver, build_status_report, decode_submit
+from .pdu_codec import PduError, build_status_report, decode_submit
 from .storage import REC_READ, REC_UNREAD, STAT_NAMES, MemoryFull, StoredMessage
 
 if TYPE_CHECKING:
@@ -130,15 +130,6 @@ def _cnmi(modem, command, now):
             values[position] = number
     modem.cnmi = values
     return []
-
-
-@handles("+CNMA")
-def _cnma(modem, command, now):
-    """Acknowledging a routed +CMT/+CDS: only expected under AT+CSMS=1, which no profile offers, so
-    27.005 3.4.4's answer (smstools3 sends it after each routed report)."""
-    if command.op == "=?":
-        return ["+CNMA: (0-2)"]
-    raise CmsError(340)
 
 
 @handles("+CMGS")
@@ -276,33 +267,6 @@ def deliver_status_report(modem: "SimulatedModem", payload: tuple, now: float) -
     return actions
 
 
-def receive(modem: "SimulatedModem", sender: str, text: str, now: float) -> list:
-    """An SMS arrives from the network: stored in <mem3>, announced per AT+CNMI <mt>."""
-    from .at_engine import Action  # here, not at the top: a real cycle (at_engine imports this module)
-
-    when = network_time(now)
-    pdu, length = build_deliver(sender, text, modem.smsc, when)
-    modem.counters.incoming += 1
-    event = {"event": "incoming", "modem": modem.name, "imei": modem.imei, "sender": sender,
-             "text": text, "time": iso_time(now)}
-    if not modem.powered:
-        return [Action(0.0, event={**event, "dropped": "modem off"})]
-    mt = modem.cnmi[1]
-    if mt in (2, 3):
-        return [Action(0.0, event=event)] + modem.urc(f"+CMT: ,{length}\r\n{pdu}", now)
-    memory = modem.cpms[2]
-    details = {"sender": sender, "text": text, "time": when}
-    try:
-        index = modem.store.add(memory, StoredMessage("deliver", pdu, length, REC_UNREAD, details))
-    except MemoryFull:
-        return [Action(0.0, event={**event, "dropped": f"{memory} memory full"})]
-    event.update(memory=memory, index=index)
-    actions = [Action(0.0, event=event)]
-    if mt == 1:
-        actions += modem.urc(f'+CMTI: "{memory}",{index}', now)
-    return actions
-
-
 def _read_lines(modem, index: int, message: StoredMessage, listing: bool) -> list[str]:
     prefix = f"+CMGL: {index}," if listing else "+CMGR: "
     if modem.cmgf == 0:
@@ -357,6 +321,8 @@ def _cmgd(modem, command, now):
         raise CmsError(302)
     memory = modem.cpms[0]
     flag = int_arg(args[1], range(5)) if len(args) > 1 and args[1] else 0
+    # Room again: the network sends what it kept back (incoming.py).
+    modem.resend_in = 0.0
     if flag:
         modem.store.delete_by_flag(memory, flag)
         return []

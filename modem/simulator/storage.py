@@ -25,6 +25,8 @@ class MessageStore:
     def __init__(self, capacity: dict[str, int]) -> None:
         self.capacity = dict(capacity)
         self.memories: dict[str, dict[int, StoredMessage]] = {name: {} for name in capacity}
+        # The most each memory ever held: a test proves with it that a memory never filled.
+        self.high_water: dict[str, int] = {name: 0 for name in capacity}
 
     def __contains__(self, memory: str) -> bool:
         return memory in self.memories
@@ -34,6 +36,7 @@ class MessageStore:
         for index in range(1, self.capacity[memory] + 1):
             if index not in slots:
                 slots[index] = message
+                self.high_water[memory] = max(self.high_water[memory], len(slots))
                 return index
         raise MemoryFull(memory)
 
@@ -65,3 +68,4 @@ class MessageStore:
     def clear(self) -> None:
         for slots in self.memories.values():
             slots.clear()
+        self.high_water = {name: 0 for name in self.capacity}
