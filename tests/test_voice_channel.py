@@ -140,8 +140,9 @@ def test_originate_headers(tmp_path):
     assert originate["context"] == ["allerta-outbound"] and originate["exten"] == ["s"]
     assert originate["priority"] == ["1"] and originate["callerid"] == ["0612345"]
     assert originate["channel"] == ["PJSIP/393330000001@trunk1"]
+    # ALLERTA_POLL: how many options the poll asked after the message has (0: no poll).
     assert sorted(originate["variable"]) == ["ALLERTA_AMD=1", "ALLERTA_AUDIO=allerta-default",
-                                             "ALLERTA_DELIVERY=7"]
+                                             "ALLERTA_DELIVERY=7", "ALLERTA_POLL=0"]
 
 
 @pytest.mark.parametrize("number, outcome, permanent, charged, cause", [
