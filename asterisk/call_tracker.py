@@ -51,6 +51,7 @@ class CallTracker:
         # AllertaPlaying seen: the message started. False from the start, since we see
         # every event of a call we originated; None for a call adopted later (unknown).
         self.played: bool | None = False
+        self.vote: int | None = None             # AllertaVote's option, until the channel takes it
 
     def _ours(self, uniqueid: str | None) -> bool:
         return bool(uniqueid) and (uniqueid == self.channel_id
@@ -72,6 +73,8 @@ class CallTracker:
                                     "Digit": event.get("Digit") or ""}
             elif user_event == "allertaplaying":
                 self.played = True
+            elif user_event == "allertavote":
+                self.vote = _int(event.get("Option"))
             elif user_event == "allertahangup":
                 self.handler_seen = True
                 self.handler_cause = _int(event.get("Cause"))
@@ -90,6 +93,11 @@ class CallTracker:
         """What our dialplan stored in AstDB for this call (read after an AMI gap)."""
         if self.user_result is None:
             self.user_result = {"Result": result, "Digit": "1" if result == "confirmed" else ""}
+
+    def take_vote(self) -> int | None:
+        """The option pressed for the poll after the message, once: None when none (or taken)."""
+        vote, self.vote = self.vote, None
+        return vote
 
     def _answered(self, now: dt.datetime) -> None:
         if self.answered_at is None:

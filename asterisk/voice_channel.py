@@ -47,6 +47,8 @@ FATE_UNKNOWN = "call fate unknown after the AMI link was lost"
 _CHANNEL_ID = re.compile(r"^allerta-(\d+)-([0-9a-f]+)-([A-Za-z0-9_.-]{1,64})$")
 # AstDB family our dialplan writes a call's result to, keyed by its Uniqueid (our ChannelId).
 ASTDB_FAMILY = "allerta"
+# ... and the key pressed for the poll after the message: "<option> <epoch seconds>".
+VOTE_FAMILY = "allerta-vote"
 LOGIN_REFUSED = "AMI login refused (check [asterisk] secret)"
 # Asterisk's Playback takes a file name without its extension and picks the
 # format itself; a name given with one is looked up as "<name>.wav.<format>".
@@ -373,7 +375,9 @@ class VoiceChannel:
         audio = playback_name(message.audio_path) if message.audio_path else self.settings.default_audio
         variables = {"ALLERTA_DELIVERY": str(message.delivery_id),
                      "ALLERTA_AUDIO": audio,
-                     "ALLERTA_AMD": "1" if self.settings.amd else "0"}
+                     "ALLERTA_AMD": "1" if self.settings.amd else "0",
+                     # The dialplan asks the poll after the message when this is above 0.
+                     "ALLERTA_POLL": str(message.poll_options)}
         try:
             await self._client.originate(
                 dial_strings[trunk.name], self.settings.context, "s", 1, trunk.config.caller_id,
@@ -420,6 +424,9 @@ class VoiceChannel:
             return
         was_answered = call.tracker.answered
         call.tracker.feed(event, _now())
+        vote = call.tracker.take_vote()
+        if vote is not None:
+            self._report_vote(call.message.delivery_id, vote, _now())
         if call.tracker.answered and not was_answered:
             self._arm_deadline(call, self.settings.max_call_seconds + self.settings.end_margin_seconds)
         if call.tracker.ended:
@@ -427,6 +434,11 @@ class VoiceChannel:
         elif call.tracker.settling and call.grace is None:
             call.grace = asyncio.get_running_loop().call_later(
                 self.settings.end_grace_seconds, self._finish_from_events, call)
+
+    def _report_vote(self, delivery_id: int, option: int, at: dt.datetime) -> None:
+        """A key pressed for the poll: counted at once, whatever the call comes to."""
+        if self._events is not None:
+            self._events.poll_vote(delivery_id, option, at.astimezone(dt.timezone.utc).replace(tzinfo=None))
 
     def _arm_deadline(self, call: _Call, seconds: float) -> None:
         if call.deadline is not None:
@@ -573,6 +585,7 @@ class VoiceChannel:
             if not self._adopted:
                 self._adopt(channels)
                 await self._sweep_astdb(present)
+                await self._sweep_votes(present)
                 self._adopted = True
             for call in to_check:
                 if call.result.done() or not self._link_up:
@@ -585,6 +598,8 @@ class VoiceChannel:
                     continue
                 if call.tracker.played is False:
                     call.tracker.played = None       # the same for a call that ended in the gap
+                if call.message.poll_options:
+                    await self._recover_vote(call.channel_id)
                 if call.tracker.user_result is None and await self._recover_result(call):
                     self._finish_from_events(call)
                 elif call.tracker.outcome_seen:
@@ -642,18 +657,30 @@ class VoiceChannel:
                                              "up across the engine restart"),
                 outcome=AttemptOutcome.NO_LINE, line=orphan.trunk.name, charge_attempt=False)
 
+    async def _read_family(self, family: str, missed: str) -> dict[str, str]:
+        """Every entry of AstDB ``family`` at start-up; none (logged) when it cannot be read."""
+        assert self._client is not None
+        try:
+            return await self._client.db_get_tree(family)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("cannot read AstDB family %s at start-up (%s): %s made while the engine was away "
+                        "may be missed", family, exc or "timed out", missed)
+            return {}
+
+    async def _forget(self, family: str, key: str) -> None:
+        """Delete an AstDB entry once read, so nothing counts it again."""
+        assert self._client is not None
+        try:
+            await self._client.db_del(family, key)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("DBDel %s/%s failed: %s", family, key, exc or "timed out")
+
     async def _sweep_astdb(self, present: set[str]) -> None:
         """At start-up: results our dialplan stored in AstDB for calls that ended while no
         engine listened (after a kill -9, before this start). Each reaches its attempt, and
         the entry is deleted; entries of calls still up are left for their own end."""
-        assert self._client is not None and self._events is not None
-        try:
-            entries = await self._client.db_get_tree(ASTDB_FAMILY)
-        except (AmiError, asyncio.TimeoutError) as exc:
-            log.warning("cannot read AstDB family %s at start-up (%s): a confirmation made while the "
-                        "engine was away may be missed", ASTDB_FAMILY, exc or "timed out")
-            return
-        for channel_id, value in entries.items():
+        assert self._events is not None
+        for channel_id, value in (await self._read_family(ASTDB_FAMILY, "a confirmation")).items():
             parsed = parse_channel_id(channel_id)
             if parsed is None or channel_id in present:
                 continue
@@ -662,10 +689,41 @@ class VoiceChannel:
                 log.info("call %s was confirmed while the engine was away (AstDB)", channel_id)
                 self._events.late_call_outcome(delivery_id, attempt_id, AttemptOutcome.CONFIRMED, line=trunk,
                                                answered_at=None, cause=None)
-            try:
-                await self._client.db_del(ASTDB_FAMILY, channel_id)
-            except (AmiError, asyncio.TimeoutError) as exc:
-                log.warning("DBDel %s/%s failed: %s", ASTDB_FAMILY, channel_id, exc or "timed out")
+            await self._forget(ASTDB_FAMILY, channel_id)
+
+    async def _sweep_votes(self, present: set[str]) -> None:
+        """At start-up: keys pressed for a poll in calls that ended while no engine listened.
+        Counting one again is harmless (the same vote, or older than the one counted)."""
+        for channel_id, value in (await self._read_family(VOTE_FAMILY, "a vote")).items():
+            if channel_id not in present:
+                self._stored_vote(channel_id, value)
+                await self._forget(VOTE_FAMILY, channel_id)
+
+    async def _recover_vote(self, channel_id: str) -> None:
+        """The poll's key our dialplan left in AstDB for a call that ended while the link was
+        down: counted with the time it was pressed (a later vote by SMS still wins)."""
+        assert self._client is not None
+        try:
+            value = await self._client.db_get(VOTE_FAMILY, channel_id)
+        except (AmiError, asyncio.TimeoutError) as exc:
+            log.warning("DBGet %s/%s after reconnect failed: %s", VOTE_FAMILY, channel_id, exc or "timed out")
+            return
+        if value is not None:
+            self._stored_vote(channel_id, value)
+            await self._forget(VOTE_FAMILY, channel_id)
+
+    def _stored_vote(self, channel_id: str, value: str) -> None:
+        parsed = parse_channel_id(channel_id)
+        parts = value.split()
+        if parsed is None or not parts or not parts[0].isdigit():
+            log.warning("AstDB %s/%s holds %r: not a vote of ours, ignored", VOTE_FAMILY, channel_id, value)
+            return
+        try:
+            at = dt.datetime.fromtimestamp(int(parts[1]), dt.timezone.utc) if len(parts) > 1 else _now()
+        except (ValueError, OverflowError):
+            at = _now()
+        log.info("call %s: vote %s read back from AstDB", channel_id, parts[0])
+        self._report_vote(parsed[0], int(parts[0]), at)
 
     def _orphan_ended(self, call: _Call, result: asyncio.Future[SubmitReceipt]) -> None:
         attempt_id = call.message.attempt_id
@@ -696,10 +754,7 @@ class VoiceChannel:
         log.info("call %s ended during the AMI gap; its result was recovered from AstDB: %s",
                  call.channel_id, value)
         call.tracker.recover_result(value)
-        try:
-            await self._client.db_del(ASTDB_FAMILY, call.channel_id)
-        except (AmiError, asyncio.TimeoutError) as exc:
-            log.warning("DBDel %s/%s failed: %s", ASTDB_FAMILY, call.channel_id, exc or "timed out")
+        await self._forget(ASTDB_FAMILY, call.channel_id)
         return True
 
     def _link_ready(self) -> None:

@@ -161,6 +161,7 @@ def test_store_registers_an_unknown_caller_with_phone_consent_and_audits_it(cont
 
 def test_store_vote_once_per_number(contacts, tmp_path):
     alert_id = voice_alert(contacts, tmp_path)
+    add_poll(contacts, alert_id)
     store = HotlineStore(contacts.sessions)
     caller = store.caller("+390665211234")
     store.record(caller, Vote(alert_id, 1))
@@ -181,7 +182,8 @@ def test_upkeep_renders_prompts_zones_and_polls_and_publishes_the_latest_message
         path.write_bytes(b"")
     sounds = tmp_path / "sounds"
     refresh_hotline_files(HotlineStore(contacts.sessions), sounds, render=render)
-    assert spoken["msg-poll.wav"] == "Avete acqua in casa? Premi 1 per: sì. Premi 2 per: no."
+    # The same words as an outbound call's (gateway.core.polls.spoken_poll_text).
+    assert spoken["msg-poll.wav"] == "Domanda: Avete acqua in casa? Premi 1 se sì, 2 se no."
     assert spoken["zone-isola-sacra.wav"] == "Isola Sacra" and "menu-known.wav" in spoken
     assert (sounds / "hotline" / "latest.wav").read_bytes() == b"RIFF-message"
     spoken.clear()

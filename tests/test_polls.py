@@ -14,7 +14,7 @@ from gateway.core.db import utcnow
 from gateway.core.models import Alert
 from gateway.core.models_citizens import PollVote
 from gateway.core.models_panel import AlertText
-from gateway.core.polls import Poll, PollError, answer_suffix, check_poll, poll_results, poll_text
+from gateway.core.polls import Poll, PollError, answer_suffix, check_poll, poll_results, poll_text, stored_poll
 from gateway.core.states import Channel
 from web.errors import POLL_MESSAGES
 
@@ -94,15 +94,24 @@ def test_the_appended_text_counts_toward_the_segment_limit(contacts):
         alerts.plan(AlertRequest(text=text, target=Target(zones=("Fregene",)), asks_confirmation=True))
 
 
-def test_a_poll_and_a_confirmation_together_or_on_voice_alone_are_refused(contacts):
+def test_a_poll_and_a_confirmation_together_or_a_confirmation_on_voice_alone_are_refused(contacts):
     with pytest.raises(AnswerError, match="not both") as caught:
         contacts.alerts.plan(_request(poll=SAFE, asks_confirmation=True))
     assert caught.value.field == "/asks_confirmation"
     voice = AlertRequest(text="Allerta.", target=Target(zones=("Fregene",)), channels=(Channel.VOICE,),
-                         poll=SAFE)
+                         asks_confirmation=True)
     with pytest.raises(AnswerError, match="needs the SMS channel") as caught:
         contacts.alerts.plan(voice)
-    assert caught.value.field == "/poll"
+    assert caught.value.field == "/asks_confirmation"
+
+
+def test_a_voice_only_alert_may_carry_a_poll_asked_after_the_message(contacts):
+    voice = AlertRequest(text="Allerta.", target=Target(zones=("Fregene",)), channels=(Channel.VOICE,),
+                         poll=SAFE, audio_path="/var/lib/allerta/sounds/allerta-1",
+                         audio_seconds=10.0, audio_source="tts")
+    alert_id, _preview = contacts.alerts.create(voice)
+    with contacts.sessions() as s:
+        assert stored_poll(s.get(Alert, alert_id)).options == SAFE.options
 
 
 def test_results_count_one_vote_per_number_the_last_one(contacts):

@@ -38,6 +38,7 @@ class EventsRecorder:
         self.statuses: list[LineStatus] = []
         self.capacity_calls = 0
         self.late: list[tuple] = []
+        self.votes: list[tuple] = []
         self.wakeup = asyncio.Event()
 
     def status_reports(self, line, reports) -> None:
@@ -55,6 +56,9 @@ class EventsRecorder:
 
     def late_call_outcome(self, delivery_id, attempt_id, outcome, *, line, answered_at, cause) -> None:
         self.late.append((delivery_id, attempt_id, outcome, line))
+
+    def poll_vote(self, delivery_id: int, option: int, voted_at: dt.datetime) -> None:
+        self.votes.append((delivery_id, option, voted_at))
 
 
 def ami_settings(port: int, secret: str = "allerta") -> AmiSettings:
@@ -136,8 +140,9 @@ def test_originate_headers(tmp_path):
     assert originate["context"] == ["allerta-outbound"] and originate["exten"] == ["s"]
     assert originate["priority"] == ["1"] and originate["callerid"] == ["0612345"]
     assert originate["channel"] == ["PJSIP/393330000001@trunk1"]
+    # ALLERTA_POLL: how many options the poll asked after the message has (0: no poll).
     assert sorted(originate["variable"]) == ["ALLERTA_AMD=1", "ALLERTA_AUDIO=allerta-default",
-                                             "ALLERTA_DELIVERY=7"]
+                                             "ALLERTA_DELIVERY=7", "ALLERTA_POLL=0"]
 
 
 @pytest.mark.parametrize("number, outcome, permanent, charged, cause", [

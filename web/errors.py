@@ -95,7 +95,7 @@ POLL_MESSAGES = (
     lazy_gettext("the poll contains control characters (%(characters)s): remove them"),
     lazy_gettext("the poll would close before the alert goes out"),
     lazy_gettext("an alert asks for a confirmation or carries a poll, not both: a reply 1 would mean both"),
-    lazy_gettext("citizens answer by SMS: a poll or a confirmation needs the SMS channel"),
+    lazy_gettext("a confirmation request needs the SMS channel (a call is confirmed with 1)"),
 )
 
 # gateway/core/inbox.py

@@ -57,7 +57,8 @@ def callee_for(plan: CallPlan) -> Callee:
     if plan.behaviour == "voicemail":
         talk.append(MACHINE_GREETING)
     presses = [(plan.listen_seconds, plan.digit)] if plan.behaviour == "confirm" else []
-    return Callee(presses, talk, message_seconds=max(plan.listen_seconds + 1.0, SHORTEST_MESSAGE_SECONDS))
+    return Callee(presses, talk, message_seconds=max(plan.listen_seconds + 1.0, SHORTEST_MESSAGE_SECONDS),
+                  votes=[plan.vote] if plan.vote else [])
 
 
 class ChannelRuntime:
@@ -67,10 +68,13 @@ class ChannelRuntime:
         self.host, self.channel, self.speed = host, channel, speed
         self.astdb = host.astdb
         self.result: str | None = None
+        self.vote: str | None = None        # the option the callee chose in the poll
 
     def emit_user_event(self, name: str, pairs: list[tuple[str, str]]) -> None:
         if name == "AllertaResult":
             self.result = dict(pairs).get("Result") or None
+        elif name == "AllertaVote":
+            self.vote = dict(pairs).get("Option") or None
         self.host.emit(ev.user_event(self.channel, name, *pairs))
 
     def emit_dtmf(self, digit: str) -> None:
@@ -120,6 +124,7 @@ class SimulatedCall:
     answered_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
     outcome: str | None = None
+    vote: str | None = None        # the poll option reported (AllertaVote)
     cause: int | None = None
     channels: list[ev.SimChannel] = field(default_factory=list)
     answered_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -136,7 +141,7 @@ class SimulatedCall:
                 "delivery": self.variables.get("ALLERTA_DELIVERY"), "attempt": self.attempt,
                 "behaviour": self.plan.behaviour, "start": iso(self.started_at),
                 "answer": iso(self.answered_at), "end": iso(self.ended_at),
-                "outcome": self.outcome, "cause": self.cause, "concurrent": self.concurrent}
+                "outcome": self.outcome, "vote": self.vote, "cause": self.cause, "concurrent": self.concurrent}
 
 
 class CallScript:
@@ -301,6 +306,7 @@ class CallScript:
         call.cause = await run.run()
         # What the dialplan reported; a call that ended without a word is no delivery.
         call.outcome = runtime.result or "no_result"
+        call.vote = runtime.vote
         return run
 
     def _finish(self, cause: int) -> None:

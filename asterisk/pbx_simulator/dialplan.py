@@ -17,6 +17,7 @@ Time is virtual seconds since answer; ``Runtime.sleep`` makes it pass.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol
 
@@ -26,6 +27,8 @@ _CONTEXT = re.compile(r"^\[([^\]]+)\]")
 _EXTEN = re.compile(r"^exten\s*=>\s*([^,]+),\s*([^,]+),(.*)$")
 _SAME = re.compile(r"^same\s*=>\s*([^,]+),(.*)$")
 _PRIORITY = re.compile(r"^(n|\d+)(?:\(([^)]+)\))?$")
+# What our dialplan names the poll asked after the message (gateway.core.audio.POLL_SUFFIX).
+POLL_PROMPT_SUFFIX = "-poll"
 _APP = re.compile(r"^\s*([A-Za-z]+)\((.*)\)\s*$")
 
 
@@ -196,6 +199,10 @@ class Callee:
     presses: list[tuple[float, str]] = field(default_factory=list)   # (time, digit), in order
     talk: list[tuple[float, float]] = field(default_factory=list)    # (start, end) of speech
     message_seconds: float = 10.0      # how long a message plays when its length is unknown
+    # The keys pressed for a poll (a Read of "<message>-poll"), one per time it is asked, each this
+    # long after the question starts: scripted by the prompt, since when it comes depends on the call.
+    votes: list[str] = field(default_factory=list)
+    vote_after: float = 2.0
 
 
 
@@ -317,6 +324,8 @@ class ChannelRun:
     def _variable(self, name: str) -> str:
         call = re.fullmatch(r"([A-Z_]+)\((.*)\)", name, re.DOTALL)
         if call is None:
+            if name == "EPOCH" and name not in self.variables:
+                return str(int(time.time()))   # a builtin of Asterisk: the wall clock, for AstDB
             return self.variables.get(name, "")
         function, args = call.group(1), _split_args(call.group(2))
         module = FUNCTION_MODULES.get(function)
@@ -450,6 +459,10 @@ class ChannelRun:
     async def _app_read(self, args: list[str]) -> None:
         args = args + [""] * 6
         variable, path, timeout = args[0], args[1], float(args[5] or 0)
+        if path.endswith(POLL_PROMPT_SUFFIX) and self.callee.votes:
+            # The callee answers the question it hears (unless it pressed a key already pending).
+            self._pending.append((self.now + self.callee.vote_after, self.callee.votes.pop(0)))
+            self._pending.sort()
         # app_read: a file it cannot open is skipped without a word; the key still counts.
         seconds = self._play_seconds(path) if path else None
         digit = None

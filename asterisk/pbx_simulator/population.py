@@ -58,6 +58,7 @@ class CallPlan:
     listen_seconds: float    # after answering, before pressing or hanging up
     digit: str = "1"
     greets: bool = False     # says "Pronto?" once at pickup, then listens
+    vote: str = ""           # the key pressed when the poll is asked after the message ("": none)
 
 
 def _range(value: Any, name: str) -> tuple[float, float]:
@@ -115,13 +116,18 @@ class Population:
         if not isinstance(override, dict):
             raise PopulationError(f"population: override for {number} must be a table")
         unknown = set(override) - {"behaviour", "answer_on_attempt", "then",
-                                   "ring_seconds", "listen_seconds", "digit", "greets"}
+                                   "ring_seconds", "listen_seconds", "digit", "greets", "vote"}
         if unknown:
             raise PopulationError(f"population: override for {number} has unknown keys {sorted(unknown)}")
         for key in ("behaviour", "then"):
             if key in override and override[key] not in BEHAVIOURS:
                 raise PopulationError(f"population: override for {number}: {key} "
                                       f"{override[key]!r} is not one of {sorted(BEHAVIOURS)}")
+        votes = override.get("vote", [])
+        votes = [votes] if isinstance(votes, (str, int)) else votes
+        if not isinstance(votes, list) or not all(re.fullmatch(r"[0-9*#]", str(v)) for v in votes):
+            raise PopulationError(f"population: override for {number}: vote must be a key or a list of keys "
+                                  f"(one per call, the last one repeats), got {override['vote']!r}")
         return dict(override)
 
     def set_override(self, number: str, override: dict[str, Any]) -> None:
@@ -161,8 +167,11 @@ class Population:
                 ring = self._random.uniform(*_range(override["ring_seconds"], "ring_seconds"))
             if "listen_seconds" in override:
                 listen = self._random.uniform(*_range(override["listen_seconds"], "listen_seconds"))
+            votes = override.get("vote", [])
+            votes = [votes] if isinstance(votes, (str, int)) else votes
+            vote = str(votes[min(attempt, len(votes)) - 1]) if votes else ""
             return CallPlan(behaviour, ring, listen, str(override.get("digit", "1")),
-                            bool(override.get("greets", False))), attempt
+                            bool(override.get("greets", False)), vote), attempt
         behaviour = self._draw()
         # Drawn only when asked for, so seeded populations without it replay unchanged.
         greets = self.greet > 0 and self._random.random() < self.greet

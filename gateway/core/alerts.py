@@ -242,9 +242,11 @@ class AlertService:
             if request.poll is not None and request.asks_confirmation:
                 raise PollError("/asks_confirmation", "an alert asks for a confirmation or carries a poll, "
                                 "not both: a reply 1 would mean both")
-            if not goes_by_sms(request):
-                raise PollError("/poll" if request.poll is not None else "/asks_confirmation",
-                                "citizens answer by SMS: a poll or a confirmation needs the SMS channel")
+            # A call asks its poll after the message (1 during the message confirms, as always), so a
+            # voice-only alert may carry a poll; "Rispondi OK" is an SMS thing: a call is confirmed with 1.
+            if request.poll is None and not goes_by_sms(request):
+                raise PollError("/asks_confirmation",
+                                "a confirmation request needs the SMS channel (a call is confirmed with 1)")
             if request.poll is not None:
                 request.poll = check_poll(request.poll, now=now or utcnow(), starts_at=request.send_at)
         except PollError as exc:

@@ -64,6 +64,8 @@ CONFIRMATIONS: Mapping[str, str] = MappingProxyType({
 })
 # Beside each message, what the dialplan plays after a confirmation (asterisk/conf/extensions_allerta.conf).
 CONFIRMED_SUFFIX = "-confirmed"
+# Beside each message of an alert with a poll, its question and options, asked after the message.
+POLL_SUFFIX = "-poll"
 
 
 class AudioError(Exception):
@@ -163,6 +165,12 @@ def confirmation_wav(message: str | Path) -> Path:
     """Where the confirmation of ``message`` (a path without extension) is rendered."""
     message = Path(message)
     return message.with_name(message.name + CONFIRMED_SUFFIX + ".wav")
+
+
+def poll_wav(message: str | Path) -> Path:
+    """Where the spoken poll of ``message`` (a path without extension) is rendered."""
+    message = Path(message)
+    return message.with_name(message.name + POLL_SUFFIX + ".wav")
 
 
 def _voice_for(lang: str, fallback: bool) -> tuple[str, str]:

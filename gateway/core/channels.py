@@ -79,6 +79,7 @@ class OutboundMessage:
     possible_duplicate: bool = False
     avoid_lines: frozenset[str] = frozenset()  # lines that just failed for this delivery
     attempt_id: int | None = None    # the attempt row: voice names its call after it (ChannelId)
+    poll_options: int = 0            # voice: the call asks the alert's open poll with this many options
 
 
 @dataclass
@@ -166,6 +167,10 @@ class ChannelEvents(Protocol):
                           cause: int | None) -> Awaitable[None] | None:
         """What a call no submit waits for came to: one still up when the engine restarted,
         followed to its end. It may only make the delivery better (Store.record_late_call_outcome)."""
+
+    def poll_vote(self, delivery_id: int, option: int, voted_at: dt.datetime) -> Awaitable[None] | None:
+        """A key pressed for the poll asked after the message in the call of ``delivery_id``
+        (gateway.core.call_votes); as soon as it is pressed, or read back from AstDB."""
 
 
 class Channel(Protocol):

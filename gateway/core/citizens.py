@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.core.citizen_texts import language_name, reply_text, zone_menu_page
 from gateway.core.db import utcnow
 from gateway.core.models import (Alert, Attempt, Contact, Delivery, InboundSms, PhoneNumberRow, Zone)
-from gateway.core.models_citizens import HelpRequest, PollVote, SmsConversation, SmsReply
+from gateway.core.models_citizens import HelpRequest, SmsConversation, SmsReply
 from gateway.core.phone import InvalidNumber, normalise_number
+from gateway.core.polls import VoteCount, cast_vote
 from gateway.core.replies import queue_reply
 from gateway.core.reply_guard import GuardSettings, Traffic, flooding, reply_withheld, unanswerable_sender
 from gateway.core.sms_commands import Command, Intent, read_command
@@ -421,24 +422,21 @@ class CitizenService:
 
     def _count_vote(self, msg: _Message, alert: Alert, option: int, label: str) -> _Answer:
         msg.row.alert_id = alert.id
-        received = msg.row.received_at or msg.now
-        vote = msg.s.scalar(select(PollVote).where(PollVote.alert_id == alert.id, PollVote.e164 == msg.e164))
-        if vote is None:
-            msg.s.add(PollVote(alert_id=alert.id, e164=msg.e164, option=option, voted_at=received,
-                               channel=Channel.SMS, inbound_id=msg.row.id, changes=0))
+        result = cast_vote(msg.s, alert, msg.e164, option, at=msg.row.received_at or msg.now,
+                           channel=Channel.SMS, inbound_id=msg.row.id)
+        if result.count is VoteCount.COUNTED:
             return self._say(msg, InboundKind.POLL_ANSWER, f"vote {option} ({label}) for the poll of alert {alert.id}",
                              ReplyReason.POLL_VOTE, option=option)
-        if vote.voted_at is not None and received < vote.voted_at:
+        if result.count is VoteCount.OUTDATED:
             # Read out of order (a backlog after a restart): the later answer already counts.
             return _Answer(InboundKind.POLL_ANSWER, f"vote {option} for the poll of alert {alert.id}: an older "
                            "answer than the one counted, ignored")
-        if vote.option == option:
+        if result.count is VoteCount.REPEATED:
             return self._say(msg, InboundKind.POLL_ANSWER, f"vote {option} ({label}) for the poll of alert "
                              f"{alert.id} repeated", ReplyReason.POLL_VOTE, option=option)
-        previous = vote.option
-        vote.option, vote.voted_at, vote.inbound_id, vote.changes = option, received, msg.row.id, vote.changes + 1
         return self._say(msg, InboundKind.POLL_ANSWER, f"vote for the poll of alert {alert.id} changed from "
-                         f"{previous} to {option} ({label})", ReplyReason.POLL_VOTE, key="poll_changed", option=option)
+                         f"{result.previous} to {option} ({label})", ReplyReason.POLL_VOTE, key="poll_changed",
+                         option=option)
 
     def _confirm(self, msg: _Message, alert: Alert | None, *, by: str) -> _Answer:
         if alert is None:

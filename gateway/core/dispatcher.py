@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from gateway.core.call_votes import alert_poll, options_to_ask, record_call_vote
 from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, ReceivedPart, StatusReport
 from gateway.core.citizens import CitizenService
 from gateway.core.db import utcnow
@@ -123,6 +124,7 @@ class Dispatcher:
         self._line_status: dict[str, LineStatus] = {}
         self._dirty: set[str] = set()
         self._failed_lines: dict[int, set[str]] = {}
+        self._polls: dict[int, tuple[int, dt.datetime | None]] = {}   # alert id -> its poll (call_votes)
         self._last_progress = time.monotonic()
         self._next_heartbeat = time.monotonic() + settings.line_heartbeat
         # Set once every channel's start() returned (lines opened or given up on): READY=1.
@@ -318,6 +320,23 @@ class Dispatcher:
         return self._spawn(self._record_late_call(delivery_id, attempt_id, outcome, line=line,
                                                   answered_at=answered_at, cause=cause),
                            f"recording the late outcome of delivery {delivery_id}")
+
+    def poll_vote(self, delivery_id: int, option: int, voted_at: dt.datetime) -> asyncio.Task:
+        return self._spawn(self._record_vote(delivery_id, option, voted_at),
+                           f"recording a vote in the call of delivery {delivery_id}")
+
+    async def _record_vote(self, delivery_id: int, option: int, voted_at: dt.datetime) -> None:
+        result = await self.store.run(record_call_vote, self.store.store.sessions, delivery_id, option, voted_at)
+        log.info(event_line("call_vote", delivery=delivery_id, option=option,
+                            result=result.count if result is not None else "no such delivery"))
+
+    async def _poll_options(self, alert_id: int) -> int:
+        """How many options the calls of ``alert_id`` ask about now (0: no poll, or closed).
+        An alert's poll never changes: read once per alert."""
+        poll = self._polls.get(alert_id)
+        if poll is None:
+            poll = self._polls[alert_id] = await self.store.run(alert_poll, self.store.store.sessions, alert_id)
+        return options_to_ask(poll, utcnow())
 
     async def _record_late_call(self, delivery_id: int, attempt_id: int, outcome: AttemptOutcome, *,
                                 line: str | None, answered_at: dt.datetime | None, cause: int | None) -> None:
@@ -595,7 +614,9 @@ class Dispatcher:
                                   text=claim.text, language=claim.language, audio_path=claim.audio_path,
                                   possible_duplicate=claim.possible_duplicate,
                                   avoid_lines=frozenset(self._failed_lines.get(claim.delivery_id, ())),
-                                  attempt_id=claim.attempt_id)
+                                  attempt_id=claim.attempt_id,
+                                  poll_options=await self._poll_options(claim.alert_id)
+                                  if claim.channel == ChannelName.VOICE else 0)
         policy = self.policies[channel.name]
         try:
             receipt = await channel.submit(message)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gateway.core.audio import render_tts
 from gateway.core.hotline import Sound
+from gateway.core.polls import Poll, spoken_poll_text
 
 HOTLINE_DIR = "hotline"
 LATEST = "latest"          # the newest message, for everyone, when the engine does not answer
@@ -86,7 +87,6 @@ PROMPTS: dict[str, dict[str, str]] = {
                     "call again in a few minutes.",
     },
 }
-POLL_OPTION = {"it": "Premi {n} per: {option}.", "en": "Press {n} for: {option}."}
 DIGITS = {"it": ["zero", "uno", "due", "tre", "quattro", "cinque", "sei", "sette", "otto", "nove"],
           "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]}
 # Each language names itself, in its own voice, so a caller finds theirs in the list.
@@ -139,18 +139,12 @@ def render_hotline_sounds(sounds_dir: str | Path, zones: Iterable[str], language
     return made
 
 
-def poll_text(question: str, options: list[str], language: str) -> str:
-    """The poll as spoken after the message: the question, then "Premi 1 per: ..." for each option."""
-    line = POLL_OPTION.get(language, POLL_OPTION["it"])
-    return " ".join([question.strip()] + [line.format(n=n, option=option.strip())
-                                          for n, option in enumerate(options, 1)])
-
-
 def render_poll(out_wav: str | Path, question: str, options: list[str], language: str, *,
                 render: Renderer = render_tts) -> None:
-    """Render one poll beside its message (``<message>-poll.wav``), in the alert's own language."""
-    render(poll_text(question, options, language), language, Path(out_wav), intro=None, closing=False,
-           fallback=True)
+    """Render one poll beside its message (``<message>-poll.wav``) when the alert's rendering did
+    not (an alert from before polls were spoken): the same words as an outbound call's."""
+    render(spoken_poll_text(Poll(question, tuple(options)), language), language, Path(out_wav), intro=None,
+           closing=False, fallback=True)
 
 
 def publish_latest(sounds_dir: str | Path, message_audio: str | None) -> bool:

@@ -15,14 +15,15 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.core.audio import POLL_SUFFIX, poll_wav
 from gateway.core.audit import AuditLog
 from gateway.core.db import utcnow
 from gateway.core.hotline import (Caller, Confirm, Effect, Message, Register, SetLanguage, Situation, StopCalls,
                                   Vote)
 from gateway.core.models import Alert, Contact, Delivery, PhoneNumberRow, Zone
-from gateway.core.models_citizens import PollVote
 from gateway.core.models_panel import AlertText
 from gateway.core.phone import InvalidNumber, normalise_number
+from gateway.core.polls import cast_vote
 from gateway.core.states import AlertCategory, AlertState, Channel, DeliveryState
 from gateway.core.store import _UPGRADABLE_VOICE_STATES, _drop_unneeded_fallback
 
@@ -125,7 +126,7 @@ class HotlineStore:
                                                    Alert.poll_question.is_not(None))).scalars().all()
             missing = []
             for alert in alerts:
-                target = Path(_playback_name(alert.audio_path or "") + "-poll.wav")
+                target = poll_wav(_playback_name(alert.audio_path or ""))
                 if alert.poll_options and not target.is_file():
                     missing.append((target, alert.poll_question or "", list(json.loads(alert.poll_options))))
             return missing
@@ -138,10 +139,12 @@ class HotlineStore:
         poll_audio = None
         if alert.poll_question and alert.poll_options and (alert.poll_closes_at is None
                                                            or alert.poll_closes_at > utcnow()):
-            # The question and its options, rendered beside the message ("premi 1 se ...").
-            candidate = _playback_name(alert.audio_path or "") + "-poll"
-            if Path(candidate + ".wav").is_file():
-                options, poll_audio = len(json.loads(alert.poll_options)), candidate
+            # The question and its options, rendered beside the message ("premi 1 se ..."): the
+            # caller's language version's, else the alert's own.
+            for candidate in (audio + POLL_SUFFIX, _playback_name(alert.audio_path or "") + POLL_SUFFIX):
+                if Path(candidate + ".wav").is_file():
+                    options, poll_audio = len(json.loads(alert.poll_options)), candidate
+                    break
         return Message(alert.id, audio, poll_audio, options)
 
     # --- effects ----------------------------------------------------------------------
@@ -213,9 +216,6 @@ class HotlineStore:
 
     @staticmethod
     def _vote(s: Session, e164: str, effect: Vote, now: dt.datetime) -> None:
-        vote = s.scalar(select(PollVote).where(PollVote.alert_id == effect.alert_id, PollVote.e164 == e164))
-        if vote is None:
-            s.add(PollVote(alert_id=effect.alert_id, e164=e164, option=effect.option, voted_at=now,
-                           channel=Channel.VOICE))
-        elif vote.option != effect.option:
-            vote.option, vote.voted_at, vote.channel, vote.changes = effect.option, now, Channel.VOICE, vote.changes + 1
+        alert = s.get(Alert, effect.alert_id)
+        if alert is not None:
+            cast_vote(s, alert, e164, effect.option, at=now, channel=Channel.VOICE)

@@ -13,6 +13,7 @@ An alert carries one or the other, never both: a reply "1" would mean both
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 from dataclasses import dataclass
 
@@ -27,6 +28,14 @@ MIN_OPTIONS = 2
 MAX_OPTIONS = 9          # one digit to answer with
 MAX_QUESTION = 300
 MAX_OPTION = 80
+
+# How a call asks the poll after its message ("Domanda: ... Premi 1 se ..., 2 se ..."), in the
+# listener's language where a voice version has it; Italian otherwise (the alert's own message).
+SPOKEN_WORDING = {
+    "it": {"question": "Domanda: {question}", "press": "Premi", "option": "{number} se {text}"},
+    "en": {"question": "Question: {question}", "press": "Press", "option": "{number} for {text}"},
+}
+SPOKEN_FALLBACK = "it"
 
 # How each version tells people to answer. A language without its own wording gets
 # the English one: a Romanian or Ukrainian reader is likelier to read English than Italian.
@@ -103,6 +112,17 @@ def poll_text(poll: Poll, language: str) -> str:
     return f"{poll.question} {words['reply']} {choices}."
 
 
+def spoken_poll_text(poll: Poll, listener: str) -> str:
+    """What a call says after its message: "Domanda: Siete al sicuro? Premi 1 se sì, 2 se no."."""
+    words = SPOKEN_WORDING.get(listener, SPOKEN_WORDING[SPOKEN_FALLBACK])
+    question = poll.question.rstrip()
+    if question[-1:] not in ".?!":
+        question += "."
+    choices = ", ".join(words["option"].format(number=number, text=text)
+                        for number, text in enumerate(poll.options, 1))
+    return f"{words['question'].format(question=question)} {words['press']} {choices}."
+
+
 def answer_suffix(language: str, *, poll: Poll | None, asks_confirmation: bool) -> str:
     """What the SMS of ``language`` ends with (with the line break before it), "" when nothing is asked."""
     if poll is not None:
@@ -140,6 +160,46 @@ def poll_results(session: Session, alert: Alert, *, now: dt.datetime) -> dict | 
     return {"question": poll.question, "options": options, "votes": total, "changed": int(changed),
             "closes_at": poll.closes_at.isoformat() + "Z" if poll.closes_at else None,
             "open": poll.closes_at is None or now < poll.closes_at}
+
+
+class VoteCount(enum.StrEnum):
+    """What one answer did to the poll's count."""
+    COUNTED = "counted"          # the number's first vote
+    REPEATED = "repeated"        # the same option again: nothing changes
+    CHANGED = "changed"          # another option: the last answer counts, the change is counted
+    OUTDATED = "outdated"        # older than the vote counted (a backlog read late): ignored
+    CLOSED = "closed"            # after the poll closed: not counted
+    NOT_AN_OPTION = "not_an_option"
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    count: VoteCount
+    previous: int | None = None   # the option counted before a change
+
+
+def cast_vote(session: Session, alert: Alert, e164: str, option: int, *, at: dt.datetime, channel: str,
+              inbound_id: int | None = None) -> VoteResult:
+    """Count one answer to ``alert``'s poll, whatever the channel (SMS, keypress in a call, hotline):
+    one vote per number, the last one before the poll closes wins, and every change is counted."""
+    poll = stored_poll(alert)
+    if poll is None or not 1 <= option <= len(poll.options):
+        return VoteResult(VoteCount.NOT_AN_OPTION)
+    if poll.closes_at is not None and at >= poll.closes_at:
+        return VoteResult(VoteCount.CLOSED)
+    vote = session.scalar(select(PollVote).where(PollVote.alert_id == alert.id, PollVote.e164 == e164))
+    if vote is None:
+        session.add(PollVote(alert_id=alert.id, e164=e164, option=option, voted_at=at, channel=channel,
+                             inbound_id=inbound_id, changes=0))
+        return VoteResult(VoteCount.COUNTED)
+    if vote.voted_at is not None and at < vote.voted_at:
+        return VoteResult(VoteCount.OUTDATED, vote.option)
+    if vote.option == option:
+        return VoteResult(VoteCount.REPEATED, vote.option)
+    previous = vote.option
+    vote.option, vote.voted_at, vote.channel, vote.inbound_id = option, at, channel, inbound_id
+    vote.changes = (vote.changes or 0) + 1
+    return VoteResult(VoteCount.CHANGED, previous)
 
 
 def votes_by_number(session: Session, alert_id: int) -> dict[str, int]:

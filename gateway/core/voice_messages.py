@@ -25,8 +25,10 @@ from pathlib import Path
 
 from gateway.core.alerts import AlertRequest, AlertService, compose_sms_text
 from gateway.core.audio import (FALLBACK_LANGUAGE, VOICES, AudioError, AudioInfo, confirmation,
-                                confirmation_wav, convert_recording, introduction, render_tts, voice_language)
+                                confirmation_wav, convert_recording, introduction, poll_wav, render_tts,
+                                voice_language)
 from gateway.core.config import Config
+from gateway.core.polls import Poll, spoken_poll_text
 from gateway.core.states import Channel
 
 
@@ -159,12 +161,21 @@ class VoiceRenderer:
         extension), in the listener's language: no Asterisk sounds package needed."""
         return self._speak(confirmation(listener), listener, confirmation_wav(message), closing=False)
 
+    def render_poll(self, message: str | Path, poll: Poll, listener: str) -> AudioInfo:
+        """The poll a call asks after ``message`` ("Domanda: ... Premi 1 se ..."), beside it, in the
+        listener's language; the question and options are read as the operator wrote them."""
+        return self._speak(spoken_poll_text(poll, listener), listener, poll_wav(message), closing=False,
+                           fallback=True)
+
     def render_with_confirmation(self, version: Version, name: Path, *, drill: bool,
-                                 recording: str | Path | None = None) -> AudioInfo:
-        """``version`` into ``name``.wav and its confirmation beside it; on an AudioError, neither."""
+                                 recording: str | Path | None = None, poll: Poll | None = None) -> AudioInfo:
+        """``version`` into ``name``.wav, its confirmation and its poll (if any) beside it; on an
+        AudioError, none of them."""
         try:
             info = self.render(version, name.with_suffix(".wav"), drill=drill, recording=recording)
             self.render_confirmation(name, version.listener)
+            if poll is not None:
+                self.render_poll(name, poll, version.listener)
         except AudioError:
             remove_message(str(name))
             raise
@@ -189,7 +200,7 @@ class VoiceRenderer:
                 names.append(self.new_name())
                 infos.append(self.render_with_confirmation(
                     version, names[-1], drill=request.drill,
-                    recording=recording if version.language is None else None))
+                    recording=recording if version.language is None else None, poll=request.poll))
         except AudioError:
             # The request is left as it was, so a caller may still fall back (the demo's tone).
             for name in names:
@@ -212,6 +223,7 @@ def discard(request: AlertRequest) -> None:
 
 
 def remove_message(path: str) -> None:
-    """Delete a rendered message (a path without extension) and its confirmation."""
+    """Delete a rendered message (a path without extension), its confirmation and its poll."""
     Path(path + ".wav").unlink(missing_ok=True)
     confirmation_wav(path).unlink(missing_ok=True)
+    poll_wav(path).unlink(missing_ok=True)
