@@ -330,13 +330,17 @@ class Dispatcher:
         log.info(event_line("call_vote", delivery=delivery_id, option=option,
                             result=result.count if result is not None else "no such delivery"))
 
-    async def _poll_options(self, alert_id: int) -> int:
-        """How many options the calls of ``alert_id`` ask about now (0: no poll, or closed).
-        An alert's poll never changes: read once per alert."""
+    async def _read_polls(self, claims: list[ClaimedDelivery]) -> None:
+        """Read the polls of the alerts of these voice claims (once per alert: a poll never changes),
+        before the claims reach the buffer: _deliver must not wait between taking a line's free slot
+        and submitting, or the loop would hand the same free slot to another claim meanwhile."""
+        for alert_id in {claim.alert_id for claim in claims} - self._polls.keys():
+            self._polls[alert_id] = await self.store.run(alert_poll, self.store.store.sessions, alert_id)
+
+    def _poll_options(self, alert_id: int) -> int:
+        """How many options the calls of ``alert_id`` ask about now (0: no poll, or closed)."""
         poll = self._polls.get(alert_id)
-        if poll is None:
-            poll = self._polls[alert_id] = await self.store.run(alert_poll, self.store.store.sessions, alert_id)
-        return options_to_ask(poll, utcnow())
+        return options_to_ask(poll, utcnow()) if poll is not None else 0
 
     async def _record_late_call(self, delivery_id: int, attempt_id: int, outcome: AttemptOutcome, *,
                                 line: str | None, answered_at: dt.datetime | None, cause: int | None) -> None:
@@ -583,6 +587,8 @@ class Dispatcher:
     async def _claim_more(self, channel: Channel, count: int, free: int = 0) -> None:
         buffer = self._buffers[channel.name]
         claims = await self.store.claim(channel.name, count, ahead=self._journaled(channel))
+        if channel.name == ChannelName.VOICE and claims:
+            await self._read_polls(claims)
         buffer.extend(claims)
         if (not claims and not buffer and free > 0 and self._answering and channel.name == ChannelName.SMS
                 and not self._reply_buffer):
@@ -615,7 +621,7 @@ class Dispatcher:
                                   possible_duplicate=claim.possible_duplicate,
                                   avoid_lines=frozenset(self._failed_lines.get(claim.delivery_id, ())),
                                   attempt_id=claim.attempt_id,
-                                  poll_options=await self._poll_options(claim.alert_id)
+                                  poll_options=self._poll_options(claim.alert_id)
                                   if claim.channel == ChannelName.VOICE else 0)
         policy = self.policies[channel.name]
         try:
