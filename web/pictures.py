@@ -20,6 +20,7 @@ from shapely.geometry.base import BaseGeometry
 
 from gateway.core.alert_figures import AttemptOutcomes, Curve, Projection, ReachSeries, ZoneReach
 from gateway.core.geometry import zone_geometry
+from web.labels import label
 
 # Colours of the channels' curves: (first measure, second measure), the panel's blue and amber.
 CURVE_COLOURS = {"sms_sent": "#8fb3e0", "sms_delivered": "#1f4e8c",
@@ -93,7 +94,7 @@ def curve_label(curve_key: str) -> str:
 
 
 def channel_label(channel: str) -> str:
-    return {"sms": _("SMS"), "voice": _("Voice")}.get(channel, channel)
+    return label(channel, "channel")
 
 
 def _projection_text(p: Projection) -> str:
