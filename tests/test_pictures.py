@@ -124,3 +124,12 @@ def test_share_classes_cover_nothing_to_everything_and_a_map_with_no_geometry_is
     assert not [g for g in root.iter(f"{SVG}g") if "zone" in classes(g)]
     assert [t.text for t in root.iter(f"{SVG}text") if "zone-name" in classes(t)] == ["Fregene"]
     assert parsed(zone_map_svg([])) is not None
+
+
+def test_count_axes_have_whole_ticks():
+    root = parsed(attempts_svg(outcomes([AttemptRow(1, 2, 2), AttemptRow(2, 2, 0)])))
+    ticks = [t.text for t in root.iter(f"{SVG}text") if "tick" in classes(t) and not t.text.startswith("call")]
+    assert ticks == ["0", "1", "2"]
+    root = parsed(reach_curve_svg(series()))
+    ticks = [t.text for t in root.iter(f"{SVG}text") if t.get("text-anchor") == "end"]
+    assert ticks == ["0", "200", "400", "600", "800", "1000"]

@@ -71,13 +71,15 @@ def duration_label(seconds: float) -> str:
     return _("%(h)s h %(m)02d", h=hours, m=minutes)
 
 
-def _nice_step(span: float, ticks: int = 6) -> float:
-    raw = span / ticks
-    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
-    for multiple in (1, 2, 2.5, 5, 10):
+def _count_step(top: float, ticks: int = 6) -> int:
+    """A whole step of 1, 2 or 5 times a power of ten giving at most ``ticks`` ticks up to ``top``: people are
+    counted in whole numbers, so an axis never reads 0, 0, 1, 1."""
+    raw = max(top / ticks, 1.0)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for multiple in (1, 2, 5, 10):
         if raw <= multiple * magnitude:
-            return multiple * magnitude
-    return 10 * magnitude
+            return int(multiple * magnitude)
+    return int(10 * magnitude)
 
 
 def _time_step(span: float) -> float:
@@ -127,7 +129,7 @@ def reach_curve_svg(series: ReachSeries | None, *, width: int = 640, height: int
     ends = [series.end_seconds, *(p.end_seconds for p in projections if p.end_seconds is not None)]
     x_max = max([*ends, *(c.points[-1][0] for c in curves if c.points), 60.0])
     y_max = max([*series.totals.values(), *(c.last for c in curves), 1])
-    y_step = _nice_step(y_max)
+    y_step = _count_step(y_max)
     y_top = math.ceil(y_max / y_step) * y_step
 
     def x(seconds: float) -> float:
@@ -204,7 +206,7 @@ def attempts_svg(outcomes: AttemptOutcomes | None, *, width: int = 640, height: 
     left, right, top, bottom = 64, 16, 20, 74
     plot_w, plot_h = width - left - right, height - top - bottom
     y_max = max(max(max(r.answered, r.confirmed) for r in outcomes.rows), 1)
-    y_step = _nice_step(y_max, 4)
+    y_step = _count_step(y_max, 4)
     y_top = math.ceil(y_max / y_step) * y_step
     group = plot_w / len(outcomes.rows)
     bar = min(40.0, group * 0.35)
