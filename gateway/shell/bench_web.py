@@ -229,7 +229,6 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import json
     import sys
     from gateway.shell.cli import build_parser
     print(json.dumps(run(build_parser().parse_args(["bench", "web", *sys.argv[1:]])), indent=2))
