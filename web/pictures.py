@@ -92,7 +92,7 @@ def _time_step(span: float) -> float:
 
 def curve_label(curve_key: str) -> str:
     return {"sms_sent": _("SMS sent"), "sms_delivered": _("SMS delivered"),
-            "voice_answered": _("calls answered"), "voice_confirmed": _("calls confirmed (pressed 1)")
+            "voice_answered": _("calls answered (answering machines included)"), "voice_confirmed": _("calls confirmed (pressed 1)")
             }.get(curve_key, curve_key)
 
 
