@@ -11,7 +11,8 @@ from modem.simulator.harness import SimulatorProcess
 from modem.simulator.profiles import get_profile
 from tests.engine_harness import wait_until
 
-pytestmark = pytest.mark.integration
+# One xdist worker takes the whole module under `--dist loadgroup`: gammu_runs starts every test's gammu at once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("gammu")]
 
 GAMMU = "/usr/bin/gammu"
 # What the tests below ask gammu on each of the first three modems, in this order.
