@@ -73,11 +73,16 @@ def _install() -> None:
                  if isinstance(a, (str, bytes, os.PathLike))]
         for word in words:
             for part in word.replace("=", " ").split():
-                if part.startswith("/") and not inside(os.path.normpath(part)) and (
-                        "exec", part) not in seen and not part.startswith(("/usr/bin/", "/usr/lib/postgresql/")):
+                if part.startswith("/") and not part.startswith(("/usr/bin/", "/usr/lib/postgresql/")):
                     note("exec-arg", part)
 
     def hook(event: str, args: tuple) -> None:
+        try:
+            audit(event, args)
+        except Exception:  # noqa: BLE001 - an exception here would make the audited open itself fail
+            pass
+
+    def audit(event: str, args: tuple) -> None:
         if event == "open":
             note("open-w" if (len(args) > 1 and isinstance(args[1], str) and set(args[1]) & set("wax+"))
                  else "open", args[0])
