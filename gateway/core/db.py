@@ -16,9 +16,10 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.core import database_url
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -31,7 +32,7 @@ def utcnow() -> dt.datetime:
 def shown_url(url: str) -> str:
     """A database URL as it may be printed or shown: its password replaced by ***."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return database_url.parsed(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL may still hold a password: show nothing of it
         return "(unparsable)"
 
@@ -55,7 +56,11 @@ def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cursor.close()
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # pool_pre_ping: a connection the server dropped (a restart, a failover) is found and replaced
+    # when it is taken from the pool, not by the next statement failing. Several hosts
+    # (database_url.py) are tried in order by libpq at each new connection.
+    parsed = database_url.parsed(url)
+    return create_engine(parsed, pool_pre_ping=True, connect_args=database_url.connect_args(parsed))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
