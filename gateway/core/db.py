@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.core import database_url
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+READ_ONLY_SQLSTATE = "25006"   # read_only_sql_transaction
 
 
 def utcnow() -> dt.datetime:
@@ -60,7 +61,16 @@ def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
     # when it is taken from the pool, not by the next statement failing. Several hosts
     # (database_url.py) are tried in order by libpq at each new connection.
     parsed = database_url.parsed(url)
-    return create_engine(parsed, pool_pre_ping=True, connect_args=database_url.connect_args(parsed))
+    engine = create_engine(parsed, pool_pre_ping=True, connect_args=database_url.connect_args(parsed))
+
+    @event.listens_for(engine, "handle_error")
+    def _read_only_is_a_lost_primary(context) -> None:  # noqa: ANN001
+        # A write refused because the server is read-only (25006): the connection reaches a standby
+        # or a demoted primary. Counted as a disconnect, so the pool drops its connections and the
+        # next one goes through target_session_attrs=read-write to whichever server is primary now.
+        if getattr(context.original_exception, "sqlstate", None) == READ_ONLY_SQLSTATE:
+            context.is_disconnect = True
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
