@@ -139,7 +139,7 @@ class StoreWorker:
                 if connection_lost(exc) and self.unreachable_since is None:
                     self.unreachable_since = utcnow()
                     log.error("database unreachable since %s UTC (%s): no new work is handed to the lines, "
-                              "what they finish is kept on disk; retrying every %.0f s at most",
+                              "what they finish is kept on disk; retrying every %g s at most",
                               self.unreachable_since.isoformat(timespec="seconds"), _first_line(exc),
                               self.retry.max_pause)
                 now = time.monotonic()
