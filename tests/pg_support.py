@@ -29,7 +29,11 @@ def server_bin() -> Path:
 
 
 class PostgresCluster:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: commits reach the WAL on disk before they are acknowledged (synchronous_commit),
+        as in production: a test that crashes the server (pg_ctl stop -m immediate) loses no commit.
+        Off by default: the tests that never crash it run faster."""
+        self.durable = durable
         self.bin = server_bin()
         self.root = Path(tempfile.mkdtemp(prefix="allerta-pg-"))
         self.data = self.root / "data"
@@ -55,7 +59,7 @@ class PostgresCluster:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
                   "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
         self._options = (f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c fsync=off "
-                         f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                         f"-c synchronous_commit={'on' if self.durable else 'off'} -c full_page_writes=off -c max_connections=200")
         self.start_server()
         return self
 

@@ -167,6 +167,15 @@ class StoreWorker:
             return
 
 
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """A background check that failed: one line when the database is unavailable (the writer
+    already says since when), the traceback when it is a bug."""
+    if unavailable(exc):
+        logger.warning("%s: database unavailable (%s); trying again later", what, _first_line(exc))
+    else:
+        logger.error(what, exc_info=exc)
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0]
 
