@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, send_file,
                    stream_with_context, url_for)
-from flask_babel import gettext as _, lazy_gettext
+from flask_babel import gettext as _, lazy_gettext, ngettext
 from flask_login import current_user
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
@@ -111,7 +111,8 @@ def _send_at() -> dt.datetime | None:
     if at < now - dt.timedelta(minutes=1):
         raise FormError(_("The time to send has passed: leave it empty to send at once."))
     if at > now + dt.timedelta(days=MAX_SCHEDULE_DAYS):
-        raise FormError(_("The time to send is more than %(days)s days away.", days=MAX_SCHEDULE_DAYS))
+        raise FormError(ngettext("The time to send is more than %(num)s day away.",
+                                 "The time to send is more than %(num)s days away.", MAX_SCHEDULE_DAYS))
     return at
 
 
@@ -777,6 +778,7 @@ def cancel(alert_id: int):
     stopped = _decide(lambda: alert_flow.cancel(panel(), alert_id, actor=current_user.username,
                                                 role=current_user.role, reason=request.form.get("reason", "")))
     if stopped is not None:
-        flash(_("Alert %(id)s cancelled: %(count)s messages stopped before going out.", id=alert_id,
-                count=stopped), "success")
+        flash(ngettext("Alert %(id)s cancelled: %(num)s message stopped before going out.",
+                       "Alert %(id)s cancelled: %(num)s messages stopped before going out.", stopped,
+                       id=alert_id), "success")
     return redirect(url_for("alerts.show", alert_id=alert_id))

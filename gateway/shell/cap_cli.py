@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gateway.core.plurals import counted
 from gateway.core.audit import audit_log_for, local_actor
 from gateway.core.cap_service import CapRefused, build_receiver
 from gateway.core.config import load_config
@@ -32,7 +33,7 @@ def cmd_import_geojson(args: argparse.Namespace) -> int:
     except ZoneError as exc:
         print(f"allerta: {args.file}: nothing imported:\n{exc}", file=sys.stderr)
         return 2
-    print(f"{len(result.created)} zones created, {len(result.updated)} updated with their geometry"
+    print(f"{counted(len(result.created), 'zone')} created, {len(result.updated)} updated with their geometry"
           + ("" if args.code_property is None else " and code"))
     return 0
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from asterisk.asterisk_config import ConfigRenderError, render_configs
 from asterisk.pbx_simulator import cli as pbx_simulator_cli
+from gateway.core.plurals import counted
 from gateway.core import zones
 from gateway.core.alerts import AlertError, AlertRequest, Target, answers_audited
 from gateway.core.audio import VOICES, AudioError, render_tts
@@ -129,10 +130,10 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
         for error in report.rejected:
             print(f"{args.file}: {error}", file=sys.stderr)
         if report.imported:
-            print(f"{report.contacts_created} contacts created, {report.contacts_updated} updated, "
-                  f"{report.contacts_unchanged} unchanged; {report.numbers_created} new numbers, "
-                  f"{report.zones_created} new zones, {report.groups_created} new groups; "
-                  f"{len({e.line for e in report.rejected})} rows rejected")
+            print(f"{counted(report.contacts_created, 'contact')} created, {report.contacts_updated} updated, "
+                  f"{report.contacts_unchanged} unchanged; {counted(report.numbers_created, 'new number')}, "
+                  f"{counted(report.zones_created, 'new zone')}, {counted(report.groups_created, 'new group')}; "
+                  f"{counted(len({e.line for e in report.rejected}), 'row')} rejected")
         elif not report.fatal:
             print("nothing imported" + (" (--strict and some rows were rejected)" if report.rejected else ""),
                   file=sys.stderr)
@@ -150,8 +151,8 @@ def cmd_contacts_erase(args: argparse.Namespace) -> int:
                               actor=local_actor())
     except ContactError as exc:
         raise CliError(str(exc)) from None
-    print(f"{erased.e164} erased: taken from {len(erased.contacts)} contacts, "
-          f"{erased.deliveries_cancelled} deliveries waiting for it cancelled")
+    print(f"{erased.e164} erased: taken from {counted(len(erased.contacts), 'contact')}, "
+          f"{counted(erased.deliveries_cancelled, 'delivery', 'deliveries')} waiting for it cancelled")
     for contact_id, name in erased.left_without_number:
         print(f"  contact {contact_id} ({name}) has no number left: "
               "delete it in the panel if the person is to be forgotten too")
@@ -165,7 +166,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     except ZoneError as exc:
         raise CliError(str(exc)) from None
     print(f"{args.kind} {merged.source_name} merged into {merged.target_name}: "
-          f"{merged.contacts_moved} contacts moved")
+          f"{counted(merged.contacts_moved, 'contact')} moved")
     return 0
 
 
@@ -261,13 +262,14 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
         sms_text, plan = services.alerts.plan(request)
         preview = services.alerts.preview(request)  # unknown zones etc. fail before any audio is rendered
         # State the cost before anything is stored.
-        print(f"encoding {plan.encoding}, {plan.segments} segment(s) per message"
+        print(f"encoding {plan.encoding}, {counted(plan.segments, 'segment')} per message"
               + (" (typographic characters replaced to stay in GSM-7)" if plan.transliterated else ""),
               file=sys.stderr)
-        parts = ([f"{preview.recipients.get('sms', 0)} SMS recipients, {preview.total_segments} segments in all"]
+        parts = ([f"{counted(preview.recipients.get('sms', 0), 'SMS recipient')}, "
+                  f"{counted(preview.total_segments, 'segment')} in all"]
                  if args.sms else [])
         if args.voice:
-            parts.append(f"{preview.recipients.get('voice', 0)} numbers to call")
+            parts.append(f"{counted(preview.recipients.get('voice', 0), 'number')} to call")
         print(", ".join(parts) + (" [DRILL]" if args.drill else "") + f" [{_category_words(request)}]",
               file=sys.stderr)
         if args.voice:
@@ -327,7 +329,7 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
         return 0
     drill = " [ESERCITAZIONE/DRILL]" if status["drill"] else ""
     category = status["category"] + (f" ({status['cap_category']})" if status["cap_category"] else "")
-    print(f"alert {status['alert']} ({status['state']}, {category}){drill}: {status['recipients']} recipients, "
+    print(f"alert {status['alert']} ({status['state']}, {category}){drill}: {counted(status['recipients'], 'recipient')}, "
           f"{status['encoding']} x{status['segments']}")
     if status["held_until"]:
         held = dt.datetime.fromisoformat(status["held_until"].removesuffix("Z"))
@@ -346,13 +348,13 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
         print(f"  {status['possible_duplicates']} possibly sent twice ({causes})")
     poll = status["poll"]
     if poll:
-        print(f"  poll {poll['question']!r}: {poll['votes']} votes ({poll['changed']} changed)"
+        print(f"  poll {poll['question']!r}: {counted(poll['votes'], 'vote')} ({poll['changed']} changed)"
               + ("" if poll["open"] else ", closed") + "; "
               + ", ".join(f"{o['number']} {o['text']!r} {o['votes']}" for o in poll["options"]))
     for line, entry in sorted(status["lines"].items()):
         if entry.get("channel") == Channel.VOICE:
             print(f"  {line}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
-                  f"{entry['calls']} calls for this alert")
+                  f"{counted(entry['calls'], 'call')} for this alert")
         else:
             print(f"  {line}: {entry.get('state', '?')}, {entry['segments_sent']} sent, "
                   f"{entry['segments_delivered']} delivered")
@@ -371,7 +373,7 @@ def cmd_alert_cancel(args: argparse.Namespace) -> int:
                          reason=args.reason.strip() or None)
     except AlertError as exc:
         raise CliError(str(exc)) from None
-    print(f"alert {args.id} cancelled: {count} deliveries stopped before going out")
+    print(f"alert {args.id} cancelled: {counted(count, 'delivery', 'deliveries')} stopped before going out")
     return 0
 
 

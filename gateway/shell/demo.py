@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess, SimulatorStartError
+from gateway.core.plurals import counted
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.audio import AudioError
 from gateway.core.audit import AuditLog, audit_log_for
@@ -492,9 +493,9 @@ def _seed_municipality(args: argparse.Namespace, directory: Path,
     report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general.region)
     if not report.imported:
         raise _DemoError(f"the synthetic contact list did not import: {report.fatal or report.rejected[:3]}")
-    print(f"Imported {csv_path.name}: {report.contacts_created} residents, {report.numbers_created} numbers "
-          f"(landlines get voice calls only), {report.zones_created} zones, "
-          f"{len(report.rejected)} rows rejected")
+    print(f"Imported {csv_path.name}: {counted(report.contacts_created, 'resident')}, "
+          f"{counted(report.numbers_created, 'number')} (landlines get voice calls only), "
+          f"{counted(report.zones_created, 'zone')}, {counted(len(report.rejected), 'row')} rejected")
     audit = audit_log_for(config, services.sessions)
     return audit, create_demo_users(services.sessions, audit)
 

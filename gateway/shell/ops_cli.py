@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from gateway.core.plurals import counted
 from gateway.core.audit import anchor_path_for, audit_log_for, local_actor
 from gateway.core.backup import BackupError, backup_sqlite, pg_dump_hint, restore_sqlite, sqlite_path
 from gateway.core.config import load_config
@@ -74,7 +75,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
         result = backup_sqlite(db, Path(args.out))
     except BackupError as exc:
         return _fail(str(exc))
-    print(f"backup of {db} written to {result.path}: {result.bytes} bytes, {result.deliveries} deliveries, "
+    print(f"backup of {db} written to {result.path}: {counted(result.bytes, 'byte')}, "
+          f"{counted(result.deliveries, 'delivery', 'deliveries')}, "
           "integrity check ok")
     return 0
 
