@@ -5,11 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.core.plurals import counted
 from gateway.core.audit import audit_log_for, local_actor
 from gateway.core.cap_service import CapRefused, build_receiver
 from gateway.core.config import load_config
 from gateway.core.geometry import GeometryError, parse_feature_collection
+from gateway.core.plurals import counted
 from gateway.core.services import build_services
 from gateway.core.zone_geometry import import_shapes, listing
 from gateway.core.zones import ZoneError
