@@ -150,3 +150,20 @@ def test_no_template_writes_a_number_before_a_plural_noun():
     offenders = [f"{path.name}: {match.group(0)}" for path in templates.rglob("*.html")
                  for match in pattern.finditer(path.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+def test_the_compose_preview_words_its_counts(app, panel):
+    from gateway.core.db import utcnow
+    from gateway.core.models import Line
+    with panel.sessions.begin() as s:
+        s.add(Line(channel="sms", label="tim-1", state="up", sent_today=0, daily_cap=0, rate_per_minute=60.0,
+                   updated_at=utcnow()))
+    operator = client_for(app, "operator")
+    one = post(operator, "/alerts/preview", {"text": "Prova", "numbers": "+393331234567", "channels": "sms"}).get_json()
+    assert one["recipients"] == {"sms": 1} and one["recipients_text"] == {"sms": "1 destinatario"}
+    assert one["eta_text"] == {"sms": "1 minuto"}
+    everyone = post(operator, "/alerts/preview", {"text": "Prova", "everyone": "1", "channels": "sms"}).get_json()
+    assert everyone["recipients_text"]["sms"] == f"{everyone['recipients']['sms']} destinatari"
+    post(operator, "/language", {"lang": "en", "next": "/"})
+    one = post(operator, "/alerts/preview", {"text": "Prova", "numbers": "+393331234567", "channels": "sms"}).get_json()
+    assert one["recipients_text"] == {"sms": "1 recipient"} and one["eta_text"] == {"sms": "1 minute"}

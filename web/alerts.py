@@ -398,7 +398,13 @@ def preview():
         etas = eta_seconds(s, result.recipients, result.plan.segments, panel().config)
     return {"recipients": result.recipients, "segments": result.plan.segments, "encoding": result.plan.encoding,
             "total_segments": result.total_segments, "eta_seconds": etas,
-            "channel_labels": labels_for("channel")}
+            "channel_labels": labels_for("channel"),
+            # The counts in words, singular or plural in the user's language, for the page's script.
+            "recipients_text": {channel: ngettext("%(num)s recipient", "%(num)s recipients", count)
+                                for channel, count in result.recipients.items()},
+            "eta_text": {channel: None if eta is None else ngettext("%(num)s minute", "%(num)s minutes",
+                                                                    math.ceil(eta / 60))
+                         for channel, eta in etas.items()}}
 
 
 class _FormView(dict):
