@@ -95,7 +95,7 @@ def test_watch_draws_one_live_view_and_ends_when_the_alert_is_finished(contacts,
     assert "\x1b[?25h" in raw                                        # the cursor given back
     plain = ANSI.sub("", raw)
     assert re.search(rf"SMS +━+ +{total}/{total} 100% +{total} ", plain), plain
-    assert "fine tra" in plain and "finito" in plain and "raggiunti" in plain
+    assert "nessuna linea attiva: fine non stimabile" in plain and "· finito ·" in plain and "raggiunti" in plain
     assert "alert " not in plain  # not the plain lines
 
 
@@ -155,3 +155,31 @@ def test_bench_json_stays_parseable_with_progress_on_the_terminal(config_path, t
     result = json.loads(out.read_text())
     assert result and "\x1b" not in out.read_text()
     assert "Misura in corso: allerta bench fanout" in ANSI.sub("", run.text)
+
+
+def test_the_demo_follows_its_drill_in_one_live_view(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    env = {**_env(), "TERM": "xterm-256color", "LANG": "C.UTF-8"}
+    env.pop("LC_ALL", None), env.pop("LC_MESSAGES", None)
+    process = subprocess.Popen([sys.executable, "-m", "gateway.shell.cli", "demo", "--contacts", "100", "--modems",
+                                "2", "--channels", "8", "--time-scale", "0.02", "--exit-when-done", "--no-browser",
+                                "--keep", str(tmp_path / "demo")],
+                               stdin=slave, stdout=slave, stderr=slave, env=env, cwd=root)
+    os.close(slave)
+    run = PtyRun.__new__(PtyRun)
+    run.master, run.process, run.output = master, process, b""
+    try:
+        code = run.finish(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    raw = run.text
+    assert code == 0, raw[-3000:]
+    plain = ANSI.sub("", raw)
+    assert re.search(r"\x1b\[\d*A", raw) and "\x1b[2K" in raw            # one view, redrawn in place
+    assert "Progress once a second" not in plain and "calls done" not in plain  # not the line-a-second output
+    assert re.search(r"SMS +━+ +(\d+)/\1 100%", plain) and re.search(r"Voce +━+ +(\d+)/\1 100%", plain), plain[-3000:]
+    assert re.search(r"sim-1 +attiva +\d+ segmenti inviati", plain) and "chiamate per questa allerta" in plain
+    assert "Done in" in plain and "· finito ·" in plain

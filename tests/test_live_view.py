@@ -110,11 +110,12 @@ def test_watch_redraws_in_place_until_the_alert_is_finished():
 
 def test_progress_bars_draw_on_a_terminal_only():
     console = Console(file=StringIO(), force_terminal=True, width=100)
-    with counted_steps("Importazione contatti", 0, console) as update:
-        update(50_000, 100_000)
+    with counted_steps("Lettura del file", None, console) as update:
+        update(50_000, 100_000, "Importazione contatti")
         update(100_000, 100_000)
+        update(100_000, 100_000, "Salvataggio")
     text = ANSI.sub("", console.file.getvalue())
-    assert "Importazione contatti" in text and "100000/100000" in text and "━" in text
+    assert "Importazione contatti" in text and "100000/100000" in text and "━" in text and "Salvataggio" in text
     console = Console(file=StringIO(), force_terminal=True, width=100)
     with phases(console) as phase:
         phase("Copia del database")

@@ -117,9 +117,16 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
     # As the panel records its imports (web/contacts.py), rejected and fatal ones too, in the import's transaction.
     audit = _audit(services)
     # A bar on stderr when it is a terminal (100,000 rows take a while); stdout's summary is unchanged.
-    with counted_steps(label("import"), 0, stderr_console()) as update, audit.transaction() as s:
+    # The bar stays through the commit, which takes a while too ("Salvataggio").
+    with counted_steps(label("reading"), None, stderr_console()) as update, audit.transaction() as s:
+        stored = [0]
+
+        def importing(done: int, total: int) -> None:
+            stored[0] = done
+            update(done, total, label("import"))
         report = import_contacts(services.sessions, data, region=services.config.general.region,
-                                 strict=args.strict, session=s, progress=update)
+                                 strict=args.strict, session=s, progress=importing)
+        update(stored[0], stored[0] or None, label("saving"))
         audit.record(s, local_actor(), "contacts.import", Path(args.file).name[:120],
                      imported=report.imported, created=report.contacts_created,
                      updated=report.contacts_updated, rejected=len(report.rejected), strict=args.strict,

@@ -38,6 +38,7 @@ LABELS = {
     "it": {"alert": "Allerta", "drill": "ESERCITAZIONE", "sms": "SMS", "voice": "Voce", "channel": "canale",
            "progress": "avanzamento", "reached": "raggiunti", "sent": "inviati", "queued": "in coda",
            "in_progress": "in corso", "failed": "falliti", "eta": "fine tra", "done": "finito",
+           "no_eta": "nessuna linea attiva: fine non stimabile",
            "no_line": "nessuna linea", "line": "linea", "state": "stato", "figures": "dati",
            "elapsed": "trascorsi", "finished": "Finito.", "interrupt": "Ctrl-C per uscire (l'allerta continua)",
            "recipients": ("%(num)s destinatario", "%(num)s destinatari"),
@@ -52,7 +53,7 @@ LABELS = {
            AlertState.REJECTED: "respinta"},
     "en": {"alert": "Alert", "drill": "DRILL", "sms": "SMS", "voice": "Voice", "channel": "channel",
            "progress": "progress", "reached": "reached", "sent": "sent", "queued": "queued",
-           "in_progress": "in progress", "failed": "failed", "eta": "ETA", "done": "done",
+           "in_progress": "in progress", "failed": "failed", "eta": "ETA", "done": "done", "no_eta": "no line up: no ETA",
            "no_line": "no line up", "line": "line", "state": "state", "figures": "figures",
            "elapsed": "elapsed", "finished": "Finished.", "interrupt": "Ctrl-C to leave (the alert goes on)",
            "recipients": ("%(num)s recipient", "%(num)s recipients"),
@@ -97,6 +98,14 @@ def format_eta(seconds: float | None, language: str) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+def _eta_sentence(seconds: float | None, language: str) -> str:
+    """The header's ETA: "fine tra 2 min 05 s", "finito", "nessuna linea attiva: fine non stimabile"."""
+    words = LABELS[language]
+    if seconds is None:
+        return words["no_eta"]
+    return words["done"] if seconds <= 0 else f"{words['eta']} {format_eta(seconds, language)}"
+
+
 def channel_figures(channel: str, by_state: Mapping[str, int]) -> dict[str, int]:
     """What a channel's bar shows: deliveries in all, final ones (the bar), reached, sent, queued, failed."""
     total = sum(by_state.values())
@@ -128,7 +137,7 @@ def render_status(status: Mapping[str, Any], language: str = "it", elapsed: floa
     header.append(f" · {words.get(status['state'], status['state'])} · {_counted(language, 'recipients', status['recipients'])}")
     if status.get("drill"):
         header.append(f" · {words['drill']}", style="bold yellow")
-    header.append(f" · {words['eta']} {format_eta(status.get('eta_seconds'), language)}")
+    header.append(" · " + _eta_sentence(status.get("eta_seconds"), language))
     if elapsed is not None:
         header.append(f" · {words['elapsed']} {format_eta(elapsed, language) if elapsed > 0 else '0 s'}")
 

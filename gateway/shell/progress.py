@@ -19,9 +19,11 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 from gateway.shell.live_view import cli_language
 
 WORDS = {
-    "it": {"import": "Importazione contatti", "backup_copy": "Copia del database",
+    "it": {"import": "Importazione contatti", "reading": "Lettura del file", "saving": "Salvataggio",
+           "backup_copy": "Copia del database",
            "backup_check": "Controllo di integrità", "bench": "Misura in corso", "rows": "righe"},
-    "en": {"import": "Importing contacts", "backup_copy": "Copying the database",
+    "en": {"import": "Importing contacts", "reading": "Reading the file", "saving": "Saving",
+           "backup_copy": "Copying the database",
            "backup_check": "Checking integrity", "bench": "Benchmark running", "rows": "rows"},
 }
 
@@ -37,18 +39,26 @@ def stderr_console(stream: IO[str] | None = None) -> Console | None:
     return Console(file=stream) if isatty and isatty() else None
 
 
+Update = Callable[..., None]  # update(done, total, description=None)
+
+
 @contextmanager
-def counted_steps(description: str, total: int, console: Console | None) -> Iterator[Callable[[int, int], None]]:
-    """A bar of ``done``/``total`` with the rate and time left; yields ``update(done, total)``.
-    With no console (not a terminal) the update does nothing."""
+def counted_steps(description: str, total: int | None, console: Console | None) -> Iterator[Update]:
+    """A bar of ``done``/``total`` with the time spent and left (a moving bar while ``total`` is None, as
+    while a file is read); yields ``update(done, total, description=None)``. With no console (not a
+    terminal) the update does nothing."""
     if console is None:
-        yield lambda done, total: None
+        yield lambda done, total, description=None: None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+        def update(done: int, total: int | None, description: str | None = None) -> None:
+            progress.update(task, completed=done, total=total, refresh=True,
+                            **({"description": description} if description else {}))
+        yield update
 
 
 @contextmanager
