@@ -183,3 +183,15 @@ def test_the_demo_follows_its_drill_in_one_live_view(tmp_path):
     assert re.search(r"SMS +━+ +(\d+)/\1 100%", plain) and re.search(r"Voce +━+ +(\d+)/\1 100%", plain), plain[-3000:]
     assert re.search(r"sim-1 +attiva +\d+ segmenti inviati", plain) and "chiamate per questa allerta" in plain
     assert "Done in" in plain and "· finito ·" in plain
+
+
+def test_backup_shows_its_phases_on_the_terminal_and_keeps_its_summary(contacts, config_path, tmp_path):
+    summary = tmp_path / "summary.txt"
+    with summary.open("w") as out:
+        run = PtyRun(config_path, "backup", "--out", str(tmp_path / "copy.db"), stdout=out)
+        code = run.finish(timeout=120)
+    assert code == 0, run.text
+    shown = ANSI.sub("", run.text)
+    assert "Copia del database" in shown and "Controllo di integrità" in shown
+    text = summary.read_text()
+    assert "\x1b" not in text and text.startswith("backup of ") and text.endswith(", integrity check ok\n")

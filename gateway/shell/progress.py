@@ -76,4 +76,5 @@ def phases(console: Console | None) -> Iterator[Callable[[str], None]]:
             if current:
                 progress.update(current[-1], completed=1, total=1)
             current.append(progress.add_task(description, total=None))
+            progress.refresh()  # drawn at once: a short phase is seen too
         yield phase
