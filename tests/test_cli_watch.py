@@ -195,3 +195,16 @@ def test_backup_shows_its_phases_on_the_terminal_and_keeps_its_summary(contacts,
     assert "Copia del database" in shown and "Controllo di integrità" in shown
     text = summary.read_text()
     assert "\x1b" not in text and text.startswith("backup of ") and text.endswith(", integrity check ok\n")
+
+
+def test_bench_sms_counts_its_messages_on_the_terminal(tmp_path):
+    out = tmp_path / "bench.json"
+    with out.open("w") as stdout:
+        run = PtyRun(tmp_path / "unused.toml", "bench", "sms", "--modems", "2", "--messages", "30", "--latency", "0.5",
+                     stdout=stdout)
+        code = run.finish(timeout=240)
+    assert code == 0, run.text
+    result = json.loads(out.read_text())
+    assert result["delivered"] == 30
+    shown = ANSI.sub("", run.text)
+    assert "Misura in corso: allerta bench sms" in shown and re.search(r" \d+/30 ", shown), shown[-2000:]

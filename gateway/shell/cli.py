@@ -41,7 +41,7 @@ from gateway.core.zones import Kind, ZoneError
 from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli
 from gateway.shell.composition import run_engine
 from gateway.shell.live_view import cli_language, ctrl_c_sets, finished, watch
-from gateway.shell.progress import counted_steps, label, phases, stderr_console
+from gateway.shell.progress import counted_steps, label, stderr_console
 from modem.simulator import cli as modem_simulator_cli
 from web import cli as web_cli
 from web.users import ensure_first_admin
@@ -513,10 +513,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    # The JSON goes to stdout; while the bench runs, a spinner with the time spent on stderr (a terminal only).
-    with phases(stderr_console()) as phase:
-        phase(f"{label('bench')}: allerta bench {args.what}")
-        result = bench.run(args)
+    # The JSON goes to stdout; while the bench runs, its progress (messages sent, for bench sms) and the time
+    # spent on stderr, a terminal only: a run through a pipe asks nothing more of the database.
+    console = stderr_console()
+    with counted_steps(f"{label('bench')}: allerta bench {args.what}", None, console) as update:
+        result = bench.run(args, progress=update if console is not None else None)
     print(json.dumps(result, indent=2))
     return 0
 
