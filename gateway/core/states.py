@@ -40,6 +40,21 @@ class DeliveryState(StrEnum):
 # Nothing has happened to these yet that cannot still change.
 OPEN_DELIVERY_STATES = (DeliveryState.PENDING, DeliveryState.SUBMITTING)
 
+# Delivery states grouped as an operator reads them (a state not listed counts as in progress): the
+# alert page, the API and the after-action report count with this one table, so their figures agree.
+DELIVERY_BUCKETS = {
+    DeliveryState.PENDING: "queued",
+    DeliveryState.SUBMITTING: "in_progress",
+    DeliveryState.SENT: "sent",
+    DeliveryState.DELIVERED: "reached", DeliveryState.CONFIRMED: "reached", DeliveryState.ANSWERED: "reached",
+    DeliveryState.VOICEMAIL: "reached",
+    DeliveryState.FAILED: "failed",
+    DeliveryState.CANCELLED: "cancelled",
+}
+BUCKET_ORDER = ("queued", "in_progress", "sent", "reached", "failed", "cancelled")
+# Someone got the message: delivered to the phone, or a call answered (by a person or a mailbox).
+REACHED_DELIVERY_STATES = tuple(state for state, bucket in DELIVERY_BUCKETS.items() if bucket == "reached")
+
 
 class AttemptOutcome(StrEnum):
     """What one try achieved (attempts.outcome); a call's outcomes are also the voice

@@ -34,7 +34,7 @@ from gateway.core.quiet_hours import local_time
 from gateway.core.states import DUPLICATE_CAUSE_LABELS, AlertCategory, ApprovalDecision, CapCategory, Channel
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
-from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli
+from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli, report_cli
 from gateway.shell.composition import run_engine
 from modem.simulator import cli as modem_simulator_cli
 from web import cli as web_cli
@@ -524,6 +524,7 @@ def _add_alert_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("id", type=int)
     p.add_argument("--reason", default="", help="why: written in the audit log")
     p.set_defaults(func=cmd_alert_cancel)
+    report_cli.add_report_command(alert)
 
 
 def _add_alert_send_command(alert: argparse._SubParsersAction) -> None:
