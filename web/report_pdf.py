@@ -12,6 +12,7 @@ are inline SVG, and WeasyPrint's URL fetcher is replaced by one that refuses eve
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,6 +33,11 @@ from gateway.core.services import Services
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, PanelBabel, compile_catalogues
 from web.inbox import local_time
 from web.labels import cause, label, labels
+
+# WeasyPrint logs every step of every document at INFO on "weasyprint.progress": through our logging
+# (stdout, the journal) that is a dozen lines per report, and it broke the JSON `bench web` prints.
+# Its warnings (CSS it does not support, a refused URL) stay on "weasyprint" at WARNING.
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
 TEMPLATE = "reports/after_action.html"
 STATIC_DIR = Path(__file__).with_name("static").resolve()

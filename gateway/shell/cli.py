@@ -680,6 +680,7 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--contacts", type=int, default=100_000)
     p.add_argument("--requests", type=int, default=30, help="timed requests per page")
     p.add_argument("--exports", type=int, default=3, help="timed CSV exports of the big alert")
+    p.add_argument("--reports", type=int, default=2, help="timed after-action reports (PDF) of the big alert")
     p.add_argument("--keep", metavar="DIR", help="keep the benchmark's database in DIR")
     p.set_defaults(func=cmd_bench)
 
