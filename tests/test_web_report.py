@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from flask_babel import force_locale
 from sqlalchemy import select
 from weasyprint.urls import FatalURLFetchingError
 
@@ -19,9 +20,8 @@ from web.report_pdf import STATIC_DIR, _LocalFetcher, html_to_pdf, render_report
 def _html(panel, alert_id: int, language: str, *, with_names: bool = True) -> str:
     with rendering_app().app_context(), panel.sessions() as s:
         facts = after_action.gather(s, alert_id, now=utcnow(), stale_seconds=180)
-        from flask_babel import force_locale
         with force_locale(language):
-            return render_report(s, facts, comune="Fiumicino", actor="vera", language=language, with_names=with_names)
+            return render_report(s, facts, panel.config, actor="vera", language=language, with_names=with_names)
 
 
 def test_the_alert_page_offers_the_report_to_a_viewer_who_gets_a_pdf(app, panel):

@@ -36,6 +36,7 @@ from gateway.core.states import (REACHED_DELIVERY_STATES, AlertCategory, AlertSt
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
                                          translation_version)
 from web import alert_flow
+from web.alert_pictures import alert_pictures
 from web.params import bounded_int, page_number
 from web.context import panel
 from web.errors import audio_reason, error_message
@@ -577,6 +578,16 @@ def progress_json(alert_id: int):
         answers = _answers(s, alert)
     return {"id": alert.id, "state": alert.state, "state_label": label(alert.state, "alert_state"),
             "progress": progress, **answers}
+
+
+@bp.route("/<int:alert_id>/pictures.json")
+@require_role("viewer")
+@passive
+def pictures_json(alert_id: int):
+    """The reach curve, outcomes by call and zone map as SVG, for the page to swap in while the alert runs."""
+    alert = _get_alert(alert_id)
+    with panel().sessions() as s:
+        return alert_pictures(s, alert, panel().config).as_json()
 
 
 @bp.route("/<int:alert_id>/deliveries/<int:delivery_id>")

@@ -7,7 +7,7 @@ templates and flask-babel: the panel has one; the command line builds ``renderin
 app with the templates and translations only (no blueprints, no secret key, nothing written).
 
 Offline by construction: fonts come from the system (fontconfig: fonts-liberation), the pictures
-are inline SVG, and WeasyPrint's URL fetcher is replaced by one that refuses every URL but
+are the alert page's own, inline SVG (web/alert_pictures.py), and WeasyPrint's URL fetcher is replaced by one that refuses every URL but
 ``data:`` and our own static files (``_LocalFetcher``).
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 
 from flask import Flask, render_template
 from flask_babel import force_locale, lazy_gettext, lazy_pgettext
-from markupsafe import Markup
 from sqlalchemy.orm import Session
 from weasyprint import CSS, HTML
 from weasyprint.urls import FatalURLFetchingError, URLFetcher
@@ -26,10 +25,12 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher
 from gateway.core import after_action
 from gateway.core.after_action import AfterAction, ReportError
 from gateway.core.audit import AuditLog, Head
+from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.line_health import stale_after
 from gateway.core.models import Alert
 from gateway.core.services import Services
+from web.alert_pictures import alert_pictures
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, PanelBabel, compile_catalogues
 from web.inbox import local_time
 from web.labels import cause, label, labels
@@ -154,19 +155,16 @@ def report_pdf(services: Services, audit: AuditLog, alert_id: int, *, actor: str
         facts = after_action.gather(s, alert_id, now=utcnow(),
                                     stale_seconds=stale_after(services.config.engine.health_interval))
         with force_locale(language):
-            html = render_report(s, facts, comune=services.config.general.comune, actor=actor,
-                                 language=language, with_names=with_names)
+            html = render_report(s, facts, services.config, actor=actor, language=language,
+                                 with_names=with_names)
     return Report(html_to_pdf(html), facts.audit_head)
 
 
-def render_report(s: Session, facts: AfterAction, *, comune: str, actor: str, language: str,
+def render_report(s: Session, facts: AfterAction, config: Config, *, actor: str, language: str,
                   with_names: bool) -> str:
     """The report's HTML in the current locale (``s``: for the pictures' own queries)."""
-    return render_template(TEMPLATE, r=facts, a=facts.alert, pictures=_pictures(s, facts), comune=comune,
+    pictures = alert_pictures(s, facts.alert, config)
+    return render_template(TEMPLATE, r=facts, a=facts.alert, pictures=pictures, comune=config.general.comune,
                            actor=actor, language=language, with_names=with_names, head=facts.audit_head,
                            generated_at=facts.generated_at, event_names=EVENT_NAMES, detail_names=DETAIL_NAMES)
 
-
-def _pictures(s: Session, facts: AfterAction) -> dict[str, Markup]:
-    """The alert page's pictures (reach curve, outcomes by attempt, zone map) as inline SVG."""
-    return {}

@@ -39,6 +39,9 @@ class DeliveryState(StrEnum):
 
 # Nothing has happened to these yet that cannot still change.
 OPEN_DELIVERY_STATES = (DeliveryState.PENDING, DeliveryState.SUBMITTING)
+# The message got to someone: the panel's "reached" (a person is reached when any of their numbers is).
+REACHED_DELIVERY_STATES = (DeliveryState.DELIVERED, DeliveryState.CONFIRMED, DeliveryState.ANSWERED,
+                           DeliveryState.VOICEMAIL)
 
 # Delivery states grouped as an operator reads them (a state not listed counts as in progress): the
 # alert page, the API and the after-action report count with this one table, so their figures agree.
@@ -46,14 +49,11 @@ DELIVERY_BUCKETS = {
     DeliveryState.PENDING: "queued",
     DeliveryState.SUBMITTING: "in_progress",
     DeliveryState.SENT: "sent",
-    DeliveryState.DELIVERED: "reached", DeliveryState.CONFIRMED: "reached", DeliveryState.ANSWERED: "reached",
-    DeliveryState.VOICEMAIL: "reached",
+    **{state: "reached" for state in REACHED_DELIVERY_STATES},
     DeliveryState.FAILED: "failed",
     DeliveryState.CANCELLED: "cancelled",
 }
 BUCKET_ORDER = ("queued", "in_progress", "sent", "reached", "failed", "cancelled")
-# Someone got the message: delivered to the phone, or a call answered (by a person or a mailbox).
-REACHED_DELIVERY_STATES = tuple(state for state, bucket in DELIVERY_BUCKETS.items() if bucket == "reached")
 
 
 class AttemptOutcome(StrEnum):

@@ -6,8 +6,9 @@ with its deliveries in a realistic mix of states and one attempt per
 delivery that went out, a few smaller alerts, the lines of a small box),
 then signs in with Flask's test client and times each page
 ``--requests`` times in the process, as the server sees it (no network, no
-browser): dashboard, contact search, alert page, the CSV export of the
-big alert, and its after-action report (the PDF of /alerts/ID/report.pdf).
+browser): dashboard, contact search, alert page, its pictures, the CSV export
+of the big alert and its after-action report (the PDF of /alerts/ID/report.pdf);
+then the time of each figure behind the pictures and of drawing them (``pictures``).
 
 Targets (issue 4): p95 under 300 ms for pages, export of 100,000 rows under 5 s;
 (issue 16) the after-action report of the 100,000-recipient alert under 10 s.
@@ -15,6 +16,7 @@ Targets (issue 4): p95 under 300 ms for pages, export of 100,000 rows under 5 s;
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import re
@@ -26,13 +28,16 @@ from sqlalchemy import String, case, cast, func, insert, literal, select, update
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.config import load_config
 from gateway.core.db import utcnow
-from gateway.core.models import Attempt, Delivery, Line
+from gateway.core.alert_figures import outcomes_by_attempt, reach_series, zone_reach
+from gateway.core.models import Attempt, Delivery, Line, Zone
 from gateway.core.services import build_services
 from gateway.shell.bench import BENCH_ZONES, seed_contacts, work_dir, write_config
 from web.app import create_app
+from web.pictures import attempts_svg, reach_curve_svg, zone_map_svg
 from web.users import add_user
 
 PAGE_TARGET_MS = 300.0
+SEND_SPREAD_SECONDS = 3600
 EXPORT_TARGET_SECONDS = 5.0
 REPORT_TARGET_SECONDS = 10.0
 PASSWORD = "misura-pannello-42"
@@ -62,6 +67,10 @@ def seed(services, contacts: int, *, small_alerts: int = 5) -> dict:  # noqa: AN
                                             target=Target(zones=(BENCH_ZONES[i % len(BENCH_ZONES)],))))
     now = utcnow()
     d = Delivery.__table__.c
+    # Sent over the last hour, in id order, each delivered 20 s later: the reach curve has a shape to draw.
+    sent_at = func.datetime(now.strftime("%Y-%m-%d %H:%M:%S"),
+                            cast(d.id * SEND_SPREAD_SECONDS // contacts - SEND_SPREAD_SECONDS, String) + " seconds")
+    delivered_at = func.datetime(sent_at, "+20 seconds")
     # 70 % delivered, 10 % sent (waiting for the report), 5 % failed after 2 attempts, 15 % still queued.
     bucket = d.id % 20
     state = case((bucket < 14, "delivered"), (bucket < 16, "sent"), (bucket == 16, "failed"), else_="pending")
@@ -74,8 +83,8 @@ def seed(services, contacts: int, *, small_alerts: int = 5) -> dict:  # noqa: AN
             submissions=case((bucket == 16, 2), (went_out, 1), else_=0),
             parts_total=case((went_out, 1), else_=0),
             parts_delivered=case((bucket < 14, 1), else_=0),
-            sent_at=case((went_out, now), else_=None),
-            delivered_at=case((bucket < 14, now), else_=None),
+            sent_at=case((went_out, sent_at), else_=None),
+            delivered_at=case((bucket < 14, delivered_at), else_=None),
             last_error=case((bucket == 16, "CMS ERROR 500: unknown error"), else_=None),
             updated_at=now))
         attempt_columns = ["delivery_id", "channel", "line", "started_at", "ended_at", "outcome", "error"]
@@ -94,6 +103,11 @@ def seed(services, contacts: int, *, small_alerts: int = 5) -> dict:  # noqa: AN
             for i in range(4)])
         conn.execute(insert(Line.__table__).values(channel="voice", label="pstn", state="up", in_use=12, limit=30,
                                                    rate_per_minute=60.0, updated_at=now))
+        for i, name in enumerate(BENCH_ZONES):  # a 4 x 2 grid of squares: the zone map draws every zone
+            lon, lat = 12.2 + 0.05 * (i % 4), 41.8 + 0.05 * (i // 4)
+            ring = [[lon, lat], [lon + 0.05, lat], [lon + 0.05, lat + 0.05], [lon, lat + 0.05], [lon, lat]]
+            conn.execute(update(Zone.__table__).where(Zone.__table__.c.name == name).values(
+                geometry=json.dumps({"type": "Polygon", "coordinates": [ring]})))
         deliveries = conn.scalar(select(func.count()).select_from(Delivery.__table__).where(d.alert_id == alert_id))
         attempts = conn.scalar(select(func.count()).select_from(a))
     return {"alert_id": alert_id, "deliveries": deliveries, "attempts": attempts,
@@ -113,6 +127,29 @@ def _time(client, url: str) -> tuple[float, int, int]:  # noqa: ANN001
     response = client.get(url)
     body = response.get_data()  # a streamed response is produced here, inside the timing
     return time.perf_counter() - started, response.status_code, len(body)
+
+
+def time_pictures(app, services, alert_id: int, runs: int) -> dict:  # noqa: ANN001
+    """Median time of each figure of the alert's pictures (gateway.core.alert_figures) and of drawing
+    the three as SVG (web.pictures), in Italian as the panel draws them."""
+    figures = {"reach_series": reach_series, "outcomes_by_attempt": outcomes_by_attempt, "zone_reach": zone_reach}
+    drawers = {"reach_series": reach_curve_svg, "outcomes_by_attempt": attempts_svg, "zone_reach": zone_map_svg}
+    samples: dict[str, list[float]] = {name: [] for name in [*figures, "render"]}
+    size = 0
+    with app.test_request_context("/", headers={"Accept-Language": "it"}):
+        for _ in range(runs):
+            made = {}
+            with services.sessions() as s:
+                for name, figure in figures.items():
+                    started = time.perf_counter()
+                    made[name] = figure(s, alert_id)
+                    samples[name].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            size = sum(len(str(drawers[name](value))) for name, value in made.items())
+            samples["render"].append(time.perf_counter() - started)
+    medians = {f"{name}_ms": round(statistics.median(values) * 1000, 1) for name, values in samples.items()}
+    total = sum(statistics.median(values) for values in samples.values())
+    return {**medians, "total_ms": round(total * 1000, 1), "svg_kilobytes": round(size / 1000, 1), "runs": runs}
 
 
 def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, reports: int = 2,
@@ -146,6 +183,7 @@ def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, reports: i
             "alert_page_filtered": lambda: (f"/alerts/{alert_id}?state=failed&zone="
                                             f"{BENCH_ZONES[rng.randrange(8)].replace(' ', '+')}"),
             "alert_progress_json": lambda: f"/alerts/{alert_id}/progress.json",
+            "alert_pictures_json": lambda: f"/alerts/{alert_id}/pictures.json",
             "alerts_list": lambda: "/alerts/",
         }
         results: dict[str, dict] = {}
@@ -166,6 +204,7 @@ def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, reports: i
         for _ in range(reports):
             seconds, report_status, report_bytes = _time(client, f"/alerts/{alert_id}/report.pdf")
             report_samples.append(seconds)
+        pictures = time_pictures(app, services, alert_id, max(1, min(requests, 10)))
         services.engine.dispose()
     slowest = max(results, key=lambda name: results[name]["p95_ms"])
     pages_ok = all(r["p95_ms"] < PAGE_TARGET_MS and r["statuses"] == [200] for r in results.values())
@@ -187,6 +226,7 @@ def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, reports: i
                    "kilobytes": round(report_bytes / 1000, 1), "status": report_status,
                    "what": "GET /alerts/ID/report.pdf of the big alert as an operator: facts gathered, "
                            "template rendered, PDF laid out by WeasyPrint (report_seconds: the slowest run)"},
+        "pictures": pictures,
         "slowest_page": {"page": slowest, "p95_ms": results[slowest]["p95_ms"]},
         "targets": {"page_p95_ms": PAGE_TARGET_MS, "export_seconds": EXPORT_TARGET_SECONDS,
                     "report_seconds": REPORT_TARGET_SECONDS},
