@@ -17,7 +17,7 @@ from gateway.core.models import Attempt, Contact, Delivery, Line
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {"dashboard", "dashboard_json", "contacts_first_page", "contact_search_name", "contact_search_number",
          "contact_search_partial_number", "contacts_zone_deep_page", "contacts_last_pages", "alert_page",
-         "alert_page_deep", "alert_page_filtered", "alert_progress_json", "alerts_list"}
+         "alert_page_deep", "alert_page_filtered", "alert_progress_json", "alert_pictures_json", "alerts_list"}
 
 
 def test_bench_web_seeds_the_database_and_times_every_page(tmp_path):
