@@ -10,10 +10,12 @@ from sqlalchemy import select
 from weasyprint.urls import FatalURLFetchingError
 
 from gateway.core import after_action
+from gateway.core.alerts import AlertRequest, Target
 from gateway.core.db import utcnow
 from gateway.core.models_panel import AuditEntry
 from tests.report_support import APPROVER, make_realistic_alert
-from tests.web_support import client_for
+from tests.web_support import client_for, post
+from web import alert_flow
 from web.report_pdf import STATIC_DIR, _LocalFetcher, html_to_pdf, render_report, rendering_app
 
 
@@ -102,3 +104,24 @@ def test_the_approvers_name_and_the_audit_head_are_in_the_report(panel):
     assert f"{last.id} {last.hash[:16]}" in html and last.hash in html
     approval = html.split('class="approval"')[1].split("</section>")[0]
     assert APPROVER in approval
+
+
+def test_a_user_reading_the_panel_in_english_gets_the_report_in_english(app, panel):
+    alert_id = make_realistic_alert(panel)["alert_id"]
+    viewer = client_for(app, "viewer")
+    post(viewer, "/language", {"lang": "en", "next": "/"})
+    assert viewer.get(f"/alerts/{alert_id}/report.pdf").status_code == 200
+    with panel.sessions() as s:
+        details = json.loads(s.scalar(select(AuditEntry.details).where(AuditEntry.action == "alert.report")))
+    assert details == {"language": "en", "names": False}
+
+
+def test_a_draft_and_an_alert_sent_alone_have_their_reports_too(panel):
+    draft = alert_flow.create_alert(panel, AlertRequest(text="Bozza", target=Target(zones=("Fregene",))),
+                                    actor="otto", role="operator", mode="draft").alert_id
+    html = _html(panel, draft, "en")
+    assert "Nothing queued: the alert has not been sent." in html and "Saved as a draft" in html
+    alone = alert_flow.create_alert(panel, AlertRequest(text="Subito", target=Target(zones=("Fregene",))),
+                                    actor="anna", role="approver", mode="send_now", reason="argine rotto").alert_id
+    approval = _html(panel, alone, "en").split('class="approval"')[1].split("</section>")[0]
+    assert "Sent without approval" in approval and "argine rotto" in approval
