@@ -165,14 +165,15 @@ def gather(s: Session, alert_id: int, *, now: dt.datetime, stale_seconds: float)
     for person in people:
         knock_by_zone[person["zone"] or "-"] = knock_by_zone.get(person["zone"] or "-", 0) + 1
     helped = _help(s, alert_id)
-    lines, errors = _lines(s, alert_id, now, stale_seconds)
+    tries = _attempts_by_line(s, alert_id)
+    lines, errors = _lines(s, alert_id, tries, now, stale_seconds)
     return AfterAction(
         alert=alert, generated_at=now, target=json.loads(alert.target or "{}"),
         versions=list(s.scalars(select(AlertText.language).where(AlertText.alert_id == alert_id)
                                 .order_by(AlertText.language))),
         original=s.get(Alert, alert.follows_alert_id) if alert.follows_alert_id else None,
         follow_ups=follow_ups, approvals=approvals,
-        timeline=_timeline(s, alert, approvals, follow_ups),
+        timeline=_timeline(s, alert, approvals, follow_ups, _channel_times(tries, reach.pop("delivered"))),
         **reach,
         door_knock=people[:DOOR_KNOCK_PRINTED], door_knock_total=len(people), door_knock_by_zone=knock_by_zone,
         **helped,
@@ -188,10 +189,14 @@ def _reach(s: Session, alert_id: int) -> dict:
     by_channel: dict[str, Reach] = {}
     by_zone: dict[str, Reach] = {}
     by_vulnerability: dict[bool, Reach] = {True: Reach(), False: Reach()}
-    rows = s.execute(select(Delivery.channel, Delivery.zone, Delivery.vulnerable, Delivery.state, func.count())
+    delivered: dict[str, tuple[dt.datetime, dt.datetime]] = {}   # per channel: first and last SMS delivered
+    rows = s.execute(select(Delivery.channel, Delivery.zone, Delivery.vulnerable, Delivery.state, func.count(),
+                            func.min(Delivery.delivered_at), func.max(Delivery.delivered_at))
                      .where(Delivery.alert_id == alert_id)
                      .group_by(Delivery.channel, Delivery.zone, Delivery.vulnerable, Delivery.state)).all()
-    for channel, zone, vulnerable, state, count in rows:
+    for channel, zone, vulnerable, state, count, first_delivered, last_delivered in rows:
+        if first_delivered is not None:
+            delivered[channel] = _span(delivered.get(channel), first_delivered, last_delivered)
         overall.add(state, count)
         by_channel.setdefault(channel, Reach()).add(state, count)
         by_zone.setdefault(zone or "-", Reach()).add(state, count)
@@ -205,16 +210,25 @@ def _reach(s: Session, alert_id: int) -> dict:
     ordered_channels = {channel: by_channel[channel] for channel in sorted(by_channel, key=_channel_order)}
     return {"overall": overall, "by_channel": ordered_channels, "by_zone": dict(sorted(by_zone.items())),
             "by_vulnerability": by_vulnerability, "numbers": numbers or 0, "numbers_reached": numbers_reached or 0,
-            "possible_duplicates": duplicates or 0}
+            "possible_duplicates": duplicates or 0, "delivered": delivered}
+
+
+def _span(span: tuple | None, first: dt.datetime | None, last: dt.datetime | None) -> tuple:
+    """``span`` (first, last) widened to take in ``first`` and ``last`` (either may be None)."""
+    if span is None:
+        return first, last
+    return (min(t for t in (span[0], first) if t is not None) if span[0] or first else None,
+            max(t for t in (span[1], last) if t is not None) if span[1] or last else None)
 
 
 def _channel_order(channel: str) -> int:
     return [Channel.SMS, Channel.VOICE].index(channel) if channel in (Channel.SMS, Channel.VOICE) else 9
 
 
-def _timeline(s: Session, alert: Alert, approvals: list[AlertApproval], follow_ups: list[Alert]) -> list[Event]:
+def _timeline(s: Session, alert: Alert, approvals: list[AlertApproval], follow_ups: list[Alert],
+              channel_times: list[tuple]) -> list[Event]:
     """What happened to the alert, in order: its life from the audit log and its own row, the first and
-    last message of each channel from the attempts, the follow-ups."""
+    last message of each channel (``_channel_times``), the follow-ups."""
     events = [Event(alert.created_at, "created", alert.created_by)]
     # The audit log says who did what to the alert (asked, approved, sent, cancelled, exported...).
     for entry in s.scalars(select(AuditEntry).where(AuditEntry.action.like("alert.%"),
@@ -236,7 +250,7 @@ def _timeline(s: Session, alert: Alert, approvals: list[AlertApproval], follow_u
         events.append(Event(alert.send_at, "scheduled"))
     if alert.cancelled_at and "alert.cancel" not in audited:
         events.append(Event(alert.cancelled_at, "cancelled"))
-    for channel, first, last, first_reached, last_reached in _channel_times(s, alert.id):
+    for channel, first, last, first_reached, last_reached in channel_times:
         events.append(Event(first, f"first.{channel}"))
         if first_reached:
             events.append(Event(first_reached, f"first_reached.{channel}"))
@@ -258,24 +272,48 @@ def _audit_details(details: dict) -> dict:
     return {key: details[key] for key in keep if details.get(key) not in (None, "", [], {})}
 
 
-def _channel_times(s: Session, alert_id: int) -> list[tuple]:
-    """Per channel: first and last attempt started, first and last time someone was reached."""
-    rows = s.execute(select(Attempt.channel, func.min(Attempt.started_at), func.max(Attempt.started_at))
-                     .join(Delivery, Delivery.id == Attempt.delivery_id)
-                     .where(Delivery.alert_id == alert_id).group_by(Attempt.channel)).all()
-    # An SMS is reached when its status report came (delivered_at); a call when it was answered.
-    reached = dict(((channel, (first, last)) for channel, first, last in s.execute(
-        select(Delivery.channel, func.min(Delivery.delivered_at), func.max(Delivery.delivered_at))
-        .where(Delivery.alert_id == alert_id, Delivery.channel == Channel.SMS,
-               Delivery.delivered_at.is_not(None)).group_by(Delivery.channel))))
-    answered = s.execute(select(func.min(Attempt.answered_at), func.max(Attempt.answered_at))
-                         .join(Delivery, Delivery.id == Attempt.delivery_id)
-                         .where(Delivery.alert_id == alert_id, Attempt.channel == Channel.VOICE,
-                                Attempt.answered_at.is_not(None))).one()
-    if answered[0] is not None:
-        reached[Channel.VOICE] = answered
-    return sorted(((channel, first, last, *reached.get(channel, (None, None)))
-                   for channel, first, last in rows if first is not None), key=lambda row: _channel_order(row[0]))
+@dataclass
+class _LineTries:
+    """The alert's attempts on one line (None: a try no line took) of one channel: one GROUP BY row."""
+    line: str | None
+    channel: str
+    tries: int
+    failed: int
+    first: dt.datetime | None
+    last: dt.datetime | None
+    first_answered: dt.datetime | None
+    last_answered: dt.datetime | None
+
+
+def _attempts_by_line(s: Session, alert_id: int) -> list[_LineTries]:
+    """One pass over the alert's attempts: per line and channel, the tries, the failures and their times."""
+    failed = Attempt.outcome.in_(FAILED_OUTCOMES)
+    return [_LineTries(*row) for row in s.execute(
+        select(Attempt.line, Attempt.channel, func.count(), func.count().filter(failed),
+               func.min(Attempt.started_at), func.max(Attempt.started_at),
+               func.min(Attempt.answered_at), func.max(Attempt.answered_at))
+        .join(Delivery, Delivery.id == Attempt.delivery_id)
+        .where(Delivery.alert_id == alert_id).group_by(Attempt.line, Attempt.channel)).all()]
+
+
+def _channel_times(tries: list[_LineTries], delivered: dict[str, tuple]) -> list[tuple]:
+    """Per channel: (channel, first and last attempt started, first and last time someone was reached).
+
+    An SMS is reached when its status report came (the delivery's delivered_at); a call when it was
+    answered (the attempt's answered_at).
+    """
+    spans: dict[str, list] = {}
+    for row in tries:
+        started, answered = spans.setdefault(row.channel, [None, None])
+        spans[row.channel] = [_span(started, row.first, row.last),
+                              _span(answered, row.first_answered, row.last_answered)]
+    result = []
+    for channel, (started, answered) in spans.items():
+        if started is None or started[0] is None:
+            continue
+        reached = delivered.get(channel, (None, None)) if channel == Channel.SMS else answered or (None, None)
+        result.append((channel, started[0], started[1], *reached))
+    return sorted(result, key=lambda row: _channel_order(row[0]))
 
 
 def _help(s: Session, alert_id: int) -> dict:
@@ -287,29 +325,24 @@ def _help(s: Session, alert_id: int) -> dict:
             "help_median_minutes": round(statistics.median(waits), 1) if waits else None}
 
 
-def _lines(s: Session, alert_id: int, now: dt.datetime,
+def _lines(s: Session, alert_id: int, tries: list[_LineTries], now: dt.datetime,
            stale_seconds: float) -> tuple[list[LineFigures], list[tuple[str, int]]]:
     """Every line as last reported, with its tries and failures for this alert; the commonest errors."""
     rows = list(s.scalars(select(Line).order_by(Line.channel, Line.label)))
     stale = line_health.stale_lines(rows, now, stale_seconds)
     lines = {line.label: LineFigures(line.label, line.channel, line.state, stale[line.label], line.rate_per_minute,
                                      line.last_error) for line in rows}
-    failed = Attempt.outcome.in_(FAILED_OUTCOMES)
-    for label, channel, tries, failures in s.execute(
-            select(Attempt.line, Attempt.channel, func.count(), func.count().filter(failed))
-            .join(Delivery, Delivery.id == Attempt.delivery_id)
-            .where(Delivery.alert_id == alert_id).group_by(Attempt.line, Attempt.channel)).all():
-        if label is None:   # a try no line took (none free): counted in the errors, not on a line
+    for row in tries:
+        if row.line is None:   # a try no line took (none free): counted in the errors, not on a line
             continue
-        entry = lines.setdefault(label, LineFigures(label, channel, "-", True, None, None))
-        entry.attempts += tries
-        entry.failed += failures
-    errors = s.execute(select(func.coalesce(Attempt.error, Attempt.outcome), func.count())
-                       .join(Delivery, Delivery.id == Attempt.delivery_id)
-                       .where(Delivery.alert_id == alert_id, failed)
-                       .group_by(func.coalesce(Attempt.error, Attempt.outcome))
-                       .order_by(func.count().desc()).limit(TOP_ERRORS)).all()
-    return list(lines.values()), [(error, count) for error, count in errors]
+        entry = lines.setdefault(row.line, LineFigures(row.line, row.channel, "-", True, None, None))
+        entry.attempts += row.tries
+        entry.failed += row.failed
+    error = func.coalesce(Attempt.error, Attempt.outcome)
+    errors = s.execute(select(error, func.count()).join(Delivery, Delivery.id == Attempt.delivery_id)
+                       .where(Delivery.alert_id == alert_id, Attempt.outcome.in_(FAILED_OUTCOMES))
+                       .group_by(error).order_by(func.count().desc()).limit(TOP_ERRORS)).all()
+    return list(lines.values()), [(text, count) for text, count in errors]
 
 
 def _alarms(s: Session, alert: Alert, now: dt.datetime) -> list[Alarm]:
