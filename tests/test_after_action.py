@@ -134,3 +134,12 @@ def test_gathering_runs_as_many_queries_for_many_recipients_as_for_few(panel):
         event.remove(panel.services.engine, "before_cursor_execute", count)
     assert facts.overall.total == 400 and facts.door_knock_total == 400 // 12 + 1   # queued: nobody reached yet
     assert len(statements) <= for_small
+
+
+def test_the_door_knock_list_is_printed_whole_or_only_counted(panel, monkeypatch):
+    """A first part of the list, sorted by zone, would send volunteers to one zone only."""
+    alert_id = make_realistic_alert(panel)["alert_id"]
+    monkeypatch.setattr(after_action, "DOOR_KNOCK_PRINTED", 1)
+    facts = _gather(panel, alert_id)
+    assert facts.door_knock == [] and facts.door_knock_total == 2
+    assert facts.door_knock_by_zone == {"Fregene": 1, "Isola Sacra": 1}

@@ -125,3 +125,11 @@ def test_a_draft_and_an_alert_sent_alone_have_their_reports_too(panel):
                                     actor="anna", role="approver", mode="send_now", reason="argine rotto").alert_id
     approval = _html(panel, alone, "en").split('class="approval"')[1].split("</section>")[0]
     assert "Sent without approval" in approval and "argine rotto" in approval
+
+
+def test_too_many_people_to_list_are_counted_and_sent_to_the_printable_list(panel, monkeypatch):
+    alert_id = make_realistic_alert(panel)["alert_id"]
+    monkeypatch.setattr(after_action, "DOOR_KNOCK_PRINTED", 1)
+    door_knock = _html(panel, alert_id, "en").split('class="door-knock"')[1].split("</section>")[0]
+    assert "Too many people to list here (2)" in door_knock and "Giulia Verdi" not in door_knock
+    assert "Fregene" in door_knock and "Isola Sacra" in door_knock

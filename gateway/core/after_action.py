@@ -35,11 +35,12 @@ from gateway.core.polls import poll_results
 from gateway.core.states import (BUCKET_ORDER, DELIVERY_BUCKETS, REACHED_DELIVERY_STATES, AttemptOutcome, Channel,
                                  LineState)
 
-# Printed in full up to these many; beyond, the report gives the count and says where the rest is
-# (the door-knock list on the alert page, the help requests in the Inbox). A report of 300 pages
-# of names helps nobody and would take minutes to lay out.
-DOOR_KNOCK_PRINTED = 300
-HELP_PRINTED = 200
+# The door-knock list is printed in full up to this many people, or not at all (its counts by zone
+# always): a first hundred of two thousand, sorted by zone, would send volunteers to one zone only; the
+# whole list is the alert page's printable one. Help requests: the newest this many, every count whole
+# (all are in the Inbox). Each row costs WeasyPrint about 10 ms: thousands would take minutes.
+DOOR_KNOCK_PRINTED = 100
+HELP_PRINTED = 100
 TOP_ERRORS = 10
 
 # A try that reached nobody: what the report counts as a line's failures for this alert.
@@ -124,7 +125,7 @@ class AfterAction:
     numbers: int                               # distinct numbers the alert went to
     numbers_reached: int                       # of which reached on at least one channel
     possible_duplicates: int
-    door_knock: list[dict]                     # at most DOOR_KNOCK_PRINTED people
+    door_knock: list[dict]                     # everyone, or nobody when more than DOOR_KNOCK_PRINTED
     door_knock_total: int
     door_knock_by_zone: dict[str, int]
     help_requests: list[dict]                  # at most HELP_PRINTED, newest first
@@ -175,7 +176,7 @@ def gather(s: Session, alert_id: int, *, now: dt.datetime, stale_seconds: float)
         follow_ups=follow_ups, approvals=approvals,
         timeline=_timeline(s, alert, approvals, follow_ups, _channel_times(tries, reach.pop("delivered"))),
         **reach,
-        door_knock=people[:DOOR_KNOCK_PRINTED], door_knock_total=len(people), door_knock_by_zone=knock_by_zone,
+        door_knock=people if len(people) <= DOOR_KNOCK_PRINTED else [], door_knock_total=len(people), door_knock_by_zone=knock_by_zone,
         **helped,
         poll=poll_results(s, alert, now=now),
         lines=lines, rates_now=capacity.line_rates(s.scalars(select(Line)), now, stale_seconds),
