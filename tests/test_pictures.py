@@ -133,3 +133,11 @@ def test_count_axes_have_whole_ticks():
     root = parsed(reach_curve_svg(series()))
     ticks = [t.text for t in root.iter(f"{SVG}text") if t.get("text-anchor") == "end"]
     assert ticks == ["0", "200", "400", "600", "800", "1000"]
+
+
+def test_a_stored_geometry_that_no_longer_reads_is_listed_not_drawn():
+    broken = ZoneReach(name="Passoscuro", recipients=3, reached=1, help_requests=0, help_open=0,
+                       unreached_vulnerable=0, geometry='{"type": "Polygon", "coordinates": "nonsense"}')
+    root = parsed(zone_map_svg([broken, zone("Fregene", 2, 2, SQUARE)]))
+    assert [g.get("class") for g in root.iter(f"{SVG}g") if "zone" in classes(g)] == ["zone share-3"]
+    assert "Passoscuro" in [t.text for t in root.iter(f"{SVG}text") if "zone-name" in classes(t)]

@@ -40,6 +40,9 @@ def test_bench_web_seeds_the_database_and_times_every_page(tmp_path):
     assert result["targets"] == {"page_p95_ms": 300.0, "export_seconds": 5.0, "report_seconds": 10.0}
     assert isinstance(result["within_targets"], bool)  # the figures at 100,000 are what the targets are about
     assert result["slowest_page"]["page"] in PAGES
+    pictures = result["pictures"]
+    assert {"reach_series_ms", "outcomes_by_attempt_ms", "zone_reach_ms", "render_ms", "total_ms"} <= set(pictures)
+    assert pictures["runs"] == 3 and pictures["svg_kilobytes"] > 1 and pictures["total_ms"] > 0
 
     services = build_services(load_config(keep / "allerta.toml"))
     with services.sessions() as s:

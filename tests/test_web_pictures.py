@@ -9,8 +9,10 @@ from sqlalchemy import select, update
 
 from gateway.core.db import utcnow
 from gateway.core.models import Delivery, Zone
+from tests.support import FakeClock
 from tests.test_alert_figures import SQUARE, send
 from tests.web_support import client_for, post
+from web.alert_pictures import PicturesCache
 
 pytestmark = pytest.mark.both_databases
 SVG = "{http://www.w3.org/2000/svg}"
@@ -20,6 +22,8 @@ def test_the_alert_page_has_the_pictures_and_pictures_json_draws_them_from_the_d
     alert_id = send(app, channels="sms")
     with panel.sessions.begin() as s:
         s.scalar(select(Zone).where(Zone.name == "Fregene")).geometry = json.dumps(SQUARE)
+    clock = FakeClock()
+    app.extensions["allerta_pictures"] = PicturesCache(seconds=4.0, clock=clock)
     viewer = client_for(app, "viewer")
     page = viewer.get(f"/alerts/{alert_id}").get_data(as_text=True)
     assert f'data-pictures="/alerts/{alert_id}/pictures.json"' in page and "Grafici" in page
@@ -34,6 +38,9 @@ def test_the_alert_page_has_the_pictures_and_pictures_json_draws_them_from_the_d
     with panel.sessions.begin() as s:
         s.execute(update(Delivery).where(Delivery.alert_id == alert_id, Delivery.zone == "Fregene")
                   .values(state="delivered", sent_at=utcnow(), delivered_at=utcnow()))
+    # Everyone watching within 4 seconds shares one drawing; the next one shows the change.
+    assert viewer.get(f"/alerts/{alert_id}/pictures.json").get_json() == data
+    clock.now += 4.0
     data = viewer.get(f"/alerts/{alert_id}/pictures.json").get_json()
     zones = ElementTree.fromstring(data["zones"])
     drawn = [g for g in zones.iter(f"{SVG}g") if "zone" in (g.get("class") or "").split()]

@@ -1,7 +1,10 @@
 """An alert's three pictures at once, from the database: what the alert page polls and the report prints."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -35,3 +38,29 @@ def alert_pictures(session: Session, alert: Alert, config: Config) -> AlertPictu
                          attempts=attempts_svg(outcomes_by_attempt(session, alert.id)) if calls else None,
                          zones=zone_map_svg(zone_reach(session, alert.id)),
                          running=alert.state in (AlertState.ACTIVE, AlertState.AWAITING_APPROVAL))
+
+
+@dataclass
+class PicturesCache:
+    """The pictures drawn in the last ``seconds``, per alert and language, shared by everyone watching.
+
+    In an emergency several people follow the same alert (operators, the mayor, the Prefecture) and each
+    page asks every few seconds; at 100,000 recipients one drawing is a few aggregate queries over the
+    whole alert, so they share one drawing instead of each costing the box its own."""
+    seconds: float = 4.0
+    clock: Callable[[], float] = time.monotonic
+    _drawn: dict[tuple[int, str], tuple[float, AlertPictures]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, alert_id: int, language: str, draw: Callable[[], AlertPictures]) -> AlertPictures:
+        key = (alert_id, language)
+        with self._lock:
+            kept = self._drawn.get(key)
+            if kept is not None and self.clock() - kept[0] < self.seconds:
+                return kept[1]
+        pictures = draw()   # outside the lock: another alert's drawing need not wait for this one
+        with self._lock:
+            now = self.clock()
+            self._drawn = {k: v for k, v in self._drawn.items() if now - v[0] < self.seconds}
+            self._drawn[key] = (now, pictures)
+        return pictures

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from flask_babel import format_decimal, format_percent, gettext as _, ngettext
 from markupsafe import Markup, escape
+from shapely.errors import ShapelyError
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
@@ -91,7 +92,7 @@ def _time_step(span: float) -> float:
 
 def curve_label(curve_key: str) -> str:
     return {"sms_sent": _("SMS sent"), "sms_delivered": _("SMS delivered"),
-            "voice_answered": _("calls answered"), "voice_confirmed": _("calls confirmed (pressed 1)")
+            "voice_answered": _("calls answered (answering machines included)"), "voice_confirmed": _("calls confirmed (pressed 1)")
             }.get(curve_key, curve_key)
 
 
@@ -291,7 +292,7 @@ def _shape(zone: ZoneReach) -> BaseGeometry | None:
         return None
     try:
         shape = zone_geometry(zone.geometry)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, ShapelyError):
         return None  # a stored geometry that no longer reads: listed beside the map, not drawn wrong
     return shape if not shape.is_empty else None
 
@@ -310,8 +311,9 @@ def zone_map_svg(zones: Sequence[ZoneReach], *, width: int = 640, map_height: in
     An equirectangular projection scaled to the zones' bounds: at a town's scale (a few km)
     lon/lat times cos(latitude) is as true as any map projection."""
     title = _("Share reached by zone")
-    drawn = [(z, s) for z in zones for s in [_shape(z)] if s is not None]
-    listed = [z for z in zones if _shape(z) is None]
+    shapes = [(z, _shape(z)) for z in zones]
+    drawn = [(z, s) for z, s in shapes if s is not None]
+    listed = [z for z, s in shapes if s is None]
     desc = "; ".join(f"{zone_label(z)}: {zone_summary(z)}" for z in zones) or _("No zones.")
     list_w = 300 if listed else 0
     map_w = (width - list_w - 16) if drawn else 0

@@ -268,10 +268,18 @@ def zone_reach(session: Session, alert_id: int) -> list[ZoneReach]:
     vulnerable people still to reach at the door, and the zone's geometry when it has one.
     Zones by name; people without a zone last (name None)."""
     mine = Delivery.alert_id == alert_id
-    reached_number = case((Delivery.state.in_(REACHED_DELIVERY_STATES), Delivery.number_id))
-    reach = session.execute(select(Delivery.zone, func.count(func.distinct(Delivery.number_id)),
-                                   func.count(func.distinct(reached_number)))
-                            .where(mine).group_by(Delivery.zone)).all()
+    by_channel = session.execute(select(Delivery.zone, Delivery.channel, func.count(),
+                                        func.count(case((Delivery.state.in_(REACHED_DELIVERY_STATES), literal(1)))))
+                                 .where(mine).group_by(Delivery.zone, Delivery.channel)).all()
+    if len({channel for _zone, channel, _n, _r in by_channel}) <= 1:
+        # One channel: a delivery is a number (uq_delivery_once), so counting rows is counting numbers.
+        reach = [(zone, count, reached_count) for zone, _channel, count, reached_count in by_channel]
+    else:
+        # Several: a number sent by SMS and called counts once, reached when either reached it.
+        reached_number = case((Delivery.state.in_(REACHED_DELIVERY_STATES), Delivery.number_id))
+        reach = session.execute(select(Delivery.zone, func.count(func.distinct(Delivery.number_id)),
+                                       func.count(func.distinct(reached_number)))
+                                .where(mine).group_by(Delivery.zone)).all()
     zones: dict[str | None, dict] = {name: {"recipients": recipients, "reached": reached_count, "help_requests": 0,
                                             "help_open": 0, "unreached_vulnerable": 0}
                                      for name, recipients, reached_count in reach}

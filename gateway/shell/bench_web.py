@@ -32,6 +32,7 @@ from gateway.core.alert_figures import outcomes_by_attempt, reach_series, zone_r
 from gateway.core.models import Attempt, Delivery, Line, Zone
 from gateway.core.services import build_services
 from gateway.shell.bench import BENCH_ZONES, seed_contacts, work_dir, write_config
+from web.alert_pictures import PicturesCache
 from web.app import create_app
 from web.pictures import attempts_svg, reach_curve_svg, zone_map_svg
 from web.users import add_user
@@ -163,6 +164,8 @@ def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, reports: i
         seeded = seed(services, contacts)
         alert_id = seeded["alert_id"]
         app = create_app(services)
+        # Every request draws the pictures afresh: the page's 4-second sharing between viewers is not timed.
+        app.extensions["allerta_pictures"] = PicturesCache(seconds=0.0)
         add_user(services.sessions, app.extensions["allerta"].audit, "bench", PASSWORD, "operator", actor="bench")
         client = app.test_client()
         _login(client, "bench")
@@ -249,7 +252,6 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import json
     import sys
     from gateway.shell.cli import build_parser
     print(json.dumps(run(build_parser().parse_args(["bench", "web", *sys.argv[1:]])), indent=2))
