@@ -84,7 +84,7 @@ def test_an_operator_downloads_the_copy_with_names(app, panel):
 def test_the_pdf_fetches_nothing_from_outside(tmp_path):
     fetcher = _LocalFetcher()
     for url in ("http://127.0.0.1:9/logo.png", "https://example.org/font.woff", "file:///etc/passwd",
-                "ftp://127.0.0.1/x", f"file://{STATIC_DIR}/../app.py"):
+                "ftp://127.0.0.1/x", f"file://{STATIC_DIR}/../app.py", f"file://{STATIC_DIR}/%2E%2E/app.py"):
         with pytest.raises(FatalURLFetchingError):
             fetcher.fetch(url)
     assert fetcher.fetch("data:text/plain,ciao").read() == b"ciao"

@@ -7,14 +7,15 @@ templates and flask-babel: the panel has one; the command line builds ``renderin
 app with the templates and translations only (no blueprints, no secret key, nothing written).
 
 Offline by construction: fonts come from the system (fontconfig: fonts-liberation), the pictures
-are the alert page's own, inline SVG (web/alert_pictures.py), and WeasyPrint's URL fetcher is replaced by one that refuses every URL but
-``data:`` and our own static files (``_LocalFetcher``).
+are the alert page's own, inline SVG (web/alert_pictures.py), and WeasyPrint's URL fetcher is
+replaced by one that refuses every URL but ``data:`` and our own static files (``_LocalFetcher``).
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask, render_template
 from flask_babel import force_locale, lazy_gettext, lazy_pgettext
@@ -104,8 +105,8 @@ class _LocalFetcher(URLFetcher):
     def fetch(self, url: str, headers: Any = None):  # noqa: ANN201 - WeasyPrint's URLFetcherResponse
         if url.startswith("data:"):
             return super().fetch(url, headers)
-        if url.startswith("file://"):
-            path = Path(url.removeprefix("file://").split("?")[0]).resolve()
+        if url.startswith("file:"):
+            path = Path(unquote(urlsplit(url).path)).resolve()   # ../ and symlinks resolved before the check
             if STATIC_DIR in path.parents and path.is_file():
                 return super().fetch(url, headers)
         raise FatalURLFetchingError(f"the report fetches nothing from outside: {url[:200]} refused")
