@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file,
                    stream_with_context, url_for)
-from flask_babel import get_locale, gettext as _, lazy_gettext
+from flask_babel import get_locale, gettext as _, lazy_gettext, ngettext
 from flask_login import current_user
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
@@ -31,7 +31,8 @@ from gateway.core.models_panel import AlertText
 from gateway.core.polls import MAX_OPTIONS, Poll, answer_suffix, poll_results, votes_by_number
 from gateway.core.quiet_hours import local_time
 from gateway.core.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
-from gateway.core.states import AlertCategory, AlertState, ApprovalDecision, CapCategory, Channel, DeliveryState
+from gateway.core.states import (REACHED_DELIVERY_STATES, AlertCategory, AlertState, ApprovalDecision, CapCategory,
+                                 Channel, DeliveryState)
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
                                          translation_version)
 from web import alert_flow
@@ -39,9 +40,11 @@ from web.alert_pictures import AlertPictures, PicturesCache, alert_pictures
 from web.params import bounded_int, page_number
 from web.context import panel
 from web.errors import audio_reason, error_message
+from web.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from web.inbox import help_rows
 from web.labels import label, labels_for
 from web.progress import BUCKETS, alert_progress, eta_seconds
+from web.report_pdf import report_pdf
 from web.security import passive, require_role
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -51,7 +54,7 @@ CHANNEL_CHOICES = {"sms": (Channel.SMS,), "voice": (Channel.VOICE,), "both": (Ch
                    "voice_fallback": (Channel.VOICE,)}
 AUDIO_TYPES = {".wav", ".mp3", ".ogg", ".oga"}
 PAGE_SIZE = 50
-REACHED = tuple(state for state, bucket in BUCKETS.items() if bucket == "reached")
+REACHED = REACHED_DELIVERY_STATES
 
 # Starting texts for the usual risks; the operator completes and corrects them.
 TEMPLATES = {
@@ -112,7 +115,8 @@ def _send_at() -> dt.datetime | None:
     if at < now - dt.timedelta(minutes=1):
         raise FormError(_("The time to send has passed: leave it empty to send at once."))
     if at > now + dt.timedelta(days=MAX_SCHEDULE_DAYS):
-        raise FormError(_("The time to send is more than %(days)s days away.", days=MAX_SCHEDULE_DAYS))
+        raise FormError(ngettext("The time to send is more than %(num)s day away.",
+                                 "The time to send is more than %(num)s days away.", MAX_SCHEDULE_DAYS))
     return at
 
 
@@ -398,7 +402,13 @@ def preview():
         etas = eta_seconds(s, result.recipients, result.plan.segments, panel().config)
     return {"recipients": result.recipients, "segments": result.plan.segments, "encoding": result.plan.encoding,
             "total_segments": result.total_segments, "eta_seconds": etas,
-            "channel_labels": labels_for("channel")}
+            "channel_labels": labels_for("channel"),
+            # The counts in words, singular or plural in the user's language, for the page's script.
+            "recipients_text": {channel: ngettext("%(num)s recipient", "%(num)s recipients", count)
+                                for channel, count in result.recipients.items()},
+            "eta_text": {channel: None if eta is None else ngettext("%(num)s minute", "%(num)s minutes",
+                                                                    math.ceil(eta / 60))
+                         for channel, eta in etas.items()}}
 
 
 class _FormView(dict):
@@ -729,6 +739,21 @@ def vulnerable(alert_id: int):
     return render_template("alerts/vulnerable.html", alert=alert, rows=rows)
 
 
+@bp.route("/<int:alert_id>/report.pdf")
+@require_role("viewer")
+def report(alert_id: int):
+    """The after-action report (web/report_pdf.py) in the user's language: the same PDF as
+    ``allerta alert report``. The door-knock list's names and addresses follow the rule of its
+    printable page (operators and above); a viewer's copy counts those people by zone."""
+    _get_alert(alert_id)
+    language = str(get_locale() or DEFAULT_LANGUAGE)
+    made = report_pdf(panel().services, panel().audit, alert_id, actor=current_user.username,
+                      language=language if language in LANGUAGES else DEFAULT_LANGUAGE,
+                      with_names=current_user.can("operator"))
+    return Response(made.pdf, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="allerta-{alert_id}-report.pdf"'})
+
+
 # --- decisions -----------------------------------------------------------------------------
 def _decide(action):  # noqa: ANN001, ANN202
     try:
@@ -792,6 +817,7 @@ def cancel(alert_id: int):
     stopped = _decide(lambda: alert_flow.cancel(panel(), alert_id, actor=current_user.username,
                                                 role=current_user.role, reason=request.form.get("reason", "")))
     if stopped is not None:
-        flash(_("Alert %(id)s cancelled: %(count)s messages stopped before going out.", id=alert_id,
-                count=stopped), "success")
+        flash(ngettext("Alert %(id)s cancelled: %(num)s message stopped before going out.",
+                       "Alert %(id)s cancelled: %(num)s messages stopped before going out.", stopped,
+                       id=alert_id), "success")
     return redirect(url_for("alerts.show", alert_id=alert_id))

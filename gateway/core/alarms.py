@@ -23,7 +23,9 @@ from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.models import Attempt, Line
 from gateway.core.models_ops import Alarm
+from gateway.core.plurals import plural
 from gateway.core.states import Channel, LineState
+from gateway.core.store_worker import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +78,8 @@ class AlarmMonitor:
                 # Off the event loop: a database held by a backup would otherwise stall the
                 # modems' and the AMI link's callbacks for its busy timeout.
                 await asyncio.to_thread(self.check)
-            except Exception:  # noqa: BLE001 - alarms must never stop the engine
-                log.exception("alarm check failed")
+            except Exception as exc:  # noqa: BLE001 - alarms must never stop the engine
+                log_failure(log, "alarm check failed", exc)
             await asyncio.sleep(self.settings.check_interval)
 
     def check(self) -> list[int]:
@@ -141,7 +143,8 @@ class AlarmMonitor:
             return None
         if len(causes) < n or not all(cause in TRUNK_SIDE_CAUSES for cause in causes):
             return None
-        return self._raise("trunk_failing", trunk, f"linea {trunk}: ultime {n} chiamate fallite sulla rete "
+        calls = plural(n, "l'ultima chiamata fallita", "ultime %(num)s chiamate fallite", "it")
+        return self._raise("trunk_failing", trunk, f"linea {trunk}: {calls} sulla rete "
                            f"(cause Q.850 {', '.join(sorted(set(causes), key=int))})")
 
     def _track(self, kind: str, subject: str, threshold: float, what: str, state: str,

@@ -320,6 +320,12 @@ class Store:
     def _give_back(self, s: Session, delivery_ids: list[int], attempt_ids: list[int], now: dt.datetime) -> int:
         if not delivery_ids:
             return 0
+        # Only the deliveries whose attempt is still open: one recovered meanwhile (after a database
+        # outage, by a restart or another node) is someone else's now.
+        delivery_ids = list(s.scalars(select(Attempt.delivery_id).where(
+            Attempt.id.in_(attempt_ids), Attempt.outcome.in_((AttemptOutcome.CLAIMED, AttemptOutcome.IN_FLIGHT)))))
+        if not delivery_ids:
+            return 0
         s.execute(delete(Attempt).where(Attempt.id.in_(attempt_ids),
                                         Attempt.outcome.in_((AttemptOutcome.CLAIMED, AttemptOutcome.IN_FLIGHT))))
         released = s.execute(

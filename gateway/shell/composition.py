@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import platform
 import signal
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from modem.worker import WorkerSettings
 log = logging.getLogger(__name__)
 
 
-def build_dispatcher(services: Services) -> Dispatcher:
+def build_dispatcher(services: Services, alarms: AlarmMonitor | None = None) -> Dispatcher:
     config = services.config
     retry, engine = config.retry, config.engine
     today = dt.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -61,8 +62,10 @@ def build_dispatcher(services: Services) -> Dispatcher:
                                          report_spool=Path(config.general.data_dir) / "report-spool.jsonl",
                                          placing_journal=Path(config.general.data_dir) / "voice-placed.log",
                                          inbound_spool=Path(config.general.data_dir) / "inbound-spool.jsonl",
+                                         outcome_journal=Path(config.general.data_dir) / "outcome-journal.jsonl",
+                                         node=platform.node() or "engine",
                                          inbound_part_timeout=config.inbound.part_timeout),
-                      citizens=CitizenService(services.sessions, CitizenSettings.from_config(config)))
+                      citizens=CitizenService(services.sessions, CitizenSettings.from_config(config)), alarms=alarms)
 
 
 def build_voice_channel(config: Config):
@@ -116,7 +119,8 @@ def cap_tasks(services: Services) -> list[asyncio.Task]:
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:
     """Run the engine; ``notifier`` (default: systemd's, from NOTIFY_SOCKET) gets READY/WATCHDOG/STATUS."""
     notifier = notifier if notifier is not None else notifier_from_environment()
-    dispatcher = build_dispatcher(services)
+    alarm_monitor = AlarmMonitor(services.sessions, services.alerts, AlarmSettings.from_config(services.config))
+    dispatcher = build_dispatcher(services, alarm_monitor)
     if not dispatcher.channels:
         raise SystemExit("no channel configured: add [[modems]], or [asterisk] enabled = true with [[trunks]]")
     if once and [channel.name for channel in dispatcher.channels] == [Channel.VOICE]:
@@ -146,7 +150,6 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
     supervisor = asyncio.create_task(supervise(notifier, dispatcher.started,
                                                lambda: lines_summary(dispatcher.line_states()),
                                                watchdog=watchdog_interval()))
-    alarm_monitor = AlarmMonitor(services.sessions, services.alerts, AlarmSettings.from_config(services.config))
     alarms = asyncio.create_task(alarm_monitor.run())
     # The scheduled self-test belongs to the long-running engine, not to a --once drain.
     selftest = None if once else asyncio.create_task(SelfTestMonitor(
