@@ -37,7 +37,8 @@ class RecordingEvents:
 
 
 def engine_config(tmp_path: Path, links: list[str], *, per_minute: float = 6000, report_timeout: float = 20,
-                  send_timeout: float = 10, probe_interval: float = 2, extra: str = "") -> Path:
+                  send_timeout: float = 10, probe_interval: float = 2, health_interval: float = 5,
+                  extra: str = "") -> Path:
     modems = "".join(f'\n[[modems]]\nlabel = "m{i}"\nport = "{link}"\nper_minute = {per_minute}\n'
                      for i, link in enumerate(links))
     path = tmp_path / "allerta.toml"
@@ -45,7 +46,7 @@ def engine_config(tmp_path: Path, links: list[str], *, per_minute: float = 6000,
 data_dir = "{tmp_path / 'data'}"
 [engine]
 poll_interval = 0.1
-health_interval = 5
+health_interval = {health_interval}
 report_timeout = {report_timeout}
 [retry]
 initial_delay = 0.2

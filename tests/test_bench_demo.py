@@ -153,7 +153,11 @@ def test_demo_stops_cleanly_on_sigterm(tmp_path):
         while time.monotonic() < deadline and not (keep / "engine.log").exists():
             time.sleep(0.2)
         assert (keep / "engine.log").exists()
-        time.sleep(3)  # the engine is sending
+        # Stopped while the engine is sending: its first SMS has reached a simulated modem.
+        events = keep / "simulator-events.jsonl"
+        while time.monotonic() < deadline + 60 and not (events.exists() and '"submit"' in events.read_text()):
+            time.sleep(0.2)
+        assert '"submit"' in events.read_text()
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     finally:

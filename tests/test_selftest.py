@@ -202,6 +202,8 @@ selftest_at = ""
             details = json.loads(run.details)
             assert details["channels"]["sms"] == {"total": 1, "reached": 0, "by_state": {"failed": 1}}
             assert "21" in details["not_reached"][0]["error"]
+            # Raised just after the verdict is recorded (SelfTestMonitor._verdict): waited for, not raced.
+            assert wait_until(lambda: open_alarms(services), 20), log_path.read_text()[-3000:]
             [alarm] = open_alarms(services)
             assert (alarm.kind, alarm.subject) == ("selftest_failed", "selftest")
             # The alarm SMS reached the on-call number through modem-0.

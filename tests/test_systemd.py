@@ -101,13 +101,18 @@ def test_a_wheel_install_carries_the_systemd_files(tmp_path):
     shutil.copytree(Path(__file__).resolve().parent.parent, source, symlinks=True,
                     ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__",
                                                   "tests", ".pytest_cache", "test-artifacts"))
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"),
-                            str(source)], capture_output=True, text=True, timeout=300)
+    # Offline and from the repository only: the venv's setuptools (the `test` extra) instead of an isolated build
+    # environment fetched from an index, no pip configuration, index or cache of this machine's.
+    pip = [sys.executable, "-m", "pip", "--isolated", "--no-cache-dir", "--disable-pip-version-check"]
+    offline = dict(os.environ, PIP_CONFIG_FILE=os.devnull)
+    build = subprocess.run([*pip, "wheel", "--no-build-isolation", "--no-index", "--no-deps", "--quiet",
+                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300,
+                           env=offline)
     assert build.returncode == 0, build.stdout + build.stderr
     wheel = next((tmp_path / "dist").glob("allerta-*.whl"))
     target = tmp_path / "site"
-    unpack = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
-                             str(wheel)], capture_output=True, text=True, timeout=300)
+    unpack = subprocess.run([*pip, "install", "--no-index", "--no-deps", "--quiet", "--target", str(target),
+                             str(wheel)], capture_output=True, text=True, timeout=300, env=offline)
     assert unpack.returncode == 0, unpack.stdout + unpack.stderr
     root = tmp_path / "root"
     env = dict(os.environ, PYTHONPATH=str(target))
