@@ -102,6 +102,7 @@ class DuplicateCause(StrEnum):
     ENGINE_STOPPED = "engine_stopped"     # stopped with a call still up; it may have gone on
     AMI_LINK_LOST = "ami_link_lost"       # the AMI link dropped and the call's fate was not recovered
     NO_END_SEEN = "no_end_seen"           # an answered call whose end event never came
+    NODE_DOWN = "node_down"               # its engine stopped heartbeating; another node sent it again
 
 
 DUPLICATE_CAUSE_LABELS = {
@@ -109,6 +110,7 @@ DUPLICATE_CAUSE_LABELS = {
     DuplicateCause.ENGINE_STOPPED: "engine stopped during the call",
     DuplicateCause.AMI_LINK_LOST: "AMI link lost",
     DuplicateCause.NO_END_SEEN: "end of the call not seen",
+    DuplicateCause.NODE_DOWN: "its engine stopped (node down), taken over by another",
 }
 
 
