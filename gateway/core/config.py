@@ -383,6 +383,11 @@ SECTION_CLASSES: dict[str, type] = {
 }
 
 
+def default_node_name() -> str:
+    """The machine's host name, its first label (what ``hostname`` prints): a node's name by default."""
+    return os.uname().nodename.split(".")[0][:64] or "allerta"
+
+
 @dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
@@ -405,8 +410,8 @@ class Config:
 
     @property
     def node_name(self) -> str:
-        """``[engine] node``, else the machine's host name (first label: what ``hostname`` prints)."""
-        return self.engine.node or os.uname().nodename.split(".")[0][:64] or "allerta"
+        """``[engine] node``, else the machine's host name."""
+        return self.engine.node or default_node_name()
 
     @property
     def database_url(self) -> str:

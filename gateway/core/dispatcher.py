@@ -19,6 +19,7 @@ from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.inbound_spool import InboundSpool
 from gateway.core.logs import event_line, mask_number
+from gateway.core.nodes import NodeWatch
 from gateway.core.placing_journal import PlacingJournal
 from gateway.core.reply_queue import ClaimedReply, ReplyQueue
 from gateway.core.report_spool import ReportSpool
@@ -100,7 +101,8 @@ def _log_outcome(channel: str, failure: DeliveryFailed) -> str:
 class Dispatcher:
     def __init__(self, store: Store | AsyncStore, channels: list[Channel],
                  policies: dict[ChannelName, DeliveryPolicy], settings: DispatcherSettings, *,
-                 citizens: CitizenService | None = None, replies: ReplyQueue | None = None) -> None:
+                 citizens: CitizenService | None = None, replies: ReplyQueue | None = None,
+                 nodes: NodeWatch | None = None) -> None:
         # Every database call runs on the store's writer thread, never on this loop.
         self.store = store if isinstance(store, AsyncStore) else AsyncStore(store, StoreWorker(settings.store_retry))
         self.channels = channels
@@ -134,9 +136,12 @@ class Dispatcher:
         self.citizens = citizens
         # Answers to citizens, sent below alerts on the SMS lines (not by a --once drain).
         self.replies = replies if replies is not None else ReplyQueue(self.store.store.sessions,
-                                                                     self.store.store.quiet_hours)
+                                                                     self.store.store.quiet_hours,
+                                                                     node=self.store.store.node)
         self._reply_buffer: deque[ClaimedReply] = deque()
         self._answering = False
+        # This node's heartbeat and its watch over the others sharing the database (None: alone).
+        self.nodes = nodes
 
     def line_states(self) -> dict[str, str]:
         """Each line's last reported state (up, down, suspended, starting), by label."""
@@ -414,6 +419,8 @@ class Dispatcher:
         # Answering citizens belongs to the long-running engine, not to a --once drain of alerts:
         # what arrives meanwhile is committed and answered by the next run.
         self._answering = not once and any(channel.name == ChannelName.SMS for channel in self.channels)
+        # Heartbeating from before the lines open: opening many modems may take longer than the lease.
+        watcher = self._spawn(self._watch_nodes_forever(), "heartbeating") if self.nodes is not None else None
         for channel in self.channels:
             await channel.start(self)
         self.started.set()
@@ -459,6 +466,8 @@ class Dispatcher:
                         task.cancel()
             flusher.cancel()
             assembler.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await self._release_buffered()
             # Nobody drives the lines now: say so, rather than leave the last "up" for the
             # CLI and the panel to count as capacity (signal, operator, counters are kept).
@@ -472,6 +481,8 @@ class Dispatcher:
             await self._flush_status()
             # What ended with this run is 'completed' now, not when the engine next starts.
             await self.store.complete_finished_alerts()
+            if self.nodes is not None:
+                await self.store.run(self.nodes.stop)
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=self.settings.stop_grace)
             for spool in (self._spool, self._inbound_spool):
@@ -682,6 +693,19 @@ class Dispatcher:
                         idle_for, unsent, awaiting)
             return True, 0 if unsent == 0 else 1
         return False, 0
+
+    async def _watch_nodes_forever(self) -> None:
+        """Heartbeat every third of the lease, on the store's writer (database work never runs on
+        this loop), and take back the work of a node past its lease (gateway.core.nodes)."""
+        while True:
+            try:
+                taken = await self.store.run(self.nodes.tick)
+            except Exception:  # noqa: BLE001 - a bug here must not stop the heartbeat for good
+                log.exception("node heartbeat failed; trying again")
+                taken = []
+            if any(done.deliveries or done.replies for done in taken):
+                self._wake.set()     # work to claim again, now
+            await asyncio.sleep(self.nodes.me.heartbeat_interval)
 
     async def _flush_status_forever(self) -> None:
         while True:

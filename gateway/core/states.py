@@ -95,6 +95,13 @@ def join_channels(channels: Iterable[str]) -> str:
     return ",".join(Channel(name) for name in channels)
 
 
+class NodeState(StrEnum):
+    """An engine sharing the database (gateway.core.nodes)."""
+    UP = "up"             # heartbeating (or late, until someone takes its work over)
+    STOPPED = "stopped"   # stopped cleanly
+    DOWN = "down"         # stopped heartbeating; its work in flight was taken back by another node
+
+
 class DuplicateCause(StrEnum):
     """Why a delivery is flagged 'possibly sent twice': what the operator reads in
     'alert status' must name the real cause, not always an engine restart."""
