@@ -216,6 +216,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "poll_interval": Key(NUMBER, 0.5, "Seconds between looks for new work when the engine is idle.", _positive),
         "health_interval": Key(NUMBER, 30.0, "Seconds between health reads (signal, registration, operator) of each modem.", _positive),
         "report_timeout": Key(NUMBER, 600.0, "With --once: seconds to wait for outstanding status reports before exiting.", _non_negative),
+        "claim_ahead_seconds": Key(NUMBER, 30.0, "SMS claimed ahead of the free modems, in seconds of their current rate: "
+                                   "sending goes on that long while the database is held. With several engines it is also "
+                                   "how much of an alert one engine takes before the others get theirs.", _positive),
         "node": Key(str, "", "This engine's name among the engines sharing one PostgreSQL database (docs/nodes.md): "
                     "unique, shown next to each of its lines. Empty: the machine's host name.", _node_name),
         "lease_seconds": Key(NUMBER, 30.0, "PostgreSQL with several engines: seconds without a heartbeat (on the "

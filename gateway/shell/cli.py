@@ -387,8 +387,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_modems(args: argparse.Namespace) -> int:
     services = _services(args)
     with services.sessions() as session:
-        lines = session.scalars(select(Line).where(Line.channel == Channel.SMS).order_by(Line.label)).all()
-    rows = [{"label": l.label, "state": l.state, "port": l.port, "imei": l.imei, "signal": l.signal,
+        # Every node's modems (each engine writes its own; docs/nodes.md), by node then label.
+        lines = session.scalars(select(Line).where(Line.channel == Channel.SMS).order_by(Line.node, Line.label)).all()
+    rows = [{"label": l.label, "node": l.node, "state": l.state, "port": l.port, "imei": l.imei, "signal": l.signal,
              "registration": l.registration, "operator": l.operator, "sim": l.sim_state, "smsc": l.smsc,
              "sent_today": l.sent_today, "daily_cap": l.daily_cap, "sent_total": l.sent_total,
              "failed_total": l.failed_total, "rate_per_minute": l.rate_per_minute, "last_error": l.last_error,
@@ -399,7 +400,7 @@ def cmd_modems(args: argparse.Namespace) -> int:
     if not rows:
         print("no modem has reported yet (is 'allerta run' running?)")
     for r in rows:
-        print(f"{r['label']:<12} {r['state']:<10} {r['port'] or '-':<24} IMEI {r['imei'] or '-'}  "
+        print(f"{r['label']:<12} {r['node'] or '-':<12} {r['state']:<10} {r['port'] or '-':<24} IMEI {r['imei'] or '-'}  "
               f"CSQ {r['signal'] if r['signal'] is not None else '-'}  {r['registration'] or '-'}  "
               f"{r['operator'] or '-'}  SIM {r['sim'] or '-'}  SMSC {r['smsc'] or '-'}  "
               f"today {r['sent_today']}/{r['daily_cap']}"

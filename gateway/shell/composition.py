@@ -60,7 +60,7 @@ def build_dispatcher(services: Services) -> Dispatcher:
         channels.append(build_voice_channel(config))
         policies[Channel.VOICE] = VoicePolicy()
     return Dispatcher(services.store, channels, policies,
-                      DispatcherSettings(poll_interval=engine.poll_interval,
+                      DispatcherSettings(poll_interval=engine.poll_interval, claim_ahead=engine.claim_ahead_seconds,
                                          report_timeout=engine.report_timeout,
                                          report_spool=Path(config.general.data_dir) / "report-spool.jsonl",
                                          placing_journal=Path(config.general.data_dir) / "voice-placed.log",
