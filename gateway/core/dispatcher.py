@@ -704,8 +704,18 @@ class Dispatcher:
                 log.exception("node heartbeat failed; trying again")
                 taken = []
             if any(done.deliveries or done.replies for done in taken):
-                self._wake.set()     # work to claim again, now
+                await self._reclaim_in_order()
             await asyncio.sleep(self.nodes.me.heartbeat_interval)
+
+    async def _reclaim_in_order(self) -> None:
+        """Work taken back from a silent node goes before what this node claimed ahead meanwhile (it came
+        first, the vulnerable among it): the claims ahead are given back and claimed again, in order."""
+        unsent = [claim for buffer in self._buffers.values() for claim in buffer]
+        for buffer in self._buffers.values():
+            buffer.clear()
+        if unsent:
+            await self.store.release_claims(unsent)
+        self._wake.set()
 
     async def _flush_status_forever(self) -> None:
         while True:

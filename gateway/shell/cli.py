@@ -649,6 +649,12 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="telit",
                    help="simulated modem model: telit (status reports in the SR memory, the path measured since "
                         "the first figures), generic or huawei (reports stored with received SMS), sim800")
+    p.add_argument("--nodes", type=int, metavar="N",
+                   help="N engines on one PostgreSQL (--database-url, else a throwaway cluster), --modems each, "
+                        "sharing the alert; ratios per node and in total (docs/nodes.md)")
+    p.add_argument("--kill-after", type=float, metavar="SECONDS",
+                   help="with --nodes: kill -9 the first node SECONDS after the first submit; report the takeover")
+    p.add_argument("--lease", type=float, default=10.0, help="with --nodes: [engine] lease_seconds of each node")
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("voice", help="engine plus the PBX simulator (time-scaled)")
     p.add_argument("--channels", type=int, default=30)
