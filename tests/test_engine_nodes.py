@@ -106,6 +106,12 @@ def test_an_alert_split_over_two_engines_goes_to_everyone_once(tmp_path, postgre
         modems = json.loads(allerta(config_a, "modems", "--json").stdout)
         assert {(m["label"], m["node"]) for m in modems} == {("a-m0", "a"), ("a-m1", "a"), ("b-m0", "b"),
                                                               ("b-m1", "b")}
+        # The alert's status (its ETA's lines): every node's modems, with their node.
+        status = json.loads(allerta(config_b, "alert", "status", str(alert_id), "--json").stdout)
+        assert {line: entry["node"] for line, entry in status["lines"].items()} == {
+            "a-m0": "a", "a-m1": "a", "b-m0": "b", "b-m1": "b"}
+        assert sum(entry["segments_delivered"] for entry in status["lines"].values()) == 300
+        assert "a-m0 (a): stopped" in allerta(config_b, "alert", "status", str(alert_id)).stdout
 
 
 @pytest.mark.postgresql

@@ -350,11 +350,13 @@ def cmd_alert_status(args: argparse.Namespace) -> int:
               + ("" if poll["open"] else ", closed") + "; "
               + ", ".join(f"{o['number']} {o['text']!r} {o['votes']}" for o in poll["options"]))
     for line, entry in sorted(status["lines"].items()):
+        # Every node's lines (docs/nodes.md), each with the node that drives it.
+        where = f" ({entry['node']})" if entry.get("node") else ""
         if entry.get("channel") == Channel.VOICE:
-            print(f"  {line}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
+            print(f"  {line}{where}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
                   f"{entry['calls']} calls for this alert")
         else:
-            print(f"  {line}: {entry.get('state', '?')}, {entry['segments_sent']} sent, "
+            print(f"  {line}{where}: {entry.get('state', '?')}, {entry['segments_sent']} sent, "
                   f"{entry['segments_delivered']} delivered")
     return 0
 
