@@ -5,6 +5,7 @@ engines as processes are in tests/test_engine_nodes.py."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from sqlalchemy import select, text, update
@@ -23,6 +24,7 @@ from gateway.core.retry import RetryVerdict
 from gateway.core.services import build_services
 from gateway.core.states import Channel, DeliveryState, DuplicateCause, LineState, NodeState
 from gateway.core.store import Store
+from gateway.shell.cli import main
 from tests.support import CONTACTS_CSV
 
 pytestmark = pytest.mark.both_databases
@@ -251,3 +253,17 @@ def test_on_postgresql_a_claim_skips_rows_another_node_is_taking_instead_of_wait
     assert total > 2 and len(held) == 2
     assert len(claims) == total - 2 and not {c.delivery_id for c in claims} & set(held)
     services.engine.dispose()
+
+
+def test_allerta_nodes_lists_every_engine_with_its_heartbeat_on_the_database_clock(contacts, config_path, database,
+                                                                                   capsys):
+    two_nodes(contacts)
+    make_old(contacts, "a", 100)
+    watch(contacts, "b").tick()
+    assert main(["--config", str(config_path), "nodes", "--json"]) == 0
+    rows = {r["node"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["a"]["state"] == "down" and rows["a"]["taken_over_by"] == "b" and not rows["a"]["live"]
+    assert rows["a"]["heartbeat_seconds_ago"] >= 99 and rows["b"]["live"] and rows["b"]["host"] == "box-b"
+    assert main(["--config", str(config_path), "nodes"]) == 0
+    text = capsys.readouterr().out
+    assert "work taken over by b" in text and "box-b pid 100, heartbeat 0 s ago" in text

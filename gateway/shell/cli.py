@@ -29,9 +29,11 @@ from gateway.core.logs import configure_logging
 from gateway.core.models import Line
 from gateway.core.models_panel import AlertApproval
 from gateway.core.polls import Poll
+from gateway.core.nodes import nodes_seen
 from gateway.core.services import build_services
 from gateway.core.quiet_hours import local_time
-from gateway.core.states import DUPLICATE_CAUSE_LABELS, AlertCategory, ApprovalDecision, CapCategory, Channel
+from gateway.core.states import (DUPLICATE_CAUSE_LABELS, AlertCategory, ApprovalDecision, CapCategory, Channel,
+                                 NodeState)
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
 from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli
@@ -410,6 +412,27 @@ def cmd_modems(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nodes(args: argparse.Namespace) -> int:
+    services = _services(args)
+    with services.sessions() as session:
+        views = nodes_seen(session)
+    rows = [{"node": v.name, "host": v.host, "pid": v.pid, "state": v.state, "live": v.live,
+             "heartbeat_seconds_ago": round(v.heartbeat_age, 1), "lease_seconds": v.lease_seconds,
+             "started_at": v.started_at.isoformat() + "Z", "taken_over_by": v.taken_over_by} for v in views]
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no engine has run on this database yet")
+    for r in rows:
+        # Ages on the database's clock: what the takeover acts on.
+        late = "" if r["live"] or r["state"] != NodeState.UP else f", SILENT (lease {r['lease_seconds']:.0f} s)"
+        taken = f", work taken over by {r['taken_over_by']}" if r["taken_over_by"] else ""
+        print(f"{r['node']:<16} {r['state']:<8} {r['host']} pid {r['pid']}, heartbeat "
+              f"{r['heartbeat_seconds_ago']:.0f} s ago{late}{taken}")
+    return 0
+
+
 def cmd_simulate_modems(args: argparse.Namespace) -> int:
     return modem_simulator_cli.run(args)
 
@@ -574,7 +597,7 @@ def _add_alert_send_command(alert: argparse._SubParsersAction) -> None:
 
 
 def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
-    """`run` and `modems`."""
+    """`run`, `modems` and `nodes`."""
     p = sub.add_parser("run", help="run the engine")
     p.add_argument("--once", action="store_true", help="drain the queue (and status reports) and exit")
     p.set_defaults(func=cmd_run)
@@ -582,6 +605,10 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("modems", help="health of every modem, as last written by the engine")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_modems)
+
+    p = sub.add_parser("nodes", help="the engines sharing the database and their heartbeats (docs/nodes.md)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_nodes)
 
 
 def _add_simulate_commands(sub: argparse._SubParsersAction) -> None:
