@@ -266,4 +266,4 @@ def test_allerta_nodes_lists_every_engine_with_its_heartbeat_on_the_database_clo
     assert rows["a"]["heartbeat_seconds_ago"] >= 99 and rows["b"]["live"] and rows["b"]["host"] == "box-b"
     assert main(["--config", str(config_path), "nodes"]) == 0
     text = capsys.readouterr().out
-    assert "work taken over by b" in text and "box-b pid 100, heartbeat 0 s ago" in text
+    assert "work taken over by b" in text and "b                up       box-b pid 100, heartbeat " in text

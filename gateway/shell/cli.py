@@ -64,6 +64,17 @@ def _print_json(data) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def _printed_as_json_or_empty(rows: list[dict], as_json: bool, empty: str) -> bool:
+    """A listing's JSON (``--json``) or the sentence for no rows: True when that was all to print."""
+    if as_json:
+        _print_json(rows)
+        return True
+    if not rows:
+        print(empty)
+        return True
+    return False
+
+
 # --- init -----------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
     path = Path(args.config)
@@ -398,11 +409,8 @@ def cmd_modems(args: argparse.Namespace) -> int:
              "sent_today": l.sent_today, "daily_cap": l.daily_cap, "sent_total": l.sent_total,
              "failed_total": l.failed_total, "rate_per_minute": l.rate_per_minute, "last_error": l.last_error,
              "updated_at": l.updated_at.isoformat() + "Z" if l.updated_at else None} for l in lines]
-    if args.json:
-        _print_json(rows)
+    if _printed_as_json_or_empty(rows, args.json, "no modem has reported yet (is 'allerta run' running?)"):
         return 0
-    if not rows:
-        print("no modem has reported yet (is 'allerta run' running?)")
     for r in rows:
         print(f"{r['label']:<12} {r['node'] or '-':<12} {r['state']:<10} {r['port'] or '-':<24} IMEI {r['imei'] or '-'}  "
               f"CSQ {r['signal'] if r['signal'] is not None else '-'}  {r['registration'] or '-'}  "
@@ -419,11 +427,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     rows = [{"node": v.name, "host": v.host, "pid": v.pid, "state": v.state, "live": v.live,
              "heartbeat_seconds_ago": round(v.heartbeat_age, 1), "lease_seconds": v.lease_seconds,
              "started_at": v.started_at.isoformat() + "Z", "taken_over_by": v.taken_over_by} for v in views]
-    if args.json:
-        _print_json(rows)
+    if _printed_as_json_or_empty(rows, args.json, "no engine has run on this database yet"):
         return 0
-    if not rows:
-        print("no engine has run on this database yet")
     for r in rows:
         # Ages on the database's clock: what the takeover acts on.
         late = "" if r["live"] or r["state"] != NodeState.UP else f", SILENT (lease {r['lease_seconds']:.0f} s)"
