@@ -267,3 +267,16 @@ def test_allerta_nodes_lists_every_engine_with_its_heartbeat_on_the_database_clo
     assert main(["--config", str(config_path), "nodes"]) == 0
     text = capsys.readouterr().out
     assert "work taken over by b" in text and "b                up       box-b pid 100, heartbeat " in text
+
+
+def test_on_sqlite_a_renamed_engine_recovers_what_it_left_in_flight_under_its_old_name(contacts, database):
+    if database != "sqlite":
+        return   # several nodes on PostgreSQL: the old name's work is taken over after its lease (above)
+    alert_id, _ = contacts.alerts.create(AlertRequest(text="Allerta", target=Target(everyone=True)))
+    register(contacts.sessions, me("old-name"), single_node=True, pid_alive=alive)
+    Store(contacts.sessions, node="old-name").claim("sms", 2)
+    make_old(contacts, "old-name", 100)
+    register(contacts.sessions, me("new-name", pid=200), single_node=True, pid_alive=dead)
+    assert Store(contacts.sessions, node="new-name", single_node=True).recover_interrupted() == 2
+    assert {d.state for d in by_id(contacts, alert_id).values()} == {"pending"}
+    assert watch(contacts, "new-name").tick() == [] and open_alarms(contacts) == set()

@@ -162,6 +162,11 @@ def register(sessions: sessionmaker[Session], me: NodeIdentity, *, single_node: 
             values = dict(host=me.host, pid=me.pid, state=NodeState.UP, started_at=db_utcnow(),
                           heartbeat_at=db_utcnow(), lease_seconds=round(me.lease_seconds),
                           taken_over_by=None, taken_over_at=None)
+            if single_node:
+                # Any other row is an engine that is gone (else it was refused above): under another
+                # name (the box renamed). Not missed: this engine recovers its rows as its own.
+                s.execute(update(Node).where(Node.name != me.name, Node.state == NodeState.UP)
+                          .values(state=NodeState.STOPPED))
             if any(v.name == me.name for v in views):
                 s.execute(update(Node).where(Node.name == me.name).values(beats=Node.beats + 1, **values))
             else:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import Boolean, and_, bindparam, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Boolean, and_, bindparam, case, delete, exists, func, insert, or_, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -211,8 +211,12 @@ def _drop_unneeded_fallback(s: Session, alert_id: int, number_id: int, now: dt.d
 
 class Store:
     def __init__(self, sessions: sessionmaker[Session], *, report_wait_seconds: float = 600.0,
-                 quiet_hours: QuietHours | None = None, node: str | None = None) -> None:
+                 quiet_hours: QuietHours | None = None, node: str | None = None,
+                 single_node: bool = False) -> None:
         self.sessions = sessions
+        # SQLite: one engine owns the whole file, so a restart recovers every row in flight, whatever node
+        # name claimed it (the box renamed, [engine] node changed between a crash and the restart).
+        self.single_node = single_node
         # The engine this store claims for ([engine] node): stamped on every claim; what a restart
         # recovers and what a result may update are this node's rows only.
         self.node = node or default_node_name()
@@ -253,8 +257,9 @@ class Store:
         Other nodes' work in flight is theirs (``take_over`` when they stop heartbeating); rows
         with no node were claimed before nodes existed, by the engine that ran then.
         """
+        owned = true() if self.single_node else or_(Delivery.node == self.node, Delivery.node.is_(None))
         with self.sessions.begin() as s:
-            return self._recover(s, or_(Delivery.node == self.node, Delivery.node.is_(None)), now or utcnow(),
+            return self._recover(s, owned, now or utcnow(),
                                  placed_ahead, DuplicateCause.ENGINE_RESTART, "an engine stop")
 
     def take_over(self, s: Session, node: str, now: dt.datetime | None = None) -> int:
