@@ -22,6 +22,7 @@ ROUTES = [
     ("POST", "/alerts/preview", "operator"),
     ("GET", "/alerts/{alert}", "viewer"),
     ("GET", "/alerts/{alert}/progress.json", "viewer"),
+    ("GET", "/alerts/{alert}/pictures.json", "viewer"),
     ("GET", "/alerts/{alert}/deliveries/{delivery}", "viewer"),
     ("GET", "/alerts/{alert}/audio.wav", "viewer"),
     ("GET", "/alerts/{alert}/audio/{language}.wav", "viewer"),

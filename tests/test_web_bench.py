@@ -17,7 +17,7 @@ from gateway.core.models import Attempt, Contact, Delivery, Line
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {"dashboard", "dashboard_json", "contacts_first_page", "contact_search_name", "contact_search_number",
          "contact_search_partial_number", "contacts_zone_deep_page", "contacts_last_pages", "alert_page",
-         "alert_page_deep", "alert_page_filtered", "alert_progress_json", "alerts_list"}
+         "alert_page_deep", "alert_page_filtered", "alert_progress_json", "alert_pictures_json", "alerts_list"}
 
 
 def test_bench_web_seeds_the_database_and_times_every_page(tmp_path):
@@ -37,6 +37,9 @@ def test_bench_web_seeds_the_database_and_times_every_page(tmp_path):
     assert result["targets"] == {"page_p95_ms": 300.0, "export_seconds": 5.0}
     assert isinstance(result["within_targets"], bool)  # the figures at 100,000 are what the targets are about
     assert result["slowest_page"]["page"] in PAGES
+    pictures = result["pictures"]
+    assert {"reach_series_ms", "outcomes_by_attempt_ms", "zone_reach_ms", "render_ms", "total_ms"} <= set(pictures)
+    assert pictures["runs"] == 3 and pictures["svg_kilobytes"] > 1 and pictures["total_ms"] > 0
 
     services = build_services(load_config(keep / "allerta.toml"))
     with services.sessions() as s:

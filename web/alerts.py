@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, send_file,
+from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file,
                    stream_with_context, url_for)
-from flask_babel import gettext as _, lazy_gettext
+from flask_babel import get_locale, gettext as _, lazy_gettext
 from flask_login import current_user
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
@@ -35,6 +35,7 @@ from gateway.core.states import AlertCategory, AlertState, ApprovalDecision, Cap
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
                                          translation_version)
 from web import alert_flow
+from web.alert_pictures import AlertPictures, PicturesCache, alert_pictures
 from web.params import bounded_int, page_number
 from web.context import panel
 from web.errors import audio_reason, error_message
@@ -574,6 +575,20 @@ def progress_json(alert_id: int):
         answers = _answers(s, alert)
     return {"id": alert.id, "state": alert.state, "state_label": label(alert.state, "alert_state"),
             "progress": progress, **answers}
+
+
+@bp.route("/<int:alert_id>/pictures.json")
+@require_role("viewer")
+@passive
+def pictures_json(alert_id: int):
+    """The reach curve, outcomes by call and zone map as SVG, for the page to swap in while the alert runs."""
+    alert = _get_alert(alert_id)
+    cache = current_app.extensions.setdefault("allerta_pictures", PicturesCache())
+
+    def draw() -> AlertPictures:
+        with panel().sessions() as s:
+            return alert_pictures(s, alert, panel().config)
+    return cache.get(alert_id, str(get_locale()), draw).as_json()
 
 
 @bp.route("/<int:alert_id>/deliveries/<int:delivery_id>")

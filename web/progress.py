@@ -12,15 +12,14 @@ from gateway.core.capacity import OPEN_STATES, current_rates, estimate
 from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Delivery, Line
-from gateway.core.states import AlertState, Channel, DeliveryState, LineState
+from gateway.core.states import REACHED_DELIVERY_STATES, AlertState, Channel, DeliveryState, LineState
 
 # Delivery states grouped as an operator reads them (a state not listed counts as in progress).
 BUCKETS = {
     DeliveryState.PENDING: "queued",
     DeliveryState.SUBMITTING: "in_progress",
     DeliveryState.SENT: "sent",
-    DeliveryState.DELIVERED: "reached", DeliveryState.CONFIRMED: "reached", DeliveryState.ANSWERED: "reached",
-    DeliveryState.VOICEMAIL: "reached",
+    **{state: "reached" for state in REACHED_DELIVERY_STATES},
     DeliveryState.FAILED: "failed",
     DeliveryState.CANCELLED: "cancelled",
 }

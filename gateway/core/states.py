@@ -39,6 +39,9 @@ class DeliveryState(StrEnum):
 
 # Nothing has happened to these yet that cannot still change.
 OPEN_DELIVERY_STATES = (DeliveryState.PENDING, DeliveryState.SUBMITTING)
+# The message got to someone: the panel's "reached" (a person is reached when any of their numbers is).
+REACHED_DELIVERY_STATES = (DeliveryState.DELIVERED, DeliveryState.CONFIRMED, DeliveryState.ANSWERED,
+                           DeliveryState.VOICEMAIL)
 
 
 class AttemptOutcome(StrEnum):

@@ -6,14 +6,16 @@ with its deliveries in a realistic mix of states and one attempt per
 delivery that went out, a few smaller alerts, the lines of a small box),
 then signs in with Flask's test client and times each page
 ``--requests`` times in the process, as the server sees it (no network, no
-browser): dashboard, contact search, alert page, and the CSV export of the
-big alert.
+browser): dashboard, contact search, alert page, its pictures, and the CSV
+export of the big alert; then the time of each figure behind the pictures and
+of drawing them (``pictures``).
 
 Targets (issue 4): p95 under 300 ms for pages, export of 100,000 rows under 5 s.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import re
@@ -25,13 +27,17 @@ from sqlalchemy import String, case, cast, func, insert, literal, select, update
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.config import load_config
 from gateway.core.db import utcnow
-from gateway.core.models import Attempt, Delivery, Line
+from gateway.core.alert_figures import outcomes_by_attempt, reach_series, zone_reach
+from gateway.core.models import Attempt, Delivery, Line, Zone
 from gateway.core.services import build_services
 from gateway.shell.bench import BENCH_ZONES, seed_contacts, work_dir, write_config
+from web.alert_pictures import PicturesCache
 from web.app import create_app
+from web.pictures import attempts_svg, reach_curve_svg, zone_map_svg
 from web.users import add_user
 
 PAGE_TARGET_MS = 300.0
+SEND_SPREAD_SECONDS = 3600
 EXPORT_TARGET_SECONDS = 5.0
 PASSWORD = "misura-pannello-42"
 BENCH_TEXT = "Allerta: esondazione in corso, salire ai piani alti"
@@ -60,6 +66,10 @@ def seed(services, contacts: int, *, small_alerts: int = 5) -> dict:  # noqa: AN
                                             target=Target(zones=(BENCH_ZONES[i % len(BENCH_ZONES)],))))
     now = utcnow()
     d = Delivery.__table__.c
+    # Sent over the last hour, in id order, each delivered 20 s later: the reach curve has a shape to draw.
+    sent_at = func.datetime(now.strftime("%Y-%m-%d %H:%M:%S"),
+                            cast(d.id * SEND_SPREAD_SECONDS // contacts - SEND_SPREAD_SECONDS, String) + " seconds")
+    delivered_at = func.datetime(sent_at, "+20 seconds")
     # 70 % delivered, 10 % sent (waiting for the report), 5 % failed after 2 attempts, 15 % still queued.
     bucket = d.id % 20
     state = case((bucket < 14, "delivered"), (bucket < 16, "sent"), (bucket == 16, "failed"), else_="pending")
@@ -72,8 +82,8 @@ def seed(services, contacts: int, *, small_alerts: int = 5) -> dict:  # noqa: AN
             submissions=case((bucket == 16, 2), (went_out, 1), else_=0),
             parts_total=case((went_out, 1), else_=0),
             parts_delivered=case((bucket < 14, 1), else_=0),
-            sent_at=case((went_out, now), else_=None),
-            delivered_at=case((bucket < 14, now), else_=None),
+            sent_at=case((went_out, sent_at), else_=None),
+            delivered_at=case((bucket < 14, delivered_at), else_=None),
             last_error=case((bucket == 16, "CMS ERROR 500: unknown error"), else_=None),
             updated_at=now))
         attempt_columns = ["delivery_id", "channel", "line", "started_at", "ended_at", "outcome", "error"]
@@ -92,6 +102,11 @@ def seed(services, contacts: int, *, small_alerts: int = 5) -> dict:  # noqa: AN
             for i in range(4)])
         conn.execute(insert(Line.__table__).values(channel="voice", label="pstn", state="up", in_use=12, limit=30,
                                                    rate_per_minute=60.0, updated_at=now))
+        for i, name in enumerate(BENCH_ZONES):  # a 4 x 2 grid of squares: the zone map draws every zone
+            lon, lat = 12.2 + 0.05 * (i % 4), 41.8 + 0.05 * (i // 4)
+            ring = [[lon, lat], [lon + 0.05, lat], [lon + 0.05, lat + 0.05], [lon, lat + 0.05], [lon, lat]]
+            conn.execute(update(Zone.__table__).where(Zone.__table__.c.name == name).values(
+                geometry=json.dumps({"type": "Polygon", "coordinates": [ring]})))
         deliveries = conn.scalar(select(func.count()).select_from(Delivery.__table__).where(d.alert_id == alert_id))
         attempts = conn.scalar(select(func.count()).select_from(a))
     return {"alert_id": alert_id, "deliveries": deliveries, "attempts": attempts,
@@ -113,6 +128,29 @@ def _time(client, url: str) -> tuple[float, int, int]:  # noqa: ANN001
     return time.perf_counter() - started, response.status_code, len(body)
 
 
+def time_pictures(app, services, alert_id: int, runs: int) -> dict:  # noqa: ANN001
+    """Median time of each figure of the alert's pictures (gateway.core.alert_figures) and of drawing
+    the three as SVG (web.pictures), in Italian as the panel draws them."""
+    figures = {"reach_series": reach_series, "outcomes_by_attempt": outcomes_by_attempt, "zone_reach": zone_reach}
+    drawers = {"reach_series": reach_curve_svg, "outcomes_by_attempt": attempts_svg, "zone_reach": zone_map_svg}
+    samples: dict[str, list[float]] = {name: [] for name in [*figures, "render"]}
+    size = 0
+    with app.test_request_context("/", headers={"Accept-Language": "it"}):
+        for _ in range(runs):
+            made = {}
+            with services.sessions() as s:
+                for name, figure in figures.items():
+                    started = time.perf_counter()
+                    made[name] = figure(s, alert_id)
+                    samples[name].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            size = sum(len(str(drawers[name](value))) for name, value in made.items())
+            samples["render"].append(time.perf_counter() - started)
+    medians = {f"{name}_ms": round(statistics.median(values) * 1000, 1) for name, values in samples.items()}
+    total = sum(statistics.median(values) for values in samples.values())
+    return {**medians, "total_ms": round(total * 1000, 1), "svg_kilobytes": round(size / 1000, 1), "runs": runs}
+
+
 def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, keep: str | None = None) -> dict:
     if contacts < 100 or requests < 1 or exports < 1:
         raise ValueError("--contacts must be at least 100, --requests and exports at least 1")
@@ -123,6 +161,8 @@ def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, keep: str 
         seeded = seed(services, contacts)
         alert_id = seeded["alert_id"]
         app = create_app(services)
+        # Every request draws the pictures afresh: the page's 4-second sharing between viewers is not timed.
+        app.extensions["allerta_pictures"] = PicturesCache(seconds=0.0)
         add_user(services.sessions, app.extensions["allerta"].audit, "bench", PASSWORD, "operator", actor="bench")
         client = app.test_client()
         _login(client, "bench")
@@ -143,6 +183,7 @@ def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, keep: str 
             "alert_page_filtered": lambda: (f"/alerts/{alert_id}?state=failed&zone="
                                             f"{BENCH_ZONES[rng.randrange(8)].replace(' ', '+')}"),
             "alert_progress_json": lambda: f"/alerts/{alert_id}/progress.json",
+            "alert_pictures_json": lambda: f"/alerts/{alert_id}/pictures.json",
             "alerts_list": lambda: "/alerts/",
         }
         results: dict[str, dict] = {}
@@ -158,6 +199,7 @@ def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, keep: str 
         for _ in range(exports):
             seconds, export_status, export_bytes = _time(client, f"/alerts/{alert_id}/export.csv")
             export_samples.append(seconds)
+        pictures = time_pictures(app, services, alert_id, max(1, min(requests, 10)))
         services.engine.dispose()
     slowest = max(results, key=lambda name: results[name]["p95_ms"])
     pages_ok = all(r["p95_ms"] < PAGE_TARGET_MS and r["statuses"] == [200] for r in results.values())
@@ -173,6 +215,7 @@ def bench_web(contacts: int, *, requests: int = 30, exports: int = 3, keep: str 
         "export": {"rows": seeded["deliveries"], "megabytes": round(export_bytes / 1e6, 2),
                    "median_seconds": round(export_seconds, 3), "max_seconds": round(max(export_samples), 3),
                    "runs": exports, "status": export_status},
+        "pictures": pictures,
         "slowest_page": {"page": slowest, "p95_ms": results[slowest]["p95_ms"]},
         "targets": {"page_p95_ms": PAGE_TARGET_MS, "export_seconds": EXPORT_TARGET_SECONDS},
         "within_targets": pages_ok and export_seconds < EXPORT_TARGET_SECONDS and export_status == 200,
@@ -189,7 +232,6 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import json
     import sys
     from gateway.shell.cli import build_parser
     print(json.dumps(run(build_parser().parse_args(["bench", "web", *sys.argv[1:]])), indent=2))

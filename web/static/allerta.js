@@ -170,6 +170,39 @@
     });
   }
 
+  // Alert page: the pictures (server-drawn SVG from pictures.json), drawn at once and again every
+  // PICTURES_MS while the alert runs. Parsed as SVG (XML), never as HTML, and imported node by node:
+  // nothing in them can run, and the CSP forbids it anyway.
+  const PICTURES_MS = 5000;
+  const pictures = document.querySelector("[data-pictures]");
+  if (pictures) {
+    const svgParser = new DOMParser();
+    const draw = function (holder, markup) {
+      const doc = svgParser.parseFromString(markup, "image/svg+xml");
+      if (doc.querySelector("parsererror") || doc.documentElement.localName !== "svg") return;
+      holder.replaceChildren(document.importNode(doc.documentElement, true));
+    };
+    const drawPictures = async function () {
+      let running = true;
+      try {
+        const response = await fetch(pictures.dataset.pictures, {credentials: "same-origin",
+                                                                 headers: {Accept: "application/json"}});
+        if (response.status === 401) return;
+        if (response.ok) {
+          const data = await response.json();
+          for (const holder of pictures.querySelectorAll("[data-picture]")) {
+            const markup = data[holder.dataset.picture];
+            if (markup) draw(holder, markup);
+          }
+          pictures.dataset.drawn = String(Number(pictures.dataset.drawn || 0) + 1);  // for the browser tests
+          running = data.running;
+        }
+      } catch (e) { /* the box may be restarting: try again at the next tick */ }
+      if (running) setTimeout(drawPictures, PICTURES_MS);
+    };
+    drawPictures();
+  }
+
   // Alert page: overall and per-channel progress.
   const alertPage = document.querySelector("[data-poll-alert]");
   if (alertPage) {
