@@ -4,7 +4,7 @@ its own, sharing one alert (docs/nodes.md).
 ``--nodes 2 --modems 32`` next to ``--nodes 1 --modems 64`` measures what sharing the database costs: the
 ratio of each node's and of all nodes' messages a minute to their modem-bound limit (``modems x 60 /
 latency``), over each one's submit window (first submission start to last submit, as ``bench sms``).
-With ``--kill-after SECONDS`` the first node is killed with -9 that long after the first submit: the
+With ``--kill-after SECONDS`` the first node is killed with -9 that long after its own first submit: the
 others take its work in flight back once its lease (``--lease``) has passed; the takeover time is from
 the kill to the first submit, by another node, of a message the dead node held 'submitting'.
 
@@ -109,7 +109,8 @@ def bench_sms_nodes(nodes: int, modems: int, messages: int, latency: float, *, r
         kill = None
         try:
             if kill_after is not None:
-                kill = _kill_first(engines[0], sim, services, alert_id, names[0], kill_after, timeout)
+                victim_modems = {f"modem-{i}" for i in range(modems)}
+                kill = _kill_first(engines[0], sim, victim_modems, services, alert_id, names[0], kill_after, timeout)
             deadline = time.monotonic() + timeout
             codes = [_wait(engine, deadline) for engine in engines[1 if kill else 0:]]
         finally:
@@ -166,15 +167,16 @@ def _wait(engine: subprocess.Popen, deadline: float) -> int:
         return -9
 
 
-def _kill_first(engine: subprocess.Popen, sim: SimulatorProcess, services, alert_id: int,  # noqa: ANN001
-                name: str, after: float, timeout: float) -> dict:
-    """kill -9 the first node ``after`` seconds past the first submit; what it held in flight then."""
+def _kill_first(engine: subprocess.Popen, sim: SimulatorProcess, its_modems: set[str],  # noqa: PLR0913
+                services, alert_id: int, name: str, after: float, timeout: float) -> dict:  # noqa: ANN001
+    """kill -9 the first node ``after`` seconds past its own first submit (the nodes do not start sending at
+    the same moment); what it held in flight then."""
     deadline = time.monotonic() + timeout
-    while not sim.log_records("submit"):
+    while not (its_submits := [r for r in sim.log_records("submit") if r["modem"] in its_modems]):
         if time.monotonic() > deadline:
-            raise TimeoutError("no message went out: nothing to kill a node in the middle of")
+            raise TimeoutError(f"{name} sent nothing: nothing to kill it in the middle of")
         time.sleep(0.05)
-    first = _parse_time(sim.log_records("submit")[0]["time"])
+    first = _parse_time(its_submits[0]["time"])
     time.sleep(max(0.0, first + after - time.time()))
     os.kill(engine.pid, signal.SIGKILL)
     killed_at = time.time()

@@ -687,7 +687,7 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
                    help="N engines on one PostgreSQL (--database-url, else a throwaway cluster), --modems each, "
                         "sharing the alert; ratios per node and in total (docs/nodes.md)")
     p.add_argument("--kill-after", type=float, metavar="SECONDS",
-                   help="with --nodes: kill -9 the first node SECONDS after the first submit; report the takeover")
+                   help="with --nodes: kill -9 the first node SECONDS after its first submit; report the takeover")
     p.add_argument("--lease", type=float, default=10.0, help="with --nodes: [engine] lease_seconds of each node")
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("voice", help="engine plus the PBX simulator (time-scaled)")
