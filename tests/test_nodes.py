@@ -280,3 +280,15 @@ def test_on_sqlite_a_renamed_engine_recovers_what_it_left_in_flight_under_its_ol
     assert Store(contacts.sessions, node="new-name", single_node=True).recover_interrupted() == 2
     assert {d.state for d in by_id(contacts, alert_id).values()} == {"pending"}
     assert watch(contacts, "new-name").tick() == [] and open_alarms(contacts) == set()
+
+
+def test_a_node_back_after_its_work_was_taken_knows_its_claims_are_no_longer_its_own(contacts, database):
+    contacts.alerts.create(AlertRequest(text="Allerta", target=Target(everyone=True)))
+    two_nodes(contacts)
+    make_old(contacts, "a", 10)
+    watch(contacts, "b").tick()
+    a = watch(contacts, "a")
+    a.tick()
+    assert a.lost_claims
+    with contacts.sessions() as s:
+        assert s.scalar(select(Node.state).where(Node.name == "a")) == NodeState.UP

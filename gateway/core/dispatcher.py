@@ -703,6 +703,20 @@ class Dispatcher:
             except Exception:  # noqa: BLE001 - a bug here must not stop the heartbeat for good
                 log.exception("node heartbeat failed; trying again")
                 taken = []
+            if self.nodes.lost_claims:
+                # This node was taken for dead (the database unreachable past the lease): what it had
+                # claimed ahead is another node's work now and must not go out from here too. Given
+                # back, not just dropped: the store changes only rows still this node's (a claim made
+                # after the takeover goes back to pending, a taken one stays the other node's).
+                self.nodes.lost_claims = False
+                unsent = [claim for buffer in self._buffers.values() for claim in buffer]
+                replies, self._reply_buffer = list(self._reply_buffer), deque()
+                for buffer in self._buffers.values():
+                    buffer.clear()
+                log.warning("%d claims in hand not sent: the other nodes took this node's work back",
+                            len(unsent) + len(replies))
+                await self.store.release_claims(unsent)
+                await self.store.run(self.replies.release, replies)
             if any(done.deliveries or done.replies for done in taken):
                 await self._reclaim_in_order()
             await asyncio.sleep(self.nodes.me.heartbeat_interval)

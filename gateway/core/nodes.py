@@ -222,12 +222,16 @@ class NodeWatch:
         self._take_deliveries = take_deliveries
         self._take_replies = take_replies
         self.alarms = alarms
+        # Set when this node heartbeats again after the others took its work: its claims in hand are
+        # theirs now (the dispatcher drops them unsent; Store writes nothing for them any more).
+        self.lost_claims = False
 
     def tick(self) -> list[Takeover]:
         """Heartbeat, then take back the work of every node past its lease. Returns what was taken."""
         with self.sessions.begin() as s:
             before = heartbeat(s, self.me.name)
         if before == NodeState.DOWN:
+            self.lost_claims = True
             log.warning("node %s: heartbeating again after the others took its work in flight back "
                         "(what it sent meanwhile went again, flagged)", self.me.name)
         taken: list[Takeover] = []
