@@ -86,7 +86,7 @@ def test_the_preview_counts_numbers_in_no_contact_as_create_will(contacts, confi
     assert preview.recipients == created.recipients
     assert created.recipients["sms"] == 2 + 1 and created.recipients["voice"] == created.recipients["sms"] + 1
     assert main(["--config", str(config_path), "alert", "send", "--sms", "--to", "+393339998878", "--text", "x"]) == 0
-    assert "1 SMS recipients, 1 segments in all" in capsys.readouterr().err
+    assert "1 SMS recipient, 1 segment in all" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("request_, message", [
@@ -128,7 +128,7 @@ def test_cli_send_status_cancel(contacts, config_path, capsys):
                  "--text", "L’acqua sale – salire ai piani alti…"]) == 0
     out, err = capsys.readouterr()
     alert_id = int(out.strip())
-    assert "encoding GSM-7, 1 segment(s) per message (typographic characters replaced" in err
+    assert "encoding GSM-7, 1 segment per message (typographic characters replaced" in err
     assert "2 SMS recipients, 2 segments in all" in err
     assert main(["--config", str(config_path), "alert", "status", str(alert_id), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)

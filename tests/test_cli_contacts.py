@@ -23,7 +23,7 @@ def test_office_export_imports_with_its_bad_row_reported_and_reimports_unchanged
     # Windows-1252, semicolons, Italian headers, a quoted address over two lines, "06 abc" on line 5.
     assert _import(config_path, DATA / "contacts_excel_it_cp1252.csv") == 2
     out, err = capsys.readouterr()
-    assert "2 contacts created" in out and "1 rows rejected" in out
+    assert "2 contacts created" in out and "1 row rejected" in out
     assert ":5:" in err or "line 5" in err, err
     first = _counts(services)
     assert first == (2, 3)
@@ -44,7 +44,7 @@ def test_rows_rejected_counts_rows_not_errors(services, config_path, tmp_path, c
     path.write_text("nome;cellulare;telefono\nA;333 111 0001;\nB;abc;06 xyz\nC;;\n", encoding="utf-8")
     assert _import(config_path, path) == 2
     out, err = capsys.readouterr()
-    assert "1 contacts created" in out and "2 rows rejected" in out
+    assert "1 contact created" in out and "2 rows rejected" in out
     assert err.count("\n") >= 2 and "abc" in err
 
 

@@ -28,7 +28,7 @@ def test_contacts_erase_cancels_what_waits_and_names_who_is_left_without_a_numbe
     alert, _ = contacts.alerts.create(AlertRequest(text="Prova", target=Target(zones=("Fregene",))))
     assert _cli(config_path, "contacts", "erase", "+39 320 765 4321") == 0
     out = capsys.readouterr().out
-    assert "+393207654321 erased: taken from 1 contacts, 1 deliveries waiting for it cancelled" in out
+    assert "+393207654321 erased: taken from 1 contact, 1 delivery waiting for it cancelled" in out
     assert "(Ion Popescu) has no number left" in out
     with contacts.sessions() as s:
         states = {(d.e164, d.state) for d in s.scalars(select(Delivery).where(Delivery.alert_id == alert))}

@@ -173,7 +173,7 @@ def test_import_reports_the_same_row_errors_as_the_cli(app):
     for error in parse_contacts_csv(data).errors:
         assert f"<td>{error.line}</td>" in html
         assert error.reason.replace("'", "&#39;").replace('"', "&#34;") in html
-    assert "1 righe si possono importare, 2 righe sono scartate" in html
+    assert "1 riga si può importare, 2 righe sono scartate" in html
 
 
 def test_bad_csv_files(app, panel):
@@ -250,5 +250,5 @@ def test_a_new_preview_sweeps_the_ones_older_than_an_hour(app, panel):
 def test_self_registrations_are_listed_apart(app, panel):
     HotlineStore(panel.sessions).record(Caller("+393339990001", known=False), Register("Fregene", "it"))
     html = client_for(app, "viewer").get("/contacts/?self_registered=1").get_data(as_text=True)
-    assert "1 contatti trovati" in html and "solo iscritti da soli" in html
+    assert "1 contatto trovato" in html and "solo iscritti da soli" in html
     assert "+393339990001" in html and "phone, " in html and "Mario Rossi" not in html

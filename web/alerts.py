@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file,
                    stream_with_context, url_for)
-from flask_babel import get_locale, gettext as _, lazy_gettext
+from flask_babel import get_locale, gettext as _, lazy_gettext, ngettext
 from flask_login import current_user
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
@@ -112,7 +112,8 @@ def _send_at() -> dt.datetime | None:
     if at < now - dt.timedelta(minutes=1):
         raise FormError(_("The time to send has passed: leave it empty to send at once."))
     if at > now + dt.timedelta(days=MAX_SCHEDULE_DAYS):
-        raise FormError(_("The time to send is more than %(days)s days away.", days=MAX_SCHEDULE_DAYS))
+        raise FormError(ngettext("The time to send is more than %(num)s day away.",
+                                 "The time to send is more than %(num)s days away.", MAX_SCHEDULE_DAYS))
     return at
 
 
@@ -398,7 +399,13 @@ def preview():
         etas = eta_seconds(s, result.recipients, result.plan.segments, panel().config)
     return {"recipients": result.recipients, "segments": result.plan.segments, "encoding": result.plan.encoding,
             "total_segments": result.total_segments, "eta_seconds": etas,
-            "channel_labels": labels_for("channel")}
+            "channel_labels": labels_for("channel"),
+            # The counts in words, singular or plural in the user's language, for the page's script.
+            "recipients_text": {channel: ngettext("%(num)s recipient", "%(num)s recipients", count)
+                                for channel, count in result.recipients.items()},
+            "eta_text": {channel: None if eta is None else ngettext("%(num)s minute", "%(num)s minutes",
+                                                                    math.ceil(eta / 60))
+                         for channel, eta in etas.items()}}
 
 
 class _FormView(dict):
@@ -792,6 +799,7 @@ def cancel(alert_id: int):
     stopped = _decide(lambda: alert_flow.cancel(panel(), alert_id, actor=current_user.username,
                                                 role=current_user.role, reason=request.form.get("reason", "")))
     if stopped is not None:
-        flash(_("Alert %(id)s cancelled: %(count)s messages stopped before going out.", id=alert_id,
-                count=stopped), "success")
+        flash(ngettext("Alert %(id)s cancelled: %(num)s message stopped before going out.",
+                       "Alert %(id)s cancelled: %(num)s messages stopped before going out.", stopped,
+                       id=alert_id), "success")
     return redirect(url_for("alerts.show", alert_id=alert_id))

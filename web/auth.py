@@ -8,7 +8,7 @@ import unicodedata
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, make_response, redirect, render_template, request, session, url_for
-from flask_babel import gettext as _
+from flask_babel import gettext as _, ngettext
 from flask_login import current_user, login_user, logout_user
 
 from web.app_user import PanelUser
@@ -75,8 +75,9 @@ def password_message(exc: UserError) -> str:
 
 def _throttled(wait: dt.timedelta, template: str, **context):  # noqa: ANN003, ANN202
     """429 with Retry-After: the same words whether the name exists or not."""
-    flash(_("Too many failed attempts from this computer: try again in %(minutes)s minutes.",
-            minutes=max(1, math.ceil(wait.total_seconds() / 60))), "error")
+    flash(ngettext("Too many failed attempts from this computer: try again in %(num)s minute.",
+                   "Too many failed attempts from this computer: try again in %(num)s minutes.",
+                   max(1, math.ceil(wait.total_seconds() / 60))), "error")
     response = make_response(render_template(template, **context), 429)
     response.headers["Retry-After"] = str(retry_after(wait))
     return response

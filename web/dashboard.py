@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template, url_for
-from flask_babel import gettext as _
+from flask_babel import gettext as _, ngettext
 from sqlalchemy import select
 
 from gateway.core.inbox import help_requests
@@ -18,17 +18,29 @@ bp = Blueprint("dashboard", __name__)
 
 
 def capacity_sentences(cap: dict, stale_seconds: float) -> dict[str, str]:
+    """The capacity statement, each count with its noun in the right form ("1 linea attiva su 2", "2 linee
+    attive su 3"): each count that has a noun is its own ``ngettext`` piece, so no sentence carries two
+    counts whose nouns would need different forms. A noun agrees with the lines up, not the total,
+    in Italian and English alike ("1 modem up of 3")."""
     engine = ""
     if cap["sms_lines"] + cap["voice_lines"] and not cap["engine_reporting"]:
-        engine = _("The engine has not reported for more than %(minutes)s minutes: no line counts as up. "
-                   "Is allerta-engine running?", minutes=round(stale_seconds / 60))
+        engine = ngettext("The engine has not reported for more than %(num)s minute: no line counts as up. "
+                          "Is allerta-engine running?",
+                          "The engine has not reported for more than %(num)s minutes: no line counts as up. "
+                          "Is allerta-engine running?", round(stale_seconds / 60))
+    modems = ngettext("%(num)s modem up of %(total)s", "%(num)s modems up of %(total)s", cap["sms_lines_up"],
+                      total=cap["sms_lines"])
+    trunks = ngettext("%(num)s trunk up of %(total)s", "%(num)s trunks up of %(total)s", cap["voice_lines_up"],
+                      total=cap["voice_lines"])
     return {
         "engine": engine,
-        "sms": _("In the next %(minutes)s minutes, with %(up)s of %(total)s modems up, the box can reach "
-                 "about %(people)s people by SMS (one-segment message).", minutes=cap["minutes"],
-                 up=cap["sms_lines_up"], total=cap["sms_lines"], people=cap["sms_people"]),
-        "voice": _("By voice, with %(up)s of %(total)s trunks up, about %(people)s calls.",
-                   up=cap["voice_lines_up"], total=cap["voice_lines"], people=cap["voice_people"]),
+        "sms": ngettext("In the next minute, with %(lines)s, the box can reach about %(people)s by SMS "
+                        "(one-segment message).",
+                        "In the next %(num)s minutes, with %(lines)s, the box can reach about %(people)s by SMS "
+                        "(one-segment message).", cap["minutes"], lines=modems,
+                        people=ngettext("%(num)s person", "%(num)s people", cap["sms_people"])),
+        "voice": _("By voice, with %(lines)s, about %(calls)s.", lines=trunks,
+                   calls=ngettext("%(num)s call", "%(num)s calls", cap["voice_people"])),
     }
 
 

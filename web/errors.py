@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from flask_babel import gettext, lazy_gettext
+from flask_babel import gettext, lazy_gettext, ngettext
 
 # gateway/core/alerts.py
 ALERT_MESSAGES = (
@@ -159,7 +159,10 @@ def error_message(error: Exception) -> str:
         return str(error)
     params = {key: str(WORDS[value]) if isinstance(value, str) and value in WORDS else value
               for key, value in getattr(error, "params", {}).items()}
+    plural = getattr(error, "plural", None)
     try:
+        if plural:  # a count: its form in the user's language (gateway.core.translatable)
+            return ngettext(msgid, plural, int(params.pop("num")), **params)
         return gettext(msgid, **params) if params else gettext(msgid)
     except (KeyError, ValueError, TypeError):  # a translation with a broken placeholder
         return str(error)

@@ -22,6 +22,13 @@ from flask_babel import Babel, Domain, get_locale
 TRANSLATIONS_DIR = Path(__file__).with_name("translations")
 LANGUAGES = {"it": "Italiano", "en": "English"}
 DEFAULT_LANGUAGE = "it"
+# Italian and English both have one singular (exactly 1) and one plural (0, 2, 3, ...). CLDR gives Italian a
+# third form for round millions ("1 milione di persone"); none of our sentences needs it, and with two forms
+# a translator fills two lines, not three. Every catalogue is written with this header.
+PLURAL_FORMS = "nplurals=2; plural=(n != 1);"
+# The functions whose strings are translatable, for Babel's extractor: (1, 2) are the singular and the plural.
+KEYWORDS = {"_": None, "gettext": None, "lazy_gettext": None, "ngettext": (1, 2), "lazy_ngettext": (1, 2),
+            "pgettext": ((1, "c"), 2), "lazy_pgettext": ((1, "c"), 2)}
 
 
 def compile_catalogues(directory: Path = TRANSLATIONS_DIR, domain: str = "messages") -> dict[str, Translations]:
@@ -59,21 +66,32 @@ _DOMAIN = CompiledDomain()
 
 
 def extract_messages(root: Path = Path(__file__).parent) -> dict[str, list[str]]:
-    """Every translatable string of the panel (Python and templates) -> where it is used.
+    """Every translatable string of the panel (Python and templates) -> where it is used; a plural
+    message under its singular (``plural_messages`` gives its plural).
 
     Used by the test that keeps the Italian catalogue complete, and by
     ``python -m web.i18n`` which lists what is missing from each catalogue.
     """
+    return {key: where for key, (_plural, where) in _extract(root).items()}
+
+
+def plural_messages(root: Path = Path(__file__).parent) -> dict[str, str]:
+    """Every ``ngettext`` message of the panel: singular msgid -> plural msgid."""
+    return {key: plural for key, (plural, _where) in _extract(root).items() if plural}
+
+
+def _extract(root: Path) -> dict[str, tuple[str | None, list[str]]]:
     method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
     options = {"templates/**.html": {"extensions": "jinja2.ext.i18n"}}
-    found: dict[str, list[str]] = {}
+    found: dict[str, tuple[str | None, list[str]]] = {}
     for filename, lineno, message, _comments, context in extract_from_dir(
-            str(root), method_map=method_map, options_map=options,
-            keywords={"_": None, "gettext": None, "lazy_gettext": None,
-                      "pgettext": ((1, "c"), 2), "lazy_pgettext": ((1, "c"), 2)}):
+            str(root), method_map=method_map, options_map=options, keywords=KEYWORDS):
+        plural = None
         if isinstance(message, tuple):
-            message = message[0]
-        found.setdefault(with_context(context, message), []).append(f"{filename}:{lineno}")
+            message, plural = message[0], (message[1] if len(message) > 1 else None)
+        key = with_context(context, message)
+        _old_plural, where = found.setdefault(key, (plural, []))
+        where.append(f"{filename}:{lineno}")
     return found
 
 
@@ -84,22 +102,32 @@ def with_context(context: str | None, message: str) -> str:
 
 
 def missing_translations(language: str) -> list[str]:
+    """Messages the code uses that ``language``'s catalogue does not translate (a plural message: both forms)."""
     catalogue = compile_catalogues().get(language)
     known = getattr(catalogue, "_catalog", {})
-    return [m for m in extract_messages() if not known.get(m)]
+    plurals = plural_messages()
+    return [m for m in extract_messages()
+            if not (all(known.get((m, i)) for i in range(2)) if m in plurals else known.get(m))]
 
 
 def update_catalogues(directory: Path = TRANSLATIONS_DIR) -> None:
     """Rewrite every catalogue with the strings the code uses now, keeping the translations it has."""
-    found = extract_messages()
+    found = _extract(Path(__file__).parent)
     for po in sorted(directory.glob("*/LC_MESSAGES/messages.po")):
         language = po.parent.parent.name
         with po.open("rb") as handle:
-            old = {with_context(m.context, m.id): m.string for m in read_po(handle, locale=language) if m.id}
+            old = {with_context(m.context, m.id[0] if isinstance(m.id, tuple) else m.id): m.string
+                   for m in read_po(handle, locale=language) if m.id}
         catalog = Catalog(locale=language, project="allerta", charset="utf-8")
-        for key, where in found.items():
+        catalog.mime_headers = [("Plural-Forms", PLURAL_FORMS)]
+        for key, (plural, where) in found.items():
             context, _, message = key.rpartition("\x04")
-            catalog.add(message, old.get(key, ""), context=context or None,
+            string = old.get(key, "")
+            if plural:  # both forms, kept when the old entry was plural too
+                string = tuple(string[:2]) if isinstance(string, tuple) else ("", "")
+            elif isinstance(string, tuple):
+                string = string[0]
+            catalog.add((message, plural) if plural else message, string, context=context or None,
                         locations=[(w.rsplit(":", 1)[0], int(w.rsplit(":", 1)[1])) for w in where[:3]])
         with po.open("wb") as handle:
             write_po(handle, catalog, width=120)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _, lazy_gettext
+from flask_babel import gettext as _, lazy_gettext, lazy_ngettext, ngettext
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -28,7 +28,8 @@ ZONE_MESSAGES = (
     lazy_gettext("Give a name."),
     lazy_gettext("The name is too long: at most %(count)s characters."),
     lazy_gettext("%(name)s already exists: merge into it instead."),
-    lazy_gettext("%(name)s still has %(count)s contacts: merge it into another instead."),
+    lazy_ngettext("%(name)s still has %(num)s contact: merge it into another instead.",
+                  "%(name)s still has %(num)s contacts: merge it into another instead.", 1),
     lazy_gettext("The name contains control characters (%(characters)s): remove them."),
 )
 
@@ -110,8 +111,9 @@ def merge(kind: str, item_id: int):
         merged = zone_services.merge(panel().audit, Kind(kind), item_id, into_id, actor=current_user.username)
     except ZoneError as exc:
         return _refused(exc)
-    flash(_("%(old)s merged into %(new)s: %(count)s contacts moved.", old=merged.source_name,
-            new=merged.target_name, count=merged.contacts_moved), "success")
+    flash(ngettext("%(old)s merged into %(new)s: %(num)s contact moved.",
+                   "%(old)s merged into %(new)s: %(num)s contacts moved.", merged.contacts_moved,
+                   old=merged.source_name, new=merged.target_name), "success")
     return _done(kind)
 
 

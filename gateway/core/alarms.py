@@ -23,6 +23,7 @@ from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.models import Attempt, Line
 from gateway.core.models_ops import Alarm
+from gateway.core.plurals import plural
 from gateway.core.states import Channel, LineState
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,8 @@ class AlarmMonitor:
             return None
         if len(causes) < n or not all(cause in TRUNK_SIDE_CAUSES for cause in causes):
             return None
-        return self._raise("trunk_failing", trunk, f"linea {trunk}: ultime {n} chiamate fallite sulla rete "
+        calls = plural(n, "l'ultima chiamata fallita", "ultime %(num)s chiamate fallite", "it")
+        return self._raise("trunk_failing", trunk, f"linea {trunk}: {calls} sulla rete "
                            f"(cause Q.850 {', '.join(sorted(set(causes), key=int))})")
 
     def _track(self, kind: str, subject: str, threshold: float, what: str, state: str,

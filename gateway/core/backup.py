@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,8 +170,9 @@ def _count(path: Path, table: str) -> int:
         conn.close()
 
 
-def backup_sqlite(db: Path, out: Path) -> BackupResult:
-    """A consistent copy of ``db`` into ``out`` while the engine may be writing."""
+def backup_sqlite(db: Path, out: Path, phase: Callable[[str], None] = lambda name: None) -> BackupResult:
+    """A consistent copy of ``db`` into ``out`` while the engine may be writing. ``phase("copy")`` and
+    ``phase("check")`` say which of the two long steps starts (the CLI's progress on a terminal)."""
     if not db.exists():
         raise BackupError(f"{db}: no database here (run 'allerta init' first)")
     out = out.resolve()
@@ -182,6 +184,7 @@ def backup_sqlite(db: Path, out: Path) -> BackupResult:
     # Created 0600 before SQLite writes a byte (SQLite takes an empty file for a new
     # database): residents' phone numbers, never readable by others, even for a moment.
     os.close(open_private(tmp, 0o600, exclusive=True))
+    phase("copy")
     source = sqlite3.connect(db, timeout=30)
     try:
         target = sqlite3.connect(tmp)
@@ -198,6 +201,7 @@ def backup_sqlite(db: Path, out: Path) -> BackupResult:
         raise BackupError(f"backup of {db} failed: {exc}") from None
     finally:
         source.close()
+    phase("check")
     problems = integrity_problems(tmp)
     if problems:
         tmp.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from gateway.core.db import utcnow
 from gateway.core.models import (Alert, Attempt, Contact, Delivery, InboundSms, PhoneNumberRow, Zone)
 from gateway.core.models_citizens import HelpRequest, SmsConversation, SmsReply
 from gateway.core.phone import InvalidNumber, normalise_number
+from gateway.core.plurals import counted
 from gateway.core.polls import VoteCount, cast_vote
 from gateway.core.replies import queue_reply
 from gateway.core.reply_guard import GuardSettings, Traffic, flooding, reply_withheld, unanswerable_sender
@@ -257,7 +258,7 @@ class CitizenService:
                                           last_error="the number wrote STOP")).rowcount
         outcome = "STOP: number opted out of every message"
         if cancelled:
-            outcome += f" ({cancelled} queued messages cancelled)"
+            outcome += f" ({counted(cancelled, 'queued message')} cancelled)"
         return self._say(msg, InboundKind.COMMAND, outcome, ReplyReason.STOPPED)
 
     def _stop_info(self, msg: _Message) -> _Answer:

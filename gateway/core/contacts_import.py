@@ -1,6 +1,7 @@
 """Put parsed contacts into the database: one transaction, idempotent, households merged."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -81,11 +82,16 @@ class _Catalogue:
         return None
 
 
+PROGRESS_EVERY = 1000  # rows between two calls of an import's ``progress``
+
+
 def import_contacts(sessions: sessionmaker[Session], data: bytes, *, region: str = "IT",
-                    strict: bool = False, session: Session | None = None) -> ImportReport:
+                    strict: bool = False, session: Session | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> ImportReport:
     """Import a CSV export. Rejected rows are reported and skipped; with ``strict``
     any rejected row (and always a fatal file error) imports nothing. ``session``: work in the
-    caller's transaction (with the audit entry of the import), which the caller commits."""
+    caller's transaction (with the audit entry of the import), which the caller commits.
+    ``progress(done, total)``: called as the valid rows are stored (the CLI's bar on a terminal)."""
     parsed = parse_contacts_csv(data, default_region=region)
     report = ImportReport(rows=len(parsed.contacts) + len({e.line for e in parsed.errors}),
                           rejected=list(parsed.errors), fatal=parsed.fatal,
@@ -94,8 +100,11 @@ def import_contacts(sessions: sessionmaker[Session], data: bytes, *, region: str
         return report
     with transaction(sessions, session) as session:
         catalogue = _Catalogue(session)
-        for item in parsed.contacts:
+        total = len(parsed.contacts)
+        for done, item in enumerate(parsed.contacts, 1):
             _upsert(catalogue, item, report)
+            if progress is not None and (done % PROGRESS_EVERY == 0 or done == total):
+                progress(done, total)
     report.imported = True
     return report
 

@@ -104,8 +104,9 @@ def delete_empty(audit: AuditLog, kind: Kind, item: Ref, *, actor: str) -> str:
         name = row.name
         item_id, members = row.id, _member_count(s, kind, row.id)
         if members:
-            raise ZoneError("%(name)s still has %(count)s contacts: merge it into another instead.",
-                            name=name, count=members)
+            raise ZoneError("%(name)s still has %(num)s contact: merge it into another instead.",
+                            plural="%(name)s still has %(num)s contacts: merge it into another instead.",
+                            name=name, num=members)
         s.delete(row)
         audit.record(s, actor, f"{kind}.delete", item_id, name=name)
     return name

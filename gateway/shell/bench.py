@@ -42,7 +42,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import func, select
 
@@ -135,10 +135,16 @@ def _parse_time(text: str) -> float:
     return dt.datetime.fromisoformat(text).timestamp()
 
 
-def _wait_with_rusage(process: subprocess.Popen, timeout: float) -> tuple[int, resource.struct_rusage]:
-    """Wait for the child and get *its own* resource usage (wait4), not every child's."""
+def _wait_with_rusage(process: subprocess.Popen, timeout: float,
+                      tick: Callable[[], None] | None = None) -> tuple[int, resource.struct_rusage]:
+    """Wait for the child and get *its own* resource usage (wait4), not every child's; ``tick()`` about
+    once a second meanwhile (the progress shown on a terminal)."""
     deadline = time.monotonic() + timeout
+    next_tick = time.monotonic() + 1.0
     while True:
+        if tick is not None and time.monotonic() >= next_tick:
+            tick()
+            next_tick = time.monotonic() + 1.0
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid == process.pid:
             process.returncode = os.waitstatus_to_exitcode(status)
@@ -179,7 +185,10 @@ class _SmsRun:
 
 def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float = 0.05,
               keep: str | None = None, cprofile: str | None = None, timeout: float | None = None,
-              database_url: str | None = None, lock_db: float = 0.0, profile: str = "telit") -> dict:
+              database_url: str | None = None, lock_db: float = 0.0, profile: str = "telit",
+              progress: Callable[[int, int], None] | None = None) -> dict:
+    """``progress(sent, messages)``: about once a second while the engine runs, from a count in the
+    database (only asked for on a terminal: a run measured through a pipe reads nothing more)."""
     if modems < 1 or messages < 1 or latency <= 0 or lock_db < 0:
         raise ValueError("--modems and --messages must be at least 1, --latency greater than 0, "
                          "--lock-db not negative")
@@ -193,7 +202,7 @@ def bench_sms(modems: int, messages: int, latency: float, *, report_delay: float
         timeout = 120 + 4 * messages / limit_per_minute * 60 + lock_db
     run = _run_sms_engine(modems, messages, latency, prompt, report_delay=report_delay, keep=keep,
                           cprofile=cprofile, timeout=timeout, database_url=database_url, lock_db=lock_db,
-                          profile=profile)
+                          profile=profile, progress=progress)
     first_parts = Counter(r["destination"] for r in run.submits if r["part"] == 1)
     per_modem = Counter(r["modem"] for r in run.submits)
     result: dict = {
@@ -233,7 +242,7 @@ def _database_shown(url: str | None) -> str:
 def _run_sms_engine(modems: int, messages: int, latency: float, prompt: float, *, report_delay: float,
                     database_url: str | None,
                     keep: str | None, cprofile: str | None, timeout: float, lock_db: float = 0.0,
-                    profile: str = "telit") -> _SmsRun:
+                    profile: str = "telit", progress: Callable[[int, int], None] | None = None) -> _SmsRun:
     """Start the simulator, seed ``messages`` contacts, create the alert, run the engine until it drains."""
     with work_dir(keep, "allerta-bench-") as tmp:
         with SimulatorProcess(count=modems, profile=profile, link_dir=tmp / "links",
@@ -249,8 +258,9 @@ def _run_sms_engine(modems: int, messages: int, latency: float, prompt: float, *
             # --lock-db: someone else write-locks the database once a fifth of the messages went out.
             holder = WriteLockHolder(str(tmp / "data" / "allerta.db"), lock_db,
                                      lambda: len(sim.log_records("submit")) >= messages // 5, poll=0.2)
+            tick = None if progress is None else lambda: progress(_gone_out(services, alert_id), messages)
             with holder if lock_db else _no_lock():
-                started, ended, exit_code, usage = _run_engine_once(tmp, config_path, cprofile, timeout)
+                started, ended, exit_code, usage = _run_engine_once(tmp, config_path, cprofile, timeout, tick)
             sim_cpu_after = process_cpu_seconds(sim.process.pid)
             submits = sim.log_records("submit")
             reports = sim.log_records("status_report")
@@ -291,8 +301,15 @@ def _lock_rates(run: _SmsRun, seconds: float) -> dict:
     }
 
 
-def _run_engine_once(tmp: Path, config_path: Path, cprofile: str | None,
-                     timeout: float) -> tuple[float, float, int, resource.struct_rusage]:
+def _gone_out(services, alert_id: int) -> int:  # noqa: ANN001 - gateway.core.services.Services
+    """Messages of the alert sent or delivered so far."""
+    with services.sessions() as s:
+        return s.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.alert_id == alert_id, Delivery.state.in_(("sent", "delivered")))) or 0
+
+
+def _run_engine_once(tmp: Path, config_path: Path, cprofile: str | None, timeout: float,
+                     tick: Callable[[], None] | None = None) -> tuple[float, float, int, resource.struct_rusage]:
     """``allerta run --once`` (under cProfile if asked): start and end times, exit code, its own rusage."""
     argv = [sys.executable]
     if cprofile:
@@ -301,7 +318,7 @@ def _run_engine_once(tmp: Path, config_path: Path, cprofile: str | None,
     with open(tmp / "engine.log", "w") as log:
         started = time.time()
         engine = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env())
-        exit_code, usage = _wait_with_rusage(engine, timeout)
+        exit_code, usage = _wait_with_rusage(engine, timeout, tick)
         ended = time.time()
     return started, ended, exit_code, usage
 
@@ -401,7 +418,8 @@ def bench_fanout(contacts: int, *, keep: str | None = None, database_url: str | 
     }
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, progress: Callable[[int, int], None] | None = None) -> dict:
+    """The benchmark ``args.what``; ``progress(done, total)`` where it can tell (bench sms)."""
     if args.what == "sms" and getattr(args, "nodes", None):
         # Here, not at the top: a real cycle (bench_nodes takes seed_contacts, work_dir, ... from this module).
         from gateway.shell import bench_nodes
@@ -410,7 +428,7 @@ def run(args: argparse.Namespace) -> dict:
         return bench_sms(args.modems, args.messages, args.latency, report_delay=getattr(args, "report_delay", 0.05),
                          keep=getattr(args, "keep", None), cprofile=getattr(args, "cprofile", None),
                          database_url=getattr(args, "database_url", None), lock_db=getattr(args, "lock_db", 0.0),
-                         profile=getattr(args, "profile", "telit"))
+                         profile=getattr(args, "profile", "telit"), progress=progress)
     if args.what == "fanout":
         return bench_fanout(args.contacts, keep=getattr(args, "keep", None),
                             database_url=getattr(args, "database_url", None))

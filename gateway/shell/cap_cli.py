@@ -9,6 +9,7 @@ from gateway.core.audit import audit_log_for, local_actor
 from gateway.core.cap_service import CapRefused, build_receiver
 from gateway.core.config import load_config
 from gateway.core.geometry import GeometryError, parse_feature_collection
+from gateway.core.plurals import counted
 from gateway.core.services import build_services
 from gateway.core.zone_geometry import import_shapes, listing
 from gateway.core.zones import ZoneError
@@ -32,7 +33,7 @@ def cmd_import_geojson(args: argparse.Namespace) -> int:
     except ZoneError as exc:
         print(f"allerta: {args.file}: nothing imported:\n{exc}", file=sys.stderr)
         return 2
-    print(f"{len(result.created)} zones created, {len(result.updated)} updated with their geometry"
+    print(f"{counted(len(result.created), 'zone')} created, {len(result.updated)} updated with their geometry"
           + ("" if args.code_property is None else " and code"))
     return 0
 

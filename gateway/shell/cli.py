@@ -7,8 +7,11 @@ import datetime as dt
 import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
+from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,6 +31,7 @@ from gateway.core.files import write_private
 from gateway.core.logs import configure_logging
 from gateway.core.models import Line
 from gateway.core.models_panel import AlertApproval
+from gateway.core.plurals import counted
 from gateway.core.polls import Poll
 from gateway.core.nodes import nodes_seen
 from gateway.core.services import build_services
@@ -38,6 +42,8 @@ from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_
 from gateway.core.zones import Kind, ZoneError
 from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli
 from gateway.shell.composition import run_engine
+from gateway.shell.live_view import cli_language, ctrl_c_sets, finished, watch
+from gateway.shell.progress import counted_steps, label, stderr_console
 from modem.simulator import cli as modem_simulator_cli
 from web import cli as web_cli
 from web.users import ensure_first_admin
@@ -123,9 +129,17 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: {exc.strerror}") from None
     # As the panel records its imports (web/contacts.py), rejected and fatal ones too, in the import's transaction.
     audit = _audit(services)
-    with audit.transaction() as s:
+    # A bar on stderr when it is a terminal (100,000 rows take a while); stdout's summary is unchanged.
+    # The bar stays through the commit, which takes a while too ("Salvataggio").
+    with counted_steps(label("reading"), None, stderr_console()) as update, audit.transaction() as s:
+        stored = [0]
+
+        def importing(done: int, total: int) -> None:
+            stored[0] = done
+            update(done, total, label("import"))
         report = import_contacts(services.sessions, data, region=services.config.general.region,
-                                 strict=args.strict, session=s)
+                                 strict=args.strict, session=s, progress=importing)
+        update(stored[0], stored[0] or None, label("saving"))
         audit.record(s, local_actor(), "contacts.import", Path(args.file).name[:120],
                      imported=report.imported, created=report.contacts_created,
                      updated=report.contacts_updated, rejected=len(report.rejected), strict=args.strict,
@@ -142,10 +156,10 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
         for error in report.rejected:
             print(f"{args.file}: {error}", file=sys.stderr)
         if report.imported:
-            print(f"{report.contacts_created} contacts created, {report.contacts_updated} updated, "
-                  f"{report.contacts_unchanged} unchanged; {report.numbers_created} new numbers, "
-                  f"{report.zones_created} new zones, {report.groups_created} new groups; "
-                  f"{len({e.line for e in report.rejected})} rows rejected")
+            print(f"{counted(report.contacts_created, 'contact')} created, {report.contacts_updated} updated, "
+                  f"{report.contacts_unchanged} unchanged; {counted(report.numbers_created, 'new number')}, "
+                  f"{counted(report.zones_created, 'new zone')}, {counted(report.groups_created, 'new group')}; "
+                  f"{counted(len({e.line for e in report.rejected}), 'row')} rejected")
         elif not report.fatal:
             print("nothing imported" + (" (--strict and some rows were rejected)" if report.rejected else ""),
                   file=sys.stderr)
@@ -163,8 +177,8 @@ def cmd_contacts_erase(args: argparse.Namespace) -> int:
                               actor=local_actor())
     except ContactError as exc:
         raise CliError(str(exc)) from None
-    print(f"{erased.e164} erased: taken from {len(erased.contacts)} contacts, "
-          f"{erased.deliveries_cancelled} deliveries waiting for it cancelled")
+    print(f"{erased.e164} erased: taken from {counted(len(erased.contacts), 'contact')}, "
+          f"{counted(erased.deliveries_cancelled, 'delivery', 'deliveries')} waiting for it cancelled")
     for contact_id, name in erased.left_without_number:
         print(f"  contact {contact_id} ({name}) has no number left: "
               "delete it in the panel if the person is to be forgotten too")
@@ -178,7 +192,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     except ZoneError as exc:
         raise CliError(str(exc)) from None
     print(f"{args.kind} {merged.source_name} merged into {merged.target_name}: "
-          f"{merged.contacts_moved} contacts moved")
+          f"{counted(merged.contacts_moved, 'contact')} moved")
     return 0
 
 
@@ -274,13 +288,14 @@ def cmd_alert_send(args: argparse.Namespace) -> int:
         sms_text, plan = services.alerts.plan(request)
         preview = services.alerts.preview(request)  # unknown zones etc. fail before any audio is rendered
         # State the cost before anything is stored.
-        print(f"encoding {plan.encoding}, {plan.segments} segment(s) per message"
+        print(f"encoding {plan.encoding}, {counted(plan.segments, 'segment')} per message"
               + (" (typographic characters replaced to stay in GSM-7)" if plan.transliterated else ""),
               file=sys.stderr)
-        parts = ([f"{preview.recipients.get('sms', 0)} SMS recipients, {preview.total_segments} segments in all"]
+        parts = ([f"{counted(preview.recipients.get('sms', 0), 'SMS recipient')}, "
+                  f"{counted(preview.total_segments, 'segment')} in all"]
                  if args.sms else [])
         if args.voice:
-            parts.append(f"{preview.recipients.get('voice', 0)} numbers to call")
+            parts.append(f"{counted(preview.recipients.get('voice', 0), 'number')} to call")
         print(", ".join(parts) + (" [DRILL]" if args.drill else "") + f" [{_category_words(request)}]",
               file=sys.stderr)
         if args.voice:
@@ -331,47 +346,77 @@ def _audit_send(services, audit: AuditLog, s: Session, request, alert_id: int,
 
 def cmd_alert_status(args: argparse.Namespace) -> int:
     services = _services(args)
-    try:
-        status = services.alerts.status(args.id)
-    except AlertError as exc:
-        raise CliError(str(exc)) from None
+
+    def fetch() -> dict:
+        try:
+            return services.alerts.status(args.id)
+        except AlertError as exc:
+            raise CliError(str(exc)) from None
+
+    status = fetch()
     if args.json:
         _print_json(status)
         return 0
+    if not args.watch:
+        print("\n".join(_status_lines(status)))
+        return 0
+    try:
+        if sys.stdout.isatty():  # one view redrawn in place (gateway/shell/live_view.py)
+            with ctrl_c_sets(threading.Event()) as stop:
+                watch(fetch, Console(), cli_language(), interval=args.interval, stop=stop)
+            return 130 if stop.is_set() else 0
+        # Not a terminal: the plain lines of `alert status` again whenever a figure changes, for scripts.
+        shown: list[str] = []
+        while True:
+            lines = _status_lines(status)
+            if lines != shown:
+                print("\n".join(lines), flush=True)
+                shown = lines
+            if finished(status):
+                return 0
+            time.sleep(args.interval)
+            status = fetch()
+    except KeyboardInterrupt:
+        return 130
+
+
+def _status_lines(status: dict) -> list[str]:
+    """What `allerta alert status` prints: the alert, each channel with its ETA, each line's figures."""
+    lines = []
     drill = " [ESERCITAZIONE/DRILL]" if status["drill"] else ""
     category = status["category"] + (f" ({status['cap_category']})" if status["cap_category"] else "")
-    print(f"alert {status['alert']} ({status['state']}, {category}){drill}: {status['recipients']} recipients, "
-          f"{status['encoding']} x{status['segments']}")
+    lines.append(f"alert {status['alert']} ({status['state']}, {category}){drill}: "
+                 f"{counted(status['recipients'], 'recipient')}, {status['encoding']} x{status['segments']}")
     if status["held_until"]:
         held = dt.datetime.fromisoformat(status["held_until"].removesuffix("Z"))
-        print(f"  held until {local_time(held):%H:%M} (quiet hours)")
+        lines.append(f"  held until {local_time(held):%H:%M} (quiet hours)")
     if status["election_reason"]:
-        print(f"  election period: sent with the reason of {status['election_reason_by']}: "
-              f"{status['election_reason']}")
+        lines.append(f"  election period: sent with the reason of {status['election_reason_by']}: "
+                     f"{status['election_reason']}")
     for channel, info in status["channels"].items():
         eta = info["eta_seconds"]
-        print(f"  {channel}: " + ", ".join(f"{k} {v}" for k, v in sorted(info["by_state"].items()))
-              + f"; in progress {info['in_progress']}; ETA "
-              + ("done" if eta == 0 else "unknown: no line up" if eta is None else f"{eta:.0f} s"))
+        lines.append(f"  {channel}: " + ", ".join(f"{k} {v}" for k, v in sorted(info["by_state"].items()))
+                     + f"; in progress {info['in_progress']}; ETA "
+                     + ("done" if eta == 0 else "unknown: no line up" if eta is None else f"{eta:.0f} s"))
     if status["possible_duplicates"]:
         causes = ", ".join(f"{count} {DUPLICATE_CAUSE_LABELS.get(cause, cause)}"
                            for cause, count in sorted(status["possible_duplicates_by_cause"].items()))
-        print(f"  {status['possible_duplicates']} possibly sent twice ({causes})")
+        lines.append(f"  {status['possible_duplicates']} possibly sent twice ({causes})")
     poll = status["poll"]
     if poll:
-        print(f"  poll {poll['question']!r}: {poll['votes']} votes ({poll['changed']} changed)"
-              + ("" if poll["open"] else ", closed") + "; "
-              + ", ".join(f"{o['number']} {o['text']!r} {o['votes']}" for o in poll["options"]))
+        lines.append(f"  poll {poll['question']!r}: {counted(poll['votes'], 'vote')} ({poll['changed']} changed)"
+                     + ("" if poll["open"] else ", closed") + "; "
+                     + ", ".join(f"{o['number']} {o['text']!r} {o['votes']}" for o in poll["options"]))
     for line, entry in sorted(status["lines"].items()):
         # Every node's lines (docs/nodes.md), each with the node that drives it.
         where = f" ({entry['node']})" if entry.get("node") else ""
         if entry.get("channel") == Channel.VOICE:
-            print(f"  {line}{where}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
-                  f"{entry['calls']} calls for this alert")
+            lines.append(f"  {line}{where}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
+                         f"{counted(entry['calls'], 'call')} for this alert")
         else:
-            print(f"  {line}{where}: {entry.get('state', '?')}, {entry['segments_sent']} sent, "
-                  f"{entry['segments_delivered']} delivered")
-    return 0
+            lines.append(f"  {line}{where}: {entry.get('state', '?')}, {entry['segments_sent']} sent, "
+                         f"{entry['segments_delivered']} delivered")
+    return lines
 
 
 def cmd_alert_cancel(args: argparse.Namespace) -> int:
@@ -386,7 +431,7 @@ def cmd_alert_cancel(args: argparse.Namespace) -> int:
                          reason=args.reason.strip() or None)
     except AlertError as exc:
         raise CliError(str(exc)) from None
-    print(f"alert {args.id} cancelled: {count} deliveries stopped before going out")
+    print(f"alert {args.id} cancelled: {counted(count, 'delivery', 'deliveries')} stopped before going out")
     return 0
 
 
@@ -499,7 +544,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    result = bench.run(args)
+    # The JSON goes to stdout; while the bench runs, its progress (messages sent, for bench sms) and the time
+    # spent on stderr, a terminal only: a run through a pipe asks nothing more of the database.
+    console = stderr_console()
+    with counted_steps(f"{label('bench')}: allerta bench {args.what}", None, console) as update:
+        result = bench.run(args, progress=update if console is not None else None)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -550,6 +599,10 @@ def _add_alert_commands(sub: argparse._SubParsersAction) -> None:
     p = alert.add_parser("status", help="progress of an alert")
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true",
+                   help="follow it until it is finished: a live view on a terminal, the plain lines again "
+                        "whenever a figure changes otherwise")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between two reads with --watch (default 1)")
     p.set_defaults(func=cmd_alert_status)
     p = alert.add_parser("cancel", help="stop what has not gone out")
     p.add_argument("id", type=int)

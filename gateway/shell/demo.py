@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +33,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import NamedTuple
 
+from rich.console import Console
+
 from asterisk.pbx_simulator.harness import PbxSimulatorProcess, SimulatorStartError
 from gateway.core.alerts import AlertRequest, Target
 from gateway.core.audio import AudioError
@@ -39,10 +42,12 @@ from gateway.core.audit import AuditLog, audit_log_for
 from gateway.core.config import load_config
 from gateway.core.contacts_import import import_contacts
 from gateway.core.db import utcnow
+from gateway.core.plurals import counted
 from gateway.core.services import Services, build_services
 from gateway.core.states import Channel, DeliveryState
 from gateway.core.voice_messages import VoiceRenderer
 from gateway.shell.bench import child_env, ensure_importable_children
+from gateway.shell.live_view import cli_language, ctrl_c_sets, nothing_left, watch
 from modem.simulator.harness import SimulatorError, SimulatorProcess
 from web.serve import free_port  # the panel's module owns sockets, not gateway/
 from web.users import add_user, ensure_first_admin
@@ -272,16 +277,6 @@ def _progress_line(status: dict, elapsed: float, many_modems: bool) -> str:
     return "  ".join(parts)
 
 
-def _finished(status: dict) -> bool:
-    """Nothing left to do on any channel: every SMS delivered or failed, every number's calls over."""
-    for channel, info in status["channels"].items():
-        states = info["by_state"]
-        open_states = ("pending", "submitting", "sent") if channel == "sms" else ("pending", "submitting")
-        if sum(states.get(state, 0) for state in open_states):
-            return False
-    return True
-
-
 def _placeholder_message(path: Path, seconds: float = 6.0) -> float:
     """Without espeak-ng: three soft beeps, 8 kHz mono 16-bit (the simulator never plays it anyway)."""
     rate = 8000
@@ -492,9 +487,9 @@ def _seed_municipality(args: argparse.Namespace, directory: Path,
     report = import_contacts(services.sessions, csv_path.read_bytes(), region=config.general.region)
     if not report.imported:
         raise _DemoError(f"the synthetic contact list did not import: {report.fatal or report.rejected[:3]}")
-    print(f"Imported {csv_path.name}: {report.contacts_created} residents, {report.numbers_created} numbers "
-          f"(landlines get voice calls only), {report.zones_created} zones, "
-          f"{len(report.rejected)} rows rejected")
+    print(f"Imported {csv_path.name}: {counted(report.contacts_created, 'resident')}, "
+          f"{counted(report.numbers_created, 'number')} (landlines get voice calls only), "
+          f"{counted(report.zones_created, 'zone')}, {counted(len(report.rejected), 'row')} rejected")
     audit = audit_log_for(config, services.sessions)
     return audit, create_demo_users(services.sessions, audit)
 
@@ -548,19 +543,31 @@ def _start_child(processes: ExitStack, config_path: Path, log_path: Path, *comma
 
 def _follow_alert(services: Services, alert_id: int, children: tuple[_Child, ...], *,
                   many_modems: bool) -> tuple[dict, float]:
-    """One progress line a second until the alert is finished: its last status and the seconds it took."""
+    """Follow the alert until it is finished: its last status and the seconds it took. On a terminal one
+    live view redrawn in place (gateway/shell/live_view.py); otherwise one progress line a second."""
     started = time.monotonic()
-    print("Progress once a second" + ("" if many_modems else " (per modem: segments delivered/sent)")
-          + "; the panel shows the same live:", flush=True)
-    while True:
-        time.sleep(1.0)
+
+    def fetch() -> dict:
         for child in children:
             if child.process.poll() is not None:
                 raise _DemoError(f"the {child.name} stopped unexpectedly (exit code {child.process.returncode}); "
                                  f"last lines of {child.log}:\n" + child.log.read_text(errors="replace")[-2000:])
-        status = services.alerts.status(alert_id)
+        return services.alerts.status(alert_id)
+
+    if sys.stdout.isatty():
+        print("The drill alert live; the panel shows the same:", flush=True)
+        with ctrl_c_sets(threading.Event()) as stop:
+            status = watch(fetch, Console(), cli_language(), done=nothing_left, stop=stop)
+        if stop.is_set():  # the view closed cleanly first; then stop the demo as Ctrl-C always did
+            raise KeyboardInterrupt
+        return status, time.monotonic() - started
+    print("Progress once a second" + ("" if many_modems else " (per modem: segments delivered/sent)")
+          + "; the panel shows the same live:", flush=True)
+    while True:
+        time.sleep(1.0)
+        status = fetch()
         print(_progress_line(status, time.monotonic() - started, many_modems), flush=True)
-        if _finished(status):
+        if nothing_left(status):
             return status, time.monotonic() - started
 
 

@@ -12,10 +12,12 @@ from gateway.core.audit import anchor_path_for, audit_log_for, local_actor
 from gateway.core.backup import BackupError, backup_sqlite, pg_dump_hint, restore_sqlite, sqlite_path
 from gateway.core.config import load_config
 from gateway.core.models_ops import SelfTestRun
+from gateway.core.plurals import counted
 from gateway.core.selftest import SelfTestError, SelfTestSettings, start_run, summary
 from gateway.core.services import build_services
 from gateway.shell import doctor
 from gateway.shell.install import InstallError, install_systemd
+from gateway.shell.progress import label, phases, stderr_console
 
 
 def _fail(message: str) -> int:
@@ -71,10 +73,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
         db = _sqlite_file(config)
         if db is None:
             return 2
-        result = backup_sqlite(db, Path(args.out))
+        # The copy and the integrity check, each with a spinner and its time, on stderr when a terminal.
+        with phases(stderr_console()) as phase:
+            result = backup_sqlite(db, Path(args.out), lambda step: phase(label(f"backup_{step}")))
     except BackupError as exc:
         return _fail(str(exc))
-    print(f"backup of {db} written to {result.path}: {result.bytes} bytes, {result.deliveries} deliveries, "
+    print(f"backup of {db} written to {result.path}: {counted(result.bytes, 'byte')}, "
+          f"{counted(result.deliveries, 'delivery', 'deliveries')}, "
           "integrity check ok")
     return 0
 

@@ -268,7 +268,7 @@ def test_operator_drafts_approver_approves_progress_reaches_100_export_english_a
     # buttons: after choosing the zone and both channels the counts for both appear, nothing pressed.
     page.wait_for_function("() => document.querySelectorAll('#preview-result li[data-channel]').length === 2")
     preview = page.inner_text("#preview-result")
-    assert "SMS: 18" in preview and "Voce: 30" in preview, preview    # 18 mobiles; 30 numbers with landlines
+    assert "SMS: 18 destinatari ·" in preview and "Voce: 30 destinatari ·" in preview, preview  # 30 with landlines
     _screenshot(page, "compose")
     # The counts are asked again after every change (leaving a field is one): leave the last field and let
     # the last answer land before clicking, so the click does not race a redraw of the page.

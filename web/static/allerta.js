@@ -351,12 +351,13 @@
     if (body.error || body.message) {
       const item = document.createElement("li"); item.textContent = body.message || body.error; item.className = "error"; list.appendChild(item);
     } else {
-      for (const [channel, count] of Object.entries(body.recipients)) {
+      for (const channel of Object.keys(body.recipients)) {
         const eta = body.eta_seconds[channel];
         const item = document.createElement("li");
         item.dataset.channel = channel;
-        item.textContent = (body.channel_labels[channel] || channel) + ": " + count + " " + preview.dataset.tRecipients.toLowerCase() + " · " +
-          preview.dataset.tEta + ": " + (eta === null ? preview.dataset.tNoline : Math.ceil(eta / 60) + " " + preview.dataset.tMinutes);
+        // The server words the counts (web/alerts.py preview): "1 destinatario", "2 minuti".
+        item.textContent = (body.channel_labels[channel] || channel) + ": " + body.recipients_text[channel] + " · " +
+          preview.dataset.tEta + ": " + (eta === null ? preview.dataset.tNoline : body.eta_text[channel]);
         list.appendChild(item);
       }
     }
