@@ -31,9 +31,9 @@ from gateway.core.files import write_private
 from gateway.core.logs import configure_logging
 from gateway.core.models import Line
 from gateway.core.models_panel import AlertApproval
+from gateway.core.nodes import nodes_seen
 from gateway.core.plurals import counted
 from gateway.core.polls import Poll
-from gateway.core.nodes import nodes_seen
 from gateway.core.services import build_services
 from gateway.core.quiet_hours import local_time
 from gateway.core.states import (DUPLICATE_CAUSE_LABELS, AlertCategory, ApprovalDecision, CapCategory, Channel,
