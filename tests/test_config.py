@@ -101,7 +101,8 @@ def test_init_writes_config_and_database(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("url, expected", [
-    ("notaurl", r"\[database\] url: cannot open the database \(unparsable\)"),
+    ("notaurl", r"\[database\] url: is not a database URL"),
+    ("postgresql+psycopg://allerta:s3cret@h1:x,h2/allerta", r"\[database\] url: .*allerta:\*\*\*@h1"),
     ("postgresql://allerta:s3cret@127.0.0.1:1/allerta",
      r"\[database\] url: cannot open the database postgresql://allerta:\*\*\*@127\.0\.0\.1:1/allerta: "
      r"(no database driver|.*refused|.*connect)"),

@@ -112,7 +112,7 @@ def test_a_stalled_event_loop_stops_the_watchdog_pings(contacts, notify_socket, 
     channel = StallingChannel(stall=1.5)
     dispatcher = Dispatcher(contacts.store, [channel], {"sms": SmsPolicy(SmsRetry.from_config(dataclasses.replace(contacts.config.retry, initial_delay=0)))},
                             DispatcherSettings(poll_interval=0.02, report_timeout=1.0))
-    monkeypatch.setattr(composition, "build_dispatcher", lambda services: dispatcher)
+    monkeypatch.setattr(composition, "build_dispatcher", lambda services, alarms=None: dispatcher)
     monkeypatch.setenv("WATCHDOG_USEC", "100000")   # a ping every 50 ms
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     switch = sys.getswitchinterval()

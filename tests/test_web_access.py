@@ -23,6 +23,7 @@ ROUTES = [
     ("GET", "/alerts/{alert}", "viewer"),
     ("GET", "/alerts/{alert}/progress.json", "viewer"),
     ("GET", "/alerts/{alert}/pictures.json", "viewer"),
+    ("GET", "/alerts/{alert}/report.pdf", "viewer"),
     ("GET", "/alerts/{alert}/deliveries/{delivery}", "viewer"),
     ("GET", "/alerts/{alert}/audio.wav", "viewer"),
     ("GET", "/alerts/{alert}/audio/{language}.wav", "viewer"),

@@ -22,7 +22,7 @@ PAGES = {"dashboard", "dashboard_json", "contacts_first_page", "contact_search_n
 
 def test_bench_web_seeds_the_database_and_times_every_page(tmp_path):
     keep = tmp_path / "web"
-    result = bench.run(Namespace(what="web", contacts=2000, requests=3, exports=1, keep=str(keep)))
+    result = bench.run(Namespace(what="web", contacts=2000, requests=3, exports=1, reports=1, keep=str(keep)))
     json.dumps(result)  # the CLI prints it as JSON
     assert result["benchmark"] == "web" and result["contacts"] == 2000
     assert result["deliveries"] == 2000
@@ -34,7 +34,10 @@ def test_bench_web_seeds_the_database_and_times_every_page(tmp_path):
         assert 0 < page["median_ms"] <= page["p95_ms"] <= page["max_ms"], (name, page)
     export = result["export"]
     assert export["status"] == 200 and export["rows"] == 2000 and export["megabytes"] > 0.1
-    assert result["targets"] == {"page_p95_ms": 300.0, "export_seconds": 5.0}
+    report = result["report"]
+    assert report["status"] == 200 and report["kilobytes"] > 10 and len(report["seconds"]) == 1
+    assert result["report_seconds"] == max(report["seconds"]) > 0
+    assert result["targets"] == {"page_p95_ms": 300.0, "export_seconds": 5.0, "report_seconds": 10.0}
     assert isinstance(result["within_targets"], bool)  # the figures at 100,000 are what the targets are about
     assert result["slowest_page"]["page"] in PAGES
     pictures = result["pictures"]
@@ -57,8 +60,8 @@ def test_bench_web_cli_prints_json(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     result = subprocess.run([sys.executable, "-m", "gateway.shell.cli", "bench", "web", "--contacts", "300",
-                             "--requests", "1", "--exports", "1"],
+                             "--requests", "1", "--exports", "1", "--reports", "1"],
                             capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(result.stdout)
-    assert data["benchmark"] == "web" and data["deliveries"] == 300
+    assert data["benchmark"] == "web" and data["deliveries"] == 300 and data["report"]["status"] == 200

@@ -31,7 +31,8 @@ from gateway.core.models_panel import AlertText
 from gateway.core.polls import MAX_OPTIONS, Poll, answer_suffix, poll_results, votes_by_number
 from gateway.core.quiet_hours import local_time
 from gateway.core.sms_text import SmsTextError, is_gsm7, plan_sms, transliterate
-from gateway.core.states import AlertCategory, AlertState, ApprovalDecision, CapCategory, Channel, DeliveryState
+from gateway.core.states import (REACHED_DELIVERY_STATES, AlertCategory, AlertState, ApprovalDecision, CapCategory,
+                                 Channel, DeliveryState)
 from gateway.core.voice_messages import (EmptyText, NoVoice, RecordingError, VoiceRenderer, discard, main_version,
                                          translation_version)
 from web import alert_flow
@@ -39,9 +40,11 @@ from web.alert_pictures import AlertPictures, PicturesCache, alert_pictures
 from web.params import bounded_int, page_number
 from web.context import panel
 from web.errors import audio_reason, error_message
+from web.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from web.inbox import help_rows
 from web.labels import label, labels_for
 from web.progress import BUCKETS, alert_progress, eta_seconds
+from web.report_pdf import report_pdf
 from web.security import passive, require_role
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -51,7 +54,7 @@ CHANNEL_CHOICES = {"sms": (Channel.SMS,), "voice": (Channel.VOICE,), "both": (Ch
                    "voice_fallback": (Channel.VOICE,)}
 AUDIO_TYPES = {".wav", ".mp3", ".ogg", ".oga"}
 PAGE_SIZE = 50
-REACHED = tuple(state for state, bucket in BUCKETS.items() if bucket == "reached")
+REACHED = REACHED_DELIVERY_STATES
 
 # Starting texts for the usual risks; the operator completes and corrects them.
 TEMPLATES = {
@@ -734,6 +737,21 @@ def vulnerable(alert_id: int):
         rows = door_knock_list(s, alert_id, REACHED)
     panel().audit.write(current_user.username, "alert.vulnerable_list", alert_id, people=len(rows))
     return render_template("alerts/vulnerable.html", alert=alert, rows=rows)
+
+
+@bp.route("/<int:alert_id>/report.pdf")
+@require_role("viewer")
+def report(alert_id: int):
+    """The after-action report (web/report_pdf.py) in the user's language: the same PDF as
+    ``allerta alert report``. The door-knock list's names and addresses follow the rule of its
+    printable page (operators and above); a viewer's copy counts those people by zone."""
+    _get_alert(alert_id)
+    language = str(get_locale() or DEFAULT_LANGUAGE)
+    made = report_pdf(panel().services, panel().audit, alert_id, actor=current_user.username,
+                      language=language if language in LANGUAGES else DEFAULT_LANGUAGE,
+                      with_names=current_user.can("operator"))
+    return Response(made.pdf, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="allerta-{alert_id}-report.pdf"'})
 
 
 # --- decisions -----------------------------------------------------------------------------

@@ -12,18 +12,10 @@ from gateway.core.capacity import OPEN_STATES, current_rates, estimate
 from gateway.core.config import Config
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Delivery, Line
-from gateway.core.states import REACHED_DELIVERY_STATES, AlertState, Channel, DeliveryState, LineState
+from gateway.core.states import BUCKET_ORDER, DELIVERY_BUCKETS, AlertState, Channel, LineState
 
-# Delivery states grouped as an operator reads them (a state not listed counts as in progress).
-BUCKETS = {
-    DeliveryState.PENDING: "queued",
-    DeliveryState.SUBMITTING: "in_progress",
-    DeliveryState.SENT: "sent",
-    **{state: "reached" for state in REACHED_DELIVERY_STATES},
-    DeliveryState.FAILED: "failed",
-    DeliveryState.CANCELLED: "cancelled",
-}
-BUCKET_ORDER = ("queued", "in_progress", "sent", "reached", "failed", "cancelled")
+# Delivery states grouped as an operator reads them: the core's one table (gateway/core/states.py).
+BUCKETS = DELIVERY_BUCKETS
 CAPACITY_MINUTES = 10
 
 

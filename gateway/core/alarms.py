@@ -25,6 +25,7 @@ from gateway.core.models import Attempt, Line
 from gateway.core.models_ops import Alarm
 from gateway.core.plurals import plural
 from gateway.core.states import Channel, LineState
+from gateway.core.store_worker import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,8 @@ class AlarmMonitor:
                 # Off the event loop: a database held by a backup would otherwise stall the
                 # modems' and the AMI link's callbacks for its busy timeout.
                 await asyncio.to_thread(self.check)
-            except Exception:  # noqa: BLE001 - alarms must never stop the engine
-                log.exception("alarm check failed")
+            except Exception as exc:  # noqa: BLE001 - alarms must never stop the engine
+                log_failure(log, "alarm check failed", exc)
             await asyncio.sleep(self.settings.check_interval)
 
     def check(self) -> list[int]:

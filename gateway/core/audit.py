@@ -106,6 +106,16 @@ class Head:
         return f"{self.count} {self.short}"
 
 
+def read_head(session: Session) -> Head:
+    """The newest entry as ``session`` sees it (no key needed: reading is not checking)."""
+    last = session.execute(select(AuditEntry.id, AuditEntry.at, AuditEntry.hash)
+                           .order_by(AuditEntry.id.desc()).limit(1)).first()
+    count = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+    if last is None:
+        return Head(0, None, GENESIS)
+    return Head(count, last.at, last.hash)
+
+
 def parse_head(text: str) -> tuple[int, str]:
     """``"COUNT DIGEST"`` (the digest whole or its first 16 hex digits) -> (count, digest)."""
     parts = text.replace(":", " ").split()
@@ -165,12 +175,7 @@ class AuditLog:
 
     def head(self) -> Head:
         with self.sessions() as session:
-            last = session.execute(select(AuditEntry.id, AuditEntry.at, AuditEntry.hash)
-                                   .order_by(AuditEntry.id.desc()).limit(1)).first()
-            count = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
-        if last is None:
-            return Head(0, None, GENESIS)
-        return Head(count, last.at, last.hash)
+            return read_head(session)
 
     def _anchor_mac(self, entry_id: int, digest: str) -> str:
         return hmac.new(self._key, f"anchor {entry_id} {digest}".encode("ascii"), hashlib.sha256).hexdigest()

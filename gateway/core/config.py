@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from gateway.core import database_url
 from gateway.core.dialstring import NUMBER_FORMATS, dial_template_problem
 from gateway.core.quiet_hours import DEFAULT as QUIET_HOURS_DEFAULT, window_problem
 
@@ -209,7 +210,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "drill_prefix": Key(str, "[ESERCITAZIONE] ", "Text put in front of every drill message, so no citizen mistakes a drill for an emergency."),
     },
     "database": {
-        "url": Key(str, "", "SQLAlchemy URL. Empty: sqlite:///<data_dir>/allerta.db. A postgresql+psycopg:// URL also works (pip install 'allerta[postgresql]')."),
+        "url": Key(str, "", "SQLAlchemy URL. Empty: sqlite:///<data_dir>/allerta.db. A postgresql+psycopg:// URL also works (pip install 'allerta[postgresql]'); several servers (a primary and its standby) as postgresql+psycopg://allerta@db1:5432,db2:5432/allerta?target_session_attrs=read-write, so the engine follows a promoted standby (docs/two-sites.md).", database_url.check),
         "busy_timeout": Key(NUMBER, 30.0, "SQLite: seconds a statement waits for a write lock held by someone else before it fails; the engine then retries it until it lands, off its event loop.", _positive),
     },
     "engine": {
@@ -427,6 +428,8 @@ class Config:
 def _check_value(where: str, key: Key, value: Any) -> Any:
     # bool is an int in Python; a 'true' where a number is expected is a mistake.
     shown = "(hidden)" if key.secret else repr(value)
+    if key.check is database_url.check and isinstance(value, str):
+        shown = repr(database_url.without_password(value))   # a postgresql:// URL may carry the password
     if isinstance(value, bool) and key.type is not bool:
         raise ConfigError(f"{where}: expected {_type_name(key.type)}, got a boolean")
     if not isinstance(value, key.type):

@@ -16,11 +16,13 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.core import database_url
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+READ_ONLY_SQLSTATE = "25006"   # read_only_sql_transaction
 
 
 def utcnow() -> dt.datetime:
@@ -31,7 +33,7 @@ def utcnow() -> dt.datetime:
 def shown_url(url: str) -> str:
     """A database URL as it may be printed or shown: its password replaced by ***."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return database_url.parsed(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL may still hold a password: show nothing of it
         return "(unparsable)"
 
@@ -55,7 +57,20 @@ def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cursor.close()
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # pool_pre_ping: a connection the server dropped (a restart, a failover) is found and replaced
+    # when it is taken from the pool, not by the next statement failing. Several hosts
+    # (database_url.py) are tried in order by libpq at each new connection.
+    parsed = database_url.parsed(url)
+    engine = create_engine(parsed, pool_pre_ping=True, connect_args=database_url.connect_args(parsed))
+
+    @event.listens_for(engine, "handle_error")
+    def _read_only_is_a_lost_primary(context) -> None:  # noqa: ANN001
+        # A write refused because the server is read-only (25006): the connection reaches a standby
+        # or a demoted primary. Counted as a disconnect, so the pool drops its connections and the
+        # next one goes through target_session_attrs=read-write to whichever server is primary now.
+        if getattr(context.original_exception, "sqlstate", None) == READ_ONLY_SQLSTATE:
+            context.is_disconnect = True
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -11,19 +11,22 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from gateway.core.call_votes import alert_poll, options_to_ask, record_call_vote
-from gateway.core.channels import Channel, DeliveryFailed, LineStatus, OutboundMessage, ReceivedPart, StatusReport
+from gateway.core.channels import (Channel, DeliveryFailed, LineStatus, OutboundMessage, ReceivedPart, StatusReport,
+                                   SubmitReceipt)
 from gateway.core.citizens import CitizenService
 from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.inbound_spool import InboundSpool
 from gateway.core.logs import event_line, mask_number
 from gateway.core.nodes import NodeWatch
+from gateway.core.outcome_journal import JournaledOutcome, OutcomeJournal, record_once
 from gateway.core.placing_journal import PlacingJournal
 from gateway.core.reply_queue import ClaimedReply, ReplyQueue
 from gateway.core.report_spool import ReportSpool
-from gateway.core.retry import DeliveryPolicy
+from gateway.core.retry import DeliveryPolicy, RetryVerdict
 from gateway.core.states import AttemptOutcome, Channel as ChannelName, DeliveryState, LineState
 from gateway.core.store import ClaimedDelivery, ReportMatch, Store
 from gateway.core.store_worker import AsyncStore, RetrySettings, StoreWorker
@@ -69,6 +72,12 @@ class DispatcherSettings:
     # a held database must not fill the SIMs during a storm of replies. None: the modem waits
     # for the database commit itself.
     inbound_spool: Path | None = None
+    # Each outcome a line reports (an SMS accepted, a call's end) is fsync'd here before it is queued
+    # for the database, so an engine stopped while the database is unreachable forgets nothing it
+    # learned: the next start records it (outcome_journal.py). None: only the database has it.
+    outcome_journal: Path | None = None
+    # This engine's name in the database_lost alarm ([engine] node where nodes are named).
+    node: str = "engine"
     # A long SMS whose parts are still missing this long after its first part arrived is kept
     # with what came, marked incomplete ([inbound] part_timeout).
     inbound_part_timeout: float = 600.0
@@ -98,11 +107,24 @@ def _log_outcome(channel: str, failure: DeliveryFailed) -> str:
     return "permanent" if failure.permanent else "transient"
 
 
+class Alarms(Protocol):
+    """What the dispatcher needs of gateway.core.alarms.AlarmMonitor (run on the database writer)."""
+    def raise_alarm(self, kind: str, subject: str, message: str) -> int | None: ...
+    def clear_alarm(self, kind: str, subject: str) -> None: ...
+
+
+DATABASE_LOST = "database_lost"
+
+
+def _landed() -> None:
+    """A no-op for the writer: once it returns, everything queued before it has landed."""
+
+
 class Dispatcher:
     def __init__(self, store: Store | AsyncStore, channels: list[Channel],
                  policies: dict[ChannelName, DeliveryPolicy], settings: DispatcherSettings, *,
                  citizens: CitizenService | None = None, replies: ReplyQueue | None = None,
-                 nodes: NodeWatch | None = None) -> None:
+                 alarms: Alarms | None = None, nodes: NodeWatch | None = None) -> None:
         # Every database call runs on the store's writer thread, never on this loop.
         self.store = store if isinstance(store, AsyncStore) else AsyncStore(store, StoreWorker(settings.store_retry))
         self.channels = channels
@@ -121,8 +143,14 @@ class Dispatcher:
         self._flushing: asyncio.Task | None = None
         self._spool = ReportSpool(settings.report_spool) if settings.report_spool else None
         self._inbound_spool = InboundSpool(settings.inbound_spool) if settings.inbound_spool else None
+        self._outcomes = OutcomeJournal(settings.outcome_journal) if settings.outcome_journal else None
         self._spool_thread = (ThreadPoolExecutor(1, thread_name_prefix="report-spool")
-                              if self._spool or self._inbound_spool else None)
+                              if self._spool or self._inbound_spool or self._outcomes else None)
+        self.alarms = alarms
+        # True from the database found unreachable until what was queued meanwhile has landed
+        # and the claims held through the outage are given back (_resume_after_outage).
+        self._database_held = False
+        self._resuming: asyncio.Task | None = None
         self._line_status: dict[str, LineStatus] = {}
         self._dirty: set[str] = set()
         self._failed_lines: dict[int, set[str]] = {}
@@ -364,9 +392,11 @@ class Dispatcher:
         finally:
             # What is still queued (the database held at the stop) lands before we exit;
             # past store_drain it is abandoned, and the next start recovers it.
-            if not await asyncio.to_thread(self.store.worker.stop, self.settings.store_drain):
+            drain = self._drain_seconds()
+            if not await asyncio.to_thread(self.store.worker.stop, drain):
                 log.warning("stopping with database writes still queued after %.0f s: the next start "
-                            "resends their deliveries as possible duplicates", self.settings.store_drain)
+                            "records what the outcome journal holds and resends the rest as possible duplicates",
+                            drain)
 
     async def _replay_spool(self) -> None:
         """Reports a previous run spooled but did not see committed go in before anything is sent."""
@@ -398,6 +428,8 @@ class Dispatcher:
         await self._in_spool_thread(self._inbound_spool.clear)
 
     async def _run(self, stop: asyncio.Event, once: bool) -> int:
+        if self._outcomes is not None:
+            await self._replay_outcomes()
         if self._spool is not None:
             await self._replay_spool()
         if self._inbound_spool is not None:
@@ -468,24 +500,17 @@ class Dispatcher:
             assembler.cancel()
             if watcher is not None:
                 watcher.cancel()
-            await self._release_buffered()
-            # Nobody drives the lines now: say so, rather than leave the last "up" for the
-            # CLI and the panel to count as capacity (signal, operator, counters are kept).
-            # (A line already down or out of rotation keeps that state and its error.)
-            for label, status in self._line_status.items():
-                if status.state in (LineState.UP, LineState.STARTING):
-                    self._line_status[label] = replace(status, state=LineState.STOPPED, in_use=0)
-                    self._dirty.add(label)
-            if self._flushing is not None:
-                await asyncio.wait([self._flushing])
-            await self._flush_status()
-            # What ended with this run is 'completed' now, not when the engine next starts.
-            await self.store.complete_finished_alerts()
-            if self.nodes is not None:
-                await self.store.run(self.nodes.stop)
+            bookkeeping = asyncio.ensure_future(self._stop_bookkeeping())
+            # With the database unreachable nothing of it can land: the outcomes are in the journal,
+            # and the next start gives back or resends (flagged) what was in hand.
+            await asyncio.wait([bookkeeping], timeout=self._drain_seconds())
+            if not bookkeeping.done():
+                log.warning("stopping with the database unreachable: the next start records the outcomes "
+                            "journaled in %s and resends what was in flight, flagged", self.settings.outcome_journal)
+                bookkeeping.cancel()
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=self.settings.stop_grace)
-            for spool in (self._spool, self._inbound_spool):
+            for spool in (self._spool, self._inbound_spool, self._outcomes):
                 if spool is not None:
                     await self._in_spool_thread(spool.close)
             if self._spool_thread is not None:
@@ -493,6 +518,28 @@ class Dispatcher:
             if self._journal is not None:
                 self._journal.close()
         return exit_code
+
+    def _drain_seconds(self) -> float:
+        """How long the writes still queued at a stop may take to land: store_drain, or a second when
+        the database is unreachable (waiting for it would only delay the stop)."""
+        return 1.0 if self.store.worker.unreachable_since is not None else self.settings.store_drain
+
+    async def _stop_bookkeeping(self) -> None:
+        await self._release_buffered()
+        # Nobody drives the lines now: say so, rather than leave the last "up" for the
+        # CLI and the panel to count as capacity (signal, operator, counters are kept).
+        # (A line already down or out of rotation keeps that state and its error.)
+        for label, status in self._line_status.items():
+            if status.state in (LineState.UP, LineState.STARTING):
+                self._line_status[label] = replace(status, state=LineState.STOPPED, in_use=0)
+                self._dirty.add(label)
+        if self._flushing is not None:
+            await asyncio.wait([self._flushing])
+        await self._flush_status()
+        # What ended with this run is 'completed' now, not when the engine next starts.
+        await self.store.complete_finished_alerts()
+        if self.nodes is not None:
+            await self.store.run(self.nodes.stop)
 
     async def _release_buffered(self) -> None:
         """Claims taken ahead and never sent go back to the queue, unflagged (nothing was tried)."""
@@ -542,6 +589,8 @@ class Dispatcher:
             return False
 
     def _dispatch_round(self) -> bool:
+        if self._hold_for_database():
+            return False
         started = False
         for channel in self.channels:
             buffer = self._buffers[channel.name]
@@ -639,7 +688,7 @@ class Dispatcher:
             receipt = await channel.submit(message)
         except DeliveryFailed as failure:
             verdict = policy.after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
-            state, _ = await self.store.record_result(claim, verdict, failure=failure)
+            state, _ = await self._record_result(claim, verdict, failure=failure)
             if failure.line and state == DeliveryState.PENDING:
                 self._failed_lines.setdefault(claim.delivery_id, set()).add(failure.line)
             log.info(event_line(
@@ -652,13 +701,13 @@ class Dispatcher:
             log.exception("delivery %d: unexpected error", claim.delivery_id)
             failure = DeliveryFailed(Failure(FailureKind.INTERNAL, "internal error"), charge_attempt=False)
             verdict = policy.after_failure(claim.policy, claim.attempts, claim.submissions, failure, utcnow())
-            await self.store.record_result(claim, verdict, failure=failure)
+            await self._record_result(claim, verdict, failure=failure)
         else:
             # The line is free again: let the main loop hand it the next delivery
             # before this one's bookkeeping, so the modem is not idle meanwhile.
             self._wake.set()
             verdict = policy.after_success(claim.policy, claim.attempts, claim.submissions, receipt, utcnow())
-            state, early = await self.store.record_result(claim, verdict, receipt=receipt)
+            state, early = await self._record_result(claim, verdict, receipt=receipt)
             self._failed_lines.pop(claim.delivery_id, None)
             # SMS: accepted by the network (sent); voice: how the call ended (confirmed, answered, ...).
             log.info(event_line("submitted" if channel.name == ChannelName.SMS else "call", alert=claim.alert_id,
@@ -668,6 +717,82 @@ class Dispatcher:
             for report, matched in early:
                 self._log_report(matched, receipt.line, report)
         self._last_progress = time.monotonic()
+        self._wake.set()
+
+    async def _record_result(self, claim: ClaimedDelivery, verdict: RetryVerdict, *,
+                             receipt: SubmitReceipt | None = None, failure: DeliveryFailed | None = None,
+                             ) -> tuple[DeliveryState, list[tuple[StatusReport, ReportMatch]]]:
+        """On disk first (the outcome journal), then in the database whenever it can take it."""
+        batch = None
+        if self._outcomes is not None:
+            outcome = JournaledOutcome(claim, verdict, receipt, failure)
+            try:
+                batch = await self._in_spool_thread(self._outcomes.append, outcome.line, [outcome])
+            except OSError as exc:   # disk full: the database alone will have it, as without a journal
+                log.warning("cannot journal the outcome of delivery %d (%s): it waits for the database only",
+                            claim.delivery_id, exc)
+        result = await self.store.record_result(claim, verdict, receipt=receipt, failure=failure)
+        if batch is not None:
+            await self._in_spool_thread(self._outcomes.landed, batch)
+        return result
+
+    async def _replay_outcomes(self) -> None:
+        """Outcomes a previous run journaled and did not see committed go in before the interrupted
+        attempts are recovered (what they record is not resent); each once (record_once)."""
+        try:
+            batches = await self._in_spool_thread(self._outcomes.unlanded)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Not a reason to stay down: what it held is resent flagged, as without a journal.
+            log.error("cannot read the outcome journal %s (%s): the deliveries it held are resent as possible "
+                      "duplicates", self.settings.outcome_journal, exc)
+            return
+        outcomes = [outcome for _line, items in batches for outcome in items]
+        recorded = 0
+        for outcome in outcomes:
+            if await self.store.run(record_once, self.store.store, outcome) is not None:
+                recorded += 1
+        if outcomes:
+            log.info("recorded %d outcomes journaled by the previous run (%d were in the database already)",
+                     recorded, len(outcomes) - recorded)
+        await self._in_spool_thread(self._outcomes.clear)
+
+    # --- the database lost and found --------------------------------------------------
+    def _hold_for_database(self) -> bool:
+        """True while nothing new may go to a line: the database is unreachable, or back but the
+        outcomes queued meanwhile have not all landed yet."""
+        since = self.store.worker.unreachable_since
+        if since is not None:
+            if not self._database_held:
+                self._database_held = True
+                held = sum(len(buffer) for buffer in self._buffers.values()) + len(self._reply_buffer)
+                log.warning(event_line("database_lost", since=since.isoformat(timespec="seconds"),
+                                       in_flight=len(self._inflight), held=held))
+            return True
+        if self._database_held and (self._resuming is None or self._resuming.done()):
+            self._resuming = self._spawn(self._resume_after_outage(), "resuming after the database came back")
+        return self._database_held
+
+    async def _resume_after_outage(self) -> None:
+        """The database is back: once everything queued during the outage has landed, give back the
+        claims held through it (another node may have taken them back meanwhile: they are claimed
+        afresh), record the outage as a database_lost alarm, raised and cleared, and go on."""
+        await self.store.run(_landed)
+        if self.store.worker.unreachable_since is not None:
+            return   # lost again meanwhile: the next round waits for it to come back
+        await self._release_buffered()
+        outage = self.store.worker.last_outage
+        if outage is not None:
+            since, until = outage
+            seconds = (until - since).total_seconds()
+            if self.alarms is not None:
+                message = (f"database irraggiungibile dal nodo {self.settings.node} dalle "
+                           f"{since.isoformat(sep=' ', timespec='seconds')} UTC per {seconds:.0f} s; "
+                           "nessun invio perso, ripreso da solo")
+                await self.store.run(self.alarms.raise_alarm, DATABASE_LOST, self.settings.node, message)
+                await self.store.run(self.alarms.clear_alarm, DATABASE_LOST, self.settings.node)
+            log.warning(event_line("database_back", since=since.isoformat(timespec="seconds"),
+                                   seconds=round(seconds)))
+        self._database_held = False
         self._wake.set()
 
     async def _drained(self) -> tuple[bool, int]:

@@ -32,6 +32,7 @@ from gateway.core.logs import mask_number
 from gateway.core.models import Alert, Delivery
 from gateway.core.models_ops import SelfTestRun
 from gateway.core.states import OPEN_DELIVERY_STATES, AlertState, Channel, DeliveryState
+from gateway.core.store_worker import log_failure
 from gateway.core.voice_messages import Version, VoiceRenderer, remove_message
 
 log = logging.getLogger(__name__)
@@ -261,8 +262,8 @@ class SelfTestMonitor:
         while True:
             try:
                 await self.check()
-            except Exception:  # noqa: BLE001 - the self-test must never stop the engine
-                log.exception("self-test check failed")
+            except Exception as exc:  # noqa: BLE001 - the self-test must never stop the engine
+                log_failure(log, "self-test check failed", exc)
             await asyncio.sleep(self.settings.check_interval)
 
     async def check(self) -> list[int]:

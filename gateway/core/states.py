@@ -43,6 +43,18 @@ OPEN_DELIVERY_STATES = (DeliveryState.PENDING, DeliveryState.SUBMITTING)
 REACHED_DELIVERY_STATES = (DeliveryState.DELIVERED, DeliveryState.CONFIRMED, DeliveryState.ANSWERED,
                            DeliveryState.VOICEMAIL)
 
+# Delivery states grouped as an operator reads them (a state not listed counts as in progress): the
+# alert page, the API and the after-action report count with this one table, so their figures agree.
+DELIVERY_BUCKETS = {
+    DeliveryState.PENDING: "queued",
+    DeliveryState.SUBMITTING: "in_progress",
+    DeliveryState.SENT: "sent",
+    **{state: "reached" for state in REACHED_DELIVERY_STATES},
+    DeliveryState.FAILED: "failed",
+    DeliveryState.CANCELLED: "cancelled",
+}
+BUCKET_ORDER = ("queued", "in_progress", "sent", "reached", "failed", "cancelled")
+
 
 class AttemptOutcome(StrEnum):
     """What one try achieved (attempts.outcome); a call's outcomes are also the voice

@@ -358,6 +358,12 @@ class Store:
                    owned=None) -> int:  # noqa: ANN001 - a condition on Delivery; None: this node's
         if not delivery_ids:
             return 0
+        # Only the deliveries whose attempt is still open: one recovered meanwhile (after a database
+        # outage, by a restart or another node) is someone else's now.
+        delivery_ids = list(s.scalars(select(Attempt.delivery_id).where(
+            Attempt.id.in_(attempt_ids), Attempt.outcome.in_((AttemptOutcome.CLAIMED, AttemptOutcome.IN_FLIGHT)))))
+        if not delivery_ids:
+            return 0
         s.execute(delete(Attempt).where(Attempt.id.in_(attempt_ids),
                                         Attempt.outcome.in_((AttemptOutcome.CLAIMED, AttemptOutcome.IN_FLIGHT))))
         # Only what this node still holds: a claim taken over meanwhile may be another node's by now.

@@ -12,6 +12,12 @@ lost: SQLAlchemy's OperationalError) is retried with a growing pause until it
 lands, and logged: the Store's methods are one transaction each, rolled back on
 failure, so running one again is safe. Any other error is a bug: it is handed
 back through the future, never retried.
+
+A database that cannot be reached at all (PostgreSQL stopped or failing over, the network cut:
+connection_lost) is a state, not only a slow call: ``unreachable_since`` says since when, for
+the dispatcher, which then hands no new work to the lines (what they finish meanwhile is journaled
+on disk, outcome_journal.py) until the first call lands again. A SQLite database locked by
+another writer is held, not lost: the engine goes on with the work it has claimed.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from gateway.core import inbound_store
 from gateway.core.channels import DeliveryFailed, LineStatus, ReceivedPart, StatusReport, SubmitReceipt
+from gateway.core.db import utcnow
 from gateway.core.retry import RetryVerdict
 from gateway.core.states import AttemptOutcome, Channel, DeliveryState
 from gateway.core.store import ClaimedDelivery, ReportMatch, Store
@@ -51,6 +58,26 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
+# SQLSTATEs saying the server is gone or cannot take this session, not that the statement is
+# wrong: class 08 (connection exception), 57P01-03 (administrator or crash shutdown, the server
+# starting or stopping), 25006 (read-only: a standby, or a demoted primary; see db.py). Errors
+# of libpq itself (no server at that address) carry none.
+_LOST_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "25006")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when the database cannot be reached (or is no longer the primary), as opposed to held
+    (SQLite locked, a PostgreSQL deadlock or lock timeout): the engine then stops handing out work."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not hasattr(exc.orig, "sqlstate"):
+        return False   # not psycopg: SQLite's errors are a busy or locked file, never a lost server
+    sqlstate = exc.orig.sqlstate
+    return isinstance(exc, OperationalError) and (sqlstate is None or sqlstate.startswith(_LOST_SQLSTATE_PREFIXES))
+
+
 _STOP = object()
 
 
@@ -65,6 +92,11 @@ class StoreWorker:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stopping = threading.Event()
         self.retries = 0           # calls run again after a failure (for the bench and the tests)
+        # Set (UTC) when a call finds the database unreachable, cleared when one lands again;
+        # read by the event loop (one attribute: no lock needed).
+        self.unreachable_since: dt.datetime | None = None
+        # The last outage once it is over: (unreachable since, reachable again), UTC.
+        self.last_outage: tuple[dt.datetime, dt.datetime] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -104,23 +136,48 @@ class StoreWorker:
                 if not unavailable(exc) or self._stopping.is_set():
                     future.set_exception(exc)
                     return
+                if connection_lost(exc) and self.unreachable_since is None:
+                    self.unreachable_since = utcnow()
+                    log.error("database unreachable since %s UTC (%s): no new work is handed to the lines, "
+                              "what they finish is kept on disk; retrying every %g s at most",
+                              self.unreachable_since.isoformat(timespec="seconds"), _first_line(exc),
+                              self.retry.max_pause)
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = next_log = now
                 if now >= next_log:
                     next_log = now + self.retry.log_every
                     log.warning("database unavailable for %s (%s): retrying until it lands (%.0f s so far)",
-                                getattr(fn, "__name__", fn), str(getattr(exc, "orig", None) or exc).splitlines()[0],
+                                getattr(fn, "__name__", fn), _first_line(exc),
                                 now - failing_since)
                 self.retries += 1
                 self._sleep(pause)
                 pause = min(pause * 2, self.retry.max_pause)
                 continue
+            if self.unreachable_since is not None:
+                self.last_outage = (self.unreachable_since, utcnow())
+                self.unreachable_since = None
+                log.warning("database reachable again after %.0f s (unreachable since %s UTC)",
+                            (self.last_outage[1] - self.last_outage[0]).total_seconds(),
+                            self.last_outage[0].isoformat(timespec="seconds"))
             if failing_since is not None:
                 log.warning("database call %s landed after %.1f s of retries", getattr(fn, "__name__", fn),
                             time.monotonic() - failing_since)
             future.set_result(result)
             return
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """A background check that failed: one line when the database is unavailable (the writer
+    already says since when), the traceback when it is a bug."""
+    if unavailable(exc):
+        logger.warning("%s: database unavailable (%s); trying again later", what, _first_line(exc))
+    else:
+        logger.error(what, exc_info=exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0]
 
 
 EARLY_REPORT_SECONDS = 120.0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gateway.core.cap_feed import FeedError, feed_links
 from gateway.core.cap_service import CapReceiver, CapRefused
+from gateway.core.store_worker import log_failure
 
 log = logging.getLogger(__name__)
 FETCH_TIMEOUT = 20.0
@@ -127,6 +128,6 @@ async def run_every(interval: float, poll: Callable[[], object]) -> None:
     while True:
         try:
             await asyncio.to_thread(poll)
-        except Exception:  # noqa: BLE001 - a CAP source must never stop the engine
-            log.exception("CAP source failed")
+        except Exception as exc:  # noqa: BLE001 - a CAP source must never stop the engine
+            log_failure(log, "CAP source failed", exc)
         await asyncio.sleep(interval)

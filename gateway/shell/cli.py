@@ -40,7 +40,7 @@ from gateway.core.states import (DUPLICATE_CAUSE_LABELS, AlertCategory, Approval
                                  NodeState)
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
-from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli
+from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli, report_cli
 from gateway.shell.composition import run_engine
 from gateway.shell.live_view import cli_language, ctrl_c_sets, finished, watch
 from gateway.shell.progress import counted_steps, label, stderr_console
@@ -608,6 +608,7 @@ def _add_alert_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("id", type=int)
     p.add_argument("--reason", default="", help="why: written in the audit log")
     p.set_defaults(func=cmd_alert_cancel)
+    report_cli.add_report_command(alert)
 
 
 def _add_alert_send_command(alert: argparse._SubParsersAction) -> None:
@@ -773,6 +774,7 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--contacts", type=int, default=100_000)
     p.add_argument("--requests", type=int, default=30, help="timed requests per page")
     p.add_argument("--exports", type=int, default=3, help="timed CSV exports of the big alert")
+    p.add_argument("--reports", type=int, default=2, help="timed after-action reports (PDF) of the big alert")
     p.add_argument("--keep", metavar="DIR", help="keep the benchmark's database in DIR")
     p.set_defaults(func=cmd_bench)
 

@@ -42,7 +42,7 @@ from modem.worker import WorkerSettings
 log = logging.getLogger(__name__)
 
 
-def build_dispatcher(services: Services) -> Dispatcher:
+def build_dispatcher(services: Services, alarms: AlarmMonitor | None = None) -> Dispatcher:
     config = services.config
     retry, engine = config.retry, config.engine
     today = dt.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -65,8 +65,10 @@ def build_dispatcher(services: Services) -> Dispatcher:
                                          report_spool=Path(config.general.data_dir) / "report-spool.jsonl",
                                          placing_journal=Path(config.general.data_dir) / "voice-placed.log",
                                          inbound_spool=Path(config.general.data_dir) / "inbound-spool.jsonl",
+                                         outcome_journal=Path(config.general.data_dir) / "outcome-journal.jsonl",
+                                         node=config.node_name,
                                          inbound_part_timeout=config.inbound.part_timeout),
-                      citizens=CitizenService(services.sessions, CitizenSettings.from_config(config)))
+                      citizens=CitizenService(services.sessions, CitizenSettings.from_config(config)), alarms=alarms)
 
 
 def build_voice_channel(config: Config):
@@ -153,7 +155,8 @@ def start_node(services: Services, alarms: AlarmMonitor) -> NodeWatch:
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:
     """Run the engine; ``notifier`` (default: systemd's, from NOTIFY_SOCKET) gets READY/WATCHDOG/STATUS."""
     notifier = notifier if notifier is not None else notifier_from_environment()
-    dispatcher = build_dispatcher(services)
+    alarm_monitor = AlarmMonitor(services.sessions, services.alerts, AlarmSettings.from_config(services.config))
+    dispatcher = build_dispatcher(services, alarm_monitor)
     if not dispatcher.channels:
         raise SystemExit("no channel configured: add [[modems]], or [asterisk] enabled = true with [[trunks]]")
     if once and [channel.name for channel in dispatcher.channels] == [Channel.VOICE]:
@@ -170,7 +173,6 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
         lock = await hold_engine_lock(services.config)
     except BackupError as exc:
         raise SystemExit(str(exc)) from None
-    alarm_monitor = AlarmMonitor(services.sessions, services.alerts, AlarmSettings.from_config(services.config))
     try:
         dispatcher.nodes = await asyncio.to_thread(start_node, services, alarm_monitor)
     except SystemExit:

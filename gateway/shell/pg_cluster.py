@@ -30,7 +30,11 @@ def server_bin() -> Path:
 
 
 class PostgresCluster:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: commits reach the WAL on disk before they are acknowledged (synchronous_commit),
+        as in production: a test that crashes the server (pg_ctl stop -m immediate) loses no commit.
+        Off by default: the tests that never crash it run faster."""
+        self.durable = durable
         self.bin = server_bin()
         self.root = Path(tempfile.mkdtemp(prefix="allerta-pg-"))
         self.data = self.root / "data"
@@ -55,11 +59,19 @@ class PostgresCluster:
             self.root.chmod(0o755)  # root (the tests) reaches the socket; nobody owns the cluster
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
                   "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
-        options = (f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
-                  "-o", options, "-w", "-t", "60", "start")
+        self._options = (f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c fsync=off "
+                         f"-c synchronous_commit={'on' if self.durable else 'off'} -c full_page_writes=off -c max_connections=200")
+        self.start_server()
         return self
+
+    def start_server(self) -> None:
+        """Start the server (again, after stop_server), waiting until it accepts connections."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
+                  "-o", self._options, "-w", "-t", "60", "start")
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server, keeping the cluster (``mode``: pg_ctl's smart, fast or immediate)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{self.user}@/{database}?host={self.socket_dir}"
@@ -74,6 +86,7 @@ class PostgresCluster:
 
     def stop(self) -> None:
         try:
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            if (self.data / "postmaster.pid").exists():   # not stopped already by stop_server
+                self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
