@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def test_defaults_and_modems():
     ({"modems": [{"label": "a", "port": "/dev/x"}, {"label": "a", "port": "/dev/y"}]},
      r"\[modems #2\] label: 'a' is used by another modem"),
     ({"modems": {"label": "a"}}, r"expected an array of tables"),
+    ({"engine": {"node": "sala operativa"}}, r"\[engine\] node: must be empty \(the host name\) or 1 to 64 letters"),
+    ({"engine": {"node": 3}}, r"\[engine\] node: expected a string"),
+    ({"engine": {"lease_seconds": 1}}, r"\[engine\] lease_seconds: must be between 2 and 600 seconds"),
+    ({"engine": {"lease_seconds": "30"}}, r"\[engine\] lease_seconds: expected a number"),
 ])
 def test_bad_values_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
@@ -213,3 +218,10 @@ def test_the_database_password_is_never_shown(app, capsys):
     url = "postgresql+psycopg://allerta:s3cret@db.comune.local/allerta"
     assert _shown(SCHEMA["database"]["url"], url) == "postgresql+psycopg://allerta:***@db.comune.local/allerta"
     assert "s3cret" not in str(_shown(SCHEMA["database"]["url"], "postgresql://a:s3cret@[bad"))
+
+
+def test_the_node_name_is_the_host_name_unless_configured():
+    assert parse_config({"engine": {"node": "coc-2"}}).node_name == "coc-2"
+    unnamed = parse_config({})
+    assert unnamed.engine.node == "" and unnamed.node_name == os.uname().nodename.split(".")[0]
+    assert unnamed.engine.lease_seconds == 30.0

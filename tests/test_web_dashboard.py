@@ -110,3 +110,27 @@ def test_static_assets_are_local(app):
         assert response.status_code == 200
         text = response.get_data(as_text=True)
         assert "http://" not in text and "https://" not in text
+
+
+def test_every_nodes_lines_are_shown_with_their_node_and_a_silent_nodes_count_as_down(app, panel):
+    now = utcnow()
+    with panel.sessions.begin() as s:
+        s.add_all([
+            Line(channel="sms", label="coc-1", node="coc", state="up", sent_today=0, daily_cap=2000,
+                 rate_per_minute=12.0, updated_at=now),
+            Line(channel="voice", label="coc-pstn", node="coc", state="up", in_use=0, limit=2, rate_per_minute=4.0,
+                 updated_at=now - dt.timedelta(hours=2)),
+            # The town hall's engine stopped reporting 4 minutes ago: its idle trunk is not believed either.
+            Line(channel="sms", label="municipio-1", node="municipio", state="up", sent_today=0, daily_cap=2000,
+                 rate_per_minute=12.0, updated_at=now - dt.timedelta(minutes=4)),
+            Line(channel="voice", label="municipio-pstn", node="municipio", state="up", in_use=0, limit=2,
+                 rate_per_minute=4.0, updated_at=now - dt.timedelta(hours=2)),
+        ])
+    viewer = client_for(app, "viewer")
+    data = viewer.get("/dashboard.json").get_json()
+    assert {(line["label"], line["node"], line["stale"]) for line in data["lines"]} == {
+        ("coc-1", "coc", False), ("coc-pstn", "coc", False),
+        ("municipio-1", "municipio", True), ("municipio-pstn", "municipio", True)}
+    assert data["capacity"]["sms_people"] == 120 and data["capacity"]["voice_people"] == 40
+    html = viewer.get("/").get_data(as_text=True)
+    assert "<th>Nodo</th>" in html and '<td data-field="node">municipio</td>' in html

@@ -56,12 +56,12 @@ def alert_progress(session: Session, alert_ids: Iterable[int]) -> dict[int, dict
 def line_rows(session: Session, stale_seconds: float = line_health.STALE_MINIMUM_SECONDS) -> list[dict[str, Any]]:
     """Every line as the engine last reported it; ``stale``: that report cannot be trusted any more
     (the engine is not reporting, or a modem missed its health reads), so the line counts as down."""
-    lines = list(session.scalars(select(Line).order_by(Line.channel, Line.label)))
+    lines = list(session.scalars(select(Line).order_by(Line.channel, Line.node, Line.label)))
     stale = line_health.stale_lines(lines, utcnow(), stale_seconds)
     rows = []
     for line in lines:
         rows.append({
-            "label": line.label, "channel": line.channel, "state": line.state, "port": line.port,
+            "label": line.label, "node": line.node, "channel": line.channel, "state": line.state, "port": line.port,
             "signal": line.signal, "registration": line.registration, "operator": line.operator,
             "sim": line.sim_state, "sent_today": line.sent_today, "daily_cap": line.daily_cap,
             "in_use": line.in_use, "limit": line.limit, "rate_per_minute": line.rate_per_minute,

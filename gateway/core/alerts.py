@@ -691,7 +691,8 @@ class AlertService:
         stale = line_health.stale_lines(lines, now, self.stale_seconds)
         for line in lines:
             entry = per_line.setdefault(line.label, {"segments_sent": 0, "segments_delivered": 0})
-            entry.update(channel=line.channel, state=line.state, stale=stale[line.label], rate_per_minute=line.rate_per_minute,
+            entry.update(channel=line.channel, node=line.node, state=line.state, stale=stale[line.label],
+                         rate_per_minute=line.rate_per_minute,
                          last_error=line.last_error, in_use=line.in_use, limit=line.limit,
                          calls=calls.get(line.label, 0))
         # The panel's alert page computes its ETA with the same two calls.

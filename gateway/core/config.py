@@ -84,6 +84,18 @@ def _at_least_one(value: float) -> str | None:
     return None if value >= 1 else "must be 1 or more"
 
 
+def _node_name(value: str) -> str | None:
+    # Shown in the panel and logs, and a subject of the node_down alarm: the characters of a host name.
+    ok = value == "" or re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value) is not None
+    return None if ok else "must be empty (the host name) or 1 to 64 letters, digits, '_', '.' or '-'"
+
+
+def _lease(value: float) -> str | None:
+    # The heartbeat goes every third of the lease: below 2 s a busy database would make live
+    # engines look dead; above 10 minutes a dead engine's calls wait too long to be made again.
+    return None if 2 <= value <= 600 else "must be between 2 and 600 seconds"
+
+
 def _allowed(value: str) -> str | None:
     return None if value in ("all", "landline", "prefixes") else "must be all, landline or prefixes"
 
@@ -205,6 +217,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "poll_interval": Key(NUMBER, 0.5, "Seconds between looks for new work when the engine is idle.", _positive),
         "health_interval": Key(NUMBER, 30.0, "Seconds between health reads (signal, registration, operator) of each modem.", _positive),
         "report_timeout": Key(NUMBER, 600.0, "With --once: seconds to wait for outstanding status reports before exiting.", _non_negative),
+        "claim_ahead_seconds": Key(NUMBER, 30.0, "SMS claimed ahead of the free modems, in seconds of their current rate: "
+                                   "sending goes on that long while the database is held. With several engines it is also "
+                                   "how much of an alert one engine takes before the others get theirs.", _positive),
+        "node": Key(str, "", "This engine's name among the engines sharing one PostgreSQL database (docs/nodes.md): "
+                    "unique, shown next to each of its lines. Empty: the machine's host name.", _node_name),
+        "lease_seconds": Key(NUMBER, 30.0, "PostgreSQL with several engines: seconds without a heartbeat (on the "
+                             "database's clock) after which another engine takes this one's work in flight back, "
+                             "flagged as possible duplicates, and raises node_down.", _lease),
     },
     "retry": {
         "max_attempts": Key(int, 5, "Attempts per recipient number before a delivery fails.", _positive),
@@ -367,6 +387,11 @@ SECTION_CLASSES: dict[str, type] = {
 }
 
 
+def default_node_name() -> str:
+    """The machine's host name, its first label (what ``hostname`` prints): a node's name by default."""
+    return os.uname().nodename.split(".")[0][:64] or "allerta"
+
+
 @dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
@@ -386,6 +411,11 @@ class Config:
     @property
     def sounds_dir(self) -> str:
         return self.asterisk.sounds_dir or os.path.join(self.general.data_dir, "sounds")
+
+    @property
+    def node_name(self) -> str:
+        """``[engine] node``, else the machine's host name."""
+        return self.engine.node or default_node_name()
 
     @property
     def database_url(self) -> str:

@@ -21,6 +21,7 @@ from gateway.core.db import utcnow
 from gateway.core.failures import Failure, FailureKind
 from gateway.core.inbound_spool import InboundSpool
 from gateway.core.logs import event_line, mask_number
+from gateway.core.nodes import NodeWatch
 from gateway.core.outcome_journal import JournaledOutcome, OutcomeJournal, record_once
 from gateway.core.placing_journal import PlacingJournal
 from gateway.core.reply_queue import ClaimedReply, ReplyQueue
@@ -123,7 +124,7 @@ class Dispatcher:
     def __init__(self, store: Store | AsyncStore, channels: list[Channel],
                  policies: dict[ChannelName, DeliveryPolicy], settings: DispatcherSettings, *,
                  citizens: CitizenService | None = None, replies: ReplyQueue | None = None,
-                 alarms: Alarms | None = None) -> None:
+                 alarms: Alarms | None = None, nodes: NodeWatch | None = None) -> None:
         # Every database call runs on the store's writer thread, never on this loop.
         self.store = store if isinstance(store, AsyncStore) else AsyncStore(store, StoreWorker(settings.store_retry))
         self.channels = channels
@@ -163,9 +164,12 @@ class Dispatcher:
         self.citizens = citizens
         # Answers to citizens, sent below alerts on the SMS lines (not by a --once drain).
         self.replies = replies if replies is not None else ReplyQueue(self.store.store.sessions,
-                                                                     self.store.store.quiet_hours)
+                                                                     self.store.store.quiet_hours,
+                                                                     node=self.store.store.node)
         self._reply_buffer: deque[ClaimedReply] = deque()
         self._answering = False
+        # This node's heartbeat and its watch over the others sharing the database (None: alone).
+        self.nodes = nodes
 
     def line_states(self) -> dict[str, str]:
         """Each line's last reported state (up, down, suspended, starting), by label."""
@@ -447,6 +451,8 @@ class Dispatcher:
         # Answering citizens belongs to the long-running engine, not to a --once drain of alerts:
         # what arrives meanwhile is committed and answered by the next run.
         self._answering = not once and any(channel.name == ChannelName.SMS for channel in self.channels)
+        # Heartbeating from before the lines open: opening many modems may take longer than the lease.
+        watcher = self._spawn(self._watch_nodes_forever(), "heartbeating") if self.nodes is not None else None
         for channel in self.channels:
             await channel.start(self)
         self.started.set()
@@ -492,6 +498,8 @@ class Dispatcher:
                         task.cancel()
             flusher.cancel()
             assembler.cancel()
+            if watcher is not None:
+                watcher.cancel()
             bookkeeping = asyncio.ensure_future(self._stop_bookkeeping())
             # With the database unreachable nothing of it can land: the outcomes are in the journal,
             # and the next start gives back or resends (flagged) what was in hand.
@@ -530,6 +538,8 @@ class Dispatcher:
         await self._flush_status()
         # What ended with this run is 'completed' now, not when the engine next starts.
         await self.store.complete_finished_alerts()
+        if self.nodes is not None:
+            await self.store.run(self.nodes.stop)
 
     async def _release_buffered(self) -> None:
         """Claims taken ahead and never sent go back to the queue, unflagged (nothing was tried)."""
@@ -808,6 +818,43 @@ class Dispatcher:
                         idle_for, unsent, awaiting)
             return True, 0 if unsent == 0 else 1
         return False, 0
+
+    async def _watch_nodes_forever(self) -> None:
+        """Heartbeat every third of the lease, on the store's writer (database work never runs on
+        this loop), and take back the work of a node past its lease (gateway.core.nodes)."""
+        while True:
+            try:
+                taken = await self.store.run(self.nodes.tick)
+            except Exception:  # noqa: BLE001 - a bug here must not stop the heartbeat for good
+                log.exception("node heartbeat failed; trying again")
+                taken = []
+            if self.nodes.lost_claims:
+                # This node was taken for dead (the database unreachable past the lease): what it had
+                # claimed ahead is another node's work now and must not go out from here too. Given
+                # back, not just dropped: the store changes only rows still this node's (a claim made
+                # after the takeover goes back to pending, a taken one stays the other node's).
+                self.nodes.lost_claims = False
+                unsent = [claim for buffer in self._buffers.values() for claim in buffer]
+                replies, self._reply_buffer = list(self._reply_buffer), deque()
+                for buffer in self._buffers.values():
+                    buffer.clear()
+                log.warning("%d claims in hand not sent: the other nodes took this node's work back",
+                            len(unsent) + len(replies))
+                await self.store.release_claims(unsent)
+                await self.store.run(self.replies.release, replies)
+            if any(done.deliveries or done.replies for done in taken):
+                await self._reclaim_in_order()
+            await asyncio.sleep(self.nodes.me.heartbeat_interval)
+
+    async def _reclaim_in_order(self) -> None:
+        """Work taken back from a silent node goes before what this node claimed ahead meanwhile (it came
+        first, the vulnerable among it): the claims ahead are given back and claimed again, in order."""
+        unsent = [claim for buffer in self._buffers.values() for claim in buffer]
+        for buffer in self._buffers.values():
+            buffer.clear()
+        if unsent:
+            await self.store.release_claims(unsent)
+        self._wake.set()
 
     async def _flush_status_forever(self) -> None:
         while True:

@@ -185,6 +185,9 @@ class Delivery(Base):
     parts_total: Mapped[int] = mapped_column(Integer, default=0)
     parts_delivered: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The engine (``[engine] node``) that last claimed it: while 'submitting', its work in flight,
+    # leased for as long as that node heartbeats (gateway.core.nodes).
+    node: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -247,6 +250,8 @@ class Line(Base):
     limit: Mapped[int | None] = mapped_column(Integer)
     rate_per_minute: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The engine that drives it (``[engine] node``); labels are unique across nodes.
+    node: Mapped[str | None] = mapped_column(String(64))
 
 
 class InboundSms(Base):

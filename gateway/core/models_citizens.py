@@ -63,6 +63,7 @@ class SmsReply(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    node: Mapped[str | None] = mapped_column(String(64))   # the engine that claimed it (as deliveries.node)
     line: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)

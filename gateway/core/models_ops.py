@@ -1,9 +1,10 @@
-"""Models of the appliance: alarms raised about the box itself, runs of the scheduled self-test."""
+"""Models of the appliance: alarms raised about the box itself, runs of the scheduled self-test,
+the engines (nodes) sharing the database."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.core.db import utcnow
@@ -43,3 +44,27 @@ class SelfTestRun(Base):
     alert_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("alerts.id", ondelete="SET NULL"))
     result: Mapped[str | None] = mapped_column(String(8))                  # NULL (running) | ok | failed
     details: Mapped[str | None] = mapped_column(Text)
+
+
+class Node(Base):
+    """One engine sharing the database (``[engine] node``), and its heartbeat.
+
+    ``heartbeat_at`` is written with the database's clock (gateway.core.nodes.db_utcnow), never the
+    node's: two boxes whose clocks disagree still agree on who is late. ``beats`` counts every
+    heartbeat and every takeover, so a takeover is a conditional update on the count it saw (two
+    survivors cannot both take the same node's work). ``state``: up | stopped (a clean stop) |
+    down (stopped heartbeating; its work in flight was taken back by ``taken_over_by``).
+    """
+    __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("name", name="uq_nodes_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(12))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    beats: Mapped[int] = mapped_column(Integer, default=0)
+    lease_seconds: Mapped[int] = mapped_column(Integer)
+    taken_over_by: Mapped[str | None] = mapped_column(String(64))
+    taken_over_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.core.config import default_node_name
 from gateway.core.db import utcnow
 from gateway.core.models_citizens import SmsReply
 from gateway.core.states import Channel, ReplyState
@@ -31,7 +32,8 @@ _DUE = (select(SmsReply.id).where(SmsReply.state == ReplyState.PENDING,
                                   (SmsReply.next_attempt_at.is_(None)) | (SmsReply.next_attempt_at <= bindparam("now")))
         .order_by(SmsReply.id).limit(bindparam("limit")))
 _TAKE = (update(SmsReply).where(SmsReply.id.in_(_DUE), SmsReply.state == ReplyState.PENDING)
-         .values(state=ReplyState.SUBMITTING, claimed_at=bindparam("now"), attempts=SmsReply.attempts + 1)
+         .values(state=ReplyState.SUBMITTING, claimed_at=bindparam("now"), attempts=SmsReply.attempts + 1,
+                 node=bindparam("claimer"))
          .returning(SmsReply.id, SmsReply.e164, SmsReply.text, SmsReply.attempts, SmsReply.possible_duplicate))
 
 
@@ -45,17 +47,29 @@ class ClaimedReply:
 
 
 class ReplyQueue:
-    def __init__(self, sessions: sessionmaker[Session], quiet_hours: QuietHours | None = None) -> None:
+    def __init__(self, sessions: sessionmaker[Session], quiet_hours: QuietHours | None = None, *,
+                 node: str | None = None) -> None:
         self.sessions = sessions
+        # The engine claiming ([engine] node): as for deliveries (store.Store), a restart recovers
+        # this node's answers in flight, and another node's are taken over when it goes silent.
+        self.node = node or default_node_name()
         # Information held by quiet hours is not "an alert SMS waiting": answers go meanwhile.
         self.quiet_hours = quiet_hours
 
     def recover_interrupted(self, now: dt.datetime | None = None) -> int:
-        """Answers left 'submitting' by a stop or a crash go out again, flagged as possible duplicates."""
+        """Answers this node left 'submitting' by a stop or a crash go out again, flagged as possible duplicates."""
         with self.sessions.begin() as s:
-            return s.execute(update(SmsReply).where(SmsReply.state == ReplyState.SUBMITTING).values(
-                state=ReplyState.PENDING, possible_duplicate=True, next_attempt_at=None,
-                last_error="interrupted by an engine stop; sent again as a possible duplicate")).rowcount
+            return self._recover(s, (SmsReply.node == self.node) | SmsReply.node.is_(None), "an engine stop")
+
+    def take_over(self, s: Session, node: str) -> int:
+        """In the caller's transaction (gateway.core.nodes): the answers ``node`` had in flight."""
+        return self._recover(s, SmsReply.node == node, f"node {node} stopping (taken over by {self.node})")
+
+    @staticmethod
+    def _recover(s: Session, owned, stopped_by: str) -> int:  # noqa: ANN001 - a condition on SmsReply
+        return s.execute(update(SmsReply).where(SmsReply.state == ReplyState.SUBMITTING, owned).values(
+            state=ReplyState.PENDING, possible_duplicate=True, next_attempt_at=None,
+            last_error=f"interrupted by {stopped_by}; sent again as a possible duplicate")).rowcount
 
     def claim(self, limit: int, now: dt.datetime | None = None) -> list[ClaimedReply]:
         """Up to ``limit`` due answers, none while an alert SMS waits to be claimed."""
@@ -66,7 +80,7 @@ class ReplyQueue:
             quiet = self.quiet_hours is not None and self.quiet_hours.period(now) is not None
             if alert_work_waiting(s.connection(), Channel.SMS, now, information_allowed=not quiet):
                 return []
-            rows = s.connection().execute(_TAKE, {"now": now, "limit": limit}).all()
+            rows = s.connection().execute(_TAKE, {"now": now, "limit": limit, "claimer": self.node}).all()
         return sorted((ClaimedReply(r.id, r.e164, r.text, r.attempts, r.possible_duplicate) for r in rows),
                       key=lambda r: r.reply_id)
 
@@ -76,7 +90,7 @@ class ReplyQueue:
             return
         with self.sessions.begin() as s:
             s.execute(update(SmsReply).where(SmsReply.id.in_([c.reply_id for c in claims]),
-                                             SmsReply.state == ReplyState.SUBMITTING)
+                                             SmsReply.state == ReplyState.SUBMITTING, SmsReply.node == self.node)
                       .values(state=ReplyState.PENDING, attempts=SmsReply.attempts - 1))
 
     def record_sent(self, reply_id: int, line: str, now: dt.datetime | None = None) -> None:

@@ -51,7 +51,8 @@ def build_services(config: Config, *, migrate_schema: bool = True) -> Services:
     general = config.general
     quiet_hours = parse_window(config.ops.quiet_hours)   # validated with the configuration
     return Services(config=config, engine=engine, sessions=sessions,
-                    store=Store(sessions, report_wait_seconds=config.engine.report_timeout, quiet_hours=quiet_hours),
+                    store=Store(sessions, report_wait_seconds=config.engine.report_timeout, quiet_hours=quiet_hours,
+                                node=config.node_name, single_node=engine.dialect.name == "sqlite"),
                     alerts=AlertService(sessions, region=general.region, max_segments=general.max_sms_segments,
                                         drill_prefix=general.drill_prefix,
                                         stale_seconds=stale_after(config.engine.health_interval),

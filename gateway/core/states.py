@@ -110,6 +110,13 @@ def join_channels(channels: Iterable[str]) -> str:
     return ",".join(Channel(name) for name in channels)
 
 
+class NodeState(StrEnum):
+    """An engine sharing the database (gateway.core.nodes)."""
+    UP = "up"             # heartbeating (or late, until someone takes its work over)
+    STOPPED = "stopped"   # stopped cleanly
+    DOWN = "down"         # stopped heartbeating; its work in flight was taken back by another node
+
+
 class DuplicateCause(StrEnum):
     """Why a delivery is flagged 'possibly sent twice': what the operator reads in
     'alert status' must name the real cause, not always an engine restart."""
@@ -117,6 +124,7 @@ class DuplicateCause(StrEnum):
     ENGINE_STOPPED = "engine_stopped"     # stopped with a call still up; it may have gone on
     AMI_LINK_LOST = "ami_link_lost"       # the AMI link dropped and the call's fate was not recovered
     NO_END_SEEN = "no_end_seen"           # an answered call whose end event never came
+    NODE_DOWN = "node_down"               # its engine stopped heartbeating; another node sent it again
 
 
 DUPLICATE_CAUSE_LABELS = {
@@ -124,6 +132,7 @@ DUPLICATE_CAUSE_LABELS = {
     DuplicateCause.ENGINE_STOPPED: "engine stopped during the call",
     DuplicateCause.AMI_LINK_LOST: "AMI link lost",
     DuplicateCause.NO_END_SEEN: "end of the call not seen",
+    DuplicateCause.NODE_DOWN: "its engine stopped (node down), taken over by another",
 }
 
 

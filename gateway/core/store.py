@@ -1,9 +1,10 @@
 """The engine's database operations: claiming work and recording what happened.
 
 The database is the queue. Work is claimed with a conditional UPDATE (state
-must still be 'pending'), so two engines sharing a database never take the
-same delivery, and a delivery is 'submitting' on disk before its first byte
-reaches a modem.
+must still be 'pending'; on PostgreSQL its candidates are locked FOR UPDATE SKIP
+LOCKED), so two engines sharing a database never take the same delivery, and a
+delivery is 'submitting' on disk, stamped with the node that claimed it, before
+its first byte reaches a modem.
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import Boolean, and_, bindparam, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Boolean, and_, bindparam, case, delete, exists, func, insert, or_, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.core.channels import DeliveryFailed, LineStatus, StatusReport, SubmitReceipt
+from gateway.core.config import default_node_name
 from gateway.core.db import utcnow
 from gateway.core.models import Alert, Attempt, Delivery, Line, PhoneNumberRow, SmsPart
 from gateway.core.models_panel import AlertText
@@ -61,8 +63,7 @@ class ClaimedDelivery:
 # deliveries side still walks ix_deliveries_claim in order.)
 #
 # Candidates are chosen and taken in one UPDATE ... WHERE id IN (SELECT ... LIMIT n)
-# RETURNING: one statement fewer per claim on the event loop's hot path. (Several
-# engines on one PostgreSQL will want FOR UPDATE SKIP LOCKED in that subquery.)
+# RETURNING: one statement fewer per claim on the event loop's hot path.
 _CANDIDATE = Delivery.__table__.alias("candidate")
 #
 # During quiet hours no information message is taken (``information_allowed`` false): the sweep
@@ -79,6 +80,15 @@ _CANDIDATES = (
            or_(_CANDIDATE.c.next_attempt_at.is_(None), _CANDIDATE.c.next_attempt_at <= bindparam("now")),
            _ALERT_WANTS_IT)
     .order_by(_CANDIDATE.c.sort_key, _CANDIDATE.c.id).limit(bindparam("limit")))
+# Several engines on one PostgreSQL claim at once: each locks the candidates it picked and skips those
+# another is taking (FOR UPDATE OF the deliveries only: a locked alert row, the panel editing it, must
+# not hide its deliveries), so two claims neither wait for each other nor come back short. The
+# conditional UPDATE (state still 'pending') stays the guarantee. SQLite (one engine) renders no
+# FOR UPDATE at all. A MATERIALIZED CTE, not a subquery: PostgreSQL may scan an IN (subquery) again
+# for each row it updates, and a locking scan skips the rows this very statement has just updated,
+# so a claim of 1 took 2 (found by tests/test_nodes.py).
+_PICKED = (_CANDIDATES.with_for_update(skip_locked=True, of=_CANDIDATE).cte("picked")
+           .prefix_with("MATERIALIZED", dialect="postgresql"))
 # Alerts past their deadline; their pending deliveries are closed by expire_past_deadline.
 _EXPIRED_ALERTS = select(Alert.id).where(Alert.state == AlertState.ACTIVE, Alert.deadline.is_not(None),
                                          Alert.deadline <= bindparam("now"))
@@ -89,9 +99,9 @@ DEADLINE_PASSED = "deadline passed"
 # The last_error of an SMS written because voice gave up (what marks it as a fallback).
 FALLBACK_REASON = "fallback: voice call not confirmed"
 _TAKE = (
-    update(Delivery).where(Delivery.id.in_(_CANDIDATES), Delivery.state == DeliveryState.PENDING)
+    update(Delivery).where(Delivery.id.in_(select(_PICKED.c.id)), Delivery.state == DeliveryState.PENDING)
     .values(state=DeliveryState.SUBMITTING, claimed_at=bindparam("claimed"), updated_at=bindparam("claimed"),
-            submissions=Delivery.submissions + 1)
+            submissions=Delivery.submissions + 1, node=bindparam("claimer"))
     .returning(Delivery.id))
 # The recipient's language version of the alert (alert_texts) when it has one;
 # otherwise (no row, or a version without its own audio) the alert's own text and audio.
@@ -139,8 +149,11 @@ _PARTS_REPORTED = (
 _SMS_ATTEMPT_SENT = (update(Attempt).where(Attempt.id == bindparam("attempt_id"))
                      .values(outcome=AttemptOutcome.SENT, line=bindparam("via"), ended_at=bindparam("at"),
                              started_at=bindparam("began")))
+# Only while this node still holds it: one whose work was taken over (it stopped heartbeating, see
+# gateway.core.nodes) may be another node's claim by now.
 _SMS_DELIVERY_SENT = (
-    update(Delivery).where(Delivery.id == bindparam("delivery_id"), Delivery.state == DeliveryState.SUBMITTING)
+    update(Delivery).where(Delivery.id == bindparam("delivery_id"), Delivery.state == DeliveryState.SUBMITTING,
+                           Delivery.node == bindparam("claimer"))
     .values(state=DeliveryState.SENT, next_attempt_at=None, updated_at=bindparam("at"), sent_at=bindparam("at"),
             attempts=Delivery.attempts + bindparam("charge"), line=bindparam("via"), last_error=None,
             parts_total=bindparam("parts"), parts_delivered=0))
@@ -198,8 +211,15 @@ def _drop_unneeded_fallback(s: Session, alert_id: int, number_id: int, now: dt.d
 
 class Store:
     def __init__(self, sessions: sessionmaker[Session], *, report_wait_seconds: float = 600.0,
-                 quiet_hours: QuietHours | None = None) -> None:
+                 quiet_hours: QuietHours | None = None, node: str | None = None,
+                 single_node: bool = False) -> None:
         self.sessions = sessions
+        # SQLite: one engine owns the whole file, so a restart recovers every row in flight, whatever node
+        # name claimed it (the box renamed, [engine] node changed between a crash and the restart).
+        self.single_node = single_node
+        # The engine this store claims for ([engine] node): stamped on every claim; what a restart
+        # recovers and what a result may update are this node's rows only.
+        self.node = node or default_node_name()
         self.quiet_hours = quiet_hours
         # An SMS sent this long ago without its status report is not waited for any more
         # when judging whether an alert still has something to do ([engine] report_timeout).
@@ -221,7 +241,7 @@ class Store:
 
     # --- start-up -------------------------------------------------------
     def recover_interrupted(self, now: dt.datetime | None = None, *, placed_ahead: set[int] | None = None) -> int:
-        """After a crash: whatever was 'submitting' may or may not have gone out.
+        """After a crash: whatever this node left 'submitting' may or may not have gone out.
 
         Send it again, flagged as a possible duplicate: a duplicate warning is
         better than a resident who never hears of the flood. Except:
@@ -234,43 +254,60 @@ class Store:
         Attempts claimed ahead ('claimed', see ``claim``) are given back unflagged, the call not
         counted, unless ``placed_ahead`` (the engine's PlacingJournal) lists them as handed to a
         line; with no list (None) every one counts as placed.
+        Other nodes' work in flight is theirs (``take_over`` when they stop heartbeating); rows
+        with no node were claimed before nodes existed, by the engine that ran then.
         """
-        now = now or utcnow()
+        owned = true() if self.single_node else or_(Delivery.node == self.node, Delivery.node.is_(None))
         with self.sessions.begin() as s:
-            claimed = s.execute(select(Attempt.delivery_id, Attempt.id).where(
-                Attempt.outcome == AttemptOutcome.CLAIMED)).all()
-            # Never handed to a line: they go back as a normal stop gives them back.
-            never_placed = [r for r in claimed if placed_ahead is not None and r.id not in placed_ahead]
-            self._give_back(s, [r.delivery_id for r in never_placed], [r.id for r in never_placed], now)
-            placed = [r.id for r in claimed if placed_ahead is None or r.id in placed_ahead]
-            if placed:   # as any attempt that may have gone out (below)
-                s.execute(update(Attempt).where(Attempt.id.in_(placed)).values(outcome=AttemptOutcome.IN_FLIGHT))
-            cancelled = select(Alert.id).where(Alert.state == AlertState.CANCELLED)
-            s.execute(update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING,
-                                             Delivery.alert_id.in_(cancelled))
-                      .values(state=DeliveryState.CANCELLED, next_attempt_at=None, possible_duplicate=True, updated_at=now,
-                              duplicate_cause=DuplicateCause.ENGINE_RESTART,
-                              last_error="alert cancelled (engine stopped during the attempt)"))
-            at_cap = s.execute(
-                select(Delivery.id, Delivery.alert_id, Delivery.number_id, Delivery.language, Alert.sms_fallback)
-                .join(Alert, Alert.id == Delivery.alert_id)
-                .where(Delivery.state == DeliveryState.SUBMITTING, Delivery.channel == Channel.VOICE,
-                       Delivery.submissions >= Alert.voice_cap)).all()
-            if at_cap:
-                s.execute(update(Delivery).where(Delivery.id.in_([r.id for r in at_cap]))
-                          .values(state=DeliveryState.FAILED, possible_duplicate=True, updated_at=now, next_attempt_at=None,
-                                  duplicate_cause=DuplicateCause.ENGINE_RESTART,
-                                  last_error="engine stopped during the last call allowed by the cap"))
-                self._voice_gave_up(s, at_cap)
-            interrupted = s.execute(
-                update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING)
-                .values(state=DeliveryState.PENDING, possible_duplicate=True, next_attempt_at=now, updated_at=now,
-                        duplicate_cause=DuplicateCause.ENGINE_RESTART,
-                        last_error="interrupted by an engine stop; resent as a possible duplicate")
-            ).rowcount
-            s.execute(update(Attempt).where(Attempt.outcome == AttemptOutcome.IN_FLIGHT)
-                      .values(outcome=AttemptOutcome.INTERRUPTED, ended_at=now, possible_duplicate=True,
-                              error="engine stopped while this attempt was in flight"))
+            return self._recover(s, owned, now or utcnow(),
+                                 placed_ahead, DuplicateCause.ENGINE_RESTART, "an engine stop")
+
+    def take_over(self, s: Session, node: str, now: dt.datetime | None = None) -> int:
+        """In the caller's transaction (the one that marked ``node`` down, conditionally, so only
+        one survivor gets here): ``node``'s work in flight, as its own restart would recover it.
+        Its claims ahead count as placed (its journal is on its own disk): the per-number call cap
+        is never exceeded for not knowing. Returns how many go out again."""
+        return self._recover(s, Delivery.node == node, now or utcnow(), None, DuplicateCause.NODE_DOWN,
+                             f"node {node} stopping (it stopped heartbeating; taken over by {self.node})")
+
+    def _recover(self, s: Session, owned, now: dt.datetime, placed_ahead: set[int] | None,  # noqa: ANN001
+                 cause: DuplicateCause, stopped_by: str) -> int:
+        """recover_interrupted for the deliveries ``owned`` (a condition on Delivery) selects."""
+        owned_ids = select(Delivery.id).where(owned)
+        claimed = s.execute(select(Attempt.delivery_id, Attempt.id).where(
+            Attempt.outcome == AttemptOutcome.CLAIMED, Attempt.delivery_id.in_(owned_ids))).all()
+        # Never handed to a line: they go back as a normal stop gives them back.
+        never_placed = [r for r in claimed if placed_ahead is not None and r.id not in placed_ahead]
+        self._give_back(s, [r.delivery_id for r in never_placed], [r.id for r in never_placed], now, owned)
+        placed = [r.id for r in claimed if placed_ahead is None or r.id in placed_ahead]
+        if placed:   # as any attempt that may have gone out (below)
+            s.execute(update(Attempt).where(Attempt.id.in_(placed)).values(outcome=AttemptOutcome.IN_FLIGHT))
+        cancelled = select(Alert.id).where(Alert.state == AlertState.CANCELLED)
+        s.execute(update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING, owned,
+                                         Delivery.alert_id.in_(cancelled))
+                  .values(state=DeliveryState.CANCELLED, next_attempt_at=None, possible_duplicate=True, updated_at=now,
+                          duplicate_cause=cause,
+                          last_error=f"alert cancelled ({stopped_by} during the attempt)"))
+        at_cap = s.execute(
+            select(Delivery.id, Delivery.alert_id, Delivery.number_id, Delivery.language, Alert.sms_fallback)
+            .join(Alert, Alert.id == Delivery.alert_id)
+            .where(Delivery.state == DeliveryState.SUBMITTING, Delivery.channel == Channel.VOICE, owned,
+                   Delivery.submissions >= Alert.voice_cap)).all()
+        if at_cap:
+            s.execute(update(Delivery).where(Delivery.id.in_([r.id for r in at_cap]))
+                      .values(state=DeliveryState.FAILED, possible_duplicate=True, updated_at=now, next_attempt_at=None,
+                              duplicate_cause=cause,
+                              last_error=f"{stopped_by} during the last call allowed by the cap"))
+            self._voice_gave_up(s, at_cap)
+        interrupted = s.execute(
+            update(Delivery).where(Delivery.state == DeliveryState.SUBMITTING, owned)
+            .values(state=DeliveryState.PENDING, possible_duplicate=True, next_attempt_at=now, updated_at=now,
+                    duplicate_cause=cause,
+                    last_error=f"interrupted by {stopped_by}; resent as a possible duplicate")
+        ).rowcount
+        s.execute(update(Attempt).where(Attempt.outcome == AttemptOutcome.IN_FLIGHT, Attempt.delivery_id.in_(owned_ids))
+                  .values(outcome=AttemptOutcome.INTERRUPTED, ended_at=now, possible_duplicate=True,
+                          error=f"{stopped_by} while this attempt was in flight"))
         return interrupted
 
     # --- claiming ---------------------------------------------------------
@@ -290,7 +327,7 @@ class Store:
             self.expire_past_deadline(now)
             self.complete_finished_alerts(now)
         with self._core() as s:
-            claimed_ids = s.execute(_TAKE, {"for_channel": channel, "now": now, "limit": limit,
+            claimed_ids = s.execute(_TAKE, {"for_channel": channel, "now": now, "limit": limit, "claimer": self.node,
                                             "claimed": now, "information_allowed": quiet is None}).scalars().all()
             if not claimed_ids:
                 return []
@@ -317,7 +354,8 @@ class Store:
             return self._give_back(s, [claim.delivery_id for claim in claims],
                                    [claim.attempt_id for claim in claims], now or utcnow())
 
-    def _give_back(self, s: Session, delivery_ids: list[int], attempt_ids: list[int], now: dt.datetime) -> int:
+    def _give_back(self, s: Session, delivery_ids: list[int], attempt_ids: list[int], now: dt.datetime,
+                   owned=None) -> int:  # noqa: ANN001 - a condition on Delivery; None: this node's
         if not delivery_ids:
             return 0
         # Only the deliveries whose attempt is still open: one recovered meanwhile (after a database
@@ -328,8 +366,10 @@ class Store:
             return 0
         s.execute(delete(Attempt).where(Attempt.id.in_(attempt_ids),
                                         Attempt.outcome.in_((AttemptOutcome.CLAIMED, AttemptOutcome.IN_FLIGHT))))
+        # Only what this node still holds: a claim taken over meanwhile may be another node's by now.
+        owned = Delivery.node == self.node if owned is None else owned
         released = s.execute(
-            update(Delivery).where(Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.SUBMITTING)
+            update(Delivery).where(Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.SUBMITTING, owned)
             .values(state=DeliveryState.PENDING, submissions=Delivery.submissions - 1, updated_at=now)).rowcount
         alert_ids = s.scalars(select(Delivery.alert_id).where(Delivery.id.in_(delivery_ids)).distinct()).all()
         s.execute(update(Delivery).where(
@@ -495,7 +535,7 @@ class Store:
                 delivery_values.update(state=state, next_attempt_at=None,
                                        last_error=f"alert cancelled ({delivery_values.get('last_error') or state})")
             conn.execute(update(Delivery).where(Delivery.id == claim.delivery_id,
-                                                Delivery.state == DeliveryState.SUBMITTING)
+                                                Delivery.state == DeliveryState.SUBMITTING, Delivery.node == self.node)
                          .values(**delivery_values))
             if (claim.channel == Channel.VOICE and not cancelled
                     and state not in (DeliveryState.PENDING, DeliveryState.CONFIRMED)
@@ -545,6 +585,7 @@ class Store:
             s.execute(_SMS_ATTEMPT_SENT, {"attempt_id": claim.attempt_id, "at": now, "via": receipt.line,
                                           "began": receipt.started_at or now})
             s.execute(_SMS_DELIVERY_SENT, {"delivery_id": claim.delivery_id, "at": now, "via": receipt.line,
+                                           "claimer": self.node,
                                            "charge": 1 if verdict.charged else 0,
                                            "parts": len(receipt.references)})
             s.execute(_NEW_PARTS, [{"delivery_id": claim.delivery_id, "attempt_id": claim.attempt_id,
@@ -623,7 +664,7 @@ class Store:
                               sent_today=status.sent_today, daily_cap=status.daily_cap,
                               sent_total=status.sent_total, failed_total=status.failed_total,
                               in_use=status.in_use, limit=status.limit, rate_per_minute=status.rate_per_minute,
-                              updated_at=now)
+                              updated_at=now, node=self.node)
                 line = existing.get(status.label)
                 if line is None:
                     s.add(Line(label=status.label, **values))

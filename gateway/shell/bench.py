@@ -420,6 +420,10 @@ def bench_fanout(contacts: int, *, keep: str | None = None, database_url: str | 
 
 def run(args: argparse.Namespace, progress: Callable[[int, int], None] | None = None) -> dict:
     """The benchmark ``args.what``; ``progress(done, total)`` where it can tell (bench sms)."""
+    if args.what == "sms" and getattr(args, "nodes", None):
+        # Here, not at the top: a real cycle (bench_nodes takes seed_contacts, work_dir, ... from this module).
+        from gateway.shell import bench_nodes
+        return bench_nodes.run(args)
     if args.what == "sms":
         return bench_sms(args.modems, args.messages, args.latency, report_delay=getattr(args, "report_delay", 0.05),
                          keep=getattr(args, "keep", None), cprofile=getattr(args, "cprofile", None),

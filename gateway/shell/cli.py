@@ -31,11 +31,13 @@ from gateway.core.files import write_private
 from gateway.core.logs import configure_logging
 from gateway.core.models import Line
 from gateway.core.models_panel import AlertApproval
+from gateway.core.nodes import nodes_seen
 from gateway.core.plurals import counted
 from gateway.core.polls import Poll
 from gateway.core.services import build_services
 from gateway.core.quiet_hours import local_time
-from gateway.core.states import DUPLICATE_CAUSE_LABELS, AlertCategory, ApprovalDecision, CapCategory, Channel
+from gateway.core.states import (DUPLICATE_CAUSE_LABELS, AlertCategory, ApprovalDecision, CapCategory, Channel,
+                                 NodeState)
 from gateway.core.voice_messages import NoVoice, VoiceRenderer, discard, spoken_language
 from gateway.core.zones import Kind, ZoneError
 from gateway.shell import bench, cap_cli, elections_cli, inbox_cli, ops_cli, report_cli
@@ -66,6 +68,17 @@ def _audit(services):
 
 def _print_json(data) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _printed_as_json_or_empty(rows: list[dict], as_json: bool, empty: str) -> bool:
+    """A listing's JSON (``--json``) or the sentence for no rows: True when that was all to print."""
+    if as_json:
+        _print_json(rows)
+        return True
+    if not rows:
+        print(empty)
+        return True
+    return False
 
 
 # --- init -----------------------------------------------------------------------
@@ -395,11 +408,13 @@ def _status_lines(status: dict) -> list[str]:
                      + ("" if poll["open"] else ", closed") + "; "
                      + ", ".join(f"{o['number']} {o['text']!r} {o['votes']}" for o in poll["options"]))
     for line, entry in sorted(status["lines"].items()):
+        # Every node's lines (docs/nodes.md), each with the node that drives it.
+        where = f" ({entry['node']})" if entry.get("node") else ""
         if entry.get("channel") == Channel.VOICE:
-            lines.append(f"  {line}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
+            lines.append(f"  {line}{where}: {entry.get('state', '?')}, {entry['in_use']}/{entry['limit']} calls now, "
                          f"{counted(entry['calls'], 'call')} for this alert")
         else:
-            lines.append(f"  {line}: {entry.get('state', '?')}, {entry['segments_sent']} sent, "
+            lines.append(f"  {line}{where}: {entry.get('state', '?')}, {entry['segments_sent']} sent, "
                          f"{entry['segments_delivered']} delivered")
     return lines
 
@@ -432,23 +447,39 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_modems(args: argparse.Namespace) -> int:
     services = _services(args)
     with services.sessions() as session:
-        lines = session.scalars(select(Line).where(Line.channel == Channel.SMS).order_by(Line.label)).all()
-    rows = [{"label": l.label, "state": l.state, "port": l.port, "imei": l.imei, "signal": l.signal,
+        # Every node's modems (each engine writes its own; docs/nodes.md), by node then label.
+        lines = session.scalars(select(Line).where(Line.channel == Channel.SMS).order_by(Line.node, Line.label)).all()
+    rows = [{"label": l.label, "node": l.node, "state": l.state, "port": l.port, "imei": l.imei, "signal": l.signal,
              "registration": l.registration, "operator": l.operator, "sim": l.sim_state, "smsc": l.smsc,
              "sent_today": l.sent_today, "daily_cap": l.daily_cap, "sent_total": l.sent_total,
              "failed_total": l.failed_total, "rate_per_minute": l.rate_per_minute, "last_error": l.last_error,
              "updated_at": l.updated_at.isoformat() + "Z" if l.updated_at else None} for l in lines]
-    if args.json:
-        _print_json(rows)
+    if _printed_as_json_or_empty(rows, args.json, "no modem has reported yet (is 'allerta run' running?)"):
         return 0
-    if not rows:
-        print("no modem has reported yet (is 'allerta run' running?)")
     for r in rows:
-        print(f"{r['label']:<12} {r['state']:<10} {r['port'] or '-':<24} IMEI {r['imei'] or '-'}  "
+        print(f"{r['label']:<12} {r['node'] or '-':<12} {r['state']:<10} {r['port'] or '-':<24} IMEI {r['imei'] or '-'}  "
               f"CSQ {r['signal'] if r['signal'] is not None else '-'}  {r['registration'] or '-'}  "
               f"{r['operator'] or '-'}  SIM {r['sim'] or '-'}  SMSC {r['smsc'] or '-'}  "
               f"today {r['sent_today']}/{r['daily_cap']}"
               + (f"  last error: {r['last_error']}" if r['last_error'] else ""))
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    services = _services(args)
+    with services.sessions() as session:
+        views = nodes_seen(session)
+    rows = [{"node": v.name, "host": v.host, "pid": v.pid, "state": v.state, "live": v.live,
+             "heartbeat_seconds_ago": round(v.heartbeat_age, 1), "lease_seconds": v.lease_seconds,
+             "started_at": v.started_at.isoformat() + "Z", "taken_over_by": v.taken_over_by} for v in views]
+    if _printed_as_json_or_empty(rows, args.json, "no engine has run on this database yet"):
+        return 0
+    for r in rows:
+        # Ages on the database's clock: what the takeover acts on.
+        late = "" if r["live"] or r["state"] != NodeState.UP else f", SILENT (lease {r['lease_seconds']:.0f} s)"
+        taken = f", work taken over by {r['taken_over_by']}" if r["taken_over_by"] else ""
+        print(f"{r['node']:<16} {r['state']:<8} {r['host']} pid {r['pid']}, heartbeat "
+              f"{r['heartbeat_seconds_ago']:.0f} s ago{late}{taken}")
     return 0
 
 
@@ -625,7 +656,7 @@ def _add_alert_send_command(alert: argparse._SubParsersAction) -> None:
 
 
 def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
-    """`run` and `modems`."""
+    """`run`, `modems` and `nodes`."""
     p = sub.add_parser("run", help="run the engine")
     p.add_argument("--once", action="store_true", help="drain the queue (and status reports) and exit")
     p.set_defaults(func=cmd_run)
@@ -633,6 +664,10 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("modems", help="health of every modem, as last written by the engine")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_modems)
+
+    p = sub.add_parser("nodes", help="the engines sharing the database and their heartbeats (docs/nodes.md)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_nodes)
 
 
 def _add_simulate_commands(sub: argparse._SubParsersAction) -> None:
@@ -702,6 +737,12 @@ def _add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="telit",
                    help="simulated modem model: telit (status reports in the SR memory, the path measured since "
                         "the first figures), generic or huawei (reports stored with received SMS), sim800")
+    p.add_argument("--nodes", type=int, metavar="N",
+                   help="N engines on one PostgreSQL (--database-url, else a throwaway cluster), --modems each, "
+                        "sharing the alert; ratios per node and in total (docs/nodes.md)")
+    p.add_argument("--kill-after", type=float, metavar="SECONDS",
+                   help="with --nodes: kill -9 the first node SECONDS after its first submit; report the takeover")
+    p.add_argument("--lease", type=float, default=10.0, help="with --nodes: [engine] lease_seconds of each node")
     p.set_defaults(func=cmd_bench)
     p = bench.add_parser("voice", help="engine plus the PBX simulator (time-scaled)")
     p.add_argument("--channels", type=int, default=30)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import platform
+import os
 import signal
+import socket
 from pathlib import Path
 
 from asterisk.agi_server import FastAgiServer
@@ -26,6 +27,8 @@ from gateway.core.config import Config
 from gateway.core.dispatcher import Dispatcher, DispatcherSettings
 from gateway.core.hotline_prompts import PROMPTS
 from gateway.core.hotline_store import HotlineStore
+from gateway.core.nodes import NodeConflict, NodeIdentity, NodeWatch, register
+from gateway.core.reply_queue import ReplyQueue
 from gateway.core.retry import SmsPolicy, SmsRetry, VoicePolicy
 from gateway.core.selftest import SelfTestMonitor, SelfTestSettings
 from gateway.core.services import Services
@@ -57,13 +60,13 @@ def build_dispatcher(services: Services, alarms: AlarmMonitor | None = None) -> 
         channels.append(build_voice_channel(config))
         policies[Channel.VOICE] = VoicePolicy()
     return Dispatcher(services.store, channels, policies,
-                      DispatcherSettings(poll_interval=engine.poll_interval,
+                      DispatcherSettings(poll_interval=engine.poll_interval, claim_ahead=engine.claim_ahead_seconds,
                                          report_timeout=engine.report_timeout,
                                          report_spool=Path(config.general.data_dir) / "report-spool.jsonl",
                                          placing_journal=Path(config.general.data_dir) / "voice-placed.log",
                                          inbound_spool=Path(config.general.data_dir) / "inbound-spool.jsonl",
                                          outcome_journal=Path(config.general.data_dir) / "outcome-journal.jsonl",
-                                         node=platform.node() or "engine",
+                                         node=config.node_name,
                                          inbound_part_timeout=config.inbound.part_timeout),
                       citizens=CitizenService(services.sessions, CitizenSettings.from_config(config)), alarms=alarms)
 
@@ -116,6 +119,39 @@ def cap_tasks(services: Services) -> list[asyncio.Task]:
     return tasks
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine has that id (a node row left by a killed engine has not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True      # someone else's process: alive
+    return True
+
+
+def node_identity(config: Config) -> NodeIdentity:
+    return NodeIdentity(name=config.node_name, host=socket.gethostname(), pid=os.getpid(),
+                        lease_seconds=config.engine.lease_seconds)
+
+
+def start_node(services: Services, alarms: AlarmMonitor) -> NodeWatch:
+    """Register this engine in the nodes table (SystemExit with the reason when it must not start)
+    and build its heartbeat and watch over the others."""
+    config = services.config
+    me = node_identity(config)
+    labels = [modem.label for modem in config.modems] + (
+        [trunk.name for trunk in config.trunks] if config.asterisk.enabled else [])
+    try:
+        register(services.sessions, me, single_node=services.engine.dialect.name == "sqlite",
+                 pid_alive=pid_alive, labels=labels)
+    except NodeConflict as exc:
+        raise SystemExit(f"the engine cannot start: {exc}") from None
+    replies = ReplyQueue(services.sessions, services.store.quiet_hours, node=me.name)
+    return NodeWatch(services.sessions, me, take_deliveries=services.store.take_over,
+                     take_replies=replies.take_over, alarms=alarms)
+
+
 async def run_engine(services: Services, *, once: bool = False, notifier=None) -> int:
     """Run the engine; ``notifier`` (default: systemd's, from NOTIFY_SOCKET) gets READY/WATCHDOG/STATUS."""
     notifier = notifier if notifier is not None else notifier_from_environment()
@@ -137,6 +173,11 @@ async def run_engine(services: Services, *, once: bool = False, notifier=None) -
         lock = await hold_engine_lock(services.config)
     except BackupError as exc:
         raise SystemExit(str(exc)) from None
+    try:
+        dispatcher.nodes = await asyncio.to_thread(start_node, services, alarm_monitor)
+    except SystemExit:
+        lock.release()
+        raise
     hotline = build_hotline(services, dispatcher)
     hotline_upkeep = None
     if hotline is not None and not once:

@@ -1,6 +1,7 @@
 """`allerta doctor`: every check the box needs to send alerts, one line each, with the fix.
 
-Checks: configuration, database and migrations, whether the engine runs and reports, each modem (port opens,
+Checks: configuration, database and migrations, the engines sharing it (node names, heartbeats, the
+database user's rights: doctor_nodes.py), whether the engine runs and reports, each modem (port opens,
 answers AT, SIM ready, registered, signal, SMSC set), the AMI login and our
 dialplan (through AMI), espeak-ng and sox, free disk, the clock.
 
@@ -36,6 +37,7 @@ from gateway.core.db import database_exists, make_engine, make_sessionmaker, sch
 from gateway.core.line_health import stale_after
 from gateway.core.models import Line
 from gateway.core.phone import InvalidNumber, normalise_number
+from gateway.shell.doctor_nodes import node_checks
 from gateway.shell.file_access import unreadable_by
 from modem.probe import probe_modem
 
@@ -54,6 +56,7 @@ def run_checks(config_path: str) -> list[Check]:
     database = database_checks(config)
     checks += database
     if all(c.status != FAIL for c in database):
+        checks += node_checks(config)
         checks += engine_checks(config)
     checks += modem_checks(config)
     checks += ami_checks(config)

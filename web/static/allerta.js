@@ -158,6 +158,7 @@
         if (!row) continue;
         row.className = "state-" + line.state + (line.stale ? " stale" : "");
         setField(row, "state", line.state_label);
+        setField(row, "node", line.node || "-");
         setField(row, "signal", line.signal === null ? "-" : line.signal);
         setField(row, "operator", line.operator || "-");
         setField(row, "registration", line.registration || "-");
