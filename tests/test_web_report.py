@@ -16,7 +16,8 @@ from gateway.core.models_panel import AuditEntry
 from tests.report_support import APPROVER, make_realistic_alert
 from tests.web_support import client_for, post
 from web import alert_flow
-from web.report_pdf import STATIC_DIR, _LocalFetcher, html_to_pdf, render_report, rendering_app
+from web.pdf_layout import STATIC_DIR, _LocalFetcher, html_to_pdf
+from web.report_pdf import render_report, rendering_app
 
 
 def _html(panel, alert_id: int, language: str, *, with_names: bool = True) -> str:
@@ -83,7 +84,9 @@ def test_an_operator_downloads_the_copy_with_names(app, panel):
 
 def test_the_pdf_fetches_nothing_from_outside(tmp_path):
     fetcher = _LocalFetcher()
-    for url in ("http://127.0.0.1:9/logo.png", "https://example.org/font.woff", "file:///etc/passwd",
+    outside = tmp_path / "secret.txt"   # a readable file outside the static folder: refused for where it is
+    outside.write_text("not for the report")
+    for url in ("http://127.0.0.1:9/logo.png", "https://example.org/font.woff", outside.as_uri(),
                 "ftp://127.0.0.1/x", f"file://{STATIC_DIR}/../app.py", f"file://{STATIC_DIR}/%2E%2E/app.py"):
         with pytest.raises(FatalURLFetchingError):
             fetcher.fetch(url)
