@@ -8,20 +8,16 @@ app with the templates and translations only (no blueprints, no secret key, noth
 
 Offline by construction: fonts come from the system (fontconfig: fonts-liberation), the pictures
 are the alert page's own, inline SVG (web/alert_pictures.py), and WeasyPrint's URL fetcher is
-replaced by one that refuses every URL but ``data:`` and our own static files (``_LocalFetcher``).
+replaced by one that refuses every URL but ``data:`` and our own static files (web/pdf_layout.py).
 """
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
+from typing import NamedTuple
 
 from flask import Flask, render_template
 from flask_babel import force_locale, lazy_gettext, lazy_pgettext
 from sqlalchemy.orm import Session
-from weasyprint import CSS, HTML
-from weasyprint.urls import FatalURLFetchingError, URLFetcher
 
 from gateway.core import after_action
 from gateway.core.after_action import AfterAction, ReportError
@@ -42,11 +38,9 @@ from web.labels import cause, label, labels
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
 TEMPLATE = "reports/after_action.html"
-STATIC_DIR = Path(__file__).with_name("static").resolve()
-PRINT_CSS = STATIC_DIR / "report.css"
 _babel = PanelBabel()
 
-__all__ = ["Report", "ReportError", "report_pdf", "rendering_app", "html_to_pdf"]
+__all__ = ["Report", "ReportError", "report_pdf", "rendering_app"]
 
 # The timeline's events (gateway.core.after_action.Event.kind): the audit log's actions on an alert, the
 # approval table's decisions, the alert's own times and its channels' first and last messages.
@@ -88,38 +82,6 @@ DETAIL_NAMES = {
 }
 
 
-class _LocalFetcher(URLFetcher):
-    """WeasyPrint's fetcher, limited to ``data:`` URIs and files of our own static folder.
-
-    WeasyPrint would otherwise follow any URL a document names (http, ftp, any file): a
-    report is built on the box, often with no network at all, and must neither hang on a
-    foreign origin nor read a file it was not meant to show. Nothing of ours names such a
-    URL (the pictures are inline SVG, the fonts the system's), so one that appears is a
-    mistake: ``fail_on_errors`` makes the refusal stop the rendering instead of leaving a
-    hole in the report with a warning nobody reads.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(allowed_protocols=("data", "file"), allow_redirects=False, fail_on_errors=True)
-
-    def fetch(self, url: str, headers: Any = None):  # noqa: ANN201 - WeasyPrint's URLFetcherResponse
-        if url.startswith("data:"):
-            return super().fetch(url, headers)
-        if url.startswith("file:"):
-            path = Path(unquote(urlsplit(url).path)).resolve()   # ../ and symlinks resolved before the check
-            if STATIC_DIR in path.parents and path.is_file():
-                return super().fetch(url, headers)
-        raise FatalURLFetchingError(f"the report fetches nothing from outside: {url[:200]} refused")
-
-
-def html_to_pdf(html: str) -> bytes:
-    """The PDF of ``html`` with the print stylesheet, fetching nothing from outside."""
-    fetcher = _LocalFetcher()
-    stylesheet = CSS(string=PRINT_CSS.read_text(encoding="utf-8"), url_fetcher=fetcher)
-    return HTML(string=html, base_url=STATIC_DIR.as_uri() + "/", url_fetcher=fetcher).write_pdf(
-        stylesheets=[stylesheet])
-
-
 def rendering_app() -> Flask:
     """A bare Flask app to render the report outside the panel (the command line, the benchmark)."""
     app = Flask(__name__)
@@ -158,6 +120,9 @@ def report_pdf(services: Services, audit: AuditLog, alert_id: int, *, actor: str
         with force_locale(language):
             html = render_report(s, facts, services.config, actor=actor, language=language,
                                  with_names=with_names)
+    # WeasyPrint is imported here, not at the top: it costs 0.6 s and an ldconfig run, and every
+    # `allerta` process (the engine, the simulators) imports this module through the command line.
+    from web.pdf_layout import html_to_pdf  # noqa: PLC0415
     return Report(html_to_pdf(html), facts.audit_head)
 
 
